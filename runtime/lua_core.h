@@ -1,0 +1,19 @@
+/* lua_core.h — entry points of the Lua binding: registration of the C
+ * modules into package.preload. Used by main.c (the weft executable) and by
+ * lua_module.c (weft/core.so for a plain luajit). */
+#ifndef WF_LUA_CORE_H
+#define WF_LUA_CORE_H
+
+#include <lua.h>
+
+/* Register package.preload["weft.core"] and ["weft.core.<mod>"] for every
+ * binding module (json, loop, sched). Returns 0. */
+int wf_lua_preload(lua_State *L);
+/* The weft.core table (what require "weft.core" returns): pushes it. */
+int wf_lua_open_core(lua_State *L);
+/* Per-module openers, each pushing its module table. */
+int wf_lua_open_json(lua_State *L);
+int wf_lua_open_loop(lua_State *L);
+int wf_lua_open_sched(lua_State *L);
+
+#endif

@@ -1,0 +1,168 @@
+/* sched.h — the superstep scheduler. A wf_sched_t owns every run on one
+ * loop; each wf_run_t executes a finalized graph in bulk-synchronous
+ * supersteps: deliver (route pending messages in source-graph order, then
+ * send order), execute (one invocation per delivery, all concurrent, capped
+ * by max_concurrency), barrier, commit (sends, outputs, events, state writes
+ * in invocation order). Retries with backoff, per-attempt timeouts,
+ * on_error = continue, max_supersteps and cancellation live here.
+ * Running user code is the host's job (hooks->invoke); the scheduler never
+ * includes lua.h. Depends on loop.h, graph.h, route.h, state.h, event.h. */
+#ifndef WF_SCHED_H
+#define WF_SCHED_H
+
+#include "event.h"
+#include "graph.h"
+#include "loop.h"
+#include "route.h"
+#include "state.h"
+#include "val.h"
+
+typedef enum {
+  WF_RUN_PENDING = 0, /* created, superstep 0 not started yet */
+  WF_RUN_RUNNING,
+  WF_RUN_COMPLETED,
+  WF_RUN_IDLE, /* waiting on outstanding requests (durability issue) */
+  WF_RUN_FAILED,
+  WF_RUN_CANCELLED
+} wf_run_status_t;
+
+typedef enum {
+  WF_INV_QUEUED = 0, /* waiting for a max_concurrency slot */
+  WF_INV_RUNNING,
+  WF_INV_BACKOFF, /* failed, waiting for the retry delay */
+  WF_INV_DONE,
+  WF_INV_FAILED /* exhausted; on_error = continue */
+} wf_inv_state_t;
+
+typedef struct wf_sched wf_sched_t;
+typedef struct wf_run wf_run_t;
+
+/* An error of an earlier attempt (ctx.previous_errors). */
+typedef struct wf_attempt_err {
+  char *message;
+  char *traceback;
+} wf_attempt_err_t;
+
+/* One invocation = one (executor, message) delivery of a superstep. The host
+ * reads these fields; only the scheduler writes them. */
+typedef struct wf_inv {
+  uint32_t seq;      /* unique within the run, increasing: the host's key */
+  int exec;          /* executor index */
+  int order;         /* index in the superstep (invocation order) */
+  wf_val_t msg;      /* the delivered message (borrowed by the host) */
+  uint32_t attempt;  /* 1-based */
+  wf_inv_state_t state;
+  wf_attempt_err_t *errors; /* previous attempts' errors, nerrors of them */
+  int nerrors;
+  void *host;        /* free for the host (its task) */
+  /* private to sched.c below (buffers of the current attempt) */
+  void *priv;
+} wf_inv_t;
+
+typedef struct wf_sched_hooks {
+  void *ud;
+  wf_route_hooks_t route; /* cond, select, make_list (route.ud is ignored:
+                             ud above is passed) */
+  wf_reduce_fn reduce;
+  /* Start running inv (attempt inv->attempt). The host must eventually call
+   * wf_run_inv_done exactly once — possibly before invoke returns. */
+  void (*invoke)(void *ud, wf_run_t *run, wf_inv_t *inv);
+  /* Stop a running invocation (timeout, cancel, sibling failure): the host
+   * cancels its I/O and drops its task, and must NOT call wf_run_inv_done. */
+  void (*abort)(void *ud, wf_run_t *run, wf_inv_t *inv);
+  /* An event was published (after it was appended to the log, if kept). */
+  void (*event)(void *ud, wf_run_t *run, const wf_event_t *ev);
+  /* The run reached a terminal status (completed, failed, cancelled) or idle.
+   * Called once per status change, from a deferred callback. */
+  void (*finished)(void *ud, wf_run_t *run);
+} wf_sched_hooks_t;
+
+typedef struct wf_run_opts {
+  const char *id;        /* NULL: generated ("run-<n>-<random hex>") */
+  int max_supersteps;    /* 0: default 100 */
+  int max_concurrency;   /* 0: unlimited */
+  int keep_events;       /* 1: keep the event log for wf_run_events */
+  void *host;            /* free for the host */
+} wf_run_opts_t;
+
+/* A scheduler on loop l. vals is shared with the host; hooks are copied. */
+wf_sched_t *wf_sched_new(wf_loop_t *l, wf_vals_t *vals,
+                         const wf_sched_hooks_t *hooks);
+/* Cancel and free every run, then the scheduler. NULL is a no-op. */
+void wf_sched_free(wf_sched_t *s);
+/* Number of runs not yet terminal. */
+int wf_sched_active(const wf_sched_t *s);
+
+/* Create a run of finalized graph g (borrowed: must outlive the run).
+ * NULL with err on bad options. */
+wf_run_t *wf_run_new(wf_sched_t *s, const wf_graph_t *g,
+                     const wf_run_opts_t *o, wf_err_t *err);
+/* Start: input (ownership taken) goes to the start executor in superstep 0.
+ * Execution begins from a deferred callback, never inside this call. */
+int wf_run_start(wf_run_t *r, wf_val_t input, wf_err_t *err);
+/* Cancel: abort running invocations, drop pending messages, status
+ * cancelled, workflow_cancelled event. No-op once terminal. */
+void wf_run_cancel(wf_run_t *r);
+/* Free a run (cancelling it first if still active). NULL is a no-op. */
+void wf_run_free(wf_run_t *r);
+
+/* Accessors. */
+const char *wf_run_id(const wf_run_t *r);
+wf_run_status_t wf_run_status(const wf_run_t *r);
+const char *wf_run_status_name(wf_run_status_t s);
+const wf_graph_t *wf_run_graph(const wf_run_t *r);
+void *wf_run_host(const wf_run_t *r);
+/* Error message of a failed run (NULL otherwise). */
+const char *wf_run_error(const wf_run_t *r);
+/* Supersteps executed so far. */
+int wf_run_supersteps(const wf_run_t *r);
+/* Current superstep index (0-based). */
+int wf_run_superstep(const wf_run_t *r);
+/* Committed outputs in order (borrowed handles). */
+const wf_val_t *wf_run_outputs(const wf_run_t *r, int *n);
+/* The kept event log (NULL/0 unless keep_events). */
+const wf_event_t *wf_run_events(const wf_run_t *r, size_t *n);
+/* Milliseconds from start to end (or to now while running). */
+double wf_run_duration_ms(const wf_run_t *r);
+/* The committed shared state. */
+const wf_state_t *wf_run_state(const wf_run_t *r);
+
+/* The running invocation with this seq, or NULL if it is finished, aborted
+ * or from another superstep (stale context). */
+wf_inv_t *wf_run_inv(wf_run_t *r, uint32_t seq);
+
+/* Calls made by the host on behalf of a running invocation. Each fails with
+ * WF_ERR ("invocation of 'x' is no longer running") on a stale seq. Values:
+ * ownership of the reference is taken in every case, success or not. */
+
+/* Send msg; target -1 = along every out-edge, else only edges reaching
+ * target (WF_ERR "executor 'a' has no edge to 'b'" if none does). */
+int wf_run_send(wf_run_t *r, uint32_t seq, wf_val_t msg, int target,
+                wf_err_t *err);
+/* Buffer a workflow output (committed at the barrier, "output" event). */
+int wf_run_output(wf_run_t *r, uint32_t seq, wf_val_t v, wf_err_t *err);
+/* Buffer a custom event named name with data (published at the barrier). */
+int wf_run_emit(wf_run_t *r, uint32_t seq, const char *name, wf_val_t data,
+                wf_err_t *err);
+/* Buffer a log event (level, message) published at the barrier. */
+int wf_run_log(wf_run_t *r, uint32_t seq, const char *level,
+               const char *message, wf_err_t *err);
+/* Publish a live event right away (agent_update, streamed chunks): type,
+ * optional name, data. Live events are outside the deterministic order. */
+int wf_run_emit_live(wf_run_t *r, uint32_t seq, wf_ev_type_t type,
+                     const char *name, wf_val_t data, wf_err_t *err);
+/* Buffer a state write (applied at the barrier). */
+int wf_run_set_state(wf_run_t *r, uint32_t seq, const char *key, wf_val_t v,
+                     wf_err_t *err);
+/* Read key as this invocation sees it: its own latest write (a write of 0
+ * deletes the key at commit), else the committed value. Borrowed handle,
+ * 0 = none; also 0 for a stale seq. */
+wf_val_t wf_run_get_state(wf_run_t *r, uint32_t seq, const char *key);
+
+/* The host reports the end of the current attempt of inv. ok = 1: success.
+ * ok = 0: error (message and traceback copied; either may be NULL): retried
+ * per the executor's policy, else the run fails (or continues). */
+void wf_run_inv_done(wf_run_t *r, wf_inv_t *inv, int ok, const char *message,
+                     const char *traceback);
+
+#endif
