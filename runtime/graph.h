@@ -26,7 +26,7 @@ typedef struct wf_exec_opts {
   int max_attempts;      /* >= 1; 1 = no retry */
   double backoff;        /* seconds before the 2nd attempt (0 = at once) */
   double backoff_factor; /* multiplier per further attempt (>= 1) */
-  double backoff_max;    /* cap on one delay, seconds */
+  double backoff_max;    /* cap on one delay, seconds (0 = no cap) */
   double timeout;        /* seconds per attempt; 0 = none */
   int on_error_continue; /* 1: exhausted failures do not fail the run */
 } wf_exec_opts_t;
@@ -35,6 +35,7 @@ typedef struct wf_gexec {
   char *id;
   wf_exec_opts_t o;
   int *out;  /* edges whose sources include this executor, in edge order */
+  int *outpos; /* per out-edge: this executor's index in the edge's srcs */
   int nout;
 } wf_gexec_t;
 
@@ -47,6 +48,8 @@ typedef struct wf_edge {
                               cases always, direct only when conditional) */
   int dflt;                /* switch default target or -1 */
   int has_select;          /* fan-out selector present */
+  int fanin;               /* fan-in edges: 0-based slot among fan-ins, else -1
+                              (set by wf_graph_finalize) */
 } wf_edge_t;
 
 /* Describes an edge to add; arrays are copied. */
@@ -75,6 +78,7 @@ typedef struct wf_graph {
   size_t ckeys;
   char **keys; /* state keys that declare a reducer, index = reducer id */
   int finalized;
+  void *host; /* free for the host (the binding's graph object) */
 } wf_graph_t;
 
 /* Default executor options (worker, 1 attempt, no timeout). */

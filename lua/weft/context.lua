@@ -1,0 +1,129 @@
+--- The executor context (`ctx`) and the worker body that runs invocations.
+-- Each invocation gets a fresh ctx table; its methods call the scheduler's
+-- primitives in C (weft.core.sched), which buffer sends, outputs, events and
+-- state writes until the superstep's barrier.
+local _M = {}
+
+local sched = require "weft.core.sched"
+local json = require "weft.json"
+
+local type, error, tostring, setmetatable, xpcall = type, error, tostring, setmetatable, xpcall
+local yield = coroutine.yield
+local traceback = debug.traceback
+local jcheck = json.check
+local csend, coutput, cemit, clog = sched.send, sched.output, sched.emit, sched.log
+local cset, cget, crunning = sched.set_state, sched.get_state, sched.running
+local cprev = sched.previous_errors
+local DONE = sched.DONE
+
+local Ctx = {}
+Ctx.__index = Ctx
+_M.Ctx = Ctx
+
+-- Raise (at the user's call site) unless v is JSON-serialisable.
+local function checked(v, root, fname)
+  local t = type(v)
+  if t ~= "string" and t ~= "boolean" then
+    local e = jcheck(v, root)
+    if e then error(fname .. ": " .. e, 3) end
+  end
+end
+_M.checked = checked
+
+-- Raise (at the user's call site) with the primitive's error.
+local function fail(fname, err)
+  error(fname .. ": " .. tostring(err), 3)
+end
+
+--- Send msg to successors; target (id or executor) restricts delivery.
+function Ctx:send(msg, target)
+  if msg == nil then error("ctx:send: message is nil", 2) end
+  checked(msg, "message", "ctx:send")
+  local t
+  if target ~= nil then
+    t = self._run.index[target]
+    if not t then
+      error(("ctx:send: unknown target executor %s"):format(
+        type(target) == "table" and tostring(target) or ("'" .. tostring(target) .. "'")), 2)
+    end
+  end
+  local ok, err = csend(self._c, self._seq, msg, t)
+  if not ok then fail("ctx:send", err) end
+end
+
+--- Yield a workflow output (visible to the caller after the barrier).
+function Ctx:yield_output(value)
+  if value == nil then error("ctx:yield_output: value is nil", 2) end
+  checked(value, "output", "ctx:yield_output")
+  local ok, err = coutput(self._c, self._seq, value)
+  if not ok then fail("ctx:yield_output", err) end
+end
+
+--- Emit a custom event {type = "custom", name = name, data = data}.
+function Ctx:emit(name, data)
+  if type(name) ~= "string" or name == "" then error("ctx:emit: name must be a non-empty string", 2) end
+  if data ~= nil then checked(data, "data", "ctx:emit") end
+  local ok, err = cemit(self._c, self._seq, name, data)
+  if not ok then fail("ctx:emit", err) end
+end
+
+local LEVELS = { debug = true, info = true, warn = true, error = true }
+
+--- Log a message as a `log` event (level: debug, info, warn, error).
+function Ctx:log(level, msg)
+  if not LEVELS[level] then
+    error(("ctx:log: level must be 'debug', 'info', 'warn' or 'error', got '%s'"):format(tostring(level)), 2)
+  end
+  local ok, err = clog(self._c, self._seq, level, tostring(msg))
+  if not ok then fail("ctx:log", err) end
+end
+
+--- Read shared state: last superstep's snapshot plus this invocation's writes.
+function Ctx:get_state(key)
+  if type(key) ~= "string" then error("ctx:get_state: key must be a string", 2) end
+  if not crunning(self._c, self._seq) then
+    error(("ctx:get_state: invocation of '%s' is no longer running"):format(self.executor_id), 2)
+  end
+  return cget(self._c, self._seq, key)
+end
+
+--- Write shared state (visible to others from the next superstep; nil deletes).
+function Ctx:set_state(key, value)
+  if type(key) ~= "string" or key == "" then error("ctx:set_state: key must be a non-empty string", 2) end
+  if value ~= nil then checked(value, "state." .. key, "ctx:set_state") end
+  local ok, err = cset(self._c, self._seq, key, value)
+  if not ok then fail("ctx:set_state", err) end
+end
+
+--- Ask a human for input (needs the durability layer; not available yet).
+function Ctx:request_info(req)
+  error("ctx:request_info is not yet supported: human in the loop arrives with the durability layer", 2)
+end
+
+local NO_ERRORS = setmetatable({}, { __newindex = function() error("ctx.previous_errors is read-only", 2) end })
+
+-- Error handler of an invocation: keep the message and the stack.
+local function on_error(e)
+  local msg = type(e) == "string" and e or tostring(e)
+  return { message = msg, traceback = traceback(msg, 2) }
+end
+
+--- The body of every task coroutine: run invocations until abandoned.
+-- Receives (run, seq, exec, superstep, attempt, msg) from C at each resume
+-- and yields (DONE, ok, err) at the end of each invocation.
+function _M.worker(run, seq, exec, superstep, attempt, msg)
+  while true do
+    local c = run.c
+    local ctx = setmetatable({
+      run_id = run.id, executor_id = run.ids[exec], superstep = superstep,
+      attempt = attempt, previous_errors = attempt > 1 and cprev(c, seq) or NO_ERRORS,
+      _run = run, _c = c, _seq = seq,
+    }, Ctx)
+    local ok, err = xpcall(run.handlers[exec], on_error, msg, ctx)
+    run, seq, exec, superstep, attempt, msg = yield(DONE, ok, err)
+  end
+end
+
+sched.set_worker(_M.worker)
+
+return _M

@@ -1,0 +1,40 @@
+--- weft: a Lua-scriptable runtime for multi-agent LLM workflows.
+-- `local weft = require "weft"` gives the public API: executors, workflow
+-- builder, runs, reducers, JSON and the loop primitives (see docs/api.md).
+local _M = {}
+
+local core = require "weft.core"
+local loop = require "weft.core.loop"
+local executor = require "weft.executor"
+local workflow = require "weft.workflow"
+local run = require "weft.run"
+
+_M.version = core.version
+_M.json = require "weft.json"
+_M.reduce = require "weft.reduce"
+
+--- Create an executor: `weft.executor(id, fn)` or `weft.executor(id, opts)`.
+function _M.executor(id, spec) return executor.new(id, spec) end
+--- Start building a workflow.
+function _M.workflow(name) return workflow.new(name) end
+--- Wait for several run handles; returns their results in order.
+_M.wait_all = run.wait_all
+--- True when v is a built workflow.
+_M.is_workflow = workflow.is_workflow
+--- True when v is an unbuilt workflow builder.
+_M.is_builder = workflow.is_builder
+--- True when v is an executor object.
+_M.is_executor = executor.is_executor
+
+--- Sleep: yields the calling executor; on the main thread runs the loop.
+_M.sleep = loop.sleep
+--- One loop iteration (blocks until something happens); false when idle.
+_M.step = loop.step
+--- Run ready work without blocking; false when idle.
+_M.poll = loop.poll
+--- Wall-clock seconds since the epoch.
+_M.now = loop.now
+--- Monotonic seconds, for durations.
+_M.clock = loop.clock
+
+return _M

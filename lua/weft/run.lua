@@ -1,0 +1,162 @@
+--- Runs: handles of workflow runs in flight and their results.
+-- A handle is returned by `wf:spawn`; `h:wait()` blocks (runs the loop on
+-- the main thread, yields inside an executor) and returns the result
+-- `{status, outputs, events, supersteps, error, duration_ms, run_id, state}`
+-- where `events` and `state` are materialised on first access.
+local _M = {}
+
+local sched = require "weft.core.sched"
+local loop = require "weft.core.loop"
+local context = require "weft.context"
+
+local type, error, setmetatable, rawget, rawset, tostring = type, error, setmetatable, rawget, rawset, tostring
+local math_floor = math.floor
+local info, run_new, run_wait = sched.run_info, sched.run_new, sched.run_wait
+
+local Run = {}
+Run.__index = Run
+_M.Run = Run
+
+-- Results keep their C run here, so pairs(result) shows only data fields.
+local result_run = setmetatable({}, { __mode = "k" })
+
+local Result = {
+  __index = function(t, k)
+    local c = result_run[t]
+    if not c then return nil end
+    if k == "events" then
+      local ev = sched.run_events(c)
+      rawset(t, "events", ev)
+      return ev
+    elseif k == "state" then
+      local st = sched.run_state(c)
+      rawset(t, "state", st)
+      return st
+    end
+  end,
+}
+
+local OPTS = { max_supersteps = true, max_concurrency = true, on_event = true,
+               run_id = true, events = true }
+
+-- Validate run options, raising at the caller's level.
+local function check_opts(opts, level)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error("run: options must be a table", level + 1) end
+  for k in pairs(opts) do
+    if not OPTS[k] then error(("run: unknown option '%s'"):format(tostring(k)), level + 1) end
+  end
+  local function int(k, min)
+    local v = opts[k]
+    if v ~= nil and (type(v) ~= "number" or v ~= math_floor(v) or v < min) then
+      error(("run: %s must be an integer >= %d"):format(k, min), level + 2)
+    end
+  end
+  int("max_supersteps", 1)
+  int("max_concurrency", 0)
+  if opts.on_event ~= nil and type(opts.on_event) ~= "function" then
+    error("run: on_event must be a function", level + 1)
+  end
+  if opts.run_id ~= nil and (type(opts.run_id) ~= "string" or opts.run_id == "") then
+    error("run: run_id must be a non-empty string", level + 1)
+  end
+  return opts
+end
+
+--- Start a run of workflow wf (used by Workflow:spawn / :run).
+function _M.spawn(wf, input, opts, level)
+  level = level or 1
+  opts = check_opts(opts, level + 1)
+  if input ~= nil then
+    local t = type(input)
+    if t ~= "string" and t ~= "boolean" then
+      local e = require("weft.json").check(input, "input")
+      if e then error("run: " .. e, level + 1) end
+    end
+  end
+  local r = setmetatable({ wf = wf, ids = wf._ids, handlers = wf._handlers, index = wf._index }, Run)
+  local c, err = run_new(wf._graph, r, input, {
+    id = opts.run_id, max_supersteps = opts.max_supersteps,
+    max_concurrency = opts.max_concurrency, keep_events = opts.events == false and 0 or 1,
+    on_event = opts.on_event,
+  })
+  if not c then error("run: " .. tostring(err), level + 1) end
+  r.c = c
+  local _
+  _, _, _, _, r.id = info(c)
+  return r
+end
+
+--- The run's status: "pending", "running", "completed", "failed", "cancelled", "idle".
+function Run:status()
+  return (info(self.c))
+end
+
+--- Cancel the run (running invocations are aborted).
+function Run:cancel()
+  sched.run_cancel(self.c)
+end
+
+--- The result table if the run has ended, else nil.
+function Run:result()
+  local res = rawget(self, "_result")
+  if res then return res end
+  local status, err, supersteps, duration, id, finished = info(self.c)
+  if not finished then return nil end
+  res = setmetatable({
+    status = status, error = err, supersteps = supersteps, duration_ms = duration,
+    run_id = id, outputs = sched.run_outputs(self.c),
+  }, Result)
+  result_run[res] = self.c
+  self._result = res
+  return res
+end
+
+--- Wait for the end of the run and return its result.
+function Run:wait()
+  run_wait(self.c)
+  return self:result()
+end
+
+--- Wait for every handle; results in the same order.
+function _M.wait_all(handles)
+  if type(handles) ~= "table" then error("weft.wait_all: expects a list of run handles", 2) end
+  local out = {}
+  for i = 1, #handles do
+    local h = handles[i]
+    if getmetatable(h) ~= Run then error(("weft.wait_all: element %d is not a run handle"):format(i), 2) end
+    out[i] = h:wait()
+  end
+  return out
+end
+
+--- Iterator over the events of a new run of wf, as they are published.
+function _M.stream(wf, input, opts)
+  opts = check_opts(opts, 2)
+  local q, head, user = {}, 1, opts.on_event
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.on_event = function(ev)
+    q[#q + 1] = ev
+    if user then user(ev) end
+  end
+  local h = _M.spawn(wf, input, o, 2)
+  return function()
+    while head > #q do
+      if h:result() then return nil end
+      if loop.in_task() then
+        loop.sleep(0)
+      elseif not loop.step() and head > #q and not h:result() then
+        error("stream: run " .. h.id .. " cannot progress", 2)
+      end
+    end
+    local ev = q[head]
+    q[head] = nil
+    head = head + 1
+    return ev
+  end, h
+end
+
+_M.checked = context.checked
+
+return _M

@@ -1,0 +1,294 @@
+--- Workflow builder and built workflows.
+-- `weft.workflow(name):start(a):edge(a, b):build()` collects executors and
+-- edges, validates them (naming the offender), compiles them into a C graph
+-- (weft.core.sched) and returns a Workflow that can run, spawn and stream.
+local _M = {}
+
+local sched = require "weft.core.sched"
+local executor = require "weft.executor"
+local run = require "weft.run"
+
+local type, error, tostring, pairs, ipairs, setmetatable, getmetatable =
+  type, error, tostring, pairs, ipairs, setmetatable, getmetatable
+local concat = table.concat
+local callable, is_executor = executor.callable, executor.is_executor
+
+local EDGE = { direct = 0, conditional = 0, switch = 1, fan_out = 2, fan_in = 3 }
+
+local Builder = {}
+Builder.__index = Builder
+local Workflow = {}
+Workflow.__index = Workflow
+_M.Builder, _M.Workflow = Builder, Workflow
+
+--- Start building a workflow named name.
+function _M.new(name)
+  if type(name) ~= "string" or name == "" then
+    error("weft.workflow: name must be a non-empty string", 3)
+  end
+  return setmetatable({
+    name = name, _order = {}, _seen = {}, _edges = {}, _reducers = {}, _rkeys = {},
+    _dups = {},
+  }, Builder)
+end
+
+-- Remember an executor object (graph order = first appearance).
+local function register(b, ex)
+  if is_executor(ex) and not b._seen[ex] then
+    b._seen[ex] = true
+    b._order[#b._order + 1] = ex
+  end
+end
+
+-- Check the shape of a reference at the call site.
+local function check_ref(v, what)
+  if type(v) ~= "string" and not is_executor(v) then
+    error(("%s must be an executor or an executor id, got %s"):format(what, type(v)), 3)
+  end
+  return v
+end
+
+--- Set the start executor (object or id).
+function Builder:start(ex)
+  self._start = check_ref(ex, "start")
+  register(self, ex)
+  return self
+end
+
+--- Register one or more executor objects.
+function Builder:add(...)
+  for i = 1, select("#", ...) do
+    local ex = select(i, ...)
+    if not is_executor(ex) then
+      error(("add: argument %d must be an executor object (weft.executor), got %s"):format(i, type(ex)), 2)
+    end
+    register(self, ex)
+  end
+  return self
+end
+
+--- Direct edge from -> to, conditional with opts.when (opts.name labels it).
+function Builder:edge(from, to, opts)
+  check_ref(from, "edge: from"); check_ref(to, "edge: to")
+  if callable(opts) then opts = { when = opts } end
+  if opts ~= nil and type(opts) ~= "table" then error("edge: options must be a table {when = fn, name = str}", 2) end
+  opts = opts or {}
+  register(self, from); register(self, to)
+  self._edges[#self._edges + 1] = {
+    kind = opts.when ~= nil and "conditional" or "direct", from = { from }, to = { to },
+    when = opts.when, name = opts.name, has_when = opts.when ~= nil,
+  }
+  return self
+end
+
+--- Switch: the first case whose when(msg) holds, else the default case.
+function Builder:switch(from, cases)
+  check_ref(from, "switch: from")
+  if type(cases) ~= "table" then error("switch: cases must be a list of {when = fn, to = ex} and {default = ex}", 2) end
+  register(self, from)
+  local e = { kind = "switch", from = { from }, to = {}, whens = {}, names = {}, name = cases.name }
+  for i, c in ipairs(cases) do
+    if type(c) ~= "table" then error(("switch from '%s': case %d must be a table"):format(tostring(from.id or from), i), 2) end
+    if c.default ~= nil then
+      if e.default ~= nil then error(("switch from '%s': more than one default case"):format(tostring(from.id or from)), 2) end
+      e.default = check_ref(c.default, "switch: default")
+      register(self, c.default)
+    else
+      if c.to == nil then error(("switch from '%s': case %d has no 'to'"):format(tostring(from.id or from), i), 2) end
+      check_ref(c.to, "switch: to")
+      register(self, c.to)
+      local k = #e.to + 1
+      e.to[k], e.whens[k], e.names[k] = c.to, c.when, c.name
+    end
+  end
+  self._edges[#self._edges + 1] = e
+  return self
+end
+
+--- Fan-out from -> every target, or those chosen by opts.select(msg, n).
+function Builder:fan_out(from, targets, opts)
+  check_ref(from, "fan_out: from")
+  if type(targets) ~= "table" or #targets == 0 then error("fan_out: targets must be a non-empty list", 2) end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("fan_out: options must be a table {select = fn}", 2) end
+  register(self, from)
+  local to = {}
+  for i, t in ipairs(targets) do to[i] = check_ref(t, "fan_out: target"); register(self, t) end
+  self._edges[#self._edges + 1] = {
+    kind = "fan_out", from = { from }, to = to, select = opts.select,
+    has_select = opts.select ~= nil, name = opts.name,
+  }
+  return self
+end
+
+--- Fan-in: once every source has sent, deliver their messages as one list.
+function Builder:fan_in(sources, to, opts)
+  if type(sources) ~= "table" or #sources == 0 then error("fan_in: sources must be a non-empty list", 2) end
+  check_ref(to, "fan_in: to")
+  local from = {}
+  for i, s in ipairs(sources) do from[i] = check_ref(s, "fan_in: source"); register(self, s) end
+  register(self, to)
+  self._edges[#self._edges + 1] = { kind = "fan_in", from = from, to = { to }, name = opts and opts.name }
+  return self
+end
+
+--- Declare per-key state reducers: `:state{ key = weft.reduce.append }`.
+function Builder:state(spec)
+  if type(spec) ~= "table" then error("state: expects a table {key = reducer}", 2) end
+  for k, fn in pairs(spec) do
+    if type(k) ~= "string" then error("state: keys must be strings", 2) end
+    if not callable(fn) then error(("state: reducer of key '%s' must be callable"):format(k), 2) end
+    if not self._reducers[k] then self._rkeys[#self._rkeys + 1] = k end
+    self._reducers[k] = fn
+  end
+  return self
+end
+
+-- Display name of a reference for messages.
+local function rname(r) return type(r) == "string" and r or r.id end
+
+-- Label of an edge description for error messages, like the C labels.
+local function label(e)
+  local from, to = {}, {}
+  for i, r in ipairs(e.from) do from[i] = rname(r) end
+  for i, r in ipairs(e.to) do to[i] = rname(r) end
+  if e.default then to[#to + 1] = rname(e.default) end
+  local l
+  if #from > 1 then l = "[" .. concat(from, ", ") .. "] -> " .. to[1]
+  elseif #to > 1 then l = from[1] .. " -> [" .. concat(to, ", ") .. "]"
+  else l = from[1] .. " -> " .. (to[1] or "?") end
+  if e.name then l = l .. " (" .. e.name .. ")" end
+  return "edge '" .. l .. "'"
+end
+
+--- Validate and compile; returns a Workflow or raises naming the offender.
+function Builder:build()
+  local name = self.name
+  local function fail(msg) error(("workflow '%s': %s"):format(name, msg), 3) end
+  if self._start == nil then fail("no start executor") end
+
+  -- executors by id, in graph order (start first)
+  local order, byid = {}, {}
+  local function put(ex)
+    local prev = byid[ex.id]
+    if prev == nil then
+      byid[ex.id] = ex
+      order[#order + 1] = ex
+    elseif prev ~= ex then
+      fail(("duplicate executor id '%s'"):format(ex.id))
+    end
+  end
+  if is_executor(self._start) then put(self._start) end
+  for _, ex in ipairs(self._order) do put(ex) end
+  if type(self._start) == "string" and not byid[self._start] then
+    fail(("start: unknown executor '%s'"):format(self._start))
+  end
+  local start = byid[rname(self._start)]
+  -- move start to the front of graph order
+  for i, ex in ipairs(order) do
+    if ex == start then table.remove(order, i); table.insert(order, 1, ex); break end
+  end
+  local index, ids, handlers = {}, {}, {}
+  for i, ex in ipairs(order) do
+    index[ex.id], index[ex], ids[i], handlers[i] = i, i, ex.id, ex.handle
+  end
+  local function resolve(e, r)
+    local i = index[r]
+    if not i then fail(("%s: unknown executor '%s'"):format(label(e), rname(r))) end
+    if type(r) ~= "string" and order[i] ~= r then
+      fail(("duplicate executor id '%s'"):format(r.id))
+    end
+    return i
+  end
+
+  local g = sched.graph_new(name)
+  for _, ex in ipairs(order) do
+    local r = ex.retry
+    local _, err = sched.graph_add_exec(g, ex.id, executor.KINDS[ex.kind], r.max_attempts,
+      r.backoff, r.backoff_factor, r.max_backoff, ex.timeout, ex.on_error == "continue")
+    if err then error(err, 2) end
+  end
+  sched.graph_set_start(g, index[start.id])
+
+  local fns = { conds = {}, selects = {}, reducers = {} }
+  local desc_edges = {}
+  for _, e in ipairs(self._edges) do
+    local src, tgt, conds = {}, {}, nil
+    for i, r in ipairs(e.from) do src[i] = resolve(e, r) end
+    for i, r in ipairs(e.to) do tgt[i] = resolve(e, r) end
+    local dflt = e.default ~= nil and resolve(e, e.default) or nil
+    local efns
+    if e.kind == "conditional" then
+      if not callable(e.when) then fail(label(e) .. ": when must be callable") end
+      conds, efns = { true }, { e.when }
+    elseif e.kind == "switch" then
+      conds, efns = {}, {}
+      for i = 1, #e.to do
+        if not callable(e.whens[i]) then
+          fail(("switch from '%s': case %d: when must be callable"):format(rname(e.from[1]), i))
+        end
+        conds[i], efns[i] = true, e.whens[i]
+      end
+      if #e.to == 0 and dflt == nil then fail(("switch from '%s': no cases"):format(rname(e.from[1]))) end
+    elseif e.kind == "fan_out" and e.has_select and not callable(e.select) then
+      fail(("fan_out from '%s': select must be callable"):format(rname(e.from[1])))
+    end
+    local idx, err = sched.graph_add_edge(g, EDGE[e.kind], e.name, src, tgt, conds, dflt, e.has_select)
+    if not idx then fail(err) end
+    fns.conds[idx] = efns
+    if e.has_select then fns.selects[idx] = e.select end
+    desc_edges[#desc_edges + 1] = e
+  end
+  for _, k in ipairs(self._rkeys) do
+    fns.reducers[sched.graph_add_reducer(g, k)] = self._reducers[k]
+  end
+  local ok, err = sched.graph_finalize(g, fns)
+  if not ok then error(err, 2) end
+
+  return setmetatable({
+    name = name, start = start.id, _graph = g, _order = order, _index = index,
+    _ids = ids, _handlers = handlers, _edges = desc_edges,
+  }, Workflow)
+end
+
+--- Describe the graph: {name, start, executors = {{id, kind}}, edges = {...}}.
+function Workflow:describe()
+  local execs, edges = {}, {}
+  for i, ex in ipairs(self._order) do execs[i] = { id = ex.id, kind = ex.kind } end
+  for i, e in ipairs(self._edges) do
+    local d = { kind = e.kind, from = {}, to = {}, name = e.name }
+    for j, r in ipairs(e.from) do d.from[j] = rname(r) end
+    for j, r in ipairs(e.to) do d.to[j] = rname(r) end
+    if e.kind == "switch" then
+      d.cases = {}
+      for j, r in ipairs(e.to) do d.cases[j] = { to = rname(r), name = e.names[j] } end
+      if e.default ~= nil then d.default = rname(e.default) end
+    elseif e.kind == "fan_out" and e.has_select then
+      d.select = true
+    end
+    edges[i] = d
+  end
+  return { name = self.name, start = self.start, executors = execs, edges = edges }
+end
+
+--- Start a run and return its handle (see weft.run).
+function Workflow:spawn(input, opts)
+  return run.spawn(self, input, opts, 2)
+end
+
+--- Run to the end and return the result table.
+function Workflow:run(input, opts)
+  return run.spawn(self, input, opts, 2):wait()
+end
+
+--- Iterate the events of a new run as they are published.
+function Workflow:stream(input, opts)
+  return run.stream(self, input, opts)
+end
+
+--- True when v is a built workflow.
+function _M.is_workflow(v) return getmetatable(v) == Workflow end
+--- True when v is an unbuilt workflow builder.
+function _M.is_builder(v) return getmetatable(v) == Builder end
+
+return _M

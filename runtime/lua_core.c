@@ -1,0 +1,42 @@
+/* lua_core.c — registers the binding's modules into package.preload
+ * ("weft.core" and "weft.core.<mod>"), shared by the weft executable and
+ * weft/core.so. Depends on lua.h and the lua_*.c openers. */
+#include <lauxlib.h>
+
+#include "lua_core.h"
+
+static const luaL_Reg mods[] = {{"weft.core.json", wf_lua_open_json},
+                                {"weft.core.loop", wf_lua_open_loop},
+                                {"weft.core.sched", wf_lua_open_sched},
+                                {NULL, NULL}};
+
+/* preload loader for "weft.core". */
+static int load_core(lua_State *L) { return wf_lua_open_core(L); }
+
+int wf_lua_preload(lua_State *L) {
+  const luaL_Reg *m;
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "preload");
+  for (m = mods; m->name; m++) {
+    lua_pushcfunction(L, m->func);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pushcfunction(L, load_core);
+  lua_setfield(L, -2, "weft.core");
+  lua_pop(L, 2);
+  return 0;
+}
+
+int wf_lua_open_core(lua_State *L) {
+  const luaL_Reg *m;
+  lua_newtable(L);
+  for (m = mods; m->name; m++) {
+    lua_getglobal(L, "require");
+    lua_pushstring(L, m->name);
+    lua_call(L, 1, 1);
+    lua_setfield(L, -2, m->name + sizeof("weft.core.") - 1);
+  }
+  lua_pushstring(L, "0.1.0");
+  lua_setfield(L, -2, "version");
+  return 1;
+}

@@ -1,0 +1,279 @@
+/* lua_rt.c — the binding's per-state runtime: one wf_loop, value table,
+ * scheduler and coroutine pool per Lua state, created on first use and torn
+ * down when the state closes. Also tasks: pooled coroutines running the Lua
+ * worker body, the single resume point for every entry into Lua from the
+ * loop (cosocket protocol, see STYLE.md), and the blocking-call checks.
+ * Depends on lua.h, loop.h, sched.h, lua_rt.h, lua_sched.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua_rt.h"
+#include "lua_sched.h"
+
+#define WF_POOL_MAX 256
+
+static char rt_key; /* registry key of the runtime userdata */
+static char done_key; /* the DONE sentinel address (a lightuserdata) */
+
+static void rt_close(wf_lua_rt_t *rt);
+
+/* Release the reference count of a value: clear vals[h]. */
+static void vals_free_cb(void *ud, wf_val_t h) {
+  wf_lua_rt_t *rt = ud;
+  if (rt->closing > 1) return; /* the value table is already gone */
+  lua_State *L = rt->aux;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->vals_ref);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, (int)h);
+  lua_pop(L, 1);
+}
+
+/* __gc of the runtime userdata: the Lua state is closing. */
+static int rt_gc(lua_State *L) {
+  wf_lua_rt_t *rt = lua_touserdata(L, 1);
+  rt_close(rt);
+  return 0;
+}
+
+/* Create the runtime of L's state and anchor it in the registry. */
+static wf_lua_rt_t *rt_create(lua_State *L) {
+  wf_lua_rt_t *rt = lua_newuserdata(L, sizeof(*rt));
+  memset(rt, 0, sizeof(*rt));
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, rt_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_pushlightuserdata(L, &rt_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+
+  rt->aux = lua_newthread(L);
+  rt->aux_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  rt->vals_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->worker_ref = LUA_NOREF;
+  rt->loop = wf_loop_new(NULL);
+  rt->vals = wf_vals_new(vals_free_cb, rt);
+  rt->sched = wf_lua_sched_new(rt);
+  return rt;
+}
+
+wf_lua_rt_t *wf_lua_rt(lua_State *L) {
+  wf_lua_rt_t *rt;
+  lua_pushlightuserdata(L, &rt_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return rt ? rt : rt_create(L);
+}
+
+/* Free a task's coroutine anchor and the task itself. */
+static void task_free(wf_task_t *t) {
+  if (t->co_ref != LUA_NOREF && !t->rt->closing)
+    luaL_unref(t->rt->aux, LUA_REGISTRYINDEX, t->co_ref);
+  free(t);
+}
+
+/* Tear down at state close: runs and graphs first, then tasks, scheduler,
+ * loop and values. Lua objects finalized later see rt->closing. */
+static void rt_close(wf_lua_rt_t *rt) {
+  wf_task_t *t;
+  rt->closing = 1;
+  wf_lua_sched_close(rt);
+  while ((t = rt->pool)) {
+    rt->pool = t->next;
+    task_free(t);
+  }
+  wf_sched_free(rt->sched);
+  rt->sched = NULL;
+  rt->closing = 2;
+  wf_vals_free(rt->vals);
+  rt->vals = NULL;
+  wf_loop_free(rt->loop);
+  rt->loop = NULL;
+}
+
+wf_val_t wf_lua_val_put(wf_lua_rt_t *rt, lua_State *L, int idx) {
+  wf_val_t h = wf_vals_alloc(rt->vals);
+  if (idx < 0 && idx > LUA_REGISTRYINDEX) idx = lua_gettop(L) + idx + 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->vals_ref);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, (int)h);
+  lua_pop(L, 1);
+  return h;
+}
+
+void wf_lua_val_push(wf_lua_rt_t *rt, lua_State *L, wf_val_t h) {
+  if (!h) {
+    lua_pushnil(L);
+    return;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->vals_ref);
+  lua_rawgeti(L, -1, (int)h);
+  lua_remove(L, -2);
+}
+
+/* Resume-queue callback: the loop drained t's node. */
+static void task_defer_cb(wf_defer_t *d) {
+  wf_task_t *t = (wf_task_t *)((char *)d - offsetof(wf_task_t, defer));
+  wf_task_resume(t);
+}
+
+wf_task_t *wf_task_get(wf_lua_rt_t *rt) {
+  wf_task_t *t = rt->pool;
+  if (t) {
+    rt->pool = t->next;
+    rt->npool--;
+    t->next = NULL;
+    return t;
+  }
+  t = calloc(1, sizeof(*t));
+  if (!t) return NULL;
+  t->rt = rt;
+  t->co = lua_newthread(rt->aux);
+  t->co_ref = luaL_ref(rt->aux, LUA_REGISTRYINDEX);
+  t->defer.cb = task_defer_cb;
+  ev_init(&t->timer, NULL);
+  /* a fresh coroutine starts with the worker body on its stack */
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, rt->worker_ref);
+  return t;
+}
+
+/* Return a task that finished cleanly (suspended at DONE) to the pool. */
+static void task_release(wf_task_t *t) {
+  wf_lua_rt_t *rt = t->rt;
+  t->run = NULL;
+  t->done = NULL;
+  t->cancel = NULL;
+  t->wait = NULL;
+  t->waiting = t->aborted = 0;
+  if (rt->npool >= WF_POOL_MAX || rt->closing) {
+    task_free(t);
+    return;
+  }
+  t->next = rt->pool;
+  rt->pool = t;
+  rt->npool++;
+}
+
+/* Drop a task whose coroutine is unusable (died, aborted, yielded oddly). */
+static void task_discard(wf_task_t *t) {
+  if (ev_is_active(&t->timer)) ev_timer_stop(wf_loop_ev(t->rt->loop), &t->timer);
+  if (t->defer.queued) wf_loop_undefer(t->rt->loop, &t->defer);
+  task_free(t);
+}
+
+/* Report the outcome of an invocation to the task's owner. */
+static void task_finish(wf_task_t *t, int ok, const char *msg,
+                        const char *tb) {
+  if (t->done) t->done(t, ok, msg, tb);
+}
+
+void wf_task_resume(wf_task_t *t) {
+  wf_lua_rt_t *rt = t->rt;
+  lua_State *co = t->co;
+  wf_task_t *prev = rt->current;
+  int st, nargs = t->nret;
+  /* a fresh coroutine has the body below its arguments: resume it whole */
+  t->nret = 0;
+  t->waiting = 0;
+  rt->current = t;
+  st = lua_resume(co, nargs);
+  rt->current = prev;
+
+  if (t->aborted) { /* cancelled from inside its own run: drop it now */
+    task_discard(t);
+    return;
+  }
+  if (st == LUA_YIELD) {
+    if (lua_gettop(co) >= 1 && lua_touserdata(co, 1) == &done_key) {
+      int ok = lua_toboolean(co, 2);
+      const char *msg = NULL, *tb = NULL;
+      if (!ok) {
+        if (lua_istable(co, 3)) {
+          lua_getfield(co, 3, "message");
+          lua_getfield(co, 3, "traceback");
+          msg = lua_tostring(co, -2);
+          tb = lua_tostring(co, -1);
+        } else {
+          msg = lua_tostring(co, 3);
+        }
+      }
+      task_finish(t, ok, msg ? msg : (ok ? NULL : "error (no message)"), tb);
+      lua_settop(co, 0);
+      task_release(t);
+      return;
+    }
+    if (t->waiting) return; /* inside a primitive: the loop wakes it */
+    lua_settop(co, 0);
+    task_finish(t, 0,
+                "the handler yielded outside a weft primitive "
+                "(coroutine.yield is not allowed in executors; use weft.sleep "
+                "and the other weft I/O functions)",
+                NULL);
+    task_discard(t);
+    return;
+  }
+  if (st == 0) {
+    task_finish(t, 0, "the worker coroutine returned", NULL);
+  } else {
+    const char *msg = lua_tostring(co, -1);
+    luaL_traceback(rt->aux, co, msg ? msg : "error", 0);
+    task_finish(t, 0, msg ? msg : "error", lua_tostring(rt->aux, -1));
+    lua_pop(rt->aux, 1);
+  }
+  task_discard(t);
+}
+
+void wf_task_wake(wf_task_t *t, int nret) {
+  t->nret = nret;
+  wf_loop_defer(t->rt->loop, &t->defer);
+}
+
+void wf_task_abort(wf_task_t *t) {
+  if (t->cancel) t->cancel(t);
+  t->cancel = NULL;
+  t->done = NULL;
+  if (t->rt->current == t) { /* running right now: drop after it returns */
+    t->aborted = 1;
+    return;
+  }
+  task_discard(t);
+}
+
+wf_task_t *wf_task_of(wf_lua_rt_t *rt, lua_State *L) {
+  wf_task_t *t = rt->current;
+  return (t && t->co == L) ? t : NULL;
+}
+
+int wf_task_yield(wf_task_t *t, lua_State *L) {
+  t->waiting = 1;
+  return lua_yield(L, 0);
+}
+
+wf_task_t *wf_task_check_blocking(wf_lua_rt_t *rt, lua_State *L,
+                                  const char *fname) {
+  wf_task_t *t = wf_task_of(rt, L);
+  if (t) return t;
+  if (!lua_pushthread(L)) {
+    lua_pop(L, 1);
+    luaL_error(L,
+               "%s: called from a coroutine weft does not manage (call it "
+               "from an executor, or from the main thread)",
+               fname);
+    return NULL;
+  }
+  lua_pop(L, 1);
+  if (rt->callback_depth > 0)
+    luaL_error(L,
+               "%s: cannot block inside a weft callback (on_event, a "
+               "condition, a selector or a reducer)",
+               fname);
+  return NULL;
+}
+
+/* The DONE sentinel pushed by the worker body when an invocation ends. */
+void *wf_lua_done_sentinel(void) { return &done_key; }
+
+void wf_lua_rt_step(wf_lua_rt_t *rt) { wf_loop_step(rt->loop); }
