@@ -30,8 +30,12 @@ local function checked(v, root, fname)
 end
 _M.checked = checked
 
--- Raise (at the user's call site) with the primitive's error.
-local function fail(fname, err)
+-- Raise (at the user's call site) with the primitive's error; a stale ctx
+-- (its invocation ended) is named as such.
+local function fail(self, fname, err)
+  if not crunning(self._c, self._seq) then
+    err = ("invocation of '%s' is no longer running"):format(self.executor_id)
+  end
   error(fname .. ": " .. tostring(err), 3)
 end
 
@@ -48,7 +52,7 @@ function Ctx:send(msg, target)
     end
   end
   local ok, err = csend(self._c, self._seq, msg, t)
-  if not ok then fail("ctx:send", err) end
+  if not ok then fail(self, "ctx:send", err) end
 end
 
 --- Yield a workflow output (visible to the caller after the barrier).
@@ -56,7 +60,7 @@ function Ctx:yield_output(value)
   if value == nil then error("ctx:yield_output: value is nil", 2) end
   checked(value, "output", "ctx:yield_output")
   local ok, err = coutput(self._c, self._seq, value)
-  if not ok then fail("ctx:yield_output", err) end
+  if not ok then fail(self, "ctx:yield_output", err) end
 end
 
 --- Emit a custom event {type = "custom", name = name, data = data}.
@@ -64,7 +68,7 @@ function Ctx:emit(name, data)
   if type(name) ~= "string" or name == "" then error("ctx:emit: name must be a non-empty string", 2) end
   if data ~= nil then checked(data, "data", "ctx:emit") end
   local ok, err = cemit(self._c, self._seq, name, data)
-  if not ok then fail("ctx:emit", err) end
+  if not ok then fail(self, "ctx:emit", err) end
 end
 
 local LEVELS = { debug = true, info = true, warn = true, error = true }
@@ -75,7 +79,7 @@ function Ctx:log(level, msg)
     error(("ctx:log: level must be 'debug', 'info', 'warn' or 'error', got '%s'"):format(tostring(level)), 2)
   end
   local ok, err = clog(self._c, self._seq, level, tostring(msg))
-  if not ok then fail("ctx:log", err) end
+  if not ok then fail(self, "ctx:log", err) end
 end
 
 --- Read shared state: last superstep's snapshot plus this invocation's writes.
@@ -92,7 +96,7 @@ function Ctx:set_state(key, value)
   if type(key) ~= "string" or key == "" then error("ctx:set_state: key must be a non-empty string", 2) end
   if value ~= nil then checked(value, "state." .. key, "ctx:set_state") end
   local ok, err = cset(self._c, self._seq, key, value)
-  if not ok then fail("ctx:set_state", err) end
+  if not ok then fail(self, "ctx:set_state", err) end
 end
 
 --- Ask a human for input (needs the durability layer; not available yet).
@@ -105,7 +109,10 @@ local NO_ERRORS = setmetatable({}, { __newindex = function() error("ctx.previous
 -- Error handler of an invocation: keep the message and the stack.
 local function on_error(e)
   local msg = type(e) == "string" and e or tostring(e)
-  return { message = msg, traceback = traceback(msg, 2) }
+  local tb = traceback(msg, 2)
+  -- drop the frames of the worker body below the handler
+  local cut = tb:find("\n%s*%[C%]: in function 'xpcall'")
+  return { message = msg, traceback = cut and tb:sub(1, cut - 1) or tb }
 end
 
 --- The body of every task coroutine: run invocations until abandoned.

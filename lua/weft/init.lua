@@ -32,9 +32,9 @@ _M.sleep = loop.sleep
 _M.step = loop.step
 --- Run ready work without blocking; false when idle.
 _M.poll = loop.poll
---- Wall-clock seconds since the epoch.
+--- Wall-clock seconds since the epoch (for timestamps).
 _M.now = loop.now
---- Monotonic seconds, for durations.
+--- Monotonic seconds (for measuring durations).
 _M.clock = loop.clock
 
 return _M

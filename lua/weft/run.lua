@@ -133,20 +133,21 @@ end
 --- Iterator over the events of a new run of wf, as they are published.
 function _M.stream(wf, input, opts)
   opts = check_opts(opts, 2)
-  local q, head, user = {}, 1, opts.on_event
+  local q, head, tail, user = {}, 1, 0, opts.on_event
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
   o.on_event = function(ev)
-    q[#q + 1] = ev
+    tail = tail + 1
+    q[tail] = ev
     if user then user(ev) end
   end
   local h = _M.spawn(wf, input, o, 2)
   return function()
-    while head > #q do
+    while head > tail do
       if h:result() then return nil end
       if loop.in_task() then
         loop.sleep(0)
-      elseif not loop.step() and head > #q and not h:result() then
+      elseif not loop.step() and head > tail and not h:result() then
         error("stream: run " .. h.id .. " cannot progress", 2)
       end
     end
