@@ -77,8 +77,12 @@ typedef struct wf_graph {
   int nkeys;
   size_t ckeys;
   char **keys; /* state keys that declare a reducer, index = reducer id */
+  int nfanin;  /* number of fan-in edges (set by wf_graph_finalize) */
   int finalized;
   void *host; /* free for the host (the binding's graph object) */
+  /* private to graph.c: open-addressing index of executor ids */
+  int *idx;
+  size_t cidx;
 } wf_graph_t;
 
 /* Default executor options (worker, 1 attempt, no timeout). */

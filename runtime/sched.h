@@ -46,7 +46,9 @@ typedef struct wf_attempt_err {
 /* One invocation = one (executor, message) delivery of a superstep. The host
  * reads these fields; only the scheduler writes them. */
 typedef struct wf_inv {
-  uint32_t seq;      /* unique within the run, increasing: the host's key */
+  uint32_t seq;      /* unique within the run, increasing: the host's key.
+                        Each attempt gets a fresh seq, so a failed attempt's
+                        context is stale for the retry. */
   int exec;          /* executor index */
   int order;         /* index in the superstep (invocation order) */
   wf_val_t msg;      /* the delivered message (borrowed by the host) */
@@ -88,9 +90,10 @@ typedef struct wf_run_opts {
 /* A scheduler on loop l. vals is shared with the host; hooks are copied. */
 wf_sched_t *wf_sched_new(wf_loop_t *l, wf_vals_t *vals,
                          const wf_sched_hooks_t *hooks);
-/* Cancel and free every run, then the scheduler. NULL is a no-op. */
+/* Cancel and free every run, then the scheduler. NULL is a no-op. Not from
+ * inside a hook of one of its runs. */
 void wf_sched_free(wf_sched_t *s);
-/* Number of runs not yet terminal. */
+/* Number of runs started and not yet terminal. */
 int wf_sched_active(const wf_sched_t *s);
 
 /* Create a run of finalized graph g (borrowed: must outlive the run).
@@ -103,7 +106,9 @@ int wf_run_start(wf_run_t *r, wf_val_t input, wf_err_t *err);
 /* Cancel: abort running invocations, drop pending messages, status
  * cancelled, workflow_cancelled event. No-op once terminal. */
 void wf_run_cancel(wf_run_t *r);
-/* Free a run (cancelling it first if still active). NULL is a no-op. */
+/* Free a run (cancelling it first if still active). NULL is a no-op. Called
+ * from inside one of the run's own hooks, the free happens when the hook
+ * returns. */
 void wf_run_free(wf_run_t *r);
 
 /* Accessors. */

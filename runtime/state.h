@@ -17,7 +17,7 @@ typedef int (*wf_reduce_fn)(void *ud, const wf_graph_t *g, int reducer,
                             wf_val_t acc, wf_val_t val, wf_val_t *out,
                             wf_err_t *err);
 /* Called once per key written by more than one writer without a reducer;
- * writers are executor indices in invocation order. */
+ * writers are the writer ids given to wf_state_apply, in write order. */
 typedef void (*wf_conflict_fn)(void *ud, const char *key, const int *writers,
                                int n);
 
@@ -33,7 +33,9 @@ const char *wf_state_key_at(const wf_state_t *s, int i, wf_val_t *val);
 /* Start a commit batch. */
 void wf_state_begin(wf_state_t *s);
 /* Apply one write of the batch (writers in invocation order); val 0
- * deletes the key (reducer or not). Takes
+ * deletes the key (reducer or not). writer identifies the writing
+ * invocation (the scheduler passes its invocation order; consecutive writes
+ * with the same writer count once). A reducer returning 0 deletes. Takes
  * ownership of val's reference. Fails only when the reducer fails (err names
  * the key); the batch is then abandoned with wf_state_abort. */
 int wf_state_apply(wf_state_t *s, const char *key, wf_val_t val, int writer,

@@ -1,0 +1,250 @@
+/* route.c — edge routing of one run: direct, conditional, switch, fan-out
+ * (all or selected) and fan-in edges. Fan-in buffers are per edge and per
+ * source, allocated on first use; a count of non-empty sources makes the
+ * "has every source sent?" check O(1) per message. Conditions, selectors and
+ * list building are host callbacks. Depends on graph.h and val.h (route.h). */
+#include "route.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Messages buffered from one source of a fan-in edge. */
+typedef struct wf_fbuf {
+  wf_val_t *v;
+  int n, cap;
+} wf_fbuf_t;
+
+/* Buffers of one fan-in edge: q[i] for its i-th source. */
+typedef struct wf_fanin {
+  int nsrc;
+  int nonempty; /* sources with at least one buffered message */
+  int total;    /* messages buffered on this edge */
+  wf_fbuf_t q[];
+} wf_fanin_t;
+
+struct wf_route {
+  const wf_graph_t *g;
+  wf_vals_t *vals;
+  wf_fanin_t **fi; /* g->nfanin slots, NULL until used */
+  int total;       /* messages buffered on every fan-in edge */
+  int *sel;        /* selector output scratch */
+  size_t csel;
+  unsigned char *mark; /* selected targets scratch */
+  size_t cmark;
+  wf_val_t *tmp; /* fan-in flattening scratch */
+  size_t ctmp;
+};
+
+/* Routing state for a run of finalized graph g. */
+wf_route_t *wf_route_new(const wf_graph_t *g, wf_vals_t *vals) {
+  wf_route_t *r = wf_xcalloc(1, sizeof *r);
+  r->g = g;
+  r->vals = vals;
+  if (g->nfanin > 0) r->fi = wf_xcalloc((size_t)g->nfanin, sizeof *r->fi);
+  return r;
+}
+
+/* Release every buffered message and free the routing state. */
+void wf_route_free(wf_route_t *r) {
+  if (!r) return;
+  for (int s = 0; r->fi && s < r->g->nfanin; s++) {
+    wf_fanin_t *f = r->fi[s];
+    if (!f) continue;
+    for (int i = 0; i < f->nsrc; i++) {
+      for (int k = 0; k < f->q[i].n; k++)
+        wf_vals_release(r->vals, f->q[i].v[k]);
+      free(f->q[i].v);
+    }
+    free(f);
+  }
+  free(r->fi);
+  free(r->sel);
+  free(r->mark);
+  free(r->tmp);
+  free(r);
+}
+
+/* Append a delivery (retaining msg when retain is set). */
+static void deliver(wf_route_t *r, wf_dvec_t *out, int exec, int edge,
+                    wf_val_t msg, int retain) {
+  if (retain) wf_vals_retain(r->vals, msg);
+  wf_dvec_push(out, (wf_delivery_t){exec, edge, msg});
+}
+
+/* Fill err with "<what> of edge '<label>' failed: <detail>". */
+static int edge_err(wf_route_t *r, const char *what, int e, wf_err_t *err,
+                    const char *detail) {
+  char label[256];
+  wf_graph_edge_label(r->g, e, label, sizeof label);
+  return wf_err_set(err, "%s of edge '%s' failed: %s", what, label,
+                    detail && *detail ? detail : "unknown error");
+}
+
+/* Evaluate the condition of (e, i) on msg into *ok. */
+static int eval_cond(wf_route_t *r, const wf_route_hooks_t *h, int e, int i,
+                     wf_val_t msg, int *ok, wf_err_t *err) {
+  wf_err_t sub;
+  sub.msg[0] = 0;
+  *ok = 0;
+  if (!h->cond) return edge_err(r, "condition", e, err, "no condition hook");
+  if (h->cond(h->ud, r->g, e, i, msg, ok, &sub) != WF_OK)
+    return edge_err(r, "condition", e, err, sub.msg);
+  return WF_OK;
+}
+
+/* 1 if edge ed can deliver to only (cheap pre-filter for targeted sends). */
+static int edge_has_target(const wf_edge_t *ed, int only) {
+  if (ed->dflt == only) return 1;
+  for (int t = 0; t < ed->ntgt; t++)
+    if (ed->tgts[t] == only) return 1;
+  return 0;
+}
+
+/* Fan-out: every target or the selected ones, in target order. */
+static int route_fanout(wf_route_t *r, const wf_route_hooks_t *h, int e,
+                        wf_val_t msg, int only, wf_dvec_t *out,
+                        wf_err_t *err) {
+  const wf_edge_t *ed = &r->g->edges[e];
+  if (!ed->has_select) {
+    for (int t = 0; t < ed->ntgt; t++)
+      if (only < 0 || ed->tgts[t] == only)
+        deliver(r, out, ed->tgts[t], e, msg, 1);
+    return WF_OK;
+  }
+  WF_GROW(r->sel, r->csel, (size_t)ed->ntgt);
+  WF_GROW(r->mark, r->cmark, (size_t)ed->ntgt);
+  int nsel = 0;
+  wf_err_t sub;
+  sub.msg[0] = 0;
+  if (!h->select) return edge_err(r, "selector", e, err, "no selector hook");
+  if (h->select(h->ud, r->g, e, msg, r->sel, &nsel, &sub) != WF_OK)
+    return edge_err(r, "selector", e, err, sub.msg);
+  if (nsel < 0 || nsel > ed->ntgt)
+    return edge_err(r, "selector", e, err, "too many indices returned");
+  memset(r->mark, 0, (size_t)ed->ntgt);
+  for (int k = 0; k < nsel; k++) {
+    if (r->sel[k] < 0 || r->sel[k] >= ed->ntgt) {
+      char d[96];
+      snprintf(d, sizeof d, "index %d out of range 1..%d", r->sel[k] + 1,
+               ed->ntgt);
+      return edge_err(r, "selector", e, err, d);
+    }
+    r->mark[r->sel[k]] = 1;
+  }
+  for (int t = 0; t < ed->ntgt; t++)
+    if (r->mark[t] && (only < 0 || ed->tgts[t] == only))
+      deliver(r, out, ed->tgts[t], e, msg, 1);
+  return WF_OK;
+}
+
+/* Fan-in: buffer msg from source position pos; deliver the flattened list
+ * once every source has a message buffered. */
+static void route_fanin(wf_route_t *r, const wf_route_hooks_t *h, int e,
+                        int pos, wf_val_t msg, wf_dvec_t *out) {
+  const wf_edge_t *ed = &r->g->edges[e];
+  wf_fanin_t *f = r->fi[ed->fanin];
+  if (!f) {
+    f = wf_xcalloc(1, sizeof *f + (size_t)ed->nsrc * sizeof(wf_fbuf_t));
+    f->nsrc = ed->nsrc;
+    r->fi[ed->fanin] = f;
+  }
+  wf_fbuf_t *q = &f->q[pos];
+  if (q->n == q->cap) {
+    q->cap = q->cap ? q->cap * 2 : 2;
+    q->v = wf_xrealloc(q->v, (size_t)q->cap * sizeof *q->v);
+  }
+  wf_vals_retain(r->vals, msg);
+  q->v[q->n++] = msg;
+  if (q->n == 1) f->nonempty++;
+  f->total++;
+  r->total++;
+  if (f->nonempty < ed->nsrc) return;
+
+  WF_GROW(r->tmp, r->ctmp, (size_t)f->total);
+  int n = 0;
+  for (int i = 0; i < ed->nsrc; i++) {
+    memcpy(r->tmp + n, f->q[i].v, (size_t)f->q[i].n * sizeof(wf_val_t));
+    n += f->q[i].n;
+    f->q[i].n = 0;
+  }
+  r->total -= f->total;
+  f->total = 0;
+  f->nonempty = 0;
+  wf_val_t list = h->make_list ? h->make_list(h->ud, r->tmp, n) : 0;
+  for (int i = 0; i < n; i++) wf_vals_release(r->vals, r->tmp[i]);
+  deliver(r, out, ed->tgts[0], e, list, 0);
+}
+
+/* Route msg sent by src along its out-edges (only >= 0: to that target). */
+int wf_route_message(wf_route_t *r, const wf_route_hooks_t *h, int src,
+                     wf_val_t msg, int only, wf_dvec_t *out, wf_err_t *err) {
+  const wf_graph_t *g = r->g;
+  if (src < 0 || src >= g->nexec)
+    return wf_err_set(err, "route: executor index %d out of range", src);
+  const wf_gexec_t *ge = &g->execs[src];
+  for (int k = 0; k < ge->nout; k++) {
+    int e = ge->out[k], ok;
+    const wf_edge_t *ed = &g->edges[e];
+    if (only >= 0 && !edge_has_target(ed, only)) continue;
+    switch (ed->kind) {
+    case WF_EDGE_DIRECT:
+      if (ed->has_cond[0]) {
+        if (eval_cond(r, h, e, 0, msg, &ok, err)) return WF_ERR;
+        if (!ok) break;
+      }
+      deliver(r, out, ed->tgts[0], e, msg, 1);
+      break;
+    case WF_EDGE_SWITCH: {
+      int chosen = ed->dflt;
+      for (int i = 0; i < ed->ntgt; i++) {
+        if (eval_cond(r, h, e, i, msg, &ok, err)) return WF_ERR;
+        if (ok) {
+          chosen = ed->tgts[i];
+          break;
+        }
+      }
+      if (chosen >= 0 && (only < 0 || chosen == only))
+        deliver(r, out, chosen, e, msg, 1);
+      break;
+    }
+    case WF_EDGE_FANOUT:
+      if (route_fanout(r, h, e, msg, only, out, err)) return WF_ERR;
+      break;
+    case WF_EDGE_FANIN:
+      route_fanin(r, h, e, ge->outpos[k], msg, out);
+      break;
+    }
+  }
+  return WF_OK;
+}
+
+/* Messages buffered by fan-in edge e from its i-th source. */
+int wf_route_buffered(const wf_route_t *r, int edge, int i) {
+  if (edge < 0 || edge >= r->g->nedge) return 0;
+  const wf_edge_t *ed = &r->g->edges[edge];
+  if (ed->fanin < 0 || i < 0 || i >= ed->nsrc || !r->fi[ed->fanin]) return 0;
+  return r->fi[ed->fanin]->q[i].n;
+}
+
+/* Messages buffered across every fan-in edge. */
+int wf_route_buffered_total(const wf_route_t *r) { return r->total; }
+
+/* Append d (its message reference moves into the vector). */
+void wf_dvec_push(wf_dvec_t *dv, wf_delivery_t d) {
+  if (dv->n == dv->cap) WF_GROW(dv->v, dv->cap, dv->n + 1);
+  dv->v[dv->n++] = d;
+}
+
+/* Release every message and empty the vector, keeping its storage. */
+void wf_dvec_clear(wf_dvec_t *dv, wf_vals_t *vals) {
+  for (size_t i = 0; i < dv->n; i++) wf_vals_release(vals, dv->v[i].msg);
+  dv->n = 0;
+}
+
+/* Free the vector's storage. */
+void wf_dvec_free(wf_dvec_t *dv) {
+  free(dv->v);
+  dv->v = NULL;
+  dv->n = dv->cap = 0;
+}

@@ -1,0 +1,621 @@
+/* sched.c — the superstep scheduler: runs of a finalized graph, executed in
+ * bulk-synchronous supersteps on a wf_loop. A run advances only from its
+ * deferred node (never inside a host call): it routes the messages committed
+ * by the previous superstep, starts one invocation per delivery (capped by
+ * max_concurrency; see inv.c for invocations), waits for the barrier, then
+ * commits sends, outputs, events and state writes in invocation order, and
+ * ends the run (completed, failed, max_supersteps, cancelled). Per-run
+ * arrays (invocations, records, deliveries, pending messages) are reused
+ * across supersteps: no malloc per invocation in steady state. Host calls
+ * re-entering a run (cancel or free from inside a hook) are safe: teardown
+ * and freeing wait until the outermost frame of the run unwinds (busy
+ * count). Depends on sched_int.h (loop, graph, route, state, event). */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "sched_int.h"
+
+/* Invocations started (plus supersteps begun) per advance before the run
+ * yields back to the loop so other runs progress. */
+#define WF_SCHED_BUDGET 4096
+
+static void advance(wf_run_t *r);
+static void teardown(wf_run_t *r);
+static void really_free(wf_run_t *r);
+
+/* ---- scheduler ---------------------------------------------------------- */
+
+/* 64 random bits from the kernel (getrandom, else /dev/urandom, else time). */
+static uint64_t seed64(void) {
+  uint64_t x = 0;
+  if (getrandom(&x, sizeof x, GRND_NONBLOCK) == (ssize_t)sizeof x) return x;
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ssize_t n = read(fd, &x, sizeof x);
+    close(fd);
+    if (n == (ssize_t)sizeof x) return x;
+  }
+  return (uint64_t)(wf_time_mono() * 1e9) ^ (uint64_t)getpid() << 32;
+}
+
+/* A scheduler on loop l sharing the host's value table. */
+wf_sched_t *wf_sched_new(wf_loop_t *l, wf_vals_t *vals,
+                         const wf_sched_hooks_t *hooks) {
+  wf_sched_t *s = wf_xcalloc(1, sizeof *s);
+  s->loop = l;
+  s->vals = vals;
+  if (hooks) s->h = *hooks;
+  s->rh = s->h.route;
+  s->rh.ud = s->h.ud;
+  s->rnd = seed64() | 1;
+  return s;
+}
+
+/* Cancel and free every run, then the scheduler. Must not be called from
+ * inside a hook of one of its runs. */
+void wf_sched_free(wf_sched_t *s) {
+  if (!s) return;
+  while (s->runs) {
+    if (s->runs->busy) {
+      fprintf(stderr, "weft: wf_sched_free called from inside a run\n");
+      abort();
+    }
+    wf_run_free(s->runs);
+  }
+  free(s);
+}
+
+/* Runs started and not yet terminal. */
+int wf_sched_active(const wf_sched_t *s) { return s->nactive; }
+
+/* ---- publishing and leaving --------------------------------------------- */
+
+/* Append ev to the log (if kept) and hand it to the event hook; takes
+ * ownership of ev's contents. */
+void wf_sched_publish(wf_run_t *r, wf_event_t *ev) {
+  wf_sched_t *s = r->s;
+  int hook = s->h.event && !r->dead;
+  if (!r->keep && !hook) {
+    wf_event_clear(ev, s->vals);
+    return;
+  }
+  ev->ts = wf_time_wall();
+  if (r->keep) {
+    wf_event_t copy = *ev; /* the log may move while the hook runs */
+    wf_evlog_push(&r->log, ev);
+    if (hook) s->h.event(s->h.ud, r, &copy);
+  } else {
+    s->h.event(s->h.ud, r, ev);
+    wf_event_clear(ev, s->vals);
+  }
+}
+
+/* Outermost leave: tear down a terminal run, free a run marked dead. */
+void wf_sched_leave_outer(wf_run_t *r) {
+  if (wf_sched_terminal(r->status) && !r->torn) teardown(r);
+  r->busy = 0;
+  if (r->dead) really_free(r);
+}
+
+/* ---- ending a superstep or a run ---------------------------------------- */
+
+/* Forget the superstep's invocations (records must be consumed already). */
+static void end_step(wf_run_t *r) {
+  for (size_t i = 0; i < r->ninv; i++) {
+    wf_inv_t *p = &r->invs[i].pub;
+    for (int k = 0; k < p->nerrors; k++) {
+      free(p->errors[k].message);
+      free(p->errors[k].traceback);
+    }
+    free(p->errors);
+    p->errors = NULL;
+    p->nerrors = 0;
+  }
+  r->nrec = 0;
+  r->nstate = 0;
+  wf_dvec_clear(&r->deliv, r->s->vals);
+  r->ninv = 0;
+  r->nrseq = 0;
+  r->in_step = 0;
+  r->qhead = r->qtail = -1;
+  r->running = r->remaining = 0;
+}
+
+/* Release everything a terminal run holds besides its results (outputs,
+ * events, state, fan-in buffers stay until free). */
+static void teardown(wf_run_t *r) {
+  wf_vals_t *vals = r->s->vals;
+  for (size_t i = 0; i < r->ninv; i++) wf_inv_timer_stop(r, &r->invs[i]);
+  for (size_t i = 0; i < r->nrec; i++) wf_inv_rec_drop(r, &r->recs[i]);
+  end_step(r);
+  for (size_t i = 0; i < r->npend; i++) wf_vals_release(vals, r->pend[i].msg);
+  r->npend = 0;
+  for (size_t i = 0; i < r->nconf; i++) {
+    free(r->conf[i].key);
+    free(r->conf[i].ints);
+  }
+  r->nconf = 0;
+  wf_vals_release(vals, r->input);
+  r->input = 0;
+  r->torn = 1;
+}
+
+/* Abort every running invocation and stop every timer. */
+static void abort_all(wf_run_t *r) {
+  wf_sched_t *s = r->s;
+  for (size_t i = 0; i < r->ninv; i++) {
+    wf_invx_t *x = &r->invs[i];
+    wf_inv_timer_stop(r, x);
+    if (x->pub.state != WF_INV_RUNNING) continue;
+    x->pub.state = WF_INV_FAILED;
+    x->aborted = 1;
+    r->running--;
+    if (s->h.abort) s->h.abort(s->h.ud, r, &x->pub);
+  }
+}
+
+/* Publish the buffered events (not outputs or sends) of the invocations
+ * that finished, in invocation order: the superstep is not committed. */
+static void publish_finished(wf_run_t *r) {
+  for (size_t i = 0; i < r->ninv; i++) {
+    wf_invx_t *x = &r->invs[i];
+    if (x->aborted || (x->pub.state != WF_INV_DONE &&
+                       x->pub.state != WF_INV_FAILED))
+      continue;
+    for (int k = x->rhead; k >= 0; k = r->recs[k].next) {
+      wf_rec_t *c = &r->recs[k];
+      if (c->kind != REC_EVENT) continue;
+      wf_event_t ev = c->ev;
+      c->kind = REC_NONE;
+      wf_sched_publish(r, &ev);
+    }
+    if (x->pub.state == WF_INV_DONE)
+      wf_sched_publish_simple(r, WF_EV_EXECUTOR_COMPLETED, x->pub.exec,
+                     x->pub.attempt);
+  }
+}
+
+/* Move the run to a terminal status: abort what runs, wf_sched_publish (optionally
+ * the finished invocations' events, then) the terminal event, and queue the
+ * finished hook. Always called inside enter/leave. */
+void wf_sched_end(wf_run_t *r, wf_run_status_t st, const char *error,
+                    int with_invs) {
+  if (wf_sched_terminal(r->status)) return;
+  if (r->started) r->s->nactive--;
+  r->status = st;
+  r->t_end = wf_time_mono();
+  free(r->error);
+  r->error = error ? wf_xstrdup(error) : NULL;
+  abort_all(r);
+  if (with_invs) publish_finished(r);
+  int type = st == WF_RUN_COMPLETED ? WF_EV_WORKFLOW_COMPLETED
+             : st == WF_RUN_FAILED  ? WF_EV_WORKFLOW_FAILED
+                                    : WF_EV_WORKFLOW_CANCELLED;
+  wf_event_t ev = wf_sched_event(r, type, -1, 0);
+  ev.str = error ? wf_xstrdup(error) : NULL;
+  wf_sched_publish(r, &ev);
+  if (!r->dead) wf_loop_defer(r->s->loop, &r->fin);
+}
+
+/* ---- supersteps --------------------------------------------------------- */
+
+static void sort_pending(wf_run_t *r) {
+  size_t n = r->npend, i;
+  for (i = 1; i < n; i++)
+    if (r->pend[i].src < r->pend[i - 1].src) break;
+  if (i >= n) return;
+  WF_GROW(r->ptmp, r->cptmp, n);
+  wf_pmsg_t *a = r->pend, *b = r->ptmp;
+  for (size_t w = 1; w < n; w *= 2) {
+    for (size_t lo = 0; lo < n; lo += 2 * w) {
+      size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+      size_t p = lo, q = mid, k = lo;
+      while (p < mid && q < hi) b[k++] = a[q].src < a[p].src ? a[q++] : a[p++];
+      while (p < mid) b[k++] = a[p++];
+      while (q < hi) b[k++] = a[q++];
+    }
+    wf_pmsg_t *t = a;
+    a = b;
+    b = t;
+  }
+  if (a != r->pend) { /* result sits in the scratch array: swap buffers */
+    r->ptmp = r->pend;
+    r->pend = a;
+    size_t c = r->cptmp;
+    r->cptmp = r->cpend;
+    r->cpend = c;
+  }
+}
+
+/* Begin the next superstep: route the pending messages (or deliver the
+ * input), then create and queue the invocations. May end the run. */
+static void step_begin(wf_run_t *r) {
+  wf_sched_t *s = r->s;
+  if (r->nsteps == 0) {
+    r->superstep = 0;
+    wf_event_t ev = wf_sched_event(r, WF_EV_WORKFLOW_STARTED, -1, 0);
+    wf_sched_publish(r, &ev);
+    if (r->status != WF_RUN_RUNNING) return;
+    wf_dvec_push(&r->deliv, (wf_delivery_t){r->g->start, -1, r->input});
+    r->input = 0;
+  } else {
+    wf_err_t err;
+    sort_pending(r);
+    for (size_t i = 0; i < r->npend; i++) {
+      wf_pmsg_t *pm = &r->pend[i];
+      wf_val_t m = pm->msg;
+      pm->msg = 0;
+      int rc = wf_route_message(r->route, &s->rh, pm->src, m, pm->only,
+                                &r->deliv, &err);
+      wf_vals_release(s->vals, m);
+      if (r->status != WF_RUN_RUNNING) return; /* a hook ended the run */
+      if (rc != WF_OK) {
+        wf_sched_end(r, WF_RUN_FAILED, err.msg, 0);
+        return;
+      }
+    }
+    r->npend = 0;
+    if (r->deliv.n == 0) {
+      wf_sched_end(r, WF_RUN_COMPLETED, NULL, 0);
+      return;
+    }
+    if (r->nsteps >= r->max_steps) {
+      char msg[64];
+      snprintf(msg, sizeof msg, "max_supersteps (%d) exceeded", r->max_steps);
+      wf_sched_end(r, WF_RUN_FAILED, msg, 0);
+      return;
+    }
+  }
+  r->superstep = r->nsteps++;
+  wf_sched_publish_simple(r, WF_EV_SUPERSTEP_STARTED, -1, 0);
+  if (r->status != WF_RUN_RUNNING) return;
+
+  size_t n = r->deliv.n;
+  if (n > r->cinv) { /* no timer is active between supersteps */
+    WF_GROW(r->invs, r->cinv, n);
+  }
+  r->seq_base = r->seq_next;
+  r->seq_next += (uint32_t)n;
+  for (size_t i = 0; i < n; i++) {
+    wf_invx_t *x = &r->invs[i];
+    x->pub.seq = r->seq_base + (uint32_t)i;
+    x->pub.exec = r->deliv.v[i].exec;
+    x->pub.order = (int)i;
+    x->pub.msg = r->deliv.v[i].msg;
+    x->pub.attempt = 1;
+    x->pub.state = WF_INV_QUEUED;
+    x->pub.errors = NULL;
+    x->pub.nerrors = 0;
+    x->pub.host = NULL;
+    x->pub.priv = NULL;
+    x->run = r;
+    x->rhead = x->rtail = -1;
+    x->qnext = i + 1 < n ? (int)i + 1 : -1;
+    x->aborted = 0;
+    x->timer_on = 0;
+  }
+  r->ninv = n;
+  r->qhead = 0;
+  r->qtail = (int)n - 1;
+  r->running = 0;
+  r->remaining = (int)n;
+  r->nrseq = 0;
+  r->in_step = 1;
+}
+
+/* Conflict callback of wf_state_end: writers are invocation orders. */
+static void collect_conflict(void *ud, const char *key, const int *writers,
+                             int n) {
+  wf_run_t *r = ud;
+  if (r->nconf == r->cconf) WF_GROW(r->conf, r->cconf, r->nconf + 1);
+  wf_conf_t *c = &r->conf[r->nconf++];
+  c->key = wf_xstrdup(key);
+  c->ints = wf_xmalloc((size_t)n * sizeof *c->ints);
+  for (int i = 0; i < n; i++) c->ints[i] = r->invs[writers[i]].pub.exec;
+  c->n = n;
+}
+
+/* The barrier is reached: apply state writes, then publish and commit every
+ * invocation's records in invocation order, conflicts, superstep_completed.
+ * Stops early (leaving the rest to teardown) if a hook ends the run. */
+static void commit(wf_run_t *r) {
+  wf_sched_t *s = r->s;
+  if (r->nstate > 0) {
+    wf_err_t err;
+    wf_state_begin(r->state);
+    for (size_t i = 0; i < r->ninv; i++) {
+      wf_invx_t *x = &r->invs[i];
+      for (int k = x->rhead; k >= 0; k = r->recs[k].next) {
+        wf_rec_t *c = &r->recs[k];
+        if (c->kind != REC_STATE) continue;
+        char *key = c->key;
+        wf_val_t v = c->v;
+        c->kind = REC_NONE;
+        c->key = NULL;
+        c->v = 0;
+        r->nstate--;
+        int rc = wf_state_apply(r->state, key, v, x->pub.order, s->h.reduce,
+                                s->h.ud, &err);
+        free(key);
+        if (r->status != WF_RUN_RUNNING) {
+          wf_state_abort(r->state);
+          return;
+        }
+        if (rc != WF_OK) {
+          wf_state_abort(r->state);
+          wf_sched_end(r, WF_RUN_FAILED, err.msg, 1);
+          return;
+        }
+      }
+    }
+    wf_state_end(r->state, collect_conflict, r);
+  }
+  for (size_t i = 0; i < r->ninv; i++) {
+    wf_invx_t *x = &r->invs[i];
+    for (int k = x->rhead; k >= 0; k = r->recs[k].next) {
+      wf_rec_t *c = &r->recs[k];
+      wf_event_t ev;
+      switch (c->kind) {
+      case REC_SEND:
+        if (r->npend == r->cpend) WF_GROW(r->pend, r->cpend, r->npend + 1);
+        r->pend[r->npend++] = (wf_pmsg_t){x->pub.exec, c->target, c->v};
+        c->kind = REC_NONE;
+        continue;
+      case REC_OUTPUT:
+        if (r->nout == r->cout) WF_GROW(r->outs, r->cout, r->nout + 1);
+        r->outs[r->nout++] = c->v;
+        c->kind = REC_NONE;
+        ev = wf_sched_event(r, WF_EV_OUTPUT, x->pub.exec, x->pub.attempt);
+        wf_vals_retain(s->vals, c->v);
+        ev.data = c->v;
+        break;
+      case REC_EVENT:
+        ev = c->ev;
+        c->kind = REC_NONE;
+        break;
+      default:
+        continue;
+      }
+      wf_sched_publish(r, &ev);
+      if (r->status != WF_RUN_RUNNING) return;
+    }
+    if (x->pub.state == WF_INV_DONE) {
+      wf_sched_publish_simple(r, WF_EV_EXECUTOR_COMPLETED, x->pub.exec,
+                     x->pub.attempt);
+      if (r->status != WF_RUN_RUNNING) return;
+    }
+  }
+  for (size_t i = 0; i < r->nconf; i++) {
+    wf_event_t ev = wf_sched_event(r, WF_EV_STATE_CONFLICT, -1, 0);
+    ev.str = r->conf[i].key;
+    ev.ints = r->conf[i].ints;
+    ev.nints = r->conf[i].n;
+    r->conf[i].key = NULL;
+    r->conf[i].ints = NULL;
+    wf_sched_publish(r, &ev);
+    if (r->status != WF_RUN_RUNNING) return;
+  }
+  r->nconf = 0;
+  wf_sched_publish_simple(r, WF_EV_SUPERSTEP_COMPLETED, -1, 0);
+  if (r->status != WF_RUN_RUNNING) return;
+  end_step(r);
+}
+
+/* Advance the run as far as it goes without waiting: start queued
+ * invocations, commit at the barrier, begin the next superstep; yield back
+ * to the loop after a budget of work. */
+static void advance(wf_run_t *r) {
+  if (r->in_advance) return; /* the advance on the stack re-checks */
+  if (r->status == WF_RUN_PENDING) {
+    if (!r->started) return;
+    r->status = WF_RUN_RUNNING;
+  }
+  wf_sched_enter(r);
+  r->in_advance = 1;
+  int budget = WF_SCHED_BUDGET;
+  while (r->status == WF_RUN_RUNNING) {
+    if (r->qhead >= 0 && (!r->max_conc || r->running < r->max_conc)) {
+      if (budget-- <= 0) {
+        wf_loop_defer(r->s->loop, &r->adv);
+        break;
+      }
+      wf_inv_start(r, wf_inv_dequeue(r));
+      continue;
+    }
+    if (r->remaining > 0) break; /* waiting for completions or timers */
+    if (r->in_step) {
+      commit(r);
+      continue;
+    }
+    if (budget-- <= 0) {
+      wf_loop_defer(r->s->loop, &r->adv);
+      break;
+    }
+    step_begin(r);
+  }
+  r->in_advance = 0;
+  wf_sched_leave(r);
+}
+
+/* Deferred node: advance. */
+static void adv_cb(wf_defer_t *d) { advance(container_of(d, wf_run_t, adv)); }
+
+/* Deferred node: tell the host the run ended. */
+static void fin_cb(wf_defer_t *d) {
+  wf_run_t *r = container_of(d, wf_run_t, fin);
+  wf_sched_enter(r);
+  if (!r->dead && r->s->h.finished) r->s->h.finished(r->s->h.ud, r);
+  wf_sched_leave(r);
+}
+
+/* ---- runs --------------------------------------------------------------- */
+
+/* Next value of the scheduler's xorshift generator. */
+static uint64_t next_rand(wf_sched_t *s) {
+  uint64_t x = s->rnd;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return s->rnd = x;
+}
+
+/* Create a (pending) run of finalized graph g. */
+wf_run_t *wf_run_new(wf_sched_t *s, const wf_graph_t *g,
+                     const wf_run_opts_t *o, wf_err_t *err) {
+  wf_run_opts_t def;
+  if (!o) {
+    memset(&def, 0, sizeof def);
+    o = &def;
+  }
+  if (!g || !g->finalized) {
+    wf_err_set(err, "workflow '%s' is not built", g ? g->name : "?");
+    return NULL;
+  }
+  if (o->max_supersteps < 0) {
+    wf_err_set(err, "max_supersteps must be >= 1");
+    return NULL;
+  }
+  if (o->max_concurrency < 0) {
+    wf_err_set(err, "max_concurrency must be >= 0");
+    return NULL;
+  }
+  wf_run_t *r = wf_xcalloc(1, sizeof *r);
+  r->s = s;
+  r->g = g;
+  s->counter++;
+  if (o->id && *o->id) {
+    r->id = wf_xstrdup(o->id);
+  } else {
+    char buf[64];
+    snprintf(buf, sizeof buf, "run-%llu-%08x", (unsigned long long)s->counter,
+             (unsigned)(next_rand(s) >> 32));
+    r->id = wf_xstrdup(buf);
+  }
+  r->status = WF_RUN_PENDING;
+  r->max_steps = o->max_supersteps ? o->max_supersteps : 100;
+  r->max_conc = o->max_concurrency;
+  r->keep = o->keep_events;
+  r->host = o->host;
+  r->route = wf_route_new(g, s->vals);
+  r->state = wf_state_new(g, s->vals);
+  r->qhead = r->qtail = -1;
+  r->adv.cb = adv_cb;
+  r->fin.cb = fin_cb;
+  r->next = s->runs;
+  if (s->runs) s->runs->prev = r;
+  s->runs = r;
+  return r;
+}
+
+/* Start the run with input (reference taken); execution is deferred. */
+int wf_run_start(wf_run_t *r, wf_val_t input, wf_err_t *err) {
+  if (r->started || r->status != WF_RUN_PENDING) {
+    wf_vals_release(r->s->vals, input);
+    return wf_err_set(err, "run '%s' was already started", r->id);
+  }
+  r->input = input;
+  r->started = 1;
+  r->t_start = wf_time_mono();
+  r->s->nactive++;
+  wf_loop_defer(r->s->loop, &r->adv);
+  return WF_OK;
+}
+
+/* Cancel a run that is not wf_sched_terminal (also valid while pending). */
+void wf_run_cancel(wf_run_t *r) {
+  if (!r || wf_sched_terminal(r->status)) return;
+  wf_sched_enter(r);
+  wf_sched_end(r, WF_RUN_CANCELLED, NULL, 0);
+  wf_sched_leave(r);
+}
+
+/* Free everything; the run is unlinked from its scheduler. */
+static void really_free(wf_run_t *r) {
+  wf_sched_t *s = r->s;
+  wf_vals_t *vals = s->vals;
+  if (!r->torn) teardown(r);
+  if (r->started && !wf_sched_terminal(r->status)) s->nactive--;
+  wf_loop_undefer(s->loop, &r->adv);
+  wf_loop_undefer(s->loop, &r->fin);
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    s->runs = r->next;
+  if (r->next) r->next->prev = r->prev;
+  wf_route_free(r->route);
+  wf_state_free(r->state);
+  wf_dvec_free(&r->deliv);
+  free(r->invs);
+  free(r->rseq);
+  free(r->recs);
+  free(r->pend);
+  free(r->ptmp);
+  free(r->conf);
+  for (size_t i = 0; i < r->nout; i++) wf_vals_release(vals, r->outs[i]);
+  free(r->outs);
+  wf_evlog_free(&r->log, vals);
+  free(r->error);
+  free(r->id);
+  free(r);
+}
+
+/* Free a run, cancelling it first when it is running; from inside one of
+ * the run's hooks the free happens when the hook returns. */
+void wf_run_free(wf_run_t *r) {
+  if (!r) return;
+  wf_sched_enter(r);
+  if (r->started && !wf_sched_terminal(r->status))
+    wf_sched_end(r, WF_RUN_CANCELLED, NULL, 0);
+  r->dead = 1;
+  wf_sched_leave(r);
+}
+
+/* ---- accessors ---------------------------------------------------------- */
+
+/* The run id. */
+const char *wf_run_id(const wf_run_t *r) { return r->id; }
+/* The run status. */
+wf_run_status_t wf_run_status(const wf_run_t *r) { return r->status; }
+/* The graph the run executes. */
+const wf_graph_t *wf_run_graph(const wf_run_t *r) { return r->g; }
+/* The host pointer given in the options. */
+void *wf_run_host(const wf_run_t *r) { return r->host; }
+/* Error message of a failed run, else NULL. */
+const char *wf_run_error(const wf_run_t *r) { return r->error; }
+/* Supersteps executed. */
+int wf_run_supersteps(const wf_run_t *r) { return r->nsteps; }
+/* Current (or last) superstep index. */
+int wf_run_superstep(const wf_run_t *r) { return r->superstep; }
+/* The committed shared state. */
+const wf_state_t *wf_run_state(const wf_run_t *r) { return r->state; }
+
+/* "pending", "running", ... */
+const char *wf_run_status_name(wf_run_status_t st) {
+  static const char *const names[] = {"pending", "running", "completed",
+                                      "idle",    "failed",  "cancelled"};
+  return (st >= WF_RUN_PENDING && st <= WF_RUN_CANCELLED) ? names[st] : "?";
+}
+
+/* Committed outputs (borrowed). */
+const wf_val_t *wf_run_outputs(const wf_run_t *r, int *n) {
+  if (n) *n = (int)r->nout;
+  return r->outs;
+}
+
+/* The kept event log. */
+const wf_event_t *wf_run_events(const wf_run_t *r, size_t *n) {
+  if (n) *n = r->keep ? r->log.n : 0;
+  return r->keep ? r->log.v : NULL;
+}
+
+/* Milliseconds from start to end, or to now while running. */
+double wf_run_duration_ms(const wf_run_t *r) {
+  if (!r->started) return 0;
+  double end = wf_sched_terminal(r->status) ? r->t_end : wf_time_mono();
+  return (end - r->t_start) * 1e3;
+}
+

@@ -1,0 +1,192 @@
+/* test_loop.c — the deferred-work queue: FIFO order, re-deferral during a
+ * drain, undefer (also of nodes in a drain in progress), nested drains,
+ * libev integration (ev_run does not block while work is queued), two loops
+ * side by side. Also the value handle table. Depends on loop.c, val.c and
+ * the harness. */
+#include "harness.h"
+#include "loop.h"
+
+typedef struct node {
+  wf_defer_t d;
+  wf_loop_t *l;
+  int id, runs, redefer;
+  struct node *kill; /* undefer this one when run */
+  int nest;          /* drain the loop from inside */
+} node_t;
+
+static int trace[64], ntrace;
+
+/* Record the run; optionally re-defer, undefer another, or nest a drain. */
+static void node_cb(wf_defer_t *d) {
+  node_t *n = (node_t *)d;
+  n->runs++;
+  trace[ntrace++] = n->id;
+  if (n->redefer-- > 0) wf_loop_defer(n->l, &n->d);
+  if (n->kill) wf_loop_undefer(n->l, &n->kill->d);
+  if (n->nest) wf_loop_drain(n->l);
+}
+
+/* A node with id on loop l. */
+static node_t mk(wf_loop_t *l, int id) {
+  node_t n;
+  memset(&n, 0, sizeof n);
+  n.d.cb = node_cb;
+  n.l = l;
+  n.id = id;
+  return n;
+}
+
+static void test_fifo_and_redefer(void) {
+  wf_loop_t *l = wf_loop_new(ev_loop_new(0));
+  node_t a = mk(l, 1), b = mk(l, 2), c = mk(l, 3);
+  ntrace = 0;
+  a.redefer = 2;
+  wf_loop_defer(l, &a.d);
+  wf_loop_defer(l, &b.d);
+  wf_loop_defer(l, &a.d); /* already queued: no-op */
+  wf_loop_defer(l, &c.d);
+  CHECK_INT(wf_loop_pending(l), 3);
+  CHECK_INT(wf_loop_drain(l), 3);
+  CHECK_INT(ntrace, 3);
+  CHECK_INT(trace[0], 1);
+  CHECK_INT(trace[1], 2);
+  CHECK_INT(trace[2], 3);
+  CHECK_INT(wf_loop_pending(l), 1); /* a re-deferred itself */
+  CHECK_INT(wf_loop_drain(l), 1);
+  CHECK_INT(wf_loop_drain(l), 1);
+  CHECK_INT(wf_loop_drain(l), 0);
+  CHECK_INT(a.runs, 3);
+  struct ev_loop *evl = wf_loop_ev(l);
+  wf_loop_free(l);
+  ev_loop_destroy(evl);
+}
+
+static void test_undefer(void) {
+  wf_loop_t *l = wf_loop_new(ev_loop_new(0));
+  node_t a = mk(l, 1), b = mk(l, 2), c = mk(l, 3);
+  ntrace = 0;
+  wf_loop_defer(l, &a.d);
+  wf_loop_defer(l, &b.d);
+  wf_loop_defer(l, &c.d);
+  wf_loop_undefer(l, &b.d);
+  wf_loop_undefer(l, &b.d); /* not queued: no-op */
+  CHECK_INT(wf_loop_pending(l), 2);
+  wf_loop_undefer(l, &c.d); /* the tail: defer after must still work */
+  wf_loop_defer(l, &b.d);
+  a.kill = &b; /* a removes b from the batch being drained */
+  CHECK_INT(wf_loop_drain(l), 1);
+  CHECK_INT(b.runs, 0);
+  CHECK_INT(c.runs, 0);
+  CHECK_INT(wf_loop_pending(l), 0);
+  struct ev_loop *evl = wf_loop_ev(l);
+  wf_loop_free(l);
+  ev_loop_destroy(evl);
+}
+
+static void test_nested_drain(void) {
+  wf_loop_t *l = wf_loop_new(ev_loop_new(0));
+  node_t a = mk(l, 1), b = mk(l, 2), c = mk(l, 3);
+  ntrace = 0;
+  a.nest = 1;
+  a.redefer = 1; /* queued for the nested drain */
+  wf_loop_defer(l, &a.d);
+  wf_loop_defer(l, &b.d);
+  wf_loop_defer(l, &c.d);
+  a.kill = NULL;
+  CHECK_INT(wf_loop_drain(l), 3);
+  /* a, (nested: a again), b, c */
+  CHECK_INT(ntrace, 4);
+  CHECK_INT(trace[0], 1);
+  CHECK_INT(trace[1], 1);
+  CHECK_INT(trace[2], 2);
+  CHECK_INT(trace[3], 3);
+  CHECK_INT(wf_loop_pending(l), 0);
+  struct ev_loop *evl = wf_loop_ev(l);
+  wf_loop_free(l);
+  ev_loop_destroy(evl);
+}
+
+static int fired;
+/* Timer callback: count. */
+static void tcb(struct ev_loop *evl, ev_timer *w, int revents) {
+  (void)evl;
+  (void)w;
+  (void)revents;
+  fired++;
+}
+
+static void test_step_with_libev(void) {
+  struct ev_loop *evl = ev_loop_new(0);
+  wf_loop_t *l = wf_loop_new(evl);
+  wf_loop_t *l2 = wf_loop_new(evl); /* two wrappers on one libev loop */
+  node_t a = mk(l, 1), b = mk(l2, 2);
+  ntrace = 0;
+  /* nothing active: step returns 0 without blocking */
+  CHECK_INT(wf_loop_step(l), 0);
+  a.redefer = 5; /* the check watcher drains it while ev_run spins */
+  wf_loop_defer(l, &a.d);
+  wf_loop_defer(l2, &b.d);
+  int steps = 0;
+  while (wf_loop_step(l) && steps < 100) steps++;
+  CHECK_INT(a.runs, 6);
+  CHECK_INT(b.runs, 1);
+  CHECK_INT(wf_loop_pending(l), 0);
+  CHECK_INT(wf_loop_pending(l2), 0);
+  /* a timer keeps the loop alive; step blocks until it fires */
+  ev_timer t;
+  fired = 0;
+  ev_timer_init(&t, tcb, 0.001, 0);
+  ev_timer_start(evl, &t);
+  while (wf_loop_step(l)) {
+  }
+  CHECK_INT(fired, 1);
+  CHECK_INT(wf_loop_poll(l), 0);
+  wf_loop_free(l2);
+  wf_loop_free(l);
+  wf_loop_free(NULL);
+  ev_loop_destroy(evl);
+}
+
+static int freed[8], nfreed;
+/* Free callback of the value table. */
+static void on_free(void *ud, wf_val_t h) {
+  (void)ud;
+  freed[nfreed++] = (int)h;
+}
+
+static void test_vals(void) {
+  wf_vals_t *v = wf_vals_new(on_free, NULL);
+  nfreed = 0;
+  wf_val_t a = wf_vals_alloc(v), b = wf_vals_alloc(v);
+  CHECK(a != 0 && b != 0 && a != b);
+  CHECK_INT(wf_vals_live(v), 2);
+  wf_vals_retain(v, a);
+  CHECK_INT(wf_vals_count(v, a), 2);
+  wf_vals_release(v, a);
+  CHECK_INT(nfreed, 0);
+  wf_vals_release(v, a);
+  CHECK_INT(nfreed, 1);
+  CHECK_INT(freed[0], a);
+  CHECK_INT(wf_vals_count(v, a), 0);
+  CHECK_INT(wf_vals_live(v), 1);
+  wf_val_t c = wf_vals_alloc(v);
+  CHECK_INT(c, a); /* recycled */
+  wf_vals_retain(v, 0);
+  wf_vals_release(v, 0);
+  CHECK_INT(wf_vals_count(v, 0), 0);
+  CHECK_INT(wf_vals_count(v, 12345), 0);
+  wf_vals_release(v, b);
+  wf_vals_release(v, c);
+  CHECK_INT(wf_vals_live(v), 0);
+  wf_vals_free(v);
+  wf_vals_free(NULL);
+}
+
+int main(void) {
+  RUN(test_fifo_and_redefer);
+  RUN(test_undefer);
+  RUN(test_nested_drain);
+  RUN(test_step_with_libev);
+  RUN(test_vals);
+  return harness_end(__FILE__);
+}

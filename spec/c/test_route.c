@@ -1,0 +1,308 @@
+/* test_route.c — routing of messages along direct, conditional, switch,
+ * fan-out and fan-in edges, with C hooks over int values: conditions test
+ * parity / thresholds, a selector picks by value, make_list builds int
+ * lists. Checks value reference counts throughout. Depends on route.c,
+ * graph.c, val.c and the harness. */
+#include "graph.h"
+#include "harness.h"
+#include "route.h"
+
+/* Conditions: edge name picks the test; "fail" raises. Case i of a switch
+ * "mod3" holds when msg % 3 == i. */
+static int cond(void *ud, const wf_graph_t *g, int e, int i, wf_val_t msg,
+                int *out, wf_err_t *err) {
+  (void)ud;
+  const char *n = g->edges[e].name ? g->edges[e].name : "";
+  int v = hv_get(msg);
+  if (strcmp(n, "fail") == 0) return wf_err_set(err, "boom %d", v);
+  if (strcmp(n, "even") == 0) *out = v % 2 == 0;
+  else if (strcmp(n, "mod3") == 0) *out = v % 3 == i;
+  else *out = 1;
+  return WF_OK;
+}
+
+/* Selector: msg -1 raises, -2 returns an out-of-range index, else selects
+ * targets whose index has the bits of msg set, in reverse order with a
+ * duplicate (the router dedupes and keeps target order). */
+static int sel(void *ud, const wf_graph_t *g, int e, wf_val_t msg, int *out,
+               int *nout, wf_err_t *err) {
+  (void)ud;
+  int v = hv_get(msg), n = 0;
+  if (v == -1) return wf_err_set(err, "selector says no");
+  if (v == -2) {
+    out[0] = g->edges[e].ntgt;
+    *nout = 1;
+    return WF_OK;
+  }
+  for (int t = g->edges[e].ntgt - 1; t >= 0; t--)
+    if (v & (1 << t)) out[n++] = t;
+  if (n && n < g->edges[e].ntgt) out[n++] = out[0];
+  *nout = n;
+  return WF_OK;
+}
+
+/* make_list hook. */
+static wf_val_t mklist(void *ud, const wf_val_t *vals, int n) {
+  (void)ud;
+  return hv_list(vals, n);
+}
+
+static const wf_route_hooks_t H = {NULL, cond, sel, mklist};
+
+/* A graph with executors e0..e(n-1), start e0. */
+static wf_graph_t *mkgraph(int n) {
+  char id[16];
+  wf_graph_t *g = wf_graph_new("r");
+  for (int i = 0; i < n; i++) {
+    snprintf(id, sizeof id, "e%d", i);
+    wf_graph_add_exec(g, id, NULL, NULL);
+  }
+  wf_graph_set_start(g, 0, NULL);
+  return g;
+}
+
+/* Add an edge (tgts/srcs arrays, optional name, all conditional when
+ * cond_all, switch default dflt, selector flag). */
+static void add(wf_graph_t *g, wf_edge_kind_t k, const char *name,
+                const int *srcs, int ns, const int *tgts, int nt, int cond_all,
+                int dflt, int select) {
+  unsigned char c[16];
+  memset(c, cond_all, sizeof c);
+  wf_edge_spec_t s = {k, name, ns, srcs, nt, tgts, c, dflt, select};
+  wf_err_t err;
+  if (wf_graph_add_edge(g, &s, &err) < 0) {
+    fprintf(stderr, "add_edge: %s\n", err.msg);
+    CHECK(0);
+  }
+}
+
+/* Route int value v from src; returns the rc; the message is released. */
+static int send(wf_route_t *r, int src, int v, int only, wf_dvec_t *out,
+                wf_err_t *err) {
+  wf_val_t m = hv_int(v);
+  int rc = wf_route_message(r, &H, src, m, only, out, err);
+  wf_vals_release(HV, m);
+  return rc;
+}
+
+static void test_direct_and_conditional(void) {
+  hv_init();
+  wf_graph_t *g = mkgraph(4);
+  int s0 = 0, t1 = 1, t2 = 2;
+  add(g, WF_EDGE_DIRECT, NULL, &s0, 1, &t1, 1, 0, -1, 0);
+  add(g, WF_EDGE_DIRECT, "even", &s0, 1, &t2, 1, 1, -1, 0);
+  int t3 = 3;
+  add(g, WF_EDGE_DIRECT, NULL, &t1, 1, &t3, 1, 0, -1, 0);
+  add(g, WF_EDGE_DIRECT, NULL, &t2, 1, &t3, 1, 0, -1, 0);
+  CHECK_INT(wf_graph_finalize(g, NULL), WF_OK);
+  wf_route_t *r = wf_route_new(g, HV);
+  wf_dvec_t out = {0};
+  wf_err_t err;
+  CHECK_INT(send(r, 0, 4, -1, &out, &err), WF_OK);
+  CHECK_INT(out.n, 2);
+  CHECK_INT(out.v[0].exec, 1);
+  CHECK_INT(out.v[0].edge, 0);
+  CHECK_INT(out.v[1].exec, 2);
+  CHECK_INT(out.v[1].edge, 1);
+  CHECK_INT(hv_get(out.v[1].msg), 4);
+  CHECK_INT(wf_vals_count(HV, out.v[0].msg), 2); /* one per delivery */
+  wf_dvec_clear(&out, HV);
+  CHECK_INT(send(r, 0, 5, -1, &out, &err), WF_OK);
+  CHECK_INT(out.n, 1);
+  CHECK_INT(out.v[0].exec, 1);
+  wf_dvec_clear(&out, HV);
+  /* targeted: only edges reaching e2; its condition still applies */
+  CHECK_INT(send(r, 0, 6, 2, &out, &err), WF_OK);
+  CHECK_INT(out.n, 1);
+  CHECK_INT(out.v[0].exec, 2);
+  wf_dvec_clear(&out, HV);
+  CHECK_INT(send(r, 0, 7, 2, &out, &err), WF_OK);
+  CHECK_INT(out.n, 0);
+  /* a terminal executor routes nowhere */
+  CHECK_INT(send(r, 3, 1, -1, &out, &err), WF_OK);
+  CHECK_INT(out.n, 0);
+  wf_dvec_free(&out);
+  wf_route_free(r);
+  wf_graph_free(g);
+  HV_DONE();
+}
+
+static void test_condition_error_names_edge(void) {
+  hv_init();
+  wf_graph_t *g = mkgraph(3);
+  int s0 = 0, t1 = 1, t2 = 2;
+  add(g, WF_EDGE_DIRECT, NULL, &s0, 1, &t1, 1, 0, -1, 0);
+  add(g, WF_EDGE_DIRECT, "fail", &s0, 1, &t2, 1, 1, -1, 0);
+  CHECK_INT(wf_graph_finalize(g, NULL), WF_OK);
+  wf_route_t *r = wf_route_new(g, HV);
+  wf_dvec_t out = {0};
+  wf_err_t err;
+  CHECK_INT(send(r, 0, 3, -1, &out, &err), WF_ERR);
+  CHECK_STR(err.msg, "condition of edge 'e0 -> e2 (fail)' failed: boom 3");
+  CHECK_INT(out.n, 1); /* the earlier delivery stays */
+  wf_dvec_clear(&out, HV);
+  wf_dvec_free(&out);
+  wf_route_free(r);
+  wf_graph_free(g);
+  HV_DONE();
+}
+
+static void test_switch(void) {
+  hv_init();
+  wf_graph_t *g = mkgraph(5);
+  int s0 = 0, cases[] = {1, 2, 3};
+  add(g, WF_EDGE_SWITCH, "mod3", &s0, 1, cases, 2, 1, 3, 0);
+  int s1 = 1, t4 = 4;
+  add(g, WF_EDGE_SWITCH, "mod3", &s1, 1, &t4, 1, 1, -1, 0); /* no default */
+  CHECK_INT(wf_graph_finalize(g, NULL), WF_OK);
+  wf_route_t *r = wf_route_new(g, HV);
+  wf_dvec_t out = {0};
+  wf_err_t err;
+  CHECK_INT(send(r, 0, 3, -1, &out, &err), WF_OK); /* case 0 */
+  CHECK_INT(send(r, 0, 4, -1, &out, &err), WF_OK); /* case 1 */
+  CHECK_INT(send(r, 0, 5, -1, &out, &err), WF_OK); /* default */
+  CHECK_INT(out.n, 3);
+  CHECK_INT(out.v[0].exec, 1);
+  CHECK_INT(out.v[1].exec, 2);
+  CHECK_INT(out.v[2].exec, 3);
+  wf_dvec_clear(&out, HV);
+  CHECK_INT(send(r, 1, 0, -1, &out, &err), WF_OK); /* case 0 of e1 */
+  CHECK_INT(send(r, 1, 1, -1, &out, &err), WF_OK); /* no match: dropped */
+  CHECK_INT(out.n, 1);
+  CHECK_INT(out.v[0].exec, 4);
+  wf_dvec_clear(&out, HV);
+  /* targeted at the default while a case matches: nothing */
+  CHECK_INT(send(r, 0, 3, 3, &out, &err), WF_OK);
+  CHECK_INT(out.n, 0);
+  CHECK_INT(send(r, 0, 5, 3, &out, &err), WF_OK);
+  CHECK_INT(out.n, 1);
+  wf_dvec_clear(&out, HV);
+  wf_dvec_free(&out);
+  wf_route_free(r);
+  wf_graph_free(g);
+  HV_DONE();
+}
+
+static void test_fanout(void) {
+  hv_init();
+  wf_graph_t *g = mkgraph(7);
+  int s0 = 0, t[] = {1, 2, 3}, s4 = 4, u[] = {5, 6, 1};
+  add(g, WF_EDGE_FANOUT, NULL, &s0, 1, t, 3, 0, -1, 0);
+  add(g, WF_EDGE_FANOUT, NULL, &s0, 1, &s4, 1, 0, -1, 0);
+  add(g, WF_EDGE_FANOUT, "pick", &s4, 1, u, 3, 0, -1, 1);
+  CHECK_INT(wf_graph_finalize(g, NULL), WF_OK);
+  wf_route_t *r = wf_route_new(g, HV);
+  wf_dvec_t out = {0};
+  wf_err_t err;
+  CHECK_INT(send(r, 0, 9, -1, &out, &err), WF_OK);
+  CHECK_INT(out.n, 4);
+  for (int i = 0; i < 4; i++) CHECK_INT(out.v[i].exec, i + 1);
+  wf_dvec_clear(&out, HV);
+  CHECK_INT(send(r, 0, 9, 2, &out, &err), WF_OK); /* targeted */
+  CHECK_INT(out.n, 1);
+  CHECK_INT(out.v[0].exec, 2);
+  wf_dvec_clear(&out, HV);
+  /* selector: bits 0 and 2 -> targets 5 and 1, in target order */
+  CHECK_INT(send(r, 4, 5, -1, &out, &err), WF_OK);
+  CHECK_INT(out.n, 2);
+  CHECK_INT(out.v[0].exec, 5);
+  CHECK_INT(out.v[1].exec, 1);
+  wf_dvec_clear(&out, HV);
+  CHECK_INT(send(r, 4, 5, 1, &out, &err), WF_OK);
+  CHECK_INT(out.n, 1);
+  CHECK_INT(out.v[0].exec, 1);
+  wf_dvec_clear(&out, HV);
+  CHECK_INT(send(r, 4, 0, -1, &out, &err), WF_OK); /* empty selection */
+  CHECK_INT(out.n, 0);
+  CHECK_INT(send(r, 4, -1, -1, &out, &err), WF_ERR);
+  CHECK_STR(err.msg,
+            "selector of edge 'e4 -> [e5, e6, e1] (pick)' failed: selector "
+            "says no");
+  CHECK_INT(send(r, 4, -2, -1, &out, &err), WF_ERR);
+  CHECK_STR(err.msg, "selector of edge 'e4 -> [e5, e6, e1] (pick)' failed: "
+                     "index 4 out of range 1..3");
+  CHECK_INT(out.n, 0);
+  wf_dvec_free(&out);
+  wf_route_free(r);
+  wf_graph_free(g);
+  HV_DONE();
+}
+
+static void test_fanin(void) {
+  hv_init();
+  wf_graph_t *g = mkgraph(5);
+  int s0 = 0, mid[] = {1, 2, 3}, in[] = {3, 1, 2}, t4 = 4;
+  add(g, WF_EDGE_FANOUT, NULL, &s0, 1, mid, 3, 0, -1, 0);
+  add(g, WF_EDGE_FANIN, NULL, in, 3, &t4, 1, 0, -1, 0); /* order 3, 1, 2 */
+  CHECK_INT(wf_graph_finalize(g, NULL), WF_OK);
+  wf_route_t *r = wf_route_new(g, HV);
+  wf_dvec_t out = {0};
+  wf_err_t err;
+  int e = 1;
+  CHECK_INT(send(r, 1, 10, -1, &out, &err), WF_OK);
+  CHECK_INT(send(r, 1, 11, -1, &out, &err), WF_OK); /* two from e1 */
+  CHECK_INT(out.n, 0);
+  CHECK_INT(wf_route_buffered(r, e, 1), 2);
+  CHECK_INT(wf_route_buffered(r, e, 0), 0);
+  CHECK_INT(wf_route_buffered_total(r), 2);
+  CHECK_INT(send(r, 3, 30, 0, &out, &err), WF_OK); /* filtered: not e0 */
+  CHECK_INT(wf_route_buffered_total(r), 2);
+  CHECK_INT(send(r, 3, 30, 4, &out, &err), WF_OK);
+  CHECK_INT(out.n, 0);
+  CHECK_INT(send(r, 2, 20, -1, &out, &err), WF_OK); /* completes */
+  CHECK_INT(out.n, 1);
+  CHECK_INT(out.v[0].exec, 4);
+  CHECK_INT(out.v[0].edge, e);
+  wf_val_t l = out.v[0].msg;
+  CHECK_INT(hv_get(l), 4);
+  CHECK_INT(hv_item(l, 0), 30); /* source order: e3, e1, e1, e2 */
+  CHECK_INT(hv_item(l, 1), 10);
+  CHECK_INT(hv_item(l, 2), 11);
+  CHECK_INT(hv_item(l, 3), 20);
+  CHECK_INT(wf_vals_count(HV, l), 1);
+  CHECK_INT(wf_route_buffered_total(r), 0);
+  wf_dvec_clear(&out, HV);
+  CHECK_INT(wf_vals_live(HV), 0); /* buffered messages released */
+  /* a partial buffer survives and is released on free */
+  CHECK_INT(send(r, 2, 21, -1, &out, &err), WF_OK);
+  CHECK_INT(wf_route_buffered(r, e, 2), 1);
+  CHECK_INT(wf_vals_live(HV), 1);
+  wf_dvec_free(&out);
+  wf_route_free(r);
+  wf_graph_free(g);
+  HV_DONE();
+}
+
+static void test_fanin_large(void) {
+  hv_init();
+  enum { N = 1000 };
+  wf_graph_t *g = mkgraph(N + 2);
+  int s0 = 0, mid[N], t = N + 1;
+  for (int i = 0; i < N; i++) mid[i] = i + 1;
+  add(g, WF_EDGE_FANOUT, NULL, &s0, 1, mid, N, 0, -1, 0);
+  add(g, WF_EDGE_FANIN, NULL, mid, N, &t, 1, 0, -1, 0);
+  CHECK_INT(wf_graph_finalize(g, NULL), WF_OK);
+  wf_route_t *r = wf_route_new(g, HV);
+  wf_dvec_t out = {0};
+  wf_err_t err;
+  for (int i = N; i >= 1; i--) CHECK_INT(send(r, i, i, -1, &out, &err), 0);
+  CHECK_INT(out.n, 1);
+  int bad = 0;
+  for (int i = 0; i < N; i++) bad += hv_item(out.v[0].msg, i) != i + 1;
+  CHECK_INT(bad, 0);
+  wf_dvec_clear(&out, HV);
+  wf_dvec_free(&out);
+  wf_route_free(r);
+  wf_graph_free(g);
+  HV_DONE();
+}
+
+int main(void) {
+  RUN(test_direct_and_conditional);
+  RUN(test_condition_error_names_edge);
+  RUN(test_switch);
+  RUN(test_fanout);
+  RUN(test_fanin);
+  RUN(test_fanin_large);
+  return harness_end(__FILE__);
+}
