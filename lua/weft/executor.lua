@@ -28,8 +28,8 @@ function _M.is_executor(v)
 end
 
 -- Raise a misuse error naming the executor and the field.
-local function bad(id, msg)
-  error(("executor '%s': %s"):format(tostring(id), msg), 4)
+local function bad(id, msg, level)
+  error(("executor '%s': %s"):format(tostring(id), msg), level or 3)
 end
 
 local function is_int(v) return type(v) == "number" and v == math_floor(v) end
@@ -42,25 +42,25 @@ local RETRY_KEYS = { max_attempts = true, backoff = true, backoff_factor = true,
 -- Validate the retry table and return normalised numbers.
 local function check_retry(id, r)
   if r == nil then return { max_attempts = 1, backoff = 0, backoff_factor = 2, max_backoff = 30 } end
-  if type(r) ~= "table" then bad(id, "retry must be a table {max_attempts, backoff}") end
+  if type(r) ~= "table" then bad(id, "retry must be a table {max_attempts, backoff}", 4) end
   for k in pairs(r) do
-    if not RETRY_KEYS[k] then bad(id, ("retry.%s is not an option (max_attempts, backoff, backoff_factor, max_backoff)"):format(tostring(k))) end
+    if not RETRY_KEYS[k] then bad(id, ("retry.%s is not an option (max_attempts, backoff, backoff_factor, max_backoff)"):format(tostring(k)), 4) end
   end
   local n = r.max_attempts or 1
-  if not is_int(n) or n < 1 then bad(id, "retry.max_attempts must be an integer >= 1") end
+  if not is_int(n) or n < 1 then bad(id, "retry.max_attempts must be an integer >= 1", 4) end
   local b = r.backoff or 0
-  if type(b) ~= "number" or b < 0 or b ~= b then bad(id, "retry.backoff must be a number of seconds >= 0") end
+  if type(b) ~= "number" or b < 0 or b ~= b then bad(id, "retry.backoff must be a number of seconds >= 0", 4) end
   local f = r.backoff_factor or 2
-  if type(f) ~= "number" or f < 1 then bad(id, "retry.backoff_factor must be a number >= 1") end
+  if type(f) ~= "number" or f < 1 then bad(id, "retry.backoff_factor must be a number >= 1", 4) end
   local m = r.max_backoff or 30
-  if type(m) ~= "number" or m < 0 then bad(id, "retry.max_backoff must be a number >= 0") end
+  if type(m) ~= "number" or m < 0 then bad(id, "retry.max_backoff must be a number >= 0", 4) end
   return { max_attempts = n, backoff = b, backoff_factor = f, max_backoff = m }
 end
 
 --- Create an executor: `new(id, fn)` or `new(id, opts)`.
 function _M.new(id, spec)
   if type(id) ~= "string" or id == "" then
-    error("weft.executor: id must be a non-empty string, got " .. type(id), 3)
+    error("weft.executor: id must be a non-empty string, got " .. type(id), 2)
   end
   local opts
   if _M.callable(spec) then

@@ -14,9 +14,9 @@ _M.json = require "weft.json"
 _M.reduce = require "weft.reduce"
 
 --- Create an executor: `weft.executor(id, fn)` or `weft.executor(id, opts)`.
-function _M.executor(id, spec) return executor.new(id, spec) end
+_M.executor = executor.new
 --- Start building a workflow.
-function _M.workflow(name) return workflow.new(name) end
+_M.workflow = workflow.new
 --- Wait for several run handles; returns their results in order.
 _M.wait_all = run.wait_all
 --- True when v is a built workflow.

@@ -24,11 +24,16 @@ _M.Builder, _M.Workflow = Builder, Workflow
 --- Start building a workflow named name.
 function _M.new(name)
   if type(name) ~= "string" or name == "" then
-    error("weft.workflow: name must be a non-empty string", 3)
+    error("weft.workflow: name must be a non-empty string", 2)
   end
+  -- where the workflow was declared, for errors raised by a tail-called
+  -- :build() (`return weft.workflow(...):build()` leaves no caller frame)
+  local info = debug.getinfo(2, "Sl")
+  local site = info and info.currentline and info.currentline > 0
+    and (info.short_src .. ":" .. info.currentline) or nil
   return setmetatable({
     name = name, _order = {}, _seen = {}, _edges = {}, _reducers = {}, _rkeys = {},
-    _dups = {},
+    _site = site,
   }, Builder)
 end
 
@@ -161,10 +166,15 @@ local function label(e)
   return "edge '" .. l .. "'"
 end
 
---- Validate and compile; returns a Workflow or raises naming the offender.
-function Builder:build()
+-- Validation failure: carries the message up to Builder:build.
+local BuildError = {}
+
+-- Compile the builder (raises BuildError tables for validation failures).
+local function compile(self)
   local name = self.name
-  local function fail(msg) error(("workflow '%s': %s"):format(name, msg), 3) end
+  local function fail(msg)
+    error(setmetatable({ msg = ("workflow '%s': %s"):format(name, msg) }, BuildError), 0)
+  end
   if self._start == nil then fail("no start executor") end
 
   -- executors by id, in graph order (start first)
@@ -206,7 +216,7 @@ function Builder:build()
     local r = ex.retry
     local _, err = sched.graph_add_exec(g, ex.id, executor.KINDS[ex.kind], r.max_attempts,
       r.backoff, r.backoff_factor, r.max_backoff, ex.timeout, ex.on_error == "continue")
-    if err then error(err, 2) end
+    if err then fail((err:gsub("^workflow '[^']*': ", ""))) end
   end
   sched.graph_set_start(g, index[start.id])
 
@@ -243,12 +253,26 @@ function Builder:build()
     fns.reducers[sched.graph_add_reducer(g, k)] = self._reducers[k]
   end
   local ok, err = sched.graph_finalize(g, fns)
-  if not ok then error(err, 2) end
+  if not ok then fail((err:gsub("^workflow '[^']*': ", ""))) end
 
   return setmetatable({
     name = name, start = start.id, _graph = g, _order = order, _index = index,
     _ids = ids, _handlers = handlers, _edges = desc_edges,
   }, Workflow)
+end
+
+--- Validate and compile; returns a Workflow or raises naming the offender.
+-- The error points at the caller of :build(), or at the weft.workflow() call
+-- when :build() was tail-called.
+function Builder:build()
+  local ok, res = pcall(compile, self)
+  if ok then return res end
+  if getmetatable(res) ~= BuildError then error(res, 0) end
+  local caller = debug.getinfo(2, "Sl")
+  if caller and caller.currentline and caller.currentline > 0 then
+    error(res.msg, 2)
+  end
+  error((self._site and (self._site .. ": ") or "") .. res.msg, 0)
 end
 
 --- Describe the graph: {name, start, executors = {{id, kind}}, edges = {...}}.

@@ -1,0 +1,591 @@
+--- weft.cli: the command line of the `weft` executable.
+-- runtime/main.c calls `main(args, info)` and exits with the code it returns.
+-- Commands: run, check, graph, exec, version, help. Argument parsing is here,
+-- small and dependency-free; `weft` itself is required lazily so that help
+-- and version work even when the library cannot load.
+local _M = {}
+
+local concat = table.concat
+local format, rep = string.format, string.rep
+local type, tostring, tonumber = type, tostring, tonumber
+local pairs, ipairs, pcall, xpcall = pairs, ipairs, pcall, xpcall
+local unpack = unpack or table.unpack
+
+local EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+local stdout, stderr = io.stdout, io.stderr
+
+-- Command table: usage line, summary, options, help text. An option with
+-- `arg` takes a value (`--opt VALUE` or `--opt=VALUE`).
+local COMMANDS = {}
+local ORDER = { "run", "check", "graph", "exec", "version", "help" }
+
+COMMANDS.run = {
+  synopsis = "run FILE.lua",
+  usage = "weft run FILE.lua [--input TEXT | --input-json JSON | --input-file PATH]"
+    .. " [--events pretty|jsonl] [--max-supersteps N] [--max-concurrency N] [-- ARGS...]",
+  summary = "run the workflow FILE.lua returns; outputs as JSON lines on stdout",
+  options = {
+    { "--input", arg = "TEXT", help = "the input message, as a string" },
+    { "--input-json", arg = "JSON", help = "the input message, decoded from JSON" },
+    { "--input-file", arg = "PATH", help = "the input message: PATH's contents, as a string ('-' = stdin)" },
+    { "--events", arg = "pretty|jsonl", values = { pretty = true, jsonl = true },
+      help = "print every event on stderr: one readable line (pretty) or one JSON object (jsonl) each" },
+    { "--max-supersteps", arg = "N", int = true, help = "fail the run after N supersteps (default 100)" },
+    { "--max-concurrency", arg = "N", int = true, help = "at most N invocations at once (default unlimited)" },
+  },
+  text = [[
+FILE.lua must return a workflow (weft.workflow(...):build()) or an unbuilt
+builder (built here). The chunk receives the script arguments as `...`: the
+extra arguments after FILE.lua, and everything after `--`.
+
+The input is the empty string "" unless --input, --input-json or
+--input-file is given (at most one of them).
+
+Every workflow output is printed on stdout as it is produced, as one line of
+compact JSON — a string output too (as a JSON string), so every line parses.
+
+Exit status: 0 completed; 1 the run failed, was cancelled or paused waiting on
+a request (the error goes to stderr as `weft: run failed: ...`); 2 usage
+error or script error (one line on stderr, with file:line when known).]],
+}
+
+COMMANDS.check = {
+  synopsis = "check FILE.lua",
+  usage = "weft check FILE.lua [-- ARGS...]",
+  summary = "load and validate the workflow, print a summary",
+  options = {},
+  text = [[
+Loads FILE.lua and builds the workflow it returns, then prints
+  ok: workflow '<name>': N executors, M edges
+Exit status: 0 valid; 2 usage or script error (one line on stderr: the load
+error or the build validation error, with file:line when known).]],
+}
+
+COMMANDS.graph = {
+  synopsis = "graph FILE.lua",
+  usage = "weft graph FILE.lua [--format mermaid|dot] [-- ARGS...]",
+  summary = "print the workflow graph (Mermaid or Graphviz dot)",
+  options = {
+    { "--format", arg = "mermaid|dot", values = { mermaid = true, dot = true },
+      help = "output format (default mermaid)" },
+  },
+  text = [[
+Prints the graph of the workflow FILE.lua returns on stdout. Edge labels
+name the kind: a conditional edge shows its name (or "when"), switch cases
+"case N: name" and "default", fan-out edges "fan-out" (or "select" when a
+selector picks the targets), fan-in edges "fan-in". The start executor is
+drawn as a rounded node; validators and orchestrators have their own shapes.
+Render with e.g. `dot -Tsvg` or any Mermaid viewer.
+Exit status: 0 printed; 2 usage or script error.]],
+}
+
+COMMANDS.exec = {
+  synopsis = "exec SCRIPT.lua",
+  usage = "weft exec SCRIPT.lua [ARGS...]",
+  summary = "run a plain Lua script with weft on the path (e.g. busted)",
+  options = {},
+  text = [[
+Runs SCRIPT.lua like `luajit SCRIPT.lua ARGS...` would, inside the weft
+executable: `require "weft"` works, the global `arg` holds arg[0] = SCRIPT.lua
+and arg[1..] = ARGS, and the chunk also gets ARGS as `...`. A first line
+starting with `#!` is skipped. Every argument after SCRIPT.lua is passed on
+untouched, options included. Example: weft exec /usr/bin/busted spec/unit
+Exit status: 0 when the script returns; 1 when it raises (message and
+traceback on stderr); 2 when it cannot be loaded; os.exit(n) exits with n.]],
+}
+
+COMMANDS.version = {
+  synopsis = "version",
+  usage = "weft version",
+  summary = "print the version",
+  options = {},
+  text = "Prints `weft <version> (<LuaJIT version>)`. Also: weft --version.",
+}
+
+COMMANDS.help = {
+  synopsis = "help [COMMAND]",
+  usage = "weft help [COMMAND]",
+  summary = "this text, or the options of COMMAND",
+  options = {},
+  text = "Also: weft --help, weft COMMAND --help.",
+}
+
+local HELP_TAIL = [[
+Exit status: 0 success; 1 the run failed, was cancelled or is waiting on a
+request; 2 usage error or script error (file missing, syntax error, error
+while loading, no workflow returned, build validation failed); 70 internal
+error of the CLI.
+
+Environment:
+  WEFT_PATH   directory holding lua/ and stdlib/ (default: next to the
+              executable, then <prefix>/share/weft, then the source tree)
+  WEFT_DEBUG  set to 1 to add the Lua traceback to script errors]]
+
+---------------------------------------------------------------------------
+-- Output helpers
+
+local function say(fh, ...)
+  fh:write(...)
+  fh:write("\n")
+end
+
+local function fail(code, msg)
+  say(stderr, "weft: ", msg)
+  return code
+end
+
+local function usage_error(cmd, msg)
+  say(stderr, "weft: ", msg)
+  if cmd and COMMANDS[cmd] then
+    say(stderr, "usage: ", COMMANDS[cmd].usage)
+    say(stderr, "(see 'weft help ", cmd, "')")
+  else
+    say(stderr, "usage: weft COMMAND [ARGS...]   (commands: ", concat(ORDER, ", "), "; see 'weft --help')")
+  end
+  return EXIT_USAGE
+end
+
+local function option_lines(spec)
+  local rows, width = {}, 0
+  for _, o in ipairs(spec.options) do
+    local left = o[1] .. (o.arg and (" " .. o.arg) or "")
+    rows[#rows + 1] = { left, o.help }
+    if #left > width then width = #left end
+  end
+  rows[#rows + 1] = { "-h, --help", "show this help" }
+  if #"-h, --help" > width then width = #"-h, --help" end
+  local out = {}
+  for _, r in ipairs(rows) do
+    out[#out + 1] = "  " .. r[1] .. rep(" ", width - #r[1] + 2) .. r[2]
+  end
+  return concat(out, "\n")
+end
+
+--- The help text of one command (nil if unknown), or the general help.
+function _M.help_text(cmd)
+  if cmd then
+    local spec = COMMANDS[cmd]
+    if not spec then return nil end
+    return format("usage: %s\n\n%s\n\noptions:\n%s\n\n%s\n",
+      spec.usage, spec.summary, option_lines(spec), spec.text)
+  end
+  local lines = {
+    "weft — a Lua-scriptable workflow runtime (LuaJIT + libev)",
+    "",
+    "usage: weft COMMAND [ARGS...]",
+    "",
+    "commands:",
+  }
+  for _, name in ipairs(ORDER) do
+    lines[#lines + 1] = format("  %-18s %s", COMMANDS[name].synopsis, COMMANDS[name].summary)
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "Run 'weft help COMMAND' (or 'weft COMMAND --help') for its options."
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = HELP_TAIL
+  return concat(lines, "\n") .. "\n"
+end
+
+---------------------------------------------------------------------------
+-- Argument parsing
+
+local function find_option(spec, name)
+  for _, o in ipairs(spec.options) do
+    if o[1] == name then return o end
+  end
+end
+
+--- Parse args[first..] for command `cmd`: returns {opts = {name = value},
+-- positional = {...}, rest = {... after "--"}, help = bool}, or nil, err.
+function _M.parse(cmd, args, first)
+  local spec = assert(COMMANDS[cmd], cmd)
+  local res = { opts = {}, positional = {}, rest = {}, help = false }
+  local i = first or 1
+  while i <= #args do
+    local a = args[i]
+    if a == "--" then
+      for j = i + 1, #args do res.rest[#res.rest + 1] = args[j] end
+      break
+    elseif a == "-h" or a == "--help" then
+      res.help = true
+    elseif a:sub(1, 1) == "-" and a ~= "-" then
+      local name, value = a:match("^(%-%-[^=]+)=(.*)$")
+      name = name or a
+      local o = find_option(spec, name)
+      if not o then return nil, format("unknown option '%s' for '%s'", name, cmd) end
+      if value == nil then
+        i = i + 1
+        value = args[i]
+        if value == nil then return nil, format("option %s needs a value (%s)", name, o.arg) end
+      end
+      if o.values and not o.values[value] then
+        return nil, format("option %s: '%s' is not one of %s", name, value, o.arg)
+      end
+      if o.int then
+        local n = tonumber(value)
+        if not n or n ~= math.floor(n) or n < 1 then
+          return nil, format("option %s: '%s' is not an integer >= 1", name, value)
+        end
+        value = n
+      end
+      if res.opts[name] ~= nil then return nil, format("option %s given twice", name) end
+      res.opts[name] = value
+    else
+      res.positional[#res.positional + 1] = a
+    end
+    i = i + 1
+  end
+  return res
+end
+
+---------------------------------------------------------------------------
+-- Loading a workflow script
+
+local function debug_on()
+  local v = os.getenv("WEFT_DEBUG")
+  return v ~= nil and v ~= "" and v ~= "0"
+end
+
+-- Message handler: keep the message, remember the traceback for WEFT_DEBUG.
+local last_traceback
+local function handler(e)
+  last_traceback = debug.traceback("", 2)
+  if type(e) == "string" then return e end
+  if e == nil then return "error (nil error object)" end
+  local mt = getmetatable(e)
+  if mt and mt.__tostring then return tostring(e) end
+  local ok, s = pcall(function() return require("weft").json.encode(e) end)
+  return ok and s or ("error object is a " .. type(e) .. " value")
+end
+
+-- Errors raised with a level pointing at this file (e.g. `:build()` called
+-- from here) carry our position: replace it with the script's path.
+local function relocate(msg, path)
+  msg = msg:gsub("^[^\n]-weft/cli%.lua:%d+: ", "", 1)
+  if not msg:match("^[^\n:]+:%d+: ") and msg:sub(1, #path + 1) ~= path .. ":" then
+    msg = path .. ": " .. msg
+  end
+  return msg
+end
+
+local function script_error(msg)
+  say(stderr, "weft: ", msg)
+  if debug_on() and last_traceback then say(stderr, last_traceback) end
+  return EXIT_USAGE
+end
+
+--- Load FILE and return the built workflow it returns, or nil and a one-line
+-- error (with file:line when Lua gives one).
+function _M.load_workflow(path, script_args)
+  local weft = require("weft")
+  last_traceback = nil
+  local chunk, err = loadfile(path)
+  if not chunk then return nil, err end
+  local args = script_args or {}
+  local ok, v = xpcall(function() return chunk(unpack(args, 1, #args)) end, handler)
+  if not ok then return nil, relocate(v, path) end
+  if weft.is_builder(v) then
+    local built
+    ok, built = xpcall(function() return v:build() end, handler)
+    if not ok then return nil, relocate(built, path) end
+    v = built
+  end
+  if not weft.is_workflow(v) then
+    local got = v == nil and "nothing (nil)" or ("a " .. type(v))
+    return nil, format("%s: expected the script to return a workflow "
+      .. "(return weft.workflow(...):build()), got %s", path, got)
+  end
+  return v
+end
+
+-- The common front of run/check/graph: FILE plus script arguments.
+local function load_from(cmd, parsed)
+  local path = parsed.positional[1]
+  if not path then return nil, usage_error(cmd, "missing FILE.lua") end
+  local script_args = {}
+  for i = 2, #parsed.positional do script_args[#script_args + 1] = parsed.positional[i] end
+  for _, a in ipairs(parsed.rest) do script_args[#script_args + 1] = a end
+  local wf, err = _M.load_workflow(path, script_args)
+  if not wf then return nil, script_error(err) end
+  return wf
+end
+
+---------------------------------------------------------------------------
+-- Events
+
+local function json_or(v, fallback)
+  local ok, s = pcall(require("weft").json.encode, v)
+  if ok then return s end
+  return fallback or ("<" .. type(v) .. ">")
+end
+
+local function one_line(s, max)
+  s = tostring(s):gsub("\r?\n", " | ")
+  max = max or 160
+  if #s > max then s = s:sub(1, max - 3) .. "..." end
+  return s
+end
+
+local function data_of(ev)
+  return type(ev.data) == "table" and ev.data or {}
+end
+
+-- Per event type: the interesting data, as text after the executor id.
+local PRETTY = {
+  workflow_started = function(ev)
+    return format("workflow=%s run=%s", tostring(data_of(ev).workflow), tostring(ev.run_id))
+  end,
+  executor_invoked = function(ev)
+    local a = data_of(ev).attempt
+    return a and a > 1 and ("attempt=" .. a) or ""
+  end,
+  executor_failed = function(ev)
+    local d = data_of(ev)
+    local parts = { "attempt=" .. tostring(d.attempt or 1) }
+    if d.timed_out then parts[#parts + 1] = "timed out" end
+    if d.retrying then parts[#parts + 1] = "retrying" end
+    if d.continued then parts[#parts + 1] = "continued" end
+    parts[#parts + 1] = "error=" .. one_line(d.error or "?", 300)
+    return concat(parts, " ")
+  end,
+  output = function(ev) return one_line(json_or(ev.data)) end,
+  custom = function(ev)
+    return tostring(ev.name or "?") .. (ev.data ~= nil and (" " .. one_line(json_or(ev.data))) or "")
+  end,
+  log = function(ev)
+    local d = data_of(ev)
+    return format("[%s] %s", tostring(d.level or "info"), one_line(d.message or "", 300))
+  end,
+  state_conflict = function(ev)
+    local d = data_of(ev)
+    local writers = type(d.writers) == "table" and concat(d.writers, ",") or "?"
+    return format("key=%s writers=%s", tostring(d.key), writers)
+  end,
+  workflow_failed = function(ev) return "error=" .. one_line(data_of(ev).error or "?", 300) end,
+}
+PRETTY.executor_completed = PRETTY.executor_invoked
+
+--- One readable line for an event: `[ss 2] executor_completed  writer ...`.
+function _M.pretty_event(ev)
+  local ss = ev.superstep ~= nil and tostring(ev.superstep) or "-"
+  local fmt = PRETTY[ev.type]
+  local detail
+  if fmt then
+    detail = fmt(ev)
+  elseif ev.data ~= nil then
+    detail = one_line(json_or(ev.data))
+  else
+    detail = ""
+  end
+  local parts = {}
+  if ev.executor_id ~= nil then parts[#parts + 1] = tostring(ev.executor_id) end
+  if detail ~= "" then parts[#parts + 1] = detail end
+  return (format("[ss %s] %-19s %s", ss, tostring(ev.type), concat(parts, "  "))
+    :gsub("%s+$", ""))
+end
+
+--- One JSON object for an event (never raises; unencodable data is replaced
+-- by a description).
+function _M.jsonl_event(ev)
+  local ok, s = pcall(require("weft").json.encode, ev)
+  if ok then return s end
+  local copy = {}
+  for k, v in pairs(ev) do copy[k] = v end
+  copy.data = "<not JSON-serialisable: " .. tostring(s) .. ">"
+  return json_or(copy, '{"type":"' .. tostring(ev.type) .. '"}')
+end
+
+---------------------------------------------------------------------------
+-- Commands
+
+local function read_input(opts)
+  local given = {}
+  for _, k in ipairs({ "--input", "--input-json", "--input-file" }) do
+    if opts[k] ~= nil then given[#given + 1] = k end
+  end
+  if #given > 1 then
+    return nil, "usage", format("options %s are exclusive: give at most one", concat(given, " and "))
+  end
+  if opts["--input"] ~= nil then return opts["--input"] end
+  if opts["--input-json"] ~= nil then
+    local json = require("weft").json
+    local ok, v, err = pcall(json.decode, opts["--input-json"])
+    if not ok or (v == nil and err) then
+      return nil, "script", "--input-json: invalid JSON: " .. one_line(ok and err or v)
+    end
+    if v == nil then v = json.null end
+    return v
+  end
+  local path = opts["--input-file"]
+  if path ~= nil then
+    local fh, err
+    if path == "-" then fh = io.stdin else fh, err = io.open(path, "rb") end
+    if not fh then return nil, "script", "--input-file: " .. err end
+    local text = fh:read("*a")
+    if fh ~= io.stdin then fh:close() end
+    if not text then return nil, "script", "--input-file: cannot read " .. path end
+    return text
+  end
+  return ""
+end
+
+local function cmd_run(parsed)
+  local opts = parsed.opts
+  local input, kind, err = read_input(opts)
+  if kind == "usage" then return usage_error("run", err) end
+  if kind then return script_error(err) end
+
+  local wf, code = load_from("run", parsed)
+  if not wf then return code end
+
+  local weft = require("weft")
+  local encode = weft.json.encode
+  local events = opts["--events"]
+  local printed = 0
+  local function on_event(ev)
+    if ev.type == "output" then
+      local ok, line = pcall(encode, ev.data)
+      if not ok then line = encode("<output not JSON-serialisable: " .. tostring(line) .. ">") end
+      stdout:write(line, "\n")
+      stdout:flush()
+      printed = printed + 1
+    end
+    if events == "jsonl" then
+      stderr:write(_M.jsonl_event(ev), "\n")
+    elseif events == "pretty" then
+      stderr:write(_M.pretty_event(ev), "\n")
+    end
+  end
+
+  local run_opts = {
+    on_event = on_event,
+    max_supersteps = opts["--max-supersteps"],
+    max_concurrency = opts["--max-concurrency"],
+    events = false, -- the CLI streams; no need to keep the log
+  }
+  local ok, res = xpcall(function() return wf:run(input, run_opts) end, handler)
+  stdout:flush()
+  if not ok then return fail(EXIT_FAILED, "run failed: " .. one_line(res, 2000)) end
+  -- Outputs not seen as events (none expected) are still printed, in order.
+  local outputs = res.outputs or {}
+  for i = printed + 1, #outputs do
+    stdout:write(json_or(outputs[i], '"<output not JSON-serialisable>"'), "\n")
+  end
+  if res.status == "completed" then return EXIT_OK end
+  if res.status == "cancelled" then return fail(EXIT_FAILED, "run failed: cancelled") end
+  if res.status == "idle" then
+    return fail(EXIT_FAILED, "run failed: paused waiting on a request (not supported by weft run)")
+  end
+  return fail(EXIT_FAILED, "run failed: " .. one_line(res.error or res.status or "unknown error", 2000))
+end
+
+local function plural(n, word)
+  return format("%d %s%s", n, word, n == 1 and "" or "s")
+end
+
+local function cmd_check(parsed)
+  local wf, code = load_from("check", parsed)
+  if not wf then return code end
+  local desc = wf:describe()
+  say(stdout, format("ok: workflow '%s': %s, %s", tostring(desc.name),
+    plural(#desc.executors, "executor"), plural(#desc.edges, "edge")))
+  return EXIT_OK
+end
+
+local function cmd_graph(parsed)
+  local wf, code = load_from("graph", parsed)
+  if not wf then return code end
+  local graphviz = require("weft.graphviz")
+  local render = graphviz[parsed.opts["--format"] or "mermaid"]
+  stdout:write(render(wf:describe()))
+  return EXIT_OK
+end
+
+local function cmd_exec(args, info)
+  local script = args[2]
+  if script == nil then return usage_error("exec", "missing SCRIPT.lua") end
+  if script == "-h" or script == "--help" then
+    stdout:write(_M.help_text("exec"))
+    return EXIT_OK
+  end
+  local script_args = {}
+  local argt = { [-2] = info and info.exe or "weft", [-1] = "exec", [0] = script }
+  for i = 3, #args do
+    script_args[#script_args + 1] = args[i]
+    argt[i - 2] = args[i]
+  end
+  local chunk, err = loadfile(script)
+  if not chunk then return fail(EXIT_USAGE, err) end
+  rawset(_G, "arg", argt)
+  local ok, e = xpcall(function() return chunk(unpack(script_args, 1, #script_args)) end,
+    function(e)
+      if e == nil then return nil end -- busted's error(): failures already reported
+      return debug.traceback(type(e) == "string" and e or handler(e), 2)
+    end)
+  stdout:flush()
+  if ok then return EXIT_OK end
+  if e ~= nil then say(stderr, "weft: ", e) end
+  return EXIT_FAILED
+end
+
+local function cmd_version(info)
+  say(stdout, format("weft %s (%s)", info and info.version or "unknown",
+    jit and jit.version or _VERSION))
+  return EXIT_OK
+end
+
+local HANDLERS = { run = cmd_run, check = cmd_check, graph = cmd_graph }
+
+--- Entry point: args = the command line without the program name; info =
+-- {exe, root, version} from main.c. Returns the exit status.
+function _M.main(args, info)
+  args = args or {}
+  local cmd = args[1]
+  if cmd == nil then
+    say(stderr, "usage: weft COMMAND [ARGS...]   (commands: ", concat(ORDER, ", "), ")")
+    say(stderr, "Run 'weft --help' for details.")
+    return EXIT_USAGE
+  end
+  if cmd == "-h" or cmd == "--help" then
+    stdout:write(_M.help_text())
+    return EXIT_OK
+  end
+  if cmd == "--version" or cmd == "-v" or cmd == "version" then
+    if cmd == "version" and args[2] ~= nil then
+      if args[2] == "-h" or args[2] == "--help" then
+        stdout:write(_M.help_text("version"))
+        return EXIT_OK
+      end
+      return usage_error("version", "unexpected argument '" .. args[2] .. "'")
+    end
+    return cmd_version(info)
+  end
+  if cmd == "help" then
+    local topic = args[2]
+    if topic == nil then
+      stdout:write(_M.help_text())
+      return EXIT_OK
+    end
+    local text = _M.help_text(topic)
+    if not text then return usage_error(nil, "unknown command '" .. topic .. "'") end
+    stdout:write(text)
+    return EXIT_OK
+  end
+  if cmd == "exec" then return cmd_exec(args, info) end
+
+  local handler_fn = HANDLERS[cmd]
+  if not handler_fn then
+    if cmd:sub(1, 1) == "-" then return usage_error(nil, "unknown option '" .. cmd .. "'") end
+    return usage_error(nil, "unknown command '" .. cmd .. "'")
+  end
+  local parsed, err = _M.parse(cmd, args, 2)
+  if not parsed then return usage_error(cmd, err) end
+  if parsed.help then
+    stdout:write(_M.help_text(cmd))
+    return EXIT_OK
+  end
+  return handler_fn(parsed)
+end
+
+return _M

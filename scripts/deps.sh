@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# scripts/deps.sh — install the Debian packages weft needs to build, test and
+# run its demo. Only the missing ones are installed (checked with dpkg-query),
+# so a second run does nothing. Needs root (or sudo) when something is missing.
+set -eu
+
+PKGS="luajit libluajit-5.1-dev lua-cjson libev-dev libcurl4-openssl-dev
+libhiredis-dev libsqlite3-dev libmicrohttpd-dev lua-busted redis-server
+cmake pkg-config gcc make"
+
+missing=""
+for p in $PKGS; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  if [ "$status" != "install ok installed" ]; then
+    missing="$missing $p"
+  fi
+done
+
+if [ -z "$missing" ]; then
+  exit 0
+fi
+
+echo "deps: installing:$missing"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo="sudo"
+  else
+    echo "deps: missing packages and not root (no sudo): run as root:" >&2
+    echo "  apt-get install$missing" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+$sudo apt-get install -y -qq -o Dpkg::Options::=--force-confdef \
+  -o Dpkg::Options::=--force-confold $missing
