@@ -137,7 +137,9 @@ int wf_loop_pending(const wf_loop_t *l) { return l->n; }
 /* Drain, run one libev iteration (non-blocking while work is queued), drain
  * again. Nonzero while watchers or deferred work remain. */
 int wf_loop_step(wf_loop_t *l) {
-  wf_loop_drain(l);
+  /* ready work counts as "something happened": run it and poll I/O without
+   * blocking; block for I/O only when nothing was ready */
+  if (wf_loop_drain(l) > 0) return wf_loop_poll(l) || l->n > 0;
   int active = ev_run(l->evl, EVRUN_ONCE);
   wf_loop_drain(l);
   return active || l->n > 0;

@@ -36,9 +36,10 @@ void wf_loop_undefer(wf_loop_t *l, wf_defer_t *d);
 int wf_loop_drain(wf_loop_t *l);
 /* Number of queued nodes. */
 int wf_loop_pending(const wf_loop_t *l);
-/* One loop iteration: drain deferred work, then ev_run(EV_RUN_ONCE) — which
- * blocks only when nothing is deferred — then drain again. Returns nonzero
- * if the loop still has active watchers or deferred work. */
+/* One loop iteration: if deferred work was ready, run it and poll I/O
+ * without blocking; otherwise block in ev_run(EV_RUN_ONCE) until some event
+ * arrives, then drain. Returns nonzero if the loop still has active watchers
+ * or deferred work. */
 int wf_loop_step(wf_loop_t *l);
 /* Like wf_loop_step but never blocks (EV_RUN_NOWAIT). */
 int wf_loop_poll(wf_loop_t *l);

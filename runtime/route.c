@@ -17,6 +17,8 @@ typedef struct wf_fbuf {
 
 /* Buffers of one fan-in edge: q[i] for its i-th source. */
 typedef struct wf_fanin {
+  int edge;
+  int queued;   /* complete, waiting in the ready list for wf_route_flush */
   int nsrc;
   int nonempty; /* sources with at least one buffered message */
   int total;    /* messages buffered on this edge */
@@ -34,6 +36,8 @@ struct wf_route {
   size_t cmark;
   wf_val_t *tmp; /* fan-in flattening scratch */
   size_t ctmp;
+  int *ready; /* fan-in slots complete since the last flush, in order */
+  size_t nready, cready;
 };
 
 /* Routing state for a run of finalized graph g. */
@@ -62,6 +66,7 @@ void wf_route_free(wf_route_t *r) {
   free(r->sel);
   free(r->mark);
   free(r->tmp);
+  free(r->ready);
   free(r);
 }
 
@@ -138,15 +143,15 @@ static int route_fanout(wf_route_t *r, const wf_route_hooks_t *h, int e,
   return WF_OK;
 }
 
-/* Fan-in: buffer msg from source position pos; deliver the flattened list
- * once every source has a message buffered. */
-static void route_fanin(wf_route_t *r, const wf_route_hooks_t *h, int e,
-                        int pos, wf_val_t msg, wf_dvec_t *out) {
+/* Fan-in: buffer msg from source position pos; once every source has a
+ * message buffered, queue the edge for wf_route_flush. */
+static void route_fanin(wf_route_t *r, int e, int pos, wf_val_t msg) {
   const wf_edge_t *ed = &r->g->edges[e];
   wf_fanin_t *f = r->fi[ed->fanin];
   if (!f) {
     f = wf_xcalloc(1, sizeof *f + (size_t)ed->nsrc * sizeof(wf_fbuf_t));
     f->nsrc = ed->nsrc;
+    f->edge = e;
     r->fi[ed->fanin] = f;
   }
   wf_fbuf_t *q = &f->q[pos];
@@ -159,21 +164,35 @@ static void route_fanin(wf_route_t *r, const wf_route_hooks_t *h, int e,
   if (q->n == 1) f->nonempty++;
   f->total++;
   r->total++;
-  if (f->nonempty < ed->nsrc) return;
+  if (f->nonempty < ed->nsrc || f->queued) return;
+  f->queued = 1;
+  WF_GROW(r->ready, r->cready, r->nready + 1);
+  r->ready[r->nready++] = ed->fanin;
+}
 
-  WF_GROW(r->tmp, r->ctmp, (size_t)f->total);
-  int n = 0;
-  for (int i = 0; i < ed->nsrc; i++) {
-    memcpy(r->tmp + n, f->q[i].v, (size_t)f->q[i].n * sizeof(wf_val_t));
-    n += f->q[i].n;
-    f->q[i].n = 0;
+/* Deliver every fan-in edge completed since the last flush (in the order
+ * they completed): the buffered messages flattened in source order. */
+void wf_route_flush(wf_route_t *r, const wf_route_hooks_t *h,
+                    wf_dvec_t *out) {
+  for (size_t k = 0; k < r->nready; k++) {
+    wf_fanin_t *f = r->fi[r->ready[k]];
+    const wf_edge_t *ed = &r->g->edges[f->edge];
+    WF_GROW(r->tmp, r->ctmp, (size_t)f->total);
+    int n = 0;
+    for (int i = 0; i < ed->nsrc; i++) {
+      memcpy(r->tmp + n, f->q[i].v, (size_t)f->q[i].n * sizeof(wf_val_t));
+      n += f->q[i].n;
+      f->q[i].n = 0;
+    }
+    r->total -= f->total;
+    f->total = 0;
+    f->nonempty = 0;
+    f->queued = 0;
+    wf_val_t list = h->make_list ? h->make_list(h->ud, r->tmp, n) : 0;
+    for (int i = 0; i < n; i++) wf_vals_release(r->vals, r->tmp[i]);
+    deliver(r, out, ed->tgts[0], f->edge, list, 0);
   }
-  r->total -= f->total;
-  f->total = 0;
-  f->nonempty = 0;
-  wf_val_t list = h->make_list ? h->make_list(h->ud, r->tmp, n) : 0;
-  for (int i = 0; i < n; i++) wf_vals_release(r->vals, r->tmp[i]);
-  deliver(r, out, ed->tgts[0], e, list, 0);
+  r->nready = 0;
 }
 
 /* Route msg sent by src along its out-edges (only >= 0: to that target). */
@@ -212,7 +231,7 @@ int wf_route_message(wf_route_t *r, const wf_route_hooks_t *h, int src,
       if (route_fanout(r, h, e, msg, only, out, err)) return WF_ERR;
       break;
     case WF_EDGE_FANIN:
-      route_fanin(r, h, e, ge->outpos[k], msg, out);
+      route_fanin(r, e, ge->outpos[k], msg);
       break;
     }
   }

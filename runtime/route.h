@@ -45,11 +45,18 @@ wf_route_t *wf_route_new(const wf_graph_t *g, wf_vals_t *vals);
 void wf_route_free(wf_route_t *r);
 /* Route msg sent by src. only >= 0 restricts deliveries to that target.
  * Appends to out in edge order (for fan-out, target order). Retains msg for
- * every delivery/buffer slot; the caller keeps its own reference.
+ * every delivery/buffer slot; the caller keeps its own reference. Fan-in
+ * edges only buffer here: call wf_route_flush after routing every message
+ * of a superstep, so that a fan-in delivers all that its sources sent.
  * On WF_ERR err names the edge ("condition of edge 'a -> b' failed: ...");
  * deliveries already appended stay in out. */
 int wf_route_message(wf_route_t *r, const wf_route_hooks_t *h, int src,
                      wf_val_t msg, int only, wf_dvec_t *out, wf_err_t *err);
+/* Append one delivery per fan-in edge completed since the last flush (every
+ * source has sent): the buffered messages as one list value, in source
+ * order, then send order. Completed edges are delivered in the order they
+ * completed. */
+void wf_route_flush(wf_route_t *r, const wf_route_hooks_t *h, wf_dvec_t *out);
 /* Number of messages buffered by fan-in edge e from its i-th source. */
 int wf_route_buffered(const wf_route_t *r, int edge, int i);
 /* Total buffered messages across all fan-in edges. */

@@ -259,6 +259,7 @@ static void step_begin(wf_run_t *r) {
       }
     }
     r->npend = 0;
+    wf_route_flush(r->route, &s->rh, &r->deliv);
     if (r->deliv.n == 0) {
       wf_sched_end(r, WF_RUN_COMPLETED, NULL, 0);
       return;

@@ -286,7 +286,10 @@ function Workflow:describe()
     if e.kind == "switch" then
       d.cases = {}
       for j, r in ipairs(e.to) do d.cases[j] = { to = rname(r), name = e.names[j] } end
-      if e.default ~= nil then d.default = rname(e.default) end
+      if e.default ~= nil then
+        d.default = rname(e.default)
+        d.to[#d.to + 1] = d.default
+      end
     elseif e.kind == "fan_out" and e.has_select then
       d.select = true
     end

@@ -76,12 +76,21 @@ static void add(wf_graph_t *g, wf_edge_kind_t k, const char *name,
   }
 }
 
-/* Route int value v from src; returns the rc; the message is released. */
-static int send(wf_route_t *r, int src, int v, int only, wf_dvec_t *out,
-                wf_err_t *err) {
+/* Route int value v from src without flushing fan-ins (a message among
+ * others of the same superstep); returns the rc; the message is released. */
+static int route_only(wf_route_t *r, int src, int v, int only,
+                      wf_dvec_t *out, wf_err_t *err) {
   wf_val_t m = hv_int(v);
   int rc = wf_route_message(r, &H, src, m, only, out, err);
   wf_vals_release(HV, m);
+  return rc;
+}
+
+/* Route v from src as the only message of a superstep (then flush). */
+static int send(wf_route_t *r, int src, int v, int only, wf_dvec_t *out,
+                wf_err_t *err) {
+  int rc = route_only(r, src, v, only, out, err);
+  if (rc == WF_OK) wf_route_flush(r, &H, out);
   return rc;
 }
 
@@ -263,6 +272,23 @@ static void test_fanin(void) {
   CHECK_INT(wf_route_buffered_total(r), 0);
   wf_dvec_clear(&out, HV);
   CHECK_INT(wf_vals_live(HV), 0); /* buffered messages released */
+  /* within one superstep a fan-in takes everything routed before the
+   * flush, whatever the order: e2 completes it first, e1 sends again */
+  CHECK_INT(route_only(r, 3, 31, -1, &out, &err), WF_OK);
+  CHECK_INT(route_only(r, 2, 22, -1, &out, &err), WF_OK);
+  CHECK_INT(route_only(r, 1, 12, -1, &out, &err), WF_OK);
+  CHECK_INT(out.n, 0);
+  CHECK_INT(route_only(r, 1, 13, -1, &out, &err), WF_OK);
+  wf_route_flush(r, &H, &out);
+  CHECK_INT(out.n, 1);
+  l = out.v[0].msg;
+  CHECK_INT(hv_get(l), 4);
+  CHECK_INT(hv_item(l, 0), 31);
+  CHECK_INT(hv_item(l, 1), 12);
+  CHECK_INT(hv_item(l, 2), 13);
+  CHECK_INT(hv_item(l, 3), 22);
+  wf_dvec_clear(&out, HV);
+  CHECK_INT(wf_vals_live(HV), 0);
   /* a partial buffer survives and is released on free */
   CHECK_INT(send(r, 2, 21, -1, &out, &err), WF_OK);
   CHECK_INT(wf_route_buffered(r, e, 2), 1);

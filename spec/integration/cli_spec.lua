@@ -201,9 +201,9 @@ describe("weft CLI", function()
         "^weft: spec/fixtures/cli/returns_nil%.lua: expected the script to return a workflow.*got nothing")
     end)
 
-    it("reports a build validation error with the script's name", function()
+    it("reports a tail-called build's validation error at the weft.workflow line", function()
       one_line_error({ "run", FIX .. "invalid.lua" },
-        "^weft: spec/fixtures/cli/invalid%.lua: workflow 'invalid': executors unreachable from start 'a': 'orphan'$")
+        "^weft: spec/fixtures/cli/invalid%.lua:7: workflow 'invalid': executors unreachable from start 'a': 'orphan'$")
     end)
 
     it("reports a build validation error at the :build() line when Lua knows it", function()

@@ -1,0 +1,102 @@
+/* http.h — asynchronous HTTP client: libcurl multi driven by libev (socket
+ * and timer callbacks, no polling, no threads). Requests are queued per host
+ * beyond a concurrency limit; connections are reused; timeouts for connect,
+ * total and idle-between-chunks; streamed bodies are split into records in
+ * C (raw chunks, SSE events or NDJSON lines) and queued on the request for
+ * its owner to take. Callbacks never run Lua: they only tell the owner that
+ * the request has something new (the owner defers its own work).
+ * Depends on libcurl, loop.h, sse.h. */
+#ifndef WF_HTTP_H
+#define WF_HTTP_H
+
+#include "loop.h"
+#include "sse.h"
+
+typedef struct wf_http wf_http_t;
+typedef struct wf_http_req wf_http_req_t;
+
+typedef enum {
+  WF_HTTP_BUFFER = 0, /* keep the whole body, no records */
+  WF_HTTP_RAW,        /* records = body chunks as received */
+  WF_HTTP_SSE,        /* records = server-sent events */
+  WF_HTTP_NDJSON      /* records = lines */
+} wf_http_framing_t;
+
+typedef struct wf_http_opts {
+  const char *method;           /* "GET", "POST", ... (NULL: GET) */
+  const char *url;
+  const char *const *headers;   /* "Name: value" strings, NULL-terminated */
+  const char *body;             /* copied */
+  size_t body_len;
+  double connect_timeout;       /* seconds, 0: 10 */
+  double timeout;               /* total seconds, 0: none */
+  double idle_timeout;          /* max seconds between body bytes, 0: none */
+  wf_http_framing_t framing;
+  size_t max_body;              /* cap on a buffered body, 0: 64 MiB */
+} wf_http_opts_t;
+
+/* A record taken from a streaming request. For SSE the event fields are
+ * copied into the record; for RAW/NDJSON only data is set. Owned by the
+ * caller after wf_http_take: free with wf_http_record_free. */
+typedef struct wf_http_record {
+  char *data;
+  size_t len;
+  char *event; /* SSE only */
+  char *id;    /* SSE only */
+  long retry;  /* SSE only, -1 if absent */
+  struct wf_http_record *next;
+} wf_http_record_t;
+
+typedef enum {
+  WF_HTTP_ERR_NONE = 0,
+  WF_HTTP_ERR_CONNECT,  /* refused, unreachable */
+  WF_HTTP_ERR_DNS,
+  WF_HTTP_ERR_TIMEOUT,  /* total or connect */
+  WF_HTTP_ERR_IDLE,     /* idle timeout between chunks */
+  WF_HTTP_ERR_PROTOCOL, /* malformed response, stream cut, framing error */
+  WF_HTTP_ERR_TOO_LARGE,
+  WF_HTTP_ERR_CANCELLED,
+  WF_HTTP_ERR_OTHER
+} wf_http_errcode_t;
+
+/* Owner notification: the request has new records, or has finished. Called
+ * from libev/libcurl callbacks: must not run Lua (defer instead). */
+typedef void (*wf_http_notify_fn)(void *ud, wf_http_req_t *req);
+
+/* Client on loop l; max_per_host limits concurrent transfers per host
+ * (0: 64), the rest wait in a FIFO queue. */
+wf_http_t *wf_http_new(wf_loop_t *l, int max_per_host);
+/* Cancel every request (notifying owners) and free. NULL is a no-op. */
+void wf_http_free(wf_http_t *h);
+/* Start (or queue) a request. notify(ud, req) fires when records arrive and
+ * once when done. NULL with err on bad options (bad URL scheme, ...). */
+wf_http_req_t *wf_http_start(wf_http_t *h, const wf_http_opts_t *o,
+                             wf_http_notify_fn notify, void *ud,
+                             wf_err_t *err);
+/* Abort a request; no notification follows. Frees it. */
+void wf_http_cancel(wf_http_req_t *r);
+/* Free a finished request. */
+void wf_http_free_req(wf_http_req_t *r);
+/* 1 once the transfer ended (success or error). */
+int wf_http_done(const wf_http_req_t *r);
+/* Take the queued records (a list in arrival order, or NULL). */
+wf_http_record_t *wf_http_take(wf_http_req_t *r);
+void wf_http_record_free(wf_http_record_t *rec);
+/* Response status (0 before headers arrive). */
+int wf_http_status(const wf_http_req_t *r);
+/* Response headers as "Name: value" lines of the final response, in order
+ * (NULL-terminated array owned by the request). */
+const char *const *wf_http_headers(const wf_http_req_t *r);
+/* The buffered body (BUFFER framing). */
+const char *wf_http_body(const wf_http_req_t *r, size_t *len);
+/* Error of a failed transfer: code and message ("connect to 127.0.0.1:9
+ * failed: Connection refused"). WF_HTTP_ERR_NONE on success. */
+wf_http_errcode_t wf_http_error(const wf_http_req_t *r, const char **msg);
+/* Name of an error code: "connect", "dns", "timeout", "idle_timeout",
+ * "protocol", "too_large", "cancelled", "error". */
+const char *wf_http_errcode_name(wf_http_errcode_t c);
+/* Requests running / waiting in the per-host queues (for tests). */
+int wf_http_running(const wf_http_t *h);
+int wf_http_queued(const wf_http_t *h);
+
+#endif

@@ -1,0 +1,46 @@
+/* tcp.h — non-blocking TCP sockets on the loop: listen, accept, connect,
+ * read, write, each tried at once and returning WF_AGAIN when it would
+ * block; the owner then asks to be notified on readiness (wf_tcp_wait) and
+ * retries. The basis of the Lua cosockets (lua_tcp.c) used by the project's
+ * test servers. Depends on loop.h. */
+#ifndef WF_TCP_H
+#define WF_TCP_H
+
+#include <sys/types.h>
+
+#include "loop.h"
+
+typedef struct wf_tcp wf_tcp_t;
+/* Readiness notification: called from a libev callback (no Lua here). */
+typedef void (*wf_tcp_notify_fn)(void *ud, wf_tcp_t *t, int revents);
+
+/* Listen on host:port (port 0: any free port), SO_REUSEADDR. */
+wf_tcp_t *wf_tcp_listen(wf_loop_t *l, const char *host, int port, int backlog,
+                        wf_err_t *err);
+/* Start connecting to host:port (numeric or resolvable host); completion is
+ * signalled by writability, then wf_tcp_connected tells the outcome. */
+wf_tcp_t *wf_tcp_connect(wf_loop_t *l, const char *host, int port,
+                         wf_err_t *err);
+/* WF_OK once connected, WF_ERR with the reason (e.g. refused). */
+int wf_tcp_connected(wf_tcp_t *t, wf_err_t *err);
+/* Accept one connection: WF_OK with *out, WF_AGAIN, or WF_ERR. */
+int wf_tcp_accept(wf_tcp_t *srv, wf_tcp_t **out, wf_err_t *err);
+/* Read up to n bytes: WF_OK with *got > 0, or *got == 0 at end of stream;
+ * WF_AGAIN; WF_ERR (reset...). */
+int wf_tcp_read(wf_tcp_t *t, char *buf, size_t n, size_t *got, wf_err_t *err);
+/* Write up to n bytes: WF_OK with *sent > 0, WF_AGAIN, WF_ERR (EPIPE...). */
+int wf_tcp_write(wf_tcp_t *t, const char *buf, size_t n, size_t *sent,
+                 wf_err_t *err);
+/* Be notified once when t becomes readable/writable (EV_READ|EV_WRITE);
+ * replaces any previous wait. */
+void wf_tcp_wait(wf_tcp_t *t, int events, wf_tcp_notify_fn fn, void *ud);
+/* Cancel a pending wait. */
+void wf_tcp_unwait(wf_tcp_t *t);
+/* Local port (after listen with port 0). */
+int wf_tcp_port(const wf_tcp_t *t);
+/* Shut down the write side (half-close). */
+void wf_tcp_shutdown_write(wf_tcp_t *t);
+/* Close and free; a pending wait is cancelled. NULL is a no-op. */
+void wf_tcp_close(wf_tcp_t *t);
+
+#endif

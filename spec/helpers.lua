@@ -1,0 +1,147 @@
+--- spec/helpers.lua — shared helpers for the weft busted specs.
+--
+-- Provides event queries (`types`, `filter`, `find`, `index`, `count`,
+-- `trace`), small executor factories (`recorder`, `forward`, `output`), a
+-- concurrency `gauge`, `error_of` for pcall-style error capture,
+-- `poll_until` to drive the loop until a condition holds, the repository
+-- `root`, and the `assert.mentions(needle, text)` assertion (plain substring
+-- match with a readable failure message). Uses only the public weft Lua API.
+--
+-- Load with `local h = require "helpers"` (LUA_PATH must contain
+-- "<repo>/spec/?.lua", as spec/tests.cmake and the documented command do).
+
+local weft = require "weft"
+local say = require "say"
+local luassert = require "luassert"
+
+local ipairs, type, tostring, pcall, error = ipairs, type, tostring, pcall, error
+local concat = table.concat
+
+local M = {}
+
+--- Path of the repository root, with a trailing slash ("" when relative).
+M.root = (debug.getinfo(1, "S").source:match("^@(.-)spec[/\\]helpers%.lua$")) or ""
+
+-- assert.mentions(needle, text): text is a string containing needle.
+local function mentions(_, args)
+  local needle, text = args[1], args[2]
+  return type(text) == "string" and text:find(needle, 1, true) ~= nil
+end
+say:set("assertion.mentions.positive",
+        "Expected the text to mention:\n%s\nText:\n%s")
+say:set("assertion.mentions.negative",
+        "Expected the text not to mention:\n%s\nText:\n%s")
+luassert:register("assertion", "mentions", mentions,
+                  "assertion.mentions.positive", "assertion.mentions.negative")
+
+--- The list of event types, in order.
+function M.types(events)
+  local out = {}
+  for i, ev in ipairs(events or {}) do out[i] = ev.type end
+  return out
+end
+
+--- Events of this type (and executor id, when given), in order.
+function M.filter(events, etype, executor_id)
+  local out = {}
+  for _, ev in ipairs(events or {}) do
+    if ev.type == etype and (executor_id == nil or ev.executor_id == executor_id) then
+      out[#out + 1] = ev
+    end
+  end
+  return out
+end
+
+--- The first event of this type (and executor id, when given), or nil.
+function M.find(events, etype, executor_id)
+  return M.filter(events, etype, executor_id)[1]
+end
+
+--- Index of the first matching event in the list, or nil.
+function M.index(events, etype, executor_id)
+  for i, ev in ipairs(events or {}) do
+    if ev.type == etype and (executor_id == nil or ev.executor_id == executor_id) then
+      return i
+    end
+  end
+end
+
+--- Number of matching events.
+function M.count(events, etype, executor_id)
+  return #M.filter(events, etype, executor_id)
+end
+
+--- One line per event: "type [executor_id] [name] @superstep" (workflow-level
+-- events are just their type). Comparable across runs (no ids, no times).
+function M.trace(events)
+  local out = {}
+  for _, ev in ipairs(events or {}) do
+    local t = ev.type
+    if t:match("^workflow_") then
+      out[#out + 1] = t
+    else
+      local parts = { t }
+      if ev.executor_id ~= nil then parts[#parts + 1] = tostring(ev.executor_id) end
+      if ev.name ~= nil then parts[#parts + 1] = tostring(ev.name) end
+      parts[#parts + 1] = "@" .. tostring(ev.superstep)
+      out[#out + 1] = concat(parts, " ")
+    end
+  end
+  return out
+end
+
+--- An executor that records every message it receives, then calls fn (if
+-- any). Returns the executor, the list of received messages and the list
+-- of ctx.superstep of each call.
+function M.recorder(id, fn)
+  local seen, supersteps = {}, {}
+  local ex = weft.executor(id, function(msg, ctx)
+    seen[#seen + 1] = msg
+    supersteps[#supersteps + 1] = ctx.superstep
+    if fn then fn(msg, ctx) end
+  end)
+  return ex, seen, supersteps
+end
+
+--- An executor that sends what it receives.
+function M.forward(id)
+  return weft.executor(id, function(msg, ctx) ctx:send(msg) end)
+end
+
+--- An executor that yields what it receives as an output.
+function M.output(id)
+  return weft.executor(id, function(msg, ctx) ctx:yield_output(msg) end)
+end
+
+--- A concurrency gauge: g.enter() / g.leave() around a yielding call; g.peak
+-- is the highest number of callers inside at once.
+function M.gauge()
+  local g = { now = 0, peak = 0 }
+  function g.enter()
+    g.now = g.now + 1
+    if g.now > g.peak then g.peak = g.now end
+  end
+  function g.leave() g.now = g.now - 1 end
+  return g
+end
+
+--- The error raised by fn(...) as a string, or nil when it does not raise.
+function M.error_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  if ok then return nil end
+  return tostring(err)
+end
+
+--- Run ready work (weft.poll, never blocking) until cond() is true; fails
+-- after `limit` polls (default 10000) instead of hanging. Meant for states
+-- reached by ready work alone (a spawned run starting its invocations).
+function M.poll_until(cond, limit)
+  limit = limit or 10000
+  for _ = 1, limit do
+    if cond() then return end
+    weft.poll()
+  end
+  if not cond() then error("condition not reached after " .. limit .. " polls", 2) end
+end
+
+return M
