@@ -4,6 +4,7 @@
  * worker body, the single resume point for every entry into Lua from the
  * loop (cosocket protocol, see STYLE.md), and the blocking-call checks.
  * Depends on lua.h, loop.h, sched.h, lua_rt.h, lua_sched.h. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,11 @@
 #include "lua_sched.h"
 
 #define WF_POOL_MAX 256
+#ifdef NDEBUG
+#define WF_DEBUG_REFS 0
+#else
+#define WF_DEBUG_REFS 1
+#endif
 
 static char rt_key; /* registry key of the runtime userdata */
 static char done_key; /* the DONE sentinel address (a lightuserdata) */
@@ -49,9 +55,9 @@ static wf_lua_rt_t *rt_create(lua_State *L) {
   lua_pop(L, 1);
 
   rt->aux = lua_newthread(L);
-  rt->aux_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->aux_ref = wf_lua_ref(rt, L);
   lua_newtable(L);
-  rt->vals_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->vals_ref = wf_lua_ref(rt, L);
   rt->worker_ref = LUA_NOREF;
   rt->loop = wf_loop_new(NULL);
   rt->vals = wf_vals_new(vals_free_cb, rt);
@@ -68,10 +74,20 @@ wf_lua_rt_t *wf_lua_rt(lua_State *L) {
   return rt ? rt : rt_create(L);
 }
 
+int wf_lua_ref(wf_lua_rt_t *rt, lua_State *L) {
+  rt->nrefs++;
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void wf_lua_unref(wf_lua_rt_t *rt, int ref) {
+  if (ref == LUA_NOREF || ref == LUA_REFNIL) return;
+  rt->nrefs--;
+  luaL_unref(rt->aux, LUA_REGISTRYINDEX, ref);
+}
+
 /* Free a task's coroutine anchor and the task itself. */
 static void task_free(wf_task_t *t) {
-  if (t->co_ref != LUA_NOREF && !t->rt->closing)
-    luaL_unref(t->rt->aux, LUA_REGISTRYINDEX, t->co_ref);
+  wf_lua_unref(t->rt, t->co_ref);
   free(t);
 }
 
@@ -87,7 +103,14 @@ static void rt_close(wf_lua_rt_t *rt) {
   }
   wf_sched_free(rt->sched);
   rt->sched = NULL;
+  wf_lua_unref(rt, rt->worker_ref);
+  wf_lua_unref(rt, rt->vals_ref);
   rt->closing = 2;
+  /* every anchor is released by now: what is left is a binding bug */
+  if (rt->nrefs != 1 && (getenv("WEFT_DEBUG_REFS") || WF_DEBUG_REFS))
+    fprintf(stderr, "weft: %d registry reference(s) leaked at exit\n",
+            rt->nrefs - 1);
+  wf_lua_unref(rt, rt->aux_ref);
   wf_vals_free(rt->vals);
   rt->vals = NULL;
   wf_loop_free(rt->loop);
@@ -132,7 +155,7 @@ wf_task_t *wf_task_get(wf_lua_rt_t *rt) {
   if (!t) return NULL;
   t->rt = rt;
   t->co = lua_newthread(rt->aux);
-  t->co_ref = luaL_ref(rt->aux, LUA_REGISTRYINDEX);
+  t->co_ref = wf_lua_ref(rt, rt->aux);
   t->defer.cb = task_defer_cb;
   ev_init(&t->timer, NULL);
   /* a fresh coroutine starts with the worker body on its stack */

@@ -55,7 +55,13 @@ struct wf_lua_rt {
   struct wf_lua_run *runs;     /* live runs (lua_sched.c) */
   struct wf_lua_graph *graphs; /* live graphs (lua_sched.c) */
   int closing;
+  int nrefs; /* registry refs taken through wf_lua_ref, for leak checks */
 };
+
+/* Take a registry ref to the value on top of L's stack (popped); counted. */
+int wf_lua_ref(wf_lua_rt_t *rt, lua_State *L);
+/* Release a ref taken by wf_lua_ref (LUA_NOREF is a no-op); counted. */
+void wf_lua_unref(wf_lua_rt_t *rt, int ref);
 
 /* The runtime of L's Lua state (created on first use). */
 wf_lua_rt_t *wf_lua_rt(lua_State *L);

@@ -46,8 +46,7 @@ static void graph_unref(wf_lua_graph_t *lg) {
   if (lg->prev) lg->prev->next = lg->next;
   else if (lg->rt) lg->rt->graphs = lg->next;
   if (lg->next) lg->next->prev = lg->prev;
-  if (lg->fns_ref != LUA_NOREF && lg->rt && !lg->rt->closing)
-    luaL_unref(lg->rt->aux, LUA_REGISTRYINDEX, lg->fns_ref);
+  wf_lua_unref(lg->rt, lg->fns_ref);
   if (lg->box) *lg->box = NULL;
   wf_graph_free(lg->g);
   free(lg);
@@ -206,7 +205,7 @@ static int l_graph_finalize(lua_State *L) {
     return 2;
   }
   lua_pushvalue(L, 2);
-  lg->fns_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lg->fns_ref = wf_lua_ref(lg->rt, L);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -497,7 +496,7 @@ static void hook_event(void *ud, wf_run_t *run, const wf_event_t *ev) {
   if (aux_pcall(rt, 1, 0, &err) != WF_OK) {
     fprintf(stderr, "weft: run %s: on_event subscriber failed (removed): %s\n",
             wf_run_id(run), err.msg);
-    luaL_unref(rt->aux, LUA_REGISTRYINDEX, lr->on_event_ref);
+    wf_lua_unref(rt, lr->on_event_ref);
     lr->on_event_ref = LUA_NOREF;
   }
 }
@@ -516,10 +515,8 @@ static void hook_finished(void *ud, wf_run_t *run) {
     t->wait = NULL;
     wf_task_wake(t, 0);
   }
-  if (lr->table_ref != LUA_NOREF) {
-    luaL_unref(rt->aux, LUA_REGISTRYINDEX, lr->table_ref);
-    lr->table_ref = LUA_NOREF;
-  }
+  wf_lua_unref(rt, lr->table_ref);
+  lr->table_ref = LUA_NOREF;
 }
 
 wf_sched_t *wf_lua_sched_new(wf_lua_rt_t *rt) {
@@ -550,12 +547,8 @@ static void run_release(wf_lua_run_t *lr) {
   else rt->runs = lr->next;
   if (lr->next) lr->next->prev = lr->prev;
   lr->prev = lr->next = NULL;
-  if (!rt->closing) {
-    if (lr->table_ref != LUA_NOREF)
-      luaL_unref(rt->aux, LUA_REGISTRYINDEX, lr->table_ref);
-    if (lr->on_event_ref != LUA_NOREF)
-      luaL_unref(rt->aux, LUA_REGISTRYINDEX, lr->on_event_ref);
-  }
+  wf_lua_unref(rt, lr->table_ref);
+  wf_lua_unref(rt, lr->on_event_ref);
   lr->table_ref = lr->on_event_ref = LUA_NOREF;
   graph_unref(lr->lg);
   lr->lg = NULL;
@@ -567,10 +560,7 @@ void wf_lua_sched_close(wf_lua_rt_t *rt) {
   /* graphs still referenced by Lua objects are freed here; their userdata
    * finalizers then find a NULL pointer */
   while ((lg = rt->graphs)) {
-    rt->graphs = lg->next;
-    lg->prev = lg->next = NULL;
-    lg->rt = NULL;
-    lg->refs = 1;
+    lg->refs = 1; /* the runs are gone; drop the userdata's share too */
     graph_unref(lg);
   }
 }
@@ -638,10 +628,10 @@ static int l_run_new(lua_State *L) {
   rt->runs = lr;
   if (lua_isfunction(L, -2)) {
     lua_pushvalue(L, -2);
-    lr->on_event_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lr->on_event_ref = wf_lua_ref(rt, L);
   }
   lua_pushvalue(L, 2);
-  lr->table_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lr->table_ref = wf_lua_ref(rt, L);
   in = lua_isnil(L, 3) ? 0 : wf_lua_val_put(rt, L, 3);
   if (wf_run_start(lr->run, in, &err) != WF_OK) {
     run_release(lr);
@@ -885,9 +875,9 @@ static int l_previous_errors(lua_State *L) {
 static int l_set_worker(lua_State *L) {
   wf_lua_rt_t *rt = wf_lua_rt(L);
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  if (rt->worker_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, rt->worker_ref);
+  wf_lua_unref(rt, rt->worker_ref);
   lua_pushvalue(L, 1);
-  rt->worker_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->worker_ref = wf_lua_ref(rt, L);
   return 0;
 }
 
