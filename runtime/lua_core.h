@@ -15,5 +15,8 @@ int wf_lua_open_core(lua_State *L);
 int wf_lua_open_json(lua_State *L);
 int wf_lua_open_loop(lua_State *L);
 int wf_lua_open_sched(lua_State *L);
+int wf_lua_open_http(lua_State *L);
+int wf_lua_open_tcp(lua_State *L);
+int wf_lua_open_proc(lua_State *L);
 
 #endif

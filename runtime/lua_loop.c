@@ -2,6 +2,7 @@
  * sleep (the first yielding primitive), step/poll for hosts that drive the
  * loop, and clocks. Depends on lua.h, loop.h, lua_rt.h. */
 #include "lua_rt.h"
+#include "lua_sched.h"
 
 /* Timer callback of a sleeping task: wake it (never resumes Lua here). */
 static void sleep_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
@@ -85,14 +86,147 @@ static int l_in_task(lua_State *L) {
   return 1;
 }
 
+/* ---- conditions: wait until signalled (tasks yield, main thread loops) - */
+
+#define COND_MT "weft.cond"
+
+typedef struct wf_cond {
+  wf_task_t *waiters;
+  unsigned long gen; /* bumped by every signal */
+} wf_cond_t;
+
+/* Take t out of c's waiter list. */
+static void cond_unlink(wf_cond_t *c, wf_task_t *t) {
+  wf_task_t **p;
+  for (p = &c->waiters; *p; p = &(*p)->next)
+    if (*p == t) {
+      *p = t->next;
+      break;
+    }
+  t->next = NULL;
+}
+
+/* Cancel callback of a task waiting on a condition. */
+static void cond_cancel(wf_task_t *t) {
+  cond_unlink(t->wait, t);
+  ev_timer_stop(wf_loop_ev(t->rt->loop), &t->timer);
+}
+
+/* Timeout of a task waiting on a condition: resume it with false. */
+static void cond_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
+  wf_task_t *t = w->data;
+  (void)evl;
+  (void)revents;
+  cond_unlink(t->wait, t);
+  t->cancel = NULL;
+  lua_pushboolean(t->co, 0);
+  wf_task_wake(t, 1);
+}
+
+/* weft.core.loop.cond() -> a condition object. */
+static int l_cond(lua_State *L) {
+  wf_cond_t *c = lua_newuserdata(L, sizeof(*c));
+  c->waiters = NULL;
+  c->gen = 0;
+  luaL_getmetatable(L, COND_MT);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+/* cond:wait([timeout]) -> true when signalled, false on timeout. */
+static int l_cond_wait(lua_State *L) {
+  wf_cond_t *c = luaL_checkudata(L, 1, COND_MT);
+  double timeout = luaL_optnumber(L, 2, -1);
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  wf_task_t *t = wf_task_check_blocking(rt, L, "cond:wait");
+  if (t) {
+    lua_settop(L, 0);
+    t->wait = c;
+    t->cancel = cond_cancel;
+    t->next = c->waiters;
+    c->waiters = t;
+    if (timeout >= 0) {
+      ev_timer_init(&t->timer, cond_timer_cb, timeout, 0);
+      t->timer.data = t;
+      ev_timer_start(wf_loop_ev(rt->loop), &t->timer);
+    }
+    return wf_task_yield(t, L);
+  } else {
+    unsigned long gen = c->gen;
+    double end = wf_time_mono() + timeout;
+    while (c->gen == gen) {
+      if (timeout >= 0 && wf_time_mono() >= end) {
+        lua_pushboolean(L, 0);
+        return 1;
+      }
+      if (timeout >= 0) {
+        int fired = 0;
+        ev_timer w;
+        ev_timer_init(&w, main_timer_cb, end - wf_time_mono(), 0);
+        w.data = &fired;
+        ev_timer_start(wf_loop_ev(rt->loop), &w);
+        wf_loop_step(rt->loop);
+        ev_timer_stop(wf_loop_ev(rt->loop), &w);
+      } else if (!wf_loop_step(rt->loop) && c->gen == gen) {
+        return luaL_error(L, "cond:wait: nothing left to wait on (deadlock)");
+      }
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+}
+
+/* cond:signal() -> number of tasks woken (each resumes with true). */
+static int l_cond_signal(lua_State *L) {
+  wf_cond_t *c = luaL_checkudata(L, 1, COND_MT);
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  wf_task_t *t;
+  int n = 0;
+  c->gen++;
+  while ((t = c->waiters)) {
+    c->waiters = t->next;
+    t->next = NULL;
+    t->cancel = NULL;
+    ev_timer_stop(wf_loop_ev(rt->loop), &t->timer);
+    lua_pushboolean(t->co, 1);
+    wf_task_wake(t, 1);
+    n++;
+  }
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+/* weft.core.loop.go(fn, ...): run fn(...) in a new task from the loop. */
+static int l_go(lua_State *L) {
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (!wf_task_spawn(rt, L, lua_gettop(L) - 1))
+    return luaL_error(L, "go: out of memory");
+  return 0;
+}
+
+/* weft.core.loop.DONE: the sentinel a task body yields when it ends. */
+
 static const luaL_Reg loop_fns[] = {{"sleep", l_sleep},   {"step", l_step},
                                     {"poll", l_poll},     {"now", l_now},
                                     {"clock", l_clock},   {"in_task", l_in_task},
+                                    {"cond", l_cond},     {"go", l_go},
                                     {NULL, NULL}};
 
 int wf_lua_open_loop(lua_State *L) {
   wf_lua_rt(L);
+  if (luaL_newmetatable(L, COND_MT)) {
+    lua_newtable(L);
+    lua_pushcfunction(L, l_cond_wait);
+    lua_setfield(L, -2, "wait");
+    lua_pushcfunction(L, l_cond_signal);
+    lua_setfield(L, -2, "signal");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
   lua_newtable(L);
   luaL_register(L, NULL, loop_fns);
+  lua_pushlightuserdata(L, wf_lua_done_sentinel());
+  lua_setfield(L, -2, "DONE");
   return 1;
 }

@@ -163,6 +163,20 @@ wf_task_t *wf_task_get(wf_lua_rt_t *rt) {
   return t;
 }
 
+wf_task_t *wf_task_spawn(wf_lua_rt_t *rt, lua_State *L, int nargs) {
+  wf_task_t *t = calloc(1, sizeof(*t));
+  if (!t) return NULL;
+  t->rt = rt;
+  t->oneshot = 1;
+  t->co = lua_newthread(L);
+  t->co_ref = wf_lua_ref(rt, L);
+  t->defer.cb = task_defer_cb;
+  ev_init(&t->timer, NULL);
+  lua_xmove(L, t->co, nargs + 1); /* the function and its arguments */
+  wf_task_wake(t, nargs);
+  return t;
+}
+
 /* Return a task that finished cleanly (suspended at DONE) to the pool. */
 static void task_release(wf_task_t *t) {
   wf_lua_rt_t *rt = t->rt;
@@ -171,7 +185,7 @@ static void task_release(wf_task_t *t) {
   t->cancel = NULL;
   t->wait = NULL;
   t->waiting = t->aborted = 0;
-  if (rt->npool >= WF_POOL_MAX || rt->closing) {
+  if (t->oneshot || rt->npool >= WF_POOL_MAX || rt->closing) {
     task_free(t);
     return;
   }

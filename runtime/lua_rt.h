@@ -28,6 +28,7 @@ struct wf_task {
   int nret;         /* values pushed on co for the next resume */
   int waiting;      /* suspended inside a weft primitive */
   int aborted;      /* abort requested while running: discard on return */
+  int oneshot;      /* a weft.go task: freed, not pooled, when it ends */
   /* what the task waits on, and how to cancel it (abort/timeout) */
   void (*cancel)(wf_task_t *t);
   void *wait;
@@ -73,6 +74,10 @@ void wf_lua_val_push(wf_lua_rt_t *rt, lua_State *L, wf_val_t h);
 
 /* Tasks. Get a task whose coroutine will run the worker body. */
 wf_task_t *wf_task_get(wf_lua_rt_t *rt);
+/* A one-shot task running the function at the top of L's stack below its
+ * nargs arguments (all popped); started from the loop, never inside this
+ * call. NULL on allocation failure. */
+wf_task_t *wf_task_spawn(wf_lua_rt_t *rt, lua_State *L, int nargs);
 /* Resume t with the nret values already pushed on t->co (one resume point
  * for every entry into Lua from the loop; handles DONE, errors, aborts). */
 void wf_task_resume(wf_task_t *t);

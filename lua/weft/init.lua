@@ -26,6 +26,12 @@ _M.is_builder = workflow.is_builder
 --- True when v is an executor object.
 _M.is_executor = executor.is_executor
 
+local task = require "weft.task"
+--- Run fn(...) in its own task on the loop; returns a handle with :wait().
+_M.go = task.go
+--- A condition variable for tasks: c:wait([timeout]), c:signal().
+_M.cond = task.cond
+
 --- Sleep: yields the calling executor; on the main thread runs the loop.
 _M.sleep = loop.sleep
 --- One loop iteration (blocks until something happens); false when idle.

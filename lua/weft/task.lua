@@ -1,0 +1,51 @@
+--- Tasks: `weft.go(fn, ...)` runs fn in its own coroutine on the loop, so
+-- that it can use yielding weft primitives (sleep, HTTP, TCP, processes)
+-- concurrently with everything else. `task:wait()` returns fn's results or
+-- raises its error; an error nobody waits for is reported on stderr.
+local _M = {}
+
+local loop = require "weft.core.loop"
+
+local setmetatable, select, error, unpack, xpcall = setmetatable, select, error, unpack, xpcall
+local yield, traceback = coroutine.yield, debug.traceback
+local DONE = loop.DONE
+
+local Task = {}
+Task.__index = Task
+
+-- Body of a go task: run fn, record the outcome, wake the waiters.
+local function body(t, fn, ...)
+  local r = { xpcall(fn, traceback, ...) }
+  t.ok, t.n, t.results, t.done = r[1], #r, r, true
+  if t.waiters == 0 and not t.ok then
+    io.stderr:write("weft: task failed: ", tostring(r[2]), "\n")
+  end
+  t.cond:signal()
+  yield(DONE, true)
+end
+
+--- Run fn(...) in a new task; returns its handle.
+function _M.go(fn, ...)
+  if type(fn) ~= "function" then error("weft.go: expects a function", 2) end
+  local t = setmetatable({ done = false, waiters = 0, cond = loop.cond() }, Task)
+  loop.go(body, t, fn, ...)
+  return t
+end
+
+--- Wait for the task and return its results (raises its error).
+function Task:wait()
+  self.waiters = self.waiters + 1
+  while not self.done do self.cond:wait() end
+  self.waiters = self.waiters - 1
+  if not self.ok then error(self.results[2], 0) end
+  return unpack(self.results, 2, self.n)
+end
+
+--- True once the task has ended.
+function Task:is_done() return self.done end
+
+--- A condition: `c:wait([timeout])` (true, or false on timeout) yields the
+-- calling task (or runs the loop on the main thread) until `c:signal()`.
+_M.cond = loop.cond
+
+return _M
