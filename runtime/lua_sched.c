@@ -871,6 +871,20 @@ static int l_previous_errors(lua_State *L) {
   return 1;
 }
 
+/* core.current() -> run_table, seq of the invocation whose executor task is
+ * calling, or nothing (weft.task maps go tasks to their parent in Lua). */
+static int l_current(lua_State *L) {
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  wf_task_t *t = wf_task_of(rt, L);
+  wf_lua_run_t *lr;
+  if (!t || !t->run || !wf_run_inv(t->run, t->seq)) return 0;
+  lr = wf_run_host(t->run);
+  if (!lr || lr->table_ref == LUA_NOREF) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lr->table_ref);
+  lua_pushinteger(L, (lua_Integer)t->seq);
+  return 2;
+}
+
 /* core.set_worker(fn): the Lua body every task coroutine runs. */
 static int l_set_worker(lua_State *L) {
   wf_lua_rt_t *rt = wf_lua_rt(L);
@@ -907,6 +921,7 @@ static const luaL_Reg sched_fns[] = {
     {"running", l_running},
     {"previous_errors", l_previous_errors},
     {"set_worker", l_set_worker},
+    {"current", l_current},
     {NULL, NULL}};
 
 int wf_lua_open_sched(lua_State *L) {

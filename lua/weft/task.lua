@@ -5,6 +5,7 @@
 local _M = {}
 
 local loop = require "weft.core.loop"
+local sched = require "weft.core.sched"
 
 local setmetatable, select, error, unpack, xpcall = setmetatable, select, error, unpack, xpcall
 local yield, traceback = coroutine.yield, debug.traceback
@@ -13,8 +14,22 @@ local DONE = loop.DONE
 local Task = {}
 Task.__index = Task
 
+-- The handle of the go task running in each coroutine.
+local by_co = setmetatable({}, { __mode = "k" })
+
+--- The invocation the caller works for: `run, seq` when called from an
+-- executor or from a weft.go task started (directly or not) by one.
+function _M.current()
+  local run, seq = sched.current()
+  if run then return run, seq end
+  local co = coroutine.running()
+  local t = co and by_co[co]
+  if t and t.run then return t.run, t.seq end
+end
+
 -- Body of a go task: run fn, record the outcome, wake the waiters.
 local function body(t, fn, ...)
+  by_co[coroutine.running()] = t
   local r = { xpcall(fn, traceback, ...) }
   t.ok, t.n, t.results, t.done = r[1], #r, r, true
   if t.waiters == 0 and not t.ok then
@@ -28,6 +43,7 @@ end
 function _M.go(fn, ...)
   if type(fn) ~= "function" then error("weft.go: expects a function", 2) end
   local t = setmetatable({ done = false, waiters = 0, cond = loop.cond() }, Task)
+  t.run, t.seq = _M.current()
   loop.go(body, t, fn, ...)
   return t
 end
