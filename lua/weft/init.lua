@@ -43,4 +43,16 @@ _M.now = loop.now
 --- Monotonic seconds (for measuring durations).
 _M.clock = loop.clock
 
+-- Modules loaded on first use: weft.http, weft.llm, weft.sandbox, weft.tcp,
+-- weft.std (the built-in executors).
+local LAZY = { http = true, llm = true, sandbox = true, tcp = true, std = true }
+setmetatable(_M, {
+  __index = function(t, k)
+    if not LAZY[k] then return nil end
+    local m = require("weft." .. k)
+    rawset(t, k, m)
+    return m
+  end,
+})
+
 return _M

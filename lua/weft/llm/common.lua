@@ -1,0 +1,373 @@
+--- weft.llm.common — helpers shared by the LLM providers: configuration
+-- (keys and base URLs from options, then the environment), request
+-- validation and normalisation, error texts with key redaction, the retry
+-- policy (exponential backoff with jitter, retry-after) and small JSON
+-- helpers. Pure Lua; the clock, sleep and random source of the retry loop
+-- are injectable for tests. Uses weft.json.
+local json = require "weft.json"
+
+local type, ipairs, tostring, tonumber, error, next, setmetatable, getmetatable =
+  type, ipairs, tostring, tonumber, error, next, setmetatable, getmetatable
+local floor, min, max, random = math.floor, math.min, math.max, math.random
+local concat, sfind, ssub, sgsub, sformat = table.concat, string.find, string.sub, string.gsub, string.format
+
+local NULL = json.null
+
+local _M = {}
+
+--- The environment reader (os.getenv); tests may replace it.
+_M.getenv = os.getenv
+
+--- Retry defaults: base delay, growth factor, cap, and the cap on a
+-- server's retry-after (all seconds).
+_M.RETRY = { retries = 3, base = 0.5, factor = 2, cap = 20, after_cap = 60 }
+
+--- Statuses that are retried: rate limits and transient server errors.
+_M.RETRY_STATUS = { [408] = true, [429] = true, [500] = true, [502] = true,
+                    [503] = true, [504] = true, [529] = true }
+
+--- HTTP failure codes that are retried (connection-level failures).
+_M.RETRY_CODE = { connect = true, timeout = true }
+
+--- v, or nil when v is nil or JSON null.
+function _M.nn(v)
+  if v == NULL then return nil end
+  return v
+end
+
+--- A string field of t, or nil (JSON null and non-strings count as absent).
+function _M.str(v)
+  if type(v) == "string" then return v end
+  return nil
+end
+
+--- A list (array-like table) of t, or an empty table.
+function _M.list(v)
+  if type(v) == "table" then return v end
+  return {}
+end
+
+--- A number, or nil.
+function _M.num(v)
+  if type(v) == "number" then return v end
+  return nil
+end
+
+-- Plain (non-pattern) replacement of every occurrence of needle in s.
+local function replace_plain(s, needle, with)
+  local out, pos = {}, 1
+  while true do
+    local i, j = sfind(s, needle, pos, true)
+    if not i then break end
+    out[#out + 1] = ssub(s, pos, i - 1)
+    out[#out + 1] = with
+    pos = j + 1
+  end
+  if pos == 1 then return s end
+  out[#out + 1] = ssub(s, pos)
+  return concat(out)
+end
+
+--- s with the API key (when at least 4 characters long) and any bearer
+-- token replaced by "[redacted]".
+function _M.redact(s, key)
+  if type(s) ~= "string" then return s end
+  if type(key) == "string" and #key >= 4 then s = replace_plain(s, key, "[redacted]") end
+  s = sgsub(s, "([Bb][Ee][Aa][Rr][Ee][Rr]%s+)[%w%-%._~%+/=:]+", "%1[redacted]")
+  return s
+end
+
+--- The first n (default 200) characters of s with whitespace runs folded
+-- to one space, cut at a UTF-8 character boundary, "..." when cut.
+function _M.excerpt(s, n)
+  n = n or 200
+  if type(s) ~= "string" then return "" end
+  s = sgsub(s, "%s+", " ")
+  s = sgsub(s, "^ ", "")
+  if #s <= n then return s end
+  local cut = n
+  -- back off over UTF-8 continuation bytes so no character is split
+  while cut > 0 do
+    local b = s:byte(cut + 1)
+    if not b or b < 0x80 or b >= 0xC0 then break end
+    cut = cut - 1
+  end
+  return ssub(s, 1, cut) .. "..."
+end
+
+--- The error of a failed HTTP transfer: "<provider>: <message>" (redacted;
+-- a message already naming the provider is not prefixed twice).
+function _M.transport_error(provider, msg, key)
+  msg = tostring(msg or "request failed")
+  if ssub(msg, 1, #provider + 2) ~= provider .. ": " then msg = provider .. ": " .. msg end
+  return _M.redact(msg, key)
+end
+
+--- The error of a non-2xx response: "<provider>: HTTP <status>: <excerpt>"
+-- with the key redacted from the whole body before it is cut.
+function _M.status_error(provider, status, body, key)
+  local ex = _M.excerpt(_M.redact(body or "", key), 200)
+  if ex == "" then return sformat("%s: HTTP %d", provider, status) end
+  return sformat("%s: HTTP %d: %s", provider, status, ex)
+end
+
+--- Numeric seconds from a response's retry-after (or retry-after-ms)
+-- header, or nil.
+function _M.retry_after(headers)
+  if type(headers) ~= "table" then return nil end
+  local ms = tonumber(headers["retry-after-ms"])
+  if ms and ms >= 0 then return ms / 1000 end
+  local s = tonumber(headers["retry-after"])
+  if s and s >= 0 then return s end
+  return nil
+end
+
+--- The retry policy of a call from its options: {retries, base, factor,
+-- cap, after_cap}.
+function _M.policy(opts)
+  local d = _M.RETRY
+  opts = opts or {}
+  return {
+    retries = opts.retries or d.retries,
+    base = opts.retry_base or d.base,
+    factor = opts.retry_factor or d.factor,
+    cap = opts.retry_max or d.cap,
+    after_cap = opts.retry_after_max or d.after_cap,
+  }
+end
+
+--- Seconds to wait before retry number `attempt` (1 for the first retry):
+-- the server's retry-after when given (capped at policy.after_cap), else
+-- min(cap, base * factor^(attempt-1)) with "equal jitter" (half fixed, half
+-- uniformly random). rand() returns a number in [0, 1).
+function _M.backoff(policy, attempt, retry_after, rand)
+  if retry_after then return min(max(retry_after, 0), policy.after_cap) end
+  local d = min(policy.cap, policy.base * policy.factor ^ (attempt - 1))
+  return d / 2 + (rand or random)() * d / 2
+end
+
+--- Whether a failed attempt may be retried: res is the response (non-2xx)
+-- or nil with the HTTP failure code.
+function _M.retryable(res, code)
+  if res then return _M.RETRY_STATUS[res.status] == true end
+  return _M.RETRY_CODE[code] == true
+end
+
+--- Run attempt(n) until it succeeds, fails for good or the retries are
+-- used up. attempt(n) returns true, result on success; or false, res, code,
+-- err, no_retry on failure (res: a non-2xx response or nil; err: the error
+-- text; no_retry: true once data reached the caller). deps.sleep(seconds)
+-- waits, deps.rand() gives jitter. Returns result, or nil, err, code (the
+-- error of the last attempt, with the attempt count when there were
+-- several).
+function _M.with_retries(policy, attempt, deps)
+  local sleep, rand = deps.sleep, deps.rand
+  local n = 0
+  while true do
+    n = n + 1
+    local ok, res, code, err, no_retry = attempt(n)
+    if ok then return res end
+    if no_retry or n > policy.retries or not _M.retryable(res, code) then
+      if n > 1 then err = sformat("%s (gave up after %d attempts)", err, n) end
+      return nil, err, code
+    end
+    sleep(_M.backoff(policy, n, res and _M.retry_after(res.headers), rand))
+  end
+end
+
+--- Decode a tool call's JSON arguments (a string; "" and null give {}).
+-- Returns the table or nil, err.
+function _M.decode_args(provider, name, s)
+  if type(s) == "table" then return s end
+  if s == nil or s == NULL or s:match("^%s*$") then return {} end
+  local v, err = json.decode(s)
+  if v == nil and err then
+    return nil, sformat("%s: tool call '%s' has invalid JSON arguments (%s): %s",
+                        provider, tostring(name), err, _M.excerpt(s, 200))
+  end
+  if v == NULL then return {} end
+  if type(v) ~= "table" then
+    return nil, sformat("%s: tool call '%s' arguments are not a JSON object: %s",
+                        provider, tostring(name), _M.excerpt(s, 200))
+  end
+  return v
+end
+
+--- Arguments as a JSON string (strings pass through; nil and {} give "{}").
+function _M.encode_args(args)
+  if type(args) == "string" then return args end
+  if args == nil or next(args) == nil then return "{}" end
+  return json.encode(args)
+end
+
+--- Arguments as a table that encodes as a JSON object (a string is
+-- decoded; the caller's table is never marked).
+function _M.object_args(args)
+  if type(args) == "string" then
+    local v = json.decode(args)
+    if type(v) == "table" then args = v else args = nil end
+  end
+  if args == nil or next(args) == nil then return json.object() end
+  return args
+end
+
+--- Usage normalised to {input_tokens, output_tokens, total_tokens}
+-- (numbers, 0 when unknown; total defaults to input + output).
+function _M.usage(input, output, total)
+  input, output = tonumber(input) or 0, tonumber(output) or 0
+  return { input_tokens = input, output_tokens = output,
+           total_tokens = tonumber(total) or (input + output) }
+end
+
+--- A JSON array of the given list (a new marked table).
+function _M.array(t)
+  local a = json.array()
+  for i = 1, #(t or {}) do a[i] = t[i] end
+  return a
+end
+
+--- base_url without trailing slashes.
+function _M.trim_url(u)
+  return (sgsub(u, "/+$", ""))
+end
+
+local KNOWN_ROLE = { system = true, user = true, assistant = true, tool = true }
+local CHOICE = { auto = true, none = true, required = true }
+
+-- Raise a misuse error; llm.chat re-raises its text at its caller's level.
+local MISUSE = {}
+local function bad(msg) error(setmetatable({ msg = "llm.chat: " .. msg }, MISUSE), 0) end
+
+--- The message of a misuse error raised by request(), or nil for others.
+function _M.misuse(e)
+  if getmetatable(e) == MISUSE then return e.msg end
+end
+
+-- Validate and copy one assistant tool call.
+local function check_call(c, where)
+  if type(c) ~= "table" then bad(where .. " must be a table") end
+  if type(c.name) ~= "string" or c.name == "" then bad(where .. ".name must be a non-empty string") end
+  if c.id ~= nil and type(c.id) ~= "string" then bad(where .. ".id must be a string") end
+  local a = c.arguments
+  if a ~= nil and type(a) ~= "table" and type(a) ~= "string" then
+    bad(where .. ".arguments must be a table or a JSON string")
+  end
+  return { id = c.id, name = c.name, arguments = a }
+end
+
+--- Validate the options of llm.chat (raising a misuse error, see
+-- misuse(), on bad input) and return the normalised request {model, messages, tools, tool_choice,
+-- temperature, max_tokens, stream = bool}. model is the part after
+-- "provider:".
+function _M.request(opts, model)
+  local msgs = opts.messages
+  if type(msgs) ~= "table" or msgs[1] == nil then bad("messages must be a non-empty list") end
+  local out = {}
+  for i, m in ipairs(msgs) do
+    local where = "messages[" .. i .. "]"
+    if type(m) ~= "table" then bad(where .. " must be a table") end
+    if not KNOWN_ROLE[m.role] then
+      bad(where .. ".role must be 'system', 'user', 'assistant' or 'tool' (got " .. tostring(m.role) .. ")")
+    end
+    local c = m.content
+    if c == NULL then c = nil end
+    if c ~= nil and type(c) ~= "string" then bad(where .. ".content must be a string") end
+    if c == nil and not (m.role == "assistant" and m.tool_calls) then
+      bad(where .. ".content must be a string")
+    end
+    local n = { role = m.role, content = c or "" }
+    if m.name ~= nil then
+      if type(m.name) ~= "string" then bad(where .. ".name must be a string") end
+      n.name = m.name
+    end
+    if m.role == "assistant" and m.tool_calls ~= nil and m.tool_calls ~= NULL then
+      if type(m.tool_calls) ~= "table" then bad(where .. ".tool_calls must be a list") end
+      n.tool_calls = {}
+      for j, tc in ipairs(m.tool_calls) do
+        n.tool_calls[j] = check_call(tc, where .. ".tool_calls[" .. j .. "]")
+      end
+    elseif m.role == "tool" then
+      if type(m.tool_call_id) ~= "string" then bad(where .. ".tool_call_id must be a string") end
+      n.tool_call_id = m.tool_call_id
+    end
+    out[i] = n
+  end
+  local tools
+  if opts.tools ~= nil then
+    if type(opts.tools) ~= "table" then bad("tools must be a list") end
+    tools = {}
+    for i, t in ipairs(opts.tools) do
+      local where = "tools[" .. i .. "]"
+      if type(t) ~= "table" then bad(where .. " must be a table") end
+      if type(t.name) ~= "string" or t.name == "" then bad(where .. ".name must be a non-empty string") end
+      if t.description ~= nil and type(t.description) ~= "string" then bad(where .. ".description must be a string") end
+      if t.parameters ~= nil and type(t.parameters) ~= "table" then bad(where .. ".parameters must be a table (JSON schema)") end
+      local err = t.parameters and json.check(t.parameters, where .. ".parameters")
+      if err then bad(err) end
+      tools[i] = { name = t.name, description = t.description, parameters = t.parameters }
+    end
+    if #tools == 0 then tools = nil end
+  end
+  local tc = opts.tool_choice
+  if tc ~= nil and not CHOICE[tc] and not (type(tc) == "table" and type(tc.name) == "string") then
+    bad("tool_choice must be 'auto', 'none', 'required' or {name = tool}")
+  end
+  if opts.temperature ~= nil and type(opts.temperature) ~= "number" then bad("temperature must be a number") end
+  local mt = opts.max_tokens
+  if mt ~= nil and (type(mt) ~= "number" or mt < 1 or mt ~= floor(mt)) then
+    bad("max_tokens must be a positive integer")
+  end
+  local s = opts.stream
+  if s ~= nil and type(s) ~= "function" and type(s) ~= "boolean" then
+    bad("stream must be a function (or true)")
+  end
+  for _, k in ipairs { "timeout", "idle_timeout" } do
+    local v = opts[k]
+    if v ~= nil and (type(v) ~= "number" or not (v > 0) or v == math.huge) then
+      bad(k .. " must be a positive number of seconds")
+    end
+  end
+  for _, k in ipairs { "retry_base", "retry_factor", "retry_max", "retry_after_max" } do
+    local v = opts[k]
+    if v ~= nil and (type(v) ~= "number" or not (v >= 0) or v == math.huge) then
+      bad(k .. " must be a non-negative number")
+    end
+  end
+  local r = opts.retries
+  if r ~= nil and (type(r) ~= "number" or r < 0 or r ~= floor(r)) then bad("retries must be a non-negative integer") end
+  for _, k in ipairs { "api_key", "base_url" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "string" then bad(k .. " must be a string") end
+  end
+  return {
+    model = model, messages = out, tools = tools, tool_choice = tc,
+    temperature = opts.temperature, max_tokens = mt,
+    stream = s ~= nil and s ~= false,
+  }
+end
+
+--- The key and base URL of provider P for a call: options first, then the
+-- environment, then P's default base. Returns {api_key, base_url} or nil,
+-- err, "config" when P needs a key and none is set.
+function _M.config(P, opts)
+  local getenv = _M.getenv
+  local key = opts.api_key
+  if (key == nil or key == "") and P.key_env then key = getenv(P.key_env) end
+  if key == "" then key = nil end
+  if P.needs_key and not key then
+    return nil, sformat("%s: no API key: set %s (or pass api_key)", P.name, P.key_env), "config"
+  end
+  local base = opts.base_url
+  if (base == nil or base == "") and P.base_env then base = getenv(P.base_env) end
+  if base == nil or base == "" then base = P.default_base end
+  if P.normalise_base then base = P.normalise_base(base) end
+  return { api_key = key, base_url = base and _M.trim_url(base) }
+end
+
+--- Words in s (whitespace-separated runs), for the mock's usage.
+function _M.words(s)
+  local n = 0
+  for _ in tostring(s or ""):gmatch("%S+") do n = n + 1 end
+  return n
+end
+
+return _M

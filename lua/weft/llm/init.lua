@@ -1,0 +1,196 @@
+--- weft.llm — one chat API over several LLM providers (see docs/io.md,
+-- `weft.llm`): `chat{model = "provider:model", messages, tools, ...}`
+-- translates normalised messages and tools to the provider's wire format,
+-- sends them with weft.http (streamed or not), retries transient failures
+-- with backoff, and returns one normalised response {text, tool_calls,
+-- usage, finish_reason, raw}. Streamed chunks go to the caller's callback
+-- and, inside a workflow, out as live `agent_update` events. Providers are
+-- the modules weft.llm.<name> (openai, anthropic, gemini, ollama, mock);
+-- the mock answers offline through the same parser and assembler.
+-- Uses weft.json, weft.http (lazily), weft.task, weft.core.sched,
+-- weft.core.loop, weft.llm.common, weft.llm.stream.
+local json = require "weft.json"
+local common = require "weft.llm.common"
+local stream = require "weft.llm.stream"
+
+local type, pcall, error, require, ipairs, tostring =
+  type, pcall, error, require, ipairs, tostring
+local sformat, concat, random = string.format, table.concat, math.random
+
+local _M = {}
+
+--- Names of the built-in providers, sorted.
+_M.PROVIDERS = { "anthropic", "gemini", "mock", "ollama", "openai" }
+local KNOWN = {}
+for _, n in ipairs(_M.PROVIDERS) do KNOWN[n] = true end
+
+--- The default total timeout of a non-streamed call, and the default
+-- idle timeout (max seconds between bytes) of a streamed one.
+_M.TIMEOUT, _M.STREAM_IDLE_TIMEOUT = 120, 300
+
+--- The mock provider's scripting API: script(rules), register(name, rules),
+-- load(path), reset() (see weft.llm.mock).
+_M.mock = require "weft.llm.mock"
+
+--- The provider module of a name, or nil.
+function _M.provider(name)
+  if not KNOWN[name] then return nil end
+  return require("weft.llm." .. name)
+end
+
+--- Split "provider:model"; returns provider, model or nil, err, "config".
+function _M.parse_model(model)
+  local p, m = model:match("^([%w_%-]+):(.+)$")
+  if not p then
+    return nil, sformat("llm: model '%s' must be 'provider:model', e.g. 'openai:gpt-4o-mini' (providers: %s)",
+                        model, concat(_M.PROVIDERS, ", ")), "config"
+  end
+  if not KNOWN[p] then
+    return nil, sformat("llm: unknown provider '%s' in model '%s' (known: %s)",
+                        p, model, concat(_M.PROVIDERS, ", ")), "config"
+  end
+  return p, m
+end
+
+--- The providers: a list of {name, key_env, base_env, default_base_url,
+-- configured (a key is set, or none is needed), framing}.
+function _M.providers()
+  local out = {}
+  for _, n in ipairs(_M.PROVIDERS) do
+    local P = _M.provider(n)
+    local key = P.key_env and common.getenv(P.key_env)
+    out[#out + 1] = {
+      name = n, key_env = P.key_env, base_env = P.base_env,
+      default_base_url = P.default_base, framing = P.framing,
+      configured = (not P.needs_key) or (key ~= nil and key ~= ""),
+    }
+  end
+  return out
+end
+
+--- Transport of real providers: weft.http.request.
+function _M.http_request(req)
+  local ok, http = pcall(require, "weft.http")
+  if not ok then return nil, "weft.http is not available: " .. tostring(http), "error" end
+  return http.request(req)
+end
+
+--- Sleep between retries (weft.sleep); tests may replace it.
+function _M.sleep(s) return require("weft.core.loop").sleep(s) end
+
+-- The chunk sink of a call: the caller's callback and, inside a workflow,
+-- a live agent_update event per chunk. nil when nobody listens.
+local function sink(opts)
+  local user = type(opts.stream) == "function" and opts.stream or nil
+  local run, seq = require("weft.task").current()
+  if not user and not run then return nil end
+  local sched = run and require "weft.core.sched"
+  return function(chunk)
+    if run then sched.emit_live(run.c, seq, "agent_update", nil, chunk) end
+    if user then user(chunk) end
+  end
+end
+
+-- One attempt of a call: true, response; or false, res, code, err,
+-- no_retry (see common.with_retries).
+local function attempt(P, call, cfg, opts, body, built, emit)
+  local key = cfg.api_key
+  local req = { method = "POST", url = built.url, headers = built.headers, body = body }
+  local asm, failure, seen, seen_len = nil, nil, {}, 0
+  if call.stream then
+    req.timeout = opts.timeout
+    req.idle_timeout = opts.idle_timeout or _M.STREAM_IDLE_TIMEOUT
+    req.framing = P.framing
+    asm = stream.new(P.name, emit)
+    req.stream = function(frame)
+      if failure then return false end
+      local data = type(frame) == "table" and frame.data or frame
+      if type(data) == "string" and seen_len < 2048 then -- for the error of a non-2xx reply
+        seen[#seen + 1] = data
+        seen_len = seen_len + #data
+      end
+      -- pcall: stop the transfer cleanly when the caller's callback raises
+      local ok, err, code = pcall(P.stream_event, asm, frame)
+      if not ok then failure = { raise = err }; return false end
+      if err then failure = { err = err, code = code or "protocol" }; return false end
+    end
+  else
+    req.timeout = opts.timeout or _M.TIMEOUT
+  end
+  local res, herr, hcode = (P.transport or _M.http_request)(req, call, cfg)
+  if failure and failure.raise then error(failure.raise, 0) end
+  local delivered = asm ~= nil and asm.delivered
+  if not res then
+    if failure then return false, nil, failure.code, common.redact(failure.err, key), true end
+    return false, nil, hcode, common.transport_error(P.name, herr, key), delivered
+  end
+  local status = res.status
+  if type(status) ~= "number" or status < 200 or status > 299 then
+    local text = res.body or concat(seen, "\n")
+    return false, res, "http_" .. tostring(status), common.status_error(P.name, status or 0, text, key), delivered
+  end
+  if failure then return false, nil, failure.code, common.redact(failure.err, key), true end
+  local r, err
+  if asm then
+    if not asm.terminated then
+      return false, nil, "protocol", asm:truncated(P.terminal), true
+    end
+    r, err = asm:result()
+    if not r then return false, nil, "protocol", common.redact(err, key), true end
+    r.raw = asm.raw
+    if emit then emit({ done = true, usage = r.usage, finish_reason = r.finish_reason }) end
+  else
+    local d = json.decode(res.body or "")
+    if d == nil then
+      return false, nil, "protocol", sformat("%s: response is not JSON: %s", P.name,
+                                             common.excerpt(common.redact(res.body or "", key))), true
+    end
+    local pcode
+    r, err, pcode = P.parse(d)
+    if not r then return false, nil, pcode or "protocol", common.redact(err, key), true end
+    r.raw = d
+  end
+  return true, r
+end
+
+--- Chat with a model: chat{model = "provider:model" (default env
+-- WEFT_MODEL, else "mock:echo"), messages = {{role, content, name,
+-- tool_calls, tool_call_id}, ...}, tools = {{name, description,
+-- parameters}}, tool_choice, temperature, max_tokens, stream = fn(chunk) |
+-- true, base_url, api_key, timeout, idle_timeout, retries, retry_base,
+-- retry_factor, retry_max, retry_after_max}. Returns {text, tool_calls =
+-- {{id, name, arguments}}, usage = {input_tokens, output_tokens,
+-- total_tokens}, finish_reason, raw} or nil, err, code ("config",
+-- "http_<status>", an HTTP failure code, "protocol", "provider"). Chunks:
+-- {text}, {tool_call_delta = {index (1-based), id, name, arguments}},
+-- then {done = true, usage, finish_reason}. Misuse raises.
+function _M.chat(opts)
+  if type(opts) ~= "table" then error("llm.chat: expects a table of options", 2) end
+  local model = opts.model
+  if model == nil then
+    model = common.getenv("WEFT_MODEL")
+    if model == nil or model == "" then model = "mock:echo" end
+  end
+  if type(model) ~= "string" then error("llm.chat: model must be a string such as 'openai:gpt-4o-mini'", 2) end
+  local pname, mname, code = _M.parse_model(model)
+  if not pname then return nil, mname, code end
+  local ok, call = pcall(common.request, opts, mname)
+  if not ok then
+    local m = common.misuse(call)
+    if m then error(m, 2) end
+    error(call, 0)
+  end
+  local P = _M.provider(pname)
+  local cfg, err
+  cfg, err, code = common.config(P, opts)
+  if not cfg then return nil, err, code end
+  local built = P.build(call, cfg)
+  local body = json.encode(built.body)
+  local emit = call.stream and sink(opts) or nil
+  local policy = common.policy(opts)
+  return common.with_retries(policy, function()
+    return attempt(P, call, cfg, opts, body, built, emit)
+  end, { sleep = _M.sleep, rand = random })
+end
+
+return _M
