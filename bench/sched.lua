@@ -16,6 +16,8 @@
 -- else os.clock.
 
 local weft = require "weft"
+package.path = (arg and arg[0] and arg[0]:match("^(.*/)") or "bench/") .. "?.lua;" .. package.path
+local blib = require "bench_lib"
 
 local floor = math.floor
 local fmt = string.format
@@ -153,54 +155,13 @@ local now, clock_desc = pick_clock()
 -- Machine header
 ---------------------------------------------------------------------------
 
-local function read_file(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function machine()
-  local cpu, cores = "unknown", 0
-  local info = read_file("/proc/cpuinfo")
-  if info then
-    cpu = info:match("model name%s*:%s*([^\n]+)") or info:match("Hardware%s*:%s*([^\n]+)") or cpu
-    for _ in info:gmatch("\nprocessor%s*:") do cores = cores + 1 end
-    if info:match("^processor%s*:") then cores = cores + 1 end
-  end
-  local kernel = read_file("/proc/sys/kernel/osrelease")
-  if kernel then
-    kernel = kernel:gsub("%s+$", "")
-  else
-    local p = io.popen and io.popen("uname -r 2>/dev/null")
-    kernel = p and (p:read("*l") or "unknown") or "unknown"
-    if p then p:close() end
-  end
-  local jit_ok, jit = pcall(require, "jit")
-  local jitv = jit_ok and jit.version or _VERSION
-  local jit_on = jit_ok and (jit.status() and "JIT on" or "JIT off") or "no JIT"
-  return {
-    cpu = cpu,
-    cores = cores > 0 and tostring(cores) or "unknown",
-    kernel = kernel,
-    lua = jitv .. " (" .. jit_on .. ")",
-    date = os.date("!%Y-%m-%d %H:%M:%S UTC"),
-  }
-end
+local read_file, machine = blib.read_file, blib.machine
 
 ---------------------------------------------------------------------------
 -- Measurement
 ---------------------------------------------------------------------------
 
-local function stats(xs)
-  local s = {}
-  for k = 1, #xs do s[k] = xs[k] end
-  sort(s)
-  local n = #s
-  local med = n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
-  return { median = med, min = s[1], max = s[n], n = n }
-end
+local stats = blib.stats
 
 --- Time one wf:run after a full GC (the GC of the run's own garbage is
 -- counted, earlier runs' is not). Returns seconds and the result.
@@ -447,10 +408,7 @@ local function flush()
   io.stdout:flush()
   out = {}
 end
-local function loadavg()
-  local s = read_file("/proc/loadavg")
-  return s and s:match("^(%S+ %S+ %S+)") or "unknown"
-end
+local loadavg = blib.loadavg
 
 p("weft scheduler benchmarks (bench/sched.lua)")
 p("  cpu:     %s", m.cpu)

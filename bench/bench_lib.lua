@@ -1,0 +1,68 @@
+--- bench/bench_lib.lua — helpers shared by the benchmarks: the machine
+-- header, medians, load average, peak RSS. Uses only the Lua standard
+-- library and /proc.
+local _M = {}
+
+local sort = table.sort
+
+--- The whole content of a file, or nil.
+function _M.read_file(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+--- A description of the machine: cpu, cores, kernel, lua, date.
+function _M.machine()
+  local cpu, cores = "unknown", 0
+  local info = _M.read_file("/proc/cpuinfo")
+  if info then
+    cpu = info:match("model name%s*:%s*([^\n]+)") or info:match("Hardware%s*:%s*([^\n]+)") or cpu
+    for _ in info:gmatch("\nprocessor%s*:") do cores = cores + 1 end
+    if info:match("^processor%s*:") then cores = cores + 1 end
+  end
+  local kernel = _M.read_file("/proc/sys/kernel/osrelease")
+  if kernel then
+    kernel = kernel:gsub("%s+$", "")
+  else
+    local p = io.popen and io.popen("uname -r 2>/dev/null")
+    kernel = p and (p:read("*l") or "unknown") or "unknown"
+    if p then p:close() end
+  end
+  local jit_ok, jit = pcall(require, "jit")
+  local jitv = jit_ok and jit.version or _VERSION
+  local jit_on = jit_ok and (jit.status() and "JIT on" or "JIT off") or "no JIT"
+  return {
+    cpu = cpu,
+    cores = cores > 0 and tostring(cores) or "unknown",
+    kernel = kernel,
+    lua = jitv .. " (" .. jit_on .. ")",
+    date = os.date("!%Y-%m-%d %H:%M:%S UTC"),
+  }
+end
+
+--- Median, min, max and count of a list of numbers.
+function _M.stats(xs)
+  local s = {}
+  for k = 1, #xs do s[k] = xs[k] end
+  sort(s)
+  local n = #s
+  local med = n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
+  return { median = med, min = s[1], max = s[n], n = n }
+end
+
+--- The load average line of /proc/loadavg (1, 5, 15 minutes).
+function _M.loadavg()
+  local s = _M.read_file("/proc/loadavg")
+  return s and s:match("^(%S+ %S+ %S+)") or "unknown"
+end
+
+--- A process's resident set size now and at its peak, in KiB (Linux).
+function _M.rss_kib(pid)
+  local s = _M.read_file("/proc/" .. (pid or "self") .. "/status") or ""
+  return tonumber(s:match("VmRSS:%s*(%d+)")), tonumber(s:match("VmHWM:%s*(%d+)"))
+end
+
+return _M
