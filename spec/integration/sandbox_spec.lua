@@ -1,0 +1,479 @@
+-- spec/integration/sandbox_spec.lua — weft.sandbox (docs/io.md
+-- "weft.sandbox"): the result table, environment, stdin, cwd, the uid drop
+-- (as root), fd hygiene, command not found, timeouts that kill the whole
+-- process group, a gigabyte of output, a fork bomb under max_procs, the
+-- memory and CPU limits, option validation, the bwrap argv, use from
+-- executors (concurrent invocations, run cancellation, executor timeouts)
+-- and weft.go tasks, tempdir/remove, and no fd left behind.
+--
+-- The specs run in the mode weft picks (bwrap when usable, else rlimits).
+-- Processes are checked through /proc: "alive" unless /proc/PID/stat is
+-- gone or says zombie; the sleepers a test starts carry a unique duration
+-- (a marker) so that they are found by command line in any pid namespace.
+-- Waiting for a child to reach a state polls /proc or the file system with
+-- a deadline (eventually); nothing asserts on wall-clock durations.
+local weft = require "weft"
+local h = require "helpers"
+local sandbox = require "weft.sandbox"
+local proc = require "weft.core.proc"
+
+local ROOT = proc.geteuid() == 0
+
+-- Contents of a file, or nil.
+local function read_file(path)
+  local fh = io.open(path, "rb")
+  if not fh then return nil end
+  local s = fh:read("*a")
+  fh:close()
+  return s
+end
+
+-- The numbers of a file with one per line (empty list when absent).
+local function pids_of(path)
+  local out = {}
+  for n in (read_file(path) or ""):gmatch("%d+") do out[#out + 1] = tonumber(n) end
+  return out
+end
+
+-- True when pid exists and is not a zombie.
+local function alive(pid)
+  local s = read_file("/proc/" .. pid .. "/stat")
+  local state = s and s:match("%) (%S) ")
+  return state ~= nil and state ~= "Z" and state ~= "X"
+end
+
+-- A unique duration for `sleep`, so that the sleepers a test starts can be
+-- found in /proc by their command line, whatever pid namespace they run in.
+-- (Our pid makes it unique among concurrent spec runs.)
+local nmarks = 0
+local MYPID = tonumber(read_file("/proc/self/stat"):match("^%d+"))
+local function marker()
+  nmarks = nmarks + 1
+  return string.format("1000.%07d%04d", MYPID, nmarks)
+end
+
+-- Live processes whose command line contains m.
+local function with_marker(m)
+  local out = {}
+  local ls = assert(io.popen("ls /proc"))
+  for name in ls:lines() do
+    local pid = tonumber(name)
+    if pid then
+      local cmd = read_file("/proc/" .. name .. "/cmdline")
+      if cmd and cmd:find(m, 1, true) and alive(pid) then out[#out + 1] = pid end
+    end
+  end
+  ls:close()
+  return out
+end
+
+-- Run the loop until cond() holds; fails after `limit` seconds (default
+-- 10) naming what it waited for. A deadline guard, not a timing assert.
+local function eventually(what, cond, limit)
+  local deadline = weft.clock() + (limit or 10)
+  while not cond() do
+    if weft.clock() > deadline then error("gave up waiting: " .. what, 2) end
+    weft.sleep(0.01)
+  end
+end
+
+-- Wait until no process with marker m is alive.
+local function none_left(m)
+  eventually("processes running 'sleep " .. m .. "' to end", function()
+    return #with_marker(m) == 0
+  end)
+end
+
+-- Assert r is a well-formed result of a command that exited with code.
+local function assert_exited(r, code)
+  assert.is_table(r)
+  assert.equal(code, r.exit_code)
+  assert.is_nil(r.signal)
+  assert.is_false(r.timed_out)
+end
+
+describe("weft.sandbox", function()
+  local dir
+
+  before_each(function() dir = assert(sandbox.tempdir("weft-spec")) end)
+  after_each(function() if dir then assert(sandbox.remove(dir)) end end)
+
+  describe("run", function()
+    it("returns every field of the result", function()
+      local r = sandbox.run{ argv = { "sh", "-c", "echo out; echo err >&2; exit 3" } }
+      assert.equal(3, r.exit_code)
+      assert.is_nil(r.signal)
+      assert.equal("out\n", r.stdout)
+      assert.equal("err\n", r.stderr)
+      assert.is_false(r.timed_out)
+      assert.is_false(r.truncated)
+      assert.is_number(r.duration_ms)
+      assert.is_true(r.duration_ms >= 0)
+      assert.equal(sandbox.mode(), r.mode)
+      assert.is_number(r.pid)
+      assert.is_nil(r.error)
+    end)
+
+    it("reports the signal that ended the command, with no exit code", function()
+      local r = sandbox.run{ argv = { "sh", "-c", "kill -TERM $$" } }
+      assert.is_nil(r.exit_code)
+      assert.equal(15, r.signal)
+      assert.is_false(r.timed_out)
+    end)
+
+    it("gives the command an empty environment unless env is given", function()
+      local r = sandbox.run{ argv = { "env" } }
+      assert_exited(r, 0)
+      -- bwrap itself sets PWD
+      local out = r.mode == "bwrap" and r.stdout:gsub("^PWD=[^\n]*\n", "") or r.stdout
+      assert.equal("", out)
+      r = sandbox.run{ argv = { "env" }, env = { B = "two words", A = 1 } }
+      out = r.mode == "bwrap" and r.stdout:gsub("PWD=[^\n]*\n", "") or r.stdout
+      assert.equal("A=1\nB=two words\n", out)
+    end)
+
+    it("looks the command up in the PATH of env", function()
+      local r = sandbox.run{ argv = { "echo", "x" }, env = { PATH = "/nonexistent" } }
+      assert.equal(127, r.exit_code)
+      r = sandbox.run{ argv = { "echo", "x" }, env = { PATH = "/usr/bin:/bin" } }
+      assert_exited(r, 0)
+      assert.equal("x\n", r.stdout)
+    end)
+
+    it("round-trips 1 MB of stdin through cat", function()
+      local parts = {}
+      for i = 1, 16384 do parts[i] = string.format("%063d\n", i) end
+      local data = table.concat(parts)
+      assert.equal(1024 * 1024, #data)
+      local r = sandbox.run{ argv = { "cat" }, stdin = data, max_output = 2 * #data }
+      assert_exited(r, 0)
+      assert.is_false(r.truncated)
+      assert.equal(#data, #r.stdout)
+      assert.is_true(r.stdout == data)
+    end)
+
+    it("runs in cwd", function()
+      local r = sandbox.run{ argv = { "sh", "-c", "pwd; echo hi > made" }, cwd = dir }
+      assert_exited(r, 0)
+      assert.equal(proc.realpath(dir) .. "\n", r.stdout)
+      assert.equal("hi\n", read_file(dir .. "/made"))
+    end)
+
+    it("runs a program of cwd given by a relative path", function()
+      local r = sandbox.run{
+        argv = { "sh", "-c", "printf '#!/bin/sh\\necho prog\\n' > prog && chmod 755 prog" },
+        cwd = dir,
+      }
+      assert_exited(r, 0)
+      r = sandbox.run{ argv = { "./prog" }, cwd = dir }
+      assert_exited(r, 0)
+      assert.equal("prog\n", r.stdout)
+    end)
+
+    it("names a cwd it cannot enter", function()
+      local r = sandbox.run{ argv = { "true" }, cwd = "/no/such/dir" }
+      assert.equal(126, r.exit_code)
+      assert.mentions("cannot change directory to /no/such/dir", r.error)
+    end)
+
+    it("runs the command as nobody when weft is root", function()
+      local r = sandbox.run{ argv = { "id", "-u" } }
+      assert_exited(r, 0)
+      assert.equal((ROOT and 65534 or proc.geteuid()) .. "\n", r.stdout)
+    end)
+
+    it("closes every fd of weft in the command", function()
+      local r = sandbox.run{ argv = { "ls", "/proc/self/fd" } }
+      assert_exited(r, 0)
+      assert.equal("0\n1\n2\n3\n", r.stdout) -- 3: ls's own directory
+    end)
+
+    it("returns exit code 127 and 'command not found' for an unknown command", function()
+      local r = sandbox.run{ argv = { "no-such-cmd", "--flag" }, stdin = "ignored" }
+      assert.equal(127, r.exit_code)
+      assert.is_nil(r.signal)
+      assert.equal("command not found: no-such-cmd", r.error)
+      assert.equal("command not found: no-such-cmd\n", r.stderr)
+      assert.equal("", r.stdout)
+    end)
+
+    it("kills the command and its children on timeout", function()
+      local m = marker()
+      local r = sandbox.run{
+        argv = { "sh", "-c", "sleep " .. m .. " & echo started; sleep 100" }, timeout = 0.3,
+      }
+      assert.is_true(r.timed_out)
+      assert.equal(9, r.signal)
+      assert.is_nil(r.exit_code)
+      assert.is_false(alive(r.pid))
+      none_left(m)
+    end)
+
+    it("does not let a background child outlive the command", function()
+      local m = marker()
+      local r = sandbox.run{ argv = { "sh", "-c", "sleep " .. m .. " & echo started" }, timeout = 30 }
+      assert_exited(r, 0) -- not timed out: the sleeper did not hold the call
+      assert.equal("started\n", r.stdout)
+      none_left(m)
+    end)
+
+    it("bounds a command that prints a gigabyte", function()
+      local r = sandbox.run{ argv = { "head", "-c", "1000000000", "/dev/zero" } }
+      assert_exited(r, 0)
+      assert.is_true(r.truncated)
+      local marker = "\n[... output truncated at 1048576 bytes]"
+      assert.equal(1024 * 1024 + #marker, #r.stdout)
+      assert.equal(marker, r.stdout:sub(-#marker))
+      assert.equal(string.rep("\0", 16), r.stdout:sub(1, 16))
+    end)
+
+    it("caps each stream at max_output", function()
+      local r = sandbox.run{
+        argv = { "sh", "-c", "yes | head -c 100000; echo short >&2" }, max_output = 10,
+      }
+      assert_exited(r, 0)
+      assert.is_true(r.truncated)
+      assert.equal("y\ny\ny\ny\ny\n\n[... output truncated at 10 bytes]", r.stdout)
+      assert.equal("short\n", r.stderr)
+    end)
+
+    it("contains a fork bomb under max_procs and leaves nothing behind", function()
+      -- bounded: forks up to 200 sleepers, each recording its pid, until
+      -- fork fails (dash then exits with "Cannot fork")
+      local m = marker()
+      local r = sandbox.run{
+        argv = { "sh", "-c",
+                 "i=0; while [ $i -lt 200 ]; do sleep " .. m .. " & echo $! >> pids; " ..
+                 "i=$((i+1)); done; wait" },
+        cwd = dir, max_procs = 20, timeout = 60,
+      }
+      assert.is_false(r.timed_out)
+      assert.is_not.equal(0, r.exit_code)
+      assert.mentions("fork", r.stderr)
+      local started = #pids_of(dir .. "/pids")
+      assert.is_true(started < 20, started .. " sleepers started")
+      none_left(m)
+      -- the machine is still healthy: a normal command runs
+      assert_exited(sandbox.run{ argv = { "true" }, max_procs = 20 }, 0)
+    end)
+
+    it("makes a big allocation fail under memory_mb", function()
+      local argv = { "dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1" }
+      local r = sandbox.run{ argv = argv, memory_mb = 64 }
+      assert.is_not.equal(0, r.exit_code)
+      assert.mentions("memory exhausted", r.stderr)
+      r = sandbox.run{ argv = argv, memory_mb = 1024 }
+      assert_exited(r, 0)
+    end)
+
+    it("kills a command that exceeds cpu_s", function()
+      local r = sandbox.run{ argv = { "sh", "-c", "while :; do :; done" }, cpu_s = 1, timeout = 60 }
+      assert.is_false(r.timed_out)
+      assert.equal(24, r.signal) -- SIGXCPU
+    end)
+
+    it("raises naming the field for invalid options", function()
+      local cases = {
+        { nil, "expects a table" },
+        { {}, "argv must be a non-empty list of strings" },
+        { { argv = {} }, "argv must be a non-empty list of strings" },
+        { { argv = "ls" }, "argv must be a non-empty list of strings" },
+        { { argv = { "ls", 3 } }, "argv must be a non-empty list of strings (argv[2] is a number)" },
+        { { argv = { "" } }, "argv[1] must not be empty" },
+        { { argv = { "ls", "a\0b" } }, "argv[2] contains a NUL byte" },
+        { { argv = { "ls" }, stdin = 5 }, "stdin must be a string" },
+        { { argv = { "ls" }, cwd = "" }, "cwd must be a non-empty string" },
+        { { argv = { "ls" }, env = "A=1" }, "env must be a table" },
+        { { argv = { "ls" }, env = { ["A=B"] = "1" } }, "env: invalid variable name A=B" },
+        { { argv = { "ls" }, env = { A = true } }, "env.A must be a string" },
+        { { argv = { "ls" }, timeout = 0 }, "timeout must be a number of seconds > 0" },
+        { { argv = { "ls" }, timeout = "1" }, "timeout must be a number" },
+        { { argv = { "ls" }, memory_mb = 1.5 }, "memory_mb must be a positive integer (at most 2^40)" },
+        { { argv = { "ls" }, cpu_s = 0 }, "cpu_s must be a positive integer" },
+        { { argv = { "ls" }, max_procs = -1 }, "max_procs must be a positive integer" },
+        { { argv = { "ls" }, memory_mb = 1e300 }, "memory_mb must be a positive integer" },
+        { { argv = { "ls" }, max_output = 0 / 0 }, "max_output must be a positive integer" },
+        { { argv = { "ls" }, max_output = "big" }, "max_output must be a positive integer" },
+        { { argv = { "ls" }, mode = "docker" }, "mode must be" },
+        { { argv = { "ls" }, timout = 1 }, "unknown option 'timout'" },
+      }
+      for _, c in ipairs(cases) do
+        local err = h.error_of(function() sandbox.run(c[1]) end)
+        assert.is_string(err)
+        assert.mentions("sandbox.run: " .. c[2], err)
+        assert.mentions("sandbox_spec.lua", err) -- raised at the caller
+      end
+    end)
+
+    it("uses rlimits mode when asked", function()
+      local r = sandbox.run{ argv = { "true" }, mode = "rlimits" }
+      assert_exited(r, 0)
+      assert.equal("rlimits", r.mode)
+    end)
+
+    it("returns nil and an error when bwrap mode is required but unusable", function()
+      if sandbox.mode() == "bwrap" then
+        assert.equal("bwrap", sandbox.run{ argv = { "true" }, mode = "bwrap" }.mode)
+        return
+      end
+      local r, err = sandbox.run{ argv = { "true" }, mode = "bwrap" }
+      assert.is_nil(r)
+      assert.mentions("bubblewrap", err)
+    end)
+
+    it("leaves no fd behind", function()
+      local before = proc.fd_count()
+      sandbox.run{ argv = { "cat" }, stdin = "abc" }
+      sandbox.run{ argv = { "no-such-cmd" } }
+      sandbox.run{ argv = { "sleep", "100" }, timeout = 0.05 }
+      sandbox.run{ argv = { "head", "-c", "10000000", "/dev/zero" }, max_output = 100 }
+      assert.equal(before, proc.fd_count())
+    end)
+  end)
+
+  describe("bwrap_args", function()
+    it("builds a read-only root with a writable cwd, private /tmp and no network", function()
+      assert.same({
+        "/usr/bin/bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+        "--tmpfs", "/tmp", "--bind", "/tmp/w", "/tmp/w", "--chdir", "/tmp/w",
+        "--unshare-all", "--new-session", "--die-with-parent", "--",
+      }, sandbox.bwrap_args("/usr/bin/bwrap", "/tmp/w"))
+    end)
+
+    it("binds nothing writable without a cwd", function()
+      local a = sandbox.bwrap_args("bwrap")
+      assert.equal("--", a[#a])
+      for _, v in ipairs(a) do assert.is_not.equal("--bind", v) end
+      assert.same({ "bwrap", "--ro-bind", "/", "/" }, { a[1], a[2], a[3], a[4] })
+    end)
+
+    it("confines the command when bwrap is usable here", function()
+      if sandbox.mode() ~= "bwrap" then
+        pending("bubblewrap is not installed or not usable here")
+        return
+      end
+      local r = sandbox.run{
+        argv = { "sh", "-c", "echo ok > here; touch /usr/x 2>&1; ls /tmp | wc -l" }, cwd = dir,
+      }
+      assert.equal("bwrap", r.mode)
+      assert.equal("ok\n", read_file(dir .. "/here"))
+      assert.mentions("Read-only", r.stdout)
+    end)
+  end)
+
+  describe("from executors and tasks", function()
+    it("runs concurrent invocations at once", function()
+      -- each command waits for the other's marker: they can only both
+      -- finish if both were started before either finished
+      local function waiter(id, other)
+        return weft.executor(id, function(_, ctx)
+          local r = sandbox.run{
+            argv = { "sh", "-c", "touch " .. id .. "; while [ ! -e " .. other ..
+                     " ]; do sleep 0.01; done; echo " .. id },
+            cwd = dir, timeout = 30,
+          }
+          ctx:yield_output({ id = id, out = r.stdout, timed_out = r.timed_out })
+        end)
+      end
+      local start = h.forward("start")
+      local a, b = waiter("a", "b"), waiter("b", "a")
+      local res = weft.workflow("concurrent"):start(start):fan_out(start, { a, b })
+        :build():run("go")
+      assert.equal("completed", res.status)
+      assert.same({
+        { id = "a", out = "a\n", timed_out = false },
+        { id = "b", out = "b\n", timed_out = false },
+      }, res.outputs)
+    end)
+
+    it("kills the process when the run is cancelled", function()
+      local finished = false
+      local bg, main = marker(), marker()
+      local ex = weft.executor("runner", function()
+        sandbox.run{
+          argv = { "sh", "-c", "sleep " .. bg .. " & touch started; exec sleep " .. main },
+          cwd = dir,
+        }
+        finished = true
+      end)
+      local run = weft.workflow("cancel"):start(ex):build():spawn("x")
+      eventually("the command to start", function()
+        return read_file(dir .. "/started") ~= nil and #with_marker(main) > 0
+      end)
+      run:cancel()
+      assert.equal("cancelled", run:wait().status)
+      assert.is_false(finished)
+      none_left(main)
+      none_left(bg)
+    end)
+
+    it("kills the process when the executor times out", function()
+      local bg, main = marker(), marker()
+      local ex = weft.executor("slow", {
+        timeout = 1,
+        handle = function()
+          sandbox.run{
+            argv = { "sh", "-c", "sleep " .. bg .. " & touch started; exec sleep " .. main },
+            cwd = dir,
+          }
+        end,
+      })
+      local res = weft.workflow("timeout"):start(ex):build():run("x")
+      assert.equal("failed", res.status)
+      assert.is_true(h.find(res.events, "executor_failed", "slow").data.timed_out)
+      assert.is_string(read_file(dir .. "/started")) -- it did run
+      none_left(main)
+      none_left(bg)
+    end)
+
+    it("works in weft.go tasks", function()
+      local t1 = weft.go(function() return sandbox.run{ argv = { "echo", "one" } } end)
+      local t2 = weft.go(function() return sandbox.run{ argv = { "echo", "two" } } end)
+      assert.equal("one\n", t1:wait().stdout)
+      assert.equal("two\n", t2:wait().stdout)
+    end)
+  end)
+
+  describe("tempdir and remove", function()
+    it("makes a private directory under the temp root that commands can write", function()
+      local root = proc.realpath(os.getenv("TMPDIR") or "/tmp")
+      assert.equal(root .. "/weft-spec-", dir:sub(1, #root + 11))
+      local d2 = assert(sandbox.tempdir())
+      assert.is_not.equal(dir, d2)
+      assert.mentions("/weft-sandbox-", d2)
+      local r = sandbox.run{ argv = { "sh", "-c", "mkdir sub && echo x > sub/f && stat -c %a ." }, cwd = d2 }
+      assert_exited(r, 0)
+      assert.equal("700\n", r.stdout)
+      assert.is_true(sandbox.remove(d2))
+      assert.is_nil(read_file(d2 .. "/sub/f"))
+    end)
+
+    it("removes everything inside, without following symbolic links", function()
+      local keep = assert(sandbox.tempdir("weft-keep"))
+      local r = sandbox.run{
+        argv = { "sh", "-c", "mkdir -p a/b && touch a/b/f && ln -s " .. keep .. " a/link && chmod 0 a/b" },
+        cwd = dir,
+      }
+      assert_exited(r, 0)
+      assert.is_true(sandbox.remove(dir))
+      dir = nil
+      assert.is_true(sandbox.remove(keep)) -- the link's target survived
+    end)
+
+    it("refuses paths outside the temp root", function()
+      local root = proc.realpath(os.getenv("TMPDIR") or "/tmp")
+      for _, p in ipairs{ "/etc", "/", root, root .. "/..", dir .. "/../../etc" } do
+        assert.mentions("refusing to remove", h.error_of(sandbox.remove, p))
+      end
+      assert.mentions("dir must be a non-empty string", h.error_of(sandbox.remove, 42))
+      local ok, err = sandbox.remove(dir .. "/missing")
+      assert.is_nil(ok)
+      assert.mentions("No such file", err)
+    end)
+
+    it("validates the prefix", function()
+      assert.mentions("prefix", h.error_of(sandbox.tempdir, "../x"))
+      assert.mentions("prefix", h.error_of(sandbox.tempdir, ""))
+    end)
+  end)
+end)
