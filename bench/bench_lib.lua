@@ -65,4 +65,25 @@ function _M.rss_kib(pid)
   return tonumber(s:match("VmRSS:%s*(%d+)")), tonumber(s:match("VmHWM:%s*(%d+)"))
 end
 
+local ffi_ok, ffi = pcall(require, "ffi")
+if ffi_ok then
+  pcall(ffi.cdef, [[
+    struct weft_mallinfo2 { size_t arena, ordblks, smblks, hblks, hblkhd, usmblks,
+                            fsmblks, uordblks, fordblks, keepcost; };
+    struct weft_mallinfo2 mallinfo2(void);
+  ]])
+end
+
+--- Memory in use now, in KiB: the Lua heap plus malloc's allocated bytes
+-- (glibc mallinfo2; the C part is 0 when unavailable). Unlike RSS it drops
+-- when memory is freed, so it measures what a workload holds.
+function _M.heap_kib()
+  local c = 0
+  if ffi_ok then
+    local ok, mi = pcall(ffi.C.mallinfo2)
+    if ok then c = tonumber(mi.uordblks + mi.hblkhd) / 1024 end
+  end
+  return collectgarbage("count") + c
+end
+
 return _M
