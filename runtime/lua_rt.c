@@ -87,7 +87,13 @@ void wf_lua_unref(wf_lua_rt_t *rt, int ref) {
 
 /* Free a task's coroutine anchor and the task itself. */
 static void task_free(wf_task_t *t) {
-  wf_lua_unref(t->rt, t->co_ref);
+  wf_lua_rt_t *rt = t->rt;
+  if (t->oneshot) {
+    if (t->sprev) t->sprev->snext = t->snext;
+    else rt->spawned = t->snext;
+    if (t->snext) t->snext->sprev = t->sprev;
+  }
+  wf_lua_unref(rt, t->co_ref);
   free(t);
 }
 
@@ -97,6 +103,7 @@ static void rt_close(wf_lua_rt_t *rt) {
   wf_task_t *t;
   rt->closing = 1;
   wf_lua_sched_close(rt);
+  while (rt->spawned) wf_task_abort(rt->spawned); /* weft.go tasks */
   while ((t = rt->pool)) {
     rt->pool = t->next;
     task_free(t);
@@ -168,6 +175,9 @@ wf_task_t *wf_task_spawn(wf_lua_rt_t *rt, lua_State *L, int nargs) {
   if (!t) return NULL;
   t->rt = rt;
   t->oneshot = 1;
+  t->snext = rt->spawned;
+  if (rt->spawned) rt->spawned->sprev = t;
+  rt->spawned = t;
   t->co = lua_newthread(L);
   t->co_ref = wf_lua_ref(rt, L);
   t->defer.cb = task_defer_cb;

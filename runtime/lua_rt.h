@@ -38,6 +38,7 @@ struct wf_task {
   wf_run_t *run;
   uint32_t seq;
   wf_task_t *next;  /* pool / wait lists */
+  wf_task_t *sprev, *snext; /* live one-shot tasks (freed at close) */
 };
 
 struct wf_lua_rt {
@@ -53,6 +54,7 @@ struct wf_lua_rt {
   wf_task_t *current; /* task being resumed, NULL on the main thread */
   int worker_ref;     /* the Lua worker body (set by weft.run module) */
   int callback_depth; /* >0 while C calls into Lua from the loop */
+  wf_task_t *spawned;          /* live one-shot (weft.go) tasks */
   struct wf_lua_run *runs;     /* live runs (lua_sched.c) */
   struct wf_lua_graph *graphs; /* live graphs (lua_sched.c) */
   int closing;

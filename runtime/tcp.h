@@ -14,14 +14,18 @@ typedef struct wf_tcp wf_tcp_t;
 /* Readiness notification: called from a libev callback (no Lua here). */
 typedef void (*wf_tcp_notify_fn)(void *ud, wf_tcp_t *t, int revents);
 
-/* Listen on host:port (port 0: any free port), SO_REUSEADDR. */
+/* Listen on host:port (port 0: any free port), SO_REUSEADDR; backlog <= 0
+ * means SOMAXCONN. Accepted and connected sockets get TCP_NODELAY. */
 wf_tcp_t *wf_tcp_listen(wf_loop_t *l, const char *host, int port, int backlog,
                         wf_err_t *err);
-/* Start connecting to host:port (numeric or resolvable host); completion is
- * signalled by writability, then wf_tcp_connected tells the outcome. */
+/* Start connecting to host:port (numeric or resolvable host; IPv4
+ * addresses are tried first; the lookup itself blocks); completion is
+ * signalled by writability, then wf_tcp_connected tells the outcome. NULL
+ * with the reason when it fails at once. */
 wf_tcp_t *wf_tcp_connect(wf_loop_t *l, const char *host, int port,
                          wf_err_t *err);
-/* WF_OK once connected, WF_ERR with the reason (e.g. refused). */
+/* WF_OK once connected, WF_AGAIN while still connecting (a spurious
+ * wakeup), WF_ERR with the reason (e.g. "Connection refused"). */
 int wf_tcp_connected(wf_tcp_t *t, wf_err_t *err);
 /* Accept one connection: WF_OK with *out, WF_AGAIN, or WF_ERR. */
 int wf_tcp_accept(wf_tcp_t *srv, wf_tcp_t **out, wf_err_t *err);
@@ -38,9 +42,15 @@ void wf_tcp_wait(wf_tcp_t *t, int events, wf_tcp_notify_fn fn, void *ud);
 void wf_tcp_unwait(wf_tcp_t *t);
 /* Local port (after listen with port 0). */
 int wf_tcp_port(const wf_tcp_t *t);
+/* The socket's file descriptor (for diagnostics and socket options). */
+int wf_tcp_fd(const wf_tcp_t *t);
 /* Shut down the write side (half-close). */
 void wf_tcp_shutdown_write(wf_tcp_t *t);
 /* Close and free; a pending wait is cancelled. NULL is a no-op. */
 void wf_tcp_close(wf_tcp_t *t);
+
+/* Raise this process's RLIMIT_NOFILE soft limit to the hard limit (servers
+ * holding many connections). Returns the new soft limit, or -1. */
+long wf_tcp_raise_nofile(void);
 
 #endif

@@ -27,11 +27,14 @@ function _M.current()
   if t and t.run then return t.run, t.seq end
 end
 
+-- Values and their count (results may contain nils).
+local function pack(...) return { n = select("#", ...), ... } end
+
 -- Body of a go task: run fn, record the outcome, wake the waiters.
 local function body(t, fn, ...)
   by_co[coroutine.running()] = t
-  local r = { xpcall(fn, traceback, ...) }
-  t.ok, t.n, t.results, t.done = r[1], #r, r, true
+  local r = pack(xpcall(fn, traceback, ...))
+  t.ok, t.n, t.results, t.done = r[1], r.n, r, true
   if t.waiters == 0 and not t.ok then
     io.stderr:write("weft: task failed: ", tostring(r[2]), "\n")
   end

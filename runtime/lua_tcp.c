@@ -1,0 +1,604 @@
+/* lua_tcp.c — Lua binding of tcp.c (package "weft.core.tcp"): the raw
+ * primitives behind the TCP cosockets of lua/weft/tcp.lua. Every I/O
+ * primitive here is non-blocking and returns the AGAIN sentinel when it
+ * would block; the only yielding one is wait(sock, "r"|"w", timeout), which
+ * suspends the calling task until the socket is ready (true) or the timeout
+ * fires (false) — on the main thread it runs the loop instead. The Lua side
+ * retries the operation after each wait, so results are always pushed by
+ * the running coroutine itself, never from a libev callback (which only
+ * pushes a boolean and wakes the task).
+ *
+ * A socket userdata holds a pointer to a C-owned lsock (input buffer, tcp
+ * handle, waiter); close() frees it at once (waking a task waiting on it),
+ * __gc frees what close did not. A waiting task's own frame keeps the
+ * userdata alive (the Lua wrapper holds it across the wait).
+ * Depends on lua.h, tcp.h, lua_rt.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua_rt.h"
+#include "tcp.h"
+
+#define SOCK_MT "weft.tcp.socket"
+#define RBUF_MIN 4096
+#define RBUF_MAX_STEP (16u << 20)
+
+/* A main-thread wait in progress (lives on that call's C stack). */
+typedef struct main_wait {
+  int ready, timed_out, closed;
+} main_wait_t;
+
+typedef struct lsock {
+  wf_tcp_t *tcp;
+  struct ev_loop *evl;
+  int listener;
+  /* buffered input: rbuf[roff..rlen), scan = where the next search starts */
+  char *rbuf;
+  size_t roff, rlen, rcap, scan;
+  int eof;
+  wf_task_t *waiter;      /* task suspended in wait() */
+  main_wait_t *main_wait; /* or the main thread, looping in wait() */
+} lsock_t;
+
+typedef struct sock_ud {
+  lsock_t *s; /* NULL once closed */
+} sock_ud_t;
+
+static char again_key; /* the AGAIN sentinel (a light userdata) */
+
+/* ---- socket objects ---------------------------------------------------- */
+
+/* Push a new, still empty socket userdata (created before any resource is
+ * taken, so that a memory error cannot leak one). */
+static sock_ud_t *sock_new(lua_State *L) {
+  sock_ud_t *u = lua_newuserdata(L, sizeof *u);
+  u->s = NULL;
+  luaL_getmetatable(L, SOCK_MT);
+  lua_setmetatable(L, -2);
+  return u;
+}
+
+/* Give the userdata u (made by sock_new) ownership of tcp. */
+static void sock_attach(lua_State *L, sock_ud_t *u, wf_tcp_t *tcp,
+                        int listener) {
+  lsock_t *s = wf_xcalloc(1, sizeof *s);
+  s->tcp = tcp;
+  s->evl = wf_loop_ev(wf_lua_rt(L)->loop);
+  s->listener = listener;
+  u->s = s;
+}
+
+/* The socket userdata at idx (raises on another type). */
+static sock_ud_t *sock_check(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, SOCK_MT);
+}
+
+/* Stop whatever waits on s: a task is woken with `ready` (true), so that it
+ * retries and sees the new state; a main-thread wait is marked closed. */
+static void sock_release_waiter(lsock_t *s, int wake) {
+  wf_task_t *t = s->waiter;
+  wf_tcp_unwait(s->tcp);
+  if (t) {
+    s->waiter = NULL;
+    t->wait = NULL;
+    t->cancel = NULL;
+    ev_timer_stop(s->evl, &t->timer);
+    if (wake) {
+      lua_pushboolean(t->co, 1);
+      wf_task_wake(t, 1);
+    }
+  }
+  if (s->main_wait) {
+    s->main_wait->closed = 1;
+    s->main_wait = NULL;
+  }
+}
+
+/* Close s's socket and free it; a waiter is woken (it then sees "closed"). */
+static void sock_free(lsock_t *s, int wake) {
+  sock_release_waiter(s, wake);
+  wf_tcp_close(s->tcp);
+  free(s->rbuf);
+  free(s);
+}
+
+/* __gc: free what close() did not (at state close a task may still wait:
+ * its watcher is stopped, it is not woken). */
+static int l_sock_gc(lua_State *L) {
+  sock_ud_t *u = lua_touserdata(L, 1);
+  if (u && u->s) {
+    sock_free(u->s, 0);
+    u->s = NULL;
+  }
+  return 0;
+}
+
+/* __tostring: "weft.tcp socket (fd N)" or "weft.tcp socket (closed)". */
+static int l_sock_tostring(lua_State *L) {
+  sock_ud_t *u = sock_check(L, 1);
+  if (u->s)
+    lua_pushfstring(L, "weft.tcp %s (fd %d)",
+                    u->s->listener ? "server" : "socket", wf_tcp_fd(u->s->tcp));
+  else
+    lua_pushliteral(L, "weft.tcp socket (closed)");
+  return 1;
+}
+
+/* Push nil, msg; returns 2. */
+static int push_fail(lua_State *L, const char *msg) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  return 2;
+}
+
+/* ---- constructors ------------------------------------------------------ */
+
+/* listen(host, port, backlog) -> server socket | nil, err */
+static int l_listen(lua_State *L) {
+  const char *host = luaL_checkstring(L, 1);
+  int port = (int)luaL_checkinteger(L, 2);
+  int backlog = (int)luaL_optinteger(L, 3, 0);
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  wf_err_t err;
+  sock_ud_t *u = sock_new(L);
+  wf_tcp_t *tcp = wf_tcp_listen(rt->loop, host, port, backlog, &err);
+  if (!tcp) return push_fail(L, err.msg);
+  sock_attach(L, u, tcp, 1);
+  return 1;
+}
+
+/* connect(host, port) -> socket (connecting) | nil, err. Completion: wait
+ * for "w", then connected(). */
+static int l_connect(lua_State *L) {
+  const char *host = luaL_checkstring(L, 1);
+  int port = (int)luaL_checkinteger(L, 2);
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  wf_err_t err;
+  sock_ud_t *u = sock_new(L);
+  wf_tcp_t *tcp = wf_tcp_connect(rt->loop, host, port, &err);
+  if (!tcp) return push_fail(L, err.msg);
+  sock_attach(L, u, tcp, 0);
+  return 1;
+}
+
+/* connected(sock) -> true | AGAIN | nil, err */
+static int l_connected(lua_State *L) {
+  sock_ud_t *u = sock_check(L, 1);
+  wf_err_t err;
+  int rc;
+  if (!u->s) return push_fail(L, "closed");
+  rc = wf_tcp_connected(u->s->tcp, &err);
+  if (rc == WF_AGAIN) {
+    lua_pushlightuserdata(L, &again_key);
+    return 1;
+  }
+  if (rc != WF_OK) return push_fail(L, err.msg);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* accept(server) -> socket | AGAIN | nil, err */
+static int l_accept(lua_State *L) {
+  sock_ud_t *u = sock_check(L, 1);
+  wf_tcp_t *c;
+  wf_err_t err;
+  int rc;
+  if (!u->s) return push_fail(L, "closed");
+  if (!u->s->listener) return luaL_error(L, "accept: not a listening socket");
+  sock_ud_t *cu = sock_new(L);
+  rc = wf_tcp_accept(u->s->tcp, &c, &err);
+  if (rc == WF_AGAIN) {
+    lua_pushlightuserdata(L, &again_key);
+    return 1;
+  }
+  if (rc != WF_OK) return push_fail(L, err.msg);
+  sock_attach(L, cu, c, 0);
+  return 1;
+}
+
+/* ---- input ------------------------------------------------------------- */
+
+/* Push rbuf[roff, roff+n) and consume n + skip bytes. s->scan (where the
+ * next line search starts: no LF in [roff, scan)) is only used by "l". */
+static void rbuf_take(lua_State *L, lsock_t *s, size_t n, size_t skip) {
+  lua_pushlstring(L, s->rbuf + s->roff, n);
+  s->roff += n + skip;
+  s->scan = s->roff;
+  if (s->roff == s->rlen) { /* empty: give the memory back (idle sockets) */
+    free(s->rbuf);
+    s->rbuf = NULL;
+    s->roff = s->rlen = s->rcap = s->scan = 0;
+  }
+}
+
+/* Make room for at least want more bytes at rbuf + rlen. */
+static void rbuf_reserve(lsock_t *s, size_t want) {
+  if (s->roff > 0 && (s->roff == s->rlen || s->roff >= s->rcap / 2)) {
+    memmove(s->rbuf, s->rbuf + s->roff, s->rlen - s->roff);
+    s->rlen -= s->roff;
+    s->scan -= s->roff;
+    s->roff = 0;
+  }
+  if (s->rcap - s->rlen >= want) return;
+  size_t cap = s->rcap ? s->rcap : RBUF_MIN;
+  while (cap - s->rlen < want) cap *= 2;
+  s->rbuf = wf_xrealloc(s->rbuf, cap);
+  s->rcap = cap;
+}
+
+/* Find needle (len nl) in rbuf[from, rlen); returns its offset or -1. */
+static long rbuf_find(lsock_t *s, size_t from, const char *needle, size_t nl) {
+  if (s->rlen < from + nl) return -1;
+  const char *p = memmem(s->rbuf + from, s->rlen - from, needle, nl);
+  return p ? (long)(p - s->rbuf) : -1;
+}
+
+/* recv(sock, mode, arg) -> data | AGAIN | nil, err, partial.
+ * mode "l": a line without its LF (and a CR before it), arg = max length;
+ * "a": everything until the peer closes; "n": exactly arg bytes; "u": up to
+ * the delimiter arg (not included, consumed). At end of stream "l", "n" and
+ * "u" fail with "closed" and the partial data. */
+static int l_recv(lua_State *L) {
+  sock_ud_t *u = sock_check(L, 1);
+  const char *mode = luaL_checkstring(L, 2);
+  size_t n = 0, dl = 0, maxline = 0, uscan = 0;
+  const char *delim = NULL;
+  wf_err_t err;
+  lsock_t *s;
+  switch (mode[0]) {
+    case 'l': {
+      lua_Number v = luaL_optnumber(L, 3, 1 << 20);
+      luaL_argcheck(L, v >= 0 && v <= 9007199254740992.0, 3, "bad line limit");
+      maxline = (size_t)v;
+      break;
+    }
+    case 'a':
+      break;
+    case 'n': {
+      lua_Number v = luaL_checknumber(L, 3);
+      luaL_argcheck(
+          L, v >= 0 && v <= 9007199254740992.0 && v == (lua_Number)(size_t)v, 3,
+          "byte count must be a non-negative integer");
+      n = (size_t)v;
+      break;
+    }
+    case 'u':
+      delim = luaL_checklstring(L, 3, &dl);
+      luaL_argcheck(L, dl > 0, 3, "delimiter must not be empty");
+      break;
+    default:
+      return luaL_argerror(L, 2, "mode must be 'l', 'a', 'n' or 'u'");
+  }
+  if (!(s = u->s)) return push_fail(L, "closed");
+  if (s->listener) return luaL_error(L, "receive: on a listening socket");
+  for (;;) {
+    size_t avail = s->rlen - s->roff;
+    if (mode[0] == 'n' && avail >= n) {
+      if (n == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+      }
+      rbuf_take(L, s, n, 0);
+      return 1;
+    }
+    if (mode[0] == 'l' && avail > 0) {
+      long p = rbuf_find(s, s->scan, "\n", 1);
+      if (p >= 0) {
+        size_t len = (size_t)p - s->roff;
+        size_t cr = len > 0 && s->rbuf[p - 1] == '\r';
+        if (len - cr > maxline) break;
+        rbuf_take(L, s, len - cr, 1 + cr);
+        return 1;
+      }
+      s->scan = s->rlen;
+      if (avail > maxline) break;
+    }
+    if (mode[0] == 'u' && avail >= dl) {
+      long p = rbuf_find(s, s->roff + uscan, delim, dl);
+      if (p >= 0) {
+        rbuf_take(L, s, (size_t)p - s->roff, dl);
+        return 1;
+      }
+      uscan = avail - (dl - 1);
+    }
+    if (s->eof) {
+      if (mode[0] == 'a') {
+        if (avail)
+          rbuf_take(L, s, avail, 0);
+        else
+          lua_pushliteral(L, "");
+        return 1;
+      }
+      lua_pushnil(L);
+      lua_pushliteral(L, "closed");
+      if (avail)
+        rbuf_take(L, s, avail, 0);
+      else
+        lua_pushliteral(L, "");
+      return 3;
+    }
+    /* read more */
+    size_t want = RBUF_MIN, got;
+    /* grow with the data that arrives, not with what was asked for */
+    if (mode[0] == 'n' && n - avail > want)
+      want = n - avail < RBUF_MAX_STEP ? n - avail : RBUF_MAX_STEP;
+    if (mode[0] == 'a' && avail >= RBUF_MIN)
+      want = avail < RBUF_MAX_STEP ? avail : RBUF_MAX_STEP; /* grow x2 */
+    rbuf_reserve(s, want);
+    int rc =
+        wf_tcp_read(s->tcp, s->rbuf + s->rlen, s->rcap - s->rlen, &got, &err);
+    if (rc == WF_AGAIN) {
+      if (s->rlen == 0) { /* nothing buffered: keep no memory while idle */
+        free(s->rbuf);
+        s->rbuf = NULL;
+        s->roff = s->rlen = s->rcap = s->scan = 0;
+      }
+      lua_pushlightuserdata(L, &again_key);
+      return 1;
+    }
+    if (rc != WF_OK) {
+      avail = s->rlen - s->roff;
+      lua_pushnil(L);
+      lua_pushstring(L, err.msg);
+      if (avail)
+        rbuf_take(L, s, avail, 0);
+      else
+        lua_pushliteral(L, "");
+      s->eof = 1;
+      return 3;
+    }
+    if (got == 0)
+      s->eof = 1;
+    else
+      s->rlen += got;
+  }
+  /* only "l" leaves the loop: the line exceeds maxline (left buffered) */
+  lua_pushnil(L);
+  lua_pushliteral(L, "line too long");
+  return 2;
+}
+
+/* partial(sock) -> the buffered input (consumed), "" when none. */
+static int l_partial(lua_State *L) {
+  sock_ud_t *u = sock_check(L, 1);
+  lsock_t *s = u->s;
+  if (s && s->rlen > s->roff)
+    rbuf_take(L, s, s->rlen - s->roff, 0);
+  else
+    lua_pushliteral(L, "");
+  return 1;
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+/* send(sock, data, i) -> #data | AGAIN, i | nil, err, i — writes data from
+ * offset i (bytes already sent) until done or it would block. */
+static int l_send(lua_State *L) {
+  sock_ud_t *u = sock_check(L, 1);
+  size_t len, i = (size_t)luaL_optinteger(L, 3, 0), sent;
+  const char *data = luaL_checklstring(L, 2, &len);
+  wf_err_t err;
+  luaL_argcheck(L, i <= len, 3, "offset beyond the data");
+  if (!u->s) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    lua_pushinteger(L, (lua_Integer)i);
+    return 3;
+  }
+  if (u->s->listener) return luaL_error(L, "send: on a listening socket");
+  while (i < len) {
+    int rc = wf_tcp_write(u->s->tcp, data + i, len - i, &sent, &err);
+    if (rc == WF_AGAIN) {
+      lua_pushlightuserdata(L, &again_key);
+      lua_pushinteger(L, (lua_Integer)i);
+      return 2;
+    }
+    if (rc != WF_OK) {
+      lua_pushnil(L);
+      lua_pushstring(L, err.msg);
+      lua_pushinteger(L, (lua_Integer)i);
+      return 3;
+    }
+    i += sent;
+  }
+  lua_pushinteger(L, (lua_Integer)len);
+  return 1;
+}
+
+/* ---- waiting (the yielding primitive) ---------------------------------- */
+
+/* Readiness of a task's socket: wake it with true. */
+static void task_notify(void *ud, wf_tcp_t *tcp, int revents) {
+  lsock_t *s = ud;
+  wf_task_t *t = s->waiter;
+  (void)tcp;
+  (void)revents;
+  s->waiter = NULL;
+  t->wait = NULL;
+  t->cancel = NULL;
+  ev_timer_stop(s->evl, &t->timer);
+  lua_pushboolean(t->co, 1);
+  wf_task_wake(t, 1);
+}
+
+/* Timeout of a task's wait: wake it with false. */
+static void task_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
+  wf_task_t *t = w->data;
+  lsock_t *s = t->wait;
+  (void)evl;
+  (void)revents;
+  wf_tcp_unwait(s->tcp);
+  s->waiter = NULL;
+  t->wait = NULL;
+  t->cancel = NULL;
+  lua_pushboolean(t->co, 0);
+  wf_task_wake(t, 1);
+}
+
+/* Cancel callback (abort, executor timeout): stop watching, never wake. */
+static void task_cancel(wf_task_t *t) {
+  lsock_t *s = t->wait;
+  if (s) {
+    wf_tcp_unwait(s->tcp);
+    s->waiter = NULL;
+    ev_timer_stop(s->evl, &t->timer);
+  }
+  t->wait = NULL;
+}
+
+/* Readiness of the main thread's socket. */
+static void main_notify(void *ud, wf_tcp_t *tcp, int revents) {
+  lsock_t *s = ud;
+  (void)tcp;
+  (void)revents;
+  if (s->main_wait) s->main_wait->ready = 1;
+}
+
+/* Timeout of the main thread's wait. */
+static void main_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
+  (void)evl;
+  (void)revents;
+  ((main_wait_t *)w->data)->timed_out = 1;
+}
+
+/* wait(sock, "r"|"w", timeout) -> true when ready (or closed meanwhile),
+ * false on timeout. timeout < 0: none. Yields the calling task; on the
+ * main thread runs the loop until then. */
+static int l_wait(lua_State *L) {
+  sock_ud_t *u = sock_check(L, 1);
+  const char *what = luaL_checkstring(L, 2);
+  double timeout = luaL_optnumber(L, 3, -1);
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  int events;
+  lsock_t *s;
+  wf_task_t *t;
+  if (what[0] == 'r' && what[1] == 0)
+    events = EV_READ;
+  else if (what[0] == 'w' && what[1] == 0)
+    events = EV_WRITE;
+  else
+    return luaL_argerror(L, 2, "expected 'r' or 'w'");
+  luaL_argcheck(L, timeout == timeout, 3, "timeout is NaN");
+  t = wf_task_check_blocking(rt, L, "weft.tcp");
+  if (!(s = u->s)) { /* closed: the retried operation reports it */
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (s->waiter || s->main_wait)
+    return luaL_error(L,
+                      "weft.tcp: socket busy (another task is already "
+                      "waiting on it)");
+  if (t) {
+    s->waiter = t;
+    t->wait = s;
+    t->cancel = task_cancel;
+    wf_tcp_wait(s->tcp, events, task_notify, s);
+    if (timeout >= 0) {
+      ev_timer_init(&t->timer, task_timer_cb, timeout, 0);
+      t->timer.data = t;
+      ev_timer_start(s->evl, &t->timer);
+    }
+    return wf_task_yield(t, L);
+  }
+  /* main thread: run the loop until ready, timed out or closed */
+  main_wait_t mw = {0, 0, 0};
+  ev_timer tm;
+  struct ev_loop *evl = s->evl;
+  s->main_wait = &mw;
+  wf_tcp_wait(s->tcp, events, main_notify, s);
+  if (timeout >= 0) {
+    ev_timer_init(&tm, main_timer_cb, timeout, 0);
+    tm.data = &mw;
+    ev_timer_start(evl, &tm);
+  }
+  while (!mw.ready && !mw.timed_out && !mw.closed) wf_loop_step(rt->loop);
+  if (timeout >= 0) ev_timer_stop(evl, &tm);
+  if (!mw.closed) { /* s still exists */
+    s->main_wait = NULL;
+    wf_tcp_unwait(s->tcp);
+  }
+  lua_pushboolean(L, mw.ready || mw.closed);
+  return 1;
+}
+
+/* ---- misc -------------------------------------------------------------- */
+
+/* close(sock) -> true | nil, "closed" (already). Wakes a waiting task. */
+static int l_close(lua_State *L) {
+  sock_ud_t *u = sock_check(L, 1);
+  if (!u->s) return push_fail(L, "closed");
+  sock_free(u->s, 1);
+  u->s = NULL;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* shutdown(sock) -> true | nil, "closed": half-close (no more sending). */
+static int l_shutdown(lua_State *L) {
+  sock_ud_t *u = sock_check(L, 1);
+  if (!u->s) return push_fail(L, "closed");
+  wf_tcp_shutdown_write(u->s->tcp);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* port(sock) -> local port | nil, "closed" */
+static int l_port(lua_State *L) {
+  sock_ud_t *u = sock_check(L, 1);
+  if (!u->s) return push_fail(L, "closed");
+  lua_pushinteger(L, wf_tcp_port(u->s->tcp));
+  return 1;
+}
+
+/* is_closed(sock) -> boolean */
+static int l_is_closed(lua_State *L) {
+  lua_pushboolean(L, sock_check(L, 1)->s == NULL);
+  return 1;
+}
+
+/* buffered(sock) -> bytes of input buffered and not yet returned */
+static int l_buffered(lua_State *L) {
+  lsock_t *s = sock_check(L, 1)->s;
+  lua_pushinteger(L, s ? (lua_Integer)(s->rlen - s->roff) : 0);
+  return 1;
+}
+
+/* raise_nofile() -> the new RLIMIT_NOFILE soft limit | nil, err */
+static int l_raise_nofile(lua_State *L) {
+  long n = wf_tcp_raise_nofile();
+  if (n < 0) return push_fail(L, "cannot raise RLIMIT_NOFILE");
+  lua_pushnumber(L, (lua_Number)n);
+  return 1;
+}
+
+static const luaL_Reg tcp_fns[] = {{"listen", l_listen},
+                                   {"connect", l_connect},
+                                   {"connected", l_connected},
+                                   {"accept", l_accept},
+                                   {"recv", l_recv},
+                                   {"partial", l_partial},
+                                   {"send", l_send},
+                                   {"wait", l_wait},
+                                   {"close", l_close},
+                                   {"shutdown", l_shutdown},
+                                   {"port", l_port},
+                                   {"is_closed", l_is_closed},
+                                   {"buffered", l_buffered},
+                                   {"raise_nofile", l_raise_nofile},
+                                   {NULL, NULL}};
+
+int wf_lua_open_tcp(lua_State *L) {
+  wf_lua_rt(L);
+  lua_newtable(L);
+  luaL_register(L, NULL, tcp_fns);
+  /* the socket metatable: lua/weft/tcp.lua sets its __index */
+  luaL_newmetatable(L, SOCK_MT);
+  lua_pushcfunction(L, l_sock_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_sock_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_setfield(L, -2, "socket_mt");
+  lua_pushlightuserdata(L, &again_key);
+  lua_setfield(L, -2, "AGAIN");
+  return 1;
+}

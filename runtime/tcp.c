@@ -1,0 +1,266 @@
+/* tcp.c — non-blocking TCP sockets on the loop (implements tcp.h): listen,
+ * accept, connect, read and write are tried at once and return WF_AGAIN when
+ * they would block; wf_tcp_wait arms a one-shot readiness watcher (an ev_io
+ * per socket) whose callback calls the owner's notify function. No Lua here:
+ * lua_tcp.c turns this into cosockets. Also wf_tcp_raise_nofile for servers
+ * that hold many connections. Depends on libev, loop.h, common.h (tcp.h). */
+#include "tcp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct wf_tcp {
+  struct ev_loop *evl; /* kept directly: the wf_loop wrapper may go first */
+  int fd;
+  int port; /* local port */
+  ev_io io; /* one-shot readiness watcher */
+  wf_tcp_notify_fn fn;
+  void *ud;
+};
+
+/* Wrap an open non-blocking fd. */
+static wf_tcp_t *tcp_wrap(wf_loop_t *l, struct ev_loop *evl, int fd) {
+  wf_tcp_t *t = wf_xcalloc(1, sizeof *t);
+  t->evl = l ? wf_loop_ev(l) : evl;
+  t->fd = fd;
+  t->port = -1;
+  ev_init(&t->io, NULL);
+  return t;
+}
+
+/* Local port of fd, or -1. */
+static int sock_port(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return -1;
+  if (ss.ss_family == AF_INET)
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  if (ss.ss_family == AF_INET6)
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return -1;
+}
+
+/* Resolve host:port into *res (numeric hosts need no DNS). */
+static int resolve(const char *host, int port, int passive,
+                   struct addrinfo **res, wf_err_t *err) {
+  struct addrinfo hints;
+  char serv[16];
+  int rc;
+  if (port < 0 || port > 65535)
+    return wf_err_set(err, "invalid port %d (expected 0..65535)", port);
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+  snprintf(serv, sizeof serv, "%d", port);
+  rc = getaddrinfo(host && *host ? host : NULL, serv, &hints, res);
+  if (rc != 0)
+    return wf_err_set(err, "cannot resolve '%s': %s", host ? host : "",
+                      gai_strerror(rc));
+  return WF_OK;
+}
+
+#define WF_TCP_NADDR 16
+
+/* The k-th address to try: IPv4 addresses first (k < WF_TCP_NADDR), then
+ * the others, so that "localhost" means 127.0.0.1 on both sides. */
+static struct addrinfo *nth_addr(struct addrinfo *res, int k) {
+  int v4 = k < WF_TCP_NADDR, i = 0;
+  k %= WF_TCP_NADDR;
+  for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+    if ((ai->ai_family == AF_INET) != v4) continue;
+    if (i++ == k) return ai;
+  }
+  return NULL;
+}
+
+wf_tcp_t *wf_tcp_listen(wf_loop_t *l, const char *host, int port, int backlog,
+                        wf_err_t *err) {
+  struct addrinfo *res, *ai;
+  int fd = -1, one = 1, e = 0;
+  if (resolve(host, port, 1, &res, err) != WF_OK) return NULL;
+  for (int k = 0; fd < 0 && k < 2 * WF_TCP_NADDR; k++) {
+    if (!(ai = nth_addr(res, k))) continue;
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                ai->ai_protocol);
+    if (fd < 0) {
+      e = errno;
+      continue;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+        listen(fd, backlog > 0 ? backlog : SOMAXCONN) == 0)
+      continue; /* fd >= 0 ends the loop */
+    e = errno;
+    close(fd);
+    fd = -1;
+  }
+  freeaddrinfo(res);
+  if (fd < 0) {
+    wf_err_set(err, "cannot listen on %s:%d: %s", host ? host : "*", port,
+               strerror(e));
+    return NULL;
+  }
+  wf_tcp_t *t = tcp_wrap(l, NULL, fd);
+  t->port = sock_port(fd);
+  return t;
+}
+
+wf_tcp_t *wf_tcp_connect(wf_loop_t *l, const char *host, int port,
+                         wf_err_t *err) {
+  struct addrinfo *res, *ai;
+  int fd = -1, one = 1, e = 0;
+  if (!host || !*host) {
+    wf_err_set(err, "connect: empty host");
+    return NULL;
+  }
+  if (port <= 0 || port > 65535) {
+    wf_err_set(err, "connect: invalid port %d (expected 1..65535)", port);
+    return NULL;
+  }
+  if (resolve(host, port, 0, &res, err) != WF_OK) return NULL;
+  for (int k = 0; fd < 0 && k < 2 * WF_TCP_NADDR; k++) {
+    if (!(ai = nth_addr(res, k))) continue;
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                ai->ai_protocol);
+    if (fd < 0) {
+      e = errno;
+      continue;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS)
+      continue; /* fd >= 0 ends the loop */
+    e = errno;  /* refused at once (rare on loopback): try the next address */
+    close(fd);
+    fd = -1;
+  }
+  freeaddrinfo(res);
+  if (fd < 0) {
+    wf_err_set(err, "cannot connect to %s:%d: %s", host, port, strerror(e));
+    return NULL;
+  }
+  return tcp_wrap(l, NULL, fd);
+}
+
+int wf_tcp_connected(wf_tcp_t *t, wf_err_t *err) {
+  int e = 0;
+  socklen_t len = sizeof e;
+  if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0) e = errno;
+  if (e == 0) {
+    /* writable without an error can still mean "not yet" after a spurious
+     * wakeup: a connected socket has a peer */
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getpeername(t->fd, (struct sockaddr *)&ss, &sl) == 0) return WF_OK;
+    if (errno == ENOTCONN) return WF_AGAIN;
+    e = errno;
+  }
+  if (e == EINPROGRESS || e == EALREADY) return WF_AGAIN;
+  return wf_err_set(err, "%s", strerror(e));
+}
+
+int wf_tcp_accept(wf_tcp_t *srv, wf_tcp_t **out, wf_err_t *err) {
+  int fd, one = 1;
+  *out = NULL;
+  for (;;) {
+    fd = accept4(srv->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) break;
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return WF_AGAIN;
+    return wf_err_set(err, "accept: %s", strerror(errno));
+  }
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  *out = tcp_wrap(NULL, srv->evl, fd);
+  return WF_OK;
+}
+
+int wf_tcp_read(wf_tcp_t *t, char *buf, size_t n, size_t *got, wf_err_t *err) {
+  ssize_t r;
+  *got = 0;
+  for (;;) {
+    r = recv(t->fd, buf, n, 0);
+    if (r >= 0) break;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return WF_AGAIN;
+    if (errno == ECONNRESET) return wf_err_set(err, "connection reset by peer");
+    return wf_err_set(err, "read: %s", strerror(errno));
+  }
+  *got = (size_t)r;
+  return WF_OK;
+}
+
+int wf_tcp_write(wf_tcp_t *t, const char *buf, size_t n, size_t *sent,
+                 wf_err_t *err) {
+  ssize_t r;
+  *sent = 0;
+  for (;;) {
+    r = send(t->fd, buf, n, MSG_NOSIGNAL);
+    if (r >= 0) break;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return WF_AGAIN;
+    if (errno == EPIPE || errno == ECONNRESET)
+      return wf_err_set(err, "connection closed by peer");
+    return wf_err_set(err, "write: %s", strerror(errno));
+  }
+  *sent = (size_t)r;
+  return WF_OK;
+}
+
+/* libev callback: disarm (one-shot), then notify the owner. */
+static void io_cb(struct ev_loop *evl, ev_io *w, int revents) {
+  wf_tcp_t *t = w->data;
+  ev_io_stop(evl, w);
+  if (t->fn) t->fn(t->ud, t, revents);
+}
+
+void wf_tcp_wait(wf_tcp_t *t, int events, wf_tcp_notify_fn fn, void *ud) {
+  events &= EV_READ | EV_WRITE;
+  if (ev_is_active(&t->io)) ev_io_stop(t->evl, &t->io);
+  t->fn = fn;
+  t->ud = ud;
+  ev_io_init(&t->io, io_cb, t->fd, events);
+  t->io.data = t;
+  ev_io_start(t->evl, &t->io);
+}
+
+void wf_tcp_unwait(wf_tcp_t *t) {
+  if (ev_is_active(&t->io)) ev_io_stop(t->evl, &t->io);
+  t->fn = NULL;
+  t->ud = NULL;
+}
+
+int wf_tcp_port(const wf_tcp_t *t) {
+  return t->port >= 0 ? t->port : sock_port(t->fd);
+}
+
+int wf_tcp_fd(const wf_tcp_t *t) { return t->fd; }
+
+void wf_tcp_shutdown_write(wf_tcp_t *t) { shutdown(t->fd, SHUT_WR); }
+
+void wf_tcp_close(wf_tcp_t *t) {
+  if (!t) return;
+  wf_tcp_unwait(t);
+  close(t->fd);
+  free(t);
+}
+
+long wf_tcp_raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlim_t want = rl.rlim_max;
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+  }
+  return rl.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)rl.rlim_cur;
+}

@@ -1,0 +1,442 @@
+-- weft.tcp: TCP cosockets on 127.0.0.1 — listen/accept/connect, receive
+-- patterns, timeouts, closed peers, many concurrent connections, waits that
+-- are cancelled (executor timeout) or cut by close, and misuse errors.
+local weft = require "weft"
+local tcp = require "weft.tcp"
+local h = require "helpers"
+
+-- Servers started by serve(), ended after each test.
+local servers = {}
+
+-- A listening socket on a free port, with its accept loop running fn(conn)
+-- for each connection in its own task. Returns srv.
+local function serve(fn)
+  local srv = assert(tcp.listen("127.0.0.1", 0))
+  local tasks = {}
+  local acceptor = weft.go(function()
+    while true do
+      local c = srv:accept()
+      if not c then return end
+      tasks[#tasks + 1] = weft.go(fn, c)
+    end
+  end)
+  servers[#servers + 1] = { srv = srv, acceptor = acceptor, tasks = tasks }
+  return srv
+end
+
+-- Close every server and wait for its tasks (none is left waiting at exit).
+local function end_servers()
+  for _, s in ipairs(servers) do
+    s.srv:close()
+    s.acceptor:wait()
+    for _, t in ipairs(s.tasks) do t:wait() end
+  end
+  servers = {}
+end
+
+-- Echo each line back, prefixed, until the peer closes.
+local function echo_lines(c)
+  while true do
+    local line = c:receive("*l")
+    if not line then break end
+    c:send("echo " .. line .. "\n")
+  end
+  c:close()
+end
+
+describe("weft.tcp", function()
+  after_each(end_servers)
+
+  describe("listen", function()
+    it("picks a free port for port 0", function()
+      local a = assert(tcp.listen("127.0.0.1", 0))
+      local b = assert(tcp.listen("127.0.0.1", 0))
+      assert.is_true(a:port() > 0)
+      assert.are_not.equal(a:port(), b:port())
+      a:close()
+      b:close()
+    end)
+
+    it("returns nil and the reason when the port is taken", function()
+      local a = assert(tcp.listen("127.0.0.1", 0))
+      local b, err = tcp.listen("127.0.0.1", a:port())
+      assert.is_nil(b)
+      assert.mentions("in use", err)
+      a:close()
+    end)
+
+    it("raises on a bad port", function()
+      assert.mentions("port must be an integer", h.error_of(tcp.listen, "127.0.0.1", "x"))
+      assert.mentions("port must be an integer", h.error_of(tcp.listen, "127.0.0.1", 70000))
+    end)
+  end)
+
+  describe("connect", function()
+    it("returns nil and 'connection refused' when nobody listens", function()
+      local s = assert(tcp.listen("127.0.0.1", 0))
+      local port = s:port()
+      s:close()
+      local c, err = tcp.connect("127.0.0.1", port, 5)
+      assert.is_nil(c)
+      assert.mentions("refused", err:lower())
+      assert.mentions("127.0.0.1:" .. port, err)
+    end)
+
+    it("raises on misuse", function()
+      assert.mentions("host must be a string", h.error_of(tcp.connect, nil, 80))
+      assert.mentions("port must be an integer", h.error_of(tcp.connect, "127.0.0.1", 0))
+      assert.mentions("timeout must be", h.error_of(tcp.connect, "127.0.0.1", 80, -1))
+    end)
+  end)
+
+  describe("an echo server in a task", function()
+    it("answers a client on the main thread", function()
+      local srv = serve(echo_lines)
+      local c = assert(tcp.connect("127.0.0.1", srv:port(), 5))
+      assert.equal(6, c:send("hello\n"))
+      assert.equal("echo hello", c:receive("*l"))
+      c:send("with crlf\r\n")
+      assert.equal("echo with crlf", c:receive())
+      c:close()
+      srv:close()
+    end)
+
+    it("answers clients running in tasks", function()
+      local srv = serve(echo_lines)
+      local got = {}
+      local ts = {}
+      for i = 1, 5 do
+        ts[i] = weft.go(function()
+          local c = assert(tcp.connect("127.0.0.1", srv:port(), 5))
+          c:send("n" .. i .. "\n")
+          got[i] = c:receive("*l")
+          c:close()
+        end)
+      end
+      for i = 1, 5 do ts[i]:wait() end
+      for i = 1, 5 do assert.equal("echo n" .. i, got[i]) end
+      srv:close()
+    end)
+
+    it("answers a client running in an executor", function()
+      local srv = serve(echo_lines)
+      local wf = weft.workflow("tcp_client")
+        :start(weft.executor("client", function(msg, ctx)
+          local c = assert(tcp.connect("127.0.0.1", srv:port(), 5))
+          c:send(msg .. "\n")
+          ctx:yield_output(c:receive("*l", 5))
+          c:close()
+        end))
+        :build()
+      local res = wf:run("from an executor")
+      assert.equal("completed", res.status)
+      assert.same({ "echo from an executor" }, res.outputs)
+    end)
+
+    it("serves 500 concurrent connections", function()
+      local n = 500
+      local srv = serve(echo_lines)
+      local ok, ts = 0, {}
+      for i = 1, n do
+        ts[i] = weft.go(function()
+          local c = assert(tcp.connect("127.0.0.1", srv:port(), 30))
+          c:send("x" .. i .. "\n")
+          if c:receive("*l", 30) == "echo x" .. i then ok = ok + 1 end
+          c:close()
+        end)
+      end
+      for i = 1, n do ts[i]:wait() end
+      assert.equal(n, ok)
+      srv:close()
+    end)
+  end)
+
+  describe("receive", function()
+    -- a server that sends `parts` (with yields between them) then closes
+    local function sender(parts)
+      return serve(function(c)
+        for _, p in ipairs(parts) do
+          c:send(p)
+          weft.sleep(0)
+        end
+        c:close()
+      end)
+    end
+
+    it("reads lines split over several writes, with or without CR", function()
+      local srv = sender({ "one\r", "\ntw", "o\nthree", "\n" })
+      local c = assert(tcp.connect("127.0.0.1", srv:port()))
+      assert.equal("one", c:receive("*l"))
+      assert.equal("two", c:receive("*l"))
+      assert.equal("three", c:receive("*l"))
+      local d, err, partial = c:receive("*l")
+      assert.is_nil(d)
+      assert.equal("closed", err)
+      assert.equal("", partial)
+      srv:close()
+    end)
+
+    it("reads exact byte counts across writes", function()
+      local srv = sender({ "abc", "defgh", "ij" })
+      local c = assert(tcp.connect("127.0.0.1", srv:port()))
+      assert.equal("", c:receive(0))
+      assert.equal("ab", c:receive(2))
+      assert.equal("cdefg", c:receive(5))
+      local d, err, partial = c:receive(10)
+      assert.is_nil(d)
+      assert.equal("closed", err)
+      assert.equal("hij", partial)
+      srv:close()
+    end)
+
+    it("reads everything until the peer closes with '*a'", function()
+      local srv = sender({ "a", "b\n", "c" })
+      local c = assert(tcp.connect("127.0.0.1", srv:port()))
+      assert.equal("ab", c:receive(2))
+      assert.equal("\nc", c:receive("*a"))
+      assert.equal("", c:receive("*a"))
+      srv:close()
+    end)
+
+    it("reads up to a delimiter with receive_until", function()
+      local srv = sender({ "GET / HTTP/1.1\r\nHost: x\r", "\n\r", "\nbody" })
+      local c = assert(tcp.connect("127.0.0.1", srv:port()))
+      assert.equal("GET / HTTP/1.1\r\nHost: x", c:receive_until("\r\n\r\n"))
+      assert.equal("body", c:receive("*a"))
+      srv:close()
+    end)
+
+    it("reads a 4 MB transfer that fills the socket buffers", function()
+      local big = string.rep("0123456789abcdef", 256 * 1024)
+      local sent
+      local srv = serve(function(c)
+        sent = c:send(big)
+        c:close()
+      end)
+      local c = assert(tcp.connect("127.0.0.1", srv:port()))
+      local got = c:receive(#big)
+      assert.equal(#big, sent)
+      assert.equal(#big, #got)
+      assert.is_true(got == big)
+      srv:close()
+    end)
+
+    it("returns nil, 'timeout' and the partial data when the peer is silent", function()
+      local release = weft.cond()
+      local srv = serve(function(c)
+        c:send("partial line")
+        release:wait()
+        c:close()
+      end)
+      local c = assert(tcp.connect("127.0.0.1", srv:port()))
+      local d, err, partial = c:receive("*l", 0.05)
+      assert.is_nil(d)
+      assert.equal("timeout", err)
+      assert.equal("partial line", partial)
+      -- the socket stays usable after a timeout
+      d, err = c:receive(1, 0)
+      assert.is_nil(d)
+      assert.equal("timeout", err)
+      release:signal()
+      assert.equal("", c:receive("*a"))
+      srv:close()
+    end)
+
+    it("fails a line longer than tcp.max_line with 'line too long'", function()
+      local old = tcp.max_line
+      tcp.max_line = 10
+      local srv = sender({ string.rep("x", 50) .. "\n" })
+      local c = assert(tcp.connect("127.0.0.1", srv:port()))
+      local d, err = c:receive("*l")
+      tcp.max_line = old
+      assert.is_nil(d)
+      assert.equal("line too long", err)
+      srv:close()
+    end)
+
+    it("raises on a bad pattern", function()
+      local srv = sender({})
+      local c = assert(tcp.connect("127.0.0.1", srv:port()))
+      assert.mentions("pattern must be", h.error_of(c.receive, c, "*x"))
+      assert.mentions("byte count must be", h.error_of(c.receive, c, 1.5))
+      assert.mentions("delimiter must be", h.error_of(c.receive_until, c, ""))
+      assert.mentions("timeout must be", h.error_of(c.receive, c, "*l", "soon"))
+      c:close()
+      srv:close()
+    end)
+  end)
+
+  describe("send", function()
+    it("accepts lists of strings and numbers", function()
+      local srv = serve(function(c)
+        c:send(c:receive(9))
+        c:close()
+      end)
+      local c = assert(tcp.connect("127.0.0.1", srv:port()))
+      assert.equal(6, c:send({ "ab", "cd", "ef" }))
+      assert.equal(3, c:send(123))
+      assert.equal("abcdef123", c:receive("*a"))
+      assert.mentions("data must be", h.error_of(c.send, c, print))
+      srv:close()
+    end)
+
+    it("returns nil, 'closed' on a closed socket", function()
+      local srv = serve(function(c) c:close() end)
+      local c = assert(tcp.connect("127.0.0.1", srv:port()))
+      c:close()
+      local n, err = c:send("x")
+      assert.is_nil(n)
+      assert.equal("closed", err)
+      local ok, cerr = c:close()
+      assert.is_nil(ok)
+      assert.equal("closed", cerr)
+      srv:close()
+    end)
+
+    it("fails once the peer has gone, instead of raising SIGPIPE", function()
+      local srv = serve(function(c) c:close() end)
+      local c = assert(tcp.connect("127.0.0.1", srv:port()))
+      assert.equal("", c:receive("*a")) -- the peer closed
+      local n, err
+      for _ = 1, 100 do
+        n, err = c:send(string.rep("x", 1000))
+        if not n then break end
+        weft.sleep(0)
+      end
+      assert.is_nil(n)
+      assert.mentions("closed", err)
+      srv:close()
+    end)
+
+    it("times out when the peer never reads", function()
+      local hold = weft.cond()
+      local srv = serve(function(c) hold:wait(); c:close() end)
+      local c = assert(tcp.connect("127.0.0.1", srv:port()))
+      local n, err, sent = c:send(string.rep("x", 64 * 1024 * 1024), 0.05)
+      assert.is_nil(n)
+      assert.equal("timeout", err)
+      assert.is_true(sent > 0 and sent < 64 * 1024 * 1024)
+      hold:signal()
+      c:close()
+      srv:close()
+    end)
+  end)
+
+  describe("accept", function()
+    it("times out with nil, 'timeout'", function()
+      local s = assert(tcp.listen("127.0.0.1", 0))
+      local c, err = s:accept(0.02)
+      assert.is_nil(c)
+      assert.equal("timeout", err)
+      s:close()
+    end)
+
+    it("wakes a waiting task with 'closed' when the server is closed", function()
+      local s = assert(tcp.listen("127.0.0.1", 0))
+      local t = weft.go(function() return { s:accept() } end)
+      weft.sleep(0)
+      s:close()
+      local r = t:wait()
+      assert.is_nil(r[1])
+      assert.equal("closed", r[2])
+    end)
+  end)
+
+  describe("waiting tasks", function()
+    it("get nil, 'closed' when another task closes their socket", function()
+      local srv = serve(function(c) c:receive("*a") end)
+      local c = assert(tcp.connect("127.0.0.1", srv:port()))
+      local t = weft.go(function() return { c:receive("*l") } end)
+      weft.sleep(0)
+      c:close()
+      local r = t:wait()
+      assert.is_nil(r[1])
+      assert.equal("closed", r[2])
+      srv:close()
+    end)
+
+    it("include the main thread: its wait ends with 'closed' when a task closes the socket", function()
+      local srv = serve(function(c) c:receive("*a") end)
+      local c = assert(tcp.connect("127.0.0.1", srv:port()))
+      weft.go(function() c:close() end)
+      local d, err = c:receive("*l")
+      assert.is_nil(d)
+      assert.equal("closed", err)
+    end)
+
+    it("cannot share a socket: a second waiter raises 'socket busy'", function()
+      local srv = serve(function(c) c:receive("*a") end)
+      local c = assert(tcp.connect("127.0.0.1", srv:port()))
+      local t1 = weft.go(function() return c:receive("*l") end)
+      weft.sleep(0)
+      local err = h.error_of(c.receive, c, "*l")
+      assert.mentions("socket busy", err)
+      c:close()
+      assert.is_nil((t1:wait()))
+      srv:close()
+    end)
+
+    it("stop waiting when their executor times out, leaving the socket usable", function()
+      local srv = serve(function(c)
+        c:receive("*l") -- wait for "go", then answer
+        c:send("late\n")
+        c:receive("*a")
+      end)
+      local c = assert(tcp.connect("127.0.0.1", srv:port()))
+      local wf = weft.workflow("tcp_timeout")
+        :start(weft.executor("reader", {
+          timeout = 0.05,
+          handle = function(_, ctx) ctx:yield_output(c:receive("*l")) end,
+        }))
+        :build()
+      local res = wf:run("x")
+      assert.equal("failed", res.status)
+      assert.mentions("reader", res.error)
+      -- the aborted wait is gone: this thread may wait now, and gets the line
+      c:send("go\n")
+      assert.equal("late", c:receive("*l", 5))
+      c:close()
+      srv:close()
+    end)
+  end)
+
+  describe("lifetime", function()
+    it("closes a socket that is garbage-collected", function()
+      local peer
+      local srv = serve(function(c) peer = c end)
+      do
+        local c = assert(tcp.connect("127.0.0.1", srv:port()))
+        c:send("x")
+      end
+      h.poll_until(function() return peer ~= nil end)
+      collectgarbage()
+      collectgarbage()
+      assert.equal("x", peer:receive("*a", 5))
+      peer:close()
+      srv:close()
+    end)
+
+    it("names its state in tostring", function()
+      local s = assert(tcp.listen("127.0.0.1", 0))
+      assert.mentions("weft.tcp server", tostring(s))
+      s:close()
+      assert.mentions("closed", tostring(s))
+    end)
+  end)
+
+  describe("blocking rules", function()
+    it("raises in a coroutine weft does not manage", function()
+      local s = assert(tcp.listen("127.0.0.1", 0))
+      local co = coroutine.create(function() return s:accept() end)
+      local ok, err = coroutine.resume(co)
+      assert.is_false(ok)
+      assert.mentions("weft.tcp", err)
+      assert.mentions("does not manage", err)
+      s:close()
+    end)
+  end)
+
+  it("raise_nofile returns the open-files limit", function()
+    assert.is_true(tcp.raise_nofile() > 0)
+  end)
+end)
