@@ -30,14 +30,18 @@ typedef struct wf_http_opts {
   size_t body_len;
   double connect_timeout;       /* seconds, 0: 10 */
   double timeout;               /* total seconds, 0: none */
-  double idle_timeout;          /* max seconds between body bytes, 0: none */
+  double idle_timeout;          /* max seconds without a byte from the server
+                                   once the request is sent (waiting for the
+                                   headers, between body bytes), 0: none */
   wf_http_framing_t framing;
   size_t max_body;              /* cap on a buffered body, 0: 64 MiB */
 } wf_http_opts_t;
 
 /* A record taken from a streaming request. For SSE the event fields are
  * copied into the record; for RAW/NDJSON only data is set. Owned by the
- * caller after wf_http_take: free with wf_http_record_free. */
+ * caller after wf_http_take: free with wf_http_record_free. Each record is
+ * one allocation (data, event and id point inside it); data is
+ * NUL-terminated. */
 typedef struct wf_http_record {
   char *data;
   size_t len;
@@ -60,34 +64,52 @@ typedef enum {
 } wf_http_errcode_t;
 
 /* Owner notification: the request has new records, or has finished. Called
- * from libev/libcurl callbacks: must not run Lua (defer instead). */
+ * from libev callbacks, never from inside a libcurl callback: the owner may
+ * take records, cancel or free this or any other request, start requests,
+ * even free the client; it must not run Lua (defer instead). */
 typedef void (*wf_http_notify_fn)(void *ud, wf_http_req_t *req);
 
 /* Client on loop l; max_per_host limits concurrent transfers per host
  * (0: 64), the rest wait in a FIFO queue. */
 wf_http_t *wf_http_new(wf_loop_t *l, int max_per_host);
-/* Cancel every request (notifying owners) and free. NULL is a no-op. */
+/* Cancel every request (notifying owners: each ends with
+ * WF_HTTP_ERR_CANCELLED and stays valid until wf_http_free_req, which then
+ * no longer needs the client) and free. NULL is a no-op. May be called from
+ * a notification; the client is then released when the callback returns. */
 void wf_http_free(wf_http_t *h);
+/* Change the per-host limit (0: 64); raising it starts queued requests. */
+void wf_http_set_max_per_host(wf_http_t *h, int max_per_host);
 /* Start (or queue) a request. notify(ud, req) fires when records arrive and
  * once when done. NULL with err on bad options (bad URL scheme, ...). */
 wf_http_req_t *wf_http_start(wf_http_t *h, const wf_http_opts_t *o,
                              wf_http_notify_fn notify, void *ud,
                              wf_err_t *err);
-/* Abort a request; no notification follows. Frees it. */
+/* Abort a request; no notification follows. Frees it (a finished request
+ * too). NULL is a no-op. */
 void wf_http_cancel(wf_http_req_t *r);
-/* Free a finished request. */
+/* Free a finished request (an unfinished one is cancelled). NULL: no-op. */
 void wf_http_free_req(wf_http_req_t *r);
 /* 1 once the transfer ended (success or error). */
 int wf_http_done(const wf_http_req_t *r);
-/* Take the queued records (a list in arrival order, or NULL). */
+/* Take the queued records (a list in arrival order, or NULL). A streaming
+ * transfer pauses while more than 4 MiB of records wait to be taken, and
+ * resumes when they are taken. */
 wf_http_record_t *wf_http_take(wf_http_req_t *r);
+/* 1 when records wait to be taken. */
+int wf_http_has_records(const wf_http_req_t *r);
+/* Free rec and every record after it in its list. NULL is a no-op. */
 void wf_http_record_free(wf_http_record_t *rec);
+/* "host:port" of the request's URL (for messages). */
+const char *wf_http_host(const wf_http_req_t *r);
 /* Response status (0 before headers arrive). */
 int wf_http_status(const wf_http_req_t *r);
 /* Response headers as "Name: value" lines of the final response, in order
  * (NULL-terminated array owned by the request). */
 const char *const *wf_http_headers(const wf_http_req_t *r);
-/* The buffered body (BUFFER framing). */
+/* The buffered body: that of a BUFFER request, or of a streaming request
+ * whose final response was not 2xx (such a body is buffered, up to
+ * max_body, instead of being framed into records). NULL when the body was
+ * streamed. */
 const char *wf_http_body(const wf_http_req_t *r, size_t *len);
 /* Error of a failed transfer: code and message ("connect to 127.0.0.1:9
  * failed: Connection refused"). WF_HTTP_ERR_NONE on success. */

@@ -5,11 +5,6 @@
 
 #include "lua_core.h"
 
-/* I/O modules land one by one; until each exists its opener is NULL. */
-#pragma weak wf_lua_open_http
-#pragma weak wf_lua_open_tcp
-#pragma weak wf_lua_open_proc
-
 static const luaL_Reg mods[] = {{"weft.core.json", wf_lua_open_json},
                                 {"weft.core.loop", wf_lua_open_loop},
                                 {"weft.core.sched", wf_lua_open_sched},
@@ -26,7 +21,6 @@ int wf_lua_preload(lua_State *L) {
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");
   for (m = mods; m->name; m++) {
-    if (!m->func) continue;
     lua_pushcfunction(L, m->func);
     lua_setfield(L, -2, m->name);
   }
@@ -40,7 +34,6 @@ int wf_lua_open_core(lua_State *L) {
   const luaL_Reg *m;
   lua_newtable(L);
   for (m = mods; m->name; m++) {
-    if (!m->func) continue;
     lua_getglobal(L, "require");
     lua_pushstring(L, m->name);
     lua_call(L, 1, 1);

@@ -1,0 +1,469 @@
+/* lua_http.c — Lua binding of the HTTP client (package "weft.core.http"):
+ * start(opts) -> request object with next(), cancel(); configure(n),
+ * stats(), and sse_bench() for bench/sse.lua. Deliberately thin: headers,
+ * JSON bodies, response-header folding and the stream callback live in
+ * lua/weft/http.lua.
+ *
+ * One client (wf_http_t) per Lua state, created on first use and anchored
+ * in the registry; its __gc cancels what is left. A request userdata holds
+ * the C request; it is anchored by the coroutine that waits on it, and its
+ * __gc cancels a transfer nobody waits for any more. Notifications only
+ * wake the waiting task (with no values): next() then runs again in the
+ * task and builds the Lua values there, so no Lua object is ever made from
+ * a loop callback. The task's cancel hook (t->cancel, called when its run
+ * is cancelled or its executor times out) stays set until next() runs
+ * again, so an abort between the wake-up and the resume still stops the
+ * transfer. Depends on lua.h, http.h, sse.h, lua_rt.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "lua_rt.h"
+#include "sse.h"
+
+#define CLIENT_MT "weft.http.client"
+#define REQ_MT "weft.http.request"
+
+static char client_key;
+
+typedef struct lhttp_req lhttp_req_t;
+
+/* The per-state client userdata. */
+typedef struct lhttp_client {
+  wf_http_t *h;
+  lhttp_req_t *reqs; /* requests with a live C request */
+} lhttp_client_t;
+
+/* A request userdata. */
+struct lhttp_req {
+  lhttp_client_t *cl;  /* NULL once the client is gone */
+  wf_http_req_t *req;  /* NULL once finished or cancelled */
+  wf_task_t *task;     /* task waiting in next(), or NULL */
+  int framing;
+  int finished;        /* the final result was returned */
+  char *cancel_msg;    /* set by a cancel: what next() then returns */
+  lhttp_req_t *prev, *next;
+};
+
+/* ---- the client -------------------------------------------------------- */
+
+/* __gc of the client: cancel every request still running, free it. */
+static int client_gc(lua_State *L) {
+  lhttp_client_t *cl = lua_touserdata(L, 1);
+  lhttp_req_t *lr;
+  while ((lr = cl->reqs)) {
+    cl->reqs = lr->next;
+    wf_http_cancel(lr->req);
+    lr->req = NULL;
+    lr->cl = NULL;
+    lr->prev = lr->next = NULL;
+  }
+  wf_http_free(cl->h);
+  cl->h = NULL;
+  return 0;
+}
+
+/* The state's client, created on first use. */
+static lhttp_client_t *client_get(lua_State *L) {
+  lhttp_client_t *cl;
+  lua_pushlightuserdata(L, &client_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  cl = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (cl) return cl;
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  cl = lua_newuserdata(L, sizeof *cl);
+  memset(cl, 0, sizeof *cl);
+  luaL_getmetatable(L, CLIENT_MT);
+  lua_setmetatable(L, -2);
+  cl->h = wf_http_new(rt->loop, 0);
+  if (!cl->h) {
+    lua_pop(L, 1);
+    luaL_error(L, "http: cannot initialise libcurl");
+    return NULL;
+  }
+  lua_pushlightuserdata(L, &client_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+  return cl;
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+/* Unlink lr from its client's list. */
+static void req_unlink(lhttp_req_t *lr) {
+  if (!lr->cl) return;
+  if (lr->prev)
+    lr->prev->next = lr->next;
+  else if (lr->cl->reqs == lr)
+    lr->cl->reqs = lr->next;
+  if (lr->next) lr->next->prev = lr->prev;
+  lr->prev = lr->next = NULL;
+}
+
+/* Wake the task waiting on lr, if any (it re-enters next()). Its cancel
+ * hook stays set until next() runs again, so that an abort while the wake
+ * is queued still stops the transfer. */
+static void req_wake(lhttp_req_t *lr) {
+  wf_task_t *t = lr->task;
+  if (!t) return;
+  lr->task = NULL;
+  wf_task_wake(t, 0);
+}
+
+/* Cancel lr's transfer, remembering a message for next(). */
+static void req_cancel(lhttp_req_t *lr) {
+  if (!lr->req) return;
+  free(lr->cancel_msg);
+  size_t n = strlen(wf_http_host(lr->req)) + 32;
+  lr->cancel_msg = malloc(n);
+  if (lr->cancel_msg)
+    snprintf(lr->cancel_msg, n, "request to %s cancelled", wf_http_host(lr->req));
+  wf_http_cancel(lr->req);
+  lr->req = NULL;
+  req_unlink(lr);
+}
+
+/* Notification from the client: wake the waiter (never runs Lua). */
+static void on_notify(void *ud, wf_http_req_t *req) {
+  (void)req;
+  req_wake(ud);
+}
+
+/* Task abort (run cancelled, executor timeout): stop the transfer. */
+static void task_cancel(wf_task_t *t) {
+  lhttp_req_t *lr = t->wait;
+  t->wait = NULL;
+  if (!lr) return;
+  lr->task = NULL;
+  req_cancel(lr);
+}
+
+/* Number field k of the options table (1), or dflt; raises if not a
+ * non-negative number. */
+static double opt_num(lua_State *L, const char *k, double dflt) {
+  double v = dflt;
+  lua_getfield(L, 1, k);
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TNUMBER)
+      luaL_error(L, "http: %s must be a number, got %s", k, luaL_typename(L, -1));
+    v = lua_tonumber(L, -1);
+    if (!(v >= 0) || v > 1e15)
+      luaL_error(L, "http: %s must be a number >= 0, got %f", k, v);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* String field k of the options table (1), or NULL; raises on a wrong
+ * type. The string stays anchored by the table. */
+static const char *opt_str(lua_State *L, const char *k, size_t *len) {
+  const char *s = NULL;
+  lua_getfield(L, 1, k);
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "http: %s must be a string, got %s", k, luaL_typename(L, -1));
+    s = lua_tolstring(L, -1, len);
+  }
+  lua_pop(L, 1);
+  return s;
+}
+
+/* core.http.start{method, url, headers = {"Name: value", ...}, body,
+ * timeout, connect_timeout, idle_timeout, max_body, framing =
+ * "buffer"|"raw"|"sse"|"ndjson"} -> request | nil, err, "error" */
+static int l_start(lua_State *L) {
+  static const char *const framings[] = {"buffer", "raw", "sse", "ndjson", NULL};
+  wf_http_opts_t o;
+  wf_err_t err;
+  const char *stack_hdrs[33], **hdrs = stack_hdrs;
+  int nh = 0, i;
+  lhttp_client_t *cl;
+  lhttp_req_t *lr;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  memset(&o, 0, sizeof o);
+  /* every check first: nothing below may raise while holding memory */
+  o.url = opt_str(L, "url", NULL);
+  if (!o.url) return luaL_error(L, "http: url is required");
+  o.method = opt_str(L, "method", NULL);
+  o.body = opt_str(L, "body", &o.body_len);
+  o.timeout = opt_num(L, "timeout", 0);
+  o.connect_timeout = opt_num(L, "connect_timeout", 0);
+  o.idle_timeout = opt_num(L, "idle_timeout", 0);
+  o.max_body = (size_t)opt_num(L, "max_body", 0);
+  {
+    const char *f = opt_str(L, "framing", NULL);
+    for (i = 0; f && framings[i] && strcmp(framings[i], f) != 0; i++) {}
+    if (f && !framings[i])
+      return luaL_error(L, "http: framing must be \"raw\", \"sse\" or "
+                        "\"ndjson\", got \"%s\"", f);
+    o.framing = f ? (wf_http_framing_t)i : WF_HTTP_BUFFER;
+  }
+  lua_getfield(L, 1, "headers");
+  if (!lua_isnil(L, -1)) {
+    if (!lua_istable(L, -1)) return luaL_error(L, "http: headers must be a list");
+    nh = (int)lua_objlen(L, -1);
+    for (i = 1; i <= nh; i++) {
+      lua_rawgeti(L, -1, i);
+      if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "http: headers[%d] must be a string", i);
+      lua_pop(L, 1);
+    }
+  }
+  cl = client_get(L);
+  lr = lua_newuserdata(L, sizeof *lr); /* stack: opts, headers, lr */
+  memset(lr, 0, sizeof *lr);
+  lr->framing = o.framing;
+  luaL_getmetatable(L, REQ_MT);
+  lua_setmetatable(L, -2);
+  if (nh >= (int)(sizeof stack_hdrs / sizeof *stack_hdrs)) {
+    hdrs = malloc(sizeof(*hdrs) * (size_t)(nh + 1));
+    if (!hdrs) return luaL_error(L, "http: out of memory");
+  }
+  for (i = 1; i <= nh; i++) { /* strings anchored by the headers table */
+    lua_rawgeti(L, -2, i);
+    hdrs[i - 1] = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  hdrs[nh] = NULL;
+  o.headers = hdrs;
+  lr->req = wf_http_start(cl->h, &o, on_notify, lr, &err);
+  if (hdrs != stack_hdrs) free(hdrs);
+  if (!lr->req) {
+    lua_pushnil(L);
+    lua_pushstring(L, err.msg);
+    lua_pushliteral(L, "error");
+    return 3;
+  }
+  lr->cl = cl;
+  lr->next = cl->reqs;
+  if (cl->reqs) cl->reqs->prev = lr;
+  cl->reqs = lr;
+  return 1;
+}
+
+/* The request userdata at index 1. */
+static lhttp_req_t *check_req(lua_State *L) {
+  return luaL_checkudata(L, 1, REQ_MT);
+}
+
+/* Push the header lines of req as a list. */
+static void push_headers(lua_State *L, wf_http_req_t *req) {
+  const char *const *h = wf_http_headers(req);
+  int n = 0;
+  lua_newtable(L);
+  for (; *h; h++) {
+    lua_pushstring(L, *h);
+    lua_rawseti(L, -2, ++n);
+  }
+}
+
+/* Push the taken records as a list (strings, or SSE event tables). */
+static void push_records(lua_State *L, lhttp_req_t *lr, wf_http_record_t *recs) {
+  wf_http_record_t *r;
+  int n = 0;
+  lua_newtable(L);
+  for (r = recs; r; r = r->next) {
+    if (lr->framing == WF_HTTP_SSE) {
+      lua_createtable(L, 0, 4);
+      lua_pushstring(L, r->event);
+      lua_setfield(L, -2, "event");
+      lua_pushlstring(L, r->data, r->len);
+      lua_setfield(L, -2, "data");
+      lua_pushstring(L, r->id ? r->id : "");
+      lua_setfield(L, -2, "id");
+      if (r->retry >= 0) {
+        lua_pushnumber(L, (lua_Number)r->retry);
+        lua_setfield(L, -2, "retry");
+      }
+    } else {
+      lua_pushlstring(L, r->data, r->len);
+    }
+    lua_rawseti(L, -2, ++n);
+  }
+}
+
+/* What next() returns once something is there: records, or the outcome. */
+static int push_result(lua_State *L, lhttp_req_t *lr) {
+  wf_http_req_t *req = lr->req;
+  wf_http_record_t *recs = wf_http_take(req);
+  const char *msg;
+  wf_http_errcode_t code;
+  int n;
+  if (recs) {
+    /* a Lua memory error here would leak recs: the list is short-lived and
+     * allocation failures abort LuaJIT anyway */
+    push_records(L, lr, recs);
+    wf_http_record_free(recs);
+    return 1;
+  }
+  code = wf_http_error(req, &msg);
+  if (code != WF_HTTP_ERR_NONE) {
+    lua_pushnil(L);
+    lua_pushstring(L, msg ? msg : "request failed");
+    lua_pushstring(L, wf_http_errcode_name(code));
+    n = 3;
+  } else {
+    size_t len;
+    const char *body = wf_http_body(req, &len);
+    lua_pushinteger(L, wf_http_status(req));
+    push_headers(L, req);
+    if (body)
+      lua_pushlstring(L, body, len);
+    else
+      lua_pushnil(L);
+    n = 3;
+  }
+  wf_http_free_req(req);
+  lr->req = NULL;
+  lr->finished = 1;
+  req_unlink(lr);
+  return n;
+}
+
+/* req:next() -> a list of records | status, header lines, body | nil, err,
+ * code. Yields the calling task until one of these is ready (on the main
+ * thread it runs the loop). A task woken by a notification gets no values
+ * back: the caller calls next() again (lua/weft/http.lua does). */
+static int l_next(lua_State *L) {
+  lhttp_req_t *lr = check_req(L);
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  wf_task_t *t = wf_task_of(rt, L);
+  if (t && t->wait == lr && t->cancel == task_cancel) { /* woken: done waiting */
+    t->cancel = NULL;
+    t->wait = NULL;
+  }
+  if (lr->finished) return luaL_error(L, "http: request already finished");
+  if (!lr->req) {
+    lua_pushnil(L);
+    lua_pushstring(L, lr->cancel_msg ? lr->cancel_msg
+                   : lr->cl ? "request cancelled"
+                            : "request cancelled: the HTTP client was closed");
+    lua_pushliteral(L, "cancelled");
+    lr->finished = 1;
+    return 3;
+  }
+  if (wf_http_has_records(lr->req) || wf_http_done(lr->req))
+    return push_result(L, lr);
+  if (lr->task) return luaL_error(L, "http: another task waits on this request");
+  t = wf_task_check_blocking(rt, L, "http.request");
+  if (t) {
+    lua_settop(L, 1);
+    lr->task = t;
+    t->wait = lr;
+    t->cancel = task_cancel;
+    return wf_task_yield(t, L);
+  }
+  while (lr->req && !wf_http_has_records(lr->req) && !wf_http_done(lr->req)) {
+    if (!wf_loop_step(rt->loop) && lr->req && !wf_http_has_records(lr->req) &&
+        !wf_http_done(lr->req))
+      return luaL_error(L, "http: nothing left to wait on (deadlock)");
+  }
+  return l_next(L);
+}
+
+/* req:cancel() -> status, header lines (what had arrived). Stops the
+ * transfer; a waiting task gets nil, "...cancelled", "cancelled". */
+static int l_cancel(lua_State *L) {
+  lhttp_req_t *lr = check_req(L);
+  if (!lr->req) {
+    lua_pushinteger(L, 0);
+    lua_newtable(L);
+    return 2;
+  }
+  lua_pushinteger(L, wf_http_status(lr->req));
+  push_headers(L, lr->req);
+  req_cancel(lr);
+  req_wake(lr);
+  return 2;
+}
+
+/* __gc of a request: a transfer nobody can wait for any more is stopped. */
+static int l_req_gc(lua_State *L) {
+  lhttp_req_t *lr = lua_touserdata(L, 1);
+  if (lr->req) {
+    wf_http_cancel(lr->req);
+    lr->req = NULL;
+    req_unlink(lr);
+  }
+  free(lr->cancel_msg);
+  lr->cancel_msg = NULL;
+  return 0;
+}
+
+/* core.http.configure(max_per_host): the per-host limit (default 64). */
+static int l_configure(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, n >= 1 && n <= 1000000, 1, "max_per_host must be >= 1");
+  lhttp_client_t *cl = client_get(L);
+  wf_http_set_max_per_host(cl->h, (int)n);
+  return 0;
+}
+
+/* core.http.stats() -> running, queued (transfers of this state). */
+static int l_stats(lua_State *L) {
+  lhttp_client_t *cl = client_get(L);
+  lua_pushinteger(L, wf_http_running(cl->h));
+  lua_pushinteger(L, wf_http_queued(cl->h));
+  return 2;
+}
+
+/* sse_bench callback: count events and data bytes. */
+static int bench_cb(void *ud, const wf_sse_event_t *ev) {
+  size_t *acc = ud;
+  acc[0]++;
+  acc[1] += ev->data_len;
+  return 0;
+}
+
+/* core.http.sse_bench(stream, chunk) -> events, data bytes: feed stream
+ * through the SSE parser in pieces of chunk bytes (for bench/sse.lua). */
+static int l_sse_bench(lua_State *L) {
+  size_t n, acc[2] = {0, 0};
+  const char *s = luaL_checklstring(L, 1, &n);
+  lua_Integer chunk = luaL_optinteger(L, 2, 16384);
+  wf_err_t err;
+  int rc = WF_OK;
+  luaL_argcheck(L, chunk >= 1, 2, "chunk must be >= 1");
+  wf_sse_t *p = wf_sse_new(bench_cb, acc, 0);
+  for (size_t off = 0; off < n && rc == WF_OK; off += (size_t)chunk)
+    rc = wf_sse_feed(p, s + off,
+                     n - off < (size_t)chunk ? n - off : (size_t)chunk, &err);
+  wf_sse_finish(p);
+  wf_sse_free(p);
+  if (rc != WF_OK) return luaL_error(L, "sse_bench: %s", err.msg);
+  lua_pushnumber(L, (lua_Number)acc[0]);
+  lua_pushnumber(L, (lua_Number)acc[1]);
+  return 2;
+}
+
+static const luaL_Reg http_fns[] = {{"start", l_start},
+                                    {"configure", l_configure},
+                                    {"stats", l_stats},
+                                    {"sse_bench", l_sse_bench},
+                                    {NULL, NULL}};
+
+int wf_lua_open_http(lua_State *L) {
+  wf_lua_rt(L);
+  if (luaL_newmetatable(L, CLIENT_MT)) {
+    lua_pushcfunction(L, client_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, REQ_MT)) {
+    lua_newtable(L);
+    lua_pushcfunction(L, l_next);
+    lua_setfield(L, -2, "next");
+    lua_pushcfunction(L, l_cancel);
+    lua_setfield(L, -2, "cancel");
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_req_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  lua_newtable(L);
+  luaL_register(L, NULL, http_fns);
+  return 1;
+}
