@@ -1,9 +1,10 @@
 #!/bin/sh
-# scripts/bench.sh — make a release build of weft and run the scheduler
-# benchmarks: scripts/bench.sh [--runs N] [--quick]  (arguments go to
-# bench/sched.lua). Runs scripts/deps.sh first when it exists (skip with
-# WEFT_SKIP_DEPS=1). WEFT_BENCH_BUILD=<dir> builds elsewhere than build/.
-# Build output goes to stderr, so stdout holds only the figures.
+# scripts/bench.sh — make a release build of weft and run the benchmarks:
+#   scripts/bench.sh [sched|io|sse|all] [--runs N] [--quick]
+# (default all; the other arguments go to each bench/<name>.lua). Runs
+# scripts/deps.sh first when it exists (skip with WEFT_SKIP_DEPS=1).
+# WEFT_BENCH_BUILD=<dir> builds elsewhere than build/. Build output goes to
+# stderr, so stdout holds only the figures.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -16,4 +17,15 @@ fi
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >&2
 cmake --build "$build" -j2 >&2
 
-exec "$build/weft" exec bench/sched.lua "$@"
+which=all
+case "${1:-}" in
+  sched|io|sse|all) which=$1; shift ;;
+esac
+if [ "$which" = all ]; then
+  for b in sched io sse; do
+    "$build/weft" exec "bench/$b.lua" "$@"
+    echo
+  done
+else
+  exec "$build/weft" exec "bench/$which.lua" "$@"
+fi
