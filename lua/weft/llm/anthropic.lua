@@ -93,21 +93,10 @@ local FINISH = { end_turn = "stop", stop_sequence = "stop", max_tokens = "length
                  tool_use = "tool_calls", pause_turn = "pause", refusal = "content_filter" }
 
 --- A normalised finish reason for a stop_reason.
-function _M.finish_reason(r)
-  r = str(r)
-  if r == nil then return nil end
-  return FINISH[r] or r
-end
+function _M.finish_reason(r) return common.finish_reason(FINISH, r) end
 
 -- The message of an {"type": "error", "error": {...}} payload, or nil.
-local function payload_error(d)
-  local e = type(d) == "table" and nn(d.error)
-  if not e then return nil end
-  if type(e) == "table" then
-    return (str(e.type) and (e.type .. ": ") or "") .. (str(e.message) or json.encode(e))
-  end
-  return tostring(e)
-end
+local function payload_error(d) return common.payload_error(d, "type") end
 
 --- Normalise a decoded response, or nil, err.
 function _M.parse(d)

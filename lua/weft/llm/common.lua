@@ -41,6 +41,27 @@ function _M.str(v)
   return nil
 end
 
+--- The message of an error payload `{"error": ...}` (a decoded table), or
+-- nil: "<kind>: <message>" where kind is the error's `kind_field` ("type"
+-- for OpenAI and Anthropic, "status" for Gemini; nil: no kind).
+function _M.payload_error(d, kind_field)
+  local e = type(d) == "table" and _M.nn(d.error)
+  if not e then return nil end
+  if type(e) == "table" then
+    local kind = kind_field and _M.str(e[kind_field])
+    return (kind and (kind .. ": ") or "") .. (_M.str(e.message) or json.encode(e))
+  end
+  return tostring(e)
+end
+
+--- A normalised finish reason: map[r], else r (lower-cased when lower);
+-- nil for a missing or empty reason.
+function _M.finish_reason(map, r, lower)
+  r = _M.str(r)
+  if r == nil or r == "" then return nil end
+  return map[r] or (lower and r:lower() or r)
+end
+
 --- A list (array-like table) of t, or an empty table.
 function _M.list(v)
   if type(v) == "table" then return v end

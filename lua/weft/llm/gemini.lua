@@ -104,21 +104,10 @@ local FINISH = { STOP = "stop", MAX_TOKENS = "length", SAFETY = "content_filter"
                  MALFORMED_FUNCTION_CALL = "error" }
 
 --- A normalised finish reason for a finishReason.
-function _M.finish_reason(r)
-  r = str(r)
-  if r == nil then return nil end
-  return FINISH[r] or r:lower()
-end
+function _M.finish_reason(r) return common.finish_reason(FINISH, r, true) end
 
 -- The message of an {"error": {...}} payload, or nil.
-local function payload_error(d)
-  local e = type(d) == "table" and nn(d.error)
-  if not e then return nil end
-  if type(e) == "table" then
-    return (str(e.status) and (e.status .. ": ") or "") .. (str(e.message) or json.encode(e))
-  end
-  return tostring(e)
-end
+local function payload_error(d) return common.payload_error(d, "status") end
 
 -- The parts of the first candidate of a response (fragment), or {}.
 local function parts_of(d)

@@ -69,19 +69,10 @@ function _M.build(call, cfg)
 end
 
 -- The error of an {"error": "..."} payload, or nil.
-local function payload_error(d)
-  local e = type(d) == "table" and nn(d.error)
-  if not e then return nil end
-  if type(e) == "table" then return str(e.message) or json.encode(e) end
-  return tostring(e)
-end
+local function payload_error(d) return common.payload_error(d) end
 
 --- A normalised finish reason for a done_reason.
-function _M.finish_reason(r)
-  r = str(r)
-  if r == nil or r == "" then return nil end
-  return r
-end
+function _M.finish_reason(r) return common.finish_reason({}, r) end
 
 --- Normalise a decoded response, or nil, err.
 function _M.parse(d)

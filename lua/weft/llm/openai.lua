@@ -87,21 +87,10 @@ end
 local FINISH = { function_call = "tool_calls" }
 
 --- A normalised finish reason.
-function _M.finish_reason(r)
-  r = str(r)
-  if r == nil then return nil end
-  return FINISH[r] or r
-end
+function _M.finish_reason(r) return common.finish_reason(FINISH, r) end
 
 -- The message of an {"error": ...} payload, or nil.
-local function payload_error(d)
-  local e = type(d) == "table" and nn(d.error)
-  if not e then return nil end
-  if type(e) == "table" then
-    return (str(e.type) and (e.type .. ": ") or "") .. (str(e.message) or json.encode(e))
-  end
-  return tostring(e)
-end
+local function payload_error(d) return common.payload_error(d, "type") end
 
 --- The message of an {"error": ...} payload (a decoded table), or nil.
 _M.payload_error = payload_error
