@@ -129,13 +129,8 @@ end
 
 --- Feed one SSE event to the assembler: nil, or an error text.
 function _M.stream_event(asm, ev)
-  local data = type(ev) == "table" and ev.data or ev
-  if type(data) ~= "string" or data:match("^%s*$") then return nil end
-  local d = json.decode(data)
-  if type(d) ~= "table" then
-    return "anthropic: malformed stream chunk (not JSON): " .. common.excerpt(data, 200)
-  end
-  asm.raw = d
+  local d, err = common.stream_chunk("anthropic", asm, ev)
+  if not d then return err end
   local t = str(d.type) or (type(ev) == "table" and ev.event)
   if t == "error" or (t ~= "message_start" and payload_error(d)) then
     return "anthropic: error in stream: " .. (payload_error(d) or common.excerpt(data, 200)), "provider"

@@ -62,6 +62,20 @@ function _M.finish_reason(map, r, lower)
   return map[r] or (lower and r:lower() or r)
 end
 
+--- Decode one stream record (an SSE event table or an NDJSON line) for
+-- provider: the decoded table (also kept as asm.raw); or nil, nil for a
+-- blank record; or nil, err for data that is not JSON.
+function _M.stream_chunk(provider, asm, ev)
+  local data = type(ev) == "table" and ev.data or ev
+  if type(data) ~= "string" or data:match("^%s*$") then return nil end
+  local d = json.decode(data)
+  if type(d) ~= "table" then
+    return nil, provider .. ": malformed stream chunk (not JSON): " .. _M.excerpt(data, 200)
+  end
+  asm.raw = d
+  return d
+end
+
 --- A list (array-like table) of t, or an empty table.
 function _M.list(v)
   if type(v) == "table" then return v end

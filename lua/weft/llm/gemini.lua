@@ -151,13 +151,8 @@ end
 
 --- Feed one SSE event to the assembler: nil, or an error text.
 function _M.stream_event(asm, ev)
-  local data = type(ev) == "table" and ev.data or ev
-  if type(data) ~= "string" or data:match("^%s*$") then return nil end
-  local d = json.decode(data)
-  if type(d) ~= "table" then
-    return "gemini: malformed stream chunk (not JSON): " .. common.excerpt(data, 200)
-  end
-  asm.raw = d
+  local d, err = common.stream_chunk("gemini", asm, ev)
+  if not d then return err end
   local perr = payload_error(d)
   if perr then return "gemini: error in stream: " .. perr, "provider" end
   local parts, cand = parts_of(d)

@@ -104,13 +104,8 @@ end
 
 --- Feed one NDJSON line to the assembler: nil, or an error text.
 function _M.stream_event(asm, line)
-  if type(line) == "table" then line = line.data end
-  if type(line) ~= "string" or line:match("^%s*$") then return nil end
-  local d = json.decode(line)
-  if type(d) ~= "table" then
-    return "ollama: malformed stream chunk (not JSON): " .. common.excerpt(line, 200)
-  end
-  asm.raw = d
+  local d, err = common.stream_chunk("ollama", asm, line)
+  if not d then return err end
   local perr = payload_error(d)
   if perr then return "ollama: error in stream: " .. perr, "provider" end
   local m = nn(d.message)
