@@ -871,18 +871,21 @@ static int l_previous_errors(lua_State *L) {
   return 1;
 }
 
-/* core.current() -> run_table, seq of the invocation whose executor task is
- * calling, or nothing (weft.task maps go tasks to their parent in Lua). */
+/* core.current() -> run_table, seq, executor_id of the invocation whose
+ * executor task is calling, or nothing (weft.task maps go tasks to their
+ * parent in Lua). */
 static int l_current(lua_State *L) {
   wf_lua_rt_t *rt = wf_lua_rt(L);
   wf_task_t *t = wf_task_of(rt, L);
   wf_lua_run_t *lr;
-  if (!t || !t->run || !wf_run_inv(t->run, t->seq)) return 0;
+  wf_inv_t *inv;
+  if (!t || !t->run || !(inv = wf_run_inv(t->run, t->seq))) return 0;
   lr = wf_run_host(t->run);
   if (!lr || lr->table_ref == LUA_NOREF) return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, lr->table_ref);
   lua_pushinteger(L, (lua_Integer)t->seq);
-  return 2;
+  lua_pushstring(L, lr->lg->g->execs[inv->exec].id);
+  return 3;
 }
 
 /* core.set_worker(fn): the Lua body every task coroutine runs. */

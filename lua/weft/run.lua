@@ -8,6 +8,7 @@ local _M = {}
 local sched = require "weft.core.sched"
 local loop = require "weft.core.loop"
 local context = require "weft.context"
+local task = require "weft.task"
 
 local type, error, setmetatable, rawget, rawset, tostring = type, error, setmetatable, rawget, rawset, tostring
 local math_floor = math.floor
@@ -37,7 +38,7 @@ local Result = {
 }
 
 local OPTS = { max_supersteps = true, max_concurrency = true, on_event = true,
-               run_id = true, events = true }
+               run_id = true, events = true, propagate = true }
 
 -- Validate run options, raising at the caller's level.
 local function check_opts(opts, level)
@@ -63,6 +64,34 @@ local function check_opts(opts, level)
   return opts
 end
 
+-- A run started inside an executor is nested: its agent_update events are
+-- republished live on the parent invocation, with data.path the executor
+-- ids from the outermost run down to the one that streamed.
+local function propagating(opts)
+  if opts.propagate == false then return opts end
+  local prun, pseq, pexec = task.current()
+  if not prun then return opts end
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  local user = opts.on_event
+  o.on_event = function(ev)
+    if ev.type == "agent_update" then
+      local data, path = {}, { pexec }
+      local inner = type(ev.data) == "table" and ev.data or { value = ev.data }
+      for k, v in pairs(inner) do data[k] = v end
+      if type(inner.path) == "table" then
+        for i = 1, #inner.path do path[i + 1] = inner.path[i] end
+      else
+        path[2] = ev.executor_id
+      end
+      data.path = path
+      sched.emit_live(prun.c, pseq, "agent_update", ev.name, data)
+    end
+    if user then user(ev) end
+  end
+  return o
+end
+
 --- Start a run of workflow wf (used by Workflow:spawn / :run).
 function _M.spawn(wf, input, opts, level)
   level = level or 1
@@ -74,6 +103,7 @@ function _M.spawn(wf, input, opts, level)
       if e then error("run: " .. e, level + 1) end
     end
   end
+  opts = propagating(opts)
   local r = setmetatable({ wf = wf, ids = wf._ids, handlers = wf._handlers, index = wf._index }, Run)
   local c, err = run_new(wf._graph, r, input, {
     id = opts.run_id, max_supersteps = opts.max_supersteps,
