@@ -1,0 +1,85 @@
+/* store.h — the persistence interface: one API over three backends,
+ * "sqlite:PATH" (embedded, WAL), "redis://host:port/db" (hiredis,
+ * asynchronous on the loop) and "memory:" (tests). The data model is small
+ * and enough for checkpoints, journals, threads and definitions:
+ *   - records: (ns, key) -> bytes, with put / get / del / scan by key prefix;
+ *   - logs: (ns, key) -> an append-only sequence of entries numbered from 1,
+ *     read by range, trimmed from the front;
+ *   - batches: several writes applied atomically (one SQLite transaction,
+ *     one Redis MULTI/EXEC).
+ * Every operation completes through a callback (redis: when the reply
+ * arrives; sqlite and memory: from a deferred callback, never inside the
+ * call), which never runs Lua. Depends on loop.h, sqlite3, hiredis. */
+#ifndef WF_STORE_H
+#define WF_STORE_H
+
+#include "loop.h"
+
+typedef struct wf_store wf_store_t;
+typedef struct wf_store_batch wf_store_batch_t;
+
+/* Result of an operation, valid during the callback only. */
+typedef struct wf_store_result {
+  int status;          /* WF_OK, or WF_ERR with err set */
+  const char *err;     /* "redis 127.0.0.1:6379: connection refused", ... */
+  const char *value;   /* get: the bytes (NULL when absent) */
+  size_t len;
+  int found;           /* get: 1 when the record exists */
+  /* scan: keys and values in key order; range: entries in order */
+  size_t n;
+  const char *const *keys;   /* scan: keys; range: NULL */
+  const char *const *values;
+  const size_t *lens;
+  const long long *seqs;     /* range: entry numbers; append: first new */
+} wf_store_result_t;
+
+typedef void (*wf_store_cb)(void *ud, const wf_store_result_t *r);
+
+/* Open url ("sqlite:PATH", "redis://host:port[/db]", "memory:"); for sqlite
+ * the file and its schema are created if needed (a read-only or corrupt
+ * file is an error naming it); for redis the connection is made
+ * asynchronously (errors surface on the first operation). NULL with err on
+ * a bad url. */
+wf_store_t *wf_store_open(wf_loop_t *l, const char *url, wf_err_t *err);
+/* Close after pending operations complete or fail ("store closed"); NULL
+ * is a no-op. */
+void wf_store_close(wf_store_t *s);
+/* The backend: "sqlite", "redis" or "memory". */
+const char *wf_store_kind(const wf_store_t *s);
+
+void wf_store_get(wf_store_t *s, const char *ns, const char *key,
+                  wf_store_cb cb, void *ud);
+/* Records whose key starts with prefix, in key order, at most limit
+ * (0: all). */
+void wf_store_scan(wf_store_t *s, const char *ns, const char *prefix,
+                   size_t limit, wf_store_cb cb, void *ud);
+/* Entries of log (ns, key) numbered from..to inclusive (to 0: the end). */
+void wf_store_range(wf_store_t *s, const char *ns, const char *key,
+                    long long from, long long to, wf_store_cb cb, void *ud);
+
+/* A batch of writes; nothing happens until wf_store_commit. */
+wf_store_batch_t *wf_store_batch(wf_store_t *s);
+void wf_store_put(wf_store_batch_t *b, const char *ns, const char *key,
+                  const char *val, size_t len);
+void wf_store_del(wf_store_batch_t *b, const char *ns, const char *key);
+/* Delete every record of ns whose key starts with prefix, and the logs
+ * with that key prefix. */
+void wf_store_del_prefix(wf_store_batch_t *b, const char *ns,
+                         const char *prefix);
+void wf_store_append(wf_store_batch_t *b, const char *ns, const char *key,
+                     const char *val, size_t len);
+/* Drop the entries of a log numbered below keep_from. */
+void wf_store_trim(wf_store_batch_t *b, const char *ns, const char *key,
+                   long long keep_from);
+/* Apply every write atomically, then cb (status; for appends, seqs holds
+ * the number given to each appended entry in order). Takes ownership of
+ * b. */
+void wf_store_commit(wf_store_batch_t *b, wf_store_cb cb, void *ud);
+/* Discard an uncommitted batch. */
+void wf_store_discard(wf_store_batch_t *b);
+
+/* Bytes the backend holds for ns (the sum of key and value lengths of its
+ * records and log entries), in r->len, for the storage-growth spec. */
+void wf_store_size(wf_store_t *s, const char *ns, wf_store_cb cb, void *ud);
+
+#endif
