@@ -354,6 +354,43 @@ wf_val_t wf_run_get_state(wf_run_t *r, uint32_t seq, const char *key) {
   return found ? v : wf_state_get(r->state, key);
 }
 
+/* The invocation (running or waiting) with this seq, or NULL. */
+wf_inv_t *wf_run_inv_any(wf_run_t *r, uint32_t seq) {
+  if (r->status != WF_RUN_RUNNING && r->status != WF_RUN_IDLE) return NULL;
+  wf_invx_t *x = find_inv(r, seq);
+  if (!x || x->aborted) return NULL;
+  if (x->pub.state != WF_INV_RUNNING && x->pub.state != WF_INV_WAITING)
+    return NULL;
+  return &x->pub;
+}
+
+/* Running invocation seq suspends on a request to a human. */
+int wf_run_inv_wait(wf_run_t *r, uint32_t seq, wf_err_t *err) {
+  wf_invx_t *x = live_inv(r, seq);
+  if (!x) return stale(r, seq, 0, err);
+  wf_inv_timer_stop(r, x); /* a human may take longer than a timeout */
+  x->pub.state = WF_INV_WAITING;
+  r->running--;
+  r->nwaiting++;
+  if (!r->in_advance) wf_loop_defer(r->s->loop, &r->adv); /* maybe idle */
+  return WF_OK;
+}
+
+/* The request of waiting invocation seq was answered: it runs again. */
+int wf_run_inv_unwait(wf_run_t *r, uint32_t seq, wf_err_t *err) {
+  wf_invx_t *x = (r->status == WF_RUN_RUNNING || r->status == WF_RUN_IDLE)
+                     ? find_inv(r, seq) : NULL;
+  if (!x || x->aborted || x->pub.state != WF_INV_WAITING)
+    return wf_err_set(err, "no invocation %u waits on a request", seq);
+  x->pub.state = WF_INV_RUNNING;
+  r->nwaiting--;
+  r->running++;
+  if (r->status == WF_RUN_IDLE) r->status = WF_RUN_RUNNING;
+  double t = r->g->execs[x->pub.exec].o.timeout;
+  if (t > 0) timer_start(r, x, t);
+  return WF_OK;
+}
+
 /* End of the current attempt of inv: success, or a failure to retry,
  * continue past or fail the run with. Never advances the run itself. */
 void wf_run_inv_done(wf_run_t *r, wf_inv_t *inv, int ok, const char *message,

@@ -33,8 +33,10 @@ typedef struct wf_lua_run {
   wf_lua_graph_t *lg;
   int table_ref;    /* the Lua run table, anchored while the run is active */
   int on_event_ref; /* subscriber or LUA_NOREF */
-  int finished;
-  wf_task_t *waiters;
+  int finished;      /* terminal */
+  int idle;          /* paused on requests (cleared when one is answered) */
+  wf_task_t *waiters;  /* tasks in core.run_wait */
+  wf_task_t *asking;   /* tasks suspended in core.request_wait */
   struct wf_lua_run *prev, *next;
 } wf_lua_run_t;
 
@@ -363,7 +365,7 @@ static void inv_task_done(wf_task_t *t, int ok, const char *msg,
 }
 
 /* sched hook: run inv in a task: worker(run, seq, exec, superstep, attempt,
- * msg). */
+ * msg, order). */
 static void hook_invoke(void *ud, wf_run_t *run, wf_inv_t *inv) {
   wf_lua_rt_t *rt = ud;
   wf_lua_run_t *lr = wf_run_host(run);
@@ -384,7 +386,8 @@ static void hook_invoke(void *ud, wf_run_t *run, wf_inv_t *inv) {
   lua_pushinteger(co, wf_run_superstep(run));
   lua_pushinteger(co, (lua_Integer)inv->attempt);
   wf_lua_val_push(rt, co, inv->msg);
-  t->nret = 6;
+  lua_pushinteger(co, inv->order);
+  t->nret = 7;
   wf_task_resume(t);
 }
 
@@ -501,13 +504,22 @@ static void hook_event(void *ud, wf_run_t *run, const wf_event_t *ev) {
   }
 }
 
-/* sched hook: the run ended: wake its waiters and drop the anchor. */
+/* sched hook: the run ended or went idle: wake its waiters; a terminal run
+ * also drops its anchor (an idle one keeps it: its tasks are suspended). */
 static void hook_finished(void *ud, wf_run_t *run) {
   wf_lua_rt_t *rt = ud;
   wf_lua_run_t *lr = wf_run_host(run);
   wf_task_t *t;
+  wf_run_status_t st = wf_run_status(run);
   if (!lr) return;
-  lr->finished = 1;
+  if (st == WF_RUN_IDLE) {
+    lr->idle = 1;
+  } else if (st == WF_RUN_COMPLETED || st == WF_RUN_FAILED ||
+             st == WF_RUN_CANCELLED) {
+    lr->finished = 1;
+  } else {
+    return; /* idle, then answered before this deferred call ran */
+  }
   while ((t = lr->waiters)) {
     lr->waiters = t->next;
     t->next = NULL;
@@ -515,8 +527,10 @@ static void hook_finished(void *ud, wf_run_t *run) {
     t->wait = NULL;
     wf_task_wake(t, 0);
   }
-  wf_lua_unref(rt, lr->table_ref);
-  lr->table_ref = LUA_NOREF;
+  if (lr->finished) {
+    wf_lua_unref(rt, lr->table_ref);
+    lr->table_ref = LUA_NOREF;
+  }
 }
 
 wf_sched_t *wf_lua_sched_new(wf_lua_rt_t *rt) {
@@ -660,7 +674,7 @@ static int l_run_wait(lua_State *L) {
   wf_lua_run_t *lr = check_run(L, 1);
   wf_lua_rt_t *rt = lr->rt;
   wf_task_t *t;
-  if (lr->finished) return 0;
+  if (lr->finished || lr->idle) return 0;
   t = wf_task_check_blocking(rt, L, "wait");
   if (t) {
     t->wait = lr;
@@ -669,8 +683,8 @@ static int l_run_wait(lua_State *L) {
     lr->waiters = t;
     return wf_task_yield(t, L);
   }
-  while (!lr->finished) {
-    if (!wf_loop_step(rt->loop) && !lr->finished)
+  while (!lr->finished && !lr->idle) {
+    if (!wf_loop_step(rt->loop) && !lr->finished && !lr->idle)
       return luaL_error(L, "run %s cannot progress: nothing left to wait on",
                         wf_run_id(lr->run));
   }
@@ -678,7 +692,7 @@ static int l_run_wait(lua_State *L) {
 }
 
 /* core.run_info(run) -> status, error|nil, supersteps, duration_ms, id,
- * finished */
+ * finished, idle */
 static int l_run_info(lua_State *L) {
   wf_lua_run_t *lr = check_run(L, 1);
   const char *e = wf_run_error(lr->run);
@@ -689,7 +703,8 @@ static int l_run_info(lua_State *L) {
   lua_pushnumber(L, wf_run_duration_ms(lr->run));
   lua_pushstring(L, wf_run_id(lr->run));
   lua_pushboolean(L, lr->finished);
-  return 6;
+  lua_pushboolean(L, lr->idle);
+  return 7;
 }
 
 /* core.run_status(run) -> status string */
@@ -794,7 +809,7 @@ static int l_emit(lua_State *L) {
 }
 
 /* core.emit_live(run, seq, type, name, data) -> true | nil, err; type is
- * "agent_update" (the only live type so far). */
+ * "agent_update" or "request_info". */
 static int l_emit_live(lua_State *L) {
   wf_lua_run_t *lr = check_run(L, 1);
   uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
@@ -802,11 +817,16 @@ static int l_emit_live(lua_State *L) {
   const char *name = luaL_optstring(L, 4, NULL);
   wf_err_t err;
   wf_val_t h;
-  if (strcmp(type, "agent_update") != 0)
-    return luaL_argerror(L, 3, "only 'agent_update' events are live");
+  wf_ev_type_t ty;
+  if (strcmp(type, "agent_update") == 0)
+    ty = WF_EV_AGENT_UPDATE;
+  else if (strcmp(type, "request_info") == 0)
+    ty = WF_EV_REQUEST_INFO;
+  else
+    return luaL_argerror(L, 3, "live events are 'agent_update' or "
+                               "'request_info'");
   h = lua_isnil(L, 5) ? 0 : wf_lua_val_put(lr->rt, L, 5);
-  if (wf_run_emit_live(lr->run, seq, WF_EV_AGENT_UPDATE, name, h, &err) !=
-      WF_OK)
+  if (wf_run_emit_live(lr->run, seq, ty, name, h, &err) != WF_OK)
     return push_err(L, &err);
   lua_pushboolean(L, 1);
   return 1;
@@ -871,9 +891,9 @@ static int l_previous_errors(lua_State *L) {
   return 1;
 }
 
-/* core.current() -> run_table, seq, executor_id of the invocation whose
- * executor task is calling, or nothing (weft.task maps go tasks to their
- * parent in Lua). */
+/* core.current() -> run_table, seq, executor_id, superstep, order (0-based
+ * in the superstep), attempt of the invocation whose executor task is
+ * calling, or nothing (weft.task maps go tasks to their parent in Lua). */
 static int l_current(lua_State *L) {
   wf_lua_rt_t *rt = wf_lua_rt(L);
   wf_task_t *t = wf_task_of(rt, L);
@@ -885,7 +905,74 @@ static int l_current(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, lr->table_ref);
   lua_pushinteger(L, (lua_Integer)t->seq);
   lua_pushstring(L, lr->lg->g->execs[inv->exec].id);
-  return 3;
+  lua_pushinteger(L, wf_run_superstep(t->run));
+  lua_pushinteger(L, inv->order);
+  lua_pushinteger(L, (lua_Integer)inv->attempt);
+  return 6;
+}
+
+/* Cancel callback of a task suspended on a request: leave the list. */
+static void asking_cancel(wf_task_t *t) {
+  wf_lua_run_t *lr = t->wait;
+  wf_task_t **p;
+  for (p = &lr->asking; *p; p = &(*p)->next)
+    if (*p == t) {
+      *p = t->next;
+      break;
+    }
+  t->next = NULL;
+}
+
+/* core.request_wait(run, seq) -> the answer: the calling executor's
+ * invocation waits on a human (the run may go idle) until
+ * core.request_answer. Only from the invocation's own task. */
+static int l_request_wait(lua_State *L) {
+  wf_lua_run_t *lr = check_run(L, 1);
+  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  wf_task_t *t = wf_task_of(lr->rt, L);
+  wf_err_t err;
+  if (!t || t->run != lr->run || t->seq != seq)
+    return luaL_error(L, "request_info must be called from the executor's "
+                         "own handler (not from a weft.go task or a callback)");
+  if (wf_run_inv_wait(lr->run, seq, &err) != WF_OK)
+    return luaL_error(L, "%s", err.msg);
+  lua_settop(L, 0);
+  t->wait = lr;
+  t->cancel = asking_cancel;
+  t->next = lr->asking;
+  lr->asking = t;
+  return wf_task_yield(t, L);
+}
+
+/* core.request_answer(run, seq, value) -> true | nil, err: resume the
+ * invocation waiting on a request with value. */
+static int l_request_answer(lua_State *L) {
+  wf_lua_run_t *lr = check_run(L, 1);
+  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  wf_task_t **p, *t = NULL;
+  wf_err_t err;
+  luaL_checkany(L, 3);
+  for (p = &lr->asking; *p; p = &(*p)->next)
+    if ((*p)->seq == seq) {
+      t = *p;
+      break;
+    }
+  if (!t) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "no invocation %d waits on a request", (int)seq);
+    return 2;
+  }
+  if (wf_run_inv_unwait(lr->run, seq, &err) != WF_OK) return push_err(L, &err);
+  *p = t->next;
+  t->next = NULL;
+  t->cancel = NULL;
+  t->wait = NULL;
+  lr->idle = 0;
+  lua_pushvalue(L, 3);
+  lua_xmove(L, t->co, 1);
+  wf_task_wake(t, 1);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* core.set_worker(fn): the Lua body every task coroutine runs. */
@@ -925,6 +1012,8 @@ static const luaL_Reg sched_fns[] = {
     {"previous_errors", l_previous_errors},
     {"set_worker", l_set_worker},
     {"current", l_current},
+    {"request_wait", l_request_wait},
+    {"request_answer", l_request_answer},
     {NULL, NULL}};
 
 int wf_lua_open_sched(lua_State *L) {

@@ -246,6 +246,27 @@ int wf_route_buffered(const wf_route_t *r, int edge, int i) {
   return r->fi[ed->fanin]->q[i].n;
 }
 
+/* The buffer of fan-in edge e, source position i (borrowed). */
+const wf_val_t *wf_route_buffer(const wf_route_t *r, int edge, int i, int *n) {
+  *n = wf_route_buffered(r, edge, i);
+  return *n ? r->fi[r->g->edges[edge].fanin]->q[i].v : NULL;
+}
+
+/* Restore one buffered message of fan-in edge e, source position i. */
+int wf_route_restore(wf_route_t *r, int edge, int i, wf_val_t msg,
+                     wf_err_t *err) {
+  const wf_edge_t *ed = (edge >= 0 && edge < r->g->nedge) ? &r->g->edges[edge]
+                                                          : NULL;
+  if (!ed || ed->fanin < 0 || i < 0 || i >= ed->nsrc) {
+    wf_vals_release(r->vals, msg);
+    return wf_err_set(err, "restore: edge %d has no fan-in source %d", edge,
+                      i);
+  }
+  route_fanin(r, edge, i, msg);
+  wf_vals_release(r->vals, msg); /* route_fanin retained its own */
+  return WF_OK;
+}
+
 /* Messages buffered across every fan-in edge. */
 int wf_route_buffered_total(const wf_route_t *r) { return r->total; }
 

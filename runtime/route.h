@@ -59,6 +59,13 @@ int wf_route_message(wf_route_t *r, const wf_route_hooks_t *h, int src,
 void wf_route_flush(wf_route_t *r, const wf_route_hooks_t *h, wf_dvec_t *out);
 /* Number of messages buffered by fan-in edge e from its i-th source. */
 int wf_route_buffered(const wf_route_t *r, int edge, int i);
+/* The messages buffered by fan-in edge e from its i-th source (borrowed),
+ * count in *n. */
+const wf_val_t *wf_route_buffer(const wf_route_t *r, int edge, int i, int *n);
+/* Put msg (reference taken) in the buffer of fan-in edge e, source i, as
+ * when restoring a checkpoint. WF_ERR on a bad edge or position. */
+int wf_route_restore(wf_route_t *r, int edge, int i, wf_val_t msg,
+                     wf_err_t *err);
 /* Total buffered messages across all fan-in edges. */
 int wf_route_buffered_total(const wf_route_t *r);
 

@@ -141,7 +141,17 @@ static void teardown(wf_run_t *r) {
   r->nconf = 0;
   wf_vals_release(vals, r->input);
   r->input = 0;
+  wf_sched_writes_clear(r);
   r->torn = 1;
+}
+
+/* Release the state writes kept for the checkpoint of the last commit. */
+void wf_sched_writes_clear(wf_run_t *r) {
+  for (size_t i = 0; i < r->nwrites; i++) {
+    free((char *)r->writes[i].key);
+    wf_vals_release(r->s->vals, r->writes[i].v);
+  }
+  r->nwrites = 0;
 }
 
 /* Abort every running invocation and stop every timer. */
@@ -150,10 +160,15 @@ static void abort_all(wf_run_t *r) {
   for (size_t i = 0; i < r->ninv; i++) {
     wf_invx_t *x = &r->invs[i];
     wf_inv_timer_stop(r, x);
-    if (x->pub.state != WF_INV_RUNNING) continue;
+    if (x->pub.state == WF_INV_WAITING) {
+      r->nwaiting--;
+    } else if (x->pub.state == WF_INV_RUNNING) {
+      r->running--;
+    } else {
+      continue;
+    }
     x->pub.state = WF_INV_FAILED;
     x->aborted = 1;
-    r->running--;
     if (s->h.abort) s->h.abort(s->h.ud, r, &x->pub);
   }
 }
@@ -235,6 +250,7 @@ static void sort_pending(wf_run_t *r) {
  * input), then create and queue the invocations. May end the run. */
 static void step_begin(wf_run_t *r) {
   wf_sched_t *s = r->s;
+  wf_sched_writes_clear(r);
   if (r->nsteps == 0) {
     r->superstep = 0;
     wf_event_t ev = wf_sched_event(r, WF_EV_WORKFLOW_STARTED, -1, 0);
@@ -244,6 +260,13 @@ static void step_begin(wf_run_t *r) {
     r->input = 0;
   } else {
     wf_err_t err;
+    if (r->nsteps == r->restored_at && !r->announced) {
+      /* a restored run announces itself once, then routes its checkpoint */
+      r->announced = 1;
+      wf_event_t ev = wf_sched_event(r, WF_EV_WORKFLOW_STARTED, -1, 0);
+      wf_sched_publish(r, &ev);
+      if (r->status != WF_RUN_RUNNING) return;
+    }
     sort_pending(r);
     for (size_t i = 0; i < r->npend; i++) {
       wf_pmsg_t *pm = &r->pend[i];
@@ -339,6 +362,11 @@ static void commit(wf_run_t *r) {
         c->key = NULL;
         c->v = 0;
         r->nstate--;
+        if (r->durable) {
+          WF_GROW(r->writes, r->cwrites, r->nwrites + 1);
+          r->writes[r->nwrites++] = (wf_write_t){wf_xstrdup(key), v};
+          wf_vals_retain(s->vals, v);
+        }
         int rc = wf_state_apply(r->state, key, v, x->pub.order, s->h.reduce,
                                 s->h.ud, &err);
         free(key);
@@ -418,7 +446,7 @@ static void advance(wf_run_t *r) {
   wf_sched_enter(r);
   r->in_advance = 1;
   int budget = WF_SCHED_BUDGET;
-  while (r->status == WF_RUN_RUNNING) {
+  while (r->status == WF_RUN_RUNNING && !r->ckpt_wait) {
     if (r->qhead >= 0 && (!r->max_conc || r->running < r->max_conc)) {
       if (budget-- <= 0) {
         wf_loop_defer(r->s->loop, &r->adv);
@@ -427,9 +455,20 @@ static void advance(wf_run_t *r) {
       wf_inv_start(r, wf_inv_dequeue(r));
       continue;
     }
-    if (r->remaining > 0) break; /* waiting for completions or timers */
+    if (r->remaining > 0) { /* waiting for completions or timers */
+      if (r->nwaiting > 0 && r->nwaiting == r->remaining && r->qhead < 0) {
+        r->status = WF_RUN_IDLE; /* every unfinished one waits on a human */
+        wf_sched_publish_simple(r, WF_EV_WORKFLOW_IDLE, -1, 0);
+        wf_loop_defer(r->s->loop, &r->fin);
+      }
+      break;
+    }
     if (r->in_step) {
       commit(r);
+      if (r->status == WF_RUN_RUNNING && !r->in_step && r->durable &&
+          r->s->h.checkpoint &&
+          r->s->h.checkpoint(r->s->h.ud, r) == WF_AGAIN)
+        r->ckpt_wait = 1;
       continue;
     }
     if (budget-- <= 0) {
@@ -500,6 +539,7 @@ wf_run_t *wf_run_new(wf_sched_t *s, const wf_graph_t *g,
   r->max_steps = o->max_supersteps ? o->max_supersteps : 100;
   r->max_conc = o->max_concurrency;
   r->keep = o->keep_events;
+  r->durable = o->durable;
   r->host = o->host;
   r->route = wf_route_new(g, s->vals);
   r->state = wf_state_new(g, s->vals);
@@ -556,6 +596,7 @@ static void really_free(wf_run_t *r) {
   free(r->pend);
   free(r->ptmp);
   free(r->conf);
+  free(r->writes);
   for (size_t i = 0; i < r->nout; i++) wf_vals_release(vals, r->outs[i]);
   free(r->outs);
   wf_evlog_free(&r->log, vals);
@@ -620,3 +661,95 @@ double wf_run_duration_ms(const wf_run_t *r) {
   return (end - r->t_start) * 1e3;
 }
 
+
+/* ---- durability --------------------------------------------------------- */
+
+/* The checkpoint held by the hook is written (or failed). */
+void wf_run_checkpoint_done(wf_run_t *r, int ok, const char *error) {
+  if (!r || !r->ckpt_wait) return;
+  wf_sched_enter(r);
+  r->ckpt_wait = 0;
+  if (!ok) {
+    char msg[sizeof(wf_err_t)];
+    snprintf(msg, sizeof msg, "checkpoint failed after superstep %d: %s",
+             r->superstep, error ? error : "unknown error");
+    wf_sched_end(r, WF_RUN_FAILED, msg, 0);
+  } else if (r->status == WF_RUN_RUNNING) {
+    wf_loop_defer(r->s->loop, &r->adv);
+  }
+  wf_sched_leave(r);
+}
+
+/* Messages committed and not yet routed. */
+const wf_pending_t *wf_run_pending(const wf_run_t *r, size_t *n) {
+  *n = r->npend;
+  return (const wf_pending_t *)r->pend;
+}
+
+/* Raw state writes of the last commit (durable runs). */
+const wf_write_t *wf_run_writes(const wf_run_t *r, size_t *n) {
+  *n = r->nwrites;
+  return r->writes;
+}
+
+/* Fan-in buffer of edge e, source position i. */
+const wf_val_t *wf_run_fanin(const wf_run_t *r, int e, int i, int *n) {
+  return wf_route_buffer(r->route, e, i, n);
+}
+
+/* Refuse restoring a run that already started; releases v. */
+static int restorable(wf_run_t *r, wf_val_t v, wf_err_t *err) {
+  if (r->started) {
+    wf_vals_release(r->s->vals, v);
+    return wf_err_set(err, "run '%s': cannot restore a started run", r->id);
+  }
+  return WF_OK;
+}
+
+/* The run resumes after supersteps_done supersteps. */
+int wf_run_restore(wf_run_t *r, int supersteps_done, wf_err_t *err) {
+  if (restorable(r, 0, err) != WF_OK) return WF_ERR;
+  if (supersteps_done < 1)
+    return wf_err_set(err, "restore: supersteps_done must be >= 1");
+  r->nsteps = supersteps_done;
+  r->superstep = supersteps_done - 1;
+  r->restored_at = supersteps_done;
+  return WF_OK;
+}
+
+/* A pending message of the checkpoint. */
+int wf_run_restore_pending(wf_run_t *r, int src, int only, wf_val_t msg,
+                           wf_err_t *err) {
+  if (restorable(r, msg, err) != WF_OK) return WF_ERR;
+  if (src < 0 || src >= r->g->nexec || only < -1 || only >= r->g->nexec) {
+    wf_vals_release(r->s->vals, msg);
+    return wf_err_set(err, "restore: pending message from executor #%d to "
+                      "#%d is out of range", src, only);
+  }
+  WF_GROW(r->pend, r->cpend, r->npend + 1);
+  r->pend[r->npend++] = (wf_pmsg_t){src, only, msg};
+  return WF_OK;
+}
+
+/* A fan-in buffered message of the checkpoint. */
+int wf_run_restore_fanin(wf_run_t *r, int edge, int pos, wf_val_t msg,
+                         wf_err_t *err) {
+  if (restorable(r, msg, err) != WF_OK) return WF_ERR;
+  return wf_route_restore(r->route, edge, pos, msg, err);
+}
+
+/* A committed state key of the checkpoint. */
+int wf_run_restore_state(wf_run_t *r, const char *key, wf_val_t v,
+                         wf_err_t *err) {
+  if (restorable(r, v, err) != WF_OK) return WF_ERR;
+  wf_state_set(r->state, key, v);
+  return WF_OK;
+}
+
+/* An output committed before the checkpoint. */
+int wf_run_restore_output(wf_run_t *r, wf_val_t v, wf_err_t *err) {
+  if (restorable(r, v, err) != WF_OK) return WF_ERR;
+  WF_GROW(r->outs, r->cout, r->nout + 1);
+  r->outs[r->nout++] = v;
+  return WF_OK;
+}

@@ -31,7 +31,8 @@ typedef enum {
   WF_INV_RUNNING,
   WF_INV_BACKOFF, /* failed, waiting for the retry delay */
   WF_INV_DONE,
-  WF_INV_FAILED /* exhausted; on_error = continue */
+  WF_INV_FAILED, /* exhausted; on_error = continue */
+  WF_INV_WAITING /* suspended on a request to a human (request_info) */
 } wf_inv_state_t;
 
 typedef struct wf_sched wf_sched_t;
@@ -77,13 +78,31 @@ typedef struct wf_sched_hooks {
   /* The run reached a terminal status (completed, failed, cancelled) or idle.
    * Called once per status change, from a deferred callback. */
   void (*finished)(void *ud, wf_run_t *run);
+  /* Durable runs only: called after each superstep's commit, before the
+   * next superstep starts. Return WF_OK to go on, or WF_AGAIN to hold the
+   * run until wf_run_checkpoint_done. Snapshot accessors are valid here. */
+  int (*checkpoint)(void *ud, wf_run_t *run);
 } wf_sched_hooks_t;
+
+/* A message committed by a superstep and not yet routed. */
+typedef struct wf_pending {
+  int src;      /* sender */
+  int only;     /* targeted send: the target, else -1 */
+  wf_val_t msg; /* borrowed */
+} wf_pending_t;
+
+/* A state write committed by the last superstep (raw, before reducers). */
+typedef struct wf_write {
+  const char *key;
+  wf_val_t v; /* borrowed; 0 = delete */
+} wf_write_t;
 
 typedef struct wf_run_opts {
   const char *id;        /* NULL: generated ("run-<n>-<random hex>") */
   int max_supersteps;    /* 0: default 100 */
   int max_concurrency;   /* 0: unlimited */
   int keep_events;       /* 1: keep the event log for wf_run_events */
+  int durable;           /* 1: call hooks->checkpoint, keep wf_run_writes */
   void *host;            /* free for the host */
 } wf_run_opts_t;
 
@@ -163,6 +182,41 @@ int wf_run_set_state(wf_run_t *r, uint32_t seq, const char *key, wf_val_t v,
  * deletes the key at commit), else the committed value. Borrowed handle,
  * 0 = none; also 0 for a stale seq. */
 wf_val_t wf_run_get_state(wf_run_t *r, uint32_t seq, const char *key);
+
+/* ---- durability -------------------------------------------------------- */
+
+/* The checkpoint held by WF_AGAIN is written (ok = 1): the run goes on; or
+ * it failed: the run fails with "checkpoint failed: <error>". */
+void wf_run_checkpoint_done(wf_run_t *r, int ok, const char *error);
+/* Messages waiting to be routed in the next superstep, in commit order. */
+const wf_pending_t *wf_run_pending(const wf_run_t *r, size_t *n);
+/* State writes of the last committed superstep, in invocation order
+ * (durable runs; valid until the next superstep starts). */
+const wf_write_t *wf_run_writes(const wf_run_t *r, size_t *n);
+/* Fan-in buffer of edge e, source position i: *n borrowed handles. */
+const wf_val_t *wf_run_fanin(const wf_run_t *r, int e, int i, int *n);
+
+/* Restore a run created with wf_run_new, before wf_run_start (which then
+ * takes input 0): supersteps already executed, then the pieces of the
+ * checkpoint. Each call takes ownership of the value passed. */
+int wf_run_restore(wf_run_t *r, int supersteps_done, wf_err_t *err);
+int wf_run_restore_pending(wf_run_t *r, int src, int only, wf_val_t msg,
+                           wf_err_t *err);
+int wf_run_restore_fanin(wf_run_t *r, int edge, int pos, wf_val_t msg,
+                         wf_err_t *err);
+int wf_run_restore_state(wf_run_t *r, const char *key, wf_val_t v,
+                         wf_err_t *err);
+int wf_run_restore_output(wf_run_t *r, wf_val_t v, wf_err_t *err);
+
+/* The running invocation seq suspends on a request to a human: its timeout
+ * stops; when every unfinished invocation of the superstep waits, the run
+ * becomes idle (hooks->finished). */
+int wf_run_inv_wait(wf_run_t *r, uint32_t seq, wf_err_t *err);
+/* The request of waiting invocation seq was answered: it runs again (and
+ * the run too, if it was idle). */
+int wf_run_inv_unwait(wf_run_t *r, uint32_t seq, wf_err_t *err);
+/* The invocation with this seq (running or waiting), or NULL. */
+wf_inv_t *wf_run_inv_any(wf_run_t *r, uint32_t seq);
 
 /* The host reports the end of the current attempt of inv. ok = 1: success.
  * ok = 0: error (message and traceback copied; either may be NULL): retried

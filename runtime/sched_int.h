@@ -44,6 +44,10 @@ typedef struct wf_pmsg {
   wf_val_t msg;
 } wf_pmsg_t;
 
+/* wf_pmsg_t is the public wf_pending_t with the same layout. */
+_Static_assert(sizeof(wf_pmsg_t) == sizeof(wf_pending_t),
+               "wf_pmsg_t and wf_pending_t differ");
+
 /* seq of a retry attempt -> invocation order (sorted by seq). */
 typedef struct wf_rseq {
   uint32_t seq;
@@ -92,6 +96,12 @@ struct wf_run {
 
   wf_val_t *outs;
   size_t nout, cout;
+  /* durability: raw state writes of the last commit, checkpoint gate,
+   * invocations suspended on requests */
+  int durable, ckpt_wait, nwaiting;
+  int restored_at, announced; /* restored after restored_at supersteps */
+  wf_write_t *writes;
+  size_t nwrites, cwrites;
   wf_evlog_t log;
   char *error;
   double t_start, t_end;
@@ -114,6 +124,8 @@ void wf_sched_leave_outer(wf_run_t *r);
 void wf_sched_publish(wf_run_t *r, wf_event_t *ev);
 void wf_sched_end(wf_run_t *r, wf_run_status_t st, const char *error,
                   int with_invs);
+
+void wf_sched_writes_clear(wf_run_t *r);
 
 /* inv.c */
 void wf_inv_start(wf_run_t *r, wf_invx_t *x);
@@ -139,10 +151,12 @@ static inline void wf_sched_leave(wf_run_t *r) {
     wf_sched_leave_outer(r);
 }
 
-/* Queue the run's advance unless the advance on the stack will see it. */
+/* Queue the run's advance unless the advance on the stack will see it:
+ * at the barrier, when only invocations waiting on requests are left (the
+ * run goes idle), or when a queued invocation can start. */
 static inline void wf_sched_kick(wf_run_t *r) {
   if (r->status != WF_RUN_RUNNING || r->in_advance) return;
-  if (r->remaining == 0 ||
+  if (r->remaining == 0 || (r->nwaiting && r->nwaiting == r->remaining) ||
       (r->qhead >= 0 && (!r->max_conc || r->running < r->max_conc)))
     wf_loop_defer(r->s->loop, &r->adv);
 }

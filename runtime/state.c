@@ -167,6 +167,22 @@ const char *wf_state_key_at(const wf_state_t *s, int i, wf_val_t *val) {
   return s->e[i].key;
 }
 
+static void entry_set(wf_state_t *s, const char *key, uint32_t hash,
+                      wf_val_t val);
+static void entry_del(wf_state_t *s, const char *key, uint32_t hash);
+
+/* Set key directly (restoring a checkpoint); val 0 deletes. */
+void wf_state_set(wf_state_t *s, const char *key, wf_val_t val) {
+  if (!key) {
+    wf_vals_release(s->vals, val);
+    return;
+  }
+  if (val)
+    entry_set(s, key, hash_str(key), val);
+  else
+    entry_del(s, key, hash_str(key));
+}
+
 /* Start a batch (drops leftovers of an unfinished one). */
 void wf_state_begin(wf_state_t *s) { batch_clear(s); }
 

@@ -30,6 +30,9 @@ wf_val_t wf_state_get(const wf_state_t *s, const char *key);
 int wf_state_size(const wf_state_t *s);
 /* Iterate committed keys: i from 0 to size-1, in first-commit order. */
 const char *wf_state_key_at(const wf_state_t *s, int i, wf_val_t *val);
+/* Set key to val directly (reference taken; 0 deletes), outside a batch:
+ * restoring a checkpoint. */
+void wf_state_set(wf_state_t *s, const char *key, wf_val_t val);
 /* Start a commit batch. */
 void wf_state_begin(wf_state_t *s);
 /* Apply one write of the batch (writers in invocation order); val 0

@@ -14,6 +14,7 @@ local jcheck = json.check
 local csend, coutput, cemit, clog = sched.send, sched.output, sched.emit, sched.log
 local cset, cget, crunning = sched.set_state, sched.get_state, sched.running
 local cprev = sched.previous_errors
+local clive, cwait = sched.emit_live, sched.request_wait
 local DONE = sched.DONE
 
 local Ctx = {}
@@ -99,9 +100,34 @@ function Ctx:set_state(key, value)
   if not ok then fail(self, "ctx:set_state", err) end
 end
 
---- Ask a human for input (needs the durability layer; not available yet).
+--- Ask a human (or any caller) for input: publishes a `request_info` event
+-- `{request_id, executor_id, request}` and suspends this invocation until
+-- `wf:respond(run_id, request_id, value)`; returns the value. The run is
+-- `idle` while every unfinished invocation waits on a request.
 function Ctx:request_info(req)
-  error("ctx:request_info is not yet supported: human in the loop arrives with the durability layer", 2)
+  if req == nil then error("ctx:request_info: request is nil", 2) end
+  checked(req, "request", "ctx:request_info")
+  if not crunning(self._c, self._seq) then
+    error(("ctx:request_info: invocation of '%s' is no longer running"):format(self.executor_id), 2)
+  end
+  local run = self._run
+  self._nreq = (self._nreq or 0) + 1
+  -- deterministic: a replayed invocation asks the same ids again
+  local id = ("req-%d-%d-%d-%d"):format(self.superstep, self._order, self.attempt, self._nreq)
+  local hook = run.on_request
+  if hook then
+    local answered, value = hook(run, self, id, req)
+    if answered then return value end
+  end
+  run._requests = run._requests or {}
+  run._requests[id] = { request_id = id, executor_id = self.executor_id, superstep = self.superstep,
+                       request = req, seq = self._seq }
+  local ok, err = clive(self._c, self._seq, "request_info", self.executor_id,
+                        { request_id = id, request = req })
+  if not ok then fail(self, "ctx:request_info", err) end
+  local value = cwait(self._c, self._seq)
+  run._requests[id] = nil
+  return value
 end
 
 local NO_ERRORS = setmetatable({}, { __newindex = function() error("ctx.previous_errors is read-only", 2) end })
@@ -118,16 +144,16 @@ end
 --- The body of every task coroutine: run invocations until abandoned.
 -- Receives (run, seq, exec, superstep, attempt, msg) from C at each resume
 -- and yields (DONE, ok, err) at the end of each invocation.
-function _M.worker(run, seq, exec, superstep, attempt, msg)
+function _M.worker(run, seq, exec, superstep, attempt, msg, order)
   while true do
     local c = run.c
     local ctx = setmetatable({
       run_id = run.id, executor_id = run.ids[exec], superstep = superstep,
       attempt = attempt, previous_errors = attempt > 1 and cprev(c, seq) or NO_ERRORS,
-      _run = run, _c = c, _seq = seq,
+      _run = run, _c = c, _seq = seq, _order = order,
     }, Ctx)
     local ok, err = xpcall(run.handlers[exec], on_error, msg, ctx)
-    run, seq, exec, superstep, attempt, msg = yield(DONE, ok, err)
+    run, seq, exec, superstep, attempt, msg, order = yield(DONE, ok, err)
   end
 end
 

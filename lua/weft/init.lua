@@ -43,9 +43,15 @@ _M.now = loop.now
 --- Monotonic seconds (for measuring durations).
 _M.clock = loop.clock
 
+--- Agents: `weft.agent{name, instructions, model, tools, ...}` (loaded
+-- here so that workflow:as_agent is always installed; see docs/agents.md).
+_M.agent = require "weft.agent"
+
 -- Modules loaded on first use: weft.http, weft.llm, weft.sandbox, weft.tcp,
--- weft.std (the built-in executors).
-local LAZY = { http = true, llm = true, sandbox = true, tcp = true, std = true }
+-- weft.std (the built-in executors), weft.tool, weft.thread, weft.memory,
+-- weft.reducers (context reducers), weft.schema.
+local LAZY = { http = true, llm = true, sandbox = true, tcp = true, std = true,
+               tool = true, thread = true, memory = true, reducers = true, schema = true }
 setmetatable(_M, {
   __index = function(t, k)
     if not LAZY[k] then return nil end

@@ -21,6 +21,9 @@ _M.Run = Run
 -- Results keep their C run here, so pairs(result) shows only data fields.
 local result_run = setmetatable({}, { __mode = "k" })
 
+-- Runs of this process by id (weak: a finished, forgotten run goes away).
+local by_id = setmetatable({}, { __mode = "v" })
+
 local Result = {
   __index = function(t, k)
     local c = result_run[t]
@@ -114,8 +117,12 @@ function _M.spawn(wf, input, opts, level)
   r.c = c
   local _
   _, _, _, _, r.id = info(c)
+  by_id[r.id] = r
   return r
 end
+
+--- The handle of a run of this process by id, or nil.
+function _M.find(id) return by_id[id] end
 
 --- The run's status: "pending", "running", "completed", "failed", "cancelled", "idle".
 function Run:status()
@@ -127,18 +134,56 @@ function Run:cancel()
   sched.run_cancel(self.c)
 end
 
---- The result table if the run has ended, else nil.
+--- The outstanding requests of an idle run: a list sorted by request id of
+-- `{request_id, executor_id, superstep, request}`.
+function Run:requests()
+  local out = {}
+  local st = info(self.c)
+  if st ~= "idle" and st ~= "running" then return out end
+  for _, q in pairs(self._requests or {}) do
+    out[#out + 1] = { request_id = q.request_id, executor_id = q.executor_id,
+                      superstep = q.superstep, request = q.request }
+  end
+  table.sort(out, function(a, b) return a.request_id < b.request_id end)
+  return out
+end
+
+--- Answer the outstanding request request_id with value: the waiting
+-- invocation resumes (true), or nil, err for an unknown request.
+function Run:respond(request_id, value)
+  local q = self._requests and self._requests[request_id]
+  if not q then
+    return nil, ("run %s has no outstanding request '%s'"):format(self.id, tostring(request_id))
+  end
+  if value ~= nil then
+    local t = type(value)
+    if t ~= "string" and t ~= "boolean" then
+      local e = require("weft.json").check(value, "response")
+      if e then error("respond: " .. e, 2) end
+    end
+  end
+  local ok, err = sched.request_answer(self.c, q.seq, value)
+  if not ok then return nil, err end
+  self._requests[request_id] = nil
+  return true
+end
+
+--- The result table if the run has ended (or is idle), else nil.
 function Run:result()
   local res = rawget(self, "_result")
   if res then return res end
-  local status, err, supersteps, duration, id, finished = info(self.c)
-  if not finished then return nil end
+  local status, err, supersteps, duration, id, finished, idle = info(self.c)
+  if not finished and not idle then return nil end
   res = setmetatable({
     status = status, error = err, supersteps = supersteps, duration_ms = duration,
     run_id = id, outputs = sched.run_outputs(self.c),
   }, Result)
   result_run[res] = self.c
-  self._result = res
+  if idle then
+    res.requests = self:requests()
+  else
+    self._result = res -- final: cache it
+  end
   return res
 end
 

@@ -17,15 +17,15 @@ Task.__index = Task
 -- The handle of the go task running in each coroutine.
 local by_co = setmetatable({}, { __mode = "k" })
 
---- The invocation the caller works for: `run, seq, executor_id` when
--- called from an executor or from a weft.go task started (directly or not)
--- by one.
+--- The invocation the caller works for: `run, seq, executor_id,
+-- superstep, order, attempt` when called from an executor or from a
+-- weft.go task started (directly or not) by one.
 function _M.current()
-  local run, seq, exec = sched.current()
-  if run then return run, seq, exec end
+  local run, seq, exec, ss, order, attempt = sched.current()
+  if run then return run, seq, exec, ss, order, attempt end
   local co = coroutine.running()
   local t = co and by_co[co]
-  if t and t.run then return t.run, t.seq, t.exec end
+  if t and t.run then return t.run, t.seq, t.exec, t.ss, t.order, t.attempt end
 end
 
 -- Values and their count (results may contain nils).
@@ -47,7 +47,7 @@ end
 function _M.go(fn, ...)
   if type(fn) ~= "function" then error("weft.go: expects a function", 2) end
   local t = setmetatable({ done = false, waiters = 0, cond = loop.cond() }, Task)
-  t.run, t.seq, t.exec = _M.current()
+  t.run, t.seq, t.exec, t.ss, t.order, t.attempt = _M.current()
   loop.go(body, t, fn, ...)
   return t
 end

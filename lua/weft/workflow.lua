@@ -308,6 +308,16 @@ function Workflow:run(input, opts)
   return run.spawn(self, input, opts, 2):wait()
 end
 
+--- Answer request request_id of run run_id (a run of this process):
+-- true, or nil, err (unknown run or request).
+function Workflow:respond(run_id, request_id, value)
+  local h = run.find(run_id)
+  if not h or h.wf ~= self then
+    return nil, ("workflow '%s' has no run '%s' in this process"):format(self.name, tostring(run_id))
+  end
+  return h:respond(request_id, value)
+end
+
 --- Iterate the events of a new run as they are published.
 function Workflow:stream(input, opts)
   return run.stream(self, input, opts)

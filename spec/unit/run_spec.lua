@@ -649,13 +649,12 @@ describe("wf:run", function()
       assert.mentions(expected, h.error_of(saved.get_state, saved, "k"))
     end)
 
-    it("raises 'not yet supported' from request_info", function()
-      local err
-      local a = weft.executor("asker", function(_, ctx)
-        err = h.error_of(ctx.request_info, ctx, { question = "ok?" })
-      end)
+    it("raises 'no longer running' from request_info on a stale ctx", function()
+      local saved
+      local a = weft.executor("asker", function(_, ctx) saved = ctx end)
       weft.workflow("hitl"):start(a):build():run("x")
-      assert.mentions("not yet supported", err)
+      assert.mentions("invocation of 'asker' is no longer running",
+        h.error_of(saved.request_info, saved, { question = "ok?" }))
     end)
   end)
 

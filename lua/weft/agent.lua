@@ -1,0 +1,476 @@
+--- weft.agent — LLM agents (see docs/agents.md): `weft.agent{name,
+-- instructions, model, tools, temperature, max_tokens, memory, reducer,
+-- max_tool_rounds, llm}` makes a stateless agent; `agent:run(input,
+-- thread)` appends the input to the thread, calls the model with the
+-- instructions, the memory context and the (reduced) thread, runs the tools
+-- the model asks for (handlers may yield) and calls it again until it
+-- answers, up to max_tool_rounds rounds; `agent:stream` does the same with
+-- streamed model calls. A failed run returns nil, err, code and leaves the
+-- thread as it was. `agent:as_executor(id)` wraps an agent as a workflow
+-- executor, and this module installs `Workflow:as_agent(name)` (a workflow
+-- behind the agent interface). Everything that talks to a model yields
+-- inside executors and tasks and runs the loop on the main thread.
+-- Uses weft.json, weft.thread, weft.tool, weft.executor, weft.workflow,
+-- weft.llm (on first use).
+local json = require "weft.json"
+local thread_mod = require "weft.thread"
+local tool_mod = require "weft.tool"
+local executor = require "weft.executor"
+local workflow = require "weft.workflow"
+
+local type, ipairs, pairs, tostring, error, setmetatable, getmetatable, pcall, select, require =
+  type, ipairs, pairs, tostring, error, setmetatable, getmetatable, pcall, select, require
+local floor = math.floor
+local sformat, concat = string.format, table.concat
+local callable, is_thread = executor.callable, thread_mod.is_thread
+local norm_input, new_thread = thread_mod.input, thread_mod.new
+
+local _M = {}
+
+--- Default number of model -> tools -> model rounds per run.
+_M.MAX_TOOL_ROUNDS = 8
+
+local Agent = {}
+Agent.__index = Agent
+Agent.__tostring = function(a) return "agent '" .. a.name .. "'" end
+_M.Agent = Agent
+
+local OPTIONS = { name = true, instructions = true, model = true, tools = true, temperature = true,
+                  max_tokens = true, memory = true, reducer = true, max_tool_rounds = true,
+                  llm = true, description = true, tool_choice = true }
+local LLM_KEYS = { base_url = true, api_key = true, retries = true, timeout = true, idle_timeout = true,
+                   retry_base = true, retry_factor = true, retry_max = true, retry_after_max = true }
+
+local llm_mod -- weft.llm, loaded on first use
+local function llm()
+  if not llm_mod then llm_mod = require "weft.llm" end
+  return llm_mod
+end
+
+--- True when v is an agent made by weft.agent.
+function _M.is_agent(v) return getmetatable(v) == Agent end
+
+-- Sorted keys of a set, joined.
+local function keys_of(set)
+  local ks = {}
+  for k in pairs(set) do ks[#ks + 1] = k end
+  table.sort(ks)
+  return concat(ks, ", ")
+end
+
+--- Create an agent (see the module comment); raises naming the agent and
+-- the field on bad options.
+function _M.new(opts, level)
+  level = (level or 1) + 1
+  if type(opts) ~= "table" then error("weft.agent: expects a table {name, instructions, model, ...}", level) end
+  local name = opts.name
+  if type(name) ~= "string" or name == "" then
+    error("weft.agent: name must be a non-empty string, got " .. type(name), level)
+  end
+  local function bad(msg) error(sformat("weft.agent: agent '%s': %s", name, msg), level + 1) end
+  for k in pairs(opts) do
+    if not OPTIONS[k] then bad(sformat("unknown option '%s' (known: %s)", tostring(k), keys_of(OPTIONS))) end
+  end
+  local model = opts.model
+  if model == nil then
+    model = require("weft.llm.common").getenv("WEFT_MODEL")
+    if model == nil or model == "" then
+      error(sformat("weft.agent: agent '%s' has no model (set model = \"provider:name\", or WEFT_MODEL)", name), level)
+    end
+  end
+  if type(model) ~= "string" then bad("model must be a string \"provider:name\", got " .. type(model)) end
+  local p, perr = llm().parse_model(model)
+  if not p then bad(perr) end
+  if opts.instructions ~= nil and type(opts.instructions) ~= "string" then bad("instructions must be a string") end
+  if opts.description ~= nil and type(opts.description) ~= "string" then bad("description must be a string") end
+  local t = opts.temperature
+  if t ~= nil and (type(t) ~= "number" or t ~= t) then bad("temperature must be a number") end
+  local mt = opts.max_tokens
+  if mt ~= nil and (type(mt) ~= "number" or mt < 1 or floor(mt) ~= mt) then bad("max_tokens must be a positive integer") end
+  local rounds = opts.max_tool_rounds
+  if rounds == nil then rounds = _M.MAX_TOOL_ROUNDS end
+  if type(rounds) ~= "number" or rounds < 0 or floor(rounds) ~= rounds then
+    bad("max_tool_rounds must be an integer >= 0")
+  end
+  local tools, by_name, specs = {}, {}, nil
+  if opts.tools ~= nil then
+    if type(opts.tools) ~= "table" then bad("tools must be a list of weft.tool objects") end
+    for i, tl in ipairs(opts.tools) do
+      if not tool_mod.is_tool(tl) then
+        if type(tl) ~= "table" then bad(sformat("tools[%d] must be a weft.tool, got %s", i, type(tl))) end
+        local ok, r = pcall(tool_mod.new, tl)
+        if not ok then bad(sformat("tools[%d]: %s", i, tostring(r))) end
+        tl = r
+      end
+      if by_name[tl.name] then bad(sformat("tools[%d]: duplicate tool name '%s'", i, tl.name)) end
+      by_name[tl.name] = tl
+      tools[i] = tl
+    end
+    if #tools > 0 then
+      specs = {}
+      for i, tl in ipairs(tools) do specs[i] = tl:spec() end
+    end
+  end
+  local mem = opts.memory
+  if mem ~= nil then
+    if type(mem) ~= "table" then bad("memory must be a provider table {before_invoke, after_invoke}") end
+    if mem.before_invoke ~= nil and not callable(mem.before_invoke) then bad("memory.before_invoke must be a function") end
+    if mem.after_invoke ~= nil and not callable(mem.after_invoke) then bad("memory.after_invoke must be a function") end
+  end
+  if opts.reducer ~= nil and not callable(opts.reducer) then bad("reducer must be a function(messages) -> messages") end
+  local tc = opts.tool_choice
+  if tc ~= nil and tc ~= "auto" and tc ~= "none" and tc ~= "required"
+     and not (type(tc) == "table" and type(tc.name) == "string") then
+    bad("tool_choice must be 'auto', 'none', 'required' or {name = tool}")
+  end
+  local extra = {}
+  if opts.llm ~= nil then
+    if type(opts.llm) ~= "table" then bad("llm must be a table of weft.llm.chat options") end
+    for k, v in pairs(opts.llm) do
+      if not LLM_KEYS[k] then bad(sformat("llm.%s is not an option (known: %s)", tostring(k), keys_of(LLM_KEYS))) end
+      extra[k] = v
+    end
+  end
+  local names = {}
+  for i, tl in ipairs(tools) do names[i] = tl.name end
+  return setmetatable({
+    name = name, instructions = opts.instructions, model = model, tools = tools,
+    temperature = t, max_tokens = mt, memory = mem, reducer = opts.reducer,
+    max_tool_rounds = rounds, llm = extra, description = opts.description, tool_choice = tc,
+    _by_name = by_name, _specs = specs, _tool_names = concat(names, ", "),
+    _system = opts.instructions and opts.instructions ~= "" and
+              { role = "system", content = opts.instructions } or nil,
+  }, Agent)
+end
+
+--- A new thread for this agent (metadata.agent = the agent's name).
+function Agent:new_thread()
+  return new_thread { metadata = { agent = self.name } }
+end
+
+-- The tool result text of one call (never raises).
+local function run_tool(self, call, thread)
+  local tl = self._by_name[call.name]
+  if not tl then
+    local avail = self._tool_names ~= "" and (" (available: " .. self._tool_names .. ")") or " (this agent has no tools)"
+    return tool_mod.error_result(sformat("unknown tool '%s'%s", tostring(call.name), avail))
+  end
+  local _, text = tl:invoke(call.arguments, { agent = self.name, thread = thread, call_id = call.id })
+  return text
+end
+
+-- Copy a reply's tool calls into the thread's form (ids always set).
+local function own_calls(calls, round)
+  local out = json.array()
+  for i, c in ipairs(calls) do
+    local a = c.arguments
+    if a == nil or a == json.null then a = json.object() end
+    out[i] = { id = c.id or sformat("call_%d_%d", round, i), name = c.name, arguments = a }
+  end
+  return out
+end
+
+-- Extra context messages from the memory provider (raises on a bad list).
+local function memory_context(self, thread)
+  local mem = self.memory
+  if not (mem and mem.before_invoke) then return nil end
+  local list = mem.before_invoke(thread, thread.messages, self)
+  if list == nil then return nil end
+  if type(list) ~= "table" then error("memory before_invoke must return a list of messages, got " .. type(list), 0) end
+  if list.role ~= nil then list = { list } end
+  if list[1] == nil then return nil end
+  local out = {}
+  for i, m in ipairs(list) do out[i] = thread_mod.message(m, sformat("memory context[%d]", i)) end
+  return out
+end
+
+-- The messages of the next model call.
+local function request_messages(self, extra, thread)
+  local hist = thread.messages
+  if self.reducer then
+    hist = self.reducer(hist)
+    if type(hist) ~= "table" then error("reducer must return a list of messages, got " .. type(hist), 0) end
+  end
+  local msgs, n = {}, 0
+  if self._system then n = 1; msgs[1] = self._system end
+  if extra then
+    for i = 1, #extra do msgs[n + i] = extra[i] end
+    n = n + #extra
+  end
+  for i = 1, #hist do msgs[n + i] = hist[i] end
+  return msgs
+end
+
+-- The options of one weft.llm.chat call.
+local function chat_opts(self, msgs, on_chunk)
+  local o = {
+    model = self.model, messages = msgs, tools = self._specs, tool_choice = self._specs and self.tool_choice,
+    temperature = self.temperature, max_tokens = self.max_tokens, stream = on_chunk,
+  }
+  for k, v in pairs(self.llm) do o[k] = v end
+  return o
+end
+
+-- The run itself: returns the result, or nil, err, code. Raises only on
+-- errors of user callbacks (stream callback) — the caller rolls back.
+local function turn(self, thread, start, on_chunk)
+  local msgs = thread.messages
+  local ok, extra = pcall(memory_context, self, thread)
+  if not ok then return nil, sformat("agent '%s': memory: %s", self.name, tostring(extra)), "memory" end
+  local chat = llm().chat
+  local usage = { input_tokens = 0, output_tokens = 0, total_tokens = 0 }
+  local rounds = 0
+  local res
+  while true do
+    local rok, req = pcall(request_messages, self, extra, thread)
+    if not rok then return nil, sformat("agent '%s': reducer: %s", self.name, tostring(req)), "reducer" end
+    local err, code
+    res, err, code = chat(chat_opts(self, req, on_chunk))
+    if not res then return nil, sformat("agent '%s': %s", self.name, tostring(err)), code end
+    local u = res.usage
+    if u then
+      usage.input_tokens = usage.input_tokens + (u.input_tokens or 0)
+      usage.output_tokens = usage.output_tokens + (u.output_tokens or 0)
+      usage.total_tokens = usage.total_tokens + (u.total_tokens or 0)
+    end
+    local calls = res.tool_calls
+    if not calls or #calls == 0 then
+      msgs[#msgs + 1] = { role = "assistant", content = res.text or "" }
+      break
+    end
+    if rounds >= self.max_tool_rounds then
+      return nil, sformat("agent '%s': exceeded max_tool_rounds (%d)", self.name, self.max_tool_rounds),
+             "max_tool_rounds"
+    end
+    rounds = rounds + 1
+    local own = own_calls(calls, rounds)
+    msgs[#msgs + 1] = { role = "assistant", content = res.text or "", tool_calls = own }
+    for _, c in ipairs(own) do
+      msgs[#msgs + 1] = { role = "tool", tool_call_id = c.id, name = c.name, content = run_tool(self, c, thread) }
+    end
+  end
+  local added = {}
+  for i = start + 1, #msgs do added[#added + 1] = msgs[i] end
+  local mem = self.memory
+  if mem and mem.after_invoke then
+    local mok, merr = pcall(mem.after_invoke, thread, added, self)
+    if not mok then return nil, sformat("agent '%s': memory: %s", self.name, tostring(merr)), "memory" end
+  end
+  local last = res.tool_calls
+  return {
+    text = res.text or "", tool_calls = last and own_calls(last, rounds + 1) or json.array(),
+    usage = usage, messages = added, thread = thread, finish_reason = res.finish_reason,
+  }
+end
+
+-- Shared body of run and stream.
+local function run(self, input, thread, on_chunk, what)
+  if getmetatable(self) ~= Agent then error(what .. ": call it as agent:" .. what .. "(...)", 3) end
+  if thread == nil then
+    thread = self:new_thread()
+  elseif not is_thread(thread) then
+    error(sformat("agent '%s': %s: thread must be a weft.thread (agent:new_thread()), got %s",
+                  self.name, what, type(thread)), 3)
+  end
+  local start = #thread.messages
+  if input ~= nil then
+    local ok, list = pcall(norm_input, input, "input")
+    if not ok then error(sformat("agent '%s': %s: %s", self.name, what, tostring(list)), 3) end
+    local msgs = thread.messages
+    for i = 1, #list do msgs[start + i] = list[i] end
+  elseif start == 0 then
+    error(sformat("agent '%s': %s: no input and the thread is empty", self.name, what), 3)
+  end
+  local ok, res, err, code = pcall(turn, self, thread, start, on_chunk)
+  if ok and res then return res end
+  -- a failed run leaves the thread as it was
+  local msgs = thread.messages
+  for i = #msgs, start + 1, -1 do msgs[i] = nil end
+  if not ok then error(res, 0) end
+  return nil, err, code
+end
+
+--- Run the agent on input (a string, a message or a list of messages;
+-- nil continues the thread as it is) and thread (default: a new one).
+-- Returns {text, tool_calls, usage, messages, thread, finish_reason} or
+-- nil, err, code.
+function Agent:run(input, thread)
+  local res, err, code = run(self, input, thread, nil, "run") -- not a tail call: error levels
+  return res, err, code
+end
+
+--- Like run, with streamed model calls: on_chunk(chunk) receives every
+-- weft.llm stream chunk ({text}, {tool_call_delta}, {done, usage,
+-- finish_reason}) of every model call. stream(input, on_chunk) uses a
+-- new thread.
+function Agent:stream(input, thread, on_chunk)
+  if on_chunk == nil and callable(thread) then thread, on_chunk = nil, thread end
+  if not callable(on_chunk) then
+    error(sformat("agent '%s': stream: on_chunk must be a function", tostring(self.name)), 2)
+  end
+  local res, err, code = run(self, input, thread, on_chunk, "stream")
+  return res, err, code
+end
+
+-- The input and thread of an executor message: a string, a message, a
+-- list of messages, {thread = serialized, input = ...}, or the
+-- {executor_id, response, conversation} another agent executor sent.
+local function executor_input(agent, msg)
+  if type(msg) == "table" and msg.role == nil and msg[1] == nil then
+    if msg.thread ~= nil then
+      local th = msg.thread
+      if type(th) == "string" then
+        th = thread_mod.deserialize(th)
+      elseif not is_thread(th) then
+        error(sformat("agent '%s': thread must be a serialized thread (thread:serialize()), got %s",
+                      agent.name, type(th)), 0)
+      end
+      return msg.input, th
+    elseif msg.conversation ~= nil then
+      return msg.conversation, nil
+    elseif msg.input ~= nil then
+      return msg.input, nil
+    end
+  end
+  return msg, nil
+end
+
+local EXEC_OPTS = { retry = true, timeout = true, on_error = true, kind = true, description = true }
+
+--- An executor (id defaults to the agent's name) running the agent on each
+-- message (see executor_input) in a new thread, or in the serialized
+-- thread it carries; it sends {executor_id, response, conversation}.
+-- opts: executor options (retry, timeout, on_error, kind, description).
+function Agent:as_executor(id, opts)
+  local agent = self
+  id = id or self.name
+  if type(id) ~= "string" or id == "" then error("as_executor: id must be a non-empty string", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("as_executor: options must be a table", 2) end
+  local eo = { description = self.description or ("agent '" .. self.name .. "'") }
+  for k, v in pairs(opts or {}) do
+    if not EXEC_OPTS[k] then error(sformat("as_executor: unknown option '%s'", tostring(k)), 2) end
+    eo[k] = v
+  end
+  eo.handle = function(msg, ctx)
+    local input, th = executor_input(agent, msg)
+    th = th or agent:new_thread()
+    local res, err = agent:run(input, th)
+    if not res then error(err, 0) end
+    local conv = json.array()
+    for i, m in ipairs(th.messages) do conv[i] = m end
+    ctx:send({ executor_id = id, response = res.text, conversation = conv })
+  end
+  return executor.new(id, eo)
+end
+
+-- Workflows as agents ---------------------------------------------------
+
+local WorkflowAgent = {}
+WorkflowAgent.__index = WorkflowAgent
+WorkflowAgent.__tostring = function(a) return "agent '" .. a.name .. "' (workflow '" .. a.workflow.name .. "')" end
+_M.WorkflowAgent = WorkflowAgent
+
+--- The text of a workflow's outputs: strings joined with "\n", other
+-- values JSON-encoded.
+function _M.outputs_text(outputs)
+  local parts = {}
+  for i, o in ipairs(outputs or {}) do
+    if type(o) == "string" then parts[i] = o
+    else
+      local ok, s = pcall(json.encode, o)
+      parts[i] = ok and s or tostring(o)
+    end
+  end
+  return concat(parts, "\n")
+end
+
+-- Shared body of a workflow agent's run and stream.
+local function wf_run(self, input, thread, on_chunk, what)
+  if getmetatable(self) ~= WorkflowAgent then error(what .. ": call it as agent:" .. what .. "(...)", 3) end
+  if thread == nil then
+    thread = self:new_thread()
+  elseif not is_thread(thread) then
+    error(sformat("agent '%s': %s: thread must be a weft.thread, got %s", self.name, what, type(thread)), 3)
+  end
+  local start = #thread.messages
+  local wf_input
+  if input ~= nil then
+    local ok, list = pcall(norm_input, input, "input")
+    if not ok then error(sformat("agent '%s': %s: %s", self.name, what, tostring(list)), 3) end
+    if start == 0 and type(input) == "string" then wf_input = input end
+    local msgs = thread.messages
+    for i = 1, #list do msgs[start + i] = list[i] end
+  elseif start == 0 then
+    error(sformat("agent '%s': %s: no input and the thread is empty", self.name, what), 3)
+  end
+  if wf_input == nil then
+    wf_input = json.array()
+    for i, m in ipairs(thread.messages) do wf_input[i] = m end
+  end
+  local opts = { events = false }
+  if on_chunk then
+    opts.on_event = function(ev)
+      if ev.type == "agent_update" then on_chunk(ev.data) end
+    end
+  end
+  local ok, res = pcall(self.workflow.run, self.workflow, wf_input, opts)
+  local msgs = thread.messages
+  if not ok or res.status ~= "completed" then
+    for i = #msgs, start + 1, -1 do msgs[i] = nil end
+    if not ok then error(res, 0) end
+    return nil, sformat("agent '%s': workflow '%s' %s: %s", self.name, self.workflow.name, res.status,
+                        tostring(res.error or "no error message")), "workflow"
+  end
+  local text = _M.outputs_text(res.outputs)
+  msgs[#msgs + 1] = { role = "assistant", content = text, name = self.name }
+  local added = {}
+  for i = start + 1, #msgs do added[#added + 1] = msgs[i] end
+  return {
+    text = text, tool_calls = json.array(), messages = added, thread = thread,
+    usage = { input_tokens = 0, output_tokens = 0, total_tokens = 0 },
+    outputs = res.outputs, finish_reason = "stop",
+  }
+end
+
+--- Run the workflow with the input (a string on an empty thread is passed
+-- as is; otherwise the thread's messages with the input appended); the
+-- text is its outputs. Returns the agent result or nil, err, "workflow".
+function WorkflowAgent:run(input, thread)
+  local res, err, code = wf_run(self, input, thread, nil, "run")
+  return res, err, code
+end
+
+--- Like run; on_chunk receives the data of the run's agent_update events.
+function WorkflowAgent:stream(input, thread, on_chunk)
+  if on_chunk == nil and callable(thread) then thread, on_chunk = nil, thread end
+  if not callable(on_chunk) then
+    error(sformat("agent '%s': stream: on_chunk must be a function", tostring(self.name)), 2)
+  end
+  local res, err, code = wf_run(self, input, thread, on_chunk, "stream")
+  return res, err, code
+end
+
+--- A new thread (metadata.agent = the agent's name).
+WorkflowAgent.new_thread = Agent.new_thread
+
+--- An executor running this workflow agent (see Agent:as_executor).
+WorkflowAgent.as_executor = Agent.as_executor
+
+--- The workflow behind the agent interface (run, stream, new_thread,
+-- as_executor); name defaults to the workflow's name.
+function workflow.Workflow:as_agent(name)
+  if not workflow.is_workflow(self) then error("as_agent: call it as workflow:as_agent(name)", 2) end
+  name = name or self.name
+  if type(name) ~= "string" or name == "" then error("as_agent: name must be a non-empty string", 2) end
+  return setmetatable({ name = name, workflow = self }, WorkflowAgent)
+end
+
+--- True for anything with the agent interface (an agent or a workflow agent).
+function _M.is_agent_like(v)
+  local mt = getmetatable(v)
+  return mt == Agent or mt == WorkflowAgent
+end
+
+setmetatable(_M, { __call = function(_, opts) return _M.new(opts, 2) end })
+
+return _M

@@ -1,0 +1,112 @@
+-- Human in the loop, in process: ctx:request_info suspends the invocation,
+-- the run goes idle, wf:respond resumes it.
+local weft = require "weft"
+
+-- A workflow: "ask" asks one question per message and sends the answer to
+-- "fin", which outputs it.
+local function asking(opts)
+  local ask = weft.executor("ask", {
+    timeout = opts and opts.timeout,
+    handle = function(m, ctx)
+      local a = ctx:request_info({ question = "approve " .. m .. "?" })
+      ctx:send(a)
+    end,
+  })
+  local fin = weft.executor("fin", function(m, ctx) ctx:yield_output(m) end)
+  return weft.workflow("hitl"):start(ask):edge(ask, fin):build()
+end
+
+describe("ctx:request_info", function()
+  it("makes the run idle with the outstanding request", function()
+    local wf = asking()
+    local h = wf:spawn("deploy")
+    local r = h:wait()
+    assert.equal("idle", r.status)
+    assert.equal("idle", h:status())
+    assert.same({ { request_id = "req-0-0-1-1", executor_id = "ask", superstep = 0,
+                    request = { question = "approve deploy?" } } }, r.requests)
+    local types = {}
+    for _, ev in ipairs(r.events) do types[#types + 1] = ev.type end
+    assert.same({ "workflow_started", "superstep_started", "executor_invoked", "request_info",
+                  "workflow_idle" }, types)
+    assert.equal("req-0-0-1-1", r.events[4].data.request_id)
+    h:cancel()
+  end)
+
+  it("resumes the invocation with the response", function()
+    local wf = asking()
+    local h = wf:spawn("deploy")
+    local r = h:wait()
+    assert.is_true(wf:respond(h.id, r.requests[1].request_id, { ok = true }))
+    local r2 = h:wait()
+    assert.equal("completed", r2.status)
+    assert.same({ { ok = true } }, r2.outputs)
+  end)
+
+  it("rejects an unknown request id and an unknown run", function()
+    local wf = asking()
+    local h = wf:spawn("x")
+    h:wait()
+    local ok, err = wf:respond(h.id, "req-9-9-9-9", 1)
+    assert.is_nil(ok)
+    assert.equal("run " .. h.id .. " has no outstanding request 'req-9-9-9-9'", err)
+    ok, err = wf:respond("run-nope", "req-0-0-1-1", 1)
+    assert.is_nil(ok)
+    assert.equal("workflow 'hitl' has no run 'run-nope' in this process", err)
+    h:cancel()
+  end)
+
+  it("rejects a response that is not JSON-serialisable", function()
+    local wf = asking()
+    local h = wf:spawn("x")
+    local r = h:wait()
+    assert.has_error(function() wf:respond(h.id, r.requests[1].request_id, print) end)
+    h:cancel()
+  end)
+
+  it("stays idle until every waiting invocation is answered", function()
+    local src = weft.executor("src", function(m, ctx) ctx:send("a"); ctx:send("b") end)
+    local ask = weft.executor("ask", function(m, ctx) ctx:send(ctx:request_info(m)) end)
+    local fin = weft.executor("fin", function(m, ctx) ctx:yield_output(m) end)
+    local wf = weft.workflow("two"):start(src):edge(src, ask):edge(ask, fin):build()
+    local h = wf:spawn(0)
+    local r = h:wait()
+    assert.equal("idle", r.status)
+    assert.equal(2, #r.requests)
+    assert.is_true(h:respond(r.requests[2].request_id, "B"))
+    r = h:wait()
+    assert.equal("idle", r.status)
+    assert.same({ "a" }, { r.requests[1].request })
+    assert.is_true(h:respond(r.requests[1].request_id, "A"))
+    r = h:wait()
+    assert.equal("completed", r.status)
+    assert.same({ "A", "B" }, r.outputs)
+  end)
+
+  it("does not time out while waiting on a human", function()
+    local wf = asking({ timeout = 0.01 })
+    local h = wf:spawn("x")
+    local r = h:wait()
+    weft.sleep(0.03)
+    assert.equal("idle", h:status())
+    assert.is_true(h:respond(r.requests[1].request_id, "late"))
+    assert.same({ "late" }, h:wait().outputs)
+  end)
+
+  it("lets an idle run be cancelled", function()
+    local wf = asking()
+    local h = wf:spawn("x")
+    h:wait()
+    h:cancel()
+    local r = h:wait()
+    assert.equal("cancelled", r.status)
+    assert.same({}, h:requests())
+  end)
+
+  it("refuses a request of nil or of a function", function()
+    local ex = weft.executor("bad", function(m, ctx) ctx:request_info(print) end)
+    local r = weft.workflow("bad"):start(ex):build():run(1)
+    assert.equal("failed", r.status)
+    assert.truthy(r.error:find("ctx:request_info: request: function is not JSON-serialisable", 1, true))
+  end)
+end)
