@@ -504,6 +504,28 @@ static void hook_event(void *ud, wf_run_t *run, const wf_event_t *ev) {
   }
 }
 
+/* sched hook (durable runs): write the checkpoint of the last commit from
+ * a task running run_table:checkpoint(); the run waits for
+ * core.checkpoint_done. */
+static int hook_checkpoint(void *ud, wf_run_t *run) {
+  wf_lua_rt_t *rt = ud;
+  wf_lua_run_t *lr = wf_run_host(run);
+  lua_State *L = rt->aux;
+  if (!lr || lr->table_ref == LUA_NOREF) return WF_OK;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lr->table_ref);
+  lua_getfield(L, -1, "checkpoint");
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 2);
+    return WF_OK;
+  }
+  lua_insert(L, -2); /* fn, run_table */
+  if (!wf_task_spawn(rt, L, 1)) {
+    lua_pop(L, 2);
+    return WF_OK;
+  }
+  return WF_AGAIN;
+}
+
 /* sched hook: the run ended or went idle: wake its waiters; a terminal run
  * also drops its anchor (an idle one keeps it: its tasks are suspended). */
 static void hook_finished(void *ud, wf_run_t *run) {
@@ -546,6 +568,7 @@ wf_sched_t *wf_lua_sched_new(wf_lua_rt_t *rt) {
   h.abort = hook_abort;
   h.event = hook_event;
   h.finished = hook_finished;
+  h.checkpoint = hook_checkpoint;
   return wf_sched_new(rt->loop, rt->vals, &h);
 }
 
@@ -602,6 +625,151 @@ static int opt_int_field(lua_State *L, int idx, const char *k, int dflt) {
   return v;
 }
 
+/* Integer field k of the table at idx minus 1 (Lua 1-based -> C), or
+ * dflt. */
+static int idx_field(lua_State *L, int idx, const char *k, int dflt) {
+  int v = dflt;
+  lua_getfield(L, idx, k);
+  if (lua_isnumber(L, -1)) v = (int)lua_tointeger(L, -1) - 1;
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Apply the restore table at idx {supersteps, pending = {{src, only, msg}},
+ * fanin = {{edge, pos, msgs = {...}}}, state = {k = v}, outputs = {...}}
+ * (1-based executor and edge indices) to a run not started yet. */
+static int restore_run(lua_State *L, wf_lua_run_t *lr, int idx, wf_err_t *err) {
+  wf_lua_rt_t *rt = lr->rt;
+  int i, n, k, m;
+  if (wf_run_restore(lr->run, opt_int_field(L, idx, "supersteps", 0), err) !=
+      WF_OK)
+    return WF_ERR;
+  lua_getfield(L, idx, "pending");
+  n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    int t = lua_gettop(L);
+    int src = idx_field(L, t, "src", -1), only = idx_field(L, t, "only", -1);
+    lua_getfield(L, t, "msg");
+    wf_val_t v = lua_isnil(L, -1) ? 0 : wf_lua_val_put(rt, L, -1);
+    lua_pop(L, 2);
+    if (wf_run_restore_pending(lr->run, src, only, v, err) != WF_OK) {
+      lua_pop(L, 1);
+      return WF_ERR;
+    }
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "fanin");
+  n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    int t = lua_gettop(L);
+    int e = idx_field(L, t, "edge", -1), pos = idx_field(L, t, "pos", -1);
+    lua_getfield(L, t, "msgs");
+    m = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    for (k = 1; k <= m; k++) {
+      lua_rawgeti(L, -1, k);
+      wf_val_t v = lua_isnil(L, -1) ? 0 : wf_lua_val_put(rt, L, -1);
+      lua_pop(L, 1);
+      if (wf_run_restore_fanin(lr->run, e, pos, v, err) != WF_OK) {
+        lua_pop(L, 3);
+        return WF_ERR;
+      }
+    }
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "state");
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_type(L, -2) == LUA_TSTRING) {
+        wf_val_t v = wf_lua_val_put(rt, L, -1);
+        wf_run_restore_state(lr->run, lua_tostring(L, -2), v, err);
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "outputs");
+  n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    wf_val_t v = lua_isnil(L, -1) ? 0 : wf_lua_val_put(rt, L, -1);
+    lua_pop(L, 1);
+    wf_run_restore_output(lr->run, v, err);
+  }
+  lua_pop(L, 1);
+  return WF_OK;
+}
+
+/* core.snapshot(run) -> {supersteps, superstep, outputs = n, pending =
+ * {{src, only, msg}}, writes = {{key, value}}, fanin = {{edge, pos, msgs}}}
+ * (1-based indices): what a checkpoint after the last commit holds. */
+static int l_snapshot(lua_State *L) {
+  wf_lua_run_t *lr = check_run(L, 1);
+  wf_lua_rt_t *rt = lr->rt;
+  const wf_graph_t *g = lr->lg->g;
+  size_t n, i;
+  int nout, e, k, j, m;
+  const wf_pending_t *p = wf_run_pending(lr->run, &n);
+  lua_createtable(L, 0, 6);
+  set_int(L, "supersteps", wf_run_supersteps(lr->run));
+  set_int(L, "superstep", wf_run_superstep(lr->run));
+  wf_run_outputs(lr->run, &nout);
+  set_int(L, "outputs", nout);
+  lua_createtable(L, (int)n, 0);
+  for (i = 0; i < n; i++) {
+    lua_createtable(L, 0, 3);
+    set_int(L, "src", p[i].src + 1);
+    if (p[i].only >= 0) set_int(L, "only", p[i].only + 1);
+    wf_lua_val_push(rt, L, p[i].msg);
+    lua_setfield(L, -2, "msg");
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+  lua_setfield(L, -2, "pending");
+  const wf_write_t *w = wf_run_writes(lr->run, &n);
+  lua_createtable(L, (int)n, 0);
+  for (i = 0; i < n; i++) {
+    lua_createtable(L, 2, 0);
+    lua_pushstring(L, w[i].key);
+    lua_rawseti(L, -2, 1);
+    wf_lua_val_push(rt, L, w[i].v);
+    lua_rawseti(L, -2, 2);
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+  lua_setfield(L, -2, "writes");
+  lua_newtable(L);
+  k = 0;
+  for (e = 0; e < g->nedge; e++) {
+    if (g->edges[e].kind != WF_EDGE_FANIN) continue;
+    for (j = 0; j < g->edges[e].nsrc; j++) {
+      const wf_val_t *v = wf_run_fanin(lr->run, e, j, &m);
+      if (m == 0) continue;
+      lua_createtable(L, 0, 3);
+      set_int(L, "edge", e + 1);
+      set_int(L, "pos", j + 1);
+      lua_createtable(L, m, 0);
+      for (int q = 0; q < m; q++) {
+        wf_lua_val_push(rt, L, v[q]);
+        lua_rawseti(L, -2, q + 1);
+      }
+      lua_setfield(L, -2, "msgs");
+      lua_rawseti(L, -2, ++k);
+    }
+  }
+  lua_setfield(L, -2, "fanin");
+  return 1;
+}
+
+/* core.checkpoint_done(run, ok, err): release a run held for its
+ * checkpoint (a failure fails the run). */
+static int l_checkpoint_done(lua_State *L) {
+  wf_lua_run_t *lr = check_run(L, 1);
+  wf_run_checkpoint_done(lr->run, lua_toboolean(L, 2), luaL_optstring(L, 3, NULL));
+  return 0;
+}
+
 /* core.run_new(graph, run_table, input, opts) -> run userdata | nil, err.
  * opts: {id, max_supersteps, max_concurrency, keep_events, on_event}. The run
  * starts from the loop (never inside this call). */
@@ -620,6 +788,7 @@ static int l_run_new(lua_State *L) {
   o.max_supersteps = opt_int_field(L, 4, "max_supersteps", 0);
   o.max_concurrency = opt_int_field(L, 4, "max_concurrency", 0);
   o.keep_events = opt_int_field(L, 4, "keep_events", 1);
+  o.durable = opt_int_field(L, 4, "durable", 0);
   lua_getfield(L, 4, "on_event");
 
   lr = lua_newuserdata(L, sizeof(*lr));
@@ -646,6 +815,14 @@ static int l_run_new(lua_State *L) {
   }
   lua_pushvalue(L, 2);
   lr->table_ref = wf_lua_ref(rt, L);
+  lua_getfield(L, 4, "restore");
+  if (lua_istable(L, -1) && restore_run(L, lr, lua_gettop(L), &err) != WF_OK) {
+    run_release(lr);
+    lua_pushnil(L);
+    lua_pushstring(L, err.msg);
+    return 2;
+  }
+  lua_pop(L, 1);
   in = lua_isnil(L, 3) ? 0 : wf_lua_val_put(rt, L, 3);
   if (wf_run_start(lr->run, in, &err) != WF_OK) {
     run_release(lr);
@@ -1013,6 +1190,8 @@ static const luaL_Reg sched_fns[] = {
     {"set_worker", l_set_worker},
     {"current", l_current},
     {"request_wait", l_request_wait},
+    {"snapshot", l_snapshot},
+    {"checkpoint_done", l_checkpoint_done},
     {"request_answer", l_request_answer},
     {NULL, NULL}};
 

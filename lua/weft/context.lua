@@ -21,6 +21,8 @@ local Ctx = {}
 Ctx.__index = Ctx
 _M.Ctx = Ctx
 
+local durable_invoke -- defined below (durable runs)
+
 -- Raise (at the user's call site) unless v is JSON-serialisable.
 local function checked(v, root, fname)
   local t = type(v)
@@ -54,6 +56,8 @@ function Ctx:send(msg, target)
   end
   local ok, err = csend(self._c, self._seq, msg, t)
   if not ok then fail(self, "ctx:send", err) end
+  local fx = self._fx
+  if fx then fx[#fx + 1] = { "send", msg, t and self._run.ids[t] or nil } end
 end
 
 --- Yield a workflow output (visible to the caller after the barrier).
@@ -62,6 +66,8 @@ function Ctx:yield_output(value)
   checked(value, "output", "ctx:yield_output")
   local ok, err = coutput(self._c, self._seq, value)
   if not ok then fail(self, "ctx:yield_output", err) end
+  local fx = self._fx
+  if fx then fx[#fx + 1] = { "output", value } end
 end
 
 --- Emit a custom event {type = "custom", name = name, data = data}.
@@ -70,6 +76,8 @@ function Ctx:emit(name, data)
   if data ~= nil then checked(data, "data", "ctx:emit") end
   local ok, err = cemit(self._c, self._seq, name, data)
   if not ok then fail(self, "ctx:emit", err) end
+  local fx = self._fx
+  if fx then fx[#fx + 1] = { "emit", name, data } end
 end
 
 local LEVELS = { debug = true, info = true, warn = true, error = true }
@@ -81,6 +89,8 @@ function Ctx:log(level, msg)
   end
   local ok, err = clog(self._c, self._seq, level, tostring(msg))
   if not ok then fail(self, "ctx:log", err) end
+  local fx = self._fx
+  if fx then fx[#fx + 1] = { "log", level, tostring(msg) } end
 end
 
 --- Read shared state: last superstep's snapshot plus this invocation's writes.
@@ -98,6 +108,8 @@ function Ctx:set_state(key, value)
   if value ~= nil then checked(value, "state." .. key, "ctx:set_state") end
   local ok, err = cset(self._c, self._seq, key, value)
   if not ok then fail(self, "ctx:set_state", err) end
+  local fx = self._fx
+  if fx then fx[#fx + 1] = { "state", key, value } end
 end
 
 --- Ask a human (or any caller) for input: publishes a `request_info` event
@@ -141,6 +153,40 @@ local function on_error(e)
   return { message = msg, traceback = cut and tb:sub(1, cut - 1) or tb }
 end
 
+local null = json.null
+
+-- Apply recorded effects fx through ctx (replaying a finished invocation).
+local function replay(ctx, fx)
+  for _, e in ipairs(fx) do
+    local k, a, b = e[1], e[2], e[3]
+    if a == null then a = nil end
+    if b == null then b = nil end
+    if k == "send" then ctx:send(a, b)
+    elseif k == "output" then ctx:yield_output(a)
+    elseif k == "emit" then ctx:emit(a, b)
+    elseif k == "log" then ctx:log(a, b)
+    elseif k == "state" then ctx:set_state(a, b) end
+  end
+end
+
+-- A durable run's invocation: replay the recorded effects of an invocation
+-- that finished before a crash; otherwise run the handler, recording its
+-- effects, and store them once it returns.
+durable_invoke = function(run, exec, msg, ctx)
+  local durable = require "weft.durable"
+  local fx = durable.replay_of(run, ctx.superstep, ctx._order, ctx.attempt)
+  if fx then return replay(ctx, fx) end
+  ctx._fx = {}
+  run.handlers[exec](msg, ctx)
+  local rec = ctx._fx
+  ctx._fx = nil
+  for _, e in ipairs(rec) do
+    for i = 2, 3 do if e[i] == nil then e[i] = null end end
+  end
+  durable.record_effects(run, { superstep = ctx.superstep, _order = ctx._order,
+                                attempt = ctx.attempt, _fx = rec })
+end
+
 --- The body of every task coroutine: run invocations until abandoned.
 -- Receives (run, seq, exec, superstep, attempt, msg) from C at each resume
 -- and yields (DONE, ok, err) at the end of each invocation.
@@ -152,7 +198,12 @@ function _M.worker(run, seq, exec, superstep, attempt, msg, order)
       attempt = attempt, previous_errors = attempt > 1 and cprev(c, seq) or NO_ERRORS,
       _run = run, _c = c, _seq = seq, _order = order,
     }, Ctx)
-    local ok, err = xpcall(run.handlers[exec], on_error, msg, ctx)
+    local ok, err
+    if run.durable then
+      ok, err = xpcall(durable_invoke, on_error, run, exec, msg, ctx)
+    else
+      ok, err = xpcall(run.handlers[exec], on_error, msg, ctx)
+    end
     run, seq, exec, superstep, attempt, msg, order = yield(DONE, ok, err)
   end
 end

@@ -41,7 +41,8 @@ local Result = {
 }
 
 local OPTS = { max_supersteps = true, max_concurrency = true, on_event = true,
-               run_id = true, events = true, propagate = true }
+               run_id = true, events = true, propagate = true, store = true,
+               script = true }
 
 -- Validate run options, raising at the caller's level.
 local function check_opts(opts, level)
@@ -106,17 +107,30 @@ function _M.spawn(wf, input, opts, level)
       if e then error("run: " .. e, level + 1) end
     end
   end
+  return _M.start(wf, input, opts, level + 1)
+end
+
+--- Create and start the run (restore: a rebuilt checkpoint, d: durable
+-- state from weft.durable).
+function _M.start(wf, input, opts, level, d, restore)
   opts = propagating(opts)
+  if opts.store and not d then
+    d = require("weft.durable").begin(wf, opts, input)
+  end
   local r = setmetatable({ wf = wf, ids = wf._ids, handlers = wf._handlers, index = wf._index }, Run)
-  local c, err = run_new(wf._graph, r, input, {
-    id = opts.run_id, max_supersteps = opts.max_supersteps,
+  if d then -- the run record must exist before the first checkpoint
+    r.id = opts.run_id or (d.record and d.record.run_id)
+  end
+  local c, err = run_new(wf._graph, r, restore and nil or input, {
+    id = r.id or opts.run_id, max_supersteps = opts.max_supersteps,
     max_concurrency = opts.max_concurrency, keep_events = opts.events == false and 0 or 1,
-    on_event = opts.on_event,
+    on_event = opts.on_event, durable = d and 1 or 0, restore = restore,
   })
   if not c then error("run: " .. tostring(err), level + 1) end
   r.c = c
   local _
   _, _, _, _, r.id = info(c)
+  if d then require("weft.durable").attach(r, d) end
   by_id[r.id] = r
   return r
 end
@@ -187,10 +201,13 @@ function Run:result()
   return res
 end
 
---- Wait for the end of the run and return its result.
+--- Wait for the end of the run (or its pause on requests) and return its
+-- result.
 function Run:wait()
   run_wait(self.c)
-  return self:result()
+  local res = self:result()
+  if self.durable then require("weft.durable").finish(self, res) end
+  return res
 end
 
 --- Wait for every handle; results in the same order.

@@ -257,7 +257,7 @@ local function compile(self)
 
   return setmetatable({
     name = name, start = start.id, _graph = g, _order = order, _index = index,
-    _ids = ids, _handlers = handlers, _edges = desc_edges,
+    _ids = ids, _handlers = handlers, _edges = desc_edges, _reducer_fns = self._reducers,
   }, Workflow)
 end
 
@@ -308,14 +308,49 @@ function Workflow:run(input, opts)
   return run.spawn(self, input, opts, 2):wait()
 end
 
---- Answer request request_id of run run_id (a run of this process):
--- true, or nil, err (unknown run or request).
-function Workflow:respond(run_id, request_id, value)
+--- Answer request request_id of run run_id: a run of this process resumes
+-- at once; with opts.store, the answer is stored and the run is restored
+-- from its last checkpoint in this process (returning its handle). true
+-- (or the handle), or nil, err (unknown run or request).
+function Workflow:respond(run_id, request_id, value, opts)
   local h = run.find(run_id)
-  if not h or h.wf ~= self then
+  if h and h.wf == self then
+    local ok, err = h:respond(request_id, value)
+    if ok and h.durable then
+      require("weft.durable").answer(h.durable.store, run_id, request_id, value)
+    end
+    return ok, err
+  end
+  if not (opts and opts.store) then
     return nil, ("workflow '%s' has no run '%s' in this process"):format(self.name, tostring(run_id))
   end
-  return h:respond(request_id, value)
+  local durable = require "weft.durable"
+  local store = durable.store(opts.store)
+  local ok, err = durable.answer(store, run_id, request_id, value)
+  if not ok then return nil, err end
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.store = store
+  return self:resume(run_id, o)
+end
+
+--- Resume a durable run from its last checkpoint (or opts.from) in this
+-- process; returns its handle. opts: store (required), from, force,
+-- on_event, max_supersteps, max_concurrency. A definition whose hash
+-- differs from the checkpoint's is refused unless force.
+function Workflow:resume(run_id, opts)
+  if type(opts) ~= "table" or opts.store == nil then
+    error("resume: options must give the store ({store = url})", 2)
+  end
+  local durable = require "weft.durable"
+  local ok, d, restore, input = pcall(durable.resume, self, run_id, opts)
+  if not ok then error("resume: " .. tostring(d), 2) end
+  local o = {}
+  for k, v in pairs(opts) do
+    if k ~= "from" and k ~= "force" then o[k] = v end
+  end
+  o.run_id = run_id
+  return run.start(self, input, o, 2, d, restore)
 end
 
 --- Iterate the events of a new run as they are published.
