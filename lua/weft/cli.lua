@@ -11,14 +11,15 @@ local type, tostring, tonumber = type, tostring, tonumber
 local pairs, ipairs, pcall, xpcall = pairs, ipairs, pcall, xpcall
 local unpack = unpack or table.unpack
 
-local EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+local EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_IDLE = 0, 1, 2, 3
+local DEFAULT_STORE = "sqlite:./.weft/weft.db"
 
 local stdout, stderr = io.stdout, io.stderr
 
 -- Command table: usage line, summary, options, help text. An option with
 -- `arg` takes a value (`--opt VALUE` or `--opt=VALUE`).
 local COMMANDS = {}
-local ORDER = { "run", "check", "graph", "exec", "version", "help" }
+local ORDER = { "run", "runs", "check", "graph", "exec", "version", "help" }
 
 COMMANDS.run = {
   synopsis = "run FILE.lua",
@@ -33,6 +34,8 @@ COMMANDS.run = {
       help = "print every event on stderr: one readable line (pretty) or one JSON object (jsonl) each" },
     { "--max-supersteps", arg = "N", int = true, help = "fail the run after N supersteps (default 100)" },
     { "--max-concurrency", arg = "N", int = true, help = "at most N invocations at once (default unlimited)" },
+    { "--store", arg = "URL", help = "make the run durable: checkpoints in URL (sqlite:PATH, "
+      .. "redis://HOST:PORT/DB; `--store default` = " .. DEFAULT_STORE .. ")" },
   },
   text = [[
 FILE.lua must return a workflow (weft.workflow(...):build()) or an unbuilt
@@ -45,9 +48,40 @@ The input is the empty string "" unless --input, --input-json or
 Every workflow output is printed on stdout as it is produced, as one line of
 compact JSON — a string output too (as a JSON string), so every line parses.
 
-Exit status: 0 completed; 1 the run failed, was cancelled or paused waiting on
-a request (the error goes to stderr as `weft: run failed: ...`); 2 usage
-error or script error (one line on stderr, with file:line when known).]],
+With --store the run is durable: a checkpoint at every superstep, so that
+`weft runs resume RUN` continues it after a crash, and a run that pauses on
+a request to a human can be answered later with `weft runs respond`.
+
+Exit status: 0 completed; 1 the run failed or was cancelled (the error goes
+to stderr as `weft: run failed: ...`); 2 usage error or script error (one
+line on stderr, with file:line when known); 3 the run is paused waiting on
+requests (listed on stderr with the command that answers them).]],
+}
+
+COMMANDS.runs = {
+  synopsis = "runs list|show|resume|respond",
+  usage = "weft runs list | show RUN | resume RUN [--from N] [--force] | respond RUN REQUEST JSON"
+    .. " [--store URL] [--events pretty|jsonl]",
+  summary = "durable runs: list, inspect, resume after a crash, answer requests",
+  options = {
+    { "--store", arg = "URL", help = "the store (default " .. DEFAULT_STORE .. ")" },
+    { "--from", arg = "N", int = true, help = "resume: restart from checkpoint N instead of the last" },
+    { "--force", flag = true, help = "resume: accept a workflow definition whose hash differs" },
+    { "--events", arg = "pretty|jsonl", values = { pretty = true, jsonl = true },
+      help = "resume/respond: print every event on stderr" },
+  },
+  text = [[
+  list              every run of the store: id, workflow, status, superstep
+  show RUN          the run record, its checkpoints and open requests (JSON)
+  resume RUN        reload the run's script and continue from the last
+                    checkpoint (or --from N); invocations that had finished
+                    are not run again, recorded LLM/HTTP/sandbox calls are
+                    not repeated
+  respond RUN REQ JSON
+                    answer request REQ with the JSON value and continue the
+                    run in this process (to its end or next pause)
+Exit status as for `weft run`: 0 completed, 1 failed, 2 usage or store
+error, 3 paused on requests.]],
 }
 
 COMMANDS.check = {
@@ -112,8 +146,8 @@ COMMANDS.help = {
 }
 
 local HELP_TAIL = [[
-Exit status: 0 success; 1 the run failed, was cancelled or is waiting on a
-request; 2 usage error or script error (file missing, syntax error, error
+Exit status: 0 success; 1 the run failed or was cancelled; 3 the run is
+paused waiting on requests; 2 usage error or script error (file missing, syntax error, error
 while loading, no workflow returned, build validation failed); 70 internal
 error of the CLI.
 
@@ -214,7 +248,9 @@ function _M.parse(cmd, args, first)
       name = name or a
       local o = find_option(spec, name)
       if not o then return nil, format("unknown option '%s' for '%s'", name, cmd) end
-      if value == nil then
+      if o.flag then
+        value = true
+      elseif value == nil then
         i = i + 1
         value = args[i]
         if value == nil then return nil, format("option %s needs a value (%s)", name, o.arg) end
@@ -430,6 +466,60 @@ local function read_input(opts)
   return ""
 end
 
+-- The store URL of --store (default: DEFAULT_STORE).
+local function store_url(opts)
+  local u = opts["--store"]
+  if u == nil or u == "default" then return DEFAULT_STORE end
+  return u
+end
+
+-- Print the paused run's open requests and how to answer them.
+local function report_idle(res, durable)
+  local json = require("weft").json
+  for _, q in ipairs(res.requests or {}) do
+    say(stderr, format("weft: run %s waits on request %s from '%s': %s", res.run_id,
+      q.request_id, q.executor_id, one_line(json_or(q.request), 400)))
+    if durable then
+      say(stderr, format("weft:   answer with: weft runs respond %s %s '<json>'", res.run_id, q.request_id))
+    end
+  end
+  return EXIT_IDLE
+end
+
+-- Run start(opts) -> handle with the CLI's output: outputs on stdout as
+-- they are committed, events on stderr when asked; returns the exit status.
+local function execute(start, opts, durable)
+  local weft = require("weft")
+  local encode = weft.json.encode
+  local events = opts["--events"]
+  local function on_event(ev)
+    if ev.type == "output" then
+      local ok, line = pcall(encode, ev.data)
+      if not ok then line = encode("<output not JSON-serialisable: " .. tostring(line) .. ">") end
+      stdout:write(line, "\n")
+      stdout:flush()
+    end
+    if events == "jsonl" then
+      stderr:write(_M.jsonl_event(ev), "\n")
+    elseif events == "pretty" then
+      stderr:write(_M.pretty_event(ev), "\n")
+    end
+  end
+  local run_opts = {
+    on_event = on_event,
+    max_supersteps = opts["--max-supersteps"],
+    max_concurrency = opts["--max-concurrency"],
+    events = false, -- the CLI streams; no need to keep the log
+  }
+  local ok, res = xpcall(function() return start(run_opts):wait() end, handler)
+  stdout:flush()
+  if not ok then return fail(EXIT_FAILED, "run failed: " .. one_line(res, 2000)) end
+  if res.status == "completed" then return EXIT_OK end
+  if res.status == "cancelled" then return fail(EXIT_FAILED, "run failed: cancelled") end
+  if res.status == "idle" then return report_idle(res, durable) end
+  return fail(EXIT_FAILED, "run failed: " .. one_line(res.error or res.status or "unknown error", 2000))
+end
+
 local function cmd_run(parsed)
   local opts = parsed.opts
   local input, kind, err = read_input(opts)
@@ -438,46 +528,103 @@ local function cmd_run(parsed)
 
   local wf, code = load_from("run", parsed)
   if not wf then return code end
-
-  local weft = require("weft")
-  local encode = weft.json.encode
-  local events = opts["--events"]
-  local printed = 0
-  local function on_event(ev)
-    if ev.type == "output" then
-      local ok, line = pcall(encode, ev.data)
-      if not ok then line = encode("<output not JSON-serialisable: " .. tostring(line) .. ">") end
-      stdout:write(line, "\n")
-      stdout:flush()
-      printed = printed + 1
+  local durable = opts["--store"] ~= nil
+  return execute(function(run_opts)
+    if durable then
+      run_opts.store = store_url(opts)
+      run_opts.script = _M.script_record(parsed)
     end
-    if events == "jsonl" then
-      stderr:write(_M.jsonl_event(ev), "\n")
-    elseif events == "pretty" then
-      stderr:write(_M.pretty_event(ev), "\n")
-    end
-  end
+    return wf:spawn(input, run_opts)
+  end, opts, durable)
+end
 
-  local run_opts = {
-    on_event = on_event,
-    max_supersteps = opts["--max-supersteps"],
-    max_concurrency = opts["--max-concurrency"],
-    events = false, -- the CLI streams; no need to keep the log
-  }
-  local ok, res = xpcall(function() return wf:run(input, run_opts) end, handler)
-  stdout:flush()
-  if not ok then return fail(EXIT_FAILED, "run failed: " .. one_line(res, 2000)) end
-  -- Outputs not seen as events (none expected) are still printed, in order.
-  local outputs = res.outputs or {}
-  for i = printed + 1, #outputs do
-    stdout:write(json_or(outputs[i], '"<output not JSON-serialisable>"'), "\n")
+--- What a durable run records of its script, to reload it on resume:
+-- {path (absolute), args}.
+function _M.script_record(parsed)
+  local path = parsed.positional[1]
+  local ok, proc = pcall(require, "weft.core.proc")
+  local abs = ok and proc.realpath and proc.realpath(path) or path
+  local args = {}
+  for i = 2, #parsed.positional do args[#args + 1] = parsed.positional[i] end
+  for _, a in ipairs(parsed.rest) do args[#args + 1] = a end
+  return { path = abs, args = args }
+end
+
+-- Open the store of `weft runs`; nil and the exit status on failure.
+local function open_store(opts)
+  local url = store_url(opts)
+  local ok, store, err = pcall(require("weft.store").open, url)
+  if not ok or not store then
+    return nil, fail(EXIT_USAGE, "store " .. url .. ": " .. one_line(ok and err or store, 400))
   end
-  if res.status == "completed" then return EXIT_OK end
-  if res.status == "cancelled" then return fail(EXIT_FAILED, "run failed: cancelled") end
-  if res.status == "idle" then
-    return fail(EXIT_FAILED, "run failed: paused waiting on a request (not supported by weft run)")
+  return store
+end
+
+-- The workflow of a durable run's record, reloaded from its script.
+local function workflow_of(rec)
+  local sc = rec.script
+  if type(sc) ~= "table" or type(sc.path) ~= "string" then
+    return nil, script_error(format("run %s has no recorded script (it was not started by weft run)", rec.run_id))
   end
-  return fail(EXIT_FAILED, "run failed: " .. one_line(res.error or res.status or "unknown error", 2000))
+  local wf, err = _M.load_workflow(sc.path, sc.args or {})
+  if not wf then return nil, script_error(err) end
+  return wf
+end
+
+local function cmd_runs(parsed)
+  local sub, opts = parsed.positional[1], parsed.opts
+  local pos = parsed.positional
+  local durable = require("weft.durable")
+  local json = require("weft").json
+  local SUBS = { list = 1, show = 2, resume = 2, respond = 4 }
+  if not SUBS[sub] then
+    return usage_error("runs", sub and ("unknown subcommand '" .. sub .. "'") or "missing subcommand")
+  end
+  if #pos ~= SUBS[sub] then
+    return usage_error("runs", format("'runs %s' takes %d argument(s)", sub, SUBS[sub] - 1))
+  end
+  local store, code = open_store(opts)
+  if not store then return code end
+  if sub == "list" then
+    local rows, err = store:scan("runs", "")
+    if not rows then return fail(EXIT_USAGE, "store: " .. one_line(err, 400)) end
+    say(stdout, format("%-28s %-20s %-10s %s", "RUN", "WORKFLOW", "STATUS", "SUPERSTEP"))
+    for _, row in ipairs(rows) do
+      local ok, rec = pcall(json.decode, row.value)
+      if ok and type(rec) == "table" then
+        say(stdout, format("%-28s %-20s %-10s %s", row.key, tostring(rec.workflow),
+          tostring(rec.status), tostring(rec.superstep)))
+      else
+        say(stdout, format("%-28s (corrupt record)", row.key))
+      end
+    end
+    return EXIT_OK
+  end
+  local ok, rec, err = pcall(durable.record, store, pos[2])
+  if not ok then return fail(EXIT_USAGE, one_line(rec, 400)) end
+  if not rec then return fail(EXIT_USAGE, one_line(err, 400)) end
+  if sub == "show" then
+    rec.open_requests = json.array(durable.open_requests(store, pos[2]))
+    say(stdout, json.encode(rec, { pretty = true }))
+    return EXIT_OK
+  end
+  local wf, wcode = workflow_of(rec)
+  if not wf then return wcode end
+  if sub == "resume" then
+    return execute(function(run_opts)
+      run_opts.store, run_opts.from, run_opts.force = store, opts["--from"], opts["--force"]
+      return wf:resume(pos[2], run_opts)
+    end, opts, true)
+  end
+  local v, derr = json.decode(pos[4])
+  if v == nil and derr then return usage_error("runs", "respond: invalid JSON: " .. one_line(derr)) end
+  if v == json.null then v = nil end
+  local aok, aerr = durable.answer(store, pos[2], pos[3], v)
+  if not aok then return fail(EXIT_USAGE, "respond: " .. one_line(aerr, 400)) end
+  return execute(function(run_opts)
+    run_opts.store = store
+    return wf:resume(pos[2], run_opts)
+  end, opts, true)
 end
 
 local function plural(n, word)
@@ -535,7 +682,7 @@ local function cmd_version(info)
   return EXIT_OK
 end
 
-local HANDLERS = { run = cmd_run, check = cmd_check, graph = cmd_graph }
+local HANDLERS = { run = cmd_run, runs = cmd_runs, check = cmd_check, graph = cmd_graph }
 
 --- Entry point: args = the command line without the program name; info =
 -- {exe, root, version} from main.c. Returns the exit status.
