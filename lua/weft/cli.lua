@@ -34,6 +34,7 @@ COMMANDS.run = {
       help = "print every event on stderr: one readable line (pretty) or one JSON object (jsonl) each" },
     { "--max-supersteps", arg = "N", int = true, help = "fail the run after N supersteps (default 100)" },
     { "--max-concurrency", arg = "N", int = true, help = "at most N invocations at once (default unlimited)" },
+    { "--run-id", arg = "ID", help = "the run's id (default: generated)" },
     { "--store", arg = "URL", help = "make the run durable: checkpoints in URL (sqlite:PATH, "
       .. "redis://HOST:PORT/DB; `--store default` = " .. DEFAULT_STORE .. ")" },
   },
@@ -530,6 +531,7 @@ local function cmd_run(parsed)
   if not wf then return code end
   local durable = opts["--store"] ~= nil
   return execute(function(run_opts)
+    run_opts.run_id = opts["--run-id"]
     if durable then
       run_opts.store = store_url(opts)
       run_opts.script = _M.script_record(parsed)
