@@ -338,10 +338,13 @@ int wf_run_set_state(wf_run_t *r, uint32_t seq, const char *key, wf_val_t v,
   return WF_OK;
 }
 
-/* The invocation's own latest write of key, else the committed value. */
+/* The invocation's own latest write of key, else the committed value; for
+ * a key with a reducer always the committed value (own writes are folded
+ * at the barrier). */
 wf_val_t wf_run_get_state(wf_run_t *r, uint32_t seq, const char *key) {
   wf_invx_t *x = live_inv(r, seq);
   if (!x || !key) return 0;
+  if (wf_graph_reducer(r->g, key) >= 0) return wf_state_get(r->state, key);
   int found = 0;
   wf_val_t v = 0;
   for (int k = x->rhead; k >= 0; k = r->recs[k].next) {

@@ -179,7 +179,8 @@ int wf_run_emit_live(wf_run_t *r, uint32_t seq, wf_ev_type_t type,
 int wf_run_set_state(wf_run_t *r, uint32_t seq, const char *key, wf_val_t v,
                      wf_err_t *err);
 /* Read key as this invocation sees it: its own latest write (a write of 0
- * deletes the key at commit), else the committed value. Borrowed handle,
+ * deletes the key at commit), else the committed value; for a key with a
+ * reducer, the committed value (own writes are folded at the barrier). Borrowed handle,
  * 0 = none; also 0 for a stale seq. */
 wf_val_t wf_run_get_state(wf_run_t *r, uint32_t seq, const char *key);
 

@@ -9,7 +9,13 @@
  *     one Redis MULTI/EXEC).
  * Every operation completes through a callback (redis: when the reply
  * arrives; sqlite and memory: from a deferred callback, never inside the
- * call), which never runs Lua. Depends on loop.h, sqlite3, hiredis. */
+ * call), which never runs Lua. Depends on loop.h, sqlite3, hiredis.
+ *
+ * Names: ns is 1..128 bytes of [A-Za-z0-9_.:/-] (it becomes part of Redis
+ * key names); keys and prefixes are any NUL-free strings, values any bytes.
+ * Keys sort bytewise (memcmp, shorter first) on every backend. A bad ns
+ * fails the operation (a batch: its commit) with an error naming it.
+ * docs/store.md describes the SQLite schema and the Redis key layout. */
 #ifndef WF_STORE_H
 #define WF_STORE_H
 
@@ -35,17 +41,25 @@ typedef struct wf_store_result {
 
 typedef void (*wf_store_cb)(void *ud, const wf_store_result_t *r);
 
-/* Open url ("sqlite:PATH", "redis://host:port[/db]", "memory:"); for sqlite
- * the file and its schema are created if needed (a read-only or corrupt
- * file is an error naming it); for redis the connection is made
- * asynchronously (errors surface on the first operation). NULL with err on
- * a bad url. */
+/* Open url ("sqlite:PATH", "redis://[[user]:password@]host[:port][/db]
+ * [?timeout=SECONDS]", "memory:"); for sqlite the file, its parent
+ * directory and its schema are created if needed (a read-only or corrupt
+ * file, or one with another schema version, is an error naming it; nothing
+ * is overwritten); for redis the connection is made asynchronously
+ * (errors surface on the first operation; while the server is unreachable
+ * operations fail at once and the store reconnects in the background).
+ * NULL with err on a bad url. */
 wf_store_t *wf_store_open(wf_loop_t *l, const char *url, wf_err_t *err);
-/* Close after pending operations complete or fail ("store closed"); NULL
- * is a no-op. */
+/* Close: stop the backend's I/O and deliver every pending callback before
+ * returning (sqlite, memory: with its result, as the operation already ran;
+ * redis: replies still awaited fail with "store closed" — a batch in
+ * flight may or may not have been applied). Callbacks may call it; call it
+ * once. NULL is a no-op. */
 void wf_store_close(wf_store_t *s);
 /* The backend: "sqlite", "redis" or "memory". */
 const char *wf_store_kind(const wf_store_t *s);
+/* The url it was opened with, any password replaced by "***". */
+const char *wf_store_url(const wf_store_t *s);
 
 void wf_store_get(wf_store_t *s, const char *ns, const char *key,
                   wf_store_cb cb, void *ud);
@@ -53,7 +67,8 @@ void wf_store_get(wf_store_t *s, const char *ns, const char *key,
  * (0: all). */
 void wf_store_scan(wf_store_t *s, const char *ns, const char *prefix,
                    size_t limit, wf_store_cb cb, void *ud);
-/* Entries of log (ns, key) numbered from..to inclusive (to 0: the end). */
+/* Entries of log (ns, key) numbered from..to inclusive (from <= 1: the
+ * first; to 0: the last); none for a log that does not exist. */
 void wf_store_range(wf_store_t *s, const char *ns, const char *key,
                     long long from, long long to, wf_store_cb cb, void *ud);
 
@@ -61,11 +76,15 @@ void wf_store_range(wf_store_t *s, const char *ns, const char *key,
 wf_store_batch_t *wf_store_batch(wf_store_t *s);
 void wf_store_put(wf_store_batch_t *b, const char *ns, const char *key,
                   const char *val, size_t len);
+/* Delete the record (ns, key) and the log (ns, key) (its numbering starts
+ * again from 1). */
 void wf_store_del(wf_store_batch_t *b, const char *ns, const char *key);
 /* Delete every record of ns whose key starts with prefix, and the logs
  * with that key prefix. */
 void wf_store_del_prefix(wf_store_batch_t *b, const char *ns,
                          const char *prefix);
+/* Append an entry to log (ns, key); it is numbered one past the last
+ * number the log gave (trimming never renumbers; del restarts at 1). */
 void wf_store_append(wf_store_batch_t *b, const char *ns, const char *key,
                      const char *val, size_t len);
 /* Drop the entries of a log numbered below keep_from. */
@@ -77,6 +96,11 @@ void wf_store_trim(wf_store_batch_t *b, const char *ns, const char *key,
 void wf_store_commit(wf_store_batch_t *b, wf_store_cb cb, void *ud);
 /* Discard an uncommitted batch. */
 void wf_store_discard(wf_store_batch_t *b);
+/* For tests: the next commit fails ("injected failure") after `after` of
+ * its writes were applied (memory: then undone; sqlite: inside the
+ * transaction, then rolled back; redis: a command that fails is queued in
+ * the MULTI, so EXEC discards the transaction). */
+void wf_store_inject_failure(wf_store_t *s, size_t after);
 
 /* Bytes the backend holds for ns (the sum of key and value lengths of its
  * records and log entries), in r->len, for the storage-growth spec. */
