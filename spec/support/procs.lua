@@ -1,0 +1,124 @@
+--- spec/support/procs.lua — child processes for integration specs that
+-- must not block the loop (the test server may run in the same process):
+-- start a command in the background with its output in files, poll its
+-- exit with weft.sleep, kill it; start and stop a private redis-server.
+local weft = require "weft"
+
+local _M = {}
+
+local fmt = string.format
+
+--- The weft executable under test.
+function _M.weft_bin()
+  return os.getenv("WEFT_BIN") or "weft"
+end
+
+-- Quote s for sh.
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+_M.quote = q
+
+-- Read a whole file (nil if absent).
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+_M.slurp = slurp
+
+--- Start argv (a list) in the background with env (table) set; returns a
+-- process {pid, out, err, rc paths}.
+function _M.spawn(argv, env)
+  local dir = os.tmpname()
+  os.remove(dir)
+  os.execute("mkdir -p " .. q(dir))
+  local p = { dir = dir, out = dir .. "/out", err = dir .. "/err", rc = dir .. "/rc", pidf = dir .. "/pid" }
+  local parts = {}
+  for k, v in pairs(env or {}) do parts[#parts + 1] = k .. "=" .. q(v) end
+  for _, a in ipairs(argv) do parts[#parts + 1] = q(a) end
+  local cmd = table.concat(parts, " ")
+  os.execute(fmt("sh -c %s &", q(fmt("env %s >%s 2>%s & echo $! >%s; wait $!; echo $? >%s",
+    cmd, q(p.out), q(p.err), q(p.pidf), q(p.rc)))))
+  for _ = 1, 500 do
+    local s = slurp(p.pidf)
+    if s and s:match("%d+") then p.pid = tonumber(s:match("%d+")); break end
+    weft.sleep(0.002)
+  end
+  assert(p.pid, "the child did not start")
+  return p
+end
+
+--- Wait (yielding to the loop) until p exits; returns its exit status,
+-- stdout, stderr. Raises after timeout seconds.
+function _M.wait(p, timeout)
+  local deadline = weft.clock() + (timeout or 60)
+  while true do
+    local rc = slurp(p.rc)
+    if rc and rc:match("%d") then
+      local out, err = slurp(p.out) or "", slurp(p.err) or ""
+      os.execute("rm -rf " .. q(p.dir))
+      return tonumber(rc:match("%d+")), out, err
+    end
+    if weft.clock() > deadline then
+      _M.kill(p)
+      error("child " .. p.pid .. " did not exit in time; stderr: " .. (slurp(p.err) or ""), 2)
+    end
+    weft.sleep(0.005)
+  end
+end
+
+--- SIGKILL the child.
+function _M.kill(p)
+  os.execute("kill -9 " .. p.pid .. " 2>/dev/null")
+end
+
+--- Run argv to completion (yielding); returns status, stdout, stderr.
+function _M.run(argv, env, timeout)
+  return _M.wait(_M.spawn(argv, env), timeout)
+end
+
+--- A free loopback TCP port.
+function _M.free_port()
+  local tcp = require "weft.tcp"
+  local s = assert(tcp.listen("127.0.0.1", 0))
+  local port = s:port()
+  s:close()
+  return port
+end
+
+--- Start a private redis-server on a free port (nil when not installed);
+-- opts.dir + opts.persist keep data across restarts (appendonly, fsync
+-- always). Returns {port, url, stop(), start()}.
+function _M.redis(opts)
+  opts = opts or {}
+  if os.execute("command -v redis-server >/dev/null 2>&1") ~= 0 then return nil end
+  local r = { port = _M.free_port(), dir = opts.dir }
+  r.url = fmt("redis://127.0.0.1:%d/0", r.port)
+  function r.start()
+    local args = { "redis-server", "--port", tostring(r.port), "--bind", "127.0.0.1", "--save", "" }
+    if opts.persist then
+      for _, a in ipairs({ "--appendonly", "yes", "--appendfsync", "always", "--dir", r.dir }) do args[#args + 1] = a end
+    else
+      for _, a in ipairs({ "--appendonly", "no" }) do args[#args + 1] = a end
+    end
+    r.proc = _M.spawn(args)
+    for _ = 1, 400 do -- until it accepts connections
+      local ok, c = pcall(require("weft.tcp").connect, "127.0.0.1", r.port, 0.05)
+      if ok and c then c:close(); return end
+      weft.sleep(0.005)
+    end
+    error("redis-server did not start on port " .. r.port)
+  end
+  function r.stop()
+    if r.proc then
+      os.execute("kill " .. r.proc.pid .. " 2>/dev/null")
+      _M.wait(r.proc, 10)
+      r.proc = nil
+    end
+  end
+  r.start()
+  return r
+end
+
+return _M
