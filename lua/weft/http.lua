@@ -162,11 +162,19 @@ local function run_stream(req, stream)
   end
 end
 
+local perform -- below
+
 --- request{method, url, headers, body, timeout, connect_timeout,
 -- idle_timeout, max_body, stream, framing} -> res | nil, err, code.
 -- res = {status, headers, body}; see docs/io.md.
 function _M.request(opts)
   local o, stream = build(opts)
+  -- journaled in durable runs: a re-executed invocation gets this result
+  return require("weft.durable").call("http", perform, o, stream)
+end
+
+-- Start request o and wait for its result (streaming to stream if given).
+perform = function(o, stream)
   local req, err, code = core.start(o)
   if not req then return nil, err, code end
   if stream then return run_stream(req, stream) end

@@ -225,7 +225,8 @@ function _M.run(opts)
 
   spec.uid, spec.gid = drop_ids()
   spec.wrap = wrap
-  local r, err = proc.run(spec)
+  -- journaled in durable runs: a re-executed invocation gets this result
+  local r, err = require("weft.durable").call("sandbox", proc.run, spec)
   if not r then return nil, "sandbox.run: " .. err end
   local stderr = r.stderr
   if r.error and stderr == "" then stderr = r.error .. "\n" end

@@ -164,6 +164,11 @@ end
 -- "http_<status>", an HTTP failure code, "protocol", "provider"). Chunks:
 -- {text}, {tool_call_delta = {index (1-based), id, name, arguments}},
 -- then {done = true, usage, finish_reason}. Misuse raises.
+-- durable.call (journaled I/O), loaded on first use.
+local function journal(...)
+  return require("weft.durable").call(...)
+end
+
 function _M.chat(opts)
   if type(opts) ~= "table" then error("llm.chat: expects a table of options", 2) end
   local model = opts.model
@@ -188,7 +193,8 @@ function _M.chat(opts)
   local body = json.encode(built.body)
   local emit = call.stream and sink(opts) or nil
   local policy = common.policy(opts)
-  return common.with_retries(policy, function()
+  -- journaled in durable runs: a re-executed invocation gets this result
+  return journal("llm", common.with_retries, policy, function()
     return attempt(P, call, cfg, opts, body, built, emit)
   end, { sleep = _M.sleep, rand = random })
 end
