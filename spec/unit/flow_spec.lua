@@ -357,6 +357,30 @@ describe("weft.flow.Flow", function()
       assert.mentions("unknown field 'exec'", h.error_of(Flow, { start = a, exec = function() end }))
     end)
 
+    it("rejects a flow that would run inside itself", function()
+      local a = Node{ name = "a" }
+      local f = Flow{ name = "loop", start = a }
+      a:next(f)
+      assert.equal("flow 'loop': runs inside itself (a flow cannot be one of its own nodes)",
+                   h.error_of(function() f:run() end))
+    end)
+
+    it("runs the same inner flow twice in a row", function()
+      local inner = Flow{ name = "inner", start = step("x", { "again", "stop" }) }
+      inner:on("again", inner)
+      local warnings = {}
+      local action, shared = Flow{ start = inner }:run({}, { warn = function(m) warnings[#warnings + 1] = m end })
+      assert.equal("stop", action)
+      assert.same({ "x", "x" }, shared.trace)
+      assert.equal(1, #warnings)
+    end)
+
+    it("rejects run options that are not functions", function()
+      local f = Flow{ start = Node{} }
+      assert.mentions("run option warn must be a function", h.error_of(function() f:run({}, { warn = 1 }) end))
+      assert.mentions("run options must be a table", h.error_of(function() f:run({}, 1) end))
+    end)
+
     it("rejects a shared value that is not a table", function()
       assert.mentions("run expects a shared table, got string", h.error_of(function() Flow{ start = Node{} }:run("x") end))
     end)
@@ -452,6 +476,38 @@ describe("flow:as_executor", function()
                     post = function(s, _, e) s.attempts = e end }
     local res = Flow{ name = "f", start = n }:as_workflow():run({})
     assert.same({ { attempts = 2 } }, res.outputs)
+  end)
+
+  it("runs agents in its nodes, in the seed's research -> write -> review loop", function()
+    local llm = require "weft.llm"
+    local agents = require "weft.agents"
+    llm.mock.register("flow_spec_review", {
+      { match = "v2", reply = "APPROVED" },
+      { reply = "REVISE: more" },
+    })
+    local writer = agents.writer{ model = "mock:echo" }
+    local reviewer = agents.reviewer{ model = "mock:flow_spec_review" }
+    local write = Node{
+      name = "write",
+      prep = function(s) s.version = (s.version or 0) + 1; return "v" .. s.version .. " of " .. s.input end,
+      exec = function(prompt) return assert(writer:run(prompt)).text end,
+      post = function(s, _, text) s.draft = text end,
+    }
+    local review = Node{
+      name = "review",
+      prep = function(s) return s.draft end,
+      exec = function(draft) return assert(reviewer:run(draft)).text end,
+      post = function(s, _, text) return (agents.verdict(text)) end,
+    }
+    write:next(review)
+    review:on("revise", write)
+    local res = Flow{ name = "article", start = write }:as_workflow():run("tides")
+    assert.equal("completed", res.status, res.error)
+    assert.same({ { input = "tides", version = 2, draft = "echo: v2 of tides" } }, res.outputs)
+    local actions = {}
+    for _, ev in ipairs(h.filter(res.events, "custom")) do actions[#actions + 1] = ev.data.node .. ":" .. ev.data.action end
+    assert.same({ "write:default", "review:revise", "write:default", "review:approve" }, actions)
+    llm.mock.register("flow_spec_review", nil)
   end)
 
   it("rejects a bad id and calls on something that is not a flow", function()

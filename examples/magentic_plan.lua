@@ -1,0 +1,91 @@
+-- examples/magentic_plan.lua — magentic planning: a planner agent splits a
+-- task into steps and assigns each to a participant (research, writer,
+-- translator), records every attempt in a ledger, re-plans when a step
+-- makes no progress, and writes the final answer.
+--
+--   weft run examples/magentic_plan.lua --events pretty          # offline
+--   weft run examples/magentic_plan.lua -- openai:gpt-4o-mini     # a real model
+--
+-- Offline, the mock models "plan_planner", "plan_research",
+-- "plan_writer" and "plan_translator" are scripted. The first plan gives
+-- the French translation to the writer, who declines ("STALL: I cannot
+-- translate..."): that step makes no progress, so (max_stalls = 1) the
+-- planner re-plans and hands it to the translator. Output
+-- (weft.patterns.magentic): {text, reason, rounds, replans, plan, ledger};
+-- the run's "plan" and "progress" custom events show each decision.
+local weft = require "weft"
+local llm = require "weft.llm"
+local json = require "weft.json"
+local agents = require "weft.agents"
+local patterns = require "weft.patterns"
+
+local MODEL = ... -- an optional "provider:model" for every agent
+local TASK = "Announce weft's new handoff pattern to our users, in English and in French."
+
+local FACTS = "weft 0.4 adds the handoff pattern: agents pass a conversation to each other "
+  .. "through generated handoff_to_<peer> tools, and max_handoffs bounds every loop."
+local ENGLISH = "weft 0.4 is out! With the new handoff pattern, your agents pass a conversation "
+  .. "to the right specialist on their own, and max_handoffs keeps every loop bounded."
+local FRENCH = "weft 0.4 est disponible ! Avec le nouveau modèle handoff, vos agents passent "
+  .. "d'eux-mêmes une conversation au bon spécialiste, et max_handoffs borne chaque boucle."
+
+-- The result of the done step of a participant in the ledger text of a
+-- planner prompt ("N. [name] step -> done: result").
+local function done_result(prompt, name)
+  return prompt:match("%d+%. %[" .. name .. "%] [^\n]- %-> done: ([^\n]*)")
+end
+
+llm.mock.register("plan_planner", {
+  { match = "Split the task into steps", reply = json.encode(json.array{
+      { step = "Collect the facts about the handoff pattern", participant = "research" },
+      { step = "Write a two-sentence announcement in English", participant = "writer" },
+      { step = "Translate the announcement into French", participant = "writer" },
+    }) },
+  { match = "Write a new plan for what is left", reply = "```json\n" .. json.encode(json.array{
+      { step = "Translate the announcement into French", participant = "translator" },
+    }) .. "\n```" },
+  { match = "Write the final answer", reply = function(messages)
+      local prompt = messages[#messages].content
+      return ("English: %s\n\nFrench: %s"):format(done_result(prompt, "writer") or "(missing)",
+                                                  done_result(prompt, "translator") or "(missing)")
+    end },
+})
+llm.mock.register("plan_research", { { reply = FACTS } })
+llm.mock.register("plan_writer", {
+  { match = "Your step %(%d+ of %d+%): Translate",
+    reply = "STALL: I cannot translate into French; the translator should take this step." },
+  { reply = ENGLISH },
+})
+llm.mock.register("plan_translator", { { reply = FRENCH } })
+
+local planner = weft.agent{
+  name = "planner", model = MODEL or "mock:plan_planner", temperature = 0,
+  description = "plans the work and writes the final answer",
+  instructions = "You are the lead of a small team. You split tasks into steps, give each step to "
+    .. "the participant best suited for it, follow the progress and write the final answer from "
+    .. "the participants' results. Follow the reply format each request asks for exactly.",
+}
+local research = agents.research{ model = MODEL or "mock:plan_research", max_points = 3 }
+local writer = agents.writer{ model = MODEL or "mock:plan_writer", max_words = 60,
+                              extra_instructions = "You write in English only. If a step asks for "
+                                .. "something else, reply 'STALL:' and say who should do it." }
+local translator = agents.translator{ model = MODEL or "mock:plan_translator", target_language = "French" }
+
+local wf = patterns.magentic{
+  name = "magentic_plan",
+  planner = planner,
+  participants = { research, writer, translator },
+  max_stalls = 1,
+  max_rounds = 10,
+}
+
+-- `weft run` without --input gives "": plan the sample task then.
+for _, method in ipairs({ "run", "spawn", "stream" }) do
+  local inner = wf[method]
+  wf[method] = function(self, input, opts)
+    if input == nil or input == "" then input = TASK end
+    return inner(self, input, opts)
+  end
+end
+
+return wf
