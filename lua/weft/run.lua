@@ -113,6 +113,13 @@ end
 --- Create and start the run (restore: a rebuilt checkpoint, d: durable
 -- state from weft.durable).
 function _M.start(wf, input, opts, level, d, restore)
+  local dflt = wf._defaults
+  if dflt then
+    local o = {}
+    for k, v in pairs(dflt) do o[k] = v end
+    for k, v in pairs(opts) do o[k] = v end
+    opts = o
+  end
   opts = propagating(opts)
   if opts.store and not d then
     d = require("weft.durable").begin(wf, opts, input)

@@ -137,6 +137,23 @@ function Builder:fan_in(sources, to, opts)
   return self
 end
 
+local DEFAULTS = { max_supersteps = true, max_concurrency = true }
+
+--- Default run options of the built workflow (max_supersteps,
+-- max_concurrency), used when a run does not give its own; they also apply
+-- to resumed runs.
+function Builder:defaults(d)
+  if type(d) ~= "table" then error("defaults: expects a table {max_supersteps = n, ...}", 2) end
+  for k, v in pairs(d) do
+    if not DEFAULTS[k] then error(("defaults: unknown option '%s'"):format(tostring(k)), 2) end
+    if type(v) ~= "number" or v ~= math.floor(v) or v < (k == "max_concurrency" and 0 or 1) then
+      error(("defaults: %s must be an integer"):format(k), 2)
+    end
+  end
+  self._defaults = d
+  return self
+end
+
 --- Declare per-key state reducers: `:state{ key = weft.reduce.append }`.
 function Builder:state(spec)
   if type(spec) ~= "table" then error("state: expects a table {key = reducer}", 2) end
@@ -258,6 +275,7 @@ local function compile(self)
   return setmetatable({
     name = name, start = start.id, _graph = g, _order = order, _index = index,
     _ids = ids, _handlers = handlers, _edges = desc_edges, _reducer_fns = self._reducers,
+    _defaults = self._defaults,
   }, Workflow)
 end
 

@@ -1,0 +1,259 @@
+--- weft.patterns.common — helpers shared by the orchestration patterns:
+-- option and agent-list validation (errors name the pattern, the field and
+-- the agent), input normalisation to a message list, calling an agent on a
+-- fresh thread (errors become `nil, err` naming the agent), finding
+-- participant names in a text, and a default `max_supersteps` for the
+-- built workflow (a pattern's loop may need more than the run default of
+-- 100 supersteps). Uses weft.json.
+local json = require "weft.json"
+
+local type, error, pairs, ipairs, tostring, pcall, getmetatable, select =
+  type, error, pairs, ipairs, tostring, pcall, getmetatable, select
+local sformat, concat, lower, sort = string.format, table.concat, string.lower, table.sort
+
+local _M = {}
+
+--- True when v can be called (a function or a table with __call).
+function _M.callable(v)
+  if type(v) == "function" then return true end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and type(mt.__call) == "function"
+end
+
+--- Check that opts is a table with only the known keys; raises "<pattern>:
+-- unknown option 'x' (known: ...)" at level.
+function _M.check_options(pattern, opts, known, level)
+  level = (level or 1) + 1
+  if type(opts) ~= "table" then
+    error(sformat("%s: expects an options table {agents = {...}, ...}, got %s", pattern, type(opts)), level)
+  end
+  for k in pairs(opts) do
+    if not known[k] then
+      local names = {}
+      for n in pairs(known) do names[#names + 1] = n end
+      sort(names)
+      error(sformat("%s: unknown option '%s' (known: %s)", pattern, tostring(k), concat(names, ", ")), level)
+    end
+  end
+end
+
+--- True when v looks like an agent: a table with a name and a run method.
+function _M.is_agent(v)
+  return type(v) == "table" and type(v.name) == "string" and v.name ~= "" and _M.callable(v.run)
+end
+
+--- Validate a list of agents (field `what` of pattern): non-empty, each an
+-- agent, names unique and not among `reserved` (ids of the pattern's own
+-- executors). Returns the list of names and a name -> agent map; raises at
+-- level naming the offending entry.
+function _M.check_agents(pattern, list, what, reserved, level)
+  level = (level or 1) + 1
+  if type(list) ~= "table" or list[1] == nil then
+    error(sformat("%s: %s must be a non-empty list of agents", pattern, what), level)
+  end
+  local names, byname, at = {}, {}, {}
+  for i, a in ipairs(list) do
+    if not _M.is_agent(a) then
+      error(sformat("%s: %s[%d] is not an agent (a table with a name and a run method, e.g. weft.agent{...}), got %s",
+                    pattern, what, i, type(a)), level)
+    end
+    local n = a.name
+    if at[n] then
+      error(sformat("%s: duplicate agent name '%s' (%s[%d] and %s[%d])", pattern, n, what, at[n], what, i), level)
+    end
+    if reserved and reserved[n] then
+      error(sformat("%s: agent name '%s' (%s[%d]) is reserved: the pattern has an executor with this id",
+                    pattern, n, what, i), level)
+    end
+    at[n] = i
+    names[i], byname[n] = n, a
+  end
+  local count = 0
+  for k in pairs(list) do
+    count = count + 1
+    if type(k) ~= "number" then
+      error(sformat("%s: %s must be a list (found key '%s')", pattern, what, tostring(k)), level)
+    end
+  end
+  if count ~= #names then error(sformat("%s: %s must be a list without holes", pattern, what), level) end
+  return names, byname
+end
+
+--- Check an optional positive integer option; returns it or the default.
+function _M.check_int(pattern, opts, key, default, min, level)
+  local v = opts[key]
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= math.floor(v) or v < min then
+    error(sformat("%s: %s must be an integer >= %d, got %s", pattern, key, min, tostring(v)), (level or 1) + 1)
+  end
+  return v
+end
+
+-- A copy of a message (received values are read-only; agents may normalise
+-- the messages they are given).
+local function copy_message(m)
+  local c = {}
+  for k, v in pairs(m) do c[k] = v end
+  return c
+end
+
+--- The run input as a new list of messages: a string is one user message,
+-- a message table {role, content} a list of one, a list of messages is
+-- copied. Raises "<pattern>: input must be ..." otherwise.
+function _M.to_messages(pattern, input)
+  local t = type(input)
+  if t == "string" then return { { role = "user", content = input } } end
+  if t == "table" then
+    if type(input.role) == "string" then return { copy_message(input) } end
+    if input[1] ~= nil then
+      local out = {}
+      for i, m in ipairs(input) do
+        if type(m) ~= "table" or type(m.role) ~= "string" then
+          error(sformat("%s: input[%d] is not a message {role, content}", pattern, i), 0)
+        end
+        out[i] = copy_message(m)
+      end
+      return out
+    end
+  end
+  error(sformat("%s: input must be a string or a list of messages {role, content}, got %s",
+                pattern, t == "table" and "an empty or non-message table" or t), 0)
+end
+
+--- A shallow copy of a list with extra items appended.
+function _M.append(list, ...)
+  local out = {}
+  for i = 1, #list do out[i] = list[i] end
+  local n = #out
+  for i = 1, select("#", ...) do out[n + i] = select(i, ...) end
+  return out
+end
+
+--- Call agent:run(messages, thread) on a copy of the messages and thread
+-- (default: a fresh one). Returns the run result, or nil and an error
+-- naming the agent (for a returned error, a raised one, or a result that
+-- is not a table).
+function _M.call_agent(agent, messages, thread)
+  local input = {}
+  for i, m in ipairs(messages) do input[i] = copy_message(m) end
+  if thread == nil and _M.callable(agent.new_thread) then
+    local ok, th = pcall(agent.new_thread, agent)
+    if ok then thread = th end
+  end
+  local ok, res, err = pcall(agent.run, agent, input, thread)
+  local name = agent.name
+  local msg
+  if not ok then
+    msg = tostring(res)
+  elseif type(res) ~= "table" then
+    msg = err ~= nil and tostring(err) or "the run returned no result"
+  else
+    if res.text ~= nil and type(res.text) ~= "string" then
+      return nil, sformat("agent '%s': the run's text is a %s, not a string", name, type(res.text))
+    end
+    return res
+  end
+  if not msg:find("'" .. name .. "'", 1, true) then msg = sformat("agent '%s': %s", name, msg) end
+  return nil, msg
+end
+
+--- The assistant message of an agent's reply in a shared conversation.
+function _M.reply_message(name, text)
+  return { role = "assistant", name = name, content = text or "" }
+end
+
+--- The text of a message list as a transcript, one "[name]: content" block
+-- per message (name, else role).
+function _M.transcript(messages)
+  local out = {}
+  for i, m in ipairs(messages) do
+    local who = m.name or m.role or "?"
+    local c = m.content
+    if c == json.null or c == nil then c = "" end
+    out[i] = sformat("[%s]: %s", tostring(who), tostring(c))
+  end
+  return concat(out, "\n")
+end
+
+--- The text of the last user message of a list ("" when none).
+function _M.last_user_text(messages)
+  for i = #messages, 1, -1 do
+    local m = messages[i]
+    if m.role == "user" and type(m.content) == "string" then return m.content end
+  end
+  return ""
+end
+
+-- True when the byte at position i of s is not a name character (or i is
+-- outside s).
+local function boundary(s, i)
+  if i < 1 or i > #s then return true end
+  return not s:sub(i, i):match("[%w_]")
+end
+
+--- Position of the first mention of word in text as a whole word (case
+-- insensitive, plain), or nil.
+function _M.find_word(text, word)
+  local s, w = lower(text), lower(word)
+  local init = 1
+  while true do
+    local a, b = s:find(w, init, true)
+    if not a then return nil end
+    if boundary(s, a - 1) and boundary(s, b + 1) then return a end
+    init = a + 1
+  end
+end
+
+--- The participant of `names` mentioned first in text (as a whole word,
+-- case insensitive), skipping `except`; nil when none is.
+function _M.first_mentioned(text, names, except)
+  if type(text) ~= "string" or text == "" then return nil end
+  local best, pos
+  for _, n in ipairs(names) do
+    if n ~= except then
+      local p = _M.find_word(text, n)
+      -- the earliest mention wins; on a tie (one name inside another, e.g.
+      -- "bob" and "bob-2"), the longer name
+      if p and (pos == nil or p < pos or (p == pos and #n > #best)) then best, pos = n, p end
+    end
+  end
+  return best
+end
+
+--- The participant a short answer names: the whole answer (trimmed of
+-- spaces, quotes and punctuation, case insensitive) if it is a name, else
+-- the first name mentioned in it; nil when it names none.
+function _M.named_participant(text, names)
+  if type(text) ~= "string" then return nil end
+  local t = lower(text:gsub("^[%s\"'`*.:]+", ""):gsub("[%s\"'`*.!:]+$", ""))
+  for _, n in ipairs(names) do
+    if lower(n) == t then return n end
+  end
+  return _M.first_mentioned(text, names)
+end
+
+--- A short quoted excerpt of a text for error messages.
+function _M.excerpt(text, max)
+  text = tostring(text)
+  max = max or 120
+  if #text > max then text = text:sub(1, max) .. "..." end
+  return sformat("%q", text):gsub("\\\n", "\\n")
+end
+
+--- Build b with the default run option max_supersteps = n (used when the
+-- caller does not set it, resumed runs included), so that a pattern's own
+-- bound (max_iterations, max_handoffs, max_rounds) is what stops it, not
+-- the run default of 100 supersteps.
+function _M.default_supersteps(b, n)
+  if n > 100 then b:defaults{ max_supersteps = n } end
+  return b:build()
+end
+
+--- A set (name -> true) of a list of strings.
+function _M.set(list)
+  local s = {}
+  for _, v in ipairs(list) do s[v] = true end
+  return s
+end
+
+return _M
