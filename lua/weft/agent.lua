@@ -5,10 +5,11 @@
 -- instructions, the memory context and the (reduced) thread, runs the tools
 -- the model asks for (handlers may yield) and calls it again until it
 -- answers, up to max_tool_rounds rounds; `agent:stream` does the same with
--- streamed model calls. A failed run returns nil, err, code and leaves the
--- thread as it was. `agent:as_executor(id)` wraps an agent as a workflow
--- executor, and this module installs `Workflow:as_agent(name)` (a workflow
--- behind the agent interface). Everything that talks to a model yields
+-- streamed model calls. The thread changes only when the model has
+-- answered: a failed run (nil, err, code) or a cancelled one leaves it as
+-- it was. `agent:as_executor(id)` wraps an agent as a workflow executor,
+-- and this module installs `Workflow:as_agent(name)` (a workflow behind the
+-- agent interface). Everything that talks to a model yields
 -- inside executors and tasks and runs the loop on the main thread.
 -- Uses weft.json, weft.thread, weft.tool, weft.executor, weft.workflow,
 -- weft.llm (on first use).
@@ -18,8 +19,8 @@ local tool_mod = require "weft.tool"
 local executor = require "weft.executor"
 local workflow = require "weft.workflow"
 
-local type, ipairs, pairs, tostring, error, setmetatable, getmetatable, pcall, select, require =
-  type, ipairs, pairs, tostring, error, setmetatable, getmetatable, pcall, select, require
+local type, ipairs, pairs, tostring, error, setmetatable, getmetatable, pcall, require =
+  type, ipairs, pairs, tostring, error, setmetatable, getmetatable, pcall, require
 local floor = math.floor
 local sformat, concat = string.format, table.concat
 local callable, is_thread = executor.callable, thread_mod.is_thread
@@ -41,7 +42,8 @@ local OPTIONS = { name = true, instructions = true, model = true, tools = true, 
 local LLM_KEYS = { base_url = true, api_key = true, retries = true, timeout = true, idle_timeout = true,
                    retry_base = true, retry_factor = true, retry_max = true, retry_after_max = true }
 
-local llm_mod -- weft.llm, loaded on first use
+local llm_mod
+-- weft.llm, required on first use (loading weft must not load it).
 local function llm()
   if not llm_mod then llm_mod = require "weft.llm" end
   return llm_mod
@@ -171,10 +173,10 @@ local function own_calls(calls, round)
 end
 
 -- Extra context messages from the memory provider (raises on a bad list).
-local function memory_context(self, thread)
+local function memory_context(self, thread, history)
   local mem = self.memory
   if not (mem and mem.before_invoke) then return nil end
-  local list = mem.before_invoke(thread, thread.messages, self)
+  local list = mem.before_invoke(thread, history, self)
   if list == nil then return nil end
   if type(list) ~= "table" then error("memory before_invoke must return a list of messages, got " .. type(list), 0) end
   if list.role ~= nil then list = { list } end
@@ -184,20 +186,34 @@ local function memory_context(self, thread)
   return out
 end
 
--- The messages of the next model call.
-local function request_messages(self, extra, thread)
-  local hist = thread.messages
-  if self.reducer then
-    hist = self.reducer(hist)
-    if type(hist) ~= "table" then error("reducer must return a list of messages, got " .. type(hist), 0) end
-  end
+-- The thread's messages followed by the run's pending ones (a new list).
+local function history(thread, pending)
+  local msgs = thread.messages
+  local out, n = {}, #msgs
+  for i = 1, n do out[i] = msgs[i] end
+  for i = 1, #pending do out[n + i] = pending[i] end
+  return out
+end
+
+-- The messages of the next model call: instructions, memory context, then
+-- the thread and the run's pending messages through the reducer.
+local function request_messages(self, extra, thread, pending)
   local msgs, n = {}, 0
   if self._system then n = 1; msgs[1] = self._system end
   if extra then
     for i = 1, #extra do msgs[n + i] = extra[i] end
     n = n + #extra
   end
-  for i = 1, #hist do msgs[n + i] = hist[i] end
+  if self.reducer then
+    local hist = self.reducer(history(thread, pending))
+    if type(hist) ~= "table" then error("reducer must return a list of messages, got " .. type(hist), 0) end
+    for i = 1, #hist do msgs[n + i] = hist[i] end
+    return msgs
+  end
+  local tm = thread.messages
+  for i = 1, #tm do msgs[n + i] = tm[i] end
+  n = n + #tm
+  for i = 1, #pending do msgs[n + i] = pending[i] end
   return msgs
 end
 
@@ -211,18 +227,23 @@ local function chat_opts(self, msgs, on_chunk)
   return o
 end
 
--- The run itself: returns the result, or nil, err, code. Raises only on
--- errors of user callbacks (stream callback) — the caller rolls back.
-local function turn(self, thread, start, on_chunk)
-  local msgs = thread.messages
-  local ok, extra = pcall(memory_context, self, thread)
-  if not ok then return nil, sformat("agent '%s': memory: %s", self.name, tostring(extra)), "memory" end
+-- The run itself, on the run's pending messages (the input): returns the
+-- result, or nil, err, code. The thread changes only when the model has
+-- answered (the pending messages are appended at once), so a failed or
+-- cancelled run leaves it as it was; a failing after_invoke removes them
+-- again. Raises only for errors of user callbacks (the stream callback).
+local function turn(self, thread, pending, on_chunk)
+  local ok, extra = true, nil
+  if self.memory and self.memory.before_invoke then
+    ok, extra = pcall(memory_context, self, thread, history(thread, pending))
+    if not ok then return nil, sformat("agent '%s': memory: %s", self.name, tostring(extra)), "memory" end
+  end
   local chat = llm().chat
   local usage = { input_tokens = 0, output_tokens = 0, total_tokens = 0 }
   local rounds = 0
   local res
   while true do
-    local rok, req = pcall(request_messages, self, extra, thread)
+    local rok, req = pcall(request_messages, self, extra, thread, pending)
     if not rok then return nil, sformat("agent '%s': reducer: %s", self.name, tostring(req)), "reducer" end
     local err, code
     res, err, code = chat(chat_opts(self, req, on_chunk))
@@ -235,7 +256,7 @@ local function turn(self, thread, start, on_chunk)
     end
     local calls = res.tool_calls
     if not calls or #calls == 0 then
-      msgs[#msgs + 1] = { role = "assistant", content = res.text or "" }
+      pending[#pending + 1] = { role = "assistant", content = res.text or "" }
       break
     end
     if rounds >= self.max_tool_rounds then
@@ -244,22 +265,27 @@ local function turn(self, thread, start, on_chunk)
     end
     rounds = rounds + 1
     local own = own_calls(calls, rounds)
-    msgs[#msgs + 1] = { role = "assistant", content = res.text or "", tool_calls = own }
+    pending[#pending + 1] = { role = "assistant", content = res.text or "", tool_calls = own }
     for _, c in ipairs(own) do
-      msgs[#msgs + 1] = { role = "tool", tool_call_id = c.id, name = c.name, content = run_tool(self, c, thread) }
+      pending[#pending + 1] = { role = "tool", tool_call_id = c.id, name = c.name, content = run_tool(self, c, thread) }
     end
   end
-  local added = {}
-  for i = start + 1, #msgs do added[#added + 1] = msgs[i] end
+  -- commit
+  local msgs = thread.messages
+  local start = #msgs
+  for i = 1, #pending do msgs[start + i] = pending[i] end
   local mem = self.memory
   if mem and mem.after_invoke then
-    local mok, merr = pcall(mem.after_invoke, thread, added, self)
-    if not mok then return nil, sformat("agent '%s': memory: %s", self.name, tostring(merr)), "memory" end
+    local mok, merr = pcall(mem.after_invoke, thread, pending, self)
+    if not mok then
+      for i = #msgs, start + 1, -1 do msgs[i] = nil end
+      return nil, sformat("agent '%s': memory: %s", self.name, tostring(merr)), "memory"
+    end
   end
   local last = res.tool_calls
   return {
     text = res.text or "", tool_calls = last and own_calls(last, rounds + 1) or json.array(),
-    usage = usage, messages = added, thread = thread, finish_reason = res.finish_reason,
+    usage = usage, messages = pending, thread = thread, finish_reason = res.finish_reason,
   }
 end
 
@@ -272,22 +298,16 @@ local function run(self, input, thread, on_chunk, what)
     error(sformat("agent '%s': %s: thread must be a weft.thread (agent:new_thread()), got %s",
                   self.name, what, type(thread)), 3)
   end
-  local start = #thread.messages
+  local pending = {}
   if input ~= nil then
     local ok, list = pcall(norm_input, input, "input")
     if not ok then error(sformat("agent '%s': %s: %s", self.name, what, tostring(list)), 3) end
-    local msgs = thread.messages
-    for i = 1, #list do msgs[start + i] = list[i] end
-  elseif start == 0 then
+    pending = list
+  elseif #thread.messages == 0 then
     error(sformat("agent '%s': %s: no input and the thread is empty", self.name, what), 3)
   end
-  local ok, res, err, code = pcall(turn, self, thread, start, on_chunk)
-  if ok and res then return res end
-  -- a failed run leaves the thread as it was
-  local msgs = thread.messages
-  for i = #msgs, start + 1, -1 do msgs[i] = nil end
-  if not ok then error(res, 0) end
-  return nil, err, code
+  local res, err, code = turn(self, thread, pending, on_chunk)
+  return res, err, code
 end
 
 --- Run the agent on input (a string, a message or a list of messages;
@@ -313,8 +333,9 @@ function Agent:stream(input, thread, on_chunk)
 end
 
 -- The input and thread of an executor message: a string, a message, a
--- list of messages, {thread = serialized, input = ...}, or the
--- {executor_id, response, conversation} another agent executor sent.
+-- list of messages, {thread = serialized, input = ...}, {input = ...}, the
+-- {executor_id, response, conversation} another agent executor sent (its
+-- conversation), or a pattern's {messages = ..., text} (its messages).
 local function executor_input(agent, msg)
   if type(msg) == "table" and msg.role == nil and msg[1] == nil then
     if msg.thread ~= nil then
@@ -328,6 +349,8 @@ local function executor_input(agent, msg)
       return msg.input, th
     elseif msg.conversation ~= nil then
       return msg.conversation, nil
+    elseif msg.messages ~= nil then
+      return msg.messages, nil
     elseif msg.input ~= nil then
       return msg.input, nil
     end
@@ -370,12 +393,14 @@ WorkflowAgent.__index = WorkflowAgent
 WorkflowAgent.__tostring = function(a) return "agent '" .. a.name .. "' (workflow '" .. a.workflow.name .. "')" end
 _M.WorkflowAgent = WorkflowAgent
 
---- The text of a workflow's outputs: strings joined with "\n", other
+--- The text of a workflow's outputs: strings joined with "\n", a table
+-- with a string `text` field (a pattern's answer) by that text, other
 -- values JSON-encoded.
 function _M.outputs_text(outputs)
   local parts = {}
   for i, o in ipairs(outputs or {}) do
     if type(o) == "string" then parts[i] = o
+    elseif type(o) == "table" and type(o.text) == "string" then parts[i] = o.text
     else
       local ok, s = pcall(json.encode, o)
       parts[i] = ok and s or tostring(o)
@@ -384,7 +409,8 @@ function _M.outputs_text(outputs)
   return concat(parts, "\n")
 end
 
--- Shared body of a workflow agent's run and stream.
+-- Shared body of a workflow agent's run and stream. The thread changes
+-- only when the workflow has completed.
 local function wf_run(self, input, thread, on_chunk, what)
   if getmetatable(self) ~= WorkflowAgent then error(what .. ": call it as agent:" .. what .. "(...)", 3) end
   if thread == nil then
@@ -392,20 +418,18 @@ local function wf_run(self, input, thread, on_chunk, what)
   elseif not is_thread(thread) then
     error(sformat("agent '%s': %s: thread must be a weft.thread, got %s", self.name, what, type(thread)), 3)
   end
-  local start = #thread.messages
-  local wf_input
+  local msgs = thread.messages
+  local pending, wf_input = {}, nil
   if input ~= nil then
     local ok, list = pcall(norm_input, input, "input")
     if not ok then error(sformat("agent '%s': %s: %s", self.name, what, tostring(list)), 3) end
-    if start == 0 and type(input) == "string" then wf_input = input end
-    local msgs = thread.messages
-    for i = 1, #list do msgs[start + i] = list[i] end
-  elseif start == 0 then
+    pending = list
+    if #msgs == 0 and type(input) == "string" then wf_input = input end
+  elseif #msgs == 0 then
     error(sformat("agent '%s': %s: no input and the thread is empty", self.name, what), 3)
   end
   if wf_input == nil then
-    wf_input = json.array()
-    for i, m in ipairs(thread.messages) do wf_input[i] = m end
+    wf_input = json.array(history(thread, pending))
   end
   local opts = { events = false }
   if on_chunk then
@@ -413,20 +437,17 @@ local function wf_run(self, input, thread, on_chunk, what)
       if ev.type == "agent_update" then on_chunk(ev.data) end
     end
   end
-  local ok, res = pcall(self.workflow.run, self.workflow, wf_input, opts)
-  local msgs = thread.messages
-  if not ok or res.status ~= "completed" then
-    for i = #msgs, start + 1, -1 do msgs[i] = nil end
-    if not ok then error(res, 0) end
+  local res = self.workflow:run(wf_input, opts)
+  if res.status ~= "completed" then
     return nil, sformat("agent '%s': workflow '%s' %s: %s", self.name, self.workflow.name, res.status,
                         tostring(res.error or "no error message")), "workflow"
   end
   local text = _M.outputs_text(res.outputs)
-  msgs[#msgs + 1] = { role = "assistant", content = text, name = self.name }
-  local added = {}
-  for i = start + 1, #msgs do added[#added + 1] = msgs[i] end
+  pending[#pending + 1] = { role = "assistant", content = text }
+  local start = #msgs
+  for i = 1, #pending do msgs[start + i] = pending[i] end
   return {
-    text = text, tool_calls = json.array(), messages = added, thread = thread,
+    text = text, tool_calls = json.array(), messages = pending, thread = thread,
     usage = { input_tokens = 0, output_tokens = 0, total_tokens = 0 },
     outputs = res.outputs, finish_reason = "stop",
   }
@@ -471,6 +492,9 @@ function _M.is_agent_like(v)
   return mt == Agent or mt == WorkflowAgent
 end
 
-setmetatable(_M, { __call = function(_, opts) return _M.new(opts, 2) end })
+setmetatable(_M, { __call = function(_, opts)
+  local v = _M.new(opts, 2) -- not a tail call: keeps error levels
+  return v
+end })
 
 return _M

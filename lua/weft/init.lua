@@ -50,7 +50,7 @@ _M.agent = require "weft.agent"
 -- Modules loaded on first use: weft.http, weft.llm, weft.sandbox, weft.tcp,
 -- weft.std (the built-in executors), weft.tool, weft.thread, weft.memory,
 -- weft.reducers (context reducers), weft.schema.
-local LAZY = { http = true, llm = true, sandbox = true, tcp = true, std = true,
+local LAZY = { http = true, llm = true, sandbox = true, tcp = true, std = true, patterns = true,
                tool = true, thread = true, memory = true, reducers = true, schema = true }
 setmetatable(_M, {
   __index = function(t, k)

@@ -100,6 +100,7 @@ local function suffix_start(blocks, budget, cost)
   return first
 end
 
+-- The size of a block in messages.
 local function size_of(b) return b.size end
 
 --- The last n non-system messages (whole blocks; the most recent block is
