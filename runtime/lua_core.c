@@ -11,6 +11,7 @@ static const luaL_Reg mods[] = {{"weft.core.json", wf_lua_open_json},
                                 {"weft.core.http", wf_lua_open_http},
                                 {"weft.core.tcp", wf_lua_open_tcp},
                                 {"weft.core.proc", wf_lua_open_proc},
+                                {"weft.core.store", wf_lua_open_store},
                                 {NULL, NULL}};
 
 /* preload loader for "weft.core". */

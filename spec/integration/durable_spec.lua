@@ -13,12 +13,19 @@ local function load_fixture(name, ...)
   return assert(loadfile(fixture .. name))(...)
 end
 
--- A fresh sqlite store URL in a temp dir (removed by the caller's finally).
+-- Temp dirs made by sqlite_url, removed after each test.
+local dirs = {}
+after_each(function()
+  for _, d in ipairs(dirs) do os.execute("chmod -R u+w " .. d .. " 2>/dev/null; rm -rf " .. d) end
+  dirs = {}
+end)
+
+-- A fresh sqlite store URL in a temp dir.
 local function sqlite_url()
   local dir = os.tmpname()
   os.remove(dir)
-  assert(os.execute("mkdir -p " .. dir) == 0 or true)
-  finally(function() os.execute("rm -rf " .. dir) end)
+  os.execute("mkdir -p " .. dir)
+  dirs[#dirs + 1] = dir
   return "sqlite:" .. dir .. "/weft.db", dir
 end
 

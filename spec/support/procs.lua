@@ -38,7 +38,8 @@ function _M.spawn(argv, env)
   for k, v in pairs(env or {}) do parts[#parts + 1] = k .. "=" .. q(v) end
   for _, a in ipairs(argv) do parts[#parts + 1] = q(a) end
   local cmd = table.concat(parts, " ")
-  os.execute(fmt("sh -c %s &", q(fmt("env %s >%s 2>%s & echo $! >%s; wait $!; echo $? >%s",
+  -- the outer shell's own stderr ("Killed" after kill -9) is dropped
+  os.execute(fmt("sh -c %s 2>/dev/null &", q(fmt("env %s >%s 2>%s & echo $! >%s; wait $!; echo $? >%s",
     cmd, q(p.out), q(p.err), q(p.pidf), q(p.rc)))))
   for _ = 1, 500 do
     local s = slurp(p.pidf)

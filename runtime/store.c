@@ -1,0 +1,637 @@
+/* store.c — the persistence interface of store.h: url parsing, dispatch to
+ * the backend (store_mem.c, store_sqlite.c, store_redis.c), name checks,
+ * batches (built here, applied by the backend) and deferred completions:
+ * a backend fills a wf_store_done_t and posts it; its callback runs from
+ * the loop's deferred queue, never inside the call that started the
+ * operation. Completions and batches are pooled per store so that a
+ * steady stream of small operations does not allocate.
+ * Depends on store_int.h, loop.h, common.h. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_int.h"
+
+#define DONE_POOL_MAX 64
+#define BATCH_POOL_MAX 8
+#define POOL_KEEP_BYTES (256u << 10) /* larger buffers are not kept */
+#define NS_MAX 128
+
+/* ---- names ------------------------------------------------------------- */
+
+/* 1 when ns is a valid namespace name. */
+static int ns_ok(const char *ns) {
+  size_t n = 0;
+  if (!ns) return 0;
+  for (const char *p = ns; *p; p++, n++) {
+    char c = *p;
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':' ||
+          c == '/' || c == '-'))
+      return 0;
+  }
+  return n >= 1 && n <= NS_MAX;
+}
+
+/* Describe a bad ns into e (for error messages). */
+static void ns_complain(wf_err_t *e, const char *what, const char *ns) {
+  if (!ns)
+    wf_err_set(e, "%s: ns is NULL", what);
+  else
+    wf_err_set(e,
+               "%s: bad ns '%.*s' (1..%d characters of A-Z a-z 0-9 _ . : / -)",
+               what, 200, ns, NS_MAX);
+}
+
+/* Prefix successor: see store_int.h. */
+int wf_store_prefix_succ(const char *p, size_t n, char *out, size_t *outlen) {
+  while (n > 0 && (unsigned char)p[n - 1] == 0xff) n--;
+  if (n == 0) return 0;
+  memcpy(out, p, n);
+  out[n - 1] = (char)((unsigned char)out[n - 1] + 1);
+  *outlen = n;
+  return 1;
+}
+
+/* Consume a pending injected failure (1 and *after when there is one). */
+int wf_store_take_injection(wf_store_t *s, size_t *after) {
+  if (!s->inject) return 0;
+  s->inject = 0;
+  *after = s->inject_after;
+  return 1;
+}
+
+/* Make the next commit fail after `after` writes (tests). */
+void wf_store_inject_failure(wf_store_t *s, size_t after) {
+  s->inject = 1;
+  s->inject_after = after;
+}
+
+/* ---- completions ------------------------------------------------------- */
+
+static void done_deliver(wf_defer_t *dn);
+
+/* A completion for (cb, ud), from the pool. */
+wf_store_done_t *wf_store_done_new(wf_store_t *s, wf_store_cb cb, void *ud) {
+  wf_store_done_t *d = s->free_dones;
+  if (d) {
+    s->free_dones = d->next;
+    s->nfree_dones--;
+  } else {
+    d = wf_xcalloc(1, sizeof *d);
+    d->defer.cb = done_deliver;
+  }
+  d->s = s;
+  d->cb = cb;
+  d->ud = ud;
+  d->status = WF_OK;
+  d->found = 0;
+  d->len = d->val = 0;
+  d->n = 0;
+  d->has_keys = d->has_vals = 0;
+  d->blen = 0;
+  d->err.msg[0] = 0;
+  d->prev = d->next = NULL;
+  return d;
+}
+
+/* Copy n bytes to the end of d's buffer (plus a NUL); returns the offset. */
+static size_t done_copy(wf_store_done_t *d, const void *p, size_t n) {
+  size_t off = d->blen;
+  if (d->bcap - d->blen < n + 1) {
+    size_t c = d->bcap ? d->bcap : 256;
+    while (c - d->blen < n + 1) c *= 2;
+    d->buf = wf_xrealloc(d->buf, c);
+    d->bcap = c;
+  }
+  if (n) memcpy(d->buf + off, p, n);
+  d->buf[off + n] = 0;
+  d->blen = off + n + 1;
+  return off;
+}
+
+/* get: the record exists with value v (copied). */
+void wf_store_done_value(wf_store_done_t *d, const void *v, size_t len) {
+  d->found = 1;
+  d->len = len;
+  d->val = done_copy(d, v, len);
+}
+
+/* Make room for one more row. */
+static void done_grow(wf_store_done_t *d) {
+  if (d->n < d->cap) return;
+  size_t c = d->cap ? d->cap * 2 : 16;
+  d->koff = wf_xrealloc(d->koff, c * sizeof *d->koff);
+  d->klen = wf_xrealloc(d->klen, c * sizeof *d->klen);
+  d->voff = wf_xrealloc(d->voff, c * sizeof *d->voff);
+  d->vlen = wf_xrealloc(d->vlen, c * sizeof *d->vlen);
+  d->seqs = wf_xrealloc(d->seqs, c * sizeof *d->seqs);
+  d->kp = wf_xrealloc(d->kp, c * sizeof *d->kp);
+  d->vp = wf_xrealloc(d->vp, c * sizeof *d->vp);
+  d->cap = c;
+}
+
+/* scan/range: append one row (copied). */
+void wf_store_done_row(wf_store_done_t *d, const char *k, size_t klen,
+                       const void *v, size_t vlen, long long seq) {
+  done_grow(d);
+  if (k) {
+    d->has_keys = 1;
+    d->koff[d->n] = done_copy(d, k, klen);
+    d->klen[d->n] = klen;
+  }
+  d->has_vals = 1;
+  d->voff[d->n] = done_copy(d, v, vlen);
+  d->vlen[d->n] = vlen;
+  d->seqs[d->n] = seq;
+  d->n++;
+}
+
+/* commit: the number given to the next appended entry. */
+void wf_store_done_seq(wf_store_done_t *d, long long seq) {
+  done_grow(d);
+  d->seqs[d->n++] = seq;
+}
+
+/* Fail d with a formatted message (va_list form). */
+void wf_store_done_vfail(wf_store_done_t *d, const char *fmt, va_list ap) {
+  d->status = WF_ERR;
+  vsnprintf(d->err.msg, sizeof d->err.msg, fmt, ap);
+  d->n = 0;
+  d->found = 0;
+  d->len = 0;
+}
+
+/* Fail d with a formatted message. */
+void wf_store_done_fail(wf_store_done_t *d, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  wf_store_done_vfail(d, fmt, ap);
+  va_end(ap);
+}
+
+/* Queue d: its callback runs from the loop, in posting order. */
+void wf_store_done_post(wf_store_done_t *d) {
+  wf_store_t *s = d->s;
+  d->next = NULL;
+  d->prev = s->pend_tail;
+  if (s->pend_tail)
+    s->pend_tail->next = d;
+  else
+    s->pend_head = d;
+  s->pend_tail = d;
+  wf_loop_defer(s->loop, &d->defer);
+}
+
+/* Post a failure for (cb, ud). */
+void wf_store_fail(wf_store_t *s, wf_store_cb cb, void *ud, const char *fmt,
+                   ...) {
+  wf_store_done_t *d = wf_store_done_new(s, cb, ud);
+  va_list ap;
+  va_start(ap, fmt);
+  wf_store_done_vfail(d, fmt, ap);
+  va_end(ap);
+  wf_store_done_post(d);
+}
+
+/* Put d back into its store's pool (or free it). */
+static void done_recycle(wf_store_t *s, wf_store_done_t *d) {
+  if (s->nfree_dones >= DONE_POOL_MAX || d->bcap > POOL_KEEP_BYTES ||
+      d->cap > POOL_KEEP_BYTES / 64) {
+    free(d->buf);
+    free(d->koff);
+    free(d->klen);
+    free(d->voff);
+    free(d->vlen);
+    free(d->seqs);
+    free(d->kp);
+    free(d->vp);
+    free(d);
+    return;
+  }
+  d->next = s->free_dones;
+  s->free_dones = d;
+  s->nfree_dones++;
+}
+
+static void store_free(wf_store_t *s);
+
+/* Unlink d from the pending list, run its callback, recycle it. */
+static void done_run(wf_store_done_t *d) {
+  wf_store_t *s = d->s;
+  wf_store_result_t r;
+  if (d->prev)
+    d->prev->next = d->next;
+  else
+    s->pend_head = d->next;
+  if (d->next)
+    d->next->prev = d->prev;
+  else
+    s->pend_tail = d->prev;
+  memset(&r, 0, sizeof r);
+  r.status = d->status;
+  if (d->status != WF_OK) {
+    r.err = d->err.msg;
+  } else {
+    r.found = d->found;
+    r.len = d->len;
+    if (d->found) r.value = d->buf + d->val;
+    r.n = d->n;
+    if (d->n) {
+      for (size_t i = 0; i < d->n; i++) {
+        if (d->has_keys) d->kp[i] = d->buf + d->koff[i];
+        if (d->has_vals) d->vp[i] = d->buf + d->voff[i];
+      }
+      r.keys = d->has_keys ? d->kp : NULL;
+      r.values = d->has_vals ? d->vp : NULL;
+      r.lens = d->has_vals ? d->vlen : NULL;
+      r.seqs = d->seqs;
+    }
+  }
+  s->delivering++;
+  d->cb(d->ud, &r);
+  s->delivering--;
+  done_recycle(s, d);
+  if (s->closing == 2 && !s->delivering) store_free(s);
+}
+
+/* Deferred-queue callback of a completion. */
+static void done_deliver(wf_defer_t *dn) {
+  done_run((wf_store_done_t *)((char *)dn - offsetof(wf_store_done_t, defer)));
+}
+
+/* ---- opening ----------------------------------------------------------- */
+
+/* Parse "redis://[[user]:password@]host[:port][/db][?timeout=S]" and open
+ * the backend. */
+static int open_redis(wf_store_t *s, const char *url, wf_err_t *err) {
+  const char *p = url + 8, *at, *end;
+  char host[256], user[128], pass[256], red[600];
+  int port = 6379, db = 0, have_user = 0, have_pass = 0;
+  double timeout = 5;
+  size_t hl;
+
+  end = p + strcspn(p, "/?");
+  at = memchr(p, '@', (size_t)(end - p));
+  if (at) {
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    size_t ul = colon ? (size_t)(colon - p) : 0;
+    size_t pl = colon ? (size_t)(at - colon - 1) : (size_t)(at - p);
+    const char *pp = colon ? colon + 1 : p;
+    if (ul >= sizeof user || pl >= sizeof pass)
+      return wf_err_set(err, "store url: redis user or password too long");
+    memcpy(user, p, ul);
+    user[ul] = 0;
+    memcpy(pass, pp, pl);
+    pass[pl] = 0;
+    have_user = ul > 0;
+    have_pass = 1;
+    p = at + 1;
+  }
+  if (*p == '[') { /* [v6]:port */
+    const char *rb = memchr(p, ']', (size_t)(end - p));
+    if (!rb) return wf_err_set(err, "store url '%s': unclosed '['", url);
+    hl = (size_t)(rb - p - 1);
+    if (hl == 0 || hl >= sizeof host)
+      return wf_err_set(err, "store url '%s': bad host", url);
+    memcpy(host, p + 1, hl);
+    host[hl] = 0;
+    p = rb + 1;
+  } else {
+    const char *colon = memchr(p, ':', (size_t)(end - p));
+    const char *he = colon ? colon : end;
+    hl = (size_t)(he - p);
+    if (hl == 0 || hl >= sizeof host)
+      return wf_err_set(err, "store url '%s': missing or bad host", url);
+    memcpy(host, p, hl);
+    host[hl] = 0;
+    p = he;
+  }
+  if (*p == ':') {
+    char *e;
+    long v;
+    errno = 0;
+    v = strtol(p + 1, &e, 10);
+    if (e == p + 1 || e != end || errno || v < 1 || v > 65535)
+      return wf_err_set(err, "store url '%s': bad port", url);
+    port = (int)v;
+    p = e;
+  } else if (p != end) {
+    return wf_err_set(err, "store url '%s': bad host", url);
+  }
+  if (*p == '/') {
+    char *e;
+    long v;
+    p++;
+    if (*p && *p != '?') {
+      errno = 0;
+      v = strtol(p, &e, 10);
+      if (e == p || (*e && *e != '?') || errno || v < 0 || v > 1000000)
+        return wf_err_set(err, "store url '%s': bad database number", url);
+      db = (int)v;
+      p = e;
+    }
+  }
+  if (*p == '?') {
+    char *e;
+    p++;
+    if (strncmp(p, "timeout=", 8) != 0)
+      return wf_err_set(err, "store url '%s': unknown option (expected "
+                        "timeout=SECONDS)", url);
+    timeout = strtod(p + 8, &e);
+    if (e == p + 8 || *e || !(timeout > 0) || timeout > 86400)
+      return wf_err_set(err, "store url '%s': bad timeout", url);
+  } else if (*p) {
+    return wf_err_set(err, "store url '%s': unexpected '%s'", url, p);
+  }
+  if (have_pass) {
+    /* the url as given, with the password replaced */
+    size_t pre = (size_t)(strchr(url + 8, '@') - url);
+    snprintf(red, sizeof red, "redis://%s%s***%s", have_user ? user : "",
+             ":", url + pre);
+    s->url = wf_xstrdup(red);
+  } else {
+    s->url = wf_xstrdup(url);
+  }
+  s->vt = &wf_store_redis_vt;
+  return wf_store_redis_open(s, host, port, db, have_user ? user : NULL,
+                             have_pass ? pass : NULL, timeout, err);
+}
+
+/* Open the store named by url (see store.h). */
+wf_store_t *wf_store_open(wf_loop_t *l, const char *url, wf_err_t *err) {
+  wf_store_t *s;
+  int rc;
+  if (!url) {
+    wf_err_set(err, "store url is NULL");
+    return NULL;
+  }
+  s = wf_xcalloc(1, sizeof *s);
+  s->loop = l;
+  if (strcmp(url, "memory:") == 0) {
+    s->vt = &wf_store_mem_vt;
+    s->url = wf_xstrdup(url);
+    rc = wf_store_mem_open(s, err);
+  } else if (strncmp(url, "sqlite:", 7) == 0) {
+    const char *path = url + 7;
+    if (strncmp(path, "//", 2) == 0) path += 2; /* sqlite://PATH too */
+    s->vt = &wf_store_sqlite_vt;
+    s->url = wf_xstrdup(url);
+    if (!*path)
+      rc = wf_err_set(err, "store url '%s': missing path (sqlite:PATH)", url);
+    else
+      rc = wf_store_sqlite_open(s, path, err);
+  } else if (strncmp(url, "redis://", 8) == 0) {
+    rc = open_redis(s, url, err);
+  } else {
+    rc = wf_err_set(err,
+                    "unknown store url '%.200s' (expected sqlite:PATH, "
+                    "redis://host:port/db or memory:)",
+                    url);
+  }
+  if (rc != WF_OK) {
+    free(s->url);
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+const char *wf_store_kind(const wf_store_t *s) { return s->vt->kind; }
+
+const char *wf_store_url(const wf_store_t *s) { return s->url; }
+
+/* Free the store and its pools (nothing is pending any more). */
+static void store_free(wf_store_t *s) {
+  wf_store_done_t *d;
+  wf_store_batch_t *b;
+  s->closing = 3;
+  while ((d = s->free_dones)) {
+    s->free_dones = d->next;
+    s->nfree_dones = DONE_POOL_MAX; /* force a real free */
+    d->bcap = POOL_KEEP_BYTES + 1;
+    done_recycle(s, d);
+  }
+  while ((b = s->free_batches)) {
+    s->free_batches = b->next;
+    free(b->ops);
+    free(b->buf);
+    free(b);
+  }
+  free(s->url);
+  free(s);
+}
+
+/* Close s: backend first, then every pending callback (see store.h). */
+void wf_store_close(wf_store_t *s) {
+  if (!s || s->closing) return;
+  s->closing = 1;
+  s->vt->close(s); /* in-flight operations post their failures */
+  s->be = NULL;
+  /* deliver everything pending (callbacks may post more: they fail) */
+  while (s->pend_head) {
+    wf_store_done_t *d = s->pend_head;
+    wf_loop_undefer(s->loop, &d->defer);
+    done_run(d);
+  }
+  if (s->delivering)
+    s->closing = 2; /* called from a callback: freed when it returns */
+  else
+    store_free(s);
+}
+
+/* ---- reads ------------------------------------------------------------- */
+
+/* Fail (cb, ud) when s is closed or ns is bad; 1 when it did. */
+static int refuse(wf_store_t *s, const char *what, const char *ns,
+                  const char *key, wf_store_cb cb, void *ud) {
+  wf_err_t e;
+  if (s->closing) {
+    wf_store_fail(s, cb, ud, "store closed");
+    return 1;
+  }
+  if (!ns_ok(ns)) {
+    ns_complain(&e, what, ns);
+    wf_store_fail(s, cb, ud, "%s", e.msg);
+    return 1;
+  }
+  if (!key) {
+    wf_store_fail(s, cb, ud, "%s: key is NULL", what);
+    return 1;
+  }
+  return 0;
+}
+
+/* Read record (ns, key). */
+void wf_store_get(wf_store_t *s, const char *ns, const char *key,
+                  wf_store_cb cb, void *ud) {
+  if (refuse(s, "get", ns, key, cb, ud)) return;
+  s->vt->get(s, ns, key, cb, ud);
+}
+
+/* Records of ns whose key starts with prefix, in key order. */
+void wf_store_scan(wf_store_t *s, const char *ns, const char *prefix,
+                   size_t limit, wf_store_cb cb, void *ud) {
+  if (refuse(s, "scan", ns, prefix, cb, ud)) return;
+  s->vt->scan(s, ns, prefix, limit, cb, ud);
+}
+
+/* Entries from..to of log (ns, key). */
+void wf_store_range(wf_store_t *s, const char *ns, const char *key,
+                    long long from, long long to, wf_store_cb cb, void *ud) {
+  if (refuse(s, "range", ns, key, cb, ud)) return;
+  if (from < 1) from = 1;
+  if (to < 0) to = 0;
+  s->vt->range(s, ns, key, from, to, cb, ud);
+}
+
+/* Bytes held for ns. */
+void wf_store_size(wf_store_t *s, const char *ns, wf_store_cb cb, void *ud) {
+  if (refuse(s, "size", ns, "", cb, ud)) return;
+  s->vt->size(s, ns, cb, ud);
+}
+
+/* ---- batches ----------------------------------------------------------- */
+
+wf_store_batch_t *wf_store_batch(wf_store_t *s) {
+  wf_store_batch_t *b = s->free_batches;
+  if (b) {
+    s->free_batches = b->next;
+    s->nfree_batches--;
+  } else {
+    b = wf_xcalloc(1, sizeof *b);
+  }
+  b->s = s;
+  b->nops = b->blen = b->nappend = 0;
+  b->bad = 0;
+  b->next = NULL;
+  return b;
+}
+
+/* Give b back to its store's pool (freed when the pool is full). */
+void wf_store_batch_release(wf_store_batch_t *b) {
+  wf_store_t *s = b->s;
+  if (s->nfree_batches >= BATCH_POOL_MAX || b->bcap > POOL_KEEP_BYTES ||
+      s->closing) {
+    free(b->ops);
+    free(b->buf);
+    free(b);
+    return;
+  }
+  b->next = s->free_batches;
+  s->free_batches = b;
+  s->nfree_batches++;
+}
+
+/* Drop an uncommitted batch. */
+void wf_store_discard(wf_store_batch_t *b) {
+  if (b) wf_store_batch_release(b);
+}
+
+/* Copy n bytes (plus a NUL) into b's buffer; returns the offset. */
+static size_t batch_copy(wf_store_batch_t *b, const void *p, size_t n) {
+  size_t off = b->blen;
+  if (b->bcap - b->blen < n + 1) {
+    size_t c = b->bcap ? b->bcap : 512;
+    while (c - b->blen < n + 1) c *= 2;
+    b->buf = wf_xrealloc(b->buf, c);
+    b->bcap = c;
+  }
+  if (n) memcpy(b->buf + off, p, n);
+  b->buf[off + n] = 0;
+  b->blen = off + n + 1;
+  return off;
+}
+
+/* Add an op; NULL (and b->bad set) on a bad ns or key. */
+static wf_store_op_t *batch_add(wf_store_batch_t *b, int type,
+                                const char *what, const char *ns,
+                                const char *key) {
+  wf_store_op_t *o;
+  if (b->bad) return NULL;
+  if (!ns_ok(ns)) {
+    ns_complain(&b->err, what, ns);
+    b->bad = 1;
+    return NULL;
+  }
+  if (!key) {
+    wf_err_set(&b->err, "%s: key is NULL", what);
+    b->bad = 1;
+    return NULL;
+  }
+  WF_GROW(b->ops, b->opcap, b->nops + 1);
+  o = &b->ops[b->nops++];
+  memset(o, 0, sizeof *o);
+  o->type = type;
+  o->nslen = strlen(ns);
+  o->ns = batch_copy(b, ns, o->nslen);
+  o->klen = strlen(key);
+  o->key = batch_copy(b, key, o->klen);
+  o->val = b->blen - 1; /* the key's NUL: an empty value */
+  return o;
+}
+
+/* Add a put of (ns, key) = val to b (copied). */
+void wf_store_put(wf_store_batch_t *b, const char *ns, const char *key,
+                  const char *val, size_t len) {
+  wf_store_op_t *o = batch_add(b, WF_SOP_PUT, "put", ns, key);
+  if (!o) return;
+  if (!val && len) {
+    wf_err_set(&b->err, "put: value is NULL");
+    b->bad = 1;
+    return;
+  }
+  o->vlen = len;
+  o->val = batch_copy(b, val, len);
+}
+
+/* Add a delete of record and log (ns, key) to b. */
+void wf_store_del(wf_store_batch_t *b, const char *ns, const char *key) {
+  batch_add(b, WF_SOP_DEL, "del", ns, key);
+}
+
+/* Add a delete of the records and logs of ns under prefix to b. */
+void wf_store_del_prefix(wf_store_batch_t *b, const char *ns,
+                         const char *prefix) {
+  batch_add(b, WF_SOP_DEL_PREFIX, "del_prefix", ns, prefix);
+}
+
+/* Add an append to log (ns, key) to b (copied). */
+void wf_store_append(wf_store_batch_t *b, const char *ns, const char *key,
+                     const char *val, size_t len) {
+  wf_store_op_t *o = batch_add(b, WF_SOP_APPEND, "append", ns, key);
+  if (!o) return;
+  if (!val && len) {
+    wf_err_set(&b->err, "append: value is NULL");
+    b->bad = 1;
+    return;
+  }
+  o->vlen = len;
+  o->val = batch_copy(b, val, len);
+  b->nappend++;
+}
+
+/* Add a trim of log (ns, key) below keep_from to b. */
+void wf_store_trim(wf_store_batch_t *b, const char *ns, const char *key,
+                   long long keep_from) {
+  wf_store_op_t *o = batch_add(b, WF_SOP_TRIM, "trim", ns, key);
+  if (o) o->n = keep_from;
+}
+
+/* Apply b atomically (takes ownership of b). */
+void wf_store_commit(wf_store_batch_t *b, wf_store_cb cb, void *ud) {
+  wf_store_t *s = b->s;
+  if (s->closing) {
+    wf_store_fail(s, cb, ud, "store closed");
+    wf_store_batch_release(b);
+    return;
+  }
+  if (b->bad) {
+    wf_store_fail(s, cb, ud, "%s", b->err.msg);
+    wf_store_batch_release(b);
+    return;
+  }
+  s->vt->commit(b, cb, ud);
+}

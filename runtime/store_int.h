@@ -1,0 +1,158 @@
+/* store_int.h — private to runtime/store*.c: the backend vtable, the store
+ * and batch structures, and what store.c shares with the backends:
+ * deferred completions (wf_store_done_*), prefix bounds and failure
+ * injection. Backends: store_mem.c, store_sqlite.c, store_redis.c.
+ * Depends on store.h. */
+#ifndef WF_STORE_INT_H
+#define WF_STORE_INT_H
+
+#include <stdarg.h>
+
+#include "store.h"
+
+/* ---- batches ----------------------------------------------------------- */
+
+enum {
+  WF_SOP_PUT = 1,
+  WF_SOP_DEL,
+  WF_SOP_DEL_PREFIX,
+  WF_SOP_APPEND,
+  WF_SOP_TRIM
+};
+
+/* One write of a batch. Strings live in the batch buffer (NUL-terminated,
+ * as offsets: the buffer may move while the batch grows). */
+typedef struct wf_store_op {
+  int type;
+  size_t ns, key, val;  /* offsets into b->buf */
+  size_t nslen, klen, vlen;
+  long long n;          /* trim: keep_from */
+} wf_store_op_t;
+
+struct wf_store_batch {
+  wf_store_t *s;
+  wf_store_op_t *ops;
+  size_t nops, opcap;
+  char *buf;
+  size_t blen, bcap;
+  size_t nappend;       /* appends in the batch (seqs to report) */
+  int bad;              /* a misuse recorded at build time: commit fails */
+  wf_err_t err;
+  wf_store_batch_t *next; /* store's free list */
+};
+
+/* The ns, key and value of op o of batch b. */
+static inline const char *wf_sop_ns(const wf_store_batch_t *b,
+                                    const wf_store_op_t *o) {
+  return b->buf + o->ns;
+}
+static inline const char *wf_sop_key(const wf_store_batch_t *b,
+                                     const wf_store_op_t *o) {
+  return b->buf + o->key;
+}
+static inline const char *wf_sop_val(const wf_store_batch_t *b,
+                                     const wf_store_op_t *o) {
+  return b->buf + o->val;
+}
+
+/* Give a batch back to its store (after a backend's commit is done). */
+void wf_store_batch_release(wf_store_batch_t *b);
+
+/* ---- deferred completions ---------------------------------------------- */
+
+/* A result being built, delivered from the loop's deferred queue. Pooled
+ * per store with its buffers. */
+typedef struct wf_store_done wf_store_done_t;
+struct wf_store_done {
+  wf_defer_t defer;
+  wf_store_t *s;
+  wf_store_cb cb;
+  void *ud;
+  int status;
+  int found;
+  size_t len;            /* get: value length; size: the byte count */
+  size_t val;            /* get: value offset in buf */
+  size_t n, cap;         /* rows */
+  size_t *koff, *klen, *voff, *vlen;
+  long long *seqs;
+  const char **kp, **vp; /* built at delivery */
+  int has_keys, has_vals;
+  char *buf;
+  size_t blen, bcap;
+  wf_err_t err;
+  wf_store_done_t *prev, *next; /* pending list, then free list */
+};
+
+/* A completion for (cb, ud), to be filled and posted. */
+wf_store_done_t *wf_store_done_new(wf_store_t *s, wf_store_cb cb, void *ud);
+/* get: the record exists with this value. */
+void wf_store_done_value(wf_store_done_t *d, const void *v, size_t len);
+/* scan/range: one more row (k NULL for range; seq 0 for scan). */
+void wf_store_done_row(wf_store_done_t *d, const char *k, size_t klen,
+                       const void *v, size_t vlen, long long seq);
+/* commit: the number given to the next appended entry. */
+void wf_store_done_seq(wf_store_done_t *d, long long seq);
+/* Fail with a message (rows added so far are dropped). */
+void wf_store_done_fail(wf_store_done_t *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void wf_store_done_vfail(wf_store_done_t *d, const char *fmt, va_list ap);
+/* Queue the completion: its callback runs from the loop. */
+void wf_store_done_post(wf_store_done_t *d);
+/* Post a failure for (cb, ud) at once. */
+void wf_store_fail(wf_store_t *s, wf_store_cb cb, void *ud, const char *fmt,
+                   ...) __attribute__((format(printf, 4, 5)));
+
+/* ---- backends ---------------------------------------------------------- */
+
+typedef struct wf_store_vt {
+  const char *kind;
+  void (*get)(wf_store_t *s, const char *ns, const char *key, wf_store_cb cb,
+              void *ud);
+  void (*scan)(wf_store_t *s, const char *ns, const char *prefix,
+               size_t limit, wf_store_cb cb, void *ud);
+  void (*range)(wf_store_t *s, const char *ns, const char *key,
+                long long from, long long to, wf_store_cb cb, void *ud);
+  /* Owns b: wf_store_batch_release it when done. b->bad is never set. */
+  void (*commit)(wf_store_batch_t *b, wf_store_cb cb, void *ud);
+  void (*size)(wf_store_t *s, const char *ns, wf_store_cb cb, void *ud);
+  /* Stop I/O, fail what is in flight (through completions), free the
+   * backend state. */
+  void (*close)(wf_store_t *s);
+} wf_store_vt_t;
+
+struct wf_store {
+  const wf_store_vt_t *vt;
+  void *be;              /* the backend's state */
+  wf_loop_t *loop;
+  char *url;             /* password redacted */
+  int closing;
+  int delivering;        /* >0 while a callback runs */
+  int inject;            /* wf_store_inject_failure pending */
+  size_t inject_after;
+  wf_store_done_t *pend_head, *pend_tail; /* posted, not yet delivered */
+  wf_store_done_t *free_dones;
+  int nfree_dones;
+  wf_store_batch_t *free_batches;
+  int nfree_batches;
+};
+
+/* Backend openers: fill s->be (and nothing else) or fail with err. */
+int wf_store_mem_open(wf_store_t *s, wf_err_t *err);
+int wf_store_sqlite_open(wf_store_t *s, const char *path, wf_err_t *err);
+/* user/pass may be NULL; timeout in seconds (connect and reply). */
+int wf_store_redis_open(wf_store_t *s, const char *host, int port, int db,
+                        const char *user, const char *pass, double timeout,
+                        wf_err_t *err);
+extern const wf_store_vt_t wf_store_mem_vt, wf_store_sqlite_vt,
+    wf_store_redis_vt;
+
+/* ---- helpers ----------------------------------------------------------- */
+
+/* The least string above every string that starts with p (len n): written
+ * to out (n bytes of room), its length in *outlen. 0 when there is none
+ * (p empty or all 0xff bytes: the range is unbounded above), else 1. */
+int wf_store_prefix_succ(const char *p, size_t n, char *out, size_t *outlen);
+/* Consume a pending injected failure: 1 and *after when there is one. */
+int wf_store_take_injection(wf_store_t *s, size_t *after);
+
+#endif

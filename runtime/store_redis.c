@@ -1,0 +1,949 @@
+/* store_redis.c — the "redis://host:port/db" backend of store.h: one
+ * hiredis asynchronous connection driven by our libev loop (a small
+ * adapter whose I/O watchers do not keep the loop alive on their own).
+ * Layout (docs/store.md): records of ns in hash weft:{ns}:rec, their keys
+ * in sorted set weft:{ns}:rkeys (score 0: ZRANGEBYLEX gives prefix scans
+ * in byte order); log (ns, key) in list weft:{ns}:log:<key>, the last
+ * number it gave in hash weft:{ns}:logseq, its key in weft:{ns}:lkeys.
+ * A batch is MULTI ... EXEC; an append is RPUSH + HINCRBY (whose reply is
+ * the entry's number); trim, del_prefix, scan, range and size are small
+ * Lua scripts (EVAL), atomic on the server.
+ * Connection: AUTH/SELECT handshake, then READY. Operations issued while
+ * connecting wait (bounded queue, connect timeout); while disconnected they
+ * fail at once with "redis HOST:PORT: <reason>", and the store reconnects
+ * in the background with exponential backoff. No reply for `timeout`
+ * seconds while operations wait drops the connection (they fail).
+ * Replies complete through store.c's deferred completions (copied), so no
+ * user callback ever runs inside hiredis. Depends on store_int.h, hiredis,
+ * libev. */
+#include <errno.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store_int.h"
+
+#define QUEUE_MAX 100000
+#define BACKOFF_MIN 0.05
+#define BACKOFF_MAX 2.0
+
+enum { R_DOWN, R_CONNECTING, R_READY };
+enum { K_GET, K_SCAN, K_RANGE, K_SIZE, K_COMMIT };
+
+typedef struct rs rs_t;
+
+/* One operation: queued (waiting for the connection) or sent. */
+typedef struct rop {
+  rs_t *rs;
+  int kind;
+  wf_store_cb cb;
+  void *ud;
+  wf_store_batch_t *b; /* commit */
+  int injected;        /* commit: a failing command was queued */
+  char *a;             /* ns NUL key NUL (reads) */
+  size_t acap;
+  size_t nslen, klen;
+  long long n1, n2;    /* scan: limit; range: from, to */
+  struct rop *next;
+} rop_t;
+
+typedef struct rbuf {
+  char *p;
+  size_t cap;
+} rbuf_t;
+
+/* The libev adapter of one hiredis context. */
+typedef struct radapt {
+  struct ev_loop *evl;
+  redisAsyncContext *ac;
+  ev_io rev, wev;
+  int reading, writing;
+} radapt_t;
+
+struct rs {
+  wf_store_t *s;
+  struct ev_loop *evl;
+  char *host, *user, *pass;
+  int port, db;
+  double timeout;
+  int state;
+  redisAsyncContext *ac;
+  char err[400];         /* "redis host:port: reason" of the last failure */
+  double backoff;
+  ev_timer retry;        /* reconnect (does not keep the loop alive) */
+  int retry_on;
+  ev_timer wd;           /* watchdog, active while operations wait */
+  double t_conn, progress;
+  rop_t *qhead, *qtail;  /* waiting for READY */
+  size_t nqueued, nsent;
+  rop_t *free_ops;
+  int nfree_ops;
+  rbuf_t nb[7];          /* key-name scratch: 0-4 names, 5-6 bounds */
+};
+
+/* ---- scripts ------------------------------------------------------------ */
+
+/* KEYS rec, rkeys; ARGV min, max, limit -> {keys, values} */
+static const char scan_lua[] =
+    "local ks\n"
+    "local lim = tonumber(ARGV[3])\n"
+    "if lim > 0 then ks = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], "
+    "ARGV[2], 'LIMIT', 0, lim)\n"
+    "else ks = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2]) end\n"
+    "local vs = {}\n"
+    "for i = 1, #ks, 500 do\n"
+    "  local part = redis.call('HMGET', KEYS[1], unpack(ks, i, "
+    "math.min(i + 499, #ks)))\n"
+    "  for j = 1, #part do vs[#vs + 1] = part[j] end\n"
+    "end\n"
+    "return {ks, vs}\n";
+
+/* KEYS log, logseq; ARGV key, from, to -> {first seq, values} */
+static const char range_lua[] =
+    "local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n"
+    "local len = redis.call('LLEN', KEYS[1])\n"
+    "local first = last - len + 1\n"
+    "local from, to = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "if from < first then from = first end\n"
+    "if to == 0 or to > last then to = last end\n"
+    "if from > to then return {from, {}} end\n"
+    "return {from, redis.call('LRANGE', KEYS[1], from - first, "
+    "to - first)}\n";
+
+/* KEYS log, logseq; ARGV key, keep_from -> entries dropped */
+static const char trim_lua[] =
+    "local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n"
+    "local len = redis.call('LLEN', KEYS[1])\n"
+    "local drop = tonumber(ARGV[2]) - (last - len + 1)\n"
+    "if drop <= 0 or len == 0 then return 0 end\n"
+    "if drop >= len then redis.call('DEL', KEYS[1])\n"
+    "else redis.call('LTRIM', KEYS[1], drop, -1) end\n"
+    "return drop\n";
+
+/* KEYS rec, rkeys, logseq, lkeys; ARGV min, max, log key prefix */
+static const char delp_lua[] =
+    "local ks = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2])\n"
+    "for i = 1, #ks, 500 do redis.call('HDEL', KEYS[1], unpack(ks, i, "
+    "math.min(i + 499, #ks))) end\n"
+    "redis.call('ZREMRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2])\n"
+    "ks = redis.call('ZRANGEBYLEX', KEYS[4], ARGV[1], ARGV[2])\n"
+    "for i = 1, #ks do redis.call('DEL', ARGV[3] .. ks[i]) end\n"
+    "for i = 1, #ks, 500 do redis.call('HDEL', KEYS[3], unpack(ks, i, "
+    "math.min(i + 499, #ks))) end\n"
+    "redis.call('ZREMRANGEBYLEX', KEYS[4], ARGV[1], ARGV[2])\n"
+    "return #ks\n";
+
+/* KEYS rec, rkeys, logseq, lkeys; ARGV log key prefix -> bytes */
+static const char size_lua[] =
+    "local n = 0\n"
+    "local ks = redis.call('ZRANGE', KEYS[2], 0, -1)\n"
+    "for i = 1, #ks do n = n + #ks[i] + redis.call('HSTRLEN', KEYS[1], "
+    "ks[i]) end\n"
+    "ks = redis.call('ZRANGE', KEYS[4], 0, -1)\n"
+    "for i = 1, #ks do\n"
+    "  local vs = redis.call('LRANGE', ARGV[1] .. ks[i], 0, -1)\n"
+    "  for j = 1, #vs do n = n + #ks[i] + #vs[j] end\n"
+    "end\n"
+    "return n\n";
+
+/* ---- key names ---------------------------------------------------------- */
+
+/* "weft:{ns}:<suffix><key>" in scratch slot i; its length in *len. */
+static const char *kname(rs_t *rs, int i, const char *ns, size_t nslen,
+                         const char *suffix, const char *key, size_t klen,
+                         size_t *len) {
+  rbuf_t *b = &rs->nb[i];
+  size_t sl = strlen(suffix), n = 6 + nslen + 2 + sl + klen;
+  if (b->cap < n + 1) {
+    b->cap = n + 64;
+    b->p = wf_xrealloc(b->p, b->cap);
+  }
+  memcpy(b->p, "weft:{", 6);
+  memcpy(b->p + 6, ns, nslen);
+  memcpy(b->p + 6 + nslen, "}:", 2);
+  memcpy(b->p + 8 + nslen, suffix, sl);
+  if (klen) memcpy(b->p + 8 + nslen + sl, key, klen);
+  b->p[n] = 0;
+  *len = n;
+  return b->p;
+}
+
+/* "[prefix" in slot 5 and "(succ" or "+" in slot 6. */
+static void lex_bounds(rs_t *rs, const char *p, size_t pl, const char **min,
+                       size_t *minl, const char **max, size_t *maxl) {
+  rbuf_t *lo = &rs->nb[5], *hi = &rs->nb[6];
+  size_t hl;
+  if (lo->cap < pl + 2) {
+    lo->cap = pl + 64;
+    lo->p = wf_xrealloc(lo->p, lo->cap);
+  }
+  if (hi->cap < pl + 2) {
+    hi->cap = pl + 64;
+    hi->p = wf_xrealloc(hi->p, hi->cap);
+  }
+  lo->p[0] = '[';
+  memcpy(lo->p + 1, p, pl);
+  *min = lo->p;
+  *minl = pl + 1;
+  if (wf_store_prefix_succ(p, pl, hi->p + 1, &hl)) {
+    hi->p[0] = '(';
+    *maxl = hl + 1;
+  } else {
+    hi->p[0] = '+';
+    *maxl = 1;
+  }
+  *max = hi->p;
+}
+
+/* ---- the libev adapter -------------------------------------------------- */
+
+static void ad_read_cb(struct ev_loop *evl, ev_io *w, int revents) {
+  (void)evl;
+  (void)revents;
+  redisAsyncHandleRead(((radapt_t *)w->data)->ac);
+}
+
+/* Writable: let hiredis write, with SIGPIPE blocked (a server that went
+ * away must give EPIPE, not kill the process) and one it raised consumed;
+ * the host's own disposition of SIGPIPE is left alone. */
+static void ad_write_cb(struct ev_loop *evl, ev_io *w, int revents) {
+  sigset_t set, old, pending;
+  int was_pending;
+  (void)evl;
+  (void)revents;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  sigpending(&pending);
+  was_pending = sigismember(&pending, SIGPIPE);
+  sigprocmask(SIG_BLOCK, &set, &old);
+  redisAsyncHandleWrite(((radapt_t *)w->data)->ac); /* may free w */
+  if (!was_pending) {
+    sigpending(&pending);
+    if (sigismember(&pending, SIGPIPE)) {
+      struct timespec zero = {0, 0};
+      while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {
+      }
+    }
+  }
+  sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Start an I/O watcher that does not keep the loop alive by itself. */
+static void ad_on(radapt_t *a, ev_io *w, int *flag) {
+  if (*flag) return;
+  *flag = 1;
+  ev_io_start(a->evl, w);
+  ev_unref(a->evl);
+}
+
+/* Stop an I/O watcher started by ad_on. */
+static void ad_off(radapt_t *a, ev_io *w, int *flag) {
+  if (!*flag) return;
+  *flag = 0;
+  ev_ref(a->evl);
+  ev_io_stop(a->evl, w);
+}
+
+/* hiredis hook: watch for reading. */
+static void ad_add_read(void *p) {
+  radapt_t *a = p;
+  ad_on(a, &a->rev, &a->reading);
+}
+/* hiredis hook: stop watching for reading. */
+static void ad_del_read(void *p) {
+  radapt_t *a = p;
+  ad_off(a, &a->rev, &a->reading);
+}
+/* hiredis hook: watch for writing. */
+static void ad_add_write(void *p) {
+  radapt_t *a = p;
+  ad_on(a, &a->wev, &a->writing);
+}
+/* hiredis hook: stop watching for writing. */
+static void ad_del_write(void *p) {
+  radapt_t *a = p;
+  ad_off(a, &a->wev, &a->writing);
+}
+/* hiredis hook: the context is being freed. */
+static void ad_cleanup(void *p) {
+  radapt_t *a = p;
+  ad_off(a, &a->rev, &a->reading);
+  ad_off(a, &a->wev, &a->writing);
+  free(a);
+}
+
+/* Attach context ac to libev loop evl. */
+static void ad_attach(struct ev_loop *evl, redisAsyncContext *ac) {
+  radapt_t *a = wf_xcalloc(1, sizeof *a);
+  a->evl = evl;
+  a->ac = ac;
+  ev_io_init(&a->rev, ad_read_cb, ac->c.fd, EV_READ);
+  ev_io_init(&a->wev, ad_write_cb, ac->c.fd, EV_WRITE);
+  a->rev.data = a->wev.data = a;
+  ac->ev.data = a;
+  ac->ev.addRead = ad_add_read;
+  ac->ev.delRead = ad_del_read;
+  ac->ev.addWrite = ad_add_write;
+  ac->ev.delWrite = ad_del_write;
+  ac->ev.cleanup = ad_cleanup;
+}
+
+/* ---- operations --------------------------------------------------------- */
+
+static rop_t *rop_new(rs_t *rs, int kind, wf_store_cb cb, void *ud) {
+  rop_t *o = rs->free_ops;
+  if (o) {
+    rs->free_ops = o->next;
+    rs->nfree_ops--;
+  } else {
+    o = wf_xcalloc(1, sizeof *o);
+  }
+  o->rs = rs;
+  o->kind = kind;
+  o->cb = cb;
+  o->ud = ud;
+  o->b = NULL;
+  o->injected = 0;
+  o->next = NULL;
+  return o;
+}
+
+/* Copy ns and key into o (kept while it waits for the connection). */
+static void rop_args(rop_t *o, const char *ns, const char *key) {
+  size_t nl = strlen(ns), kl = strlen(key);
+  if (o->acap < nl + kl + 2) {
+    o->acap = nl + kl + 64;
+    o->a = wf_xrealloc(o->a, o->acap);
+  }
+  memcpy(o->a, ns, nl + 1);
+  memcpy(o->a + nl + 1, key, kl + 1);
+  o->nslen = nl;
+  o->klen = kl;
+}
+
+/* Release o (and its batch) into the pool. */
+static void rop_free(rs_t *rs, rop_t *o) {
+  if (o->b) wf_store_batch_release(o->b);
+  o->b = NULL;
+  if (rs->nfree_ops >= 64 || o->acap > 4096) {
+    free(o->a);
+    free(o);
+    return;
+  }
+  o->next = rs->free_ops;
+  rs->free_ops = o;
+  rs->nfree_ops++;
+}
+
+/* Complete o with a failure message and free it. */
+static void rop_fail(rs_t *rs, rop_t *o, const char *msg) {
+  wf_store_fail(rs->s, o->cb, o->ud, "%s", msg);
+  rop_free(rs, o);
+}
+
+static void wd_kick(rs_t *rs);
+static void conn_drop(rs_t *rs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Reply of an operation's last command (NULL: the connection is gone). */
+static void reply_cb(redisAsyncContext *ac, void *rv, void *priv) {
+  rop_t *o = priv;
+  rs_t *rs = o->rs;
+  redisReply *r = rv;
+  wf_store_done_t *d;
+  rs->nsent--;
+  rs->progress = ev_now(rs->evl);
+  if (!r) {
+    if (ac == rs->ac && !rs->s->closing) {
+      char *e = ac->err ? ac->errstr : "connection lost";
+      wf_store_fail(rs->s, o->cb, o->ud, "redis %s:%d: %c%s", rs->host,
+                    rs->port, e[0] >= 'A' && e[0] <= 'Z' ? e[0] + 32 : e[0],
+                    e + 1);
+      rop_free(rs, o);
+    } else {
+      rop_fail(rs, o, rs->err);
+    }
+    wd_kick(rs);
+    return;
+  }
+  d = wf_store_done_new(rs->s, o->cb, o->ud);
+  if (r->type == REDIS_REPLY_ERROR && !(o->kind == K_COMMIT && o->injected)) {
+    wf_store_done_fail(d, "redis %s:%d: %s", rs->host, rs->port, r->str);
+    goto out;
+  }
+  switch (o->kind) {
+    case K_GET:
+      if (r->type == REDIS_REPLY_STRING)
+        wf_store_done_value(d, r->str, r->len);
+      else if (r->type != REDIS_REPLY_NIL)
+        goto bad;
+      break;
+    case K_SCAN: {
+      if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+          r->element[0]->type != REDIS_REPLY_ARRAY ||
+          r->element[1]->type != REDIS_REPLY_ARRAY ||
+          r->element[0]->elements != r->element[1]->elements)
+        goto bad;
+      redisReply *ks = r->element[0], *vs = r->element[1];
+      for (size_t i = 0; i < ks->elements; i++)
+        if (vs->element[i]->type == REDIS_REPLY_STRING)
+          wf_store_done_row(d, ks->element[i]->str, ks->element[i]->len,
+                            vs->element[i]->str, vs->element[i]->len, 0);
+      break;
+    }
+    case K_RANGE: {
+      if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+          r->element[0]->type != REDIS_REPLY_INTEGER ||
+          r->element[1]->type != REDIS_REPLY_ARRAY)
+        goto bad;
+      long long first = r->element[0]->integer;
+      redisReply *vs = r->element[1];
+      for (size_t i = 0; i < vs->elements; i++)
+        wf_store_done_row(d, NULL, 0, vs->element[i]->str,
+                          vs->element[i]->len, first + (long long)i);
+      break;
+    }
+    case K_SIZE:
+      if (r->type != REDIS_REPLY_INTEGER) goto bad;
+      d->len = (size_t)r->integer;
+      break;
+    case K_COMMIT: {
+      wf_store_batch_t *b = o->b;
+      size_t k = 0;
+      if (o->injected) {
+        wf_store_done_fail(d, "injected failure");
+        break;
+      }
+      if (r->type != REDIS_REPLY_ARRAY) goto bad;
+      for (size_t i = 0; i < b->nops; i++) {
+        int type = b->ops[i].type;
+        size_t cnt = type == WF_SOP_PUT      ? 2
+                     : type == WF_SOP_DEL    ? 5
+                     : type == WF_SOP_APPEND ? 3
+                                             : 1;
+        if (k + cnt > r->elements) goto bad;
+        for (size_t j = 0; j < cnt; j++)
+          if (r->element[k + j]->type == REDIS_REPLY_ERROR) {
+            wf_store_done_fail(d,
+                               "redis %s:%d: %s (the batch may be partly "
+                               "applied: Redis has no rollback)",
+                               rs->host, rs->port, r->element[k + j]->str);
+            goto out;
+          }
+        if (type == WF_SOP_APPEND) {
+          if (r->element[k + 1]->type != REDIS_REPLY_INTEGER) goto bad;
+          wf_store_done_seq(d, r->element[k + 1]->integer);
+        }
+        k += cnt;
+      }
+      if (k != r->elements) goto bad;
+      break;
+    }
+  }
+  goto out;
+bad:
+  wf_store_done_fail(d, "redis %s:%d: unexpected reply (type %d)", rs->host,
+                     rs->port, r->type);
+out:
+  wf_store_done_post(d);
+  rop_free(rs, o);
+  wd_kick(rs);
+}
+
+/* Send one command; 0 on success. */
+static int cmd(rs_t *rs, rop_t *o, int argc, const char **argv,
+               const size_t *lens) {
+  return redisAsyncCommandArgv(rs->ac, o ? reply_cb : NULL, o, argc, argv,
+                               lens) == REDIS_OK
+             ? 0
+             : -1;
+}
+
+/* Send the commands of one batch op; 0 on success. */
+static int send_op(rs_t *rs, wf_store_batch_t *b, const wf_store_op_t *op) {
+  const char *ns = wf_sop_ns(b, op), *key = wf_sop_key(b, op);
+  const char *av[10];
+  size_t al[10];
+  char num[32];
+  int rc = 0;
+  switch (op->type) {
+    case WF_SOP_PUT:
+      av[0] = "HSET", al[0] = 4;
+      av[1] = kname(rs, 0, ns, op->nslen, "rec", NULL, 0, &al[1]);
+      av[2] = key, al[2] = op->klen;
+      av[3] = wf_sop_val(b, op), al[3] = op->vlen;
+      rc |= cmd(rs, NULL, 4, av, al);
+      av[0] = "ZADD", al[0] = 4;
+      av[1] = kname(rs, 0, ns, op->nslen, "rkeys", NULL, 0, &al[1]);
+      av[2] = "0", al[2] = 1;
+      av[3] = key, al[3] = op->klen;
+      rc |= cmd(rs, NULL, 4, av, al);
+      return rc;
+    case WF_SOP_APPEND:
+      av[0] = "RPUSH", al[0] = 5;
+      av[1] = kname(rs, 0, ns, op->nslen, "log:", key, op->klen, &al[1]);
+      av[2] = wf_sop_val(b, op), al[2] = op->vlen;
+      rc |= cmd(rs, NULL, 3, av, al);
+      av[0] = "HINCRBY", al[0] = 7;
+      av[1] = kname(rs, 0, ns, op->nslen, "logseq", NULL, 0, &al[1]);
+      av[2] = key, al[2] = op->klen;
+      av[3] = "1", al[3] = 1;
+      rc |= cmd(rs, NULL, 4, av, al);
+      av[0] = "ZADD", al[0] = 4;
+      av[1] = kname(rs, 0, ns, op->nslen, "lkeys", NULL, 0, &al[1]);
+      av[2] = "0", al[2] = 1;
+      av[3] = key, al[3] = op->klen;
+      rc |= cmd(rs, NULL, 4, av, al);
+      return rc;
+    case WF_SOP_DEL:
+      av[2] = key, al[2] = op->klen;
+      av[0] = "HDEL", al[0] = 4;
+      av[1] = kname(rs, 0, ns, op->nslen, "rec", NULL, 0, &al[1]);
+      rc |= cmd(rs, NULL, 3, av, al);
+      av[0] = "ZREM", al[0] = 4;
+      av[1] = kname(rs, 0, ns, op->nslen, "rkeys", NULL, 0, &al[1]);
+      rc |= cmd(rs, NULL, 3, av, al);
+      av[0] = "DEL", al[0] = 3;
+      av[1] = kname(rs, 0, ns, op->nslen, "log:", key, op->klen, &al[1]);
+      rc |= cmd(rs, NULL, 2, av, al);
+      av[0] = "HDEL", al[0] = 4;
+      av[1] = kname(rs, 0, ns, op->nslen, "logseq", NULL, 0, &al[1]);
+      rc |= cmd(rs, NULL, 3, av, al);
+      av[0] = "ZREM", al[0] = 4;
+      av[1] = kname(rs, 0, ns, op->nslen, "lkeys", NULL, 0, &al[1]);
+      rc |= cmd(rs, NULL, 3, av, al);
+      return rc;
+    case WF_SOP_DEL_PREFIX:
+      av[0] = "EVAL", al[0] = 4;
+      av[1] = delp_lua, al[1] = sizeof delp_lua - 1;
+      av[2] = "4", al[2] = 1;
+      av[3] = kname(rs, 0, ns, op->nslen, "rec", NULL, 0, &al[3]);
+      av[4] = kname(rs, 1, ns, op->nslen, "rkeys", NULL, 0, &al[4]);
+      av[5] = kname(rs, 2, ns, op->nslen, "logseq", NULL, 0, &al[5]);
+      av[6] = kname(rs, 3, ns, op->nslen, "lkeys", NULL, 0, &al[6]);
+      lex_bounds(rs, key, op->klen, &av[7], &al[7], &av[8], &al[8]);
+      av[9] = kname(rs, 4, ns, op->nslen, "log:", NULL, 0, &al[9]);
+      return cmd(rs, NULL, 10, av, al);
+    case WF_SOP_TRIM:
+      av[0] = "EVAL", al[0] = 4;
+      av[1] = trim_lua, al[1] = sizeof trim_lua - 1;
+      av[2] = "2", al[2] = 1;
+      av[3] = kname(rs, 0, ns, op->nslen, "log:", key, op->klen, &al[3]);
+      av[4] = kname(rs, 1, ns, op->nslen, "logseq", NULL, 0, &al[4]);
+      av[5] = key, al[5] = op->klen;
+      al[6] = (size_t)snprintf(num, sizeof num, "%lld", op->n);
+      av[6] = num;
+      return cmd(rs, NULL, 7, av, al);
+  }
+  return -1;
+}
+
+/* Send operation o on the ready connection (it is then in flight). */
+static void rop_send(rs_t *rs, rop_t *o) {
+  const char *av[8];
+  size_t al[8];
+  char n1[32], n2[32];
+  const char *ns = o->a, *key = o->a + o->nslen + 1;
+  int rc = 0;
+  switch (o->kind) {
+    case K_GET:
+      av[0] = "HGET", al[0] = 4;
+      av[1] = kname(rs, 0, ns, o->nslen, "rec", NULL, 0, &al[1]);
+      av[2] = key, al[2] = o->klen;
+      rc = cmd(rs, o, 3, av, al);
+      break;
+    case K_SCAN:
+      av[0] = "EVAL", al[0] = 4;
+      av[1] = scan_lua, al[1] = sizeof scan_lua - 1;
+      av[2] = "2", al[2] = 1;
+      av[3] = kname(rs, 0, ns, o->nslen, "rec", NULL, 0, &al[3]);
+      av[4] = kname(rs, 1, ns, o->nslen, "rkeys", NULL, 0, &al[4]);
+      lex_bounds(rs, key, o->klen, &av[5], &al[5], &av[6], &al[6]);
+      al[7] = (size_t)snprintf(n1, sizeof n1, "%lld", o->n1);
+      av[7] = n1;
+      rc = cmd(rs, o, 8, av, al);
+      break;
+    case K_RANGE:
+      av[0] = "EVAL", al[0] = 4;
+      av[1] = range_lua, al[1] = sizeof range_lua - 1;
+      av[2] = "2", al[2] = 1;
+      av[3] = kname(rs, 0, ns, o->nslen, "log:", key, o->klen, &al[3]);
+      av[4] = kname(rs, 1, ns, o->nslen, "logseq", NULL, 0, &al[4]);
+      av[5] = key, al[5] = o->klen;
+      al[6] = (size_t)snprintf(n1, sizeof n1, "%lld", o->n1);
+      av[6] = n1;
+      al[7] = (size_t)snprintf(n2, sizeof n2, "%lld", o->n2);
+      av[7] = n2;
+      rc = cmd(rs, o, 8, av, al);
+      break;
+    case K_SIZE:
+      av[0] = "EVAL", al[0] = 4;
+      av[1] = size_lua, al[1] = sizeof size_lua - 1;
+      av[2] = "4", al[2] = 1;
+      av[3] = kname(rs, 0, ns, o->nslen, "rec", NULL, 0, &al[3]);
+      av[4] = kname(rs, 1, ns, o->nslen, "rkeys", NULL, 0, &al[4]);
+      av[5] = kname(rs, 2, ns, o->nslen, "logseq", NULL, 0, &al[5]);
+      av[6] = kname(rs, 3, ns, o->nslen, "lkeys", NULL, 0, &al[6]);
+      av[7] = kname(rs, 4, ns, o->nslen, "log:", NULL, 0, &al[7]);
+      rc = cmd(rs, o, 8, av, al);
+      break;
+    case K_COMMIT: {
+      wf_store_batch_t *b = o->b;
+      size_t after = 0;
+      int inject = wf_store_take_injection(rs->s, &after);
+      av[0] = "MULTI";
+      al[0] = 5;
+      rc |= cmd(rs, NULL, 1, av, al);
+      for (size_t k = 0; k < b->nops && !rc; k++) {
+        if (inject && k == after) {
+          av[0] = "WEFT-INJECTED-FAILURE";
+          al[0] = strlen(av[0]);
+          rc |= cmd(rs, NULL, 1, av, al);
+          o->injected = 1;
+        }
+        rc |= send_op(rs, b, &b->ops[k]);
+      }
+      if (inject && !o->injected) {
+        av[0] = "WEFT-INJECTED-FAILURE";
+        al[0] = strlen(av[0]);
+        rc |= cmd(rs, NULL, 1, av, al);
+        o->injected = 1;
+      }
+      av[0] = "EXEC";
+      al[0] = 4;
+      if (!rc) rc = cmd(rs, o, 1, av, al);
+      break;
+    }
+  }
+  if (rc) {
+    /* only when hiredis refuses commands (context going away) */
+    rop_fail(rs, o, "redis: cannot send the command");
+    conn_drop(rs, "cannot send a command");
+    return;
+  }
+  if (rs->nsent++ == 0) rs->progress = ev_now(rs->evl);
+  wd_kick(rs);
+}
+
+/* Start o now, queue it, or fail it at once, depending on the connection. */
+static void rop_start(rs_t *rs, rop_t *o) {
+  if (rs->state == R_READY) {
+    rop_send(rs, o);
+  } else if (rs->state == R_CONNECTING) {
+    if (rs->nqueued >= QUEUE_MAX) {
+      char msg[480];
+      snprintf(msg, sizeof msg,
+               "redis %s:%d: too many operations waiting for the connection",
+               rs->host, rs->port);
+      rop_fail(rs, o, msg);
+      return;
+    }
+    if (rs->qtail)
+      rs->qtail->next = o;
+    else
+      rs->qhead = o;
+    rs->qtail = o;
+    rs->nqueued++;
+    wd_kick(rs);
+  } else {
+    rop_fail(rs, o, rs->err);
+  }
+}
+
+/* ---- connection --------------------------------------------------------- */
+
+static void rs_connect(rs_t *rs);
+
+/* Backoff timer: try to connect again. */
+static void retry_cb(struct ev_loop *evl, ev_timer *w, int revents) {
+  rs_t *rs = w->data;
+  (void)revents;
+  ev_ref(evl); /* the timer stopped: give back the unref of its start */
+  rs->retry_on = 0;
+  rs_connect(rs);
+}
+
+/* Schedule a reconnection attempt after the backoff delay. */
+static void retry_later(rs_t *rs) {
+  if (rs->retry_on || rs->s->closing) return;
+  ev_timer_set(&rs->retry, rs->backoff, 0);
+  ev_timer_start(rs->evl, &rs->retry);
+  ev_unref(rs->evl);
+  rs->retry_on = 1;
+  rs->backoff *= 2;
+  if (rs->backoff > BACKOFF_MAX) rs->backoff = BACKOFF_MAX;
+}
+
+/* The connection is gone (rs->err says why): fail what waits for it, then
+ * reconnect later. */
+static void conn_down(rs_t *rs) {
+  rop_t *o;
+  rs->ac = NULL;
+  rs->state = R_DOWN;
+  while ((o = rs->qhead)) {
+    rs->qhead = o->next;
+    rs->nqueued--;
+    rop_fail(rs, o, rs->err);
+  }
+  rs->qtail = NULL;
+  retry_later(rs);
+  wd_kick(rs);
+}
+
+/* Set rs->err to "redis host:port: <reason>" (first letter lowered). */
+static void set_err(rs_t *rs, const char *fmt, va_list ap) {
+  char why[300];
+  vsnprintf(why, sizeof why, fmt, ap);
+  if (why[0] >= 'A' && why[0] <= 'Z' && why[1] >= 'a' && why[1] <= 'z')
+    why[0] = (char)(why[0] + 32);
+  snprintf(rs->err, sizeof rs->err, "redis %s:%d: %s", rs->host, rs->port,
+           why);
+}
+
+/* set_err with variable arguments. */
+static void set_errf(rs_t *rs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* set_err with variable arguments. */
+static void set_errf(rs_t *rs, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  set_err(rs, fmt, ap);
+  va_end(ap);
+}
+
+/* Drop the connection ourselves (timeout, handshake error): operations in
+ * flight fail with the reason. */
+static void conn_drop(rs_t *rs, const char *fmt, ...) {
+  redisAsyncContext *ac = rs->ac;
+  va_list ap;
+  if (!ac) return;
+  va_start(ap, fmt);
+  set_err(rs, fmt, ap);
+  va_end(ap);
+  conn_down(rs); /* rs->ac = NULL first: the NULL replies use rs->err */
+  redisAsyncFree(ac);
+}
+
+/* hiredis: the TCP connection succeeded or failed. */
+static void on_connect(const redisAsyncContext *ac, int status) {
+  rs_t *rs = ac->data;
+  if (status == REDIS_OK || ac != rs->ac) return;
+  set_errf(rs, "%s", ac->errstr[0] ? ac->errstr : "cannot connect");
+  conn_down(rs); /* hiredis frees ac after this */
+}
+
+/* hiredis: a connected context is going away. */
+static void on_disconnect(const redisAsyncContext *ac, int status) {
+  rs_t *rs = ac->data;
+  (void)status;
+  if (ac != rs->ac) return; /* dropped by us: handled */
+  set_errf(rs, "%s", ac->err && ac->errstr[0] ? ac->errstr
+                                              : "connection closed");
+  conn_down(rs);
+}
+
+/* Reply of a handshake command (AUTH, SELECT); priv non-NULL on the last. */
+static void hs_cb(redisAsyncContext *ac, void *rv, void *priv) {
+  rs_t *rs = ac->data;
+  redisReply *r = rv;
+  rop_t *o;
+  if (!r || ac != rs->ac) return;
+  if (r->type == REDIS_REPLY_ERROR) {
+    conn_drop(rs, "%s", r->str);
+    return;
+  }
+  if (!priv) return;
+  rs->state = R_READY;
+  rs->backoff = BACKOFF_MIN;
+  while ((o = rs->qhead) && rs->state == R_READY) {
+    rs->qhead = o->next;
+    if (!rs->qhead) rs->qtail = NULL;
+    rs->nqueued--;
+    o->next = NULL;
+    rop_send(rs, o);
+  }
+}
+
+/* Start connecting (state CONNECTING), or fail at once (DOWN). */
+static void rs_connect(rs_t *rs) {
+  redisAsyncContext *ac = redisAsyncConnect(rs->host, rs->port);
+  const char *av[3];
+  size_t al[3];
+  char db[16];
+  if (!ac || ac->err) {
+    set_errf(rs, "%s", ac ? ac->errstr : "out of memory");
+    if (ac) redisAsyncFree(ac);
+    conn_down(rs);
+    return;
+  }
+  ac->data = rs;
+  ad_attach(rs->evl, ac);
+  redisAsyncSetConnectCallback(ac, on_connect);
+  redisAsyncSetDisconnectCallback(ac, on_disconnect);
+  rs->ac = ac;
+  rs->state = R_CONNECTING;
+  rs->t_conn = ev_now(rs->evl);
+  if (rs->pass) {
+    int n = 0;
+    av[n] = "AUTH", al[n++] = 4;
+    if (rs->user) av[n] = rs->user, al[n] = strlen(rs->user), n++;
+    av[n] = rs->pass, al[n] = strlen(rs->pass), n++;
+    redisAsyncCommandArgv(ac, hs_cb, NULL, n, av, al);
+  }
+  av[0] = "SELECT", al[0] = 6;
+  al[1] = (size_t)snprintf(db, sizeof db, "%d", rs->db);
+  av[1] = db;
+  redisAsyncCommandArgv(ac, hs_cb, rs, 2, av, al);
+  wd_kick(rs);
+}
+
+/* Watchdog: operations waited `timeout` seconds for the connection or for
+ * a reply. */
+static void wd_cb(struct ev_loop *evl, ev_timer *w, int revents) {
+  rs_t *rs = w->data;
+  double now = ev_now(evl), due;
+  (void)revents;
+  if (rs->state == R_CONNECTING && rs->nqueued) {
+    due = rs->t_conn + rs->timeout;
+    if (now >= due) {
+      conn_drop(rs, "connect timeout (%gs)", rs->timeout);
+      return;
+    }
+  } else if (rs->state == R_READY && rs->nsent) {
+    due = rs->progress + rs->timeout;
+    if (now >= due) {
+      conn_drop(rs, "timeout (no reply in %gs)", rs->timeout);
+      return;
+    }
+  } else {
+    return;
+  }
+  ev_timer_set(w, due - now, 0);
+  ev_timer_start(evl, w);
+}
+
+/* Keep the watchdog running exactly while operations wait. */
+static void wd_kick(rs_t *rs) {
+  int waiting = (rs->state == R_CONNECTING && rs->nqueued) ||
+                (rs->state == R_READY && rs->nsent);
+  if (waiting && !ev_is_active(&rs->wd)) {
+    ev_timer_set(&rs->wd, rs->timeout, 0);
+    ev_timer_start(rs->evl, &rs->wd);
+  } else if (!waiting && ev_is_active(&rs->wd)) {
+    ev_timer_stop(rs->evl, &rs->wd);
+  }
+}
+
+/* ---- the store interface ----------------------------------------------- */
+
+static void r_get(wf_store_t *s, const char *ns, const char *key,
+                  wf_store_cb cb, void *ud) {
+  rs_t *rs = s->be;
+  rop_t *o = rop_new(rs, K_GET, cb, ud);
+  rop_args(o, ns, key);
+  rop_start(rs, o);
+}
+
+/* Scan through the scan script. */
+static void r_scan(wf_store_t *s, const char *ns, const char *prefix,
+                   size_t limit, wf_store_cb cb, void *ud) {
+  rs_t *rs = s->be;
+  rop_t *o = rop_new(rs, K_SCAN, cb, ud);
+  rop_args(o, ns, prefix);
+  o->n1 = (long long)limit;
+  rop_start(rs, o);
+}
+
+/* Range through the range script. */
+static void r_range(wf_store_t *s, const char *ns, const char *key,
+                    long long from, long long to, wf_store_cb cb, void *ud) {
+  rs_t *rs = s->be;
+  rop_t *o = rop_new(rs, K_RANGE, cb, ud);
+  rop_args(o, ns, key);
+  o->n1 = from;
+  o->n2 = to;
+  rop_start(rs, o);
+}
+
+/* Size through the size script. */
+static void r_size(wf_store_t *s, const char *ns, wf_store_cb cb, void *ud) {
+  rs_t *rs = s->be;
+  rop_t *o = rop_new(rs, K_SIZE, cb, ud);
+  rop_args(o, ns, "");
+  rop_start(rs, o);
+}
+
+/* Commit as MULTI ... EXEC. */
+static void r_commit(wf_store_batch_t *b, wf_store_cb cb, void *ud) {
+  rs_t *rs = b->s->be;
+  rop_t *o = rop_new(rs, K_COMMIT, cb, ud);
+  o->b = b;
+  rop_start(rs, o);
+}
+
+/* Close: in-flight and queued operations fail with "store closed". */
+static void r_close(wf_store_t *s) {
+  rs_t *rs = s->be;
+  rop_t *o;
+  if (!rs) return;
+  snprintf(rs->err, sizeof rs->err, "store closed");
+  if (rs->retry_on) {
+    ev_ref(rs->evl);
+    ev_timer_stop(rs->evl, &rs->retry);
+    rs->retry_on = 0;
+  }
+  if (rs->ac) {
+    redisAsyncContext *ac = rs->ac;
+    rs->ac = NULL;
+    redisAsyncFree(ac); /* in-flight operations fail: "store closed" */
+  }
+  while ((o = rs->qhead)) {
+    rs->qhead = o->next;
+    rop_fail(rs, o, rs->err);
+  }
+  ev_timer_stop(rs->evl, &rs->wd);
+  while ((o = rs->free_ops)) {
+    rs->free_ops = o->next;
+    free(o->a);
+    free(o);
+  }
+  for (int i = 0; i < 7; i++) free(rs->nb[i].p);
+  free(rs->host);
+  free(rs->user);
+  free(rs->pass);
+  free(rs);
+}
+
+/* Create the backend and start connecting (errors surface later). */
+int wf_store_redis_open(wf_store_t *s, const char *host, int port, int db,
+                        const char *user, const char *pass, double timeout,
+                        wf_err_t *err) {
+  rs_t *rs = wf_xcalloc(1, sizeof *rs);
+  (void)err;
+  rs->s = s;
+  rs->evl = wf_loop_ev(s->loop);
+  rs->host = wf_xstrdup(host);
+  rs->user = user ? wf_xstrdup(user) : NULL;
+  rs->pass = pass ? wf_xstrdup(pass) : NULL;
+  rs->port = port;
+  rs->db = db;
+  rs->timeout = timeout;
+  rs->backoff = BACKOFF_MIN;
+  ev_timer_init(&rs->retry, retry_cb, 0, 0);
+  rs->retry.data = rs;
+  ev_timer_init(&rs->wd, wd_cb, 0, 0);
+  rs->wd.data = rs;
+  snprintf(rs->err, sizeof rs->err, "redis %s:%d: not connected", host,
+           port);
+  s->be = rs;
+  rs_connect(rs);
+  return WF_OK;
+}
+
+const wf_store_vt_t wf_store_redis_vt = {"redis",  r_get,    r_scan,
+                                         r_range,  r_commit, r_size,
+                                         r_close};

@@ -1,0 +1,524 @@
+/* store_sqlite.c — the "sqlite:PATH" backend of store.h: one connection in
+ * WAL mode with synchronous=NORMAL (durable across process crashes; a
+ * power loss may lose the last commits, never corrupts — docs/store.md),
+ * a busy timeout for other processes sharing the file, the schema
+ * (meta, records, logs, log_heads) created on first use and its version
+ * checked on open, and every statement prepared once. A batch is one
+ * BEGIN IMMEDIATE ... COMMIT transaction, rolled back on any error.
+ * Operations run synchronously and complete through store.c's deferred
+ * completions. Depends on store_int.h, sqlite3. */
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store_int.h"
+
+#define SCHEMA_VERSION 1
+#define BUSY_TIMEOUT_MS 5000
+
+enum {
+  Q_BEGIN, Q_COMMIT, Q_ROLLBACK,
+  Q_GET, Q_PUT,
+  Q_DEL_REC, Q_DEL_LOG, Q_DEL_HEAD,
+  Q_DELP_REC, Q_DELP_LOG, Q_DELP_HEAD,             /* key in [lo, hi) */
+  Q_DELP_REC_ALL, Q_DELP_LOG_ALL, Q_DELP_HEAD_ALL, /* key >= lo */
+  Q_SCAN, Q_SCAN_ALL,
+  Q_RANGE, Q_HEAD_NEXT, Q_APPEND, Q_TRIM,
+  Q_SIZE_REC, Q_SIZE_LOG,
+  Q_COUNT
+};
+
+static const char *const sql[Q_COUNT] = {
+    [Q_BEGIN] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_GET] = "SELECT value FROM records WHERE ns=?1 AND key=?2",
+    [Q_PUT] = "INSERT OR REPLACE INTO records(ns, key, value) "
+              "VALUES(?1, ?2, ?3)",
+    [Q_DEL_REC] = "DELETE FROM records WHERE ns=?1 AND key=?2",
+    [Q_DEL_LOG] = "DELETE FROM logs WHERE ns=?1 AND key=?2",
+    [Q_DEL_HEAD] = "DELETE FROM log_heads WHERE ns=?1 AND key=?2",
+    [Q_DELP_REC] = "DELETE FROM records WHERE ns=?1 AND key>=?2 AND key<?3",
+    [Q_DELP_LOG] = "DELETE FROM logs WHERE ns=?1 AND key>=?2 AND key<?3",
+    [Q_DELP_HEAD] = "DELETE FROM log_heads WHERE ns=?1 AND key>=?2 "
+                    "AND key<?3",
+    [Q_DELP_REC_ALL] = "DELETE FROM records WHERE ns=?1 AND key>=?2",
+    [Q_DELP_LOG_ALL] = "DELETE FROM logs WHERE ns=?1 AND key>=?2",
+    [Q_DELP_HEAD_ALL] = "DELETE FROM log_heads WHERE ns=?1 AND key>=?2",
+    [Q_SCAN] = "SELECT key, value FROM records WHERE ns=?1 AND key>=?2 "
+               "AND key<?3 ORDER BY key LIMIT ?4",
+    [Q_SCAN_ALL] = "SELECT key, value FROM records WHERE ns=?1 AND key>=?2 "
+                   "ORDER BY key LIMIT ?4",
+    [Q_RANGE] = "SELECT seq, value FROM logs WHERE ns=?1 AND key=?2 "
+                "AND seq>=?3 AND seq<=?4 ORDER BY seq",
+    [Q_HEAD_NEXT] = "INSERT INTO log_heads(ns, key, last) VALUES(?1, ?2, 1) "
+                    "ON CONFLICT(ns, key) DO UPDATE SET last=last+1 "
+                    "RETURNING last",
+    [Q_APPEND] = "INSERT INTO logs(ns, key, seq, value) VALUES(?1, ?2, ?3, ?4)",
+    [Q_TRIM] = "DELETE FROM logs WHERE ns=?1 AND key=?2 AND seq<?3",
+    [Q_SIZE_REC] = "SELECT coalesce(sum(length(CAST(key AS BLOB)) + "
+                   "length(value)), 0) FROM records WHERE ns=?1",
+    [Q_SIZE_LOG] = "SELECT coalesce(sum(length(CAST(key AS BLOB)) + "
+                   "length(value)), 0) FROM logs WHERE ns=?1",
+};
+
+/* Rowid tables for the two that hold values of any size (a WITHOUT ROWID
+ * table copies whole rows into its interior pages). */
+static const char schema_sql[] =
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) "
+    "WITHOUT ROWID;"
+    "CREATE TABLE records(ns TEXT NOT NULL, key TEXT NOT NULL, "
+    "value BLOB NOT NULL, PRIMARY KEY(ns, key));"
+    "CREATE TABLE logs(ns TEXT NOT NULL, key TEXT NOT NULL, "
+    "seq INTEGER NOT NULL, value BLOB NOT NULL, PRIMARY KEY(ns, key, seq));"
+    "CREATE TABLE log_heads(ns TEXT NOT NULL, key TEXT NOT NULL, "
+    "last INTEGER NOT NULL, PRIMARY KEY(ns, key)) WITHOUT ROWID;";
+
+typedef struct sq {
+  sqlite3 *db;
+  char *path;
+  sqlite3_stmt *st[Q_COUNT];
+} sq_t;
+
+static const char empty[1] = "";
+
+/* ---- helpers ----------------------------------------------------------- */
+
+/* A hint for errors of access rights ("" for the others). */
+static const char *hint(sq_t *q) {
+  int rc = sqlite3_errcode(q->db) & 0xff;
+  if (rc == SQLITE_READONLY || rc == SQLITE_CANTOPEN || rc == SQLITE_PERM)
+    return " (a store needs write access to the file and its directory)";
+  return "";
+}
+
+/* "sqlite PATH: message" for the connection's last error. */
+static int sq_fail(sq_t *q, wf_err_t *err, const char *what) {
+  return wf_err_set(err, "sqlite %s: %s%s%s%s", q->path, what ? what : "",
+                    what ? ": " : "", sqlite3_errmsg(q->db), hint(q));
+}
+
+/* Bind n bytes of s as TEXT (compared bytewise: BINARY collation). */
+static void bind_text(sqlite3_stmt *st, int i, const char *s, size_t n) {
+  sqlite3_bind_text(st, i, s, (int)n, SQLITE_STATIC);
+}
+
+/* Bind a value as a BLOB (never NULL, even when empty). */
+static void bind_blob(sqlite3_stmt *st, int i, const char *v, size_t n) {
+  /* a NULL pointer would bind SQL NULL: empty values need a real pointer */
+  sqlite3_bind_blob64(st, i, n ? v : empty, n, SQLITE_STATIC);
+}
+
+/* Step a statement that returns no rows, then reset it; SQLITE_DONE or the
+ * error code. */
+static int run(sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  return rc == SQLITE_ROW ? SQLITE_DONE : rc;
+}
+
+/* Execute sql (no results) on db; SQLITE_OK or an error code. */
+static int exec(sqlite3 *db, const char *s) {
+  return sqlite3_exec(db, s, NULL, NULL, NULL);
+}
+
+/* mkdir -p of the directory part of path. */
+static int make_parent(const char *path, wf_err_t *err) {
+  char *dir = wf_xstrdup(path);
+  char *slash = strrchr(dir, '/');
+  int rc = WF_OK;
+  if (slash && slash != dir) {
+    *slash = 0;
+    for (char *p = dir + 1; ; p++) {
+      if (*p == '/' || *p == 0) {
+        char c = *p;
+        *p = 0;
+        if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+          rc = wf_err_set(err, "sqlite %s: cannot create directory %s: %s",
+                          path, dir, strerror(errno));
+          break;
+        }
+        *p = c;
+        if (!c) break;
+      }
+    }
+  }
+  free(dir);
+  return rc;
+}
+
+/* ---- opening ----------------------------------------------------------- */
+
+/* Read the schema version into *version (0 when the file has no weft
+ * schema yet; -1 when it has tables but no meta). */
+static int read_version(sq_t *q, long *version, wf_err_t *err) {
+  sqlite3_stmt *st;
+  int rc;
+  *version = 0;
+  rc = sqlite3_prepare_v2(
+      q->db, "SELECT count(*), sum(name='meta') FROM sqlite_master "
+             "WHERE type='table'", -1, &st, NULL);
+  if (rc != SQLITE_OK) return sq_fail(q, err, NULL);
+  rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW) {
+    sqlite3_finalize(st);
+    return sq_fail(q, err, NULL);
+  }
+  long ntables = (long)sqlite3_column_int64(st, 0);
+  long has_meta = (long)sqlite3_column_int64(st, 1);
+  sqlite3_finalize(st);
+  if (ntables == 0) return WF_OK;
+  if (!has_meta) {
+    *version = -1;
+    return WF_OK;
+  }
+  rc = sqlite3_prepare_v2(
+      q->db, "SELECT value FROM meta WHERE key='schema_version'", -1, &st,
+      NULL);
+  if (rc != SQLITE_OK) return sq_fail(q, err, NULL);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    const char *v = (const char *)sqlite3_column_text(st, 0);
+    char *e;
+    *version = v ? strtol(v, &e, 10) : -1;
+    if (!v || *e || *version <= 0) *version = -2;
+  } else if (rc == SQLITE_DONE) {
+    *version = -1;
+  } else {
+    sqlite3_finalize(st);
+    return sq_fail(q, err, NULL);
+  }
+  sqlite3_finalize(st);
+  return WF_OK;
+}
+
+/* Explain an unusable schema version v (-1: no meta, -2: unreadable). */
+static int schema_complaint(sq_t *q, long v, wf_err_t *err) {
+  if (v == -1)
+    return wf_err_set(err,
+                      "sqlite %s: not a weft store (it has tables but no "
+                      "weft meta table); nothing was changed", q->path);
+  if (v == -2)
+    return wf_err_set(err, "sqlite %s: unreadable schema_version in table "
+                      "meta; nothing was changed", q->path);
+  return wf_err_set(err,
+                    "sqlite %s: schema version %ld, this weft uses version "
+                    "%d; nothing was changed", q->path, v, SCHEMA_VERSION);
+}
+
+/* Check (or create) the schema inside one write transaction. */
+static int ensure_schema(sq_t *q, wf_err_t *err) {
+  long v;
+  char ins[96];
+  if (exec(q->db, "BEGIN IMMEDIATE") != SQLITE_OK)
+    return sq_fail(q, err, NULL);
+  if (read_version(q, &v, err) != WF_OK) goto fail;
+  if (v != 0 && v != SCHEMA_VERSION) {
+    schema_complaint(q, v, err);
+    goto fail;
+  }
+  if (v == 0) {
+    snprintf(ins, sizeof ins,
+             "INSERT INTO meta VALUES('schema_version', '%d')",
+             SCHEMA_VERSION);
+    if (exec(q->db, schema_sql) != SQLITE_OK ||
+        exec(q->db, ins) != SQLITE_OK) {
+      sq_fail(q, err, "creating the schema");
+      goto fail;
+    }
+  }
+  if (exec(q->db, "COMMIT") != SQLITE_OK) {
+    sq_fail(q, err, NULL);
+    goto fail;
+  }
+  return WF_OK;
+fail:
+  exec(q->db, "ROLLBACK");
+  return WF_ERR;
+}
+
+/* Finalize the statements and close the connection. */
+static void sq_free(sq_t *q) {
+  if (!q) return;
+  for (int i = 0; i < Q_COUNT; i++) sqlite3_finalize(q->st[i]);
+  sqlite3_close_v2(q->db);
+  free(q->path);
+  free(q);
+}
+
+/* Open (or create) the store file at path: see the header comment. */
+int wf_store_sqlite_open(wf_store_t *s, const char *path, wf_err_t *err) {
+  sq_t *q = wf_xcalloc(1, sizeof *q);
+  sqlite3_stmt *st = NULL;
+  const char *mode;
+  int rc;
+  q->path = wf_xstrdup(path);
+  if (make_parent(path, err) != WF_OK) goto err;
+  rc = sqlite3_open_v2(path, &q->db,
+                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                           SQLITE_OPEN_NOMUTEX,
+                       NULL);
+  if (rc != SQLITE_OK) {
+    if (q->db)
+      sq_fail(q, err, "cannot open");
+    else
+      wf_err_set(err, "sqlite %s: cannot open: out of memory", path);
+    goto err;
+  }
+  sqlite3_extended_result_codes(q->db, 1);
+  sqlite3_busy_timeout(q->db, BUSY_TIMEOUT_MS);
+  if (sqlite3_db_readonly(q->db, "main") == 1) {
+    wf_err_set(err, "sqlite %s: the file is read-only (a store needs write "
+               "access to it and to its directory)", path);
+    goto err;
+  }
+  /* check the schema before anything writes (WAL mode changes the
+   * header); ensure_schema checks again under the write lock */
+  {
+    long v;
+    if (read_version(q, &v, err) != WF_OK) goto err;
+    if (v != 0 && v != SCHEMA_VERSION) {
+      schema_complaint(q, v, err);
+      goto err;
+    }
+  }
+  rc = sqlite3_prepare_v2(q->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+  if (rc != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+    sq_fail(q, err, "enabling WAL");
+    goto err;
+  }
+  mode = (const char *)sqlite3_column_text(st, 0);
+  if (!mode || strcmp(mode, "wal") != 0) {
+    wf_err_set(err, "sqlite %s: cannot enable WAL mode (journal mode stays "
+               "'%s'; is the directory writable?)", path, mode ? mode : "?");
+    goto err;
+  }
+  sqlite3_finalize(st);
+  st = NULL;
+  if (exec(q->db, "PRAGMA synchronous=NORMAL") != SQLITE_OK) {
+    sq_fail(q, err, NULL);
+    goto err;
+  }
+  if (ensure_schema(q, err) != WF_OK) goto err;
+  for (int i = 0; i < Q_COUNT; i++) {
+    rc = sqlite3_prepare_v3(q->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                            &q->st[i], NULL);
+    if (rc != SQLITE_OK) {
+      sq_fail(q, err, "preparing statements");
+      goto err;
+    }
+  }
+  s->be = q;
+  return WF_OK;
+err:
+  sqlite3_finalize(st);
+  sq_free(q);
+  return WF_ERR;
+}
+
+/* ---- reads ------------------------------------------------------------- */
+
+/* Fail d with the connection's last error. */
+static void done_sqerr(sq_t *q, wf_store_done_t *d) {
+  wf_store_done_fail(d, "sqlite %s: %s%s", q->path, sqlite3_errmsg(q->db),
+                     hint(q));
+}
+
+/* Read one record. */
+static void sq_get(wf_store_t *s, const char *ns, const char *key,
+                   wf_store_cb cb, void *ud) {
+  sq_t *q = s->be;
+  sqlite3_stmt *st = q->st[Q_GET];
+  wf_store_done_t *d = wf_store_done_new(s, cb, ud);
+  bind_text(st, 1, ns, strlen(ns));
+  bind_text(st, 2, key, strlen(key));
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    wf_store_done_value(d, sqlite3_column_blob(st, 0),
+                        (size_t)sqlite3_column_bytes(st, 0));
+  else if (rc != SQLITE_DONE)
+    done_sqerr(q, d);
+  sqlite3_reset(st);
+  wf_store_done_post(d);
+}
+
+/* Records of ns under prefix (key >= prefix AND key < successor). */
+static void sq_scan(wf_store_t *s, const char *ns, const char *prefix,
+                    size_t limit, wf_store_cb cb, void *ud) {
+  sq_t *q = s->be;
+  size_t pl = strlen(prefix), hl;
+  char *hi = wf_xmalloc(pl + 1);
+  int bounded = wf_store_prefix_succ(prefix, pl, hi, &hl);
+  sqlite3_stmt *st = q->st[bounded ? Q_SCAN : Q_SCAN_ALL];
+  wf_store_done_t *d = wf_store_done_new(s, cb, ud);
+  int rc;
+  bind_text(st, 1, ns, strlen(ns));
+  bind_text(st, 2, prefix, pl);
+  if (bounded) bind_text(st, 3, hi, hl);
+  sqlite3_bind_int64(st, 4, limit ? (sqlite3_int64)limit : -1);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    wf_store_done_row(d, (const char *)sqlite3_column_text(st, 0),
+                      (size_t)sqlite3_column_bytes(st, 0),
+                      sqlite3_column_blob(st, 1),
+                      (size_t)sqlite3_column_bytes(st, 1), 0);
+  if (rc != SQLITE_DONE) done_sqerr(q, d);
+  sqlite3_reset(st);
+  free(hi);
+  wf_store_done_post(d);
+}
+
+/* Entries from..to of a log. */
+static void sq_range(wf_store_t *s, const char *ns, const char *key,
+                     long long from, long long to, wf_store_cb cb,
+                     void *ud) {
+  sq_t *q = s->be;
+  sqlite3_stmt *st = q->st[Q_RANGE];
+  wf_store_done_t *d = wf_store_done_new(s, cb, ud);
+  int rc;
+  bind_text(st, 1, ns, strlen(ns));
+  bind_text(st, 2, key, strlen(key));
+  sqlite3_bind_int64(st, 3, from);
+  sqlite3_bind_int64(st, 4, to ? to : INT64_MAX);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    wf_store_done_row(d, NULL, 0, sqlite3_column_blob(st, 1),
+                      (size_t)sqlite3_column_bytes(st, 1),
+                      sqlite3_column_int64(st, 0));
+  if (rc != SQLITE_DONE) done_sqerr(q, d);
+  sqlite3_reset(st);
+  wf_store_done_post(d);
+}
+
+/* Sum of key and value lengths of ns (records and log entries). */
+static void sq_size(wf_store_t *s, const char *ns, wf_store_cb cb, void *ud) {
+  sq_t *q = s->be;
+  wf_store_done_t *d = wf_store_done_new(s, cb, ud);
+  size_t total = 0;
+  for (int i = Q_SIZE_REC; i <= Q_SIZE_LOG; i++) {
+    sqlite3_stmt *st = q->st[i];
+    bind_text(st, 1, ns, strlen(ns));
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) total += (size_t)sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW) {
+      done_sqerr(q, d);
+      break;
+    }
+  }
+  if (d->status == WF_OK) d->len = total;
+  wf_store_done_post(d);
+}
+
+/* ---- writes ------------------------------------------------------------ */
+
+/* Apply op o of b inside the transaction; SQLITE_DONE or an error code. */
+static int apply(sq_t *q, wf_store_batch_t *b, const wf_store_op_t *o,
+                 wf_store_done_t *d) {
+  const char *ns = wf_sop_ns(b, o), *key = wf_sop_key(b, o);
+  sqlite3_stmt *st;
+  int rc;
+  switch (o->type) {
+    case WF_SOP_PUT:
+      st = q->st[Q_PUT];
+      bind_text(st, 1, ns, o->nslen);
+      bind_text(st, 2, key, o->klen);
+      bind_blob(st, 3, wf_sop_val(b, o), o->vlen);
+      return run(st);
+    case WF_SOP_DEL:
+      for (int i = Q_DEL_REC; i <= Q_DEL_HEAD; i++) {
+        st = q->st[i];
+        bind_text(st, 1, ns, o->nslen);
+        bind_text(st, 2, key, o->klen);
+        if ((rc = run(st)) != SQLITE_DONE) return rc;
+      }
+      return SQLITE_DONE;
+    case WF_SOP_DEL_PREFIX: {
+      char *hi = wf_xmalloc(o->klen + 1);
+      size_t hl = 0;
+      int bounded = wf_store_prefix_succ(key, o->klen, hi, &hl);
+      rc = SQLITE_DONE;
+      for (int i = 0; i < 3 && rc == SQLITE_DONE; i++) {
+        st = q->st[(bounded ? Q_DELP_REC : Q_DELP_REC_ALL) + i];
+        bind_text(st, 1, ns, o->nslen);
+        bind_text(st, 2, key, o->klen);
+        if (bounded) bind_text(st, 3, hi, hl);
+        rc = run(st);
+      }
+      free(hi);
+      return rc;
+    }
+    case WF_SOP_APPEND: {
+      long long seq;
+      st = q->st[Q_HEAD_NEXT];
+      bind_text(st, 1, ns, o->nslen);
+      bind_text(st, 2, key, o->klen);
+      rc = sqlite3_step(st);
+      seq = sqlite3_column_int64(st, 0);
+      sqlite3_reset(st);
+      if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? SQLITE_ERROR : rc;
+      st = q->st[Q_APPEND];
+      bind_text(st, 1, ns, o->nslen);
+      bind_text(st, 2, key, o->klen);
+      sqlite3_bind_int64(st, 3, seq);
+      bind_blob(st, 4, wf_sop_val(b, o), o->vlen);
+      if ((rc = run(st)) == SQLITE_DONE) wf_store_done_seq(d, seq);
+      return rc;
+    }
+    case WF_SOP_TRIM:
+      st = q->st[Q_TRIM];
+      bind_text(st, 1, ns, o->nslen);
+      bind_text(st, 2, key, o->klen);
+      sqlite3_bind_int64(st, 3, o->n);
+      return run(st);
+  }
+  return SQLITE_MISUSE;
+}
+
+/* Apply a batch in one BEGIN IMMEDIATE transaction; roll back on error. */
+static void sq_commit(wf_store_batch_t *b, wf_store_cb cb, void *ud) {
+  wf_store_t *s = b->s;
+  sq_t *q = s->be;
+  wf_store_done_t *d = wf_store_done_new(s, cb, ud);
+  size_t after = 0;
+  int inject = wf_store_take_injection(s, &after);
+  int rc = run(q->st[Q_BEGIN]);
+  if (rc != SQLITE_DONE) {
+    done_sqerr(q, d);
+    goto out;
+  }
+  for (size_t k = 0; k < b->nops; k++) {
+    if (inject && k == after) {
+      wf_store_done_fail(d, "injected failure");
+      goto rollback;
+    }
+    if ((rc = apply(q, b, &b->ops[k], d)) != SQLITE_DONE) {
+      done_sqerr(q, d);
+      goto rollback;
+    }
+  }
+  if (inject && after >= b->nops) {
+    wf_store_done_fail(d, "injected failure");
+    goto rollback;
+  }
+  if ((rc = run(q->st[Q_COMMIT])) != SQLITE_DONE) {
+    done_sqerr(q, d);
+    goto rollback;
+  }
+  goto out;
+rollback:
+  if (!sqlite3_get_autocommit(q->db)) run(q->st[Q_ROLLBACK]);
+out:
+  wf_store_batch_release(b);
+  wf_store_done_post(d);
+}
+
+/* Close the connection. */
+static void sq_close(wf_store_t *s) { sq_free(s->be); }
+
+const wf_store_vt_t wf_store_sqlite_vt = {"sqlite",  sq_get,    sq_scan,
+                                          sq_range,  sq_commit, sq_size,
+                                          sq_close};
