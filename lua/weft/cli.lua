@@ -62,7 +62,7 @@ requests (listed on stderr with the command that answers them).]],
 COMMANDS.runs = {
   synopsis = "runs list|show|resume|respond",
   usage = "weft runs list | show RUN | resume RUN [--from N] [--force] | respond RUN REQUEST JSON"
-    .. " [--store URL] [--events pretty|jsonl]",
+    .. " | cleanup [--keep-last N] [--ttl SECONDS] [--store URL] [--events pretty|jsonl]",
   summary = "durable runs: list, inspect, resume after a crash, answer requests",
   options = {
     { "--store", arg = "URL", help = "the store (default " .. DEFAULT_STORE .. ")" },
@@ -70,6 +70,8 @@ COMMANDS.runs = {
     { "--force", flag = true, help = "resume: accept a workflow definition whose hash differs" },
     { "--events", arg = "pretty|jsonl", values = { pretty = true, jsonl = true },
       help = "resume/respond: print every event on stderr" },
+    { "--keep-last", arg = "N", int = true, help = "cleanup: keep the last N checkpoints of each run" },
+    { "--ttl", arg = "SECONDS", int = true, help = "cleanup: delete runs that ended more than SECONDS ago" },
   },
   text = [[
   list              every run of the store: id, workflow, status, superstep
@@ -81,6 +83,9 @@ COMMANDS.runs = {
   respond RUN REQ JSON
                     answer request REQ with the JSON value and continue the
                     run in this process (to its end or next pause)
+  cleanup           --keep-last N: drop older checkpoints (the full snapshot
+                    the last N need is kept); --ttl SECONDS: delete every
+                    trace of runs that ended longer ago
 Exit status as for `weft run`: 0 completed, 1 failed, 2 usage or store
 error, 3 paused on requests.]],
 }
@@ -578,7 +583,7 @@ local function cmd_runs(parsed)
   local pos = parsed.positional
   local durable = require("weft.durable")
   local json = require("weft").json
-  local SUBS = { list = 1, show = 2, resume = 2, respond = 4 }
+  local SUBS = { list = 1, show = 2, resume = 2, respond = 4, cleanup = 1 }
   if not SUBS[sub] then
     return usage_error("runs", sub and ("unknown subcommand '" .. sub .. "'") or "missing subcommand")
   end
@@ -587,6 +592,16 @@ local function cmd_runs(parsed)
   end
   local store, code = open_store(opts)
   if not store then return code end
+  if sub == "cleanup" then
+    if not opts["--keep-last"] and not opts["--ttl"] then
+      return usage_error("runs", "cleanup needs --keep-last N and/or --ttl SECONDS")
+    end
+    local ok, res = pcall(durable.cleanup, store, { keep_last = opts["--keep-last"], ttl = opts["--ttl"] })
+    if not ok then return fail(EXIT_USAGE, "cleanup: " .. one_line(res, 400)) end
+    say(stdout, format("deleted %d run(s), dropped %d checkpoint(s)", res.runs_deleted,
+      res.checkpoints_dropped))
+    return EXIT_OK
+  end
   if sub == "list" then
     local rows, err = store:scan("runs", "")
     if not rows then return fail(EXIT_USAGE, "store: " .. one_line(err, 400)) end

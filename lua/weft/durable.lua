@@ -406,4 +406,51 @@ function _M.resume(wf, run_id, opts)
   return d, restore, input, last
 end
 
+-- ---------------------------------------------------------------------------
+-- cleanup
+
+local TERMINAL = { completed = true, failed = true, cancelled = true }
+
+--- Drop what is no longer needed: opts.keep_last = n keeps the last n
+-- checkpoints of every run (and the full snapshot they need); opts.ttl =
+-- seconds deletes every trace of runs that ended (completed, failed,
+-- cancelled) longer ago than that (opts.now: the current time, for tests).
+-- Returns {runs_deleted = n, checkpoints_dropped = n}.
+function _M.cleanup(store, opts)
+  store = _M.store(store)
+  opts = opts or {}
+  local now = opts.now or os.time()
+  local out = { runs_deleted = 0, checkpoints_dropped = 0 }
+  for _, row in ipairs(check(store:scan("runs", "")) or {}) do
+    local ok, rec = pcall(load, row.value, "run record of " .. row.key)
+    if ok then
+      local id = row.key
+      if opts.ttl and TERMINAL[rec.status] and (rec.updated or 0) < now - opts.ttl then
+        local b = store:batch()
+        b:del("runs", id)
+        b:del("ckpt", id)
+        for _, ns in ipairs({ "pw", "journal", "req" }) do b:del_prefix(ns, id .. "/") end
+        check(b:commit())
+        out.runs_deleted = out.runs_deleted + 1
+      elseif opts.keep_last and (rec.checkpoints or 0) > opts.keep_last then
+        local keep_from = rec.checkpoints - opts.keep_last + 1
+        local need = keep_from -- the newest full snapshot at or before keep_from
+        for _, f in ipairs(rec.fulls or {}) do if f <= keep_from then need = f end end
+        local first = rec.trimmed or 1
+        if need > first then
+          local fulls = json.array()
+          for _, f in ipairs(rec.fulls or {}) do if f >= need then fulls[#fulls + 1] = f end end
+          rec.fulls, rec.trimmed = fulls, need
+          local b = store:batch()
+          b:trim("ckpt", id, need)
+          b:put("runs", id, encode(rec))
+          check(b:commit())
+          out.checkpoints_dropped = out.checkpoints_dropped + (need - first)
+        end
+      end
+    end
+  end
+  return out
+end
+
 return _M

@@ -106,6 +106,49 @@ function InMemory:learn(thread, new_messages)
   end
 end
 
+--- A provider like in_memory whose facts live in a store (namespace
+-- "memory", key = the thread id), so they survive the process and are
+-- shared by every process using the store: stored{store = url|store,
+-- extract, max_facts, title}.
+function _M.stored(opts)
+  if type(opts) ~= "table" or opts.store == nil then
+    error("weft.memory.stored: expects {store = url or weft.store object, ...}", 2)
+  end
+  local store = opts.store
+  if type(store) == "string" then
+    local st, err = require("weft.store").open(store)
+    if not st then error("weft.memory.stored: store " .. store .. ": " .. tostring(err), 2) end
+    store = st
+  end
+  local o = {}
+  for k, v in pairs(opts) do if k ~= "store" then o[k] = v end end
+  local ok, self = pcall(_M.in_memory, o)
+  if not ok then error((tostring(self):gsub("in_memory", "stored")), 2) end
+  local json = require "weft.json"
+  local loaded = {}
+  -- facts of thread id from the store (once per thread and provider)
+  local function load(id)
+    if loaded[id] then return end
+    local s, err = store:get("memory", id)
+    if s == nil and err then error("weft.memory.stored: " .. tostring(err), 0) end
+    local list = s and json.decode(s)
+    self._facts[id] = type(list) == "table" and list or nil
+    loaded[id] = true
+  end
+  self.store = store
+  self.before_invoke = function(thread)
+    load(thread.id)
+    return self:context(thread.id)
+  end
+  self.after_invoke = function(thread, new_messages)
+    load(thread.id)
+    self:learn(thread, new_messages)
+    local ok2, err = store:put("memory", thread.id, json.encode(json.array(self:facts(thread.id))))
+    if not ok2 then error("weft.memory.stored: " .. tostring(err), 0) end
+  end
+  return self
+end
+
 --- A provider that does nothing.
 function _M.none()
   return { before_invoke = function() return nil end, after_invoke = function() end }

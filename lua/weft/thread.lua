@@ -179,6 +179,34 @@ function Thread:fork(id)
   return setmetatable({ id = id or _M.new_id(), messages = msgs, metadata = md }, Thread)
 end
 
+-- A store object from a URL or a store object.
+local function store_of(s, fname)
+  if type(s) == "string" then
+    local st, err = require("weft.store").open(s)
+    if not st then error(fname .. ": store " .. s .. ": " .. tostring(err), 3) end
+    return st
+  end
+  if type(s) ~= "table" then error(fname .. ": store must be a URL or a weft.store object", 3) end
+  return s
+end
+
+--- Save the thread in a store (namespace "threads", key = its id):
+-- true, or nil, err.
+function Thread:save(store)
+  local st = store_of(store, "thread:save")
+  return st:put("threads", self.id, self:serialize())
+end
+
+--- The thread id saved in store: a thread, or nil, err ("unknown thread
+-- 'x'" when absent); a corrupt stored thread raises.
+function _M.load(id, store)
+  if type(id) ~= "string" or id == "" then error("weft.thread.load: id must be a non-empty string", 2) end
+  local st = store_of(store, "weft.thread.load")
+  local s, err = st:get("threads", id)
+  if s == nil then return nil, err or ("unknown thread '" .. id .. "'") end
+  return _M.deserialize(s)
+end
+
 --- The thread a string from serialize() describes; raises
 -- "weft.thread.deserialize: ..." naming the problem for anything else.
 function _M.deserialize(s)

@@ -5,8 +5,9 @@
  * backend-specific cases: sqlite reopen and its file errors (read-only
  * file and directory, garbage, wrong schema version, a foreign database),
  * redis losing its server mid-way and getting it back, a server that stops
- * answering, databases, urls. WEFT_STORE_BENCH=1 also prints the median
- * cost of a small commit (put + append of ~200 bytes each) per backend.
+ * answering, databases, AUTH, urls. WEFT_STORE_BENCH=1 also prints the
+ * median cost of a small commit (put + append of 200 bytes each) per
+ * backend; WEFT_STORE_VERBOSE=1 prints the sqlite open errors.
  * Depends on store.h, loop.h, harness.h, hiredis (sync client, to check
  * readiness and flush the test server), sqlite3 (to make odd files),
  * proc.h (rmtree). */
@@ -1262,7 +1263,6 @@ int main(void) {
 
   run_suite("memory:");
   run_suite("sqlite:");
-  h_current = "urls";
   RUN(t_urls);
   RUN(t_sqlite_reopen);
   RUN(t_sqlite_bad_files);
