@@ -762,6 +762,14 @@ static int l_snapshot(lua_State *L) {
   return 1;
 }
 
+/* core.remaining(run) -> invocations of the current superstep not finished
+ * yet (the caller's own included while it runs). */
+static int l_remaining(lua_State *L) {
+  wf_lua_run_t *lr = check_run(L, 1);
+  lua_pushinteger(L, wf_run_remaining(lr->run));
+  return 1;
+}
+
 /* core.checkpoint_done(run, ok, err): release a run held for its
  * checkpoint (a failure fails the run). */
 static int l_checkpoint_done(lua_State *L) {
@@ -1192,6 +1200,7 @@ static const luaL_Reg sched_fns[] = {
     {"request_wait", l_request_wait},
     {"snapshot", l_snapshot},
     {"checkpoint_done", l_checkpoint_done},
+    {"remaining", l_remaining},
     {"request_answer", l_request_answer},
     {NULL, NULL}};
 

@@ -680,6 +680,9 @@ void wf_run_checkpoint_done(wf_run_t *r, int ok, const char *error) {
   wf_sched_leave(r);
 }
 
+/* Invocations of the current superstep not finished yet. */
+int wf_run_remaining(const wf_run_t *r) { return r->in_step ? r->remaining : 0; }
+
 /* Messages committed and not yet routed. */
 const wf_pending_t *wf_run_pending(const wf_run_t *r, size_t *n) {
   *n = r->npend;

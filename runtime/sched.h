@@ -189,6 +189,8 @@ wf_val_t wf_run_get_state(wf_run_t *r, uint32_t seq, const char *key);
 /* The checkpoint held by WF_AGAIN is written (ok = 1): the run goes on; or
  * it failed: the run fails with "checkpoint failed: <error>". */
 void wf_run_checkpoint_done(wf_run_t *r, int ok, const char *error);
+/* Invocations of the current superstep not finished yet. */
+int wf_run_remaining(const wf_run_t *r);
 /* Messages waiting to be routed in the next superstep, in commit order. */
 const wf_pending_t *wf_run_pending(const wf_run_t *r, size_t *n);
 /* State writes of the last committed superstep, in invocation order

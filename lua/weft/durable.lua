@@ -148,26 +148,46 @@ function _M.checkpoint(r)
       entry.all_outputs = json.array(outs)
       body = encode(entry)
     end
+    -- the checkpoint's number is known in advance (the log numbers its
+    -- entries 1, 2, ...); the run record is rewritten in the same atomic
+    -- batch when it changes materially (a full snapshot) and every 16
+    -- checkpoints, so that it stays cheap: resume reads the log's tail
+    local seq = (d.seq or 0) + 1
+    local rec = d.record
+    local write_rec = full or seq % 16 == 0
+    local old_fulls = rec.fulls
+    if full then
+      local fulls = json.array()
+      for i, f in ipairs(rec.fulls or {}) do fulls[i] = f end
+      fulls[#fulls + 1] = seq
+      rec.fulls = fulls
+    end
     local b = d.store:batch()
     b:append("ckpt", r.id, body)
-    b:del_prefix("pw", fmt("%s/%08d/", r.id, snap.superstep))
+    if d.pw_written then
+      b:del_prefix("pw", fmt("%s/%08d/", r.id, snap.superstep))
+      d.pw_written = false
+    end
+    if write_rec then
+      rec.checkpoints, rec.superstep = seq, snap.supersteps
+      rec.status, rec.updated = "running", os.time()
+      b:put("runs", r.id, encode(rec))
+    end
     local okc, seqs = b:commit()
-    if not okc then error(seqs or "commit failed", 0) end
-    local seq = type(seqs) == "table" and seqs[1] or (d.record.checkpoints or 0) + 1
+    if not okc then
+      rec.fulls = old_fulls
+      error(seqs or "commit failed", 0)
+    end
+    if type(seqs) == "table" and seqs[1] and seqs[1] ~= seq then
+      error(fmt("checkpoint log of run %s is out of step (entry %d, expected %d)", r.id, seqs[1], seq), 0)
+    end
+    d.seq = seq
     d.nout = #outs
     if full then
       d.last_full, d.full_size, d.since_full = seq, #body, 0
-      d.record.fulls = d.record.fulls or json.array()
-      d.record.fulls[#d.record.fulls + 1] = seq
     else
       d.since_full = d.since_full + #body
     end
-    d.record.checkpoints = seq
-    d.record.superstep = snap.supersteps
-    d.record.status = "running"
-    d.record.updated = os.time()
-    local okr, rerr = d.store:put("runs", r.id, encode(d.record))
-    if not okr then error(rerr or "writing the run record failed", 0) end
   end)
   sched.checkpoint_done(r.c, ok, not ok and tostring(err) or nil)
 end
@@ -182,9 +202,14 @@ function _M.replay_of(r, superstep, order, attempt)
 end
 
 --- Record the effects of a finished invocation (ctx._fx) so that a restored
--- run does not execute it again.
+-- run does not execute it again. The invocation that completes the barrier
+-- is covered by the checkpoint written right after it: not recorded (if
+-- the process dies in between, it runs again; its journaled calls are not
+-- repeated).
 function _M.record_effects(r, ctx)
   local d = r.durable
+  if sched.remaining(r.c) <= 1 then return end
+  d.pw_written = true
   local key = pw_key(r.id, ctx.superstep, ctx._order, ctx.attempt)
   local ok, err = d.store:put("pw", key, encode(json.array(ctx._fx)))
   if not ok then error("store: recording the invocation's results: " .. tostring(err), 0) end
@@ -306,16 +331,31 @@ function _M.finish(r, res)
   d.record.error = res.error
   d.record.updated = os.time()
   d.record.outputs = #res.outputs
+  if d.seq then d.record.checkpoints, d.record.superstep = d.seq, res.supersteps end
   d.store:put("runs", r.id, encode(d.record))
 end
 
+-- The number of the last entry of run id's checkpoint log (the record's
+-- count may lag by up to 15 while the run is running): read from the
+-- record's newest full snapshot onwards.
+local function log_tail(store, rec)
+  local fulls = rec.fulls or {}
+  local from = fulls[#fulls]
+  if not from then return rec.checkpoints or 0 end
+  local rows = check(store:range("ckpt", rec.run_id, from, 0))
+  local last = rows and rows[#rows]
+  return last and last.seq or (rec.checkpoints or 0)
+end
+
 -- Rebuild the restore table of a run from its checkpoints up to `upto`
--- (nil: the last). Returns restore, record fields.
+-- (nil: the last). Returns restore (nil when the run has no checkpoint)
+-- and the number of the checkpoint it stands for.
 local function rebuild(wf, store, rec, upto)
-  local last = upto or rec.checkpoints or 0
-  if last == 0 then return nil end
-  if upto and upto > (rec.checkpoints or 0) then
-    error(fmt("run '%s' has no checkpoint %d (it has %d)", rec.run_id, upto, rec.checkpoints or 0), 0)
+  local tail = log_tail(store, rec)
+  local last = upto or tail
+  if last == 0 then return nil, 0 end
+  if upto and upto > tail then
+    error(fmt("run '%s' has no checkpoint %d (it has %d)", rec.run_id, upto, tail), 0)
   end
   local from
   for _, f in ipairs(rec.fulls or {}) do
@@ -354,7 +394,7 @@ local function rebuild(wf, store, rec, upto)
   return {
     supersteps = entry.supersteps, pending = entry.pending, fanin = entry.fanin,
     state = state, outputs = outputs,
-  }, last
+  }, last, tail
 end
 
 -- Everything recorded for run id in namespace ns, by key.
@@ -381,14 +421,14 @@ function _M.resume(wf, run_id, opts)
     error(fmt("run '%s' was checkpointed by workflow '%s' with hash %s; the loaded definition "
       .. "'%s' has hash %s (resume with force to override)", run_id, rec.workflow, rec.hash, wf.name, h), 0)
   end
-  local restore, last = rebuild(wf, store, rec, opts.from)
+  local restore, last, tail = rebuild(wf, store, rec, opts.from)
   local d = {
-    store = store, jidx = {}, record = rec, since_full = 0, full_size = 0,
+    store = store, jidx = {}, record = rec, since_full = 0, full_size = 0, seq = tail,
     replay = scan_map(store, "pw", run_id, true),
     journal = scan_map(store, "journal", run_id, false),
   }
   d.last_full = rec.fulls and rec.fulls[#rec.fulls]
-  if opts.from and opts.from < (rec.checkpoints or 0) then
+  if opts.from and opts.from < (tail or 0) then
     -- going back in time: the later checkpoints stay in the log but are
     -- never read again (the next checkpoint is a full snapshot, and the
     -- record only lists full snapshots up to `from`); the effects and the
