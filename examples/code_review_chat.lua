@@ -105,13 +105,5 @@ local wf = patterns.group_chat{
   max_iterations = 8,
 }
 
--- `weft run` without --input gives "": review the built-in task then.
-for _, method in ipairs({ "run", "spawn", "stream" }) do
-  local inner = wf[method]
-  wf[method] = function(self, input, opts)
-    if input == nil or input == "" then input = TASK end
-    return inner(self, input, opts)
-  end
-end
-
-return wf
+-- `weft run` without --input gives "": use the sample task then.
+return wf:set_defaults{ input = TASK }

@@ -106,13 +106,5 @@ local wf = patterns.concurrent{
   }),
 }
 
--- `weft run` without --input gives "": analyse the sample brief then.
-for _, method in ipairs({ "run", "spawn", "stream" }) do
-  local inner = wf[method]
-  wf[method] = function(self, input, opts)
-    if input == nil or input == "" then input = BRIEF end
-    return inner(self, input, opts)
-  end
-end
-
-return wf
+-- `weft run` without --input gives "": use the sample task then.
+return wf:set_defaults{ input = BRIEF }

@@ -79,13 +79,5 @@ local wf = patterns.magentic{
   max_rounds = 10,
 }
 
--- `weft run` without --input gives "": plan the sample task then.
-for _, method in ipairs({ "run", "spawn", "stream" }) do
-  local inner = wf[method]
-  wf[method] = function(self, input, opts)
-    if input == nil or input == "" then input = TASK end
-    return inner(self, input, opts)
-  end
-end
-
-return wf
+-- `weft run` without --input gives "": use the sample task then.
+return wf:set_defaults{ input = TASK }

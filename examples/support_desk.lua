@@ -135,13 +135,5 @@ local wf = patterns.handoff{
   max_handoffs = 4,
 }
 
--- `weft run` without --input gives "": use the sample message then.
-for _, method in ipairs({ "run", "spawn", "stream" }) do
-  local inner = wf[method]
-  wf[method] = function(self, input, opts)
-    if input == nil or input == "" then input = DEFAULT_MESSAGE end
-    return inner(self, input, opts)
-  end
-end
-
-return wf
+-- `weft run` without --input gives "": use the sample task then.
+return wf:set_defaults{ input = DEFAULT_MESSAGE }

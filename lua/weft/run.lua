@@ -116,9 +116,10 @@ function _M.start(wf, input, opts, level, d, restore)
   local dflt = wf._defaults
   if dflt then
     local o = {}
-    for k, v in pairs(dflt) do o[k] = v end
+    for k, v in pairs(dflt) do if k ~= "input" then o[k] = v end end
     for k, v in pairs(opts) do o[k] = v end
     opts = o
+    if (input == nil or input == "") and dflt.input ~= nil then input = dflt.input end
   end
   opts = propagating(opts)
   if opts.store and not d then

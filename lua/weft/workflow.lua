@@ -137,20 +137,26 @@ function Builder:fan_in(sources, to, opts)
   return self
 end
 
-local DEFAULTS = { max_supersteps = true, max_concurrency = true }
+local DEFAULTS = { max_supersteps = true, max_concurrency = true, input = true }
 
---- Default run options of the built workflow (max_supersteps,
--- max_concurrency), used when a run does not give its own; they also apply
--- to resumed runs.
-function Builder:defaults(d)
-  if type(d) ~= "table" then error("defaults: expects a table {max_supersteps = n, ...}", 2) end
+-- Validate a defaults table (raises at the caller of the caller).
+local function check_defaults(d)
+  if type(d) ~= "table" then error("defaults: expects a table {max_supersteps = n, ...}", 3) end
   for k, v in pairs(d) do
-    if not DEFAULTS[k] then error(("defaults: unknown option '%s'"):format(tostring(k)), 2) end
-    if type(v) ~= "number" or v ~= math.floor(v) or v < (k == "max_concurrency" and 0 or 1) then
-      error(("defaults: %s must be an integer"):format(k), 2)
+    if not DEFAULTS[k] then error(("defaults: unknown option '%s'"):format(tostring(k)), 3) end
+    if k ~= "input" and (type(v) ~= "number" or v ~= math.floor(v) or v < (k == "max_concurrency" and 0 or 1)) then
+      error(("defaults: %s must be an integer"):format(k), 3)
     end
   end
-  self._defaults = d
+  return d
+end
+
+--- Default run options of the built workflow (max_supersteps,
+-- max_concurrency), used when a run does not give its own (resumed runs
+-- too), and `input`, used when a run's input is nil or "" (what `weft run`
+-- gives without --input).
+function Builder:defaults(d)
+  self._defaults = check_defaults(d)
   return self
 end
 
@@ -291,6 +297,16 @@ function Builder:build()
     error(res.msg, 2)
   end
   error((self._site and (self._site .. ": ") or "") .. res.msg, 0)
+end
+
+--- Set default run options on a built workflow (see Builder:defaults);
+-- returns the workflow.
+function Workflow:set_defaults(d)
+  local merged = {}
+  for k, v in pairs(self._defaults or {}) do merged[k] = v end
+  for k, v in pairs(check_defaults(d)) do merged[k] = v end
+  self._defaults = merged
+  return self
 end
 
 --- Describe the graph: {name, start, executors = {{id, kind}}, edges = {...}}.
