@@ -12,6 +12,7 @@ static const luaL_Reg mods[] = {{"weft.core.json", wf_lua_open_json},
                                 {"weft.core.tcp", wf_lua_open_tcp},
                                 {"weft.core.proc", wf_lua_open_proc},
                                 {"weft.core.store", wf_lua_open_store},
+                                {"weft.core.server", wf_lua_open_server},
                                 {NULL, NULL}};
 
 /* preload loader for "weft.core". */

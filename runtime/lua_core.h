@@ -19,5 +19,6 @@ int wf_lua_open_http(lua_State *L);
 int wf_lua_open_tcp(lua_State *L);
 int wf_lua_open_proc(lua_State *L);
 int wf_lua_open_store(lua_State *L);
+int wf_lua_open_server(lua_State *L);
 
 #endif

@@ -1,0 +1,159 @@
+--- weft.serve.agents — /api/v1/agents: declarative agent definitions
+-- `{id, name, instructions, model, temperature, max_tokens, tools =
+-- {names of registered tools}, description, max_tool_rounds}` kept in the
+-- store (namespace "defs", key "agent/<id>"), validated by building the
+-- weft.agent; `build(app, id)` makes the agent for workflows.
+-- Uses weft.agent, weft.json, weft.serve.{app, errors}.
+local json = require "weft.json"
+local errors = require "weft.serve.errors"
+
+local type, pairs, ipairs, tostring, pcall = type, pairs, ipairs, tostring, pcall
+local throw = errors.throw
+
+local _M = {}
+
+local FIELDS = { id = true, name = true, instructions = true, model = true, temperature = true,
+                 max_tokens = true, tools = true, description = true, max_tool_rounds = true }
+local AGENT_OPTS = { "name", "instructions", "model", "temperature", "max_tokens", "description", "max_tool_rounds" }
+
+-- The weft.agent options of definition d, with tools resolved in app.
+local function agent_opts(app, d)
+  local o = {}
+  for _, k in ipairs(AGENT_OPTS) do o[k] = d[k] end
+  if d.tools ~= nil then
+    if type(d.tools) ~= "table" or (next(d.tools) ~= nil and not json.is_array(d.tools)) then
+      throw(400, "validation_error", "tools must be a list of tool names", { field = "tools" })
+    end
+    o.tools = {}
+    for i, name in ipairs(d.tools) do
+      if type(name) ~= "string" then
+        throw(400, "validation_error", ("tools[%d] must be a tool name (string)"):format(i), { field = "tools" })
+      end
+      local t = app.tools[name]
+      if not t then
+        throw(400, "unknown_tool", ("tools[%d]: unknown tool '%s'"):format(i, name), { field = "tools", tool = name })
+      end
+      o.tools[i] = t
+    end
+  end
+  return o
+end
+
+--- Validate definition d (raises a 400 error object naming the field) and
+-- return the built weft.agent.
+function _M.validate(app, d)
+  for k in pairs(d) do
+    if not FIELDS[k] then
+      throw(400, "validation_error", ("unknown field '%s'"):format(tostring(k)), { field = k })
+    end
+  end
+  if type(d.name) ~= "string" or d.name == "" then
+    throw(400, "validation_error", "name must be a non-empty string", { field = "name" })
+  end
+  local o = agent_opts(app, d)
+  local ok, a = pcall(require("weft.agent").new, o)
+  if not ok then
+    throw(400, "validation_error", (tostring(a):gsub("^weft%.agent: ", "")))
+  end
+  return a
+end
+
+--- The weft.agent of stored definition id (raises 404 / 400 error objects).
+function _M.build(app, id)
+  local d = app:def_get("agent", id)
+  if not d then errors.not_found("agent", id) end
+  d.created_at, d.updated_at = nil, nil
+  return _M.validate(app, d)
+end
+
+-- An id for a new definition: body.id, else the name when it is a valid id.
+local function new_id(app, body)
+  if body.id ~= nil then return require("weft.serve.app").check_id(body.id, "id") end
+  if require("weft.serve.app").valid_id(body.name) then return body.name end
+  throw(400, "validation_error", "id is required when the name is not a valid id", { field = "id" })
+end
+
+-- Store d under id with timestamps; returns the stored document.
+local function save(app, id, d, created)
+  local weft = require "weft"
+  local doc = {}
+  for k, v in pairs(d) do doc[k] = v end
+  doc.id = id
+  doc.created_at = created or weft.now()
+  doc.updated_at = weft.now()
+  app:def_put("agent", id, doc)
+  app.built = {} -- workflows are rebuilt with the new definition
+  return doc
+end
+
+-- Fields of a stored doc that a client may send back.
+local function editable(doc)
+  local d = {}
+  for k, v in pairs(doc) do if FIELDS[k] then d[k] = v end end
+  return d
+end
+
+--- Install the agent routes on app.
+function _M.install(app)
+  app:route("POST", "/api/v1/agents", function(self, req)
+    local body = self:body(req, { required = true })
+    if body.name == nil and body.id ~= nil then body.name = body.id end
+    local id = new_id(self, body)
+    body.id = nil
+    _M.validate(self, body)
+    if self:def_get("agent", id) then errors.conflict(("agent '%s' already exists"):format(id), { id = id }) end
+    return 201, save(self, id, body), { location = "/api/v1/agents/" .. id }
+  end)
+
+  app:route("GET", "/api/v1/agents", function(self, req)
+    local limit, offset = self:page(req)
+    return 200, require("weft.serve.app").paginate(self:def_list("agent"), limit, offset)
+  end)
+
+  app:route("GET", "/api/v1/agents/{id}", function(self, _, p)
+    local d = self:def_get("agent", p.id)
+    if not d then errors.not_found("agent", p.id) end
+    return 200, d
+  end)
+
+  -- PUT replaces the definition, PATCH merges fields into it.
+  local function update(merge)
+    return function(self, req, p)
+      local old = self:def_get("agent", p.id)
+      if not old then errors.not_found("agent", p.id) end
+      local body = self:body(req, { required = true })
+      if body.id ~= nil and body.id ~= p.id then
+        throw(400, "validation_error", ("id '%s' does not match the path id '%s'"):format(tostring(body.id), p.id), { field = "id" })
+      end
+      body.id = nil
+      local d = merge and editable(old) or {}
+      d.id = nil
+      for k, v in pairs(body) do d[k] = v end
+      if merge then
+        for k, v in pairs(body) do if v == json.null then d[k] = nil end end
+      end
+      if d.name == nil then d.name = old.name end
+      _M.validate(self, d)
+      return 200, save(self, p.id, d, old.created_at)
+    end
+  end
+  app:route("PUT", "/api/v1/agents/{id}", update(false))
+  app:route("PATCH", "/api/v1/agents/{id}", update(true))
+
+  app:route("DELETE", "/api/v1/agents/{id}", function(self, _, p)
+    if not self:def_get("agent", p.id) then errors.not_found("agent", p.id) end
+    for _, w in ipairs(self:def_list("workflow")) do
+      for _, n in ipairs(w.nodes or {}) do
+        if type(n) == "table" and n.agent == p.id then
+          errors.conflict(("agent '%s' is used by workflow '%s'"):format(p.id, tostring(w.id)),
+                          { workflow = w.id })
+        end
+      end
+    end
+    self:def_del("agent", p.id)
+    self.built = {}
+    return 204
+  end)
+end
+
+return _M

@@ -1,0 +1,289 @@
+--- weft.serve.app — the REST application of `weft serve`: a router over
+-- method + path patterns (`/api/v1/agents/{id}`), JSON bodies, ids and
+-- pagination, and the state shared by the endpoint modules (definition
+-- store, tool registry, built workflows, executions, metrics).
+-- `app:handle(req, res)` serves one request with the req/res API of
+-- weft.server (docs/server.md); it never raises: errors become
+-- `{error = {code, message, details}}` responses.
+-- Uses weft, weft.json, weft.store and weft.serve.{errors, agents, tools,
+-- workflows, executions, health}.
+local json = require "weft.json"
+local errors = require "weft.serve.errors"
+
+local type, pairs, ipairs, tostring, tonumber, setmetatable, xpcall, error =
+  type, pairs, ipairs, tostring, tonumber, setmetatable, xpcall, error
+local concat, sort = table.concat, table.sort
+local throw = errors.throw
+
+local _M = {}
+
+local App = {}
+App.__index = App
+_M.App = App
+
+--- The pattern every id (agents, workflows, executions, tools) must match.
+_M.ID_PATTERN = "^[A-Za-z0-9_.%-]+$"
+_M.ID_MAX = 64
+_M.DEFAULT_LIMIT, _M.MAX_LIMIT = 50, 1000
+
+--- True when s is a valid id: 1-64 of A-Z a-z 0-9 _ . - and not "." or "..".
+function _M.valid_id(s)
+  return type(s) == "string" and #s >= 1 and #s <= _M.ID_MAX and s:match(_M.ID_PATTERN) ~= nil
+    and s:find("..", 1, true) == nil and s ~= "."
+end
+
+--- Check an id (raises a 400 error object naming what).
+function _M.check_id(s, what)
+  if not _M.valid_id(s) then
+    throw(400, "invalid_id", ("%s must be 1-64 characters of A-Z a-z 0-9 _ . - (no '..'), got %s")
+      :format(what, type(s) == "string" and ("%q"):format(s) or type(s)), { field = what })
+  end
+  return s
+end
+
+-- Percent-decode one path segment; nil when malformed.
+local function unescape(s)
+  if s:find("%%") then
+    if s:find("%%[^%x]") or s:find("%%%x[^%x]") or s:find("%%%x?$") then return nil end
+    s = s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+  end
+  return s
+end
+
+-- Split a path into decoded segments; raises 400 on traversal or bad escapes.
+local function segments(path)
+  if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
+    throw(400, "bad_request", "the path must start with '/'")
+  end
+  local out = {}
+  for raw in path:gmatch("[^/]+") do
+    local s = unescape(raw)
+    if s == nil then throw(400, "invalid_path", ("malformed percent-escape in path segment %q"):format(raw)) end
+    if s == "." or s == ".." or s:find("[/\\%z]") then
+      throw(400, "invalid_path", ("path segment %q is not allowed (path traversal)"):format(raw))
+    end
+    out[#out + 1] = s
+  end
+  return out
+end
+
+--- Add a route: method ("GET"...), pattern ("/api/v1/agents/{id}"),
+-- fn(app, req, params, res) -> status, body[, headers] (nothing when fn
+-- wrote the response itself, e.g. a stream).
+function App:route(method, pattern, fn)
+  local segs, names = {}, {}
+  for s in pattern:gmatch("[^/]+") do
+    local name = s:match("^{([%w_]+)}$")
+    segs[#segs + 1] = name and true or s
+    names[#segs] = name
+  end
+  self.routes[#self.routes + 1] = { method = method, pattern = pattern, segs = segs, names = names, fn = fn }
+end
+
+-- The params of route r for segments segs, or nil when it does not match.
+local function match(r, segs)
+  if #segs ~= #r.segs then return nil end
+  local params = {}
+  for i, s in ipairs(r.segs) do
+    if s == true then
+      params[r.names[i]] = segs[i]
+    elseif s ~= segs[i] then
+      return nil
+    end
+  end
+  return params
+end
+
+--- The decoded JSON body of req: a table (an object unless opts.any),
+-- or nil when empty and not opts.required. Raises 415 for a body that is
+-- not JSON, 400 (with line and column) for invalid JSON.
+function App:body(req, opts)
+  opts = opts or {}
+  local body = req.body
+  if body == nil or body == "" then
+    if opts.required then throw(400, "bad_request", "a JSON request body is required") end
+    return nil
+  end
+  local ct = (req.headers and req.headers["content-type"]) or ""
+  local mt = ct:match("^%s*([^;%s]+)") or ""
+  mt = mt:lower()
+  if mt ~= "application/json" and not mt:match("^application/[%w.%-]+%+json$") then
+    throw(415, "unsupported_media_type",
+          ("request bodies must be application/json, got %s"):format(ct == "" and "no content-type" or ("'" .. ct .. "'")),
+          { content_type = ct })
+  end
+  local v, err = json.decode(body)
+  if v == nil then
+    local line, col = tostring(err):match("line (%d+) column (%d+)")
+    throw(400, "invalid_json", "invalid JSON body: " .. tostring(err),
+          { line = tonumber(line), column = tonumber(col) })
+  end
+  if not opts.any and (type(v) ~= "table" or json.is_array(v)) then
+    throw(400, "bad_request", "the request body must be a JSON object")
+  end
+  return v
+end
+
+--- limit, offset of req's query (?limit=&offset=), validated.
+function App:page(req)
+  local q = req.query or {}
+  local function int(k, dflt, max)
+    local v = q[k]
+    if v == nil or v == "" then return dflt end
+    local n = tonumber(v)
+    if not n or n ~= math.floor(n) or n < 0 or (max and n > max) then
+      throw(400, "bad_request", ("query parameter %s must be an integer between 0 and %s, got %q")
+        :format(k, max and tostring(max) or "inf", tostring(v)), { field = k })
+    end
+    return n
+  end
+  return int("limit", _M.DEFAULT_LIMIT, _M.MAX_LIMIT), int("offset", 0)
+end
+
+--- A page of list: {items, total, limit, offset}.
+function _M.paginate(list, limit, offset)
+  local items = json.array()
+  for i = offset + 1, math.min(#list, offset + limit) do items[#items + 1] = list[i] end
+  return { items = items, total = #list, limit = limit, offset = offset }
+end
+
+-- Definitions (namespace "defs", keys "<kind>/<id>") -----------------------
+
+--- The stored definition of kind ("agent", "workflow") id, or nil.
+function App:def_get(kind, id)
+  local v, err = self.store:get("defs", kind .. "/" .. id)
+  if v == nil and err then throw(503, "store_unavailable", "store: " .. tostring(err)) end
+  if v == nil then return nil end
+  local d, derr = json.decode(v)
+  if type(d) ~= "table" then throw(500, "internal", ("corrupt %s definition '%s': %s"):format(kind, id, tostring(derr))) end
+  return d
+end
+
+--- Store definition d of kind under id.
+function App:def_put(kind, id, d)
+  local ok, err = self.store:put("defs", kind .. "/" .. id, json.encode(d))
+  if not ok then throw(503, "store_unavailable", "store: " .. tostring(err)) end
+end
+
+--- Delete the definition of kind id.
+function App:def_del(kind, id)
+  local ok, err = self.store:del("defs", kind .. "/" .. id)
+  if not ok then throw(503, "store_unavailable", "store: " .. tostring(err)) end
+end
+
+--- Every definition of kind, sorted by id.
+function App:def_list(kind)
+  local rows, err = self.store:scan("defs", kind .. "/")
+  if not rows then throw(503, "store_unavailable", "store: " .. tostring(err)) end
+  local out = {}
+  for _, r in ipairs(rows) do
+    local d = json.decode(r.value)
+    if type(d) == "table" then out[#out + 1] = d end
+  end
+  return out
+end
+
+-- Tools --------------------------------------------------------------------
+
+--- Register a weft.tool (agents name it in `tools`; /api/v1/tools lists it).
+function App:register_tool(t)
+  if not require("weft.tool").is_tool(t) then error("register_tool: expects a weft.tool object", 2) end
+  self.tools[t.name] = t
+  return self
+end
+
+-- Handling -----------------------------------------------------------------
+
+-- Write the (status, body, headers) a route returned.
+local function respond(res, status, body, headers)
+  if headers then for k, v in pairs(headers) do res:header(k, v) end end
+  if body == nil then
+    res:status(status)
+    res:send("")
+  else
+    res:json(status, body)
+  end
+end
+
+--- Serve one request (never raises).
+function App:handle(req, res)
+  local status
+  local ok, err = xpcall(function()
+    local segs = segments(req.path)
+    local allowed, seen = {}, {}
+    for _, r in ipairs(self.routes) do
+      local params = match(r, segs)
+      if params then
+        if r.method == req.method then
+          for name, v in pairs(params) do
+            _M.check_id(v, name)
+          end
+          local st, body, headers = r.fn(self, req, params, res)
+          if st then
+            status = st
+            respond(res, st, body, headers)
+          else
+            status = res.status_code or 200
+          end
+          return
+        elseif not seen[r.method] then
+          seen[r.method] = true
+          allowed[#allowed + 1] = r.method
+        end
+      end
+    end
+    if #allowed > 0 then
+      sort(allowed)
+      local e = errors.new(405, "method_not_allowed",
+        ("method %s is not allowed on %s (allowed: %s)"):format(tostring(req.method), req.path, concat(allowed, ", ")),
+        { allowed = allowed })
+      e.headers = { allow = concat(allowed, ", ") }
+      error(e, 0)
+    end
+    throw(404, "not_found", ("no route for %s %s"):format(tostring(req.method), tostring(req.path)))
+  end, function(e)
+    if errors.is_error(e) then return e end
+    return { internal = tostring(e), traceback = debug.traceback(tostring(e), 2) }
+  end)
+  if not ok then
+    if not errors.is_error(err) then
+      io.stderr:write("weft serve: ", tostring(req.method), " ", tostring(req.path), ": ", err.traceback, "\n")
+      err = errors.new(500, "internal", "internal error: " .. err.internal)
+    end
+    status = err.status
+    if not res.streaming then pcall(errors.send, res, err) end
+  end
+  self.metrics:count_http(req.method, status or 500)
+end
+
+--- Create the app. opts: store (a weft.store object or URL; default an
+-- in-memory store), durable (default true when a store is given: async
+-- runs are durable), scripts_dir (Lua workflow files, listed read-only),
+-- tools (a list of weft.tool objects to register).
+function _M.new(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("app.new: options must be a table", 2) end
+  local store = opts.store
+  if type(store) == "string" then
+    local s, err = require("weft.store").open(store)
+    if not s then error("app.new: store " .. store .. ": " .. tostring(err), 2) end
+    store = s
+  end
+  local durable = opts.durable
+  if durable == nil then durable = store ~= nil end
+  if store == nil then store = assert(require("weft.store").open("memory:")) end
+  local self = setmetatable({
+    store = store, durable = durable, scripts_dir = opts.scripts_dir,
+    routes = {}, tools = {}, built = {}, executions = {}, started = require("weft").now(),
+  }, App)
+  self.metrics = require("weft.serve.health").metrics()
+  for _, t in ipairs(opts.tools or {}) do self:register_tool(t) end
+  require("weft.serve.health").install(self)
+  require("weft.serve.agents").install(self)
+  require("weft.serve.tools").install(self)
+  require("weft.serve.workflows").install(self)
+  require("weft.serve.executions").install(self)
+  return self
+end
+
+return _M

@@ -1,0 +1,260 @@
+--- weft.serve.executions — running workflows through the API:
+-- `POST /api/v1/workflows/{id}/execute {input, async}` (sync: 200 with the
+-- result; async: 202 {id, status}, the run goes on in the loop, durable when
+-- the app is), `GET /api/v1/executions` (?workflow=&status=, paginated),
+-- `GET/DELETE /api/v1/executions/{id}` (status / cancel),
+-- `GET /api/v1/executions/{id}/events` (server-sent events, `id: n` per
+-- event, replay after the `last-event-id` header) and
+-- `POST /api/v1/executions/{id}/responses {request_id, value}` (human in
+-- the loop). Summaries are kept in the store (namespace "executions");
+-- handles and events live in this process.
+-- Uses weft, weft.json, weft.serve.{app, errors, workflows}.
+local json = require "weft.json"
+local errors = require "weft.serve.errors"
+
+local type, pairs, ipairs, tostring, tonumber, pcall = type, pairs, ipairs, tostring, tonumber, pcall
+local fmt = string.format
+local throw = errors.throw
+
+local _M = {}
+
+local TERMINAL = { completed = true, failed = true, cancelled = true }
+_M.TERMINAL = TERMINAL
+
+local counter = 0
+math.randomseed(os.time() + math.floor((os.clock() * 1e6) % 1e6))
+
+-- A new execution id (unique across restarts on one store).
+local function new_id()
+  counter = counter + 1
+  return fmt("exec-%x-%04x%04x-%d", os.time(), math.random(0, 0xffff), math.random(0, 0xffff), counter)
+end
+
+-- The public summary of execution x.
+local function summary(x)
+  return { id = x.id, workflow = x.workflow, status = x.status, created_at = x.created_at,
+           updated_at = x.updated_at, finished_at = x.finished_at, error = x.error,
+           outputs = x.outputs, supersteps = x.supersteps, duration_ms = x.duration_ms,
+           requests = x.requests, durable = x.durable or nil, async = x.async }
+end
+_M.summary = summary
+
+-- Persist x's summary (best effort: a store failure is logged).
+local function save(app, x)
+  local ok, err = app.store:put("executions", x.id, json.encode(summary(x)))
+  if not ok then io.stderr:write("weft serve: store: execution ", x.id, ": ", tostring(err), "\n") end
+end
+
+-- Copy result res into execution x, count it, persist it, wake watchers.
+local function finish(app, x, res)
+  local weft = require "weft"
+  x.status = res.status
+  x.error = res.error
+  local outs = json.array()
+  for i, o in ipairs(res.outputs or {}) do outs[i] = o end
+  x.outputs = outs
+  x.supersteps, x.duration_ms = res.supersteps, res.duration_ms
+  x.updated_at = weft.now()
+  if res.status == "idle" then
+    local rq = json.array()
+    for i, q in ipairs(res.requests or {}) do rq[i] = q end
+    x.requests = rq
+  else
+    x.requests = nil
+  end
+  if TERMINAL[res.status] and not x.finished_at then
+    x.finished_at = x.updated_at
+    app.metrics:run_finished(res.status, res.supersteps or 0, (res.duration_ms or 0) / 1000)
+  end
+  save(app, x)
+  x.cond:signal()
+end
+
+-- Wait for x's run in a task of its own (async runs, resumed runs).
+local function watch(app, x)
+  require("weft").go(function()
+    local res = x.handle:wait()
+    finish(app, x, res)
+  end)
+end
+
+--- Start an execution of workflow wf (id wid) with input; returns it.
+function _M.start(app, wid, wf, input, async)
+  local weft = require "weft"
+  local x = { id = new_id(), workflow = wid, status = "running", created_at = weft.now(),
+              events = {}, cond = weft.cond(), async = async, durable = app.durable }
+  x.updated_at = x.created_at
+  local opts = {
+    run_id = x.id,
+    on_event = function(ev)
+      x.events[#x.events + 1] = ev
+      if ev.type == "superstep_completed" then app.metrics.supersteps = app.metrics.supersteps + 1 end
+      x.cond:signal()
+    end,
+    events = false,
+  }
+  if app.durable then opts.store = app.store end
+  local ok, h = pcall(wf.spawn, wf, input, opts)
+  if not ok then throw(400, "bad_request", "cannot start the run: " .. tostring(h)) end
+  x.handle = h
+  app.executions[x.id] = x
+  app.metrics.runs_started = app.metrics.runs_started + 1
+  save(app, x)
+  return x
+end
+
+-- The execution id: in this process, else its stored summary (x, stored).
+local function lookup(app, id)
+  local x = app.executions[id]
+  if x then return x end
+  local v, err = app.store:get("executions", id)
+  if v == nil and err then throw(503, "store_unavailable", "store: " .. tostring(err)) end
+  local d = v and json.decode(v)
+  if type(d) ~= "table" then errors.not_found("execution", id) end
+  return nil, d
+end
+
+-- One server-sent event for event number n.
+local function sse(n, ev)
+  local ok, data = pcall(json.encode, ev)
+  if not ok then data = json.encode({ type = ev.type, error = "event not serialisable: " .. tostring(data) }) end
+  return fmt("id: %d\nevent: %s\ndata: %s\n\n", n, tostring(ev.type), data)
+end
+
+--- Install the execution routes on app.
+function _M.install(app)
+  app:route("POST", "/api/v1/workflows/{id}/execute", function(self, req, p)
+    local body = self:body(req) or {}
+    for k in pairs(body) do
+      if k ~= "input" and k ~= "async" then
+        throw(400, "validation_error", ("unknown field '%s' (input, async)"):format(tostring(k)), { field = k })
+      end
+    end
+    if body.async ~= nil and type(body.async) ~= "boolean" then
+      throw(400, "validation_error", "async must be a boolean", { field = "async" })
+    end
+    local input = body.input
+    if input == json.null then input = nil end
+    local wf = require("weft.serve.workflows").get(self, p.id)
+    local x = _M.start(self, p.id, wf, input, body.async == true)
+    if body.async then
+      watch(self, x)
+      return 202, { id = x.id, status = x.status, workflow = p.id },
+             { location = "/api/v1/executions/" .. x.id }
+    end
+    finish(self, x, x.handle:wait())
+    return 200, summary(x)
+  end)
+
+  app:route("GET", "/api/v1/executions", function(self, req)
+    local limit, offset = self:page(req)
+    local q = req.query or {}
+    local rows, err = self.store:scan("executions")
+    if not rows then throw(503, "store_unavailable", "store: " .. tostring(err)) end
+    local list = {}
+    for _, r in ipairs(rows) do
+      local live = self.executions[r.key]
+      local d = live and summary(live) or json.decode(r.value)
+      if type(d) == "table" and (q.workflow == nil or d.workflow == q.workflow)
+         and (q.status == nil or d.status == q.status) then
+        d.outputs = nil -- lists stay small; GET one execution for its outputs
+        list[#list + 1] = d
+      end
+    end
+    table.sort(list, function(a, b)
+      if a.created_at ~= b.created_at then return (a.created_at or 0) > (b.created_at or 0) end
+      return a.id > b.id
+    end)
+    return 200, require("weft.serve.app").paginate(list, limit, offset)
+  end)
+
+  app:route("GET", "/api/v1/executions/{id}", function(self, _, p)
+    local x, stored = lookup(self, p.id)
+    return 200, x and summary(x) or stored
+  end)
+
+  app:route("DELETE", "/api/v1/executions/{id}", function(self, _, p)
+    local x, stored = lookup(self, p.id)
+    if not x then
+      if TERMINAL[stored.status] then
+        errors.conflict(("execution '%s' has already ended (%s)"):format(p.id, stored.status), { status = stored.status })
+      end
+      throw(409, "not_in_process", ("execution '%s' is not running in this process"):format(p.id))
+    end
+    if TERMINAL[x.status] then
+      errors.conflict(("execution '%s' has already ended (%s)"):format(p.id, x.status), { status = x.status })
+    end
+    x.handle:cancel()
+    if not x.async or x.status == "idle" then
+      -- no watcher task is waiting for this run: collect the end here
+      finish(self, x, x.handle:wait())
+    end
+    local st = x.handle:status()
+    return TERMINAL[st] and 200 or 202, { id = x.id, status = st }
+  end)
+
+  app:route("GET", "/api/v1/executions/{id}/events", function(self, req, p, res)
+    local x = lookup(self, p.id)
+    if not x then
+      throw(409, "not_in_process", ("the events of execution '%s' are not available in this process"):format(p.id))
+    end
+    local h = req.headers and req.headers["last-event-id"]
+    local from = 0
+    if h ~= nil and h ~= "" then
+      from = tonumber(h)
+      if not from or from < 0 or from ~= math.floor(from) then
+        throw(400, "bad_request", ("last-event-id must be a non-negative integer, got %q"):format(tostring(h)))
+      end
+    end
+    local w = res:stream(200, { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache" })
+    res.streaming = true
+    local n = from
+    while true do
+      while n < #x.events do
+        n = n + 1
+        local ok = w:write(sse(n, x.events[n]))
+        if not ok then return end -- the client left
+      end
+      if TERMINAL[x.status] then break end
+      x.cond:wait()
+    end
+    w:write(fmt("event: end\ndata: %s\n\n", json.encode({ id = x.id, status = x.status })))
+    w:close()
+  end)
+
+  app:route("POST", "/api/v1/executions/{id}/responses", function(self, req, p)
+    local x, stored = lookup(self, p.id)
+    local body = self:body(req, { required = true })
+    if type(body.request_id) ~= "string" or body.request_id == "" then
+      throw(400, "validation_error", "request_id must be a non-empty string", { field = "request_id" })
+    end
+    for k in pairs(body) do
+      if k ~= "request_id" and k ~= "value" then
+        throw(400, "validation_error", ("unknown field '%s' (request_id, value)"):format(tostring(k)), { field = k })
+      end
+    end
+    local value = body.value
+    if value == nil then throw(400, "validation_error", "value is required", { field = "value" }) end
+    if not x then
+      throw(409, "not_in_process", ("execution '%s' (%s) is not running in this process"):format(p.id, tostring(stored.status)))
+    end
+    if x.status ~= "idle" and x.status ~= "running" then
+      errors.conflict(("execution '%s' is %s: it takes no responses"):format(p.id, x.status), { status = x.status })
+    end
+    local h = x.handle
+    local ok, err = h:respond(body.request_id, value)
+    if ok and h.durable then
+      require("weft.durable").answer(h.durable.store, x.id, body.request_id, value)
+    end
+    if not ok then
+      throw(404, "unknown_request", tostring(err), { request_id = body.request_id })
+    end
+    x.status, x.requests = "running", nil
+    save(self, x)
+    x.cond:signal()
+    watch(self, x)
+    return 202, { id = x.id, status = x.status }
+  end)
+end
+
+return _M

@@ -1,0 +1,109 @@
+--- weft.serve.health — `GET /api/v1/health` and `GET /metrics` (Prometheus
+-- text format 0.0.4): weft_runs_total{status}, weft_runs_started_total,
+-- weft_supersteps_total, weft_executor_duration_seconds (histogram of run
+-- durations, seconds), weft_http_requests_total{method,code},
+-- weft_executions_running. `metrics()` makes the counters the app updates.
+-- Uses weft, weft.serve.executions (TERMINAL).
+local pairs, ipairs, tostring, fmt = pairs, ipairs, tostring, string.format
+
+local _M = {}
+
+--- Histogram bucket bounds (seconds).
+_M.BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300 }
+
+local Metrics = {}
+Metrics.__index = Metrics
+
+--- A new set of counters.
+function _M.metrics()
+  local b = {}
+  for i = 1, #_M.BUCKETS do b[i] = 0 end
+  return setmetatable({ runs = {}, runs_started = 0, supersteps = 0, http_counts = {},
+                        buckets = b, dur_sum = 0, dur_count = 0 }, Metrics)
+end
+
+--- Count a finished run: its status, supersteps (when not counted live) and duration.
+function Metrics:run_finished(status, _, seconds)
+  self.runs[status] = (self.runs[status] or 0) + 1
+  for i, le in ipairs(_M.BUCKETS) do
+    if seconds <= le then self.buckets[i] = self.buckets[i] + 1 end
+  end
+  self.dur_sum = self.dur_sum + seconds
+  self.dur_count = self.dur_count + 1
+end
+
+--- Count an HTTP request.
+function Metrics:count_http(method, code)
+  local k = tostring(method) .. " " .. tostring(code)
+  self.http_counts[k] = (self.http_counts[k] or 0) + 1
+end
+
+-- Sorted keys of t.
+local function keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks)
+  return ks
+end
+
+-- Escape a label value.
+local function esc(v) return (tostring(v):gsub("[\\\"\n]", { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" })) end
+
+--- The Prometheus text of app's metrics.
+function _M.prometheus(app)
+  local m, out = app.metrics, {}
+  local function add(...) out[#out + 1] = fmt(...) end
+  add("# HELP weft_runs_total Workflow runs that ended, by status.")
+  add("# TYPE weft_runs_total counter")
+  for _, st in ipairs(keys(m.runs)) do add('weft_runs_total{status="%s"} %d', esc(st), m.runs[st]) end
+  add("# HELP weft_runs_started_total Workflow runs started through the API.")
+  add("# TYPE weft_runs_started_total counter")
+  add("weft_runs_started_total %d", m.runs_started)
+  add("# HELP weft_supersteps_total Supersteps completed by runs started through the API.")
+  add("# TYPE weft_supersteps_total counter")
+  add("weft_supersteps_total %d", m.supersteps)
+  add("# HELP weft_executor_duration_seconds Duration of workflow runs.")
+  add("# TYPE weft_executor_duration_seconds histogram")
+  for i, le in ipairs(_M.BUCKETS) do
+    add('weft_executor_duration_seconds_bucket{le="%s"} %d', tostring(le), m.buckets[i])
+  end
+  add('weft_executor_duration_seconds_bucket{le="+Inf"} %d', m.dur_count)
+  add("weft_executor_duration_seconds_sum %.6f", m.dur_sum)
+  add("weft_executor_duration_seconds_count %d", m.dur_count)
+  local running = 0
+  for _, x in pairs(app.executions) do
+    if x.status == "running" or x.status == "idle" then running = running + 1 end
+  end
+  add("# HELP weft_executions_running Executions running or waiting for a response.")
+  add("# TYPE weft_executions_running gauge")
+  add("weft_executions_running %d", running)
+  add("# HELP weft_http_requests_total API requests by method and status code.")
+  add("# TYPE weft_http_requests_total counter")
+  for _, k in ipairs(keys(m.http_counts)) do
+    local method, code = k:match("^(%S+) (%S+)$")
+    add('weft_http_requests_total{method="%s",code="%s"} %d', esc(method), esc(code), m.http_counts[k])
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+--- Install /api/v1/health and /metrics on app.
+function _M.install(app)
+  app:route("GET", "/api/v1/health", function(self)
+    local weft = require "weft"
+    local running = 0
+    for _, x in pairs(self.executions) do
+      if x.status == "running" or x.status == "idle" then running = running + 1 end
+    end
+    return 200, { status = "ok", version = weft.version, uptime_seconds = weft.now() - self.started,
+                  store = self.store.kind, durable = self.durable, executions_running = running }
+  end)
+
+  app:route("GET", "/metrics", function(self, _, _, res)
+    res:status(200)
+    res:header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+    res:send(_M.prometheus(self))
+    res.status_code = 200
+  end)
+end
+
+return _M

@@ -1,0 +1,349 @@
+--- weft.serve.workflows — /api/v1/workflows: declarative JSON workflows
+-- turned into weft workflows, and read-only Lua workflows from
+-- opts.scripts_dir. A definition:
+--   {id, name, description, start, max_supersteps,
+--    nodes = {{id, agent = "agent-id"} | {id, builtin = "code_assembler" |
+--             "passthrough" | "output" | "approval", options = {...}}},
+--    edges = {{from, to, condition}                 -- direct / conditional
+--             {from, to = {ids...}}                 -- fan-out
+--             {from = {ids...}, to}                 -- fan-in
+--             {from, cases = {{to, condition}...}, default}}}   -- switch
+-- condition = {field = "a.b", equals | not_equals | exists | in = ...}.
+-- Nodes without outgoing edges send to an implicit "__output" executor
+-- whose messages are the run's outputs. Kept in the store (namespace
+-- "defs", key "workflow/<id>"); build errors are 400 with weft's message.
+-- Uses weft, weft.json, weft.std, weft.cli (load_workflow), weft.serve.*.
+local json = require "weft.json"
+local errors = require "weft.serve.errors"
+
+local type, pairs, ipairs, tostring, pcall, next = type, pairs, ipairs, tostring, pcall, next
+local fmt = string.format
+local throw = errors.throw
+
+local _M = {}
+
+_M.OUTPUT = "__output"
+
+local FIELDS = { id = true, name = true, description = true, nodes = true, edges = true,
+                 start = true, max_supersteps = true }
+
+-- Raise a 400 validation error at path.
+local function invalid(path, msg)
+  throw(400, "invalid_workflow", fmt("%s: %s", path, msg), { path = path })
+end
+
+local function is_list(v) return type(v) == "table" and (next(v) == nil or json.is_array(v)) end
+
+-- The value at dotted field path of msg (nil when absent).
+local function field_of(msg, path)
+  if path == nil then return msg end
+  local v = msg
+  for part in path:gmatch("[^.]+") do
+    if type(v) ~= "table" then return nil end
+    v = v[part]
+  end
+  if v == json.null then return nil end
+  return v
+end
+
+-- Equality of JSON values.
+local function same(a, b)
+  if type(a) == "table" and type(b) == "table" then
+    local ok1, ea = pcall(json.encode, a)
+    local ok2, eb = pcall(json.encode, b)
+    return ok1 and ok2 and ea == eb
+  end
+  return a == b
+end
+
+--- Compile a condition table into fn(msg) -> bool (raises 400 at path).
+function _M.condition(c, path)
+  if type(c) ~= "table" or is_list(c) and next(c) ~= nil then invalid(path, "must be an object {field, equals | not_equals | exists | in}") end
+  local ops = {}
+  for k in pairs(c) do
+    if k == "equals" or k == "not_equals" or k == "exists" or k == "in" then
+      ops[#ops + 1] = k
+    elseif k ~= "field" then
+      invalid(path, fmt("unknown key '%s' (field, equals, not_equals, exists, in)", tostring(k)))
+    end
+  end
+  if #ops ~= 1 then invalid(path, "needs exactly one of equals, not_equals, exists, in") end
+  local field = c.field
+  if field ~= nil and (type(field) ~= "string" or field == "") then invalid(path .. ".field", "must be a non-empty string") end
+  local op, want = ops[1], c[ops[1]]
+  if op == "exists" then
+    if type(want) ~= "boolean" then invalid(path .. ".exists", "must be true or false") end
+    return function(msg) return (field_of(msg, field) ~= nil) == want end
+  elseif op == "in" then
+    if not is_list(want) then invalid(path .. ".in", "must be a list of values") end
+    return function(msg)
+      local v = field_of(msg, field)
+      for _, w in ipairs(want) do if same(v, w) then return true end end
+      return false
+    end
+  end
+  if want == json.null then want = nil end
+  if op == "equals" then
+    return function(msg) return same(field_of(msg, field), want) end
+  end
+  return function(msg) return not same(field_of(msg, field), want) end
+end
+
+-- Built-in node kinds: id, options -> executor.
+local BUILTINS = {
+  code_assembler = function(id, o) return require("weft.std").code_assembler(id, o) end,
+  passthrough = function(id)
+    return require("weft").executor(id, function(m, ctx) ctx:send(m) end)
+  end,
+  output = function(id)
+    return require("weft").executor(id, function(m, ctx) ctx:yield_output(m) end)
+  end,
+  -- asks a human (request_info {prompt, input}) and sends the answer
+  approval = function(id, o)
+    return require("weft").executor(id, function(m, ctx)
+      ctx:send(ctx:request_info({ prompt = o.prompt or "approve?", input = m }))
+    end)
+  end,
+}
+_M.BUILTINS = BUILTINS
+
+-- The executor of node n (at path); agents come from the app's definitions.
+local function node_executor(app, n, path)
+  if n.agent ~= nil then
+    if type(n.agent) ~= "string" then invalid(path .. ".agent", "must be an agent id") end
+    if app:def_get("agent", n.agent) == nil then
+      invalid(path .. ".agent", fmt("unknown agent '%s'", n.agent))
+    end
+    local a = require("weft.serve.agents").build(app, n.agent)
+    return a:as_executor(n.id)
+  elseif n.builtin ~= nil then
+    local mk = BUILTINS[n.builtin]
+    if not mk then
+      local names = {}
+      for k in pairs(BUILTINS) do names[#names + 1] = k end
+      table.sort(names)
+      invalid(path .. ".builtin", fmt("unknown builtin '%s' (known: %s)", tostring(n.builtin), table.concat(names, ", ")))
+    end
+    local o = n.options or {}
+    if type(o) ~= "table" then invalid(path .. ".options", "must be an object") end
+    local ok, ex = pcall(mk, n.id, o)
+    if not ok then invalid(path, tostring(ex)) end
+    return ex
+  end
+  invalid(path, "needs 'agent' (an agent id) or 'builtin'")
+end
+
+--- Validate definition d and build its weft workflow (raises 400 error
+-- objects naming the path, or carrying weft's build message).
+function _M.build(app, d)
+  local weft = require "weft"
+  for k in pairs(d) do
+    if not FIELDS[k] then invalid(tostring(k), "unknown field") end
+  end
+  if not is_list(d.nodes) or #d.nodes == 0 then invalid("nodes", "must be a non-empty list") end
+  if d.edges ~= nil and not is_list(d.edges) then invalid("edges", "must be a list") end
+  local appmod = require "weft.serve.app"
+  local execs, has_out = {}, {}
+  for i, n in ipairs(d.nodes) do
+    local path = fmt("nodes[%d]", i)
+    if type(n) ~= "table" then invalid(path, "must be an object") end
+    for k in pairs(n) do
+      if k ~= "id" and k ~= "agent" and k ~= "builtin" and k ~= "options" then invalid(path .. "." .. tostring(k), "unknown field") end
+    end
+    if not appmod.valid_id(n.id) or n.id:sub(1, 2) == "__" then
+      invalid(path .. ".id", "must be 1-64 characters of A-Z a-z 0-9 _ . - (not starting with '__')")
+    end
+    if execs[n.id] then invalid(path .. ".id", fmt("duplicate node id '%s'", n.id)) end
+    execs[n.id] = node_executor(app, n, path)
+  end
+  local start = d.start or d.nodes[1].id
+  if type(start) ~= "string" then invalid("start", "must be a node id") end
+  local ok, res = pcall(function()
+    local b = weft.workflow(type(d.name) == "string" and d.name ~= "" and d.name or d.id or "workflow")
+    b:start(execs[start] or start)
+    for _, n in ipairs(d.nodes) do b:add(execs[n.id]) end
+    local function ref(id) return execs[id] or id end
+    local function refs(list) local o = {} for i, v in ipairs(list) do o[i] = ref(v) end return o end
+    for i, e in ipairs(d.edges or {}) do
+      local path = fmt("edges[%d]", i)
+      if type(e) ~= "table" then invalid(path, "must be an object") end
+      local from, to = e.from, e.to
+      if e.cases ~= nil then
+        if type(from) ~= "string" then invalid(path .. ".from", "must be a node id") end
+        if not is_list(e.cases) then invalid(path .. ".cases", "must be a list of {to, condition}") end
+        local cases = {}
+        for j, c in ipairs(e.cases) do
+          local cp = fmt("%s.cases[%d]", path, j)
+          if type(c) ~= "table" or type(c.to) ~= "string" then invalid(cp .. ".to", "must be a node id") end
+          cases[j] = { to = ref(c.to), when = _M.condition(c.condition, cp .. ".condition") }
+        end
+        if e.default ~= nil then
+          if type(e.default) ~= "string" then invalid(path .. ".default", "must be a node id") end
+          cases[#cases + 1] = { default = ref(e.default) }
+        end
+        b:switch(ref(from), cases)
+        has_out[from] = true
+      elseif type(from) == "string" and type(to) == "string" then
+        local when = e.condition ~= nil and _M.condition(e.condition, path .. ".condition") or nil
+        b:edge(ref(from), ref(to), when and { when = when, name = e.name } or nil)
+        has_out[from] = true
+      elseif type(from) == "string" and is_list(to) then
+        b:fan_out(ref(from), refs(to))
+        has_out[from] = true
+      elseif is_list(from) and type(to) == "string" then
+        b:fan_in(refs(from), ref(to))
+        for _, f in ipairs(from) do has_out[f] = true end
+      else
+        invalid(path, "needs from and to (node ids; a list of ids in to for a fan-out, in from for a fan-in) or from and cases")
+      end
+    end
+    local out
+    for _, n in ipairs(d.nodes) do
+      if not has_out[n.id] and n.builtin ~= "output" then
+        out = out or weft.executor(_M.OUTPUT, function(m, ctx) ctx:yield_output(m) end)
+        b:edge(execs[n.id], out)
+      end
+    end
+    if d.max_supersteps ~= nil then b:defaults{ max_supersteps = d.max_supersteps } end
+    return b:build()
+  end)
+  if not ok then
+    if errors.is_error(res) then error(res, 0) end
+    throw(400, "invalid_workflow", (tostring(res):gsub("^[^:]*%.lua:%d+: ", "")))
+  end
+  return res
+end
+
+-- Lua scripts --------------------------------------------------------------
+
+-- File names (*.lua) in dir.
+local function lua_files(dir)
+  local out = {}
+  local ok, lfs = pcall(require, "lfs")
+  if ok then
+    local iok, iter, st = pcall(lfs.dir, dir)
+    if not iok then return out end
+    for f in iter, st do if f:match("%.lua$") then out[#out + 1] = f end end
+  end
+  table.sort(out)
+  return out
+end
+
+-- The script ids of app's scripts_dir: id -> path.
+local function scripts(app)
+  local out = {}
+  if not app.scripts_dir then return out end
+  for _, f in ipairs(lua_files(app.scripts_dir)) do
+    local id = f:gsub("%.lua$", "")
+    if require("weft.serve.app").valid_id(id) then out[id] = app.scripts_dir .. "/" .. f end
+  end
+  return out
+end
+
+-- The built workflow of script id at path (cached), or nil, err.
+local function load_script(app, id, path)
+  local key = "lua/" .. id
+  if app.built[key] then return app.built[key] end
+  local wf, err = require("weft.cli").load_workflow(path)
+  if not wf then return nil, err end
+  app.built[key] = wf
+  return wf
+end
+
+-- The public document of script id.
+local function script_doc(app, id, path)
+  local doc = { id = id, source = "lua", path = path, read_only = true }
+  local wf, err = load_script(app, id, path)
+  if wf then
+    local desc = wf:describe()
+    doc.name, doc.graph = wf.name, desc
+  else
+    doc.error = err
+  end
+  return doc
+end
+
+--- The weft workflow of id (declarative or Lua), built and cached; raises
+-- 404 when there is none.
+function _M.get(app, id)
+  local d = app:def_get("workflow", id)
+  if d then
+    local key = "json/" .. id
+    local wf = app.built[key]
+    if not wf then
+      d.created_at, d.updated_at = nil, nil
+      wf = _M.build(app, d)
+      app.built[key] = wf
+    end
+    return wf
+  end
+  local path = scripts(app)[id]
+  if path then
+    local wf, err = load_script(app, id, path)
+    if not wf then throw(500, "script_error", ("workflow script '%s': %s"):format(id, tostring(err))) end
+    return wf
+  end
+  errors.not_found("workflow", id)
+end
+
+--- Install the workflow routes on app.
+function _M.install(app)
+  app:route("POST", "/api/v1/workflows", function(self, req)
+    local body = self:body(req, { required = true })
+    local appmod = require "weft.serve.app"
+    if body.id == nil and appmod.valid_id(body.name) then body.id = body.name end
+    appmod.check_id(body.id, "id")
+    if self:def_get("workflow", body.id) or scripts(self)[body.id] then
+      errors.conflict(("workflow '%s' already exists"):format(body.id), { id = body.id })
+    end
+    local wf = _M.build(self, body)
+    local weft = require "weft"
+    body.source = nil
+    body.created_at, body.updated_at = weft.now(), weft.now()
+    self:def_put("workflow", body.id, body)
+    self.built["json/" .. body.id] = wf
+    body.source = "json"
+    body.graph = wf:describe()
+    return 201, body, { location = "/api/v1/workflows/" .. body.id }
+  end)
+
+  app:route("GET", "/api/v1/workflows", function(self, req)
+    local limit, offset = self:page(req)
+    local list = {}
+    for _, d in ipairs(self:def_list("workflow")) do
+      d.source = "json"
+      list[#list + 1] = d
+    end
+    local sc = scripts(self)
+    local ids = {}
+    for id in pairs(sc) do ids[#ids + 1] = id end
+    table.sort(ids)
+    for _, id in ipairs(ids) do list[#list + 1] = { id = id, source = "lua", path = sc[id], read_only = true } end
+    return 200, require("weft.serve.app").paginate(list, limit, offset)
+  end)
+
+  app:route("GET", "/api/v1/workflows/{id}", function(self, _, p)
+    local d = self:def_get("workflow", p.id)
+    if d then
+      d.source = "json"
+      return 200, d
+    end
+    local path = scripts(self)[p.id]
+    if path then return 200, script_doc(self, p.id, path) end
+    errors.not_found("workflow", p.id)
+  end)
+
+  app:route("DELETE", "/api/v1/workflows/{id}", function(self, _, p)
+    if not self:def_get("workflow", p.id) then
+      if scripts(self)[p.id] then
+        throw(403, "read_only", ("workflow '%s' is a Lua script and cannot be deleted through the API"):format(p.id), { id = p.id })
+      end
+      errors.not_found("workflow", p.id)
+    end
+    self:def_del("workflow", p.id)
+    self.built["json/" .. p.id] = nil
+    return 204
+  end)
+end
+
+return _M

@@ -1,0 +1,486 @@
+/* lua_server.c — Lua binding of server.c (package "weft.core.server"): the
+ * raw primitives behind lua/weft/server.lua. Nothing here blocks except
+ * the two wait primitives: wait(srv) suspends the calling task until the
+ * server has news (a request ready, fewer requests in flight, stopped) and
+ * flush(req) until the request's queued stream bytes are taken or it is
+ * closed. Server callbacks only push a boolean and wake tasks; the Lua side
+ * retries (accept, inflight, pending) after each wait, as with weft.tcp.
+ *
+ * Userdata hold pointers to C-owned objects: a server lives until stop()
+ * or __gc; a request until release() or __gc (server.c keeps it valid,
+ * marked closed, after the server is gone).
+ * Depends on lua.h, server.h, lua_rt.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua_rt.h"
+#include "server.h"
+
+#define SRV_MT "weft.server"
+#define REQ_MT "weft.server.request"
+#define MAX_HEADERS 256
+
+typedef struct lsrv {
+  wf_server_t *s; /* NULL once stopped */
+  wf_task_t *waiters; /* tasks in wait(), linked by t->next */
+} lsrv_t;
+
+typedef struct lreq {
+  wf_server_req_t *r; /* NULL once released */
+  wf_task_t *waiter;  /* task in flush() */
+} lreq_t;
+
+static char again_key; /* the AGAIN sentinel (a light userdata) */
+
+/* Push nil, msg; returns 2. */
+static int push_fail(lua_State *L, const char *msg) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  return 2;
+}
+
+/* ---- waiting ----------------------------------------------------------- */
+
+/* Take t out of the list at *head. */
+static void list_unlink(wf_task_t **head, wf_task_t *t) {
+  wf_task_t **p;
+  for (p = head; *p; p = &(*p)->next)
+    if (*p == t) {
+      *p = t->next;
+      break;
+    }
+  t->next = NULL;
+}
+
+/* Wake every task waiting on the server with true. */
+static void srv_wake_all(lsrv_t *ls) {
+  wf_task_t *t;
+  while ((t = ls->waiters)) {
+    ls->waiters = t->next;
+    t->next = NULL;
+    t->wait = NULL;
+    t->cancel = NULL;
+    ev_timer_stop(wf_loop_ev(t->rt->loop), &t->timer);
+    lua_pushboolean(t->co, 1);
+    wf_task_wake(t, 1);
+  }
+}
+
+/* server.c notify: news for the owner. */
+static void srv_notify(void *ud) { srv_wake_all(ud); }
+
+/* Cancel callback of a task in wait(srv) (abort, executor timeout). */
+static void srv_wait_cancel(wf_task_t *t) {
+  lsrv_t *ls = t->wait;
+  if (ls) list_unlink(&ls->waiters, t);
+  t->wait = NULL;
+  ev_timer_stop(wf_loop_ev(t->rt->loop), &t->timer);
+}
+
+/* Wake the task flushing lr with true. */
+static void req_wake(lreq_t *lr) {
+  wf_task_t *t = lr->waiter;
+  if (!t) return;
+  lr->waiter = NULL;
+  t->wait = NULL;
+  t->cancel = NULL;
+  lua_pushboolean(t->co, 1);
+  wf_task_wake(t, 1);
+}
+
+/* server.c request notify: bytes taken, or closed. */
+static void req_notify(void *ud, wf_server_req_t *r) {
+  (void)r;
+  req_wake(ud);
+}
+
+/* Cancel callback of a task in flush(req). */
+static void req_wait_cancel(wf_task_t *t) {
+  lreq_t *lr = t->wait;
+  if (lr) lr->waiter = NULL;
+  t->wait = NULL;
+}
+
+/* ---- server ------------------------------------------------------------ */
+
+static lsrv_t *srv_check(lua_State *L, int idx) {
+  return *(lsrv_t **)luaL_checkudata(L, idx, SRV_MT);
+}
+
+/* Stop ls's server (if running): open requests become closed. */
+static void srv_stop(lsrv_t *ls) {
+  wf_server_t *s = ls->s;
+  if (!s) return;
+  ls->s = NULL;
+  wf_server_free(s);
+  srv_wake_all(ls);
+}
+
+/* __gc: stop the server, free the wrapper. */
+static int l_srv_gc(lua_State *L) {
+  lsrv_t **u = lua_touserdata(L, 1);
+  if (u && *u) {
+    srv_stop(*u);
+    free(*u);
+    *u = NULL;
+  }
+  return 0;
+}
+
+/* Read field name of the options table at 1 as a positive number. */
+static double opt_num(lua_State *L, const char *name, double def) {
+  double v;
+  lua_getfield(L, 1, name);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return def;
+  }
+  if (!lua_isnumber(L, -1))
+    luaL_error(L, "server.listen: %s must be a number", name);
+  v = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (!(v > 0)) luaL_error(L, "server.listen: %s must be > 0", name);
+  return v;
+}
+
+/* listen{host, port, max_connections, max_header_bytes, max_body_bytes,
+ * header_timeout, body_timeout, idle_timeout} -> srv | nil, err */
+static int l_listen(lua_State *L) {
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  wf_server_opts_t o;
+  wf_err_t err;
+  lsrv_t **u;
+  wf_server_t *s;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  wf_server_opts_default(&o);
+  lua_getfield(L, 1, "host");
+  if (!lua_isnil(L, -1)) o.host = luaL_checkstring(L, -1);
+  lua_getfield(L, 1, "port");
+  if (!lua_isnil(L, -1)) o.port = (int)luaL_checkinteger(L, -1);
+  lua_pop(L, 1); /* keep host on the stack (its string is borrowed) */
+  o.max_connections = (unsigned)opt_num(L, "max_connections", o.max_connections);
+  o.max_header_bytes = (size_t)opt_num(L, "max_header_bytes", (double)o.max_header_bytes);
+  o.max_body_bytes = (size_t)opt_num(L, "max_body_bytes", (double)o.max_body_bytes);
+  o.header_timeout = opt_num(L, "header_timeout", o.header_timeout);
+  o.body_timeout = opt_num(L, "body_timeout", o.body_timeout);
+  o.idle_timeout = opt_num(L, "idle_timeout", o.idle_timeout);
+  u = lua_newuserdata(L, sizeof *u);
+  *u = NULL;
+  luaL_getmetatable(L, SRV_MT);
+  lua_setmetatable(L, -2);
+  *u = calloc(1, sizeof **u);
+  if (!*u) return luaL_error(L, "server.listen: out of memory");
+  s = wf_server_new(wf_loop_ev(rt->loop), &o, srv_notify, *u, &err);
+  if (!s) return push_fail(L, err.msg);
+  (*u)->s = s;
+  return 1;
+}
+
+/* port(srv) -> the bound port | nil, "closed" */
+static int l_port(lua_State *L) {
+  lsrv_t *ls = srv_check(L, 1);
+  if (!ls->s) return push_fail(L, "closed");
+  lua_pushinteger(L, wf_server_port(ls->s));
+  return 1;
+}
+
+/* Push the request userdata for r. */
+static void push_req(lua_State *L, wf_server_req_t *r) {
+  lreq_t *lr = lua_newuserdata(L, sizeof *lr);
+  lr->r = r;
+  lr->waiter = NULL;
+  luaL_getmetatable(L, REQ_MT);
+  lua_setmetatable(L, -2);
+  wf_server_req_set_notify(r, req_notify, lr);
+}
+
+/* accept(srv) -> req, method, path, raw_query, headers, body | AGAIN |
+ * nil (stopped). Repeated headers are joined with ", ". */
+static int l_accept(lua_State *L) {
+  lsrv_t *ls = srv_check(L, 1);
+  wf_server_req_t *r;
+  size_t i, n, blen;
+  const char *body;
+  if (!ls->s) {
+    lua_pushnil(L);
+    return 1;
+  }
+  luaL_checkstack(L, 10, "server.accept");
+  /* everything that may raise (memory) before taking r */
+  lua_newtable(L);
+  if (!(r = wf_server_next(ls->s))) {
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, &again_key);
+    return 1;
+  }
+  push_req(L, r); /* may raise on memory: r is then leaked, not freed twice */
+  lua_insert(L, -2);
+  n = wf_server_req_nheaders(r);
+  for (i = 0; i < n; i++) {
+    const char *name, *value;
+    wf_server_req_header(r, i, &name, &value);
+    lua_getfield(L, -1, name);
+    if (lua_isstring(L, -1)) {
+      lua_pushliteral(L, ", ");
+      lua_pushstring(L, value);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushstring(L, value);
+    }
+    lua_setfield(L, -2, name);
+  }
+  /* stack: req, headers */
+  lua_pushstring(L, wf_server_req_method(r));
+  lua_pushstring(L, wf_server_req_path(r));
+  lua_pushstring(L, wf_server_req_query(r));
+  lua_pushvalue(L, -4);
+  lua_remove(L, -5);
+  body = wf_server_req_body(r, &blen);
+  lua_pushlstring(L, body, blen);
+  return 6;
+}
+
+/* Timeout of a task in wait(srv): resume it with false. */
+static void srv_wait_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
+  wf_task_t *t = w->data;
+  lsrv_t *ls = t->wait;
+  (void)evl;
+  (void)revents;
+  if (ls) list_unlink(&ls->waiters, t);
+  t->wait = NULL;
+  t->cancel = NULL;
+  lua_pushboolean(t->co, 0);
+  wf_task_wake(t, 1);
+}
+
+/* Timer of a main-thread wait: only ends the loop step. */
+static void main_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
+  (void)evl;
+  (void)revents;
+  (void)w;
+}
+
+/* wait(srv [, timeout]) -> true | false (timeout): yields the task until
+ * the server has news (a request, a completed one, stopped). On the main
+ * thread it runs one loop step (bounded by the timeout). */
+static int l_wait(lua_State *L) {
+  lsrv_t *ls = srv_check(L, 1);
+  double timeout = luaL_optnumber(L, 2, -1);
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  wf_task_t *t;
+  luaL_argcheck(L, timeout == timeout, 2, "timeout is NaN");
+  t = wf_task_check_blocking(rt, L, "weft.server");
+  if (!ls->s) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (!t) {
+    ev_timer tm;
+    if (timeout >= 0) {
+      ev_timer_init(&tm, main_timer_cb, timeout, 0.);
+      ev_timer_start(wf_loop_ev(rt->loop), &tm);
+    }
+    wf_loop_step(rt->loop);
+    if (timeout >= 0) ev_timer_stop(wf_loop_ev(rt->loop), &tm);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_settop(L, 1); /* keep the server userdata alive across the wait */
+  t->wait = ls;
+  t->cancel = srv_wait_cancel;
+  t->next = ls->waiters;
+  ls->waiters = t;
+  if (timeout >= 0) {
+    ev_timer_init(&t->timer, srv_wait_timer_cb, timeout, 0.);
+    t->timer.data = t;
+    ev_timer_start(wf_loop_ev(rt->loop), &t->timer);
+  }
+  return wf_task_yield(t, L);
+}
+
+/* inflight(srv) -> requests received and not completed (0 once stopped) */
+static int l_inflight(lua_State *L) {
+  lsrv_t *ls = srv_check(L, 1);
+  lua_pushinteger(L, ls->s ? (lua_Integer)wf_server_inflight(ls->s) : 0);
+  return 1;
+}
+
+/* connections(srv) -> open connections (0 once stopped) */
+static int l_connections(lua_State *L) {
+  lsrv_t *ls = srv_check(L, 1);
+  lua_pushinteger(L, ls->s ? (lua_Integer)wf_server_connections(ls->s) : 0);
+  return 1;
+}
+
+/* close(srv): stop accepting connections (idempotent). */
+static int l_close(lua_State *L) {
+  lsrv_t *ls = srv_check(L, 1);
+  if (ls->s) wf_server_close(ls->s);
+  return 0;
+}
+
+/* stop(srv): close every connection and free the daemon (idempotent);
+ * open requests become closed, waiters are woken. */
+static int l_stop(lua_State *L) {
+  srv_stop(srv_check(L, 1));
+  return 0;
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static lreq_t *req_check(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, REQ_MT);
+}
+
+/* Release lr's request (the waiter, if any, is woken first). */
+static void req_release(lreq_t *lr) {
+  if (!lr->r) return;
+  req_wake(lr);
+  wf_server_req_release(lr->r);
+  lr->r = NULL;
+}
+
+/* __gc and release(req): an unanswered request gets a 500. */
+static int l_req_gc(lua_State *L) {
+  lreq_t *lr = lua_touserdata(L, 1);
+  if (lr) req_release(lr);
+  return 0;
+}
+
+/* Read the header list at idx ({name, value, name, value, ...}) into hdrs
+ * (2 * MAX_HEADERS slots); returns the number of pairs. Raises on misuse
+ * (before anything is allocated). */
+static size_t read_headers(lua_State *L, int idx, const char **hdrs) {
+  size_t n, i;
+  if (lua_isnoneornil(L, idx)) return 0;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  n = lua_objlen(L, idx);
+  if (n % 2 || n / 2 > MAX_HEADERS)
+    luaL_argerror(L, idx, "expected at most 256 name, value pairs");
+  for (i = 0; i < n; i++) {
+    lua_rawgeti(L, idx, (int)i + 1);
+    hdrs[i] = lua_tostring(L, -1);
+    if (!hdrs[i]) luaL_argerror(L, idx, "header names and values must be strings");
+    lua_pop(L, 1); /* the string stays anchored by the table */
+  }
+  return n / 2;
+}
+
+/* respond(req, status, headers, body) -> true | nil, err */
+static int l_respond(lua_State *L) {
+  lreq_t *lr = req_check(L, 1);
+  int status = (int)luaL_checkinteger(L, 2);
+  const char *hdrs[2 * MAX_HEADERS];
+  size_t nh = read_headers(L, 3, hdrs), len;
+  const char *body = luaL_optlstring(L, 4, "", &len);
+  wf_err_t err;
+  if (!lr->r) return push_fail(L, "closed");
+  if (wf_server_req_respond(lr->r, status, hdrs, nh, body, len, &err))
+    return push_fail(L, err.msg);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* stream(req, status, headers) -> true | nil, err */
+static int l_stream(lua_State *L) {
+  lreq_t *lr = req_check(L, 1);
+  int status = (int)luaL_checkinteger(L, 2);
+  const char *hdrs[2 * MAX_HEADERS];
+  size_t nh = read_headers(L, 3, hdrs);
+  wf_err_t err;
+  if (!lr->r) return push_fail(L, "closed");
+  if (wf_server_req_stream(lr->r, status, hdrs, nh, &err))
+    return push_fail(L, err.msg);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* write(req, data) -> true | nil, "closed" | nil, err */
+static int l_write(lua_State *L) {
+  lreq_t *lr = req_check(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  wf_err_t err;
+  if (!lr->r) return push_fail(L, "closed");
+  if (wf_server_req_write(lr->r, data, len, &err)) return push_fail(L, err.msg);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* pending(req) -> bytes queued | nil, "closed" */
+static int l_pending(lua_State *L) {
+  lreq_t *lr = req_check(L, 1);
+  if (!lr->r || wf_server_req_closed(lr->r)) return push_fail(L, "closed");
+  lua_pushinteger(L, (lua_Integer)wf_server_req_pending(lr->r));
+  return 1;
+}
+
+/* flush(req) -> true: yields the task until queued bytes are taken or the
+ * request is closed (the caller checks pending()). Main thread: one step. */
+static int l_flush(lua_State *L) {
+  lreq_t *lr = req_check(L, 1);
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  wf_task_t *t = wf_task_check_blocking(rt, L, "weft.server");
+  if (!lr->r || wf_server_req_closed(lr->r) ||
+      wf_server_req_pending(lr->r) == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (lr->waiter)
+    return luaL_error(L, "weft.server: another task is already writing "
+                         "this response");
+  if (!t) {
+    wf_loop_step(rt->loop);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_settop(L, 1); /* keep the request userdata alive across the wait */
+  lr->waiter = t;
+  t->wait = lr;
+  t->cancel = req_wait_cancel;
+  return wf_task_yield(t, L);
+}
+
+/* finish(req) -> true | nil, "closed": end the stream. */
+static int l_finish(lua_State *L) {
+  lreq_t *lr = req_check(L, 1);
+  wf_err_t err;
+  if (!lr->r) return push_fail(L, "closed");
+  if (wf_server_req_end(lr->r, &err)) return push_fail(L, err.msg);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* closed(req) -> true once the client left / the response completed. */
+static int l_closed(lua_State *L) {
+  lreq_t *lr = req_check(L, 1);
+  lua_pushboolean(L, !lr->r || wf_server_req_closed(lr->r));
+  return 1;
+}
+
+static const luaL_Reg server_fns[] = {
+    {"listen", l_listen},   {"port", l_port},       {"accept", l_accept},
+    {"wait", l_wait},       {"inflight", l_inflight},
+    {"connections", l_connections},
+    {"close", l_close},     {"stop", l_stop},       {"respond", l_respond},
+    {"stream", l_stream},   {"write", l_write},     {"pending", l_pending},
+    {"flush", l_flush},     {"finish", l_finish},   {"closed", l_closed},
+    {"release", l_req_gc},  {NULL, NULL}};
+
+int wf_lua_open_server(lua_State *L) {
+  wf_lua_rt(L);
+  luaL_newmetatable(L, SRV_MT);
+  lua_pushcfunction(L, l_srv_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, REQ_MT);
+  lua_pushcfunction(L, l_req_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  lua_newtable(L);
+  luaL_register(L, NULL, server_fns);
+  lua_pushlightuserdata(L, &again_key);
+  lua_setfield(L, -2, "AGAIN");
+  return 1;
+}

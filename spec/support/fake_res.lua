@@ -1,0 +1,100 @@
+--- spec/support/fake_res.lua — a fake weft.server response object for
+-- testing request handlers without a server: it records the status, the
+-- headers (lower-case names), the body, and for streams every chunk
+-- written and whether the stream was closed. `fake_res.new{fail_after = n}`
+-- makes the stream's writes fail with nil, "closed" after n chunks (a
+-- client that left). `res:decoded()` is the JSON body decoded.
+-- `fake_res.request(method, path, {body, query, headers})` builds a req.
+local json = require "weft.json"
+
+local _M = {}
+
+local Res = {}
+Res.__index = Res
+
+--- A new fake response.
+function _M.new(opts)
+  opts = opts or {}
+  return setmetatable({ headers = {}, chunks = {}, sent = 0, fail_after = opts.fail_after }, Res)
+end
+
+--- res:status(code)
+function Res:status(code) self.status_code = code end
+
+--- res:header(name, value)
+function Res:header(name, value) self.headers[name:lower()] = value end
+
+--- res:send(body): the complete response (once).
+function Res:send(body)
+  assert(self.sent == 0, "fake_res: response sent twice")
+  self.sent = self.sent + 1
+  self.status_code = self.status_code or 200
+  self.body = body or ""
+end
+
+--- res:json(code, value)
+function Res:json(code, value)
+  self.status_code = code
+  self.headers["content-type"] = "application/json"
+  self:send(json.encode(value))
+end
+
+--- res:stream(code, headers) -> writer {write, close}
+function Res:stream(code, headers)
+  assert(self.sent == 0, "fake_res: stream after a response")
+  self.sent = self.sent + 1
+  self.status_code = code
+  for k, v in pairs(headers or {}) do self.headers[k:lower()] = v end
+  local res = self
+  return {
+    write = function(_, chunk)
+      assert(not res.closed, "fake_res: write after close")
+      if res.fail_after and #res.chunks >= res.fail_after then return nil, "closed" end
+      res.chunks[#res.chunks + 1] = chunk
+      return true
+    end,
+    close = function() res.closed = true end,
+  }
+end
+
+--- The JSON body decoded (raises when it is not JSON).
+function Res:decoded()
+  local v, err = json.decode(self.body or "")
+  assert(v ~= nil, "fake_res: body is not JSON: " .. tostring(err) .. ": " .. tostring(self.body))
+  return v
+end
+
+--- Everything written to the stream, concatenated.
+function Res:text() return table.concat(self.chunks) end
+
+--- The server-sent events of the stream: list of {id, event, data (decoded)}.
+function Res:events()
+  local out = {}
+  for block in (self:text()):gmatch("(.-)\n\n") do
+    local ev = {}
+    for line in block:gmatch("[^\n]+") do
+      local k, v = line:match("^(%w+): ?(.*)$")
+      if k == "data" then ev.data = json.decode(v) elseif k then ev[k] = v end
+    end
+    out[#out + 1] = ev
+  end
+  return out
+end
+
+--- A request table as weft.server gives it; a table body is JSON-encoded
+-- (content-type application/json unless headers say otherwise).
+function _M.request(method, path, opts)
+  opts = opts or {}
+  local headers = {}
+  for k, v in pairs(opts.headers or {}) do headers[k:lower()] = v end
+  local body = opts.body
+  if type(body) == "table" then
+    body = json.encode(body)
+    headers["content-type"] = headers["content-type"] or "application/json"
+  elseif body ~= nil and headers["content-type"] == nil then
+    headers["content-type"] = "application/json"
+  end
+  return { method = method, path = path, query = opts.query or {}, raw_query = "", headers = headers, body = body }
+end
+
+return _M
