@@ -144,4 +144,26 @@ function M.poll_until(cond, limit)
   if not cond() then error("condition not reached after " .. limit .. " polls", 2) end
 end
 
+--- Executor ids of a run's executor_invoked events, in order.
+function M.invoked(events)
+  local out = {}
+  for _, ev in ipairs(M.filter(events, "executor_invoked")) do out[#out + 1] = ev.executor_id end
+  return out
+end
+
+--- Register mock model `name` answering reply (a string, or fn(messages, n)
+-- where n counts its calls) and recording each call's messages; returns
+-- the list of calls.
+function M.scripted(name, reply)
+  local calls = {}
+  require("weft.llm").mock.register(name, { {
+    reply = function(messages)
+      calls[#calls + 1] = messages
+      if type(reply) == "function" then return reply(messages, #calls) end
+      return reply
+    end,
+  } })
+  return calls
+end
+
 return M

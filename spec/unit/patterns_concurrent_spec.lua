@@ -9,12 +9,7 @@ local h = require "helpers"
 
 local aggregators = patterns.aggregators
 
--- Executor ids of the run's executor_invoked events, in order.
-local function invoked(events)
-  local out = {}
-  for _, ev in ipairs(h.filter(events, "executor_invoked")) do out[#out + 1] = ev.executor_id end
-  return out
-end
+local invoked = h.invoked
 
 -- Register mock model `name` answering reply (a string or fn(messages))
 -- and recording the messages of each call; returns the list of calls.

@@ -11,26 +11,9 @@ local h = require "helpers"
 
 local selectors, terminations = patterns.selectors, patterns.terminations
 
--- Executor ids of the run's executor_invoked events, in order.
-local function invoked(events)
-  local out = {}
-  for _, ev in ipairs(h.filter(events, "executor_invoked")) do out[#out + 1] = ev.executor_id end
-  return out
-end
+local invoked = h.invoked
 
--- Register mock model `name` answering reply (a string, or fn(messages, n)
--- where n counts its calls) and recording each call's messages.
-local function scripted(name, reply)
-  local calls = {}
-  llm.mock.register(name, { {
-    reply = function(messages)
-      calls[#calls + 1] = messages
-      if type(reply) == "function" then return reply(messages, #calls) end
-      return reply
-    end,
-  } })
-  return calls
-end
+local scripted = h.scripted
 
 -- Calls recorded per member name (see member).
 local calls_of = {}

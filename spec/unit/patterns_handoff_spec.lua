@@ -8,12 +8,7 @@ local llm = require "weft.llm"
 local patterns = require "weft.patterns"
 local h = require "helpers"
 
--- Executor ids of the run's executor_invoked events, in order.
-local function invoked(events)
-  local out = {}
-  for _, ev in ipairs(h.filter(events, "executor_invoked")) do out[#out + 1] = ev.executor_id end
-  return out
-end
+local invoked = h.invoked
 
 -- True when the last message is a tool result.
 local function after_tool(messages) return messages[#messages].role == "tool" end

@@ -12,12 +12,7 @@ local h = require "helpers"
 
 local magentic = patterns.magentic
 
--- Executor ids of the run's executor_invoked events, in order.
-local function invoked(events)
-  local out = {}
-  for _, ev in ipairs(h.filter(events, "executor_invoked")) do out[#out + 1] = ev.executor_id end
-  return out
-end
+local invoked = h.invoked
 
 -- A JSON plan of {step, participant} pairs.
 local function plan(...)

@@ -7,26 +7,9 @@ local llm = require "weft.llm"
 local patterns = require "weft.patterns"
 local h = require "helpers"
 
--- Executor ids of the run's executor_invoked events, in order.
-local function invoked(events)
-  local out = {}
-  for _, ev in ipairs(h.filter(events, "executor_invoked")) do out[#out + 1] = ev.executor_id end
-  return out
-end
+local invoked = h.invoked
 
--- Register mock model `name` answering reply(messages, n) (or a string) and
--- recording the messages of each call; returns the list of calls.
-local function scripted(name, reply)
-  local calls = {}
-  llm.mock.register(name, { {
-    reply = function(messages)
-      calls[#calls + 1] = messages
-      if type(reply) == "function" then return reply(messages, #calls) end
-      return reply
-    end,
-  } })
-  return calls
-end
+local scripted = h.scripted
 
 -- The (role, name, content) triples of a message list.
 local function triples(messages)
