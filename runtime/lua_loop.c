@@ -1,6 +1,8 @@
 /* lua_loop.c — Lua binding of the event loop (package "weft.core.loop"):
  * sleep (the first yielding primitive), step/poll for hosts that drive the
  * loop, and clocks. Depends on lua.h, loop.h, lua_rt.h. */
+#include <stdlib.h>
+
 #include "lua_rt.h"
 #include "lua_sched.h"
 
@@ -205,12 +207,69 @@ static int l_go(lua_State *L) {
   return 0;
 }
 
+/* ---- signals ----------------------------------------------------------- */
+
+typedef struct wf_sigwait {
+  ev_signal w;
+  wf_task_t *t; /* the waiting task, or NULL on the main thread */
+  int fired;
+} wf_sigwait_t;
+
+/* Signal callback: wake the waiting task (never runs Lua here). */
+static void sig_cb(struct ev_loop *evl, ev_signal *w, int revents) {
+  wf_sigwait_t *sw = (wf_sigwait_t *)w;
+  (void)revents;
+  ev_signal_stop(evl, w);
+  sw->fired = 1;
+  if (sw->t) {
+    wf_task_t *t = sw->t;
+    t->cancel = NULL;
+    free(sw);
+    lua_pushboolean(t->co, 1);
+    wf_task_wake(t, 1);
+  }
+}
+
+/* Cancel callback of a task waiting for a signal. */
+static void sig_cancel(wf_task_t *t) {
+  wf_sigwait_t *sw = t->wait;
+  ev_signal_stop(wf_loop_ev(t->rt->loop), &sw->w);
+  free(sw);
+}
+
+/* weft.core.loop.signal_wait(signo) -> true once the process receives
+ * signal signo (SIGTERM, SIGINT, ...): yields the calling task, or runs
+ * the loop on the main thread. */
+static int l_signal_wait(lua_State *L) {
+  int signo = (int)luaL_checkinteger(L, 1);
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  wf_task_t *t;
+  wf_sigwait_t *sw;
+  luaL_argcheck(L, signo > 0 && signo < 65, 1, "not a signal number");
+  t = wf_task_check_blocking(rt, L, "signal_wait");
+  sw = calloc(1, sizeof(*sw));
+  if (!sw) return luaL_error(L, "signal_wait: out of memory");
+  ev_signal_init(&sw->w, sig_cb, signo);
+  ev_signal_start(wf_loop_ev(rt->loop), &sw->w);
+  if (t) {
+    sw->t = t;
+    t->wait = sw;
+    t->cancel = sig_cancel;
+    return wf_task_yield(t, L);
+  }
+  while (!sw->fired) wf_loop_step(rt->loop);
+  free(sw);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* weft.core.loop.DONE: the sentinel a task body yields when it ends. */
 
 static const luaL_Reg loop_fns[] = {{"sleep", l_sleep},   {"step", l_step},
                                     {"poll", l_poll},     {"now", l_now},
                                     {"clock", l_clock},   {"in_task", l_in_task},
                                     {"cond", l_cond},     {"go", l_go},
+                                    {"signal_wait", l_signal_wait},
                                     {NULL, NULL}};
 
 int wf_lua_open_loop(lua_State *L) {

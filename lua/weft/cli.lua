@@ -19,7 +19,7 @@ local stdout, stderr = io.stdout, io.stderr
 -- Command table: usage line, summary, options, help text. An option with
 -- `arg` takes a value (`--opt VALUE` or `--opt=VALUE`).
 local COMMANDS = {}
-local ORDER = { "run", "runs", "check", "graph", "exec", "version", "help" }
+local ORDER = { "run", "runs", "serve", "check", "graph", "exec", "version", "help" }
 
 COMMANDS.run = {
   synopsis = "run FILE.lua",
@@ -88,6 +88,26 @@ COMMANDS.runs = {
                     trace of runs that ended longer ago
 Exit status as for `weft run`: 0 completed, 1 failed, 2 usage or store
 error, 3 paused on requests.]],
+}
+
+COMMANDS.serve = {
+  synopsis = "serve",
+  usage = "weft serve [--host HOST] [--port PORT] [--store URL] [--scripts DIR]",
+  summary = "the HTTP API: agents, workflows, executions (SSE), tools, health, metrics",
+  options = {
+    { "--host", arg = "HOST", help = "address to listen on (default 127.0.0.1)" },
+    { "--port", arg = "PORT", int = true, help = "port (default 8080)" },
+    { "--store", arg = "URL", help = "where definitions and executions persist (default "
+      .. DEFAULT_STORE .. "; memory: for nothing)" },
+    { "--scripts", arg = "DIR", help = "serve the Lua workflows of DIR (read-only)" },
+  },
+  text = [[
+Serves the REST API under /api/v1 (docs/server.md): agents, workflows
+(declarative JSON or the Lua files of --scripts), executions (sync or async,
+events as server-sent events, answers to requests), tools, /api/v1/health
+and /metrics. SIGTERM or SIGINT stops accepting, lets requests in flight
+finish (30 s at most) and exits 0. API keys are not implemented yet: the
+server refuses to listen on anything but a loopback address.]],
 }
 
 COMMANDS.check = {
@@ -699,7 +719,41 @@ local function cmd_version(info)
   return EXIT_OK
 end
 
-local HANDLERS = { run = cmd_run, runs = cmd_runs, check = cmd_check, graph = cmd_graph }
+-- weft serve: the REST app on weft.server until SIGTERM/SIGINT.
+local function cmd_serve(parsed)
+  local opts = parsed.opts
+  if #parsed.positional > 0 then return usage_error("serve", "unexpected argument '" .. parsed.positional[1] .. "'") end
+  local host, port = opts["--host"] or "127.0.0.1", opts["--port"] or 8080
+  if host ~= "127.0.0.1" and host ~= "localhost" and host ~= "::1" then
+    return fail(EXIT_USAGE, "serve: no API keys configured (not implemented yet): refusing to listen on "
+      .. host .. "; use 127.0.0.1")
+  end
+  local weft = require "weft"
+  local ok, store = pcall(weft.store.open, store_url(opts))
+  if not ok or not store then return fail(EXIT_USAGE, "serve: store " .. store_url(opts) .. ": " .. tostring(store)) end
+  local app = require("weft.serve.app").new{ store = store, scripts_dir = opts["--scripts"] }
+  local srv, err = weft.server.listen{
+    host = host, port = port,
+    handler = function(req, res) app:handle(req, res) end,
+  }
+  if not srv then return fail(EXIT_USAGE, "serve: " .. tostring(err)) end
+  say(stderr, format("weft: serving http://%s:%d/api/v1 (store %s); no API keys configured: "
+    .. "listening on %s only", host, srv.port, store_url(opts), host))
+  stderr:flush()
+  local loop = require "weft.core.loop"
+  local stop = weft.cond()
+  for _, signo in ipairs({ 15, 2 }) do
+    weft.go(function() loop.signal_wait(signo); stop:signal() end)
+  end
+  stop:wait()
+  say(stderr, "weft: stopping: draining requests in flight")
+  srv:close()
+  local drained = srv:drain(30)
+  say(stderr, drained and "weft: stopped" or "weft: stopped (requests still running were cut)")
+  return EXIT_OK
+end
+
+local HANDLERS = { run = cmd_run, runs = cmd_runs, serve = cmd_serve, check = cmd_check, graph = cmd_graph }
 
 --- Entry point: args = the command line without the program name; info =
 -- {exe, root, version} from main.c. Returns the exit status.
