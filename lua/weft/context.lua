@@ -36,7 +36,7 @@ _M.checked = checked
 -- Raise (at the user's call site) with the primitive's error; a stale ctx
 -- (its invocation ended) is named as such.
 local function fail(self, fname, err)
-  if not crunning(self._c, self._seq) then
+  if not crunning(self._run.c, self._seq) then
     err = ("invocation of '%s' is no longer running"):format(self.executor_id)
   end
   error(fname .. ": " .. tostring(err), 3)
@@ -48,23 +48,23 @@ function Ctx:send(msg, target)
   checked(msg, "message", "ctx:send")
   local t
   if target ~= nil then
-    t = self._run.index[target]
+    t = self._run.wf._index[target]
     if not t then
       error(("ctx:send: unknown target executor %s"):format(
         type(target) == "table" and tostring(target) or ("'" .. tostring(target) .. "'")), 2)
     end
   end
-  local ok, err = csend(self._c, self._seq, msg, t)
+  local ok, err = csend(self._run.c, self._seq, msg, t)
   if not ok then fail(self, "ctx:send", err) end
   local fx = self._fx
-  if fx then fx[#fx + 1] = { "send", msg, t and self._run.ids[t] or nil } end
+  if fx then fx[#fx + 1] = { "send", msg, t and self._run.wf._ids[t] or nil } end
 end
 
 --- Yield a workflow output (visible to the caller after the barrier).
 function Ctx:yield_output(value)
   if value == nil then error("ctx:yield_output: value is nil", 2) end
   checked(value, "output", "ctx:yield_output")
-  local ok, err = coutput(self._c, self._seq, value)
+  local ok, err = coutput(self._run.c, self._seq, value)
   if not ok then fail(self, "ctx:yield_output", err) end
   local fx = self._fx
   if fx then fx[#fx + 1] = { "output", value } end
@@ -74,7 +74,7 @@ end
 function Ctx:emit(name, data)
   if type(name) ~= "string" or name == "" then error("ctx:emit: name must be a non-empty string", 2) end
   if data ~= nil then checked(data, "data", "ctx:emit") end
-  local ok, err = cemit(self._c, self._seq, name, data)
+  local ok, err = cemit(self._run.c, self._seq, name, data)
   if not ok then fail(self, "ctx:emit", err) end
   local fx = self._fx
   if fx then fx[#fx + 1] = { "emit", name, data } end
@@ -87,7 +87,7 @@ function Ctx:log(level, msg)
   if not LEVELS[level] then
     error(("ctx:log: level must be 'debug', 'info', 'warn' or 'error', got '%s'"):format(tostring(level)), 2)
   end
-  local ok, err = clog(self._c, self._seq, level, tostring(msg))
+  local ok, err = clog(self._run.c, self._seq, level, tostring(msg))
   if not ok then fail(self, "ctx:log", err) end
   local fx = self._fx
   if fx then fx[#fx + 1] = { "log", level, tostring(msg) } end
@@ -96,17 +96,17 @@ end
 --- Read shared state: last superstep's snapshot plus this invocation's writes.
 function Ctx:get_state(key)
   if type(key) ~= "string" then error("ctx:get_state: key must be a string", 2) end
-  if not crunning(self._c, self._seq) then
+  if not crunning(self._run.c, self._seq) then
     error(("ctx:get_state: invocation of '%s' is no longer running"):format(self.executor_id), 2)
   end
-  return cget(self._c, self._seq, key)
+  return cget(self._run.c, self._seq, key)
 end
 
 --- Write shared state (visible to others from the next superstep; nil deletes).
 function Ctx:set_state(key, value)
   if type(key) ~= "string" or key == "" then error("ctx:set_state: key must be a non-empty string", 2) end
   if value ~= nil then checked(value, "state." .. key, "ctx:set_state") end
-  local ok, err = cset(self._c, self._seq, key, value)
+  local ok, err = cset(self._run.c, self._seq, key, value)
   if not ok then fail(self, "ctx:set_state", err) end
   local fx = self._fx
   if fx then fx[#fx + 1] = { "state", key, value } end
@@ -119,7 +119,7 @@ end
 function Ctx:request_info(req)
   if req == nil then error("ctx:request_info: request is nil", 2) end
   checked(req, "request", "ctx:request_info")
-  if not crunning(self._c, self._seq) then
+  if not crunning(self._run.c, self._seq) then
     error(("ctx:request_info: invocation of '%s' is no longer running"):format(self.executor_id), 2)
   end
   local run = self._run
@@ -134,10 +134,10 @@ function Ctx:request_info(req)
   run._requests = run._requests or {}
   run._requests[id] = { request_id = id, executor_id = self.executor_id, superstep = self.superstep,
                        request = req, seq = self._seq }
-  local ok, err = clive(self._c, self._seq, "request_info", self.executor_id,
+  local ok, err = clive(self._run.c, self._seq, "request_info", self.executor_id,
                         { request_id = id, request = req })
   if not ok then fail(self, "ctx:request_info", err) end
-  local value = cwait(self._c, self._seq)
+  local value = cwait(self._run.c, self._seq)
   run._requests[id] = nil
   return value
 end
@@ -177,7 +177,7 @@ durable_invoke = function(run, exec, msg, ctx)
   local fx = durable.replay_of(run, ctx.superstep, ctx._order, ctx.attempt)
   if fx then return replay(ctx, fx) end
   ctx._fx = {}
-  run.handlers[exec](msg, ctx)
+  run.wf._handlers[exec](msg, ctx)
   local rec = ctx._fx
   ctx._fx = nil
   for _, e in ipairs(rec) do
@@ -194,15 +194,15 @@ function _M.worker(run, seq, exec, superstep, attempt, msg, order)
   while true do
     local c = run.c
     local ctx = setmetatable({
-      run_id = run.id, executor_id = run.ids[exec], superstep = superstep,
+      run_id = run.id, executor_id = run.wf._ids[exec], superstep = superstep,
       attempt = attempt, previous_errors = attempt > 1 and cprev(c, seq) or NO_ERRORS,
-      _run = run, _c = c, _seq = seq, _order = order,
+      _run = run, _seq = seq, _order = order,
     }, Ctx)
     local ok, err
     if run.durable then
       ok, err = xpcall(durable_invoke, on_error, run, exec, msg, ctx)
     else
-      ok, err = xpcall(run.handlers[exec], on_error, msg, ctx)
+      ok, err = xpcall(run.wf._handlers[exec], on_error, msg, ctx)
     end
     run, seq, exec, superstep, attempt, msg, order = yield(DONE, ok, err)
   end

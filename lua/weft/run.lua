@@ -125,7 +125,7 @@ function _M.start(wf, input, opts, level, d, restore)
   if opts.store and not d then
     d = require("weft.durable").begin(wf, opts, input)
   end
-  local r = setmetatable({ wf = wf, ids = wf._ids, handlers = wf._handlers, index = wf._index }, Run)
+  local r = setmetatable({ wf = wf }, Run)
   if d then -- the run record must exist before the first checkpoint
     r.id = opts.run_id or (d.record and d.record.run_id)
   end
