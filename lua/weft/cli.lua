@@ -92,7 +92,7 @@ error, 3 paused on requests.]],
 
 COMMANDS.serve = {
   synopsis = "serve",
-  usage = "weft serve [--host HOST] [--port PORT] [--store URL] [--scripts DIR]",
+  usage = "weft serve [--host HOST] [--port PORT] [--store URL] [--scripts DIR] [--keys FILE] [--cors ORIGIN]",
   summary = "the HTTP API: agents, workflows, executions (SSE), tools, health, metrics",
   options = {
     { "--host", arg = "HOST", help = "address to listen on (default 127.0.0.1)" },
@@ -100,14 +100,19 @@ COMMANDS.serve = {
     { "--store", arg = "URL", help = "where definitions and executions persist (default "
       .. DEFAULT_STORE .. "; memory: for nothing)" },
     { "--scripts", arg = "DIR", help = "serve the Lua workflows of DIR (read-only)" },
+    { "--keys", arg = "FILE", help = "API keys (JSON [{id, key | sha256, scopes, rate}]; or env WEFT_API_KEYS)" },
+    { "--cors", arg = "ORIGIN", help = "allow browser calls from ORIGIN (or *)" },
   },
   text = [[
 Serves the REST API under /api/v1 (docs/server.md): agents, workflows
 (declarative JSON or the Lua files of --scripts), executions (sync or async,
 events as server-sent events, answers to requests), tools, /api/v1/health
 and /metrics. SIGTERM or SIGINT stops accepting, lets requests in flight
-finish (30 s at most) and exits 0. API keys are not implemented yet: the
-server refuses to listen on anything but a loopback address.]],
+finish (30 s at most) and exits 0. Without API keys (--keys FILE or env
+WEFT_API_KEYS) the server is open and refuses to listen on anything but a
+loopback address; with keys, requests need `Authorization: Bearer KEY`
+(scopes read, run, admin), mutating calls are audited (/api/v1/audit).
+/v1/models and /v1/chat/completions answer OpenAI clients.]],
 }
 
 COMMANDS.check = {
@@ -724,21 +729,37 @@ local function cmd_serve(parsed)
   local opts = parsed.opts
   if #parsed.positional > 0 then return usage_error("serve", "unexpected argument '" .. parsed.positional[1] .. "'") end
   local host, port = opts["--host"] or "127.0.0.1", opts["--port"] or 8080
-  if host ~= "127.0.0.1" and host ~= "localhost" and host ~= "::1" then
-    return fail(EXIT_USAGE, "serve: no API keys configured (not implemented yet): refusing to listen on "
+  local security = require "weft.serve.security"
+  local kok, keys = pcall(security.load, { keys_file = opts["--keys"] })
+  if not kok then return fail(EXIT_USAGE, "serve: " .. tostring(keys)) end
+  if not keys and host ~= "127.0.0.1" and host ~= "localhost" and host ~= "::1" then
+    return fail(EXIT_USAGE, "serve: no API keys configured (--keys FILE or WEFT_API_KEYS): refusing to listen on "
       .. host .. "; use 127.0.0.1")
   end
   local weft = require "weft"
   local ok, store = pcall(weft.store.open, store_url(opts))
   if not ok or not store then return fail(EXIT_USAGE, "serve: store " .. store_url(opts) .. ": " .. tostring(store)) end
-  local app = require("weft.serve.app").new{ store = store, scripts_dir = opts["--scripts"] }
+  local aok, app = pcall(require("weft.serve.app").new, { store = store, scripts_dir = opts["--scripts"],
+    security = { keys_file = opts["--keys"], cors = opts["--cors"] } })
+  if not aok then return fail(EXIT_USAGE, "serve: " .. tostring(app)) end
+  local rok, nres, rfailed = pcall(require("weft.serve.executions").resume_running, app)
+  if not rok then return fail(EXIT_USAGE, "serve: resuming executions: " .. tostring(nres)) end
+  if nres > 0 then say(stderr, format("weft: resumed %d execution(s) left running", nres)) end
+  for _, f in ipairs(rfailed) do
+    say(stderr, format("weft: could not resume execution %s: %s", f.id, one_line(f.error, 300)))
+  end
   local srv, err = weft.server.listen{
     host = host, port = port,
     handler = function(req, res) app:handle(req, res) end,
   }
   if not srv then return fail(EXIT_USAGE, "serve: " .. tostring(err)) end
-  say(stderr, format("weft: serving http://%s:%d/api/v1 (store %s); no API keys configured: "
-    .. "listening on %s only", host, srv.port, store_url(opts), host))
+  if keys then
+    say(stderr, format("weft: serving http://%s:%d/api/v1 (store %s); %d API key(s)%s", host, srv.port,
+      store_url(opts), #keys, opts["--cors"] and ("; CORS " .. opts["--cors"]) or ""))
+  else
+    say(stderr, format("weft: serving http://%s:%d/api/v1 (store %s); no API keys configured: "
+      .. "listening on %s only", host, srv.port, store_url(opts), host))
+  end
   stderr:flush()
   local loop = require "weft.core.loop"
   local stop = weft.cond()

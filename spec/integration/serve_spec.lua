@@ -43,7 +43,77 @@ describe("weft serve", function()
     assert.truthy(err:find("weft: stopped", 1, true))
   end)
 
-  it("refuses a non-loopback address while API keys are not implemented", function()
+  it("resumes on start the executions a killed server left paused", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p " .. dir)
+    finally(function() os.execute("rm -rf " .. dir) end)
+    local store = "sqlite:" .. dir .. "/serve.db"
+    local port = procs.free_port()
+    local base = ("http://127.0.0.1:%d/api/v1"):format(port)
+    local p = procs.spawn({ bin, "serve", "--port", tostring(port), "--store", store })
+    wait_port(port)
+    local res = assert(weft.http.request{ method = "POST", url = base .. "/workflows",
+      headers = { ["content-type"] = "application/json" },
+      body = { id = "ok", name = "ok", nodes = { { id = "ask", builtin = "approval" } }, start = "ask" } })
+    assert.equal(201, res.status, res.body)
+    res = assert(weft.http.request{ method = "POST", url = base .. "/workflows/ok/execute",
+      headers = { ["content-type"] = "application/json" }, body = { input = "deploy?" } })
+    local x = json.decode(res.body)
+    assert.equal("idle", x.status, res.body)
+    procs.kill(p) -- no goodbye: the run only exists in the store now
+    procs.wait(p, 10)
+    local p2 = procs.spawn({ bin, "serve", "--port", tostring(port), "--store", store })
+    wait_port(port)
+    res = assert(weft.http.request{ url = base .. "/executions/" .. x.id })
+    local again = json.decode(res.body)
+    assert.equal("idle", again.status, res.body)
+    res = assert(weft.http.request{ method = "POST", url = base .. "/executions/" .. x.id .. "/responses",
+      headers = { ["content-type"] = "application/json" },
+      body = { request_id = again.requests[1].request_id, value = "yes" } })
+    assert.equal(202, res.status, res.body)
+    for _ = 1, 200 do
+      res = assert(weft.http.request{ url = base .. "/executions/" .. x.id })
+      if json.decode(res.body).status == "completed" then break end
+      weft.sleep(0.01)
+    end
+    assert.equal("completed", json.decode(res.body).status, res.body)
+    os.execute("kill -TERM " .. p2.pid)
+    local rc, _, err = procs.wait(p2, 20)
+    assert.equal(0, rc, err)
+    assert.truthy(err:find("resumed 1 execution", 1, true), err)
+  end)
+
+  it("requires an API key with the right scope when keys are configured", function()
+    local keys = os.tmpname()
+    finally(function() os.remove(keys) end)
+    local f = assert(io.open(keys, "w"))
+    f:write(json.encode({ { id = "reader", key = "r-secret", scopes = { "read" } },
+                          { id = "boss", key = "b-secret", scopes = { "admin" } } }))
+    f:close()
+    local port = procs.free_port()
+    local p = procs.spawn({ bin, "serve", "--port", tostring(port), "--store", "memory:", "--keys", keys })
+    finally(function() procs.kill(p) end)
+    wait_port(port)
+    local base = ("http://127.0.0.1:%d/api/v1"):format(port)
+    local res = assert(weft.http.request{ url = base .. "/agents" })
+    assert.equal(401, res.status)
+    res = assert(weft.http.request{ url = base .. "/agents", headers = { authorization = "Bearer r-secret" } })
+    assert.equal(200, res.status)
+    local body = { id = "w", name = "w", model = "mock:echo", instructions = "hi" }
+    res = assert(weft.http.request{ method = "POST", url = base .. "/agents", body = body,
+      headers = { authorization = "Bearer r-secret", ["content-type"] = "application/json" } })
+    assert.equal(403, res.status)
+    res = assert(weft.http.request{ method = "POST", url = base .. "/agents", body = body,
+      headers = { authorization = "Bearer b-secret", ["content-type"] = "application/json" } })
+    assert.equal(201, res.status, res.body)
+    res = assert(weft.http.request{ url = base .. "/audit", headers = { authorization = "Bearer b-secret" } })
+    assert.equal(200, res.status)
+    assert.falsy(res.body:find("secret", 1, true))
+    assert.truthy(res.body:find("boss", 1, true))
+  end)
+
+  it("refuses a non-loopback address when no API keys are configured", function()
     local rc, _, err = procs.run({ bin, "serve", "--host", "0.0.0.0", "--port", "1", "--store", "memory:" })
     assert.equal(2, rc)
     assert.truthy(err:find("refusing to listen on 0.0.0.0", 1, true))

@@ -6,7 +6,7 @@
 -- weft.server (docs/server.md); it never raises: errors become
 -- `{error = {code, message, details}}` responses.
 -- Uses weft, weft.json, weft.store and weft.serve.{errors, agents, tools,
--- workflows, executions, health}.
+-- workflows, executions, health, security, openai}.
 local json = require "weft.json"
 local errors = require "weft.serve.errors"
 
@@ -209,6 +209,12 @@ end
 function App:handle(req, res)
   local status
   local ok, err = xpcall(function()
+    for _, hook in ipairs(self.before) do
+      if hook(self, req, res) then -- the hook answered the request itself
+        status = res.status_code or 200
+        return
+      end
+    end
     local segs = segments(req.path)
     local allowed, seen = {}, {}
     for _, r in ipairs(self.routes) do
@@ -251,15 +257,24 @@ function App:handle(req, res)
       err = errors.new(500, "internal", "internal error: " .. err.internal)
     end
     status = err.status
-    if not res.streaming then pcall(errors.send, res, err) end
+    if not res.streaming then pcall(self.send_error or errors.send, res, err, req) end
   end
   self.metrics:count_http(req.method, status or 500)
+  for _, hook in ipairs(self.after) do
+    local hok, herr = pcall(hook, self, req, status or 500)
+    if not hok then io.stderr:write("weft serve: after hook: ", tostring(herr), "\n") end
+  end
 end
 
 --- Create the app. opts: store (a weft.store object or URL; default an
 -- in-memory store), durable (default true when a store is given: async
 -- runs are durable), scripts_dir (Lua workflow files, listed read-only),
--- tools (a list of weft.tool objects to register).
+-- tools (a list of weft.tool objects to register), security (options of
+-- weft.serve.security.install: keys, keys_file, cors, clock, now).
+-- app.before: hooks fn(app, req, res) run first, which may raise an error
+-- object or answer the request (return true); app.after: hooks fn(app,
+-- req, status) run once answered; app.send_error(res, err, req) writes
+-- error objects (default errors.send).
 function _M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("app.new: options must be a table", 2) end
@@ -275,6 +290,7 @@ function _M.new(opts)
   local self = setmetatable({
     store = store, durable = durable, scripts_dir = opts.scripts_dir,
     routes = {}, tools = {}, built = {}, executions = {}, started = require("weft").now(),
+    before = {}, after = {},
   }, App)
   self.metrics = require("weft.serve.health").metrics()
   for _, t in ipairs(opts.tools or {}) do self:register_tool(t) end
@@ -283,6 +299,8 @@ function _M.new(opts)
   require("weft.serve.tools").install(self)
   require("weft.serve.workflows").install(self)
   require("weft.serve.executions").install(self)
+  require("weft.serve.security").install(self, opts.security)
+  require("weft.serve.openai").install(self)
   return self
 end
 

@@ -103,6 +103,45 @@ function _M.start(app, wid, wf, input, async)
   return x
 end
 
+--- Resume the durable executions a previous process left running or
+-- paused (their last checkpoint is in the store): each continues in this
+-- process. Returns the number resumed and the list of {id, error} that
+-- could not be.
+function _M.resume_running(app)
+  local weft = require "weft"
+  local failed, n = {}, 0
+  if not app.durable then return 0, failed end
+  local rows, err = app.store:scan("executions", "")
+  if not rows then error("store: " .. tostring(err), 0) end
+  for _, row in ipairs(rows) do
+    local ok, d = pcall(json.decode, row.value)
+    if ok and type(d) == "table" and (d.status == "running" or d.status == "idle") and d.durable then
+      local x = { id = d.id, workflow = d.workflow, status = d.status, created_at = d.created_at,
+                  events = {}, cond = weft.cond(), async = true, durable = true, resumed = true }
+      x.updated_at = weft.now()
+      local rok, h = pcall(function()
+        local wf = require("weft.serve.workflows").get(app, d.workflow)
+        return wf:resume(d.id, { store = app.store, events = false, on_event = function(ev)
+          x.events[#x.events + 1] = ev
+          x.cond:signal()
+        end })
+      end)
+      if rok then
+        x.handle = h
+        app.executions[x.id] = x
+        n = n + 1
+        watch(app, x)
+      else
+        local msg = type(h) == "table" and (h.message or (h.error and h.error.message)) or tostring(h)
+        failed[#failed + 1] = { id = d.id, error = msg }
+        x.status, x.error, x.finished_at = "failed", "could not resume: " .. tostring(msg), weft.now()
+        save(app, x)
+      end
+    end
+  end
+  return n, failed
+end
+
 -- The execution id: in this process, else its stored summary (x, stored).
 local function lookup(app, id)
   local x = app.executions[id]

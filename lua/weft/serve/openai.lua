@@ -1,0 +1,252 @@
+--- weft.serve.openai — an OpenAI-compatible face of `weft serve`, so that
+-- OpenAI client libraries work unchanged: `GET /v1/models` lists the app's
+-- agents (`agent:<id>`) and workflows (`workflow:<id>`);
+-- `POST /v1/chat/completions {model, messages, stream}` runs the agent
+-- (built from its stored definition) or the workflow as an agent
+-- (`workflow:as_agent`) on the messages and answers a `chat.completion`,
+-- or with `stream = true` server-sent `chat.completion.chunk` deltas then
+-- `data: [DONE]`. Errors under /v1/ take OpenAI's shape `{error =
+-- {message, type, param, code}}` (install sets app.send_error).
+-- Uses weft, weft.json, weft.serve.{errors, agents, workflows}.
+local json = require "weft.json"
+local errors = require "weft.serve.errors"
+
+local type, pairs, ipairs, tostring, tonumber, pcall, error = type, pairs, ipairs, tostring, tonumber, pcall, error
+local fmt, concat = string.format, table.concat
+local throw = errors.throw
+
+local _M = {}
+
+-- OpenAI error types by HTTP status.
+local TYPES = { [400] = "invalid_request_error", [401] = "authentication_error", [403] = "permission_error",
+                [404] = "invalid_request_error", [405] = "invalid_request_error", [409] = "invalid_request_error",
+                [413] = "invalid_request_error", [415] = "invalid_request_error", [429] = "rate_limit_error" }
+
+--- The OpenAI error body of error object e.
+function _M.error_body(e)
+  local d = type(e.details) == "table" and e.details or {}
+  local code = e.code
+  if e.status == 401 then code = "invalid_api_key" end
+  return { error = { message = e.message, type = TYPES[e.status] or (e.status >= 500 and "server_error")
+                     or "invalid_request_error", param = d.field or json.null, code = code } }
+end
+
+--- Write error object e for req: OpenAI's shape under /v1/, else the
+-- REST shape.
+function _M.send_error(res, e, req)
+  if req and type(req.path) == "string" and req.path:sub(1, 4) == "/v1/" then
+    if e.headers then for k, v in pairs(e.headers) do res:header(k, v) end end
+    res:json(e.status, _M.error_body(e))
+  else
+    errors.send(res, e)
+  end
+end
+
+local counter = 0
+
+-- A new completion id.
+local function new_id()
+  counter = counter + 1
+  return fmt("chatcmpl-%x%04x%04x%x", os.time(), math.random(0, 0xffff), math.random(0, 0xffff), counter)
+end
+
+-- The weft messages of OpenAI messages msgs (raises 400 naming the index).
+local function messages(msgs)
+  if type(msgs) ~= "table" or not json.is_array(msgs) or #msgs == 0 then
+    throw(400, "invalid_messages", "messages must be a non-empty list of {role, content}", { field = "messages" })
+  end
+  local out = {}
+  for i, m in ipairs(msgs) do
+    local where = fmt("messages[%d]", i - 1)
+    if type(m) ~= "table" then throw(400, "invalid_messages", where .. " must be an object", { field = "messages" }) end
+    local role = m.role
+    if role ~= "system" and role ~= "developer" and role ~= "user" and role ~= "assistant" and role ~= "tool" then
+      throw(400, "invalid_messages", fmt("%s.role must be system, user, assistant or tool, got %s", where,
+            type(role) == "string" and ("'" .. role .. "'") or type(role)), { field = "messages" })
+    end
+    local c = m.content
+    if type(c) == "table" then
+      local parts = {}
+      for j, p in ipairs(c) do
+        if type(p) ~= "table" or (p.type ~= "text" and p.type ~= "input_text") or type(p.text) ~= "string" then
+          throw(400, "invalid_messages", fmt("%s.content[%d]: only text parts are supported", where, j - 1),
+                { field = "messages" })
+        end
+        parts[#parts + 1] = p.text
+      end
+      c = concat(parts)
+    elseif c == nil or c == json.null then
+      c = ""
+    elseif type(c) ~= "string" then
+      throw(400, "invalid_messages", where .. ".content must be a string or a list of text parts",
+            { field = "messages" })
+    end
+    if role == "developer" then role = "system" end
+    if role == "tool" then
+      -- tool results of the client's own tools are not ours to replay: keep the text
+      role, c = "user", "[tool result] " .. c
+    end
+    if not (role == "assistant" and c == "") then out[#out + 1] = { role = role, content = c } end
+  end
+  return out
+end
+
+-- The agent object for model name m ("agent:<id>" | "workflow:<id>").
+local function resolve(app, m)
+  if type(m) ~= "string" then throw(400, "invalid_model", "model is required", { field = "model" }) end
+  local kind, id = m:match("^(%a+):(.+)$")
+  local appmod = require "weft.serve.app"
+  if (kind ~= "agent" and kind ~= "workflow") or not appmod.valid_id(id) then
+    throw(404, "model_not_found", fmt("the model '%s' does not exist: use agent:<id> or workflow:<id> (GET /v1/models)", m),
+          { field = "model" })
+  end
+  if kind == "agent" then
+    if not app:def_get("agent", id) then
+      throw(404, "model_not_found", fmt("the model '%s' does not exist (no agent '%s')", m, id), { field = "model" })
+    end
+    return require("weft.serve.agents").build(app, id)
+  end
+  local ok, wf = pcall(require("weft.serve.workflows").get, app, id)
+  if not ok then
+    if errors.is_error(wf) and wf.status == 404 then
+      throw(404, "model_not_found", fmt("the model '%s' does not exist (no workflow '%s')", m, id), { field = "model" })
+    end
+    error(wf, 0)
+  end
+  return wf:as_agent(id)
+end
+
+-- OpenAI usage of a weft usage.
+local function usage(u)
+  u = u or {}
+  local i, o = u.input_tokens or 0, u.output_tokens or 0
+  return { prompt_tokens = i, completion_tokens = o, total_tokens = u.total_tokens or (i + o) }
+end
+
+-- The finish reason of a result, in OpenAI's words.
+local function finish(r)
+  local f = r and r.finish_reason
+  if f == "length" or f == "tool_calls" or f == "content_filter" then return f end
+  return "stop"
+end
+
+-- One SSE chunk.
+local function chunk(base, delta, fin, u)
+  local c = { id = base.id, object = "chat.completion.chunk", created = base.created, model = base.model,
+              system_fingerprint = json.null,
+              choices = json.array({ { index = 0, delta = delta, logprobs = json.null,
+                                       finish_reason = fin or json.null } }) }
+  if u then c.choices = json.array(); c.usage = u end
+  return "data: " .. json.encode(c) .. "\n\n"
+end
+
+-- Answer a streamed completion: run the agent in a task of its own, write
+-- the text chunks it produces as they come.
+local function stream(app, req, res, agent, msgs, base, include_usage)
+  local weft = require "weft"
+  local q, done, result, rerr = {}, false, nil, nil
+  local cond = weft.cond()
+  local streamed = false
+  local runner = weft.go(function()
+    local ok, r, err = pcall(agent.stream, agent, msgs, nil, function(c)
+      if type(c) == "table" and type(c.text) == "string" and c.text ~= "" then
+        q[#q + 1] = c.text
+        streamed = true
+        cond:signal()
+      end
+    end)
+    if not ok then r, err = nil, tostring(r) end
+    result, rerr, done = r, err, true
+    cond:signal()
+  end)
+  local w = res:stream(200, { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache" })
+  res.streaming = true
+  local function put(s)
+    local ok = w:write(s)
+    if not ok then
+      pcall(runner.cancel, runner) -- the client left
+      return false
+    end
+    return true
+  end
+  if not put(chunk(base, { role = "assistant", content = "" })) then return end
+  local n = 0
+  while true do
+    while n < #q do
+      n = n + 1
+      if not put(chunk(base, { content = q[n] })) then return end
+    end
+    if done then break end
+    cond:wait()
+  end
+  if not result then
+    local e = errors.new(500, "agent_failed", tostring(rerr))
+    put("data: " .. json.encode(_M.error_body(e)) .. "\n\n")
+  else
+    if not streamed and result.text and result.text ~= "" then
+      if not put(chunk(base, { content = result.text })) then return end
+    end
+    if not put(chunk(base, json.object(), finish(result))) then return end
+    if include_usage then
+      if not put(chunk(base, nil, nil, usage(result.usage))) then return end
+    end
+  end
+  put("data: [DONE]\n\n")
+  w:close()
+end
+
+--- Install the /v1 routes on app and the OpenAI error writer.
+function _M.install(app)
+  app.send_error = _M.send_error
+
+  app:route("GET", "/v1/models", function(self)
+    local data = json.array()
+    for _, d in ipairs(self:def_list("agent")) do
+      data[#data + 1] = { id = "agent:" .. tostring(d.id), object = "model",
+                          created = math.floor(d.created_at or 0), owned_by = "weft" }
+    end
+    -- the workflow list route knows both declarative and script workflows
+    for _, r in ipairs(self.routes) do
+      if r.method == "GET" and r.pattern == "/api/v1/workflows" then
+        local _, page = r.fn(self, { query = { limit = tostring(require("weft.serve.app").MAX_LIMIT) } }, {})
+        for _, d in ipairs(page and page.items or {}) do
+          data[#data + 1] = { id = "workflow:" .. tostring(d.id), object = "model",
+                              created = math.floor(tonumber(d.created_at) or 0), owned_by = "weft" }
+        end
+      end
+    end
+    return 200, { object = "list", data = data }
+  end)
+
+  app:route("POST", "/v1/chat/completions", function(self, req, _, res)
+    local body = self:body(req, { required = true })
+    if body.n ~= nil and body.n ~= 1 then
+      throw(400, "unsupported", "only n = 1 is supported", { field = "n" })
+    end
+    if body.stream ~= nil and type(body.stream) ~= "boolean" then
+      throw(400, "invalid_request", "stream must be a boolean", { field = "stream" })
+    end
+    local msgs = messages(body.messages)
+    -- one user message goes in as a string (a workflow then gets the text itself)
+    if #msgs == 1 and msgs[1].role == "user" then msgs = msgs[1].content end
+    local agent = resolve(self, body.model)
+    local base = { id = new_id(), created = os.time(), model = body.model }
+    if body.stream then
+      local so = body.stream_options
+      stream(self, req, res, agent, msgs, base, type(so) == "table" and so.include_usage == true)
+      return
+    end
+    local ok, r, err = pcall(agent.run, agent, msgs)
+    if not ok then r, err = nil, tostring(r) end
+    if not r then throw(500, "agent_failed", tostring(err)) end
+    return 200, {
+      id = base.id, object = "chat.completion", created = base.created, model = base.model,
+      system_fingerprint = json.null,
+      choices = json.array({ { index = 0, message = { role = "assistant", content = r.text or "", refusal = json.null },
+                               logprobs = json.null, finish_reason = finish(r) } }),
+      usage = usage(r.usage),
+    }
+  end)
+end
+
+return _M

@@ -1,0 +1,358 @@
+--- weft.serve.security — API keys, scopes, rate limits, CORS and the audit
+-- log of `weft serve`. Keys come from a JSON list `[{id, key | sha256,
+-- scopes = {"read" | "run" | "admin"}, rate = {per_second, burst}}]` (a
+-- keys file, opts.keys, or env WEFT_API_KEYS) and are held only as SHA-256
+-- digests; requests carry `Authorization: Bearer <key>` or `X-API-Key`.
+-- `install(app, opts)` adds a before hook (CORS preflight, 401/403/429),
+-- an after hook (audit of mutating calls, store namespace "audit", one log
+-- per UTC day) and `GET /api/v1/audit` (admin). Also `sha256(s)` (hex).
+-- Uses bit (LuaJIT), weft, weft.json, weft.serve.{errors, app}.
+local bit = require "bit"
+local json = require "weft.json"
+local errors = require "weft.serve.errors"
+
+local band, bor, bxor, bnot, rshift, lshift, ror, tobit =
+  bit.band, bit.bor, bit.bxor, bit.bnot, bit.rshift, bit.lshift, bit.ror, bit.tobit
+local type, pairs, ipairs, tostring, tonumber, error, pcall = type, pairs, ipairs, tostring, tonumber, error, pcall
+local byte, char, fmt, rep = string.byte, string.char, string.format, string.rep
+local concat, floor, ceil = table.concat, math.floor, math.ceil
+local throw = errors.throw
+
+local _M = {}
+
+-- SHA-256 (FIPS 180-4) -------------------------------------------------------
+
+local K = {
+  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+  0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+  0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+  0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+  0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+}
+for i = 1, 64 do K[i] = tobit(K[i]) end
+
+-- Process one 64-byte block of msg at offset i into state H.
+local function block(H, msg, i, W)
+  for j = 0, 15 do
+    local a, b, c, d = byte(msg, i + 4 * j, i + 4 * j + 3)
+    W[j] = bor(lshift(a, 24), lshift(b, 16), lshift(c, 8), d)
+  end
+  for j = 16, 63 do
+    local w15, w2 = W[j - 15], W[j - 2]
+    local s0 = bxor(ror(w15, 7), ror(w15, 18), rshift(w15, 3))
+    local s1 = bxor(ror(w2, 17), ror(w2, 19), rshift(w2, 10))
+    W[j] = tobit(W[j - 16] + s0 + W[j - 7] + s1)
+  end
+  local a, b, c, d, e, f, g, h = H[1], H[2], H[3], H[4], H[5], H[6], H[7], H[8]
+  for j = 0, 63 do
+    local S1 = bxor(ror(e, 6), ror(e, 11), ror(e, 25))
+    local ch = bxor(band(e, f), band(bnot(e), g))
+    local t1 = tobit(h + S1 + ch + K[j + 1] + W[j])
+    local S0 = bxor(ror(a, 2), ror(a, 13), ror(a, 22))
+    local maj = bxor(band(a, b), band(a, c), band(b, c))
+    local t2 = tobit(S0 + maj)
+    h, g, f, e, d, c, b, a = g, f, e, tobit(d + t1), c, b, a, tobit(t1 + t2)
+  end
+  H[1], H[2], H[3], H[4] = tobit(H[1] + a), tobit(H[2] + b), tobit(H[3] + c), tobit(H[4] + d)
+  H[5], H[6], H[7], H[8] = tobit(H[5] + e), tobit(H[6] + f), tobit(H[7] + g), tobit(H[8] + h)
+end
+
+--- The SHA-256 digest of string s, as 64 lower-case hex digits.
+function _M.sha256(s)
+  if type(s) ~= "string" then error("sha256: expects a string, got " .. type(s), 2) end
+  local len = #s
+  local bits = len * 8
+  local pad = 64 - ((len + 9) % 64)
+  if pad == 64 then pad = 0 end
+  local hi = floor(bits / 0x100000000)
+  local lo = bits % 0x100000000
+  local msg = s .. "\128" .. rep("\0", pad)
+    .. char(band(rshift(hi, 24), 255), band(rshift(hi, 16), 255), band(rshift(hi, 8), 255), band(hi, 255))
+    .. char(floor(lo / 0x1000000) % 256, floor(lo / 0x10000) % 256, floor(lo / 0x100) % 256, lo % 256)
+  local H = { tobit(0x6a09e667), tobit(0xbb67ae85), tobit(0x3c6ef372), tobit(0xa54ff53a),
+              tobit(0x510e527f), tobit(0x9b05688c), tobit(0x1f83d9ab), tobit(0x5be0cd19) }
+  local W = {}
+  for i = 1, #msg, 64 do block(H, msg, i, W) end
+  local out = {}
+  for i = 1, 8 do out[i] = bit.tohex(H[i], 8) end
+  return concat(out)
+end
+
+-- Keys ------------------------------------------------------------------------
+
+local SCOPES = { read = 1, run = 2, admin = 3 }
+_M.SCOPES = SCOPES
+
+-- Raise a configuration error naming the source and the problem.
+local function bad(source, msg) error(("API keys (%s): %s"):format(source, msg), 0) end
+
+--- Parse a key list (a JSON string or a decoded table) into key records
+-- {id, hash, level, rate = {per_second, burst}}; raises naming the problem
+-- (never the secret).
+function _M.parse_keys(v, source)
+  source = source or "keys"
+  if type(v) == "string" then
+    local d, err = json.decode(v)
+    if d == nil then bad(source, "invalid JSON: " .. tostring(err)) end
+    v = d
+  end
+  if type(v) ~= "table" or (next(v) ~= nil and not json.is_array(v)) then
+    bad(source, "must be a JSON list of {id, key | sha256, scopes}")
+  end
+  if #v == 0 then bad(source, "the list of keys is empty") end
+  local out, ids, hashes = {}, {}, {}
+  for i, k in ipairs(v) do
+    local where = ("keys[%d]"):format(i)
+    if type(k) ~= "table" then bad(source, where .. " must be an object") end
+    for f in pairs(k) do
+      if f ~= "id" and f ~= "key" and f ~= "sha256" and f ~= "scopes" and f ~= "rate" then
+        bad(source, ("%s: unknown field '%s' (id, key, sha256, scopes, rate)"):format(where, tostring(f)))
+      end
+    end
+    if type(k.id) ~= "string" or not k.id:match("^[%w_.%-]+$") or #k.id > 64 then
+      bad(source, where .. ".id must be 1-64 characters of A-Z a-z 0-9 _ . -")
+    end
+    where = ("key '%s'"):format(k.id)
+    if ids[k.id] then bad(source, where .. " is listed twice") end
+    ids[k.id] = true
+    local hash
+    if k.key ~= nil and k.sha256 ~= nil then bad(source, where .. ": give key or sha256, not both") end
+    if k.key ~= nil then
+      if type(k.key) ~= "string" or #k.key < 8 then bad(source, where .. ": key must be a string of 8 characters or more") end
+      hash = _M.sha256(k.key)
+    elseif k.sha256 ~= nil then
+      if type(k.sha256) ~= "string" or not k.sha256:match("^" .. rep("%x", 64) .. "$") then
+        bad(source, where .. ": sha256 must be 64 hex digits")
+      end
+      hash = k.sha256:lower()
+    else
+      bad(source, where .. ": key or sha256 is required")
+    end
+    if hashes[hash] then bad(source, where .. ": the same secret as key '" .. hashes[hash] .. "'") end
+    hashes[hash] = k.id
+    if type(k.scopes) ~= "table" or #k.scopes == 0 then
+      bad(source, where .. ": scopes must be a non-empty list of read, run, admin")
+    end
+    local level = 0
+    for _, s in ipairs(k.scopes) do
+      if not SCOPES[s] then bad(source, ("%s: unknown scope '%s' (read, run, admin)"):format(where, tostring(s))) end
+      if SCOPES[s] > level then level = SCOPES[s] end
+    end
+    local rate
+    if k.rate ~= nil then
+      local r = k.rate
+      if type(r) ~= "table" or type(r.per_second) ~= "number" or r.per_second <= 0
+         or (r.burst ~= nil and (type(r.burst) ~= "number" or r.burst < 1)) then
+        bad(source, where .. ": rate must be {per_second > 0, burst >= 1}")
+      end
+      rate = { per_second = r.per_second, burst = r.burst or math.max(1, ceil(r.per_second)) }
+    end
+    out[#out + 1] = { id = k.id, hash = hash, level = level, rate = rate }
+  end
+  return out
+end
+
+--- The key records of opts: opts.keys (list or JSON), opts.keys_file (a
+-- path), else env WEFT_API_KEYS; nil when none are configured. Raises
+-- naming the problem.
+function _M.load(opts)
+  opts = opts or {}
+  if opts.keys ~= nil then return _M.parse_keys(opts.keys, "keys") end
+  if opts.keys_file ~= nil then
+    local f, err = io.open(opts.keys_file, "rb")
+    if not f then bad(opts.keys_file, "cannot read: " .. tostring(err)) end
+    local text = f:read("*a")
+    f:close()
+    return _M.parse_keys(text, opts.keys_file)
+  end
+  local env = os.getenv("WEFT_API_KEYS")
+  if env ~= nil and env ~= "" then return _M.parse_keys(env, "WEFT_API_KEYS") end
+  return nil
+end
+
+-- Scopes ----------------------------------------------------------------------
+
+--- The scope (read, run, admin) that method on path needs, or nil when the
+-- path is open (health).
+function _M.needed_scope(method, path)
+  if path == "/api/v1/health" or path == "/api/v1/health/" then return nil end
+  if path:match("^/api/v1/audit") then return "admin" end
+  if method == "GET" or method == "HEAD" then return "read" end
+  if method == "POST" and (path:match("^/api/v1/workflows/[^/]+/execute/?$")
+      or path:match("^/api/v1/tools/[^/]+/execute/?$")
+      or path:match("^/api/v1/executions/[^/]+/responses/?$")
+      or path:match("^/v1/chat/completions/?$")) then
+    return "run"
+  end
+  if method == "DELETE" and path:match("^/api/v1/executions/[^/]+/?$") then return "run" end
+  return "admin"
+end
+
+-- The secret a request presents, or nil.
+local function presented(req)
+  local h = req.headers or {}
+  local a = h["authorization"]
+  if type(a) == "string" then
+    local tok = a:match("^%s*[Bb][Ee][Aa][Rr][Ee][Rr]%s+(%S+)%s*$")
+    if tok then return tok end
+  end
+  local x = h["x-api-key"]
+  if type(x) == "string" and x ~= "" then return (x:match("^%s*(.-)%s*$")) end
+  return nil
+end
+
+-- Token buckets ---------------------------------------------------------------
+
+-- Take one token from key k's bucket at time now: true, or false, the
+-- seconds until a token is available.
+local function take(buckets, k, now)
+  local r = k.rate
+  if not r then return true end
+  local b = buckets[k.id]
+  if not b then
+    b = { tokens = r.burst, t = now }
+    buckets[k.id] = b
+  end
+  local dt = now - b.t
+  if dt > 0 then
+    b.tokens = math.min(r.burst, b.tokens + dt * r.per_second)
+    b.t = now
+  end
+  if b.tokens >= 1 then
+    b.tokens = b.tokens - 1
+    return true
+  end
+  return false, (1 - b.tokens) / r.per_second
+end
+
+-- CORS ------------------------------------------------------------------------
+
+local CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+local CORS_HEADERS = "Authorization, Content-Type, X-API-Key, Last-Event-ID"
+
+-- Set the CORS headers for req on res (origin: "*" or one origin).
+local function cors_headers(origin, req, res)
+  local o = origin
+  if origin ~= "*" then
+    local ro = req.headers and req.headers["origin"]
+    if ro ~= origin then return end
+    res:header("Vary", "Origin")
+  end
+  res:header("Access-Control-Allow-Origin", o)
+  res:header("Access-Control-Allow-Methods", CORS_METHODS)
+  res:header("Access-Control-Allow-Headers", CORS_HEADERS)
+  res:header("Access-Control-Expose-Headers", "Retry-After, Location")
+  res:header("Access-Control-Max-Age", "600")
+end
+
+-- Audit -----------------------------------------------------------------------
+
+local MUTATING = { POST = true, PUT = true, PATCH = true, DELETE = true }
+
+--- The audit log key of a time (UTC day "YYYY-MM-DD").
+function _M.day(t) return os.date("!%Y-%m-%d", floor(t)) end
+
+-- Append one audit entry (best effort: a store failure is logged).
+local function audit(app, req, status, now)
+  local a = req.weft_auth
+  local e = { time = os.date("!%Y-%m-%dT%H:%M:%SZ", floor(now)), key = a and a.id or json.null,
+              method = req.method, path = req.path, status = status }
+  local ok, err = pcall(app.store.append, app.store, "audit", _M.day(now), json.encode(e))
+  if not ok or not err then
+    io.stderr:write("weft serve: audit: cannot append: ", tostring(err), "\n")
+  end
+end
+
+--- Install security on app. opts: keys / keys_file (see load; none: keys
+-- are not checked), cors (an origin or "*"), clock (function -> seconds,
+-- for rate limits; default weft.core.loop.clock), now (wall clock for the
+-- audit log; default os.time). Returns the key records (nil without keys).
+function _M.install(app, opts)
+  opts = opts or {}
+  local keys = _M.load(opts)
+  if opts.cors ~= nil and (type(opts.cors) ~= "string" or opts.cors == "") then
+    error("security: cors must be an origin or '*'", 2)
+  end
+  local cors = opts.cors
+  local clock = opts.clock or require("weft.core.loop").clock
+  local now = opts.now or os.time
+  local by_hash = {}
+  for _, k in ipairs(keys or {}) do by_hash[k.hash] = k end
+  local buckets = {}
+  app.security = { enabled = keys ~= nil, cors = cors, key_ids = {} }
+  for i, k in ipairs(keys or {}) do app.security.key_ids[i] = k.id end
+
+  app.before[#app.before + 1] = function(_, req, res)
+    if cors then
+      cors_headers(cors, req, res)
+      if req.method == "OPTIONS" then
+        res:status(204)
+        res:send("")
+        return true
+      end
+    end
+    if not keys then return false end
+    local need = _M.needed_scope(req.method or "", req.path or "")
+    if not need then return false end
+    local secret = presented(req)
+    if not secret then
+      local e = errors.new(401, "unauthorized",
+        "an API key is required (Authorization: Bearer <key> or X-API-Key)")
+      e.headers = { ["WWW-Authenticate"] = 'Bearer realm="weft"' }
+      error(e, 0)
+    end
+    local k = by_hash[_M.sha256(secret)]
+    if not k then
+      local e = errors.new(401, "unauthorized", "invalid API key")
+      e.headers = { ["WWW-Authenticate"] = 'Bearer realm="weft", error="invalid_token"' }
+      error(e, 0)
+    end
+    req.weft_auth = { id = k.id, level = k.level }
+    if k.level < SCOPES[need] then
+      throw(403, "forbidden", ("API key '%s' lacks the '%s' scope for %s %s"):format(k.id, need, req.method, req.path),
+            { required_scope = need })
+    end
+    local ok, wait = take(buckets, k, clock())
+    if not ok then
+      local secs = math.max(1, ceil(wait))
+      local e = errors.new(429, "rate_limited",
+        ("API key '%s' is over its rate limit; retry after %d s"):format(k.id, secs), { retry_after = secs })
+      e.headers = { ["Retry-After"] = tostring(secs) }
+      error(e, 0)
+    end
+    return false
+  end
+
+  if keys then
+    app.after[#app.after + 1] = function(self, req, status)
+      if MUTATING[req.method] then audit(self, req, status, now()) end
+    end
+  end
+
+  app:route("GET", "/api/v1/audit", function(self, req)
+    if not keys then throw(404, "not_found", "the audit log is kept only when API keys are configured") end
+    local q = req.query or {}
+    local date = q.date
+    if date == nil or date == "" then date = _M.day(now()) end
+    if type(date) ~= "string" or not date:match("^%d%d%d%d%-%d%d%-%d%d$") then
+      throw(400, "bad_request", ("date must be YYYY-MM-DD, got %q"):format(tostring(date)), { field = "date" })
+    end
+    local limit, offset = self:page(req)
+    local rows, err = self.store:range("audit", date)
+    if not rows then throw(503, "store_unavailable", "store: " .. tostring(err)) end
+    local list = {}
+    for _, r in ipairs(rows) do
+      local d = json.decode(r.value)
+      if type(d) == "table" then d.seq = r.seq; list[#list + 1] = d end
+    end
+    local page = require("weft.serve.app").paginate(list, limit, offset)
+    page.date = date
+    return 200, page
+  end)
+  return keys
+end
+
+return _M
