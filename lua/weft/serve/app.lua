@@ -301,6 +301,7 @@ function _M.new(opts)
   require("weft.serve.executions").install(self)
   require("weft.serve.security").install(self, opts.security)
   require("weft.serve.openai").install(self)
+  require("weft.serve.builder").install(self, opts)
   return self
 end
 
