@@ -38,7 +38,7 @@ end
 
 -- Raise err (a store failure) naming what was being done.
 local function check(ok, err, what)
-  if ok == nil and err then error(what .. ": " .. tostring(err), 0) end
+  if ok == nil and err then error((what or "store") .. ": " .. tostring(err), 0) end
   return ok
 end
 
@@ -53,17 +53,6 @@ local function pw_key(id, ss, order, attempt)
   return fmt("%s/%08d/%06d/%03d", id, ss, order, attempt)
 end
 
--- 64-bit FNV-1a of a string as 16 hex digits (two 32-bit halves).
-local function fnv(s)
-  local h1, h2 = 2166136261, 2166136261 * 7 % 4294967296
-  for i = 1, #s do
-    local b = s:byte(i)
-    h1 = bit.tobit(bit.bxor(h1, b)) * 16777619 % 4294967296
-    h2 = bit.tobit(bit.bxor(h2, b + 31)) * 16777619 % 4294967296
-  end
-  return fmt("%08x%08x", h1 % 4294967296, h2 % 4294967296)
-end
-
 --- The hash of a workflow definition: its graph (executors, kinds, edges,
 -- labels) and executor options. Two loads of the same script agree.
 function _M.hash(wf)
@@ -72,7 +61,7 @@ function _M.hash(wf)
     d.executors[i].retry, d.executors[i].timeout = ex.retry, ex.timeout
     d.executors[i].on_error = ex.on_error
   end
-  return fnv(encode(d))
+  return require("weft.sha256")(encode(d)):sub(1, 16)
 end
 
 -- Values and their count (results may hold nils).
