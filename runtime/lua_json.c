@@ -847,10 +847,49 @@ static int wf_json_dec_unicode(wf_json_dec_t *d) {
   return WF_JSON_OK;
 }
 
-/* Parse the string at d->p (its opening quote) and push it. */
+/* Length of the valid UTF-8 sequence starting at p (a byte >= 0x80), or
+ * 0 when it is not valid (overlong forms, surrogates, > U+10FFFF, cut). */
+static size_t wf_json_utf8_len(const unsigned char *p, const unsigned char *end) {
+  unsigned c = p[0];
+  size_t n = c < 0xC2 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF5 ? 4 : 0;
+  if (n == 0 || (size_t)(end - p) < n) return 0;
+  for (size_t i = 1; i < n; i++)
+    if ((p[i] & 0xC0) != 0x80) return 0;
+  if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] >= 0xA0) ||
+      (c == 0xF0 && p[1] < 0x90) || (c == 0xF4 && p[1] >= 0x90))
+    return 0;
+  return n;
+}
+
+/* Skip plain string bytes from p: printable ASCII other than '"' and '\\',
+ * and valid UTF-8 sequences. Stops at a quote, a backslash, a control
+ * byte, the end, or an invalid UTF-8 byte (then *bad is set). */
+static const char *wf_json_scan_plain(const char *p, const char *end, int *bad) {
+  *bad = 0;
+  while (p < end) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '"' || c == '\\' || c < 0x20) break;
+    if (c < 0x80) {
+      p++;
+      continue;
+    }
+    size_t n = wf_json_utf8_len((const unsigned char *)p, (const unsigned char *)end);
+    if (n == 0) {
+      *bad = 1;
+      break;
+    }
+    p += n;
+  }
+  return p;
+}
+
+/* Parse the string at d->p (its opening quote) and push it. Invalid UTF-8
+ * is an error (what is decoded is also safe to encode again). */
 static int wf_json_dec_string(wf_json_dec_t *d) {
-  const char *quote = d->p, *s = d->p + 1, *p = s, *end = d->end;
-  while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) p++;
+  const char *quote = d->p, *s = d->p + 1, *p, *end = d->end;
+  int bad;
+  p = wf_json_scan_plain(s, end, &bad);
+  if (bad) return wf_json_dec_fail(d, p, "invalid UTF-8 in string");
   if (p < end && *p == '"') { /* no escapes: straight from the input */
     lua_pushlstring(d->L, s, (size_t)(p - s));
     d->p = p + 1;
@@ -860,7 +899,8 @@ static int wf_json_dec_string(wf_json_dec_t *d) {
   wf_json_buf_add(&d->buf, s, (size_t)(p - s));
   for (;;) {
     const char *run = p;
-    while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) p++;
+    p = wf_json_scan_plain(p, end, &bad);
+    if (bad) return wf_json_dec_fail(d, p, "invalid UTF-8 in string");
     wf_json_buf_add(&d->buf, run, (size_t)(p - run));
     if (p == end) return wf_json_dec_fail(d, quote, "unterminated string");
     if (*p == '"') break;

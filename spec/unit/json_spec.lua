@@ -502,3 +502,18 @@ describe("json.null", function()
     assert.equal(null, decode("null"))
   end)
 end)
+
+describe("json.decode and UTF-8", function()
+  local json = require "weft.json"
+  it("accepts valid multi-byte sequences", function()
+    assert.equal("h\195\169 \240\159\152\128", json.decode('"h\195\169 \240\159\152\128"'))
+  end)
+  it("rejects invalid UTF-8 naming the position", function()
+    for _, bad in ipairs({ '"\255"', '"\192\128"', '"\237\160\128"', '"a\128"', '"\244\144\128\128"' }) do
+      local v, err = json.decode(bad)
+      assert.is_nil(v)
+      assert.truthy(err:find("invalid UTF-8 in string", 1, true), err)
+    end
+  end)
+end)
+

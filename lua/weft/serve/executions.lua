@@ -65,6 +65,17 @@ local function finish(app, x, res)
   if TERMINAL[res.status] and not x.finished_at then
     x.finished_at = x.updated_at
     app.metrics:run_finished(res.status, res.supersteps or 0, (res.duration_ms or 0) / 1000)
+    -- keep the last MAX_FINISHED finished executions in memory (events for
+    -- SSE replay); older ones are served from their stored summary
+    local q = app.finished_queue
+    if not q then q = { head = 1, tail = 0 }; app.finished_queue = q end
+    q.tail = q.tail + 1
+    q[q.tail] = x.id
+    while q.tail - q.head + 1 > _M.MAX_FINISHED do
+      app.executions[q[q.head]] = nil
+      q[q.head] = nil
+      q.head = q.head + 1
+    end
   end
   save(app, x)
   x.cond:signal()
@@ -77,6 +88,9 @@ local function watch(app, x)
     finish(app, x, res)
   end)
 end
+
+--- How many finished executions stay in memory (with their events).
+_M.MAX_FINISHED = 1000
 
 --- Start an execution of workflow wf (id wid) with input; returns it.
 function _M.start(app, wid, wf, input, async)
