@@ -498,4 +498,14 @@ describe("weft.serve health and metrics", function()
     assert.matches("weft_executor_duration_seconds_count 2", text, 1, true)
     assert.matches('weft_http_requests_total{method="POST",code="200"} 2', text, 1, true)
   end)
+
+  it("counts model calls and tokens by provider", function()
+    local llm = require "weft.llm"
+    local before = (llm.counters.requests.mock or {}).ok or 0
+    local app = app_with({ id = "one", nodes = { { id = "w", agent = "writer" } } })
+    execute(app, "one", "a"); execute(app, "one", "b")
+    local text = call(app, "GET", "/metrics").body
+    assert.matches(('weft_llm_requests_total{provider="mock",status="ok"} %d'):format(before + 2), text, 1, true)
+    assert.matches('weft_tokens_total{provider="mock",kind="input"} %d+', text)
+  end)
 end)

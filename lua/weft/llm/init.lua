@@ -164,6 +164,28 @@ end
 -- "http_<status>", an HTTP failure code, "protocol", "provider"). Chunks:
 -- {text}, {tool_call_delta = {index (1-based), id, name, arguments}},
 -- then {done = true, usage, finish_reason}. Misuse raises.
+--- Process-wide counters of model calls: requests[provider][status] (an
+-- HTTP status as a string, "ok" for the mock, or the failure code) and
+-- tokens[provider] = {input, output}; read by weft serve's /metrics.
+_M.counters = { requests = {}, tokens = {} }
+
+-- Count one finished chat call of provider.
+local function count(pname, res, code)
+  local c = _M.counters
+  local by = c.requests[pname]
+  if not by then by = {}; c.requests[pname] = by end
+  local key = res and "ok" or tostring(code or "error")
+  by[key] = (by[key] or 0) + 1
+  local u = res and res.usage
+  if u then
+    local t = c.tokens[pname]
+    if not t then t = { input = 0, output = 0 }; c.tokens[pname] = t end
+    t.input = t.input + (tonumber(u.input_tokens) or 0)
+    t.output = t.output + (tonumber(u.output_tokens) or 0)
+  end
+  return res, code
+end
+
 -- durable.call (journaled I/O), loaded on first use.
 local function journal(...)
   return require("weft.durable").call(...)
@@ -194,9 +216,11 @@ function _M.chat(opts)
   local emit = call.stream and sink(opts) or nil
   local policy = common.policy(opts)
   -- journaled in durable runs: a re-executed invocation gets this result
-  return journal("llm", common.with_retries, policy, function()
+  local res, rerr, rcode = journal("llm", common.with_retries, policy, function()
     return attempt(P, call, cfg, opts, body, built, emit)
   end, { sleep = _M.sleep, rand = random })
+  count(pname, res, rcode)
+  return res, rerr, rcode
 end
 
 return _M

@@ -83,6 +83,21 @@ function _M.prometheus(app)
     local method, code = k:match("^(%S+) (%S+)$")
     add('weft_http_requests_total{method="%s",code="%s"} %d', esc(method), esc(code), m.http_counts[k])
   end
+  local llm = package.loaded["weft.llm"]
+  local c = llm and llm.counters or { requests = {}, tokens = {} }
+  add("# HELP weft_llm_requests_total Model calls of this process, by provider and outcome.")
+  add("# TYPE weft_llm_requests_total counter")
+  for _, p in ipairs(keys(c.requests)) do
+    for _, st in ipairs(keys(c.requests[p])) do
+      add('weft_llm_requests_total{provider="%s",status="%s"} %d', esc(p), esc(st), c.requests[p][st])
+    end
+  end
+  add("# HELP weft_tokens_total Tokens used by model calls of this process.")
+  add("# TYPE weft_tokens_total counter")
+  for _, p in ipairs(keys(c.tokens)) do
+    add('weft_tokens_total{provider="%s",kind="input"} %d', esc(p), c.tokens[p].input)
+    add('weft_tokens_total{provider="%s",kind="output"} %d', esc(p), c.tokens[p].output)
+  end
   return table.concat(out, "\n") .. "\n"
 end
 
