@@ -494,8 +494,10 @@ describe("weft.serve health and metrics", function()
     local text = res.body
     assert.matches('weft_runs_total{status="completed"} 2', text, 1, true)
     assert.matches("weft_supersteps_total 4", text, 1, true)
-    assert.matches('weft_executor_duration_seconds_bucket{le="+Inf"} 2', text, 1, true)
-    assert.matches("weft_executor_duration_seconds_count 2", text, 1, true)
+    assert.matches('weft_executor_duration_seconds_bucket{le="+Inf"} 4', text, 1, true)
+    assert.matches("weft_executor_duration_seconds_count 4", text, 1, true)
+    assert.matches('weft_run_duration_seconds_bucket{le="+Inf"} 2', text, 1, true)
+    assert.matches("weft_run_duration_seconds_count 2", text, 1, true)
     assert.matches('weft_http_requests_total{method="POST",code="200"} 2', text, 1, true)
   end)
 

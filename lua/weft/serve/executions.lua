@@ -102,7 +102,22 @@ function _M.start(app, wid, wf, input, async)
     run_id = x.id,
     on_event = function(ev)
       x.events[#x.events + 1] = ev
-      if ev.type == "superstep_completed" then app.metrics.supersteps = app.metrics.supersteps + 1 end
+      local t = ev.type
+      if t == "superstep_completed" then
+        app.metrics.supersteps = app.metrics.supersteps + 1
+      elseif t == "executor_invoked" then
+        -- invocations of one executor in one superstep start in order and
+        -- their completions are published in the same order
+        local k = ev.executor_id .. "\0" .. ev.superstep
+        local q = x.inv_started or {}
+        x.inv_started = q
+        q[k] = q[k] or {}
+        q[k][#q[k] + 1] = weft.clock()
+      elseif t == "executor_completed" or t == "executor_failed" then
+        local q = x.inv_started and x.inv_started[ev.executor_id .. "\0" .. ev.superstep]
+        local t0 = q and table.remove(q, 1)
+        if t0 then app.metrics:executor_done(weft.clock() - t0) end
+      end
       x.cond:signal()
     end,
     events = false,

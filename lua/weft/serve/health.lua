@@ -1,8 +1,9 @@
 --- weft.serve.health — `GET /api/v1/health` and `GET /metrics` (Prometheus
 -- text format 0.0.4): weft_runs_total{status}, weft_runs_started_total,
--- weft_supersteps_total, weft_executor_duration_seconds (histogram of run
--- durations, seconds), weft_http_requests_total{method,code},
--- weft_executions_running. `metrics()` makes the counters the app updates.
+-- weft_supersteps_total, weft_executor_duration_seconds (histogram of
+-- executor invocation durations), weft_run_duration_seconds (histogram of
+-- run durations), weft_http_requests_total{method,code},
+-- weft_executions_running, weft_llm_requests_total, weft_tokens_total. `metrics()` makes the counters the app updates.
 -- Uses weft, weft.serve.executions (TERMINAL).
 local pairs, ipairs, tostring, fmt = pairs, ipairs, tostring, string.format
 
@@ -15,21 +16,36 @@ local Metrics = {}
 Metrics.__index = Metrics
 
 --- A new set of counters.
-function _M.metrics()
+-- An empty histogram.
+local function histogram()
   local b = {}
   for i = 1, #_M.BUCKETS do b[i] = 0 end
+  return { buckets = b, sum = 0, count = 0 }
+end
+
+-- Record seconds in histogram h.
+local function observe(h, seconds)
+  for i, le in ipairs(_M.BUCKETS) do
+    if seconds <= le then h.buckets[i] = h.buckets[i] + 1 end
+  end
+  h.sum = h.sum + seconds
+  h.count = h.count + 1
+end
+
+function _M.metrics()
   return setmetatable({ runs = {}, runs_started = 0, supersteps = 0, http_counts = {},
-                        buckets = b, dur_sum = 0, dur_count = 0 }, Metrics)
+                        exec_hist = histogram(), run_hist = histogram() }, Metrics)
 end
 
 --- Count a finished run: its status, supersteps (when not counted live) and duration.
 function Metrics:run_finished(status, _, seconds)
   self.runs[status] = (self.runs[status] or 0) + 1
-  for i, le in ipairs(_M.BUCKETS) do
-    if seconds <= le then self.buckets[i] = self.buckets[i] + 1 end
-  end
-  self.dur_sum = self.dur_sum + seconds
-  self.dur_count = self.dur_count + 1
+  observe(self.run_hist, seconds)
+end
+
+--- Record the duration of one executor invocation (seconds).
+function Metrics:executor_done(seconds)
+  observe(self.exec_hist, seconds)
 end
 
 --- Count an HTTP request.
@@ -62,14 +78,16 @@ function _M.prometheus(app)
   add("# HELP weft_supersteps_total Supersteps completed by runs started through the API.")
   add("# TYPE weft_supersteps_total counter")
   add("weft_supersteps_total %d", m.supersteps)
-  add("# HELP weft_executor_duration_seconds Duration of workflow runs.")
-  add("# TYPE weft_executor_duration_seconds histogram")
-  for i, le in ipairs(_M.BUCKETS) do
-    add('weft_executor_duration_seconds_bucket{le="%s"} %d', tostring(le), m.buckets[i])
+  local function hist(name, help, h)
+    add("# HELP %s %s", name, help)
+    add("# TYPE %s histogram", name)
+    for i, le in ipairs(_M.BUCKETS) do add('%s_bucket{le="%s"} %d', name, tostring(le), h.buckets[i]) end
+    add('%s_bucket{le="+Inf"} %d', name, h.count)
+    add("%s_sum %.6f", name, h.sum)
+    add("%s_count %d", name, h.count)
   end
-  add('weft_executor_duration_seconds_bucket{le="+Inf"} %d', m.dur_count)
-  add("weft_executor_duration_seconds_sum %.6f", m.dur_sum)
-  add("weft_executor_duration_seconds_count %d", m.dur_count)
+  hist("weft_executor_duration_seconds", "Duration of executor invocations.", m.exec_hist)
+  hist("weft_run_duration_seconds", "Duration of workflow runs.", m.run_hist)
   local running = 0
   for _, x in pairs(app.executions) do
     if x.status == "running" or x.status == "idle" then running = running + 1 end
