@@ -263,6 +263,61 @@ static int l_signal_wait(lua_State *L) {
   return 1;
 }
 
+/* ---- host-loop integration: fd / timeout (weft.fd, weft.timeout) ------ */
+
+/* Longest wait weft.timeout() reports while timers may be pending: libev
+ * has no public "time until the next timer", so hosts re-poll this often. */
+#define LOOP_TIMEOUT_CAP 0.05
+
+/* The libev backend descriptor of evl (epoll/kqueue), or -1 when the
+ * backend has none. libev does not export it: an ev_embed watcher started
+ * on a throwaway select() loop copies it into its io member (ev_embed is the
+ * documented way to poll one loop's backend fd from another). */
+static int loop_backend_fd(struct ev_loop *evl) {
+  struct ev_loop *tmp;
+  ev_embed e;
+  int fd;
+  if (!(ev_backend(evl) & ev_embeddable_backends())) return -1;
+  tmp = ev_loop_new(EVBACKEND_SELECT);
+  if (!tmp) return -1;
+  ev_embed_init(&e, NULL, evl);
+  ev_embed_start(tmp, &e);
+  fd = e.io.fd;
+  ev_embed_stop(tmp, &e);
+  ev_loop_destroy(tmp);
+  return fd;
+}
+
+/* weft.core.loop.fd() -> a descriptor that polls readable when weft has
+ * I/O to handle (then call poll), or nil, err when the backend has none. */
+static int l_fd(lua_State *L) {
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  int fd = loop_backend_fd(wf_loop_ev(rt->loop));
+  if (fd < 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "weft.fd: the libev backend has no pollable descriptor "
+                       "(set LIBEV_FLAGS to use epoll)");
+    return 2;
+  }
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+/* weft.core.loop.timeout([cap]) -> seconds the host may wait on fd() before
+ * it must call poll anyway: 0 with deferred work queued or events pending,
+ * otherwise cap (default LOOP_TIMEOUT_CAP, for timers). Never runs the
+ * loop; poll()'s result says whether weft has anything left at all. */
+static int l_timeout(lua_State *L) {
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  double cap = luaL_optnumber(L, 1, LOOP_TIMEOUT_CAP);
+  luaL_argcheck(L, cap >= 0 && cap == cap, 1, "cap must be >= 0");
+  if (wf_loop_pending(rt->loop) > 0 ||
+      ev_pending_count(wf_loop_ev(rt->loop)) > 0)
+    cap = 0;
+  lua_pushnumber(L, cap);
+  return 1;
+}
+
 /* weft.core.loop.DONE: the sentinel a task body yields when it ends. */
 
 static const luaL_Reg loop_fns[] = {{"sleep", l_sleep},   {"step", l_step},
@@ -270,6 +325,7 @@ static const luaL_Reg loop_fns[] = {{"sleep", l_sleep},   {"step", l_step},
                                     {"clock", l_clock},   {"in_task", l_in_task},
                                     {"cond", l_cond},     {"go", l_go},
                                     {"signal_wait", l_signal_wait},
+                                    {"fd", l_fd},         {"timeout", l_timeout},
                                     {NULL, NULL}};
 
 int wf_lua_open_loop(lua_State *L) {

@@ -38,6 +38,12 @@ _M.sleep = loop.sleep
 _M.step = loop.step
 --- Run ready work without blocking; false when idle.
 _M.poll = loop.poll
+--- A descriptor that polls readable when weft has I/O to handle (host
+-- loops: wait on it, then call weft.poll()); nil, err if the backend has none.
+_M.fd = loop.fd
+--- Seconds a host loop may wait on weft.fd() before calling weft.poll()
+-- anyway: 0 when work is ready, else `cap` (default 0.05) for timers.
+_M.timeout = loop.timeout
 --- Wall-clock seconds since the epoch (for timestamps).
 _M.now = loop.now
 --- Monotonic seconds (for measuring durations).
