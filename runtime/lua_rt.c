@@ -41,8 +41,9 @@ static int rt_gc(lua_State *L) {
   return 0;
 }
 
-/* Create the runtime of L's state and anchor it in the registry. */
-static wf_lua_rt_t *rt_create(lua_State *L) {
+/* Create the runtime of L's state on libev loop evl (NULL: the default
+ * loop) and anchor it in the registry. */
+static wf_lua_rt_t *rt_create(lua_State *L, struct ev_loop *evl) {
   wf_lua_rt_t *rt = lua_newuserdata(L, sizeof(*rt));
   memset(rt, 0, sizeof(*rt));
   lua_createtable(L, 0, 1);
@@ -59,7 +60,7 @@ static wf_lua_rt_t *rt_create(lua_State *L) {
   lua_newtable(L);
   rt->vals_ref = wf_lua_ref(rt, L);
   rt->worker_ref = LUA_NOREF;
-  rt->loop = wf_loop_new(NULL);
+  rt->loop = wf_loop_new(evl);
   rt->vals = wf_vals_new(vals_free_cb, rt);
   rt->sched = wf_lua_sched_new(rt);
   return rt;
@@ -71,7 +72,17 @@ wf_lua_rt_t *wf_lua_rt(lua_State *L) {
   lua_rawget(L, LUA_REGISTRYINDEX);
   rt = lua_touserdata(L, -1);
   lua_pop(L, 1);
-  return rt ? rt : rt_create(L);
+  return rt ? rt : rt_create(L, NULL);
+}
+
+wf_lua_rt_t *wf_lua_rt_attach(lua_State *L, struct ev_loop *evl) {
+  wf_lua_rt_t *rt;
+  lua_pushlightuserdata(L, &rt_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (rt) return wf_loop_ev(rt->loop) == evl ? rt : NULL;
+  return rt_create(L, evl);
 }
 
 int wf_lua_ref(wf_lua_rt_t *rt, lua_State *L) {

@@ -68,6 +68,9 @@ void wf_lua_unref(wf_lua_rt_t *rt, int ref);
 
 /* The runtime of L's Lua state (created on first use). */
 wf_lua_rt_t *wf_lua_rt(lua_State *L);
+/* Create the runtime of L's state on the host's libev loop evl, before
+ * anything used it; NULL if it already exists on another loop. */
+wf_lua_rt_t *wf_lua_rt_attach(lua_State *L, struct ev_loop *evl);
 
 /* Values: store the value at idx of L under a fresh handle (count 1). */
 wf_val_t wf_lua_val_put(wf_lua_rt_t *rt, lua_State *L, int idx);
