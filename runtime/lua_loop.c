@@ -2,6 +2,7 @@
  * sleep (the first yielding primitive), step/poll for hosts that drive the
  * loop, and clocks. Depends on lua.h, loop.h, lua_rt.h. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "lua_rt.h"
 #include "lua_sched.h"
@@ -318,6 +319,75 @@ static int l_timeout(lua_State *L) {
   return 1;
 }
 
+/* ---- file watching ------------------------------------------------------ */
+
+typedef struct wf_filewait {
+  ev_stat w;
+  wf_task_t *t;
+} wf_filewait_t;
+
+/* Stat change callback: wake the waiting task. */
+static void stat_cb(struct ev_loop *evl, ev_stat *w, int revents) {
+  wf_filewait_t *fw = (wf_filewait_t *)w;
+  wf_task_t *t = fw->t;
+  (void)revents;
+  ev_stat_stop(evl, w);
+  ev_timer_stop(evl, &t->timer);
+  t->cancel = NULL;
+  free(fw);
+  lua_pushboolean(t->co, 1);
+  wf_task_wake(t, 1);
+}
+
+/* Cancel callback of a task watching a file. */
+static void stat_cancel(wf_task_t *t) {
+  wf_filewait_t *fw = t->wait;
+  ev_stat_stop(wf_loop_ev(t->rt->loop), &fw->w);
+  ev_timer_stop(wf_loop_ev(t->rt->loop), &t->timer);
+  free(fw);
+}
+
+/* Timeout of a file watch: resume the task with false. */
+static void stat_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
+  wf_task_t *t = w->data;
+  (void)evl;
+  (void)revents;
+  stat_cancel(t);
+  t->cancel = NULL;
+  lua_pushboolean(t->co, 0);
+  wf_task_wake(t, 1);
+}
+
+/* weft.core.loop.watch_file(path[, interval[, timeout]]) -> true when
+ * path's stat changes (written, replaced by a rename, removed, created),
+ * false after timeout seconds; yields the calling task (libev ev_stat:
+ * inotify where available, else polling every interval seconds, default
+ * 0.1). Only from a task. */
+static int l_watch_file(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  double interval = luaL_optnumber(L, 2, 0.1);
+  double timeout = luaL_optnumber(L, 3, -1);
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  wf_task_t *t = wf_task_of(rt, L);
+  wf_filewait_t *fw;
+  if (!t) return luaL_error(L, "watch_file: call it from a task (weft.go)");
+  fw = calloc(1, sizeof(*fw) + strlen(path) + 1);
+  if (!fw) return luaL_error(L, "watch_file: out of memory");
+  /* ev_stat keeps the path pointer: store it after the struct */
+  strcpy((char *)(fw + 1), path);
+  ev_stat_init(&fw->w, stat_cb, (char *)(fw + 1), interval);
+  fw->t = t;
+  ev_stat_start(wf_loop_ev(rt->loop), &fw->w);
+  if (timeout >= 0) {
+    ev_timer_init(&t->timer, stat_timer_cb, timeout, 0);
+    t->timer.data = t;
+    ev_timer_start(wf_loop_ev(rt->loop), &t->timer);
+  }
+  t->wait = fw;
+  t->cancel = stat_cancel;
+  return wf_task_yield(t, L);
+}
+
 /* weft.core.loop.DONE: the sentinel a task body yields when it ends. */
 
 static const luaL_Reg loop_fns[] = {{"sleep", l_sleep},   {"step", l_step},
@@ -325,6 +395,7 @@ static const luaL_Reg loop_fns[] = {{"sleep", l_sleep},   {"step", l_step},
                                     {"clock", l_clock},   {"in_task", l_in_task},
                                     {"cond", l_cond},     {"go", l_go},
                                     {"signal_wait", l_signal_wait},
+                                    {"watch_file", l_watch_file},
                                     {"fd", l_fd},         {"timeout", l_timeout},
                                     {NULL, NULL}};
 

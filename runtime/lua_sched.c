@@ -762,6 +762,26 @@ static int l_snapshot(lua_State *L) {
   return 1;
 }
 
+static int push_err(lua_State *L, const wf_err_t *err);
+
+/* core.swap_graph(run, graph) -> true | nil, err: switch a run to a
+ * compatible graph at a barrier (see wf_run_swap_graph). */
+static int l_swap_graph(lua_State *L) {
+  wf_lua_run_t *lr = check_run(L, 1);
+  wf_lua_graph_t *lg = check_graph(L, 2);
+  wf_err_t err;
+  if (lg == lr->lg) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (wf_run_swap_graph(lr->run, lg->g, &err) != WF_OK) return push_err(L, &err);
+  lg->refs++;
+  graph_unref(lr->lg);
+  lr->lg = lg;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* core.remaining(run) -> invocations of the current superstep not finished
  * yet (the caller's own included while it runs). */
 static int l_remaining(lua_State *L) {
@@ -1201,6 +1221,7 @@ static const luaL_Reg sched_fns[] = {
     {"snapshot", l_snapshot},
     {"checkpoint_done", l_checkpoint_done},
     {"remaining", l_remaining},
+    {"swap_graph", l_swap_graph},
     {"request_answer", l_request_answer},
     {NULL, NULL}};
 

@@ -267,6 +267,9 @@ int wf_route_restore(wf_route_t *r, int edge, int i, wf_val_t msg,
   return WF_OK;
 }
 
+/* Use compatible graph g from now on (wf_run_swap_graph checked it). */
+void wf_route_set_graph(wf_route_t *r, const wf_graph_t *g) { r->g = g; }
+
 /* Messages buffered across every fan-in edge. */
 int wf_route_buffered_total(const wf_route_t *r) { return r->total; }
 

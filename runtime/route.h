@@ -66,6 +66,8 @@ const wf_val_t *wf_route_buffer(const wf_route_t *r, int edge, int i, int *n);
  * when restoring a checkpoint. WF_ERR on a bad edge or position. */
 int wf_route_restore(wf_route_t *r, int edge, int i, wf_val_t msg,
                      wf_err_t *err);
+/* Use graph g (the same edges as the current one) from now on. */
+void wf_route_set_graph(wf_route_t *r, const wf_graph_t *g);
 /* Total buffered messages across all fan-in edges. */
 int wf_route_buffered_total(const wf_route_t *r);
 

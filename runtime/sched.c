@@ -756,3 +756,44 @@ int wf_run_restore_output(wf_run_t *r, wf_val_t v, wf_err_t *err) {
   r->outs[r->nout++] = v;
   return WF_OK;
 }
+
+/* 1 when edges a and b of two graphs have the same shape. */
+static int edge_same(const wf_edge_t *a, const wf_edge_t *b) {
+  if (a->kind != b->kind || a->nsrc != b->nsrc || a->ntgt != b->ntgt ||
+      a->dflt != b->dflt || a->has_select != b->has_select)
+    return 0;
+  for (int i = 0; i < a->nsrc; i++)
+    if (a->srcs[i] != b->srcs[i]) return 0;
+  for (int i = 0; i < a->ntgt; i++)
+    if (a->tgts[i] != b->tgts[i] ||
+        (a->has_cond ? a->has_cond[i] : 0) != (b->has_cond ? b->has_cond[i] : 0))
+      return 0;
+  return 1;
+}
+
+/* Switch a run to a compatible graph between supersteps. */
+int wf_run_swap_graph(wf_run_t *r, const wf_graph_t *g, wf_err_t *err) {
+  const wf_graph_t *o = r->g;
+  if (!g || !g->finalized) return wf_err_set(err, "swap: the graph is not built");
+  if (r->in_step) return wf_err_set(err, "swap: only between supersteps");
+  if (g->nexec != o->nexec)
+    return wf_err_set(err, "swap: %d executors instead of %d", g->nexec, o->nexec);
+  for (int i = 0; i < g->nexec; i++)
+    if (strcmp(g->execs[i].id, o->execs[i].id) != 0)
+      return wf_err_set(err, "swap: executor %d is '%s', was '%s'", i + 1,
+                        g->execs[i].id, o->execs[i].id);
+  if (g->nedge != o->nedge)
+    return wf_err_set(err, "swap: %d edges instead of %d", g->nedge, o->nedge);
+  for (int e = 0; e < g->nedge; e++)
+    if (!edge_same(&g->edges[e], &o->edges[e]))
+      return wf_err_set(err, "swap: edge %d changed", e + 1);
+  if (g->nkeys != o->nkeys)
+    return wf_err_set(err, "swap: the state reducers changed");
+  for (int k = 0; k < g->nkeys; k++)
+    if (strcmp(g->keys[k], o->keys[k]) != 0)
+      return wf_err_set(err, "swap: the state reducers changed");
+  r->g = g;
+  wf_route_set_graph(r->route, g);
+  wf_state_set_graph(r->state, g);
+  return WF_OK;
+}

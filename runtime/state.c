@@ -183,6 +183,9 @@ void wf_state_set(wf_state_t *s, const char *key, wf_val_t val) {
     entry_del(s, key, hash_str(key));
 }
 
+/* Use compatible graph g from now on (wf_run_swap_graph checked it). */
+void wf_state_set_graph(wf_state_t *s, const wf_graph_t *g) { s->g = g; }
+
 /* Start a batch (drops leftovers of an unfinished one). */
 void wf_state_begin(wf_state_t *s) { batch_clear(s); }
 

@@ -33,6 +33,8 @@ const char *wf_state_key_at(const wf_state_t *s, int i, wf_val_t *val);
 /* Set key to val directly (reference taken; 0 deletes), outside a batch:
  * restoring a checkpoint. */
 void wf_state_set(wf_state_t *s, const char *key, wf_val_t val);
+/* Use graph g (the same reducer keys as the current one) from now on. */
+void wf_state_set_graph(wf_state_t *s, const wf_graph_t *g);
 /* Start a commit batch. */
 void wf_state_begin(wf_state_t *s);
 /* Apply one write of the batch (writers in invocation order); val 0

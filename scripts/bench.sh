@@ -1,6 +1,6 @@
 #!/bin/sh
 # scripts/bench.sh — make a release build of weft and run the benchmarks:
-#   scripts/bench.sh [sched|io|sse|agents|patterns|checkpoint|server|all] [--runs N] [--quick]
+#   scripts/bench.sh [sched|io|sse|agents|patterns|checkpoint|reload|server|all] [--runs N] [--quick]
 # (default all; the other arguments go to each bench/<name>.lua). Runs
 # scripts/deps.sh first when it exists (skip with WEFT_SKIP_DEPS=1).
 # WEFT_BENCH_BUILD=<dir> builds elsewhere than build/. Build output goes to
@@ -19,10 +19,10 @@ cmake --build "$build" -j2 >&2
 
 which=all
 case "${1:-}" in
-  sched|io|sse|agents|patterns|checkpoint|server|all) which=$1; shift ;;
+  sched|io|sse|agents|patterns|checkpoint|server|reload|all) which=$1; shift ;;
 esac
 if [ "$which" = all ]; then
-  for b in sched io sse agents patterns checkpoint server; do
+  for b in sched io sse agents patterns checkpoint server reload; do
     "$build/weft" exec "bench/$b.lua" "$@"
     echo
   done

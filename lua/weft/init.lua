@@ -57,7 +57,7 @@ _M.agent = require "weft.agent"
 -- weft.std (the built-in executors), weft.tool, weft.thread, weft.memory,
 -- weft.reducers (context reducers), weft.schema.
 local LAZY = { http = true, llm = true, sandbox = true, tcp = true, std = true, patterns = true,
-               tool = true, thread = true, memory = true, reducers = true, schema = true, store = true, durable = true, server = true }
+               tool = true, thread = true, memory = true, reducers = true, schema = true, store = true, durable = true, server = true, host = true }
 setmetatable(_M, {
   __index = function(t, k)
     if not LAZY[k] then return nil end

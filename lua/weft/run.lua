@@ -111,8 +111,9 @@ function _M.spawn(wf, input, opts, level)
 end
 
 --- Create and start the run (restore: a rebuilt checkpoint, d: durable
--- state from weft.durable).
-function _M.start(wf, input, opts, level, d, restore)
+-- state from weft.durable, gate: call run.checkpoint at every barrier even
+-- without a store — weft.host switches versions there).
+function _M.start(wf, input, opts, level, d, restore, gate)
   local dflt = wf._defaults
   if dflt then
     local o = {}
@@ -132,7 +133,7 @@ function _M.start(wf, input, opts, level, d, restore)
   local c, err = run_new(wf._graph, r, restore and nil or input, {
     id = r.id or opts.run_id, max_supersteps = opts.max_supersteps,
     max_concurrency = opts.max_concurrency, keep_events = opts.events == false and 0 or 1,
-    on_event = opts.on_event, durable = d and 1 or 0, restore = restore,
+    on_event = opts.on_event, durable = (d or gate) and 1 or 0, restore = restore,
   })
   if not c then error("run: " .. tostring(err), level + 1) end
   r.c = c

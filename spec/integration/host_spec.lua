@@ -1,0 +1,118 @@
+-- weft.host: scripts reloaded while runs are in flight; runs switch at a
+-- barrier when the new graph is compatible, finish on their version
+-- otherwise; broken scripts never replace working ones.
+local weft = require "weft"
+
+local dir
+before_each(function()
+  dir = os.tmpname()
+  os.remove(dir)
+  os.execute("mkdir -p " .. dir)
+end)
+after_each(function() os.execute("rm -rf " .. dir) end)
+
+-- Write a loop workflow tagged tag to path atomically (write + rename, as
+-- editors do); extra is Lua inserted before the return; edges = "loop" or
+-- "two" (an extra executor: incompatible).
+local function write(path, tag, extra, shape)
+  local body = shape == "two" and [[
+local b = weft.executor("b", function(n, ctx) ctx:send(n) end)
+return weft.workflow("flow"):start(a):edge(a, b):edge(b, a):build()
+]] or [[
+return weft.workflow("flow"):start(a):edge(a, a):build()
+]]
+  local f = assert(io.open(path .. ".tmp", "w"))
+  f:write(([[
+local weft = require "weft"
+local a = weft.executor("a", function(n, ctx)
+  weft.sleep(0.01)
+  if n < 12 then ctx:send(n + 1) else ctx:yield_output("%s") end
+end)
+%s
+]]):format(tag, extra or "") .. body)
+  f:close()
+  assert(os.rename(path .. ".tmp", path))
+end
+
+-- Wait (yielding to the loop) until pred() holds.
+local function until_(pred)
+  for _ = 1, 500 do
+    if pred() then return end
+    weft.sleep(0.01)
+  end
+  error("condition not reached")
+end
+
+describe("weft.host", function()
+  it("switches in-flight runs to a compatible new version at a barrier", function()
+    local path = dir .. "/flow.lua"
+    write(path, "v1")
+    local events = {}
+    local host = weft.host.new{ scripts = { flow = path }, watch = true,
+                                on_event = function(ev) events[#events + 1] = ev end }
+    finally(function() host:close() end)
+    local hs = {}
+    for i = 1, 20 do hs[i] = host:spawn("flow", 1) end
+    until_(function() return hs[1].versions[3] ~= nil end)
+    write(path, "v2")
+    local results = weft.wait_all(hs)
+    for i, r in ipairs(results) do
+      assert.equal("completed", r.status, "run " .. i)
+      assert.same({ "v2" }, r.outputs) -- the last superstep ran the new handler
+      local v = hs[i].versions
+      assert.equal(1, v[1])
+      assert.equal(2, v[#v])
+      for k = 2, #v do assert.is_true(v[k] >= v[k - 1]) end -- switched once, at a barrier
+    end
+    assert.equal("reloaded", events[1].type)
+    assert.equal(2, events[1].version)
+    assert.is_string(events[1].old_hash)
+    assert.equal(2, host:version("flow"))
+  end)
+
+  it("lets runs finish on their version when the new graph is incompatible", function()
+    local path = dir .. "/flow.lua"
+    write(path, "v1")
+    local host = weft.host.new{ scripts = { flow = path }, watch = true }
+    finally(function() host:close() end)
+    local h = host:spawn("flow", 1)
+    until_(function() return h.versions[3] ~= nil end)
+    write(path, "v2", nil, "two")
+    until_(function() return host:version("flow") == 2 end)
+    local r = h:wait()
+    assert.same({ "v1" }, r.outputs)
+    for _, v in ipairs(h.versions) do assert.equal(1, v) end
+    assert.same({ "v2" }, host:run("flow", 12).outputs) -- new runs use it
+  end)
+
+  it("keeps the working version when a reload fails, and says where", function()
+    local path = dir .. "/flow.lua"
+    write(path, "v1")
+    local events = {}
+    local host = weft.host.new{ scripts = { flow = path }, watch = true,
+                                on_event = function(ev) events[#events + 1] = ev end }
+    finally(function() host:close() end)
+    write(path, "v2", "local x = = 1")
+    until_(function() return #events > 0 end)
+    assert.equal("reload_failed", events[1].type)
+    assert.truthy(events[1].error:find("flow.lua:6:", 1, true), events[1].error)
+    assert.equal(1, host:version("flow"))
+    assert.same({ "v1" }, host:run("flow", 12).outputs)
+    write(path, "v3", "error('at load')")
+    until_(function() return #events > 1 end)
+    assert.equal("reload_failed", events[2].type)
+    assert.truthy(events[2].error:find("at load", 1, true))
+    write(path, "v4")
+    until_(function() return host:version("flow") == 2 end)
+    assert.same({ "v4" }, host:run("flow", 12).outputs)
+  end)
+
+  it("refuses a script that does not load at start", function()
+    local path = dir .. "/bad.lua"
+    local f = assert(io.open(path, "w"))
+    f:write("return 42\n")
+    f:close()
+    assert.has_error(function() weft.host.new{ scripts = { path } } end,
+      "weft.host: " .. path .. ": the script did not return a workflow")
+  end)
+end)
