@@ -100,6 +100,8 @@ COMMANDS.serve = {
     { "--store", arg = "URL", help = "where definitions and executions persist (default "
       .. DEFAULT_STORE .. "; memory: for nothing)" },
     { "--scripts", arg = "DIR", help = "serve the Lua workflows of DIR (read-only)" },
+    { "--watch", arg = "DIR", help = "serve the Lua workflows of DIR and reload them when they change "
+      .. "(Lua modules in its subdirectories too)" },
     { "--keys", arg = "FILE", help = "API keys (JSON [{id, key | sha256, scopes, rate}]; or env WEFT_API_KEYS)" },
     { "--cors", arg = "ORIGIN", help = "allow browser calls from ORIGIN (or *)" },
   },
@@ -739,9 +741,22 @@ local function cmd_serve(parsed)
   local weft = require "weft"
   local ok, store = pcall(weft.store.open, store_url(opts))
   if not ok or not store then return fail(EXIT_USAGE, "serve: store " .. store_url(opts) .. ": " .. tostring(store)) end
-  local aok, app = pcall(require("weft.serve.app").new, { store = store, scripts_dir = opts["--scripts"],
+  local watch = opts["--watch"]
+  if watch and opts["--scripts"] then return usage_error("serve", "give --scripts or --watch, not both") end
+  local aok, app = pcall(require("weft.serve.app").new, { store = store, scripts_dir = watch or opts["--scripts"],
     security = { keys_file = opts["--keys"], cors = opts["--cors"] } })
   if not aok then return fail(EXIT_USAGE, "serve: " .. tostring(app)) end
+  if watch then
+    local hok, host = pcall(weft.host.new, { dir = watch, watch = true, on_event = function(ev)
+      if ev.type == "reloaded" then
+        say(stderr, format("weft: reloaded %s (version %d, %s -> %s)", ev.script, ev.version, ev.old_hash, ev.new_hash))
+      elseif ev.type == "reload_failed" then
+        say(stderr, format("weft: reload of %s failed, keeping the working version: %s", ev.script, one_line(ev.error, 400)))
+      end
+    end })
+    if not hok then return fail(EXIT_USAGE, "serve: --watch " .. watch .. ": " .. one_line(host, 400)) end
+    app.host = host
+  end
   local rok, nres, rfailed = pcall(require("weft.serve.executions").resume_running, app)
   if not rok then return fail(EXIT_USAGE, "serve: resuming executions: " .. tostring(nres)) end
   if nres > 0 then say(stderr, format("weft: resumed %d execution(s) left running", nres)) end

@@ -60,11 +60,60 @@ local function shape(wf)
   return table.concat(out, ";")
 end
 
+--- The paths of the files matching `-name pattern` under dir (sorted);
+-- maxdepth 1 for the top level only, nil for every level.
+function _M.find(dir, pattern, maxdepth)
+  local q = "'" .. dir:gsub("'", "'\\''") .. "'"
+  local p = io.popen(("find %s %s -type f -name '%s' 2>/dev/null | sort"):format(
+    q, maxdepth and ("-maxdepth " .. maxdepth) or "", pattern))
+  local out = {}
+  if not p then return out end
+  for line in p:lines() do out[#out + 1] = line end
+  p:close()
+  return out
+end
+
+-- Forget the Lua modules loaded from files under dir, so that the next
+-- require loads them again.
+local function forget_modules(dir)
+  local prefix = dir:gsub("/$", "") .. "/"
+  for name in pairs(package.loaded) do
+    local file = package.searchpath and package.searchpath(name, package.path)
+    if file and file:sub(1, #prefix) == prefix then package.loaded[name] = nil end
+  end
+end
+
 --- Create a host over scripts (a table name -> path, or a list of paths
--- named by their file name without ".lua").
+-- named by their file name without ".lua"), or over a directory: `dir =
+-- path` takes its top-level *.lua files as the scripts and watches the Lua
+-- modules in its subdirectories (required with dir on package.path): a
+-- changed module reloads every script.
 function _M.new(opts)
+  if type(opts) == "table" and type(opts.dir) == "string" then
+    local scripts = {}
+    for _, f in ipairs(_M.find(opts.dir, "*.lua", 1)) do
+      local name = f:match("([^/]+)%.lua$")
+      if name and name:match("^[%w_.-]+$") then scripts[name] = f end
+    end
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    o.scripts, o.dir = scripts, nil
+    local entry = opts.dir:gsub("/$", "") .. "/?.lua;"
+    if not package.path:find(entry, 1, true) then package.path = entry .. package.path end
+    local ok, host = pcall(_M.new, o)
+    if not ok then error(host, 2) end
+    host.dir = opts.dir
+    if opts.watch then
+      for _, f in ipairs(_M.find(opts.dir, "*.lua")) do
+        if not f:match("^" .. opts.dir:gsub("/$", ""):gsub("%p", "%%%0") .. "/[^/]+$") then
+          host:watch_module(f)
+        end
+      end
+    end
+    return host
+  end
   if type(opts) ~= "table" or type(opts.scripts) ~= "table" then
-    error("weft.host: expects {scripts = {name = path, ...}, watch = bool, on_event = fn}", 2)
+    error("weft.host: expects {scripts = {name = path, ...} or dir = path, watch = bool, on_event = fn}", 2)
   end
   local self = setmetatable({ versions = {}, runs = {}, watchers = {}, on_event = opts.on_event,
                               interval = opts.interval or 0.1, events = {} }, Host)
@@ -97,9 +146,11 @@ end
 function Host:reload(name)
   local cur = self.versions[name]
   if not cur then error("host:reload: unknown script '" .. tostring(name) .. "'", 2) end
+  if self.dir then forget_modules(self.dir) end
   local wf, src = load_script(cur.path)
   if not wf then
     local err = src
+    cur.error = err
     io.stderr:write("weft.host: reload of ", name, " failed: ", err, "\n")
     cur.failed_source = slurp(cur.path)
     self:emit({ type = "reload_failed", script = name, path = cur.path, error = err })
@@ -107,7 +158,7 @@ function Host:reload(name)
   end
   local hash = require("weft.durable").hash(wf)
   self.versions[name] = { wf = wf, path = cur.path, version = cur.version + 1, hash = hash,
-                          shape = shape(wf), source = src }
+                          shape = shape(wf), source = src, error = nil }
   self:emit({ type = "reloaded", script = name, path = cur.path, old_hash = cur.hash, new_hash = hash,
               version = cur.version + 1 })
   return true
@@ -137,6 +188,30 @@ function Host:watch(name)
         loop.sleep(0.02)
       end
       ::continue::
+    end
+  end)
+end
+
+--- Watch a Lua module file (under the host's dir): when it changes, the
+-- modules loaded from the dir are forgotten and every script reloads.
+function Host:watch_module(path)
+  local w = { stop = false }
+  self.watchers[path] = w
+  require("weft").go(function()
+    local last = slurp(path)
+    while not w.stop do
+      local changed = loop.watch_file(path, self.interval, 0.25)
+      if w.stop then break end
+      if changed then
+        loop.sleep(0.02)
+        local now = slurp(path)
+        if now ~= last then
+          last = now
+          forget_modules(self.dir)
+          self:emit({ type = "module_changed", path = path })
+          for name in pairs(self.versions) do self:reload(name) end
+        end
+      end
     end
   end)
 end

@@ -329,7 +329,8 @@ function Workflow:describe()
     end
     edges[i] = d
   end
-  return { name = self.name, start = self.start, executors = execs, edges = edges }
+  local json = require "weft.json"
+  return { name = self.name, start = self.start, executors = json.array(execs), edges = json.array(edges) }
 end
 
 --- Start a run and return its handle (see weft.run).

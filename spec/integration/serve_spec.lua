@@ -113,6 +113,51 @@ describe("weft serve", function()
     assert.truthy(res.body:find("boss", 1, true))
   end)
 
+  it("reloads watched workflows and their modules, keeping a working version", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p " .. dir .. "/lib")
+    finally(function() os.execute("rm -rf " .. dir) end)
+    local function put(path, text)
+      local f = assert(io.open(path .. ".tmp", "w"))
+      f:write(text)
+      f:close()
+      assert(os.rename(path .. ".tmp", path))
+    end
+    put(dir .. "/lib/greet.lua", 'return { word = "hello" }\n')
+    put(dir .. "/flow.lua", [[
+local weft = require "weft"
+local g = require "lib.greet"
+return weft.workflow("flow"):start(weft.executor("a", function(m, ctx) ctx:yield_output(g.word .. " " .. m) end)):build()
+]])
+    local port = procs.free_port()
+    local p = procs.spawn({ bin, "serve", "--port", tostring(port), "--store", "memory:", "--watch", dir })
+    finally(function() procs.kill(p) end)
+    wait_port(port)
+    local base = ("http://127.0.0.1:%d/api/v1"):format(port)
+    local function run()
+      local res = assert(weft.http.request{ method = "POST", url = base .. "/workflows/flow/execute",
+        headers = { ["content-type"] = "application/json" }, body = { input = "x" } })
+      return json.decode(res.body).outputs[1]
+    end
+    local function events()
+      local res = assert(weft.http.request{ url = base .. "/reloads" })
+      return json.decode(res.body).events
+    end
+    assert.equal("hello x", run())
+    put(dir .. "/lib/greet.lua", 'return { word = "bonjour" }\n')
+    for _ = 1, 300 do if #events() >= 2 then break end weft.sleep(0.01) end
+    assert.equal("bonjour x", run())
+    put(dir .. "/flow.lua", "this is not Lua\n")
+    for _ = 1, 300 do if #events() >= 3 then break end weft.sleep(0.01) end
+    local evs = events()
+    assert.equal("reload_failed", evs[#evs].type)
+    assert.truthy(evs[#evs].error:find("flow.lua:1:", 1, true))
+    local doc = json.decode(assert(weft.http.request{ url = base .. "/workflows/flow" }).body)
+    assert.truthy(doc.reload_error:find("flow.lua:1:", 1, true))
+    assert.equal("bonjour x", run()) -- the working version still serves
+  end)
+
   it("refuses a non-loopback address when no API keys are configured", function()
     local rc, _, err = procs.run({ bin, "serve", "--host", "0.0.0.0", "--port", "1", "--store", "memory:" })
     assert.equal(2, rc)

@@ -123,7 +123,13 @@ function _M.start(app, wid, wf, input, async)
     events = false,
   }
   if app.durable then opts.store = app.store end
-  local ok, h = pcall(wf.spawn, wf, input, opts)
+  local ok, h
+  if app.host and app.host.versions[wid] and not app.durable then
+    -- scripts of a watching host: runs switch versions at barriers
+    ok, h = pcall(app.host.spawn, app.host, wid, input, opts)
+  else
+    ok, h = pcall(wf.spawn, wf, input, opts)
+  end
   if not ok then throw(400, "bad_request", "cannot start the run: " .. tostring(h)) end
   x.handle = h
   app.executions[x.id] = x

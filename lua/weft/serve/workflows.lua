@@ -216,16 +216,12 @@ end
 
 -- Lua scripts --------------------------------------------------------------
 
--- File names (*.lua) in dir.
+-- File names (*.lua) at the top level of dir.
 local function lua_files(dir)
   local out = {}
-  local ok, lfs = pcall(require, "lfs")
-  if ok then
-    local iok, iter, st = pcall(lfs.dir, dir)
-    if not iok then return out end
-    for f in iter, st do if f:match("%.lua$") then out[#out + 1] = f end end
+  for _, f in ipairs(require("weft.host").find(dir, "*.lua", 1)) do
+    out[#out + 1] = f:match("([^/]+)$")
   end
-  table.sort(out)
   return out
 end
 
@@ -240,8 +236,10 @@ local function scripts(app)
   return out
 end
 
--- The built workflow of script id at path (cached), or nil, err.
+-- The built workflow of script id at path (cached), or nil, err. With a
+-- watching host (weft serve --watch), its current version.
 local function load_script(app, id, path)
+  if app.host and app.host.versions[id] then return app.host:workflow(id) end
   local key = "lua/" .. id
   if app.built[key] then return app.built[key] end
   local wf, err = require("weft.cli").load_workflow(path)
@@ -260,6 +258,8 @@ local function script_doc(app, id, path)
   else
     doc.error = err
   end
+  local v = app.host and app.host.versions[id]
+  if v then doc.version, doc.hash, doc.reload_error = v.version, v.hash, v.error end
   return doc
 end
 
@@ -288,6 +288,12 @@ end
 
 --- Install the workflow routes on app.
 function _M.install(app)
+  -- reload events of a watching host (weft serve --watch)
+  app:route("GET", "/api/v1/reloads", function(self)
+    local list = require("weft.json").array()
+    for k, ev in ipairs(self.host and self.host.events or {}) do list[k] = ev end
+    return 200, { watching = self.host ~= nil, events = list }
+  end)
   app:route("POST", "/api/v1/workflows", function(self, req)
     local body = self:body(req, { required = true })
     local appmod = require "weft.serve.app"
