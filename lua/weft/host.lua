@@ -227,8 +227,10 @@ end
 function Host:version(name) return self.versions[name] and self.versions[name].version end
 
 -- At each barrier of a host run: switch to the current version when it is
--- compatible, record which version runs the next superstep.
-local function barrier(host, name, r)
+-- compatible, record which version runs the next superstep (also in the
+-- durable run record), then write the checkpoint of a durable run or let
+-- the run go on.
+local function barrier(host, name, r, inner)
   local cur = host.versions[name]
   local ok, err = true, nil
   if r.host_version ~= cur.version then
@@ -243,6 +245,14 @@ local function barrier(host, name, r)
   end
   r.versions[#r.versions + 1] = r.host_version
   if err then io.stderr:write("weft.host: run ", r.id, " stays on its version: ", tostring(err), "\n") end
+  if inner then
+    local rec = r.durable and r.durable.record
+    if rec then
+      rec.versions = require("weft.json").array(r.versions)
+      rec.script_hash = host.versions[name].hash
+    end
+    return inner(r)
+  end
   sched.checkpoint_done(r.c, ok)
 end
 
@@ -257,7 +267,8 @@ function Host:spawn(name, input, opts)
   for k, v in pairs(opts or {}) do o[k] = v end
   local h = run.start(cur.wf, input, o, 2, nil, nil, true)
   h.host_version, h.host_shape, h.versions = cur.version, cur.shape, { cur.version }
-  h.checkpoint = function(r) barrier(self, name, r) end
+  local inner = h.durable and h.checkpoint -- a durable run's own checkpoint
+  h.checkpoint = function(r) barrier(self, name, r, inner) end
   return h
 end
 
@@ -272,4 +283,5 @@ function Host:close()
   self.watchers = {}
 end
 
-return _M
+-- weft.host{...} is weft.host.new{...}
+return setmetatable(_M, { __call = function(_, opts) return _M.new(opts) end })

@@ -107,6 +107,23 @@ describe("weft.host", function()
     assert.same({ "v4" }, host:run("flow", 12).outputs)
   end)
 
+  it("switches durable runs too and records the version of each superstep", function()
+    local path = dir .. "/flow.lua"
+    write(path, "v1")
+    local store = weft.store.open("memory:")
+    local host = weft.host{ scripts = { flow = path }, watch = true }
+    finally(function() host:close() end)
+    local h = host:spawn("flow", 1, { store = store })
+    until_(function() return h.versions[3] ~= nil end)
+    write(path, "v2")
+    local r = h:wait()
+    assert.same({ "v2" }, r.outputs)
+    local rec = weft.json.decode(store:get("runs", h.id))
+    assert.same(h.versions, rec.versions)
+    assert.equal(1, rec.versions[1])
+    assert.equal(2, rec.versions[#rec.versions])
+  end)
+
   it("refuses a script that does not load at start", function()
     local path = dir .. "/bad.lua"
     local f = assert(io.open(path, "w"))
