@@ -45,3 +45,16 @@ int wf_lua_open_core(lua_State *L) {
   lua_setfield(L, -2, "version");
   return 1;
 }
+
+void wf_lua_set_path(lua_State *L, const char *root) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  const char *old = lua_tostring(L, -1);
+  /* stack: package, oldpath */
+  lua_pushfstring(L,
+                  "%s/lua/?.lua;%s/lua/?/init.lua;"
+                  "%s/stdlib/?.lua;%s/stdlib/?/init.lua;%s",
+                  root, root, root, root, old ? old : "");
+  lua_setfield(L, -3, "path");
+  lua_pop(L, 2);
+}

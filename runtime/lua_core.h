@@ -9,6 +9,9 @@
 /* Register package.preload["weft.core"] and ["weft.core.<mod>"] for every
  * binding module (json, loop, sched). Returns 0. */
 int wf_lua_preload(lua_State *L);
+/* Prepend root's lua/ and stdlib/ (both ?.lua and ?/init.lua) to
+ * package.path; used by the executable and the C embedding API. */
+void wf_lua_set_path(lua_State *L, const char *root);
 /* The weft.core table (what require "weft.core" returns): pushes it. */
 int wf_lua_open_core(lua_State *L);
 /* Per-module openers, each pushing its module table. */

@@ -78,19 +78,6 @@ static void main_find_root(char *root) {
   snprintf(root, PATH_MAX, "%s", WEFT_SOURCE_DIR);
 }
 
-/* Prepend root's lua/ and stdlib/ to package.path. */
-static void main_set_path(lua_State *L, const char *root) {
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "path");
-  const char *old = lua_tostring(L, -1);
-  /* stack: package, oldpath */
-  lua_pushfstring(L,
-                  "%s/lua/?.lua;%s/lua/?/init.lua;"
-                  "%s/stdlib/?.lua;%s/stdlib/?/init.lua;%s",
-                  root, root, root, root, old ? old : "");
-  lua_setfield(L, -3, "path");
-  lua_pop(L, 2);
-}
 
 /* xpcall message handler: the error with a traceback appended. */
 static int main_traceback(lua_State *L) {
@@ -152,7 +139,7 @@ int main(int argc, char **argv) {
   }
   luaL_openlibs(L);
   wf_lua_preload(L);
-  main_set_path(L, root);
+  wf_lua_set_path(L, root);
 
   int code;
   lua_pushcfunction(L, main_traceback);

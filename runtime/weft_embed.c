@@ -129,19 +129,6 @@ static int embed_emit(lua_State *L) {
   return 0;
 }
 
-/* Prepend root's lua/ and stdlib/ to package.path (as main.c does). */
-static void embed_set_path(lua_State *L, const char *root) {
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "path");
-  const char *old = lua_tostring(L, -1);
-  /* stack: package, oldpath */
-  lua_pushfstring(L,
-                  "%s/lua/?.lua;%s/lua/?/init.lua;"
-                  "%s/stdlib/?.lua;%s/stdlib/?/init.lua;%s",
-                  root, root, root, root, old ? old : "");
-  lua_setfield(L, -3, "path");
-  lua_pop(L, 2);
-}
 
 /* Protected setup (lua_cpcall): libraries, preload, path, and the runtime
  * attached to the host loop when one is given. ud: the options. */
@@ -154,7 +141,7 @@ static int embed_init(lua_State *L) {
 #ifdef WEFT_SOURCE_DIR
   if (!root || !*root) root = WEFT_SOURCE_DIR;
 #endif
-  if (root && *root) embed_set_path(L, root);
+  if (root && *root) wf_lua_set_path(L, root);
   if (o->loop && !wf_lua_rt_attach(L, o->loop))
     return luaL_error(L, "weft_new: the runtime already runs on another loop");
   return 0;

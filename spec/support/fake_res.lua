@@ -97,4 +97,25 @@ function _M.request(method, path, opts)
   return { method = method, path = path, query = opts.query or {}, raw_query = "", headers = headers, body = body }
 end
 
+--- Serve one request with app in a task of its own (as weft.server does);
+-- returns the fake res (opts.res: options of the fake).
+function _M.call(app, method, path, opts)
+  local res = _M.new(opts and opts.res)
+  require("weft").go(function() app:handle(_M.request(method, path, opts), res) end):wait()
+  return res
+end
+
+--- The decoded `{error = {code, message, details}}` of res after checking
+-- its status and shape (details is required unless loose).
+function _M.err_of(res, status, loose)
+  local assert = require "luassert"
+  assert.equal(status, res.status_code, res.body)
+  local e = res:decoded().error
+  assert.is_table(e)
+  assert.is_string(e.code)
+  assert.is_string(e.message)
+  if not loose then assert.is_not_nil(e.details) end
+  return e
+end
+
 return _M

@@ -9,22 +9,9 @@ local fake = require "support.fake_res"
 local serve = require "weft.serve.app"
 local builder = require "weft.serve.builder"
 
--- Serve one request in a task of its own (as weft.server does); returns res.
-local function call(app, method, path, opts)
-  local res = fake.new()
-  weft.go(function() app:handle(fake.request(method, path, opts), res) end):wait()
-  return res
-end
+local call = fake.call
 
--- The decoded error of res, after checking its status and shape.
-local function err_of(res, status)
-  assert.equal(status, res.status_code, res.body)
-  local e = res:decoded().error
-  assert.is_table(e)
-  assert.is_string(e.code)
-  assert.is_string(e.message)
-  return e
-end
+local function err_of(res, status) return fake.err_of(res, status, true) end
 
 local function new_app(opts)
   opts = opts or {}

@@ -9,11 +9,7 @@ local json = require "weft.json"
 local fake = require "support.fake_res"
 local serve = require "weft.serve.app"
 
-local function call(app, method, path, opts)
-  local res = fake.new(opts and opts.res)
-  weft.go(function() app:handle(fake.request(method, path, opts), res) end):wait()
-  return res
-end
+local call = fake.call
 
 local WRITER = { id = "writer", name = "writer", model = "mock:echo", instructions = "You write." }
 local WF = { id = "w1", name = "w1", nodes = { { id = "o", builtin = "passthrough" } }, start = "o" }

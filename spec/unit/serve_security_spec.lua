@@ -9,12 +9,7 @@ local security = require "weft.serve.security"
 
 local READ, RUN, ADMIN = "read-secret-0001", "run-secret-0002", "admin-secret-0003"
 
--- Serve one request in a task of its own; returns res.
-local function call(app, method, path, opts)
-  local res = fake.new()
-  weft.go(function() app:handle(fake.request(method, path, opts), res) end):wait()
-  return res
-end
+local call = fake.call
 
 local function bearer(k) return { authorization = "Bearer " .. k } end
 
