@@ -5,8 +5,8 @@
 set -eu
 
 PKGS="luajit libluajit-5.1-dev lua-cjson libev-dev libcurl4-openssl-dev
-libhiredis-dev libsqlite3-dev libmicrohttpd-dev lua-busted redis-server
-cmake pkg-config gcc make"
+libhiredis-dev libsqlite3-dev libmicrohttpd-dev lua-busted lua-check
+redis-server bubblewrap cmake pkg-config gcc make"
 
 missing=""
 for p in $PKGS; do
