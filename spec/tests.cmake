@@ -78,6 +78,21 @@ else()
   endforeach()
 endif()
 
+# lint_globals: luacheck (Debian lua-check, installed by scripts/deps.sh)
+# fails on any read or write of an undeclared global in the project's Lua;
+# .luacheckrc says what is checked. Without luacheck the test fails, saying
+# what to install, rather than silently passing.
+find_program(WEFT_LUACHECK luacheck)
+if(WEFT_LUACHECK)
+  add_test(NAME lint_globals
+    COMMAND ${WEFT_LUACHECK} --no-color --codes lua stdlib examples bench spec
+    WORKING_DIRECTORY ${_src})
+else()
+  add_test(NAME lint_globals
+    COMMAND ${CMAKE_COMMAND} -E echo "luacheck not found: apt-get install lua-check (scripts/deps.sh)")
+  set_tests_properties(lint_globals PROPERTIES WILL_FAIL ON)
+endif()
+
 # A plain luajit host embedding weft through core.so.
 find_program(WEFT_LUAJIT luajit)
 if(WEFT_LUAJIT AND NOT WEFT_SANITIZE)
