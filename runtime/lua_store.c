@@ -1,6 +1,7 @@
 /* lua_store.c — Lua binding of store.h (package "weft.core.store"): raw
  * primitives behind lua/weft/store.lua, which validates arguments and
- * builds batches. open(url) -> store userdata | nil, err; get, scan, range,
+ * builds batches. open(url) -> store userdata | nil, err; add_secret and
+ * warning (redaction and file modes, store.h); get, scan, range,
  * commit and size yield the calling task until the store's callback (or,
  * on the main thread, run the loop until then); close(store).
  *
@@ -198,6 +199,28 @@ static int l_url(lua_State *L) {
   if (!ls->s) return push_fail(L, "store closed");
   lua_pushstring(L, wf_store_url(ls->s));
   return 1;
+}
+
+/* warning(store) -> what opening found worth a warning, or nil */
+static int l_warning(lua_State *L) {
+  lstore_t *ls = check_store(L);
+  const char *w = ls->s ? wf_store_warning(ls->s) : NULL;
+  if (w)
+    lua_pushstring(L, w);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+/* add_secret(store, secret): from now on every occurrence of secret in
+ * what is written to the store becomes "[redacted]" (store.h). A closed
+ * store ignores it. */
+static int l_add_secret(lua_State *L) {
+  lstore_t *ls = check_store(L);
+  size_t len;
+  const char *v = luaL_checklstring(L, 2, &len);
+  if (ls->s) wf_store_add_secret(ls->s, v, len);
+  return 0;
 }
 
 /* close(store) -> true (also when closed already); tasks waiting on it
@@ -425,6 +448,8 @@ static int l_commit(lua_State *L) {
 static const luaL_Reg store_fns[] = {{"open", l_open},
                                      {"kind", l_kind},
                                      {"url", l_url},
+                                     {"warning", l_warning},
+                                     {"add_secret", l_add_secret},
                                      {"close", l_close},
                                      {"is_closed", l_is_closed},
                                      {"get", l_get},

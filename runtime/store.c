@@ -4,7 +4,9 @@
  * a backend fills a wf_store_done_t and posts it; its callback runs from
  * the loop's deferred queue, never inside the call that started the
  * operation. Completions and batches are pooled per store so that a
- * steady stream of small operations does not allocate.
+ * steady stream of small operations does not allocate. Every key and value
+ * passes through here on its way to a backend, so this is where registered
+ * secrets are redacted (scrub), for all three backends.
  * Depends on store_int.h, loop.h, common.h. */
 #include <errno.h>
 #include <stdarg.h>
@@ -67,6 +69,93 @@ int wf_store_take_injection(wf_store_t *s, size_t *after) {
 void wf_store_inject_failure(wf_store_t *s, size_t after) {
   s->inject = 1;
   s->inject_after = after;
+}
+
+/* ---- secrets ----------------------------------------------------------- */
+
+/* Register a secret with s (see store.h); kept longest first, so that a
+ * secret containing another is replaced whole. */
+void wf_store_add_secret(wf_store_t *s, const char *secret, size_t len) {
+  size_t i;
+  if (!secret || len < WF_STORE_SECRET_MIN) return;
+  for (i = 0; i < s->nsecrets; i++)
+    if (s->secrets[i].len == len && memcmp(s->secrets[i].p, secret, len) == 0)
+      return;
+  WF_GROW(s->secrets, s->secretcap, s->nsecrets + 1);
+  for (i = s->nsecrets; i > 0 && s->secrets[i - 1].len < len; i--)
+    s->secrets[i] = s->secrets[i - 1];
+  s->secrets[i].p = wf_xmalloc(len);
+  memcpy(s->secrets[i].p, secret, len);
+  s->secrets[i].len = len;
+  s->nsecrets++;
+}
+
+/* Number of secrets registered with s. */
+size_t wf_store_secret_count(const wf_store_t *s) { return s->nsecrets; }
+
+/* A copy of p (n bytes) with every occurrence of sec replaced by
+ * WF_STORE_REDACTED (malloc'd, NUL-terminated); its length in *outn. */
+static char *replace_all(const char *p, size_t n, const wf_store_secret_t *sec,
+                         size_t *outn) {
+  const size_t rl = sizeof WF_STORE_REDACTED - 1;
+  size_t cap = n + 1, len = 0;
+  char *out = wf_xmalloc(cap);
+  const char *q = p, *end = p + n, *hit;
+  while ((hit = memmem(q, (size_t)(end - q), sec->p, sec->len))) {
+    size_t pre = (size_t)(hit - q);
+    if (cap < len + pre + rl + 1) {
+      while (cap < len + pre + rl + 1) cap *= 2;
+      out = wf_xrealloc(out, cap);
+    }
+    memcpy(out + len, q, pre);
+    memcpy(out + len + pre, WF_STORE_REDACTED, rl);
+    len += pre + rl;
+    q = hit + sec->len;
+  }
+  if (cap < len + (size_t)(end - q) + 1)
+    out = wf_xrealloc(out, len + (size_t)(end - q) + 1);
+  memcpy(out + len, q, (size_t)(end - q));
+  len += (size_t)(end - q);
+  out[len] = 0;
+  *outn = len;
+  return out;
+}
+
+/* p (n bytes) as it may be stored: p itself when it holds no registered
+ * secret (one memmem per secret), else a redacted copy in s->scrub, valid
+ * until the next call (NUL-terminated). Its length in *outn. */
+static const char *scrub(wf_store_t *s, const char *p, size_t n,
+                         size_t *outn) {
+  size_t i;
+  char *cur;
+  *outn = n;
+  if (n == 0) return p;
+  for (i = 0; i < s->nsecrets; i++)
+    if (s->secrets[i].len <= n &&
+        memmem(p, n, s->secrets[i].p, s->secrets[i].len))
+      break;
+  if (i == s->nsecrets) return p;
+  /* rare: rewrite, secret by secret (those before i are absent) */
+  cur = replace_all(p, n, &s->secrets[i], &n);
+  for (i++; i < s->nsecrets; i++) {
+    if (s->secrets[i].len > n ||
+        !memmem(cur, n, s->secrets[i].p, s->secrets[i].len))
+      continue;
+    char *next = replace_all(cur, n, &s->secrets[i], &n);
+    free(cur);
+    cur = next;
+  }
+  free(s->scrub);
+  s->scrub = cur;
+  *outn = n;
+  return cur;
+}
+
+/* A NUL-terminated string (a key) as it may be stored: see scrub. */
+static const char *scrub_str(wf_store_t *s, const char *str) {
+  size_t n;
+  if (!str || !s->nsecrets) return str;
+  return scrub(s, str, strlen(str), &n);
 }
 
 /* ---- completions ------------------------------------------------------- */
@@ -392,6 +481,7 @@ wf_store_t *wf_store_open(wf_loop_t *l, const char *url, wf_err_t *err) {
                     url);
   }
   if (rc != WF_OK) {
+    free(s->warning);
     free(s->url);
     free(s);
     return NULL;
@@ -402,6 +492,8 @@ wf_store_t *wf_store_open(wf_loop_t *l, const char *url, wf_err_t *err) {
 const char *wf_store_kind(const wf_store_t *s) { return s->vt->kind; }
 
 const char *wf_store_url(const wf_store_t *s) { return s->url; }
+
+const char *wf_store_warning(const wf_store_t *s) { return s->warning; }
 
 /* Free the store and its pools (nothing is pending any more). */
 static void store_free(wf_store_t *s) {
@@ -420,6 +512,10 @@ static void store_free(wf_store_t *s) {
     free(b->buf);
     free(b);
   }
+  for (size_t i = 0; i < s->nsecrets; i++) free(s->secrets[i].p);
+  free(s->secrets);
+  free(s->scrub);
+  free(s->warning);
   free(s->url);
   free(s);
 }
@@ -468,14 +564,14 @@ static int refuse(wf_store_t *s, const char *what, const char *ns,
 void wf_store_get(wf_store_t *s, const char *ns, const char *key,
                   wf_store_cb cb, void *ud) {
   if (refuse(s, "get", ns, key, cb, ud)) return;
-  s->vt->get(s, ns, key, cb, ud);
+  s->vt->get(s, ns, scrub_str(s, key), cb, ud);
 }
 
 /* Records of ns whose key starts with prefix, in key order. */
 void wf_store_scan(wf_store_t *s, const char *ns, const char *prefix,
                    size_t limit, wf_store_cb cb, void *ud) {
   if (refuse(s, "scan", ns, prefix, cb, ud)) return;
-  s->vt->scan(s, ns, prefix, limit, cb, ud);
+  s->vt->scan(s, ns, scrub_str(s, prefix), limit, cb, ud);
 }
 
 /* Entries from..to of log (ns, key). */
@@ -484,7 +580,7 @@ void wf_store_range(wf_store_t *s, const char *ns, const char *key,
   if (refuse(s, "range", ns, key, cb, ud)) return;
   if (from < 1) from = 1;
   if (to < 0) to = 0;
-  s->vt->range(s, ns, key, from, to, cb, ud);
+  s->vt->range(s, ns, scrub_str(s, key), from, to, cb, ud);
 }
 
 /* Bytes held for ns. */
@@ -567,7 +663,7 @@ static wf_store_op_t *batch_add(wf_store_batch_t *b, int type,
   o->type = type;
   o->nslen = strlen(ns);
   o->ns = batch_copy(b, ns, o->nslen);
-  o->klen = strlen(key);
+  key = scrub(b->s, key, strlen(key), &o->klen);
   o->key = batch_copy(b, key, o->klen);
   o->val = b->blen - 1; /* the key's NUL: an empty value */
   return o;
@@ -583,8 +679,8 @@ void wf_store_put(wf_store_batch_t *b, const char *ns, const char *key,
     b->bad = 1;
     return;
   }
-  o->vlen = len;
-  o->val = batch_copy(b, val, len);
+  val = scrub(b->s, val, len, &o->vlen);
+  o->val = batch_copy(b, val, o->vlen);
 }
 
 /* Add a delete of record and log (ns, key) to b. */
@@ -608,8 +704,8 @@ void wf_store_append(wf_store_batch_t *b, const char *ns, const char *key,
     b->bad = 1;
     return;
   }
-  o->vlen = len;
-  o->val = batch_copy(b, val, len);
+  val = scrub(b->s, val, len, &o->vlen);
+  o->val = batch_copy(b, val, o->vlen);
   b->nappend++;
 }
 

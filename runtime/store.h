@@ -60,6 +60,26 @@ void wf_store_close(wf_store_t *s);
 const char *wf_store_kind(const wf_store_t *s);
 /* The url it was opened with, any password replaced by "***". */
 const char *wf_store_url(const wf_store_t *s);
+/* What opening found worth a warning (sqlite: a directory or files that
+ * group or others can access — see docs/store.md "File modes"), or NULL.
+ * The store works; the caller decides how to report it. */
+const char *wf_store_warning(const wf_store_t *s);
+
+/* Secrets: every value and key written through s (put, append, and the
+ * keys of del, del_prefix, trim) has each occurrence of a registered
+ * secret replaced by WF_STORE_REDACTED before the backend sees it; keys
+ * given to get, scan and range are rewritten the same way, so they find
+ * what was written. Redaction is one memmem per secret per value (none
+ * when no secret is registered); values that hold a secret are rewritten
+ * (longest secret first). */
+#define WF_STORE_REDACTED "[redacted]"
+/* The shortest secret accepted, in bytes (shorter ones are ignored). */
+#define WF_STORE_SECRET_MIN 8
+/* Register secret (len bytes, copied) with s; ignores one shorter than
+ * WF_STORE_SECRET_MIN or already registered. */
+void wf_store_add_secret(wf_store_t *s, const char *secret, size_t len);
+/* Number of secrets registered with s. */
+size_t wf_store_secret_count(const wf_store_t *s);
 
 void wf_store_get(wf_store_t *s, const char *ns, const char *key,
                   wf_store_cb cb, void *ud);

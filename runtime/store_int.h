@@ -120,6 +120,12 @@ typedef struct wf_store_vt {
   void (*close)(wf_store_t *s);
 } wf_store_vt_t;
 
+/* One registered secret (see wf_store_add_secret). */
+typedef struct wf_store_secret {
+  char *p;
+  size_t len;
+} wf_store_secret_t;
+
 struct wf_store {
   const wf_store_vt_t *vt;
   void *be;              /* the backend's state */
@@ -134,9 +140,14 @@ struct wf_store {
   int nfree_dones;
   wf_store_batch_t *free_batches;
   int nfree_batches;
+  wf_store_secret_t *secrets; /* longest first */
+  size_t nsecrets, secretcap;
+  char *scrub;           /* the last redacted key or value (malloc'd) */
+  char *warning;         /* see wf_store_warning; NULL: none */
 };
 
-/* Backend openers: fill s->be (and nothing else) or fail with err. */
+/* Backend openers: fill s->be (and s->warning, if any) or fail with
+ * err. */
 int wf_store_mem_open(wf_store_t *s, wf_err_t *err);
 int wf_store_sqlite_open(wf_store_t *s, const char *path, wf_err_t *err);
 /* user/pass may be NULL; timeout in seconds (connect and reply). */

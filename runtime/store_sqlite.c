@@ -6,8 +6,15 @@
  * checked on open, and every statement prepared once. A batch is one
  * BEGIN IMMEDIATE ... COMMIT transaction, rolled back on any error.
  * Operations run synchronously and complete through store.c's deferred
- * completions. Depends on store_int.h, sqlite3. */
+ * completions. Files are private: missing directories are made 0700, the
+ * database file is created 0600 before SQLite opens it (SQLite gives its
+ * -wal and -shm files the database file's mode); the umask still applies,
+ * so a stricter one wins. Existing directories and files keep their modes:
+ * when group or others can access them, the store records a warning
+ * (wf_store_warning). Depends on store_int.h, sqlite3. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -127,7 +134,8 @@ static int exec(sqlite3 *db, const char *s) {
   return sqlite3_exec(db, s, NULL, NULL, NULL);
 }
 
-/* mkdir -p of the directory part of path. */
+/* mkdir -p of the directory part of path; the directories it makes are
+ * private (0700, less what the umask removes). */
 static int make_parent(const char *path, wf_err_t *err) {
   char *dir = wf_xstrdup(path);
   char *slash = strrchr(dir, '/');
@@ -138,7 +146,7 @@ static int make_parent(const char *path, wf_err_t *err) {
       if (*p == '/' || *p == 0) {
         char c = *p;
         *p = 0;
-        if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
           rc = wf_err_set(err, "sqlite %s: cannot create directory %s: %s",
                           path, dir, strerror(errno));
           break;
@@ -150,6 +158,53 @@ static int make_parent(const char *path, wf_err_t *err) {
   }
   free(dir);
   return rc;
+}
+
+/* Create the database file 0600 (less the umask) when it does not exist,
+ * so that SQLite, which would create it 0644, finds it; SQLite then gives
+ * -wal and -shm the same mode. An existing file is left as it is; other
+ * failures are left for SQLite to report. */
+static void create_private(const char *path) {
+  int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) close(fd);
+}
+
+/* Append "what has mode 0NNN" to the warning in w (of size n) when st
+ * grants group or others any access. */
+static void note_mode(char *w, size_t n, const char *what, const char *name,
+                      const struct stat *st) {
+  size_t l = strlen(w);
+  if (!(st->st_mode & 077) || l + 1 >= n) return;
+  snprintf(w + l, n - l, "%s%s %s has mode %04o", l ? ", " : "", what, name,
+           (unsigned)(st->st_mode & 07777));
+}
+
+/* Record in s->warning what group or others can access: the directory of
+ * path and the database, -wal and -shm files. */
+static void check_modes(wf_store_t *s, const char *path) {
+  static const char *const sfx[] = {"", "-wal", "-shm"};
+  char w[1024] = "", name[PATH_MAX + 8];
+  const char *slash = strrchr(path, '/');
+  struct stat st;
+  if (!slash)
+    snprintf(name, sizeof name, ".");
+  else if (slash == path)
+    snprintf(name, sizeof name, "/");
+  else
+    snprintf(name, sizeof name, "%.*s", (int)(slash - path), path);
+  if (stat(name, &st) == 0) note_mode(w, sizeof w, "directory", name, &st);
+  for (size_t i = 0; i < sizeof sfx / sizeof *sfx; i++) {
+    snprintf(name, sizeof name, "%s%s", path, sfx[i]);
+    if (stat(name, &st) == 0) note_mode(w, sizeof w, "file", name, &st);
+  }
+  if (!w[0]) return;
+  size_t need = strlen(path) + strlen(w) + 200;
+  free(s->warning);
+  s->warning = wf_xmalloc(need);
+  snprintf(s->warning, need,
+           "sqlite %s: %s: group or others can access the store (weft makes "
+           "new directories 0700 and files 0600 but does not change existing "
+           "ones: chmod go-rwx them)", path, w);
 }
 
 /* ---- opening ----------------------------------------------------------- */
@@ -259,6 +314,7 @@ int wf_store_sqlite_open(wf_store_t *s, const char *path, wf_err_t *err) {
   int rc;
   q->path = wf_xstrdup(path);
   if (make_parent(path, err) != WF_OK) goto err;
+  create_private(path);
   rc = sqlite3_open_v2(path, &q->db,
                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                            SQLITE_OPEN_NOMUTEX,
@@ -313,6 +369,7 @@ int wf_store_sqlite_open(wf_store_t *s, const char *path, wf_err_t *err) {
       goto err;
     }
   }
+  check_modes(s, path);
   s->be = q;
   return WF_OK;
 err:

@@ -16,11 +16,19 @@
 -- weft.json). Expected failures return `nil, err` (err names the backend,
 -- e.g. "redis 127.0.0.1:6379: connection refused"); misuse raises.
 --
+-- Nothing written to a store contains a registered secret (weft.secrets):
+-- every store mirrors the registry into its C hook (runtime/store.c), which
+-- replaces each occurrence in keys and values with "[redacted]" for every
+-- backend. SQLite files are created private (docs/store.md "File modes");
+-- open() prints the store's warning, once per process, when group or others
+-- can access an existing directory or file.
+--
 -- The C primitives are in weft.core.store (runtime/lua_store.c).
 local core = require "weft.core.store"
+local secrets = require "weft.secrets"
 
-local type, error, tostring, setmetatable, getmetatable, floor =
-  type, error, tostring, setmetatable, getmetatable, math.floor
+local type, error, tostring, setmetatable, getmetatable, pairs, floor =
+  type, error, tostring, setmetatable, getmetatable, pairs, math.floor
 local find, match = string.find, string.match
 local raw_get, raw_scan, raw_range, raw_commit, raw_size =
   core.get, core.scan, core.range, core.commit, core.size
@@ -28,6 +36,17 @@ local raw_get, raw_scan, raw_range, raw_commit, raw_size =
 local _M = {}
 
 local PUT, DEL, DEL_PREFIX, APPEND, TRIM = 1, 2, 3, 4, 5
+
+-- The C stores opened here (weak: a collected store drops out), each given
+-- every secret registered before or after it was opened.
+local live = setmetatable({}, { __mode = "k" })
+local add_secret = core.add_secret
+secrets.on_add(function(v)
+  for u in pairs(live) do add_secret(u, v) end
+end)
+
+-- Open-time warnings already printed (one line per distinct warning).
+local warned = {}
 
 local Store = {}
 Store.__index = Store
@@ -78,14 +97,24 @@ local function check_self(fname, self)
 end
 
 --- Open a store: "sqlite:PATH", "redis://[[user]:password@]host[:port][/db]
--- [?timeout=SECONDS]" or "memory:". Returns the store, or nil, err.
+-- [?timeout=SECONDS]" or "memory:". Returns the store, or nil, err;
+-- store.warning is what opening found worth a warning (printed to stderr
+-- once per process), or nil.
 function _M.open(url)
   if type(url) ~= "string" then
     error("weft.store.open: url must be a string, got " .. type(url), 2)
   end
   local u, err = core.open(url)
   if not u then return nil, err end
-  return setmetatable({ _u = u, kind = core.kind(u), url = core.url(u) }, Store)
+  local list = secrets.list()
+  for i = 1, #list do add_secret(u, list[i]) end
+  live[u] = true
+  local warning = core.warning(u)
+  if warning and not warned[warning] then
+    warned[warning] = true
+    io.stderr:write("weft: warning: ", warning, "\n")
+  end
+  return setmetatable({ _u = u, kind = core.kind(u), url = core.url(u), warning = warning }, Store)
 end
 
 --- The value of record (ns, key): a string, nil when absent, or nil, err.
