@@ -22,6 +22,20 @@
  * Idle timeouts use one ev_timer per request that is re-armed lazily from
  * the time of the last received byte (no timer update per chunk).
  *
+ * Redirects are followed here, not by curl (CURLOPT_FOLLOWLOCATION is
+ * off): a finished 3xx transfer with a Location starts again on the new
+ * URL, through the host queue of its new origin, with the total timeout
+ * that is left. This is what lets a redirect to another origin drop every
+ * secret header (curl only drops Authorization and Cookie, and sends
+ * x-api-key and the like on to the new host) or fail the request.
+ *
+ * Pooled easy handles are reset (curl_easy_reset) and every option is set
+ * again, checked, for each transfer; a handle whose transfer failed or was
+ * cancelled is closed instead of pooled, because curl 7.88 keeps some
+ * per-transfer state across a reset (after a refused redirect, its 4 KiB
+ * receive buffer stayed allocated and a later CURLOPT_BUFFERSIZE failed,
+ * leaving curl believing in a 16 KiB buffer: a heap overflow).
+ *
  * Owners are never called from inside a curl callback: write/header
  * callbacks only append records and mark the request pending; pending
  * notifications are delivered after curl returns (leave()), where owners
@@ -45,6 +59,12 @@
 #define WF_HTTP_LANE_MAX 500 /* transfers per multi handle */
 #define WF_HTTP_RECV_BUFFER 4096L
 #define WF_HTTP_LANE_REAP 5.0 /* seconds before an empty extra lane closes */
+#define WF_HTTP_MAX_REDIRECTS 10
+
+const char *const wf_http_secret_headers[] = {
+    "authorization", "cookie",         "proxy-authorization",
+    "x-api-key",     "x-goog-api-key", "api-key",
+    NULL};
 
 typedef struct wf_http_lane wf_http_lane_t;
 
@@ -93,12 +113,20 @@ struct wf_http_req {
   int pending;
   wf_http_notify_fn notify;
   void *ud;
-  /* the request: one block holding url, method, "host:port", the header
-   * lines (each NUL-terminated, then an empty one) and the body */
+  /* the request: one block holding url, method, "host:port", the origin
+   * ("scheme://host:port" of the first URL), the header lines (each one
+   * flag byte, 's' secret or '-', then "Name: value", NUL-terminated; then
+   * an empty string) and the body */
   char *blob;
-  const char *url, *method, *hostport, *hdrtext, *body;
+  const char *url, *method, *hostport, *origin, *hdrtext, *body;
+  char *url_own, *hostport_own; /* url and hostport after a redirect */
   size_t body_len;
   int has_expect;
+  int max_redirects, nredirects;
+  int xo_refuse;   /* a cross-origin redirect fails the request */
+  int left_origin; /* a redirect left the origin: no secret headers since */
+  ev_tstamp t_first; /* first activation: the total timeout runs from it */
+  double t_left;     /* total timeout left at the current activation */
   struct curl_slist *hdrs; /* built when the transfer starts */
   double connect_timeout, timeout, idle_timeout;
   wf_http_framing_t framing; /* as requested */
@@ -148,6 +176,7 @@ struct wf_http {
 static int curl_inited;
 
 static void req_finish(wf_http_req_t *r, CURLcode cc);
+static int req_redirect(wf_http_t *h, wf_http_req_t *r);
 static void host_pump(wf_http_t *h, wf_http_host_t *ho);
 static void teardown(wf_http_t *h);
 
@@ -659,9 +688,16 @@ static wf_http_easy_t *easy_get(wf_http_t *h) {
   return e;
 }
 
-/* Return an easy handle to the pool (reset), or free it. */
-static void easy_put(wf_http_t *h, wf_http_easy_t *e) {
-  if (h->npool >= WF_HTTP_POOL_MAX || h->dying) {
+/* Close an easy handle. */
+static void easy_close(wf_http_easy_t *e) {
+  curl_easy_cleanup(e->curl);
+  free(e);
+}
+
+/* Return an easy handle to the pool (reset) when its transfer ended
+ * cleanly (clean = 1), else close it: see the header comment. */
+static void easy_put(wf_http_t *h, wf_http_easy_t *e, int clean) {
+  if (!clean || h->npool >= WF_HTTP_POOL_MAX || h->dying) {
     curl_easy_cleanup(e->curl);
     free(e);
     return;
@@ -694,21 +730,98 @@ static void queue_unlink(wf_http_host_t *ho, wf_http_req_t *r) {
   r->qnext = NULL;
 }
 
+/* Set an option of the easy handle c; on failure name it in *what and
+ * return curl's code from the enclosing function. */
+#define SETOPT(c, opt, val)                                  \
+  do {                                                       \
+    CURLcode cc_ = curl_easy_setopt((c), (opt), (val));      \
+    if (cc_ != CURLE_OK) {                                   \
+      *what = #opt;                                          \
+      return cc_;                                            \
+    }                                                        \
+  } while (0)
+
+/* Set every option of r's transfer on the (reset or new) handle e: each
+ * one explicitly, so that nothing depends on what a reset restores, and
+ * checked. Returns the first failure with the option's name in *what. */
+static CURLcode easy_setup(wf_http_t *h, wf_http_req_t *r, wf_http_easy_t *e,
+                           const char **what) {
+  CURL *c = e->curl;
+  int is_post = strcmp(r->method, "POST") == 0;
+  e->errbuf[0] = 0;
+  SETOPT(c, CURLOPT_URL, r->url);
+  SETOPT(c, CURLOPT_PRIVATE, (char *)r);
+  SETOPT(c, CURLOPT_ERRORBUFFER, e->errbuf);
+  SETOPT(c, CURLOPT_NOSIGNAL, 1L);
+  SETOPT(c, CURLOPT_SHARE, h->share);
+  SETOPT(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  SETOPT(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  SETOPT(c, CURLOPT_FOLLOWLOCATION, 0L); /* we follow (req_redirect) */
+  SETOPT(c, CURLOPT_UNRESTRICTED_AUTH, 0L);
+  SETOPT(c, CURLOPT_ACCEPT_ENCODING, "");
+  SETOPT(c, CURLOPT_WRITEFUNCTION, on_write);
+  SETOPT(c, CURLOPT_WRITEDATA, r);
+  SETOPT(c, CURLOPT_HEADERFUNCTION, on_header);
+  SETOPT(c, CURLOPT_HEADERDATA, r);
+  SETOPT(c, CURLOPT_PREREQFUNCTION, on_prereq);
+  SETOPT(c, CURLOPT_PREREQDATA, r);
+  SETOPT(c, CURLOPT_CONNECTTIMEOUT_MS, (long)ceil(r->connect_timeout * 1000));
+  SETOPT(c, CURLOPT_TIMEOUT_MS,
+         r->timeout > 0 ? (long)ceil(r->t_left * 1000) : 0L);
+  SETOPT(c, CURLOPT_MAXFILESIZE_LARGE,
+         r->framing == WF_HTTP_BUFFER ? (curl_off_t)r->max_body : (curl_off_t)0);
+  if (r->body) {
+    SETOPT(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+    SETOPT(c, CURLOPT_POSTFIELDS, r->body);
+    SETOPT(c, CURLOPT_CUSTOMREQUEST, is_post ? NULL : r->method);
+  } else {
+    SETOPT(c, CURLOPT_HTTPGET, 1L);
+    SETOPT(c, CURLOPT_NOBODY, strcmp(r->method, "HEAD") == 0 ? 1L : 0L);
+    SETOPT(c, CURLOPT_CUSTOMREQUEST,
+           strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0
+               ? NULL
+               : r->method);
+  }
+  SETOPT(c, CURLOPT_HTTPHEADER, r->hdrs);
+  /* curl allocates this receive buffer for every running transfer; 4 KiB
+   * instead of 16 keeps 10,000 concurrent transfers 120 MB smaller and
+   * reads a 100 MB body over loopback no slower (measured). It must take:
+   * curl refuses it on a handle that kept its old buffer, and then reads
+   * 16 KiB into that 4 KiB one. */
+  SETOPT(c, CURLOPT_BUFFERSIZE, WF_HTTP_RECV_BUFFER);
+  return CURLE_OK;
+}
+
+#undef SETOPT
+
 /* Configure an easy handle for r and add it to a lane's multi handle. */
 static int req_activate(wf_http_t *h, wf_http_req_t *r) {
   wf_http_lane_t *ln = lane_pick(h);
   wf_http_easy_t *e = ln ? easy_get(h) : NULL;
-  CURL *c;
+  const char *what = NULL;
+  CURLcode cc;
   if (!e) {
     req_error(r, WF_HTTP_ERR_OTHER,
               xasprintf("request to %s failed: cannot create a curl handle",
                         r->hostport));
     return WF_ERR;
   }
-  c = e->curl;
-  e->errbuf[0] = 0;
-  for (const char *p = r->hdrtext; *p; p += strlen(p) + 1)
-    if (!(r->hdrs = curl_slist_append(r->hdrs, p))) abort();
+  if (r->timeout > 0) { /* the total timeout spans redirects */
+    ev_tstamp now = ev_now(h->evl);
+    if (r->t_first == 0) r->t_first = now;
+    r->t_left = r->timeout - (now - r->t_first);
+    if (r->t_left < 0.001) {
+      easy_put(h, e, 1);
+      req_error(r, WF_HTTP_ERR_TIMEOUT,
+                xasprintf("request to %s timed out after %g s (timeout)",
+                          r->hostport, r->timeout));
+      return WF_ERR;
+    }
+  }
+  for (const char *p = r->hdrtext; *p; p += strlen(p) + 1) {
+    if (p[0] == 's' && r->left_origin) continue;
+    if (!(r->hdrs = curl_slist_append(r->hdrs, p + 1))) abort();
+  }
   /* no "Expect: 100-continue" round trip before larger bodies */
   if (!r->has_expect && !(r->hdrs = curl_slist_append(r->hdrs, "Expect:")))
     abort();
@@ -716,52 +829,28 @@ static int req_activate(wf_http_t *h, wf_http_req_t *r) {
     r->sse = wf_sse_new(on_sse, r, r->max_body);
   if (r->framing == WF_HTTP_NDJSON && !r->nd)
     r->nd = wf_ndjson_new(on_line, r, r->max_body);
-  curl_easy_setopt(c, CURLOPT_URL, r->url);
-  curl_easy_setopt(c, CURLOPT_PRIVATE, (char *)r);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, e->errbuf);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_SHARE, h->share);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
-  curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-  curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_prereq);
-  curl_easy_setopt(c, CURLOPT_PREREQDATA, r);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
-                   (long)ceil(r->connect_timeout * 1000));
-  if (r->timeout > 0)
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)ceil(r->timeout * 1000));
-  if (r->framing == WF_HTTP_BUFFER)
-    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
-  if (r->body) {
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->body);
-    if (strcmp(r->method, "POST") != 0)
-      curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
-  } else if (strcmp(r->method, "HEAD") == 0) {
-    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-  } else if (strcmp(r->method, "GET") != 0) {
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
+  cc = easy_setup(h, r, e, &what);
+  if (cc != CURLE_OK) { /* a pooled handle kept state: take a fresh one */
+    easy_close(e);
+    e = wf_xcalloc(1, sizeof *e);
+    if ((e->curl = curl_easy_init())) cc = easy_setup(h, r, e, &what);
   }
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, r->hdrs);
-  /* curl allocates this receive buffer for every running transfer; 4 KiB
-   * instead of 16 keeps 10,000 concurrent transfers 120 MB smaller and
-   * reads a 100 MB body over loopback no slower (measured) */
-  curl_easy_setopt(c, CURLOPT_BUFFERSIZE, WF_HTTP_RECV_BUFFER);
-  r->easy = e;
-  if (curl_multi_add_handle(ln->multi, c) != CURLM_OK) {
+  if (cc == CURLE_OK) r->easy = e;
+  if (cc != CURLE_OK || curl_multi_add_handle(ln->multi, e->curl) != CURLM_OK) {
     r->easy = NULL;
-    easy_put(h, e);
+    if (e->curl)
+      easy_close(e);
+    else
+      free(e);
     curl_slist_free_all(r->hdrs);
     r->hdrs = NULL;
     req_error(r, WF_HTTP_ERR_OTHER,
-              xasprintf("request to %s failed: cannot add the transfer",
-                        r->hostport));
+              cc != CURLE_OK
+                  ? xasprintf("request to %s failed: curl refused %s: %s",
+                              r->hostport, what ? what : "a new handle",
+                              curl_easy_strerror(cc))
+                  : xasprintf("request to %s failed: cannot add the transfer",
+                              r->hostport));
     return WF_ERR;
   }
   r->state = REQ_RUNNING;
@@ -789,14 +878,16 @@ static void host_pump(wf_http_t *h, wf_http_host_t *ho) {
   }
 }
 
-/* Stop r's transfer (running or queued) and give back what it holds. */
-static void req_detach(wf_http_t *h, wf_http_req_t *r) {
+/* Stop r's transfer (running or queued) and give back what it holds; its
+ * easy handle goes back to the pool only when the transfer ended cleanly
+ * (clean = 1). */
+static void req_detach(wf_http_t *h, wf_http_req_t *r, int clean) {
   ev_timer_stop(h->evl, &r->idle);
   if (r->state == REQ_RUNNING) {
     if (r->easy) {
       wf_http_lane_t *ln = r->lane;
       curl_multi_remove_handle(ln->multi, r->easy->curl);
-      easy_put(h, r->easy);
+      easy_put(h, r->easy, clean);
       r->easy = NULL;
       r->lane = NULL;
       curl_slist_free_all(r->hdrs);
@@ -832,7 +923,9 @@ static void req_curl_error(wf_http_req_t *r, CURLcode cc, long os_errno,
                           r->hostport, why));
       break;
     case CURLE_OPERATION_TIMEDOUT:
-      if (!connected)
+      /* a connect timeout only when no connection was there (a reused one
+       * has no connect time) and the total timeout was not the shorter */
+      if (!connected && !(r->timeout > 0 && r->t_left <= r->connect_timeout))
         req_error(r, WF_HTTP_ERR_TIMEOUT,
                   xasprintf("connect to %s timed out after %g s", r->hostport,
                             r->connect_timeout));
@@ -874,10 +967,12 @@ static void req_finish(wf_http_req_t *r, CURLcode cc) {
   if (r->state == REQ_DONE) return;
   if (r->easy && cc != CURLE_OK && r->code == WF_HTTP_ERR_NONE) {
     long os_errno = 0;
-    curl_off_t conn_us = 0;
+    curl_off_t conn_us = 0, pre_us = 0;
     curl_easy_getinfo(r->easy->curl, CURLINFO_OS_ERRNO, &os_errno);
     curl_easy_getinfo(r->easy->curl, CURLINFO_CONNECT_TIME_T, &conn_us);
-    req_curl_error(r, cc, os_errno, conn_us > 0, r->easy->errbuf);
+    curl_easy_getinfo(r->easy->curl, CURLINFO_PRETRANSFER_TIME_T, &pre_us);
+    req_curl_error(r, cc, os_errno, conn_us > 0 || pre_us > 0,
+                   r->easy->errbuf);
   } else if (cc != CURLE_OK && r->code == WF_HTTP_ERR_NONE) {
     req_curl_error(r, cc, 0, 0, NULL);
   }
@@ -885,8 +980,9 @@ static void req_finish(wf_http_req_t *r, CURLcode cc) {
     long status = 0;
     curl_easy_getinfo(r->easy->curl, CURLINFO_RESPONSE_CODE, &status);
     if (status) r->status = (int)status;
+    if (cc == CURLE_OK && req_redirect(h, r) == WF_OK) return; /* goes on */
   }
-  req_detach(h, r);
+  req_detach(h, r, cc == CURLE_OK && r->code == WF_HTTP_ERR_NONE);
   r->state = REQ_DONE;
   if (r->code == WF_HTTP_ERR_NONE) { /* end of a complete body */
     if (r->sse) wf_sse_finish(r->sse);
@@ -905,6 +1001,8 @@ static void req_free(wf_http_req_t *r) {
   hdr_clear(r);
   free(r->hdr);
   free(r->blob);
+  free(r->url_own);
+  free(r->hostport_own);
   curl_slist_free_all(r->hdrs);
   free(r->buf);
   wf_sse_free(r->sse);
@@ -960,6 +1058,111 @@ out:
   return rc;
 }
 
+/* Link r into the live list, then start its transfer if its host has room,
+ * else queue it. WF_ERR (r's error set, r still live) when it cannot
+ * start. */
+static int req_admit(wf_http_t *h, wf_http_req_t *r) {
+  r->prev = NULL;
+  r->next = h->live;
+  if (h->live) h->live->prev = r;
+  h->live = r;
+  if (r->host->running < h->max_per_host && !r->host->qhead)
+    return req_activate(h, r);
+  r->state = REQ_QUEUED;
+  if (r->host->qtail)
+    r->host->qtail->qnext = r;
+  else
+    r->host->qhead = r;
+  r->host->qtail = r;
+  h->queued++;
+  return WF_OK;
+}
+
+/* Follow the redirect that r's transfer (finished, cleanly) answered, if
+ * it is one: its target is checked (http or https, the redirect limit,
+ * another origin refused or stripped of the secret headers), then r starts
+ * again on it through the new host's queue, and WF_OK is returned. WF_ERR
+ * when r is finished after all: no redirect (the 3xx reply is the
+ * response), or a refused one (r's error is set). */
+static int req_redirect(wf_http_t *h, wf_http_req_t *r) {
+  wf_http_host_t *old = r->host;
+  char *loc = NULL, *key = NULL, *hostport = NULL;
+  int st = r->status, rc;
+  wf_err_t err;
+  if (r->max_redirects < 0) return WF_ERR;
+  if (st != 301 && st != 302 && st != 303 && st != 307 && st != 308)
+    return WF_ERR;
+  if (curl_easy_getinfo(r->easy->curl, CURLINFO_REDIRECT_URL, &loc) !=
+          CURLE_OK || !loc)
+    return WF_ERR; /* a 3xx without a Location is a response */
+  if (r->nredirects >= r->max_redirects) {
+    req_error(r, WF_HTTP_ERR_PROTOCOL,
+              xasprintf("too many redirects: %s redirects again after %d "
+                        "(max_redirects)", r->hostport, r->nredirects));
+    return WF_ERR;
+  }
+  if (url_check(loc, &key, &hostport, &err) != WF_OK) {
+    req_error(r, WF_HTTP_ERR_PROTOCOL,
+              xasprintf("redirect from %s refused: %s", r->hostport, err.msg));
+    return WF_ERR;
+  }
+  if (strcmp(key, r->origin) != 0) {
+    if (r->xo_refuse) {
+      req_error(r, WF_HTTP_ERR_PROTOCOL,
+                xasprintf("redirect from %s to %s refused: this request does "
+                          "not follow redirects to another origin (%s)",
+                          r->hostport, hostport, key));
+      free(key);
+      free(hostport);
+      return WF_ERR;
+    }
+    r->left_origin = 1; /* for good: the secret headers stay behind */
+  }
+  loc = wf_xstrdup(loc); /* curl's copy goes with the handle */
+  req_detach(h, r, 1);
+  r->nredirects++;
+  free(r->url_own);
+  r->url = r->url_own = loc;
+  free(r->hostport_own);
+  r->hostport = r->hostport_own = hostport;
+  /* 303, and 301/302 after a POST, go on as a GET without the body (what
+   * browsers and curl do); 307 and 308 repeat the request as it was */
+  if ((st == 303 && strcmp(r->method, "HEAD") != 0) ||
+      ((st == 301 || st == 302) && strcmp(r->method, "POST") == 0)) {
+    r->method = "GET";
+    r->body = NULL;
+    r->body_len = 0;
+  }
+  hdr_clear(r); /* a new response */
+  r->hdr_done = 0;
+  r->status = 0;
+  r->nbuf = 0;
+  r->mode = r->framing;
+  r->host = host_get(h, key);
+  free(key);
+  rc = req_admit(h, r);
+  if (old != r->host) {
+    host_pump(h, old);
+    host_release(h, old);
+  }
+  if (rc != WF_OK) { /* accounted as running for req_finish */
+    r->state = REQ_RUNNING;
+    r->host->running++;
+    h->running++;
+    req_finish(r, CURLE_OK);
+  }
+  return WF_OK;
+}
+
+int wf_http_header_secret(const char *line, const char *const *extra) {
+  size_t n = strcspn(line, ":");
+  const char *const *lists[2] = {wf_http_secret_headers, extra};
+  for (int l = 0; l < 2; l++)
+    for (const char *const *p = lists[l]; p && *p; p++)
+      if (strlen(*p) == n && strncasecmp(*p, line, n) == 0) return 1;
+  return 0;
+}
+
 wf_http_req_t *wf_http_start(wf_http_t *h, const wf_http_opts_t *o,
                              wf_http_notify_fn notify, void *ud,
                              wf_err_t *err) {
@@ -968,7 +1171,7 @@ wf_http_req_t *wf_http_start(wf_http_t *h, const wf_http_opts_t *o,
   const char *method = o->method ? o->method : "GET";
   const char *const *hp;
   int has_expect = 0;
-  size_t ul, ml, hl, hdrlen = 1;
+  size_t ul, ml, hl, kl, hdrlen = 1;
   char *p;
   if (h->dying) {
     wf_err_set(err, "the HTTP client is closing");
@@ -980,6 +1183,11 @@ wf_http_req_t *wf_http_start(wf_http_t *h, const wf_http_opts_t *o,
   }
   if (!method_ok(method)) {
     wf_err_set(err, "bad HTTP method '%.100s'", method);
+    return NULL;
+  }
+  if (o->cross_origin != WF_HTTP_XO_STRIP &&
+      o->cross_origin != WF_HTTP_XO_REFUSE) {
+    wf_err_set(err, "bad cross_origin mode %d", (int)o->cross_origin);
     return NULL;
   }
   if (!(o->connect_timeout >= 0) || !(o->timeout >= 0) ||
@@ -996,7 +1204,7 @@ wf_http_req_t *wf_http_start(wf_http_t *h, const wf_http_opts_t *o,
       return NULL;
     }
     if (strncasecmp(*hp, "expect:", 7) == 0) has_expect = 1;
-    hdrlen += strlen(*hp) + 1;
+    hdrlen += strlen(*hp) + 2; /* flag byte, line, NUL */
   }
   if (url_check(o->url, &key, &hostport, err) != WF_OK) return NULL;
 
@@ -1007,13 +1215,17 @@ wf_http_req_t *wf_http_start(wf_http_t *h, const wf_http_opts_t *o,
   ul = strlen(o->url) + 1;
   ml = strlen(method) + 1;
   hl = strlen(hostport) + 1;
-  p = r->blob = wf_xmalloc(ul + ml + hl + hdrlen + (o->body ? o->body_len + 1 : 0));
+  kl = strlen(key) + 1;
+  p = r->blob = wf_xmalloc(ul + ml + hl + kl + hdrlen +
+                           (o->body ? o->body_len + 1 : 0));
   r->url = memcpy(p, o->url, ul);
   r->method = memcpy(p += ul, method, ml);
   r->hostport = memcpy(p += ml, hostport, hl);
-  r->hdrtext = p += hl;
+  r->origin = memcpy(p += hl, key, kl);
+  r->hdrtext = p += kl;
   for (hp = o->headers; hp && *hp; hp++) {
     size_t n = strlen(*hp) + 1;
+    *p++ = wf_http_header_secret(*hp, o->secret_headers) ? 's' : '-';
     memcpy(p, *hp, n);
     p += n;
   }
@@ -1025,6 +1237,10 @@ wf_http_req_t *wf_http_start(wf_http_t *h, const wf_http_opts_t *o,
   }
   free(hostport);
   r->has_expect = has_expect;
+  r->max_redirects = o->max_redirects == 0 ? WF_HTTP_MAX_REDIRECTS
+                     : o->max_redirects < 0 ? -1
+                                            : o->max_redirects;
+  r->xo_refuse = o->cross_origin == WF_HTTP_XO_REFUSE;
   r->connect_timeout = o->connect_timeout > 0 ? o->connect_timeout : 10;
   r->timeout = o->timeout;
   r->idle_timeout = o->idle_timeout;
@@ -1035,25 +1251,12 @@ wf_http_req_t *wf_http_start(wf_http_t *h, const wf_http_opts_t *o,
   r->host = host_get(h, key);
   free(key);
 
-  r->next = h->live;
-  if (h->live) h->live->prev = r;
-  h->live = r;
-  if (r->host->running < h->max_per_host && !r->host->qhead) {
-    if (req_activate(h, r) != WF_OK) {
-      wf_err_set(err, "%s", r->errmsg);
-      live_unlink(h, r);
-      host_release(h, r->host);
-      req_free(r);
-      return NULL;
-    }
-  } else {
-    r->state = REQ_QUEUED;
-    if (r->host->qtail)
-      r->host->qtail->qnext = r;
-    else
-      r->host->qhead = r;
-    r->host->qtail = r;
-    h->queued++;
+  if (req_admit(h, r) != WF_OK) {
+    wf_err_set(err, "%s", r->errmsg);
+    live_unlink(h, r);
+    host_release(h, r->host);
+    req_free(r);
+    return NULL;
   }
   return r;
 }
@@ -1065,7 +1268,7 @@ void wf_http_cancel(wf_http_req_t *r) {
   h = r->h;
   if (r->state != REQ_DONE) {
     ho = r->host;
-    req_detach(h, r);
+    req_detach(h, r, 0);
     r->state = REQ_DONE;
     host_pump(h, ho);
     host_release(h, ho);

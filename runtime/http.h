@@ -3,8 +3,11 @@
  * beyond a concurrency limit; connections are reused; timeouts for connect,
  * total and idle-between-chunks; streamed bodies are split into records in
  * C (raw chunks, SSE events or NDJSON lines) and queued on the request for
- * its owner to take. Callbacks never run Lua: they only tell the owner that
- * the request has something new (the owner defers its own work).
+ * its owner to take. Redirects are followed here, not by libcurl, so that
+ * credentials never follow a redirect to another origin (see
+ * wf_http_opts_t.cross_origin). Callbacks never run Lua: they only tell
+ * the owner that the request has something new (the owner defers its own
+ * work).
  * Depends on libcurl, loop.h, sse.h. */
 #ifndef WF_HTTP_H
 #define WF_HTTP_H
@@ -22,6 +25,18 @@ typedef enum {
   WF_HTTP_NDJSON      /* records = lines */
 } wf_http_framing_t;
 
+/* What a redirect to another origin (scheme://host:port: another host, or
+ * the same host on another port or scheme) does. */
+typedef enum {
+  WF_HTTP_XO_STRIP = 0, /* follow it without the secret headers */
+  WF_HTTP_XO_REFUSE     /* fail with WF_HTTP_ERR_PROTOCOL naming both */
+} wf_http_cross_origin_t;
+
+/* Header names that always count as secret (credentials), lower-case,
+ * NULL-terminated: authorization, cookie, proxy-authorization, x-api-key,
+ * x-goog-api-key, api-key. */
+extern const char *const wf_http_secret_headers[];
+
 typedef struct wf_http_opts {
   const char *method;           /* "GET", "POST", ... (NULL: GET) */
   const char *url;
@@ -35,6 +50,11 @@ typedef struct wf_http_opts {
                                    headers, between body bytes), 0: none */
   wf_http_framing_t framing;
   size_t max_body;              /* cap on a buffered body, 0: 64 MiB */
+  int max_redirects;            /* redirects followed, 0: 10, < 0: none (a
+                                   3xx reply is then the response) */
+  wf_http_cross_origin_t cross_origin;
+  const char *const *secret_headers; /* more secret header names (any
+                                   case), NULL-terminated; may be NULL */
 } wf_http_opts_t;
 
 /* A record taken from a streaming request. For SSE the event fields are
@@ -99,7 +119,7 @@ wf_http_record_t *wf_http_take(wf_http_req_t *r);
 int wf_http_has_records(const wf_http_req_t *r);
 /* Free rec and every record after it in its list. NULL is a no-op. */
 void wf_http_record_free(wf_http_record_t *rec);
-/* "host:port" of the request's URL (for messages). */
+/* "host:port" of the request's URL, after redirects (for messages). */
 const char *wf_http_host(const wf_http_req_t *r);
 /* Response status (0 before headers arrive). */
 int wf_http_status(const wf_http_req_t *r);
@@ -111,6 +131,10 @@ const char *const *wf_http_headers(const wf_http_req_t *r);
  * max_body, instead of being framed into records). NULL when the body was
  * streamed. */
 const char *wf_http_body(const wf_http_req_t *r, size_t *len);
+/* 1 if the header line "Name: value" (or a bare name) is secret: its name
+ * is in wf_http_secret_headers or in extra (NULL-terminated, any case;
+ * may be NULL). */
+int wf_http_header_secret(const char *line, const char *const *extra);
 /* Error of a failed transfer: code and message ("connect to 127.0.0.1:9
  * failed: Connection refused"). WF_HTTP_ERR_NONE on success. */
 wf_http_errcode_t wf_http_error(const wf_http_req_t *r, const char **msg);

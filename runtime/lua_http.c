@@ -1,6 +1,7 @@
 /* lua_http.c — Lua binding of the HTTP client (package "weft.core.http"):
  * start(opts) -> request object with next(), cancel(); configure(n),
- * stats(), and sse_bench() for bench/sse.lua. Deliberately thin: headers,
+ * stats(), SECRET_HEADERS (the header names that always count as secret),
+ * and sse_bench() for bench/sse.lua. Deliberately thin: headers,
  * JSON bodies, response-header folding and the stream callback live in
  * lua/weft/http.lua.
  *
@@ -171,15 +172,48 @@ static const char *opt_str(lua_State *L, const char *k, size_t *len) {
   return s;
 }
 
+/* Check the list of strings at field k of the options table (1); returns
+ * its length (0 when absent) and leaves the list (or nil) on the stack. */
+static int opt_strings(lua_State *L, const char *k) {
+  int n = 0;
+  lua_getfield(L, 1, k);
+  if (!lua_isnil(L, -1)) {
+    if (!lua_istable(L, -1)) return luaL_error(L, "http: %s must be a list", k);
+    n = (int)lua_objlen(L, -1);
+    for (int i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "http: %s[%d] must be a string", k, i);
+      lua_pop(L, 1);
+    }
+  }
+  return n;
+}
+
+/* Fill out[0..n-1] from the list at idx (strings anchored by the list),
+ * NULL-terminate it. */
+static void fill_strings(lua_State *L, int idx, const char **out, int n) {
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    out[i - 1] = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  out[n] = NULL;
+}
+
 /* core.http.start{method, url, headers = {"Name: value", ...}, body,
  * timeout, connect_timeout, idle_timeout, max_body, framing =
- * "buffer"|"raw"|"sse"|"ndjson"} -> request | nil, err, "error" */
+ * "buffer"|"raw"|"sse"|"ndjson", max_redirects (0: none, default 10),
+ * cross_origin = "strip"|"refuse", secret_headers = {name, ...}} ->
+ * request | nil, err, "error" */
 static int l_start(lua_State *L) {
   static const char *const framings[] = {"buffer", "raw", "sse", "ndjson", NULL};
   wf_http_opts_t o;
   wf_err_t err;
   const char *stack_hdrs[33], **hdrs = stack_hdrs;
-  int nh = 0, i;
+  const char *stack_sec[9], **sec = stack_sec;
+  int nh = 0, ns = 0, i;
+  double redirects;
   lhttp_client_t *cl;
   lhttp_req_t *lr;
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -193,6 +227,18 @@ static int l_start(lua_State *L) {
   o.connect_timeout = opt_num(L, "connect_timeout", 0);
   o.idle_timeout = opt_num(L, "idle_timeout", 0);
   o.max_body = (size_t)opt_num(L, "max_body", 0);
+  redirects = opt_num(L, "max_redirects", -1);
+  if (redirects > 1000)
+    return luaL_error(L, "http: max_redirects must be at most 1000");
+  o.max_redirects = redirects < 0 ? 0 : redirects == 0 ? -1 : (int)redirects;
+  {
+    const char *x = opt_str(L, "cross_origin", NULL);
+    if (x && strcmp(x, "strip") != 0 && strcmp(x, "refuse") != 0)
+      return luaL_error(L, "http: cross_origin must be \"strip\" or "
+                        "\"refuse\", got \"%s\"", x);
+    o.cross_origin = x && strcmp(x, "refuse") == 0 ? WF_HTTP_XO_REFUSE
+                                                   : WF_HTTP_XO_STRIP;
+  }
   {
     const char *f = opt_str(L, "framing", NULL);
     for (i = 0; f && framings[i] && strcmp(framings[i], f) != 0; i++) {}
@@ -201,19 +247,10 @@ static int l_start(lua_State *L) {
                         "\"ndjson\", got \"%s\"", f);
     o.framing = f ? (wf_http_framing_t)i : WF_HTTP_BUFFER;
   }
-  lua_getfield(L, 1, "headers");
-  if (!lua_isnil(L, -1)) {
-    if (!lua_istable(L, -1)) return luaL_error(L, "http: headers must be a list");
-    nh = (int)lua_objlen(L, -1);
-    for (i = 1; i <= nh; i++) {
-      lua_rawgeti(L, -1, i);
-      if (lua_type(L, -1) != LUA_TSTRING)
-        return luaL_error(L, "http: headers[%d] must be a string", i);
-      lua_pop(L, 1);
-    }
-  }
+  nh = opt_strings(L, "headers");
+  ns = opt_strings(L, "secret_headers");
   cl = client_get(L);
-  lr = lua_newuserdata(L, sizeof *lr); /* stack: opts, headers, lr */
+  lr = lua_newuserdata(L, sizeof *lr); /* stack: opts, headers, secret, lr */
   memset(lr, 0, sizeof *lr);
   lr->framing = o.framing;
   luaL_getmetatable(L, REQ_MT);
@@ -222,15 +259,20 @@ static int l_start(lua_State *L) {
     hdrs = malloc(sizeof(*hdrs) * (size_t)(nh + 1));
     if (!hdrs) return luaL_error(L, "http: out of memory");
   }
-  for (i = 1; i <= nh; i++) { /* strings anchored by the headers table */
-    lua_rawgeti(L, -2, i);
-    hdrs[i - 1] = lua_tostring(L, -1);
-    lua_pop(L, 1);
+  if (ns >= (int)(sizeof stack_sec / sizeof *stack_sec)) {
+    sec = malloc(sizeof(*sec) * (size_t)(ns + 1));
+    if (!sec) {
+      if (hdrs != stack_hdrs) free(hdrs);
+      return luaL_error(L, "http: out of memory");
+    }
   }
-  hdrs[nh] = NULL;
+  fill_strings(L, -3, hdrs, nh); /* strings anchored by the lists */
+  fill_strings(L, -2, sec, ns);
   o.headers = hdrs;
+  o.secret_headers = sec;
   lr->req = wf_http_start(cl->h, &o, on_notify, lr, &err);
   if (hdrs != stack_hdrs) free(hdrs);
+  if (sec != stack_sec) free(sec);
   if (!lr->req) {
     lua_pushnil(L);
     lua_pushstring(L, err.msg);
@@ -446,6 +488,7 @@ static const luaL_Reg http_fns[] = {{"start", l_start},
                                     {NULL, NULL}};
 
 int wf_lua_open_http(lua_State *L) {
+  int i;
   wf_lua_rt(L);
   if (luaL_newmetatable(L, CLIENT_MT)) {
     lua_pushcfunction(L, client_gc);
@@ -465,5 +508,11 @@ int wf_lua_open_http(lua_State *L) {
   lua_pop(L, 1);
   lua_newtable(L);
   luaL_register(L, NULL, http_fns);
+  lua_newtable(L);
+  for (i = 0; wf_http_secret_headers[i]; i++) {
+    lua_pushstring(L, wf_http_secret_headers[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "SECRET_HEADERS");
   return 1;
 }

@@ -7,10 +7,14 @@
 -- framing and per-host queueing; this module checks options, builds the
 -- request headers, JSON-encodes table bodies, folds response headers and
 -- runs the stream callback in the calling coroutine (so it may yield).
+-- Values of secret headers (core.SECRET_HEADERS and the caller's
+-- secret_headers) are registered with weft.secrets, so that they are
+-- redacted from everything weft writes.
 local core = require "weft.core.http"
 local json = require "weft.json"
+local secrets = require "weft.secrets"
 
-local type, pairs, tostring, error, pcall = type, pairs, tostring, error, pcall
+local type, pairs, ipairs, tostring, error, pcall = type, pairs, ipairs, tostring, error, pcall
 local floor, huge = math.floor, math.huge
 local lower, upper, find, match = string.lower, string.upper, string.find, string.match
 
@@ -21,8 +25,18 @@ local NUMBERS = { "timeout", "connect_timeout", "idle_timeout" }
 local KNOWN = {
   method = true, url = true, headers = true, body = true, timeout = true,
   connect_timeout = true, idle_timeout = true, max_body = true,
-  stream = true, framing = true,
+  stream = true, framing = true, max_redirects = true,
+  cross_origin_redirects = true, secret_headers = true,
 }
+
+-- Lower-cased names of the headers that always count as secret.
+local SECRET = {}
+for _, n in ipairs(core.SECRET_HEADERS) do SECRET[n] = true end
+
+--- The header names that always count as secret (lower-case list).
+_M.SECRET_HEADERS = core.SECRET_HEADERS
+
+local CROSS_ORIGIN = { strip = true, refuse = true }
 
 -- Raise a misuse error at the caller of request().
 local function misuse(msg) error("http.request: " .. msg, 3) end
@@ -42,9 +56,36 @@ local function fold_headers(lines)
   return h
 end
 
+-- Register a secret header's value (and the credential after an auth
+-- scheme such as "Bearer ") with weft.secrets.
+local function register_secret(v)
+  secrets.add(v)
+  local cred = match(v, "^[%w%-]+[ \t]+(%S+)%s*$")
+  if cred then secrets.add(cred) end
+end
+
+-- The caller's secret_headers (a list of names) -> the same list and a set
+-- of the lower-cased names.
+local function secret_names(list)
+  if list == nil then return nil, {} end
+  if type(list) ~= "table" then
+    misuse("secret_headers must be a list of header names, got " .. type(list))
+  end
+  local set = {}
+  for i = 1, #list do
+    local n = list[i]
+    if type(n) ~= "string" or not find(n, "^[!#$%%&'*+%-.^_`|~%w]+$") then
+      misuse("secret_headers[" .. i .. "] must be a header name, got " .. tostring(n))
+    end
+    set[lower(n)] = true
+  end
+  return list, set
+end
+
 -- Request headers table -> list of "Name: value" lines; also whether a
--- content-type was given.
-local function header_lines(headers)
+-- content-type was given. Values of secret headers (SECRET or extra, a
+-- set of lower-cased names) are registered with weft.secrets.
+local function header_lines(headers, extra)
   local out, has_ct = {}, false
   if headers == nil then return out, false end
   if type(headers) ~= "table" then
@@ -63,7 +104,9 @@ local function header_lines(headers)
     if find(v, "[\r\n%z]") then
       misuse("header '" .. k .. "' contains a line break or NUL")
     end
-    if lower(k) == "content-type" then has_ct = true end
+    local lk = lower(k)
+    if lk == "content-type" then has_ct = true end
+    if SECRET[lk] or extra[lk] then register_secret(v) end
     out[#out + 1] = k .. ": " .. v
   end
   return out, has_ct
@@ -84,7 +127,8 @@ local function build(opts)
     end
     method = upper(method)
   end
-  local headers, has_ct = header_lines(opts.headers)
+  local secret_list, secret_set = secret_names(opts.secret_headers)
+  local headers, has_ct = header_lines(opts.headers, secret_set)
   local body = opts.body
   local tb = type(body)
   if tb == "table" then
@@ -97,8 +141,23 @@ local function build(opts)
   end
   local o = {
     method = method or (body and "POST" or "GET"), url = url, headers = headers,
-    body = body,
+    body = body, secret_headers = secret_list,
   }
+  local redirects = opts.max_redirects
+  if redirects ~= nil then
+    if type(redirects) ~= "number" or redirects < 0 or floor(redirects) ~= redirects
+      or redirects > 1000 then
+      misuse("max_redirects must be an integer from 0 to 1000, got " .. tostring(redirects))
+    end
+    o.max_redirects = redirects
+  end
+  local xo = opts.cross_origin_redirects
+  if xo ~= nil then
+    if not CROSS_ORIGIN[xo] then
+      misuse("cross_origin_redirects must be \"strip\" or \"refuse\", got " .. tostring(xo))
+    end
+    o.cross_origin = xo
+  end
   for i = 1, #NUMBERS do
     local k = NUMBERS[i]
     local v = opts[k]
@@ -165,7 +224,8 @@ end
 local perform -- below
 
 --- request{method, url, headers, body, timeout, connect_timeout,
--- idle_timeout, max_body, stream, framing} -> res | nil, err, code.
+-- idle_timeout, max_body, stream, framing, max_redirects,
+-- cross_origin_redirects, secret_headers} -> res | nil, err, code.
 -- res = {status, headers, body}; see docs/io.md.
 function _M.request(opts)
   local o, stream = build(opts)

@@ -106,9 +106,33 @@ static void chunk(conn_t *c, const char *p, size_t n) {
   conn_send(c, "\r\n", 2);
 }
 
-/* Answer one request line. */
-static void handle(conn_t *c, const char *path) {
+/* A redirect to loc (status 302 unless given in the path). */
+static void redirect(conn_t *c, int status, const char *loc) {
+  char head[512];
+  int n = snprintf(head, sizeof head,
+                   "HTTP/1.1 %d Moved\r\nLocation: %s\r\n"
+                   "Content-Length: 5\r\n\r\nmoved",
+                   status, loc);
+  conn_send(c, head, (size_t)n);
+  conn_done(c);
+}
+
+/* A body of n bytes ("0123456789abcdef" repeated). */
+static void bytes_reply(conn_t *c, int n) {
+  char head[128], *body = malloc((size_t)n + 1);
+  int k = snprintf(head, sizeof head,
+                   "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", n);
+  for (int i = 0; i < n; i++) body[i] = "0123456789abcdef"[i % 16];
+  conn_send(c, head, (size_t)k);
+  conn_send(c, body, (size_t)n);
+  free(body);
+  conn_done(c);
+}
+
+/* Answer one request (head: the request line and headers). */
+static void handle(conn_t *c, const char *path, const char *head) {
   int n;
+  char host[64], rest[128], loc[256];
   S.requests++;
   S.in_flight++;
   c->busy = 1;
@@ -121,6 +145,16 @@ static void handle(conn_t *c, const char *path) {
     ev_timer_start(S.evl, &c->delay);
   } else if (strcmp(path, "/hang") == 0) {
     /* never answer */
+  } else if (strcmp(path, "/echo") == 0) {
+    reply(c, 200, head); /* the request head, to see the headers sent */
+  } else if (sscanf(path, "/bytes/%d", &n) == 1) {
+    bytes_reply(c, n);
+  } else if (strcmp(path, "/redirect-file") == 0) {
+    redirect(c, 302, "file:///etc/hostname");
+  } else if (sscanf(path, "/redirect/%d/%63[^/]%127s", &n, host, rest) == 3) {
+    /* /redirect/STATUS/HOST/PATH -> http://HOST:PORT/PATH */
+    snprintf(loc, sizeof loc, "http://%s:%d%s", host, S.port, rest);
+    redirect(c, n, loc);
   } else if (sscanf(path, "/sse/%d", &n) == 1 || strcmp(path, "/cut") == 0) {
     const char *h = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                     "Transfer-Encoding: chunked\r\n\r\n";
@@ -177,12 +211,14 @@ static void conn_read_cb(struct ev_loop *evl, ev_io *w, int revents) {
   c->nin += (size_t)k;
   c->in[c->nin] = 0;
   while ((end = strstr(c->in, "\r\n\r\n"))) {
-    char path[256] = "";
+    char path[256] = "", head[4096];
     sscanf(c->in, "%*s %255s", path);
     size_t used = (size_t)(end + 4 - c->in);
+    memcpy(head, c->in, used);
+    head[used] = 0;
     memmove(c->in, end + 4, c->nin - used + 1);
     c->nin -= used;
-    handle(c, path);
+    handle(c, path, head);
   }
 }
 
@@ -277,9 +313,10 @@ typedef struct seen {
   long last_id; /* SSE: last id seen */
   int ids_ok;   /* SSE ids arrived in order */
   int status;
+  size_t body_len;
   wf_http_errcode_t code;
   char msg[256];
-  char body[64];
+  char body[2048];
   void (*on_done)(struct seen *s);
   void *extra;
 } seen_t;
@@ -311,8 +348,10 @@ static void on_note(void *ud, wf_http_req_t *r) {
     s->status = wf_http_status(r);
     s->code = wf_http_error(r, &msg);
     snprintf(s->msg, sizeof s->msg, "%s", msg ? msg : "");
+    s->body_len = body ? n : 0;
     if (body)
-      snprintf(s->body, sizeof s->body, "%.*s", (int)(n < 63 ? n : 63), body);
+      snprintf(s->body, sizeof s->body, "%.*s",
+               (int)(n < sizeof s->body - 1 ? n : sizeof s->body - 1), body);
     else
       snprintf(s->body, sizeof s->body, "(streamed)");
     if (s->take) {
@@ -629,6 +668,149 @@ static void test_pause_when_records_pile_up(void) {
   wf_http_free(h);
 }
 
+/* A redirect to file:// is refused; the pooled handle that ran it must be
+ * as good as new for the next transfer (a >16 KiB body once overflowed its
+ * receive buffer: curl_easy_reset restored the 16 KiB default while the
+ * 4 KiB buffer stayed allocated and a later CURLOPT_BUFFERSIZE failed). */
+static void test_redirect_to_file_then_big_body(void) {
+  wf_http_t *h = wf_http_new(L, 0);
+  seen_t s;
+  start(h, url("/redirect-file"), WF_HTTP_BUFFER, &s, NULL);
+  wait_done(&s, 1);
+  CHECK_INT(s.code, WF_HTTP_ERR_PROTOCOL);
+  CHECK(strstr(s.msg, "file") != NULL);
+  for (int i = 0; i < 3; i++) {
+    start(h, url("/bytes/40000"), WF_HTTP_BUFFER, &s, NULL);
+    wait_done(&s, 1);
+    CHECK_INT(s.code, WF_HTTP_ERR_NONE);
+    CHECK_INT(s.status, 200);
+    CHECK_INT(s.body_len, 40000);
+  }
+  start(h, url("/redirect-file"), WF_HTTP_RAW, &s, NULL);
+  wait_done(&s, 1);
+  CHECK_INT(s.code, WF_HTTP_ERR_PROTOCOL);
+  start(h, url("/bytes/70000"), WF_HTTP_RAW, &s, NULL);
+  wait_done(&s, 1);
+  CHECK_INT(s.code, WF_HTTP_ERR_NONE);
+  wf_http_free(h);
+}
+
+/* A redirect to another origin (localhost instead of 127.0.0.1) is
+ * followed without any secret header; within the origin they all stay. */
+static void test_cross_origin_redirect_strips_secrets(void) {
+  wf_http_t *h = wf_http_new(L, 0);
+  wf_http_opts_t o;
+  seen_t s;
+  const char *hdrs[] = {"Authorization: Bearer sk-secret-1",
+                        "Cookie: session=secret-2",
+                        "Proxy-Authorization: Basic secret-3",
+                        "X-Api-Key: secret-4",
+                        "x-goog-api-key: secret-5",
+                        "Api-Key: secret-6",
+                        "X-Custom-Token: secret-7",
+                        "X-Plain: visible",
+                        NULL};
+  const char *extra[] = {"x-custom-token", NULL};
+  char path[64];
+  memset(&o, 0, sizeof o);
+  o.headers = hdrs;
+  o.secret_headers = extra;
+  start(h, url("/redirect/302/localhost/echo"), WF_HTTP_BUFFER, &s, &o);
+  wait_done(&s, 1);
+  CHECK_INT(s.code, WF_HTTP_ERR_NONE);
+  CHECK_INT(s.status, 200);
+  CHECK(strstr(s.body, "GET /echo") != NULL);
+  CHECK(strstr(s.body, "X-Plain: visible") != NULL);
+  CHECK(strstr(s.body, "secret") == NULL);
+  /* two hops, the second back to the first origin: still stripped */
+  snprintf(path, sizeof path, "/redirect/307/localhost/redirect/307/127.0.0.1/echo");
+  start(h, url(path), WF_HTTP_BUFFER, &s, &o);
+  wait_done(&s, 1);
+  CHECK_INT(s.status, 200);
+  CHECK(strstr(s.body, "X-Plain: visible") != NULL);
+  CHECK(strstr(s.body, "secret") == NULL);
+  /* same origin: every header goes along */
+  start(h, url("/redirect/301/127.0.0.1/echo"), WF_HTTP_BUFFER, &s, &o);
+  wait_done(&s, 1);
+  CHECK_INT(s.status, 200);
+  for (int i = 0; hdrs[i]; i++) CHECK(strstr(s.body, hdrs[i]) != NULL);
+  CHECK(wf_http_header_secret("X-API-KEY: x", NULL));
+  CHECK(wf_http_header_secret("cookie", NULL));
+  CHECK(!wf_http_header_secret("X-Custom-Token: x", NULL));
+  CHECK(wf_http_header_secret("X-Custom-Token: x", extra));
+  CHECK(!wf_http_header_secret("Authorizations: x", NULL));
+  wf_http_free(h);
+}
+
+/* cross_origin = REFUSE: the redirect fails the request, naming both. */
+static void test_cross_origin_redirect_refused(void) {
+  wf_http_t *h = wf_http_new(L, 0);
+  wf_http_opts_t o;
+  seen_t s;
+  char from[64], to[64];
+  memset(&o, 0, sizeof o);
+  o.cross_origin = WF_HTTP_XO_REFUSE;
+  snprintf(from, sizeof from, "127.0.0.1:%d", S.port);
+  snprintf(to, sizeof to, "localhost:%d", S.port);
+  S.requests = 0;
+  start(h, url("/redirect/302/localhost/echo"), WF_HTTP_BUFFER, &s, &o);
+  wait_done(&s, 1);
+  CHECK_INT(s.code, WF_HTTP_ERR_PROTOCOL);
+  CHECK(strstr(s.msg, from) != NULL);
+  CHECK(strstr(s.msg, to) != NULL);
+  CHECK_INT(S.requests, 1); /* localhost was never asked */
+  /* within the origin it is followed */
+  start(h, url("/redirect/308/127.0.0.1/ok"), WF_HTTP_BUFFER, &s, &o);
+  wait_done(&s, 1);
+  CHECK_INT(s.code, WF_HTTP_ERR_NONE);
+  CHECK_STR(s.body, "ok");
+  wf_http_free(h);
+}
+
+/* max_redirects: the limit fails the request; < 0 returns the 3xx. */
+static void test_redirect_limits(void) {
+  wf_http_t *h = wf_http_new(L, 0);
+  wf_http_opts_t o;
+  seen_t s;
+  memset(&o, 0, sizeof o);
+  o.max_redirects = 1;
+  start(h, url("/redirect/302/127.0.0.1/redirect/302/127.0.0.1/ok"),
+        WF_HTTP_BUFFER, &s, &o);
+  wait_done(&s, 1);
+  CHECK_INT(s.code, WF_HTTP_ERR_PROTOCOL);
+  CHECK(strstr(s.msg, "too many redirects") != NULL);
+  o.max_redirects = 2;
+  start(h, url("/redirect/302/127.0.0.1/redirect/302/127.0.0.1/ok"),
+        WF_HTTP_BUFFER, &s, &o);
+  wait_done(&s, 1);
+  CHECK_STR(s.body, "ok");
+  o.max_redirects = -1;
+  start(h, url("/redirect/302/127.0.0.1/ok"), WF_HTTP_SSE, &s, &o);
+  wait_done(&s, 1);
+  CHECK_INT(s.code, WF_HTTP_ERR_NONE);
+  CHECK_INT(s.status, 302);
+  CHECK_STR(s.body, "moved");
+  wf_http_free(h);
+}
+
+/* A total timeout on a kept-alive connection is reported as such, not as
+ * a connect timeout (a reused connection has no connect time). */
+static void test_timeout_on_reused_connection(void) {
+  wf_http_t *h = wf_http_new(L, 0);
+  wf_http_opts_t o;
+  seen_t s;
+  start(h, url("/ok"), WF_HTTP_BUFFER, &s, NULL);
+  wait_done(&s, 1);
+  memset(&o, 0, sizeof o);
+  o.timeout = 0.2;
+  start(h, url("/sleep/5000"), WF_HTTP_BUFFER, &s, &o);
+  wait_done(&s, 1);
+  CHECK_INT(s.code, WF_HTTP_ERR_TIMEOUT);
+  CHECK(strstr(s.msg, "timed out after 0.2 s (timeout)") != NULL);
+  CHECK(strstr(s.msg, "connect") == NULL);
+  wf_http_free(h);
+}
+
 static void test_thousand_concurrent(void) {
   enum { N = 1000 };
   wf_http_t *h = wf_http_new(L, N);
@@ -666,6 +848,11 @@ int main(void) {
   RUN(test_free_while_running);
   RUN(test_free_from_a_notification);
   RUN(test_pause_when_records_pile_up);
+  RUN(test_redirect_to_file_then_big_body);
+  RUN(test_cross_origin_redirect_strips_secrets);
+  RUN(test_cross_origin_redirect_refused);
+  RUN(test_redirect_limits);
+  RUN(test_timeout_on_reused_connection);
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= 2100)
     RUN(test_thousand_concurrent);
   else
