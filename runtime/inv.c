@@ -2,8 +2,10 @@
  * records an attempt buffers until the barrier (sends, outputs, events,
  * state writes), the start queue used by max_concurrency, per-attempt
  * timeouts and retry delays (ev_timers), failure handling (retry, continue,
- * or fail the run), and the host calls made on behalf of a running
- * invocation, keyed by seq. Depends on sched_int.h and libev. */
+ * or fail the run), the limits on buffered effects (an integer compare per
+ * host call; past one the invocation fails and so does the run), and the
+ * host calls made on behalf of a running invocation, keyed by seq.
+ * Depends on sched_int.h and libev. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,9 +108,9 @@ static void fail_with_inv(wf_run_t *r, wf_invx_t *x) {
 
 /* The current attempt of running invocation x failed: record the error,
  * discard the attempt's effects (keeping its events), then retry, continue
- * or fail the run. */
+ * or fail the run; fatal (a limit was passed) always fails the run. */
 static void inv_fail(wf_run_t *r, wf_invx_t *x, const char *message,
-                     const char *tb, unsigned flags) {
+                     const char *tb, unsigned flags, int fatal) {
   wf_inv_t *p = &x->pub;
   const wf_exec_opts_t *o = &r->g->execs[p->exec].o;
   if (!message || !*message) message = "unknown error";
@@ -119,12 +121,17 @@ static void inv_fail(wf_run_t *r, wf_invx_t *x, const char *message,
   p->nerrors++;
   for (int k = x->rhead; k >= 0; k = r->recs[k].next)
     if (r->recs[k].kind != REC_EVENT) wf_inv_rec_drop(r, &r->recs[k]);
+  for (int k = 0; k < WF_LIM__COUNT; k++) { /* events stay buffered */
+    if (k != WF_LIM_EVENTS) r->nstep[k] -= x->cnt[k];
+    x->cnt[k] = 0;
+  }
   r->running--;
 
-  int retry = p->attempt < (uint32_t)o->max_attempts;
+  int retry = !fatal && p->attempt < (uint32_t)o->max_attempts;
+  int go_on = !fatal && o->on_error_continue;
   if (retry)
     flags |= WF_EVF_RETRYING;
-  else if (o->on_error_continue)
+  else if (go_on)
     flags |= WF_EVF_CONTINUED;
   wf_rec_t *c = rec_add(r, x, REC_EVENT);
   c->ev = wf_sched_event(r, WF_EV_EXECUTOR_FAILED, p->exec, p->attempt);
@@ -150,7 +157,92 @@ static void inv_fail(wf_run_t *r, wf_invx_t *x, const char *message,
   }
   p->state = WF_INV_FAILED;
   r->remaining--;
-  if (!o->on_error_continue) fail_with_inv(r, x);
+  if (!go_on) fail_with_inv(r, x);
+}
+
+/* ---- limits --------------------------------------------------------------- */
+
+/* Option names by kind, per invocation then per superstep. */
+static const char *const lim_names[WF_LIM__COUNT][2] = {
+    {"messages_per_invocation", "messages_per_superstep"},
+    {"outputs_per_invocation", "outputs_per_superstep"},
+    {"events_per_invocation", "events_per_superstep"},
+    {"state_writes_per_invocation", "state_writes_per_superstep"}};
+
+/* Option name of a limit, or NULL. */
+const char *wf_run_limit_name(int kind, int per_step) {
+  if (kind < 0 || kind >= WF_LIM__COUNT) return NULL;
+  return lim_names[kind][per_step ? 1 : 0];
+}
+
+/* "limits.<name> (<value>) exceeded" for capped code c (see wf_invx_t). */
+static void cap_msg(const wf_run_t *r, int c, char *buf, size_t n) {
+  int k = (c - 1) / 2, step = (c - 1) % 2;
+  snprintf(buf, n, "limits.%s (%d) exceeded", lim_names[k][step],
+           step ? r->lim.per_step[k] : r->lim.per_inv[k]);
+}
+
+/* A host call of x would pass limit (k, step): refuse it (v released),
+ * mark x capped and queue the deferred failure of the first capped
+ * invocation (the call runs inside x's own code: it cannot be aborted
+ * from here). */
+static int cap_hit(wf_run_t *r, wf_invx_t *x, int k, int step, wf_val_t v,
+                   wf_err_t *err) {
+  char msg[96];
+  int c = 1 + 2 * k + step;
+  wf_vals_release(r->s->vals, v);
+  if (!x->capped) {
+    x->capped = c;
+    if (r->capped < 0) {
+      r->capped = x->pub.order;
+      wf_loop_defer(r->s->loop, &r->cap);
+    }
+  }
+  cap_msg(r, c, msg, sizeof msg);
+  return wf_err_set(err, "%s", msg);
+}
+
+/* Count one effect of kind k buffered by x; past a limit, cap_hit. Two
+ * integer compares on the hot path. */
+static inline int count(wf_run_t *r, wf_invx_t *x, int k, wf_val_t v,
+                        wf_err_t *err) {
+  if (x->cnt[k] < r->lim.per_inv[k] && r->nstep[k] < r->lim.per_step[k]) {
+    x->cnt[k]++;
+    r->nstep[k]++;
+    return WF_OK;
+  }
+  return cap_hit(r, x, k, x->cnt[k] < r->lim.per_inv[k], v, err);
+}
+
+/* Fail capped invocation x (running, its task stopped or finished): no
+ * retry, no on_error = continue, the run fails naming the limit. tb: the
+ * traceback of the handler's error, if it raised one. */
+static void cap_fail(wf_run_t *r, wf_invx_t *x, const char *tb) {
+  char msg[96];
+  cap_msg(r, x->capped, msg, sizeof msg);
+  wf_inv_timer_stop(r, x);
+  inv_fail(r, x, msg, tb, 0, 1);
+}
+
+/* Deferred node: the first capped invocation of the superstep is still
+ * running (its code caught the error, or is waiting on I/O): abort it and
+ * fail the run. */
+void wf_inv_cap_cb(wf_defer_t *d) {
+  wf_run_t *r = container_of(d, wf_run_t, cap);
+  wf_sched_t *s = r->s;
+  if (r->capped < 0 || !r->in_step || (size_t)r->capped >= r->ninv) return;
+  wf_invx_t *x = &r->invs[r->capped];
+  wf_sched_enter(r);
+  if (r->status == WF_RUN_RUNNING && x->capped &&
+      x->pub.state == WF_INV_RUNNING && !x->aborted) {
+    x->aborted = 1; /* an inv_done from inside abort is ignored */
+    if (s->h.abort) s->h.abort(s->h.ud, r, &x->pub);
+    x->aborted = 0;
+    if (r->status == WF_RUN_RUNNING && x->pub.state == WF_INV_RUNNING)
+      cap_fail(r, x, NULL);
+  }
+  wf_sched_kick(r);
+  wf_sched_leave(r);
 }
 
 /* Timeout of a running attempt, or end of a retry delay. */
@@ -170,7 +262,7 @@ static void timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
       char msg[160];
       snprintf(msg, sizeof msg, "executor '%s' timed out after %gs",
                wf_sched_exec_id(r, x->pub.exec), r->g->execs[x->pub.exec].o.timeout);
-      inv_fail(r, x, msg, NULL, WF_EVF_TIMEOUT);
+      inv_fail(r, x, msg, NULL, WF_EVF_TIMEOUT, 0);
     }
   } else if (r->status == WF_RUN_RUNNING && x->pub.state == WF_INV_BACKOFF) {
     enqueue(r, x);
@@ -265,6 +357,7 @@ int wf_run_send(wf_run_t *r, uint32_t seq, wf_val_t msg, int target,
     return wf_err_set(err, "executor '%s' has no edge to '%s'",
                       wf_sched_exec_id(r, x->pub.exec), wf_sched_exec_id(r, target));
   }
+  if (count(r, x, WF_LIM_MESSAGES, msg, err) != WF_OK) return WF_ERR;
   wf_rec_t *c = rec_add(r, x, REC_SEND);
   c->v = msg;
   c->target = target;
@@ -275,6 +368,7 @@ int wf_run_send(wf_run_t *r, uint32_t seq, wf_val_t msg, int target,
 int wf_run_output(wf_run_t *r, uint32_t seq, wf_val_t v, wf_err_t *err) {
   wf_invx_t *x = live_inv(r, seq);
   if (!x) return stale(r, seq, v, err);
+  if (count(r, x, WF_LIM_OUTPUTS, v, err) != WF_OK) return WF_ERR;
   rec_add(r, x, REC_OUTPUT)->v = v;
   return WF_OK;
 }
@@ -284,6 +378,7 @@ static int buffer_event(wf_run_t *r, uint32_t seq, int type, const char *str,
                         const char *str2, wf_val_t data, wf_err_t *err) {
   wf_invx_t *x = live_inv(r, seq);
   if (!x) return stale(r, seq, data, err);
+  if (count(r, x, WF_LIM_EVENTS, data, err) != WF_OK) return WF_ERR;
   wf_rec_t *c = rec_add(r, x, REC_EVENT);
   c->ev = wf_sched_event(r, type, x->pub.exec, x->pub.attempt);
   c->ev.str = wf_xstrdup(str);
@@ -331,6 +426,7 @@ int wf_run_set_state(wf_run_t *r, uint32_t seq, const char *key, wf_val_t v,
     wf_vals_release(r->s->vals, v);
     return wf_err_set(err, "state key is missing");
   }
+  if (count(r, x, WF_LIM_STATE_WRITES, v, err) != WF_OK) return WF_ERR;
   wf_rec_t *c = rec_add(r, x, REC_STATE);
   c->key = wf_xstrdup(key);
   c->v = v;
@@ -371,6 +467,11 @@ wf_inv_t *wf_run_inv_any(wf_run_t *r, uint32_t seq) {
 int wf_run_inv_wait(wf_run_t *r, uint32_t seq, wf_err_t *err) {
   wf_invx_t *x = live_inv(r, seq);
   if (!x) return stale(r, seq, 0, err);
+  if (x->capped) { /* it fails at once, it does not wait */
+    char msg[96];
+    cap_msg(r, x->capped, msg, sizeof msg);
+    return wf_err_set(err, "%s", msg);
+  }
   wf_inv_timer_stop(r, x); /* a human may take longer than a timeout */
   x->pub.state = WF_INV_WAITING;
   r->running--;
@@ -405,12 +506,14 @@ void wf_run_inv_done(wf_run_t *r, wf_inv_t *inv, int ok, const char *message,
   if (inv->state != WF_INV_RUNNING || x->aborted) return;
   wf_sched_enter(r);
   wf_inv_timer_stop(r, x);
-  if (ok) {
+  if (x->capped) { /* even if its code caught the error and returned */
+    cap_fail(r, x, ok ? NULL : traceback);
+  } else if (ok) {
     inv->state = WF_INV_DONE;
     r->running--;
     r->remaining--;
   } else {
-    inv_fail(r, x, message, traceback, 0);
+    inv_fail(r, x, message, traceback, 0, 0);
   }
   wf_sched_kick(r);
   wf_sched_leave(r);

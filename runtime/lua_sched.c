@@ -6,6 +6,7 @@
  * Lua API conventions: indices are 1-based on the Lua side, 0-based in C.
  * Expected failures return nil, err; misuse raises.
  * Depends on lua.h, sched.h, lua_rt.h. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -798,9 +799,30 @@ static int l_checkpoint_done(lua_State *L) {
   return 0;
 }
 
+/* Read opts.limits (table at idx, validated by weft.run) into lim: the
+ * fields named by wf_run_limit_name; absent fields stay 0 (the default),
+ * values past INT_MAX are clamped. */
+static void read_limits(lua_State *L, int idx, wf_run_limits_t *lim) {
+  int k, step;
+  lua_getfield(L, idx, "limits");
+  if (lua_istable(L, -1)) {
+    for (k = 0; k < WF_LIM__COUNT; k++)
+      for (step = 0; step < 2; step++) {
+        lua_Number v;
+        lua_getfield(L, -1, wf_run_limit_name(k, step));
+        v = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+        (step ? lim->per_step : lim->per_inv)[k] =
+            v >= (lua_Number)INT_MAX ? INT_MAX : v >= 1 ? (int)v : 0;
+      }
+  }
+  lua_pop(L, 1);
+}
+
 /* core.run_new(graph, run_table, input, opts) -> run userdata | nil, err.
- * opts: {id, max_supersteps, max_concurrency, keep_events, on_event}. The run
- * starts from the loop (never inside this call). */
+ * opts: {id, max_supersteps, max_concurrency, limits = {name = n},
+ * keep_events, on_event}. The run starts from the loop (never inside this
+ * call). */
 static int l_run_new(lua_State *L) {
   wf_lua_graph_t *lg = check_graph(L, 1);
   wf_lua_rt_t *rt = lg->rt;
@@ -815,6 +837,7 @@ static int l_run_new(lua_State *L) {
   o.id = lua_tostring(L, -1); /* stays on the stack while used */
   o.max_supersteps = opt_int_field(L, 4, "max_supersteps", 0);
   o.max_concurrency = opt_int_field(L, 4, "max_concurrency", 0);
+  read_limits(L, 4, &o.limits);
   o.keep_events = opt_int_field(L, 4, "keep_events", 1);
   o.durable = opt_int_field(L, 4, "durable", 0);
   lua_getfield(L, 4, "on_event");
@@ -1225,6 +1248,25 @@ static const luaL_Reg sched_fns[] = {
     {"request_answer", l_request_answer},
     {NULL, NULL}};
 
+/* Set LIMITS = {names in order} and LIMIT_DEFAULTS = {name = default} on
+ * the module table at the top of L. */
+static void push_limits(lua_State *L) {
+  int k, step, i = 0;
+  lua_newtable(L); /* LIMITS */
+  lua_newtable(L); /* LIMIT_DEFAULTS */
+  for (k = 0; k < WF_LIM__COUNT; k++)
+    for (step = 0; step < 2; step++) {
+      const char *name = wf_run_limit_name(k, step);
+      lua_pushstring(L, name);
+      lua_rawseti(L, -3, ++i);
+      lua_pushinteger(L, step ? WF_LIMIT_PER_STEP_DEFAULT
+                              : WF_LIMIT_PER_INV_DEFAULT);
+      lua_setfield(L, -2, name);
+    }
+  lua_setfield(L, -3, "LIMIT_DEFAULTS");
+  lua_setfield(L, -2, "LIMITS");
+}
+
 int wf_lua_open_sched(lua_State *L) {
   wf_lua_rt(L);
   if (luaL_newmetatable(L, GRAPH_MT)) {
@@ -1241,5 +1283,6 @@ int wf_lua_open_sched(lua_State *L) {
   luaL_register(L, NULL, sched_fns);
   lua_pushlightuserdata(L, wf_lua_done_sentinel());
   lua_setfield(L, -2, "DONE");
+  push_limits(L);
   return 1;
 }

@@ -4,7 +4,9 @@
  * by the previous superstep, starts one invocation per delivery (capped by
  * max_concurrency; see inv.c for invocations), waits for the barrier, then
  * commits sends, outputs, events and state writes in invocation order, and
- * ends the run (completed, failed, max_supersteps, cancelled). Per-run
+ * ends the run (completed, failed, max_supersteps, cancelled). The limits
+ * on what invocations buffer are counted per superstep here and per
+ * invocation in inv.c. Per-run
  * arrays (invocations, records, deliveries, pending messages) are reused
  * across supersteps: no malloc per invocation in steady state. Host calls
  * re-entering a run (cancel or free from inside a hook) are safe: teardown
@@ -121,6 +123,7 @@ static void end_step(wf_run_t *r) {
   r->ninv = 0;
   r->nrseq = 0;
   r->in_step = 0;
+  r->capped = -1;
   r->qhead = r->qtail = -1;
   r->running = r->remaining = 0;
 }
@@ -321,7 +324,10 @@ static void step_begin(wf_run_t *r) {
     x->qnext = i + 1 < n ? (int)i + 1 : -1;
     x->aborted = 0;
     x->timer_on = 0;
+    x->capped = 0;
+    memset(x->cnt, 0, sizeof x->cnt);
   }
+  memset(r->nstep, 0, sizeof r->nstep);
   r->ninv = n;
   r->qhead = 0;
   r->qtail = (int)n - 1;
@@ -523,6 +529,13 @@ wf_run_t *wf_run_new(wf_sched_t *s, const wf_graph_t *g,
     wf_err_set(err, "max_concurrency must be >= 0");
     return NULL;
   }
+  for (int k = 0; k < WF_LIM__COUNT; k++)
+    for (int step = 0; step < 2; step++)
+      if ((step ? o->limits.per_step : o->limits.per_inv)[k] < 0) {
+        wf_err_set(err, "limits.%s must be >= 1 (0: the default)",
+                   wf_run_limit_name(k, step));
+        return NULL;
+      }
   wf_run_t *r = wf_xcalloc(1, sizeof *r);
   r->s = s;
   r->g = g;
@@ -540,6 +553,13 @@ wf_run_t *wf_run_new(wf_sched_t *s, const wf_graph_t *g,
   r->max_conc = o->max_concurrency;
   r->keep = o->keep_events;
   r->durable = o->durable;
+  for (int k = 0; k < WF_LIM__COUNT; k++) {
+    int a = o->limits.per_inv[k], b = o->limits.per_step[k];
+    r->lim.per_inv[k] = a ? a : WF_LIMIT_PER_INV_DEFAULT;
+    r->lim.per_step[k] = b ? b : WF_LIMIT_PER_STEP_DEFAULT;
+  }
+  r->capped = -1;
+  r->cap.cb = wf_inv_cap_cb;
   r->host = o->host;
   r->route = wf_route_new(g, s->vals);
   r->state = wf_state_new(g, s->vals);
@@ -582,6 +602,7 @@ static void really_free(wf_run_t *r) {
   if (r->started && !wf_sched_terminal(r->status)) s->nactive--;
   wf_loop_undefer(s->loop, &r->adv);
   wf_loop_undefer(s->loop, &r->fin);
+  wf_loop_undefer(s->loop, &r->cap);
   if (r->prev)
     r->prev->next = r->next;
   else
@@ -634,6 +655,8 @@ int wf_run_supersteps(const wf_run_t *r) { return r->nsteps; }
 int wf_run_superstep(const wf_run_t *r) { return r->superstep; }
 /* The committed shared state. */
 const wf_state_t *wf_run_state(const wf_run_t *r) { return r->state; }
+/* The limits in force (defaults filled in). */
+const wf_run_limits_t *wf_run_limits(const wf_run_t *r) { return &r->lim; }
 
 /* "pending", "running", ... */
 const char *wf_run_status_name(wf_run_status_t st) {

@@ -4,7 +4,8 @@
  * send order), execute (one invocation per delivery, all concurrent, capped
  * by max_concurrency), barrier, commit (sends, outputs, events, state writes
  * in invocation order). Retries with backoff, per-attempt timeouts,
- * on_error = continue, max_supersteps and cancellation live here.
+ * on_error = continue, max_supersteps, limits on buffered effects and
+ * cancellation live here.
  * Running user code is the host's job (hooks->invoke); the scheduler never
  * includes lua.h. Depends on loop.h, graph.h, route.h, state.h, event.h. */
 #ifndef WF_SCHED_H
@@ -97,10 +98,36 @@ typedef struct wf_write {
   wf_val_t v; /* borrowed; 0 = delete */
 } wf_write_t;
 
+/* Effects an invocation buffers until the barrier, each capped per
+ * invocation attempt and per superstep (wf_run_limits_t). */
+typedef enum {
+  WF_LIM_MESSAGES = 0, /* wf_run_send */
+  WF_LIM_OUTPUTS,      /* wf_run_output */
+  WF_LIM_EVENTS,       /* wf_run_emit and wf_run_log */
+  WF_LIM_STATE_WRITES, /* wf_run_set_state */
+  WF_LIM__COUNT
+} wf_lim_kind_t;
+
+#define WF_LIMIT_PER_INV_DEFAULT 100000
+#define WF_LIMIT_PER_STEP_DEFAULT 1000000
+
+/* Caps on buffered effects; 0 = the default. A host call past a cap fails
+ * ("limits.messages_per_invocation (100000) exceeded") and so does the
+ * invocation, without retry or on_error = continue: the run fails. */
+typedef struct wf_run_limits {
+  int per_inv[WF_LIM__COUNT];  /* per attempt of one invocation */
+  int per_step[WF_LIM__COUNT]; /* all invocations of a superstep */
+} wf_run_limits_t;
+
+/* Option name of a limit: "messages_per_invocation", ...,
+ * "state_writes_per_superstep"; NULL for an unknown kind. */
+const char *wf_run_limit_name(int kind, int per_step);
+
 typedef struct wf_run_opts {
   const char *id;        /* NULL: generated ("run-<n>-<random hex>") */
   int max_supersteps;    /* 0: default 100 */
   int max_concurrency;   /* 0: unlimited */
+  wf_run_limits_t limits; /* zeroes: the defaults */
   int keep_events;       /* 1: keep the event log for wf_run_events */
   int durable;           /* 1: call hooks->checkpoint, keep wf_run_writes */
   void *host;            /* free for the host */
@@ -151,13 +178,20 @@ double wf_run_duration_ms(const wf_run_t *r);
 /* The committed shared state. */
 const wf_state_t *wf_run_state(const wf_run_t *r);
 
+/* The limits in force for the run (defaults filled in). */
+const wf_run_limits_t *wf_run_limits(const wf_run_t *r);
+
 /* The running invocation with this seq, or NULL if it is finished, aborted
  * or from another superstep (stale context). */
 wf_inv_t *wf_run_inv(wf_run_t *r, uint32_t seq);
 
 /* Calls made by the host on behalf of a running invocation. Each fails with
- * WF_ERR ("invocation of 'x' is no longer running") on a stale seq. Values:
- * ownership of the reference is taken in every case, success or not. */
+ * WF_ERR ("invocation of 'x' is no longer running") on a stale seq. Those
+ * that buffer an effect fail past a limit (see wf_run_limits_t): the
+ * invocation is then failed by the scheduler whatever the host does next
+ * (aborted from a deferred callback if still running), and the run fails.
+ * Values: ownership of the reference is taken in every case, success or
+ * not. */
 
 /* Send msg; target -1 = along every out-edge, else only edges reaching
  * target (WF_ERR "executor 'a' has no edge to 'b'" if none does). */

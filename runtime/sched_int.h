@@ -34,6 +34,8 @@ typedef struct wf_invx {
   int qnext;        /* start queue link */
   int aborted;      /* aborted (or being aborted) by the scheduler */
   int timer_on;
+  int capped;       /* past a limit: 1 + 2 * kind + per_step, else 0 */
+  int cnt[WF_LIM__COUNT]; /* effects buffered by the current attempt */
   ev_timer timer; /* timeout while RUNNING, retry delay while BACKOFF */
 } wf_invx_t;
 
@@ -77,6 +79,9 @@ struct wf_run {
   int superstep; /* index of the current/last superstep */
   int in_step;   /* invocations of superstep `superstep` exist */
   int in_advance, busy, dead, torn;
+  wf_run_limits_t lim;        /* defaults filled in */
+  int nstep[WF_LIM__COUNT];   /* effects buffered in the superstep */
+  int capped;                 /* order of the first capped invocation, -1 */
 
   wf_dvec_t deliv; /* owns the delivered messages of the superstep */
   wf_invx_t *invs;
@@ -105,7 +110,7 @@ struct wf_run {
   wf_evlog_t log;
   char *error;
   double t_start, t_end;
-  wf_defer_t adv, fin;
+  wf_defer_t adv, fin, cap;
 };
 
 struct wf_sched {
@@ -132,6 +137,7 @@ void wf_inv_start(wf_run_t *r, wf_invx_t *x);
 wf_invx_t *wf_inv_dequeue(wf_run_t *r);
 void wf_inv_timer_stop(wf_run_t *r, wf_invx_t *x);
 void wf_inv_rec_drop(wf_run_t *r, wf_rec_t *c);
+void wf_inv_cap_cb(wf_defer_t *d);
 
 /* 1 for completed, failed and cancelled. */
 static inline int wf_sched_terminal(wf_run_status_t st) {

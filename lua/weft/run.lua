@@ -12,7 +12,10 @@ local task = require "weft.task"
 
 local type, error, setmetatable, rawget, rawset, tostring = type, error, setmetatable, rawget, rawset, tostring
 local math_floor = math.floor
+local concat = table.concat
 local info, run_new, run_wait = sched.run_info, sched.run_new, sched.run_wait
+local LIMIT_DEFAULTS, LIMIT_NAMES = sched.LIMIT_DEFAULTS, sched.LIMITS
+local LIMIT_MAX = 2147483647
 
 local Run = {}
 Run.__index = Run
@@ -42,7 +45,43 @@ local Result = {
 
 local OPTS = { max_supersteps = true, max_concurrency = true, on_event = true,
                run_id = true, events = true, propagate = true, store = true,
-               script = true }
+               script = true, limits = true }
+
+--- The default limits on what invocations buffer until the barrier
+-- (`{messages_per_invocation = 100000, ...}`; a copy).
+function _M.limit_defaults()
+  local t = {}
+  for k, v in pairs(LIMIT_DEFAULTS) do t[k] = v end
+  return t
+end
+
+--- Validate a `limits` table of run options or workflow defaults; raises
+-- "<what>: ..." at the caller's caller (level counts from there).
+function _M.check_limits(t, what, level)
+  level = (level or 1) + 1
+  if type(t) ~= "table" then
+    error(("%s: limits must be a table {messages_per_invocation = n, ...}"):format(what), level)
+  end
+  for k, v in pairs(t) do
+    if LIMIT_DEFAULTS[k] == nil then
+      error(("%s: unknown limit '%s' (limits are %s)"):format(what, tostring(k),
+        concat(LIMIT_NAMES, ", ")), level)
+    end
+    if type(v) ~= "number" or v ~= math_floor(v) or v < 1 or v > LIMIT_MAX then
+      error(("%s: limits.%s must be an integer from 1 to %d"):format(what, k, LIMIT_MAX), level)
+    end
+  end
+  return t
+end
+
+--- Limits of b over those of a (either may be nil): a new table.
+function _M.merge_limits(a, b)
+  if a == nil or b == nil then return a or b end
+  local t = {}
+  for k, v in pairs(a) do t[k] = v end
+  for k, v in pairs(b) do t[k] = v end
+  return t
+end
 
 -- Validate run options, raising at the caller's level.
 local function check_opts(opts, level)
@@ -59,6 +98,7 @@ local function check_opts(opts, level)
   end
   int("max_supersteps", 1)
   int("max_concurrency", 0)
+  if opts.limits ~= nil then _M.check_limits(opts.limits, "run", level + 1) end
   if opts.on_event ~= nil and type(opts.on_event) ~= "function" then
     error("run: on_event must be a function", level + 1)
   end
@@ -119,6 +159,7 @@ function _M.start(wf, input, opts, level, d, restore, gate)
     local o = {}
     for k, v in pairs(dflt) do if k ~= "input" then o[k] = v end end
     for k, v in pairs(opts) do o[k] = v end
+    o.limits = _M.merge_limits(dflt.limits, opts.limits)
     opts = o
     if (input == nil or input == "") and dflt.input ~= nil then input = dflt.input end
   end
@@ -132,7 +173,7 @@ function _M.start(wf, input, opts, level, d, restore, gate)
   end
   local c, err = run_new(wf._graph, r, restore and nil or input, {
     id = r.id or opts.run_id, max_supersteps = opts.max_supersteps,
-    max_concurrency = opts.max_concurrency, keep_events = opts.events == false and 0 or 1,
+    max_concurrency = opts.max_concurrency, limits = opts.limits, keep_events = opts.events == false and 0 or 1,
     on_event = opts.on_event, durable = (d or gate) and 1 or 0, restore = restore,
   })
   if not c then error("run: " .. tostring(err), level + 1) end

@@ -137,14 +137,16 @@ function Builder:fan_in(sources, to, opts)
   return self
 end
 
-local DEFAULTS = { max_supersteps = true, max_concurrency = true, input = true }
+local DEFAULTS = { max_supersteps = true, max_concurrency = true, input = true, limits = true }
 
 -- Validate a defaults table (raises at the caller of the caller).
 local function check_defaults(d)
   if type(d) ~= "table" then error("defaults: expects a table {max_supersteps = n, ...}", 3) end
   for k, v in pairs(d) do
     if not DEFAULTS[k] then error(("defaults: unknown option '%s'"):format(tostring(k)), 3) end
-    if k ~= "input" and (type(v) ~= "number" or v ~= math.floor(v) or v < (k == "max_concurrency" and 0 or 1)) then
+    if k == "limits" then
+      run.check_limits(v, "defaults", 3)
+    elseif k ~= "input" and (type(v) ~= "number" or v ~= math.floor(v) or v < (k == "max_concurrency" and 0 or 1)) then
       error(("defaults: %s must be an integer"):format(k), 3)
     end
   end
@@ -152,9 +154,10 @@ local function check_defaults(d)
 end
 
 --- Default run options of the built workflow (max_supersteps,
--- max_concurrency), used when a run does not give its own (resumed runs
--- too), and `input`, used when a run's input is nil or "" (what `weft run`
--- gives without --input).
+-- max_concurrency, limits), used when a run does not give its own (resumed
+-- runs too; a run's `limits` override these limit by limit), and `input`,
+-- used when a run's input is nil or "" (what `weft run` gives without
+-- --input).
 function Builder:defaults(d)
   self._defaults = check_defaults(d)
   return self
@@ -305,6 +308,7 @@ function Workflow:set_defaults(d)
   local merged = {}
   for k, v in pairs(self._defaults or {}) do merged[k] = v end
   for k, v in pairs(check_defaults(d)) do merged[k] = v end
+  merged.limits = run.merge_limits((self._defaults or {}).limits, d.limits)
   self._defaults = merged
   return self
 end

@@ -4,7 +4,8 @@
  * deterministic event order, async completion, retries with backoff,
  * timeouts, on_error = continue, failures aborting siblings,
  * max_supersteps, max_concurrency, cancellation, several runs on one loop,
- * targeted sends, stale seqs, state, re-entrant hooks and value leaks.
+ * targeted sends, stale seqs, state, re-entrant hooks, value leaks, and
+ * the limits on buffered effects per invocation and per superstep.
  * Depends on sched.c and the other core modules, libev, and the harness. */
 #include <stdint.h>
 
@@ -1292,6 +1293,299 @@ static void test_many_runs(void) {
   teardown_all();
 }
 
+
+/* ---- limits on buffered effects ------------------------------------------ */
+
+static int spam_kind, spam_n, spam_ok, spam_end; /* end: 0 ok, 1 fail, 2 hang */
+static char spam_err[sizeof(wf_err_t)];
+
+/* Buffer spam_n effects of kind spam_kind, counting the accepted ones and
+ * keeping the first refusal's error; then end per spam_end (a host that
+ * swallows the error and reports success, fails, or never completes). */
+static void b_spam(wf_run_t *r, wf_inv_t *inv) {
+  wf_err_t err;
+  for (int i = 0; i < spam_n; i++) {
+    int rc;
+    switch (spam_kind) {
+    case WF_LIM_MESSAGES:
+      rc = wf_run_send(r, inv->seq, hv_int(i), -1, &err);
+      break;
+    case WF_LIM_OUTPUTS:
+      rc = wf_run_output(r, inv->seq, hv_int(i), &err);
+      break;
+    case WF_LIM_EVENTS:
+      rc = i % 2 ? wf_run_log(r, inv->seq, "info", "x", &err)
+                 : wf_run_emit(r, inv->seq, "c", hv_int(i), &err);
+      break;
+    default:
+      rc = wf_run_set_state(r, inv->seq, "k", hv_int(i), &err);
+      break;
+    }
+    if (rc == WF_OK)
+      spam_ok++;
+    else if (!spam_err[0])
+      snprintf(spam_err, sizeof spam_err, "%s", err.msg);
+  }
+  if (spam_end == 2)
+    complete_later(r, inv, 1, NULL, 2);
+  else
+    done(r, inv, spam_end == 0, "caught");
+}
+
+/* New run of g with the given limits (keep_events), started with 0. */
+static wf_run_t *start_lim(wf_graph_t *g, const wf_run_limits_t *lim) {
+  wf_err_t err;
+  wf_run_opts_t o = {0};
+  o.keep_events = 1;
+  o.limits = *lim;
+  wf_run_t *r = wf_run_new(S, g, &o, &err);
+  CHECK(r != NULL);
+  CHECK_INT(wf_run_start(r, hv_int(0), &err), WF_OK);
+  return r;
+}
+
+static void test_limit_per_invocation(void) {
+  static const char *const want[] = {
+      "limits.messages_per_invocation (3) exceeded",
+      "limits.outputs_per_invocation (3) exceeded",
+      "limits.events_per_invocation (3) exceeded",
+      "limits.state_writes_per_invocation (3) exceeded"};
+  wf_exec_opts_t o;
+  wf_exec_opts_default(&o);
+  o.max_attempts = 3; /* a limit is not retried ... */
+  o.on_error_continue = 1; /* ... nor continued past */
+  for (int k = 0; k < WF_LIM__COUNT; k++) {
+    for (int end = 0; end < 2; end++) {
+      setup();
+      wf_graph_t *g = mkg(2, &o);
+      ed(g, 0, 1, NULL);
+      fin(g);
+      BEH[0] = b_spam;
+      BEH[1] = b_out;
+      spam_kind = k;
+      spam_n = 10;
+      spam_ok = 0;
+      spam_end = end;
+      spam_err[0] = 0;
+      wf_run_limits_t lim = {{0}, {0}};
+      lim.per_inv[k] = 3;
+      wf_run_t *r = start_lim(g, &lim);
+      drive_finished(1);
+      CHECK_INT(spam_ok, 3);
+      CHECK_STR(spam_err, want[k]);
+      CHECK_INT(wf_run_status(r), WF_RUN_FAILED);
+      char msg[160];
+      snprintf(msg, sizeof msg, "executor 'e0' failed in superstep 0: %s",
+               want[k]);
+      CHECK_STR(wf_run_error(r), msg);
+      CHECK_INT(ninvoke, 1); /* no retry, e1 never ran */
+      CHECK_INT(count_ev(r, WF_EV_EXECUTOR_FAILED), 1);
+      int f = find_ev(r, WF_EV_EXECUTOR_FAILED, 0, 0);
+      CHECK(f >= 0);
+      if (f >= 0) {
+        CHECK_INT(EV[f].flags, 0); /* neither retrying nor continued */
+        CHECK_STR(EV[f].str, want[k]);
+      }
+      wf_run_outputs(r, &f);
+      CHECK_INT(f, 0); /* nothing of the capped attempt was committed */
+      CHECK_INT(wf_state_size(wf_run_state(r)), 0);
+      wf_run_free(r);
+      wf_graph_free(g);
+      teardown_all(); /* no value leaked */
+    }
+  }
+}
+
+static void test_limit_per_superstep(void) {
+  setup();
+  /* e0 fans out to e1..e4; each sends 3 (below 5 per invocation); the
+   * superstep allows 10: the 4th invocation (e4) passes it */
+  wf_graph_t *g = mkg(6, NULL);
+  int t[] = {1, 2, 3, 4};
+  fo(g, 0, t, 4);
+  for (int i = 1; i <= 4; i++) ed(g, i, 5, NULL);
+  fin(g);
+  BEH[0] = b_fwd;
+  for (int i = 1; i <= 4; i++) BEH[i] = b_spam;
+  BEH[5] = b_nop;
+  spam_kind = WF_LIM_MESSAGES;
+  spam_n = 3;
+  spam_ok = 0;
+  spam_end = 0;
+  spam_err[0] = 0;
+  wf_run_limits_t lim = {{0}, {0}};
+  lim.per_inv[WF_LIM_MESSAGES] = 5;
+  lim.per_step[WF_LIM_MESSAGES] = 10;
+  wf_run_t *r = start_lim(g, &lim);
+  drive_finished(1);
+  CHECK_INT(spam_ok, 10);
+  CHECK_STR(spam_err, "limits.messages_per_superstep (10) exceeded");
+  CHECK_INT(wf_run_status(r), WF_RUN_FAILED);
+  CHECK_STR(wf_run_error(r), "executor 'e4' failed in superstep 1: "
+                             "limits.messages_per_superstep (10) exceeded");
+  CHECK_INT(count_ev(r, WF_EV_SUPERSTEP_COMPLETED), 1);
+  wf_run_free(r);
+
+  /* the counts start again at every superstep: 3 x 3 per superstep pass */
+  nfinished = 0;
+  spam_ok = 0;
+  spam_err[0] = 0;
+  lim.per_step[WF_LIM_MESSAGES] = 12;
+  BEH[5] = b_nop;
+  r = start_lim(g, &lim);
+  drive_finished(1);
+  CHECK_INT(wf_run_status(r), WF_RUN_COMPLETED);
+  CHECK_INT(spam_ok, 12);
+  wf_run_free(r);
+  wf_graph_free(g);
+  teardown_all();
+}
+
+static int spam_fail_first; /* b_spam_flaky: attempts left to fail */
+
+/* Send 2 messages, then fail while spam_fail_first > 0, else succeed. */
+static void b_spam_flaky(wf_run_t *r, wf_inv_t *inv) {
+  wf_err_t err;
+  for (int i = 0; i < 2; i++)
+    CHECK_INT(wf_run_send(r, inv->seq, hv_int(i), -1, &err), WF_OK);
+  running_now--;
+  wf_run_inv_done(r, inv, spam_fail_first-- <= 0, "flaky", NULL);
+}
+
+static void test_limit_retry_counts(void) {
+  setup();
+  /* a failed attempt's dropped sends no longer count: 2 attempts of 2
+   * sends fit a superstep of 2 and an invocation of 2 */
+  wf_exec_opts_t o;
+  wf_exec_opts_default(&o);
+  o.max_attempts = 3;
+  wf_graph_t *g = mkg(2, &o);
+  ed(g, 0, 1, NULL);
+  fin(g);
+  BEH[0] = b_spam_flaky;
+  BEH[1] = b_nop;
+  spam_fail_first = 2;
+  wf_run_limits_t lim = {{0}, {0}};
+  lim.per_inv[WF_LIM_MESSAGES] = 2;
+  lim.per_step[WF_LIM_MESSAGES] = 2;
+  wf_run_t *r = start_lim(g, &lim);
+  drive_finished(1);
+  CHECK_INT(wf_run_status(r), WF_RUN_COMPLETED);
+  CHECK_INT(count_ev(r, WF_EV_EXECUTOR_FAILED), 2);
+  CHECK_INT(count_ev(r, WF_EV_EXECUTOR_INVOKED), 5); /* 3 + 2 of e1 */
+  wf_run_free(r);
+  wf_graph_free(g);
+  teardown_all();
+}
+
+static void test_limit_aborts_running(void) {
+  setup();
+  /* the host swallows the refusal and never completes: the scheduler
+   * aborts the invocation from a deferred node and fails the run; a
+   * sibling still running is aborted too; the next run works */
+  wf_graph_t *g = mkg(4, NULL);
+  int t[] = {1, 2};
+  fo(g, 0, t, 2);
+  ed(g, 1, 3, NULL);
+  ed(g, 2, 3, NULL);
+  fin(g);
+  BEH[0] = b_fwd;
+  BEH[1] = b_spam;
+  BEH[2] = b_hang;
+  BEH[3] = b_out;
+  spam_kind = WF_LIM_EVENTS;
+  spam_n = 4;
+  spam_ok = 0;
+  spam_end = 2;
+  spam_err[0] = 0;
+  wf_run_limits_t lim = {{0}, {0}};
+  lim.per_inv[WF_LIM_EVENTS] = 3;
+  wf_run_t *r = start_lim(g, &lim);
+  drive_finished(1);
+  CHECK_INT(wf_run_status(r), WF_RUN_FAILED);
+  CHECK_STR(wf_run_error(r), "executor 'e1' failed in superstep 1: "
+                             "limits.events_per_invocation (3) exceeded");
+  CHECK_INT(naborted, 2); /* e1 (capped) and e2 (sibling) */
+  CHECK_INT(count_ev(r, WF_EV_CUSTOM), 2); /* kept events of the failure */
+  CHECK_INT(count_ev(r, WF_EV_LOG), 1);
+  wf_run_free(r);
+
+  /* the process is healthy: the same graph runs to completion next */
+  BEH[1] = b_fwd;
+  BEH[2] = b_fwd;
+  nfinished = 0;
+  r = start_lim(g, &lim);
+  drive_finished(1);
+  CHECK_INT(wf_run_status(r), WF_RUN_COMPLETED);
+  wf_run_free(r);
+  wf_graph_free(g);
+  teardown_all();
+}
+
+static int wait_rc;
+static char wait_err[sizeof(wf_err_t)];
+
+/* Pass the message limit, then try to suspend on a request. */
+static void b_spam_wait(wf_run_t *r, wf_inv_t *inv) {
+  wf_err_t err;
+  wf_run_send(r, inv->seq, hv_int(1), -1, &err);
+  wf_run_send(r, inv->seq, hv_int(2), -1, &err);
+  wait_rc = wf_run_inv_wait(r, inv->seq, &err);
+  snprintf(wait_err, sizeof wait_err, "%s", err.msg);
+  done(r, inv, 1, NULL);
+}
+
+static void test_limit_defaults(void) {
+  setup();
+  wf_graph_t *g = mkg(2, NULL);
+  ed(g, 0, 1, NULL);
+  fin(g);
+  wf_err_t err;
+  wf_run_opts_t o = {0};
+  o.limits.per_step[WF_LIM_STATE_WRITES] = -1;
+  CHECK(wf_run_new(S, g, &o, &err) == NULL);
+  CHECK_STR(err.msg, "limits.state_writes_per_superstep must be >= 1 "
+                     "(0: the default)");
+  CHECK_STR(wf_run_limit_name(WF_LIM_EVENTS, 0), "events_per_invocation");
+  CHECK(wf_run_limit_name(WF_LIM__COUNT, 0) == NULL);
+
+  /* a capped invocation cannot suspend on a request */
+  BEH[0] = b_spam_wait;
+  BEH[1] = b_nop;
+  wf_run_limits_t lim = {{0}, {0}};
+  lim.per_inv[WF_LIM_MESSAGES] = 1;
+  wf_run_t *r = start_lim(g, &lim);
+  drive_finished(1);
+  CHECK_INT(wait_rc, WF_ERR);
+  CHECK_STR(wait_err, "limits.messages_per_invocation (1) exceeded");
+  CHECK_INT(wf_run_status(r), WF_RUN_FAILED);
+  wf_run_free(r);
+
+  /* the defaults: 100,000 per invocation, 1,000,000 per superstep */
+  BEH[0] = b_spam;
+  spam_kind = WF_LIM_MESSAGES;
+  spam_n = WF_LIMIT_PER_INV_DEFAULT + 1;
+  spam_ok = 0;
+  spam_end = 0;
+  spam_err[0] = 0;
+  nfinished = 0;
+  memset(&lim, 0, sizeof lim);
+  r = start_lim(g, &lim);
+  const wf_run_limits_t *l = wf_run_limits(r);
+  for (int k = 0; k < WF_LIM__COUNT; k++) {
+    CHECK_INT(l->per_inv[k], 100000);
+    CHECK_INT(l->per_step[k], 1000000);
+  }
+  drive_finished(1);
+  CHECK_INT(spam_ok, 100000);
+  CHECK_STR(wf_run_error(r), "executor 'e0' failed in superstep 0: "
+                             "limits.messages_per_invocation (100000) "
+                             "exceeded");
+  wf_run_free(r);
+  wf_graph_free(g);
+  teardown_all();
+}
+
 int main(void) {
   RUN(test_chain_events);
   RUN(test_long_chain_and_ids);
@@ -1317,6 +1611,11 @@ int main(void) {
   RUN(test_reducer_failure_fails_run);
   RUN(test_run_options);
   RUN(test_many_runs);
+  RUN(test_limit_per_invocation);
+  RUN(test_limit_per_superstep);
+  RUN(test_limit_retry_counts);
+  RUN(test_limit_aborts_running);
+  RUN(test_limit_defaults);
   free(EV);
   return harness_end(__FILE__);
 }
