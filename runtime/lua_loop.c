@@ -7,6 +7,15 @@
 #include "lua_rt.h"
 #include "lua_sched.h"
 
+/* Start timer w (initialised with its delay) counting from now: libev's
+ * cached time is that of the last loop iteration, which may be long past
+ * after Lua work (a 0.1 s sleep after 90 ms of work would end at once). */
+static void timer_start_now(wf_lua_rt_t *rt, ev_timer *w) {
+  struct ev_loop *evl = wf_loop_ev(rt->loop);
+  ev_now_update(evl);
+  ev_timer_start(evl, w);
+}
+
 /* Timer callback of a sleeping task: wake it (never resumes Lua here). */
 static void sleep_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
   wf_task_t *t = w->data;
@@ -39,7 +48,7 @@ static int l_sleep(lua_State *L) {
   if (t) {
     ev_timer_init(&t->timer, sleep_timer_cb, s, 0);
     t->timer.data = t;
-    ev_timer_start(wf_loop_ev(rt->loop), &t->timer);
+    timer_start_now(rt, &t->timer);
     t->cancel = sleep_cancel;
     return wf_task_yield(t, L);
   } else {
@@ -47,26 +56,43 @@ static int l_sleep(lua_State *L) {
     ev_timer w;
     ev_timer_init(&w, main_timer_cb, s, 0);
     w.data = &fired;
-    ev_timer_start(wf_loop_ev(rt->loop), &w);
+    timer_start_now(rt, &w);
     while (!fired) wf_loop_step(rt->loop);
     return 0;
   }
 }
 
+/* Raise unless fname may drive the loop from L: only the main thread
+ * outside weft callbacks may. In a task (an executor, a weft.go body) or a
+ * coroutine the loop would run re-entrantly: other tasks would be resumed
+ * inside this one, which the scheduler never expects. */
+static void check_loop_driver(wf_lua_rt_t *rt, lua_State *L, const char *fname) {
+  int main_thread = lua_pushthread(L);
+  lua_pop(L, 1);
+  if (!main_thread)
+    luaL_error(L,
+               "%s: runs the event loop: call it from the main thread only, "
+               "not from an executor, a weft.go task, a callback or a "
+               "coroutine (other tasks would be resumed inside it; use "
+               "weft.sleep(0) to let other work run)",
+               fname);
+  wf_task_check_blocking(rt, L, fname); /* raises inside loop callbacks */
+}
+
 /* weft.core.loop.step(): one loop iteration, blocking until something
- * happens; returns true while work remains. */
+ * happens; returns true while work remains. Main thread only. */
 static int l_step(lua_State *L) {
   wf_lua_rt_t *rt = wf_lua_rt(L);
-  wf_task_check_blocking(rt, L, "weft.step");
+  check_loop_driver(rt, L, "weft.step");
   lua_pushboolean(L, wf_loop_step(rt->loop));
   return 1;
 }
 
 /* weft.core.loop.poll(): run ready work without blocking; returns true while
- * work remains. */
+ * work remains. Main thread only. */
 static int l_poll(lua_State *L) {
   wf_lua_rt_t *rt = wf_lua_rt(L);
-  wf_task_check_blocking(rt, L, "weft.poll");
+  check_loop_driver(rt, L, "weft.poll");
   lua_pushboolean(L, wf_loop_poll(rt->loop));
   return 1;
 }
@@ -151,7 +177,7 @@ static int l_cond_wait(lua_State *L) {
     if (timeout >= 0) {
       ev_timer_init(&t->timer, cond_timer_cb, timeout, 0);
       t->timer.data = t;
-      ev_timer_start(wf_loop_ev(rt->loop), &t->timer);
+      timer_start_now(rt, &t->timer);
     }
     return wf_task_yield(t, L);
   } else {
@@ -167,7 +193,7 @@ static int l_cond_wait(lua_State *L) {
         ev_timer w;
         ev_timer_init(&w, main_timer_cb, end - wf_time_mono(), 0);
         w.data = &fired;
-        ev_timer_start(wf_loop_ev(rt->loop), &w);
+        timer_start_now(rt, &w);
         wf_loop_step(rt->loop);
         ev_timer_stop(wf_loop_ev(rt->loop), &w);
       } else if (!wf_loop_step(rt->loop) && c->gen == gen) {
@@ -381,7 +407,7 @@ static int l_watch_file(lua_State *L) {
   if (timeout >= 0) {
     ev_timer_init(&t->timer, stat_timer_cb, timeout, 0);
     t->timer.data = t;
-    ev_timer_start(wf_loop_ev(rt->loop), &t->timer);
+    timer_start_now(rt, &t->timer);
   }
   t->wait = fw;
   t->cancel = stat_cancel;

@@ -1,0 +1,108 @@
+-- loop_spec.lua — the loop primitives used where they are safe: sleeps and
+-- timeouts count from the time of the call (not libev's cached time), and
+-- weft.step / weft.poll refuse to run the loop from inside a task.
+local weft = require "weft"
+local helpers = require "helpers"
+
+-- Lua work (no I/O, no loop iteration) for at least s seconds.
+local function busy(s)
+  local t0 = weft.clock()
+  local x = 0
+  while weft.clock() - t0 < s do x = x + 1 end
+  return x
+end
+
+-- The output of a one-executor workflow running body(ctx) in its handler.
+local function in_executor(body)
+  local ex = weft.executor("body", function(_, ctx) ctx:yield_output(body(ctx)) end)
+  local r = weft.workflow("loop-check"):start(ex):build():run("x")
+  assert.equal("completed", r.status, r.error)
+  return r.outputs[1]
+end
+
+describe("weft.sleep", function()
+  -- the run's own executor ends at once; a loop iteration happens before
+  -- the measured Lua work, so libev's cached time is that of the iteration
+  it("in an executor, lasts its duration from the call even after long Lua work", function()
+    local slept = in_executor(function()
+      weft.sleep(0)
+      busy(0.09)
+      local t0 = weft.clock()
+      weft.sleep(0.1)
+      return weft.clock() - t0
+    end)
+    assert.is_true(slept >= 0.1, "slept only " .. slept .. " s")
+  end)
+
+  it("on the main thread, lasts its duration from the call even after long Lua work", function()
+    weft.sleep(0)
+    busy(0.09)
+    local t0 = weft.clock()
+    weft.sleep(0.1)
+    local slept = weft.clock() - t0
+    assert.is_true(slept >= 0.1, "slept only " .. slept .. " s")
+  end)
+end)
+
+describe("cond:wait", function()
+  it("with a timeout, waits that long from the call even after long Lua work", function()
+    local waited = in_executor(function()
+      local c = weft.cond()
+      weft.sleep(0)
+      busy(0.09)
+      local t0 = weft.clock()
+      local signalled = c:wait(0.1)
+      assert(signalled == false)
+      return weft.clock() - t0
+    end)
+    assert.is_true(waited >= 0.1, "waited only " .. waited .. " s")
+  end)
+end)
+
+describe("weft.step and weft.poll inside a task", function()
+  for _, name in ipairs({ "step", "poll" }) do
+    it("weft." .. name .. " raises in an executor, naming itself and why", function()
+      local err = in_executor(function()
+        local ok, e = pcall(weft[name])
+        return ok and "no error" or tostring(e)
+      end)
+      assert.truthy(err:find("weft." .. name .. ": runs the event loop: call it from the main thread only", 1, true), err)
+    end)
+
+    it("weft." .. name .. " raises in a weft.go task", function()
+      local err
+      weft.go(function()
+        local ok, e = pcall(weft[name])
+        err = ok and "no error" or tostring(e)
+      end)
+      helpers.poll_until(function() return err ~= nil end)
+      assert.truthy(err:find("weft." .. name .. ": runs the event loop: call it from the main thread only", 1, true), err)
+    end)
+
+    it("weft." .. name .. " raises in an on_event callback", function()
+      local ex = weft.executor("a", function(_, ctx) ctx:yield_output(1) end)
+      local errs = {}
+      weft.workflow("cb"):start(ex):build():run("x", { on_event = function()
+        local ok, e = pcall(weft[name])
+        errs[#errs + 1] = ok and "no error" or tostring(e)
+      end })
+      assert.is_true(#errs > 0)
+      for _, e in ipairs(errs) do
+        assert.truthy(e:find("weft." .. name .. ": runs the event loop: call it from the main thread only", 1, true), e)
+      end
+    end)
+  end
+
+  it("no other task is resumed inside the task that called them", function()
+    -- before the check, weft.poll in a task ran the queued task inside it
+    local order = {}
+    weft.go(function()
+      order[#order + 1] = "outer:start"
+      weft.go(function() order[#order + 1] = "inner" end)
+      pcall(weft.poll)
+      order[#order + 1] = "outer:end"
+    end)
+    helpers.poll_until(function() return #order == 3 end)
+    assert.same({ "outer:start", "outer:end", "inner" }, order)
+  end)
+end)
