@@ -1,21 +1,27 @@
 --- weft.host: workflows loaded from script files, reloaded when the files
--- change. `weft.host{scripts = {name = path, ...} | {path, ...}, watch =
--- true, on_event = fn}`. A change loads a new definition version; new runs
--- use it; a run in flight switches at its next superstep barrier when the
--- new graph is compatible (same executor ids and edges), otherwise it
--- finishes on the version it started with. A script that fails to load or
--- validate never replaces a working one: the error (file:line) is logged
--- and published as a `reload_failed` host event; a successful reload
--- publishes `reloaded` with the old and new hash.
--- Uses weft, weft.durable (hash), weft.core.loop, weft.core.sched.
+-- change. `weft.host{scripts = {name = path, ...} | {path, ...} | dir =
+-- path, watch = true, on_event = fn}`. A change loads a new definition
+-- version; new runs use it; a run in flight switches at its next superstep
+-- barrier when the new graph is compatible (same executor ids, edges and
+-- state reducers), otherwise it finishes on the version it started with
+-- and a `run_stays` host event says why, once per run and new version. A
+-- script that fails to load or validate never replaces a working one: the
+-- error (file:line) is logged and published as a `reload_failed` host
+-- event; a successful reload publishes `reloaded` with the old and new
+-- hash. In dir mode each host has its own module namespace (see new).
+-- Uses weft, weft.durable (hash), weft.reduce, weft.core.loop,
+-- weft.core.sched.
 local _M = {}
 
 local loop = require "weft.core.loop"
 local sched = require "weft.core.sched"
 
-local type, pairs, ipairs, error, tostring, pcall, setmetatable =
-  type, pairs, ipairs, error, tostring, pcall, setmetatable
-local fmt = string.format
+local type, pairs, ipairs, error, tostring, pcall, setmetatable, setfenv =
+  type, pairs, ipairs, error, tostring, pcall, setmetatable, setfenv
+local fmt, concat, sort = string.format, table.concat, table.sort
+
+-- Host events kept in host.events (the oldest are dropped beyond this).
+local MAX_EVENTS = 1000
 
 local Host = {}
 Host.__index = Host
@@ -29,13 +35,15 @@ local function slurp(path)
   return s
 end
 
--- Load a workflow script: the built workflow and its source, or nil and
--- the error (file:line when Lua gives one).
-local function load_script(path)
+-- Load a workflow script (in environment env when given): the built
+-- workflow and its source, or nil and the error (file:line when Lua gives
+-- one).
+local function load_script(path, env)
   local src = slurp(path)
   if not src then return nil, path .. ": cannot read the file" end
   local chunk, err = loadstring(src, "@" .. path)
   if not chunk then return nil, err end
+  if env then setfenv(chunk, env) end
   local ok, v = pcall(chunk)
   if not ok then return nil, tostring(v) end
   local weft = require "weft"
@@ -49,15 +57,108 @@ local function load_script(path)
   return v, src
 end
 
--- The structure of a workflow that must not change for a run to switch.
+-- Names of the built-in reducers by function (weft.reduce.*).
+local builtin_reducers
+local function builtin_name(fn)
+  if not builtin_reducers then
+    builtin_reducers = {}
+    for k, f in pairs(require "weft.reduce") do builtin_reducers[f] = "weft.reduce." .. k end
+  end
+  return builtin_reducers[fn]
+end
+
+-- What makes a reducer the same across loads: a built-in by its name; a
+-- Lua function by its bytecode without debug info (so moving it to another
+-- line does not count) and its upvalues (numbers, strings, booleans by
+-- value, functions by the same rule, anything else by identity); a C
+-- function or callable table by identity. path: functions being compared
+-- (cycles).
+local function reducer_sig(fn, path)
+  local name = builtin_name(fn)
+  if name then return name end
+  if type(fn) ~= "function" then return type(fn) .. "@" .. tostring(fn) end
+  local ok, code = pcall(string.dump, fn, true)
+  if not ok then return "cfunction@" .. tostring(fn) end
+  path = path or { n = 0 }
+  if path[fn] then return "cycle:" .. path[fn] end
+  path.n = path.n + 1
+  path[fn] = path.n
+  local parts = { #code .. ":" .. code }
+  local i = 1
+  while true do
+    local uname, v = debug.getupvalue(fn, i)
+    if uname == nil then break end
+    local t = type(v)
+    if t == "function" then
+      parts[#parts + 1] = reducer_sig(v, path)
+    elseif t == "number" then
+      parts[#parts + 1] = fmt("%.17g", v)
+    elseif t == "string" then
+      parts[#parts + 1] = fmt("%q", v)
+    elseif t == "boolean" or t == "nil" then
+      parts[#parts + 1] = tostring(v)
+    else
+      parts[#parts + 1] = t .. "@" .. tostring(v)
+    end
+    i = i + 1
+  end
+  path[fn] = nil
+  return "(" .. concat(parts, ",") .. ")"
+end
+
+-- A reducer as users know it: its built-in name or where it is defined.
+local function reducer_label(fn)
+  local name = builtin_name(fn)
+  if name then return name end
+  local info = type(fn) == "function" and debug.getinfo(fn, "S")
+  if info and info.what == "Lua" then
+    return fmt("the function at %s:%d", info.short_src, info.linedefined)
+  end
+  return tostring(fn)
+end
+
+-- The structure of a workflow that must not change for a run to switch:
+-- {executors = "ids", edges = "edges", reducers = {key = sig}, key = all
+-- of it as one string}.
 local function shape(wf)
   local d = wf:describe()
-  local out = {}
-  for _, ex in ipairs(d.executors) do out[#out + 1] = ex.id end
+  local ids, edges = {}, {}
+  for _, ex in ipairs(d.executors) do ids[#ids + 1] = ex.id end
   for _, e in ipairs(d.edges) do
-    out[#out + 1] = e.kind .. ":" .. table.concat(e.from, ",") .. ">" .. table.concat(e.to, ",")
+    edges[#edges + 1] = e.kind .. ":" .. concat(e.from, ",") .. ">" .. concat(e.to, ",")
   end
-  return table.concat(out, ";")
+  local keys, reducers, rparts = {}, {}, {}
+  for k in pairs(wf._reducer_fns or {}) do keys[#keys + 1] = k end
+  sort(keys)
+  for i, k in ipairs(keys) do
+    reducers[k] = reducer_sig(wf._reducer_fns[k])
+    rparts[i] = fmt("%q=%s", k, reducers[k])
+  end
+  local out = { executors = concat(ids, ";"), edges = concat(edges, ";"), reducers = reducers,
+                fns = wf._reducer_fns or {} }
+  out.key = out.executors .. "|" .. out.edges .. "|" .. concat(rparts, ";")
+  return out
+end
+
+-- Why a run on shape old cannot switch to shape new (nil when it can).
+local function incompatibility(old, new)
+  if old.key == new.key then return nil end
+  if old.executors ~= new.executors then return "the executors changed" end
+  if old.edges ~= new.edges then return "the edges changed" end
+  local keys = {}
+  for k in pairs(old.reducers) do keys[#keys + 1] = k end
+  for k in pairs(new.reducers) do if old.reducers[k] == nil then keys[#keys + 1] = k end end
+  sort(keys)
+  for _, k in ipairs(keys) do
+    local a, b = old.reducers[k], new.reducers[k]
+    if a == nil then return fmt("state key '%s' gained a reducer (%s)", k, reducer_label(new.fns[k])) end
+    if b == nil then return fmt("state key '%s' lost its reducer (%s)", k, reducer_label(old.fns[k])) end
+    if a ~= b then
+      return fmt("the reducer of state key '%s' changed (%s -> %s)", k,
+        reducer_label(old.fns[k]), reducer_label(new.fns[k]))
+    end
+  end
+  return "the graph changed"
 end
 
 --- The paths of the files matching `-name pattern` under dir (sorted);
@@ -73,81 +174,120 @@ function _M.find(dir, pattern, maxdepth)
   return out
 end
 
--- Forget the Lua modules loaded from files under dir, so that the next
--- require loads them again.
-local function forget_modules(dir)
-  local prefix = dir:gsub("/$", "") .. "/"
-  for name in pairs(package.loaded) do
-    local file = package.searchpath and package.searchpath(name, package.path)
-    if file and file:sub(1, #prefix) == prefix then package.loaded[name] = nil end
+-- The require of host self's scripts and of their modules: a name found
+-- in self.dir (DIR/?.lua, DIR/?/init.lua) is loaded once per module
+-- generation into self.modules, in the host's environment, and watched
+-- when the host watches; other names go to the process's require.
+local function host_require(self)
+  local gen_loading = {}
+  return function(name)
+    if type(name) ~= "string" then error("require: module name must be a string", 2) end
+    local mods = self.modules
+    local v = mods[name]
+    if v ~= nil then return v end
+    local file = package.searchpath(name, self.mpath)
+    if not file then return require(name) end
+    if gen_loading[name] == mods then
+      error(fmt("require: module '%s' requires itself (%s)", name, file), 2)
+    end
+    local src = slurp(file)
+    if not src then error(fmt("require: module '%s': cannot read %s", name, file), 2) end
+    self.module_seen[file] = src
+    if self.watching then self:watch_module(file) end
+    local chunk, err = loadstring(src, "@" .. file)
+    if not chunk then error(err, 0) end
+    setfenv(chunk, self.env)
+    gen_loading[name] = mods
+    local ok, res = pcall(chunk, name)
+    gen_loading[name] = nil
+    if not ok then error(res, 0) end
+    if res == nil then res = true end
+    mods[name] = res
+    return res
   end
+end
+
+-- The environment of a dir host's scripts and modules: the globals of the
+-- process (copied, so reads stay direct; later ones through __index) with
+-- the host's own require. Globals the scripts set stay in it.
+local function host_env(self)
+  local env = {}
+  for k, v in pairs(_G) do env[k] = v end
+  env._G, env.require = env, host_require(self)
+  return setmetatable(env, { __index = _G })
 end
 
 --- Create a host over scripts (a table name -> path, or a list of paths
 -- named by their file name without ".lua"), or over a directory: `dir =
--- path` takes its top-level *.lua files as the scripts and watches the Lua
--- modules in its subdirectories (required with dir on package.path): a
--- changed module reloads every script.
+-- path` takes its top-level *.lua files as the scripts; their require
+-- finds the Lua modules of the dir first (DIR/?.lua, DIR/?/init.lua),
+-- loaded once per host and never into the process's package.loaded, and
+-- falls back to the process's require. With watch, every module file in
+-- the dir's subdirectories and every module the scripts load is watched:
+-- a changed module reloads every script with fresh modules.
 function _M.new(opts)
-  if type(opts) == "table" and type(opts.dir) == "string" then
-    local scripts = {}
-    for _, f in ipairs(_M.find(opts.dir, "*.lua", 1)) do
-      local name = f:match("([^/]+)%.lua$")
-      if name and name:match("^[%w_.-]+$") then scripts[name] = f end
-    end
-    local o = {}
-    for k, v in pairs(opts) do o[k] = v end
-    o.scripts, o.dir = scripts, nil
-    local entry = opts.dir:gsub("/$", "") .. "/?.lua;"
-    if not package.path:find(entry, 1, true) then package.path = entry .. package.path end
-    local ok, host = pcall(_M.new, o)
-    if not ok then error(host, 2) end
-    host.dir = opts.dir
-    if opts.watch then
-      for _, f in ipairs(_M.find(opts.dir, "*.lua")) do
-        if not f:match("^" .. opts.dir:gsub("/$", ""):gsub("%p", "%%%0") .. "/[^/]+$") then
-          host:watch_module(f)
-        end
-      end
-    end
-    return host
-  end
-  if type(opts) ~= "table" or type(opts.scripts) ~= "table" then
+  if type(opts) ~= "table" or (type(opts.scripts) ~= "table" and type(opts.dir) ~= "string") then
     error("weft.host: expects {scripts = {name = path, ...} or dir = path, watch = bool, on_event = fn}", 2)
   end
   local self = setmetatable({ versions = {}, runs = {}, watchers = {}, on_event = opts.on_event,
-                              interval = opts.interval or 0.1, events = {} }, Host)
-  for k, path in pairs(opts.scripts) do
+                              interval = opts.interval or 0.1, events = {}, modules = {},
+                              module_seen = {}, watching = opts.watch and true or false }, Host)
+  local scripts = opts.scripts
+  if type(opts.dir) == "string" then
+    self.dir = opts.dir:gsub("/$", "")
+    self.mpath = self.dir .. "/?.lua;" .. self.dir .. "/?/init.lua"
+    self.env = host_env(self)
+    scripts = {}
+    for _, f in ipairs(_M.find(self.dir, "*.lua", 1)) do
+      local name = f:match("([^/]+)%.lua$")
+      if name and name:match("^[%w_.-]+$") then scripts[name] = f end
+    end
+  end
+  for k, path in pairs(scripts) do
     local name = type(k) == "string" and k or path:match("([^/]+)%.lua$") or path
-    local wf, src = load_script(path)
-    if not wf then error("weft.host: " .. src, 2) end
+    local wf, src = load_script(path, self.env)
+    if not wf then
+      self:close()
+      error("weft.host: " .. src, 2)
+    end
     self.versions[name] = { wf = wf, path = path, version = 1, hash = require("weft.durable").hash(wf),
                             shape = shape(wf), source = src }
   end
   if opts.watch then
     for name in pairs(self.versions) do self:watch(name) end
+    if self.dir then
+      local top = "^" .. self.dir:gsub("%p", "%%%0") .. "/[^/]+$"
+      for _, f in ipairs(_M.find(self.dir, "*.lua")) do
+        if not f:match(top) then self:watch_module(f) end
+      end
+    end
   end
   return self
 end
 
--- Publish a host event {type, script, ...} to the subscriber and the list.
+-- Publish a host event {type, script, ...} to the subscriber and the list
+-- (the last MAX_EVENTS are kept).
 function Host:emit(ev)
   ev.ts = require("weft").now()
-  self.events[#self.events + 1] = ev
+  local evs = self.events
+  evs[#evs + 1] = ev
+  if #evs >= 2 * MAX_EVENTS then
+    local n = #evs
+    for i = 1, MAX_EVENTS do evs[i] = evs[n - MAX_EVENTS + i] end
+    for i = n, MAX_EVENTS + 1, -1 do evs[i] = nil end
+  end
   if self.on_event then
     local ok, err = pcall(self.on_event, ev)
     if not ok then io.stderr:write("weft.host: on_event failed: ", tostring(err), "\n") end
   end
 end
 
---- Reload script name from its file now: true when a new version was
--- installed (handlers may change without the graph's hash changing), nil
--- and the error when it failed (the working version stays).
-function Host:reload(name)
+-- Reload script name; keep_modules: use the current module generation
+-- (the caller just started a fresh one).
+local function reload(self, name, keep_modules)
   local cur = self.versions[name]
-  if not cur then error("host:reload: unknown script '" .. tostring(name) .. "'", 2) end
-  if self.dir then forget_modules(self.dir) end
-  local wf, src = load_script(cur.path)
+  if self.dir and not keep_modules then self.modules = {} end
+  local wf, src = load_script(cur.path, self.env)
   if not wf then
     local err = src
     cur.error = err
@@ -164,55 +304,59 @@ function Host:reload(name)
   return true
 end
 
---- Watch script name's file: every change reloads it (in a task).
-function Host:watch(name)
-  local cur = self.versions[name]
-  if self.watchers[name] then return end
+--- Reload script name from its file now (with fresh modules in dir mode):
+-- true when a new version was installed (handlers may change without the
+-- graph's hash changing), nil and the error when it failed (the working
+-- version stays).
+function Host:reload(name)
+  if not self.versions[name] then error("host:reload: unknown script '" .. tostring(name) .. "'", 2) end
+  return reload(self, name)
+end
+
+-- Watch path in a task (self.watchers[key]): whenever its content (false
+-- when absent) is not seen(content), call change(content). The content is
+-- compared on every ev_stat change and at least every 0.25 s, so an edit
+-- ev_stat misses (same size within the same second) or one made before
+-- the watch started is still noticed.
+local function follow(self, key, path, seen, change)
+  if self.watchers[key] then return end
   local w = { stop = false }
-  self.watchers[name] = w
+  self.watchers[key] = w
   w.task = require("weft").go(function()
     while not w.stop do
-      -- a change made before this watch started is seen by comparing the
-      -- content with what was last loaded (or last failed)
-      local v = self.versions[name]
-      local now = slurp(v.path)
-      if now ~= v.source and now ~= v.failed_source then
-        self:reload(name)
+      local now = slurp(path) or false
+      if not seen(now) then
+        change(now)
       else
-        -- wake up now and then to notice close()
-        local changed = loop.watch_file(v.path, self.interval, 0.25)
+        local changed = loop.watch_file(path, self.interval, 0.25)
         if w.stop then break end
-        if not changed then goto continue end
         -- editors write in steps (truncate + write, or write + rename):
         -- let the file settle before reading it
-        loop.sleep(0.02)
+        if changed then loop.sleep(0.02) end
       end
-      ::continue::
     end
   end)
 end
 
---- Watch a Lua module file (under the host's dir): when it changes, the
--- modules loaded from the dir are forgotten and every script reloads.
+--- Watch script name's file: every change reloads it (in a task).
+function Host:watch(name)
+  local path = self.versions[name].path
+  follow(self, name, path, function(now)
+    local v = self.versions[name]
+    return now == (v.source or false) or now == (v.failed_source or false)
+  end, function() reload(self, name) end)
+end
+
+--- Watch a Lua module file of the host's dir: when its content differs
+-- from what the host last loaded (or saw) there, the host's modules are
+-- forgotten and every script reloads with fresh ones.
 function Host:watch_module(path)
-  local w = { stop = false }
-  self.watchers[path] = w
-  require("weft").go(function()
-    local last = slurp(path)
-    while not w.stop do
-      local changed = loop.watch_file(path, self.interval, 0.25)
-      if w.stop then break end
-      if changed then
-        loop.sleep(0.02)
-        local now = slurp(path)
-        if now ~= last then
-          last = now
-          forget_modules(self.dir)
-          self:emit({ type = "module_changed", path = path })
-          for name in pairs(self.versions) do self:reload(name) end
-        end
-      end
-    end
+  if self.module_seen[path] == nil then self.module_seen[path] = slurp(path) or false end
+  follow(self, path, path, function(now) return now == self.module_seen[path] end, function(now)
+    self.module_seen[path] = now
+    self.modules = {}
+    self:emit({ type = "module_changed", path = path })
+    for name in pairs(self.versions) do reload(self, name, true) end
   end)
 end
 
@@ -227,24 +371,28 @@ end
 function Host:version(name) return self.versions[name] and self.versions[name].version end
 
 -- At each barrier of a host run: switch to the current version when it is
--- compatible, record which version runs the next superstep (also in the
--- durable run record), then write the checkpoint of a durable run or let
--- the run go on.
+-- compatible (else publish run_stays once per run and version), record
+-- which version runs the next superstep (also in the durable run record),
+-- then write the checkpoint of a durable run or let the run go on.
 local function barrier(host, name, r, inner)
   local cur = host.versions[name]
-  local ok, err = true, nil
-  if r.host_version ~= cur.version then
-    if cur.shape == r.host_shape then
+  if r.host_version ~= cur.version and r.host_kept ~= cur.version then
+    local why = incompatibility(r.host_shape, cur.shape)
+    if not why then
       local sok, serr = sched.swap_graph(r.c, cur.wf._graph)
       if sok then
-        r.wf, r.host_version = cur.wf, cur.version
+        r.wf, r.host_version, r.host_shape = cur.wf, cur.version, cur.shape
       else
-        err = serr
+        why = tostring(serr)
       end
+    end
+    if why then
+      r.host_kept = cur.version
+      host:emit({ type = "run_stays", script = name, run_id = r.id, version = r.host_version,
+                  latest = cur.version, reason = why })
     end
   end
   r.versions[#r.versions + 1] = r.host_version
-  if err then io.stderr:write("weft.host: run ", r.id, " stays on its version: ", tostring(err), "\n") end
   if inner then
     local rec = r.durable and r.durable.record
     if rec then
@@ -253,7 +401,7 @@ local function barrier(host, name, r, inner)
     end
     return inner(r)
   end
-  sched.checkpoint_done(r.c, ok)
+  sched.checkpoint_done(r.c, true)
 end
 
 --- Start a run of script name's current version; returns its handle.
@@ -279,6 +427,7 @@ end
 
 --- Stop watching the files (the watchers end within 0.25 s).
 function Host:close()
+  self.watching = false
   for _, w in pairs(self.watchers) do w.stop = true end
   self.watchers = {}
 end
