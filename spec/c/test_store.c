@@ -1,9 +1,11 @@
 /* test_store.c — the store.h contract, one suite run against each backend:
  * memory: and sqlite: always, redis:// when a redis-server binary exists
  * (this test starts its own server on a free port with persistence off,
- * and kills it at the end; it never uses a system Redis). Then the
+ * and kills it at the end; it never uses a system Redis); the suite
+ * includes the redaction of registered secrets. Then the
  * backend-specific cases: sqlite reopen and its file errors (read-only
  * file and directory, garbage, wrong schema version, a foreign database),
+ * sqlite file modes (0700 directories, 0600 files, warnings),
  * redis losing its server mid-way and getting it back, a server that stops
  * answering, databases, AUTH, urls. WEFT_STORE_BENCH=1 also prints the
  * median cost of a small commit (put + append of 200 bytes each) per
@@ -759,6 +761,95 @@ static void t_close(void) {
   wf_store_close(NULL);
 }
 
+/* Registered secrets are redacted from every key and value written, and
+ * keys read are rewritten the same way. */
+static void t_secrets(void) {
+  static const char sec[] = "SECRET-ab12cd34", lng[] = "SECRET-ab12cd34-long";
+  wf_store_t *s = fresh();
+  if (!s) return;
+  /* nothing registered: values go through unchanged */
+  CHECK_INT(wf_store_secret_count(s), 0);
+  CHECK_INT(put(s, "sec", "before", "x SECRET-ab12cd34 y"), WF_OK);
+  CHECK_STR(getv(s, "sec", "before"), "x SECRET-ab12cd34 y");
+  wf_store_add_secret(s, "short12", 7); /* below WF_STORE_SECRET_MIN */
+  wf_store_add_secret(s, NULL, 0);
+  wf_store_add_secret(s, sec, strlen(sec));
+  wf_store_add_secret(s, lng, strlen(lng));
+  wf_store_add_secret(s, sec, strlen(sec)); /* once */
+  CHECK_INT(wf_store_secret_count(s), 2);
+  CHECK_INT(put(s, "sec", "a", "x SECRET-ab12cd34 y SECRET-ab12cd34-long z"),
+            WF_OK);
+  CHECK_STR(getv(s, "sec", "a"), "x [redacted] y [redacted] z");
+  CHECK_INT(put(s, "sec", "whole", sec), WF_OK);
+  CHECK_STR(getv(s, "sec", "whole"), "[redacted]");
+  CHECK_INT(put(s, "sec", "ends", "SECRET-ab12cd34SECRET-ab12cd34"), WF_OK);
+  CHECK_STR(getv(s, "sec", "ends"), "[redacted][redacted]");
+  CHECK_INT(put(s, "sec", "near", "SECRET-ab12cd3 short12"), WF_OK);
+  CHECK_STR(getv(s, "sec", "near"), "SECRET-ab12cd3 short12");
+  CHECK_INT(put(s, "sec", "empty", ""), WF_OK);
+  CHECK_STR(getv(s, "sec", "empty"), "");
+  /* binary values */
+  {
+    static const char bin[] = "\0SECRET-ab12cd34\0";
+    wf_store_batch_t *b = wf_store_batch(s);
+    wf_store_put(b, "sec", "bin", bin, sizeof bin - 1);
+    res_t r = do_commit(b);
+    CHECK_INT(r.status, WF_OK);
+    res_free(&r);
+    r = do_get(s, "sec", "bin");
+    CHECK_INT(r.len, 12);
+    CHECK(r.val && memcmp(r.val, "\0[redacted]\0", 12) == 0);
+    res_free(&r);
+  }
+  /* logs and keys, in one batch */
+  {
+    wf_store_batch_t *b = wf_store_batch(s);
+    wf_store_append(b, "sec", "log", "Bearer SECRET-ab12cd34", 22);
+    wf_store_put(b, "keys", "k-SECRET-ab12cd34", "v", 1);
+    wf_store_append(b, "keys", "l-SECRET-ab12cd34", "e1", 2);
+    res_t r = do_commit(b);
+    CHECK_INT(r.status, WF_OK);
+    res_free(&r);
+  }
+  CHECK_STR(rangev(s, "sec", "log", 0, 0), "1:Bearer [redacted]");
+  CHECK_STR(scanv(s, "keys", "", 0), "k-[redacted]=v");
+  CHECK_STR(getv(s, "keys", "k-SECRET-ab12cd34"), "v");
+  CHECK_STR(getv(s, "keys", "k-[redacted]"), "v");
+  CHECK_STR(rangev(s, "keys", "l-SECRET-ab12cd34", 0, 0), "1:e1");
+  CHECK_STR(scanv(s, "keys", "k-SECRET-ab12cd34", 0), "k-[redacted]=v");
+  {
+    wf_store_batch_t *b = wf_store_batch(s);
+    wf_store_del(b, "keys", "k-SECRET-ab12cd34");
+    wf_store_trim(b, "keys", "l-SECRET-ab12cd34", 2);
+    res_t r = do_commit(b);
+    CHECK_INT(r.status, WF_OK);
+    res_free(&r);
+  }
+  CHECK_STR(getv(s, "keys", "k-[redacted]"), "<absent>");
+  CHECK_STR(rangev(s, "keys", "l-[redacted]", 0, 0), "");
+  /* a large value: every occurrence, nothing else changed */
+  {
+    size_t n = 200000, o = 0;
+    char *big = malloc(n + 1), *want = malloc(n + 1);
+    size_t wo = 0;
+    while (o + 40 < n) {
+      memcpy(big + o, "....", 4), memcpy(want + wo, "....", 4);
+      o += 4, wo += 4;
+      memcpy(big + o, sec, strlen(sec)), o += strlen(sec);
+      memcpy(want + wo, "[redacted]", 10), wo += 10;
+    }
+    big[o] = 0, want[wo] = 0;
+    CHECK_INT(put(s, "sec", "big", big), WF_OK);
+    res_t r = do_get(s, "sec", "big");
+    CHECK_INT(r.len, wo);
+    CHECK(r.val && strcmp(r.val, want) == 0);
+    res_free(&r);
+    free(big);
+    free(want);
+  }
+  wf_store_close(s);
+}
+
 static void run_suite(const char *url) {
   URL = url;
   printf("-- %s\n", url);
@@ -772,6 +863,7 @@ static void run_suite(const char *url) {
   RUN(t_bad_names);
   RUN(t_order);
   RUN(t_close);
+  RUN(t_secrets);
 }
 
 /* ---- urls --------------------------------------------------------------- */
@@ -862,6 +954,72 @@ static void t_sqlite_reopen(void) {
     CHECK_STR(getv(s, "r", "k2"), "from s2");
     wf_store_close(s2);
   }
+  wf_store_close(s);
+}
+
+/* The mode bits of path (-1 when it does not exist). */
+static int mode_of(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
+}
+
+/* New directories 0700 and files (db, -wal, -shm) 0600 under umask u, no
+ * warning. */
+static void sqlite_modes_under(mode_t u) {
+  char url[512], p[600];
+  wf_err_t err;
+  mode_t old = umask(u);
+  snprintf(url, sizeof url, "sqlite:%s/m%03o/sub/x.db", tmpdir, (unsigned)u);
+  wf_store_t *s = wf_store_open(LP, url, &err);
+  umask(old);
+  CHECK(s != NULL);
+  if (!s) return;
+  CHECK_INT(put(s, "m", "k", "v"), WF_OK);
+  snprintf(p, sizeof p, "%s/m%03o", tmpdir, (unsigned)u);
+  CHECK_INT(mode_of(p), 0700);
+  snprintf(p, sizeof p, "%s/m%03o/sub", tmpdir, (unsigned)u);
+  CHECK_INT(mode_of(p), 0700);
+  snprintf(p, sizeof p, "%s/m%03o/sub/x.db", tmpdir, (unsigned)u);
+  CHECK_INT(mode_of(p), 0600);
+  snprintf(p, sizeof p, "%s/m%03o/sub/x.db-wal", tmpdir, (unsigned)u);
+  CHECK_INT(mode_of(p), 0600);
+  snprintf(p, sizeof p, "%s/m%03o/sub/x.db-shm", tmpdir, (unsigned)u);
+  CHECK_INT(mode_of(p), 0600);
+  CHECK(wf_store_warning(s) == NULL);
+  wf_store_close(s);
+}
+
+/* sqlite files are private; existing looser ones are kept, with a
+ * warning. */
+static void t_sqlite_modes(void) {
+  char url[512], dir[400], file[500];
+  wf_err_t err;
+  wf_store_t *s;
+  sqlite_modes_under(022);
+  sqlite_modes_under(077);
+  /* an existing directory open to others: kept, warned about */
+  snprintf(dir, sizeof dir, "%s/open", tmpdir);
+  CHECK(mkdir(dir, 0755) == 0 && chmod(dir, 0755) == 0);
+  snprintf(url, sizeof url, "sqlite:%s/o.db", dir);
+  s = wf_store_open(LP, url, &err);
+  CHECK(s != NULL);
+  if (!s) return;
+  CHECK_INT(mode_of(dir), 0755);
+  snprintf(file, sizeof file, "%s/o.db", dir);
+  CHECK_INT(mode_of(file), 0600);
+  CHECK(wf_store_warning(s) != NULL &&
+        strstr(wf_store_warning(s), "has mode 0755") != NULL &&
+        strstr(wf_store_warning(s), dir) != NULL);
+  wf_store_close(s);
+  /* an existing file open to others: kept, warned about */
+  CHECK(chmod(dir, 0700) == 0 && chmod(file, 0644) == 0);
+  s = wf_store_open(LP, url, &err);
+  CHECK(s != NULL);
+  if (!s) return;
+  CHECK_INT(mode_of(file), 0644);
+  CHECK(wf_store_warning(s) != NULL &&
+        strstr(wf_store_warning(s), "o.db has mode 0644") != NULL &&
+        strstr(wf_store_warning(s), "directory") == NULL);
   wf_store_close(s);
 }
 
@@ -1267,6 +1425,7 @@ int main(void) {
   RUN(t_sqlite_reopen);
   RUN(t_sqlite_bad_files);
   RUN(t_sqlite_readonly);
+  RUN(t_sqlite_modes);
   if (have_redis() && (redis_port = free_port()) > 0 && redis_start()) {
     snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", redis_port);
     run_suite(url);
