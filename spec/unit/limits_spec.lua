@@ -229,6 +229,17 @@ describe("limits", function()
     end)
   end)
 
+  it("fail a durable run the same way", function()
+    local wf, got = spammer(EFFECTS.messages)
+    local res = wf:run(5, { store = "memory:", limits = { messages_per_invocation = 3 } })
+    assert.equal("failed", res.status)
+    assert.equal("executor 'spam' failed in superstep 0: limits.messages_per_invocation (3) exceeded", res.error)
+    assert.same({}, got)
+    res = wf:run(3, { store = "memory:", limits = { messages_per_invocation = 3 } })
+    assert.equal("completed", res.status)
+    assert.same({ 1, 2, 3 }, got)
+  end)
+
   it("leave the process able to run other workflows", function()
     local wf = spammer(EFFECTS.messages)
     for _ = 1, 3 do
