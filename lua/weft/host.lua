@@ -245,16 +245,13 @@ function _M.new(opts)
   end
   for k, path in pairs(scripts) do
     local name = type(k) == "string" and k or path:match("([^/]+)%.lua$") or path
-    local wf, src = load_script(path, self.env)
-    if not wf then
+    local ok, err = self:add(name, path)
+    if not ok then
       self:close()
-      error("weft.host: " .. src, 2)
+      error("weft.host: " .. err, 2)
     end
-    self.versions[name] = { wf = wf, path = path, version = 1, hash = require("weft.durable").hash(wf),
-                            shape = shape(wf), source = src }
   end
   if opts.watch then
-    for name in pairs(self.versions) do self:watch(name) end
     if self.dir then
       local top = "^" .. self.dir:gsub("%p", "%%%0") .. "/[^/]+$"
       for _, f in ipairs(_M.find(self.dir, "*.lua")) do
@@ -263,6 +260,22 @@ function _M.new(opts)
     end
   end
   return self
+end
+
+--- Add script name from path (in the host's module namespace in dir
+-- mode, watched when the host watches): true, or nil and the error
+-- (file:line) when it does not load; raises when name is taken.
+function Host:add(name, path)
+  if type(name) ~= "string" or type(path) ~= "string" then
+    error("host:add: expects a script name and a path", 2)
+  end
+  if self.versions[name] then error("host:add: script '" .. name .. "' exists already", 2) end
+  local wf, src = load_script(path, self.env)
+  if not wf then return nil, src end
+  self.versions[name] = { wf = wf, path = path, version = 1, hash = require("weft.durable").hash(wf),
+                          shape = shape(wf), source = src }
+  if self.watching then self:watch(name) end
+  return true
 end
 
 -- Publish a host event {type, script, ...} to the subscriber and the list

@@ -233,6 +233,27 @@ return weft.workflow("flow"):start(weft.executor("a", function(_, ctx) ctx:yield
     assert.same({ "two" }, host:run("flow", "x").outputs)
   end)
 
+  it("adds a script created after the start, with the host's modules, and watches it", function()
+    tagged(dir, "one")
+    local host = weft.host{ dir = dir, watch = true }
+    finally(function() host:close() end)
+    put(dir .. "/late.lua", [[
+local weft = require "weft"
+local t = require "lib.tag"
+return weft.workflow("late"):start(weft.executor("a", function(_, ctx) ctx:yield_output("late " .. t.tag) end)):build()
+]])
+    assert.is_true(host:add("late", dir .. "/late.lua"))
+    assert.same({ "late one" }, host:run("late", "x").outputs)
+    assert.has_error(function() host:add("late", dir .. "/late.lua") end, "host:add: script 'late' exists already")
+    put(dir .. "/lib/tag.lua", 'return { tag = "two" }\n')
+    until_(function() return host:version("late") == 2 end, "module change noticed")
+    assert.same({ "late two" }, host:run("late", "x").outputs)
+    put(dir .. "/bad.lua", "this is not Lua\n")
+    local ok, err = host:add("bad", dir .. "/bad.lua")
+    assert.is_nil(ok)
+    assert.truthy(err:find("bad.lua:1:", 1, true), err)
+  end)
+
   it("notices a module edit made before its watcher first looked, by content", function()
     tagged(dir, "one")
     local host = weft.host{ dir = dir, watch = true }
