@@ -9,7 +9,9 @@
  * redis losing its server mid-way and getting it back, a server that stops
  * answering, databases, AUTH, urls. WEFT_STORE_BENCH=1 also prints the
  * median cost of a small commit (put + append of 200 bytes each) per
- * backend; WEFT_STORE_VERBOSE=1 prints the sqlite open errors.
+ * backend (WEFT_STORE_BENCH_SECRETS=N registers N secrets first: the cost
+ * of the redaction hook; WEFT_STORE_BENCH_BYTES=B sets the value size);
+ * WEFT_STORE_VERBOSE=1 prints the sqlite open errors.
  * Depends on store.h, loop.h, harness.h, hiredis (sync client, to check
  * readiness and flush the test server), sqlite3 (to make odd files),
  * proc.h (rmtree). */
@@ -1382,21 +1384,31 @@ static int cmp_d(const void *a, const void *b) {
 static void bench(const char *url, int n) {
   wf_err_t err;
   wf_store_t *s = wf_store_open(LP, url, &err);
-  char val[200];
+  const char *e = getenv("WEFT_STORE_BENCH_SECRETS");
+  int nsec = e ? atoi(e) : 0;
+  e = getenv("WEFT_STORE_BENCH_BYTES");
+  size_t vlen = e && atol(e) > 0 ? (size_t)atol(e) : 200;
+  char *val = malloc(vlen);
   double *t = malloc(sizeof(double) * (size_t)n);
   if (!s) {
     fprintf(stderr, "bench %s: %s\n", url, err.msg);
     free(t);
+    free(val);
     return;
   }
-  memset(val, 'x', sizeof val);
+  for (int i = 0; i < nsec; i++) { /* the redaction hook's cost */
+    char sec[64];
+    snprintf(sec, sizeof sec, "sk-bench-%031d", i);
+    wf_store_add_secret(s, sec, strlen(sec));
+  }
+  memset(val, 'x', vlen);
   for (int i = 0; i < n + 100; i++) {
     char key[32];
     snprintf(key, sizeof key, "run%d", i % 50);
     double t0 = wf_time_mono();
     wf_store_batch_t *b = wf_store_batch(s);
-    wf_store_put(b, "bench", key, val, sizeof val);
-    wf_store_append(b, "bench", "journal", val, sizeof val);
+    wf_store_put(b, "bench", key, val, vlen);
+    wf_store_append(b, "bench", "journal", val, vlen);
     res_t r = {0};
     wf_store_commit(b, res_cb, &r);
     while (!r.done) wf_loop_step(LP);
@@ -1405,10 +1417,11 @@ static void bench(const char *url, int n) {
     res_free(&r);
   }
   qsort(t, (size_t)n, sizeof *t, cmp_d);
-  printf("bench %-40s commit put+append (200 B each): median %.1f us, "
-         "p90 %.1f us, p99 %.1f us (n=%d)\n",
-         url, t[n / 2], t[n * 9 / 10], t[n * 99 / 100], n);
+  printf("bench %-40s commit put+append (%zu B each, %d secrets): median "
+         "%.1f us, p90 %.1f us, p99 %.1f us (n=%d)\n",
+         url, vlen, nsec, t[n / 2], t[n * 9 / 10], t[n * 99 / 100], n);
   free(t);
+  free(val);
   wf_store_close(s);
 }
 
