@@ -107,7 +107,7 @@ describe("crash recovery", function()
   it("resumes sqlite runs killed at random points to the uninterrupted result", function()
     local dir = os.tmpname()
     os.remove(dir)
-    os.execute("mkdir -p " .. dir)
+    os.execute("mkdir -p -m 700 " .. dir) -- private, as stores expect
     finally(function() os.execute("rm -rf " .. dir) end)
     trials("sqlite:" .. dir .. "/crash.db")
   end)
@@ -122,7 +122,7 @@ describe("crash recovery", function()
   it("does not repeat a journaled LLM call after a crash", function()
     local dir = os.tmpname()
     os.remove(dir)
-    os.execute("mkdir -p " .. dir)
+    os.execute("mkdir -p -m 700 " .. dir) -- private, as stores expect
     finally(function() os.execute("rm -rf " .. dir) end)
     local url = "sqlite:" .. dir .. "/j.db"
     srv:reset()
@@ -150,7 +150,7 @@ describe("crash recovery", function()
   it("fails with a clear error when Redis stops mid-run, and resumes once it is back #redis", function()
     local dir = os.tmpname()
     os.remove(dir)
-    os.execute("mkdir -p " .. dir)
+    os.execute("mkdir -p -m 700 " .. dir) -- private, as stores expect
     finally(function() os.execute("rm -rf " .. dir) end)
     local redis = procs.redis({ dir = dir, persist = true })
     if not redis then return pending("redis-server is not installed") end

@@ -24,7 +24,7 @@ end)
 local function sqlite_url()
   local dir = os.tmpname()
   os.remove(dir)
-  os.execute("mkdir -p " .. dir)
+  os.execute("mkdir -p -m 700 " .. dir) -- private, as stores expect
   dirs[#dirs + 1] = dir
   return "sqlite:" .. dir .. "/weft.db", dir
 end
