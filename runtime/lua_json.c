@@ -1,7 +1,7 @@
 /* lua_json.c — weft.core.json: an RFC 8259 JSON codec for Lua values whose
  * errors name the path of the offending value ("value.items[2].fn: function
  * is not JSON-serialisable"). Provides wf_lua_open_json, which pushes
- * { encode, check, decode, array_mt, object_mt, null }.
+ * { encode, check, decode, array_mt, object_mt, null, MAX_DEPTH }.
  *
  * Uses the Lua C API (LuaJIT 2.1) and libc (snprintf/strtod for non-integral
  * numbers). It never calls malloc: output and key buffers start on the C
@@ -25,12 +25,20 @@
 
 #include "lua_core.h"
 
-#define WF_JSON_MAX_DEPTH 1000  /* nested containers, for all three functions */
+/* Nested containers (arrays and objects), one limit for all three
+ * functions: decode accepts exactly what encode and check accept, so a
+ * decoded value can be encoded again and the other way round. decode may
+ * be given a lower limit (opts.max_depth), e.g. for untrusted input that
+ * will be embedded in larger documents. Exposed to Lua as MAX_DEPTH. */
+#define WF_JSON_MAX_DEPTH 1000
 #define WF_JSON_FAST_DEPTH 64   /* check() depth before cycle detection */
 #define WF_JSON_INLINE 1024     /* bytes buffered on the C stack before a userdata */
 #define WF_JSON_SMALL_KEYS 16   /* object keys sorted without a userdata */
 #define WF_JSON_MAX_SAFE 9007199254740992.0 /* 2^53: integers exact up to here */
 #define WF_JSON_PATH_EDGE 10    /* path components kept at each end of a long path */
+
+#define WF_JSON_STR_(x) #x
+#define WF_JSON_STR(x) WF_JSON_STR_(x)
 
 /* Error builders hold a luaL_Buffer (8 KB): kept out of the recursive
  * functions' frames, or 1000 levels would overflow the C stack. */
@@ -403,7 +411,8 @@ static int wf_json_check_table(wf_json_chk_t *c, int idx, int depth) {
     }
     lua_pop(L, 1);
     if (depth >= c->max_depth)
-      return wf_json_fail(c, depth, "nesting too deep (more than 1000 levels)");
+      return wf_json_fail(c, depth, "nesting too deep (more than "
+                                    WF_JSON_STR(WF_JSON_MAX_DEPTH) " levels)");
     lua_pushvalue(L, idx);
     lua_pushinteger(L, depth);
     lua_rawset(L, c->visited);
@@ -764,9 +773,13 @@ typedef struct {
   lua_State *L;
   const char *start, *p, *end;
   const char *err, *errpos;
-  int depth;
+  int depth, max_depth;
   wf_json_buf_t buf; /* unescaped strings, long numbers */
 } wf_json_dec_t;
+
+/* The error of a container nested deeper than max_depth (the message gets
+ * the limit when it is reported). */
+static const char wf_json_too_deep[] = "nesting too deep";
 
 /* Record a parse error at pos; returns WF_JSON_FAIL. */
 static int wf_json_dec_fail(wf_json_dec_t *d, const char *pos, const char *msg) {
@@ -991,8 +1004,8 @@ static int wf_json_dec_value(wf_json_dec_t *d);
 static int wf_json_dec_array(wf_json_dec_t *d) {
   lua_State *L = d->L;
   int t, i;
-  if (++d->depth > WF_JSON_MAX_DEPTH)
-    return wf_json_dec_fail(d, d->p, "nesting too deep (more than 1000 levels)");
+  if (++d->depth > d->max_depth)
+    return wf_json_dec_fail(d, d->p, wf_json_too_deep);
   luaL_checkstack(L, 6, "JSON nesting");
   d->p++;
   lua_newtable(L);
@@ -1023,8 +1036,8 @@ static int wf_json_dec_array(wf_json_dec_t *d) {
 static int wf_json_dec_object(wf_json_dec_t *d) {
   lua_State *L = d->L;
   int t;
-  if (++d->depth > WF_JSON_MAX_DEPTH)
-    return wf_json_dec_fail(d, d->p, "nesting too deep (more than 1000 levels)");
+  if (++d->depth > d->max_depth)
+    return wf_json_dec_fail(d, d->p, wf_json_too_deep);
   luaL_checkstack(L, 6, "JSON nesting");
   d->p++;
   lua_newtable(L);
@@ -1093,20 +1106,34 @@ static int wf_json_dec_value(wf_json_dec_t *d) {
   }
 }
 
-/* decode(s) -> value | nil, "invalid JSON at line L column C: what" */
+/* decode(s [, opts]) -> value | nil, "invalid JSON at line L column C:
+ * what". opts.max_depth: nesting limit, 1..MAX_DEPTH (default MAX_DEPTH). */
 static int wf_json_l_decode(lua_State *L) {
   wf_json_dec_t d;
   const char *q, *bol;
   size_t len;
-  int line = 1;
+  int line = 1, max_depth = WF_JSON_MAX_DEPTH;
 
   luaL_checktype(L, 1, LUA_TSTRING);
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "max_depth");
+    if (!lua_isnil(L, -1)) {
+      lua_Number n = lua_tonumber(L, -1);
+      if (lua_type(L, -1) != LUA_TNUMBER || n != floor(n) || n < 1 ||
+          n > WF_JSON_MAX_DEPTH)
+        return luaL_argerror(L, 2, "opts.max_depth must be an integer in 1.."
+                             WF_JSON_STR(WF_JSON_MAX_DEPTH));
+      max_depth = (int)n;
+    }
+  }
   lua_settop(L, 1);
   lua_pushnil(L); /* slot 2: anchors the string buffer once it grows */
   d.L = L;
   d.start = d.p = lua_tolstring(L, 1, &len);
   d.end = d.start + len;
   d.depth = 0;
+  d.max_depth = max_depth;
   d.err = NULL;
   d.errpos = NULL;
   wf_json_buf_init(&d.buf, L, 2);
@@ -1119,8 +1146,13 @@ static int wf_json_l_decode(lua_State *L) {
   for (q = bol = d.start; q < d.errpos; q++)
     if (*q == '\n') { line++; bol = q + 1; }
   lua_pushnil(L);
-  lua_pushfstring(L, "invalid JSON at line %d column %d: %s", line,
-                  (int)(d.errpos - bol) + 1, d.err);
+  if (d.err == wf_json_too_deep)
+    lua_pushfstring(L, "invalid JSON at line %d column %d: %s (more than %d "
+                    "levels)", line, (int)(d.errpos - bol) + 1, d.err,
+                    d.max_depth);
+  else
+    lua_pushfstring(L, "invalid JSON at line %d column %d: %s", line,
+                    (int)(d.errpos - bol) + 1, d.err);
   return 2;
 }
 
@@ -1148,6 +1180,8 @@ int wf_lua_open_json(lua_State *L) {
   lua_setfield(L, -2, "array_mt");
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
+  lua_pushinteger(L, WF_JSON_MAX_DEPTH);
+  lua_setfield(L, -2, "MAX_DEPTH");
   return 1;
 }
 

@@ -2,7 +2,10 @@
  * external epoll mode on a libev loop, suspended connections for requests
  * being handled, callback responses for streams, and the limits MHD lacks
  * (header/body deadlines, a soft connection cap answered with 503, a header
- * byte cap answered with 431). Depends on libev, libmicrohttpd, common.h. */
+ * byte cap answered with 431, a body cap that stops reading at once with a
+ * 413, a watch on the peer of idle streams). Requests are routed on the raw
+ * URI (MHD's decoded URL is cut at an encoded NUL). Depends on libev,
+ * libmicrohttpd, common.h. */
 #include "server.h"
 
 #include <errno.h>
@@ -23,13 +26,16 @@
 #define HARD_CONN_SLACK 64
 #define STREAM_BLOCK (16 * 1024)
 
-/* Per-connection state (MHD's socket context): the header/body deadline. */
+/* Per-connection state (MHD's socket context): the header/body deadline,
+ * and the watch on the peer while a stream has nothing to send. */
 typedef struct srv_conn {
   wf_server_t *s;
   int fd;
   int over_cap;   /* opened while the soft cap was reached: answer 503 */
-  int timed_out;  /* deadline hit: 408 sent, socket shut down */
+  int timed_out;  /* deadline hit or body over the cap: answered, shut down */
   ev_timer tm;    /* header or body deadline */
+  ev_io peer;     /* readable while an idle stream waits: did the client go? */
+  wf_server_req_t *req; /* the request in progress, or NULL */
 } srv_conn_t;
 
 struct wf_server_req {
@@ -41,8 +47,9 @@ struct wf_server_req {
   size_t blen, bcap;
   char **hdrs; /* 2 * nh strings: lower-case name, value */
   size_t nh, hcap, hbytes;
-  int started, dispatched, held, done, suspended, too_big;
+  int started, dispatched, held, done, suspended;
   int responded, streaming, ended, queued;
+  int peer_gone; /* the client closed or reset its end of an idle stream */
   struct MHD_Response *resp; /* built, waiting for the access handler */
   unsigned status;
   char *q; /* stream queue q[qoff, qlen) */
@@ -127,6 +134,7 @@ static void srv_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
 static void req_resume(wf_server_req_t *r) {
   if (r->suspended && r->c) {
     r->suspended = 0;
+    if (r->conn && r->s) ev_io_stop(r->s->evl, &r->conn->peer);
     MHD_resume_connection(r->c);
   }
   if (r->s) srv_kick(r->s);
@@ -171,27 +179,32 @@ static enum MHD_Result queue_error(wf_server_t *s, struct MHD_Connection *c,
 
 /* ---- connection deadlines ---------------------------------------------- */
 
-/* A header or body deadline passed: no response has started on this
- * connection, so write a 408 ourselves and shut the socket down; MHD then
- * sees the end of stream and closes the connection. */
-static void conn_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
-  srv_conn_t *cn = w->data;
-  char body[256], head[512];
+/* Answer on cn's socket ourselves (no response has started on it: MHD is
+ * still reading the request) with a JSON error, and shut the socket down;
+ * MHD then sees the end of stream and closes the connection. status_line
+ * is e.g. "408 Request Timeout". */
+static void conn_raw_error(srv_conn_t *cn, const char *status_line,
+                           const char *code, const char *msg) {
+  char body[512], head[512];
   int bl, hl;
-  (void)evl;
-  (void)revents;
   cn->timed_out = 1;
-  bl = error_body(body, sizeof body, "timeout",
-                  "request not received in time");
+  bl = error_body(body, sizeof body, code, msg);
   hl = snprintf(head, sizeof head,
-                "HTTP/1.1 408 Request Timeout\r\nContent-Type: "
-                "application/json\r\nContent-Length: %d\r\nConnection: "
-                "close\r\n\r\n",
-                bl);
+                "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+                "Content-Length: %d\r\nConnection: close\r\n\r\n",
+                status_line, bl);
   if (send(cn->fd, head, (size_t)hl, MSG_NOSIGNAL | MSG_DONTWAIT) == hl)
     (void)send(cn->fd, body, (size_t)bl, MSG_NOSIGNAL | MSG_DONTWAIT);
   shutdown(cn->fd, SHUT_RDWR);
   srv_kick(cn->s);
+}
+
+/* A header or body deadline passed: answer 408 on the socket. */
+static void conn_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
+  (void)evl;
+  (void)revents;
+  conn_raw_error(w->data, "408 Request Timeout", "timeout",
+                 "request not received in time");
 }
 
 /* (Re)start cn's deadline, in seconds from now. */
@@ -203,6 +216,24 @@ static void conn_arm(srv_conn_t *cn, double secs) {
 }
 
 static void conn_disarm(srv_conn_t *cn) { ev_timer_stop(cn->s->evl, &cn->tm); }
+
+/* The socket of an idle stream became readable. A client reading a stream
+ * sends nothing, so end of file or an error means it left: the stream is
+ * ended at once (MHD never notices by itself, as nothing is written while
+ * the stream is suspended). Bytes (a pipelined request) end the watch. */
+static void conn_peer_cb(struct ev_loop *evl, ev_io *w, int revents) {
+  srv_conn_t *cn = w->data;
+  char c;
+  ssize_t n;
+  (void)revents;
+  n = recv(cn->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return;
+  ev_io_stop(evl, w);
+  if (n > 0 || !cn->req) return;
+  cn->req->peer_gone = 1;
+  req_resume(cn->req);
+}
 
 /* MHD_OPTION_NOTIFY_CONNECTION: connection opened or closed. */
 static void on_connection(void *cls, struct MHD_Connection *c,
@@ -219,11 +250,15 @@ static void on_connection(void *cls, struct MHD_Connection *c,
     cn->over_cap = s->nconns >= s->o.max_connections;
     ev_timer_init(&cn->tm, conn_timer_cb, 0., 0.);
     cn->tm.data = cn;
+    ev_io_init(&cn->peer, conn_peer_cb, cn->fd, EV_READ);
+    cn->peer.data = cn;
     s->nconns++;
     *socket_context = cn;
     conn_arm(cn, s->o.header_timeout);
   } else if ((cn = *socket_context)) {
     conn_disarm(cn);
+    ev_io_stop(s->evl, &cn->peer); /* MHD closes the socket after this */
+    if (cn->req) cn->req->conn = NULL;
     s->nconns--;
     free(cn);
     *socket_context = NULL;
@@ -290,12 +325,19 @@ static enum MHD_Result req_start(wf_server_t *s, wf_server_req_t *r,
                                  const char *method, const char *version) {
   const char *cl, *te;
   char msg[128];
+  size_t plen = strcspn(r->uri, "?");
+  (void)url; /* MHD's decoded copy: cut at an encoded NUL, decoded once */
   r->started = 1;
   r->method = wf_xstrdup(method);
-  r->path = wf_xstrdup(url);
+  r->path = wf_xmalloc(plen + 1);
+  memcpy(r->path, r->uri, plen);
+  r->path[plen] = 0;
   r->version = wf_xstrdup(version);
   r->conn = conn_of(c);
-  if (r->conn) conn_disarm(r->conn);
+  if (r->conn) {
+    r->conn->req = r;
+    conn_disarm(r->conn);
+  }
   MHD_get_connection_values(c, MHD_HEADER_KIND, collect_header, r);
   if (r->conn && r->conn->over_cap)
     return queue_error(s, c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
@@ -342,34 +384,34 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
   if (!r) *req_cls = r = on_uri(s, url, c);
   if (!r->started) return req_start(s, r, c, url, method, version);
   if (*upload_size) {
-    if (!r->too_big) {
-      if (r->blen + *upload_size > s->o.max_body_bytes) {
-        r->too_big = 1;
-        free(r->body);
-        r->body = NULL;
-        r->blen = r->bcap = 0;
-      } else {
-        if (r->blen + *upload_size + 1 > r->bcap) {
-          size_t cap = r->bcap ? r->bcap : 1024;
-          while (cap < r->blen + *upload_size + 1) cap *= 2;
-          r->body = wf_xrealloc(r->body, cap);
-          r->bcap = cap;
-        }
-        memcpy(r->body + r->blen, upload, *upload_size);
-        r->blen += *upload_size;
+    if (r->blen + *upload_size > s->o.max_body_bytes) {
+      /* a chunked body (its size was not declared) went over the cap: MHD
+       * cannot queue a response in the middle of a body, so answer on the
+       * socket and stop reading rather than swallow the rest */
+      char msg[128];
+      *upload_size = 0;
+      if (r->conn) {
+        conn_disarm(r->conn);
+        snprintf(msg, sizeof msg, "request body exceeds %zu bytes",
+                 s->o.max_body_bytes);
+        conn_raw_error(r->conn, "413 Content Too Large", "body_too_large",
+                       msg);
       }
+      return MHD_NO; /* MHD closes the connection */
     }
+    if (r->blen + *upload_size + 1 > r->bcap) {
+      size_t cap = r->bcap ? r->bcap : 1024;
+      while (cap < r->blen + *upload_size + 1) cap *= 2;
+      r->body = wf_xrealloc(r->body, cap);
+      r->bcap = cap;
+    }
+    memcpy(r->body + r->blen, upload, *upload_size);
+    r->blen += *upload_size;
     *upload_size = 0;
     return MHD_YES;
   }
   if (r->conn) conn_disarm(r->conn);
-  if (r->too_big) {
-    char msg[128];
-    snprintf(msg, sizeof msg, "request body exceeds %zu bytes",
-             s->o.max_body_bytes);
-    return queue_error(s, c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
-                       msg, 1);
-  }
+  if (r->peer_gone) return MHD_NO; /* nobody to answer: close */
   if (r->resp) {
     if (s->closed) MHD_add_response_header(r->resp, "Connection", "close");
     ret = MHD_queue_response(c, r->status, r->resp);
@@ -398,6 +440,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
   if ((cn = conn_of(c)) && !cn->timed_out)
     conn_arm(cn, s->o.header_timeout + s->o.idle_timeout);
   if (!r) return;
+  if (r->conn) r->conn->req = NULL;
+  r->conn = NULL;
   r->c = NULL;
   r->done = 1;
   r->suspended = 0;
@@ -425,6 +469,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
   wf_server_req_t *r = cls;
   size_t n = r->qlen - r->qoff;
   (void)pos;
+  if (r->peer_gone) return MHD_CONTENT_READER_END_WITH_ERROR;
   if (n) {
     if (n > max) n = max;
     memcpy(buf, r->q + r->qoff, n);
@@ -439,6 +484,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
   if (!r->held) return MHD_CONTENT_READER_END_WITH_ERROR;
   if (!r->c) return MHD_CONTENT_READER_END_WITH_ERROR;
   r->suspended = 1;
+  if (r->conn && r->s) ev_io_start(r->s->evl, &r->conn->peer);
   MHD_suspend_connection(r->c);
   return 0;
 }

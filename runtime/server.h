@@ -5,8 +5,10 @@
  * through wf_server_next while its connection stays suspended; the owner
  * answers with a complete response or a stream of chunks (a callback
  * response that suspends the connection while its queue is empty).
- * Limits: connection cap (503), header bytes (431), body bytes (413),
- * header/body deadlines (408, enforced here: MHD only has an idle timeout).
+ * Limits: connection cap (503), header bytes (431), body bytes (413; a
+ * chunked body is not read past the cap), header/body deadlines (408,
+ * enforced here: MHD only has an idle timeout). An idle stream's socket is
+ * watched, so a client that leaves is released at once.
  * Depends on libev, libmicrohttpd, common.h. Never includes lua.h. */
 #ifndef WF_SERVER_H
 #define WF_SERVER_H
@@ -66,7 +68,8 @@ unsigned wf_server_connections(const wf_server_t *s);
 
 /* Request accessors (valid until release, even after close). */
 const char *wf_server_req_method(const wf_server_req_t *r);
-/* The decoded path, without the query. */
+/* The raw path as sent (not percent-decoded: MHD's decoded copy is cut at
+ * an encoded NUL), without the query. */
 const char *wf_server_req_path(const wf_server_req_t *r);
 /* The raw query (after '?', not decoded), "" when none. */
 const char *wf_server_req_query(const wf_server_req_t *r);

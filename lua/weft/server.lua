@@ -11,12 +11,14 @@
 --     print(srv.port)
 --
 -- Each request runs `handler(req, res)` in its own task (it may use every
--- yielding weft primitive). req = {method, path, query, raw_query, headers
--- (lower-case names), body}. res:status / res:header / res:send / res:json
+-- yielding weft primitive). req = {method, path (percent-decoded once; may
+-- hold any byte, NUL included), raw_path (as sent), query, raw_query,
+-- headers (lower-case names), body, server}. res:status / res:header / res:send / res:json
 -- answer once; res:stream(code, headers) returns a writer for chunked
 -- responses and server-sent events: w:write(chunk) yields until the chunk is
 -- taken by the connection and returns nil, "closed" once the client left;
--- w:close() ends the stream. A handler error becomes a 500 JSON error (the
+-- w:close() ends the stream. srv:drain() ends every open stream first (an
+-- SSE stream gets a last `event: shutdown`). A handler error becomes a 500 JSON error (the
 -- message and traceback go to stderr, never to the client); a handler that
 -- returns without answering gets a 500 too; an open stream is ended.
 --
@@ -27,7 +29,8 @@ local core = require "weft.core.server"
 local loop = require "weft.core.loop"
 local json = require "weft.json"
 
-local type, pairs, tostring, error, setmetatable, xpcall = type, pairs, tostring, error, setmetatable, xpcall
+local type, pairs, ipairs, tostring, error, setmetatable, xpcall =
+  type, pairs, ipairs, tostring, error, setmetatable, xpcall
 local floor, char, tonumber = math.floor, string.char, tonumber
 local find, gsub, lower, gmatch = string.find, string.gsub, string.lower, string.gmatch
 local traceback, go, clock = debug.traceback, loop.go, loop.clock
@@ -42,11 +45,18 @@ local OPTIONS = {
   header_timeout = "number", body_timeout = "number", idle_timeout = "number",
 }
 
--- Percent-decoding of a query component ("+" is a space).
-local function unescape(s)
-  s = gsub(s, "+", " ")
+-- Percent-decoding (malformed escapes are kept as they are).
+local function pct_decode(s)
   return (gsub(s, "%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
 end
+
+-- Percent-decoding of a query component ("+" is a space).
+local function unescape(s)
+  return pct_decode((gsub(s, "+", " ")))
+end
+
+--- Percent-decode a raw path once ("+" stays "+"; malformed escapes stay).
+_M.decode_path = pct_decode
 
 --- Parse a raw query string into {name = value} (the last one wins for a
 -- repeated name; a name without "=" maps to "").
@@ -164,7 +174,21 @@ end
 function Writer:close()
   if self._closed then return true end
   self._closed = true
+  if self._open then self._open[self] = nil end
   return core.finish(self._r)
+end
+
+-- The last event of an SSE stream ended by a drain.
+local SHUTDOWN_EVENT = 'event: shutdown\ndata: {"reason":"server shutting down"}\n\n'
+
+-- End w at the start of a drain: its last bytes are queued without waiting
+-- (its handler may be writing or waiting); its next write gets nil, err.
+local function end_for_drain(w)
+  if w._closed then return end
+  w._closed = true
+  if w._open then w._open[w] = nil end
+  if w._sse then raw_write(w._r, SHUTDOWN_EVENT) end
+  core.finish(w._r)
 end
 
 --- Start a streamed (chunked) response: returns a writer, or nil, err.
@@ -180,24 +204,30 @@ function Response:stream(code, headers)
   self._sent = true
   local ok, err = core.stream(self._r, code, list)
   if not ok then return nil, err end
-  self._writer = setmetatable({ _r = self._r }, Writer)
-  return self._writer
+  local sse = false
+  for k, v in pairs(h) do
+    if lower(k) == "content-type" and find(lower(v), "^%s*text/event%-stream") then sse = true end
+  end
+  local w = setmetatable({ _r = self._r, _sse = sse, _open = self._open }, Writer)
+  self._writer = w
+  if w._open then w._open[w] = true end
+  return w
 end
 
 -- ---- serving ---------------------------------------------------------------
 
 local ERR500 = '{"error":{"code":"internal","message":"internal server error"}}'
 
--- Run the handler for one request, in its own task.
-local function serve(handler, r, method, path, raw_query, headers, body)
+-- Run the handler for one request of server srv, in its own task.
+local function serve(srv, handler, r, method, raw_path, raw_query, headers, body)
   local req = {
-    method = method, path = path, raw_query = raw_query,
-    query = _M.parse_query(raw_query), headers = headers, body = body,
+    method = method, path = pct_decode(raw_path), raw_path = raw_path, raw_query = raw_query,
+    query = _M.parse_query(raw_query), headers = headers, body = body, server = srv,
   }
-  local res = setmetatable({ _r = r, _status = 200, _headers = {} }, Response)
+  local res = setmetatable({ _r = r, _status = 200, _headers = {}, _open = srv._streams }, Response)
   local ok, err = xpcall(handler, traceback, req, res)
   if not ok then
-    io.stderr:write("weft.server: handler error on ", method, " ", path, ": ",
+    io.stderr:write("weft.server: handler error on ", method, " ", raw_path, ": ",
                     tostring(err), "\n")
     if not res._sent then
       core.respond(r, 500, { "Content-Type", "application/json" }, ERR500)
@@ -219,7 +249,7 @@ local function accept_loop(self)
     if r == AGAIN then
       raw_wait(s)
     else
-      go(serve, handler, r, method, path, q, headers, body)
+      go(serve, self, handler, r, method, path, q, headers, body)
     end
   end
 end
@@ -254,7 +284,8 @@ function _M.listen(opts)
     body_timeout = opts.body_timeout, idle_timeout = opts.idle_timeout,
   }
   if not s then return nil, err end
-  local self = setmetatable({ _s = s, _handler = opts.handler, port = core.port(s) }, Server)
+  local self = setmetatable({ _s = s, _handler = opts.handler, port = core.port(s),
+                              _streams = setmetatable({}, { __mode = "k" }) }, Server)
   go(accept_loop, self)
   return self
 end
@@ -271,15 +302,27 @@ function Server:inflight() return core.inflight(self._s) end
 --- Open connections.
 function Server:connections() return core.connections(self._s) end
 
---- Close, wait up to timeout seconds (default 30) for the requests in
--- flight, then stop: every connection is closed and open streams see
--- "closed". Returns true, or false, "timeout" when requests were cut.
+--- Open streams (responses started with res:stream and not yet ended).
+function Server:streams()
+  local n = 0
+  for _ in pairs(self._streams) do n = n + 1 end
+  return n
+end
+
+--- Close, end every open stream (an SSE stream gets a last `event:
+-- shutdown` with data {"reason": "server shutting down"}; a stream may
+-- never end by itself), wait up to timeout seconds (default 30) for the
+-- other requests in flight, then stop: every connection is closed.
+-- Returns true, or false, "timeout" when requests were cut.
 function Server:drain(timeout)
   if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
     error("srv:drain: timeout must be a number of seconds >= 0", 2)
   end
   local s = self._s
   core.close(s)
+  local open = {}
+  for w in pairs(self._streams) do open[#open + 1] = w end
+  for _, w in ipairs(open) do end_for_drain(w) end
   local deadline = clock() + (timeout or 30)
   local cut = false
   -- the server wakes waiters whenever the in-flight count drops

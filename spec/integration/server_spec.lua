@@ -42,7 +42,7 @@ end
 -- Echo what the handler saw, as JSON.
 local function echo(req, res)
   res:json(200, {
-    method = req.method, path = req.path, query = req.query,
+    method = req.method, path = req.path, raw_path = req.raw_path, query = req.query,
     raw_query = req.raw_query, headers = req.headers, body = req.body,
   })
 end
@@ -92,6 +92,20 @@ describe("weft.server", function()
       assert.same({ x = "1", name = "hé llo", flag = "" }, got.query)
       assert.equal("x=1&name=h%C3%A9+llo&flag", got.raw_query)
       assert.equal("abc", got.headers["x-token"])
+      assert.equal("/a/b%20c", got.raw_path)
+    end)
+
+    it("gives the raw path as sent, and the path decoded once, NUL bytes included", function()
+      local seen
+      local srv = start(function(req, res) seen = req; res:send("ok") end)
+      local c = assert(tcp.connect("127.0.0.1", srv.port, 5))
+      c:send("GET /agents/victim%00.evil/%2541?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      local data = assert(c:receive("*a", 5))
+      c:close()
+      assert.matches("^HTTP/1%.1 200", data)
+      assert.equal("/agents/victim%00.evil/%2541", seen.raw_path)
+      assert.equal("/agents/victim\0.evil/%41", seen.path)
+      assert.equal("q=1", seen.raw_query)
     end)
 
     it("collects a POST body and answers JSON", function()
@@ -238,6 +252,28 @@ describe("weft.server", function()
       local _ = send_err
     end)
 
+    it("stops reading a chunked body at max_body_bytes and answers 413", function()
+      local called = false
+      local srv = start(function(_, res) called = true; res:send("read it all") end, { max_body_bytes = 64 * 1024 })
+      local c = assert(tcp.connect("127.0.0.1", srv.port, 5))
+      assert(c:send("POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 5))
+      local chunk = ("%x\r\n"):format(64 * 1024) .. ("z"):rep(64 * 1024) .. "\r\n"
+      local sent, limit = 0, 64 * 1024 * 1024 -- far more than any socket buffers
+      -- the server answers and stops reading: the sends fail long before
+      while sent < limit do
+        local ok = c:send(chunk, 5)
+        if not ok then break end
+        sent = sent + 64 * 1024
+      end
+      if sent >= limit then c:send("0\r\n\r\n", 5) end
+      local answer = c:receive("*l", 30)
+      c:close()
+      assert.is_true(sent < limit, "the whole body was read before an answer")
+      assert.equal(413, tonumber((answer or ""):match("^HTTP/1%.%d (%d+)")), answer)
+      assert.is_false(called)
+      assert.equal(200, assert(http.request{ url = url(srv, "/") }).status)
+    end)
+
     it("answers 503 to a connection over max_connections", function()
       local srv = start(echo, { max_connections = 1 })
       local a = assert(tcp.connect("127.0.0.1", srv.port, 5))
@@ -285,6 +321,35 @@ describe("weft.server", function()
       c:close()
       assert.matches("[Tt]ransfer%-[Ee]ncoding: chunked", data)
       assert.matches("\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n$", data)
+    end)
+
+    it("releases the connection of a client that leaves an idle stream, without a write", function()
+      local waiting, handlers, idle = weft.cond(), 0, weft.cond()
+      local srv = start(function(_, res)
+        local w = res:stream(200, { ["Content-Type"] = "text/event-stream" })
+        w:write(": hi\n\n")
+        handlers = handlers + 1
+        waiting:signal()
+        idle:wait(60) -- the stream stays idle: nothing is written
+      end, { max_connections = 20 })
+      -- many more visits than the connection cap, each leaving an idle stream
+      for i = 1, 60 do
+        local c = assert(tcp.connect("127.0.0.1", srv.port, 5))
+        assert(c:send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n", 5))
+        local line = assert(c:receive("*l", 5))
+        assert.equal(200, tonumber(line:match("^HTTP/1%.%d (%d+)")), "visit " .. i)
+        while handlers < i do waiting:wait(5) end
+        c:close()
+      end
+      -- all of them are released (poll, bounded: the release is not timed)
+      for _ = 1, 2000 do
+        if srv:connections() == 0 then break end
+        weft.sleep(0.005)
+      end
+      assert.equal(0, srv:connections())
+      local res = assert(http.request{ url = url(srv, "/after"), timeout = 5, stream = function() return false end })
+      assert.equal(200, res.status)
+      idle:signal()
     end)
 
     it("ends the writer with 'closed' when the client leaves mid-stream", function()
@@ -354,29 +419,57 @@ describe("weft.server", function()
     end)
 
     it("cuts requests still running at the drain timeout", function()
-      local started, ended = weft.cond(), weft.cond()
-      local write_result
+      local started, release = weft.cond(), weft.cond()
+      local send_result
       local srv = start(function(_, res)
-        local w = res:stream(200)
         started:signal()
-        for _ = 1, 1000 do
-          local ok, err = w:write("x")
-          if not ok then write_result = err break end
-          weft.sleep(0.01)
-        end
-        ended:signal()
+        release:wait(10)
+        local _, err = res:send("late")
+        send_result = err
       end)
       local client = weft.go(function()
-        return http.request{ url = url(srv, "/"), stream = function() end, timeout = 10 }
+        return http.request{ url = url(srv, "/"), timeout = 10 }
       end)
       started:wait(10)
       local ok, err = srv:drain(0.1)
       assert.is_false(ok)
       assert.equal("timeout", err)
       local res, cerr = client:wait()
-      assert.is_true(res == nil or res.status == 200, tostring(cerr))
-      if write_result == nil then ended:wait(10) end
-      assert.equal("closed", write_result)
+      assert.is_nil(res, "the cut request got an answer")
+      assert.is_string(cerr)
+      release:signal()
+      weft.go(function() end):wait() -- let the handler run on
+      assert.equal("closed", send_result)
+    end)
+
+    it("ends open streams at the start of the drain, SSE ones with a last shutdown event", function()
+      local write_result, started = nil, weft.cond()
+      local forever = weft.cond()
+      local srv = start(function(_, res)
+        local w = res:stream(200, { ["Content-Type"] = "text/event-stream" })
+        assert(w:write("data: hello\n\n"))
+        started:signal()
+        forever:wait(60) -- a stream on something that never ends
+        write_result = select(2, w:write("data: too late\n\n"))
+      end)
+      local got = {}
+      local client = weft.go(function()
+        return http.request{ url = url(srv, "/events"), framing = "sse", timeout = 30,
+                             stream = function(ev) got[#got + 1] = ev end }
+      end)
+      started:wait(10)
+      assert.equal(1, srv:streams())
+      -- nothing else is in flight: the drain does not wait for the stream
+      local ok, err = srv:drain(30)
+      assert.is_true(ok, err)
+      local res = assert(client:wait())
+      assert.equal(200, res.status)
+      assert.equal("hello", got[1].data)
+      assert.equal("shutdown", got[#got].event)
+      assert.same({ reason = "server shutting down" }, json.decode(got[#got].data))
+      forever:signal()
+      weft.go(function() end):wait()
+      assert.is_string(write_result)
     end)
   end)
 end)

@@ -81,7 +81,8 @@ function Res:events()
   return out
 end
 
---- A request table as weft.server gives it; a table body is JSON-encoded
+--- A request table as weft.server gives it (path is the raw path, as sent:
+-- req.raw_path; req.path is it decoded once); a table body is JSON-encoded
 -- (content-type application/json unless headers say otherwise).
 function _M.request(method, path, opts)
   opts = opts or {}
@@ -94,7 +95,8 @@ function _M.request(method, path, opts)
   elseif body ~= nil and headers["content-type"] == nil then
     headers["content-type"] = "application/json"
   end
-  return { method = method, path = path, query = opts.query or {}, raw_query = "", headers = headers, body = body }
+  return { method = method, path = require("weft.server").decode_path(path), raw_path = path,
+           query = opts.query or {}, raw_query = "", headers = headers, body = body }
 end
 
 --- Serve one request with app in a task of its own (as weft.server does);

@@ -44,7 +44,7 @@ describe("weft.serve app router", function()
 
   it("rejects path traversal in ids with 400", function()
     local app = new_app()
-    for _, p in ipairs({ "/api/v1/agents/..%2Fetc", "/api/v1/agents/../x", "/api/v1/agents/a%2Fb",
+    for _, p in ipairs({ "/api/v1/agents/..%2Fetc", "/api/v1/agents/../x", "/api/v1/agents/a%5C..%5Cb",
                          "/api/v1/agents/..", "/api/v1/agents/%zz" }) do
       local e = err_of(call(app, "GET", p), 400)
       assert.matches("path", e.code, 1, true)
@@ -56,6 +56,53 @@ describe("weft.serve app router", function()
     assert.equal("invalid_id", err_of(call(app, "GET", "/api/v1/agents/a%20b"), 400).code)
     assert.equal("invalid_id", err_of(call(app, "GET", "/api/v1/agents/" .. ("x"):rep(65)), 400).code)
     assert.equal(404, call(app, "GET", "/api/v1/agents/" .. ("x"):rep(64)).status_code)
+  end)
+
+  it("decodes each path segment once and refuses ids with NUL or path characters as invalid_id", function()
+    local app = new_app()
+    assert.equal(201, call(app, "POST", "/api/v1/agents",
+      { body = { id = "victim", name = "v", model = "mock:echo", instructions = "x" } }).status_code)
+    for _, p in ipairs({ "/api/v1/agents/victim%00.evil", "/api/v1/agents/victim%00", "/api/v1/agents/a%2Fb",
+                         "/api/v1/agents/a%5Cb", "/api/v1/agents/victim%2500" }) do
+      local e = err_of(call(app, "DELETE", p), 400)
+      assert.equal("invalid_id", e.code, p)
+      assert.equal("id", e.details.field, p)
+    end
+    -- the raw path is what is routed: weft.server gives it as req.raw_path
+    local res = fake.new()
+    weft.go(function()
+      app:handle({ method = "DELETE", path = "/api/v1/agents/victim\0.evil", raw_path = "/api/v1/agents/victim%00.evil",
+                   headers = {}, query = {} }, res)
+    end):wait()
+    assert.equal(400, res.status_code)
+    assert.equal("invalid_id", res:decoded().error.code)
+    assert.equal(200, call(app, "GET", "/api/v1/agents/victim").status_code)
+    assert.equal(200, call(app, "GET", "/api/v1/agents/%76ictim").status_code)
+  end)
+
+  it("refuses request bodies nested deeper than MAX_BODY_DEPTH with 400 invalid_json", function()
+    local appmod = require "weft.serve.app"
+    local d = appmod.MAX_BODY_DEPTH
+    local deep = '{"input": ' .. ("["):rep(d) .. ("]"):rep(d) .. "}"
+    local e = err_of(call(new_app(), "POST", "/api/v1/agents", { body = deep }), 400)
+    assert.equal("invalid_json", e.code)
+    assert.equal(d, e.details.max_depth)
+    assert.matches("nesting too deep", e.message, 1, true)
+    -- one level less gets through the door (and fails later, on the fields)
+    local ok = '{"input": ' .. ("["):rep(d - 1) .. ("]"):rep(d - 1) .. "}"
+    local r = call(new_app(), "POST", "/api/v1/agents", { body = ok })
+    assert.are_not.equal("invalid_json", r:decoded().error.code)
+  end)
+
+  it("answers a handler error with 500 and a reference, without paths or traceback", function()
+    local app = new_app()
+    app:route("GET", "/api/v1/boom", function() error("kaboom at /srv/secret/dir/x.lua") end)
+    local e = err_of(call(app, "GET", "/api/v1/boom"), 500)
+    assert.equal("internal", e.code)
+    assert.is_string(e.details.reference)
+    assert.falsy(e.message:find("/", 1, true), e.message)
+    assert.falsy(e.message:find("traceback", 1, true), e.message)
+    assert.falsy(e.message:find("kaboom", 1, true), e.message)
   end)
 
   it("answers 400 with the line and column of invalid JSON", function()

@@ -25,6 +25,10 @@ _M.App = App
 _M.ID_PATTERN = "^[A-Za-z0-9_.%-]+$"
 _M.ID_MAX = 64
 _M.DEFAULT_LIMIT, _M.MAX_LIMIT = 50, 1000
+--- How deep a request body may nest (arrays and objects). Far below the
+-- JSON codec's own limit (json MAX_DEPTH, 1000), so that whatever comes in
+-- (a run's input) can be embedded in any response (summaries, events).
+_M.MAX_BODY_DEPTH = 100
 
 --- True when s is a valid id: 1-64 of A-Z a-z 0-9 _ . - and not "." or "..".
 function _M.valid_id(s)
@@ -50,7 +54,10 @@ local function unescape(s)
   return s
 end
 
--- Split a path into decoded segments; raises 400 on traversal or bad escapes.
+-- Split a raw path (as sent, not decoded) into segments, each decoded
+-- once; raises 400 invalid_path on traversal (".", "..", "../" once
+-- decoded) or bad escapes. A segment that decodes to other bytes no id may
+-- hold (NUL, "/", "\\") stays as it is: check_id refuses it (invalid_id).
 local function segments(path)
   if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
     throw(400, "bad_request", "the path must start with '/'")
@@ -59,7 +66,7 @@ local function segments(path)
   for raw in path:gmatch("[^/]+") do
     local s = unescape(raw)
     if s == nil then throw(400, "invalid_path", ("malformed percent-escape in path segment %q"):format(raw)) end
-    if s == "." or s == ".." or s:find("[/\\%z]") then
+    if s == "." or s == ".." or s:find("%.%.[/\\]") or s:find("[/\\]%.%.") then
       throw(400, "invalid_path", ("path segment %q is not allowed (path traversal)"):format(raw))
     end
     out[#out + 1] = s
@@ -96,7 +103,8 @@ end
 
 --- The decoded JSON body of req: a table (an object unless opts.any),
 -- or nil when empty and not opts.required. Raises 415 for a body that is
--- not JSON, 400 (with line and column) for invalid JSON.
+-- not JSON, 400 (with line and column) for invalid JSON or a body nested
+-- deeper than MAX_BODY_DEPTH.
 function App:body(req, opts)
   opts = opts or {}
   local body = req.body
@@ -112,11 +120,12 @@ function App:body(req, opts)
           ("request bodies must be application/json, got %s"):format(ct == "" and "no content-type" or ("'" .. ct .. "'")),
           { content_type = ct })
   end
-  local v, err = json.decode(body)
+  local v, err = json.decode(body, { max_depth = _M.MAX_BODY_DEPTH })
   if v == nil then
     local line, col = tostring(err):match("line (%d+) column (%d+)")
-    throw(400, "invalid_json", "invalid JSON body: " .. tostring(err),
-          { line = tonumber(line), column = tonumber(col) })
+    local details = { line = tonumber(line), column = tonumber(col) }
+    if tostring(err):find("nesting too deep", 1, true) then details.max_depth = _M.MAX_BODY_DEPTH end
+    throw(400, "invalid_json", "invalid JSON body: " .. tostring(err), details)
   end
   if not opts.any and (type(v) ~= "table" or json.is_array(v)) then
     throw(400, "bad_request", "the request body must be a JSON object")
@@ -205,6 +214,8 @@ local function respond(res, status, body, headers)
   end
 end
 
+local internal_seq = 0
+
 --- Serve one request (never raises).
 function App:handle(req, res)
   local status
@@ -215,7 +226,7 @@ function App:handle(req, res)
         return
       end
     end
-    local segs = segments(req.path)
+    local segs = segments(req.raw_path or req.path)
     local allowed, seen = {}, {}
     for _, r in ipairs(self.routes) do
       local params = match(r, segs)
@@ -241,20 +252,26 @@ function App:handle(req, res)
     if #allowed > 0 then
       sort(allowed)
       local e = errors.new(405, "method_not_allowed",
-        ("method %s is not allowed on %s (allowed: %s)"):format(tostring(req.method), req.path, concat(allowed, ", ")),
+        ("method %s is not allowed on %s (allowed: %s)"):format(tostring(req.method), req.raw_path or req.path,
+          concat(allowed, ", ")),
         { allowed = allowed })
       e.headers = { allow = concat(allowed, ", ") }
       error(e, 0)
     end
-    throw(404, "not_found", ("no route for %s %s"):format(tostring(req.method), tostring(req.path)))
+    throw(404, "not_found", ("no route for %s %s"):format(tostring(req.method), tostring(req.raw_path or req.path)))
   end, function(e)
     if errors.is_error(e) then return e end
     return { internal = tostring(e), traceback = debug.traceback(tostring(e), 2) }
   end)
   if not ok then
     if not errors.is_error(err) then
-      io.stderr:write("weft serve: ", tostring(req.method), " ", tostring(req.path), ": ", err.traceback, "\n")
-      err = errors.new(500, "internal", "internal error: " .. err.internal)
+      -- the message and traceback name server files: the log gets them,
+      -- the client a reference to find them there
+      internal_seq = internal_seq + 1
+      local ref = ("%x-%d"):format(os.time(), internal_seq)
+      io.stderr:write("weft serve: internal error ", ref, " on ", tostring(req.method), " ",
+                      tostring(req.raw_path or req.path), ": ", err.traceback, "\n")
+      err = errors.new(500, "internal", "internal error (reference " .. ref .. " in the server log)", { reference = ref })
     end
     status = err.status
     if not res.streaming then pcall(self.send_error or errors.send, res, err, req) end

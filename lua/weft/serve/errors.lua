@@ -5,7 +5,7 @@
 -- Uses weft.json.
 local json = require "weft.json"
 
-local setmetatable, getmetatable, error = setmetatable, getmetatable, error
+local setmetatable, getmetatable, error, type, pairs = setmetatable, getmetatable, error, type, pairs
 
 local _M = {}
 
@@ -26,10 +26,38 @@ end
 --- True when v is an error object made by new/throw.
 function _M.is_error(v) return getmetatable(v) == Err end
 
---- The JSON body of an error object.
+-- A token that starts an absolute filesystem path: "/" after the start,
+-- a space, a quote, "(", "@" or "=" (not a URL's "//" or "host/").
+local PATH_BEFORE = { [""] = true, [" "] = true, ["\n"] = true, ["\t"] = true, ['"'] = true,
+                      ["'"] = true, ["("] = true, ["@"] = true, ["="] = true, ["["] = true }
+
+--- msg without what would tell a client about the server's files: a Lua
+-- traceback is cut off, and an absolute path of two or more components
+-- (other than an API path, /api/... or /v1/...) is reduced to its last
+-- component ("/srv/flows/x.lua:3: boom" -> "x.lua:3: boom"). Non-strings
+-- are returned as they are.
+function _M.scrub(msg)
+  if type(msg) ~= "string" then return msg end
+  msg = msg:gsub("\n?%s*stack traceback:.*$", "")
+  return (msg:gsub("()(/[^%s\"'()<>,;=%[%]]+)", function(pos, p)
+    if not PATH_BEFORE[msg:sub(pos - 1, pos - 1)] then return nil end
+    if p:find("^/api/") or p:find("^/v1/") or not p:find("^/[^/]+/") then return nil end
+    return p:match("([^/]*)$")
+  end))
+end
+local scrub = _M.scrub
+
+--- The JSON body of an error object (message and string details scrubbed:
+-- see scrub).
 function _M.body(e)
-  return { error = { code = e.code, message = e.message,
-                     details = e.details == nil and json.object() or e.details } }
+  local details = e.details
+  if type(details) == "table" then
+    local d = {}
+    for k, v in pairs(details) do d[k] = scrub(v) end
+    details = setmetatable(d, getmetatable(details))
+  end
+  return { error = { code = e.code, message = scrub(e.message),
+                     details = details == nil and json.object() or details } }
 end
 
 --- Write e as a JSON response (extra headers, e.g. Allow, in e.headers).

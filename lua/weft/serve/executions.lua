@@ -33,11 +33,29 @@ end
 -- The public summary of execution x.
 local function summary(x)
   return { id = x.id, workflow = x.workflow, status = x.status, created_at = x.created_at,
-           updated_at = x.updated_at, finished_at = x.finished_at, error = x.error,
+           updated_at = x.updated_at, finished_at = x.finished_at, error = errors.scrub(x.error),
            outputs = x.outputs, supersteps = x.supersteps, duration_ms = x.duration_ms,
            requests = x.requests, durable = x.durable or nil, async = x.async }
 end
 _M.summary = summary
+
+-- Summary d made safe to answer: a run's outputs or requests that cannot
+-- be encoded (a workflow may build values nested deeper than the JSON
+-- limit) are replaced by a note, so one execution never fails a listing.
+local function answerable(d)
+  if type(d) ~= "table" or json.check(d) == nil then return d end
+  for _, k in ipairs({ "outputs", "requests" }) do
+    if d[k] ~= nil and json.check(d[k]) ~= nil then
+      d[k] = nil
+      d.unavailable = d.unavailable or json.array()
+      d.unavailable[#d.unavailable + 1] = k
+    end
+  end
+  if json.check(d) ~= nil then
+    d = { id = d.id, workflow = d.workflow, status = d.status, unavailable = json.array({ "summary" }) }
+  end
+  return d
+end
 
 -- Persist x's summary (best effort: a store failure is logged).
 local function save(app, x)
@@ -91,6 +109,10 @@ end
 
 --- How many finished executions stay in memory (with their events).
 _M.MAX_FINISHED = 1000
+
+--- Seconds without an event after which an SSE stream gets a comment line
+-- (": keep-alive").
+_M.HEARTBEAT = 15
 
 --- Start an execution of workflow wf (id wid) with input; returns it.
 function _M.start(app, wid, wf, input, async)
@@ -232,7 +254,7 @@ function _M.install(app)
       if type(d) == "table" and (q.workflow == nil or d.workflow == q.workflow)
          and (q.status == nil or d.status == q.status) then
         d.outputs = nil -- lists stay small; GET one execution for its outputs
-        list[#list + 1] = d
+        list[#list + 1] = answerable(d)
       end
     end
     table.sort(list, function(a, b)
@@ -244,7 +266,7 @@ function _M.install(app)
 
   app:route("GET", "/api/v1/executions/{id}", function(self, _, p)
     local x, stored = lookup(self, p.id)
-    return 200, x and summary(x) or stored
+    return 200, answerable(x and summary(x) or stored)
   end)
 
   app:route("DELETE", "/api/v1/executions/{id}", function(self, _, p)
@@ -290,7 +312,11 @@ function _M.install(app)
         if not ok then return end -- the client left
       end
       if TERMINAL[x.status] then break end
-      x.cond:wait()
+      if not x.cond:wait(_M.HEARTBEAT) and n >= #x.events and not TERMINAL[x.status] then
+        -- nothing happened (a paused run may wait for days): a comment
+        -- line, so that a client that left is noticed and this task ends
+        if not w:write(": keep-alive\n\n") then return end
+      end
     end
     w:write(fmt("event: end\ndata: %s\n\n", json.encode({ id = x.id, status = x.status })))
     w:close()

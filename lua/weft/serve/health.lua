@@ -66,7 +66,7 @@ end
 local function esc(v) return (tostring(v):gsub("[\\\"\n]", { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" })) end
 
 --- The Prometheus text of app's metrics.
-function _M.prometheus(app)
+function _M.prometheus(app, srv)
   local m, out = app.metrics, {}
   local function add(...) out[#out + 1] = fmt(...) end
   add("# HELP weft_runs_total Workflow runs that ended, by status.")
@@ -101,6 +101,14 @@ function _M.prometheus(app)
     local method, code = k:match("^(%S+) (%S+)$")
     add('weft_http_requests_total{method="%s",code="%s"} %d', esc(method), esc(code), m.http_counts[k])
   end
+  if srv then
+    add("# HELP weft_http_connections Open HTTP connections.")
+    add("# TYPE weft_http_connections gauge")
+    add("weft_http_connections %d", srv:connections())
+    add("# HELP weft_http_streams Open streamed responses (server-sent events).")
+    add("# TYPE weft_http_streams gauge")
+    add("weft_http_streams %d", srv:streams())
+  end
   local llm = package.loaded["weft.llm"]
   local c = llm and llm.counters or { requests = {}, tokens = {} }
   add("# HELP weft_llm_requests_total Model calls of this process, by provider and outcome.")
@@ -131,10 +139,10 @@ function _M.install(app)
                   store = self.store.kind, durable = self.durable, executions_running = running }
   end)
 
-  app:route("GET", "/metrics", function(self, _, _, res)
+  app:route("GET", "/metrics", function(self, req, _, res)
     res:status(200)
     res:header("content-type", "text/plain; version=0.0.4; charset=utf-8")
-    res:send(_M.prometheus(self))
+    res:send(_M.prometheus(self, req.server))
     res.status_code = 200
   end)
 end

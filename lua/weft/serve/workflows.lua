@@ -248,18 +248,19 @@ local function load_script(app, id, path)
   return wf
 end
 
--- The public document of script id.
+-- The public document of script id (its file name, never the server's
+-- path to it; errors scrubbed of paths and tracebacks).
 local function script_doc(app, id, path)
-  local doc = { id = id, source = "lua", path = path, read_only = true }
+  local doc = { id = id, source = "lua", file = path:match("([^/]*)$"), read_only = true }
   local wf, err = load_script(app, id, path)
   if wf then
     local desc = wf:describe()
     doc.name, doc.graph = wf.name, desc
   else
-    doc.error = err
+    doc.error = errors.scrub(tostring(err))
   end
   local v = app.host and app.host.versions[id]
-  if v then doc.version, doc.hash, doc.reload_error = v.version, v.hash, v.error end
+  if v then doc.version, doc.hash, doc.reload_error = v.version, v.hash, errors.scrub(v.error) end
   return doc
 end
 
@@ -324,7 +325,9 @@ function _M.install(app)
     local ids = {}
     for id in pairs(sc) do ids[#ids + 1] = id end
     table.sort(ids)
-    for _, id in ipairs(ids) do list[#list + 1] = { id = id, source = "lua", path = sc[id], read_only = true } end
+    for _, id in ipairs(ids) do
+      list[#list + 1] = { id = id, source = "lua", file = sc[id]:match("([^/]*)$"), read_only = true }
+    end
     return 200, require("weft.serve.app").paginate(list, limit, offset)
   end)
 
