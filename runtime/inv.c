@@ -23,9 +23,13 @@ static void timer_cb(struct ev_loop *evl, ev_timer *w, int revents);
 
 /* Start the invocation's one-shot timer for `after` seconds. */
 static void timer_start(wf_run_t *r, wf_invx_t *x, double after) {
+  struct ev_loop *evl = wf_loop_ev(r->s->loop);
   wf_inv_timer_stop(r, x);
+  /* count from now, not from libev's time cached before the Lua work that
+   * preceded this call (a timeout or backoff would otherwise end early) */
+  ev_now_update(evl);
   ev_timer_init(&x->timer, timer_cb, after, 0.);
-  ev_timer_start(wf_loop_ev(r->s->loop), &x->timer);
+  ev_timer_start(evl, &x->timer);
   x->timer_on = 1;
 }
 

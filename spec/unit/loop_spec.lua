@@ -44,6 +44,27 @@ describe("weft.sleep", function()
   end)
 end)
 
+describe("executor retry backoff", function()
+  it("waits its backoff from the failure even after long Lua work", function()
+    local failed_at
+    local ex = weft.executor("flaky", {
+      handle = function(_, ctx)
+        if ctx.attempt == 1 then
+          weft.sleep(0)
+          busy(0.09)
+          failed_at = weft.clock()
+          error("first attempt fails")
+        end
+        ctx:yield_output(weft.clock() - failed_at)
+      end,
+      retry = { max_attempts = 2, backoff = 0.1 },
+    })
+    local r = weft.workflow("backoff-check"):start(ex):build():run("x")
+    assert.equal("completed", r.status, r.error)
+    assert.is_true(r.outputs[1] >= 0.1, "waited only " .. r.outputs[1] .. " s")
+  end)
+end)
+
 describe("cond:wait", function()
   it("with a timeout, waits that long from the call even after long Lua work", function()
     local waited = in_executor(function()
