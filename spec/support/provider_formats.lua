@@ -325,8 +325,8 @@ local function openai_respond(srv, conv, r, res, faults, id)
   end
   if r.calls then
     for k, c in ipairs(r.calls) do
-      local head = { index = k - 1, id = call_id("call", conv, k), type = "function",
-                     ["function"] = { name = c.name, arguments = "" } }
+      local head = { index = k == 1 and faults.tool_index or k - 1, id = call_id("call", conv, k),
+                     type = "function", ["function"] = { name = c.name, arguments = "" } }
       if k == 1 then
         chunk({ role = "assistant", content = null, tool_calls = { head }, refusal = null })
       else
@@ -449,7 +449,7 @@ local function anthropic_respond(srv, conv, r, res, faults, id)
     usage = { input_tokens = r.input, output_tokens = 1,
               cache_creation_input_tokens = 0, cache_read_input_tokens = 0 } } })
   for i, b in ipairs(blocks) do
-    local idx = i - 1
+    local idx = i == 1 and faults.tool_index or i - 1
     if b.type == "text" then
       ev("content_block_start", { type = "content_block_start", index = idx,
                                   content_block = { type = "text", text = "" } })
@@ -706,6 +706,48 @@ local function check_auth(provider, req, route)
   end
 end
 
+-- One text event of each provider's stream format, for endless().
+local ENDLESS = {
+  openai = function(text)
+    return json.encode({ object = "chat.completion.chunk", model = "m",
+                         choices = { { index = 0, delta = { content = text }, finish_reason = null } } })
+  end,
+  anthropic = function(text)
+    return json.encode({ type = "content_block_delta", index = 0,
+                         delta = { type = "text_delta", text = text } }), "content_block_delta"
+  end,
+  gemini = function(text)
+    return json.encode({ candidates = { { content = { parts = { { text = text } }, role = "model" },
+                                          index = 0 } } })
+  end,
+  ollama = function(text)
+    return json.encode({ model = "m", message = { role = "assistant", content = text }, done = false })
+  end,
+}
+
+--- A hostile streamed reply (fault `endless`): text events of about 1 KiB
+-- in provider p's format, forever; ends when the client leaves or the
+-- server stops.
+function _M.endless(srv, p, conv, res, faults)
+  local framing = p == "ollama" and "ndjson" or (p == "gemini" and "sse_crlf" or "sse")
+  local st = srv:stream(res, faults, 200, { ["Content-Type"] = p == "ollama"
+    and "application/x-ndjson" or "text/event-stream" }, framing)
+  if p == "anthropic" then
+    st:event(json.encode({ type = "message_start", message = { id = "msg_endless", type = "message",
+      role = "assistant", model = conv.model, content = array(),
+      usage = { input_tokens = 1, output_tokens = 1 } } }), "message_start")
+    st:event(json.encode({ type = "content_block_start", index = 0,
+                           content_block = { type = "text", text = "" } }), "content_block_start")
+  end
+  local text = string.rep("endless ", 128)
+  local n = 0
+  while true do -- st:event raises GONE once the client has left
+    st:event(ENDLESS[p](text))
+    n = n + 1
+    if n % 64 == 0 then srv.http:pause(0) end
+  end
+end
+
 local PARSE = { openai = openai_parse, anthropic = anthropic_parse, gemini = gemini_parse,
                 ollama = ollama_parse }
 local RESPOND = { openai = openai_respond, anthropic = anthropic_respond,
@@ -736,7 +778,13 @@ function _M.handle(srv, route, req, res, faults)
     error(conv, 0)
   end
   srv.seq = (srv.seq or 0) + 1
+  if faults.endless and conv.stream then return _M.endless(srv, p, conv, res, faults) end
   local r = decide(conv)
+  if faults.tool_calls then -- a hostile reply: N calls of "add"
+    local calls = {}
+    for k = 1, faults.tool_calls do calls[k] = { name = "add", args = {}, args_json = "{}" } end
+    r.calls, r.text, r.finish, r.output = calls, nil, "tool_calls", faults.tool_calls
+  end
   return RESPOND[p](srv, conv, r, res, faults, format("weft%06d", srv.seq), route)
 end
 

@@ -27,6 +27,7 @@
 --   /ndjson/N  N lines {"i":i} (application/x-ndjson, chunked)
 --   /chunks/N  N chunks "chunk i\n" (text/plain, chunked)
 --   /bytes/N   N bytes (Content-Length): "0123456789abcdef" repeated
+--   /redirect?to=URL[&status=CODE]  a redirect (default 302) to URL
 --   /hang      reads the request, never answers (until the client leaves)
 --   /close     closes the connection without a response
 --   /stats     the counters as JSON
@@ -36,6 +37,17 @@
 -- spec string (srv:reset() forgets the counts). For a response that is not
 -- streamed, cut=N sends the head and the first N body bytes then closes,
 -- and malformed=N (any N) sends a body that is not JSON.
+-- Hostile faults (a server that attacks its client):
+--   redirect=TARGET     answer with a redirect (redirect_status=CODE, default
+--                       301) to the same path and query without the fault
+--                       prefix on TARGET: HOST (this server's port, e.g.
+--                       "localhost": another origin than 127.0.0.1),
+--                       HOST:PORT, or "file" (file:///etc/hostname)
+--   endless             a streamed provider reply whose text never ends
+--   tool_calls=N        the reply (streamed or not) calls tool "add" N times
+--   tool_index=N        OpenAI and Anthropic streams: the first tool call's
+--                       wire index (OpenAI) or content block index
+--                       (Anthropic) is N (the reply must call a tool)
 -- Run as a script, find the sibling modules without LUA_PATH help.
 do
   local dir = debug.getinfo(1, "S").source:match("^@(.-)support[/\\]provider_server%.lua$")
@@ -64,7 +76,8 @@ local unescape = hs.unescape
 _M.parse_query = hs.parse_query
 
 local NUMERIC = { latency = true, status = true, times = true, retry_after = true,
-                  cut = true, malformed = true, chunk_delay = true }
+                  cut = true, malformed = true, chunk_delay = true, redirect_status = true,
+                  tool_calls = true, tool_index = true }
 
 --- Parse a fault spec ("status=429,times=2,retry_after=1"): a table, or
 -- nil and an error naming the bad item.
@@ -73,13 +86,17 @@ function _M.parse_faults(spec)
   for item in spec:gmatch("[^,]+") do
     local k, v = item:match("^([%w_]+)=(.*)$")
     if not k then k = item end
-    if k == "bytewise" and v == nil then
-      f.bytewise = true
+    if (k == "bytewise" or k == "endless") and v == nil then
+      f[k] = true
+    elseif k == "redirect" and v and (v == "file" or v:match("^[%w%.%-]+$")
+                                      or v:match("^[%w%.%-]+:%d+$")) then
+      f.redirect = v
     elseif NUMERIC[k] and v and v:match("^%d+%.?%d*$") then
       f[k] = tonumber(v)
     else
       return nil, "unknown or malformed fault '" .. item .. "' (expected latency=MS, "
-        .. "status=CODE, times=N, retry_after=S, cut=N, malformed=N, bytewise, chunk_delay=MS)"
+        .. "status=CODE, times=N, retry_after=S, cut=N, malformed=N, bytewise, chunk_delay=MS, "
+        .. "redirect=HOST[:PORT]|file, redirect_status=CODE, endless, tool_calls=N, tool_index=N)"
     end
   end
   if f.status and (f.status < 100 or f.status > 599) then
@@ -162,6 +179,14 @@ plain.status = function(srv, req, res, faults, arg)
   local h = { ["Content-Type"] = "application/json" }
   if q.retry_after then h["Retry-After"] = q.retry_after end
   srv:reply(res, faults, code, h, json.encode({ status = code }))
+end
+
+plain.redirect = function(srv, req, res, faults, arg)
+  if arg ~= "" then return false end
+  local q = _M.parse_query(req.query)
+  local code = tonumber(q.status or "302")
+  if not q.to or not code or code < 300 or code > 399 then return false end
+  srv:reply(res, faults, code, { Location = q.to, ["Content-Type"] = "text/plain" }, "moved\n")
 end
 
 plain.sleep = function(srv, req, res, faults, arg)
@@ -288,6 +313,14 @@ local function handle(srv, req, res)
   res.bytewise = faults.bytewise
   local route = provider_route(path, req.query)
   if faults.latency then srv.http:pause(faults.latency / 1000) end
+  if faults.redirect then
+    local t = faults.redirect
+    local loc = t == "file" and "file:///etc/hostname"
+      or ("http://" .. (t:find(":", 1, true) and t or (t .. ":" .. srv.port)) .. path
+          .. (req.query ~= "" and ("?" .. req.query) or ""))
+    return srv:reply(res, {}, faults.redirect_status or 301,
+                     { Location = loc, ["Content-Type"] = "text/plain" }, "moved\n")
+  end
   if faults.status then
     local n = (srv.fault_counts[spec] or 0) + 1
     srv.fault_counts[spec] = n

@@ -23,8 +23,8 @@ local function feed(events)
   local asm = stream.new("anthropic", function(c) chunks[#chunks + 1] = c end)
   for _, e in ipairs(events) do
     local data = type(e[2]) == "table" and json.encode(e[2]) or e[2]
-    local err = anthropic.stream_event(asm, { event = e[1], data = data })
-    if err then return nil, err end
+    local err, code = anthropic.stream_event(asm, { event = e[1], data = data })
+    if err then return nil, err, code end
   end
   return asm, chunks
 end
@@ -190,6 +190,20 @@ describe("llm.anthropic", function()
       assert.equal("anthropic: error in stream: overloaded_error: Overloaded", err)
       _, err = feed { START, { "content_block_delta", "{oops" } }
       assert.mentions("anthropic: malformed stream chunk (not JSON): {oops", err)
+    end)
+
+    it("reports an error event without an error payload with its data", function()
+      local _, err, code = feed { START, { "error", { type = "error", detail = "upstream went away" } } }
+      assert.mentions('anthropic: error in stream: {"detail":"upstream went away"', err)
+      assert.equal("provider", code)
+    end)
+
+    it("refuses a content block index that is not an integer", function()
+      for _, idx in ipairs { 1e15, -1, 0.5, "1" } do
+        local _, err = feed { START, { "content_block_start", { type = "content_block_start", index = idx,
+          content_block = { type = "tool_use", id = "t", name = "add", input = json.object() } } } }
+        assert.mentions("anthropic: content block index", err)
+      end
     end)
   end)
 end)

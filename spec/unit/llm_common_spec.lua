@@ -135,6 +135,61 @@ describe("llm.common", function()
       assert.equal(1, calls())
     end)
 
+    describe("with a total timeout", function()
+      local now, seen_left
+      before_each(function()
+        now, seen_left = 100, {}
+        deps.clock = function() return now end
+        deps.sleep = function(s) slept[#slept + 1] = s; now = now + s end
+      end)
+
+      -- attempt(n, left) recording left, taking `took` seconds, then failing.
+      local function timed(result, took)
+        return function(_, left)
+          seen_left[#seen_left + 1] = left
+          now = now + took
+          return result[1], result[2], result[3], result[4]
+        end
+      end
+
+      it("does not wait for a retry-after past the timeout: fails at once with timeout", function()
+        deps.timeout = 1
+        local attempt = timed(failing(429, { ["retry-after"] = "100" }), 0.01)
+        local r, err, code = common.with_retries(common.policy { retries = 3 }, attempt, deps)
+        assert.is_nil(r)
+        assert.equal("timeout", code)
+        assert.equal("p: HTTP 429 (gave up after 1 attempt: the next one, in 60 s, would start past "
+                     .. "the call's timeout of 1 s)", err)
+        assert.same({}, slept)
+        assert.same({ 1 }, seen_left)
+      end)
+
+      it("gives each attempt the time left, and names the total when it is spent", function()
+        deps.timeout = 10
+        local n = 0
+        local attempt = function(_, left)
+          n = n + 1
+          seen_left[#seen_left + 1] = left
+          if n == 1 then now = now + 4; return false, { status = 503, headers = {} }, "http_503", "p: HTTP 503" end
+          now = now + left
+          return false, nil, "timeout", "p: request timed out after " .. left .. " s (timeout)"
+        end
+        local r, err, code = common.with_retries(common.policy { retries = 5, retry_base = 1 }, attempt, deps)
+        assert.is_nil(r)
+        assert.equal("timeout", code)
+        assert.same({ 10, 5.5 }, seen_left)
+        assert.same({ 0.5 }, slept)
+        assert.mentions("(the call's timeout of 10 s is spent after 2 attempts)", err)
+      end)
+
+      it("retries within the timeout as usual", function()
+        deps.timeout = 10
+        local attempt, calls = script { failing(503), failing(503), { true, "ok" } }
+        assert.equal("ok", common.with_retries(common.policy { retry_base = 1 }, attempt, deps))
+        assert.equal(3, calls())
+      end)
+    end)
+
     it("never retries once data reached the caller", function()
       local attempt, calls = script { { false, nil, "timeout", "p: cut", true }, { true, "ok" } }
       local r, err = common.with_retries(common.policy {}, attempt, deps)

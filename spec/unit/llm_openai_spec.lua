@@ -126,6 +126,29 @@ describe("llm.openai", function()
   end)
 
   describe("stream_event", function()
+    it("refuses a tool-call index out of range (also for the mock)", function()
+      local mock = require "weft.llm.mock"
+      for _, P in ipairs { openai, mock } do
+        for _, idx in ipairs { "1e15", "-1", "0.5", '"0"', tostring(require("weft.llm.common").MAX_TOOL_CALLS) } do
+          local asm, err = feed({ '{"choices":[{"index":0,"delta":{"tool_calls":[{"index":' .. idx
+                                  .. ',"id":"c","function":{"name":"add","arguments":"{}"}}]}}]}' }, P)
+          assert.is_nil(asm)
+          assert.mentions(P.name .. ": tool call index", err)
+        end
+      end
+      local asm = assert(feed { '{"choices":[{"index":0,"delta":{"tool_calls":[{"index":127,'
+                                .. '"function":{"name":"add","arguments":"{}"}}]}}]}' })
+      assert.equal(1, #asm:result().tool_calls)
+    end)
+
+    it("refuses a reply with more than MAX_TOOL_CALLS tool calls", function()
+      local calls = {}
+      for i = 1, 129 do calls[i] = { id = "c" .. i, type = "function", ["function"] = { name = "f", arguments = "{}" } } end
+      local r, err = openai.parse({ choices = { { message = { role = "assistant", tool_calls = calls } } } })
+      assert.is_nil(r)
+      assert.equal("openai: reply has 129 tool calls (at most 128)", err)
+    end)
+
     it("assembles text, usage and the finish reason", function()
       local asm, chunks = feed {
         '{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}',

@@ -1,9 +1,27 @@
 -- spec/unit/llm_stream_spec.lua — weft.llm.stream: assembling streamed
 -- deltas (text, tool-call fragments by index, whole tool calls, usage,
--- finish reason) into a normalised response, and the chunks passed on.
+-- finish reason) into a normalised response, and the chunks passed on;
+-- the bounds on what comes from the wire (tool-call indexes and count, the
+-- bytes kept).
 local stream = require "weft.llm.stream"
+local common = require "weft.llm.common"
 local json = require "weft.json"
+local jit = require "jit"
 require "helpers" -- assert.mentions
+
+-- fn() with the JIT off and a count hook that raises past `budget` VM
+-- instructions: a loop run up to a number from the wire fails here
+-- instead of hanging the spec.
+local function bounded(fn, budget)
+  jit.off()
+  jit.flush()
+  debug.sethook(function() error("unbounded: more than " .. budget .. " instructions", 2) end, "", budget)
+  local ok, a, b = pcall(fn)
+  debug.sethook()
+  jit.on()
+  if not ok then error(a, 0) end
+  return a, b
+end
 
 local function new()
   local chunks = {}
@@ -88,6 +106,47 @@ describe("llm.stream", function()
     a:text("x")
     assert.is_false(a.delivered)
     assert.equal("x", a:result().text)
+  end)
+
+  describe("bounds", function()
+    it("refuses a tool-call index out of 1..MAX_TOOL_CALLS, so no loop runs to it", function()
+      local a = new()
+      for _, i in ipairs { 1e15 + 1, 0, -1, 1.5, common.MAX_TOOL_CALLS + 1, "1", 0 / 0 } do
+        local err, code = a:tool_delta(i, "id", "f", "{}")
+        assert.mentions("p: tool call index", err)
+        assert.mentions("at most " .. common.MAX_TOOL_CALLS .. " tool calls", err)
+        assert.equal("protocol", code)
+      end
+      assert.is_nil(a:tool_delta(common.MAX_TOOL_CALLS, "id", "f", "{}"))
+      local r = assert(bounded(function() return a:result() end, 1e7))
+      assert.equal(1, #r.tool_calls)
+    end)
+
+    it("refuses whole tool calls past MAX_TOOL_CALLS", function()
+      local a = stream.new("p", nil)
+      for _ = 1, common.MAX_TOOL_CALLS do assert.is_nil(a:tool_call(nil, "f", {})) end
+      local err, code = a:tool_call(nil, "f", {})
+      assert.mentions("at most " .. common.MAX_TOOL_CALLS, err)
+      assert.equal("protocol", code)
+      assert.equal(common.MAX_TOOL_CALLS, #a:result().tool_calls)
+    end)
+
+    it("fails with too_large once text and arguments pass max_bytes", function()
+      local a = stream.new("p", nil, 10)
+      assert.is_nil(a:text("12345"))
+      assert.is_nil(a:tool_delta(1, "id", "f", "{}"))
+      local err, code = a:text("1234")
+      assert.equal("p: streamed reply exceeds max_bytes (10 bytes of text and tool-call arguments)", err)
+      assert.equal("too_large", code)
+      assert.is_true(a.too_large)
+      local b = stream.new("p", nil, 4)
+      assert.equal("too_large", select(2, b:tool_call(nil, "f", { key = "value" })))
+    end)
+
+    it("keeps at most MAX_BYTES (16 MiB) by default", function()
+      assert.equal(16 * 1024 * 1024, stream.MAX_BYTES)
+      assert.equal(stream.MAX_BYTES, stream.new("p", nil).max_bytes)
+    end)
   end)
 
   it("names what a truncated stream missed", function()

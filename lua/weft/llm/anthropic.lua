@@ -106,6 +106,12 @@ function _M.parse(d)
     return nil, "anthropic: unexpected response (no content): " .. common.excerpt(json.encode(d), 200)
   end
   local text, calls = {}, json.array()
+  local ncalls = 0
+  for _, b in ipairs(d.content) do
+    if type(b) == "table" and b.type == "tool_use" then ncalls = ncalls + 1 end
+  end
+  local cerr = common.calls_error("anthropic", ncalls)
+  if cerr then return nil, cerr end
   for _, b in ipairs(d.content) do
     if type(b) == "table" then
       if b.type == "text" then
@@ -127,12 +133,24 @@ function _M.parse(d)
   }
 end
 
---- Feed one SSE event to the assembler: nil, or an error text.
+-- The content block index of an event, or nil, err when it is not an
+-- integer (it comes from the wire).
+local function block_index(d)
+  local i = common.wire_index(nn(d.index))
+  if not i then
+    return nil, "anthropic: content block index " .. tostring(nn(d.index)) .. " is not an integer"
+  end
+  return i
+end
+
+--- Feed one SSE event to the assembler: nil, or an error text and a code
+-- (nil: "protocol").
 function _M.stream_event(asm, ev)
   local d, err = common.stream_chunk("anthropic", asm, ev)
   if not d then return err end
   local t = str(d.type) or (type(ev) == "table" and ev.event)
   if t == "error" or (t ~= "message_start" and payload_error(d)) then
+    local data = type(ev) == "table" and ev.data or ev
     return "anthropic: error in stream: " .. (payload_error(d) or common.excerpt(data, 200)), "provider"
   end
   local blocks = asm.blocks
@@ -143,21 +161,29 @@ function _M.stream_event(asm, ev)
   elseif t == "content_block_start" then
     local b = nn(d.content_block)
     if type(b) == "table" and b.type == "tool_use" then
+      local bi, berr = block_index(d)
+      if not bi then return berr end
       local i = asm.ncalls + 1
-      blocks[d.index or -1] = i
-      asm:tool_delta(i, str(b.id) or ("call_" .. i), str(b.name), nil)
+      blocks[bi] = i
+      local code
+      err, code = asm:tool_delta(i, str(b.id) or ("call_" .. i), str(b.name), nil)
+      if err then return err, code end
     end
   elseif t == "content_block_delta" then
     local delta = nn(d.delta)
     if type(delta) == "table" then
       if delta.type == "text_delta" then
-        asm:text(str(delta.text))
+        local code
+        err, code = asm:text(str(delta.text))
+        if err then return err, code end
       elseif delta.type == "input_json_delta" then
-        local i = blocks[d.index or -1]
+        local i = blocks[d.index]
         if not i then
           return "anthropic: input_json_delta for unknown content block " .. tostring(d.index)
         end
-        asm:tool_delta(i, nil, nil, str(delta.partial_json))
+        local code
+        err, code = asm:tool_delta(i, nil, nil, str(delta.partial_json))
+        if err then return err, code end
       end
     end
   elseif t == "message_delta" then

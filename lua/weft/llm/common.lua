@@ -3,8 +3,10 @@
 -- validation and normalisation, error texts with key redaction, the retry
 -- policy (exponential backoff with jitter, retry-after) and small JSON
 -- helpers. Pure Lua; the clock, sleep and random source of the retry loop
--- are injectable for tests. Uses weft.json.
+-- are injectable for tests. Uses weft.json, weft.secrets (keys in use are
+-- registered there, so that every store write redacts them).
 local json = require "weft.json"
+local secrets = require "weft.secrets"
 
 local type, ipairs, tostring, tonumber, error, next, setmetatable, getmetatable =
   type, ipairs, tostring, tonumber, error, next, setmetatable, getmetatable
@@ -21,6 +23,25 @@ _M.getenv = os.getenv
 --- Retry defaults: base delay, growth factor, cap, and the cap on a
 -- server's retry-after (all seconds).
 _M.RETRY = { retries = 3, base = 0.5, factor = 2, cap = 20, after_cap = 60 }
+
+--- The most tool calls one reply may carry (a wire index past it is a
+-- protocol error, so no loop runs to a number a server made up).
+_M.MAX_TOOL_CALLS = 128
+
+--- v when it is an integer from 0 to 2^31 - 1 (an index from the wire),
+-- else nil.
+function _M.wire_index(v)
+  if type(v) == "number" and v >= 0 and v < 2147483648 and floor(v) == v then return v end
+  return nil
+end
+
+--- nil, or the error of a reply with n tool calls when n passes
+-- MAX_TOOL_CALLS.
+function _M.calls_error(provider, n)
+  if n > _M.MAX_TOOL_CALLS then
+    return sformat("%s: reply has %d tool calls (at most %d)", provider, n, _M.MAX_TOOL_CALLS)
+  end
+end
 
 --- Statuses that are retried: rate limits and transient server errors.
 _M.RETRY_STATUS = { [408] = true, [429] = true, [500] = true, [502] = true,
@@ -188,25 +209,44 @@ function _M.retryable(res, code)
   return _M.RETRY_CODE[code] == true
 end
 
---- Run attempt(n) until it succeeds, fails for good or the retries are
--- used up. attempt(n) returns true, result on success; or false, res, code,
--- err, no_retry on failure (res: a non-2xx response or nil; err: the error
--- text; no_retry: true once data reached the caller). deps.sleep(seconds)
--- waits, deps.rand() gives jitter. Returns result, or nil, err, code (the
--- error of the last attempt, with the attempt count when there were
--- several).
+-- "1 attempt", "2 attempts".
+local function attempts(n) return n == 1 and "1 attempt" or (n .. " attempts") end
+
+--- Run attempt(n, left) until it succeeds, fails for good, the retries are
+-- used up or the call's total timeout (deps.timeout seconds, optional) is
+-- spent. attempt(n, left) gets the seconds left of the timeout (nil
+-- without one) for its own transfer, and returns true, result on success;
+-- or false, res, code, err, no_retry on failure (res: a non-2xx response
+-- or nil; err: the error text; no_retry: true once data reached the
+-- caller). deps.sleep(seconds) waits, deps.rand() gives jitter,
+-- deps.clock() is a monotonic clock (needed with a timeout). A wait for a
+-- retry (retry-after included) that would end past the timeout is not
+-- made: the call fails at once with code "timeout". Returns result, or
+-- nil, err, code (the error of the last attempt, with the attempt count
+-- when there were several).
 function _M.with_retries(policy, attempt, deps)
-  local sleep, rand = deps.sleep, deps.rand
+  local sleep, rand, clock, timeout = deps.sleep, deps.rand, deps.clock, deps.timeout
+  local deadline = timeout and clock() + timeout
   local n = 0
   while true do
     n = n + 1
-    local ok, res, code, err, no_retry = attempt(n)
+    local left = deadline and (n == 1 and timeout or deadline - clock())
+    local ok, res, code, err, no_retry = attempt(n, left)
     if ok then return res end
+    if deadline and code == "timeout" and clock() >= deadline - 0.01 then
+      return nil, sformat("%s (the call's timeout of %g s is spent after %s)", err, timeout,
+                          attempts(n)), "timeout"
+    end
     if no_retry or n > policy.retries or not _M.retryable(res, code) then
       if n > 1 then err = sformat("%s (gave up after %d attempts)", err, n) end
       return nil, err, code
     end
-    sleep(_M.backoff(policy, n, res and _M.retry_after(res.headers), rand))
+    local wait = _M.backoff(policy, n, res and _M.retry_after(res.headers), rand)
+    if deadline and clock() + wait >= deadline then
+      return nil, sformat("%s (gave up after %s: the next one, in %g s, would start past "
+                          .. "the call's timeout of %g s)", err, attempts(n), wait, timeout), "timeout"
+    end
+    sleep(wait)
   end
 end
 
@@ -368,6 +408,10 @@ function _M.request(opts, model)
       bad(k .. " must be a non-negative number")
     end
   end
+  local mb = opts.max_bytes
+  if mb ~= nil and (type(mb) ~= "number" or mb < 1 or mb ~= floor(mb) or mb > 2 ^ 40) then
+    bad("max_bytes must be a positive integer")
+  end
   local r = opts.retries
   if r ~= nil and (type(r) ~= "number" or r < 0 or r ~= floor(r)) then bad("retries must be a non-negative integer") end
   for _, k in ipairs { "api_key", "base_url" } do
@@ -388,6 +432,7 @@ function _M.config(P, opts)
   local key = opts.api_key
   if (key == nil or key == "") and P.key_env then key = getenv(P.key_env) end
   if key == "" then key = nil end
+  secrets.add(key) -- redacted from every store write from now on
   if P.needs_key and not key then
     return nil, sformat("%s: no API key: set %s (or pass api_key)", P.name, P.key_env), "config"
   end

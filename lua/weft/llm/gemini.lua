@@ -126,6 +126,12 @@ function _M.parse(d)
   end
   local parts, cand = parts_of(d)
   local text, calls = {}, json.array()
+  local ncalls = 0
+  for _, p in ipairs(parts) do
+    if type(p) == "table" and type(nn(p.functionCall)) == "table" then ncalls = ncalls + 1 end
+  end
+  local cerr = common.calls_error("gemini", ncalls)
+  if cerr then return nil, cerr end
   for _, p in ipairs(parts) do
     if type(p) == "table" and not p.thought then
       if str(p.text) then text[#text + 1] = p.text end
@@ -149,7 +155,8 @@ function _M.parse(d)
   }
 end
 
---- Feed one SSE event to the assembler: nil, or an error text.
+--- Feed one SSE event to the assembler: nil, or an error text and a code
+-- (nil: "protocol").
 function _M.stream_event(asm, ev)
   local d, err = common.stream_chunk("gemini", asm, ev)
   if not d then return err end
@@ -158,9 +165,13 @@ function _M.stream_event(asm, ev)
   local parts, cand = parts_of(d)
   for _, p in ipairs(parts) do
     if type(p) == "table" and not p.thought then
-      asm:text(str(p.text))
+      local aerr, code = asm:text(str(p.text))
+      if aerr then return aerr, code end
       local fc = nn(p.functionCall)
-      if type(fc) == "table" then asm:tool_call(str(fc.id), str(fc.name), nn(fc.args)) end
+      if type(fc) == "table" then
+        aerr, code = asm:tool_call(str(fc.id), str(fc.name), nn(fc.args))
+        if aerr then return aerr, code end
+      end
     end
   end
   local u = nn(d.usageMetadata)

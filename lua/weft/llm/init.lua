@@ -24,9 +24,15 @@ _M.PROVIDERS = { "anthropic", "gemini", "mock", "ollama", "openai" }
 local KNOWN = {}
 for _, n in ipairs(_M.PROVIDERS) do KNOWN[n] = true end
 
---- The default total timeout of a non-streamed call, and the default
--- idle timeout (max seconds between bytes) of a streamed one.
+--- The default total timeout of a non-streamed call (retries and their
+-- waits included), and the default idle timeout (max seconds between
+-- bytes) of a streamed one.
 _M.TIMEOUT, _M.STREAM_IDLE_TIMEOUT = 120, 300
+
+--- The default cap on the bytes of one reply (max_bytes): the body of a
+-- non-streamed one; the event data received, and separately the text and
+-- tool-call arguments kept, of a streamed one.
+_M.MAX_BYTES = stream.MAX_BYTES
 
 --- The mock provider's scripting API: script(rules), register(name, rules),
 -- load(path), reset() (see weft.llm.mock).
@@ -78,6 +84,10 @@ end
 --- Sleep between retries (weft.sleep); tests may replace it.
 function _M.sleep(s) return require("weft.core.loop").sleep(s) end
 
+--- Monotonic seconds (weft.clock) for the total timeout; tests may
+-- replace it.
+function _M.clock() return require("weft.core.loop").clock() end
+
 -- The chunk sink of a call: the caller's callback and, inside a workflow,
 -- a live agent_update event per chunk. nil when nobody listens.
 local function sink(opts)
@@ -91,23 +101,35 @@ local function sink(opts)
   end
 end
 
--- One attempt of a call: true, response; or false, res, code, err,
--- no_retry (see common.with_retries).
-local function attempt(P, call, cfg, opts, body, built, emit)
+-- One attempt of a call with `left` seconds of its total timeout (nil:
+-- none): true, response; or false, res, code, err, no_retry (see
+-- common.with_retries). The key goes to the configured host only: a
+-- redirect to another origin fails the attempt ("protocol").
+local function attempt(P, call, cfg, opts, body, built, emit, left)
   local key = cfg.api_key
-  local req = { method = "POST", url = built.url, headers = built.headers, body = body }
-  local asm, failure, seen, seen_len = nil, nil, {}, 0
+  local max_bytes = opts.max_bytes or _M.MAX_BYTES
+  local req = { method = "POST", url = built.url, headers = built.headers, body = body,
+                timeout = left, cross_origin_redirects = "refuse" }
+  local asm, failure, seen, seen_len, received = nil, nil, {}, 0, 0
   if call.stream then
-    req.timeout = opts.timeout
     req.idle_timeout = opts.idle_timeout or _M.STREAM_IDLE_TIMEOUT
     req.framing = P.framing
-    asm = stream.new(P.name, emit)
+    req.max_body = max_bytes -- per event
+    asm = stream.new(P.name, emit, max_bytes)
     req.stream = function(frame)
       if failure then return false end
       local data = type(frame) == "table" and frame.data or frame
-      if type(data) == "string" and seen_len < 2048 then -- for the error of a non-2xx reply
-        seen[#seen + 1] = data
-        seen_len = seen_len + #data
+      if type(data) == "string" then
+        received = received + #data
+        if received > max_bytes then
+          failure = { err = sformat("%s: streamed reply exceeds max_bytes (%d bytes received)",
+                                    P.name, max_bytes), code = "too_large" }
+          return false
+        end
+        if seen_len < 2048 then -- for the error of a non-2xx reply
+          seen[#seen + 1] = data
+          seen_len = seen_len + #data
+        end
       end
       -- pcall: stop the transfer cleanly when the caller's callback raises
       local ok, err, code = pcall(P.stream_event, asm, frame)
@@ -115,7 +137,7 @@ local function attempt(P, call, cfg, opts, body, built, emit)
       if err then failure = { err = err, code = code or "protocol" }; return false end
     end
   else
-    req.timeout = opts.timeout or _M.TIMEOUT
+    req.max_body = max_bytes
   end
   local res, herr, hcode = (P.transport or _M.http_request)(req, call, cfg)
   if failure and failure.raise then error(failure.raise, 0) end
@@ -158,7 +180,8 @@ end
 -- tool_calls, tool_call_id}, ...}, tools = {{name, description,
 -- parameters}}, tool_choice, temperature, max_tokens, stream = fn(chunk) |
 -- true, base_url, api_key, timeout, idle_timeout, retries, retry_base,
--- retry_factor, retry_max, retry_after_max}. Returns {text, tool_calls =
+-- retry_factor, retry_max, retry_after_max, max_bytes}. timeout is the
+-- call's total (retries and their waits included). Returns {text, tool_calls =
 -- {{id, name, arguments}}, usage = {input_tokens, output_tokens,
 -- total_tokens}, finish_reason, raw} or nil, err, code ("config",
 -- "http_<status>", an HTTP failure code, "protocol", "provider"). Chunks:
@@ -215,10 +238,11 @@ function _M.chat(opts)
   local body = json.encode(built.body)
   local emit = call.stream and sink(opts) or nil
   local policy = common.policy(opts)
+  local timeout = opts.timeout or (not call.stream and _M.TIMEOUT) or nil
   -- journaled in durable runs: a re-executed invocation gets this result
-  local res, rerr, rcode = journal("llm", common.with_retries, policy, function()
-    return attempt(P, call, cfg, opts, body, built, emit)
-  end, { sleep = _M.sleep, rand = random })
+  local res, rerr, rcode = journal("llm", common.with_retries, policy, function(_, left)
+    return attempt(P, call, cfg, opts, body, built, emit, left)
+  end, { sleep = _M.sleep, rand = random, clock = _M.clock, timeout = timeout })
   count(pname, res, rcode)
   return res, rerr, rcode
 end

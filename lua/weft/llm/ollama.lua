@@ -83,7 +83,10 @@ function _M.parse(d)
   end
   local m = d.message
   local calls = json.array()
-  for _, c in ipairs(list(nn(m.tool_calls))) do
+  local wire = list(nn(m.tool_calls))
+  local cerr = common.calls_error("ollama", #wire)
+  if cerr then return nil, cerr end
+  for _, c in ipairs(wire) do
     local f = type(c) == "table" and nn(c["function"])
     if type(f) == "table" then
       local n = #calls + 1
@@ -102,7 +105,8 @@ function _M.parse(d)
   }
 end
 
---- Feed one NDJSON line to the assembler: nil, or an error text.
+--- Feed one NDJSON line to the assembler: nil, or an error text and a
+-- code (nil: "protocol").
 function _M.stream_event(asm, line)
   local d, err = common.stream_chunk("ollama", asm, line)
   if not d then return err end
@@ -110,7 +114,8 @@ function _M.stream_event(asm, line)
   if perr then return "ollama: error in stream: " .. perr, "provider" end
   local m = nn(d.message)
   if type(m) == "table" then
-    asm:text(str(nn(m.content)))
+    local aerr, code = asm:text(str(nn(m.content)))
+    if aerr then return aerr, code end
     for _, c in ipairs(list(nn(m.tool_calls))) do
       local f = type(c) == "table" and nn(c["function"])
       if type(f) == "table" then
@@ -120,7 +125,8 @@ function _M.stream_event(asm, line)
           args, err = common.decode_args("ollama", str(f.name), args)
           if not args then return err end
         end
-        asm:tool_call(str(c.id), str(f.name), args)
+        aerr, code = asm:tool_call(str(c.id), str(f.name), args)
+        if aerr then return aerr, code end
       end
     end
   end

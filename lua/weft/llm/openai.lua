@@ -106,7 +106,10 @@ function _M.parse(d)
   end
   local m = choice.message
   local calls = json.array()
-  for i, c in ipairs(list(nn(m.tool_calls))) do
+  local wire = list(nn(m.tool_calls))
+  local cerr = common.calls_error("openai", #wire)
+  if cerr then return nil, cerr end
+  for i, c in ipairs(wire) do
     local f = type(c) == "table" and c["function"] or {}
     local args, err = common.decode_args("openai", str(f.name), nn(f.arguments))
     if not args then return nil, err end
@@ -122,8 +125,9 @@ function _M.parse(d)
   }
 end
 
---- Feed one SSE event to the assembler: returns nil, or err (the caller
--- adds the code "protocol").
+--- Feed one SSE event to the assembler: returns nil, or err and a code
+-- (nil: "protocol"). A tool call's index must be an integer from 0 to
+-- common.MAX_TOOL_CALLS - 1.
 function _M.stream_event(asm, ev, provider)
   provider = provider or "openai"
   local data = type(ev) == "table" and ev.data or ev
@@ -141,12 +145,19 @@ function _M.stream_event(asm, ev, provider)
     if type(ch) == "table" and (ch.index == nil or ch.index == 0) then
       local delta = nn(ch.delta)
       if type(delta) == "table" then
-        asm:text(str(nn(delta.content)))
+        local err, code = asm:text(str(nn(delta.content)))
+        if err then return err, code end
         for _, tc in ipairs(list(nn(delta.tool_calls))) do
           if type(tc) == "table" then
             local f = type(tc["function"]) == "table" and tc["function"] or {}
-            local idx = (type(tc.index) == "number" and tc.index or 0) + 1
-            asm:tool_delta(idx, nn(tc.id), nn(f.name), nn(f.arguments))
+            local raw = nn(tc.index)
+            local idx = common.wire_index(raw or 0)
+            if not idx then
+              return provider .. ": tool call index " .. tostring(raw) .. " is not an integer from 0 to "
+                .. (common.MAX_TOOL_CALLS - 1)
+            end
+            err, code = asm:tool_delta(idx + 1, nn(tc.id), nn(f.name), nn(f.arguments))
+            if err then return err, code end
           end
         end
       end
