@@ -249,6 +249,15 @@ describe("llm.common", function()
       assert.same({ api_key = "env-key", base_url = "https://api.openai.com/v1" }, common.config(P, {}))
     end)
 
+    it("registers the key it resolves with weft.secrets (redacted from store writes)", function()
+      local secrets = require "weft.secrets"
+      env.OPENAI_API_KEY = "sk-env-registered-5a6b7c"
+      common.config(P, {})
+      assert.is_true(secrets.known("sk-env-registered-5a6b7c"))
+      common.config(P, { api_key = "sk-opt-registered-8d9e0f" })
+      assert.is_true(secrets.known("sk-opt-registered-8d9e0f"))
+    end)
+
     it("fails with code config naming the variable when the key is missing", function()
       env.OPENAI_API_KEY = ""
       local cfg, err, code = common.config(P, {})
