@@ -1141,6 +1141,8 @@ static int req_redirect(wf_http_t *h, wf_http_req_t *r) {
   r->host = host_get(h, key);
   free(key);
   rc = req_admit(h, r);
+  /* r may have queued behind others while its slot is free: pump */
+  if (rc == WF_OK) host_pump(h, r->host);
   if (old != r->host) {
     host_pump(h, old);
     host_release(h, old);

@@ -793,6 +793,24 @@ static void test_redirect_limits(void) {
   wf_http_free(h);
 }
 
+/* A redirect whose host is full (its own slot freed, others queued) goes
+ * to the back of the queue and the queue moves on. */
+static void test_redirect_with_a_full_host_queue(void) {
+  wf_http_t *h = wf_http_new(L, 1);
+  seen_t s[3];
+  start(h, url("/redirect/302/127.0.0.1/ok"), WF_HTTP_BUFFER, &s[0], NULL);
+  start(h, url("/ok"), WF_HTTP_BUFFER, &s[1], NULL);
+  start(h, url("/redirect/307/127.0.0.1/ok"), WF_HTTP_BUFFER, &s[2], NULL);
+  CHECK_INT(wf_http_queued(h), 2);
+  /* non-blocking polls: a stalled queue fails here instead of hanging */
+  double until = wf_time_mono() + 10;
+  while (!(s[0].done && s[1].done && s[2].done) && wf_time_mono() < until)
+    wf_loop_poll(L);
+  for (int i = 0; i < 3; i++) CHECK_STR(s[i].body, "ok");
+  CHECK_INT(wf_http_running(h) + wf_http_queued(h), 0);
+  wf_http_free(h);
+}
+
 /* A total timeout on a kept-alive connection is reported as such, not as
  * a connect timeout (a reused connection has no connect time). */
 static void test_timeout_on_reused_connection(void) {
@@ -853,6 +871,7 @@ int main(void) {
   RUN(test_cross_origin_redirect_refused);
   RUN(test_redirect_limits);
   RUN(test_timeout_on_reused_connection);
+  RUN(test_redirect_with_a_full_host_queue);
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= 2100)
     RUN(test_thousand_concurrent);
   else
