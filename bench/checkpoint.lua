@@ -1,5 +1,5 @@
 --- bench/checkpoint.lua — cost of durability per superstep (ARCHITECTURE.md
--- "Budgets": SQLite checkpoint per superstep, small state, <= 50 µs; Redis
+-- "Budgets": SQLite checkpoint per superstep, small state, <= 40 µs; Redis
 -- <= 100 µs).
 --
 -- Run: build/weft exec bench/checkpoint.lua [--runs N] [--steps N]
@@ -84,8 +84,8 @@ end
 
 local dir = os.tmpname()
 os.remove(dir)
-os.execute("mkdir -p " .. dir)
-local stores = { { "sqlite", "sqlite:" .. dir .. "/bench.db", 50 } }
+os.execute("mkdir -m 700 -p " .. dir)
+local stores = { { "sqlite", "sqlite:" .. dir .. "/bench.db", 40 } }
 local rurl, rstop = redis()
 if rurl then stores[#stores + 1] = { "redis", rurl, 100 } end
 
