@@ -2,22 +2,29 @@
  *
  * Spawning: everything the child needs (exec candidates from PATH, the
  * full argv, envp, rlimits) is prepared in the parent, so that between
- * fork and execve the child only makes async-signal-safe system calls. The
- * child reports a failure before or at execve as {stage, errno} through a
- * close-on-exec pipe that the parent reads right after fork: EOF means the
- * exec succeeded.
+ * fork and execve the children only make async-signal-safe system calls.
+ * The forked child is a supervisor, not the command: it becomes a child
+ * subreaper, forks the command and waits. Every descendant of the command
+ * (setsid daemons, double forks) is either in the command's tree or was
+ * reparented to the supervisor, so when the command exits, or weft asks
+ * (timeout, kill, free), or weft dies (the control pipe reaches EOF,
+ * whatever killed weft), the supervisor SIGKILLs its children over and
+ * over (found through /proc) until it has none, then exits with the
+ * command's status (re-raising its signal). It keeps no fd of weft but
+ * the control pipe and is not dumpable: it is a copy of weft's memory.
+ * A failure before or at the command's execve is reported as {stage,
+ * errno} through a close-on-exec pipe that the parent reads right after
+ * fork: EOF means the exec succeeded.
  *
  * Running: stdin is written through a non-blocking pipe by an ev_io (never
  * raising SIGPIPE in this process); stdout and stderr are read by ev_io
  * watchers into buffers capped at max_output, and past the cap spliced
  * into /dev/null (or read and dropped) so the child never blocks on a full
  * pipe: a command printing a gigabyte costs no memory. An ev_child
- * watcher (default loop only) reaps the main process; then what is left of
- * its process group is killed, the pipes drained (bounded) and closed, and
- * the owner notified. A timeout (ev_timer) or wf_proc_kill SIGKILLs the
- * whole group. The first spawn makes this process a child subreaper, so
- * that descendants orphaned by a killed group are reaped by libev here
- * rather than left to an init that may not reap.
+ * watcher (default loop only) reaps the supervisor; then the pipes are
+ * drained (bounded) and closed, and the owner notified. The first spawn
+ * also makes this process a child subreaper, so that whatever escapes a
+ * supervisor killed from outside is reaped here by libev.
  *
  * Also wf_proc_rmtree, the no-symlink-following recursive removal used for
  * sandbox working directories. Depends on loop.h, common.h, libev, libc. */
@@ -33,8 +40,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -72,6 +82,8 @@ struct wf_proc {
   int killed, timed_out;
   int status;    /* wait status */
   int fd[3];     /* parent ends: stdin (write), stdout, stderr; -1: closed */
+  int ctrl;      /* write end of the supervisor's control pipe; -1: closed
+                    (closing it asks the supervisor to kill everything) */
   ev_io io[3];
   ev_child child;
   ev_timer timer;
@@ -90,7 +102,7 @@ typedef struct proc_child {
   char **envp;
   const char *cwd;
   int target_missing;  /* wrapped: argv[0] not found in PATH */
-  int fd_in, fd_out, fd_err, fd_report;
+  int fd_in, fd_out, fd_err, fd_report, fd_ctrl;
   long memory_mb, cpu_s, max_procs;
   uid_t uid;
   gid_t gid;
@@ -188,6 +200,173 @@ static void child_main(const proc_child_t *c) {
       child_fail(rep, PROC_STAGE_EXEC, e, 0);
   }
   child_fail(rep, PROC_STAGE_EXEC, eacces ? EACCES : ENOENT, 0);
+}
+
+/* ---- the supervisor (async-signal-safe calls only: weft may have
+ * threads, and this process never execs) ---- */
+
+/* The kernel's getdents64 record. */
+typedef struct sup_dirent {
+  unsigned long long ino;
+  long long off;
+  unsigned short reclen;
+  unsigned char type;
+  char name[];
+} sup_dirent_t;
+
+/* The parent pid in /proc/<pid>/stat (name the pid's digits), or -1. The
+ * command name may hold ") ": the fields follow the last ')'. */
+static long sup_ppid_of(const char *name) {
+  char path[64] = "/proc/", buf[512];
+  size_t n = 6, k = 0;
+  ssize_t len;
+  int fd;
+  long ppid = 0;
+  while (name[k] && n < sizeof path - 6) path[n++] = name[k++];
+  memcpy(path + n, "/stat", 6);
+  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) return -1;
+  len = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (len <= 0) return -1;
+  buf[len] = '\0';
+  char *e = strrchr(buf, ')');
+  if (!e || e[1] != ' ' || !e[2] || e[3] != ' ') return -1;
+  for (e += 4; *e >= '0' && *e <= '9'; e++) ppid = ppid * 10 + (*e - '0');
+  return ppid;
+}
+
+/* SIGKILL every child of this process (found by scanning /proc). The
+ * number signalled, or -1 when /proc cannot be read. */
+static int sup_kill_children(void) {
+  char buf[4096];
+  long me = (long)getpid(), n;
+  int fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC), count = 0;
+  if (fd < 0) return -1;
+  while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+    for (long off = 0; off < n;) {
+      sup_dirent_t *d = (sup_dirent_t *)(buf + off);
+      long pid = 0;
+      const char *c = d->name;
+      off += d->reclen;
+      for (; *c >= '0' && *c <= '9'; c++) pid = pid * 10 + (*c - '0');
+      if (*c || pid <= 0 || pid == me) continue;
+      if (sup_ppid_of(d->name) == me && kill((pid_t)pid, SIGKILL) == 0)
+        count++;
+    }
+  }
+  close(fd);
+  return n < 0 ? -1 : count;
+}
+
+/* Reap children without blocking; records the status of cmd. */
+static void sup_reap(pid_t cmd, int *status, int *have) {
+  pid_t r;
+  int st;
+  while ((r = waitpid(-1, &st, WNOHANG)) > 0 || (r < 0 && errno == EINTR))
+    if (r == cmd) {
+      *status = st;
+      *have = 1;
+    }
+}
+
+/* Kill every descendant: SIGKILL all children, wait for one to die (its
+ * orphans are ours before it is waitable), repeat until none is left. */
+static void sup_kill_all(pid_t cmd, int *status, int *have) {
+  for (;;) {
+    int st;
+    pid_t r;
+    if (sup_kill_children() < 0) {
+      /* no /proc: the command's process group is all we can find */
+      kill(-cmd, SIGKILL);
+      sup_reap(cmd, status, have);
+      return;
+    }
+    while ((r = waitpid(-1, &st, 0)) < 0 && errno == EINTR) {
+    }
+    if (r < 0) return; /* ECHILD: nothing left */
+    if (r == cmd) {
+      *status = st;
+      *have = 1;
+    }
+    sup_reap(cmd, status, have);
+  }
+}
+
+/* End the supervisor as the command ended: its exit code, or its signal
+ * (SIGKILL when weft asked, or when the status is unknown). */
+static void sup_exit(int status, int have) {
+  struct sigaction sa;
+  sigset_t set;
+  int sig;
+  if (have && WIFEXITED(status)) _exit(WEXITSTATUS(status));
+  sig = have && WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_DFL;
+  sigaction(sig, &sa, NULL);
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
+  kill(getpid(), sig);
+  _exit(128 + sig); /* a signal whose default is not to terminate */
+}
+
+/* The forked child: supervise the command (see the file comment). Never
+ * returns. */
+static void supervise(const proc_child_t *c) {
+  proc_child_t gc = *c;
+  struct sigaction sa;
+  sigset_t all, chld;
+  int sfd, status = 0, have = 0;
+  pid_t cmd;
+
+  /* its own group, apart from the command's: a `kill 0` in the command
+   * does not reach it; every signal blocked: none can stop the cleanup */
+  setpgid(0, 0);
+  sigfillset(&all);
+  sigprocmask(SIG_SETMASK, &all, NULL);
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_DFL;
+  for (int s = 1; s < NSIG; s++) sigaction(s, &sa, NULL);
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  child_limit(RLIMIT_CORE, 0, 0);
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  if ((sfd = signalfd(-1, &chld, SFD_CLOEXEC)) < 0)
+    child_fail(c->fd_report, PROC_STAGE_SETUP, errno, 0);
+
+  gc.parent = getpid();
+  if ((cmd = fork()) < 0) child_fail(c->fd_report, PROC_STAGE_SETUP, errno, 0);
+  if (cmd == 0) child_main(&gc); /* never returns */
+
+  /* keep nothing of weft's but the control pipe and the signalfd */
+  for (int fd = 0; fd < 3; fd++)
+    if (fd != c->fd_ctrl && fd != sfd) close(fd);
+  {
+    int lo = c->fd_ctrl < sfd ? c->fd_ctrl : sfd;
+    int hi = c->fd_ctrl < sfd ? sfd : c->fd_ctrl;
+    if (lo > 3) close_range(3, (unsigned)lo - 1, 0);
+    if (hi > lo + 1) close_range((unsigned)lo + 1, (unsigned)hi - 1, 0);
+    close_range((unsigned)hi + 1, ~0U, 0);
+  }
+
+  for (;;) {
+    struct pollfd pf[2] = {{c->fd_ctrl, POLLIN, 0}, {sfd, POLLIN, 0}};
+    if (poll(pf, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (pf[1].revents) {
+      struct signalfd_siginfo si;
+      ssize_t n = read(sfd, &si, sizeof si);
+      (void)n;
+      sup_reap(cmd, &status, &have);
+      if (have) break;
+    }
+    if (pf[0].revents) break; /* EOF: weft asks, or weft is gone */
+  }
+  sup_kill_all(cmd, &status, &have);
+  sup_exit(status, have);
 }
 
 /* ---- parent side: preparing the child ---- */
@@ -382,10 +561,20 @@ static void in_cb(struct ev_loop *evl, ev_io *w, int revents) {
   proc_close(p, 0);
 }
 
-/* The main process is gone (reaped): kill what is left of its group, drain
- * and close the pipes, notify. The notification is the last thing done. */
+/* Close the control pipe: the supervisor kills everything and exits. It
+ * may have been stopped (SIGSTOP from a command running as our uid). */
+static void proc_stop_supervisor(wf_proc_t *p) {
+  if (p->ctrl < 0) return;
+  close(p->ctrl);
+  p->ctrl = -1;
+  if (p->running) kill(p->pid, SIGCONT);
+}
+
+/* The supervisor is gone (reaped), and with it the command and everything
+ * it started. Drain and close the pipes, notify. The notification is the
+ * last thing done. */
 static void proc_finish(wf_proc_t *p) {
-  kill(-p->pid, SIGKILL);
+  proc_stop_supervisor(p);
   ev_timer_stop(p->evl, &p->timer);
   proc_close(p, 0);
   for (int k = 1; k <= 2; k++) {
@@ -463,8 +652,9 @@ static void close_fds(int *fds, int n) {
 wf_proc_t *wf_proc_spawn(wf_loop_t *l, const wf_proc_opts_t *o,
                          wf_proc_notify_fn fn, void *ud, wf_err_t *err) {
   static int subreaper;
-  /* pipe ends: [0,1] stdin r/w, [2,3] stdout, [4,5] stderr, [6,7] report */
-  int fds[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
+  /* pipe ends: [0,1] stdin r/w, [2,3] stdout, [4,5] stderr, [6,7] report,
+   * [8,9] control (the supervisor reads) */
+  int fds[10] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
   struct ev_loop *evl = wf_loop_ev(l);
   size_t nwrap = strv_len(o->wrap), nargv = strv_len(o->argv);
   size_t nenv = strv_len(o->env);
@@ -521,33 +711,36 @@ wf_proc_t *wf_proc_spawn(wf_loop_t *l, const wf_proc_opts_t *o,
     goto err_sys;
   }
   if (pipe2(fds + 2, O_CLOEXEC) < 0 || pipe2(fds + 4, O_CLOEXEC) < 0 ||
-      pipe2(fds + 6, O_CLOEXEC) < 0)
+      pipe2(fds + 6, O_CLOEXEC) < 0 || pipe2(fds + 8, O_CLOEXEC) < 0)
     goto err_sys;
   c.fd_in = fds[0];
   c.fd_out = fds[3];
   c.fd_err = fds[5];
   c.fd_report = fds[7];
+  c.fd_ctrl = fds[8];
 
   p = wf_xcalloc(1, sizeof *p);
   p->evl = evl;
   p->fn = fn;
   p->ud = ud;
   p->max_output = o->max_output ? o->max_output : PROC_DEFAULT_MAX_OUTPUT;
-  p->fd[0] = p->fd[1] = p->fd[2] = -1;
+  p->fd[0] = p->fd[1] = p->fd[2] = p->ctrl = -1;
   p->t0 = wf_time_mono();
 
   pid = fork();
-  if (pid == 0) child_main(&c); /* never returns */
+  if (pid == 0) supervise(&c); /* never returns */
   if (pid < 0) goto err_sys;
 
   setpgid(pid, pid); /* also done by the child: whichever runs first */
   p->pid = pid;
   p->running = 1;
+  p->ctrl = fds[9];
   close(fds[0]);
   close(fds[3]);
   close(fds[5]);
   close(fds[7]);
-  fds[0] = fds[3] = fds[5] = fds[7] = -1;
+  close(fds[8]);
+  fds[0] = fds[3] = fds[5] = fds[7] = fds[8] = fds[9] = -1;
 
   /* EOF: execve succeeded (the pipe was close-on-exec) */
   proc_report_t r;
@@ -599,7 +792,7 @@ wf_proc_t *wf_proc_spawn(wf_loop_t *l, const wf_proc_opts_t *o,
 
 err_sys:
   wf_err_set(err, "cannot start %s: %s", o->argv[0], strerror(errno));
-  close_fds(fds, 8);
+  close_fds(fds, 10);
   free(p);
   strv_free(c.cands);
   free(c.argv);
@@ -610,8 +803,8 @@ err_sys:
 
 void wf_proc_kill(wf_proc_t *p) {
   if (!p || !p->running || p->killed) return;
-  kill(-p->pid, SIGKILL);
-  kill(p->pid, SIGKILL);
+  /* not SIGKILL to the supervisor: what it reaped would escape it */
+  proc_stop_supervisor(p);
   p->killed = 1;
 }
 
@@ -622,17 +815,24 @@ void wf_proc_free(wf_proc_t *p) {
   for (int k = 0; k < 3; k++) proc_close(p, k);
   if (p->running) {
     int st;
-    kill(-p->pid, SIGKILL);
-    kill(p->pid, SIGKILL);
-    /* SIGKILL cannot be caught: this returns as soon as the kernel is done
-     * with the process, and no zombie is left behind */
+    proc_stop_supervisor(p);
+    /* the supervisor exits as soon as everything it watches is dead; no
+     * zombie is left behind */
     while (waitpid(p->pid, &st, 0) < 0 && errno == EINTR) {
     }
   }
+  proc_stop_supervisor(p);
   free(p->buf[1].data);
   free(p->buf[2].data);
   free(p->exec_error);
   free(p);
+}
+
+int wf_proc_nondumpable(wf_err_t *err) {
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+    return wf_err_set(err, "cannot make weft non-dumpable: %s",
+                      strerror(errno));
+  return WF_OK;
 }
 
 int wf_proc_done(const wf_proc_t *p) { return p->done; }

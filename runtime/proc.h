@@ -1,12 +1,15 @@
 /* proc.h — child processes on the loop: fork/exec with an argv (no shell),
  * an explicit environment (empty unless given), a working directory, stdin
  * data, rlimits (address space, CPU seconds, processes, no core files), its
- * own process group (the whole group is killed on timeout, cancel, free and
- * when the main process exits), optionally an unprivileged uid/gid (when
- * running as root, so that RLIMIT_NPROC applies), stdout/stderr captured
- * through non-blocking pipes with a cap (excess read and discarded, marked
- * truncated), reaped with an ev_child watcher. Exec failures in the child
- * are reported through a close-on-exec pipe ("command not found: x").
+ * own process group, optionally an unprivileged uid/gid (when running as
+ * root, so that RLIMIT_NPROC applies), stdout/stderr captured through
+ * non-blocking pipes with a cap (excess read and discarded, marked
+ * truncated). Each command runs under a supervisor process (a child
+ * subreaper forked from weft) that kills every descendant of the command —
+ * setsid daemons and double forks included — when the command exits, on
+ * timeout, kill and free, and when weft dies, however it dies. Exec
+ * failures in the child are reported through a close-on-exec pipe
+ * ("command not found: x").
  * Also the recursive removal used for sandbox working directories.
  * Depends on loop.h (the default libev loop: ev_child needs it). */
 #ifndef WF_PROC_H
@@ -51,20 +54,23 @@ typedef void (*wf_proc_notify_fn)(void *ud, wf_proc_t *p);
  * libev loop, or pipe/fork fail. A program that cannot be executed still
  * yields a process: exit code 127 when not found, 126 when it exists but
  * cannot be run (or the cwd, rlimits or uid drop failed), and
- * wf_proc_exec_error says why. The child runs with SIGPIPE and every other
- * signal at its default, an empty signal mask, no fds but 0-2, no new
- * privileges (PR_SET_NO_NEW_PRIVS) and dies with weft (PR_SET_PDEATHSIG).
- * When the main process exits, what is left of its process group is
- * killed (as a pid namespace would do) and the pipes are closed. */
+ * wf_proc_exec_error says why. The command runs with SIGPIPE and every
+ * other signal at its default, an empty signal mask, no fds but 0-2, no
+ * new privileges (PR_SET_NO_NEW_PRIVS), in its own process group, as the
+ * child of a supervisor (see above) that is not dumpable, keeps no fd of
+ * weft's and reports the command's exit code or signal as its own. When
+ * the command exits, everything it started is killed (as a pid namespace
+ * would do) and the pipes are closed. Needs /proc to find orphans. */
 wf_proc_t *wf_proc_spawn(wf_loop_t *l, const wf_proc_opts_t *o,
                          wf_proc_notify_fn fn, void *ud, wf_err_t *err);
-/* Kill the process group now (SIGKILL); the notification still follows. */
+/* Kill the command and everything it started now (SIGKILL, by the
+ * supervisor); the notification still follows. */
 void wf_proc_kill(wf_proc_t *p);
-/* Kill the group if running, stop watchers, close fds, reap the main
- * process, free; no notification follows. NULL is a no-op. */
+/* Kill everything if running (and wait for the supervisor), stop
+ * watchers, close fds, free; no notification follows. NULL is a no-op. */
 void wf_proc_free(wf_proc_t *p);
 int wf_proc_done(const wf_proc_t *p);
-pid_t wf_proc_pid(const wf_proc_t *p);     /* also the process group id */
+pid_t wf_proc_pid(const wf_proc_t *p);     /* the supervisor's pid */
 int wf_proc_exit_code(const wf_proc_t *p); /* -1 when killed by a signal */
 int wf_proc_signal(const wf_proc_t *p);    /* 0 unless killed by a signal */
 int wf_proc_timed_out(const wf_proc_t *p);
@@ -76,6 +82,11 @@ double wf_proc_duration_ms(const wf_proc_t *p);
 /* Why exec failed in the child ("command not found: x", "cannot execute
  * x: Permission denied", "cannot change directory to d: ..."), or NULL. */
 const char *wf_proc_exec_error(const wf_proc_t *p);
+
+/* Make this process non-dumpable (PR_SET_DUMPABLE 0): processes of the
+ * same uid can no longer read its /proc/<pid>/environ, mem, fd or maps,
+ * nor ptrace it, and it leaves no core dump. WF_OK or WF_ERR. */
+int wf_proc_nondumpable(wf_err_t *err);
 
 /* Remove path and everything below it without following symbolic links or
  * crossing into other file systems; directories the caller cannot enter

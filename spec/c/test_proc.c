@@ -2,6 +2,8 @@
  * the empty default environment and PATH lookup, cwd, a 1 MB stdin round
  * trip, stdin the child never reads (no SIGPIPE here), output caps with
  * truncation, timeouts that kill the whole process group, kill and free,
+ * setsid and double-forked daemons killed when the command exits, on kill
+ * and on free, a supervisor that shows nothing of weft's,
  * exec failures (not found, not executable, bad cwd), argv wrapping, the
  * uid drop, rlimits, fd hygiene in parent and child, and wf_proc_rmtree.
  * Depends on proc.c, loop.c and the harness. */
@@ -279,6 +281,116 @@ static void test_exit_kills_leftovers(void) {
   pid_t bg = (pid_t)atoi(wf_proc_stdout(p, NULL, NULL));
   CHECK(bg > 0);
   if (bg > 0) CHECK(pid_ended(bg));
+  wf_proc_free(p);
+}
+
+/* The command of the daemon tests: a setsid daemon and a double-forked
+ * setsid daemon, each writing its pid to dir/d1 and dir/d2 (renamed into
+ * place, so a reader never sees half a pid), then `tail` (wait for both
+ * pid files, then exit or sleep). */
+static void daemon_script(char *buf, size_t n, const char *dir,
+                          const char *tail) {
+  snprintf(buf, n,
+           "cd %s; setsid sh -c 'echo $$ > t1; mv t1 d1; exec sleep 300' "
+           "</dev/null >/dev/null 2>&1 & "
+           "(setsid sh -c 'echo $$ > t2; mv t2 d2; exec sleep 300' "
+           "</dev/null >/dev/null 2>&1 &); "
+           "while [ ! -e d1 ] || [ ! -e d2 ]; do sleep 0.01; done; %s",
+           dir, tail);
+}
+
+/* The pid in file dir/name (0 when absent). */
+static pid_t pid_in(const char *dir, const char *name) {
+  char path[256];
+  FILE *f;
+  int pid = 0;
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  if (!(f = fopen(path, "r"))) return 0;
+  if (fscanf(f, "%d", &pid) != 1) pid = 0;
+  fclose(f);
+  return (pid_t)pid;
+}
+
+/* Both daemons of daemon_script in dir have ended (each killed here if it
+ * survived, so that a failure leaves nothing behind). */
+static void check_daemons_ended(const char *dir) {
+  for (int i = 1; i <= 2; i++) {
+    pid_t d = pid_in(dir, i == 1 ? "d1" : "d2");
+    CHECK(d > 0);
+    if (d <= 0) continue;
+    int ended = pid_ended(d);
+    CHECK(ended);
+    if (!ended) kill(d, SIGKILL);
+  }
+}
+
+static void test_daemons_die_with_the_command(void) {
+  char dir[] = "/tmp/weft-proc-daemons-XXXXXX", script[1024];
+  const char *argv[] = {"sh", "-c", script, NULL};
+  wf_proc_opts_t o = {.argv = argv};
+  waiter_t w;
+  wf_err_t err;
+  wf_proc_t *p;
+  CHECK(mkdtemp(dir) != NULL);
+  daemon_script(script, sizeof script, dir, "echo started");
+  p = run(&o, &w);
+  if (p) {
+    CHECK_INT(wf_proc_exit_code(p), 0);
+    CHECK_STR(wf_proc_stdout(p, NULL, NULL), "started\n");
+    wf_proc_free(p);
+  }
+  check_daemons_ended(dir);
+  CHECK_INT(wf_proc_rmtree(dir, &err), WF_OK);
+}
+
+static void test_daemons_die_on_kill_and_free(void) {
+  char dir[] = "/tmp/weft-proc-daemons-XXXXXX", script[1024];
+  const char *argv[] = {"sh", "-c", script, NULL};
+  wf_proc_opts_t o = {.argv = argv};
+  waiter_t w;
+  wf_err_t err;
+  CHECK(mkdtemp(dir) != NULL);
+  /* "ready" on stdout wakes the loop once both daemons run */
+  daemon_script(script, sizeof script, dir, "echo ready; exec sleep 300");
+  for (int free_it = 0; free_it <= 1; free_it++) {
+    char d[256];
+    memset(&w, 0, sizeof w);
+    wf_proc_t *p = wf_proc_spawn(L, &o, on_done, &w, &err);
+    CHECK(p != NULL);
+    if (!p) break;
+    while (!strstr(wf_proc_stdout(p, NULL, NULL), "ready") && !w.notified)
+      wf_loop_step(L);
+    CHECK(!w.notified);
+    if (free_it) {
+      wf_proc_free(p); /* no notification */
+    } else {
+      wf_proc_kill(p);
+      while (!w.notified) wf_loop_step(L);
+      CHECK_INT(wf_proc_signal(p), SIGKILL);
+      wf_proc_free(p);
+    }
+    check_daemons_ended(dir);
+    for (int i = 1; i <= 2; i++) {
+      snprintf(d, sizeof d, "%s/d%d", dir, i);
+      unlink(d);
+    }
+  }
+  CHECK_INT(wf_proc_rmtree(dir, &err), WF_OK);
+}
+
+static void test_supervisor_hides_weft(void) {
+  /* the command's parent is the supervisor: no environment, memory or fd
+   * of weft's to read there, whatever the uid */
+  const char *argv[] = {"sh", "-c",
+                        "ls /proc/$PPID/fd 2>/dev/null | wc -l; "
+                        "cat /proc/$PPID/environ 2>/dev/null | wc -c", NULL};
+  wf_proc_opts_t o = {.argv = argv, .drop_to_uid = 65534};
+  waiter_t w;
+  setenv("WEFT_TEST_SECRET", "sk-not-for-children", 1);
+  wf_proc_t *p = run(&o, &w);
+  unsetenv("WEFT_TEST_SECRET");
+  if (!p) return;
+  CHECK_STR(wf_proc_stdout(p, NULL, NULL), "0\n0\n");
   wf_proc_free(p);
 }
 
@@ -631,6 +743,9 @@ int main(void) {
   RUN(test_timeout_kills_group);
   RUN(test_exit_kills_leftovers);
   RUN(test_kill_and_free);
+  RUN(test_daemons_die_with_the_command);
+  RUN(test_daemons_die_on_kill_and_free);
+  RUN(test_supervisor_hides_weft);
   RUN(test_exec_failures);
   RUN(test_bad_arguments);
   RUN(test_wrap);
