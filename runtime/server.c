@@ -469,7 +469,9 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
   wf_server_req_t *r = cls;
   size_t n = r->qlen - r->qoff;
   (void)pos;
-  if (r->peer_gone) return MHD_CONTENT_READER_END_WITH_ERROR;
+  /* the client left: end the stream normally; MHD then reads the end of
+   * the socket and closes (an error here leaves MHD holding it) */
+  if (r->peer_gone) return MHD_CONTENT_READER_END_OF_STREAM;
   if (n) {
     if (n > max) n = max;
     memcpy(buf, r->q + r->qoff, n);

@@ -1,0 +1,241 @@
+-- weft serve under hostile clients: a `weft serve --store memory:` child
+-- on a free loopback port (with a --scripts directory), driven over raw
+-- weft.tcp sockets where no HTTP client would send the bytes (encoded NUL
+-- bytes in ids, chunked bodies without end, clients that leave an SSE
+-- stream) and weft.http elsewhere. Each case is one item of the security
+-- issue; the last one stops the server with SIGTERM while a stream is open.
+-- Uses weft, weft.tcp, weft.http, support.procs.
+local weft = require "weft"
+local procs = require "support.procs"
+local json = weft.json
+
+local bin = procs.weft_bin()
+local fmt = string.format
+
+-- An upper bound on any single answer (a failure bound, not a wait).
+local T = 10
+
+local port, proc, dir
+
+local function url(path) return fmt("http://127.0.0.1:%d%s", port, path) end
+
+-- Wait until something accepts on port p.
+local function wait_port(p)
+  for _ = 1, 1000 do
+    local ok, c = pcall(weft.tcp.connect, "127.0.0.1", p, 0.05)
+    if ok and c then c:close(); return true end
+    weft.sleep(0.005)
+  end
+  error("nothing listens on port " .. p)
+end
+
+-- A JSON request through weft.http: res with res.json decoded (if any).
+local function call(method, path, body)
+  local res = assert(weft.http.request{ method = method, url = url(path), timeout = T, body = body,
+    headers = body ~= nil and { ["content-type"] = "application/json" } or nil })
+  res.json = res.body ~= "" and json.decode(res.body) or nil
+  return res
+end
+
+-- Send raw bytes on a fresh connection; the first response's status line,
+-- its headers and body (Content-Length framed), or nil, err.
+local function raw(data)
+  local c = assert(weft.tcp.connect("127.0.0.1", port, T))
+  local ok, err = c:send(data, T)
+  if not ok then c:close(); return nil, "send: " .. tostring(err) end
+  local line, lerr = c:receive("*l", T)
+  if not line then c:close(); return nil, lerr end
+  local headers = {}
+  while true do
+    local h = c:receive("*l", T)
+    if not h or h == "" then break end
+    local k, v = h:match("^([^:]+):%s*(.-)%s*$")
+    if k then headers[k:lower()] = v end
+  end
+  local body = ""
+  local n = tonumber(headers["content-length"])
+  if n and n > 0 then body = c:receive(n, T) or "" end
+  c:close()
+  return { status = tonumber(line:match("^HTTP/1%.%d (%d%d%d)")), line = line, headers = headers, body = body }
+end
+
+-- The value of a gauge in /metrics.
+local function metric(name)
+  local res = call("GET", "/metrics")
+  assert.equal(200, res.status)
+  return tonumber(res.body:match("\n" .. name .. " (%d+)") or res.body:match("^" .. name .. " (%d+)"))
+end
+
+-- An execution of the approval workflow, paused on its request; its id.
+local function paused_execution()
+  local res = call("POST", "/api/v1/workflows/appr/execute", { input = "go", async = true })
+  assert.equal(202, res.status, res.body)
+  local id = res.json.id
+  for _ = 1, 2000 do
+    if call("GET", "/api/v1/executions/" .. id).json.status == "idle" then return id end
+    weft.sleep(0.005)
+  end
+  error("execution " .. id .. " did not pause")
+end
+
+-- Does the body mention a path of the server's filesystem?
+local function leaks_path(s)
+  return s:find(dir, 1, true) or s:find("/[%w_.-]+%.lua") or s:find("traceback", 1, true)
+end
+
+describe("weft serve under hostile clients", function()
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p " .. procs.quote(dir))
+    local f = assert(io.open(dir .. "/upper.lua", "w"))
+    f:write([[
+local weft = require "weft"
+return weft.workflow("upper"):start(weft.executor("u", function(m, ctx)
+  ctx:yield_output(tostring(m):upper())
+end)):build()
+]])
+    f:close()
+    f = assert(io.open(dir .. "/broken.lua", "w"))
+    f:write("return nil + nil\n")
+    f:close()
+    port = procs.free_port()
+    proc = procs.spawn({ bin, "serve", "--port", tostring(port), "--store", "memory:", "--scripts", dir })
+    wait_port(port)
+    assert.equal(201, call("POST", "/api/v1/workflows",
+      { id = "appr", nodes = { { id = "a", builtin = "approval", options = { prompt = "ok?" } } } }).status)
+  end)
+
+  teardown(function()
+    if proc and os.execute("kill -0 " .. proc.pid .. " 2>/dev/null") == 0 then
+      procs.kill(proc)
+      procs.wait(proc, 10)
+    end
+    os.execute("rm -rf " .. procs.quote(dir))
+  end)
+
+  it("refuses ids with an encoded NUL as invalid_id instead of cutting them", function()
+    assert.equal(201, call("POST", "/api/v1/agents",
+      { id = "victim", name = "v", model = "mock:echo", instructions = "x" }).status)
+    local res = assert(raw("DELETE /api/v1/agents/victim%00.evil HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    assert.equal(400, res.status, res.body)
+    assert.equal("invalid_id", json.decode(res.body).error.code)
+    assert.equal(200, call("GET", "/api/v1/agents/victim").status) -- still there
+    res = assert(raw("GET /api/v1/workflows/upper%00.lua HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    assert.equal(400, res.status, res.body)
+    assert.equal("invalid_id", json.decode(res.body).error.code)
+    for _, p in ipairs({ "/api/v1/agents/victim%2F..%2Fx", "/api/v1/agents/a%2Fb", "/api/v1/agents/victim%2500" }) do
+      res = assert(raw("GET " .. p .. " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+      assert.equal(400, res.status, p)
+    end
+    -- decoded once: an escaped letter is the letter
+    assert.equal(200, call("GET", "/api/v1/workflows/%75pper").status)
+  end)
+
+  it("names no server path in workflow listings, documents or errors", function()
+    local res = call("GET", "/api/v1/workflows")
+    assert.equal(200, res.status)
+    assert.falsy(leaks_path(res.body), res.body)
+    local files = {}
+    for _, w in ipairs(res.json.items) do if w.source == "lua" then files[w.id] = w.file end end
+    assert.same({ upper = "upper.lua", broken = "broken.lua" }, files)
+    res = call("GET", "/api/v1/workflows/broken")
+    assert.equal(200, res.status)
+    assert.is_string(res.json.error)
+    assert.falsy(leaks_path(res.body), res.body)
+    res = call("POST", "/api/v1/workflows/broken/execute", { input = "x" })
+    assert.equal(500, res.status)
+    assert.falsy(leaks_path(res.body), res.body)
+  end)
+
+  it("refuses deeply nested input at the door and keeps listing executions", function()
+    local deep = '{"async": true, "input": ' .. ("["):rep(998) .. ("]"):rep(998) .. "}"
+    local res = assert(raw(fmt("POST /api/v1/workflows/appr/execute HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+      .. "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", #deep, deep)))
+    assert.equal(400, res.status, res.body)
+    local e = json.decode(res.body).error
+    assert.equal("invalid_json", e.code)
+    assert.equal(100, e.details.max_depth)
+    -- what gets in can be shown everywhere (paused: its request holds the input)
+    local ok = '{"async": true, "input": ' .. ("["):rep(90) .. ("]"):rep(90) .. "}"
+    res = assert(raw(fmt("POST /api/v1/workflows/appr/execute HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+      .. "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", #ok, ok)))
+    assert.equal(202, res.status, res.body)
+    local id = json.decode(res.body).id
+    for _ = 1, 2000 do
+      if call("GET", "/api/v1/executions/" .. id).json.status == "idle" then break end
+      weft.sleep(0.005)
+    end
+    res = call("GET", "/api/v1/executions")
+    assert.equal(200, res.status, res.body)
+    res = call("GET", "/api/v1/executions/" .. id)
+    assert.equal(200, res.status, res.body)
+    assert.equal("idle", res.json.status)
+    assert.falsy(leaks_path(res.body), res.body)
+  end)
+
+  it("stops reading a chunked body over the limit and answers 413", function()
+    local c = assert(weft.tcp.connect("127.0.0.1", port, T))
+    assert(c:send("POST /api/v1/agents HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      .. "Transfer-Encoding: chunked\r\n\r\n", T))
+    local chunk = fmt("%x\r\n", 64 * 1024) .. ("z"):rep(64 * 1024) .. "\r\n"
+    local sent, limit = 0, 64 * 1024 * 1024 -- the server's cap is 1 MiB
+    while sent < limit do
+      if not c:send(chunk, T) then break end
+      sent = sent + 64 * 1024
+    end
+    if sent >= limit then c:send("0\r\n\r\n", T) end
+    local line = c:receive("*l", T)
+    c:close()
+    assert.is_true(sent < limit, "the whole body was read before an answer")
+    assert.equal(413, tonumber((line or ""):match("^HTTP/1%.%d (%d+)")), line)
+    assert.equal(200, call("GET", "/api/v1/health").status)
+  end)
+
+  pending("answers a malformed Content-Length with one clean 400 (libmicrohttpd 0.9.75 writes its "
+    .. "status line twice; weft never sees the request: see docs/server.md)")
+
+  it("releases SSE clients that leave a paused execution's stream", function()
+    local id = paused_execution()
+    local path = "/api/v1/executions/" .. id .. "/events"
+    -- more visits than the connection cap (1000), each leaving once the
+    -- stream is idle (nothing to replay after Last-Event-ID: nothing more
+    -- is ever written, so no write can find out that the client left)
+    for i = 1, 1100 do
+      local c = assert(weft.tcp.connect("127.0.0.1", port, T))
+      assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 1000000\r\n\r\n", T))
+      local line = c:receive("*l", T)
+      repeat local h = c:receive("*l", T) until not h or h == ""
+      c:close()
+      assert.equal(200, tonumber((line or ""):match("^HTTP/1%.%d (%d+)")), fmt("visit %d: %s", i, tostring(line)))
+    end
+    -- released (a bounded poll: only the /metrics request itself is left)
+    local n
+    for _ = 1, 2000 do
+      n = metric("weft_http_connections")
+      if n <= 1 then break end
+      weft.sleep(0.005)
+    end
+    assert.is_true(n <= 1, "connections still open: " .. tostring(n))
+    assert.equal(200, call("GET", "/api/v1/health").status)
+  end)
+
+  it("ends open streams at SIGTERM with a last event and exits without waiting for them", function()
+    local id = paused_execution()
+    local got, opened = {}, weft.cond()
+    local client = weft.go(function()
+      return weft.http.request{ url = url("/api/v1/executions/" .. id .. "/events"), framing = "sse", timeout = 120,
+        stream = function(ev) got[#got + 1] = ev; opened:signal() end }
+    end)
+    while #got == 0 do opened:wait(T) end
+    os.execute("kill -TERM " .. proc.pid)
+    local rc, _, err = procs.wait(proc, 120)
+    proc = nil
+    assert.equal(0, rc, err)
+    assert.truthy(err:find("weft: stopped", 1, true), err)
+    assert.falsy(err:find("cut", 1, true), err)
+    client:wait()
+    assert.equal("shutdown", got[#got].event)
+    assert.same({ reason = "server shutting down" }, json.decode(got[#got].data))
+  end)
+end)
