@@ -517,3 +517,41 @@ describe("json.decode and UTF-8", function()
   end)
 end)
 
+
+describe("json depth limit", function()
+  local core = require "weft.core.json"
+
+  -- v nested n levels deep (arrays).
+  local function nest(n)
+    local v = {}
+    local inner = v
+    for _ = 2, n do
+      local t = {}
+      inner[1] = t
+      inner = t
+    end
+    return v
+  end
+
+  it("is one limit, MAX_DEPTH, shared by decode, encode and check", function()
+    local max = core.MAX_DEPTH
+    assert.equal(1000, max)
+    local s = ("["):rep(max) .. ("]"):rep(max)
+    local v = assert(json.decode(s))
+    assert.equal(s, json.encode(v))  -- what decode accepts, encode accepts
+    assert.is_nil(json.check(nest(max)))
+    assert.is_nil(json.decode("[" .. s .. "]"))
+    assert.has_error(function() json.encode(nest(max + 1)) end)
+    assert.is_string(json.check(nest(max + 1)))
+  end)
+
+  it("decodes with a lower limit given as opts.max_depth", function()
+    local v, err = json.decode("[[[1]]]", { max_depth = 2 })
+    assert.is_nil(v)
+    assert.equal("invalid JSON at line 1 column 3: nesting too deep (more than 2 levels)", err)
+    assert.same({ { { 1 } } }, json.decode("[[[1]]]", { max_depth = 3 }))
+    assert.has_error(function() json.decode("[]", { max_depth = 0 }) end)
+    assert.has_error(function() json.decode("[]", { max_depth = 1001 }) end)
+    assert.has_error(function() json.decode("[]", { max_depth = 1.5 }) end)
+  end)
+end)
