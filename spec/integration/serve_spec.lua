@@ -156,6 +156,23 @@ return weft.workflow("flow"):start(weft.executor("a", function(m, ctx) ctx:yield
     local doc = json.decode(assert(weft.http.request{ url = base .. "/workflows/flow" }).body)
     assert.truthy(doc.reload_error:find("flow.lua:1:", 1, true))
     assert.equal("bonjour x", run()) -- the working version still serves
+    -- a script created after the start loads in the host's namespace (its
+    -- require finds the dir's modules) and is watched from then on
+    put(dir .. "/late.lua", [[
+local weft = require "weft"
+local g = require "lib.greet"
+return weft.workflow("late"):start(weft.executor("a", function(m, ctx) ctx:yield_output(g.word .. "!" .. m) end)):build()
+]])
+    local res = assert(weft.http.request{ method = "POST", url = base .. "/workflows/late/execute",
+      headers = { ["content-type"] = "application/json" }, body = { input = "y" } })
+    assert.equal(200, res.status, res.body)
+    assert.equal("bonjour!y", json.decode(res.body).outputs[1])
+    local n = #events()
+    put(dir .. "/lib/greet.lua", 'return { word = "salut" }\n')
+    for _ = 1, 300 do if #events() > n then break end weft.sleep(0.01) end
+    res = assert(weft.http.request{ method = "POST", url = base .. "/workflows/late/execute",
+      headers = { ["content-type"] = "application/json" }, body = { input = "y" } })
+    assert.equal("salut!y", json.decode(res.body).outputs[1])
   end)
 
   it("refuses a non-loopback address when no API keys are configured", function()

@@ -239,7 +239,15 @@ end
 -- The built workflow of script id at path (cached), or nil, err. With a
 -- watching host (weft serve --watch), its current version.
 local function load_script(app, id, path)
-  if app.host and app.host.versions[id] then return app.host:workflow(id) end
+  if app.host then
+    -- a watching host loads every script in its own module namespace;
+    -- one created after the start is added (and watched) on first use
+    if not app.host.versions[id] then
+      local ok, err = app.host:add(id, path)
+      if not ok then return nil, err end
+    end
+    return app.host:workflow(id)
+  end
   local key = "lua/" .. id
   if app.built[key] then return app.built[key] end
   local wf, err = require("weft.cli").load_workflow(path)
