@@ -21,7 +21,7 @@
 
 #define STORE_MT "weft.store"
 
-enum { W_GET, W_SCAN, W_RANGE, W_COMMIT, W_SIZE };
+enum { W_GET, W_SCAN, W_RANGE, W_COMMIT, W_SIZE, W_TIME };
 
 typedef struct lstore lstore_t;
 
@@ -54,12 +54,15 @@ static void wait_unlink(lwait_t *w) {
 
 /* Push the Lua results of r for an operation of kind k; returns their
  * number. get: value | nil | nil, err; scan: {{key=, value=}...};
- * range: {{seq=, value=}...}; commit: true, {seq...}; size: bytes. */
+ * range: {{seq=, value=}...}; commit: true, {seq...} | nil, err,
+ * "conflict" (an expectation failed); size: bytes; time: ms. */
 static int push_result(lua_State *L, int k, const wf_store_result_t *r) {
   if (r->status != WF_OK) {
     lua_pushnil(L);
     lua_pushstring(L, r->err ? r->err : "store error");
-    return 2;
+    if (!r->conflict) return 2;
+    lua_pushliteral(L, "conflict");
+    return 3;
   }
   switch (k) {
     case W_GET:
@@ -93,6 +96,9 @@ static int push_result(lua_State *L, int k, const wf_store_result_t *r) {
       return 2;
     case W_SIZE:
       lua_pushnumber(L, (lua_Number)r->len);
+      return 1;
+    case W_TIME:
+      lua_pushnumber(L, r->n ? (lua_Number)r->seqs[0] : 0);
       return 1;
   }
   return 0;
@@ -277,6 +283,9 @@ static void op_start(wf_store_t *s, opargs_t *a, lwait_t *w) {
     case W_SIZE:
       wf_store_size(s, a->ns, op_cb, w);
       break;
+    case W_TIME:
+      wf_store_time(s, op_cb, w);
+      break;
   }
 }
 
@@ -367,12 +376,23 @@ static int l_size(lua_State *L) {
   return op_run(L, ls, &a, t);
 }
 
-/* Batch op codes of the flat ops list (lua/weft/store.lua uses them). */
-enum { B_PUT = 1, B_DEL, B_DEL_PREFIX, B_APPEND, B_TRIM };
+/* time(store) -> the store's clock in ms | nil, err */
+static int l_time(lua_State *L) {
+  lstore_t *ls = check_store(L);
+  opargs_t a = {W_TIME, "", "", 0, 0, NULL};
+  wf_task_t *t = wf_task_check_blocking(wf_lua_rt(L), L, "store:time");
+  if (!ls->s) return push_fail(L, "store closed");
+  return op_run(L, ls, &a, t);
+}
 
-/* commit(store, ops, n) -> true, {seq...} | nil, err. ops is a flat list of
- * n writes, 4 slots each: code, ns, key, value (a string) or keep_from (a
- * number) or false. */
+/* Batch op codes of the flat ops list (lua/weft/store.lua uses them). */
+enum { B_PUT = 1, B_DEL, B_DEL_PREFIX, B_APPEND, B_TRIM, B_EXPECT,
+       B_EXPECT_LAST };
+
+/* commit(store, ops, n) -> true, {seq...} | nil, err[, "conflict"]. ops is
+ * a flat list of n writes and expectations, 4 slots each: code, ns, key,
+ * value (a string) or keep_from / last (a number) or false (expect: the
+ * record must be absent). */
 static int l_commit(lua_State *L) {
   lstore_t *ls = check_store(L);
   lua_Integer n = luaL_checkinteger(L, 3), i;
@@ -386,7 +406,7 @@ static int l_commit(lua_State *L) {
     lua_rawgeti(L, 2, (int)(4 * i + 1));
     code = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
-    if (code < B_PUT || code > B_TRIM)
+    if (code < B_PUT || code > B_EXPECT_LAST)
       return luaL_error(L, "commit: op %d: bad code", (int)i + 1);
     for (k = 2; k <= 3; k++) {
       lua_rawgeti(L, 2, (int)(4 * i + k));
@@ -402,8 +422,13 @@ static int l_commit(lua_State *L) {
         lua_type(L, -1) != LUA_TSTRING)
       return luaL_error(L, "commit: op %d: value must be a string",
                         (int)i + 1);
-    if (code == B_TRIM && lua_type(L, -1) != LUA_TNUMBER)
-      return luaL_error(L, "commit: op %d: keep_from must be a number",
+    if ((code == B_TRIM || code == B_EXPECT_LAST) &&
+        lua_type(L, -1) != LUA_TNUMBER)
+      return luaL_error(L, "commit: op %d: %s must be a number", (int)i + 1,
+                        code == B_TRIM ? "keep_from" : "last");
+    if (code == B_EXPECT && lua_type(L, -1) != LUA_TSTRING &&
+        lua_type(L, -1) != LUA_TBOOLEAN)
+      return luaL_error(L, "commit: op %d: value must be a string or false",
                         (int)i + 1);
     lua_pop(L, 1);
   }
@@ -439,6 +464,12 @@ static int l_commit(lua_State *L) {
       case B_TRIM:
         wf_store_trim(a.b, ns, key, (long long)lua_tonumber(L, -1));
         break;
+      case B_EXPECT:
+        wf_store_expect(a.b, ns, key, val, vlen);
+        break;
+      case B_EXPECT_LAST:
+        wf_store_expect_last(a.b, ns, key, (long long)lua_tonumber(L, -1));
+        break;
     }
     lua_pop(L, 4);
   }
@@ -456,6 +487,7 @@ static const luaL_Reg store_fns[] = {{"open", l_open},
                                      {"scan", l_scan},
                                      {"range", l_range},
                                      {"size", l_size},
+                                     {"time", l_time},
                                      {"commit", l_commit},
                                      {"inject_failure", l_inject_failure},
                                      {NULL, NULL}};

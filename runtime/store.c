@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store_int.h"
 
@@ -177,6 +178,7 @@ wf_store_done_t *wf_store_done_new(wf_store_t *s, wf_store_cb cb, void *ud) {
   d->ud = ud;
   d->status = WF_OK;
   d->found = 0;
+  d->conflict = 0;
   d->len = d->val = 0;
   d->n = 0;
   d->has_keys = d->has_vals = 0;
@@ -261,6 +263,19 @@ void wf_store_done_fail(wf_store_done_t *d, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* Fail a commit on expectation o of b. */
+void wf_store_done_conflict(wf_store_done_t *d, const wf_store_batch_t *b,
+                            const wf_store_op_t *o, const char *got) {
+  if (o->type == WF_SOP_EXPECT_LAST)
+    wf_store_done_fail(d, "conflict: log %s/%s has %s entries, expected %lld",
+                       wf_sop_ns(b, o), wf_sop_key(b, o), got, o->n);
+  else
+    wf_store_done_fail(d, "conflict: record %s/%s is %s, expected %s",
+                       wf_sop_ns(b, o), wf_sop_key(b, o), got,
+                       o->n ? "none" : "the value read before");
+  d->conflict = 1;
+}
+
 /* Queue d: its callback runs from the loop, in posting order. */
 void wf_store_done_post(wf_store_done_t *d) {
   wf_store_t *s = d->s;
@@ -323,6 +338,7 @@ static void done_run(wf_store_done_t *d) {
   r.status = d->status;
   if (d->status != WF_OK) {
     r.err = d->err.msg;
+    r.conflict = d->conflict;
   } else {
     r.found = d->found;
     r.len = d->len;
@@ -583,6 +599,21 @@ void wf_store_range(wf_store_t *s, const char *ns, const char *key,
   s->vt->range(s, ns, scrub_str(s, key), from, to, cb, ud);
 }
 
+/* The store's clock in ms (r->seqs[0]). */
+void wf_store_time(wf_store_t *s, wf_store_cb cb, void *ud) {
+  struct timespec ts;
+  wf_store_done_t *d;
+  if (refuse(s, "time", "time", "", cb, ud)) return;
+  if (s->vt->time) {
+    s->vt->time(s, cb, ud);
+    return;
+  }
+  d = wf_store_done_new(s, cb, ud);
+  clock_gettime(CLOCK_REALTIME, &ts);
+  wf_store_done_seq(d, (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+  wf_store_done_post(d);
+}
+
 /* Bytes held for ns. */
 void wf_store_size(wf_store_t *s, const char *ns, wf_store_cb cb, void *ud) {
   if (refuse(s, "size", ns, "", cb, ud)) return;
@@ -600,7 +631,7 @@ wf_store_batch_t *wf_store_batch(wf_store_t *s) {
     b = wf_xcalloc(1, sizeof *b);
   }
   b->s = s;
-  b->nops = b->blen = b->nappend = 0;
+  b->nops = b->blen = b->nappend = b->nexpect = 0;
   b->bad = 0;
   b->next = NULL;
   return b;
@@ -714,6 +745,29 @@ void wf_store_trim(wf_store_batch_t *b, const char *ns, const char *key,
                    long long keep_from) {
   wf_store_op_t *o = batch_add(b, WF_SOP_TRIM, "trim", ns, key);
   if (o) o->n = keep_from;
+}
+
+/* Add the condition "record (ns, key) holds val (NULL: is absent)". */
+void wf_store_expect(wf_store_batch_t *b, const char *ns, const char *key,
+                     const char *val, size_t len) {
+  wf_store_op_t *o = batch_add(b, WF_SOP_EXPECT, "expect", ns, key);
+  if (!o) return;
+  b->nexpect++;
+  if (!val) {
+    o->n = 1;
+    return;
+  }
+  val = scrub(b->s, val, len, &o->vlen);
+  o->val = batch_copy(b, val, o->vlen);
+}
+
+/* Add the condition "log (ns, key) has given `last` numbers". */
+void wf_store_expect_last(wf_store_batch_t *b, const char *ns,
+                          const char *key, long long last) {
+  wf_store_op_t *o = batch_add(b, WF_SOP_EXPECT_LAST, "expect_last", ns, key);
+  if (!o) return;
+  b->nexpect++;
+  o->n = last;
 }
 
 /* Apply b atomically (takes ownership of b). */

@@ -36,7 +36,9 @@ typedef struct wf_store_result {
   const char *const *keys;   /* scan: keys; range: NULL */
   const char *const *values;
   const size_t *lens;
-  const long long *seqs;     /* range: entry numbers; append: first new */
+  const long long *seqs;     /* range: entry numbers; append: first new;
+                                time: seqs[0] = the store's clock in ms */
+  int conflict;        /* commit: an expectation failed, nothing written */
 } wf_store_result_t;
 
 typedef void (*wf_store_cb)(void *ud, const wf_store_result_t *r);
@@ -110,6 +112,19 @@ void wf_store_append(wf_store_batch_t *b, const char *ns, const char *key,
 /* Drop the entries of a log numbered below keep_from. */
 void wf_store_trim(wf_store_batch_t *b, const char *ns, const char *key,
                    long long keep_from);
+/* Conditions of a batch: checked when it commits, before any of its
+ * writes and atomically with them (inside the SQLite transaction; on
+ * Redis one server-side script runs the checks and the writes). If one
+ * does not hold, nothing is written and the commit fails with
+ * r->conflict set and an error naming the record or log. */
+/* Record (ns, key) must hold exactly val (len bytes, redacted like a put),
+ * or, with val NULL, must not exist. */
+void wf_store_expect(wf_store_batch_t *b, const char *ns, const char *key,
+                     const char *val, size_t len);
+/* Log (ns, key) must have given exactly `last` numbers (0: never appended
+ * to, or deleted). */
+void wf_store_expect_last(wf_store_batch_t *b, const char *ns,
+                          const char *key, long long last);
 /* Apply every write atomically, then cb (status; for appends, seqs holds
  * the number given to each appended entry in order). Takes ownership of
  * b. */
@@ -121,6 +136,11 @@ void wf_store_discard(wf_store_batch_t *b);
  * transaction, then rolled back; redis: a command that fails is queued in
  * the MULTI, so EXEC discards the transaction). */
 void wf_store_inject_failure(wf_store_t *s, size_t after);
+
+/* The store's clock: milliseconds since the epoch in r->seqs[0] (redis:
+ * the server's TIME, so that processes on several machines agree;
+ * sqlite and memory: this machine's clock). */
+void wf_store_time(wf_store_t *s, wf_store_cb cb, void *ud);
 
 /* Bytes the backend holds for ns (the sum of key and value lengths of its
  * records and log entries), in r->len, for the storage-growth spec. */

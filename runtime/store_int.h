@@ -17,7 +17,9 @@ enum {
   WF_SOP_DEL,
   WF_SOP_DEL_PREFIX,
   WF_SOP_APPEND,
-  WF_SOP_TRIM
+  WF_SOP_TRIM,
+  WF_SOP_EXPECT,      /* n: 1 = the record must be absent */
+  WF_SOP_EXPECT_LAST  /* n: the log's last number */
 };
 
 /* One write of a batch. Strings live in the batch buffer (NUL-terminated,
@@ -26,7 +28,7 @@ typedef struct wf_store_op {
   int type;
   size_t ns, key, val;  /* offsets into b->buf */
   size_t nslen, klen, vlen;
-  long long n;          /* trim: keep_from */
+  long long n;          /* trim: keep_from; expect: see above */
 } wf_store_op_t;
 
 struct wf_store_batch {
@@ -36,6 +38,7 @@ struct wf_store_batch {
   char *buf;
   size_t blen, bcap;
   size_t nappend;       /* appends in the batch (seqs to report) */
+  size_t nexpect;       /* expectations in the batch */
   int bad;              /* a misuse recorded at build time: commit fails */
   wf_err_t err;
   wf_store_batch_t *next; /* store's free list */
@@ -70,6 +73,7 @@ struct wf_store_done {
   void *ud;
   int status;
   int found;
+  int conflict;          /* commit: an expectation failed */
   size_t len;            /* get: value length; size: the byte count */
   size_t val;            /* get: value offset in buf */
   size_t n, cap;         /* rows */
@@ -96,6 +100,10 @@ void wf_store_done_seq(wf_store_done_t *d, long long seq);
 void wf_store_done_fail(wf_store_done_t *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void wf_store_done_vfail(wf_store_done_t *d, const char *fmt, va_list ap);
+/* Fail a commit because expectation o of b does not hold; got: what the
+ * store holds ("absent", "a different value", or the log's last number). */
+void wf_store_done_conflict(wf_store_done_t *d, const wf_store_batch_t *b,
+                            const wf_store_op_t *o, const char *got);
 /* Queue the completion: its callback runs from the loop. */
 void wf_store_done_post(wf_store_done_t *d);
 /* Post a failure for (cb, ud) at once. */
@@ -118,6 +126,8 @@ typedef struct wf_store_vt {
   /* Stop I/O, fail what is in flight (through completions), free the
    * backend state. */
   void (*close)(wf_store_t *s);
+  /* The store's clock (NULL: this machine's, see wf_store_time). */
+  void (*time)(wf_store_t *s, wf_store_cb cb, void *ud);
 } wf_store_vt_t;
 
 /* One registered secret (see wf_store_add_secret). */

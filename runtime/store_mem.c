@@ -5,6 +5,7 @@
  * happen) restores the state exactly; replaced or removed data is freed
  * only once the batch has succeeded. Results complete through store.c's
  * deferred completions. Depends on store_int.h. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -329,18 +330,59 @@ static void undo_commit(mstore_t *m) {
   m->nundo = 0;
 }
 
-/* Apply a batch: each write with an undo step; undone on failure. */
+/* Check expectation o of b: 1 when it holds, else 0 (d failed). */
+static int mem_check(mstore_t *m, wf_store_batch_t *b, const wf_store_op_t *o,
+                     wf_store_done_t *d) {
+  mns_t *n = ns_get(m, wf_sop_ns(b, o), 0);
+  const char *key = wf_sop_key(b, o);
+  char got[32];
+  int eq = 0, ok;
+  size_t i = 0;
+  if (o->type == WF_SOP_EXPECT_LAST) {
+    long long last = 0;
+    if (n) i = log_find(n, key, o->klen, &eq);
+    if (eq) last = n->logs[i]->last;
+    ok = last == o->n;
+    snprintf(got, sizeof got, "%lld", last);
+  } else {
+    if (n) i = rec_find(n, key, o->klen, &eq);
+    if (!eq) {
+      ok = o->n == 1;
+      snprintf(got, sizeof got, "absent");
+    } else {
+      const mrec_t *r = n->recs[i];
+      ok = !o->n && r->vlen == o->vlen &&
+           (!o->vlen || !memcmp(r->val, wf_sop_val(b, o), o->vlen));
+      snprintf(got, sizeof got, "%s", o->n ? "present" : "a different value");
+    }
+  }
+  if (!ok) wf_store_done_conflict(d, b, o, got);
+  return ok;
+}
+
+/* Apply a batch: its expectations checked first, then each write with an
+ * undo step; undone on failure. */
 static void mem_commit(wf_store_batch_t *b, wf_store_cb cb, void *ud) {
   wf_store_t *s = b->s;
   mstore_t *m = s->be;
   wf_store_done_t *d = wf_store_done_new(s, cb, ud);
   size_t after = 0;
   int inject = wf_store_take_injection(s, &after);
+  for (size_t k = 0; k < b->nops && b->nexpect; k++) {
+    const wf_store_op_t *o = &b->ops[k];
+    if ((o->type == WF_SOP_EXPECT || o->type == WF_SOP_EXPECT_LAST) &&
+        !mem_check(m, b, o, d)) {
+      wf_store_batch_release(b);
+      wf_store_done_post(d);
+      return;
+    }
+  }
   m->gen++;
   m->nundo = 0;
   for (size_t k = 0; k < b->nops; k++) {
     const wf_store_op_t *o = &b->ops[k];
     if (inject && k == after) break;
+    if (o->type == WF_SOP_EXPECT || o->type == WF_SOP_EXPECT_LAST) continue;
     mns_t *n = ns_get(m, wf_sop_ns(b, o), 1);
     const char *key = wf_sop_key(b, o);
     switch (o->type) {
@@ -478,4 +520,4 @@ int wf_store_mem_open(wf_store_t *s, wf_err_t *err) {
 
 const wf_store_vt_t wf_store_mem_vt = {"memory", mem_get,    mem_scan,
                                        mem_range, mem_commit, mem_size,
-                                       mem_close};
+                                       mem_close, NULL};

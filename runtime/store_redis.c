@@ -5,7 +5,8 @@
  * in sorted set weft:{ns}:rkeys (score 0: ZRANGEBYLEX gives prefix scans
  * in byte order); log (ns, key) in list weft:{ns}:log:<key>, the last
  * number it gave in hash weft:{ns}:logseq, its key in weft:{ns}:lkeys.
- * A batch is MULTI ... EXEC; an append is RPUSH + HINCRBY (whose reply is
+ * A batch is MULTI ... EXEC (one with expectations: one call of a script
+ * that checks them, then runs the same commands); an append is RPUSH + HINCRBY (whose reply is
  * the entry's number); trim, del_prefix, scan, range and size are small
  * Lua scripts (EVAL), atomic on the server.
  * Connection: AUTH/SELECT handshake, then READY. Operations issued while
@@ -32,7 +33,7 @@
 #define BACKOFF_MAX 2.0
 
 enum { R_DOWN, R_CONNECTING, R_READY };
-enum { K_GET, K_SCAN, K_RANGE, K_SIZE, K_COMMIT };
+enum { K_GET, K_SCAN, K_RANGE, K_SIZE, K_COMMIT, K_TIME };
 
 typedef struct rs rs_t;
 
@@ -83,6 +84,11 @@ struct rs {
   rop_t *free_ops;
   int nfree_ops;
   rbuf_t nb[7];          /* key-name scratch: 0-4 names, 5-6 bounds */
+  int collect;           /* cmd() adds to the batch script's arguments */
+  rbuf_t cbuf;           /* their bytes (each NUL-terminated) */
+  size_t cblen;
+  size_t *coff, *clen;   /* their offsets and lengths */
+  size_t cn, ccap;
 };
 
 /* ---- scripts ------------------------------------------------------------ */
@@ -115,27 +121,72 @@ static const char range_lua[] =
     "to - first)}\n";
 
 /* KEYS log, logseq; ARGV key, keep_from -> entries dropped */
-static const char trim_lua[] =
-    "local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n"
-    "local len = redis.call('LLEN', KEYS[1])\n"
-    "local drop = tonumber(ARGV[2]) - (last - len + 1)\n"
-    "if drop <= 0 or len == 0 then return 0 end\n"
-    "if drop >= len then redis.call('DEL', KEYS[1])\n"
-    "else redis.call('LTRIM', KEYS[1], drop, -1) end\n"
-    "return drop\n";
+#define TRIM_LUA \
+    "local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n" \
+    "local len = redis.call('LLEN', KEYS[1])\n" \
+    "local drop = tonumber(ARGV[2]) - (last - len + 1)\n" \
+    "if drop <= 0 or len == 0 then return 0 end\n" \
+    "if drop >= len then redis.call('DEL', KEYS[1])\n" \
+    "else redis.call('LTRIM', KEYS[1], drop, -1) end\n" \
+    "return drop\n"
+static const char trim_lua[] = TRIM_LUA;
 
 /* KEYS rec, rkeys, logseq, lkeys; ARGV min, max, log key prefix */
-static const char delp_lua[] =
-    "local ks = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2])\n"
-    "for i = 1, #ks, 500 do redis.call('HDEL', KEYS[1], unpack(ks, i, "
-    "math.min(i + 499, #ks))) end\n"
-    "redis.call('ZREMRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2])\n"
-    "ks = redis.call('ZRANGEBYLEX', KEYS[4], ARGV[1], ARGV[2])\n"
-    "for i = 1, #ks do redis.call('DEL', ARGV[3] .. ks[i]) end\n"
-    "for i = 1, #ks, 500 do redis.call('HDEL', KEYS[3], unpack(ks, i, "
-    "math.min(i + 499, #ks))) end\n"
-    "redis.call('ZREMRANGEBYLEX', KEYS[4], ARGV[1], ARGV[2])\n"
-    "return #ks\n";
+#define DELP_LUA \
+    "local ks = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2])\n" \
+    "for i = 1, #ks, 500 do redis.call('HDEL', KEYS[1], unpack(ks, i, " \
+    "math.min(i + 499, #ks))) end\n" \
+    "redis.call('ZREMRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2])\n" \
+    "ks = redis.call('ZRANGEBYLEX', KEYS[4], ARGV[1], ARGV[2])\n" \
+    "for i = 1, #ks do redis.call('DEL', ARGV[3] .. ks[i]) end\n" \
+    "for i = 1, #ks, 500 do redis.call('HDEL', KEYS[3], unpack(ks, i, " \
+    "math.min(i + 499, #ks))) end\n" \
+    "redis.call('ZREMRANGEBYLEX', KEYS[4], ARGV[1], ARGV[2])\n" \
+    "return #ks\n"
+static const char delp_lua[] = DELP_LUA;
+
+/* A batch with expectations, in one call: ARGV = the number of
+ * expectations, then 4 slots each (kind 'v' value / 'a' absent / 'l' log
+ * last, hash key, field, wanted), then the batch's commands, each as its
+ * argc and its arguments, the trim and del_prefix scripts named "trim"
+ * and "delp". A failed expectation writes nothing and replies
+ * "WEFT-CONFLICT <index> <what the store holds>"; otherwise the replies of
+ * the commands, as EXEC gives them. */
+static const char batch_lua[] =
+    "local F = {}\n"
+    "F.trim = function(KEYS, ARGV)\n" TRIM_LUA "end\n"
+    "F.delp = function(KEYS, ARGV)\n" DELP_LUA "end\n"
+    "local a, i = ARGV, 2\n"
+    "for g = 1, tonumber(a[1]) do\n"
+    "  local kind, want = a[i], a[i + 3]\n"
+    "  local cur = redis.call('HGET', a[i + 1], a[i + 2])\n"
+    "  i = i + 4\n"
+    "  local bad\n"
+    "  if kind == 'l' then\n"
+    "    cur = tonumber(cur or '0')\n"
+    "    if cur ~= tonumber(want) then bad = tostring(cur) end\n"
+    "  elseif kind == 'a' then\n"
+    "    if cur then bad = 'present' end\n"
+    "  elseif not cur then bad = 'absent'\n"
+    "  elseif cur ~= want then bad = 'a different value' end\n"
+    "  if bad then return redis.error_reply('WEFT-CONFLICT ' .. g .. ' ' "
+    ".. bad) end\n"
+    "end\n"
+    "local out = {}\n"
+    "while i <= #a do\n"
+    "  local n, c = tonumber(a[i]), {}\n"
+    "  for j = 1, n do c[j] = a[i + j] end\n"
+    "  i = i + n + 1\n"
+    "  if c[1] == 'EVAL' then\n"
+    "    local nk, ks, as = tonumber(c[3]), {}, {}\n"
+    "    for j = 1, nk do ks[j] = c[3 + j] end\n"
+    "    for j = 4 + nk, n do as[#as + 1] = c[j] end\n"
+    "    out[#out + 1] = F[c[2]](ks, as)\n"
+    "  else\n"
+    "    out[#out + 1] = redis.call(unpack(c))\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
 
 /* KEYS rec, rkeys, logseq, lkeys; ARGV log key prefix -> bytes */
 static const char size_lua[] =
@@ -371,6 +422,22 @@ static void reply_cb(redisAsyncContext *ac, void *rv, void *priv) {
     return;
   }
   d = wf_store_done_new(rs->s, o->cb, o->ud);
+  if (r->type == REDIS_REPLY_ERROR && o->kind == K_COMMIT &&
+      !strncmp(r->str, "WEFT-CONFLICT ", 14)) {
+    /* "WEFT-CONFLICT <index of the expectation> <what the store holds>" */
+    char *end;
+    long g = strtol(r->str + 14, &end, 10);
+    const wf_store_batch_t *b = o->b;
+    for (size_t k = 0; k < b->nops; k++) {
+      const wf_store_op_t *op = &b->ops[k];
+      if ((op->type == WF_SOP_EXPECT || op->type == WF_SOP_EXPECT_LAST) &&
+          --g == 0) {
+        wf_store_done_conflict(d, b, op, *end ? end + 1 : "?");
+        goto out;
+      }
+    }
+    goto bad;
+  }
   if (r->type == REDIS_REPLY_ERROR && !(o->kind == K_COMMIT && o->injected)) {
     wf_store_done_fail(d, "redis %s:%d: %s", rs->host, rs->port, r->str);
     goto out;
@@ -411,6 +478,14 @@ static void reply_cb(redisAsyncContext *ac, void *rv, void *priv) {
       if (r->type != REDIS_REPLY_INTEGER) goto bad;
       d->len = (size_t)r->integer;
       break;
+    case K_TIME:
+      if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+          r->element[0]->type != REDIS_REPLY_STRING ||
+          r->element[1]->type != REDIS_REPLY_STRING)
+        goto bad;
+      wf_store_done_seq(d, strtoll(r->element[0]->str, NULL, 10) * 1000 +
+                               strtoll(r->element[1]->str, NULL, 10) / 1000);
+      break;
     case K_COMMIT: {
       wf_store_batch_t *b = o->b;
       size_t k = 0;
@@ -424,7 +499,9 @@ static void reply_cb(redisAsyncContext *ac, void *rv, void *priv) {
         size_t cnt = type == WF_SOP_PUT      ? 2
                      : type == WF_SOP_DEL    ? 5
                      : type == WF_SOP_APPEND ? 3
-                                             : 1;
+                     : type == WF_SOP_EXPECT || type == WF_SOP_EXPECT_LAST
+                         ? 0
+                         : 1;
         if (k + cnt > r->elements) goto bad;
         for (size_t j = 0; j < cnt; j++)
           if (r->element[k + j]->type == REDIS_REPLY_ERROR) {
@@ -454,9 +531,49 @@ out:
   wd_kick(rs);
 }
 
-/* Send one command; 0 on success. */
+/* Add one argument of the batch script (copied). */
+static void collect_arg(rs_t *rs, const char *p, size_t n) {
+  rbuf_t *b = &rs->cbuf;
+  if (rs->cn == rs->ccap) {
+    rs->ccap = rs->ccap ? rs->ccap * 2 : 64;
+    rs->coff = wf_xrealloc(rs->coff, rs->ccap * sizeof *rs->coff);
+    rs->clen = wf_xrealloc(rs->clen, rs->ccap * sizeof *rs->clen);
+  }
+  if (b->cap - rs->cblen < n + 1) {
+    size_t c = b->cap ? b->cap : 1024;
+    while (c - rs->cblen < n + 1) c *= 2;
+    b->p = wf_xrealloc(b->p, c);
+    b->cap = c;
+  }
+  if (n) memcpy(b->p + rs->cblen, p, n);
+  b->p[rs->cblen + n] = 0;
+  rs->coff[rs->cn] = rs->cblen;
+  rs->clen[rs->cn++] = n;
+  rs->cblen += n + 1;
+}
+
+/* Add a number argument of the batch script. */
+static void collect_num(rs_t *rs, long long v) {
+  char num[32];
+  collect_arg(rs, num, (size_t)snprintf(num, sizeof num, "%lld", v));
+}
+
+/* Send one command (collecting it instead while a batch script is being
+ * built); 0 on success. */
 static int cmd(rs_t *rs, rop_t *o, int argc, const char **argv,
                const size_t *lens) {
+  if (rs->collect && !o) {
+    collect_num(rs, argc);
+    for (int i = 0; i < argc; i++) {
+      if (i == 1 && argv[i] == trim_lua)
+        collect_arg(rs, "trim", 4);
+      else if (i == 1 && argv[i] == delp_lua)
+        collect_arg(rs, "delp", 4);
+      else
+        collect_arg(rs, argv[i], lens[i]);
+    }
+    return 0;
+  }
   return redisAsyncCommandArgv(rs->ac, o ? reply_cb : NULL, o, argc, argv,
                                lens) == REDIS_OK
              ? 0
@@ -538,8 +655,60 @@ static int send_op(rs_t *rs, wf_store_batch_t *b, const wf_store_op_t *op) {
       al[6] = (size_t)snprintf(num, sizeof num, "%lld", op->n);
       av[6] = num;
       return cmd(rs, NULL, 7, av, al);
+    case WF_SOP_EXPECT:
+    case WF_SOP_EXPECT_LAST:
+      return 0; /* checked by the batch script */
   }
   return -1;
+}
+
+/* Send batch b of o, which has expectations, as one call of the batch
+ * script: the expectations, then the commands send_op would queue in a
+ * MULTI (an injected failure first, so that nothing is written). */
+static int send_script(rs_t *rs, rop_t *o, wf_store_batch_t *b, int inject) {
+  const char **av;
+  size_t *al, n, len;
+  int rc = 0;
+  rs->cn = rs->cblen = 0;
+  collect_num(rs, (long long)b->nexpect);
+  for (size_t k = 0; k < b->nops; k++) {
+    const wf_store_op_t *op = &b->ops[k];
+    const char *ns = wf_sop_ns(b, op), *name;
+    if (op->type != WF_SOP_EXPECT && op->type != WF_SOP_EXPECT_LAST) continue;
+    int last = op->type == WF_SOP_EXPECT_LAST;
+    collect_arg(rs, last ? "l" : op->n ? "a" : "v", 1);
+    name = kname(rs, 0, ns, op->nslen, last ? "logseq" : "rec", NULL, 0, &len);
+    collect_arg(rs, name, len);
+    collect_arg(rs, wf_sop_key(b, op), op->klen);
+    if (last)
+      collect_num(rs, op->n);
+    else
+      collect_arg(rs, wf_sop_val(b, op), op->n ? 0 : op->vlen);
+  }
+  rs->collect = 1;
+  if (inject) {
+    const char *f = "WEFT-INJECTED-FAILURE";
+    size_t fl = strlen(f);
+    cmd(rs, NULL, 1, &f, &fl);
+    o->injected = 1;
+  }
+  for (size_t k = 0; k < b->nops && !rc; k++) rc |= send_op(rs, b, &b->ops[k]);
+  rs->collect = 0;
+  if (rc) return rc;
+  n = rs->cn + 3;
+  av = wf_xmalloc(n * sizeof *av);
+  al = wf_xmalloc(n * sizeof *al);
+  av[0] = "EVAL", al[0] = 4;
+  av[1] = batch_lua, al[1] = sizeof batch_lua - 1;
+  av[2] = "0", al[2] = 1;
+  for (size_t i = 0; i < rs->cn; i++) {
+    av[3 + i] = rs->cbuf.p + rs->coff[i];
+    al[3 + i] = rs->clen[i];
+  }
+  rc = cmd(rs, o, (int)n, av, al);
+  free(av);
+  free(al);
+  return rc;
 }
 
 /* Send operation o on the ready connection (it is then in flight). */
@@ -591,10 +760,18 @@ static void rop_send(rs_t *rs, rop_t *o) {
       av[7] = kname(rs, 4, ns, o->nslen, "log:", NULL, 0, &al[7]);
       rc = cmd(rs, o, 8, av, al);
       break;
+    case K_TIME:
+      av[0] = "TIME", al[0] = 4;
+      rc = cmd(rs, o, 1, av, al);
+      break;
     case K_COMMIT: {
       wf_store_batch_t *b = o->b;
       size_t after = 0;
       int inject = wf_store_take_injection(rs->s, &after);
+      if (b->nexpect) {
+        rc = send_script(rs, o, b, inject);
+        break;
+      }
       av[0] = "MULTI";
       al[0] = 5;
       rc |= cmd(rs, NULL, 1, av, al);
@@ -877,7 +1054,14 @@ static void r_size(wf_store_t *s, const char *ns, wf_store_cb cb, void *ud) {
   rop_start(rs, o);
 }
 
-/* Commit as MULTI ... EXEC. */
+/* The server's clock (TIME). */
+static void r_time(wf_store_t *s, wf_store_cb cb, void *ud) {
+  rs_t *rs = s->be;
+  rop_start(rs, rop_new(rs, K_TIME, cb, ud));
+}
+
+/* Commit as MULTI ... EXEC (with expectations: one call of the batch
+ * script). */
 static void r_commit(wf_store_batch_t *b, wf_store_cb cb, void *ud) {
   rs_t *rs = b->s->be;
   rop_t *o = rop_new(rs, K_COMMIT, cb, ud);
@@ -912,6 +1096,9 @@ static void r_close(wf_store_t *s) {
     free(o);
   }
   for (int i = 0; i < 7; i++) free(rs->nb[i].p);
+  free(rs->cbuf.p);
+  free(rs->coff);
+  free(rs->clen);
   free(rs->host);
   free(rs->user);
   free(rs->pass);
@@ -944,6 +1131,5 @@ int wf_store_redis_open(wf_store_t *s, const char *host, int port, int db,
   return WF_OK;
 }
 
-const wf_store_vt_t wf_store_redis_vt = {"redis",  r_get,    r_scan,
-                                         r_range,  r_commit, r_size,
-                                         r_close};
+const wf_store_vt_t wf_store_redis_vt = {"redis",  r_get,    r_scan, r_range,
+                                         r_commit, r_size,   r_close, r_time};

@@ -36,7 +36,7 @@ enum {
   Q_DELP_REC_ALL, Q_DELP_LOG_ALL, Q_DELP_HEAD_ALL, /* key >= lo */
   Q_SCAN, Q_SCAN_ALL,
   Q_RANGE, Q_HEAD_NEXT, Q_APPEND, Q_TRIM,
-  Q_SIZE_REC, Q_SIZE_LOG,
+  Q_SIZE_REC, Q_SIZE_LOG, Q_HEAD_LAST,
   Q_COUNT
 };
 
@@ -72,6 +72,7 @@ static const char *const sql[Q_COUNT] = {
                    "length(value)), 0) FROM records WHERE ns=?1",
     [Q_SIZE_LOG] = "SELECT coalesce(sum(length(CAST(key AS BLOB)) + "
                    "length(value)), 0) FROM logs WHERE ns=?1",
+    [Q_HEAD_LAST] = "SELECT last FROM log_heads WHERE ns=?1 AND key=?2",
 };
 
 /* Rowid tables for the two that hold values of any size (a WITHOUT ROWID
@@ -531,11 +532,48 @@ static int apply(sq_t *q, wf_store_batch_t *b, const wf_store_op_t *o,
       bind_text(st, 2, key, o->klen);
       sqlite3_bind_int64(st, 3, o->n);
       return run(st);
+    case WF_SOP_EXPECT:
+    case WF_SOP_EXPECT_LAST:
+      return SQLITE_DONE; /* checked before the writes */
   }
   return SQLITE_MISUSE;
 }
 
-/* Apply a batch in one BEGIN IMMEDIATE transaction; roll back on error. */
+/* Check expectation o of b inside the transaction: 1 when it holds, 0
+ * (d failed as a conflict) when not, -1 on an SQLite error. */
+static int check(sq_t *q, wf_store_batch_t *b, const wf_store_op_t *o,
+                 wf_store_done_t *d) {
+  int last = o->type == WF_SOP_EXPECT_LAST;
+  sqlite3_stmt *st = q->st[last ? Q_HEAD_LAST : Q_GET];
+  char got[32];
+  int rc, ok;
+  bind_text(st, 1, wf_sop_ns(b, o), o->nslen);
+  bind_text(st, 2, wf_sop_key(b, o), o->klen);
+  rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    sqlite3_reset(st);
+    return -1;
+  }
+  if (last) {
+    long long n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    ok = n == o->n;
+    snprintf(got, sizeof got, "%lld", n);
+  } else if (rc == SQLITE_DONE) {
+    ok = o->n == 1;
+    snprintf(got, sizeof got, "absent");
+  } else {
+    ok = !o->n && (size_t)sqlite3_column_bytes(st, 0) == o->vlen &&
+         (!o->vlen ||
+          !memcmp(sqlite3_column_blob(st, 0), wf_sop_val(b, o), o->vlen));
+    snprintf(got, sizeof got, "%s", o->n ? "present" : "a different value");
+  }
+  sqlite3_reset(st);
+  if (!ok) wf_store_done_conflict(d, b, o, got);
+  return ok;
+}
+
+/* Apply a batch in one BEGIN IMMEDIATE transaction (its expectations
+ * checked first); roll back on error. */
 static void sq_commit(wf_store_batch_t *b, wf_store_cb cb, void *ud) {
   wf_store_t *s = b->s;
   sq_t *q = s->be;
@@ -546,6 +584,12 @@ static void sq_commit(wf_store_batch_t *b, wf_store_cb cb, void *ud) {
   if (rc != SQLITE_DONE) {
     done_sqerr(q, d);
     goto out;
+  }
+  for (size_t k = 0; k < b->nops && b->nexpect; k++) {
+    const wf_store_op_t *o = &b->ops[k];
+    if (o->type != WF_SOP_EXPECT && o->type != WF_SOP_EXPECT_LAST) continue;
+    if ((rc = check(q, b, o, d)) < 0) done_sqerr(q, d);
+    if (rc <= 0) goto rollback;
   }
   for (size_t k = 0; k < b->nops; k++) {
     if (inject && k == after) {
@@ -578,4 +622,4 @@ static void sq_close(wf_store_t *s) { sq_free(s->be); }
 
 const wf_store_vt_t wf_store_sqlite_vt = {"sqlite",  sq_get,    sq_scan,
                                           sq_range,  sq_commit, sq_size,
-                                          sq_close};
+                                          sq_close, NULL};

@@ -30,12 +30,12 @@ local secrets = require "weft.secrets"
 local type, error, tostring, setmetatable, getmetatable, pairs, floor =
   type, error, tostring, setmetatable, getmetatable, pairs, math.floor
 local find, match = string.find, string.match
-local raw_get, raw_scan, raw_range, raw_commit, raw_size =
-  core.get, core.scan, core.range, core.commit, core.size
+local raw_get, raw_scan, raw_range, raw_commit, raw_size, raw_time =
+  core.get, core.scan, core.range, core.commit, core.size, core.time
 
 local _M = {}
 
-local PUT, DEL, DEL_PREFIX, APPEND, TRIM = 1, 2, 3, 4, 5
+local PUT, DEL, DEL_PREFIX, APPEND, TRIM, EXPECT, EXPECT_LAST = 1, 2, 3, 4, 5, 6, 7
 
 -- The C stores opened here (weak: a collected store drops out), each given
 -- every secret registered before or after it was opened.
@@ -155,6 +155,175 @@ function Store:size(ns)
   check_self("size", self)
   check_ns("size", ns)
   return raw_size(self._u, ns)
+end
+
+--- The store's clock in milliseconds since the epoch (Redis: the server's
+-- TIME, shared by every machine; SQLite, memory: this machine's), or nil,
+-- err.
+function Store:time()
+  check_self("time", self)
+  return raw_time(self._u)
+end
+
+-- ---- leases -------------------------------------------------------------
+-- A lease (namespace "lease", key = its name) gives one owner the right to
+-- write something (a run) until it expires; its fencing token (namespace
+-- "fence", rewritten only when the lease changes hands) increases by one
+-- at every acquisition, and writers make their batches conditional on it
+-- (batch:fence). Expiry is judged by the store's clock (Store:time).
+
+local LEASE_NS, FENCE_NS = "lease", "fence"
+local json -- weft.json, loaded on first use (it loads this module's users)
+
+local function codec()
+  json = json or require "weft.json"
+  return json
+end
+
+-- The first line of a file, or nil.
+local function read_line(path)
+  local fh = io.open(path, "r")
+  if not fh then return nil end
+  local l = fh:read("*l")
+  fh:close()
+  return l
+end
+
+local me
+--- This process as a lease owner: {id = "HOST:PID:RANDOM", host =, pid =}.
+function _M.owner()
+  if me then return me end
+  local host = read_line("/proc/sys/kernel/hostname") or os.getenv("HOSTNAME") or "localhost"
+  local stat = read_line("/proc/self/stat")
+  local pid = tonumber(stat and stat:match("^(%d+)")) or 0
+  local rnd = ""
+  local fh = io.open("/dev/urandom", "rb")
+  if fh then
+    rnd = (fh:read(6) or ""):gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+    fh:close()
+  end
+  if rnd == "" then rnd = ("%x"):format(math.random(0, 0x7fffffff)) end
+  me = { id = ("%s:%d:%s"):format(host, pid, rnd), host = host, pid = pid }
+  return me
+end
+
+--- A one-line description of who holds lease `l` (as returned with
+-- "held"): "OWNER (pid P on HOST) until 2026-12-04T20:50:01Z (in 12.5 s)".
+function _M.describe_lease(l)
+  local left = ((l.expires or 0) - (l.now or 0)) / 1000
+  local at = os.time() + math.floor(left + 0.5)
+  return ("%s (pid %s on %s) until %s (in %.1f s)"):format(tostring(l.owner), tostring(l.pid),
+    tostring(l.host), os.date("!%Y-%m-%dT%H:%M:%SZ", at), left)
+end
+
+-- The lease record (ns "lease", key name): body, decoded table | nil, nil
+-- when there is none | nil, err.
+local function lease_read(self, name)
+  local body, err = raw_get(self._u, LEASE_NS, name)
+  if body == nil then return nil, nil, err end
+  local ok, rec = pcall(codec().decode, body)
+  if not ok or type(rec) ~= "table" then return nil, nil, "corrupt lease record of " .. name end
+  return body, rec
+end
+
+--- The lease `name` as stored: {name, token, owner, host, pid, expires,
+-- now, held = bool} (held: unexpired and not released), or nil when it was
+-- never taken, or nil, err.
+function Store:lease(name)
+  check_self("lease", self)
+  check_key("lease", "name", name)
+  local now, terr = raw_time(self._u)
+  if not now then return nil, terr end
+  local body, rec, err = lease_read(self, name)
+  if not body then return nil, err end
+  rec.name, rec.now, rec.held = name, now, rec.expires > now
+  return rec
+end
+
+-- Write the lease record `new` (and, with token, the fencing token) if the
+-- record is still `cur` (false: absent): true | nil, err, code.
+local function lease_write(self, name, cur, new, token)
+  local ops = { EXPECT, LEASE_NS, name, cur or false, PUT, LEASE_NS, name, codec().encode(new) }
+  if token then
+    ops[9], ops[10], ops[11], ops[12] = PUT, FENCE_NS, name, tostring(token)
+  end
+  return raw_commit(self._u, ops, token and 3 or 2)
+end
+
+--- Acquire lease `name` for owner (`store.owner()` by default) for ttl
+-- seconds: the lease {name, token, owner, host, pid, expires, now}, or
+-- nil, err, "held", holder when another owner holds an unexpired one
+-- (err says who and until when), or nil, err (store failure). The token
+-- is one more than the last holder's; an owner re-acquiring its own lease
+-- gets a new token too.
+function Store:lease_acquire(name, ttl, owner)
+  check_self("lease_acquire", self)
+  check_key("lease_acquire", "name", name)
+  if type(ttl) ~= "number" or not (ttl > 0) then
+    error("lease_acquire: ttl must be a number of seconds > 0, got " .. tostring(ttl), 2)
+  end
+  owner = owner or _M.owner()
+  for _ = 1, 8 do
+    local now, terr = raw_time(self._u)
+    if not now then return nil, terr end
+    local cur, rec, err = lease_read(self, name)
+    if err then return nil, err end
+    if rec and rec.owner ~= owner.id and rec.expires > now then
+      rec.name, rec.now, rec.held = name, now, true
+      return nil, ("lease %s is held by %s"):format(name, _M.describe_lease(rec)), "held", rec
+    end
+    local new = { token = (rec and rec.token or 0) + 1, owner = owner.id, host = owner.host,
+                  pid = owner.pid, expires = now + math.floor(ttl * 1000), acquired = now }
+    local ok, cerr, code = lease_write(self, name, cur, new, new.token)
+    if ok then
+      new.name, new.now = name, now
+      return new
+    end
+    if code ~= "conflict" then return nil, cerr end
+  end
+  return nil, "lease " .. name .. ": contended (changed 8 times while acquiring)"
+end
+
+--- Extend lease l (from lease_acquire) by ttl seconds from now: true
+-- (l.expires updated), or nil, err, "lost", holder when it changed hands
+-- or was released, or nil, err (store failure: retry before it expires).
+function Store:lease_renew(l, ttl)
+  check_self("lease_renew", self)
+  for _ = 1, 8 do
+    local now, terr = raw_time(self._u)
+    if not now then return nil, terr end
+    local cur, rec, err = lease_read(self, l.name)
+    if err then return nil, err end
+    if not rec or rec.token ~= l.token or rec.expires == 0 then
+      if rec then rec.name, rec.now, rec.held = l.name, now, rec.expires > now end
+      return nil, ("lease %s was lost%s"):format(l.name,
+        rec and rec.token ~= l.token and (" to " .. _M.describe_lease(rec)) or ""), "lost", rec
+    end
+    rec.expires = now + math.floor(ttl * 1000)
+    local ok, cerr, code = lease_write(self, l.name, cur, rec)
+    if ok then
+      l.expires, l.now = rec.expires, now
+      return true
+    end
+    if code ~= "conflict" then return nil, cerr end
+  end
+  return nil, "lease " .. l.name .. ": contended (changed 8 times while renewing)"
+end
+
+--- Give lease l up (it expires now; its token stays, so the next owner's
+-- is higher): true (also when it was lost already), or nil, err.
+function Store:lease_release(l)
+  check_self("lease_release", self)
+  for _ = 1, 8 do
+    local cur, rec, err = lease_read(self, l.name)
+    if err then return nil, err end
+    if not rec or rec.token ~= l.token or rec.expires == 0 then return true end
+    rec.expires = 0
+    local ok, cerr, code = lease_write(self, l.name, cur, rec)
+    if ok then return true end
+    if code ~= "conflict" then return nil, cerr end
+  end
+  return nil, "lease " .. l.name .. ": contended (changed 8 times while releasing)"
 end
 
 --- A new batch of writes, applied atomically by batch:commit().
@@ -295,6 +464,33 @@ function Batch:trim(ns, key, keep_from)
   return add(self, "trim", TRIM, ns, key, keep_from)
 end
 
+--- Make the batch conditional: record (ns, key) must hold exactly value
+-- (false: must not exist) when it commits. Returns the batch.
+function Batch:expect(ns, key, value)
+  check_ns("batch:expect", ns)
+  check_key("batch:expect", "key", key)
+  if value ~= false then check_value("batch:expect", value) end
+  return add(self, "expect", EXPECT, ns, key, value)
+end
+
+--- Make the batch conditional: log (ns, key) must have given exactly
+-- `last` numbers (0: none) when it commits. Returns the batch.
+function Batch:expect_last(ns, key, last)
+  check_ns("batch:expect_last", ns)
+  check_key("batch:expect_last", "key", key)
+  if last == nil then error("batch:expect_last: last must be an integer >= 0, got nil", 2) end
+  check_int("batch:expect_last", "last", last, 0)
+  return add(self, "expect_last", EXPECT_LAST, ns, key, last)
+end
+
+--- Make the batch conditional on holding lease `name` with fencing token
+-- `token` (a newer owner has a higher one). Returns the batch.
+function Batch:fence(name, token)
+  check_key("batch:fence", "name", name)
+  check_int("batch:fence", "token", token, 1)
+  return add(self, "fence", EXPECT, FENCE_NS, name, tostring(token))
+end
+
 --- Number of writes in the batch.
 function Batch:count()
   return self.n
@@ -302,14 +498,16 @@ end
 
 --- Apply every write atomically: true and the list of the numbers given to
 -- the appended entries (in order), or nil, err (then nothing was written;
--- on Redis see docs/store.md). A batch commits once.
+-- on Redis see docs/store.md), or nil, err, "conflict" when an expectation
+-- (expect, expect_last, fence) did not hold (nothing was written). A batch
+-- commits once.
 function Batch:commit()
   if getmetatable(self) ~= Batch then error("batch:commit: call it as a method", 2) end
   if self.done then error("batch:commit: the batch was committed already", 2) end
   self.done = true
-  local ok, seqs = raw_commit(self._s._u, self.ops, self.n)
+  local ok, seqs, code = raw_commit(self._s._u, self.ops, self.n)
   self.ops = nil
-  if not ok then return nil, seqs end
+  if not ok then return nil, seqs, code end
   return true, seqs
 end
 
