@@ -1,7 +1,9 @@
 /* lua_json.c — weft.core.json: an RFC 8259 JSON codec for Lua values whose
  * errors name the path of the offending value ("value.items[2].fn: function
  * is not JSON-serialisable"). Provides wf_lua_open_json, which pushes
- * { encode, check, decode, array_mt, object_mt, null, MAX_DEPTH }.
+ * { encode, check, decode, array_mt, object_mt, null, MAX_DEPTH }. Strings
+ * are UTF-8 both ways: what encode writes, decode reads back (encode refuses
+ * invalid UTF-8 with the path and offset, or replaces it on request).
  *
  * Uses the Lua C API (LuaJIT 2.1) and libc (snprintf/strtod for non-integral
  * numbers). It never calls malloc: output and key buffers start on the C
@@ -154,6 +156,57 @@ static size_t wf_json_fmt_number(char *out, double d) {
   return (size_t)snprintf(out, 32, "%.17g", d);
 }
 
+/* ---- UTF-8 ----------------------------------------------------------------
+ * Strings are written and read as UTF-8 (RFC 3629): encode rejects (or,
+ * asked to, replaces) what decode would reject, so that every document
+ * encode writes can be read back. The scans run 8 bytes at a time while the
+ * bytes are plain ASCII, then one sequence at a time. */
+
+#define WF_JSON_ONES 0x0101010101010101ULL
+#define WF_JSON_HIGH 0x8080808080808080ULL
+
+/* Whether none of the 8 bytes of w needs attention in a JSON string: no
+ * byte >= 0x80, < 0x20, '"' or '\\'. Bytes < 0x80 do not borrow from each
+ * other when 0x20 or 1 is subtracted, so a high bit set below means a byte
+ * matched (or, only above a match, a borrow). */
+static inline int wf_json_plain8(uint64_t w) {
+  return ((w | (w - 0x20 * WF_JSON_ONES) | ((w ^ 0x22 * WF_JSON_ONES) - WF_JSON_ONES) |
+           ((w ^ 0x5C * WF_JSON_ONES) - WF_JSON_ONES)) & WF_JSON_HIGH) == 0;
+}
+
+/* Length of the valid UTF-8 sequence starting at p (a byte >= 0x80), or
+ * 0 when it is not valid (overlong forms, surrogates, > U+10FFFF, cut). */
+static inline size_t wf_json_utf8_len(const unsigned char *p,
+                                      const unsigned char *end) {
+  unsigned c = p[0];
+  size_t n = c < 0xC2 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF5 ? 4 : 0;
+  if (n == 0 || (size_t)(end - p) < n) return 0;
+  for (size_t i = 1; i < n; i++)
+    if ((p[i] & 0xC0) != 0x80) return 0;
+  if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] >= 0xA0) ||
+      (c == 0xF0 && p[1] < 0x90) || (c == 0xF4 && p[1] >= 0x90))
+    return 0;
+  return n;
+}
+
+/* Offset of the first byte of s that does not begin a valid UTF-8
+ * sequence, or len when all of s is valid UTF-8. */
+static size_t wf_json_utf8_bad(const char *s, size_t len) {
+  const unsigned char *p = (const unsigned char *)s, *end = p + len;
+  while (p < end) {
+    if (end - p >= 8) {
+      uint64_t w;
+      memcpy(&w, p, 8);
+      if (!(w & WF_JSON_HIGH)) { p += 8; continue; }
+    }
+    if (*p < 0x80) { p++; continue; }
+    size_t n = wf_json_utf8_len(p, end);
+    if (n == 0) return (size_t)(p - (const unsigned char *)s);
+    p += n;
+  }
+  return len;
+}
+
 /* JSON escape of each byte: 0 = as is, 'u' = \u00XX, else \<char>. */
 static const char wf_json_esc[256] = {
   'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'b', 't', 'n', 'u', 'f', 'r', 'u', 'u',
@@ -164,18 +217,42 @@ static const char wf_json_esc[256] = {
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '\\', 0, 0, 0,
 };
 
-/* Append s as a quoted JSON string (UTF-8 bytes as they are). */
-static void wf_json_add_string(wf_json_buf_t *b, const char *s, size_t len) {
+/* U+FFFD REPLACEMENT CHARACTER, written for each invalid byte in
+ * replace mode. */
+static const char wf_json_fffd[3] = {'\xEF', '\xBF', '\xBD'};
+
+/* Append s as a quoted JSON string: valid UTF-8 as it is, control bytes,
+ * '"' and '\\' escaped. A byte that does not begin a valid UTF-8 sequence
+ * makes it fail (WF_JSON_FAIL, b partly written), or with `replace` comes
+ * out as U+FFFD. */
+static int wf_json_add_string(wf_json_buf_t *b, const char *s, size_t len,
+                              int replace) {
   static const char hex[] = "0123456789abcdef";
   const char *run = s, *end = s + len;
   WF_JSON_RESERVE(b, len + 2);
   b->p[b->len++] = '"';
-  for (; s < end; s++) {
-    unsigned char c = (unsigned char)*s;
-    char x = wf_json_esc[c];
-    if (!x) continue;
+  while (s < end) {
+    unsigned char c;
+    char x;
+    if (end - s >= 8) {
+      uint64_t w;
+      memcpy(&w, s, 8);
+      if (wf_json_plain8(w)) { s += 8; continue; }
+    }
+    c = (unsigned char)*s;
+    if (c >= 0x80) {
+      size_t n = wf_json_utf8_len((const unsigned char *)s, (const unsigned char *)end);
+      if (n) { s += n; continue; }
+      if (!replace) return WF_JSON_FAIL;
+      wf_json_buf_add(b, run, (size_t)(s - run));
+      wf_json_buf_add(b, wf_json_fffd, sizeof wf_json_fffd);
+      run = ++s;
+      continue;
+    }
+    x = wf_json_esc[c];
+    if (!x) { s++; continue; }
     wf_json_buf_add(b, run, (size_t)(s - run));
-    run = s + 1;
+    run = ++s;
     WF_JSON_RESERVE(b, 6);
     b->p[b->len++] = '\\';
     if (x == 'u') {
@@ -189,6 +266,7 @@ static void wf_json_add_string(wf_json_buf_t *b, const char *s, size_t len) {
   }
   wf_json_buf_add(b, run, (size_t)(end - run));
   wf_json_buf_addc(b, '"');
+  return WF_JSON_OK;
 }
 
 /* ---- check: validation with error paths --------------------------------- */
@@ -206,29 +284,56 @@ typedef struct {
   const char *root;
   size_t rootlen;
   int max_depth;
+  int utf8;             /* strings must be valid UTF-8 (not in replace mode) */
   int visited;          /* stack slot of {table = depth}, 0 in the fast pass */
   wf_json_comp_t *path; /* path[d] leads to the value at depth d (d >= 1) */
 } wf_json_chk_t;
 
+/* Append up to max bytes of s to a message, never cutting a UTF-8
+ * sequence: valid UTF-8 as it is, bytes that are not as \xHH (so that
+ * messages are valid UTF-8 themselves and can be encoded); with `esc` also
+ * control bytes, '"' and '\\' escaped as in JSON. Returns the bytes of s
+ * consumed. */
+static size_t wf_json_msg_text(luaL_Buffer *b, const char *s, size_t len,
+                               size_t max, int esc) {
+  const unsigned char *p = (const unsigned char *)s, *end = p + len;
+  size_t i = 0;
+  while (i < len) {
+    unsigned char c = p[i];
+    char tmp[8];
+    if (c >= 0x80) {
+      size_t n = wf_json_utf8_len(p + i, end);
+      if (n) {
+        if (i + n > max) break;
+        luaL_addlstring(b, s + i, n);
+        i += n;
+        continue;
+      }
+      if (i >= max) break;
+      snprintf(tmp, sizeof tmp, "\\x%02X", c);
+      luaL_addstring(b, tmp);
+    } else {
+      char x = esc ? wf_json_esc[c] : 0;
+      if (i >= max) break;
+      if (x == 'u') {
+        snprintf(tmp, sizeof tmp, "\\u%04x", c);
+        luaL_addstring(b, tmp);
+      } else if (x) {
+        luaL_addchar(b, '\\');
+        luaL_addchar(b, x);
+      } else {
+        luaL_addchar(b, (char)c);
+      }
+    }
+    i++;
+  }
+  return i;
+}
+
 /* Append a string quoted for a message, cut after 40 bytes. */
 static void wf_json_msg_quoted(luaL_Buffer *b, const char *s, size_t len) {
-  size_t i, n = len > 40 ? 40 : len;
   luaL_addchar(b, '"');
-  for (i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    char x = wf_json_esc[c];
-    if (x == 'u') {
-      char tmp[8];
-      snprintf(tmp, sizeof tmp, "\\u%04x", c);
-      luaL_addstring(b, tmp);
-    } else if (x) {
-      luaL_addchar(b, '\\');
-      luaL_addchar(b, x);
-    } else {
-      luaL_addchar(b, (char)c);
-    }
-  }
-  if (n < len) luaL_addstring(b, "...");
+  if (wf_json_msg_text(b, s, len, 40, 1) < len) luaL_addstring(b, "...");
   luaL_addchar(b, '"');
 }
 
@@ -255,7 +360,7 @@ static int wf_json_is_ident(const char *s, size_t len) {
  * eliding the middle of very long paths. */
 static void wf_json_msg_path(luaL_Buffer *b, wf_json_chk_t *c, int depth) {
   int d;
-  luaL_addlstring(b, c->root, c->rootlen);
+  wf_json_msg_text(b, c->root, c->rootlen, c->rootlen, 0);
   for (d = 1; d <= depth; d++) {
     wf_json_comp_t *p = &c->path[d];
     if (depth > 3 * WF_JSON_PATH_EDGE && d == WF_JSON_PATH_EDGE + 1) {
@@ -352,6 +457,26 @@ WF_JSON_COLD static int wf_json_fail_marked(wf_json_chk_t *c, int depth, int key
   return WF_JSON_FAIL;
 }
 
+/* The error for a string at depth, or with `key` a key of the table at
+ * depth, that is not valid UTF-8 from offset off. */
+WF_JSON_COLD static int wf_json_fail_utf8(wf_json_chk_t *c, int depth, const char *s,
+                                          size_t len, size_t off, int key) {
+  luaL_Buffer b;
+  char tmp[64];
+  wf_json_fail_begin(c, &b, depth);
+  if (key) {
+    luaL_addstring(&b, "key ");
+    wf_json_msg_quoted(&b, s, len);
+    luaL_addstring(&b, " is not valid UTF-8");
+  } else {
+    luaL_addstring(&b, "invalid UTF-8");
+  }
+  snprintf(tmp, sizeof tmp, " (byte 0x%02X at offset %zu)", (unsigned char)s[off], off);
+  luaL_addstring(&b, tmp);
+  luaL_pushresult(&b);
+  return WF_JSON_FAIL;
+}
+
 /* The error for a table that reached itself: at depth, first seen at `at`. */
 WF_JSON_COLD static int wf_json_fail_cycle(wf_json_chk_t *c, int depth, int at) {
   luaL_Buffer b;
@@ -431,6 +556,12 @@ static int wf_json_check_table(wf_json_chk_t *c, int idx, int depth) {
         const char *s = lua_tolstring(L, top - 1, &len);
         return wf_json_fail_mixed(c, depth, ikey, s, len);
       }
+      if (c->utf8) {
+        size_t len, off;
+        const char *s = lua_tolstring(L, top - 1, &len);
+        if ((off = wf_json_utf8_bad(s, len)) < len)
+          return wf_json_fail_utf8(c, depth, s, len, off, 1);
+      }
       if (!skey) skey = lua_tolstring(L, top - 1, &slen);
       comp->key = top - 1;
       break;
@@ -461,7 +592,14 @@ static int wf_json_check_table(wf_json_chk_t *c, int idx, int depth) {
       return wf_json_fail_type(c, depth, top - 1, "table has ", " key");
     }
     vt = lua_type(L, top);
-    if (vt != LUA_TSTRING && vt != LUA_TBOOLEAN) {
+    if (vt == LUA_TSTRING) {
+      if (c->utf8) {
+        size_t len, off;
+        const char *s = lua_tolstring(L, top, &len);
+        if ((off = wf_json_utf8_bad(s, len)) < len)
+          return wf_json_fail_utf8(c, depth + 1, s, len, off, 0);
+      }
+    } else if (vt != LUA_TBOOLEAN) {
       r = vt == LUA_TTABLE ? wf_json_check_table(c, top, depth + 1)
                            : wf_json_check_value(c, top, depth + 1);
       if (r != WF_JSON_OK) return r;
@@ -482,6 +620,13 @@ static int wf_json_check_value(wf_json_chk_t *c, int idx, int depth) {
   lua_State *L = c->L;
   switch (lua_type(L, idx)) {
   case LUA_TSTRING:
+    if (c->utf8) {
+      size_t len, off;
+      const char *s = lua_tolstring(L, idx, &len);
+      if ((off = wf_json_utf8_bad(s, len)) < len)
+        return wf_json_fail_utf8(c, depth, s, len, off, 0);
+    }
+    return WF_JSON_OK;
   case LUA_TBOOLEAN:
     return WF_JSON_OK;
   case LUA_TNUMBER: {
@@ -503,12 +648,13 @@ static int wf_json_check_value(wf_json_chk_t *c, int idx, int depth) {
   return wf_json_fail_type(c, depth, idx, "", " is not JSON-serialisable");
 }
 
-/* Check the value at slot idx, naming it `root` in errors; must be called
- * from encode/check (marker upvalues). Returns WF_JSON_OK, or WF_JSON_FAIL
+/* Check the value at slot idx, naming it `root` in errors, strings as UTF-8
+ * unless !utf8; must be called from encode/check (marker upvalues).
+ * Returns WF_JSON_OK, or WF_JSON_FAIL
  * with the message pushed. Allocates only for values nested deeper than
  * WF_JSON_FAST_DEPTH (a cycle set and a path array, both Lua-owned). */
 static int wf_json_check_run(lua_State *L, int idx, const char *root,
-                             size_t rootlen) {
+                             size_t rootlen, int utf8) {
   wf_json_comp_t fast[WF_JSON_FAST_DEPTH + 2];
   wf_json_chk_t c;
   int base = lua_gettop(L), r;
@@ -518,6 +664,7 @@ static int wf_json_check_run(lua_State *L, int idx, const char *root,
   c.root = root;
   c.rootlen = rootlen;
   c.max_depth = WF_JSON_FAST_DEPTH;
+  c.utf8 = utf8;
   c.visited = 0;
   c.path = fast;
   r = wf_json_check_value(&c, idx, 0);
@@ -530,13 +677,14 @@ static int wf_json_check_run(lua_State *L, int idx, const char *root,
   return wf_json_check_value(&c, idx, 0);
 }
 
-/* check(value [, root]) -> nil | "root.path: what is wrong" */
+/* check(value [, root]) -> nil | "root.path: what is wrong" (strings must
+ * be valid UTF-8, as in encode without replace). */
 static int wf_json_l_check(lua_State *L) {
   size_t rootlen;
   const char *root;
   lua_settop(L, 2);
   root = luaL_optlstring(L, 2, "value", &rootlen);
-  if (wf_json_check_run(L, 1, root, rootlen) == WF_JSON_OK) lua_pushnil(L);
+  if (wf_json_check_run(L, 1, root, rootlen, 1) == WF_JSON_OK) lua_pushnil(L);
   return 1;
 }
 
@@ -552,7 +700,7 @@ typedef struct {
 typedef struct {
   lua_State *L;
   const void *array_mt, *object_mt;
-  int pretty, sort_keys;
+  int pretty, sort_keys, replace;
   wf_json_buf_t buf;
 } wf_json_enc_t;
 
@@ -597,7 +745,7 @@ static int wf_json_emit_member(wf_json_enc_t *e, const char *s, size_t len,
                                int first, int depth) {
   if (!first) wf_json_buf_addc(&e->buf, ',');
   if (e->pretty) wf_json_indent(e, depth + 1);
-  wf_json_add_string(&e->buf, s, len);
+  if (wf_json_add_string(&e->buf, s, len, e->replace)) return WF_JSON_FAIL;
   if (e->pretty) wf_json_buf_add(&e->buf, ": ", 2);
   else wf_json_buf_addc(&e->buf, ':');
   if (wf_json_emit_value(e, lua_gettop(e->L), depth + 1)) return WF_JSON_FAIL;
@@ -696,8 +844,7 @@ static int wf_json_emit_value(wf_json_enc_t *e, int idx, int depth) {
   case LUA_TSTRING: {
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
-    wf_json_add_string(&e->buf, s, len);
-    return WF_JSON_OK;
+    return wf_json_add_string(&e->buf, s, len, e->replace);
   }
   case LUA_TNUMBER: {
     double d = lua_tonumber(L, idx);
@@ -723,7 +870,9 @@ static int wf_json_emit_value(wf_json_enc_t *e, int idx, int depth) {
 
 /* encode(value [, opts]) -> string; raises "path: what is wrong" (with the
  * caller's position) when value is not serialisable. opts: pretty,
- * sort_keys (default true), root (default "value"). */
+ * sort_keys (default true), root (default "value"), invalid_utf8 ("error",
+ * the default, or "replace": each byte that is not valid UTF-8 is written
+ * as U+FFFD). */
 static int wf_json_l_encode(lua_State *L) {
   wf_json_enc_t e;
   size_t rootlen = 5;
@@ -733,13 +882,21 @@ static int wf_json_l_encode(lua_State *L) {
   e.L = L;
   e.pretty = 0;
   e.sort_keys = 1;
+  e.replace = 0;
   if (!lua_isnil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_getfield(L, 2, "pretty");
     e.pretty = lua_toboolean(L, -1);
     lua_getfield(L, 2, "sort_keys");
     if (!lua_isnil(L, -1)) e.sort_keys = lua_toboolean(L, -1);
-    lua_pop(L, 2);
+    lua_getfield(L, 2, "invalid_utf8");
+    if (!lua_isnil(L, -1)) {
+      const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+      if (strcmp(m, "replace") == 0) e.replace = 1;
+      else if (strcmp(m, "error") != 0)
+        return luaL_argerror(L, 2, "opts.invalid_utf8 must be 'error' or 'replace'");
+    }
+    lua_pop(L, 3);
     lua_getfield(L, 2, "root"); /* slot 3, keeps the root name alive */
     if (!lua_isnil(L, 3)) {
       if (lua_type(L, 3) != LUA_TSTRING)
@@ -758,7 +915,7 @@ static int wf_json_l_encode(lua_State *L) {
     return 1;
   }
   lua_settop(L, 3);
-  if (wf_json_check_run(L, 1, root, rootlen) != WF_JSON_FAIL)
+  if (wf_json_check_run(L, 1, root, rootlen, !e.replace) != WF_JSON_FAIL)
     return luaL_error(L, "json.encode: internal error (encode failed, check passed)");
   luaL_where(L, 1); /* level 1: the Lua code that called encode */
   lua_insert(L, -2);
@@ -860,27 +1017,19 @@ static int wf_json_dec_unicode(wf_json_dec_t *d) {
   return WF_JSON_OK;
 }
 
-/* Length of the valid UTF-8 sequence starting at p (a byte >= 0x80), or
- * 0 when it is not valid (overlong forms, surrogates, > U+10FFFF, cut). */
-static size_t wf_json_utf8_len(const unsigned char *p, const unsigned char *end) {
-  unsigned c = p[0];
-  size_t n = c < 0xC2 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF5 ? 4 : 0;
-  if (n == 0 || (size_t)(end - p) < n) return 0;
-  for (size_t i = 1; i < n; i++)
-    if ((p[i] & 0xC0) != 0x80) return 0;
-  if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] >= 0xA0) ||
-      (c == 0xF0 && p[1] < 0x90) || (c == 0xF4 && p[1] >= 0x90))
-    return 0;
-  return n;
-}
-
 /* Skip plain string bytes from p: printable ASCII other than '"' and '\\',
  * and valid UTF-8 sequences. Stops at a quote, a backslash, a control
  * byte, the end, or an invalid UTF-8 byte (then *bad is set). */
 static const char *wf_json_scan_plain(const char *p, const char *end, int *bad) {
   *bad = 0;
   while (p < end) {
-    unsigned char c = (unsigned char)*p;
+    unsigned char c;
+    if (end - p >= 8) {
+      uint64_t w;
+      memcpy(&w, p, 8);
+      if (wf_json_plain8(w)) { p += 8; continue; }
+    }
+    c = (unsigned char)*p;
     if (c == '"' || c == '\\' || c < 0x20) break;
     if (c < 0x80) {
       p++;

@@ -23,10 +23,10 @@ _M.Ctx = Ctx
 
 local durable_invoke -- defined below (durable runs)
 
--- Raise (at the user's call site) unless v is JSON-serialisable.
+-- Raise (at the user's call site) unless v is JSON-serialisable (strings
+-- valid UTF-8, so that what is stored can be read back).
 local function checked(v, root, fname)
-  local t = type(v)
-  if t ~= "string" and t ~= "boolean" then
+  if type(v) ~= "boolean" then
     local e = jcheck(v, root)
     if e then error(fname .. ": " .. e, 3) end
   end
@@ -105,6 +105,7 @@ end
 --- Write shared state (visible to others from the next superstep; nil deletes).
 function Ctx:set_state(key, value)
   if type(key) ~= "string" or key == "" then error("ctx:set_state: key must be a non-empty string", 2) end
+  checked(key, "key", "ctx:set_state")
   if value ~= nil then checked(value, "state." .. key, "ctx:set_state") end
   local ok, err = cset(self._run.c, self._seq, key, value)
   if not ok then fail(self, "ctx:set_state", err) end

@@ -16,16 +16,25 @@ local _M = {}
 -- as null.
 _M.null = core.null
 
+--- The nesting limit (arrays and objects) of encode, check and decode.
+_M.MAX_DEPTH = core.MAX_DEPTH
+
 --- encode(v [, opts]) -> string. opts: pretty (2-space indent), sort_keys
 -- (default true: bytewise key order), root (name of v in errors, default
--- "value"). Raises "value.items[2].fn: function is not JSON-serialisable".
+-- "value"), invalid_utf8 ("error", the default, or "replace": each byte of a
+-- string or key that is not valid UTF-8 is written as U+FFFD; for logs and
+-- event output, never for stored records). Raises
+-- "value.items[2].fn: function is not JSON-serialisable" or
+-- "value.items[3]: invalid UTF-8 (byte 0xE9 at offset 5)".
 _M.encode = core.encode
 
---- decode(s) -> value, or nil and "invalid JSON at line L column C: ...".
--- Arrays come back with the array marker (so [] re-encodes as []).
+--- decode(s [, {max_depth = n}]) -> value, or nil and "invalid JSON at
+-- line L column C: ...". Arrays come back with the array marker (so []
+-- re-encodes as []); n (1..MAX_DEPTH, default MAX_DEPTH) limits nesting.
 _M.decode = core.decode
 
---- check(v [, root]) -> nil when v would encode, else encode's error message.
+--- check(v [, root]) -> nil when v would encode (strings valid UTF-8), else
+-- encode's error message.
 _M.check = core.check
 
 -- Set marker metatable mt on t (or a new table); misuse raises at level 3.

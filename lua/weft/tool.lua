@@ -5,7 +5,8 @@
 -- runs the handler (which may yield: weft.sleep, weft.http, ...) and turns
 -- every outcome into the text of a tool result — the JSON-encoded return
 -- value (a string as is), or `{"error": "..."}` for invalid arguments, a
--- handler that raises or returns nil, err, and a value JSON cannot hold.
+-- handler that raises or returns nil, err, and a value JSON cannot hold
+-- (invalid UTF-8 included: every result can be stored and read back).
 -- It never raises. Uses weft.json, weft.schema.
 local json = require "weft.json"
 local schema = require "weft.schema"
@@ -69,9 +70,10 @@ function Tool:spec()
   return { name = self.name, description = self.description, parameters = self.parameters }
 end
 
---- The text of an error tool result: {"error": msg}.
+--- The text of an error tool result: {"error": msg} (bytes of msg that are
+-- not UTF-8, e.g. from a handler's error, come out as U+FFFD).
 function _M.error_result(msg)
-  return json.encode({ error = msg })
+  return json.encode({ error = msg }, { invalid_utf8 = "replace" })
 end
 
 -- The text of a handler's return values (ok, text) or (false, message).
@@ -79,7 +81,11 @@ local function result_text(name, n, v, err)
   if v == nil and n >= 2 and err ~= nil then
     return false, sformat("tool '%s' failed: %s", name, tostring(err))
   end
-  if type(v) == "string" then return true, v end
+  if type(v) == "string" then
+    local e = json.check(v, "result")
+    if e then return false, sformat("tool '%s' returned text that is not UTF-8: %s", name, e) end
+    return true, v
+  end
   if v == nil then v = json.null end
   local ok, text = pcall(json.encode, v, { root = "result" })
   if not ok then return false, sformat("tool '%s' returned a value that is not JSON: %s", name, tostring(text)) end
