@@ -555,3 +555,93 @@ describe("json depth limit", function()
     assert.has_error(function() json.decode("[]", { max_depth = 1.5 }) end)
   end)
 end)
+
+describe("json.encode and UTF-8", function()
+  -- Byte strings that are not UTF-8, each with the offset and byte of its
+  -- first bad byte.
+  local BAD = {
+    { "caf\233", 3, 0xE9 },              -- latin-1
+    { "a\128b", 1, 0x80 },               -- lone continuation byte
+    { "\192\175", 0, 0xC0 },             -- overlong '/'
+    { "\224\128\175", 0, 0xE0 },         -- overlong, 3 bytes
+    { "\240\128\128\175", 0, 0xF0 },     -- overlong, 4 bytes
+    { "x\237\160\128", 1, 0xED },        -- surrogate U+D800 (CESU-8)
+    { "\237\160\189\237\184\128", 0, 0xED }, -- a CESU-8 surrogate pair
+    { "\244\144\128\128", 0, 0xF4 },     -- above U+10FFFF
+    { "ok\226\130", 2, 0xE2 },           -- cut short at the end
+    { "\226\130x", 0, 0xE2 },            -- cut short by ASCII
+    { "abcdefgh\255", 8, 0xFF },         -- past the 8-byte fast path
+    { "\248\136\128\128\128", 0, 0xF8 }, -- 5-byte form
+  }
+
+  it("refuses strings that are not UTF-8, naming the byte and its offset", function()
+    for _, c in ipairs(BAD) do
+      assert.equal(("value: invalid UTF-8 (byte 0x%02X at offset %d)"):format(c[3], c[2]),
+                   encode_error(c[1]))
+      assert.is_nil(decode('"' .. c[1] .. '"'))  -- what decode refuses too
+    end
+  end)
+
+  it("names the path of a nested string and of a key", function()
+    assert.equal("state.notes.items[3]: invalid UTF-8 (byte 0xE9 at offset 5)",
+                 encode_error({ items = { "a", "b", "abcde\233" } }, { root = "state.notes" }))
+    assert.equal('value.a: key "caf\\xE9" is not valid UTF-8 (byte 0xE9 at offset 3)',
+                 encode_error({ a = { ["caf\233"] = 1 } }))
+    assert.equal("value.items[3]: invalid UTF-8 (byte 0xE9 at offset 5)",
+                 check({ items = { "a", "b", "abcde\233" } }))
+    assert.equal("value: invalid UTF-8 (byte 0xFF at offset 0)", check("\255"))
+  end)
+
+  it("writes error messages that are UTF-8 themselves (bad bytes as \\xHH)", function()
+    local msg = check({ ["k \195\169"] = { f = print } }, "state.caf\233")
+    assert.equal('state.caf\\xE9["k \195\169"].f: function is not JSON-serialisable', msg)
+    assert.is_string(encode(msg))
+    msg = check({ ["k\255\n"] = 1 })
+    assert.equal('value: key "k\\xFF\\n" is not valid UTF-8 (byte 0xFF at offset 1)', msg)
+    assert.is_string(encode(msg))
+    -- a quoted key cut at 40 bytes keeps its UTF-8 sequences whole
+    local long = ("a"):rep(39) .. "\195\169zz"
+    msg = check({ [long] = true, [1] = 1 })
+    assert.truthy(msg:find('"' .. ("a"):rep(39) .. '..."', 1, true), msg)
+    assert.is_string(encode(msg))
+  end)
+
+  it("writes valid UTF-8 as it is and escapes specials at every position", function()
+    local specials = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\0"] = "\\u0000",
+                       ["\31"] = "\\u001f", ["\127"] = "\127", ["\195\169"] = "\195\169",
+                       ["\239\191\191"] = "\239\191\191", ["\244\143\191\191"] = "\244\143\191\191" }
+    for sp, out in pairs(specials) do
+      for i = 0, 17 do
+        local s = ("x"):rep(i) .. sp .. ("y"):rep(17 - i)
+        assert.equal('"' .. ("x"):rep(i) .. out .. ("y"):rep(17 - i) .. '"', encode(s))
+        assert.equal(s, decode(encode(s)))
+      end
+    end
+  end)
+
+  it("replaces each bad byte with U+FFFD with invalid_utf8 = 'replace'", function()
+    local R = "\239\191\189"
+    local s = encode({ ["k\233"] = { "caf\233", "\192\175", "ok \195\169" } }, { invalid_utf8 = "replace" })
+    assert.equal('{"k' .. R .. '":["caf' .. R .. '","' .. R .. R .. '","ok \195\169"]}', s)
+    assert.is_table(decode(s))
+    assert.equal('"' .. R .. 'abcdefgh"', encode("\255abcdefgh", { invalid_utf8 = "replace" }))
+    -- other problems are still errors, named as usual
+    assert.equal("value[2]: function is not JSON-serialisable",
+                 encode_error({ "\233", print }, { invalid_utf8 = "replace" }))
+    assert.equal("value: invalid UTF-8 (byte 0xE9 at offset 3)",
+                 encode_error("caf\233", { invalid_utf8 = "error" }))
+  end)
+
+  it("rejects an invalid_utf8 option other than 'error' or 'replace'", function()
+    assert.has_error(function() encode("x", { invalid_utf8 = "ignore" }) end)
+    assert.has_error(function() encode("x", { invalid_utf8 = true }) end)
+  end)
+end)
+
+describe("json.MAX_DEPTH", function()
+  it("is the codec's nesting limit", function()
+    assert.equal(require("weft.core.json").MAX_DEPTH, json.MAX_DEPTH)
+    assert.equal(1000, json.MAX_DEPTH)
+    assert.is_nil(decode(("["):rep(json.MAX_DEPTH + 1) .. ("]"):rep(json.MAX_DEPTH + 1)))
+  end)
+end)
