@@ -2,7 +2,8 @@
 -- back to the generator until the code passes. Offline: the mock model is
 -- scripted to write a C function that does not compile first, and the
 -- fixed one once it sees the compiler's errors. gcc and a test binary,
--- run in the sandbox, validate each attempt.
+-- run in the sandbox (bubblewrap: scripts/deps.sh installs it), validate
+-- each attempt; the test validator expects the 3 tests TESTS declares.
 --
 --   weft run examples/codegen_loop.lua --events pretty
 --   weft run examples/codegen_loop.lua --input "<another task for the model>"
@@ -48,7 +49,7 @@ local generate = std.llm_generator("generate", {
   model = "mock:codegen", language = "c", prompt = TASK, max_attempts = 4,
 })
 local compile = std.compile_validator("compile", { language = "c" })
-local test = std.test_validator("test", { tests = TESTS })
+local test = std.test_validator("test", { tests = TESTS, test_count = 3 })
 local done = weft.executor("done", function(result, ctx)
   ctx:yield_output({
     code = result.code, attempts = result.attempt,

@@ -1,11 +1,12 @@
 /* lua_proc.c — Lua binding of child processes (package "weft.core.proc"):
  * the yielding primitive run(spec) behind weft.sandbox.run, and the small
  * file-system helpers weft.sandbox needs (mkdtemp, chown, rmtree,
- * realpath, executable, geteuid) plus fd_count for leak checks. Arguments
- * are validated for the user by lua/weft/sandbox.lua; here they are only
- * type-checked. A process still running when its task is aborted (run
- * cancel, executor timeout) or when the Lua state closes is killed with its
- * whole process group. Depends on lua.h, lua_rt.h, proc.h. */
+ * realpath, executable, geteuid, nondumpable) plus fd_count for leak
+ * checks. Arguments are validated for the user by lua/weft/sandbox.lua;
+ * here they are only type-checked. A process still running when its task
+ * is aborted (run cancel, executor timeout) or when the Lua state closes
+ * is killed with everything it started (see proc.h). Depends on lua.h,
+ * lua_rt.h, proc.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -322,6 +323,19 @@ static int l_geteuid(lua_State *L) {
   return 1;
 }
 
+/* proc.nondumpable() -> true | nil, err: this process becomes
+ * non-dumpable (see wf_proc_nondumpable). */
+static int l_nondumpable(lua_State *L) {
+  wf_err_t err;
+  if (wf_proc_nondumpable(&err) != WF_OK) {
+    lua_pushnil(L);
+    lua_pushstring(L, err.msg);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* proc.fd_count() -> number of open fds of this process (leak checks). */
 static int l_fd_count(lua_State *L) {
   DIR *d = opendir("/proc/self/fd");
@@ -340,6 +354,7 @@ static const luaL_Reg proc_fns[] = {
     {"chown", l_chown},     {"rmtree", l_rmtree},
     {"realpath", l_realpath}, {"executable", l_executable},
     {"geteuid", l_geteuid}, {"fd_count", l_fd_count},
+    {"nondumpable", l_nondumpable},
     {NULL, NULL}};
 
 int wf_lua_open_proc(lua_State *L) {

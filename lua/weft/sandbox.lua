@@ -3,35 +3,64 @@
 --
 -- `run{argv, ...}` yields the calling executor or task while the command
 -- runs (on the main thread it runs the loop until done). The command gets
--- an argv (no shell), an empty environment unless `env` is given, rlimits
--- (address space, CPU seconds, processes, no core files), its own process
--- group (killed as a whole on timeout, on cancellation of the run or
--- executor, and when the command exits: nothing it started survives it),
--- and capped output. When weft runs as root the command runs as
--- nobody/nogroup (65534), since RLIMIT_NPROC does not apply to root.
+-- an argv (no shell), an empty environment unless `env` is given, no fd
+-- but 0-2, rlimits (address space, CPU seconds, processes, no core files),
+-- a timeout and capped output — with defaults when the caller gives none
+-- (DEFAULTS) — and a supervisor that kills everything it started, daemons
+-- included, when it exits, times out, is cancelled, or when weft dies.
+-- When weft runs as root the command runs as nobody/nogroup (65534).
 --
--- Mode "bwrap" (when bubblewrap is on PATH and works here) also gives a
--- read-only root file system, a writable `cwd`, a private /tmp, new
--- namespaces (no network) and death with weft; mode "rlimits" is the
--- fallback. Built on the raw primitives of weft.core.proc.
+-- Isolation is bubblewrap (bwrap): the command sees the system directories
+-- read-only, its cwd (or a fresh private /tmp when none is given), a
+-- private /tmp, its own /dev and /proc, and nothing else of the host; no
+-- network unless `network = true`; its own pid namespace and session. When
+-- bwrap is missing or unusable, `run` fails with an error that names the
+-- fix, unless the caller opts out with `isolation = "none"` (rlimits and
+-- the supervisor only; a warning is logged once per run). Built on the raw
+-- primitives of weft.core.proc.
 local _M = {}
 
 local proc = require "weft.core.proc"
 
-local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
+local type, pairs, ipairs, tostring, error, pcall, setmetatable, select =
+  type, pairs, ipairs, tostring, error, pcall, setmetatable, select
 local floor, huge = math.floor, math.huge
 local sort = table.sort
 local getenv = os.getenv
 
-local DEFAULT_MAX_OUTPUT = 1024 * 1024
+--- Limits applied when the caller gives none (docs/io.md): seconds, MiB
+-- of address space, processes, bytes per output stream. (A copy: changing
+-- it changes nothing.)
+local DEFAULTS = { timeout = 60, memory_mb = 1024, max_procs = 64, max_output = 1024 * 1024 }
+_M.DEFAULTS = {}
+for k, v in pairs(DEFAULTS) do _M.DEFAULTS[k] = v end
+
 local DROP_UID, DROP_GID = 65534, 65534 -- nobody, nogroup
 local DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 local KNOWN = {
   argv = true, stdin = true, cwd = true, env = true, timeout = true,
   memory_mb = true, cpu_s = true, max_procs = true, max_output = true,
-  mode = true,
+  isolation = true, network = true, ro_paths = true,
 }
+
+-- What the command sees of the host in bwrap mode: these directories (or
+-- symbolic links into /usr, as on merged-/usr systems), read-only ...
+local SYSTEM_DIRS = { "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32" }
+-- ... and these files of /etc (when they exist): the dynamic linker's
+-- cache, compiler alternatives, user and group names, the time zone.
+local ETC = {
+  "/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
+  "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/localtime",
+}
+-- With network = true, also name resolution and the CA certificates.
+local ETC_NET = {
+  "/etc/resolv.conf", "/etc/hosts", "/etc/host.conf", "/etc/gai.conf",
+  "/etc/services", "/etc/protocols", "/etc/ssl", "/etc/ca-certificates",
+}
+
+local FIX = 'install bubblewrap (apt-get install bubblewrap; scripts/deps.sh does it) '
+  .. 'or pass isolation = "none" to run the command without isolation'
 
 -- A validation failure: raised as a table so that `run` can re-raise the
 -- message at its caller's level, however deep the check.
@@ -92,70 +121,133 @@ local function check_env(env)
   return out
 end
 
+-- The validated ro_paths (a copy): absolute paths, no NUL, no "..".
+local function check_ro_paths(list)
+  if list == nil then return nil end
+  if type(list) ~= "table" then bad("ro_paths must be a list of absolute paths") end
+  local out = {}
+  for i = 1, #list do
+    local p = list[i]
+    if type(p) ~= "string" or p:sub(1, 1) ~= "/" or p:find("\0", 1, true)
+      or ("/" .. p .. "/"):find("/%.%./") then
+      bad("ro_paths[" .. i .. "] must be an absolute path without '..'")
+    end
+    out[i] = p
+  end
+  return out
+end
+
 -- The uid/gid the command runs as: nobody when weft is root, else ours.
 local function drop_ids()
   if proc.geteuid() == 0 then return DROP_UID, DROP_GID end
   return -1, -1
 end
 
---- The bwrap argv prefix of bwrap mode (ends with "--"; the command
--- follows): read-only root, fresh /dev and /proc, a private /tmp, `cwd`
--- (an absolute path, or nil) bound writable and entered, every namespace
--- unshared (no network), a new session, death with the parent. Pure: for
--- tests and inspection.
-function _M.bwrap_args(bwrap, cwd)
-  local a = {
-    bwrap or "bwrap",
-    "--ro-bind", "/", "/",
-    "--dev", "/dev",
-    "--proc", "/proc",
-    "--tmpfs", "/tmp",
-  }
-  if cwd then
-    a[#a + 1] = "--bind"; a[#a + 1] = cwd; a[#a + 1] = cwd
-    a[#a + 1] = "--chdir"; a[#a + 1] = cwd
+-- Append the arguments to the list a.
+local function push(a, ...)
+  for i = 1, select("#", ...) do a[#a + 1] = select(i, ...) end
+end
+
+--- The bwrap argv prefix of bwrap mode (its last item is "--"; the command
+-- follows): the system directories read-only (symbolic links into /usr
+-- kept as links; the layout is read from this host), a few files of /etc,
+-- fresh /dev and /proc, a private /tmp, the `ro_paths` read-only, `cwd`
+-- (an absolute path, or nil: the private /tmp) bound writable and entered,
+-- every namespace unshared (no network unless `network`), a new session,
+-- death with the parent, then `prlimit` setting RLIMIT_NPROC to
+-- `max_procs` inside the new user namespace (so that only the sandbox's
+-- own processes count). opts: {cwd, network, ro_paths, max_procs, prlimit}.
+function _M.bwrap_args(bwrap, opts)
+  opts = opts or {}
+  local a = { bwrap or "bwrap" }
+  for _, d in ipairs(SYSTEM_DIRS) do
+    local real = proc.realpath(d)
+    if real == d then
+      push(a, "--ro-bind", d, d)
+    elseif real and real:sub(1, 5) == "/usr/" then
+      push(a, "--symlink", real:sub(2), d)
+    elseif real then
+      push(a, "--ro-bind", real, d)
+    end
   end
-  for _, o in ipairs{ "--unshare-all", "--new-session", "--die-with-parent", "--" } do
-    a[#a + 1] = o
+  for _, f in ipairs(ETC) do push(a, "--ro-bind-try", f, f) end
+  if opts.network then
+    for _, f in ipairs(ETC_NET) do push(a, "--ro-bind-try", f, f) end
   end
+  push(a, "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp")
+  for _, p in ipairs(opts.ro_paths or {}) do push(a, "--ro-bind", p, p) end
+  if opts.cwd then
+    push(a, "--bind", opts.cwd, opts.cwd, "--chdir", opts.cwd)
+  else
+    push(a, "--chdir", "/tmp")
+  end
+  push(a, "--unshare-all")
+  if opts.network then push(a, "--share-net") end
+  push(a, "--new-session", "--die-with-parent", "--")
+  local n = opts.max_procs or DEFAULTS.max_procs
+  push(a, opts.prlimit or "prlimit", "--nproc=" .. n .. ":" .. n, "--")
   return a
 end
 
--- bwrap probing: nil (not yet), false (unusable), or the path of bwrap.
--- Callers arriving while a probe runs probe too (harmless, and nothing is
--- left waiting if a probing task is aborted).
+-- bwrap probing: nil (not yet), or {bwrap, prlimit} when usable, or
+-- {err = why not}. Callers arriving while a probe runs probe too
+-- (harmless, and nothing is left waiting if a probing task is aborted).
 local bwrap_state
 
--- The first executable bwrap on weft's own PATH, or nil.
-local function find_bwrap()
+-- The first executable `name` on weft's own PATH, or nil.
+local function find_on_path(name)
   for dir in ((getenv("PATH") or DEFAULT_PATH) .. ":"):gmatch("([^:]*):") do
-    if dir ~= "" and proc.executable(dir .. "/bwrap") then return dir .. "/bwrap" end
+    if dir ~= "" and proc.executable(dir .. "/" .. name) then return dir .. "/" .. name end
   end
 end
 
--- The path of a working bwrap, or nil. Probes once (as the user commands
--- run as) with a command that needs what bwrap mode uses.
-local function bwrap_path()
-  if bwrap_state == nil then
-    local found, usable = find_bwrap(), false
-    if found then
-      local uid, gid = drop_ids()
-      local r = proc.run{
-        argv = { found, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                 "--unshare-net", "--die-with-parent", "true" },
-        uid = uid, gid = gid, timeout = 10, max_output = 4096,
-      }
-      usable = r ~= nil and r.exit_code == 0 and found
+-- The first line of s, trimmed, or nil.
+local function first_line(s)
+  local l = s and s:match("^%s*([^\n]-)%s*\n") or (s and s:match("^%s*(.-)%s*$"))
+  if l and l ~= "" then return l end
+end
+
+-- The probed bwrap state (see bwrap_state). Probes once, as the user
+-- commands run as, with the arguments bwrap mode uses.
+local function probe()
+  if bwrap_state then return bwrap_state end
+  local bwrap, prlimit = find_on_path("bwrap"), find_on_path("prlimit")
+  local st
+  if not bwrap then
+    st = { err = "bwrap is not on PATH" }
+  elseif not prlimit then
+    st = { err = "prlimit (util-linux) is not on PATH" }
+  else
+    local uid, gid = drop_ids()
+    local argv = _M.bwrap_args(bwrap, { prlimit = prlimit })
+    argv[#argv + 1] = "true"
+    local r, err = proc.run{
+      argv = argv, uid = uid, gid = gid, timeout = 30, max_output = 4096,
+    }
+    if r and r.exit_code == 0 then
+      st = { bwrap = bwrap, prlimit = prlimit }
+    else
+      local why = err or first_line(r.stderr) or r.error
+        or (r.signal and "killed by signal " .. r.signal) or ("exit status " .. tostring(r.exit_code))
+      st = { err = bwrap .. " does not work here: " .. why }
     end
-    bwrap_state = usable
   end
-  return bwrap_state or nil
+  bwrap_state = st
+  return st
 end
 
---- The mode `run` uses by default: "bwrap" or "rlimits" (probes bubblewrap
--- once; may yield like `run`).
+-- The "bwrap is not usable" error.
+local function unusable(st)
+  return "sandbox.run: bubblewrap (bwrap) is not usable: " .. st.err .. "; " .. FIX
+end
+
+--- The isolation `run` uses by default: "bwrap", or nil and the error
+-- `run` would fail with (which names the fix). Probes bubblewrap once; may
+-- yield like `run`.
 function _M.mode()
-  return bwrap_path() and "bwrap" or "rlimits"
+  local st = probe()
+  if st.bwrap then return "bwrap" end
+  return nil, unusable(st)
 end
 
 -- The output with the truncation marker when it was cut.
@@ -165,9 +257,13 @@ local function mark(s, truncated, cap)
 end
 
 -- The checked options of run as the spec of proc.run (without uid, gid
--- and wrap), and the requested mode. Raises through bad().
+-- and wrap), and the isolation options. Raises through bad().
 local function validate(opts)
   if type(opts) ~= "table" then bad("expects a table of options") end
+  if opts.mode ~= nil then
+    bad('option mode was replaced by isolation: bwrap is the default; '
+      .. 'isolation = "none" runs without isolation')
+  end
   for k in pairs(opts) do
     if not KNOWN[k] then bad("unknown option '" .. tostring(k) .. "'") end
   end
@@ -175,53 +271,101 @@ local function validate(opts)
   local env = check_env(opts.env)
   local stdin, cwd, timeout = opts.stdin, opts.cwd, opts.timeout
   if stdin ~= nil and type(stdin) ~= "string" then bad("stdin must be a string") end
-  if cwd ~= nil and (type(cwd) ~= "string" or cwd == "") then
+  if cwd ~= nil and (type(cwd) ~= "string" or cwd == "" or cwd:find("\0", 1, true)) then
     bad("cwd must be a non-empty string")
   end
   if timeout ~= nil and (type(timeout) ~= "number" or not (timeout > 0) or timeout == huge) then
     bad("timeout must be a number of seconds > 0")
   end
-  local memory_mb, cpu_s = posint(opts, "memory_mb"), posint(opts, "cpu_s")
-  local max_procs = posint(opts, "max_procs")
-  local max_output = posint(opts, "max_output") or DEFAULT_MAX_OUTPUT
-  local mode = opts.mode
-  if mode ~= nil and mode ~= "auto" and mode ~= "bwrap" and mode ~= "rlimits" then
-    bad("mode must be \"bwrap\", \"rlimits\" or \"auto\"")
+  local isolation, network = opts.isolation, opts.network
+  if isolation ~= nil and isolation ~= "bwrap" and isolation ~= "none" then
+    bad('isolation must be "bwrap" (the default) or "none"')
+  end
+  if network ~= nil and type(network) ~= "boolean" then bad("network must be a boolean") end
+  if isolation == "none" and network == false then
+    bad('network = false needs isolation "bwrap" (without isolation the command can use the network)')
+  end
+  local ro_paths = check_ro_paths(opts.ro_paths)
+  if isolation == "none" and ro_paths then
+    bad('ro_paths needs isolation "bwrap" (without isolation the command sees every path its user can)')
   end
   return {
-    argv = argv, env = env, cwd = cwd, stdin = stdin, timeout = timeout,
-    memory_mb = memory_mb, cpu_s = cpu_s, max_procs = max_procs,
-    max_output = max_output,
-  }, mode
+    argv = argv, env = env, cwd = cwd, stdin = stdin,
+    timeout = timeout or DEFAULTS.timeout,
+    memory_mb = posint(opts, "memory_mb") or DEFAULTS.memory_mb,
+    cpu_s = posint(opts, "cpu_s"),
+    max_procs = posint(opts, "max_procs"),
+    max_output = posint(opts, "max_output") or DEFAULTS.max_output,
+  }, { isolation = isolation or "bwrap", network = network, ro_paths = ro_paths }
 end
 
+local NONE_WARNING = 'sandbox.run: isolation = "none": the command runs without isolation '
+  .. '(it can use the network and read and write whatever its user can)'
+
+-- Runs already warned about isolation "none" (weak keys), and whether this
+-- process warned outside runs.
+local warned_runs = setmetatable({}, { __mode = "k" })
+local warned_process = false
+
+-- The warning of isolation "none": a `log` event (level "warn") once per
+-- run; outside runs, one line on stderr once per process.
+local function warn_none()
+  local run, seq = require("weft.task").current()
+  if run and run.c then
+    if warned_runs[run] then return end
+    warned_runs[run] = true
+    pcall(require("weft.core.sched").log, run.c, seq, "warn", NONE_WARNING)
+  elseif not warned_process then
+    warned_process = true
+    io.stderr:write("weft: warning: ", NONE_WARNING, "\n")
+  end
+end
+
+-- Isolation "none" hides weft from same-uid commands: not dumpable, its
+-- /proc/<pid>/environ, mem and fd are closed to them (once per process).
+local protected = false
+
 --- Run a command: `run{argv, stdin, cwd, env, timeout, memory_mb, cpu_s,
--- max_procs, max_output, mode}` → `{exit_code, signal, stdout, stderr,
--- timed_out, truncated, duration_ms, mode, pid, error}`, or nil, err when
--- the process could not be started. `exit_code` is nil when a signal
--- ended the command (`signal` is then its number; in bwrap mode an exit
--- status 128 + N is read as signal N); 127 and `error = "command not
--- found: x"` when argv[1] is not found, 126 when it cannot be run. In
--- bwrap mode the command also sees PWD (bwrap sets it) and pids of its own
--- namespace. Invalid options raise, naming the field.
+-- max_procs, max_output, isolation, network, ro_paths}` → `{exit_code,
+-- signal, stdout, stderr, timed_out, truncated, duration_ms, mode, pid,
+-- error}`, or nil, err when the process could not be started, or bwrap is
+-- unusable and isolation "none" was not asked for (err names the fix).
+-- `mode` is "bwrap" or "none". `exit_code` is nil when a signal ended the
+-- command (`signal` is then its number; in bwrap mode an exit status
+-- 128 + N is read as signal N); 127 and `error = "command not found: x"`
+-- when argv[1] is not found, 126 when it cannot be run. In bwrap mode the
+-- command also sees PWD (bwrap sets it) and pids of its own namespace.
+-- Invalid options raise, naming the field.
 function _M.run(opts)
-  local ok, spec, mode = pcall(validate, opts)
+  local ok, spec, iso = pcall(validate, opts)
   if not ok then
     if type(spec) == "table" then error(spec.msg, 2) end
     error(spec, 0)
   end
   local cwd, max_output = spec.cwd, spec.max_output
 
-  local wrap
-  if mode ~= "rlimits" then
-    local bwrap = bwrap_path()
-    if bwrap then
-      wrap = _M.bwrap_args(bwrap, cwd and (proc.realpath(cwd) or cwd))
-    elseif mode == "bwrap" then
-      return nil, "sandbox.run: bubblewrap (bwrap) is not installed or not usable here"
+  local wrap, mode
+  if iso.isolation == "bwrap" then
+    local st = probe()
+    if not st.bwrap then return nil, unusable(st) end
+    wrap = _M.bwrap_args(st.bwrap, {
+      cwd = cwd and (proc.realpath(cwd) or cwd), network = iso.network,
+      ro_paths = iso.ro_paths, max_procs = spec.max_procs, prlimit = st.prlimit,
+    })
+    spec.max_procs = nil -- set inside the sandbox by prlimit
+    mode = "bwrap"
+  else
+    warn_none()
+    if not protected then
+      local pok, perr = proc.nondumpable()
+      if not pok then return nil, "sandbox.run: " .. perr end
+      protected = true
     end
+    -- RLIMIT_NPROC counts every process of the uid: by default only for
+    -- nobody (weft is root), never for the user weft runs as
+    if not spec.max_procs and proc.geteuid() == 0 then spec.max_procs = DEFAULTS.max_procs end
+    mode = "none"
   end
-  mode = wrap and "bwrap" or "rlimits"
 
   spec.uid, spec.gid = drop_ids()
   spec.wrap = wrap

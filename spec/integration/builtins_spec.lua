@@ -1,9 +1,12 @@
 -- Built-in executors (weft.std) and the codegen example: real gcc and test
--- binaries in the sandbox, the mock model scripted offline.
+-- binaries in the sandbox (bubblewrap), the mock model scripted offline;
+-- test verdicts that code under test cannot forge; the validators without
+-- bubblewrap (a child weft whose PATH has no bwrap).
 local weft = require "weft"
 local llm = require "weft.llm"
 local std = require "weft.std"
 local code = require "weft.std.code"
+require "helpers" -- assert.mentions
 
 local root = os.getenv("WEFT_SOURCE_DIR") or "."
 
@@ -69,24 +72,94 @@ int main(void) {
 }
 ]]
 
+  local function validator(n) return std.test_validator("t", { tests = tests, test_count = n or 2 }) end
+
   it("counts passing tests", function()
-    local _, out = run_one(std.test_validator("t", { tests = tests }), { code = "int twice(int x) { return 2 * x; }\n" })
+    local _, out = run_one(validator(), { code = "int twice(int x) { return 2 * x; }\n" })
     assert.is_true(out.passed)
     assert.equal(2, out.test_count)
     assert.equal(2, out.tests_passed)
   end)
 
   it("reports failing tests by name", function()
-    local _, out = run_one(std.test_validator("t", { tests = tests }), { code = "int twice(int x) { return x + 2; }\n" })
+    local _, out = run_one(validator(), { code = "int twice(int x) { return x + 2; }\n" })
     assert.is_false(out.passed)
     assert.equal(1, out.tests_failed)
     assert.same({ "FAIL zero: wrong" }, out.errors)
   end)
 
   it("reports code that does not build with the tests", function()
-    local _, out = run_one(std.test_validator("t", { tests = tests }), { code = "int other(int x) { return x; }\n" })
+    local _, out = run_one(validator(), { code = "int other(int x) { return x; }\n" })
     assert.is_false(out.passed)
     assert.truthy(out.feedback:find("building the tests failed", 1, true))
+  end)
+
+  it("rejects PASS lines forged by a constructor that exits before main", function()
+    local forged = [[
+#include <stdio.h>
+#include <unistd.h>
+__attribute__((constructor)) static void forge(void) {
+  puts("PASS two"); puts("PASS zero"); fflush(stdout); _exit(0);
+}
+int twice(int x) { return x; }
+]]
+    local _, out = run_one(validator(), { code = forged })
+    assert.is_false(out.passed)
+    assert.same({ "the test program exited (code 0) before its main returned" }, out.errors)
+  end)
+
+  it("rejects PASS lines printed by the tested function before it exits", function()
+    local forged = [[
+#include <stdio.h>
+#include <stdlib.h>
+int twice(int x) { (void)x; puts("PASS two"); puts("PASS zero"); exit(0); }
+]]
+    local _, out = run_one(validator(), { code = forged })
+    assert.is_false(out.passed)
+    assert.mentions("before its main returned", out.feedback)
+  end)
+
+  it("rejects extra PASS lines: the count must match the declared number", function()
+    local extra = [[
+#include <stdio.h>
+__attribute__((constructor)) static void extra(void) { puts("PASS bonus"); }
+int twice(int x) { return 2 * x; }
+]]
+    local _, out = run_one(validator(), { code = extra })
+    assert.is_false(out.passed)
+    assert.equal(3, out.tests_passed)
+    assert.same({ "2 tests declared, 3 reported (3 passed, 0 failed)" }, out.errors)
+  end)
+
+  it("fails when fewer tests ran than declared", function()
+    local _, out = run_one(validator(3), { code = "int twice(int x) { return 2 * x; }\n" })
+    assert.is_false(out.passed)
+    assert.equal(3, out.test_count)
+    assert.same({ "3 tests declared, 2 reported (2 passed, 0 failed)" }, out.errors)
+  end)
+
+  it("requires the declared number of tests", function()
+    assert.has_error(function() std.test_validator("t", { tests = tests }) end,
+      "executor 't': test_count (the number of tests the test program runs) must be a positive integer")
+  end)
+end)
+
+describe("the code validators without bubblewrap", function()
+  it("fail naming the fix, and run with isolation = \"none\"", function()
+    local procs = require "support.procs"
+    local rc, out, err = procs.run({ procs.weft_bin(), "exec", root .. "/spec/fixtures/sandbox_child.lua" },
+      { WEFT_SPEC_CASE = "nobwrap", PATH = "/nonexistent" }, 120)
+    assert.equal(0, rc, err)
+    assert.mentions("validator_status=failed\n", out)
+    assert.mentions("executor 'cc': sandbox.run: bubblewrap (bwrap) is not usable: "
+      .. "bwrap is not on PATH; install bubblewrap", out)
+    assert.mentions('or pass isolation = "none"', out)
+    assert.mentions("validator_none_passed=true\n", out)
+  end)
+
+  it("reject an unknown isolation naming the executor", function()
+    assert.has_error(function() std.compile_validator("cc", { isolation = "docker" }) end,
+      "executor 'cc': isolation must be \"bwrap\" (the default) or \"none\"")
   end)
 end)
 

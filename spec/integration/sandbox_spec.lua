@@ -1,23 +1,37 @@
 -- spec/integration/sandbox_spec.lua — weft.sandbox (docs/io.md
 -- "weft.sandbox"): the result table, environment, stdin, cwd, the uid drop
 -- (as root), fd hygiene, command not found, timeouts that kill the whole
--- process group, a gigabyte of output, a fork bomb under max_procs, the
--- memory and CPU limits, option validation, the bwrap argv, use from
--- executors (concurrent invocations, run cancellation, executor timeouts)
--- and weft.go tasks, tempdir/remove, and no fd left behind.
+-- process group, a gigabyte of output, a fork bomb under max_procs and
+-- under the default cap, the memory and CPU limits, option validation, the
+-- bwrap argv, use from executors (concurrent invocations, run
+-- cancellation, executor timeouts) and weft.go tasks, tempdir/remove, no
+-- fd left behind; and isolation: no network, a private /tmp, no store
+-- directory, setsid and double-forked daemons killed (when the command
+-- exits, on timeout, when weft is SIGKILLed), weft's environment, memory
+-- and fds out of reach of a command of the same uid (weft run as nobody
+-- through setpriv), no bwrap -> an error naming the fix, and isolation
+-- "none" with its one warning per run.
 --
--- The specs run in the mode weft picks (bwrap when usable, else rlimits).
--- Processes are checked through /proc: "alive" unless /proc/PID/stat is
--- gone or says zombie; the sleepers a test starts carry a unique duration
--- (a marker) so that they are found by command line in any pid namespace.
--- Waiting for a child to reach a state polls /proc or the file system with
--- a deadline (eventually); nothing asserts on wall-clock durations.
+-- The specs need a working bubblewrap (scripts/deps.sh installs it): they
+-- fail, saying so, without it. Processes are checked through /proc:
+-- "alive" unless /proc/PID/stat is gone or says zombie; the sleepers a test
+-- starts carry a unique duration (a marker) so that they are found by
+-- command line in any pid namespace. Waiting for a child to reach a state
+-- polls /proc or the file system with a deadline (eventually); nothing
+-- asserts on wall-clock durations.
 local weft = require "weft"
 local h = require "helpers"
 local sandbox = require "weft.sandbox"
 local proc = require "weft.core.proc"
 
+local procs = require "support.procs"
+
 local ROOT = proc.geteuid() == 0
+local SRC = os.getenv("WEFT_SOURCE_DIR") or "."
+local CHILD = SRC .. "/spec/fixtures/sandbox_child.lua"
+local BWRAP, BWRAP_ERR = sandbox.mode()
+assert(BWRAP == "bwrap", "the sandbox specs need a working bubblewrap (scripts/deps.sh installs it): "
+  .. tostring(BWRAP_ERR))
 
 -- Contents of a file, or nil.
 local function read_file(path)
@@ -294,7 +308,14 @@ describe("weft.sandbox", function()
         { { argv = { "ls" }, memory_mb = 1e300 }, "memory_mb must be a positive integer" },
         { { argv = { "ls" }, max_output = 0 / 0 }, "max_output must be a positive integer" },
         { { argv = { "ls" }, max_output = "big" }, "max_output must be a positive integer" },
-        { { argv = { "ls" }, mode = "docker" }, "mode must be" },
+        { { argv = { "ls" }, mode = "rlimits" }, "option mode was replaced by isolation" },
+        { { argv = { "ls" }, isolation = "docker" }, 'isolation must be "bwrap" (the default) or "none"' },
+        { { argv = { "ls" }, network = 1 }, "network must be a boolean" },
+        { { argv = { "ls" }, isolation = "none", network = false }, 'network = false needs isolation "bwrap"' },
+        { { argv = { "ls" }, ro_paths = { "rel" } }, "ro_paths[1] must be an absolute path without '..'" },
+        { { argv = { "ls" }, ro_paths = { "/a/../etc" } }, "ro_paths[1] must be an absolute path" },
+        { { argv = { "ls" }, ro_paths = "/opt" }, "ro_paths must be a list of absolute paths" },
+        { { argv = { "ls" }, isolation = "none", ro_paths = { "/opt" } }, 'ro_paths needs isolation "bwrap"' },
         { { argv = { "ls" }, timout = 1 }, "unknown option 'timout'" },
       }
       for _, c in ipairs(cases) do
@@ -305,20 +326,23 @@ describe("weft.sandbox", function()
       end
     end)
 
-    it("uses rlimits mode when asked", function()
-      local r = sandbox.run{ argv = { "true" }, mode = "rlimits" }
+    it("runs without isolation when asked to (isolation = \"none\")", function()
+      local r = sandbox.run{ argv = { "true" }, isolation = "none" }
       assert_exited(r, 0)
-      assert.equal("rlimits", r.mode)
+      assert.equal("none", r.mode)
+      assert.equal("bwrap", sandbox.run{ argv = { "true" }, isolation = "bwrap" }.mode)
     end)
 
-    it("returns nil and an error when bwrap mode is required but unusable", function()
-      if sandbox.mode() == "bwrap" then
-        assert.equal("bwrap", sandbox.run{ argv = { "true" }, mode = "bwrap" }.mode)
-        return
-      end
-      local r, err = sandbox.run{ argv = { "true" }, mode = "bwrap" }
-      assert.is_nil(r)
-      assert.mentions("bubblewrap", err)
+    it("applies the default limits when none are given", function()
+      assert.same({ timeout = 60, memory_mb = 1024, max_procs = 64, max_output = 1024 * 1024 },
+        sandbox.DEFAULTS)
+      -- address space: a 2 GiB allocation fails, 512 MiB does not
+      local argv = { "dd", "if=/dev/zero", "of=/dev/null", "bs=2000M", "count=1" }
+      local r = sandbox.run{ argv = argv }
+      assert.is_not.equal(0, r.exit_code)
+      assert.mentions("memory exhausted", r.stderr)
+      argv[4] = "bs=512M"
+      assert_exited(sandbox.run{ argv = argv }, 0)
     end)
 
     it("leaves no fd behind", function()
@@ -332,32 +356,49 @@ describe("weft.sandbox", function()
   end)
 
   describe("bwrap_args", function()
-    it("builds a read-only root with a writable cwd, private /tmp and no network", function()
-      assert.same({
-        "/usr/bin/bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-        "--tmpfs", "/tmp", "--bind", "/tmp/w", "/tmp/w", "--chdir", "/tmp/w",
-        "--unshare-all", "--new-session", "--die-with-parent", "--",
-      }, sandbox.bwrap_args("/usr/bin/bwrap", "/tmp/w"))
-    end)
+    -- The position of the first v in list a after position from, or nil.
+    local function index(a, v, from)
+      for i = (from or 0) + 1, #a do if a[i] == v then return i end end
+    end
 
-    it("binds nothing writable without a cwd", function()
-      local a = sandbox.bwrap_args("bwrap")
-      assert.equal("--", a[#a])
-      for _, v in ipairs(a) do assert.is_not.equal("--bind", v) end
-      assert.same({ "bwrap", "--ro-bind", "/", "/" }, { a[1], a[2], a[3], a[4] })
-    end)
-
-    it("confines the command when bwrap is usable here", function()
-      if sandbox.mode() ~= "bwrap" then
-        pending("bubblewrap is not installed or not usable here")
-        return
+    it("shows only system directories, a private /tmp and the writable cwd", function()
+      local a = sandbox.bwrap_args("/usr/bin/bwrap", { cwd = "/tmp/w", prlimit = "/usr/bin/prlimit" })
+      assert.equal("/usr/bin/bwrap", a[1])
+      assert.same({ "--ro-bind", "/usr", "/usr" }, { a[2], a[3], a[4] })
+      assert.is_nil(index(a, "/"), "the host's root is not bound")
+      for _, v in ipairs(a) do
+        assert.is_nil(v:match("^/home") or v:match("^/root") or v:match("^/var") or v:match("^/run"), v)
       end
+      local tmpfs = index(a, "--tmpfs")
+      assert.equal("/tmp", a[tmpfs + 1])
+      local bind = index(a, "--bind")
+      assert.is_true(bind > tmpfs) -- the cwd shows through the private /tmp
+      assert.same({ "--bind", "/tmp/w", "/tmp/w", "--chdir", "/tmp/w" }, { a[bind], a[bind + 1], a[bind + 2], a[bind + 3], a[bind + 4] })
+      assert.is_truthy(index(a, "--unshare-all"))
+      assert.is_nil(index(a, "--share-net"))
+      assert.same({ "--new-session", "--die-with-parent", "--", "/usr/bin/prlimit", "--nproc=64:64", "--" },
+        { unpack(a, #a - 5) })
+    end)
+
+    it("enters a private /tmp without a cwd, and shares the network only when asked", function()
+      local a = sandbox.bwrap_args("bwrap", { network = true, max_procs = 7, ro_paths = { "/opt/x" } })
+      assert.is_nil(index(a, "--bind"))
+      assert.equal("/tmp", a[index(a, "--chdir") + 1])
+      assert.is_truthy(index(a, "--share-net"))
+      assert.equal("/etc/resolv.conf", a[index(a, "--ro-bind-try", index(a, "/etc/localtime")) + 1])
+      local ro = index(a, "/opt/x")
+      assert.same({ "--ro-bind", "/opt/x", "/opt/x" }, { a[ro - 1], a[ro], a[ro + 1] })
+      assert.equal("--nproc=7:7", a[#a - 1])
+    end)
+
+    it("confines the command", function()
       local r = sandbox.run{
-        argv = { "sh", "-c", "echo ok > here; touch /usr/x 2>&1; ls /tmp | wc -l" }, cwd = dir,
+        argv = { "sh", "-c", "echo ok > here; touch /usr/x 2>&1; ls /" }, cwd = dir,
       }
       assert.equal("bwrap", r.mode)
       assert.equal("ok\n", read_file(dir .. "/here"))
       assert.mentions("Read-only", r.stdout)
+      assert.is_nil(r.stdout:find("\nhome\n", 1, true) or r.stdout:find("\nroot\n", 1, true))
     end)
   end)
 
@@ -432,6 +473,177 @@ describe("weft.sandbox", function()
       assert.equal("one\n", t1:wait().stdout)
       assert.equal("two\n", t2:wait().stdout)
     end)
+  end)
+
+  describe("isolation", function()
+    it("refuses TCP connections, even to the host's loopback, unless network = true", function()
+      local srv = assert(require("weft.tcp").listen("127.0.0.1", 0))
+      local argv = { "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/" .. srv:port() .. " && echo connected" }
+      local r = sandbox.run{ argv = argv }
+      assert.is_not.equal(0, r.exit_code)
+      assert.equal("", r.stdout)
+      r = sandbox.run{ argv = argv, network = true }
+      srv:close()
+      assert_exited(r, 0)
+      assert.equal("connected\n", r.stdout)
+    end)
+
+    it("keeps what the command writes to /tmp out of the host's /tmp", function()
+      local name = "/tmp/weft-spec-private-" .. marker()
+      local r = sandbox.run{ argv = { "sh", "-c", "echo x > " .. name .. " && cat " .. name } }
+      assert_exited(r, 0)
+      assert.equal("x\n", r.stdout)
+      assert.is_nil(read_file(name))
+    end)
+
+    it("shows no store directory, nor anything else outside the system directories", function()
+      -- a fake store (a 0700 directory in the host's /tmp) and a directory
+      -- anyone may read, outside the system directories
+      local store = assert(proc.mkdtemp("/tmp/weft-spec-store-XXXXXX"))
+      local open = assert(proc.mkdtemp("/var/tmp/weft-spec-open-XXXXXX"))
+      for _, f in ipairs{ store .. "/weft.db", open .. "/f" } do
+        local fh = assert(io.open(f, "w"))
+        fh:write("secret-rows\n")
+        fh:close()
+      end
+      os.execute("chmod 755 " .. open .. " && chmod 644 " .. open .. "/f")
+      local r = sandbox.run{ argv = { "sh", "-c", "cat " .. store .. "/weft.db " .. open .. "/f; ls /var" } }
+      local r_none = ROOT and sandbox.run{ argv = { "cat", store .. "/weft.db" }, isolation = "none" }
+      assert(proc.rmtree(store))
+      assert(proc.rmtree(open))
+      assert.is_nil(r.stdout:find("secret", 1, true))
+      assert.mentions(store .. "/weft.db: No such file", r.stderr)
+      assert.mentions(open .. "/f: No such file", r.stderr)
+      if r_none then
+        -- without isolation, weft (root) runs the command as nobody: a
+        -- 0700 store directory is closed to it (not so for a weft run as
+        -- an ordinary user: docs/io.md)
+        assert.equal("", r_none.stdout)
+        assert.mentions("Permission denied", r_none.stderr)
+      end
+    end)
+
+    it("fails naming the fix when bwrap is missing; isolation = \"none\" warns once per run", function()
+      local rc, out, err = procs.run({ procs.weft_bin(), "exec", CHILD },
+        { WEFT_SPEC_CASE = "nobwrap", PATH = "/nonexistent" }, 120)
+      assert.equal(0, rc, err)
+      local fix = 'sandbox.run: bubblewrap (bwrap) is not usable: bwrap is not on PATH; install bubblewrap '
+        .. '(apt-get install bubblewrap; scripts/deps.sh does it) or pass isolation = "none" to run the '
+        .. 'command without isolation'
+      assert.mentions("run=nil\nrun_err=" .. fix .. "\n", out)
+      assert.mentions("mode=nil\nmode_err=" .. fix .. "\n", out)
+      assert.mentions("none_run1_output=a\\nb\\nnone\nnone_run1_warnings=1\n", out)
+      assert.mentions("none_run2_output=a\\nb\\nnone\nnone_run2_warnings=1\n", out)
+    end)
+
+    for _, iso in ipairs{ "bwrap", "none" } do
+      describe("(isolation " .. iso .. ")", function()
+        -- sh code starting a setsid daemon and a double-forked setsid daemon
+        -- (`sleep m`), each touching dN in the cwd once running
+        local function daemons(m)
+          local d = "setsid sh -c 'touch d%d; exec sleep " .. m .. "' </dev/null >/dev/null 2>&1"
+          return d:format(1) .. " & (" .. d:format(2) .. " &); " ..
+            "while [ ! -e d1 ] || [ ! -e d2 ]; do sleep 0.01; done; "
+        end
+
+        it("kills setsid and double-forked daemons when the command exits", function()
+          local m = marker()
+          local r = sandbox.run{ argv = { "sh", "-c", daemons(m) .. "echo started" }, cwd = dir, isolation = iso }
+          assert_exited(r, 0)
+          assert.equal("started\n", r.stdout)
+          none_left(m)
+        end)
+
+        it("kills setsid and double-forked daemons on timeout", function()
+          local m = marker()
+          local r = sandbox.run{
+            argv = { "sh", "-c", daemons(m) .. "touch ready; exec sleep " .. m }, cwd = dir,
+            isolation = iso, timeout = 3,
+          }
+          assert.is_true(r.timed_out)
+          assert.is_string(read_file(dir .. "/ready")) -- the daemons were running
+          none_left(m)
+        end)
+
+        it("kills the command and its daemons when weft is SIGKILLed", function()
+          local m = marker()
+          local p = procs.spawn({ procs.weft_bin(), "exec", CHILD }, {
+            WEFT_SPEC_CASE = "daemons", WEFT_SPEC_DIR = dir, WEFT_SPEC_MARK = m, WEFT_SPEC_ISO = iso,
+          })
+          eventually("the command and both daemons to run", function()
+            return read_file(dir .. "/ready") ~= nil and #with_marker(m) >= 3
+          end, 30)
+          procs.kill(p)
+          procs.wait(p, 30)
+          none_left(m)
+        end)
+
+        it("keeps weft's environment, memory and fds from a command of the same uid", function()
+          -- weft runs as nobody (setpriv), like the command: only the
+          -- sandbox stands between them. It runs from a copy nobody can read.
+          local secret = "sk-weft-spec-" .. marker()
+          local fh = assert(io.open(dir .. "/secret", "w"))
+          fh:write(secret, "\n")
+          fh:close()
+          local stage = assert(sandbox.tempdir("weft-spec-stage"))
+          os.execute(("cp %s %s/weft && cp -r %s/lua %s/stdlib %s && cp %s %s/child.lua && chmod -R a+rX %s %s")
+            :format(procs.quote(procs.weft_bin()), stage, procs.quote(SRC), procs.quote(SRC), stage,
+                    procs.quote(CHILD), stage, stage, dir))
+          if ROOT then os.execute("chown -R 65534:65534 " .. stage .. " " .. dir) end
+          local argv = { stage .. "/weft", "exec", stage .. "/child.lua" }
+          if ROOT then
+            argv = { "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", unpack(argv) }
+          end
+          local rc, out, err = procs.run(argv, {
+            WEFT_SPEC_CASE = "secrets", WEFT_SPEC_DIR = dir, WEFT_SPEC_ISO = iso, WEFT_SPEC_SECRET = secret,
+            OPENAI_API_KEY = secret, ANTHROPIC_API_KEY = secret, WEFT_PATH = stage,
+            LUA_PATH = stage .. "/lua/?.lua;" .. stage .. "/lua/?/init.lua;" .. stage .. "/stdlib/?.lua;"
+              .. stage .. "/stdlib/?/init.lua;;",
+          }, 60)
+          assert(sandbox.remove(stage))
+          assert.equal(0, rc, err)
+          assert.mentions("mode=" .. iso .. "\n", out)
+          if ROOT then assert.mentions("uid=65534\n", out) end
+          assert.mentions("secret_seen=false\n", out)
+          assert.mentions("secret_file_seen=false\n", out)
+          assert.mentions("weft_maps_seen=false\n", out)
+          assert.mentions("\\n0 1 2 3 ", out) -- fds 0-2 (3: ls's own directory)
+          assert.mentions("\\ndone\\n\n", out)
+        end)
+
+        it("closes the fds weft has open and shows none of them", function()
+          local path = dir .. "/open-" .. marker()
+          local fh = assert(io.open(path, "w"))
+          local r = sandbox.run{ argv = { "ls", "/proc/self/fd" }, isolation = iso }
+          local all = sandbox.run{ argv = { "sh", "-c", "ls -l /proc/[0-9]*/fd/ 2>/dev/null; true" }, isolation = iso }
+          fh:close()
+          assert_exited(r, 0)
+          assert.equal("0\n1\n2\n3\n", r.stdout) -- 3: ls's own directory
+          assert_exited(all, 0)
+          assert.is_nil(all.stdout:find(path, 1, true))
+        end)
+
+        it("caps a fork bomb with the default process cap", function()
+          if iso == "none" and not ROOT then
+            -- RLIMIT_NPROC would count all of the user's processes: no
+            -- default without isolation (docs/io.md)
+            return
+          end
+          local m = marker()
+          local r = sandbox.run{
+            argv = { "sh", "-c",
+                     "i=0; while [ $i -lt 250 ]; do sleep " .. m .. " & echo $! >> pids; " ..
+                     "i=$((i+1)); done; wait" },
+            cwd = dir, isolation = iso,
+          }
+          assert.is_false(r.timed_out)
+          assert.mentions("fork", r.stderr)
+          local started = #pids_of(dir .. "/pids")
+          assert.is_true(started < 64, started .. " sleepers started")
+          none_left(m)
+        end)
+      end)
+    end
   end)
 
   describe("tempdir and remove", function()

@@ -68,16 +68,40 @@ end
 
 local ENV = { PATH = "/usr/local/bin:/usr/bin:/bin", LANG = "C", LC_ALL = "C" }
 
---- Run argv in dir under the sandbox with the executor's limits; raises
--- when the process cannot be started (the sandbox's own error).
+--- Check the sandbox options shared by the code built-ins (raise naming
+-- the executor, at the level of the built-in's caller).
+function _M.check_opts(id, opts)
+  local iso = opts.isolation
+  if iso ~= nil and iso ~= "bwrap" and iso ~= "none" then
+    error(("executor '%s': isolation must be \"bwrap\" (the default) or \"none\""):format(id), 3)
+  end
+end
+
+--- Run argv in dir under the sandbox with the executor's limits and
+-- isolation (bwrap unless opts.isolation = "none"); raises when the
+-- process cannot be started or bwrap is unusable (the sandbox's own
+-- error, which names the fix).
 function _M.run(id, dir, argv, opts)
   local r, err = sandbox.run{
     argv = argv, cwd = dir, env = ENV, timeout = opts.timeout or 30,
     memory_mb = opts.memory_mb or 1024, cpu_s = opts.cpu_s, max_procs = opts.max_procs or 64,
     max_output = opts.max_output or 256 * 1024, stdin = opts.stdin,
+    isolation = opts.isolation,
   }
   if not r then error(("executor '%s': %s"):format(id, err), 0) end
   return r
+end
+
+--- A fresh random token (32 hex digits from /dev/urandom); raises naming
+-- the executor when /dev/urandom cannot be read.
+function _M.token(id)
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(16)
+  if f then f:close() end
+  if not bytes or #bytes ~= 16 then
+    error(("executor '%s': cannot read /dev/urandom"):format(id), 0)
+  end
+  return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
 
 --- A short human summary of a failed command for feedback to a model.

@@ -10,10 +10,13 @@ local code = require "weft.std.code"
 local type, error, concat = type, error, table.concat
 
 --- Create the executor: `compile_validator(id, {language = "c", flags =
--- {"-Wall", "-Werror"}, timeout, memory_mb})`.
+-- {"-Wall", "-Werror"}, timeout, memory_mb, isolation})`. The compiler runs
+-- in bwrap isolation; without bubblewrap every invocation fails naming the
+-- fix, unless `isolation = "none"` opts out (see weft.sandbox).
 return function(id, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("compile_validator: options must be a table", 2) end
+  code.check_opts(id, opts)
   local flags = opts.flags or { "-Wall", "-Wextra", "-Werror" }
   return weft.executor(id, {
     kind = "validator",
