@@ -36,6 +36,7 @@ typedef struct wf_lua_run {
   int on_event_ref; /* subscriber or LUA_NOREF */
   int finished;      /* terminal */
   int idle;          /* paused on requests (cleared when one is answered) */
+  int ending;        /* run_table:on_end() runs; the end is not told yet */
   wf_task_t *waiters;  /* tasks in core.run_wait */
   wf_task_t *asking;   /* tasks suspended in core.request_wait */
   struct wf_lua_run *prev, *next;
@@ -527,14 +528,12 @@ static int hook_checkpoint(void *ud, wf_run_t *run) {
   return WF_AGAIN;
 }
 
-/* sched hook: the run ended or went idle: wake its waiters; a terminal run
- * also drops its anchor (an idle one keeps it: its tasks are suspended). */
-static void hook_finished(void *ud, wf_run_t *run) {
-  wf_lua_rt_t *rt = ud;
-  wf_lua_run_t *lr = wf_run_host(run);
+/* The run ended or went idle (and its on_end, if any, is done): mark it,
+ * wake its waiters; a terminal run also drops its anchor (an idle one
+ * keeps it: its tasks are suspended). */
+static void run_ended(wf_lua_rt_t *rt, wf_lua_run_t *lr) {
   wf_task_t *t;
-  wf_run_status_t st = wf_run_status(run);
-  if (!lr) return;
+  wf_run_status_t st = wf_run_status(lr->run);
   if (st == WF_RUN_IDLE) {
     lr->idle = 1;
   } else if (st == WF_RUN_COMPLETED || st == WF_RUN_FAILED ||
@@ -554,6 +553,30 @@ static void hook_finished(void *ud, wf_run_t *run) {
     wf_lua_unref(rt, lr->table_ref);
     lr->table_ref = LUA_NOREF;
   }
+}
+
+/* sched hook: the run ended or went idle. A run table with an on_end
+ * method (durable runs: the final record, the lease) has it run in a task
+ * first; the run counts as ended (result, wait) when it calls
+ * core.end_done, so a host that polls sees the record written. */
+static void hook_finished(void *ud, wf_run_t *run) {
+  wf_lua_rt_t *rt = ud;
+  wf_lua_run_t *lr = wf_run_host(run);
+  lua_State *L = rt->aux;
+  if (!lr || lr->ending) return;
+  if (lr->table_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lr->table_ref);
+    lua_getfield(L, -1, "on_end");
+    if (lua_isfunction(L, -1)) {
+      lua_insert(L, -2); /* fn, run_table */
+      if (wf_task_spawn(rt, L, 1)) {
+        lr->ending = 1;
+        return;
+      }
+    }
+    lua_pop(L, 2);
+  }
+  run_ended(rt, lr);
 }
 
 wf_sched_t *wf_lua_sched_new(wf_lua_rt_t *rt) {
@@ -789,6 +812,16 @@ static int l_remaining(lua_State *L) {
   wf_lua_run_t *lr = check_run(L, 1);
   lua_pushinteger(L, wf_run_remaining(lr->run));
   return 1;
+}
+
+/* core.end_done(run): the run's on_end is done; tell its end (if it has
+ * not been answered and resumed meanwhile). */
+static int l_end_done(lua_State *L) {
+  wf_lua_run_t *lr = check_run(L, 1);
+  if (!lr->ending) return 0;
+  lr->ending = 0;
+  run_ended(lr->rt, lr);
+  return 0;
 }
 
 /* core.checkpoint_done(run, ok, err): release a run held for its
@@ -1243,6 +1276,7 @@ static const luaL_Reg sched_fns[] = {
     {"request_wait", l_request_wait},
     {"snapshot", l_snapshot},
     {"checkpoint_done", l_checkpoint_done},
+    {"end_done", l_end_done},
     {"remaining", l_remaining},
     {"swap_graph", l_swap_graph},
     {"request_answer", l_request_answer},

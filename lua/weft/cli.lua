@@ -61,13 +61,15 @@ requests (listed on stderr with the command that answers them).]],
 
 COMMANDS.runs = {
   synopsis = "runs list|show|resume|respond",
-  usage = "weft runs list | show RUN | resume RUN [--from N] [--force] | respond RUN REQUEST JSON"
+  usage = "weft runs list | show RUN | resume RUN [--from N] [--force] [--wait] | respond RUN REQUEST JSON [--wait]"
     .. " | cleanup [--keep-last N] [--ttl SECONDS] [--store URL] [--events pretty|jsonl]",
   summary = "durable runs: list, inspect, resume after a crash, answer requests",
   options = {
     { "--store", arg = "URL", help = "the store (default " .. DEFAULT_STORE .. ")" },
     { "--from", arg = "N", int = true, help = "resume: restart from checkpoint N instead of the last" },
     { "--force", flag = true, help = "resume: accept a workflow definition whose hash differs" },
+    { "--wait", flag = true, help = "resume/respond: when another process owns the run, wait until "
+      .. "it lets go (or its lease expires) instead of refusing" },
     { "--events", arg = "pretty|jsonl", values = { pretty = true, jsonl = true },
       help = "resume/respond: print every event on stderr" },
     { "--keep-last", arg = "N", int = true, help = "cleanup: keep the last N checkpoints of each run" },
@@ -86,8 +88,16 @@ COMMANDS.runs = {
   cleanup           --keep-last N: drop older checkpoints (the full snapshot
                     the last N need is kept); --ttl SECONDS: delete every
                     trace of runs that ended longer ago
-Exit status as for `weft run`: 0 completed, 1 failed, 2 usage or store
-error, 3 paused on requests.]],
+One process at a time owns a run (a lease in the store, renewed while it
+runs; WEFT_LEASE_TTL seconds, default 30): resume and respond are refused
+while another process owns it (the message names the owner and when its
+lease expires) unless --wait. respond stores the answer first: when the
+run's owner is alive it continues the run with it (exit 0, said on
+stderr).
+Exit status as for `weft run`: 0 completed (also: resuming a run that
+already completed or was cancelled, which changes nothing); 1 failed; 2
+usage or store error, or refused (another owner, a changed definition, an
+unknown or answered request: nothing was changed); 3 paused on requests.]],
 }
 
 COMMANDS.serve = {
@@ -519,8 +529,17 @@ local function report_idle(res, durable)
   return EXIT_IDLE
 end
 
+-- A message without the positions of weft's own Lua files
+-- (".../lua/weft/cli.lua:547: "): they say nothing to the user.
+local function clean(msg)
+  return (tostring(msg):gsub("[^%s:]*lua/weft/[%w_/]+%.lua:%d+: ", ""))
+end
+_M.clean_message = clean
+
 -- Run start(opts) -> handle with the CLI's output: outputs on stdout as
 -- they are committed, events on stderr when asked; returns the exit status.
+-- start may return nil, code, message instead of a handle: nothing ran
+-- (refused); that message is printed and code returned.
 local function execute(start, opts, durable)
   local weft = require("weft")
   local encode = weft.json.encode
@@ -544,13 +563,22 @@ local function execute(start, opts, durable)
     max_concurrency = opts["--max-concurrency"],
     events = false, -- the CLI streams; no need to keep the log
   }
-  local ok, res = xpcall(function() return start(run_opts):wait() end, handler)
+  local refused, rmsg
+  local ok, res = xpcall(function()
+    local h, code, msg = start(run_opts)
+    if not h then
+      refused, rmsg = code, msg
+      return nil
+    end
+    return h:wait()
+  end, handler)
   stdout:flush()
-  if not ok then return fail(EXIT_FAILED, "run failed: " .. one_line(res, 2000)) end
+  if ok and refused then return fail(refused, one_line(clean(rmsg), 2000)) end
+  if not ok then return fail(EXIT_FAILED, "run failed: " .. one_line(clean(res), 2000)) end
   if res.status == "completed" then return EXIT_OK end
   if res.status == "cancelled" then return fail(EXIT_FAILED, "run failed: cancelled") end
   if res.status == "idle" then return report_idle(res, durable) end
-  return fail(EXIT_FAILED, "run failed: " .. one_line(res.error or res.status or "unknown error", 2000))
+  return fail(EXIT_FAILED, "run failed: " .. one_line(clean(res.error or res.status or "unknown error"), 2000))
 end
 
 local function cmd_run(parsed)
@@ -564,11 +592,14 @@ local function cmd_run(parsed)
   local durable = opts["--store"] ~= nil
   return execute(function(run_opts)
     run_opts.run_id = opts["--run-id"]
-    if durable then
-      run_opts.store = store_url(opts)
-      run_opts.script = _M.script_record(parsed)
-    end
-    return wf:spawn(input, run_opts)
+    if not durable then return wf:spawn(input, run_opts) end
+    run_opts.store = store_url(opts)
+    run_opts.script = _M.script_record(parsed)
+    -- the run id's lease and record are written before anything runs: a
+    -- refusal (an id in use, the store down) is a store error
+    local ok, h = pcall(wf.spawn, wf, input, run_opts)
+    if not ok then return nil, EXIT_USAGE, h end
+    return h
   end, opts, durable)
 end
 
@@ -652,22 +683,40 @@ local function cmd_runs(parsed)
     say(stdout, json.encode(rec, { pretty = true }))
     return EXIT_OK
   end
+  if sub == "resume" and (rec.status == "completed" or rec.status == "cancelled") then
+    say(stderr, format("weft: run %s already %s; nothing to resume", pos[2], rec.status))
+    return EXIT_OK
+  end
+  local v, derr
+  if sub == "respond" then
+    v, derr = json.decode(pos[4])
+    if v == nil and derr then return usage_error("runs", "respond: invalid JSON: " .. one_line(derr)) end
+    if v == json.null then v = nil end
+  end
   local wf, wcode = workflow_of(rec)
   if not wf then return wcode end
+  local lease_opts = opts["--wait"] and { wait = true } or nil
   if sub == "resume" then
     return execute(function(run_opts)
-      run_opts.store, run_opts.from, run_opts.force = store, opts["--from"], opts["--force"]
-      return wf:resume(pos[2], run_opts)
+      run_opts.store, run_opts.from, run_opts.force, run_opts.lease = store, opts["--from"], opts["--force"], lease_opts
+      local ok, h = pcall(wf.resume, wf, pos[2], run_opts)
+      if not ok then return nil, EXIT_USAGE, h end
+      return h
     end, opts, true)
   end
-  local v, derr = json.decode(pos[4])
-  if v == nil and derr then return usage_error("runs", "respond: invalid JSON: " .. one_line(derr)) end
-  if v == json.null then v = nil end
-  local aok, aerr = durable.answer(store, pos[2], pos[3], v)
-  if not aok then return fail(EXIT_USAGE, "respond: " .. one_line(aerr, 400)) end
+  local rok, lease, holder = pcall(durable.respond, wf, pos[2], pos[3], v, { store = store, lease = lease_opts })
+  if not rok then return fail(EXIT_USAGE, "respond: " .. one_line(clean(lease), 400)) end
+  if not lease then
+    say(stderr, format("weft: answer to %s stored; run %s is owned by %s, which continues it with the answer "
+      .. "(if that process is gone, `weft runs resume %s` continues it once the lease expires)",
+      pos[3], pos[2], require("weft.store").describe_lease(holder), pos[2]))
+    return EXIT_OK
+  end
   return execute(function(run_opts)
-    run_opts.store = store
-    return wf:resume(pos[2], run_opts)
+    run_opts.store, run_opts._lease = store, lease
+    local ok, h = pcall(wf.resume, wf, pos[2], run_opts)
+    if not ok then return nil, EXIT_USAGE, h end
+    return h
   end, opts, true)
 end
 

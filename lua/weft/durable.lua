@@ -6,23 +6,39 @@
 -- Store layout (namespaces of weft.store; see docs/durability.md):
 --   runs/<run_id>                      the run record (JSON)
 --   ckpt/<run_id>                      log: one entry per checkpoint
---   pw/<run_id>/<ss>/<order>/<attempt> effects of a finished invocation
---   journal/<run_id>/<ss>/<order>/<attempt>/<n>  a recorded yielding call
---   req/<run_id>/<request_id>          a request to a human and its answer
--- Uses weft.json, weft.store, weft.core.sched, weft.task.
+--   lease/<run_id>, fence/<run_id>     the owner's lease and fencing token
+--   pw/<id>/<ss>/<order>/<attempt>     effects of a finished invocation
+--   journal/<id>/<ss>/<order>/<attempt>/<n>  a recorded yielding call
+--   req/<id>/<request_id>              a request to a human and its answer
+-- where <id> is the run id with "%" and "/" escaped (%25, %2F), so that
+-- no run's keys are a prefix of another's ("team/" vs "team%2Fticket-7/").
+--
+-- Ownership: the process that runs a run holds its lease (weft.store
+-- leases), renews it while the run is active, and makes every write
+-- conditional on its fencing token; a checkpoint also on the log's
+-- position. A second process is refused (or waits); a stale owner can
+-- never append. See docs/durability.md "Ownership".
+-- Uses weft.json, weft.store, weft.core.sched, weft.core.loop, weft.task.
 local _M = {}
 
 local json = require "weft.json"
 local sched = require "weft.core.sched"
+local loop = require "weft.core.loop"
 local task = require "weft.task"
+local store_mod = require "weft.store"
 
-local type, error, pairs, ipairs, tostring, select, unpack, setmetatable =
-  type, error, pairs, ipairs, tostring, select, unpack, setmetatable
+local type, error, pairs, ipairs, tostring, select, unpack, setmetatable, getmetatable =
+  type, error, pairs, ipairs, tostring, select, unpack, setmetatable, getmetatable
 local fmt, concat = string.format, table.concat
 local encode, decode = json.encode, json.decode
 
 --- Version of the stored layout; a different one is refused.
 _M.SCHEMA = 1
+
+--- Default lease of a run, in seconds, and how often its owner renews it
+-- (env WEFT_LEASE_TTL / WEFT_LEASE_RENEW, or run option lease = {ttl =,
+-- renew =}, override them).
+_M.LEASE_TTL, _M.LEASE_RENEW = 30, 10
 
 -- ---------------------------------------------------------------------------
 -- helpers
@@ -49,8 +65,15 @@ local function load(s, what)
   return v
 end
 
+--- The run id as the first component of keys: "%" and "/" escaped, so
+-- that "<esc(id)>/" is a prefix of that run's keys only.
+function _M.esc(id)
+  return (id:gsub("[%%/]", function(c) return fmt("%%%02X", c:byte()) end))
+end
+local esc = _M.esc
+
 local function pw_key(id, ss, order, attempt)
-  return fmt("%s/%08d/%06d/%03d", id, ss, order, attempt)
+  return fmt("%s/%08d/%06d/%03d", id == "" and "" or esc(id), ss, order, attempt)
 end
 
 --- The hash of a workflow definition: its graph (executors, kinds, edges,
@@ -108,6 +131,91 @@ function _M.record(store, id)
 end
 
 -- ---------------------------------------------------------------------------
+-- ownership
+
+-- Lease settings of opts: ttl, renew (seconds), wait (bool).
+local function lease_conf(opts)
+  local l = type(opts) == "table" and type(opts.lease) == "table" and opts.lease or {}
+  local ttl = l.ttl or tonumber(os.getenv("WEFT_LEASE_TTL") or "") or _M.LEASE_TTL
+  local renew = l.renew or tonumber(os.getenv("WEFT_LEASE_RENEW") or "")
+    or math.min(_M.LEASE_RENEW, ttl / 3)
+  return ttl, renew, l.wait
+end
+
+--- Take the lease of run id for this process: the lease, or raises
+-- "run 'id' is owned by OWNER (pid P on HOST) until T (in N s) ..." (with
+-- opts.lease.wait: waits until it is free instead).
+function _M.own(store, id, opts)
+  local ttl, renew, wait = lease_conf(opts)
+  while true do
+    local l, err, code, holder = store:lease_acquire(id, ttl)
+    if l then
+      l.ttl, l.renew = ttl, renew
+      return l
+    end
+    if code ~= "held" then error(fmt("store: taking the lease of run '%s': %s", id, tostring(err)), 0) end
+    if not wait then
+      error(fmt("run '%s' is owned by %s; nothing was changed (retry after that, or wait with --wait)",
+        id, store_mod.describe_lease(holder)), 0)
+    end
+    loop.sleep(math.max(0.01, math.min((holder.expires - holder.now) / 1000 + 0.01, 0.5)))
+  end
+end
+
+-- Why a write of run id was refused: its lease changed hands.
+local function lost_msg(d, id)
+  local cur = d.store:lease(id)
+  return fmt("run '%s' is no longer owned by this process%s: nothing was written", id,
+    cur and cur.token ~= d.lease.token and (" (now owned by " .. store_mod.describe_lease(cur) .. ")") or "")
+end
+
+-- Commit batch b of run r's owner (fenced by its token): true, seqs, or
+-- raises naming what (a store failure, or the lost ownership).
+local function commit_owned(d, id, b, what)
+  local ok, seqs, code = b:fence(id, d.lease.token):commit()
+  if ok then return true, seqs end
+  if code == "conflict" then
+    local cur = d.store:lease(id)
+    if not cur or cur.token == d.lease.token then
+      error(fmt("%s: run '%s': %s", what, id, tostring(seqs)), 0) -- the log moved: out of step
+    end
+    error(what .. ": " .. lost_msg(d, id), 0)
+  end
+  error(what .. ": " .. tostring(seqs), 0)
+end
+
+-- Keep d's lease alive while the run is active (a task renewing it every
+-- lease.renew seconds); a lost lease cancels the run.
+local function start_renewal(r, d)
+  local c = loop.cond()
+  d.renewal = c
+  task.go(function()
+    while d.renewal == c do
+      c:wait(d.lease.renew)
+      if d.renewal ~= c then break end
+      local ok, err, code = d.store:lease_renew(d.lease, d.lease.ttl)
+      if not ok and code == "lost" then
+        d.lost = err
+        d.renewal = nil
+        io.stderr:write(fmt("weft: run %s: %s; stopping it\n", r.id, tostring(err)))
+        sched.run_cancel(r.c)
+      end
+    end
+  end)
+end
+
+-- Stop renewing and give the lease up.
+local function release(d)
+  local c = d.renewal
+  d.renewal = nil
+  if c then c:signal() end
+  if d.lease and not d.released then
+    d.released = true
+    d.store:lease_release(d.lease)
+  end
+end
+
+-- ---------------------------------------------------------------------------
 -- checkpoints
 
 -- Bytes written since the last full snapshot beyond its size: time for one.
@@ -152,9 +260,10 @@ function _M.checkpoint(r)
       rec.fulls = fulls
     end
     local b = d.store:batch()
+    b:expect_last("ckpt", r.id, d.seq or 0)
     b:append("ckpt", r.id, body)
     if d.pw_written then
-      b:del_prefix("pw", fmt("%s/%08d/", r.id, snap.superstep))
+      b:del_prefix("pw", fmt("%s/%08d/", esc(r.id), snap.superstep))
       d.pw_written = false
     end
     if write_rec then
@@ -162,10 +271,10 @@ function _M.checkpoint(r)
       rec.status, rec.updated = "running", os.time()
       b:put("runs", r.id, encode(rec))
     end
-    local okc, seqs = b:commit()
+    local okc, seqs = pcall(commit_owned, d, r.id, b, "checkpoint")
     if not okc then
       rec.fulls = old_fulls
-      error(seqs or "commit failed", 0)
+      error(seqs, 0)
     end
     if type(seqs) == "table" and seqs[1] and seqs[1] ~= seq then
       error(fmt("checkpoint log of run %s is out of step (entry %d, expected %d)", r.id, seqs[1], seq), 0)
@@ -200,8 +309,8 @@ function _M.record_effects(r, ctx)
   if sched.remaining(r.c) <= 1 then return end
   d.pw_written = true
   local key = pw_key(r.id, ctx.superstep, ctx._order, ctx.attempt)
-  local ok, err = d.store:put("pw", key, encode(json.array(ctx._fx)))
-  if not ok then error("store: recording the invocation's results: " .. tostring(err), 0) end
+  commit_owned(d, r.id, d.store:batch():put("pw", key, encode(json.array(ctx._fx))),
+    "store: recording the invocation's results")
 end
 
 -- ---------------------------------------------------------------------------
@@ -222,8 +331,8 @@ function _M.call(kind, fn, ...)
     return unpack(results_of(rec.results), 1, #rec.results)
   end
   local res = pack(fn(...))
-  local ok, err = d.store:put("journal", key, encode({ kind = kind, results = results_doc(res) }))
-  if not ok then error("store: journaling a " .. kind .. " call: " .. tostring(err), 0) end
+  commit_owned(d, run.id, d.store:batch():put("journal", key, encode({ kind = kind, results = results_doc(res) })),
+    "store: journaling a " .. kind .. " call")
   return unpack(res, 1, res.n)
 end
 
@@ -235,7 +344,7 @@ end
 -- otherwise the request is stored as open.
 function _M.on_request(r, ctx, id, req)
   local d = r.durable
-  local key = r.id .. "/" .. id
+  local key = esc(r.id) .. "/" .. id
   local s = d.store:get("req", key)
   local rec = s and load(s, "request " .. key)
   if rec and rec.status == "answered" then
@@ -244,19 +353,18 @@ function _M.on_request(r, ctx, id, req)
     return true, v
   end
   if not rec then
-    local ok, err = d.store:put("req", key, encode({
+    commit_owned(d, r.id, d.store:batch():put("req", key, encode({
       run_id = r.id, request_id = id, executor_id = ctx.executor_id,
       superstep = ctx.superstep, request = req, status = "open",
-    }))
-    if not ok then error("store: recording request " .. id .. ": " .. tostring(err), 0) end
+    })), "store: recording request " .. id)
   end
   return false
 end
 
---- Store the answer to request id of run id: true, or nil, err (unknown
--- request, already answered).
-function _M.answer(store, run_id, request_id, value)
-  local key = run_id .. "/" .. request_id
+-- The open request request_id of run id: its key, stored body and record,
+-- or nil, err (unknown, already answered).
+local function open_request(store, run_id, request_id)
+  local key = esc(run_id) .. "/" .. request_id
   local s, err = store:get("req", key)
   if s == nil then
     return nil, err or fmt("run '%s' has no request '%s'", run_id, request_id)
@@ -265,16 +373,29 @@ function _M.answer(store, run_id, request_id, value)
   if rec.status == "answered" then
     return nil, fmt("request '%s' of run '%s' was already answered", request_id, run_id)
   end
+  return key, s, rec
+end
+
+--- Store the answer to request id of run id: true, or nil, err (unknown
+-- request, already answered — also by someone else at the same moment).
+function _M.answer(store, run_id, request_id, value)
+  local key, s, rec = open_request(store, run_id, request_id)
+  if not key then return nil, s end
   rec.status, rec.response = "answered", value == nil and json.null or value
-  local ok, perr = store:put("req", key, encode(rec))
-  if not ok then return nil, perr end
+  local ok, perr, code = store:batch():expect("req", key, s):put("req", key, encode(rec)):commit()
+  if not ok then
+    if code == "conflict" then
+      return nil, fmt("request '%s' of run '%s' was already answered", request_id, run_id)
+    end
+    return nil, perr
+  end
   return true
 end
 
 --- Open requests of run id (sorted by request id).
 function _M.open_requests(store, run_id)
   local out = {}
-  local rows = check(store:scan("req", run_id .. "/"))
+  local rows = check(store:scan("req", esc(run_id) .. "/"))
   for _, row in ipairs(rows or {}) do
     local rec = load(row.value, "request " .. row.key)
     if rec.status == "open" then out[#out + 1] = rec end
@@ -286,42 +407,136 @@ end
 -- ---------------------------------------------------------------------------
 -- starting and resuming
 
---- Prepare run options for a durable run of wf: returns the durable state
--- to attach to the run table (d) after writing the run record.
+-- A fresh run id (the scheduler's format is run-N-XXXXXXXX; this one is
+-- unique across processes sharing a store).
+local function new_id()
+  local o = store_mod.owner()
+  local fh, rnd = io.open("/dev/urandom", "rb"), nil
+  if fh then
+    rnd = (fh:read(4) or ""):gsub(".", function(c) return fmt("%02x", c:byte()) end)
+    fh:close()
+  end
+  return fmt("run-%d-%s", os.time(), (rnd and rnd ~= "") and rnd or fmt("%x", o.pid))
+end
+
+--- Prepare a durable run of wf (before it is created): take the lease of
+-- its id and write its record, so that both are durable before superstep
+-- 0 starts. Returns the durable state d to attach to the run table; raises
+-- when the id is taken (another owner, or an existing run) or the store
+-- fails (nothing has run then).
 function _M.begin(wf, opts, input)
   local store = _M.store(opts.store)
+  local id = opts.run_id or new_id()
   local d = {
     store = store, nout = 0, since_full = 0, full_size = 0, jidx = {},
     record = {
       schema = _M.SCHEMA, workflow = wf.name, hash = _M.hash(wf), status = "running",
       input = input == nil and json.null or input, created = os.time(),
-      script = opts.script, superstep = 0, checkpoints = 0,
+      script = opts.script, superstep = 0, checkpoints = 0, run_id = id,
     },
   }
+  d.lease = _M.own(store, id, opts)
+  local ok, err = pcall(function()
+    local old, gerr = store:get("runs", id)
+    if old == nil and gerr then error("store: reading the run record: " .. tostring(gerr), 0) end
+    if old then
+      local okd, orec = pcall(decode, old)
+      error(fmt("run '%s' already exists (status %s): resume it with `weft runs resume %s`, or use another id",
+        id, okd and type(orec) == "table" and tostring(orec.status) or "unknown", id), 0)
+    end
+    commit_owned(d, id, store:batch():expect("runs", id, false):put("runs", id, encode(d.record)),
+      "store: writing the run record")
+  end)
+  if not ok then
+    release(d)
+    error(err, 0)
+  end
   return d
 end
 
---- Attach durable state d to a new run table r (its id known).
+--- Attach durable state d to a new run table r (its id known): hooks, and
+-- the renewal of its lease while it runs.
 function _M.attach(r, d)
   r.durable = d
   r.checkpoint = _M.checkpoint
   r.on_request = _M.on_request
-  d.record.run_id = r.id
-  local ok, err = d.store:put("runs", r.id, encode(d.record))
-  if not ok then error("store: writing the run record: " .. tostring(err), 0) end
+  r.on_end = _M.on_end
+  r.respond = _M.respond_here
+  start_renewal(r, d)
 end
 
---- Record the final status of a durable run (after wait).
-function _M.finish(r, res)
+-- Answers stored (by `weft runs respond` of another process) for requests
+-- the idle run r waits on: a list of {request_id, value}.
+local function stored_answers(r)
+  local d, out = r.durable, {}
+  for id in pairs(r._requests or {}) do
+    local s = d.store:get("req", esc(r.id) .. "/" .. id)
+    local ok, rec = pcall(decode, s or "")
+    if s and ok and type(rec) == "table" and rec.status == "answered" then
+      local v = rec.response
+      if v == json.null then v = nil end
+      out[#out + 1] = { request_id = id, value = v }
+    end
+  end
+  return out
+end
+
+--- Own run r again (after it paused and gave its lease up): true, or nil,
+-- err when another process owns it now.
+function _M.reown(r)
   local d = r.durable
-  if not d or d.final then return end
-  if res.status ~= "idle" then d.final = true end
-  d.record.status = res.status
-  d.record.error = res.error
+  if not d or not d.released then return true end
+  local ok, l = pcall(_M.own, d.store, r.id, {})
+  if not ok then return nil, l end
+  d.lease, d.released = l, false
+  start_renewal(r, d)
+  return true
+end
+
+--- Run:respond of a durable run handle (installed on the handle): a
+-- paused run gave its lease up, so it is owned again first (nil, err when
+-- another process owns it now).
+function _M.respond_here(r, request_id, value)
+  local ok, err = _M.reown(r)
+  if not ok then return nil, err end
+  return getmetatable(r).respond(r, request_id, value)
+end
+
+--- Record the final status of a durable run (or its pause): the record is
+-- written (fenced: not by an owner that lost the run) and the lease given
+-- up. A paused run gives its lease up, so that `weft runs respond` from
+-- another process can take it; then answers stored meanwhile (by a
+-- responder that found the lease still held) are picked up here: the run
+-- is owned again and continues in this process.
+function _M.finish(r)
+  local d = r.durable
+  if not d or d.final or d.released then return end
+  local status, err, supersteps = sched.run_info(r.c)
+  if status ~= "idle" then d.final = true end
+  d.record.status = status
+  d.record.error = err
   d.record.updated = os.time()
-  d.record.outputs = #res.outputs
-  if d.seq then d.record.checkpoints, d.record.superstep = d.seq, res.supersteps end
-  d.store:put("runs", r.id, encode(d.record))
+  d.record.outputs = #sched.run_outputs(r.c)
+  if d.seq then d.record.checkpoints, d.record.superstep = d.seq, supersteps end
+  if not d.lost then
+    pcall(commit_owned, d, r.id, d.store:batch():put("runs", r.id, encode(d.record)), "store: writing the run record")
+  end
+  release(d)
+  if status ~= "idle" or d.lost then return end
+  local answers = stored_answers(r)
+  if #answers == 0 or not _M.reown(r) then return end
+  for _, a in ipairs(answers) do
+    local q = r._requests and r._requests[a.request_id]
+    if q and sched.request_answer(r.c, q.seq, a.value) then r._requests[a.request_id] = nil end
+  end
+end
+
+--- on_end hook of durable runs (a task started by the scheduler when the
+-- run ends or pauses): finish, then let the run's end be seen.
+function _M.on_end(r)
+  local ok, err = pcall(_M.finish, r)
+  if not ok then io.stderr:write(fmt("weft: run %s: recording its end: %s\n", r.id, tostring(err))) end
+  sched.end_done(r.c)
 end
 
 -- The number of the last entry of run id's checkpoint log (the record's
@@ -388,9 +603,9 @@ end
 
 -- Everything recorded for run id in namespace ns, by key.
 local function scan_map(store, ns, id, decode_rows)
-  local map = {}
-  for _, row in ipairs(check(store:scan(ns, id .. "/")) or {}) do
-    map[decode_rows and row.key:sub(#id + 1) or row.key] = load(row.value, ns .. " " .. row.key)
+  local map, eid = {}, esc(id)
+  for _, row in ipairs(check(store:scan(ns, eid .. "/")) or {}) do
+    map[decode_rows and row.key:sub(#eid + 1) or row.key] = load(row.value, ns .. " " .. row.key)
   end
   return map
 end
@@ -398,8 +613,10 @@ end
 --- Resume run id of workflow wf from store: the new run handle, or raises
 -- with a clear message. opts: from (checkpoint number), force (ignore a
 -- different workflow hash), on_event, max_supersteps, ...
-function _M.resume(wf, run_id, opts)
-  local store = _M.store(opts.store)
+--- The record of run_id if wf may continue it: not ended, same
+-- definition hash (unless opts.force). Raises otherwise (nothing is
+-- changed).
+function _M.check_resumable(wf, store, run_id, opts)
   local rec, err = _M.record(store, run_id)
   if not rec then error(err, 0) end
   if rec.status == "completed" or rec.status == "cancelled" then
@@ -410,8 +627,27 @@ function _M.resume(wf, run_id, opts)
     error(fmt("run '%s' was checkpointed by workflow '%s' with hash %s; the loaded definition "
       .. "'%s' has hash %s (resume with force to override)", run_id, rec.workflow, rec.hash, wf.name, h), 0)
   end
+  return rec
+end
+
+function _M.resume(wf, run_id, opts)
+  opts = opts or {}
+  local store = _M.store(opts.store)
+  local lease = opts._lease or _M.own(store, run_id, opts)
+  local ok, d, restore, input, last = pcall(_M.restore, wf, store, run_id, opts, lease)
+  if not ok then
+    release({ store = store, lease = lease })
+    error(d, 0)
+  end
+  return d, restore, input, last
+end
+
+-- Rebuild run_id for resume, owning it with lease.
+function _M.restore(wf, store, run_id, opts, lease)
+  local rec = _M.check_resumable(wf, store, run_id, opts)
   local restore, last, tail = rebuild(wf, store, rec, opts.from)
   local d = {
+    lease = lease,
     store = store, jidx = {}, record = rec, since_full = 0, full_size = 0, seq = tail,
     replay = scan_map(store, "pw", run_id, true),
     journal = scan_map(store, "journal", run_id, false),
@@ -433,6 +669,32 @@ function _M.resume(wf, run_id, opts)
   local input = rec.input
   if input == json.null then input = nil end
   return d, restore, input, last
+end
+
+--- Answer request request_id of run_id (of workflow wf) from any
+-- process: checks first that the run may be continued by wf (known, not
+-- ended, same definition hash unless opts.force) and that the request is
+-- open — a refusal raises and changes nothing; then stores the answer and
+-- takes the run's lease. Returns the lease (resume the run with it:
+-- opts._lease), or nil, holder when another live process owns the run:
+-- that owner picks the answer up when the run pauses (or whoever resumes
+-- the run after its lease expires). opts.lease.wait: wait for the lease
+-- instead.
+function _M.respond(wf, run_id, request_id, value, opts)
+  opts = opts or {}
+  local store = _M.store(opts.store)
+  _M.check_resumable(wf, store, run_id, opts)
+  local ok, err = _M.answer(store, run_id, request_id, value)
+  if not ok then error(err, 0) end
+  local ttl, renew, wait = lease_conf(opts)
+  if wait then return _M.own(store, run_id, opts) end
+  local l, lerr, code, holder = store:lease_acquire(run_id, ttl)
+  if l then
+    l.ttl, l.renew = ttl, renew
+    return l
+  end
+  if code == "held" then return nil, holder end
+  error(fmt("store: taking the lease of run '%s': %s (the answer is stored)", run_id, tostring(lerr)), 0)
 end
 
 -- ---------------------------------------------------------------------------
@@ -458,7 +720,9 @@ function _M.cleanup(store, opts)
         local b = store:batch()
         b:del("runs", id)
         b:del("ckpt", id)
-        for _, ns in ipairs({ "pw", "journal", "req" }) do b:del_prefix(ns, id .. "/") end
+        b:del("lease", id)
+        b:del("fence", id)
+        for _, ns in ipairs({ "pw", "journal", "req" }) do b:del_prefix(ns, esc(id) .. "/") end
         check(b:commit())
         out.runs_deleted = out.runs_deleted + 1
       elseif opts.keep_last and (rec.checkpoints or 0) > opts.keep_last then
