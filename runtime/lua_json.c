@@ -1,7 +1,7 @@
 /* lua_json.c — weft.core.json: an RFC 8259 JSON codec for Lua values whose
  * errors name the path of the offending value ("value.items[2].fn: function
  * is not JSON-serialisable"). Provides wf_lua_open_json, which pushes
- * { encode, check, decode, array_mt, object_mt, null, MAX_DEPTH }. Strings
+ * { encode, check, decode, fix_utf8, array_mt, object_mt, null, MAX_DEPTH }. Strings
  * are UTF-8 both ways: what encode writes, decode reads back (encode refuses
  * invalid UTF-8 with the path and offset, or replaces it on request).
  *
@@ -688,6 +688,35 @@ static int wf_json_l_check(lua_State *L) {
   return 1;
 }
 
+/* fix_utf8(s) -> s with each byte that does not begin a valid UTF-8
+ * sequence replaced by U+FFFD (as encode's replace mode writes it); s
+ * itself when it is valid. For text (messages, logs), not for data. */
+static int wf_json_l_fix_utf8(lua_State *L) {
+  size_t len, off;
+  const char *s, *end;
+  luaL_Buffer b;
+  luaL_checktype(L, 1, LUA_TSTRING);
+  s = lua_tolstring(L, 1, &len);
+  end = s + len;
+  if ((off = wf_json_utf8_bad(s, len)) == len) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  luaL_buffinit(L, &b);
+  while (s < end) {
+    size_t n;
+    luaL_addlstring(&b, s, off);
+    s += off;
+    if (s == end) break;
+    luaL_addlstring(&b, wf_json_fffd, sizeof wf_json_fffd);
+    s++;
+    n = (size_t)(end - s);
+    off = wf_json_utf8_bad(s, n);
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
 /* ---- encode --------------------------------------------------------------- */
 
 /* An object key, borrowed from the table being encoded (which anchors it). */
@@ -1313,10 +1342,11 @@ int wf_lua_open_json(lua_State *L) {
     {"encode", wf_json_l_encode},
     {"check", wf_json_l_check},
     {"decode", wf_json_l_decode},
+    {"fix_utf8", wf_json_l_fix_utf8},
     {NULL, NULL},
   };
   const luaL_Reg *f;
-  lua_createtable(L, 0, 6);            /* M */
+  lua_createtable(L, 0, 8);            /* M */
   luaL_newmetatable(L, WF_JSON_ARRAY_NAME);  /* M amt */
   luaL_newmetatable(L, WF_JSON_OBJECT_NAME); /* M amt omt */
   for (f = fns; f->name; f++) {

@@ -37,6 +37,11 @@ _M.decode = core.decode
 -- encode's error message.
 _M.check = core.check
 
+--- fix_utf8(s) -> s with each byte that is not valid UTF-8 replaced by
+-- U+FFFD (s itself when valid): for text such as log lines and error
+-- messages, never to make data storable.
+_M.fix_utf8 = core.fix_utf8
+
 -- Set marker metatable mt on t (or a new table); misuse raises at level 3.
 local function mark(t, mt, name)
   if t == nil then return setmetatable({}, mt) end
