@@ -10,7 +10,7 @@ local json = require "weft.json"
 local type, error, tostring, setmetatable, xpcall = type, error, tostring, setmetatable, xpcall
 local yield = coroutine.yield
 local traceback = debug.traceback
-local jcheck = json.check
+local jcheck, fix_utf8 = json.check, json.fix_utf8
 local csend, coutput, cemit, clog = sched.send, sched.output, sched.emit, sched.log
 local cset, cget, crunning = sched.set_state, sched.get_state, sched.running
 local cprev = sched.previous_errors
@@ -87,10 +87,11 @@ function Ctx:log(level, msg)
   if not LEVELS[level] then
     error(("ctx:log: level must be 'debug', 'info', 'warn' or 'error', got '%s'"):format(tostring(level)), 2)
   end
-  local ok, err = clog(self._run.c, self._seq, level, tostring(msg))
+  msg = fix_utf8(tostring(msg)) -- a log line: bytes that are not UTF-8 become U+FFFD
+  local ok, err = clog(self._run.c, self._seq, level, msg)
   if not ok then fail(self, "ctx:log", err) end
   local fx = self._fx
-  if fx then fx[#fx + 1] = { "log", level, tostring(msg) } end
+  if fx then fx[#fx + 1] = { "log", level, msg } end
 end
 
 --- Read shared state: last superstep's snapshot plus this invocation's writes.
@@ -147,8 +148,10 @@ local NO_ERRORS = setmetatable({}, { __newindex = function() error("ctx.previous
 
 -- Error handler of an invocation: keep the message and the stack.
 local function on_error(e)
-  local msg = type(e) == "string" and e or tostring(e)
-  local tb = traceback(msg, 2)
+  -- as UTF-8 (bytes that are not become U+FFFD), so that events and stored
+  -- run records carrying it can be read back
+  local msg = fix_utf8(type(e) == "string" and e or tostring(e))
+  local tb = fix_utf8(traceback(msg, 2))
   -- drop the frames of the worker body below the handler
   local cut = tb:find("\n%s*%[C%]: in function 'xpcall'")
   return { message = msg, traceback = cut and tb:sub(1, cut - 1) or tb }
