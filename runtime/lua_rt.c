@@ -12,10 +12,13 @@
 #include "lua_sched.h"
 
 #define WF_POOL_MAX 256
-#ifdef NDEBUG
-#define WF_DEBUG_REFS 0
-#else
+/* Registry-ref leak check at state close: compiled in by the WEFT_DEBUG_REFS
+ * build option (on in sanitized builds) and in builds without NDEBUG;
+ * $WEFT_DEBUG_REFS turns it on at run time in any build. */
+#if defined(WEFT_DEBUG_REFS) || !defined(NDEBUG)
 #define WF_DEBUG_REFS 1
+#else
+#define WF_DEBUG_REFS 0
 #endif
 
 static char rt_key; /* registry key of the runtime userdata */
@@ -124,10 +127,17 @@ static void rt_close(wf_lua_rt_t *rt) {
   wf_lua_unref(rt, rt->worker_ref);
   wf_lua_unref(rt, rt->vals_ref);
   rt->closing = 2;
-  /* every anchor is released by now: what is left is a binding bug */
-  if (rt->nrefs != 1 && (getenv("WEFT_DEBUG_REFS") || WF_DEBUG_REFS))
-    fprintf(stderr, "weft: %d registry reference(s) leaked at exit\n",
+  /* every anchor is released by now: what is left is a binding bug, and
+   * the process must fail so the test that leaked it does */
+  if (rt->nrefs != 1 && (getenv("WEFT_DEBUG_REFS") || WF_DEBUG_REFS)) {
+    fprintf(stderr,
+            "weft: %d registry reference(s) leaked at Lua state close "
+            "(a wf_lua_ref without its wf_lua_unref); aborting "
+            "(debug-refs check)\n",
             rt->nrefs - 1);
+    fflush(stderr);
+    abort();
+  }
   wf_lua_unref(rt, rt->aux_ref);
   wf_vals_free(rt->vals);
   rt->vals = NULL;

@@ -29,7 +29,7 @@
 #define WEFT_SOURCE_DIR "."
 #endif
 #ifndef WEFT_VERSION
-#define WEFT_VERSION "0.0.0"
+#error "WEFT_VERSION comes from the CMake project version (CMakeLists.txt)"
 #endif
 #ifndef WEFT_INSTALL_DATADIR
 #define WEFT_INSTALL_DATADIR "/usr/local/share/weft"

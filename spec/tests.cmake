@@ -23,6 +23,15 @@
 #     non-sanitized builds.
 #   * asan_leak_canary (ASan tree only) leaks on purpose and passes only if
 #     LeakSanitizer reports it, so a silently disabled leak check shows.
+#   * The registry-ref check of runtime/lua_rt.c (WEFT_DEBUG_REFS, on in
+#     sanitized builds) aborts a process whose Lua state closes with a ref
+#     still taken, so the spec or C test that leaked it fails;
+#     asan_ref_canary (ASan tree only) proves the check is compiled in.
+#
+# Packaging: spec_integration_install installs this tree into a temp prefix
+# (C host through pkg-config, plain luajit, a moved prefix, one version);
+# spec_integration_rockspec (label slow; not in sanitized trees, it builds
+# a release copy of its own) runs `luarocks make` into a temp tree.
 #   * detect_leaks=1 is set explicitly (it is the default on x86-64 Linux,
 #     but a caller's ASAN_OPTIONS must not silently turn it off).
 
@@ -45,8 +54,10 @@ set(_spec_env
   "WEFT_BUILD_DIR=${CMAKE_BINARY_DIR}"
   "LUA_PATH=${_lua_path_env}")
 if(WEFT_SANITIZE)
-  list(APPEND _spec_env ${_sanitizer_env})
+  list(APPEND _spec_env ${_sanitizer_env} "WEFT_SANITIZE=1")
 endif()
+# Specs only for non-sanitized trees.
+set(_release_only_specs spec_integration_rockspec)
 
 # C unit tests (helper-owned file; absent while being written).
 if(EXISTS ${_src}/spec/c/tests.cmake)
@@ -68,6 +79,9 @@ else()
     get_filename_component(_name ${_spec} NAME)
     string(REGEX REPLACE "_spec\\.lua$" "" _name ${_name})
     set(_test spec_${_dir}_${_name})
+    if(WEFT_SANITIZE AND _test IN_LIST _release_only_specs)
+      continue()
+    endif()
     add_test(NAME ${_test}
       COMMAND $<TARGET_FILE:weft> exec ${WEFT_BUSTED} --output=plainTerminal
               -C ${_src} ${_spec}
@@ -76,6 +90,9 @@ else()
       ENVIRONMENT "${_spec_env}"
       TIMEOUT 300)
   endforeach()
+  if(TEST spec_integration_rockspec)
+    set_tests_properties(spec_integration_rockspec PROPERTIES LABELS slow)
+  endif()
 endif()
 
 # lint_globals: luacheck (Debian lua-check, installed by scripts/deps.sh)
@@ -113,6 +130,13 @@ if(WEFT_SANITIZE)
     ENVIRONMENT "${_sanitizer_env}"
     PASS_REGULAR_EXPRESSION "4321 byte\\(s\\) leaked"
     TIMEOUT 60)
+  # ... and that the registry-ref check is compiled in and fails a leak.
+  if(TARGET c_test_refs)
+    add_test(NAME asan_ref_canary COMMAND c_test_refs compiled-in)
+    set_tests_properties(asan_ref_canary PROPERTIES
+      ENVIRONMENT "${_sanitizer_env}"
+      TIMEOUT 60)
+  endif()
 endif()
 
 # The ASan tree's suite as one test of this (release) tree.
