@@ -122,9 +122,21 @@ static int l_in_task(lua_State *L) {
 typedef struct wf_cond {
   wf_task_t *waiters;
   unsigned long gen; /* bumped by every signal */
+  /* registry ref to the cond's own userdata while tasks wait on it: a
+   * yielded task keeps nothing of its C frame, so a cond that only its
+   * waiters know would be collected mid-wait; taken by the first waiter,
+   * released when the last one leaves (cond_release) */
+  int ref;
 } wf_cond_t;
 
-/* Take t out of c's waiter list. */
+/* The waiter list of c became empty: drop c's anchor (once per ref). */
+static void cond_release(wf_lua_rt_t *rt, wf_cond_t *c) {
+  if (c->waiters || c->ref == LUA_NOREF) return;
+  wf_lua_unref(rt, c->ref);
+  c->ref = LUA_NOREF;
+}
+
+/* Take t out of c's waiter list (releasing c's anchor with the last). */
 static void cond_unlink(wf_cond_t *c, wf_task_t *t) {
   wf_task_t **p;
   for (p = &c->waiters; *p; p = &(*p)->next)
@@ -133,6 +145,7 @@ static void cond_unlink(wf_cond_t *c, wf_task_t *t) {
       break;
     }
   t->next = NULL;
+  cond_release(t->rt, c);
 }
 
 /* Cancel callback of a task waiting on a condition. */
@@ -157,6 +170,7 @@ static int l_cond(lua_State *L) {
   wf_cond_t *c = lua_newuserdata(L, sizeof(*c));
   c->waiters = NULL;
   c->gen = 0;
+  c->ref = LUA_NOREF;
   luaL_getmetatable(L, COND_MT);
   lua_setmetatable(L, -2);
   return 1;
@@ -169,6 +183,8 @@ static int l_cond_wait(lua_State *L) {
   wf_lua_rt_t *rt = wf_lua_rt(L);
   wf_task_t *t = wf_task_check_blocking(rt, L, "cond:wait");
   if (t) {
+    lua_settop(L, 1);
+    if (c->ref == LUA_NOREF) c->ref = wf_lua_ref(rt, L); /* pops c */
     lua_settop(L, 0);
     t->wait = c;
     t->cancel = cond_cancel;
@@ -221,6 +237,7 @@ static int l_cond_signal(lua_State *L) {
     wf_task_wake(t, 1);
     n++;
   }
+  cond_release(rt, c);
   lua_pushinteger(L, n);
   return 1;
 }

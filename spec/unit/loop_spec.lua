@@ -78,6 +78,57 @@ describe("cond:wait", function()
     end)
     assert.is_true(waited >= 0.1, "waited only " .. waited .. " s")
   end)
+
+  -- A cond that nothing but the waiting task references: the task's C
+  -- frame (where the cond was the argument) is gone once it yields, so
+  -- only the cond's own anchor keeps it alive until the wait ends.
+  it("keeps a cond that only its waiting task references alive through a collection", function()
+    local weak = setmetatable({}, { __mode = "k" })
+    local waiting, result = false, nil
+    local function fresh()
+      local c = weft.cond()
+      weak[c] = true
+      waiting = true
+      return c
+    end
+    weft.go(function() result = fresh():wait(30) end)
+    helpers.poll_until(function() return waiting end)
+    weft.sleep(0) -- the task is parked in cond:wait
+    collectgarbage("collect")
+    collectgarbage("collect")
+    local c = next(weak)
+    assert.is_not_nil(c, "the cond was collected while a task waited on it")
+    assert.equal(1, c:signal())
+    helpers.poll_until(function() return result ~= nil end)
+    assert.is_true(result)
+  end)
+
+  it("ends a process whose task still waits on an unreferenced cond cleanly (cancelled at close)", function()
+    local procs = require "support.procs"
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([[
+local weft = require "weft"
+local waiting = false
+weft.go(function()
+  local function fresh() waiting = true; return weft.cond() end
+  fresh():wait()
+end)
+while not waiting do weft.sleep(0) end
+weft.sleep(0)
+collectgarbage("collect")
+collectgarbage("collect")
+-- reuse the freed memory with bytes that are no valid pointer
+local keep = {}
+for i = 1, 20000 do keep[i] = ("\255"):rep(24 + i % 40) end
+io.write("closing\n")
+]])
+    f:close()
+    local rc, out, err = procs.run({ procs.weft_bin(), "exec", script }, nil, 60)
+    os.remove(script)
+    assert.equal(0, rc, err)
+    assert.equal("closing\n", out)
+  end)
 end)
 
 describe("weft.step and weft.poll inside a task", function()
