@@ -477,6 +477,24 @@ static void push_event(lua_State *L, wf_lua_run_t *lr, const wf_event_t *ev) {
     set_str(L, "error", ev->str);
     break;
   case WF_EV_CUSTOM:
+    if (ev->flags & WF_EVF_UNDELIVERED) { /* message_undelivered */
+      char label[256];
+      set_str(L, "name", ev->str);
+      lua_createtable(L, 0, 4);
+      set_str(L, "from", g->execs[ev->exec].id);
+      if (ev->str2) set_str(L, "target", ev->str2);
+      lua_createtable(L, ev->nints, 0); /* data.edges: labels */
+      for (i = 0; i < ev->nints; i++) {
+        lua_pushstring(L, wf_graph_edge_label(g, ev->ints[i], label,
+                                              sizeof label));
+        lua_rawseti(L, -2, i + 1);
+      }
+      lua_setfield(L, -2, "edges");
+      wf_lua_val_push(rt, L, ev->data);
+      lua_setfield(L, -2, "message");
+      break;
+    }
+    /* fall through */
   case WF_EV_AGENT_UPDATE:
   case WF_EV_REQUEST_INFO:
     set_str(L, "name", ev->str);
@@ -854,8 +872,8 @@ static void read_limits(lua_State *L, int idx, wf_run_limits_t *lim) {
 
 /* core.run_new(graph, run_table, input, opts) -> run userdata | nil, err.
  * opts: {id, max_supersteps, max_concurrency, limits = {name = n},
- * keep_events, on_event}. The run starts from the loop (never inside this
- * call). */
+ * keep_events, on_event, undelivered_error = 0|1}. The run starts from the
+ * loop (never inside this call). */
 static int l_run_new(lua_State *L) {
   wf_lua_graph_t *lg = check_graph(L, 1);
   wf_lua_rt_t *rt = lg->rt;
@@ -873,6 +891,7 @@ static int l_run_new(lua_State *L) {
   read_limits(L, 4, &o.limits);
   o.keep_events = opt_int_field(L, 4, "keep_events", 1);
   o.durable = opt_int_field(L, 4, "durable", 0);
+  o.undelivered_error = opt_int_field(L, 4, "undelivered_error", 0);
   lua_getfield(L, 4, "on_event");
 
   lr = lua_newuserdata(L, sizeof(*lr));

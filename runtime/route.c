@@ -1,8 +1,11 @@
 /* route.c — edge routing of one run: direct, conditional, switch, fan-out
  * (all or selected) and fan-in edges. Fan-in buffers are per edge and per
  * source, allocated on first use; a count of non-empty sources makes the
- * "has every source sent?" check O(1) per message. Conditions, selectors and
- * list building are host callbacks. Depends on graph.h and val.h (route.h). */
+ * "has every source sent?" check O(1) per message. A message that every
+ * edge able to take it refused is undelivered: the refusing edges are kept
+ * for the caller (an event), or routing fails in strict mode. Conditions,
+ * selectors and list building are host callbacks. Depends on graph.h and
+ * val.h (route.h). */
 #include "route.h"
 
 #include <stdio.h>
@@ -38,6 +41,9 @@ struct wf_route {
   size_t ctmp;
   int *ready; /* fan-in slots complete since the last flush, in order */
   size_t nready, cready;
+  int *refused; /* edges that refused the last message (undelivered) */
+  size_t nrefused, crefused;
+  int strict; /* an undelivered message is an error */
 };
 
 /* Routing state for a run of finalized graph g. */
@@ -67,6 +73,7 @@ void wf_route_free(wf_route_t *r) {
   free(r->mark);
   free(r->tmp);
   free(r->ready);
+  free(r->refused);
   free(r);
 }
 
@@ -195,21 +202,45 @@ void wf_route_flush(wf_route_t *r, const wf_route_hooks_t *h,
   r->nready = 0;
 }
 
+/* Fill err with "message from 'src' (to 'only') was not delivered: ...". */
+static int undelivered_err(wf_route_t *r, int src, int only, wf_err_t *err) {
+  char buf[sizeof err->msg], label[128];
+  const wf_graph_t *g = r->g;
+  int n = snprintf(buf, sizeof buf, "message from '%s'", g->execs[src].id);
+  if (only >= 0)
+    n += snprintf(buf + n, sizeof buf - (size_t)n, " to '%s'",
+                  g->execs[only].id);
+  n += snprintf(buf + n, sizeof buf - (size_t)n,
+                " was not delivered: no edge accepted it (");
+  for (size_t i = 0; i < r->nrefused && n < (int)sizeof buf; i++) {
+    wf_graph_edge_label(g, r->refused[i], label, sizeof label);
+    n += snprintf(buf + n, sizeof buf - (size_t)n, "%sedge '%s'",
+                  i ? ", " : "", label);
+  }
+  if (n < (int)sizeof buf)
+    snprintf(buf + n, sizeof buf - (size_t)n,
+             "); on_undelivered = \"error\" made it fail the run");
+  return wf_err_set(err, "%s", buf);
+}
+
 /* Route msg sent by src along its out-edges (only >= 0: to that target). */
 int wf_route_message(wf_route_t *r, const wf_route_hooks_t *h, int src,
                      wf_val_t msg, int only, wf_dvec_t *out, wf_err_t *err) {
   const wf_graph_t *g = r->g;
+  r->nrefused = 0;
   if (src < 0 || src >= g->nexec)
     return wf_err_set(err, "route: executor index %d out of range", src);
   const wf_gexec_t *ge = &g->execs[src];
+  int taken = 0;
   for (int k = 0; k < ge->nout; k++) {
     int e = ge->out[k], ok;
     const wf_edge_t *ed = &g->edges[e];
     if (only >= 0 && !edge_has_target(ed, only)) continue;
+    size_t before = out->n;
     switch (ed->kind) {
     case WF_EDGE_DIRECT:
       if (ed->has_cond[0]) {
-        if (eval_cond(r, h, e, 0, msg, &ok, err)) return WF_ERR;
+        if (eval_cond(r, h, e, 0, msg, &ok, err)) goto fail;
         if (!ok) break;
       }
       deliver(r, out, ed->tgts[0], e, msg, 1);
@@ -217,7 +248,7 @@ int wf_route_message(wf_route_t *r, const wf_route_hooks_t *h, int src,
     case WF_EDGE_SWITCH: {
       int chosen = ed->dflt;
       for (int i = 0; i < ed->ntgt; i++) {
-        if (eval_cond(r, h, e, i, msg, &ok, err)) return WF_ERR;
+        if (eval_cond(r, h, e, i, msg, &ok, err)) goto fail;
         if (ok) {
           chosen = ed->tgts[i];
           break;
@@ -228,15 +259,36 @@ int wf_route_message(wf_route_t *r, const wf_route_hooks_t *h, int src,
       break;
     }
     case WF_EDGE_FANOUT:
-      if (route_fanout(r, h, e, msg, only, out, err)) return WF_ERR;
+      if (route_fanout(r, h, e, msg, only, out, err)) goto fail;
       break;
     case WF_EDGE_FANIN:
       route_fanin(r, e, ge->outpos[k], msg);
+      taken = 1;
       break;
     }
+    if (out->n > before) {
+      taken = 1;
+    } else if (!taken) { /* remember refusals until something accepts */
+      WF_GROW(r->refused, r->crefused, r->nrefused + 1);
+      r->refused[r->nrefused++] = e;
+    }
   }
+  if (taken) r->nrefused = 0;
+  if (r->nrefused && r->strict) return undelivered_err(r, src, only, err);
   return WF_OK;
+fail:
+  r->nrefused = 0;
+  return WF_ERR;
 }
+
+/* Edges that refused the last routed message (see route.h). */
+int wf_route_refused(const wf_route_t *r, const int **edges) {
+  *edges = r->refused;
+  return (int)r->nrefused;
+}
+
+/* Strict mode: undelivered messages fail wf_route_message. */
+void wf_route_set_strict(wf_route_t *r, int strict) { r->strict = strict; }
 
 /* Messages buffered by fan-in edge e from its i-th source. */
 int wf_route_buffered(const wf_route_t *r, int edge, int i) {

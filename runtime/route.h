@@ -49,7 +49,9 @@ void wf_route_free(wf_route_t *r);
  * edges only buffer here: call wf_route_flush after routing every message
  * of a superstep, so that a fan-in delivers all that its sources sent.
  * On WF_ERR err names the edge ("condition of edge 'a -> b' failed: ...");
- * deliveries already appended stay in out. */
+ * deliveries already appended stay in out. A message that edges could take
+ * but none did is undelivered (see wf_route_refused): WF_OK, or WF_ERR
+ * naming the sender and the edges when wf_route_set_strict is on. */
 int wf_route_message(wf_route_t *r, const wf_route_hooks_t *h, int src,
                      wf_val_t msg, int only, wf_dvec_t *out, wf_err_t *err);
 /* Append one delivery per fan-in edge completed since the last flush (every
@@ -57,6 +59,15 @@ int wf_route_message(wf_route_t *r, const wf_route_hooks_t *h, int src,
  * order, then send order. Completed edges are delivered in the order they
  * completed. */
 void wf_route_flush(wf_route_t *r, const wf_route_hooks_t *h, wf_dvec_t *out);
+/* The edges that refused the last message of wf_route_message when it
+ * reached no executor and no fan-in buffer although src has edges that
+ * could take it (conditions false, no switch case and no default, a
+ * selector choosing none): their indices in *edges (borrowed, valid until
+ * the next call), in edge order; returns their count, 0 when the message
+ * was delivered, when src has no such edge, or after an error. */
+int wf_route_refused(const wf_route_t *r, const int **edges);
+/* strict = 1: an undelivered message is an error of wf_route_message. */
+void wf_route_set_strict(wf_route_t *r, int strict);
 /* Number of messages buffered by fan-in edge e from its i-th source. */
 int wf_route_buffered(const wf_route_t *r, int edge, int i);
 /* The messages buffered by fan-in edge e from its i-th source (borrowed),

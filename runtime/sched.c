@@ -249,6 +249,51 @@ static void sort_pending(wf_run_t *r) {
   }
 }
 
+/* Publish the message_undelivered event of pending message pm (its message
+ * m is still held by the caller), refused by edges ref[0..n-1]. */
+static void publish_undelivered(wf_run_t *r, const wf_pmsg_t *pm, wf_val_t m,
+                                const int *ref, int n) {
+  if (!r->keep && (!r->s->h.event || r->dead)) return;
+  wf_event_t ev = wf_sched_event(r, WF_EV_CUSTOM, pm->src, 0);
+  ev.flags = WF_EVF_UNDELIVERED;
+  ev.str = wf_xstrdup("message_undelivered");
+  if (pm->only >= 0) ev.str2 = wf_xstrdup(wf_sched_exec_id(r, pm->only));
+  ev.ints = wf_xcalloc((size_t)n, sizeof *ev.ints);
+  memcpy(ev.ints, ref, (size_t)n * sizeof *ev.ints);
+  ev.nints = n;
+  wf_vals_retain(r->s->vals, m);
+  ev.data = m;
+  wf_sched_publish(r, &ev);
+}
+
+/* The run's error when max_supersteps is reached with deliveries left:
+ * names the limit, the executors still active and how to raise it. */
+static void fail_max_steps(wf_run_t *r) {
+  char msg[sizeof(((wf_err_t *)0)->msg)];
+  int n = snprintf(msg, sizeof msg,
+                   "max_supersteps (%d) exceeded with executors still active:",
+                   r->max_steps);
+  int shown = 0;
+  for (size_t i = 0; i < r->deliv.n && n < (int)sizeof msg; i++) {
+    int x = r->deliv.v[i].exec, seen = 0;
+    for (size_t j = 0; j < i && !seen; j++) seen = r->deliv.v[j].exec == x;
+    if (seen) continue;
+    if (shown == 8) {
+      n += snprintf(msg + n, sizeof msg - (size_t)n, " ...");
+      break;
+    }
+    n += snprintf(msg + n, sizeof msg - (size_t)n, "%s '%s'", shown ? "," : "",
+                  wf_sched_exec_id(r, x));
+    shown++;
+  }
+  if (n < (int)sizeof msg)
+    snprintf(msg + n, sizeof msg - (size_t)n,
+             "; raise the limit with the run option max_supersteps "
+             "(workflow :defaults{max_supersteps = n}, weft run "
+             "--max-supersteps N) if the loop is meant to run longer");
+  wf_sched_end(r, WF_RUN_FAILED, msg, 0);
+}
+
 /* Begin the next superstep: route the pending messages (or deliver the
  * input), then create and queue the invocations. May end the run. */
 static void step_begin(wf_run_t *r) {
@@ -277,6 +322,10 @@ static void step_begin(wf_run_t *r) {
       pm->msg = 0;
       int rc = wf_route_message(r->route, &s->rh, pm->src, m, pm->only,
                                 &r->deliv, &err);
+      const int *ref;
+      int nref = wf_route_refused(r->route, &ref);
+      if (nref > 0 && r->status == WF_RUN_RUNNING)
+        publish_undelivered(r, pm, m, ref, nref);
       wf_vals_release(s->vals, m);
       if (r->status != WF_RUN_RUNNING) return; /* a hook ended the run */
       if (rc != WF_OK) {
@@ -291,9 +340,7 @@ static void step_begin(wf_run_t *r) {
       return;
     }
     if (r->nsteps >= r->max_steps) {
-      char msg[64];
-      snprintf(msg, sizeof msg, "max_supersteps (%d) exceeded", r->max_steps);
-      wf_sched_end(r, WF_RUN_FAILED, msg, 0);
+      fail_max_steps(r);
       return;
     }
   }
@@ -562,6 +609,7 @@ wf_run_t *wf_run_new(wf_sched_t *s, const wf_graph_t *g,
   r->cap.cb = wf_inv_cap_cb;
   r->host = o->host;
   r->route = wf_route_new(g, s->vals);
+  wf_route_set_strict(r->route, o->undelivered_error);
   r->state = wf_state_new(g, s->vals);
   r->qhead = r->qtail = -1;
   r->adv.cb = adv_cb;

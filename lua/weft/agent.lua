@@ -18,12 +18,12 @@ local thread_mod = require "weft.thread"
 local tool_mod = require "weft.tool"
 local executor = require "weft.executor"
 local workflow = require "weft.workflow"
+local check = require "weft.check"
 
 local type, ipairs, pairs, tostring, error, setmetatable, getmetatable, pcall, require =
   type, ipairs, pairs, tostring, error, setmetatable, getmetatable, pcall, require
-local floor = math.floor
 local sformat, concat = string.format, table.concat
-local callable, is_thread = executor.callable, thread_mod.is_thread
+local callable, is_thread = check.callable, thread_mod.is_thread
 local norm_input, new_thread = thread_mod.input, thread_mod.new
 
 local _M = {}
@@ -36,11 +36,28 @@ Agent.__index = Agent
 Agent.__tostring = function(a) return "agent '" .. a.name .. "'" end
 _M.Agent = Agent
 
-local OPTIONS = { name = true, instructions = true, model = true, tools = true, temperature = true,
-                  max_tokens = true, memory = true, reducer = true, max_tool_rounds = true,
-                  llm = true, description = true, tool_choice = true }
-local LLM_KEYS = { base_url = true, api_key = true, retries = true, timeout = true, idle_timeout = true,
-                   retry_base = true, retry_factor = true, retry_max = true, retry_after_max = true }
+local ANY = { type = "any" }
+--- The spec of weft.agent options (weft.check); weft.agents shares it.
+_M.OPTIONS = check.spec("weft.agent", { properties = {
+  name = { type = "string", minLength = 1 },
+  instructions = { type = "string", aliases = { "system", "system_prompt", "prompt", "instruction" } },
+  model = { type = "string", expect = 'a string "provider:name"' },
+  tools = { type = "table", expect = "a list of weft.tool objects", aliases = { "functions" } },
+  temperature = { type = "number" },
+  max_tokens = { type = "integer", minimum = 1, expect = "a positive integer" },
+  memory = { type = "table", expect = "a provider table {before_invoke, after_invoke}", properties = {
+    before_invoke = { type = "callable" }, after_invoke = { type = "callable" } },
+    additionalProperties = true },
+  reducer = { type = "callable", expect = "a function(messages) -> messages" },
+  max_tool_rounds = { type = "integer", minimum = 0, aliases = { "max_rounds", "max_iterations", "max_turns" } },
+  llm = { type = "table", expect = "a table of weft.llm.chat options", properties = {
+    base_url = ANY, api_key = ANY, retries = ANY, timeout = ANY, idle_timeout = ANY,
+    retry_base = ANY, retry_factor = ANY, retry_max = ANY, retry_after_max = ANY } },
+  description = { type = "string" },
+  tool_choice = { type = { "string", "table" }, test = function(tc)
+    return tc == "auto" or tc == "none" or tc == "required" or (type(tc) == "table" and type(tc.name) == "string")
+  end, expect = "'auto', 'none', 'required' or {name = tool}" },
+} })
 
 local llm_mod
 -- weft.llm, required on first use (loading weft must not load it).
@@ -52,14 +69,6 @@ end
 --- True when v is an agent made by weft.agent.
 function _M.is_agent(v) return getmetatable(v) == Agent end
 
--- Sorted keys of a set, joined.
-local function keys_of(set)
-  local ks = {}
-  for k in pairs(set) do ks[#ks + 1] = k end
-  table.sort(ks)
-  return concat(ks, ", ")
-end
-
 --- Create an agent (see the module comment); raises naming the agent and
 -- the field on bad options.
 function _M.new(opts, level)
@@ -70,9 +79,7 @@ function _M.new(opts, level)
     error("weft.agent: name must be a non-empty string, got " .. type(name), level)
   end
   local function bad(msg) error(sformat("weft.agent: agent '%s': %s", name, msg), level + 1) end
-  for k in pairs(opts) do
-    if not OPTIONS[k] then bad(sformat("unknown option '%s' (known: %s)", tostring(k), keys_of(OPTIONS))) end
-  end
+  check.options(_M.OPTIONS, opts, level, sformat("weft.agent: agent '%s'", name))
   local model = opts.model
   if model == nil then
     model = require("weft.llm.common").getenv("WEFT_MODEL")
@@ -80,23 +87,13 @@ function _M.new(opts, level)
       error(sformat("weft.agent: agent '%s' has no model (set model = \"provider:name\", or WEFT_MODEL)", name), level)
     end
   end
-  if type(model) ~= "string" then bad("model must be a string \"provider:name\", got " .. type(model)) end
   local p, perr = llm().parse_model(model)
   if not p then bad(perr) end
-  if opts.instructions ~= nil and type(opts.instructions) ~= "string" then bad("instructions must be a string") end
-  if opts.description ~= nil and type(opts.description) ~= "string" then bad("description must be a string") end
-  local t = opts.temperature
-  if t ~= nil and (type(t) ~= "number" or t ~= t) then bad("temperature must be a number") end
-  local mt = opts.max_tokens
-  if mt ~= nil and (type(mt) ~= "number" or mt < 1 or floor(mt) ~= mt) then bad("max_tokens must be a positive integer") end
+  local t, mt = opts.temperature, opts.max_tokens
   local rounds = opts.max_tool_rounds
   if rounds == nil then rounds = _M.MAX_TOOL_ROUNDS end
-  if type(rounds) ~= "number" or rounds < 0 or floor(rounds) ~= rounds then
-    bad("max_tool_rounds must be an integer >= 0")
-  end
   local tools, by_name, specs = {}, {}, nil
   if opts.tools ~= nil then
-    if type(opts.tools) ~= "table" then bad("tools must be a list of weft.tool objects") end
     for i, tl in ipairs(opts.tools) do
       if not tool_mod.is_tool(tl) then
         if type(tl) ~= "table" then bad(sformat("tools[%d] must be a weft.tool, got %s", i, type(tl))) end
@@ -113,26 +110,9 @@ function _M.new(opts, level)
       for i, tl in ipairs(tools) do specs[i] = tl:spec() end
     end
   end
-  local mem = opts.memory
-  if mem ~= nil then
-    if type(mem) ~= "table" then bad("memory must be a provider table {before_invoke, after_invoke}") end
-    if mem.before_invoke ~= nil and not callable(mem.before_invoke) then bad("memory.before_invoke must be a function") end
-    if mem.after_invoke ~= nil and not callable(mem.after_invoke) then bad("memory.after_invoke must be a function") end
-  end
-  if opts.reducer ~= nil and not callable(opts.reducer) then bad("reducer must be a function(messages) -> messages") end
-  local tc = opts.tool_choice
-  if tc ~= nil and tc ~= "auto" and tc ~= "none" and tc ~= "required"
-     and not (type(tc) == "table" and type(tc.name) == "string") then
-    bad("tool_choice must be 'auto', 'none', 'required' or {name = tool}")
-  end
+  local mem, tc = opts.memory, opts.tool_choice
   local extra = {}
-  if opts.llm ~= nil then
-    if type(opts.llm) ~= "table" then bad("llm must be a table of weft.llm.chat options") end
-    for k, v in pairs(opts.llm) do
-      if not LLM_KEYS[k] then bad(sformat("llm.%s is not an option (known: %s)", tostring(k), keys_of(LLM_KEYS))) end
-      extra[k] = v
-    end
-  end
+  for k, v in pairs(opts.llm or {}) do extra[k] = v end
   local names = {}
   for i, tl in ipairs(tools) do names[i] = tl.name end
   return setmetatable({
@@ -358,7 +338,11 @@ local function executor_input(agent, msg)
   return msg, nil
 end
 
-local EXEC_OPTS = { retry = true, timeout = true, on_error = true, kind = true, description = true }
+local EXEC_PROPS = {}
+for _, k in ipairs({ "retry", "timeout", "on_error", "kind", "description" }) do
+  EXEC_PROPS[k] = executor.OPTIONS.properties[k]
+end
+local EXEC_OPTS = check.spec("as_executor", { properties = EXEC_PROPS })
 
 --- An executor (id defaults to the agent's name) running the agent on each
 -- message (see executor_input) in a new thread, or in the serialized
@@ -368,12 +352,8 @@ function Agent:as_executor(id, opts)
   local agent = self
   id = id or self.name
   if type(id) ~= "string" or id == "" then error("as_executor: id must be a non-empty string", 2) end
-  if opts ~= nil and type(opts) ~= "table" then error("as_executor: options must be a table", 2) end
   local eo = { description = self.description or ("agent '" .. self.name .. "'") }
-  for k, v in pairs(opts or {}) do
-    if not EXEC_OPTS[k] then error(sformat("as_executor: unknown option '%s'", tostring(k)), 2) end
-    eo[k] = v
-  end
+  for k, v in pairs(check.options(EXEC_OPTS, opts, 2)) do eo[k] = v end
   eo.handle = function(msg, ctx)
     local input, th = executor_input(agent, msg)
     th = th or agent:new_thread()

@@ -6,8 +6,10 @@ local _M = {}
 
 local sched = require "weft.core.sched"
 local json = require "weft.json"
+local check = require "weft.check"
 
-local type, error, tostring, setmetatable, xpcall = type, error, tostring, setmetatable, xpcall
+local type, error, tostring, setmetatable, getmetatable, xpcall =
+  type, error, tostring, setmetatable, getmetatable, xpcall
 local yield = coroutine.yield
 local traceback = debug.traceback
 local jcheck, fix_utf8 = json.check, json.fix_utf8
@@ -42,16 +44,30 @@ local function fail(self, fname, err)
   error(fname .. ": " .. tostring(err), 3)
 end
 
+-- Raise for a method called with a dot (`ctx.send(x)`: self is not a
+-- ctx) at the user's call site; nothing otherwise. Only called on the
+-- error paths, so that the hot path pays nothing.
+local function dotted(self, name)
+  if getmetatable(self) ~= Ctx then
+    error(("ctx:%s: called as ctx.%s(...) (with a dot); call it with a colon: ctx:%s(...)")
+      :format(name, name, name), 3)
+  end
+end
+
 --- Send msg to successors; target (id or executor) restricts delivery.
 function Ctx:send(msg, target)
-  if msg == nil then error("ctx:send: message is nil", 2) end
+  if msg == nil then
+    dotted(self, "send")
+    error("ctx:send: message is nil", 2)
+  end
   checked(msg, "message", "ctx:send")
   local t
   if target ~= nil then
     t = self._run.wf._index[target]
     if not t then
-      error(("ctx:send: unknown target executor %s"):format(
-        type(target) == "table" and tostring(target) or ("'" .. tostring(target) .. "'")), 2)
+      local name = type(target) == "table" and tostring(target) or ("'" .. tostring(target) .. "'")
+      error(("ctx:send: unknown target executor %s%s"):format(name,
+        check.did_you_mean(tostring(target), self._run.wf._ids)), 2)
     end
   end
   local ok, err = csend(self._run.c, self._seq, msg, t)
@@ -62,7 +78,10 @@ end
 
 --- Yield a workflow output (visible to the caller after the barrier).
 function Ctx:yield_output(value)
-  if value == nil then error("ctx:yield_output: value is nil", 2) end
+  if value == nil then
+    dotted(self, "yield_output")
+    error("ctx:yield_output: value is nil", 2)
+  end
   checked(value, "output", "ctx:yield_output")
   local ok, err = coutput(self._run.c, self._seq, value)
   if not ok then fail(self, "ctx:yield_output", err) end
@@ -72,7 +91,10 @@ end
 
 --- Emit a custom event {type = "custom", name = name, data = data}.
 function Ctx:emit(name, data)
-  if type(name) ~= "string" or name == "" then error("ctx:emit: name must be a non-empty string", 2) end
+  if type(name) ~= "string" or name == "" then
+    dotted(self, "emit")
+    error("ctx:emit: name must be a non-empty string", 2)
+  end
   if data ~= nil then checked(data, "data", "ctx:emit") end
   local ok, err = cemit(self._run.c, self._seq, name, data)
   if not ok then fail(self, "ctx:emit", err) end
@@ -85,6 +107,7 @@ local LEVELS = { debug = true, info = true, warn = true, error = true }
 --- Log a message as a `log` event (level: debug, info, warn, error).
 function Ctx:log(level, msg)
   if not LEVELS[level] then
+    dotted(self, "log")
     error(("ctx:log: level must be 'debug', 'info', 'warn' or 'error', got '%s'"):format(tostring(level)), 2)
   end
   msg = fix_utf8(tostring(msg)) -- a log line: bytes that are not UTF-8 become U+FFFD
@@ -96,7 +119,10 @@ end
 
 --- Read shared state: last superstep's snapshot plus this invocation's writes.
 function Ctx:get_state(key)
-  if type(key) ~= "string" then error("ctx:get_state: key must be a string", 2) end
+  if type(key) ~= "string" then
+    dotted(self, "get_state")
+    error("ctx:get_state: key must be a string", 2)
+  end
   if not crunning(self._run.c, self._seq) then
     error(("ctx:get_state: invocation of '%s' is no longer running"):format(self.executor_id), 2)
   end
@@ -105,7 +131,10 @@ end
 
 --- Write shared state (visible to others from the next superstep; nil deletes).
 function Ctx:set_state(key, value)
-  if type(key) ~= "string" or key == "" then error("ctx:set_state: key must be a non-empty string", 2) end
+  if type(key) ~= "string" or key == "" then
+    dotted(self, "set_state")
+    error("ctx:set_state: key must be a non-empty string", 2)
+  end
   checked(key, "key", "ctx:set_state")
   if value ~= nil then checked(value, "state." .. key, "ctx:set_state") end
   local ok, err = cset(self._run.c, self._seq, key, value)
@@ -119,7 +148,10 @@ end
 -- `wf:respond(run_id, request_id, value)`; returns the value. The run is
 -- `idle` while every unfinished invocation waits on a request.
 function Ctx:request_info(req)
-  if req == nil then error("ctx:request_info: request is nil", 2) end
+  if req == nil then
+    dotted(self, "request_info")
+    error("ctx:request_info: request is nil", 2)
+  end
   checked(req, "request", "ctx:request_info")
   if not crunning(self._run.c, self._seq) then
     error(("ctx:request_info: invocation of '%s' is no longer running"):format(self.executor_id), 2)

@@ -7,11 +7,19 @@
 -- the agent). `in_memory{extract = fn(message, thread) -> fact | {facts} |
 -- nil}` keeps facts per thread id and injects them as one system message;
 -- `none()` does nothing. Pure Lua.
+local check = require "weft.check"
+
 local type, ipairs, pairs, tostring, error, setmetatable =
   type, ipairs, pairs, tostring, error, setmetatable
 local sformat, concat = string.format, table.concat
 
 local _M = {}
+
+local IN_MEMORY = check.spec("weft.memory.in_memory", { properties = {
+  extract = { type = "function", expect = "a function(message) -> fact|nil", aliases = { "extractor" } },
+  max_facts = { type = "integer", minimum = 1, aliases = { "max", "limit", "capacity" } },
+  title = { type = "string" },
+} })
 
 --- The default extractor: from user messages, "remember (that) X" and
 -- "my NAME is X" give a fact ("X", "NAME is X").
@@ -33,21 +41,10 @@ InMemory.__index = InMemory
 -- max_facts = n (default 100; the oldest are dropped), title = "Known
 -- facts:" (the system message's first line)}.
 function _M.in_memory(opts)
-  if opts ~= nil and type(opts) ~= "table" then error("weft.memory.in_memory: expects an options table", 2) end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "extract" and k ~= "max_facts" and k ~= "title" then
-      error(sformat("weft.memory.in_memory: unknown option '%s' (extract, max_facts, title)", tostring(k)), 2)
-    end
-  end
+  opts = check.options(IN_MEMORY, opts, 2)
   local extract = opts.extract or _M.default_extract
-  if type(extract) ~= "function" then error("weft.memory.in_memory: extract must be a function(message) -> fact|nil", 2) end
   local max = opts.max_facts or 100
-  if type(max) ~= "number" or max < 1 or max ~= math.floor(max) then
-    error("weft.memory.in_memory: max_facts must be an integer >= 1", 2)
-  end
   local title = opts.title or "Known facts:"
-  if type(title) ~= "string" then error("weft.memory.in_memory: title must be a string", 2) end
   local self = setmetatable({ extract = extract, max_facts = max, title = title, _facts = {} }, InMemory)
   -- hooks as closures, so the provider can be passed around as a plain table
   self.before_invoke = function(thread) return self:context(thread.id) end

@@ -9,6 +9,7 @@
 -- block is always kept. Not to be confused with weft.reduce (state
 -- reducers of workflows). Uses weft.json.
 local json = require "weft.json"
+local check = require "weft.check"
 
 local type, ipairs, tostring, error, setmetatable, pcall, ceil, floor =
   type, ipairs, tostring, error, setmetatable, pcall, math.ceil, math.floor
@@ -16,11 +17,12 @@ local sformat, concat = string.format, table.concat
 
 local _M = {}
 
--- Raise a misuse error about argument name of reducer fn.
-local function check_int(fn, name, v, min)
-  if type(v) ~= "number" or v ~= floor(v) or v < min then
-    error(sformat("weft.reducers.%s: %s must be an integer >= %d, got %s", fn, name, min, tostring(v)), 3)
-  end
+local COUNT = { type = "integer", minimum = 1, required = true }
+
+-- Raise a misuse error about argument name of reducer fn (at the caller of
+-- the reducer's constructor).
+local function check_count(fn, name, v)
+  check.arg("weft.reducers." .. fn, name, v, COUNT, 3)
 end
 
 --- The estimated tokens of a message: its characters (content, tool call
@@ -106,7 +108,7 @@ local function size_of(b) return b.size end
 --- The last n non-system messages (whole blocks; the most recent block is
 -- kept even when it alone is larger), plus every system message.
 function _M.message_count(n)
-  check_int("message_count", "n", n, 1)
+  check_count("message_count", "n", n)
   return function(messages)
     local blocks = _M.blocks(messages)
     local first = suffix_start(blocks, n, size_of)
@@ -120,7 +122,7 @@ end
 --- The most recent messages whose estimated tokens (estimate_tokens) fit
 -- in max_tokens together with every system message (which are all kept).
 function _M.token_count(max_tokens)
-  check_int("token_count", "max_tokens", max_tokens, 1)
+  check_count("token_count", "max_tokens", max_tokens)
   return function(messages)
     local sys = 0
     for _, m in ipairs(messages) do
@@ -149,7 +151,7 @@ end
 --- The last n non-system messages (as message_count), plus, when
 -- keep_important, every block holding a message with important = true.
 function _M.sliding_window(n, keep_important)
-  check_int("sliding_window", "n", n, 1)
+  check_count("sliding_window", "n", n)
   return function(messages)
     local blocks = _M.blocks(messages)
     local first = suffix_start(blocks, n, size_of)
@@ -205,10 +207,10 @@ function _M.summarizing(agent, threshold, keep)
   if type(agent) ~= "table" or type(agent.run) ~= "function" then
     error("weft.reducers.summarizing: agent must be an agent (weft.agent{...})", 2)
   end
-  check_int("summarizing", "threshold", threshold, 1)
+  check_count("summarizing", "threshold", threshold)
   if keep == nil then keep = floor(threshold / 2) end
   if keep < 1 then keep = 1 end
-  check_int("summarizing", "keep", keep, 1)
+  check_count("summarizing", "keep", keep)
   local cache = setmetatable({}, { __mode = "k" }) -- last summarised message -> {first, n, summary}
   return function(messages)
     local blocks = _M.blocks(messages)

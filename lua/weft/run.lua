@@ -9,12 +9,11 @@ local sched = require "weft.core.sched"
 local loop = require "weft.core.loop"
 local context = require "weft.context"
 local task = require "weft.task"
+local check = require "weft.check"
 
 local type, error, setmetatable, rawget, rawset, tostring = type, error, setmetatable, rawget, rawset, tostring
-local math_floor = math.floor
-local concat = table.concat
 local info, run_new, run_wait = sched.run_info, sched.run_new, sched.run_wait
-local LIMIT_DEFAULTS, LIMIT_NAMES = sched.LIMIT_DEFAULTS, sched.LIMITS
+local LIMIT_DEFAULTS = sched.LIMIT_DEFAULTS
 local LIMIT_MAX = 2147483647
 
 local Run = {}
@@ -43,9 +42,26 @@ local Result = {
   end,
 }
 
-local OPTS = { max_supersteps = true, max_concurrency = true, on_event = true,
-               run_id = true, events = true, propagate = true, store = true,
-               script = true, limits = true }
+local LIMITS = { type = "table", noun = "limit", properties = {} }
+for k in pairs(LIMIT_DEFAULTS) do
+  LIMITS.properties[k] = { type = "integer", minimum = 1, maximum = LIMIT_MAX }
+end
+
+--- The spec of run options (weft.check); workflow defaults share its
+-- entries.
+_M.OPTIONS = check.spec("run", { properties = {
+  max_supersteps = { type = "integer", minimum = 1 },
+  max_concurrency = { type = "integer", minimum = 0 },
+  on_undelivered = { enum = { "event", "error" } },
+  limits = LIMITS,
+  on_event = { type = "function", expect = "a function(event)" },
+  run_id = { type = "string", minLength = 1 },
+  events = { type = "boolean" },
+  propagate = { type = "boolean" },
+  store = { type = "any" },
+  script = { type = "any" },
+} })
+local LIMITS_SPEC = check.spec("run", LIMITS)
 
 --- The default limits on what invocations buffer until the barrier
 -- (`{messages_per_invocation = 100000, ...}`; a copy).
@@ -58,20 +74,8 @@ end
 --- Validate a `limits` table of run options or workflow defaults; raises
 -- "<what>: ..." at the caller's caller (level counts from there).
 function _M.check_limits(t, what, level)
-  level = (level or 1) + 1
-  if type(t) ~= "table" then
-    error(("%s: limits must be a table {messages_per_invocation = n, ...}"):format(what), level)
-  end
-  for k, v in pairs(t) do
-    if LIMIT_DEFAULTS[k] == nil then
-      error(("%s: unknown limit '%s' (limits are %s)"):format(what, tostring(k),
-        concat(LIMIT_NAMES, ", ")), level)
-    end
-    if type(v) ~= "number" or v ~= math_floor(v) or v < 1 or v > LIMIT_MAX then
-      error(("%s: limits.%s must be an integer from 1 to %d"):format(what, k, LIMIT_MAX), level)
-    end
-  end
-  return t
+  check.options(LIMITS_SPEC, { limits = t }, (level or 1) + 1, what)
+  return t -- not a tail call: error levels
 end
 
 --- Limits of b over those of a (either may be nil): a new table.
@@ -85,27 +89,8 @@ end
 
 -- Validate run options, raising at the caller's level.
 local function check_opts(opts, level)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then error("run: options must be a table", level + 1) end
-  for k in pairs(opts) do
-    if not OPTS[k] then error(("run: unknown option '%s'"):format(tostring(k)), level + 1) end
-  end
-  local function int(k, min)
-    local v = opts[k]
-    if v ~= nil and (type(v) ~= "number" or v ~= math_floor(v) or v < min) then
-      error(("run: %s must be an integer >= %d"):format(k, min), level + 2)
-    end
-  end
-  int("max_supersteps", 1)
-  int("max_concurrency", 0)
-  if opts.limits ~= nil then _M.check_limits(opts.limits, "run", level + 1) end
-  if opts.on_event ~= nil and type(opts.on_event) ~= "function" then
-    error("run: on_event must be a function", level + 1)
-  end
-  if opts.run_id ~= nil and (type(opts.run_id) ~= "string" or opts.run_id == "") then
-    error("run: run_id must be a non-empty string", level + 1)
-  end
-  return opts
+  local o = check.options(_M.OPTIONS, opts, level + 1)
+  return o -- not a tail call: error levels
 end
 
 -- A run started inside an executor is nested: its agent_update events are
@@ -175,6 +160,7 @@ function _M.start(wf, input, opts, level, d, restore, gate)
     id = r.id or opts.run_id, max_supersteps = opts.max_supersteps,
     max_concurrency = opts.max_concurrency, limits = opts.limits, keep_events = opts.events == false and 0 or 1,
     on_event = opts.on_event, durable = (d or gate) and 1 or 0, restore = restore,
+    undelivered_error = opts.on_undelivered == "error" and 1 or 0,
   })
   if not c then error("run: " .. tostring(err), level + 1) end
   r.c = c

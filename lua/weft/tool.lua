@@ -10,9 +10,10 @@
 -- It never raises. Uses weft.json, weft.schema.
 local json = require "weft.json"
 local schema = require "weft.schema"
+local check = require "weft.check"
 
-local type, pairs, tostring, error, setmetatable, getmetatable, pcall, select =
-  type, pairs, tostring, error, setmetatable, getmetatable, pcall, select
+local type, tostring, error, setmetatable, getmetatable, pcall, select =
+  type, tostring, error, setmetatable, getmetatable, pcall, select
 local sformat = string.format
 
 local _M = {}
@@ -22,17 +23,17 @@ Tool.__index = Tool
 Tool.__tostring = function(t) return "tool '" .. t.name .. "'" end
 _M.Tool = Tool
 
-local OPTIONS = { name = true, description = true, parameters = true, handler = true, strict = true }
+local OPTIONS = check.spec("weft.tool", { properties = {
+  name = { type = "string" },
+  description = { type = "string" },
+  parameters = { type = "table", expect = "a JSON schema of an object", aliases = { "schema", "input_schema", "args" } },
+  handler = { type = "callable", required = true, expect = "a function(args, ctx)",
+              aliases = { "handle", "fn", "func", "run", "call" } },
+  strict = { type = "any" },
+} })
 
 --- True when v is a tool made by weft.tool.
 function _M.is_tool(v) return getmetatable(v) == Tool end
-
--- True when v can be called.
-local function callable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and type(mt.__call) == "function"
-end
 
 --- Create a tool: new{name, description, parameters = JSON schema of an
 -- object (default: no parameters), handler = fn(args, ctx) -> value}.
@@ -46,11 +47,7 @@ function _M.new(opts, level)
                   type(name) == "string" and sformat("%q", name) or type(name)), level)
   end
   local function bad(msg) error(sformat("tool '%s': %s", name, msg), level + 1) end
-  for k in pairs(opts) do
-    if not OPTIONS[k] then bad(sformat("unknown option '%s' (name, description, parameters, handler)", tostring(k))) end
-  end
-  if opts.description ~= nil and type(opts.description) ~= "string" then bad("description must be a string") end
-  if not callable(opts.handler) then bad("handler must be a function(args, ctx)") end
+  check.options(OPTIONS, opts, level, sformat("tool '%s'", name))
   local params = opts.parameters
   if params == nil then
     params = { type = "object", properties = json.object() }

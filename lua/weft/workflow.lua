@@ -7,11 +7,13 @@ local _M = {}
 local sched = require "weft.core.sched"
 local executor = require "weft.executor"
 local run = require "weft.run"
+local check = require "weft.check"
 
 local type, error, tostring, pairs, ipairs, setmetatable, getmetatable =
   type, error, tostring, pairs, ipairs, setmetatable, getmetatable
 local concat = table.concat
-local callable, is_executor = executor.callable, executor.is_executor
+local callable, is_executor = check.callable, executor.is_executor
+local options = check.options
 
 local EDGE = { direct = 0, conditional = 0, switch = 1, fan_out = 2, fan_in = 3 }
 
@@ -20,6 +22,21 @@ Builder.__index = Builder
 local Workflow = {}
 Workflow.__index = Workflow
 _M.Builder, _M.Workflow = Builder, Workflow
+
+-- Option specs of the builder's functions (checked at the call).
+local WHEN = { type = "callable", expect = "callable (a function(msg) -> truthy)",
+               aliases = { "condition", "cond", "predicate", "if", "filter" } }
+local EDGE_OPTS = check.spec("edge", { properties = { when = WHEN, name = { type = "string" } } })
+local CASE_OPTS = check.spec("switch", { properties = {
+  when = WHEN, to = { type = "any", aliases = { "target", "then" } }, name = { type = "string" },
+  default = { type = "any" } } })
+local SWITCH_OPTS = check.spec("switch", { properties = { name = { type = "string" } } })
+local FAN_OUT_OPTS = check.spec("fan_out", { properties = {
+  select = { type = "callable", expect = "callable (a function(msg, n) -> list of 1-based indices)",
+             aliases = { "selector", "selection", "selection_func", "choose" } },
+  name = { type = "string" } } })
+local FAN_IN_OPTS = check.spec("fan_in", { properties = { name = { type = "string" } } })
+local REDUCER = { type = "callable", expect = "callable (a reducer function(old, new))" }
 
 --- Start building a workflow named name.
 function _M.new(name)
@@ -53,6 +70,20 @@ local function check_ref(v, what)
   return v
 end
 
+-- Display name of a reference for messages.
+local function rname(r) return type(r) == "string" and r or r.id end
+
+-- Check the options of a builder method against spec and return them (a
+-- table): the error points at the method's caller, or at the
+-- weft.workflow() call when that frame is gone (a tail call).
+local function opts_of(self, spec, opts, what)
+  local err = check.problem(spec, opts == nil and {} or opts, what)
+  if not err then return opts or {} end
+  local info = debug.getinfo(3, "l")
+  if info and info.currentline and info.currentline > 0 then error(err, 3) end
+  error((self._site and (self._site .. ": ") or "") .. err, 0)
+end
+
 --- Set the start executor (object or id).
 function Builder:start(ex)
   self._start = check_ref(ex, "start")
@@ -76,8 +107,7 @@ end
 function Builder:edge(from, to, opts)
   check_ref(from, "edge: from"); check_ref(to, "edge: to")
   if callable(opts) then opts = { when = opts } end
-  if opts ~= nil and type(opts) ~= "table" then error("edge: options must be a table {when = fn, name = str}", 2) end
-  opts = opts or {}
+  opts = opts_of(self, EDGE_OPTS, opts, ("edge '%s -> %s'"):format(rname(from), rname(to)))
   register(self, from); register(self, to)
   self._edges[#self._edges + 1] = {
     kind = opts.when ~= nil and "conditional" or "direct", from = { from }, to = { to },
@@ -90,16 +120,22 @@ end
 function Builder:switch(from, cases)
   check_ref(from, "switch: from")
   if type(cases) ~= "table" then error("switch: cases must be a list of {when = fn, to = ex} and {default = ex}", 2) end
+  local at = ("switch from '%s'"):format(rname(from))
+  local named = {}
+  for k, v in pairs(cases) do if type(k) ~= "number" then named[k] = v end end
+  opts_of(self, SWITCH_OPTS, named, at)
   register(self, from)
   local e = { kind = "switch", from = { from }, to = {}, whens = {}, names = {}, name = cases.name }
   for i, c in ipairs(cases) do
-    if type(c) ~= "table" then error(("switch from '%s': case %d must be a table"):format(tostring(from.id or from), i), 2) end
+    if type(c) ~= "table" then error(("%s: case %d must be a table"):format(at, i), 2) end
+    opts_of(self, CASE_OPTS, c, ("%s: case %d"):format(at, i))
     if c.default ~= nil then
-      if e.default ~= nil then error(("switch from '%s': more than one default case"):format(tostring(from.id or from)), 2) end
+      if e.default ~= nil then error(("%s: more than one default case"):format(at), 2) end
       e.default = check_ref(c.default, "switch: default")
       register(self, c.default)
     else
-      if c.to == nil then error(("switch from '%s': case %d has no 'to'"):format(tostring(from.id or from), i), 2) end
+      if c.to == nil then error(("%s: case %d has no 'to'"):format(at, i), 2) end
+      if c.when == nil then error(("%s: case %d has no 'when' (use {default = ex} for the fallback)"):format(at, i), 2) end
       check_ref(c.to, "switch: to")
       register(self, c.to)
       local k = #e.to + 1
@@ -114,8 +150,7 @@ end
 function Builder:fan_out(from, targets, opts)
   check_ref(from, "fan_out: from")
   if type(targets) ~= "table" or #targets == 0 then error("fan_out: targets must be a non-empty list", 2) end
-  opts = opts or {}
-  if type(opts) ~= "table" then error("fan_out: options must be a table {select = fn}", 2) end
+  opts = opts_of(self, FAN_OUT_OPTS, opts, ("fan_out from '%s'"):format(rname(from)))
   register(self, from)
   local to = {}
   for i, t in ipairs(targets) do to[i] = check_ref(t, "fan_out: target"); register(self, t) end
@@ -130,27 +165,27 @@ end
 function Builder:fan_in(sources, to, opts)
   if type(sources) ~= "table" or #sources == 0 then error("fan_in: sources must be a non-empty list", 2) end
   check_ref(to, "fan_in: to")
+  opts = opts_of(self, FAN_IN_OPTS, opts, ("fan_in to '%s'"):format(rname(to)))
   local from = {}
   for i, s in ipairs(sources) do from[i] = check_ref(s, "fan_in: source"); register(self, s) end
   register(self, to)
-  self._edges[#self._edges + 1] = { kind = "fan_in", from = from, to = { to }, name = opts and opts.name }
+  self._edges[#self._edges + 1] = { kind = "fan_in", from = from, to = { to }, name = opts.name }
   return self
 end
 
-local DEFAULTS = { max_supersteps = true, max_concurrency = true, input = true, limits = true }
+local DEFAULTS = check.spec("defaults", { properties = {
+  max_supersteps = run.OPTIONS.properties.max_supersteps,
+  max_concurrency = run.OPTIONS.properties.max_concurrency,
+  on_undelivered = run.OPTIONS.properties.on_undelivered,
+  limits = run.OPTIONS.properties.limits,
+  input = { type = "any" },
+} })
 
 -- Validate a defaults table (raises at the caller of the caller).
 local function check_defaults(d)
   if type(d) ~= "table" then error("defaults: expects a table {max_supersteps = n, ...}", 3) end
-  for k, v in pairs(d) do
-    if not DEFAULTS[k] then error(("defaults: unknown option '%s'"):format(tostring(k)), 3) end
-    if k == "limits" then
-      run.check_limits(v, "defaults", 3)
-    elseif k ~= "input" and (type(v) ~= "number" or v ~= math.floor(v) or v < (k == "max_concurrency" and 0 or 1)) then
-      error(("defaults: %s must be an integer"):format(k), 3)
-    end
-  end
-  return d
+  options(DEFAULTS, d, 3)
+  return d -- not a tail call: error levels
 end
 
 --- Default run options of the built workflow (max_supersteps,
@@ -168,15 +203,12 @@ function Builder:state(spec)
   if type(spec) ~= "table" then error("state: expects a table {key = reducer}", 2) end
   for k, fn in pairs(spec) do
     if type(k) ~= "string" then error("state: keys must be strings", 2) end
-    if not callable(fn) then error(("state: reducer of key '%s' must be callable"):format(k), 2) end
+    check.arg("state", ("reducer of key '%s'"):format(k), fn, REDUCER, 2)
     if not self._reducers[k] then self._rkeys[#self._rkeys + 1] = k end
     self._reducers[k] = fn
   end
   return self
 end
-
--- Display name of a reference for messages.
-local function rname(r) return type(r) == "string" and r or r.id end
 
 -- Label of an edge description for error messages, like the C labels.
 local function label(e)
@@ -216,8 +248,14 @@ local function compile(self)
   end
   if is_executor(self._start) then put(self._start) end
   for _, ex in ipairs(self._order) do put(ex) end
+  -- "unknown executor 'x'; did you mean 'y'?" among the ids
+  local function unknown(r)
+    local ids = {}
+    for i, ex in ipairs(order) do ids[i] = ex.id end
+    return ("unknown executor '%s'%s"):format(rname(r), check.did_you_mean(rname(r), ids))
+  end
   if type(self._start) == "string" and not byid[self._start] then
-    fail(("start: unknown executor '%s'"):format(self._start))
+    fail("start: " .. unknown(self._start))
   end
   local start = byid[rname(self._start)]
   -- move start to the front of graph order
@@ -230,7 +268,7 @@ local function compile(self)
   end
   local function resolve(e, r)
     local i = index[r]
-    if not i then fail(("%s: unknown executor '%s'"):format(label(e), rname(r))) end
+    if not i then fail(("%s: %s"):format(label(e), unknown(r))) end
     if type(r) ~= "string" and order[i] ~= r then
       fail(("duplicate executor id '%s'"):format(r.id))
     end
@@ -254,20 +292,13 @@ local function compile(self)
     for i, r in ipairs(e.to) do tgt[i] = resolve(e, r) end
     local dflt = e.default ~= nil and resolve(e, e.default) or nil
     local efns
+    -- conditions and selectors were checked when the edge was added
     if e.kind == "conditional" then
-      if not callable(e.when) then fail(label(e) .. ": when must be callable") end
       conds, efns = { true }, { e.when }
     elseif e.kind == "switch" then
       conds, efns = {}, {}
-      for i = 1, #e.to do
-        if not callable(e.whens[i]) then
-          fail(("switch from '%s': case %d: when must be callable"):format(rname(e.from[1]), i))
-        end
-        conds[i], efns[i] = true, e.whens[i]
-      end
+      for i = 1, #e.to do conds[i], efns[i] = true, e.whens[i] end
       if #e.to == 0 and dflt == nil then fail(("switch from '%s': no cases"):format(rname(e.from[1]))) end
-    elseif e.kind == "fan_out" and e.has_select and not callable(e.select) then
-      fail(("fan_out from '%s': select must be callable"):format(rname(e.from[1])))
     end
     local idx, err = sched.graph_add_edge(g, EDGE[e.kind], e.name, src, tgt, conds, dflt, e.has_select)
     if not idx then fail(err) end

@@ -94,7 +94,7 @@ describe("weft.agent", function()
         { { name = "w", model = "mock:echo", memory = 1 }, "agent 'w': memory must be a provider table" },
         { { name = "w", model = "mock:echo", memory = { before_invoke = 1 } }, "agent 'w': memory.before_invoke must be a function" },
         { { name = "w", model = "mock:echo", reducer = {} }, "agent 'w': reducer must be a function" },
-        { { name = "w", model = "mock:echo", llm = { model = "x" } }, "agent 'w': llm.model is not an option" },
+        { { name = "w", model = "mock:echo", llm = { model = "x" } }, "agent 'w': unknown option 'llm.model'" },
         { { name = "w", model = "mock:echo", tool_choice = "always" }, "agent 'w': tool_choice must be" },
       }
       for _, c in ipairs(cases) do
