@@ -1,0 +1,73 @@
+-- rockspec_spec.lua — `luarocks make` of the rockspec at the root of the
+-- source tree, on a copy of the sources in a temp dir (luarocks builds in
+-- ./build.luarocks), into a temp luarocks tree; a plain luajit using that
+-- tree then runs a workflow. Builds weft once more (CMake, release, no
+-- tests): ctest label `slow`, and only in non-sanitized trees. Needs
+-- luarocks (Debian package `luarocks`); without it the spec fails saying so.
+local SRC = os.getenv("WEFT_SOURCE_DIR") or "."
+
+--- Quote s for the shell.
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+--- Run a shell command without the specs' LUA_PATH/LUA_CPATH (they point
+-- into the source tree); returns its exit code and its stdout+stderr.
+local function sh(cmd)
+  local p = assert(io.popen("(unset LUA_PATH LUA_CPATH; " .. cmd .. ") 2>&1; echo \"__rc=$?\""))
+  local out = p:read("*a")
+  p:close()
+  local body, rc = out:match("^(.-)__rc=(%d+)%s*$")
+  return tonumber(rc), body
+end
+
+--- The contents of the file at path.
+local function read_all(path)
+  local fh = assert(io.open(path, "rb"))
+  local s = fh:read("*a")
+  fh:close()
+  return s
+end
+
+local VERSION = assert(read_all(SRC .. "/CMakeLists.txt"):match("project%(weft VERSION ([%d%.]+)"))
+local ROCKSPEC = "weft-" .. VERSION .. "-1.rockspec"
+
+describe("luarocks make " .. ROCKSPEC, function()
+  local tmp
+
+  setup(function()
+    local rc, out = sh("mktemp -d /tmp/weft_rock_XXXXXX")
+    assert(rc == 0, out)
+    tmp = out:match("%S+")
+  end)
+
+  teardown(function()
+    if tmp then sh("rm -rf " .. q(tmp)) end
+  end)
+
+  it("builds weft into a luarocks tree where a plain luajit runs a workflow", function()
+    local rc, out = sh("command -v luarocks")
+    assert(rc == 0, "luarocks not found: apt-get install luarocks")
+
+    -- what the CMake build reads when WEFT_BUILD_TESTS is OFF
+    rc, out = sh("mkdir " .. q(tmp .. "/src") .. " && cd " .. q(SRC)
+      .. " && cp -R CMakeLists.txt cmake runtime lua stdlib LICENSE " .. q(ROCKSPEC) .. " " .. q(tmp .. "/src"))
+    assert.are.equal(0, rc, out)
+
+    rc, out = sh("cd " .. q(tmp .. "/src") .. " && CMAKE_BUILD_PARALLEL_LEVEL=2 luarocks --lua-version=5.1 make "
+      .. q(ROCKSPEC) .. " --tree " .. q(tmp .. "/tree"))
+    assert.are.equal(0, rc, "luarocks make failed:\n" .. out)
+    assert.truthy(out:find("weft " .. VERSION .. "-1 is now installed", 1, true), out)
+
+    local f = assert(io.open(tmp .. "/tiny.lua", "wb"))
+    f:write([[
+local weft = require "weft"
+local e = weft.executor("e", function(m, ctx) ctx:yield_output(m .. "!") end)
+local r = weft.workflow("w"):start(e):build():run("rock")
+print(weft.version, r.status, r.outputs[1], package.searchpath("weft.core", package.cpath))]])
+    f:close()
+    local tree = tmp .. "/tree"
+    rc, out = sh("cd " .. q(tmp) .. " && eval \"$(luarocks --lua-version=5.1 path --tree " .. q(tree)
+      .. ")\" && luajit tiny.lua")
+    assert.are.equal(0, rc, out)
+    assert.are.equal(VERSION .. "\tcompleted\t" .. "rock!\t" .. tree .. "/lib/lua/5.1/weft/core.so\n", out)
+  end)
+end)
