@@ -174,35 +174,54 @@ static inline int wf_json_plain8(uint64_t w) {
            ((w ^ 0x5C * WF_JSON_ONES) - WF_JSON_ONES)) & WF_JSON_HIGH) == 0;
 }
 
+/* Per lead byte: the length of its sequence (0: never a lead byte, i.e.
+ * continuation bytes, C0/C1 and F5..FF) and the range of the byte after it
+ * (which rules out overlong forms, surrogates and code points past
+ * U+10FFFF: RFC 3629, section 4). */
+static const unsigned char wf_json_u8len[256] = {
+  [0xC2] = 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+  2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+  [0xE0] = 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+  [0xF0] = 4, 4, 4, 4, 4,
+};
+
 /* Length of the valid UTF-8 sequence starting at p (a byte >= 0x80), or
  * 0 when it is not valid (overlong forms, surrogates, > U+10FFFF, cut). */
 static inline size_t wf_json_utf8_len(const unsigned char *p,
                                       const unsigned char *end) {
-  unsigned c = p[0];
-  size_t n = c < 0xC2 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF5 ? 4 : 0;
+  unsigned c = p[0], lo = 0x80, hi = 0xBF;
+  size_t n = wf_json_u8len[c];
   if (n == 0 || (size_t)(end - p) < n) return 0;
-  for (size_t i = 1; i < n; i++)
-    if ((p[i] & 0xC0) != 0x80) return 0;
-  if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] >= 0xA0) ||
-      (c == 0xF0 && p[1] < 0x90) || (c == 0xF4 && p[1] >= 0x90))
-    return 0;
+  if (c == 0xE0) lo = 0xA0;
+  else if (c == 0xED) hi = 0x9F;
+  else if (c == 0xF0) lo = 0x90;
+  else if (c == 0xF4) hi = 0x8F;
+  if (p[1] < lo || p[1] > hi) return 0;
+  if (n > 2 && (p[2] & 0xC0) != 0x80) return 0;
+  if (n > 3 && (p[3] & 0xC0) != 0x80) return 0;
   return n;
 }
 
 /* Offset of the first byte of s that does not begin a valid UTF-8
  * sequence, or len when all of s is valid UTF-8. */
 static size_t wf_json_utf8_bad(const char *s, size_t len) {
-  const unsigned char *p = (const unsigned char *)s, *end = p + len;
+  const unsigned char *p = (const unsigned char *)s, *end = p + len, *stop;
   while (p < end) {
     if (end - p >= 8) {
       uint64_t w;
       memcpy(&w, p, 8);
       if (!(w & WF_JSON_HIGH)) { p += 8; continue; }
+      stop = p + 8; /* byte by byte to the end of this word (or just past) */
+    } else {
+      stop = end;
     }
-    if (*p < 0x80) { p++; continue; }
-    size_t n = wf_json_utf8_len(p, end);
-    if (n == 0) return (size_t)(p - (const unsigned char *)s);
-    p += n;
+    while (p < stop) {
+      size_t n;
+      if (*p < 0x80) { p++; continue; }
+      if ((n = wf_json_utf8_len(p, end)) == 0)
+        return (size_t)(p - (const unsigned char *)s);
+      p += n;
+    }
   }
   return len;
 }
@@ -232,36 +251,41 @@ static int wf_json_add_string(wf_json_buf_t *b, const char *s, size_t len,
   WF_JSON_RESERVE(b, len + 2);
   b->p[b->len++] = '"';
   while (s < end) {
-    unsigned char c;
-    char x;
+    const char *stop;
     if (end - s >= 8) {
       uint64_t w;
       memcpy(&w, s, 8);
       if (wf_json_plain8(w)) { s += 8; continue; }
-    }
-    c = (unsigned char)*s;
-    if (c >= 0x80) {
-      size_t n = wf_json_utf8_len((const unsigned char *)s, (const unsigned char *)end);
-      if (n) { s += n; continue; }
-      if (!replace) return WF_JSON_FAIL;
-      wf_json_buf_add(b, run, (size_t)(s - run));
-      wf_json_buf_add(b, wf_json_fffd, sizeof wf_json_fffd);
-      run = ++s;
-      continue;
-    }
-    x = wf_json_esc[c];
-    if (!x) { s++; continue; }
-    wf_json_buf_add(b, run, (size_t)(s - run));
-    run = ++s;
-    WF_JSON_RESERVE(b, 6);
-    b->p[b->len++] = '\\';
-    if (x == 'u') {
-      memcpy(b->p + b->len, "u00", 3);
-      b->p[b->len + 3] = hex[c >> 4];
-      b->p[b->len + 4] = hex[c & 15];
-      b->len += 5;
+      stop = s + 8; /* byte by byte to the end of this word (or just past) */
     } else {
-      b->p[b->len++] = x;
+      stop = end;
+    }
+    while (s < stop) {
+      unsigned char c = (unsigned char)*s;
+      char x;
+      if (c >= 0x80) {
+        size_t n = wf_json_utf8_len((const unsigned char *)s, (const unsigned char *)end);
+        if (n) { s += n; continue; }
+        if (!replace) return WF_JSON_FAIL;
+        wf_json_buf_add(b, run, (size_t)(s - run));
+        wf_json_buf_add(b, wf_json_fffd, sizeof wf_json_fffd);
+        run = ++s;
+        continue;
+      }
+      x = wf_json_esc[c];
+      if (!x) { s++; continue; }
+      wf_json_buf_add(b, run, (size_t)(s - run));
+      run = ++s;
+      WF_JSON_RESERVE(b, 6);
+      b->p[b->len++] = '\\';
+      if (x == 'u') {
+        memcpy(b->p + b->len, "u00", 3);
+        b->p[b->len + 3] = hex[c >> 4];
+        b->p[b->len + 4] = hex[c & 15];
+        b->len += 5;
+      } else {
+        b->p[b->len++] = x;
+      }
     }
   }
   wf_json_buf_add(b, run, (size_t)(end - run));
@@ -1052,24 +1076,27 @@ static int wf_json_dec_unicode(wf_json_dec_t *d) {
 static const char *wf_json_scan_plain(const char *p, const char *end, int *bad) {
   *bad = 0;
   while (p < end) {
-    unsigned char c;
+    const char *stop;
     if (end - p >= 8) {
       uint64_t w;
       memcpy(&w, p, 8);
       if (wf_json_plain8(w)) { p += 8; continue; }
+      stop = p + 8; /* byte by byte to the end of this word (or just past) */
+    } else {
+      stop = end;
     }
-    c = (unsigned char)*p;
-    if (c == '"' || c == '\\' || c < 0x20) break;
-    if (c < 0x80) {
-      p++;
-      continue;
+    while (p < stop) {
+      unsigned char c = (unsigned char)*p;
+      size_t n;
+      if (c == '"' || c == '\\' || c < 0x20) return p;
+      if (c < 0x80) { p++; continue; }
+      n = wf_json_utf8_len((const unsigned char *)p, (const unsigned char *)end);
+      if (n == 0) {
+        *bad = 1;
+        return p;
+      }
+      p += n;
     }
-    size_t n = wf_json_utf8_len((const unsigned char *)p, (const unsigned char *)end);
-    if (n == 0) {
-      *bad = 1;
-      break;
-    }
-    p += n;
   }
   return p;
 }

@@ -619,6 +619,18 @@ describe("json.encode and UTF-8", function()
     end
   end)
 
+  it("finds a bad byte at every position around the 8-byte blocks", function()
+    for i = 0, 17 do
+      for _, pre in ipairs({ "", "\195\169", "\240\159\152\128" }) do
+        local s = pre .. ("x"):rep(i) .. "\233" .. ("y\195\169"):rep(5)
+        local msg = ("value: invalid UTF-8 (byte 0xE9 at offset %d)"):format(#pre + i)
+        assert.equal(msg, encode_error(s))
+        assert.equal(msg, check(s))
+        assert.equal(s, decode(encode(s:sub(1, #pre + i))) .. s:sub(#pre + i + 1))
+      end
+    end
+  end)
+
   it("replaces each bad byte with U+FFFD with invalid_utf8 = 'replace'", function()
     local R = "\239\191\189"
     local s = encode({ ["k\233"] = { "caf\233", "\192\175", "ok \195\169" } }, { invalid_utf8 = "replace" })
