@@ -296,13 +296,10 @@ function _M.value(p, v, name)
 end
 
 --- Raise "<what>: unknown <noun> 'x' (<noun>s: a, b); did you mean 'y'?"
--- at level, for a name not among candidates (a list).
+-- at level, for a name not among candidates (a list, shown in its order).
 function _M.unknown(what, noun, name, candidates, level)
-  local list = {}
-  for i, c in ipairs(candidates) do list[i] = c end
-  sort(list)
-  error(sformat("%s: unknown %s '%s' (%ss: %s)%s", what, noun, tostring(name), noun, concat(list, ", "),
-                _M.did_you_mean(tostring(name), list)), (level or 1) + 1)
+  error(sformat("%s: unknown %s '%s' (%ss: %s)%s", what, noun, tostring(name), noun, concat(candidates, ", "),
+                _M.did_you_mean(tostring(name), candidates)), (level or 1) + 1)
 end
 
 return _M

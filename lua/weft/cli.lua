@@ -430,6 +430,12 @@ local PRETTY = {
   end,
   output = function(ev) return one_line(json_or(ev.data)) end,
   custom = function(ev)
+    local d = data_of(ev)
+    if ev.name == "message_undelivered" and type(d.edges) == "table" then
+      -- a message no edge accepted (weft.run on_undelivered)
+      return format("message_undelivered  no edge accepted it: %s%s  message=%s", concat(d.edges, "; "),
+        d.target and (" (sent to " .. tostring(d.target) .. ")") or "", one_line(json_or(d.message), 200))
+    end
     return tostring(ev.name or "?") .. (ev.data ~= nil and (" " .. one_line(json_or(ev.data))) or "")
   end,
   log = function(ev)
@@ -555,6 +561,11 @@ local function execute(start, opts, durable)
       stderr:write(_M.jsonl_event(ev), "\n")
     elseif events == "pretty" then
       stderr:write(_M.pretty_event(ev), "\n")
+    end
+    if ev.type == "executor_failed" and debug_on() and type(ev.data) == "table" and ev.data.traceback then
+      -- WEFT_DEBUG=1: the executor's traceback, not only in jsonl events
+      stderr:write(format("weft: executor '%s' (superstep %s, attempt %s): %s\n", tostring(ev.executor_id),
+        tostring(ev.superstep), tostring(ev.data.attempt), tostring(ev.data.traceback)))
     end
   end
   local run_opts = {

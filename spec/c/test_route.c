@@ -323,6 +323,76 @@ static void test_fanin_large(void) {
   HV_DONE();
 }
 
+/* Undelivered messages: the refusing edges of a message that edges could
+ * take but none did (a false condition, a switch without a match or
+ * default, a selector choosing none), nothing when something accepts it or
+ * the source has no edge, and an error naming them in strict mode. */
+static void test_refused(void) {
+  hv_init();
+  wf_graph_t *g = mkgraph(5);
+  int s0 = 0, s1 = 1, s2 = 2, t1 = 1, t2 = 2, t3 = 3, sw[2] = {3, 4};
+  int fo[2] = {3, 4};
+  add(g, WF_EDGE_DIRECT, "even", &s0, 1, &t1, 1, 1, -1, 0);  /* e0: 0 */
+  add(g, WF_EDGE_DIRECT, "even", &s0, 1, &t2, 1, 1, -1, 0);  /* e0: 1 */
+  add(g, WF_EDGE_SWITCH, "mod3", &s1, 1, sw, 2, 1, -1, 0);   /* e1: 2 */
+  add(g, WF_EDGE_FANOUT, NULL, &s2, 1, fo, 2, 0, -1, 1);     /* e2: 3 */
+  add(g, WF_EDGE_DIRECT, NULL, &s2, 1, &t3, 1, 0, -1, 0);    /* e2: 4 */
+  CHECK_INT(wf_graph_finalize(g, NULL), WF_OK);
+  wf_route_t *r = wf_route_new(g, HV);
+  wf_dvec_t out = {0};
+  wf_err_t err;
+  const int *ref;
+  /* odd: both conditions of e0 refuse */
+  CHECK_INT(send(r, 0, 3, -1, &out, &err), WF_OK);
+  CHECK_INT(out.n, 0);
+  CHECK_INT(wf_route_refused(r, &ref), 2);
+  CHECK_INT(ref[0], 0);
+  CHECK_INT(ref[1], 1);
+  /* even: delivered, nothing refused */
+  CHECK_INT(send(r, 0, 4, -1, &out, &err), WF_OK);
+  CHECK_INT(out.n, 2);
+  CHECK_INT(wf_route_refused(r, &ref), 0);
+  wf_dvec_clear(&out, HV);
+  /* targeted at e2: only the edge to e2 counts */
+  CHECK_INT(send(r, 0, 5, 2, &out, &err), WF_OK);
+  CHECK_INT(wf_route_refused(r, &ref), 1);
+  CHECK_INT(ref[0], 1);
+  /* a switch whose cases all refuse, without a default */
+  CHECK_INT(send(r, 1, 2, -1, &out, &err), WF_OK);
+  CHECK_INT(out.n, 0);
+  CHECK_INT(wf_route_refused(r, &ref), 1);
+  CHECK_INT(ref[0], 2);
+  CHECK_INT(send(r, 1, 3, -1, &out, &err), WF_OK);
+  CHECK_INT(out.n, 1);
+  CHECK_INT(wf_route_refused(r, &ref), 0);
+  wf_dvec_clear(&out, HV);
+  /* a selector choosing none, but a direct edge takes it: delivered */
+  CHECK_INT(send(r, 2, 0, -1, &out, &err), WF_OK);
+  CHECK_INT(out.n, 1);
+  CHECK_INT(wf_route_refused(r, &ref), 0);
+  wf_dvec_clear(&out, HV);
+  /* a terminal executor has no edge: not undelivered */
+  CHECK_INT(send(r, 4, 1, -1, &out, &err), WF_OK);
+  CHECK_INT(wf_route_refused(r, &ref), 0);
+  /* strict: an error naming the sender, the target and the edges */
+  wf_route_set_strict(r, 1);
+  CHECK_INT(send(r, 0, 3, -1, &out, &err), WF_ERR);
+  CHECK_STR(err.msg, "message from 'e0' was not delivered: no edge accepted "
+                     "it (edge 'e0 -> e1 (even)', edge 'e0 -> e2 (even)'); "
+                     "on_undelivered = \"error\" made it fail the run");
+  CHECK_INT(send(r, 0, 5, 2, &out, &err), WF_ERR);
+  CHECK_STR(err.msg, "message from 'e0' to 'e2' was not delivered: no edge "
+                     "accepted it (edge 'e0 -> e2 (even)'); on_undelivered = "
+                     "\"error\" made it fail the run");
+  CHECK_INT(send(r, 0, 4, -1, &out, &err), WF_OK);
+  CHECK_INT(out.n, 2);
+  wf_dvec_clear(&out, HV);
+  wf_dvec_free(&out);
+  wf_route_free(r);
+  wf_graph_free(g);
+  HV_DONE();
+}
+
 int main(void) {
   RUN(test_direct_and_conditional);
   RUN(test_condition_error_names_edge);
@@ -330,5 +400,6 @@ int main(void) {
   RUN(test_fanout);
   RUN(test_fanin);
   RUN(test_fanin_large);
+  RUN(test_refused);
   return harness_end(__FILE__);
 }

@@ -52,6 +52,7 @@
 -- workflow around it.
 -- Uses weft (executor, workflow, sleep, json).
 local weft = require "weft"
+local check = require "weft.check"
 
 local type, error, pairs, ipairs, tostring, setmetatable, getmetatable, pcall =
   type, error, pairs, ipairs, tostring, setmetatable, getmetatable, pcall
@@ -76,10 +77,18 @@ Flow.__tostring = Node.__tostring
 
 local CLASSES = { [Node] = true, [BatchNode] = true, [Flow] = true }
 
-local NODE_KEYS = { name = true, prep = true, exec = true, post = true,
-                    max_retries = true, wait = true, exec_fallback = true }
-local FLOW_KEYS = { name = true, start = true, prep = true, post = true,
-                    max_steps = true, unmatched = true }
+local FN = { type = "callable" }
+local NAME = { type = "string", minLength = 1 }
+local NODE_SPEC = check.spec("weft.flow.Node", { noun = "field", properties = {
+  name = NAME, prep = FN, exec = FN, post = FN, exec_fallback = FN,
+  max_retries = { type = "integer", minimum = 1, aliases = { "retries", "max_attempts" } },
+  wait = { type = "number", minimum = 0, unit = "seconds" },
+} })
+local FLOW_SPEC = check.spec("weft.flow.Flow", { noun = "field", properties = {
+  name = NAME, prep = FN, post = FN, start = { type = "any" },
+  max_steps = { type = "integer", minimum = 1 },
+  unmatched = { enum = { "end", "error" } },
+} })
 
 local counter = 0
 
@@ -93,11 +102,7 @@ function _M.is_flow(v)
   return getmetatable(v) == Flow
 end
 
-local function callable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and type(mt.__call) == "function"
-end
+local callable = check.callable
 
 -- Raise a misuse error at the caller of the public function.
 local function bad(what, msg, level)
@@ -105,7 +110,7 @@ local function bad(what, msg, level)
 end
 
 -- Common checks of a constructor table; returns the node's name.
-local function check_spec(kind, spec, keys, level)
+local function check_spec(kind, spec, s, level)
   if type(spec) ~= "table" then
     bad("weft.flow." .. kind, "expects a table of fields, got " .. type(spec), level + 1)
   end
@@ -117,36 +122,14 @@ local function check_spec(kind, spec, keys, level)
     bad("weft.flow." .. kind, "name must be a non-empty string", level + 1)
   end
   local what = kind .. " '" .. name .. "'"
-  local unknown = {}
-  for k in pairs(spec) do
-    if not keys[k] then unknown[#unknown + 1] = tostring(k) end
-  end
-  if #unknown > 0 then
-    sort(unknown)
-    local known = {}
-    for k in pairs(keys) do known[#known + 1] = k end
-    sort(known)
-    bad(what, sformat("unknown field '%s' (fields: %s)", unknown[1], concat(known, ", ")), level + 1)
-  end
-  for _, f in ipairs({ "prep", "exec", "post", "exec_fallback" }) do
-    if spec[f] ~= nil and not callable(spec[f]) then
-      bad(what, f .. " must be a function", level + 1)
-    end
-  end
+  check.options(s, spec, level + 1, what)
   return name, what
 end
 
 -- A new node object of class cls from a checked spec.
 local function new_node(cls, kind, spec, level)
-  local name, what = check_spec(kind, spec, NODE_KEYS, level + 1)
-  local retries = spec.max_retries or 1
-  if type(retries) ~= "number" or retries < 1 or retries ~= floor(retries) then
-    bad(what, "max_retries must be an integer >= 1", level + 1)
-  end
-  local wait = spec.wait or 0
-  if type(wait) ~= "number" or wait < 0 or wait ~= wait then
-    bad(what, "wait must be a number of seconds >= 0", level + 1)
-  end
+  local name = check_spec(kind, spec, NODE_SPEC, level + 1)
+  local retries, wait = spec.max_retries or 1, spec.wait or 0
   return setmetatable({
     kind = kind, name = name, prep = spec.prep, exec = spec.exec, post = spec.post,
     exec_fallback = spec.exec_fallback, max_retries = retries, wait = wait,
@@ -172,19 +155,13 @@ end
 --- A flow: `Flow{start = node, name, prep, post, max_steps = 1000,
 -- unmatched = "end" | "error"}`.
 function _M.Flow(spec)
-  local name, what = check_spec("Flow", spec, FLOW_KEYS, 2)
+  local name, what = check_spec("Flow", spec, FLOW_SPEC, 2)
   if not _M.is_node(spec.start) then
     bad(what, "start must be a node (weft.flow.Node, BatchNode or Flow), got "
       .. (spec.start == nil and "nothing" or type(spec.start)), 2)
   end
   local max_steps = spec.max_steps or _M.MAX_STEPS
-  if type(max_steps) ~= "number" or max_steps < 1 or max_steps ~= floor(max_steps) then
-    bad(what, "max_steps must be an integer >= 1", 2)
-  end
   local unmatched = spec.unmatched or "end"
-  if unmatched ~= "end" and unmatched ~= "error" then
-    bad(what, "unmatched must be 'end' or 'error', got '" .. tostring(unmatched) .. "'", 2)
-  end
   return setmetatable({
     kind = "Flow", name = name, start = spec.start, prep = spec.prep, post = spec.post,
     max_steps = max_steps, unmatched = unmatched, successors = {}, actions = {},

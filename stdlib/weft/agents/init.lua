@@ -19,7 +19,7 @@
 -- Uses weft.agent (loaded when an agent is made).
 local type, error, pairs, tostring, require, ipairs =
   type, error, pairs, tostring, require, ipairs
-local sformat, concat, sort = string.format, table.concat, table.sort
+local sformat = string.format
 
 local _M = {}
 
@@ -32,9 +32,20 @@ _M.DEFAULT_MODEL = "mock:echo"
 --- The environment reader (os.getenv); tests may replace it.
 _M.getenv = os.getenv
 
-local COMMON = { name = true, model = true, instructions = true, extra_instructions = true, description = true,
-                 tools = true, temperature = true, max_tokens = true, memory = true,
-                 reducer = true, max_tool_rounds = true, llm = true }
+local check = require "weft.check"
+
+-- The option spec of a kind (weft.check): weft.agent's options, plus
+-- extra_instructions and the kind's own (def.options: name -> true or a
+-- property schema); made on first use, as weft.agent loads then.
+local function spec_of(kind, def)
+  if def._spec then return def._spec end
+  local props = {}
+  for k, p in pairs(require("weft.agent").OPTIONS.properties) do props[k] = p end
+  props.extra_instructions = { type = "string" }
+  for k, p in pairs(def.options or {}) do props[k] = p == true and { type = "any" } or p end
+  def._spec = check.spec("weft.agents." .. kind, { properties = props })
+  return def._spec
+end
 
 --- The model of an agent: opts.model, else $WEFT_MODEL, else "mock:echo".
 function _M.model(opts)
@@ -61,23 +72,7 @@ function _M.make(kind, def, opts, level)
     error(sformat("weft.agents.%s: name must be a non-empty string", kind), level)
   end
   local what = sformat("weft.agents.%s '%s'", kind, name)
-  local bad = {}
-  for k in pairs(opts) do
-    if not COMMON[k] and not (def.options and def.options[k]) then bad[#bad + 1] = tostring(k) end
-  end
-  if #bad > 0 then
-    sort(bad)
-    local known = {}
-    for k in pairs(COMMON) do known[#known + 1] = k end
-    for k in pairs(def.options or {}) do known[#known + 1] = k end
-    sort(known)
-    error(sformat("%s: unknown option '%s' (options: %s)", what, bad[1], concat(known, ", ")), level)
-  end
-  for _, f in ipairs({ "instructions", "extra_instructions" }) do
-    if opts[f] ~= nil and type(opts[f]) ~= "string" then
-      error(sformat("%s: %s must be a string", what, f), level)
-    end
-  end
+  check.options(spec_of(kind, def), opts, level, what)
   if def.check then
     local msg = def.check(opts)
     if msg then error(what .. ": " .. msg, level) end
@@ -116,7 +111,7 @@ function _M.create(kind, opts)
   local known = false
   for _, k in ipairs(_M.KINDS) do if k == kind then known = true end end
   if not known or type(make) ~= "function" then
-    error(sformat("weft.agents.create: unknown kind '%s' (kinds: %s)", tostring(kind), concat(_M.KINDS, ", ")), 2)
+    check.unknown("weft.agents.create", "kind", kind, _M.KINDS, 2)
   end
   return make(opts)
 end

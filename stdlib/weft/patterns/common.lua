@@ -6,35 +6,36 @@
 -- built workflow (a pattern's loop may need more than the run default of
 -- 100 supersteps). Uses weft.json.
 local json = require "weft.json"
+local check = require "weft.check"
 
-local type, error, pairs, ipairs, tostring, pcall, getmetatable, select =
-  type, error, pairs, ipairs, tostring, pcall, getmetatable, select
-local sformat, concat, lower, sort = string.format, table.concat, string.lower, table.sort
+local type, error, pairs, ipairs, tostring, pcall, select, setmetatable =
+  type, error, pairs, ipairs, tostring, pcall, select, setmetatable
+local sformat, concat, lower = string.format, table.concat, string.lower
 
 local _M = {}
 
---- True when v can be called (a function or a table with __call).
-function _M.callable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and type(mt.__call) == "function"
-end
+--- True when v can be called (weft.check.callable).
+_M.callable = check.callable
 
---- Check that opts is a table with only the known keys; raises "<pattern>:
--- unknown option 'x' (known: ...)" at level.
+-- Specs of the patterns' option sets, made once per set.
+local specs = setmetatable({}, { __mode = "k" })
+
+--- Check that opts is a table with only the known keys (a set name ->
+-- true, or name -> property schema of weft.check); raises "<pattern>:
+-- unknown option 'x' (options: ...); did you mean 'y'?" at level.
 function _M.check_options(pattern, opts, known, level)
   level = (level or 1) + 1
   if type(opts) ~= "table" then
     error(sformat("%s: expects an options table {agents = {...}, ...}, got %s", pattern, type(opts)), level)
   end
-  for k in pairs(opts) do
-    if not known[k] then
-      local names = {}
-      for n in pairs(known) do names[#names + 1] = n end
-      sort(names)
-      error(sformat("%s: unknown option '%s' (known: %s)", pattern, tostring(k), concat(names, ", ")), level)
-    end
+  local s = specs[known]
+  if not s then
+    local props = {}
+    for k, p in pairs(known) do props[k] = p == true and { type = "any" } or p end
+    s = check.spec(pattern, { properties = props })
+    specs[known] = s
   end
+  check.options(s, opts, level)
 end
 
 --- True when v looks like an agent: a table with a name and a run method.
@@ -79,13 +80,11 @@ function _M.check_agents(pattern, list, what, reserved, level)
   return names, byname
 end
 
---- Check an optional positive integer option; returns it or the default.
+--- Check an optional integer option (>= min); returns it or the default.
 function _M.check_int(pattern, opts, key, default, min, level)
   local v = opts[key]
   if v == nil then return default end
-  if type(v) ~= "number" or v ~= math.floor(v) or v < min then
-    error(sformat("%s: %s must be an integer >= %d, got %s", pattern, key, min, tostring(v)), (level or 1) + 1)
-  end
+  check.arg(pattern, key, v, { type = "integer", minimum = min }, (level or 1) + 1)
   return v
 end
 

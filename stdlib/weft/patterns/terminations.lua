@@ -13,17 +13,18 @@
 -- (the reason of the first that fires), `all{...}` (all fire at once;
 -- reason "all(r1, r2, ...)"). Uses weft.patterns.common.
 local common = require "weft.patterns.common"
+local check = require "weft.check"
 
 local type, error, ipairs, tostring = type, error, ipairs, tostring
 local sformat, concat, lower = string.format, table.concat, string.lower
 
 local _M = {}
 
+local COUNT = { type = "integer", minimum = 1, required = true }
+
 -- Raise unless n is an integer >= 1.
 local function check_n(fname, n)
-  if type(n) ~= "number" or n ~= math.floor(n) or n < 1 then
-    error(sformat("terminations.%s: n must be an integer >= 1, got %s", fname, tostring(n)), 3)
-  end
+  check.arg("terminations." .. fname, "n", n, COUNT, 3)
 end
 
 --- Ends when the conversation holds at least n messages (input included).
