@@ -1,9 +1,10 @@
 -- rockspec_spec.lua — `luarocks make` of the rockspec at the root of the
 -- source tree, on a copy of the sources in a temp dir (luarocks builds in
 -- ./build.luarocks), into a temp luarocks tree; a plain luajit using that
--- tree then runs a workflow. Builds weft once more (CMake, release, no
--- tests): ctest label `slow`, and only in non-sanitized trees. Needs
--- luarocks (Debian package `luarocks`); without it the spec fails saying so.
+-- tree then runs a workflow, and so does the tree's weft executable. It
+-- builds weft once more (CMake, no tests): ctest label `slow`, and only in
+-- non-sanitized trees. Needs luarocks (Debian package `luarocks`); without
+-- it the spec fails saying so.
 local SRC = os.getenv("WEFT_SOURCE_DIR") or "."
 
 --- Quote s for the shell.
@@ -69,5 +70,12 @@ print(weft.version, r.status, r.outputs[1], package.searchpath("weft.core", pack
       .. ")\" && luajit tiny.lua")
     assert.are.equal(0, rc, out)
     assert.are.equal(VERSION .. "\tcompleted\t" .. "rock!\t" .. tree .. "/lib/lua/5.1/weft/core.so\n", out)
+
+    -- the tree's weft executable, with the build copy gone, finds the
+    -- modules through the tree's LUA_PATH
+    rc, out = sh("rm -rf " .. q(tmp .. "/src") .. " && cd " .. q(tmp) .. " && eval \"$(luarocks --lua-version=5.1 path --tree "
+      .. q(tree) .. ")\" && " .. q(tree .. "/bin/weft") .. " run " .. q(SRC .. "/examples/hello.lua") .. " --input rock")
+    assert.are.equal(0, rc, out)
+    assert.are.equal('"ROCK!"\n', out)
   end)
 end)
