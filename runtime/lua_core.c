@@ -41,7 +41,7 @@ int wf_lua_open_core(lua_State *L) {
     lua_call(L, 1, 1);
     lua_setfield(L, -2, m->name + sizeof("weft.core.") - 1);
   }
-  lua_pushstring(L, "0.1.0");
+  lua_pushstring(L, WEFT_VERSION);
   lua_setfield(L, -2, "version");
   return 1;
 }

@@ -13,8 +13,8 @@ struct ev_loop;
 typedef struct weft weft_t;
 
 typedef struct weft_opts {
-  /* directory holding lua/ and stdlib/; NULL: $WEFT_PATH, then the source
-   * directory compiled in (WEFT_SOURCE_DIR), else LUA_PATH as it is */
+  /* directory holding lua/ and stdlib/; NULL: $WEFT_PATH, else LUA_PATH as
+   * it is */
   const char *root;
   /* an existing libev loop to attach to; NULL: ev_default_loop(0) */
   struct ev_loop *loop;

@@ -138,9 +138,6 @@ static int embed_init(lua_State *L) {
   luaL_openlibs(L);
   wf_lua_preload(L);
   if (!root || !*root) root = getenv("WEFT_PATH");
-#ifdef WEFT_SOURCE_DIR
-  if (!root || !*root) root = WEFT_SOURCE_DIR;
-#endif
   if (root && *root) wf_lua_set_path(L, root);
   if (o->loop && !wf_lua_rt_attach(L, o->loop))
     return luaL_error(L, "weft_new: the runtime already runs on another loop");

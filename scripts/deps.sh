@@ -5,7 +5,7 @@
 set -eu
 
 PKGS="luajit libluajit-5.1-dev lua-cjson libev-dev libcurl4-openssl-dev
-libhiredis-dev libsqlite3-dev libmicrohttpd-dev lua-busted lua-check
+libhiredis-dev libsqlite3-dev libmicrohttpd-dev lua-busted lua-check luarocks
 redis-server bubblewrap cmake pkg-config gcc make"
 
 missing=""
