@@ -10,7 +10,7 @@ static const char *const type_names[WF_EV__COUNT] = {
     "request_info",        "agent_update",       "custom",
     "log",                 "state_conflict",     "checkpoint_saved",
     "superstep_completed", "workflow_completed", "workflow_idle",
-    "workflow_failed",     "workflow_cancelled"};
+    "workflow_failed",     "workflow_cancelled", "message_undelivered"};
 
 /* Name of an event type, "?" when out of range. */
 const char *wf_event_type_name(int type) {

@@ -476,10 +476,10 @@ static void push_event(lua_State *L, wf_lua_run_t *lr, const wf_event_t *ev) {
     lua_createtable(L, 0, 1);
     set_str(L, "error", ev->str);
     break;
-  case WF_EV_CUSTOM:
-    if (ev->flags & WF_EVF_UNDELIVERED) { /* message_undelivered */
+  case WF_EV_MESSAGE_UNDELIVERED: { /* exec = the sender, ints = the refusing
+                                     edges, str2 = the target of a targeted
+                                     send, data = the message */
       char label[256];
-      set_str(L, "name", ev->str);
       lua_createtable(L, 0, 4);
       set_str(L, "from", g->execs[ev->exec].id);
       if (ev->str2) set_str(L, "target", ev->str2);
@@ -494,7 +494,7 @@ static void push_event(lua_State *L, wf_lua_run_t *lr, const wf_event_t *ev) {
       lua_setfield(L, -2, "message");
       break;
     }
-    /* fall through */
+  case WF_EV_CUSTOM:
   case WF_EV_AGENT_UPDATE:
   case WF_EV_REQUEST_INFO:
     set_str(L, "name", ev->str);

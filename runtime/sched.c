@@ -254,9 +254,7 @@ static void sort_pending(wf_run_t *r) {
 static void publish_undelivered(wf_run_t *r, const wf_pmsg_t *pm, wf_val_t m,
                                 const int *ref, int n) {
   if (!r->keep && (!r->s->h.event || r->dead)) return;
-  wf_event_t ev = wf_sched_event(r, WF_EV_CUSTOM, pm->src, 0);
-  ev.flags = WF_EVF_UNDELIVERED;
-  ev.str = wf_xstrdup("message_undelivered");
+  wf_event_t ev = wf_sched_event(r, WF_EV_MESSAGE_UNDELIVERED, pm->src, 0);
   if (pm->only >= 0) ev.str2 = wf_xstrdup(wf_sched_exec_id(r, pm->only));
   ev.ints = wf_xcalloc((size_t)n, sizeof *ev.ints);
   memcpy(ev.ints, ref, (size_t)n * sizeof *ev.ints);

@@ -134,12 +134,6 @@ typedef struct wf_run_opts {
   void *host;            /* free for the host */
 } wf_run_opts_t;
 
-/* A message that edges of its sender could take but none accepted is
- * published as a custom event named "message_undelivered" with this flag:
- * exec = the sender, ints = the refusing edges, str2 = the target id of a
- * targeted send (or NULL), data = the message. */
-#define WF_EVF_UNDELIVERED 8u
-
 /* A scheduler on loop l. vals is shared with the host; hooks are copied. */
 wf_sched_t *wf_sched_new(wf_loop_t *l, wf_vals_t *vals,
                          const wf_sched_hooks_t *hooks);
