@@ -430,13 +430,13 @@ local PRETTY = {
   end,
   output = function(ev) return one_line(json_or(ev.data)) end,
   custom = function(ev)
-    local d = data_of(ev)
-    if ev.name == "message_undelivered" and type(d.edges) == "table" then
-      -- a message no edge accepted (weft.run on_undelivered)
-      return format("message_undelivered  no edge accepted it: %s%s  message=%s", concat(d.edges, "; "),
-        d.target and (" (sent to " .. tostring(d.target) .. ")") or "", one_line(json_or(d.message), 200))
-    end
     return tostring(ev.name or "?") .. (ev.data ~= nil and (" " .. one_line(json_or(ev.data))) or "")
+  end,
+  -- a message no edge accepted (run option on_undelivered)
+  message_undelivered = function(ev)
+    local d = data_of(ev)
+    return format("no edge accepted it: %s%s  message=%s", concat(d.edges or {}, "; "),
+      d.target and (" (sent to " .. tostring(d.target) .. ")") or "", one_line(json_or(d.message), 200))
   end,
   log = function(ev)
     local d = data_of(ev)
