@@ -574,13 +574,14 @@ local function execute(start, opts, durable)
     max_concurrency = opts["--max-concurrency"],
     events = false, -- the CLI streams; no need to keep the log
   }
-  local refused, rmsg
+  local refused, rmsg, handle
   local ok, res = xpcall(function()
     local h, code, msg = start(run_opts)
     if not h then
       refused, rmsg = code, msg
       return nil
     end
+    handle = h
     return h:wait()
   end, handler)
   stdout:flush()
@@ -588,7 +589,15 @@ local function execute(start, opts, durable)
   if not ok then return fail(EXIT_FAILED, "run failed: " .. one_line(clean(res), 2000)) end
   if res.status == "completed" then return EXIT_OK end
   if res.status == "cancelled" then return fail(EXIT_FAILED, "run failed: cancelled") end
-  if res.status == "idle" then return report_idle(res, durable) end
+  if res.status == "idle" then
+    local handed = handle and handle.durable and handle.durable.handed
+    if handed then
+      -- answers arrived for the paused run while another process took it
+      say(stderr, format("weft: run %s continues in another process (%s)", res.run_id, one_line(clean(handed), 400)))
+      return EXIT_OK
+    end
+    return report_idle(res, durable)
+  end
   return fail(EXIT_FAILED, "run failed: " .. one_line(clean(res.error or res.status or "unknown error"), 2000))
 end
 

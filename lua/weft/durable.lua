@@ -524,7 +524,12 @@ function _M.finish(r)
   release(d)
   if status ~= "idle" or d.lost then return end
   local answers = stored_answers(r)
-  if #answers == 0 or not _M.reown(r) then return end
+  if #answers == 0 then return end
+  local ok, err = _M.reown(r)
+  if not ok then
+    d.handed = err -- another process took the run: it continues it with these answers
+    return
+  end
   for _, a in ipairs(answers) do
     local q = r._requests and r._requests[a.request_id]
     if q and sched.request_answer(r.c, q.seq, a.value) then r._requests[a.request_id] = nil end

@@ -351,6 +351,65 @@ describe("weft CLI", function()
     end)
   end)
 
+  describe("runs", function()
+    local dir
+    before_each(function()
+      dir = os.tmpname()
+      os.remove(dir)
+      os.execute("mkdir -p -m 700 " .. dir)
+    end)
+    after_each(function() os.execute("rm -rf " .. shquote(dir)) end)
+
+    -- A script at dir/NAME whose one executor asks a human (wname: the
+    -- workflow's name, part of the definition's hash).
+    local function asking(name, wname)
+      local path = dir .. "/" .. name
+      local fh = assert(io.open(path, "w"))
+      fh:write(([[
+local weft = require "weft"
+local ask = weft.executor("ask", function(_, ctx)
+  ctx:yield_output({ answer = ctx:request_info({ question = "ok?" }) })
+end)
+return weft.workflow(%q):start(ask)
+]]):format(wname or "asking"))
+      fh:close()
+      return path
+    end
+
+    it("refuses an answer when the workflow changed, and stores nothing", function()
+      local script = asking("ask.lua")
+      local store = "sqlite:" .. dir .. "/w.db"
+      local r = weft({ "run", script, "--store", store, "--run-id", "h1" })
+      assert.are.equal(3, r.code, r.err)
+      local req = r.err:match("request (req%-[%d%-]+)")
+      assert.truthy(req, r.err)
+      asking("ask.lua", "renamed") -- another definition, another hash
+      r = weft({ "runs", "respond", "h1", req, '"yes"', "--store", store })
+      assert.are.equal(2, r.code, r.err)
+      assert.truthy(r.err:find("hash", 1, true), r.err)
+      assert.falsy(r.err:find("%.lua:%d+:"), r.err)
+      asking("ask.lua") -- back to the definition that paused
+      r = weft({ "runs", "respond", "h1", req, '"yes"', "--store", store })
+      assert.are.equal(0, r.code, r.err) -- not "already answered"
+      assert.are.same({ answer = "yes" }, cjson.decode(r.out_lines[1]))
+    end)
+
+    it("says plainly that a completed run has nothing to resume (exit 0)", function()
+      local script = asking("ask.lua")
+      local store = "sqlite:" .. dir .. "/w.db"
+      local r = weft({ "run", script, "--store", store, "--run-id", "h2" })
+      local req = r.err:match("request (req%-[%d%-]+)")
+      r = weft({ "runs", "respond", "h2", req, '"yes"', "--store", store })
+      assert.are.equal(0, r.code, r.err)
+      r = weft({ "runs", "resume", "h2", "--store", store })
+      assert.are.equal(0, r.code, r.err)
+      assert.are.equal("weft: run h2 already completed; nothing to resume\n", r.err)
+      r = weft({ "runs", "respond", "h2", req, '"again"', "--store", store })
+      assert.are.equal(2, r.code, r.err)
+      assert.are.equal("weft: respond: run 'h2' already completed; nothing to resume\n", r.err)
+    end)
+  end)
+
   describe("help and version", function()
     it("prints the version", function()
       local r = weft({ "version" })

@@ -160,6 +160,70 @@ for _, kind in ipairs({ "memory", "sqlite" }) do
   end)
 end
 
+-- A workflow whose one executor asks a human, then outputs the answer.
+local function asking()
+  local ask = weft.executor("ask", function(_, ctx)
+    ctx:yield_output(ctx:request_info({ question = "ok?" }))
+  end)
+  return weft.workflow("asking"):start(ask):build()
+end
+
+for _, kind in ipairs({ "memory", "sqlite", "redis" }) do
+  describe("durable runs on " .. kind, function()
+    local url
+    before_each(function()
+      url = kind == "memory" and "memory:" or kind == "sqlite" and sqlite_url() or nil
+    end)
+    -- Run fn(url) (redis: on a redis-server started here).
+    local function with_store(fn)
+      return function()
+        if kind == "redis" then
+          local redis = require("support.procs").redis()
+          if not redis then return pending("redis-server is not installed") end
+          finally(function() redis.stop() end)
+          url = redis.url
+        end
+        fn(url)
+      end
+    end
+
+    it("delete one run's traces by ttl, not those of a run whose id it prefixes", with_store(function()
+      local store = weft.store.open(url)
+      local wf = asking()
+      assert.equal("idle", wf:run(nil, { store = store, run_id = "team/ticket-7" }).status)
+      local h = wf:spawn(nil, { store = store, run_id = "team" })
+      assert.equal("idle", h:wait().status)
+      assert(h:respond(durable.open_requests(store, "team")[1].request_id, "done"))
+      assert.equal("completed", h:wait().status)
+      assert.equal("completed", assert(durable.record(store, "team")).status)
+      local res = durable.cleanup(store, { ttl = 1, now = os.time() + 10 })
+      assert.equal(1, res.runs_deleted)
+      assert.is_nil((durable.record(store, "team")))
+      assert.same({}, store:scan("req", "team/"))
+      -- the paused run keeps its request and its record, and still resumes
+      local open = durable.open_requests(store, "team/ticket-7")
+      assert.equal(1, #open)
+      assert.equal("idle", assert(durable.record(store, "team/ticket-7")).status)
+      local done = asking():respond("team/ticket-7", open[1].request_id, "later", { store = store }):wait()
+      assert.equal("completed", done.status)
+      assert.same({ "later" }, done.outputs)
+    end))
+
+    it("record the end of a run the host drives by polling (no wait)", with_store(function()
+      local store = weft.store.open(url)
+      local h = load_fixture("loop.lua", 5):spawn(0, { store = store, run_id = "polled" })
+      while not h:result() do weft.sleep(0.001) end
+      local rec = assert(durable.record(store, "polled"))
+      assert.equal("completed", rec.status)
+      assert.equal(h:result().supersteps, rec.superstep)
+      assert.is_false(assert(store:lease("polled")).held)
+      local h2 = load_fixture("loop.lua", 5):spawn(0, { store = store, run_id = "polled2" })
+      while not h2:result() do weft.poll() end
+      assert.equal("completed", assert(durable.record(store, "polled2")).status)
+    end))
+  end)
+end
+
 describe("durable runs on sqlite", function()
   it("report a read-only database clearly and write nothing", function()
     local url, dir = sqlite_url()
