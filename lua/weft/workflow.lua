@@ -381,7 +381,9 @@ end
 --- Answer request request_id of run run_id: a run of this process resumes
 -- at once; with opts.store, the answer is stored and the run is restored
 -- from its last checkpoint in this process (returning its handle). true
--- (or the handle), or nil, err (unknown run or request).
+-- (or the handle), or nil, err (unknown run or request, a run that ended,
+-- another definition hash: then nothing is stored). true without a handle
+-- when another process owns the run: it continues it with the answer.
 function Workflow:respond(run_id, request_id, value, opts)
   local h = run.find(run_id)
   if h and h.wf == self then
@@ -395,12 +397,14 @@ function Workflow:respond(run_id, request_id, value, opts)
     return nil, ("workflow '%s' has no run '%s' in this process"):format(self.name, tostring(run_id))
   end
   local durable = require "weft.durable"
-  local store = durable.store(opts.store)
-  local ok, err = durable.answer(store, run_id, request_id, value)
-  if not ok then return nil, err end
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
-  o.store = store
+  o.store = durable.store(opts.store)
+  -- checked before the answer is stored: a refusal changes nothing
+  local ok, lease = pcall(durable.respond, self, run_id, request_id, value, o)
+  if not ok then return nil, tostring(lease) end
+  if not lease then return true end -- its owner (another process) continues it
+  o._lease = lease
   return self:resume(run_id, o)
 end
 

@@ -209,6 +209,21 @@ for _, kind in ipairs({ "memory", "sqlite", "redis" }) do
       assert.same({ "later" }, done.outputs)
     end))
 
+    it("refuse an answer for a changed definition and store nothing", with_store(function()
+      local store = weft.store.open(url)
+      local h = asking():spawn(nil, { store = store, run_id = "changed" })
+      assert.equal("idle", h:wait().status)
+      h:cancel() -- the process goes away
+      local req = durable.open_requests(store, "changed")[1].request_id
+      local other = weft.workflow("renamed"):start(weft.executor("ask", function() end)):build()
+      local ok, err = other:respond("changed", req, "yes", { store = store })
+      assert.is_nil(ok)
+      assert.truthy(err:find("hash", 1, true), err)
+      assert.equal(1, #durable.open_requests(store, "changed")) -- not answered
+      local done = asking():respond("changed", req, "yes", { store = store }):wait()
+      assert.same({ "yes" }, done.outputs)
+    end))
+
     it("record the end of a run the host drives by polling (no wait)", with_store(function()
       local store = weft.store.open(url)
       local h = load_fixture("loop.lua", 5):spawn(0, { store = store, run_id = "polled" })
