@@ -13,21 +13,39 @@
 local core = require "weft.core.http"
 local json = require "weft.json"
 local secrets = require "weft.secrets"
+local check = require "weft.check"
 
 local type, pairs, ipairs, tostring, error, pcall = type, pairs, ipairs, tostring, error, pcall
-local floor, huge = math.floor, math.huge
+local huge = math.huge
 local lower, upper, find, match = string.lower, string.upper, string.find, string.match
 
 local _M = {}
 
-local FRAMINGS = { raw = true, sse = true, ndjson = true }
-local NUMBERS = { "timeout", "connect_timeout", "idle_timeout" }
-local KNOWN = {
-  method = true, url = true, headers = true, body = true, timeout = true,
-  connect_timeout = true, idle_timeout = true, max_body = true,
-  stream = true, framing = true, max_redirects = true,
-  cross_origin_redirects = true, secret_headers = true,
-}
+-- A number of seconds > 0 (finite).
+local function seconds()
+  return { type = "number", expect = "a number of seconds > 0", test = function(v) return v > 0 and v ~= huge end }
+end
+
+--- The spec of request options (weft.check).
+_M.OPTIONS = check.spec("http.request", { properties = {
+  method = { type = "string", expect = 'a name such as "GET" or "POST"', aliases = { "verb" },
+             test = function(v) return find(v, "^[%a%-]+$") ~= nil end },
+  url = { type = "string", required = true, aliases = { "uri", "href" } },
+  headers = { type = "table", expect = "a table of name = value", aliases = { "header" } },
+  body = { type = { "string", "table" }, aliases = { "data", "json", "payload" } },
+  timeout = seconds(), connect_timeout = seconds(), idle_timeout = seconds(),
+  max_body = { type = "integer", minimum = 1, expect = "a positive integer", aliases = { "max_size" } },
+  stream = { type = "function", expect = "a function(chunk)", aliases = { "on_data", "on_chunk" } },
+  framing = { enum = { "raw", "sse", "ndjson" } },
+  max_redirects = { type = "integer", minimum = 0, maximum = 1000, aliases = { "redirects", "follow_redirects" } },
+  cross_origin_redirects = { enum = { "strip", "refuse" } },
+  secret_headers = { type = "table", expect = "a list of header names" },
+} })
+
+--- The spec of configure options (weft.check).
+_M.CONFIGURE = check.spec("http.configure", { properties = {
+  max_per_host = { type = "integer", minimum = 1, maximum = 1000000, aliases = { "per_host", "max_connections" } },
+} })
 
 -- Lower-cased names of the headers that always count as secret.
 local SECRET = {}
@@ -35,8 +53,6 @@ for _, n in ipairs(core.SECRET_HEADERS) do SECRET[n] = true end
 
 --- The header names that always count as secret (lower-case list).
 _M.SECRET_HEADERS = core.SECRET_HEADERS
-
-local CROSS_ORIGIN = { strip = true, refuse = true }
 
 -- Raise a misuse error at the caller of request().
 local function misuse(msg) error("http.request: " .. msg, 3) end
@@ -68,9 +84,6 @@ end
 -- of the lower-cased names.
 local function secret_names(list)
   if list == nil then return nil, {} end
-  if type(list) ~= "table" then
-    misuse("secret_headers must be a list of header names, got " .. type(list))
-  end
   local set = {}
   for i = 1, #list do
     local n = list[i]
@@ -88,9 +101,6 @@ end
 local function header_lines(headers, extra)
   local out, has_ct = {}, false
   if headers == nil then return out, false end
-  if type(headers) ~= "table" then
-    misuse("headers must be a table of name = value, got " .. type(headers))
-  end
   for k, v in pairs(headers) do
     if type(k) ~= "string" or not find(k, "^[!#$%%&'*+%-.^_`|~%w]+$") then
       misuse("bad header name " .. (type(k) == "string" and ("'" .. k .. "'") or tostring(k)))
@@ -114,80 +124,27 @@ end
 
 -- Check opts and build what weft.core.http.start takes.
 local function build(opts)
-  if type(opts) ~= "table" then misuse("expects a table of options, got " .. type(opts)) end
-  for k in pairs(opts) do
-    if not KNOWN[k] then misuse("unknown option '" .. tostring(k) .. "'") end
-  end
-  local url = opts.url
-  if type(url) ~= "string" then misuse("url must be a string, got " .. type(url)) end
+  check.options(_M.OPTIONS, opts, 3)
   local method = opts.method
-  if method ~= nil then
-    if type(method) ~= "string" or not find(method, "^[%a%-]+$") then
-      misuse("method must be a name such as \"GET\" or \"POST\", got " .. tostring(method))
-    end
-    method = upper(method)
-  end
+  if method ~= nil then method = upper(method) end
   local secret_list, secret_set = secret_names(opts.secret_headers)
   local headers, has_ct = header_lines(opts.headers, secret_set)
   local body = opts.body
-  local tb = type(body)
-  if tb == "table" then
+  if type(body) == "table" then
     local ok, s = pcall(json.encode, body, { root = "body" })
     if not ok then misuse(tostring(s)) end
     body = s
     if not has_ct then headers[#headers + 1] = "Content-Type: application/json" end
-  elseif body ~= nil and tb ~= "string" then
-    misuse("body must be a string or a table, got " .. tb)
-  end
-  local o = {
-    method = method or (body and "POST" or "GET"), url = url, headers = headers,
-    body = body, secret_headers = secret_list,
-  }
-  local redirects = opts.max_redirects
-  if redirects ~= nil then
-    if type(redirects) ~= "number" or redirects < 0 or floor(redirects) ~= redirects
-      or redirects > 1000 then
-      misuse("max_redirects must be an integer from 0 to 1000, got " .. tostring(redirects))
-    end
-    o.max_redirects = redirects
-  end
-  local xo = opts.cross_origin_redirects
-  if xo ~= nil then
-    if not CROSS_ORIGIN[xo] then
-      misuse("cross_origin_redirects must be \"strip\" or \"refuse\", got " .. tostring(xo))
-    end
-    o.cross_origin = xo
-  end
-  for i = 1, #NUMBERS do
-    local k = NUMBERS[i]
-    local v = opts[k]
-    if v ~= nil then
-      if type(v) ~= "number" or not (v > 0) or v == huge then
-        misuse(k .. " must be a number of seconds > 0, got " .. tostring(v))
-      end
-      o[k] = v
-    end
-  end
-  local max_body = opts.max_body
-  if max_body ~= nil then
-    if type(max_body) ~= "number" or max_body < 1 or floor(max_body) ~= max_body
-      or max_body == huge then
-      misuse("max_body must be a positive integer, got " .. tostring(max_body))
-    end
-    o.max_body = max_body
   end
   local stream, framing = opts.stream, opts.framing
-  if stream ~= nil and type(stream) ~= "function" then
-    misuse("stream must be a function, got " .. type(stream))
-  end
-  if framing ~= nil then
-    if not FRAMINGS[framing] then
-      misuse("framing must be \"raw\", \"sse\" or \"ndjson\", got " .. tostring(framing))
-    end
-    if not stream then misuse("framing needs a stream callback") end
-  end
-  o.framing = stream and (framing or "raw") or "buffer"
-  return o, stream
+  if framing ~= nil and not stream then misuse("framing needs a stream callback") end
+  return {
+    method = method or (body and "POST" or "GET"), url = opts.url, headers = headers,
+    body = body, secret_headers = secret_list, max_redirects = opts.max_redirects,
+    cross_origin = opts.cross_origin_redirects, timeout = opts.timeout,
+    connect_timeout = opts.connect_timeout, idle_timeout = opts.idle_timeout,
+    max_body = opts.max_body, framing = stream and (framing or "raw") or "buffer",
+  }, stream
 end
 
 -- next() until it returns something (a wake-up returns nothing).
@@ -246,21 +203,8 @@ end
 --- configure{max_per_host = n}: at most n transfers at once per host
 -- (default 64); the others wait in a FIFO queue.
 function _M.configure(opts)
-  if type(opts) ~= "table" then
-    error("http.configure: expects a table, got " .. type(opts), 2)
-  end
-  for k in pairs(opts) do
-    if k ~= "max_per_host" then
-      error("http.configure: unknown option '" .. tostring(k) .. "'", 2)
-    end
-  end
-  local n = opts.max_per_host
-  if n ~= nil then
-    if type(n) ~= "number" or n < 1 or floor(n) ~= n or n > 1000000 then
-      error("http.configure: max_per_host must be a positive integer, got " .. tostring(n), 2)
-    end
-    core.configure(n)
-  end
+  opts = check.options(_M.CONFIGURE, opts, 2)
+  if opts.max_per_host ~= nil then core.configure(opts.max_per_host) end
 end
 
 --- stats() -> {running = n, queued = n}: transfers of this Lua state.

@@ -366,7 +366,7 @@ describe("http.request failures #http", function()
       assert.is_false(ok)
       assert.mentions(needle, err)
     end
-    raises("http://x", "expects a table")
+    raises("http://x", "http.request: options must be a table, got string")
     raises({}, "url must be a string")
     raises({ url = srv.url, bogus = 1 }, "unknown option 'bogus'")
     raises({ url = srv.url, timeout = -1 }, "timeout must be")
@@ -379,6 +379,30 @@ describe("http.request failures #http", function()
     raises({ url = srv.url, framing = "sse" }, "framing needs a stream")
     raises({ url = srv.url, stream = print, framing = "xml" }, "framing must be")
     raises({ url = srv.url, method = "GE T" }, "method")
+    raises({ url = srv.url, max_redirects = 1001 }, "max_redirects must be an integer from 0 to 1000, got 1001")
+    raises({ url = srv.url, cross_origin_redirects = "allow" },
+           "cross_origin_redirects must be 'strip' or 'refuse', got 'allow'")
+  end)
+
+  it("names the valid options and the nearest one for a typo (weft.check)", function()
+    local function err_of(f, opts)
+      local ok, err = pcall(function() f(opts) end)
+      assert.is_false(ok)
+      return err
+    end
+    local err = err_of(http.request, { url = srv.url, timout = 1 })
+    assert.mentions("http.request: unknown option 'timout' (options: body, connect_timeout, cross_origin_redirects, "
+                    .. "framing, headers, idle_timeout, max_body, max_redirects, method, secret_headers, stream, "
+                    .. "timeout, url); did you mean 'timeout'?", err)
+    assert.mentions("http_spec.lua", err) -- raised at the caller
+    assert.mentions("did you mean 'body'?", err_of(http.request, { url = srv.url, data = "x" }))
+    assert.mentions("did you mean 'headers'?", err_of(http.request, { url = srv.url, Headers = {} }))
+    err = err_of(http.configure, { max_per_hots = 2 })
+    assert.mentions("http.configure: unknown option 'max_per_hots' (options: max_per_host); "
+                    .. "did you mean 'max_per_host'?", err)
+    assert.mentions("http_spec.lua", err)
+    assert.mentions("http.configure: max_per_host must be an integer from 1 to 1000000, got 0",
+                    err_of(http.configure, { max_per_host = 0 }))
   end)
 end)
 
