@@ -46,7 +46,7 @@ static pid_t redis_pid;
 /* ---- results ----------------------------------------------------------- */
 
 typedef struct res {
-  int done, status, found;
+  int done, status, found, conflict;
   char err[512];
   char *val;
   size_t len, n;
@@ -84,6 +84,7 @@ static void res_cb(void *ud, const wf_store_result_t *r) {
   o->status = r->status;
   if (r->status != WF_OK) {
     snprintf(o->err, sizeof o->err, "%s", r->err ? r->err : "(null)");
+    o->conflict = r->conflict;
     return;
   }
   o->found = r->found;
@@ -571,6 +572,128 @@ static void t_batch_atomic(void) {
   wf_store_close(s);
 }
 
+/* Conditional batches: expectations are checked before any write, and a
+ * failed one writes nothing and says which record or log. */
+static void t_expect(void) {
+  wf_store_t *s = fresh();
+  if (!s) return;
+  CHECK_INT(put(s, "ex", "k", "v"), WF_OK);
+  CHECK_INT(append(s, "ex", "log", "L1"), 1);
+  CHECK_INT(append(s, "ex", "log", "L2"), 2);
+  CHECK_INT(put(s, "ex", "pw/1", "P"), WF_OK);
+  /* everything holds: the writes apply (del_prefix and trim included) */
+  wf_store_batch_t *b = wf_store_batch(s);
+  wf_store_expect(b, "ex", "k", "v", 1);
+  wf_store_expect(b, "ex", "none", NULL, 0);
+  wf_store_expect_last(b, "ex", "log", 2);
+  wf_store_expect_last(b, "ex", "never", 0);
+  wf_store_put(b, "ex", "k", "w", 1);
+  wf_store_append(b, "ex", "log", "L3", 2);
+  wf_store_del_prefix(b, "ex", "pw/");
+  wf_store_trim(b, "ex", "log", 2);
+  res_t r = do_commit(b);
+  CHECK_INT(r.status, WF_OK);
+  CHECK_INT(r.n, 1);
+  if (r.n == 1) CHECK_INT(r.seqs[0], 3);
+  res_free(&r);
+  CHECK_STR(getv(s, "ex", "k"), "w");
+  CHECK_STR(getv(s, "ex", "pw/1"), "<absent>");
+  CHECK_STR(rangev(s, "ex", "log", 1, 0), "2:L2,3:L3");
+  /* a record that changed: nothing is written */
+  b = wf_store_batch(s);
+  wf_store_put(b, "ex", "other", "x", 1);
+  wf_store_expect(b, "ex", "k", "v", 1); /* after a write: still first */
+  wf_store_append(b, "ex", "log", "L4", 2);
+  r = do_commit(b);
+  CHECK_INT(r.status, WF_ERR);
+  CHECK_INT(r.conflict, 1);
+  CHECK_STR(r.err, "conflict: record ex/k is a different value, expected the "
+                   "value read before");
+  res_free(&r);
+  CHECK_STR(getv(s, "ex", "other"), "<absent>");
+  CHECK_STR(rangev(s, "ex", "log", 1, 0), "2:L2,3:L3");
+  /* must be absent, but exists */
+  b = wf_store_batch(s);
+  wf_store_expect(b, "ex", "k", NULL, 0);
+  wf_store_put(b, "ex", "k", "y", 1);
+  r = do_commit(b);
+  CHECK_INT(r.conflict, 1);
+  CHECK_STR(r.err, "conflict: record ex/k is present, expected none");
+  res_free(&r);
+  /* must exist, but is absent */
+  b = wf_store_batch(s);
+  wf_store_expect(b, "ex", "gone", "v", 1);
+  r = do_commit(b);
+  CHECK_INT(r.conflict, 1);
+  CHECK_STR(r.err, "conflict: record ex/gone is absent, expected the value "
+                   "read before");
+  res_free(&r);
+  /* a log at another position (a stale writer) */
+  b = wf_store_batch(s);
+  wf_store_expect_last(b, "ex", "log", 2);
+  wf_store_append(b, "ex", "log", "dup", 3);
+  wf_store_put(b, "ex", "k", "z", 1);
+  r = do_commit(b);
+  CHECK_INT(r.status, WF_ERR);
+  CHECK_INT(r.conflict, 1);
+  CHECK_STR(r.err, "conflict: log ex/log has 3 entries, expected 2");
+  res_free(&r);
+  CHECK_STR(getv(s, "ex", "k"), "w");
+  CHECK_STR(rangev(s, "ex", "log", 1, 0), "2:L2,3:L3");
+  /* an injected failure of a conditional batch writes nothing either */
+  wf_store_inject_failure(s, 1);
+  b = wf_store_batch(s);
+  wf_store_expect_last(b, "ex", "log", 3);
+  wf_store_put(b, "ex", "k", "z", 1);
+  wf_store_append(b, "ex", "log", "L4", 2);
+  r = do_commit(b);
+  CHECK_INT(r.status, WF_ERR);
+  CHECK_INT(r.conflict, 0);
+  CHECK_STR(r.err, "injected failure");
+  res_free(&r);
+  CHECK_STR(getv(s, "ex", "k"), "w");
+  CHECK_STR(rangev(s, "ex", "log", 1, 0), "2:L2,3:L3");
+  /* values compare as the bytes written (binary, redacted like a put) */
+  b = wf_store_batch(s);
+  wf_store_put(b, "ex", "bin", "a\0b", 3);
+  r = do_commit(b);
+  CHECK_INT(r.status, WF_OK);
+  res_free(&r);
+  b = wf_store_batch(s);
+  wf_store_expect(b, "ex", "bin", "a", 1); /* a prefix is not the value */
+  r = do_commit(b);
+  CHECK_INT(r.conflict, 1);
+  res_free(&r);
+  b = wf_store_batch(s);
+  wf_store_expect(b, "ex", "bin", "a\0b", 3);
+  wf_store_put(b, "ex", "bin", "sk-expect-secret!", 17);
+  r = do_commit(b);
+  CHECK_INT(r.status, WF_OK);
+  res_free(&r);
+  wf_store_add_secret(s, "sk-expect-secret", 16);
+  CHECK_INT(put(s, "ex", "sec", "sk-expect-secret!"), WF_OK);
+  b = wf_store_batch(s);
+  wf_store_expect(b, "ex", "sec", "sk-expect-secret!", 17);
+  r = do_commit(b);
+  CHECK_INT(r.status, WF_OK); /* the expected value is redacted too */
+  res_free(&r);
+  /* the store's clock: milliseconds since the epoch */
+  r = (res_t){0};
+  in_call = 1;
+  wf_store_time(s, res_cb, &r);
+  in_call = 0;
+  CHECK(!r.done);
+  wait_res(&r);
+  CHECK_INT(r.status, WF_OK);
+  CHECK_INT(r.n, 1);
+  if (r.n == 1) {
+    long long now = (long long)time(NULL) * 1000;
+    CHECK(r.seqs[0] > now - 86400000LL && r.seqs[0] < now + 86400000LL);
+  }
+  res_free(&r);
+  wf_store_close(s);
+}
+
 static void t_del_prefix(void) {
   wf_store_t *s = fresh();
   if (!s) return;
@@ -859,6 +982,7 @@ static void run_suite(const char *url) {
   RUN(t_scan);
   RUN(t_logs);
   RUN(t_batch_atomic);
+  RUN(t_expect);
   RUN(t_del_prefix);
   RUN(t_size);
   RUN(t_binary);
