@@ -3,7 +3,8 @@
 --
 -- `run{argv, ...}` yields the calling executor or task while the command
 -- runs (on the main thread it runs the loop until done). The command gets
--- an argv (no shell), an empty environment unless `env` is given, no fd
+-- an argv (no shell), a minimal environment (PATH, LANG, HOME: never
+-- anything of weft's own) unless `env` is given, no fd
 -- but 0-2, rlimits (address space, CPU seconds, processes, no core files),
 -- a timeout and capped output — with defaults when the caller gives none
 -- (DEFAULTS) — and a supervisor that kills everything it started, daemons
@@ -17,10 +18,11 @@
 -- bwrap is missing or unusable, `run` fails with an error that names the
 -- fix, unless the caller opts out with `isolation = "none"` (rlimits and
 -- the supervisor only; a warning is logged once per run). Built on the raw
--- primitives of weft.core.proc.
+-- primitives of weft.core.proc; options are checked by weft.check.
 local _M = {}
 
 local proc = require "weft.core.proc"
+local check = require "weft.check"
 
 local type, pairs, ipairs, tostring, error, pcall, setmetatable, select =
   type, pairs, ipairs, tostring, error, pcall, setmetatable, select
@@ -38,11 +40,32 @@ for k, v in pairs(DEFAULTS) do _M.DEFAULTS[k] = v end
 local DROP_UID, DROP_GID = 65534, 65534 -- nobody, nogroup
 local DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
-local KNOWN = {
-  argv = true, stdin = true, cwd = true, env = true, timeout = true,
-  memory_mb = true, cpu_s = true, max_procs = true, max_output = true,
-  isolation = true, network = true, ro_paths = true,
-}
+--- The environment a command gets when `run` is given no `env`, besides
+-- HOME (its cwd, else /tmp). (A copy: changing it changes nothing.)
+local ENV = { PATH = DEFAULT_PATH, LANG = "C.UTF-8" }
+_M.ENV = {}
+for k, v in pairs(ENV) do _M.ENV[k] = v end
+
+-- A positive integer up to 2^40 (limits).
+local function count()
+  return { type = "integer", minimum = 1, maximum = 2 ^ 40, expect = "a positive integer (at most 2^40)" }
+end
+
+--- The spec of run options (weft.check).
+_M.OPTIONS = check.spec("sandbox.run", { properties = {
+  argv = { type = "table", required = true, expect = "a non-empty list of strings",
+           aliases = { "cmd", "command", "args" } },
+  stdin = { type = "string", aliases = { "input" } },
+  cwd = { type = "string", minLength = 1, aliases = { "dir", "workdir", "chdir" },
+          test = function(v) return not v:find("\0", 1, true) end, expect = "a non-empty string without NUL" },
+  env = { type = "table", expect = "a table of name = value strings", aliases = { "environment" } },
+  timeout = { type = "number", expect = "a number of seconds > 0",
+              test = function(v) return v > 0 and v ~= huge end },
+  memory_mb = count(), cpu_s = count(), max_procs = count(), max_output = count(),
+  isolation = { enum = { "bwrap", "none" }, expect = '"bwrap" (the default) or "none"', aliases = { "mode" } },
+  network = { type = "boolean" },
+  ro_paths = { type = "table", expect = "a list of absolute paths" },
+} })
 
 -- What the command sees of the host in bwrap mode: these directories (or
 -- symbolic links into /usr, as on merged-/usr systems), read-only ...
@@ -68,21 +91,9 @@ local function bad(msg)
   error({ msg = "sandbox.run: " .. msg }, 0)
 end
 
--- nil, or a positive integer up to 2^40 (else raise naming the field).
-local function posint(opts, k)
-  local v = opts[k]
-  if v == nil then return nil end
-  if type(v) ~= "number" or v ~= floor(v) or v < 1 or v > 2 ^ 40 then
-    bad(k .. " must be a positive integer (at most 2^40)")
-  end
-  return v
-end
-
--- The validated argv (a copy).
+-- The validated argv (a copy; a table, see OPTIONS).
 local function check_argv(argv)
-  if type(argv) ~= "table" or #argv == 0 then
-    bad("argv must be a non-empty list of strings")
-  end
+  if #argv == 0 then bad("argv must be a non-empty list of strings") end
   local n, out = #argv, {}
   for k in pairs(argv) do
     if type(k) ~= "number" or k ~= floor(k) or k < 1 or k > n then
@@ -101,11 +112,9 @@ local function check_argv(argv)
   return out
 end
 
--- The environment as a sorted list of "K=V" (empty when env is nil).
+-- The environment as a sorted list of "K=V" (env a table, see OPTIONS).
 local function check_env(env)
   local out = {}
-  if env == nil then return out end
-  if type(env) ~= "table" then bad("env must be a table of name = value strings") end
   for k, v in pairs(env) do
     if type(k) ~= "string" or k == "" or k:find("[=%z]") then
       bad("env: invalid variable name " .. tostring(k))
@@ -124,7 +133,6 @@ end
 -- The validated ro_paths (a copy): absolute paths, no NUL, no "..".
 local function check_ro_paths(list)
   if list == nil then return nil end
-  if type(list) ~= "table" then bad("ro_paths must be a list of absolute paths") end
   local out = {}
   for i = 1, #list do
     local p = list[i]
@@ -259,29 +267,13 @@ end
 -- The checked options of run as the spec of proc.run (without uid, gid
 -- and wrap), and the isolation options. Raises through bad().
 local function validate(opts)
-  if type(opts) ~= "table" then bad("expects a table of options") end
-  if opts.mode ~= nil then
+  if type(opts) == "table" and opts.mode ~= nil then
     bad('option mode was replaced by isolation: bwrap is the default; '
       .. 'isolation = "none" runs without isolation')
   end
-  for k in pairs(opts) do
-    if not KNOWN[k] then bad("unknown option '" .. tostring(k) .. "'") end
-  end
-  local argv = check_argv(opts.argv)
-  local env = check_env(opts.env)
-  local stdin, cwd, timeout = opts.stdin, opts.cwd, opts.timeout
-  if stdin ~= nil and type(stdin) ~= "string" then bad("stdin must be a string") end
-  if cwd ~= nil and (type(cwd) ~= "string" or cwd == "" or cwd:find("\0", 1, true)) then
-    bad("cwd must be a non-empty string")
-  end
-  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout > 0) or timeout == huge) then
-    bad("timeout must be a number of seconds > 0")
-  end
+  local err = check.problem(_M.OPTIONS, opts)
+  if err then error({ msg = err }, 0) end
   local isolation, network = opts.isolation, opts.network
-  if isolation ~= nil and isolation ~= "bwrap" and isolation ~= "none" then
-    bad('isolation must be "bwrap" (the default) or "none"')
-  end
-  if network ~= nil and type(network) ~= "boolean" then bad("network must be a boolean") end
   if isolation == "none" and network == false then
     bad('network = false needs isolation "bwrap" (without isolation the command can use the network)')
   end
@@ -290,13 +282,22 @@ local function validate(opts)
     bad('ro_paths needs isolation "bwrap" (without isolation the command sees every path its user can)')
   end
   return {
-    argv = argv, env = env, cwd = cwd, stdin = stdin,
-    timeout = timeout or DEFAULTS.timeout,
-    memory_mb = posint(opts, "memory_mb") or DEFAULTS.memory_mb,
-    cpu_s = posint(opts, "cpu_s"),
-    max_procs = posint(opts, "max_procs"),
-    max_output = posint(opts, "max_output") or DEFAULTS.max_output,
+    argv = check_argv(opts.argv), env = opts.env and check_env(opts.env), cwd = opts.cwd, stdin = opts.stdin,
+    timeout = opts.timeout or DEFAULTS.timeout,
+    memory_mb = opts.memory_mb or DEFAULTS.memory_mb,
+    cpu_s = opts.cpu_s,
+    max_procs = opts.max_procs,
+    max_output = opts.max_output or DEFAULTS.max_output,
   }, { isolation = isolation or "bwrap", network = network, ro_paths = ro_paths }
+end
+
+-- The environment of a command given no env: ENV and HOME = home.
+local function default_env(home)
+  local out = {}
+  for k, v in pairs(ENV) do out[#out + 1] = k .. "=" .. v end
+  out[#out + 1] = "HOME=" .. home
+  sort(out)
+  return out
 end
 
 local NONE_WARNING = 'sandbox.run: isolation = "none": the command runs without isolation '
@@ -326,7 +327,8 @@ end
 local protected = false
 
 --- Run a command: `run{argv, stdin, cwd, env, timeout, memory_mb, cpu_s,
--- max_procs, max_output, isolation, network, ro_paths}` → `{exit_code,
+-- max_procs, max_output, isolation, network, ro_paths}` (env: the whole
+-- environment; default PATH, LANG=C.UTF-8 and HOME = cwd or /tmp) → `{exit_code,
 -- signal, stdout, stderr, timed_out, truncated, duration_ms, mode, pid,
 -- error}`, or nil, err when the process could not be started, or bwrap is
 -- unusable and isolation "none" was not asked for (err names the fix).
@@ -343,13 +345,17 @@ function _M.run(opts)
     error(spec, 0)
   end
   local cwd, max_output = spec.cwd, spec.max_output
+  local real_cwd = cwd and (proc.realpath(cwd) or cwd)
+  -- HOME: the work dir (bound at the same path in bwrap mode), else /tmp
+  -- (bwrap mode: the sandbox's private /tmp, where the command starts)
+  if not spec.env then spec.env = default_env(real_cwd or "/tmp") end
 
   local wrap, mode
   if iso.isolation == "bwrap" then
     local st = probe()
     if not st.bwrap then return nil, unusable(st) end
     wrap = _M.bwrap_args(st.bwrap, {
-      cwd = cwd and (proc.realpath(cwd) or cwd), network = iso.network,
+      cwd = real_cwd, network = iso.network,
       ro_paths = iso.ro_paths, max_procs = spec.max_procs, prlimit = st.prlimit,
     })
     spec.max_procs = nil -- set inside the sandbox by prlimit

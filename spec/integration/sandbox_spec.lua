@@ -135,15 +135,51 @@ describe("weft.sandbox", function()
       assert.is_false(r.timed_out)
     end)
 
-    it("gives the command an empty environment unless env is given", function()
-      local r = sandbox.run{ argv = { "env" } }
+    it("gives the command PATH, LANG and HOME (its cwd, else /tmp) unless env is given", function()
+      -- the README's example: a compiler found on the default PATH
+      local dir = assert(sandbox.tempdir())
+      local r = sandbox.run{ argv = { "env" }, cwd = dir }
       assert_exited(r, 0)
       -- bwrap itself sets PWD
-      local out = r.mode == "bwrap" and r.stdout:gsub("^PWD=[^\n]*\n", "") or r.stdout
-      assert.equal("", out)
+      local out = r.mode == "bwrap" and r.stdout:gsub("PWD=[^\n]*\n", "") or r.stdout
+      assert.equal("HOME=" .. proc.realpath(dir) .. "\nLANG=C.UTF-8\nPATH=/usr/local/bin:/usr/bin:/bin\n", out)
+      r = sandbox.run{ argv = { "sh", "-c", "echo $HOME; touch $HOME/x && echo written" } }
+      assert_exited(r, 0)
+      assert.equal("/tmp\nwritten\n", r.stdout) -- the sandbox's private /tmp
+      local cc = sandbox.run{ argv = { "cc", "-x", "c", "-c", "-o", "x.o", "-" }, cwd = dir,
+                              stdin = "int f(void) { return 1; }\n" }
+      assert_exited(cc, 0)
+      assert(sandbox.remove(dir))
+      -- env replaces the default environment as a whole
       r = sandbox.run{ argv = { "env" }, env = { B = "two words", A = 1 } }
       out = r.mode == "bwrap" and r.stdout:gsub("PWD=[^\n]*\n", "") or r.stdout
       assert.equal("A=1\nB=two words\n", out)
+    end)
+
+    it("passes nothing of weft's own environment on by default, in every isolation mode", function()
+      local dir = assert(sandbox.tempdir("weft-spec-env"))
+      local script = dir .. "/env_child.lua"
+      local fh = assert(io.open(script, "w"))
+      fh:write([[
+local sandbox = require "weft.sandbox"
+for _, iso in ipairs { "bwrap", "none" } do
+  local r = assert(sandbox.run{ argv = { "env" }, isolation = iso })
+  io.write("[", iso, "]\n", r.stdout)
+end
+]])
+      fh:close()
+      local rc, out, err = procs.run({ procs.weft_bin(), "exec", script },
+                                     { OPENAI_API_KEY = "sk-fake-spec-key", WEFT_SPEC_MARK = "spec-mark" }, 60)
+      assert(sandbox.remove(dir))
+      assert.equal(0, rc, err)
+      assert.mentions("[bwrap]\n", out)
+      assert.mentions("[none]\n", out)
+      assert.is_nil(out:find("sk-fake-spec-key", 1, true))
+      assert.is_nil(out:find("spec-mark", 1, true))
+      local _, paths = out:gsub("PATH=/usr/local/bin:/usr/bin:/bin\n", "")
+      assert.equal(2, paths)
+      local _, langs = out:gsub("LANG=C.UTF%-8\n", "")
+      assert.equal(2, langs)
     end)
 
     it("looks the command up in the PATH of env", function()
@@ -288,7 +324,7 @@ describe("weft.sandbox", function()
 
     it("raises naming the field for invalid options", function()
       local cases = {
-        { nil, "expects a table" },
+        { nil, "options must be a table, got nil" },
         { {}, "argv must be a non-empty list of strings" },
         { { argv = {} }, "argv must be a non-empty list of strings" },
         { { argv = "ls" }, "argv must be a non-empty list of strings" },
@@ -316,7 +352,8 @@ describe("weft.sandbox", function()
         { { argv = { "ls" }, ro_paths = { "/a/../etc" } }, "ro_paths[1] must be an absolute path" },
         { { argv = { "ls" }, ro_paths = "/opt" }, "ro_paths must be a list of absolute paths" },
         { { argv = { "ls" }, isolation = "none", ro_paths = { "/opt" } }, 'ro_paths needs isolation "bwrap"' },
-        { { argv = { "ls" }, timout = 1 }, "unknown option 'timout'" },
+        { { argv = { "ls" }, timout = 1 }, "unknown option 'timout' (options: argv, cpu_s, cwd, env, isolation, "
+          .. "max_output, max_procs, memory_mb, network, ro_paths, stdin, timeout); did you mean 'timeout'?" },
       }
       for _, c in ipairs(cases) do
         local err = h.error_of(function() sandbox.run(c[1]) end)
@@ -324,6 +361,15 @@ describe("weft.sandbox", function()
         assert.mentions("sandbox.run: " .. c[2], err)
         assert.mentions("sandbox_spec.lua", err) -- raised at the caller
       end
+    end)
+
+    it("suggests the option meant for a typo or another framework's name", function()
+      local function err_of(opts) return h.error_of(function() sandbox.run(opts) end) end
+      assert.mentions("sandbox.run: unknown option 'command' (options: argv, ", err_of{ command = { "ls" } })
+      assert.mentions("; did you mean 'argv'?", err_of{ command = { "ls" } })
+      assert.mentions("; did you mean 'env'?", err_of{ argv = { "ls" }, environment = {} })
+      assert.mentions("; did you mean 'memory_mb'?", err_of{ argv = { "ls" }, memmory_mb = 5 })
+      assert.mentions("sandbox_spec.lua", err_of{ argv = { "ls" }, memmory_mb = 5 })
     end)
 
     it("runs without isolation when asked to (isolation = \"none\")", function()
