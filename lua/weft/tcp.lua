@@ -21,10 +21,13 @@
 --
 -- The C primitives (weft.core.tcp, runtime/lua_tcp.c) never block: they
 -- return AGAIN and this module waits for readiness, then retries.
+-- Arguments are checked by weft.check.
 local core = require "weft.core.tcp"
+local check = require "weft.check"
 local clock = require("weft.core.loop").clock
 
-local type, tostring, error, floor, concat = type, tostring, error, math.floor, table.concat
+local type, tostring, error, concat = type, tostring, error, table.concat
+local arg = check.arg
 local raw_recv, raw_send, raw_wait, raw_accept = core.recv, core.send, core.wait, core.accept
 local raw_partial, raw_connected = core.partial, core.connected
 local AGAIN = core.AGAIN
@@ -38,11 +41,21 @@ _M.max_line = 1024 * 1024
 local Socket = {}
 core.socket_mt.__index = Socket
 
+--- The schemas of the arguments (weft.check).
+_M.ARGS = {
+  host = { type = "string", required = true },
+  listen_port = { type = "integer", minimum = 0, maximum = 65535, required = true },
+  port = { type = "integer", minimum = 1, maximum = 65535, required = true },
+  backlog = { type = "integer", minimum = 1, expect = "a positive integer" },
+  timeout = { type = "number", minimum = 0, expect = "a number of seconds >= 0" },
+  count = { type = "integer", minimum = 0 },
+  delimiter = { type = "string", minLength = 1, required = true },
+}
+local ARGS = _M.ARGS
+
 -- Validate an optional timeout argument (misuse raises at the caller).
 local function check_timeout(fname, timeout)
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout) then
-    error(fname .. ": timeout must be a number of seconds >= 0, got " .. tostring(timeout), 3)
-  end
+  arg(fname, "timeout", timeout, ARGS.timeout, 3)
 end
 
 -- Seconds left before deadline (nil: none), never negative.
@@ -64,23 +77,17 @@ end
 -- Returns a server socket or nil, err.
 function _M.listen(host, port, backlog)
   if host == nil or host == "*" then host = "0.0.0.0" end
-  if type(host) ~= "string" then error("tcp.listen: host must be a string", 2) end
-  if type(port) ~= "number" or port < 0 or port > 65535 or floor(port) ~= port then
-    error("tcp.listen: port must be an integer in 0..65535, got " .. tostring(port), 2)
-  end
-  if backlog ~= nil and (type(backlog) ~= "number" or backlog < 1) then
-    error("tcp.listen: backlog must be a positive number", 2)
-  end
+  arg("tcp.listen", "host", host, ARGS.host, 2)
+  arg("tcp.listen", "port", port, ARGS.listen_port, 2)
+  arg("tcp.listen", "backlog", backlog, ARGS.backlog, 2)
   return core.listen(host, port, backlog)
 end
 
 --- Connect to host:port; returns a connected socket or nil, err
 -- ("timeout", "connection refused: ...").
 function _M.connect(host, port, timeout)
-  if type(host) ~= "string" then error("tcp.connect: host must be a string", 2) end
-  if type(port) ~= "number" or port < 1 or port > 65535 or floor(port) ~= port then
-    error("tcp.connect: port must be an integer in 1..65535, got " .. tostring(port), 2)
-  end
+  arg("tcp.connect", "host", host, ARGS.host, 2)
+  arg("tcp.connect", "port", port, ARGS.port, 2)
   check_timeout("tcp.connect", timeout)
   local c, err = core.connect(host, port)
   if not c then return nil, err end
@@ -135,9 +142,7 @@ function Socket:receive(pattern, timeout)
   elseif pattern == "*a" or pattern == "a" then
     return receive(self, "a", nil, timeout)
   elseif type(pattern) == "number" then
-    if pattern < 0 or floor(pattern) ~= pattern then
-      error("receive: byte count must be an integer >= 0, got " .. tostring(pattern), 2)
-    end
+    arg("receive", "byte count", pattern, ARGS.count, 2)
     return receive(self, "n", pattern, timeout)
   end
   error("receive: pattern must be '*l', '*a' or a byte count, got " .. tostring(pattern), 2)
@@ -145,9 +150,7 @@ end
 
 --- Receive up to (not including) the delimiter string, which is consumed.
 function Socket:receive_until(delim, timeout)
-  if type(delim) ~= "string" or delim == "" then
-    error("receive_until: delimiter must be a non-empty string", 2)
-  end
+  arg("receive_until", "delimiter", delim, ARGS.delimiter, 2)
   check_timeout("receive_until", timeout)
   return receive(self, "u", delim, timeout)
 end

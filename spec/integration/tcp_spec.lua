@@ -69,6 +69,16 @@ describe("weft.tcp", function()
       assert.mentions("port must be an integer", h.error_of(tcp.listen, "127.0.0.1", "x"))
       assert.mentions("port must be an integer", h.error_of(tcp.listen, "127.0.0.1", 70000))
     end)
+
+    it("names the function, the argument, what it must be and the value (weft.check)", function()
+      assert.mentions("tcp.listen: port must be an integer from 0 to 65535, got 70000",
+                      h.error_of(tcp.listen, "127.0.0.1", 70000))
+      assert.mentions("tcp.listen: backlog must be a positive integer, got 1.5",
+                      h.error_of(tcp.listen, "127.0.0.1", 0, 1.5))
+      assert.mentions("tcp.connect: timeout must be a number of seconds >= 0, got -1",
+                      h.error_of(tcp.connect, "127.0.0.1", 80, -1))
+      assert.mentions("tcp.connect: host must be a string, got nothing", h.error_of(tcp.connect, nil, 80))
+    end)
   end)
 
   describe("connect", function()
