@@ -275,8 +275,8 @@ describe("llm.common", function()
     end
 
     it("names the offending field", function()
-      assert.equal("llm.chat: messages must be a non-empty list", misuse {})
-      assert.equal("llm.chat: messages must be a non-empty list", misuse { messages = {} })
+      assert.equal("llm.chat: messages must be a non-empty list, got nothing", misuse {})
+      assert.equal("llm.chat: messages must be a non-empty list, got table", misuse { messages = {} })
       assert.equal("llm.chat: messages[1] must be a table", misuse { messages = { "hi" } })
       assert.equal("llm.chat: messages[2].content must be a string",
                    misuse { messages = { { role = "user", content = "a" }, { role = "user", content = 5 } } })
@@ -289,14 +289,25 @@ describe("llm.common", function()
       assert.equal("llm.chat: tools[1].parameters.f: function is not JSON-serialisable",
                    misuse { messages = m, tools = { { name = "t", parameters = { f = print } } } })
       assert.mentions("tool_choice must be", misuse { messages = m, tool_choice = "always" })
-      assert.equal("llm.chat: max_tokens must be a positive integer", misuse { messages = m, max_tokens = 0 })
-      assert.equal("llm.chat: temperature must be a number", misuse { messages = m, temperature = "hot" })
-      assert.equal("llm.chat: stream must be a function (or true)", misuse { messages = m, stream = "yes" })
-      assert.equal("llm.chat: retries must be a non-negative integer", misuse { messages = m, retries = -1 })
-      assert.equal("llm.chat: timeout must be a positive number of seconds", misuse { messages = m, timeout = "1" })
-      assert.equal("llm.chat: idle_timeout must be a positive number of seconds", misuse { messages = m, idle_timeout = 0 })
-      assert.equal("llm.chat: retry_base must be a non-negative number", misuse { messages = m, retry_base = -1 })
-      assert.equal("llm.chat: api_key must be a string", misuse { messages = m, api_key = 5 })
+      assert.equal("llm.chat: max_tokens must be a positive integer, got 0", misuse { messages = m, max_tokens = 0 })
+      assert.equal("llm.chat: temperature must be a number, got string", misuse { messages = m, temperature = "hot" })
+      assert.equal("llm.chat: stream must be a function (or true), got string", misuse { messages = m, stream = "yes" })
+      assert.equal("llm.chat: retries must be a non-negative integer, got -1", misuse { messages = m, retries = -1 })
+      assert.equal("llm.chat: timeout must be a positive number of seconds, got string", misuse { messages = m, timeout = "1" })
+      assert.equal("llm.chat: idle_timeout must be a positive number of seconds, got 0", misuse { messages = m, idle_timeout = 0 })
+      assert.equal("llm.chat: retry_base must be a non-negative number, got -1", misuse { messages = m, retry_base = -1 })
+      assert.equal("llm.chat: api_key must be a string, got 5", misuse { messages = m, api_key = 5 })
+    end)
+
+    it("refuses unknown options, listing the valid ones and the nearest (weft.check)", function()
+      local m = { { role = "user", content = "x" } }
+      assert.equal("llm.chat: unknown option 'temprature' (options: api_key, base_url, idle_timeout, max_bytes, "
+                   .. "max_tokens, messages, model, retries, retry_after_max, retry_base, retry_factor, retry_max, "
+                   .. "stream, temperature, timeout, tool_choice, tools); did you mean 'temperature'?",
+                   misuse { messages = m, temprature = 0 })
+      assert.mentions("did you mean 'max_tokens'?", misuse { messages = m, max_completion_tokens = 5 })
+      assert.mentions("did you mean 'base_url'?", misuse { messages = m, api_base = "http://x" })
+      assert.mentions("did you mean 'retries'?", misuse { messages = m, max_retries = 1 })
     end)
 
     it("normalises: empty content, assistant content null with tool calls, stream flag", function()

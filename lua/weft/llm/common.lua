@@ -7,6 +7,7 @@
 -- registered there, so that every store write redacts them).
 local json = require "weft.json"
 local secrets = require "weft.secrets"
+local check = require "weft.check"
 
 local type, ipairs, tostring, tonumber, error, next, setmetatable, getmetatable =
   type, ipairs, tostring, tonumber, error, next, setmetatable, getmetatable
@@ -307,11 +308,45 @@ function _M.trim_url(u)
 end
 
 local KNOWN_ROLE = { system = true, user = true, assistant = true, tool = true }
-local CHOICE = { auto = true, none = true, required = true }
+local huge = math.huge
+
+-- Schemas of option kinds: seconds > 0, a non-negative number.
+local function seconds()
+  return { type = "number", expect = "a positive number of seconds", test = function(v) return v > 0 and v ~= huge end }
+end
+local function nonneg()
+  return { type = "number", minimum = 0, expect = "a non-negative number", test = function(v) return v ~= huge end }
+end
+
+--- The spec of llm.chat options (weft.check); weft.agent's `llm` table
+-- takes the connection and retry ones.
+_M.OPTIONS = check.spec("llm.chat", { properties = {
+  model = { type = "string", expect = "a string such as 'openai:gpt-4o-mini'", aliases = { "model_name", "engine" } },
+  messages = { type = "table", required = true, expect = "a non-empty list", aliases = { "message", "prompt", "input" },
+               test = function(v) return v[1] ~= nil end },
+  tools = { type = "table", expect = "a list", aliases = { "functions" } },
+  tool_choice = { type = { "string", "table" }, expect = "'auto', 'none', 'required' or {name = tool}",
+                  aliases = { "function_call" }, test = function(tc)
+    return tc == "auto" or tc == "none" or tc == "required" or (type(tc) == "table" and type(tc.name) == "string")
+  end },
+  temperature = { type = "number" },
+  max_tokens = { type = "integer", minimum = 1, expect = "a positive integer",
+                 aliases = { "max_output_tokens", "max_completion_tokens", "num_predict" } },
+  stream = { type = { "function", "boolean" }, expect = "a function (or true)", aliases = { "on_chunk", "callback" } },
+  base_url = { type = "string", aliases = { "url", "endpoint", "api_base", "base" } },
+  api_key = { type = "string", aliases = { "key", "token" } },
+  timeout = seconds(), idle_timeout = seconds(),
+  retries = { type = "integer", minimum = 0, expect = "a non-negative integer", aliases = { "max_retries" } },
+  retry_base = nonneg(), retry_factor = nonneg(), retry_max = nonneg(), retry_after_max = nonneg(),
+  max_bytes = { type = "integer", minimum = 1, maximum = 2 ^ 40, expect = "a positive integer" },
+} })
 
 -- Raise a misuse error; llm.chat re-raises its text at its caller's level.
 local MISUSE = {}
 local function bad(msg) error(setmetatable({ msg = "llm.chat: " .. msg }, MISUSE), 0) end
+
+-- Raise a misuse error with its whole message.
+local function bad_raw(msg) error(setmetatable({ msg = msg }, MISUSE), 0) end
 
 --- The message of a misuse error raised by request(), or nil for others.
 function _M.misuse(e)
@@ -333,10 +368,13 @@ end
 --- Validate the options of llm.chat (raising a misuse error, see
 -- misuse(), on bad input) and return the normalised request {model, messages, tools, tool_choice,
 -- temperature, max_tokens, stream = bool}. model is the part after
--- "provider:".
-function _M.request(opts, model)
+-- "provider:"; checked: opts already passed check.problem(OPTIONS).
+function _M.request(opts, model, checked)
+  if not checked then
+    local err = check.problem(_M.OPTIONS, opts)
+    if err then bad_raw(err) end
+  end
   local msgs = opts.messages
-  if type(msgs) ~= "table" or msgs[1] == nil then bad("messages must be a non-empty list") end
   local out = {}
   for i, m in ipairs(msgs) do
     local where = "messages[" .. i .. "]"
@@ -369,7 +407,6 @@ function _M.request(opts, model)
   end
   local tools
   if opts.tools ~= nil then
-    if type(opts.tools) ~= "table" then bad("tools must be a list") end
     tools = {}
     for i, t in ipairs(opts.tools) do
       local where = "tools[" .. i .. "]"
@@ -383,40 +420,7 @@ function _M.request(opts, model)
     end
     if #tools == 0 then tools = nil end
   end
-  local tc = opts.tool_choice
-  if tc ~= nil and not CHOICE[tc] and not (type(tc) == "table" and type(tc.name) == "string") then
-    bad("tool_choice must be 'auto', 'none', 'required' or {name = tool}")
-  end
-  if opts.temperature ~= nil and type(opts.temperature) ~= "number" then bad("temperature must be a number") end
-  local mt = opts.max_tokens
-  if mt ~= nil and (type(mt) ~= "number" or mt < 1 or mt ~= floor(mt)) then
-    bad("max_tokens must be a positive integer")
-  end
-  local s = opts.stream
-  if s ~= nil and type(s) ~= "function" and type(s) ~= "boolean" then
-    bad("stream must be a function (or true)")
-  end
-  for _, k in ipairs { "timeout", "idle_timeout" } do
-    local v = opts[k]
-    if v ~= nil and (type(v) ~= "number" or not (v > 0) or v == math.huge) then
-      bad(k .. " must be a positive number of seconds")
-    end
-  end
-  for _, k in ipairs { "retry_base", "retry_factor", "retry_max", "retry_after_max" } do
-    local v = opts[k]
-    if v ~= nil and (type(v) ~= "number" or not (v >= 0) or v == math.huge) then
-      bad(k .. " must be a non-negative number")
-    end
-  end
-  local mb = opts.max_bytes
-  if mb ~= nil and (type(mb) ~= "number" or mb < 1 or mb ~= floor(mb) or mb > 2 ^ 40) then
-    bad("max_bytes must be a positive integer")
-  end
-  local r = opts.retries
-  if r ~= nil and (type(r) ~= "number" or r < 0 or r ~= floor(r)) then bad("retries must be a non-negative integer") end
-  for _, k in ipairs { "api_key", "base_url" } do
-    if opts[k] ~= nil and type(opts[k]) ~= "string" then bad(k .. " must be a string") end
-  end
+  local tc, mt, s = opts.tool_choice, opts.max_tokens, opts.stream
   return {
     model = model, messages = out, tools = tools, tool_choice = tc,
     temperature = opts.temperature, max_tokens = mt,

@@ -11,6 +11,7 @@
 -- weft.core.loop, weft.llm.common, weft.llm.stream.
 local json = require "weft.json"
 local common = require "weft.llm.common"
+local check = require "weft.check"
 local stream = require "weft.llm.stream"
 
 local type, pcall, error, require, ipairs, tostring =
@@ -175,7 +176,8 @@ local function attempt(P, call, cfg, opts, body, built, emit, left)
   return true, r
 end
 
---- Chat with a model: chat{model = "provider:model" (default env
+--- Chat with a model (options checked by weft.check against
+-- weft.llm.common.OPTIONS: unknown ones raise with "did you mean"): chat{model = "provider:model" (default env
 -- WEFT_MODEL, else "mock:echo"), messages = {{role, content, name,
 -- tool_calls, tool_call_id}, ...}, tools = {{name, description,
 -- parameters}}, tool_choice, temperature, max_tokens, stream = fn(chunk) |
@@ -215,16 +217,16 @@ local function journal(...)
 end
 
 function _M.chat(opts)
-  if type(opts) ~= "table" then error("llm.chat: expects a table of options", 2) end
+  local perr = check.problem(common.OPTIONS, opts)
+  if perr then error(perr, 2) end
   local model = opts.model
   if model == nil then
     model = common.getenv("WEFT_MODEL")
     if model == nil or model == "" then model = "mock:echo" end
   end
-  if type(model) ~= "string" then error("llm.chat: model must be a string such as 'openai:gpt-4o-mini'", 2) end
   local pname, mname, code = _M.parse_model(model)
   if not pname then return nil, mname, code end
-  local ok, call = pcall(common.request, opts, mname)
+  local ok, call = pcall(common.request, opts, mname, true)
   if not ok then
     local m = common.misuse(call)
     if m then error(m, 2) end
