@@ -45,6 +45,7 @@ typedef struct rop {
   void *ud;
   wf_store_batch_t *b; /* commit */
   int injected;        /* commit: a failing command was queued */
+  int eval_body;       /* commit: send the batch script's body (NOSCRIPT) */
   char *a;             /* ns NUL key NUL (reads) */
   size_t acap;
   size_t nslen, klen;
@@ -84,6 +85,7 @@ struct rs {
   rop_t *free_ops;
   int nfree_ops;
   rbuf_t nb[7];          /* key-name scratch: 0-4 names, 5-6 bounds */
+  char sha[48];          /* SHA1 of the batch script once loaded, or "" */
   int collect;           /* cmd() adds to the batch script's arguments */
   rbuf_t cbuf;           /* their bytes (each NUL-terminated) */
   size_t cblen;
@@ -359,6 +361,7 @@ static rop_t *rop_new(rs_t *rs, int kind, wf_store_cb cb, void *ud) {
   o->ud = ud;
   o->b = NULL;
   o->injected = 0;
+  o->eval_body = 0;
   o->next = NULL;
   return o;
 }
@@ -397,6 +400,7 @@ static void rop_fail(rs_t *rs, rop_t *o, const char *msg) {
 }
 
 static void wd_kick(rs_t *rs);
+static void rop_send(rs_t *rs, rop_t *o);
 static void conn_drop(rs_t *rs, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -419,6 +423,15 @@ static void reply_cb(redisAsyncContext *ac, void *rv, void *priv) {
       rop_fail(rs, o, rs->err);
     }
     wd_kick(rs);
+    return;
+  }
+  if (r->type == REDIS_REPLY_ERROR && o->kind == K_COMMIT &&
+      !strncmp(r->str, "NOSCRIPT", 8) && !o->eval_body) {
+    /* the server forgot the batch script (SCRIPT FLUSH): nothing ran;
+     * send it again with its body */
+    rs->sha[0] = 0;
+    o->eval_body = 1;
+    rop_send(rs, o);
     return;
   }
   d = wf_store_done_new(rs->s, o->cb, o->ud);
@@ -698,8 +711,13 @@ static int send_script(rs_t *rs, rop_t *o, wf_store_batch_t *b, int inject) {
   n = rs->cn + 3;
   av = wf_xmalloc(n * sizeof *av);
   al = wf_xmalloc(n * sizeof *al);
-  av[0] = "EVAL", al[0] = 4;
-  av[1] = batch_lua, al[1] = sizeof batch_lua - 1;
+  if (rs->sha[0] && !o->eval_body) { /* loaded at connect: no body to send */
+    av[0] = "EVALSHA", al[0] = 7;
+    av[1] = rs->sha, al[1] = strlen(rs->sha);
+  } else {
+    av[0] = "EVAL", al[0] = 4;
+    av[1] = batch_lua, al[1] = sizeof batch_lua - 1;
+  }
   av[2] = "0", al[2] = 1;
   for (size_t i = 0; i < rs->cn; i++) {
     av[3 + i] = rs->cbuf.p + rs->coff[i];
@@ -945,6 +963,17 @@ static void hs_cb(redisAsyncContext *ac, void *rv, void *priv) {
   }
 }
 
+/* Reply of SCRIPT LOAD of the batch script: remember its SHA1 (on an
+ * error, batches with expectations send the body with EVAL). */
+static void sha_cb(redisAsyncContext *ac, void *rv, void *priv) {
+  rs_t *rs = ac->data;
+  redisReply *r = rv;
+  (void)priv;
+  if (!r || ac != rs->ac) return;
+  if (r->type == REDIS_REPLY_STRING && r->len < sizeof rs->sha)
+    memcpy(rs->sha, r->str, r->len + 1);
+}
+
 /* Start connecting (state CONNECTING), or fail at once (DOWN). */
 static void rs_connect(rs_t *rs) {
   redisAsyncContext *ac = redisAsyncConnect(rs->host, rs->port);
@@ -971,6 +1000,11 @@ static void rs_connect(rs_t *rs) {
     av[n] = rs->pass, al[n] = strlen(rs->pass), n++;
     redisAsyncCommandArgv(ac, hs_cb, NULL, n, av, al);
   }
+  rs->sha[0] = 0;
+  av[0] = "SCRIPT", al[0] = 6;
+  av[1] = "LOAD", al[1] = 4;
+  av[2] = batch_lua, al[2] = sizeof batch_lua - 1;
+  redisAsyncCommandArgv(ac, sha_cb, NULL, 3, av, al);
   av[0] = "SELECT", al[0] = 6;
   al[1] = (size_t)snprintf(db, sizeof db, "%d", rs->db);
   av[1] = db;
