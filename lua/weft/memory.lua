@@ -15,11 +15,18 @@ local sformat, concat = string.format, table.concat
 
 local _M = {}
 
-local IN_MEMORY = check.spec("weft.memory.in_memory", { properties = {
+local FACTS = {
   extract = { type = "function", expect = "a function(message) -> fact|nil", aliases = { "extractor" } },
   max_facts = { type = "integer", minimum = 1, aliases = { "max", "limit", "capacity" } },
   title = { type = "string" },
-} })
+}
+local IN_MEMORY = check.spec("weft.memory.in_memory", { properties = FACTS })
+local STORED_PROPS = { store = { type = { "string", "table" }, required = true,
+                                 expect = "a store URL or a weft.store object", aliases = { "backend", "url" } } }
+for k, p in pairs(FACTS) do STORED_PROPS[k] = p end
+local STORED = check.spec("weft.memory.stored", { properties = STORED_PROPS })
+local PROVIDERS = { type = "table", required = true, expect = "a list of providers" }
+local PROVIDER = { type = "table", expect = "a provider table {before_invoke, after_invoke}" }
 
 --- The default extractor: from user messages, "remember (that) X" and
 -- "my NAME is X" give a fact ("X", "NAME is X").
@@ -108,9 +115,12 @@ end
 -- shared by every process using the store: stored{store = url|store,
 -- extract, max_facts, title}.
 function _M.stored(opts)
-  if type(opts) ~= "table" or opts.store == nil then
+  if type(opts) == "table" and opts.store == nil then
+    -- the message spec/integration/persist_spec.lua asserts (the checker says
+    -- "store must be a store URL or a weft.store object, got nothing")
     error("weft.memory.stored: expects {store = url or weft.store object, ...}", 2)
   end
+  check.options(STORED, opts, 2)
   local store = opts.store
   if type(store) == "string" then
     local st, err = require("weft.store").open(store)
@@ -119,8 +129,7 @@ function _M.stored(opts)
   end
   local o = {}
   for k, v in pairs(opts) do if k ~= "store" then o[k] = v end end
-  local ok, self = pcall(_M.in_memory, o)
-  if not ok then error((tostring(self):gsub("in_memory", "stored")), 2) end
+  local self = _M.in_memory(o)
   local json = require "weft.json"
   local loaded = {}
   -- facts of thread id from the store (once per thread and provider)
@@ -153,10 +162,8 @@ end
 
 --- Combine providers: contexts concatenated in order, after_invoke called on each.
 function _M.chain(providers)
-  if type(providers) ~= "table" then error("weft.memory.chain: expects a list of providers", 2) end
-  for i, p in ipairs(providers) do
-    if type(p) ~= "table" then error(sformat("weft.memory.chain: providers[%d] must be a table", i), 2) end
-  end
+  check.arg("weft.memory.chain", "providers", providers, PROVIDERS, 2)
+  for i, p in ipairs(providers) do check.arg("weft.memory.chain", sformat("providers[%d]", i), p, PROVIDER, 2) end
   return {
     before_invoke = function(thread, messages, agent)
       local out = {}

@@ -7,6 +7,7 @@
 -- a serialized thread raises a clear error). Ids are unique: a process
 -- counter plus random hex drawn once per process. Uses weft.json.
 local json = require "weft.json"
+local check = require "weft.check"
 
 local type, ipairs, pairs, tostring, tonumber, error, setmetatable, getmetatable, pcall, next =
   type, ipairs, pairs, tostring, tonumber, error, setmetatable, getmetatable, pcall, next
@@ -124,17 +125,18 @@ function _M.input(input, where)
   return norm_list(input, where)
 end
 
+local NEW = check.spec("weft.thread.new", { properties = {
+  id = { type = "string", minLength = 1, aliases = { "thread_id", "name" } },
+  messages = { type = "table", expect = "a list of messages", aliases = { "history", "message" } },
+  metadata = { type = "table", aliases = { "meta", "data" } },
+} })
+
 --- A new thread: new([{id = ..., messages = {...}, metadata = {...}}]).
 function _M.new(opts)
-  if opts ~= nil and type(opts) ~= "table" then error("weft.thread.new: expects an options table or nothing", 2) end
-  opts = opts or {}
-  local id = opts.id
-  if id ~= nil and (type(id) ~= "string" or id == "") then error("weft.thread.new: id must be a non-empty string", 2) end
-  local md = opts.metadata
-  if md ~= nil and type(md) ~= "table" then error("weft.thread.new: metadata must be a table", 2) end
+  opts = check.options(NEW, opts, 2)
+  local id, md = opts.id, opts.metadata
   local msgs = {}
   if opts.messages ~= nil then
-    if type(opts.messages) ~= "table" then error("weft.thread.new: messages must be a list", 2) end
     local ok, r = pcall(norm_list, opts.messages, "messages")
     if not ok then error("weft.thread.new: " .. tostring(r), 2) end
     msgs = r

@@ -56,6 +56,19 @@ describe("weft.memory", function()
       assert.mentions("max_facts must be an integer >= 1", h.error_of(memory.in_memory, { max_facts = 0 }))
     end)
 
+    it("checks the options of stored and chain with the one checker ('did you mean')", function()
+      local err = h.error_of(function() memory.stored { stor = "sqlite::memory:" } end)
+      assert.mentions("weft.memory.stored: unknown option 'stor' (options: extract, max_facts, store, title); "
+                      .. "did you mean 'store'?", err)
+      assert.mentions("memory_spec.lua", err)
+      assert.mentions("weft.memory.stored: max_facts must be an integer >= 1, got 0",
+                      h.error_of(memory.stored, { store = "sqlite::memory:", max_facts = 0 }))
+      assert.mentions("weft.memory.stored: store must be a store URL or a weft.store object, got number",
+                      h.error_of(memory.stored, { store = 5 }))
+      assert.mentions("weft.memory.chain: providers must be a list of providers, got string",
+                      h.error_of(memory.chain, "x"))
+    end)
+
     it("remembers across runs of an agent, per thread", function()
       local seen = {}
       llm.mock.register("mem", { { reply = function(msgs)
@@ -93,6 +106,7 @@ describe("weft.memory", function()
     assert.equals("B", ctx[2].content)
     c.after_invoke(weft.thread.new(), {})
     assert.same({ "a", "b" }, got)
-    assert.mentions("providers[1] must be a table", h.error_of(memory.chain, { 1 }))
+    assert.mentions("weft.memory.chain: providers[1] must be a provider table {before_invoke, after_invoke}, got 1",
+                    h.error_of(memory.chain, { 1 }))
   end)
 end)

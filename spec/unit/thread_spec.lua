@@ -50,6 +50,15 @@ describe("weft.thread", function()
     assert.mentions("id must be a non-empty string", h.error_of(weft.thread.new, { id = "" }))
   end)
 
+  it("new refuses unknown options with the valid names and 'did you mean'", function()
+    local err = h.error_of(function() weft.thread.new { metdata = {} } end)
+    assert.mentions("weft.thread.new: unknown option 'metdata' (options: id, messages, metadata); "
+                    .. "did you mean 'metadata'?", err)
+    assert.mentions("thread_spec.lua", err)
+    assert.mentions("did you mean 'messages'?", h.error_of(weft.thread.new, { history = {} }))
+    assert.mentions("weft.thread.new: options must be a table, got string", h.error_of(weft.thread.new, "x"))
+  end)
+
   describe("serialize / deserialize", function()
     local function sample()
       local t = weft.thread.new { metadata = { user = "u1", tags = json.array() } }
