@@ -63,7 +63,7 @@ describe("weft.memory", function()
       assert.mentions("memory_spec.lua", err)
       assert.mentions("weft.memory.stored: max_facts must be an integer >= 1, got 0",
                       h.error_of(memory.stored, { store = "sqlite::memory:", max_facts = 0 }))
-      assert.mentions("weft.memory.stored: store must be a store URL or a weft.store object, got number",
+      assert.mentions("weft.memory.stored: store must be a store URL or a weft.store object, got 5",
                       h.error_of(memory.stored, { store = 5 }))
       assert.mentions("weft.memory.chain: providers must be a list of providers, got string",
                       h.error_of(memory.chain, "x"))
