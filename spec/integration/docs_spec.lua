@@ -75,7 +75,7 @@ local function blocks_of(text)
       for k = 2, #words do b.tags[words[k]] = true end
       local above = i - 1
       while above >= 1 and lines[above]:match("^%s*$") do above = above - 1 end
-      b.synopsis = b.tags.synopsis
+      b.synopsis = b.tags.synopsis == true
         or (above >= 1 and lines[above]:lower():find("synopsis", 1, true) ~= nil)
       i = i + 1
       while i <= #lines and not lines[i]:match("^%s*" .. fence .. "%s*$") do
@@ -186,6 +186,34 @@ local function missing_output(b, out)
     end
   end
 end
+
+describe("the docs runner", function()
+  it("reads info strings, synopsis marks and indented fences", function()
+    local bs = blocks_of(table.concat({
+      "```lua", "print(1)", "```",
+      "Synopsis:", "", "```sh", "weft runs list | show RUN", "```",
+      "```lua synopsis", "f(...)", "```",
+      "- item:", "  ```sh serve", "  curl -s x", "  ```",
+      "````c", "```", "````",
+    }, "\n"))
+    assert.equal(5, #bs)
+    assert.same({ 1, "lua", false, "print(1)\n" }, { bs[1].line, bs[1].lang, bs[1].synopsis, bs[1].code })
+    assert.same({ "sh", true }, { bs[2].lang, bs[2].synopsis })
+    assert.same({ "lua", true }, { bs[3].lang, bs[3].synopsis })
+    assert.same({ "sh", true, "curl -s x\n" }, { bs[4].lang, bs[4].tags.serve, bs[4].code })
+    assert.same({ "c", "```\n" }, { bs[5].lang, bs[5].code })
+  end)
+
+  it("finds runnable blocks in README.md", function()
+    local f = assert(io.open(src .. "README.md", "rb"))
+    local n = 0
+    for _, b in ipairs(blocks_of(f:read("*a"))) do
+      if RUN_LANGS[b.lang] and not b.synopsis then n = n + 1 end
+    end
+    f:close()
+    assert.is_true(n >= 3, "runnable blocks in README.md: " .. n)
+  end)
+end)
 
 for _, doc in ipairs(documents()) do
   local f = assert(io.open(src .. doc, "rb"))
