@@ -89,7 +89,7 @@ local add = weft.tool {
 local plain = weft.agent { name = "plain", model = "mock:echo", instructions = "You are terse." }
 local tooled = weft.agent { name = "tooled", model = "mock:echo", instructions = "You add.", tools = { add } }
 local reduced = weft.agent { name = "reduced", model = "mock:echo", instructions = "You are terse.",
-                             reducer = weft.reducers.sliding_window(8) }
+                             reducer = weft.window.sliding_window(8) }
 
 local CASES = {
   { name = "plain", agent = plain, calls = 1,

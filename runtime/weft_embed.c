@@ -1,8 +1,9 @@
 /* weft_embed.c — the C embedding API (weft.h): one LuaJIT state per weft_t
  * with the weft modules preloaded and lua/ + stdlib/ on package.path (the
- * same setup as main.c, duplicated in embed_set_path), driven through a
- * small Lua helper chunk (EMBED_LUA) that loads the script, spawns runs,
- * steps the loop and encodes events and results as JSON. Every entry into
+ * same setup as main.c, through wf_lua_set_path), driven through a small
+ * Lua helper chunk (EMBED_LUA) that loads the script with weft.script (the
+ * loader the CLI, weft.host and the server use), spawns runs, steps the
+ * loop and encodes events and results as JSON. Every entry into
  * Lua is a lua_pcall; host callbacks run from a C function called by the
  * runs' on_event subscriber, after the event string is on the stack, so no
  * Lua error can unwind through host code. Depends on LuaJIT, lua_core.h,
@@ -35,6 +36,7 @@ static const char EMBED_LUA[] =
     "local weft = require 'weft'\n"
     "local json = weft.json\n"
     "local loop = require 'weft.core.loop'\n"
+    "local script = require 'weft.script'\n"
     "local H, runs, wf, sub = {}, {}, nil, false\n"
     "local function encode_event(ev)\n"
     "  local ok, s = pcall(json.encode, ev)\n"
@@ -45,18 +47,8 @@ static const char EMBED_LUA[] =
     "  return json.encode(t)\n"
     "end\n"
     "function H.load(path)\n"
-    "  local chunk, err = loadfile(path)\n"
-    "  if not chunk then error(err, 0) end\n"
-    "  local ok, v = pcall(chunk)\n"
-    "  if not ok then error(tostring(v), 0) end\n"
-    "  if weft.is_builder(v) then\n"
-    "    ok, v = pcall(v.build, v)\n"
-    "    if not ok then error(path .. ': ' .. tostring(v), 0) end\n"
-    "  end\n"
-    "  if not weft.is_workflow(v) then\n"
-    "    error(path .. ': the script returned a ' .. type(v) ..\n"
-    "          ', expected a workflow', 0)\n"
-    "  end\n"
+    "  local v, err = script.load(path)\n"
+    "  if not v then error(err, 0) end\n"
     "  wf = v\n"
     "end\n"
     "function H.start(input_json)\n"

@@ -8,16 +8,17 @@
 -- script that fails to load or validate never replaces a working one: the
 -- error (file:line) is logged and published as a `reload_failed` host
 -- event; a successful reload publishes `reloaded` with the old and new
--- hash. In dir mode each host has its own module namespace (see new).
--- Uses weft, weft.durable (hash), weft.reduce, weft.core.loop,
--- weft.core.sched.
+-- hash. Scripts load through weft.script in a module namespace of the
+-- host (one per directory; see new). Uses weft, weft.script, weft.durable
+-- (hash), weft.reduce, weft.core.loop, weft.core.sched.
 local _M = {}
 
 local loop = require "weft.core.loop"
 local sched = require "weft.core.sched"
+local script = require "weft.script"
 
-local type, pairs, ipairs, error, tostring, pcall, setmetatable, setfenv =
-  type, pairs, ipairs, error, tostring, pcall, setmetatable, setfenv
+local type, pairs, ipairs, error, tostring, pcall, setmetatable =
+  type, pairs, ipairs, error, tostring, pcall, setmetatable
 local fmt, concat, sort = string.format, table.concat, table.sort
 
 -- Host events kept in host.events (the oldest are dropped beyond this).
@@ -27,35 +28,7 @@ local Host = {}
 Host.__index = Host
 
 -- The content of a file, or nil.
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
--- Load a workflow script (in environment env when given): the built
--- workflow and its source, or nil and the error (file:line when Lua gives
--- one).
-local function load_script(path, env)
-  local src = slurp(path)
-  if not src then return nil, path .. ": cannot read the file" end
-  local chunk, err = loadstring(src, "@" .. path)
-  if not chunk then return nil, err end
-  if env then setfenv(chunk, env) end
-  local ok, v = pcall(chunk)
-  if not ok then return nil, tostring(v) end
-  local weft = require "weft"
-  if weft.is_builder(v) then
-    ok, v = pcall(v.build, v)
-    if not ok then return nil, tostring(v) end
-  end
-  if not weft.is_workflow(v) then
-    return nil, path .. ": the script did not return a workflow"
-  end
-  return v, src
-end
+local function slurp(path) return (script.read(path)) end
 
 -- Names of the built-in reducers by function (weft.reduce.*).
 local builtin_reducers
@@ -174,69 +147,50 @@ function _M.find(dir, pattern, maxdepth)
   return out
 end
 
--- The require of host self's scripts and of their modules: a name found
--- in self.dir (DIR/?.lua, DIR/?/init.lua) is loaded once per module
--- generation into self.modules, in the host's environment, and watched
--- when the host watches; other names go to the process's require.
-local function host_require(self)
-  local gen_loading = {}
-  return function(name)
-    if type(name) ~= "string" then error("require: module name must be a string", 2) end
-    local mods = self.modules
-    local v = mods[name]
-    if v ~= nil then return v end
-    local file = package.searchpath(name, self.mpath)
-    if not file then return require(name) end
-    if gen_loading[name] == mods then
-      error(fmt("require: module '%s' requires itself (%s)", name, file), 2)
-    end
-    local src = slurp(file)
-    if not src then error(fmt("require: module '%s': cannot read %s", name, file), 2) end
-    self.module_seen[file] = src
-    if self.watching then self:watch_module(file) end
-    local chunk, err = loadstring(src, "@" .. file)
-    if not chunk then error(err, 0) end
-    setfenv(chunk, self.env)
-    gen_loading[name] = mods
-    local ok, res = pcall(chunk, name)
-    gen_loading[name] = nil
-    if not ok then error(res, 0) end
-    if res == nil then res = true end
-    mods[name] = res
-    return res
+-- The module namespace (weft.script.namespace) of host self for a script
+-- at path: the host's dir in dir mode, else the script's directory; one
+-- per directory and host. The modules it loads are remembered by content
+-- and watched when the host watches.
+local function namespace_of(self, path)
+  local dir = self.dir or script.dir_of(path)
+  local ns = self.namespaces[dir]
+  if not ns then
+    ns = script.namespace(dir, function(file, src)
+      self.module_seen[file] = src
+      if self.watching then self:watch_module(file) end
+    end)
+    self.namespaces[dir] = ns
   end
+  return ns
 end
 
--- The environment of a dir host's scripts and modules: the globals of the
--- process (copied, so reads stay direct; later ones through __index) with
--- the host's own require. Globals the scripts set stay in it.
-local function host_env(self)
-  local env = {}
-  for k, v in pairs(_G) do env[k] = v end
-  env._G, env.require = env, host_require(self)
-  return setmetatable(env, { __index = _G })
+-- Load script path in its namespace (fresh modules unless keep_modules):
+-- the built workflow and its source, or nil and the error (file:line).
+local function load_script(self, path, keep_modules)
+  local ns = namespace_of(self, path)
+  if not keep_modules then ns:fresh() end
+  return script.load(path, { namespace = ns })
 end
 
 --- Create a host over scripts (a table name -> path, or a list of paths
 -- named by their file name without ".lua"), or over a directory: `dir =
--- path` takes its top-level *.lua files as the scripts; their require
--- finds the Lua modules of the dir first (DIR/?.lua, DIR/?/init.lua),
--- loaded once per host and never into the process's package.loaded, and
--- falls back to the process's require. With watch, every module file in
--- the dir's subdirectories and every module the scripts load is watched:
--- a changed module reloads every script with fresh modules.
+-- path` takes its top-level *.lua files as the scripts. A script's require
+-- finds the Lua modules of its directory (the host's dir in dir mode)
+-- first (DIR/?.lua, DIR/?/init.lua), loaded once per host and never into
+-- the process's package.loaded, and falls back to the process's require.
+-- With watch, every module file in the dir's subdirectories and every
+-- module the scripts load is watched: a changed module reloads every
+-- script with fresh modules.
 function _M.new(opts)
   if type(opts) ~= "table" or (type(opts.scripts) ~= "table" and type(opts.dir) ~= "string") then
     error("weft.host: expects {scripts = {name = path, ...} or dir = path, watch = bool, on_event = fn}", 2)
   end
   local self = setmetatable({ versions = {}, runs = {}, watchers = {}, on_event = opts.on_event,
-                              interval = opts.interval or 0.1, events = {}, modules = {},
+                              interval = opts.interval or 0.1, events = {}, namespaces = {},
                               module_seen = {}, watching = opts.watch and true or false }, Host)
   local scripts = opts.scripts
   if type(opts.dir) == "string" then
-    self.dir = opts.dir:gsub("/$", "")
-    self.mpath = self.dir .. "/?.lua;" .. self.dir .. "/?/init.lua"
-    self.env = host_env(self)
+    self.dir = opts.dir:gsub("(.)/$", "%1")
     scripts = {}
     for _, f in ipairs(_M.find(self.dir, "*.lua", 1)) do
       local name = f:match("([^/]+)%.lua$")
@@ -262,15 +216,15 @@ function _M.new(opts)
   return self
 end
 
---- Add script name from path (in the host's module namespace in dir
--- mode, watched when the host watches): true, or nil and the error
+--- Add script name from path (in the host's module namespace of its
+-- directory, watched when the host watches): true, or nil and the error
 -- (file:line) when it does not load; raises when name is taken.
 function Host:add(name, path)
   if type(name) ~= "string" or type(path) ~= "string" then
     error("host:add: expects a script name and a path", 2)
   end
   if self.versions[name] then error("host:add: script '" .. name .. "' exists already", 2) end
-  local wf, src = load_script(path, self.env)
+  local wf, src = load_script(self, path, true)
   if not wf then return nil, src end
   self.versions[name] = { wf = wf, path = path, version = 1, hash = require("weft.durable").hash(wf),
                           shape = shape(wf), source = src }
@@ -299,8 +253,7 @@ end
 -- (the caller just started a fresh one).
 local function reload(self, name, keep_modules)
   local cur = self.versions[name]
-  if self.dir and not keep_modules then self.modules = {} end
-  local wf, src = load_script(cur.path, self.env)
+  local wf, src = load_script(self, cur.path, keep_modules)
   if not wf then
     local err = src
     cur.error = err
@@ -367,7 +320,7 @@ function Host:watch_module(path)
   if self.module_seen[path] == nil then self.module_seen[path] = slurp(path) or false end
   follow(self, path, path, function(now) return now == self.module_seen[path] end, function(now)
     self.module_seen[path] = now
-    self.modules = {}
+    for _, ns in pairs(self.namespaces) do ns:fresh() end
     self:emit({ type = "module_changed", path = path })
     for name in pairs(self.versions) do reload(self, name, true) end
   end)

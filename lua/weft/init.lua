@@ -53,15 +53,37 @@ _M.clock = loop.clock
 -- here so that workflow:as_agent is always installed; see docs/agents.md).
 _M.agent = require "weft.agent"
 
--- Modules loaded on first use: weft.http, weft.llm, weft.sandbox, weft.tcp,
--- weft.std (the built-in executors), weft.tool, weft.thread, weft.memory,
--- weft.reducers (context reducers), weft.schema.
-local LAZY = { http = true, llm = true, sandbox = true, tcp = true, std = true, patterns = true,
-               tool = true, thread = true, memory = true, reducers = true, schema = true, store = true, durable = true, server = true, host = true }
+-- Modules loaded on first use, so that `require "weft"` stays cheap (see
+-- docs/api.md, The weft table): weft.http, weft.llm, weft.sandbox,
+-- weft.tcp, weft.std (the built-in executors), weft.patterns, weft.flow,
+-- weft.agents, weft.tool, weft.thread, weft.memory, weft.window
+-- (context-window reducers), weft.schema, weft.store, weft.durable,
+-- weft.server, weft.host, weft.script. A name maps to its module, or to a
+-- function making the public face of a module that also holds internals.
+local LAZY = {
+  http = "weft.http", llm = "weft.llm", sandbox = "weft.sandbox", tcp = "weft.tcp",
+  std = "weft.std", patterns = "weft.patterns", flow = "weft.flow", agents = "weft.agents",
+  tool = "weft.tool", thread = "weft.thread", memory = "weft.memory", window = "weft.window",
+  schema = "weft.schema", store = "weft.store", server = "weft.server", host = "weft.host",
+  script = "weft.script",
+  -- the run journal (record_effects, replay_of, ...) stays internal
+  durable = function()
+    local d = require "weft.durable"
+    return { cleanup = d.cleanup, hash = d.hash }
+  end,
+}
+-- Deprecated names, resolved on every access (never cached, so pairs()
+-- over the table lists public names only): gone in 0.2.
+local DEPRECATED = { reducers = "window" }
+
 setmetatable(_M, {
   __index = function(t, k)
-    if not LAZY[k] then return nil end
-    local m = require("weft." .. k)
+    local what = LAZY[k]
+    if what == nil then
+      local new = DEPRECATED[k]
+      return new and t[new] or nil
+    end
+    local m = type(what) == "function" and what() or require(what)
     rawset(t, k, m)
     return m
   end,

@@ -130,6 +130,39 @@ describe("weft.host", function()
     f:write("return 42\n")
     f:close()
     assert.has_error(function() weft.host.new{ scripts = { path } } end,
-      "weft.host: " .. path .. ": the script did not return a workflow")
+      "weft.host: " .. path .. ": expected the script to return a workflow "
+      .. "(return weft.workflow(...):build()), got a number")
+  end)
+
+  it("names the script and shows a table raised while loading as JSON, as the CLI does", function()
+    local path = dir .. "/raises.lua"
+    local f = assert(io.open(path, "w"))
+    f:write('error({ reason = "no config" })\n')
+    f:close()
+    local host = weft.host.new{ scripts = {} }
+    local ok, err = host:add("raises", path)
+    assert.is_nil(ok)
+    assert.equal(path .. ': {"reason":"no config"}', err)
+  end)
+
+  it("lets a script require a module beside it, outside package.path and package.loaded", function()
+    local other = dir .. "-cwd"
+    os.execute("mkdir -p " .. other)
+    finally(function() os.execute("rm -rf " .. other) end)
+    local f = assert(io.open(dir .. "/beside_helper.lua", "w"))
+    f:write('return { tag = "beside" }\n')
+    f:close()
+    f = assert(io.open(dir .. "/flow.lua", "w"))
+    f:write([[
+local weft = require "weft"
+local helper = require "beside_helper"
+return weft.workflow("flow"):start(weft.executor("a", function(_, ctx) ctx:yield_output(helper.tag) end)):build()
+]])
+    f:close()
+    local path = package.path
+    local host = weft.host{ scripts = { flow = dir .. "/flow.lua" } }
+    assert.same({ "beside" }, host:run("flow", "x").outputs)
+    assert.equal(path, package.path)
+    assert.is_nil(package.loaded.beside_helper)
   end)
 end)

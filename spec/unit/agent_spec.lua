@@ -137,7 +137,7 @@ describe("weft.agent", function()
       local calls = spy()
       local mem = { before_invoke = function() return { { role = "system", content = "facts" } } end }
       local a = weft.agent { name = "w", model = "mock:echo", instructions = "Be brief.", memory = mem,
-                             reducer = weft.reducers.message_count(2) }
+                             reducer = weft.window.message_count(2) }
       local th = a:new_thread()
       a:run("one", th)
       a:run("two", th)

@@ -1,4 +1,4 @@
--- spec/unit/reducers_spec.lua — weft.reducers: message_count, token_count,
+-- spec/unit/window_spec.lua — weft.window: message_count, token_count,
 -- sliding_window (with important messages) and summarizing (with a mock
 -- summariser agent and its cache): system messages always kept in place,
 -- tool results never separated from the assistant message that called
@@ -7,7 +7,7 @@ local weft = require "weft"
 local llm = require "weft.llm"
 local h = require "helpers"
 
-local R = weft.reducers
+local R = weft.window
 
 local function sys(c) return { role = "system", content = c } end
 local function user(c) return { role = "user", content = c } end
@@ -45,7 +45,7 @@ end
 local CONV = { sys("S"), user("u1"), bot("a1"), user("u2"), calls("c", 2), res("c1"), res("c2"),
                bot("a2"), user("u3"), bot("a3") }
 
-describe("weft.reducers", function()
+describe("weft.window", function()
   describe("message_count", function()
     it("keeps the last n non-system messages and every system message", function()
       assert.equals("S u3 a3", show(R.message_count(2)(CONV)))
@@ -77,7 +77,7 @@ describe("weft.reducers", function()
     end)
 
     it("rejects a bad n", function()
-      assert.mentions("weft.reducers.message_count: n must be an integer >= 1", h.error_of(R.message_count, 0))
+      assert.mentions("weft.window.message_count: n must be an integer >= 1", h.error_of(R.message_count, 0))
       assert.mentions("n must be an integer", h.error_of(R.message_count, 1.5))
     end)
   end)
