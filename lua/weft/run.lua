@@ -60,6 +60,8 @@ _M.OPTIONS = check.spec("run", { properties = {
   propagate = { type = "boolean" },
   store = { type = "any" },
   script = { type = "any" },
+  lease = { type = "table", properties = { ttl = { type = "number", minimum = 0.001 },
+    renew = { type = "number", minimum = 0.001 }, wait = { type = "boolean" } } },
 } })
 local LIMITS_SPEC = check.spec("run", LIMITS)
 
