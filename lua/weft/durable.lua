@@ -711,6 +711,7 @@ local TERMINAL = { completed = true, failed = true, cancelled = true }
 -- checkpoints of every run (and the full snapshot they need); opts.ttl =
 -- seconds deletes every trace of runs that ended (completed, failed,
 -- cancelled) longer ago than that (opts.now: the current time, for tests).
+-- Runs whose lease is held (a process owns them now) are skipped.
 -- Returns {runs_deleted = n, checkpoints_dropped = n}.
 function _M.cleanup(store, opts)
   store = _M.store(store)
@@ -719,7 +720,10 @@ function _M.cleanup(store, opts)
   local out = { runs_deleted = 0, checkpoints_dropped = 0 }
   for _, row in ipairs(check(store:scan("runs", "")) or {}) do
     local ok, rec = pcall(load, row.value, "run record of " .. row.key)
-    if ok then
+    -- a run that a process owns right now (running, or resumed after it
+    -- failed) is left alone: its owner rewrites its record
+    local lease = ok and store:lease(row.key)
+    if ok and not (lease and lease.held) then
       local id = row.key
       if opts.ttl and TERMINAL[rec.status] and (rec.updated or 0) < now - opts.ttl then
         local b = store:batch()

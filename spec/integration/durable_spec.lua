@@ -224,6 +224,19 @@ for _, kind in ipairs({ "memory", "sqlite", "redis" }) do
       assert.same({ "yes" }, done.outputs)
     end))
 
+    it("leave a run alone in cleanup while a process owns it", with_store(function()
+      local store = weft.store.open(url)
+      assert.equal("completed", load_fixture("loop.lua", 3):run(0, { store = store, run_id = "owned" }).status)
+      -- another process took it (to resume it from an earlier checkpoint, say)
+      local l = assert(store:lease_acquire("owned", 30, { id = "other", host = "h", pid = 1 }))
+      assert.equal(0, durable.cleanup(store, { ttl = 1, now = os.time() + 10 }).runs_deleted)
+      assert.truthy(durable.record(store, "owned"))
+      assert(store:lease_release(l))
+      assert.equal(1, durable.cleanup(store, { ttl = 1, now = os.time() + 10 }).runs_deleted)
+      assert.is_nil((durable.record(store, "owned")))
+      assert.is_nil((store:lease("owned"))) -- its lease and token went with it
+    end))
+
     it("record the end of a run the host drives by polling (no wait)", with_store(function()
       local store = weft.store.open(url)
       local h = load_fixture("loop.lua", 5):spawn(0, { store = store, run_id = "polled" })
