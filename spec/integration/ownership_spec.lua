@@ -38,13 +38,17 @@ local function write(path, text)
 end
 
 -- Two requests to humans in one superstep, then a fan-in that outputs
--- both answers (once per run: the spec counts its outputs).
+-- both answers (once per run: the spec counts its outputs). A re-executed
+-- ask waits WEFT_TEST_ASK_DELAY seconds before asking: two responders that
+-- both continued the run would then both find both answers stored.
 local TWO_ASKS = [[
 local weft = require "weft"
 local split = weft.executor("split", function(_, ctx) ctx:send("go") end)
 local asks = {}
+local delay = tonumber(os.getenv("WEFT_TEST_ASK_DELAY") or "") or 0
 for i = 1, 2 do
   asks[i] = weft.executor("ask" .. i, function(_, ctx)
+    if delay > 0 then weft.sleep(delay) end
     ctx:send(ctx:request_info({ question = "answer " .. i }))
   end)
 end
@@ -188,8 +192,9 @@ describe("run ownership", function()
         local open = durable.open_requests(st, id)
         st:close()
         assert.equal(2, #open)
-        local p1 = procs.spawn({ bin, "runs", "respond", id, open[1].request_id, '"one"', "--store", url })
-        local p2 = procs.spawn({ bin, "runs", "respond", id, open[2].request_id, '"two"', "--store", url })
+        local env = { WEFT_TEST_ASK_DELAY = "0.3" }
+        local p1 = procs.spawn({ bin, "runs", "respond", id, open[1].request_id, '"one"', "--store", url }, env)
+        local p2 = procs.spawn({ bin, "runs", "respond", id, open[2].request_id, '"two"', "--store", url }, env)
         local rc1, out1, err1 = procs.wait(p1, 60)
         local rc2, out2, err2 = procs.wait(p2, 60)
         -- each one continues the run, hands its answer to the other, or
