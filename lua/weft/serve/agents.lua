@@ -12,8 +12,25 @@ local throw = errors.throw
 
 local _M = {}
 
-local FIELDS = { id = true, name = true, instructions = true, model = true, temperature = true,
-                 max_tokens = true, tools = true, description = true, max_tool_rounds = true }
+--- The agent definition (request body of POST/PUT, merged body of
+-- PATCH): an object schema checked by weft.check (errors.check_body);
+-- served by GET /api/v1/schemas and told to the builder model.
+_M.SCHEMA = errors.schema("agent", { properties = {
+  id = { type = "string", description = "1-64 of A-Z a-z 0-9 _ . - (default: the name)" },
+  name = { type = "string", minLength = 1, required = true },
+  instructions = { type = "string", description = "system prompt of the agent",
+                   aliases = { "system", "system_prompt", "prompt", "instruction" } },
+  model = { type = "string", description = "provider:model, e.g. openai:gpt-4o-mini" },
+  temperature = { type = "number" },
+  max_tokens = { type = "integer", minimum = 1 },
+  tools = { type = "array", expect = "a list of tool names", description = "names of registered tools",
+            aliases = { "functions" } },
+  description = { type = "string" },
+  max_tool_rounds = { type = "integer", minimum = 0, aliases = { "max_rounds", "max_iterations", "max_turns" } },
+} })
+local FIELDS = _M.SCHEMA.properties
+--- The fields of a definition in the order they are told (name first).
+_M.ORDER = { "name", "instructions", "model", "temperature", "max_tokens", "tools", "description", "max_tool_rounds" }
 local AGENT_OPTS = { "name", "instructions", "model", "temperature", "max_tokens", "description", "max_tool_rounds" }
 
 -- The weft.agent options of definition d, with tools resolved in app.
@@ -21,9 +38,6 @@ local function agent_opts(app, d)
   local o = {}
   for _, k in ipairs(AGENT_OPTS) do o[k] = d[k] end
   if d.tools ~= nil then
-    if type(d.tools) ~= "table" or (next(d.tools) ~= nil and not json.is_array(d.tools)) then
-      throw(400, "validation_error", "tools must be a list of tool names", { field = "tools" })
-    end
     o.tools = {}
     for i, name in ipairs(d.tools) do
       if type(name) ~= "string" then
@@ -42,14 +56,7 @@ end
 --- Validate definition d (raises a 400 error object naming the field) and
 -- return the built weft.agent.
 function _M.validate(app, d)
-  for k in pairs(d) do
-    if not FIELDS[k] then
-      throw(400, "validation_error", ("unknown field '%s'"):format(tostring(k)), { field = k })
-    end
-  end
-  if type(d.name) ~= "string" or d.name == "" then
-    throw(400, "validation_error", "name must be a non-empty string", { field = "name" })
-  end
+  errors.check_body(_M.SCHEMA, d, "validation_error")
   local o = agent_opts(app, d)
   local ok, a = pcall(require("weft.agent").new, o)
   if not ok then

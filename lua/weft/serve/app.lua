@@ -319,6 +319,18 @@ function _M.new(opts)
   require("weft.serve.security").install(self, opts.security)
   require("weft.serve.openai").install(self)
   require("weft.serve.builder").install(self, opts)
+  -- the request bodies' schemas: the definitions the endpoints check
+  self:route("GET", "/api/v1/schemas", function()
+    local wf = require "weft.serve.workflows"
+    local js = errors.json_schema
+    local ex = require "weft.serve.executions"
+    return 200, {
+      agent = js(require("weft.serve.agents").SCHEMA), workflow = js(wf.SCHEMA), node = js(wf.NODE),
+      edge = js(wf.EDGE), condition = js(wf.CONDITION), execute = js(ex.EXECUTE), response = js(ex.RESPONSE),
+      tool_execute = js(require("weft.serve.tools").EXECUTE), builder = js(require("weft.serve.builder").BODY),
+      chat_completion = js(require("weft.serve.openai").CHAT),
+    }
+  end)
   return self
 end
 

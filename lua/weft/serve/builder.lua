@@ -29,17 +29,17 @@ _M.OPS = { "create_agent", "update_agent", "delete_agent", "create_workflow", "d
 local OPS = {}
 for _, op in ipairs(_M.OPS) do OPS[op] = true end
 
--- What an agent definition holds (told to the model; agents.validate checks).
-_M.AGENT_FIELDS = {
-  { name = "name", type = "string", required = true },
-  { name = "instructions", type = "string", description = "system prompt of the agent" },
-  { name = "model", type = "string", description = "provider:model, e.g. openai:gpt-4o-mini" },
-  { name = "temperature", type = "number" },
-  { name = "max_tokens", type = "integer" },
-  { name = "tools", type = "list of registered tool names" },
-  { name = "description", type = "string" },
-  { name = "max_tool_rounds", type = "integer" },
-}
+-- What an agent definition holds (told to the model; agents.validate
+-- checks): from the one schema, weft.serve.agents.SCHEMA.
+_M.AGENT_FIELDS = {}
+do
+  local props = require("weft.serve.agents").SCHEMA.properties
+  for i, name in ipairs(require("weft.serve.agents").ORDER) do
+    local p = props[name]
+    _M.AGENT_FIELDS[i] = { name = name, type = p.type == "array" and "list of registered tool names" or p.type,
+                           required = p.required, description = p.description }
+  end
+end
 _M.CONDITION_OPERATORS = { "equals", "not_equals", "exists", "in" }
 
 -- Field names that carry code, refused anywhere in an action.
@@ -405,7 +405,14 @@ local function apply(app, steps)
   end
 end
 
-local BODY_FIELDS = { request = true, context = true, dry_run = true }
+--- The body of POST /builder/execute (weft.check object schema).
+_M.BODY = errors.schema("builder", { properties = {
+  request = { type = "string", required = true, maxLength = _M.MAX_REQUEST, aliases = { "prompt", "message", "query" },
+              expect = "a non-empty string of at most " .. _M.MAX_REQUEST .. " bytes",
+              test = function(v) return v:match("^%s*$") == nil end },
+  context = { type = "object", description = "sent to the model as JSON" },
+  dry_run = { type = "boolean", aliases = { "dryrun", "dry" } },
+} })
 
 -- Ask the builder model; returns the reply text or raises 502 / 422.
 local function ask(app, request, context, caps)
@@ -432,29 +439,12 @@ end
 --- Run one builder request {request, context, dry_run}: the response body
 -- {summary, actions = {{op, id, status}}, applied, dry_run, model}.
 function _M.execute(app, body)
-  for k in pairs(body) do
-    if not BODY_FIELDS[k] then
-      throw(400, "validation_error", fmt("unknown field '%s' (request, context, dry_run)", tostring(k)), { field = k })
-    end
-  end
+  errors.check_body(_M.BODY, body, "validation_error")
   local request = body.request
-  if type(request) ~= "string" or request:match("^%s*$") then
-    throw(400, "validation_error", "request must be a non-empty string", { field = "request" })
-  end
-  if #request > _M.MAX_REQUEST then
-    throw(400, "validation_error", fmt("request is too long (%d bytes, at most %d)", #request, _M.MAX_REQUEST),
-          { field = "request" })
-  end
   local context = body.context
   if context == json.null then context = nil end
-  if context ~= nil and (type(context) ~= "table" or (next(context) ~= nil and json.is_array(context))) then
-    throw(400, "validation_error", "context must be an object", { field = "context" })
-  end
   local dry = body.dry_run
   if dry == json.null then dry = nil end
-  if dry ~= nil and type(dry) ~= "boolean" then
-    throw(400, "validation_error", "dry_run must be true or false", { field = "dry_run" })
-  end
   local caps = _M.capabilities(app)
   local text = ask(app, request, context, caps)
   local v, perr = _M.parse_reply(text)

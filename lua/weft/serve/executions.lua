@@ -19,6 +19,16 @@ local throw = errors.throw
 local _M = {}
 
 local TERMINAL = { completed = true, failed = true, cancelled = true }
+
+--- Request bodies (weft.check object schemas, errors.check_body).
+_M.EXECUTE = errors.schema("execute", { properties = {
+  input = { type = "any", description = "the run's input", aliases = { "inputs", "message", "data" } },
+  async = { type = "boolean", description = "202 at once; the run goes on" },
+} })
+_M.RESPONSE = errors.schema("response", { properties = {
+  request_id = { type = "string", minLength = 1, required = true },
+  value = { type = "any", required = true, description = "the answer", aliases = { "answer", "response" } },
+} })
 _M.TERMINAL = TERMINAL
 
 local counter = 0
@@ -221,14 +231,7 @@ end
 function _M.install(app)
   app:route("POST", "/api/v1/workflows/{id}/execute", function(self, req, p)
     local body = self:body(req) or {}
-    for k in pairs(body) do
-      if k ~= "input" and k ~= "async" then
-        throw(400, "validation_error", ("unknown field '%s' (input, async)"):format(tostring(k)), { field = k })
-      end
-    end
-    if body.async ~= nil and type(body.async) ~= "boolean" then
-      throw(400, "validation_error", "async must be a boolean", { field = "async" })
-    end
+    errors.check_body(_M.EXECUTE, body, "validation_error")
     local input = body.input
     if input == json.null then input = nil end
     local wf = require("weft.serve.workflows").get(self, p.id)
@@ -325,16 +328,9 @@ function _M.install(app)
   app:route("POST", "/api/v1/executions/{id}/responses", function(self, req, p)
     local x, stored = lookup(self, p.id)
     local body = self:body(req, { required = true })
-    if type(body.request_id) ~= "string" or body.request_id == "" then
-      throw(400, "validation_error", "request_id must be a non-empty string", { field = "request_id" })
-    end
-    for k in pairs(body) do
-      if k ~= "request_id" and k ~= "value" then
-        throw(400, "validation_error", ("unknown field '%s' (request_id, value)"):format(tostring(k)), { field = k })
-      end
-    end
+    if body.value == json.null then body.value = nil end
+    errors.check_body(_M.RESPONSE, body, "validation_error")
     local value = body.value
-    if value == nil then throw(400, "validation_error", "value is required", { field = "value" }) end
     if not x then
       throw(409, "not_in_process", ("execution '%s' (%s) is not running in this process"):format(p.id, tostring(stored.status)))
     end

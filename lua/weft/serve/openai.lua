@@ -17,6 +17,16 @@ local throw = errors.throw
 
 local _M = {}
 
+--- The body of POST /v1/chat/completions (weft.check object schema; open:
+-- other OpenAI fields are accepted and ignored).
+_M.CHAT = errors.schema("chat completion", { additionalProperties = true, properties = {
+  model = { type = "string", required = true, expect = "agent:<id> or workflow:<id>" },
+  messages = { type = "array", required = true, expect = "a non-empty list of {role, content}" },
+  stream = { type = "boolean" },
+  stream_options = { type = "object" },
+  n = { type = "integer", enum = { 1 }, expect = "1 (only n = 1 is supported)" },
+} })
+
 -- OpenAI error types by HTTP status.
 local TYPES = { [400] = "invalid_request_error", [401] = "authentication_error", [403] = "permission_error",
                 [404] = "invalid_request_error", [405] = "invalid_request_error", [409] = "invalid_request_error",
@@ -220,12 +230,10 @@ function _M.install(app)
 
   app:route("POST", "/v1/chat/completions", function(self, req, _, res)
     local body = self:body(req, { required = true })
-    if body.n ~= nil and body.n ~= 1 then
+    if body.n ~= nil and body.n ~= 1 and body.n ~= json.null then
       throw(400, "unsupported", "only n = 1 is supported", { field = "n" })
     end
-    if body.stream ~= nil and type(body.stream) ~= "boolean" then
-      throw(400, "invalid_request", "stream must be a boolean", { field = "stream" })
-    end
+    if body.model ~= nil and body.messages ~= nil then errors.check_body(_M.CHAT, body, "invalid_request") end
     local msgs = messages(body.messages)
     -- one user message goes in as a string (a workflow then gets the text itself)
     if #msgs == 1 and msgs[1].role == "user" then msgs = msgs[1].content end

@@ -11,6 +11,11 @@ local throw = errors.throw
 
 local _M = {}
 
+--- The body of POST /tools/{name}/execute (weft.check object schema).
+_M.EXECUTE = errors.schema("tool execute", { properties = {
+  arguments = { type = "object", expect = "a JSON object", aliases = { "args", "input", "parameters" } },
+} })
+
 -- The public description of tool t.
 local function describe(t)
   return { name = t.name, description = t.description, parameters = t.parameters }
@@ -36,14 +41,9 @@ function _M.install(app)
     local t = self.tools[p.name]
     if not t then errors.not_found("tool", p.name) end
     local body = self:body(req) or {}
-    for k in pairs(body) do
-      if k ~= "arguments" then throw(400, "validation_error", ("unknown field '%s' (expected arguments)"):format(tostring(k)), { field = k }) end
-    end
+    errors.check_body(_M.EXECUTE, body, "validation_error")
     local args = body.arguments
     if args == nil or args == json.null then args = json.object() end
-    if type(args) ~= "table" or (next(args) ~= nil and json.is_array(args)) then
-      throw(400, "validation_error", "arguments must be a JSON object", { field = "arguments" })
-    end
     local verr = require("weft.schema").validate(t.parameters, args, "arguments")
     if verr then throw(400, "validation_error", ("invalid arguments for tool '%s': %s"):format(t.name, verr), { tool = t.name }) end
     local ok, text = t:invoke(args, { agent = nil, call_id = "api" })

@@ -24,8 +24,32 @@ local _M = {}
 
 _M.OUTPUT = "__output"
 
-local FIELDS = { id = true, name = true, description = true, nodes = true, edges = true,
-                 start = true, max_supersteps = true }
+--- A declarative workflow definition, a node, an edge and a condition:
+-- object schemas checked by weft.check (errors.check_body); served by
+-- GET /api/v1/schemas. `limits` are the run limits (docs/api.md).
+_M.SCHEMA = errors.schema("workflow", { properties = {
+  id = { type = "string" }, name = { type = "string" }, description = { type = "string" },
+  start = { type = "string", expect = "a node id", aliases = { "entry", "start_node" } },
+  max_supersteps = { type = "integer", minimum = 1 },
+  limits = { type = "object", noun = "limit", expect = "an object of run limits",
+             properties = require("weft.run").OPTIONS.properties.limits.properties },
+  nodes = { type = "array", required = true, minItems = 1, expect = "a non-empty list",
+            test = function(v) return v[1] ~= nil end, aliases = { "executors", "steps" } },
+  edges = { type = "array", expect = "a list", aliases = { "links", "connections" } },
+} })
+_M.NODE = errors.schema("node", { properties = {
+  id = { type = "string" }, agent = { type = "string", expect = "an agent id" },
+  builtin = { type = "string" }, options = { type = "object" },
+} })
+_M.CONDITION = errors.schema("condition", { noun = "key", properties = {
+  field = { type = "string", minLength = 1 }, equals = { type = "any" }, not_equals = { type = "any" },
+  exists = { type = "boolean" }, ["in"] = { type = "array", expect = "a list of values" },
+} })
+_M.EDGE = errors.schema("edge", { properties = {
+  from = { type = { "string", "array" } }, to = { type = { "string", "array" } },
+  condition = { type = "object" }, name = { type = "string" },
+  cases = { type = "array", expect = "a list of {to, condition}" }, default = { type = "string", expect = "a node id" },
+} })
 
 -- Raise a 400 validation error at path.
 local function invalid(path, msg)
@@ -33,6 +57,12 @@ local function invalid(path, msg)
 end
 
 local function is_list(v) return type(v) == "table" and (next(v) == nil or json.is_array(v)) end
+
+-- Check t against schema s at path (400 invalid_workflow naming the field,
+-- "did you mean" for unknown ones).
+local function checked(s, t, path)
+  errors.check_body(s, t, "invalid_workflow", path, path == "workflow" and "" or path .. ".")
+end
 
 -- The value at dotted field path of msg (nil when absent).
 local function field_of(msg, path)
@@ -59,23 +89,17 @@ end
 --- Compile a condition table into fn(msg) -> bool (raises 400 at path).
 function _M.condition(c, path)
   if type(c) ~= "table" or is_list(c) and next(c) ~= nil then invalid(path, "must be an object {field, equals | not_equals | exists | in}") end
+  checked(_M.CONDITION, c, path)
   local ops = {}
   for k in pairs(c) do
-    if k == "equals" or k == "not_equals" or k == "exists" or k == "in" then
-      ops[#ops + 1] = k
-    elseif k ~= "field" then
-      invalid(path, fmt("unknown key '%s' (field, equals, not_equals, exists, in)", tostring(k)))
-    end
+    if k ~= "field" then ops[#ops + 1] = k end
   end
   if #ops ~= 1 then invalid(path, "needs exactly one of equals, not_equals, exists, in") end
   local field = c.field
-  if field ~= nil and (type(field) ~= "string" or field == "") then invalid(path .. ".field", "must be a non-empty string") end
   local op, want = ops[1], c[ops[1]]
   if op == "exists" then
-    if type(want) ~= "boolean" then invalid(path .. ".exists", "must be true or false") end
     return function(msg) return (field_of(msg, field) ~= nil) == want end
   elseif op == "in" then
-    if not is_list(want) then invalid(path .. ".in", "must be a list of values") end
     return function(msg)
       local v = field_of(msg, field)
       for _, w in ipairs(want) do if same(v, w) then return true end end
@@ -110,7 +134,6 @@ _M.BUILTINS = BUILTINS
 -- The executor of node n (at path); agents come from the app's definitions.
 local function node_executor(app, n, path)
   if n.agent ~= nil then
-    if type(n.agent) ~= "string" then invalid(path .. ".agent", "must be an agent id") end
     if app:def_get("agent", n.agent) == nil then
       invalid(path .. ".agent", fmt("unknown agent '%s'", n.agent))
     end
@@ -125,7 +148,6 @@ local function node_executor(app, n, path)
       invalid(path .. ".builtin", fmt("unknown builtin '%s' (known: %s)", tostring(n.builtin), table.concat(names, ", ")))
     end
     local o = n.options or {}
-    if type(o) ~= "table" then invalid(path .. ".options", "must be an object") end
     local ok, ex = pcall(mk, n.id, o)
     if not ok then invalid(path, tostring(ex)) end
     return ex
@@ -137,19 +159,13 @@ end
 -- objects naming the path, or carrying weft's build message).
 function _M.build(app, d)
   local weft = require "weft"
-  for k in pairs(d) do
-    if not FIELDS[k] then invalid(tostring(k), "unknown field") end
-  end
-  if not is_list(d.nodes) or #d.nodes == 0 then invalid("nodes", "must be a non-empty list") end
-  if d.edges ~= nil and not is_list(d.edges) then invalid("edges", "must be a list") end
+  checked(_M.SCHEMA, d, "workflow")
   local appmod = require "weft.serve.app"
   local execs, has_out = {}, {}
   for i, n in ipairs(d.nodes) do
     local path = fmt("nodes[%d]", i)
     if type(n) ~= "table" then invalid(path, "must be an object") end
-    for k in pairs(n) do
-      if k ~= "id" and k ~= "agent" and k ~= "builtin" and k ~= "options" then invalid(path .. "." .. tostring(k), "unknown field") end
-    end
+    checked(_M.NODE, n, path)
     if not appmod.valid_id(n.id) or n.id:sub(1, 2) == "__" then
       invalid(path .. ".id", "must be 1-64 characters of A-Z a-z 0-9 _ . - (not starting with '__')")
     end
@@ -167,6 +183,7 @@ function _M.build(app, d)
     for i, e in ipairs(d.edges or {}) do
       local path = fmt("edges[%d]", i)
       if type(e) ~= "table" then invalid(path, "must be an object") end
+      checked(_M.EDGE, e, path)
       local from, to = e.from, e.to
       if e.cases ~= nil then
         if type(from) ~= "string" then invalid(path .. ".from", "must be a node id") end
@@ -204,7 +221,9 @@ function _M.build(app, d)
         b:edge(execs[n.id], out)
       end
     end
-    if d.max_supersteps ~= nil then b:defaults{ max_supersteps = d.max_supersteps } end
+    if d.max_supersteps ~= nil or d.limits ~= nil then
+      b:defaults{ max_supersteps = d.max_supersteps, limits = d.limits }
+    end
     return b:build()
   end)
   if not ok then
