@@ -4,20 +4,29 @@
  * (header/body deadlines, a soft connection cap answered with 503, a header
  * byte cap answered with 431, a body cap that stops reading at once with a
  * 413, a watch on the peer of idle streams). Requests are routed on the raw
- * URI (MHD's decoded URL is cut at an encoded NUL). Depends on libev,
+ * URI (MHD's decoded URL is cut at an encoded NUL).
+ * weft accepts the connections and reads every request head (MSG_PEEK)
+ * before MHD may read it: framing headers MHD mishandles (a malformed,
+ * overflowing or conflicting Content-Length, Content-Length with
+ * Transfer-Encoding, another coding than chunked, folded lines) get weft's
+ * own 400 and the connection is closed (libmicrohttpd 0.9.75-0.9.77 write
+ * their 400 status line and headers twice). Depends on libev,
  * libmicrohttpd, common.h. */
 #include "server.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/tcp.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,10 +34,12 @@
  * connections over the cap can still be told 503. */
 #define HARD_CONN_SLACK 64
 #define STREAM_BLOCK (16 * 1024)
+#define ACCEPT_BATCH 64
 
 /* Per-connection state (MHD's socket context): the header/body deadline,
  * and the watch on the peer while a stream has nothing to send. */
-typedef struct srv_conn {
+typedef struct srv_conn srv_conn_t;
+struct srv_conn {
   wf_server_t *s;
   int fd;
   int over_cap;   /* opened while the soft cap was reached: answer 503 */
@@ -36,7 +47,24 @@ typedef struct srv_conn {
   ev_timer tm;    /* header or body deadline */
   ev_io peer;     /* readable while an idle stream waits: did the client go? */
   wf_server_req_t *req; /* the request in progress, or NULL */
-} srv_conn_t;
+  /* the gate: MHD reads only bytes weft has checked (see gate_read) */
+  struct MHD_Connection *c;  /* NULL until handed to MHD */
+  struct sockaddr_storage addr;
+  socklen_t alen;
+  ev_io gate;        /* readable: the next request head may be in */
+  int gating;        /* weft reads the next head (MHD suspended or absent) */
+  int refused;       /* unchecked bytes reached MHD: serve nothing more */
+  int end_unknown;   /* a checked request has a chunked body */
+  int checking;      /* on s->chk: a request completed, see conn_check */
+  int active;        /* MHD began a request (on_uri) not yet completed */
+  unsigned credits;  /* checked requests MHD has not started */
+  uint64_t checked;  /* stream offset past the last checked request */
+  size_t seen;       /* bytes peeked while the head was incomplete */
+  const char *bad;   /* why the head at `checked` is refused, or NULL */
+  int bad_status;    /* its status (400, 431) */
+  srv_conn_t *prev, *next; /* all connections */
+  srv_conn_t *cnext;       /* s->chk */
+};
 
 struct wf_server_req {
   wf_server_t *s;          /* NULL once the server is freed */
@@ -50,6 +78,7 @@ struct wf_server_req {
   int started, dispatched, held, done, suspended;
   int responded, streaming, ended, queued;
   int peer_gone; /* the client closed or reset its end of an idle stream */
+  int refused;   /* begun from bytes weft did not check: never served */
   struct MHD_Response *resp; /* built, waiting for the access handler */
   unsigned status;
   char *q; /* stream queue q[qoff, qlen) */
@@ -65,7 +94,13 @@ struct wf_server {
   struct MHD_Daemon *d;
   ev_io io;
   ev_timer tm;
+  ev_io lio;     /* the listening socket (weft accepts) */
   int port, listen_fd, closed;
+  srv_conn_t *conns;  /* every open connection, handed to MHD or not */
+  srv_conn_t *chk;    /* connections whose request completed in MHD_run */
+  srv_conn_t *adding; /* being handed to MHD (on_connection takes it) */
+  char *scratch;      /* peeked request heads */
+  size_t scratch_len;
   wf_server_opts_t o;
   wf_server_notify_fn notify;
   void *ud;
@@ -106,15 +141,26 @@ static void srv_kick(wf_server_t *s) {
   ev_timer_start(s->evl, &s->tm);
 }
 
-/* One MHD turn, then re-arm the timer from MHD_get_timeout. */
+static void conn_check(srv_conn_t *cn);
+
+/* One MHD turn, the gate's look at connections whose request completed,
+ * then re-arm the timer from MHD_get_timeout. */
 static void srv_run(wf_server_t *s) {
   MHD_UNSIGNED_LONG_LONG ms;
+  srv_conn_t *cn;
   if (!s->d) return;
   MHD_run(s->d);
   ev_timer_stop(s->evl, &s->tm);
   if (MHD_get_timeout(s->d, &ms) == MHD_YES) {
     ev_timer_set(&s->tm, (double)ms / 1000.0, 0.);
     ev_timer_start(s->evl, &s->tm);
+  }
+  /* after the timer: a connection resumed here kicks MHD at once */
+  while ((cn = s->chk)) {
+    s->chk = cn->cnext;
+    cn->cnext = NULL;
+    cn->checking = 0;
+    conn_check(cn);
   }
 }
 
@@ -177,12 +223,42 @@ static enum MHD_Result queue_error(wf_server_t *s, struct MHD_Connection *c,
   return ret;
 }
 
-/* ---- connection deadlines ---------------------------------------------- */
+/* ---- connections and deadlines ----------------------------------------- */
+
+static void gate_start(srv_conn_t *cn);
+static void gate_stop(srv_conn_t *cn);
+
+/* Close and free cn, which MHD never had (weft answered it at the gate,
+ * or the client left before sending a head). */
+static void conn_drop(srv_conn_t *cn) {
+  wf_server_t *s = cn->s;
+  ev_timer_stop(s->evl, &cn->tm);
+  ev_io_stop(s->evl, &cn->gate);
+  ev_io_stop(s->evl, &cn->peer);
+  if (cn->prev) cn->prev->next = cn->next;
+  else s->conns = cn->next;
+  if (cn->next) cn->next->prev = cn->prev;
+  close(cn->fd);
+  s->nconns--;
+  free(cn);
+}
+
+/* MHD may read cn again: the gate closes, a suspended connection resumes
+ * (an answered one then reads the end of the stream and closes). */
+static void gate_release(srv_conn_t *cn) {
+  if (!cn->gating) return;
+  gate_stop(cn);
+  if (cn->c) {
+    MHD_resume_connection(cn->c);
+    srv_kick(cn->s);
+  }
+}
 
 /* Answer on cn's socket ourselves (no response has started on it: MHD is
- * still reading the request) with a JSON error, and shut the socket down;
- * MHD then sees the end of stream and closes the connection. status_line
- * is e.g. "408 Request Timeout". */
+ * still reading the request, or has not got it) with a JSON error, and
+ * shut the socket down; MHD then sees the end of stream and closes the
+ * connection (one MHD never had is closed here, and freed: cn is gone on
+ * return then). status_line is e.g. "408 Request Timeout". */
 static void conn_raw_error(srv_conn_t *cn, const char *status_line,
                            const char *code, const char *msg) {
   char body[512], head[512];
@@ -196,6 +272,12 @@ static void conn_raw_error(srv_conn_t *cn, const char *status_line,
   if (send(cn->fd, head, (size_t)hl, MSG_NOSIGNAL | MSG_DONTWAIT) == hl)
     (void)send(cn->fd, body, (size_t)bl, MSG_NOSIGNAL | MSG_DONTWAIT);
   shutdown(cn->fd, SHUT_RDWR);
+  if (!cn->c) {
+    conn_drop(cn);
+    return;
+  }
+  cn->refused = 1;
+  gate_release(cn);
   srv_kick(cn->s);
 }
 
@@ -235,30 +317,369 @@ static void conn_peer_cb(struct ev_loop *evl, ev_io *w, int revents) {
   req_resume(cn->req);
 }
 
-/* MHD_OPTION_NOTIFY_CONNECTION: connection opened or closed. */
+/* ---- the gate: request heads checked before MHD reads them ------------ */
+
+enum { HEAD_MORE, HEAD_OK, HEAD_BAD };
+enum { GATE_MORE, GATE_OK, GATE_DONE }; /* GATE_DONE: answered, cn may be gone */
+
+/* What head_parse found: the head's length, the declared body. */
+typedef struct head_info {
+  size_t len;      /* bytes of the head, its blank line included */
+  uint64_t body;   /* Content-Length (0 when none) */
+  int chunked;     /* Transfer-Encoding: chunked */
+  const char *why; /* HEAD_BAD: the reason, for the 400 */
+} head_info_t;
+
+/* Case-insensitive: does [p, p+n) equal the lower-case word w? */
+static int word_is(const char *p, size_t n, const char *w) {
+  return strlen(w) == n && !strncasecmp(p, w, n);
+}
+
+/* Parse the request head at the start of b[0..n) as libmicrohttpd will
+ * split it (lines end at LF, an optional CR before it is dropped; empty
+ * lines before the request line are skipped) and check the headers that
+ * frame the body. Stricter than RFC 9112 where MHD would misread: a value
+ * is taken as MHD takes it (leading blanks dropped, trailing ones kept).
+ * HEAD_MORE: the blank line that ends the head is not in b yet. */
+static int head_parse(const char *b, size_t n, head_info_t *hi) {
+  size_t pos = 0, lf, end, i;
+  int have_cl = 0, have_te = 0, first = 1;
+  uint64_t cl = 0;
+  memset(hi, 0, sizeof *hi);
+  for (;;) { /* spurious empty lines before the request line */
+    if (pos < n && b[pos] == '\n') pos++;
+    else if (pos + 1 < n && b[pos] == '\r' && b[pos + 1] == '\n') pos += 2;
+    else break;
+  }
+  for (;;) {
+    const char *line, *colon, *v;
+    size_t len, vlen;
+    const char *nl = memchr(b + pos, '\n', n - pos);
+    if (!nl) return HEAD_MORE;
+    lf = (size_t)(nl - b);
+    end = (lf > pos && b[lf - 1] == '\r') ? lf - 1 : lf;
+    line = b + pos;
+    len = end - pos;
+    pos = lf + 1;
+    for (i = 0; i < len; i++)
+      if (line[i] == '\r' || line[i] == '\0') {
+        hi->why = "a bare CR or a NUL byte in the request head";
+        return HEAD_BAD;
+      }
+    if (first) { /* the request line is MHD's to judge */
+      first = 0;
+      continue;
+    }
+    if (!len) break; /* the blank line: end of the head */
+    if (line[0] == ' ' || line[0] == '\t') {
+      hi->why = "a folded header line (obsolete line folding)";
+      return HEAD_BAD;
+    }
+    colon = memchr(line, ':', len);
+    if (!colon || colon == line) {
+      hi->why = "a header line without a name and a colon";
+      return HEAD_BAD;
+    }
+    if (memchr(line, ' ', (size_t)(colon - line)) ||
+        memchr(line, '\t', (size_t)(colon - line))) {
+      hi->why = "whitespace in a header name";
+      return HEAD_BAD;
+    }
+    v = colon + 1;
+    while (v < line + len && (*v == ' ' || *v == '\t')) v++;
+    vlen = (size_t)(line + len - v);
+    if (word_is(line, (size_t)(colon - line), "content-length")) {
+      uint64_t x = 0;
+      if (!vlen) {
+        hi->why = "an empty Content-Length";
+        return HEAD_BAD;
+      }
+      for (i = 0; i < vlen; i++) {
+        unsigned d = (unsigned char)v[i] - '0';
+        if (d > 9) {
+          hi->why = "a Content-Length that is not a decimal number";
+          return HEAD_BAD;
+        }
+        if (x > (UINT64_MAX - d) / 10) {
+          hi->why = "a Content-Length too large to represent";
+          return HEAD_BAD;
+        }
+        x = 10 * x + d;
+      }
+      if (have_cl && x != cl) {
+        hi->why = "Content-Length headers with different values";
+        return HEAD_BAD;
+      }
+      have_cl = 1;
+      cl = x;
+    } else if (word_is(line, (size_t)(colon - line), "transfer-encoding")) {
+      if (have_te) {
+        hi->why = "more than one Transfer-Encoding header";
+        return HEAD_BAD;
+      }
+      if (!word_is(v, vlen, "chunked")) {
+        hi->why = "a Transfer-Encoding other than chunked";
+        return HEAD_BAD;
+      }
+      have_te = 1;
+    }
+  }
+  if (have_cl && have_te) {
+    hi->why = "both Content-Length and Transfer-Encoding (a request "
+              "smuggling attempt)";
+    return HEAD_BAD;
+  }
+  hi->len = pos;
+  hi->body = cl;
+  hi->chunked = have_te;
+  return HEAD_OK;
+}
+
+/* Bytes of cn's stream that MHD has read so far (bytes received minus
+ * bytes still queued); -1 on error. Queue first: a segment arriving in
+ * between only makes the result larger (which refuses, never admits). */
+static int64_t conn_consumed(srv_conn_t *cn) {
+  struct tcp_info ti;
+  socklen_t len = sizeof ti;
+  int inq = 0;
+  if (ioctl(cn->fd, FIONREAD, &inq) < 0) return -1;
+  memset(&ti, 0, sizeof ti);
+  if (getsockopt(cn->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+      len < offsetof(struct tcp_info, tcpi_bytes_received) +
+                sizeof ti.tcpi_bytes_received)
+    return -1;
+  return (int64_t)ti.tcpi_bytes_received - inq;
+}
+
+/* Record the readability threshold of cn's socket: wake only when more
+ * than `seen` bytes are queued (a partial head must not spin the loop). */
+static void gate_lowat(srv_conn_t *cn, size_t seen) {
+  int v = seen ? (int)seen + 1 : 1;
+  if (seen == cn->seen) return;
+  cn->seen = seen;
+  setsockopt(cn->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof v);
+}
+
+/* Answer the refused head at cn->checked (400 or 431) and close. */
+static void gate_refuse(srv_conn_t *cn) {
+  char msg[160];
+  wf_server_t *s = cn->s;
+  if (cn->bad_status == 431) {
+    snprintf(msg, sizeof msg, "request head exceeds %zu bytes",
+             s->scratch_len);
+    conn_raw_error(cn, "431 Request Header Fields Too Large",
+                   "headers_too_large", msg);
+  } else {
+    snprintf(msg, sizeof msg, "malformed request: %s", cn->bad);
+    conn_raw_error(cn, "400 Bad Request", "bad_request", msg);
+  }
+}
+
+/* Check the heads at the front of cn's socket: every complete request in
+ * the peeked bytes whose end is known becomes a credit (MHD may parse it);
+ * a refused head is answered at once if it is the first, or after the
+ * requests before it (conn_check). GATE_OK: MHD may read; GATE_MORE: the
+ * first head is incomplete; GATE_DONE: refused (cn may be freed). */
+static int gate_scan(srv_conn_t *cn, const char *b, size_t n) {
+  size_t off = 0;
+  unsigned k = 0;
+  head_info_t hi;
+  for (;;) {
+    int rc = head_parse(b + off, n - off, &hi);
+    if (rc == HEAD_MORE) {
+      if (k) break;
+      if (n >= cn->s->scratch_len) {
+        cn->bad = "request head too large";
+        cn->bad_status = 431;
+        gate_refuse(cn);
+        return GATE_DONE;
+      }
+      return GATE_MORE;
+    }
+    if (rc == HEAD_BAD) {
+      cn->bad = hi.why;
+      cn->bad_status = 400;
+      if (!k) {
+        gate_refuse(cn);
+        return GATE_DONE;
+      }
+      break; /* answered once the requests before it are (conn_check) */
+    }
+    k++;
+    cn->checked += hi.len;
+    if (hi.chunked) { /* its end is the end of the chunks: unknown here */
+      cn->end_unknown = 1;
+      break;
+    }
+    cn->checked += hi.body;
+    if (hi.body > n - off - hi.len) break; /* the body is not all here */
+    off += hi.len + (size_t)hi.body;
+    if (off >= n) break;
+  }
+  cn->credits += k;
+  return GATE_OK;
+}
+
+/* Peek at cn's socket for the next request head and, once it is checked,
+ * let MHD read: hand a new connection to MHD, or resume a suspended one. */
+static void gate_read(srv_conn_t *cn) {
+  wf_server_t *s = cn->s;
+  ssize_t n = recv(cn->fd, s->scratch, s->scratch_len, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return;
+  if (n <= 0 || (size_t)n <= cn->seen) {
+    /* end of stream (or an error) before a complete head: nothing to
+     * answer; MHD reads the end itself, one it never had is closed */
+    if (!cn->c) conn_drop(cn);
+    else {
+      cn->refused = 1;
+      gate_release(cn);
+    }
+    return;
+  }
+  switch (gate_scan(cn, s->scratch, (size_t)n)) {
+  case GATE_DONE:
+    return;
+  case GATE_MORE:
+    gate_lowat(cn, (size_t)n);
+    return;
+  }
+  gate_lowat(cn, 0);
+  if (cn->c) {
+    gate_release(cn);
+    return;
+  }
+  gate_stop(cn);
+  s->adding = cn;
+  /* MHD takes the socket (closing it on failure); on_connection adopts
+   * cn through s->adding, and on a failure after that frees it */
+  if (MHD_add_connection(s->d, cn->fd, (struct sockaddr *)&cn->addr,
+                         cn->alen) != MHD_YES &&
+      s->adding == cn) {
+    s->adding = NULL;
+    cn->fd = -1;
+    ev_timer_stop(s->evl, &cn->tm);
+    if (cn->prev) cn->prev->next = cn->next;
+    else s->conns = cn->next;
+    if (cn->next) cn->next->prev = cn->prev;
+    s->nconns--;
+    free(cn);
+    return;
+  }
+  s->adding = NULL;
+  srv_kick(s);
+}
+
+static void gate_cb(struct ev_loop *evl, ev_io *w, int revents) {
+  (void)evl;
+  (void)revents;
+  gate_read(w->data);
+}
+
+/* Watch cn's socket for the next head (MHD is suspended or absent). */
+static void gate_start(srv_conn_t *cn) {
+  cn->gating = 1;
+  cn->seen = 0;
+  ev_io_start(cn->s->evl, &cn->gate);
+}
+
+static void gate_stop(srv_conn_t *cn) {
+  cn->gating = 0;
+  ev_io_stop(cn->s->evl, &cn->gate);
+}
+
+/* After an MHD turn in which cn's request completed and the connection
+ * stays open: if MHD holds nothing unchecked, either a checked request
+ * follows (MHD goes on) or MHD is suspended while weft reads the next
+ * head. Unchecked bytes in MHD's buffer (a request pipelined after the
+ * peek) are never served: a refused head is answered, else the
+ * connection is closed (a pipelining client retries). */
+static void conn_check(srv_conn_t *cn) {
+  int64_t used;
+  if (cn->active || cn->refused || cn->gating || !cn->c) return;
+  used = cn->end_unknown ? -1 : conn_consumed(cn);
+  if (used < 0 || (uint64_t)used > cn->checked) {
+    if (cn->bad) {
+      gate_refuse(cn);
+      return;
+    }
+    cn->refused = 1;
+    shutdown(cn->fd, SHUT_RDWR);
+    srv_kick(cn->s);
+    return;
+  }
+  if (cn->credits) return; /* a checked request is on its way to MHD */
+  MHD_suspend_connection(cn->c);
+  gate_start(cn);
+  gate_read(cn);
+}
+
+/* Accept the connections waiting on the listening socket: each is counted
+ * and its first head read by the gate before MHD gets it. Over MHD's hard
+ * limit a connection is closed at once. */
+static void srv_accept_cb(struct ev_loop *evl, ev_io *w, int revents) {
+  wf_server_t *s = w->data;
+  int i;
+  (void)evl;
+  (void)revents;
+  for (i = 0; i < ACCEPT_BATCH; i++) {
+    struct sockaddr_storage ss;
+    socklen_t alen = sizeof ss;
+    srv_conn_t *cn;
+    int fd = accept4(s->listen_fd, (struct sockaddr *)&ss, &alen,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return; /* EAGAIN, or an error MHD would also skip */
+    if (s->nconns >= s->o.max_connections + HARD_CONN_SLACK) {
+      close(fd);
+      continue;
+    }
+    cn = wf_xcalloc(1, sizeof *cn);
+    cn->s = s;
+    cn->fd = fd;
+    cn->addr = ss;
+    cn->alen = alen;
+    cn->over_cap = s->nconns >= s->o.max_connections;
+    ev_timer_init(&cn->tm, conn_timer_cb, 0., 0.);
+    cn->tm.data = cn;
+    ev_io_init(&cn->peer, conn_peer_cb, fd, EV_READ);
+    cn->peer.data = cn;
+    ev_io_init(&cn->gate, gate_cb, fd, EV_READ);
+    cn->gate.data = cn;
+    cn->next = s->conns;
+    if (s->conns) s->conns->prev = cn;
+    s->conns = cn;
+    s->nconns++;
+    conn_arm(cn, s->o.header_timeout);
+    gate_start(cn);
+  }
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: a connection weft accepted and checked is
+ * now MHD's (adopt s->adding), or MHD closed one. */
 static void on_connection(void *cls, struct MHD_Connection *c,
                           void **socket_context,
                           enum MHD_ConnectionNotificationCode toe) {
   wf_server_t *s = cls;
-  srv_conn_t *cn;
+  srv_conn_t *cn, **pp;
   if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    cn = wf_xcalloc(1, sizeof *cn);
-    cn->s = s;
-    cn->fd = ci ? ci->connect_fd : -1;
-    cn->over_cap = s->nconns >= s->o.max_connections;
-    ev_timer_init(&cn->tm, conn_timer_cb, 0., 0.);
-    cn->tm.data = cn;
-    ev_io_init(&cn->peer, conn_peer_cb, cn->fd, EV_READ);
-    cn->peer.data = cn;
-    s->nconns++;
+    cn = s->adding;
+    s->adding = NULL;
     *socket_context = cn;
-    conn_arm(cn, s->o.header_timeout);
+    if (cn) cn->c = c;
   } else if ((cn = *socket_context)) {
     conn_disarm(cn);
     ev_io_stop(s->evl, &cn->peer); /* MHD closes the socket after this */
+    ev_io_stop(s->evl, &cn->gate);
     if (cn->req) cn->req->conn = NULL;
+    if (cn->checking)
+      for (pp = &s->chk; *pp; pp = &(*pp)->cnext)
+        if (*pp == cn) {
+          *pp = cn->cnext;
+          break;
+        }
+    if (cn->prev) cn->prev->next = cn->next;
+    else s->conns = cn->next;
+    if (cn->next) cn->next->prev = cn->prev;
     s->nconns--;
     free(cn);
     *socket_context = NULL;
@@ -279,6 +700,18 @@ static srv_conn_t *conn_of(struct MHD_Connection *c) {
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
   wf_server_t *s = cls;
   wf_server_req_t *r = wf_xcalloc(1, sizeof *r);
+  srv_conn_t *cn = conn_of(c);
+  if (cn) { /* each request MHD begins must be one the gate checked */
+    cn->active = 1;
+    if (cn->credits) cn->credits--;
+    else if (!cn->refused && cn->bad)
+      gate_refuse(cn); /* the refused head after the checked requests */
+    else if (!cn->refused) {
+      cn->refused = 1;
+      shutdown(cn->fd, SHUT_RDWR);
+    }
+    r->refused = cn->refused;
+  }
   r->s = s;
   r->c = c;
   r->uri = wf_xstrdup(uri ? uri : "/");
@@ -382,6 +815,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
   wf_server_req_t *r = *req_cls;
   enum MHD_Result ret;
   if (!r) *req_cls = r = on_uri(s, url, c);
+  if (r->refused) return MHD_NO; /* unchecked bytes: close */
   if (!r->started) return req_start(s, r, c, url, method, version);
   if (*upload_size) {
     if (r->blen + *upload_size > s->o.max_body_bytes) {
@@ -413,7 +847,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
   if (r->conn) conn_disarm(r->conn);
   if (r->peer_gone) return MHD_NO; /* nobody to answer: close */
   if (r->resp) {
-    if (s->closed) MHD_add_response_header(r->resp, "Connection", "close");
+    /* after a chunked body the gate cannot know where the next request
+     * starts: no keep-alive */
+    if (s->closed || (r->conn && r->conn->end_unknown))
+      MHD_add_response_header(r->resp, "Connection", "close");
     ret = MHD_queue_response(c, r->status, r->resp);
     MHD_destroy_response(r->resp);
     r->resp = NULL;
@@ -436,9 +873,18 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
   srv_conn_t *cn;
   (void)toe;
   *req_cls = NULL;
-  /* keep-alive: the next request has header_timeout after idling */
-  if ((cn = conn_of(c)) && !cn->timed_out)
-    conn_arm(cn, s->o.header_timeout + s->o.idle_timeout);
+  /* keep-alive: the next request has header_timeout after idling; the
+   * gate looks at the connection once MHD_run returns (conn_check) */
+  if ((cn = conn_of(c))) {
+    cn->active = 0;
+    if (!cn->timed_out)
+      conn_arm(cn, s->o.header_timeout + s->o.idle_timeout);
+    if (!cn->checking && !cn->refused && s->d) {
+      cn->checking = 1;
+      cn->cnext = s->chk;
+      s->chk = cn;
+    }
+  }
   if (!r) return;
   if (r->conn) r->conn->req = NULL;
   r->conn = NULL;
@@ -561,7 +1007,8 @@ wf_server_t *wf_server_new(struct ev_loop *evl, const wf_server_opts_t *o,
                            wf_err_t *err) {
   wf_server_t *s;
   const union MHD_DaemonInfo *di;
-  unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+  unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                   MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
   size_t mem;
   int family = AF_INET, fd;
   unsigned idle;
@@ -582,12 +1029,15 @@ wf_server_t *wf_server_new(struct ev_loop *evl, const wf_server_opts_t *o,
   s->port = socket_port(fd);
   if (family == AF_INET6) flags |= MHD_USE_IPv6;
   /* the pool holds the read buffer and the parsed headers: leave room so
-   * that our exact header cap answers first (431 JSON) */
+   * that our exact header cap answers first (431 JSON); the gate reads
+   * heads up to scratch_len, well inside the pool */
   mem = 2 * o->max_header_bytes + 16384;
   if (mem < 32768) mem = 32768;
+  s->scratch_len = o->max_header_bytes + 8192;
+  s->scratch = wf_xmalloc(s->scratch_len);
   idle = (unsigned)ceil(o->idle_timeout);
   s->d = MHD_start_daemon(
-      flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, fd,
+      flags, 0, NULL, NULL, on_access, s,
       MHD_OPTION_CONNECTION_LIMIT, o->max_connections + HARD_CONN_SLACK,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_CONNECTION_TIMEOUT,
       idle, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
@@ -596,41 +1046,60 @@ wf_server_t *wf_server_new(struct ev_loop *evl, const wf_server_opts_t *o,
       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
   if (!s->d) {
     wf_err_set(err, "server: libmicrohttpd refused to start");
-    close(fd);
-    free(s);
-    return NULL;
+    goto err;
   }
   di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_EPOLL_FD);
   if (!di) {
     wf_err_set(err, "server: libmicrohttpd has no epoll descriptor");
     MHD_stop_daemon(s->d);
-    free(s);
-    return NULL;
+    goto err;
   }
   ev_io_init(&s->io, srv_io_cb, di->epoll_fd, EV_READ);
   s->io.data = s;
   ev_io_start(evl, &s->io);
+  ev_io_init(&s->lio, srv_accept_cb, fd, EV_READ);
+  s->lio.data = s;
+  ev_io_start(evl, &s->lio);
   ev_init(&s->tm, srv_timer_cb);
   s->tm.data = s;
   srv_run(s);
   return s;
+err:
+  close(fd);
+  free(s->scratch);
+  free(s);
+  return NULL;
 }
 
 void wf_server_free(wf_server_t *s) {
   wf_server_req_t *r, *next;
+  srv_conn_t *cn, *cnext;
   if (!s) return;
   ev_io_stop(s->evl, &s->io);
+  ev_io_stop(s->evl, &s->lio);
   ev_timer_stop(s->evl, &s->tm);
-  /* MHD_stop_daemon requires every suspended connection resumed */
+  /* MHD_stop_daemon requires every suspended connection resumed; those
+   * MHD never had are weft's to close */
   for (r = s->live; r; r = r->next)
     if (r->suspended && r->c) {
       r->suspended = 0;
       MHD_resume_connection(r->c);
     }
+  for (cn = s->conns; cn; cn = cnext) {
+    cnext = cn->next;
+    if (!cn->c) conn_drop(cn);
+    else if (cn->gating) {
+      gate_stop(cn);
+      MHD_resume_connection(cn->c);
+    }
+  }
+  s->chk = NULL;
   s->notify = NULL; /* completions during the stop are not news */
   MHD_stop_daemon(s->d); /* on_completed runs for every open request */
   s->d = NULL;
-  if (s->listen_fd >= 0 && s->closed) close(s->listen_fd);
+  s->chk = NULL;
+  if (s->listen_fd >= 0) close(s->listen_fd);
+  free(s->scratch);
   for (r = s->live; r; r = next) {
     next = r->next;
     r->s = NULL;
@@ -648,11 +1117,10 @@ void wf_server_free(wf_server_t *s) {
 int wf_server_port(const wf_server_t *s) { return s->port; }
 
 void wf_server_close(wf_server_t *s) {
-  MHD_socket fd;
   if (s->closed) return;
   s->closed = 1;
-  fd = MHD_quiesce_daemon(s->d);
-  if (fd != MHD_INVALID_SOCKET) close(fd);
+  ev_io_stop(s->evl, &s->lio);
+  if (s->listen_fd >= 0) close(s->listen_fd);
   s->listen_fd = -1;
   srv_kick(s);
 }
