@@ -436,19 +436,26 @@ static int head_parse(const char *b, size_t n, head_info_t *hi) {
 }
 
 /* Bytes of cn's stream that MHD has read so far (bytes received minus
- * bytes still queued); -1 on error. Queue first: a segment arriving in
- * between only makes the result larger (which refuses, never admits). */
+ * bytes still queued); -1 on error. Nobody reads meanwhile, so the queue
+ * only grows: equal queue lengths around TCP_INFO mean no segment
+ * arrived in between and the two counts agree. */
 static int64_t conn_consumed(srv_conn_t *cn) {
   struct tcp_info ti;
-  socklen_t len = sizeof ti;
-  int inq = 0;
+  socklen_t len;
+  int inq = 0, inq2 = 0, tries;
   if (ioctl(cn->fd, FIONREAD, &inq) < 0) return -1;
-  memset(&ti, 0, sizeof ti);
-  if (getsockopt(cn->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
-      len < offsetof(struct tcp_info, tcpi_bytes_received) +
-                sizeof ti.tcpi_bytes_received)
-    return -1;
-  return (int64_t)ti.tcpi_bytes_received - inq;
+  for (tries = 0; tries < 8; tries++) {
+    len = sizeof ti;
+    memset(&ti, 0, sizeof ti);
+    if (getsockopt(cn->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+        len < offsetof(struct tcp_info, tcpi_bytes_received) +
+                  sizeof ti.tcpi_bytes_received ||
+        ioctl(cn->fd, FIONREAD, &inq2) < 0)
+      return -1;
+    if (inq2 == inq) return (int64_t)ti.tcpi_bytes_received - inq;
+    inq = inq2;
+  }
+  return -1; /* a stream that never pauses: treated as unchecked bytes */
 }
 
 /* Record the readability threshold of cn's socket: wake only when more
@@ -595,7 +602,9 @@ static void gate_stop(srv_conn_t *cn) {
  * peek) are never served: a refused head is answered, else the
  * connection is closed (a pipelining client retries). */
 static void conn_check(srv_conn_t *cn) {
+  wf_server_t *s = cn->s;
   int64_t used;
+  ssize_t n;
   if (cn->active || cn->refused || cn->gating || !cn->c) return;
   used = cn->end_unknown ? -1 : conn_consumed(cn);
   if (used < 0 || (uint64_t)used > cn->checked) {
@@ -609,6 +618,20 @@ static void conn_check(srv_conn_t *cn) {
     return;
   }
   if (cn->credits) return; /* a checked request is on its way to MHD */
+  /* the next head is often in already: checked there, MHD goes on
+   * without a suspend/resume round (MHD is not running: nothing reads) */
+  n = recv(cn->fd, s->scratch, s->scratch_len, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) {
+    int rc = gate_scan(cn, s->scratch, (size_t)n);
+    if (rc == GATE_DONE) return;
+    if (rc == GATE_OK) {
+      srv_kick(s);
+      return;
+    }
+  } else if (n == 0) { /* the client left: MHD reads the end and closes */
+    srv_kick(s);
+    return;
+  }
   MHD_suspend_connection(cn->c);
   gate_start(cn);
   gate_read(cn);

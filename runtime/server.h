@@ -8,7 +8,9 @@
  * Limits: connection cap (503), header bytes (431), body bytes (413; a
  * chunked body is not read past the cap), header/body deadlines (408,
  * enforced here: MHD only has an idle timeout). An idle stream's socket is
- * watched, so a client that leaves is released at once.
+ * watched, so a client that leaves is released at once. weft accepts the
+ * connections and checks each request head before MHD reads it (framing
+ * headers MHD mishandles get one clean 400; see docs/server.md).
  * Depends on libev, libmicrohttpd, common.h. Never includes lua.h. */
 #ifndef WF_SERVER_H
 #define WF_SERVER_H
@@ -53,8 +55,9 @@ wf_server_t *wf_server_new(struct ev_loop *evl, const wf_server_opts_t *o,
 void wf_server_free(wf_server_t *s);
 /* The bound port. */
 int wf_server_port(const wf_server_t *s);
-/* Stop accepting connections (MHD_quiesce_daemon); requests on open
- * connections are still served, with "Connection: close". Idempotent. */
+/* Stop accepting connections (the listening socket is closed); requests
+ * on open connections are still served, with "Connection: close".
+ * Idempotent. */
 void wf_server_close(wf_server_t *s);
 /* Nonzero once wf_server_close was called. */
 int wf_server_is_closed(const wf_server_t *s);
