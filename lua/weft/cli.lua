@@ -473,7 +473,9 @@ end
 --- One JSON object for an event (never raises; unencodable data is replaced
 -- by a description).
 function _M.jsonl_event(ev)
-  local ok, s = pcall(require("weft").json.encode, ev)
+  -- invalid UTF-8 (a log line, an error message) prints as U+FFFD: stdout
+  -- and stderr lines are always valid JSON
+  local ok, s = pcall(require("weft").json.encode, ev, { invalid_utf8 = "replace" })
   if ok then return s end
   local copy = {}
   for k, v in pairs(ev) do copy[k] = v end

@@ -427,6 +427,9 @@ end
 function _M.begin(wf, opts, input)
   local store = _M.store(opts.store)
   local id = opts.run_id or new_id()
+  -- refused before anything is stored, naming the input, not the record
+  local ierr = input ~= nil and json.check(input, "run input")
+  if ierr then error(ierr, 0) end
   local d = {
     store = store, nout = 0, since_full = 0, full_size = 0, jidx = {},
     record = {

@@ -101,6 +101,24 @@ describe("a durable sqlite run with latin-1 state", function()
   end)
 end)
 
+describe("a durable run's input", function()
+  it("is refused before anything is stored when it is not UTF-8, naming the input", function()
+    local dir = tmpdir()
+    local path = script(dir, "echo.lua", [[
+local weft = require "weft"
+return weft.workflow("echo"):start(weft.executor("a", function(m, ctx) ctx:yield_output(m) end)):build()
+]])
+    local input = script(dir, "input.txt", "caf\233")
+    local url = "sqlite:" .. dir .. "/weft.db"
+    local rc, _, err = procs.run({ bin, "run", path, "--store", url, "--run-id", "r2", "--input-file", input })
+    assert.equal(2, rc, err)
+    assert.truthy(err:find("run input: invalid UTF-8 (byte 0xE9 at offset 3)", 1, true), err)
+    local st = assert(weft.store.open(url))
+    assert.is_nil((st:get("runs", "r2")))
+    st:close()
+  end)
+end)
+
 -- Run a one-executor workflow whose handler is fn; returns the result.
 local function run_one(fn, opts)
   local a = weft.executor("a", fn)
