@@ -1,6 +1,7 @@
 -- embed_spec.lua — weft inside a host loop that is not weft's: weft.fd(),
 -- weft.timeout() and weft.poll(), and examples/embed/host.lua run by a plain
--- luajit (LUA_CPATH at $WEFT_BUILD_DIR/lib) and by `weft exec`.
+-- luajit (LUA_CPATH at $WEFT_BUILD_DIR/lib) and by `weft exec`; the C
+-- embedding API (build/embed_host) loads scripts through weft.script.
 local weft = require "weft"
 
 local src = os.getenv("WEFT_SOURCE_DIR") or "."
@@ -69,5 +70,29 @@ describe("examples/embed/host.lua", function()
   it("completes its runs under weft exec", function()
     assert.is_string(bin)
     check(sh(q(bin) .. " exec " .. q(src .. "/examples/embed/host.lua") .. " 4"))
+  end)
+end)
+
+describe("weft_load (the C embedding API, build/embed_host)", function()
+  it("lets a script require a module beside it when the host runs elsewhere", function()
+    assert.is_string(build)
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. q(dir .. "/scripts") .. " " .. q(dir .. "/cwd")))
+    finally(function() os.execute("rm -rf " .. q(dir)) end)
+    local f = assert(io.open(dir .. "/scripts/shout.lua", "w"))
+    f:write('return { suffix = "!!" }\n')
+    f:close()
+    f = assert(io.open(dir .. "/scripts/flow.lua", "w"))
+    f:write([[
+local weft = require "weft"
+local shout = require "shout"
+return weft.workflow("flow"):start(weft.executor("a", function(m, ctx) ctx:yield_output(m .. shout.suffix) end)):build()
+]])
+    f:close()
+    local out, ok = sh("cd " .. q(dir .. "/cwd") .. " && " .. q(build .. "/embed_host") .. " "
+      .. q(dir .. "/scripts/flow.lua") .. " '\"hey\"'")
+    assert.is_true(ok, out)
+    assert.matches('"outputs":%["hey!!"%]', out)
   end)
 end)
