@@ -1,0 +1,175 @@
+/* lua_ctx.c — the primitives behind ctx in "weft.core.sched": an
+ * invocation's sends, outputs, custom and live events, logs, shared-state
+ * reads and writes, whether it still runs, its earlier attempts' errors,
+ * the invocation of the calling task (core.current), and the Lua body every
+ * task coroutine runs (core.set_worker). These are an executor's hot
+ * path: the run check and the failure result are inline (lua_sched_int.h),
+ * the work is one call into the scheduler (inv.c). Depends on lua.h,
+ * sched.h, lua_rt.h, lua_sched_int.h. */
+#include <string.h>
+
+#include "lua_sched_int.h"
+
+/* core.send(run, seq, msg, target) -> true | nil, err */
+static int l_send(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  int target = (int)luaL_optinteger(L, 4, 0) - 1;
+  wf_err_t err;
+  wf_val_t h = lua_isnil(L, 3) ? 0 : wf_lua_val_put(lr->rt, L, 3);
+  if (wf_run_send(lr->run, seq, h, target, &err) != WF_OK)
+    return wf_lua_sched_fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.output(run, seq, value) -> true | nil, err */
+static int l_output(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  wf_err_t err;
+  wf_val_t h = lua_isnil(L, 3) ? 0 : wf_lua_val_put(lr->rt, L, 3);
+  if (wf_run_output(lr->run, seq, h, &err) != WF_OK)
+    return wf_lua_sched_fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.emit(run, seq, name, data) -> true | nil, err */
+static int l_emit(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  const char *name = luaL_checkstring(L, 3);
+  wf_err_t err;
+  wf_val_t h = lua_isnil(L, 4) ? 0 : wf_lua_val_put(lr->rt, L, 4);
+  if (wf_run_emit(lr->run, seq, name, h, &err) != WF_OK)
+    return wf_lua_sched_fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.emit_live(run, seq, type, name, data) -> true | nil, err; type is
+ * "agent_update" or "request_info". */
+static int l_emit_live(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  const char *type = luaL_checkstring(L, 3);
+  const char *name = luaL_optstring(L, 4, NULL);
+  wf_err_t err;
+  wf_val_t h;
+  wf_ev_type_t ty;
+  if (strcmp(type, "agent_update") == 0)
+    ty = WF_EV_AGENT_UPDATE;
+  else if (strcmp(type, "request_info") == 0)
+    ty = WF_EV_REQUEST_INFO;
+  else
+    return luaL_argerror(L, 3, "live events are 'agent_update' or "
+                               "'request_info'");
+  h = lua_isnil(L, 5) ? 0 : wf_lua_val_put(lr->rt, L, 5);
+  if (wf_run_emit_live(lr->run, seq, ty, name, h, &err) != WF_OK)
+    return wf_lua_sched_fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.log(run, seq, level, message) -> true | nil, err */
+static int l_log(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  const char *level = luaL_checkstring(L, 3);
+  const char *msg = luaL_checkstring(L, 4);
+  wf_err_t err;
+  if (wf_run_log(lr->run, seq, level, msg, &err) != WF_OK)
+    return wf_lua_sched_fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.set_state(run, seq, key, value) -> true | nil, err */
+static int l_set_state(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  const char *key = luaL_checkstring(L, 3);
+  wf_err_t err;
+  wf_val_t h = lua_isnil(L, 4) ? 0 : wf_lua_val_put(lr->rt, L, 4);
+  if (wf_run_set_state(lr->run, seq, key, h, &err) != WF_OK)
+    return wf_lua_sched_fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.get_state(run, seq, key) -> value | nil */
+static int l_get_state(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  const char *key = luaL_checkstring(L, 3);
+  wf_lua_val_push(lr->rt, L, wf_run_get_state(lr->run, seq, key));
+  return 1;
+}
+
+/* core.running(run, seq) -> boolean: is the invocation still running? */
+static int l_running(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  lua_pushboolean(L, wf_run_inv(lr->run, seq) != NULL);
+  return 1;
+}
+
+/* core.previous_errors(run, seq) -> {{message, traceback}, ...} */
+static int l_previous_errors(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  wf_inv_t *inv = wf_run_inv(lr->run, seq);
+  int i, n = inv ? inv->nerrors : 0;
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++) {
+    lua_createtable(L, 0, 2);
+    wf_lua_sched_set_str(L, "message", inv->errors[i].message);
+    wf_lua_sched_set_str(L, "traceback", inv->errors[i].traceback);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+/* core.current() -> run_table, seq, executor_id, superstep, order (0-based
+ * in the superstep), attempt of the invocation whose executor task is
+ * calling, or nothing (weft.task maps go tasks to their parent in Lua). */
+static int l_current(lua_State *L) {
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  wf_task_t *t = wf_task_of(rt, L);
+  wf_lua_run_t *lr;
+  wf_inv_t *inv;
+  if (!t || !t->run || !(inv = wf_run_inv(t->run, t->seq))) return 0;
+  lr = wf_run_host(t->run);
+  if (!lr || lr->table_ref == LUA_NOREF) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lr->table_ref);
+  lua_pushinteger(L, (lua_Integer)t->seq);
+  lua_pushstring(L, lr->lg->g->execs[inv->exec].id);
+  lua_pushinteger(L, wf_run_superstep(t->run));
+  lua_pushinteger(L, inv->order);
+  lua_pushinteger(L, (lua_Integer)inv->attempt);
+  return 6;
+}
+
+/* core.set_worker(fn): the Lua body every task coroutine runs. */
+static int l_set_worker(lua_State *L) {
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  wf_lua_unref(rt, rt->worker_ref);
+  lua_pushvalue(L, 1);
+  rt->worker_ref = wf_lua_ref(rt, L);
+  return 0;
+}
+
+static const luaL_Reg ctx_fns[] = {
+    {"send", l_send},           {"output", l_output},
+    {"emit", l_emit},           {"emit_live", l_emit_live},
+    {"log", l_log},             {"set_state", l_set_state},
+    {"get_state", l_get_state}, {"running", l_running},
+    {"previous_errors", l_previous_errors},
+    {"current", l_current},     {"set_worker", l_set_worker},
+    {NULL, NULL}};
+
+/* Add the ctx primitives, current and set_worker to the module table at
+ * the top of L. */
+void wf_lua_ctx_open(lua_State *L) { luaL_register(L, NULL, ctx_fns); }

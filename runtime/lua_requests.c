@@ -1,0 +1,82 @@
+/* lua_requests.c — human in the loop for "weft.core.sched": an
+ * invocation suspends on a request (core.request_wait; when every
+ * unfinished invocation waits the run goes idle) until core.request_answer
+ * resumes it with the answer. The request_info event and its replay live in
+ * Lua (lua/weft/context.lua). Depends on lua.h, sched.h, lua_rt.h,
+ * lua_sched_int.h. */
+#include "lua_sched_int.h"
+
+/* Cancel callback of a task suspended on a request: leave the list. */
+static void asking_cancel(wf_task_t *t) {
+  wf_lua_run_t *lr = t->wait;
+  wf_task_t **p;
+  for (p = &lr->asking; *p; p = &(*p)->next)
+    if (*p == t) {
+      *p = t->next;
+      break;
+    }
+  t->next = NULL;
+}
+
+/* core.request_wait(run, seq) -> the answer: the calling executor's
+ * invocation waits on a human (the run may go idle) until
+ * core.request_answer. Only from the invocation's own task. */
+static int l_request_wait(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  wf_task_t *t = wf_task_of(lr->rt, L);
+  wf_err_t err;
+  if (!t || t->run != lr->run || t->seq != seq)
+    return luaL_error(L, "request_info must be called from the executor's "
+                         "own handler (not from a weft.go task or a callback)");
+  if (wf_run_inv_wait(lr->run, seq, &err) != WF_OK)
+    return luaL_error(L, "%s", err.msg);
+  lua_settop(L, 0);
+  t->wait = lr;
+  t->cancel = asking_cancel;
+  t->next = lr->asking;
+  lr->asking = t;
+  return wf_task_yield(t, L);
+}
+
+/* core.request_answer(run, seq, value) -> true | nil, err: resume the
+ * invocation waiting on a request with value. */
+static int l_request_answer(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  wf_task_t **p, *t = NULL;
+  wf_err_t err;
+  luaL_checkany(L, 3);
+  for (p = &lr->asking; *p; p = &(*p)->next)
+    if ((*p)->seq == seq) {
+      t = *p;
+      break;
+    }
+  if (!t) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "no invocation %d waits on a request", (int)seq);
+    return 2;
+  }
+  if (wf_run_inv_unwait(lr->run, seq, &err) != WF_OK)
+    return wf_lua_sched_fail(L, &err);
+  *p = t->next;
+  t->next = NULL;
+  t->cancel = NULL;
+  t->wait = NULL;
+  lr->idle = 0;
+  lua_pushvalue(L, 3);
+  lua_xmove(L, t->co, 1);
+  wf_task_wake(t, 1);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const luaL_Reg requests_fns[] = {{"request_wait", l_request_wait},
+                                        {"request_answer", l_request_answer},
+                                        {NULL, NULL}};
+
+/* Add request_wait and request_answer to the module table at the top of
+ * L. */
+void wf_lua_requests_open(lua_State *L) {
+  luaL_register(L, NULL, requests_fns);
+}

@@ -1,0 +1,312 @@
+/* lua_run.c — runs as Lua userdata for "weft.core.sched": starting a run
+ * of a graph with its Lua run table and options (limits, subscriber,
+ * restore), waiting for it (yielding in a task, running the loop on the
+ * main thread), its status, outputs and committed state, cancel, the switch
+ * to a compatible graph (hot reload), its end (after run_table:on_end) and
+ * release; the run limits' names and defaults for Lua. Depends on lua.h,
+ * sched.h, lua_rt.h, lua_sched_int.h (lua_graph.c, lua_snapshot.c). */
+#include <limits.h>
+#include <string.h>
+
+#include "lua_sched_int.h"
+
+static const char *const run_status_names[] = {
+    "pending", "running", "completed", "idle", "failed", "cancelled"};
+
+/* Free lr's C run and drop its references (idempotent). */
+void wf_lua_run_release(wf_lua_run_t *lr) {
+  wf_lua_rt_t *rt = lr->rt;
+  if (!lr->run) return;
+  wf_run_free(lr->run);
+  lr->run = NULL;
+  if (lr->prev) lr->prev->next = lr->next;
+  else rt->runs = lr->next;
+  if (lr->next) lr->next->prev = lr->prev;
+  lr->prev = lr->next = NULL;
+  wf_lua_unref(rt, lr->table_ref);
+  wf_lua_unref(rt, lr->on_event_ref);
+  lr->table_ref = lr->on_event_ref = LUA_NOREF;
+  wf_lua_graph_unref(lr->lg);
+  lr->lg = NULL;
+}
+
+/* The run ended or went idle (and its on_end, if any, is done): mark it,
+ * wake its waiters; a terminal run also drops its anchor (an idle one
+ * keeps it: its tasks are suspended). */
+void wf_lua_run_ended(wf_lua_rt_t *rt, wf_lua_run_t *lr) {
+  wf_task_t *t;
+  wf_run_status_t st = wf_run_status(lr->run);
+  if (st == WF_RUN_IDLE) {
+    lr->idle = 1;
+  } else if (st == WF_RUN_COMPLETED || st == WF_RUN_FAILED ||
+             st == WF_RUN_CANCELLED) {
+    lr->finished = 1;
+  } else {
+    return; /* idle, then answered before this deferred call ran */
+  }
+  while ((t = lr->waiters)) {
+    lr->waiters = t->next;
+    t->next = NULL;
+    t->cancel = NULL;
+    t->wait = NULL;
+    wf_task_wake(t, 0);
+  }
+  if (lr->finished) {
+    wf_lua_unref(rt, lr->table_ref);
+    lr->table_ref = LUA_NOREF;
+  }
+}
+
+/* __gc of a run userdata. */
+static int l_run_gc(lua_State *L) {
+  wf_lua_run_t *lr = luaL_checkudata(L, 1, WF_LUA_RUN_MT);
+  if (lr->run && !lr->rt->closing) wf_lua_run_release(lr);
+  return 0;
+}
+
+/* Read opts.limits (table at idx, validated by weft.run) into lim: the
+ * fields named by wf_run_limit_name; absent fields stay 0 (the default),
+ * values past INT_MAX are clamped. */
+static void read_limits(lua_State *L, int idx, wf_run_limits_t *lim) {
+  int k, step;
+  lua_getfield(L, idx, "limits");
+  if (lua_istable(L, -1)) {
+    for (k = 0; k < WF_LIM__COUNT; k++)
+      for (step = 0; step < 2; step++) {
+        lua_Number v;
+        lua_getfield(L, -1, wf_run_limit_name(k, step));
+        v = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+        (step ? lim->per_step : lim->per_inv)[k] =
+            v >= (lua_Number)INT_MAX ? INT_MAX : v >= 1 ? (int)v : 0;
+      }
+  }
+  lua_pop(L, 1);
+}
+
+/* core.run_new(graph, run_table, input, opts) -> run userdata | nil, err.
+ * opts: {id, max_supersteps, max_concurrency, limits = {name = n},
+ * keep_events, on_event, undelivered_error = 0|1}. The run starts from the
+ * loop (never inside this call). */
+static int l_run_new(lua_State *L) {
+  wf_lua_graph_t *lg = wf_lua_graph_check(L, 1);
+  wf_lua_rt_t *rt = lg->rt;
+  wf_lua_run_t *lr;
+  wf_run_opts_t o;
+  wf_err_t err;
+  wf_val_t in;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  memset(&o, 0, sizeof(o));
+  lua_getfield(L, 4, "id");
+  o.id = lua_tostring(L, -1); /* stays on the stack while used */
+  o.max_supersteps = wf_lua_sched_opt_int(L, 4, "max_supersteps", 0);
+  o.max_concurrency = wf_lua_sched_opt_int(L, 4, "max_concurrency", 0);
+  read_limits(L, 4, &o.limits);
+  o.keep_events = wf_lua_sched_opt_int(L, 4, "keep_events", 1);
+  o.durable = wf_lua_sched_opt_int(L, 4, "durable", 0);
+  o.undelivered_error = wf_lua_sched_opt_int(L, 4, "undelivered_error", 0);
+  lua_getfield(L, 4, "on_event");
+
+  lr = lua_newuserdata(L, sizeof(*lr));
+  memset(lr, 0, sizeof(*lr));
+  lr->table_ref = lr->on_event_ref = LUA_NOREF;
+  luaL_getmetatable(L, WF_LUA_RUN_MT);
+  lua_setmetatable(L, -2);
+  o.host = lr;
+  lr->run = wf_run_new(rt->sched, lg->g, &o, &err);
+  if (!lr->run) {
+    lua_pushnil(L);
+    lua_pushstring(L, err.msg);
+    return 2;
+  }
+  lr->rt = rt;
+  lr->lg = lg;
+  lg->refs++;
+  lr->next = rt->runs;
+  if (rt->runs) rt->runs->prev = lr;
+  rt->runs = lr;
+  if (lua_isfunction(L, -2)) {
+    lua_pushvalue(L, -2);
+    lr->on_event_ref = wf_lua_ref(rt, L);
+  }
+  lua_pushvalue(L, 2);
+  lr->table_ref = wf_lua_ref(rt, L);
+  lua_getfield(L, 4, "restore");
+  if (lua_istable(L, -1) &&
+      wf_lua_snapshot_restore(L, lr, lua_gettop(L), &err) != WF_OK) {
+    wf_lua_run_release(lr);
+    lua_pushnil(L);
+    lua_pushstring(L, err.msg);
+    return 2;
+  }
+  lua_pop(L, 1);
+  in = lua_isnil(L, 3) ? 0 : wf_lua_val_put(rt, L, 3);
+  if (wf_run_start(lr->run, in, &err) != WF_OK) {
+    wf_lua_run_release(lr);
+    lua_pushnil(L);
+    lua_pushstring(L, err.msg);
+    return 2;
+  }
+  return 1;
+}
+
+/* Cancel callback of a task waiting for a run: leave the waiter list. */
+static void wait_cancel(wf_task_t *t) {
+  wf_lua_run_t *lr = t->wait;
+  wf_task_t **p;
+  for (p = &lr->waiters; *p; p = &(*p)->next)
+    if (*p == t) {
+      *p = t->next;
+      break;
+    }
+  t->next = NULL;
+}
+
+/* core.run_wait(run): inside a task, yield until the run ends; on the main
+ * thread, run the loop until it does. */
+static int l_run_wait(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  wf_lua_rt_t *rt = lr->rt;
+  wf_task_t *t;
+  if (lr->finished || lr->idle) return 0;
+  t = wf_task_check_blocking(rt, L, "wait");
+  if (t) {
+    t->wait = lr;
+    t->cancel = wait_cancel;
+    t->next = lr->waiters;
+    lr->waiters = t;
+    return wf_task_yield(t, L);
+  }
+  while (!lr->finished && !lr->idle) {
+    if (!wf_loop_step(rt->loop) && !lr->finished && !lr->idle)
+      return luaL_error(L, "run %s cannot progress: nothing left to wait on",
+                        wf_run_id(lr->run));
+  }
+  return 0;
+}
+
+/* core.run_info(run) -> status, error|nil, supersteps, duration_ms, id,
+ * finished, idle */
+static int l_run_info(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  const char *e = wf_run_error(lr->run);
+  lua_pushstring(L, run_status_names[wf_run_status(lr->run)]);
+  if (e) lua_pushstring(L, e);
+  else lua_pushnil(L);
+  lua_pushinteger(L, wf_run_supersteps(lr->run));
+  lua_pushnumber(L, wf_run_duration_ms(lr->run));
+  lua_pushstring(L, wf_run_id(lr->run));
+  lua_pushboolean(L, lr->finished);
+  lua_pushboolean(L, lr->idle);
+  return 7;
+}
+
+/* core.run_status(run) -> status string */
+static int l_run_status(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  lua_pushstring(L, run_status_names[wf_run_status(lr->run)]);
+  return 1;
+}
+
+/* core.run_outputs(run) -> list of outputs */
+static int l_run_outputs(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  int n, i;
+  const wf_val_t *v = wf_run_outputs(lr->run, &n);
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++) {
+    wf_lua_val_push(lr->rt, L, v[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+/* core.run_state(run) -> table of the committed shared state */
+static int l_run_state(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  const wf_state_t *st = wf_run_state(lr->run);
+  int n = wf_state_size(st), i;
+  lua_createtable(L, 0, n);
+  for (i = 0; i < n; i++) {
+    wf_val_t v;
+    const char *k = wf_state_key_at(st, i, &v);
+    wf_lua_val_push(lr->rt, L, v);
+    lua_setfield(L, -2, k);
+  }
+  return 1;
+}
+
+/* core.run_cancel(run) */
+static int l_run_cancel(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  wf_run_cancel(lr->run);
+  return 0;
+}
+
+/* core.end_done(run): the run's on_end is done; tell its end (if it has
+ * not been answered and resumed meanwhile). */
+static int l_end_done(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  if (!lr->ending) return 0;
+  lr->ending = 0;
+  wf_lua_run_ended(lr->rt, lr);
+  return 0;
+}
+
+/* core.swap_graph(run, graph) -> true | nil, err: switch a run to a
+ * compatible graph at a barrier (see wf_run_swap_graph). */
+static int l_swap_graph(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  wf_lua_graph_t *lg = wf_lua_graph_check(L, 2);
+  wf_err_t err;
+  if (lg == lr->lg) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (wf_run_swap_graph(lr->run, lg->g, &err) != WF_OK)
+    return wf_lua_sched_fail(L, &err);
+  lg->refs++;
+  wf_lua_graph_unref(lr->lg);
+  lr->lg = lg;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Set LIMITS = {names in order} and LIMIT_DEFAULTS = {name = default} on
+ * the module table at the top of L. */
+static void push_limits(lua_State *L) {
+  int k, step, i = 0;
+  lua_newtable(L); /* LIMITS */
+  lua_newtable(L); /* LIMIT_DEFAULTS */
+  for (k = 0; k < WF_LIM__COUNT; k++)
+    for (step = 0; step < 2; step++) {
+      const char *name = wf_run_limit_name(k, step);
+      lua_pushstring(L, name);
+      lua_rawseti(L, -3, ++i);
+      lua_pushinteger(L, step ? WF_LIMIT_PER_STEP_DEFAULT
+                              : WF_LIMIT_PER_INV_DEFAULT);
+      lua_setfield(L, -2, name);
+    }
+  lua_setfield(L, -3, "LIMIT_DEFAULTS");
+  lua_setfield(L, -2, "LIMITS");
+}
+
+static const luaL_Reg run_fns[] = {
+    {"run_new", l_run_new},       {"run_wait", l_run_wait},
+    {"run_info", l_run_info},     {"run_status", l_run_status},
+    {"run_outputs", l_run_outputs}, {"run_state", l_run_state},
+    {"run_cancel", l_run_cancel}, {"end_done", l_end_done},
+    {"swap_graph", l_swap_graph}, {NULL, NULL}};
+
+/* Add the run functions, the run metatable, LIMITS and LIMIT_DEFAULTS to
+ * the module table at the top of L. */
+void wf_lua_run_open(lua_State *L) {
+  if (luaL_newmetatable(L, WF_LUA_RUN_MT)) {
+    lua_pushcfunction(L, l_run_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  luaL_register(L, NULL, run_fns);
+  push_limits(L);
+}
