@@ -1,0 +1,92 @@
+-- spec/unit/core_sched_spec.lua — the C module weft.core.sched is one Lua
+-- module although its functions come from several C files (lua_sched.c
+-- opens it from lua_graph.c, lua_run.c, lua_event.c, lua_snapshot.c,
+-- lua_ctx.c and lua_requests.c): exactly these names, the same table from
+-- require "weft.core", and the graph and run userdata keep their
+-- finalizers. A file whose opener is not called, or a name that leaks in
+-- or goes missing, fails here.
+local sched = require "weft.core.sched"
+
+-- Every name of the module, by the file that registers it.
+local NAMES = {
+  graph = { "graph_new", "graph_add_exec", "graph_set_start", "graph_add_edge",
+    "graph_add_reducer", "graph_finalize", "graph_edge_label" },
+  run = { "run_new", "run_wait", "run_info", "run_status", "run_outputs", "run_state",
+    "run_cancel", "end_done", "swap_graph", "LIMITS", "LIMIT_DEFAULTS" },
+  event = { "run_events" },
+  snapshot = { "snapshot", "checkpoint_done", "remaining" },
+  ctx = { "send", "output", "emit", "emit_live", "log", "set_state", "get_state", "running",
+    "previous_errors", "current", "set_worker" },
+  requests = { "request_wait", "request_answer" },
+  sched = { "DONE" },
+}
+
+-- The sorted keys of t.
+local function keys(t)
+  local out = {}
+  for k in pairs(t) do out[#out + 1] = k end
+  table.sort(out)
+  return out
+end
+
+describe("weft.core.sched", function()
+  it("holds exactly the names of its six concept files and the DONE sentinel", function()
+    local want = {}
+    for _, names in pairs(NAMES) do
+      for _, n in ipairs(names) do want[#want + 1] = n end
+    end
+    table.sort(want)
+    assert.same(want, keys(sched))
+  end)
+
+  it("has a function for each primitive and a light userdata for DONE", function()
+    for file, names in pairs(NAMES) do
+      for _, n in ipairs(names) do
+        local want = (n == "DONE" and "userdata") or (n:match("^LIMIT") and "table") or "function"
+        assert.equals(want, type(sched[n]), file .. ": " .. n)
+      end
+    end
+  end)
+
+  it("is the table require('weft.core').sched", function()
+    assert.equals(sched, require("weft.core").sched)
+  end)
+
+  it("lists every limit in LIMITS with a positive default in LIMIT_DEFAULTS", function()
+    assert.is_true(#sched.LIMITS > 0)
+    for _, name in ipairs(sched.LIMITS) do
+      assert.is_true(sched.LIMIT_DEFAULTS[name] > 0, name)
+    end
+    assert.equals(#sched.LIMITS, #keys(sched.LIMIT_DEFAULTS))
+  end)
+
+  it("gives graph and run userdata their finalizers", function()
+    local g = sched.graph_new("core_sched_spec")
+    local gmt = getmetatable(g)
+    assert.equals("function", type(gmt and gmt.__gc))
+    local reg = debug.getregistry()
+    assert.equals(gmt, reg["weft.graph"])
+    assert.equals("function", type(reg["weft.run"] and reg["weft.run"].__gc))
+  end)
+
+  it("runs a graph built, started and read through the module's primitives", function()
+    local weft = require "weft"
+    local a = weft.executor("a", function(msg, ctx)
+      ctx:set_state("k", msg)
+      ctx:emit("seen", msg)
+      ctx:send(msg .. "!")
+    end)
+    local b = weft.executor("b", function(msg, ctx)
+      ctx:yield_output(msg .. ctx:get_state("k"))
+    end)
+    local res = weft.workflow("core_sched_spec"):start(a):edge(a, b):build():run("x")
+    assert.equals("completed", res.status)
+    assert.same({ "x!x" }, res.outputs)
+    assert.same({ k = "x" }, res.state)
+    local custom = {}
+    for _, ev in ipairs(res.events) do
+      if ev.type == "custom" then custom[#custom + 1] = { ev.executor_id, ev.name, ev.data } end
+    end
+    assert.same({ { "a", "seen", "x" } }, custom)
+  end)
+end)
