@@ -338,44 +338,18 @@ local function handler(e)
   return ok and s or ("error object is a " .. type(e) .. " value")
 end
 
--- Errors raised with a level pointing at this file (e.g. `:build()` called
--- from here) carry our position: replace it with the script's path.
-local function relocate(msg, path)
-  msg = msg:gsub("^[^\n]-weft/cli%.lua:%d+: ", "", 1)
-  if not msg:match("^[^\n:]+:%d+: ") and msg:sub(1, #path + 1) ~= path .. ":" then
-    msg = path .. ": " .. msg
-  end
-  return msg
-end
-
 local function script_error(msg)
   say(stderr, "weft: ", msg)
   if debug_on() and last_traceback then say(stderr, last_traceback) end
   return EXIT_USAGE
 end
 
---- Load FILE and return the built workflow it returns, or nil and a one-line
--- error (with file:line when Lua gives one).
+--- Load FILE (weft.script.load, with the script's arguments): the built
+-- workflow, or nil and a one-line error (file:line when Lua gives one);
+-- the traceback is kept for WEFT_DEBUG.
 function _M.load_workflow(path, script_args)
-  local weft = require("weft")
   last_traceback = nil
-  local chunk, err = loadfile(path)
-  if not chunk then return nil, err end
-  local args = script_args or {}
-  local ok, v = xpcall(function() return chunk(unpack(args, 1, #args)) end, handler)
-  if not ok then return nil, relocate(v, path) end
-  if weft.is_builder(v) then
-    local built
-    ok, built = xpcall(function() return v:build() end, handler)
-    if not ok then return nil, relocate(built, path) end
-    v = built
-  end
-  if not weft.is_workflow(v) then
-    local got = v == nil and "nothing (nil)" or ("a " .. type(v))
-    return nil, format("%s: expected the script to return a workflow "
-      .. "(return weft.workflow(...):build()), got %s", path, got)
-  end
-  return v
+  return require("weft.script").load(path, { args = script_args, traceback = function(tb) last_traceback = tb end })
 end
 
 -- The common front of run/check/graph: FILE plus script arguments.

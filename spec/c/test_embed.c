@@ -113,7 +113,7 @@ static void test_errors(void) {
   /* not a workflow */
   write_script(path, "return 42\n");
   CHECK_INT(weft_load(w, path, err, sizeof err), -1);
-  CHECK(strstr(err, "expected a workflow") && strstr(err, path));
+  CHECK(strstr(err, "expected the script to return a workflow") && strstr(err, path));
   unlink(path);
   /* missing file */
   CHECK_INT(weft_load(w, "/nonexistent/x.lua", err, sizeof err), -1);

@@ -12,7 +12,7 @@
 -- Nodes without outgoing edges send to an implicit "__output" executor
 -- whose messages are the run's outputs. Kept in the store (namespace
 -- "defs", key "workflow/<id>"); build errors are 400 with weft's message.
--- Uses weft, weft.json, weft.std, weft.cli (load_workflow), weft.serve.*.
+-- Uses weft, weft.json, weft.std, weft.script (load), weft.serve.*.
 local json = require "weft.json"
 local errors = require "weft.serve.errors"
 
@@ -269,7 +269,7 @@ local function load_script(app, id, path)
   end
   local key = "lua/" .. id
   if app.built[key] then return app.built[key] end
-  local wf, err = require("weft.cli").load_workflow(path)
+  local wf, err = require("weft.script").load(path)
   if not wf then return nil, err end
   app.built[key] = wf
   return wf
