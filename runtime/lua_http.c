@@ -8,13 +8,14 @@
  * One client (wf_http_t) per Lua state, created on first use and anchored
  * in the registry; its __gc cancels what is left. A request userdata holds
  * the C request; it is anchored by the coroutine that waits on it, and its
- * __gc cancels a transfer nobody waits for any more. Notifications only
- * wake the waiting task (with no values): next() then runs again in the
- * task and builds the Lua values there, so no Lua object is ever made from
- * a loop callback. The task's cancel hook (t->cancel, called when its run
- * is cancelled or its executor times out) stays set until next() runs
- * again, so an abort between the wake-up and the resume still stops the
- * transfer. Depends on lua.h, http.h, sse.h, lua_rt.h. */
+ * __gc cancels a transfer nobody waits for any more. next() follows the
+ * wait protocol (lua_rt.h): a notification only marks the waiter ready;
+ * its prepare function builds the Lua values when the waiter resumes, so
+ * no Lua object is ever made from a loop callback. The waiter's cancel
+ * hook (called when its run is cancelled or its executor times out) stays
+ * set until it resumes, so an abort between the notification and the
+ * resume still stops the transfer. Depends on lua.h, http.h, sse.h,
+ * lua_rt.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,14 +105,11 @@ static void req_unlink(lhttp_req_t *lr) {
   lr->prev = lr->next = NULL;
 }
 
-/* Wake the task waiting on lr, if any (it re-enters next()). Its cancel
- * hook stays set until next() runs again, so that an abort while the wake
- * is queued still stops the transfer. */
+/* The waiter on lr, if any, is ready (its prepare builds next()'s
+ * results). Its cancel hook stays set until it resumes, so that an abort
+ * meanwhile still stops the transfer. */
 static void req_wake(lhttp_req_t *lr) {
-  wf_task_t *t = lr->task;
-  if (!t) return;
-  lr->task = NULL;
-  wf_task_wake(t, 0);
+  if (lr->task) wf_task_ready(lr->task);
 }
 
 /* Cancel lr's transfer, remembering a message for next(). */
@@ -133,11 +131,9 @@ static void on_notify(void *ud, wf_http_req_t *req) {
   req_wake(ud);
 }
 
-/* Task abort (run cancelled, executor timeout): stop the transfer. */
+/* Waiter abort (run cancelled, executor timeout): stop the transfer. */
 static void task_cancel(wf_task_t *t) {
   lhttp_req_t *lr = t->wait;
-  t->wait = NULL;
-  if (!lr) return;
   lr->task = NULL;
   req_cancel(lr);
 }
@@ -273,12 +269,7 @@ static int l_start(lua_State *L) {
   lr->req = wf_http_start(cl->h, &o, on_notify, lr, &err);
   if (hdrs != stack_hdrs) free(hdrs);
   if (sec != stack_sec) free(sec);
-  if (!lr->req) {
-    lua_pushnil(L);
-    lua_pushstring(L, err.msg);
-    lua_pushliteral(L, "error");
-    return 3;
-  }
+  if (!lr->req) return wf_lua_fail(L, err.msg, "error");
   lr->cl = cl;
   lr->next = cl->reqs;
   if (cl->reqs) cl->reqs->prev = lr;
@@ -343,10 +334,7 @@ static int push_result(lua_State *L, lhttp_req_t *lr) {
   }
   code = wf_http_error(req, &msg);
   if (code != WF_HTTP_ERR_NONE) {
-    lua_pushnil(L);
-    lua_pushstring(L, msg ? msg : "request failed");
-    lua_pushstring(L, wf_http_errcode_name(code));
-    n = 3;
+    n = wf_lua_fail(L, msg ? msg : "request failed", wf_http_errcode_name(code));
   } else {
     size_t len;
     const char *body = wf_http_body(req, &len);
@@ -365,45 +353,50 @@ static int push_result(lua_State *L, lhttp_req_t *lr) {
   return n;
 }
 
-/* req:next() -> a list of records | status, header lines, body | nil, err,
- * code. Yields the calling task until one of these is ready (on the main
- * thread it runs the loop). A task woken by a notification gets no values
- * back: the caller calls next() again (lua/weft/http.lua does). */
-static int l_next(lua_State *L) {
-  lhttp_req_t *lr = check_req(L);
-  wf_lua_rt_t *rt = wf_lua_rt(L);
-  wf_task_t *t = wf_task_of(rt, L);
-  if (t && t->wait == lr && t->cancel == task_cancel) { /* woken: done waiting */
-    t->cancel = NULL;
-    t->wait = NULL;
-  }
-  if (lr->finished) return luaL_error(L, "http: request already finished");
+/* What next() returns now: records, the outcome, the cancellation, or
+ * nothing (0) while none of these is there. */
+static int next_results(lua_State *L, lhttp_req_t *lr) {
   if (!lr->req) {
-    lua_pushnil(L);
-    lua_pushstring(L, lr->cancel_msg ? lr->cancel_msg
-                   : lr->cl ? "request cancelled"
-                            : "request cancelled: the HTTP client was closed");
-    lua_pushliteral(L, "cancelled");
     lr->finished = 1;
-    return 3;
+    return wf_lua_fail(L,
+                       lr->cancel_msg ? lr->cancel_msg
+                       : lr->cl       ? "request cancelled"
+                                : "request cancelled: the HTTP client was closed",
+                       "cancelled");
   }
   if (wf_http_has_records(lr->req) || wf_http_done(lr->req))
     return push_result(L, lr);
+  return 0;
+}
+
+/* The waiter resumes: next()'s results (none after a spurious wake-up:
+ * the caller calls next() again). */
+static int next_prepare(wf_task_t *t, lua_State *L) {
+  lhttp_req_t *lr = t->wait;
+  lr->task = NULL;
+  return next_results(L, lr);
+}
+
+/* req:next() -> a list of records | status, header lines, body | nil, err,
+ * code. Suspends the caller until one of these is ready (a task yields,
+ * the main thread runs the loop). After a wake-up with nothing to return
+ * it returns no values: the caller calls next() again (lua/weft/http.lua
+ * does). */
+static int l_next(lua_State *L) {
+  lhttp_req_t *lr = check_req(L);
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  wf_task_t mw, *t;
+  int n;
+  if (lr->finished) return luaL_error(L, "http: request already finished");
+  if ((n = next_results(L, lr)) > 0) return n;
   if (lr->task) return luaL_error(L, "http: another task waits on this request");
-  t = wf_task_check_blocking(rt, L, "http.request");
-  if (t) {
-    lua_settop(L, 1);
-    lr->task = t;
-    t->wait = lr;
-    t->cancel = task_cancel;
-    return wf_task_yield(t, L);
-  }
-  while (lr->req && !wf_http_has_records(lr->req) && !wf_http_done(lr->req)) {
-    if (!wf_loop_step(rt->loop) && lr->req && !wf_http_has_records(lr->req) &&
-        !wf_http_done(lr->req))
-      return luaL_error(L, "http: nothing left to wait on (deadlock)");
-  }
-  return l_next(L);
+  t = wf_task_waiter(rt, L, "http.request", &mw);
+  lua_settop(L, 1);
+  lr->task = t;
+  t->wait = lr;
+  t->cancel = task_cancel;
+  t->prepare = next_prepare;
+  return wf_task_suspend(t, L, "http.request");
 }
 
 /* req:cancel() -> status, header lines (what had arrived). Stops the

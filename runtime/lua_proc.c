@@ -3,10 +3,12 @@
  * file-system helpers weft.sandbox needs (mkdtemp, chown, rmtree,
  * realpath, executable, geteuid, nondumpable) plus fd_count for leak
  * checks. Arguments are validated for the user by lua/weft/sandbox.lua;
- * here they are only type-checked. A process still running when its task
- * is aborted (run cancel, executor timeout) or when the Lua state closes
- * is killed with everything it started (see proc.h). Depends on lua.h,
- * lua_rt.h, proc.h. */
+ * here they are only type-checked. run() follows the wait protocol
+ * (lua_rt.h): the process's notification marks the caller ready, its
+ * result table is built when the caller resumes. A process still running
+ * when its task is aborted (run cancel, executor timeout) or when the Lua
+ * state closes (a close hook) is killed with everything it started (see
+ * proc.h). Depends on lua.h, lua_rt.h, proc.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -18,27 +20,58 @@
 #include "lua_rt.h"
 #include "proc.h"
 
-/* One process a Lua caller waits for. Tasks' waits are listed so that the
- * state's close can kill what is still running. */
+typedef struct lp_state lp_state_t;
+
+/* One process a Lua caller waits for. */
 typedef struct lp_wait {
   wf_proc_t *p;
-  wf_task_t *t;   /* NULL: the main thread waits (on the C stack) */
-  wf_lua_rt_t *rt;
-  int done;
+  wf_task_t *t;    /* the waiter (a task or the main thread) */
+  lp_state_t *st;
   struct lp_wait *prev, *next;
 } lp_wait_t;
 
-static lp_wait_t *lp_live; /* waits of tasks, every Lua state */
-static char lp_close_key;  /* registry key of the close sentinel */
+/* Per-state: the waits in progress, so that the state's close kills what
+ * is still running. Found through its close hook. */
+struct lp_state {
+  wf_lua_hook_t hook; /* first: the hook is the state */
+  lp_wait_t *live;
+};
 
-/* Unlink w from the live list. */
-static void lp_unlink(lp_wait_t *w) {
+/* Unlink w from its state's list and free it with its process. */
+static void lp_free(lp_wait_t *w) {
   if (w->prev)
     w->prev->next = w->next;
-  else if (lp_live == w)
-    lp_live = w->next;
+  else
+    w->st->live = w->next;
   if (w->next) w->next->prev = w->prev;
-  w->prev = w->next = NULL;
+  wf_proc_free(w->p);
+  free(w);
+}
+
+/* Close hook: the Lua state is closing; kill the processes its tasks still
+ * wait for (those tasks will never be resumed: they forget the wait). */
+static void lp_close(wf_lua_rt_t *rt, wf_lua_hook_t *h) {
+  lp_state_t *st = (lp_state_t *)h;
+  (void)rt;
+  while (st->live) {
+    wf_task_t *t = st->live->t;
+    t->cancel = NULL;
+    t->prepare = NULL;
+    t->wait = NULL;
+    lp_free(st->live);
+  }
+  free(st);
+}
+
+/* The proc state of rt (registering its close hook on first use); NULL
+ * when out of memory. */
+static lp_state_t *lp_state(wf_lua_rt_t *rt) {
+  lp_state_t *st = (lp_state_t *)wf_lua_rt_hook(rt, lp_close);
+  if (st || !(st = calloc(1, sizeof *st))) return st;
+  st->hook.fn = lp_close;
+  st->hook.order = WF_HOOK_IO;
+  wf_lua_rt_on_close(rt, &st->hook);
+  return st;
 }
 
 /* Push the result table of a finished process on L.
@@ -78,34 +111,24 @@ static void lp_push_result(lua_State *L, wf_proc_t *p) {
   }
 }
 
-/* proc notification (libev callback, no Lua runs): a task gets its result
- * pushed and is woken; the main thread's wait is flagged. */
+/* proc notification (libev callback, no Lua runs): the waiter is ready. */
 static void lp_notify(void *ud, wf_proc_t *p) {
   lp_wait_t *w = ud;
-  wf_task_t *t = w->t;
-  if (!t) {
-    w->done = 1;
-    return;
-  }
-  lp_push_result(t->co, p);
-  wf_proc_free(p);
-  lp_unlink(w);
-  free(w);
-  t->cancel = NULL;
-  t->wait = NULL;
-  wf_task_wake(t, 1);
+  (void)p;
+  wf_task_ready(w->t);
 }
 
-/* Cancel callback of a waiting task (abort, run cancel, timeout): kill
- * the process group and forget the process. */
-static void lp_cancel(wf_task_t *t) {
+/* The caller resumes: the result table, then the process is freed. */
+static int lp_prepare(wf_task_t *t, lua_State *L) {
   lp_wait_t *w = t->wait;
-  t->wait = NULL;
-  if (!w) return;
-  wf_proc_free(w->p);
-  lp_unlink(w);
-  free(w);
+  lp_push_result(L, w->p);
+  lp_free(w);
+  return 1;
 }
+
+/* Cancel callback (abort, run cancel, timeout): kill the process group and
+ * forget the process. */
+static void lp_cancel(wf_task_t *t) { lp_free(t->wait); }
 
 /* A list field k of table idx as a NULL-terminated array of strings
  * anchored by a userdata left on the stack (NULL when the field is nil).
@@ -176,10 +199,10 @@ static const char *lp_str(lua_State *L, int idx, const char *k, size_t *len) {
 static int l_run(lua_State *L) {
   wf_lua_rt_t *rt = wf_lua_rt(L);
   wf_proc_opts_t o;
-  wf_task_t *t;
+  wf_task_t mw, *t;
   wf_err_t err;
-  wf_proc_t *p;
-  lp_wait_t *w, mainw;
+  lp_state_t *st;
+  lp_wait_t *w;
 
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
@@ -200,67 +223,34 @@ static int l_run(lua_State *L) {
   o.drop_to_gid = (int)lp_int(L, 1, "gid", -1, INT_MAX);
   if (o.timeout < 0 || o.timeout != o.timeout)
     return luaL_error(L, "proc.run: timeout must be >= 0");
-  t = wf_task_check_blocking(rt, L, "weft.sandbox.run");
+  t = wf_task_waiter(rt, L, "weft.sandbox.run", &mw);
 
   /* nothing below raises until the process is handed over */
-  w = t ? calloc(1, sizeof *w) : &mainw;
+  st = lp_state(rt);
+  w = st ? calloc(1, sizeof *w) : NULL;
   if (!w) return luaL_error(L, "proc.run: out of memory");
-  memset(w, 0, sizeof *w);
   w->t = t;
-  w->rt = rt;
-  p = wf_proc_spawn(rt->loop, &o, lp_notify, w, &err);
-  if (!p) {
-    if (t) free(w);
-    lua_pushnil(L);
-    lua_pushstring(L, err.msg);
-    return 2;
-  }
-  w->p = p;
-  if (t) {
-    w->next = lp_live;
-    if (lp_live) lp_live->prev = w;
-    lp_live = w;
-    lua_settop(L, 0);
-    t->wait = w;
-    t->cancel = lp_cancel;
-    return wf_task_yield(t, L);
-  }
-  while (!w->done) wf_loop_step(rt->loop);
-  lp_push_result(L, p);
-  wf_proc_free(p);
-  return 1;
-}
-
-/* __gc of the close sentinel: the Lua state is closing; kill the processes
- * its tasks still wait for (those tasks will never be resumed). weft.go
- * tasks are aborted here (which frees them); invocation tasks are aborted
- * by the release of their runs, unless that already happened. */
-static int l_close_gc(lua_State *L) {
-  wf_lua_rt_t *rt = *(wf_lua_rt_t **)lua_touserdata(L, 1);
-  lp_wait_t *w = lp_live, *next;
-  for (; w; w = next) {
-    next = w->next;
-    if (w->rt != rt) continue;
-    if (w->t->oneshot) {
-      wf_task_abort(w->t); /* lp_cancel frees w */
-      continue;
-    }
-    if (!rt->closing) continue;
-    w->t->cancel = NULL;
-    w->t->wait = NULL;
-    wf_proc_free(w->p);
-    lp_unlink(w);
+  w->st = st;
+  w->p = wf_proc_spawn(rt->loop, &o, lp_notify, w, &err);
+  if (!w->p) {
     free(w);
+    return wf_lua_fail(L, err.msg, NULL);
   }
-  return 0;
+  w->next = st->live;
+  if (st->live) st->live->prev = w;
+  st->live = w;
+  lua_settop(L, 0);
+  t->wait = w;
+  t->cancel = lp_cancel;
+  t->prepare = lp_prepare;
+  return wf_task_suspend(t, L, "weft.sandbox.run");
 }
 
-/* Push nil and "what: strerror(errno)"; returns 2. */
+/* Push nil, "what: strerror(errno)"; returns 2. */
 static int lp_fail(lua_State *L, const char *what) {
   int e = errno;
-  lua_pushnil(L);
   lua_pushfstring(L, "%s: %s", what, strerror(e));
-  return 2;
+  return wf_lua_fail(L, lua_tostring(L, -1), NULL);
 }
 
 /* proc.mkdtemp(template) -> path | nil, err (template ends in XXXXXX). */
@@ -290,11 +280,8 @@ static int l_chown(lua_State *L) {
 static int l_rmtree(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   wf_err_t err;
-  if (wf_proc_rmtree(path, &err) != WF_OK) {
-    lua_pushnil(L);
-    lua_pushstring(L, err.msg);
-    return 2;
-  }
+  if (wf_proc_rmtree(path, &err) != WF_OK)
+    return wf_lua_fail(L, err.msg, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -327,11 +314,8 @@ static int l_geteuid(lua_State *L) {
  * non-dumpable (see wf_proc_nondumpable). */
 static int l_nondumpable(lua_State *L) {
   wf_err_t err;
-  if (wf_proc_nondumpable(&err) != WF_OK) {
-    lua_pushnil(L);
-    lua_pushstring(L, err.msg);
-    return 2;
-  }
+  if (wf_proc_nondumpable(&err) != WF_OK)
+    return wf_lua_fail(L, err.msg, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -358,21 +342,7 @@ static const luaL_Reg proc_fns[] = {
     {NULL, NULL}};
 
 int wf_lua_open_proc(lua_State *L) {
-  wf_lua_rt_t *rt = wf_lua_rt(L);
-  lua_pushlightuserdata(L, &lp_close_key);
-  lua_rawget(L, LUA_REGISTRYINDEX);
-  if (lua_isnil(L, -1)) {
-    wf_lua_rt_t **u = lua_newuserdata(L, sizeof *u);
-    *u = rt;
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, l_close_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
-    lua_pushlightuserdata(L, &lp_close_key);
-    lua_insert(L, -2);
-    lua_rawset(L, LUA_REGISTRYINDEX);
-  }
-  lua_pop(L, 1);
+  wf_lua_rt(L);
   lua_newtable(L);
   luaL_register(L, NULL, proc_fns);
   return 1;

@@ -1,9 +1,12 @@
 /* lua_rt.c — the binding's per-state runtime: one wf_loop, value table,
  * scheduler and coroutine pool per Lua state, created on first use and torn
- * down when the state closes. Also tasks: pooled coroutines running the Lua
- * worker body, the single resume point for every entry into Lua from the
- * loop (cosocket protocol, see STYLE.md), and the blocking-call checks.
- * Depends on lua.h, loop.h, sched.h, lua_rt.h, lua_sched.h. */
+ * down when the state closes (close hooks first, in order). Also tasks:
+ * pooled coroutines running the Lua worker body, and the one wait/resume
+ * protocol (cosocket protocol, see STYLE.md): waiters, the single resume
+ * point for every entry into Lua from the loop, the one main-thread spin
+ * with its deadlock check, the blocking-call checks, and the one failure
+ * shape (nil, msg, code). Depends on lua.h, loop.h, sched.h, lua_rt.h,
+ * lua_sched.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,11 +114,31 @@ static void task_free(wf_task_t *t) {
   free(t);
 }
 
-/* Tear down at state close: runs and graphs first, then tasks, scheduler,
- * loop and values. Lua objects finalized later see rt->closing. */
+void wf_lua_rt_on_close(wf_lua_rt_t *rt, wf_lua_hook_t *h) {
+  wf_lua_hook_t **p = &rt->hooks;
+  while (*p && (*p)->order <= h->order) p = &(*p)->next;
+  h->next = *p;
+  *p = h;
+}
+
+wf_lua_hook_t *wf_lua_rt_hook(wf_lua_rt_t *rt,
+                              void (*fn)(wf_lua_rt_t *, wf_lua_hook_t *)) {
+  wf_lua_hook_t *h = rt->hooks;
+  while (h && h->fn != fn) h = h->next;
+  return h;
+}
+
+/* Tear down at state close: close hooks, runs and graphs, then tasks,
+ * scheduler, loop and values. Lua objects finalized later see
+ * rt->closing. */
 static void rt_close(wf_lua_rt_t *rt) {
   wf_task_t *t;
+  wf_lua_hook_t *h;
   rt->closing = 1;
+  while ((h = rt->hooks)) { /* a hook may free itself */
+    rt->hooks = h->next;
+    h->fn(rt, h);
+  }
   wf_lua_sched_close(rt);
   while (rt->spawned) wf_task_abort(rt->spawned); /* weft.go tasks */
   while ((t = rt->pool)) {
@@ -214,6 +237,7 @@ static void task_release(wf_task_t *t) {
   t->run = NULL;
   t->done = NULL;
   t->cancel = NULL;
+  t->prepare = NULL;
   t->wait = NULL;
   t->waiting = t->aborted = 0;
   if (t->oneshot || rt->npool >= WF_POOL_MAX || rt->closing) {
@@ -243,6 +267,13 @@ void wf_task_resume(wf_task_t *t) {
   lua_State *co = t->co;
   wf_task_t *prev = rt->current;
   int st, nargs = t->nret;
+  /* the wait is over: stop its timeout, build the results here (never in
+   * the event callback), forget the wait */
+  if (ev_is_active(&t->timer)) ev_timer_stop(wf_loop_ev(rt->loop), &t->timer);
+  if (t->prepare) nargs += t->prepare(t, co);
+  t->prepare = NULL;
+  t->cancel = NULL;
+  t->wait = NULL;
   /* a fresh coroutine has the body below its arguments: resume it whole */
   t->nret = 0;
   t->waiting = 0;
@@ -294,6 +325,16 @@ void wf_task_resume(wf_task_t *t) {
   task_discard(t);
 }
 
+void wf_task_ready(wf_task_t *t) {
+  /* the wait is over: its timeout must not fire any more */
+  if (ev_is_active(&t->timer)) ev_timer_stop(wf_loop_ev(t->rt->loop), &t->timer);
+  if (t->main) {
+    t->woken = 1;
+    return;
+  }
+  wf_loop_defer(t->rt->loop, &t->defer);
+}
+
 void wf_task_wake(wf_task_t *t, int nret) {
   t->nret = nret;
   wf_loop_defer(t->rt->loop, &t->defer);
@@ -302,6 +343,8 @@ void wf_task_wake(wf_task_t *t, int nret) {
 void wf_task_abort(wf_task_t *t) {
   if (t->cancel) t->cancel(t);
   t->cancel = NULL;
+  t->prepare = NULL;
+  t->wait = NULL;
   t->done = NULL;
   if (t->rt->current == t) { /* running right now: drop after it returns */
     t->aborted = 1;
@@ -339,6 +382,74 @@ wf_task_t *wf_task_check_blocking(wf_lua_rt_t *rt, lua_State *L,
                "condition, a selector or a reducer)",
                fname);
   return NULL;
+}
+
+wf_task_t *wf_task_waiter(wf_lua_rt_t *rt, lua_State *L, const char *fname,
+                          wf_task_t *mw) {
+  wf_task_t *t = wf_task_check_blocking(rt, L, fname);
+  if (t) return t;
+  memset(mw, 0, sizeof *mw);
+  mw->rt = rt;
+  mw->co = L;
+  mw->main = 1;
+  ev_init(&mw->timer, NULL);
+  mw->co_ref = LUA_NOREF;
+  return mw;
+}
+
+/* wf_lua_block condition of a main-thread waiter. */
+static int waiter_woken(void *ud) { return ((wf_task_t *)ud)->woken; }
+
+int wf_task_suspend(wf_task_t *t, lua_State *L, const char *fname) {
+  wf_lua_rt_t *rt = t->rt;
+  int n = 0;
+  if (!t->main) {
+    t->waiting = 1;
+    return lua_yield(L, 0);
+  }
+  if (wf_lua_block(rt, waiter_woken, t) != WF_OK) {
+    if (ev_is_active(&t->timer)) ev_timer_stop(wf_loop_ev(rt->loop), &t->timer);
+    if (t->cancel) t->cancel(t);
+    return luaL_error(L, "%s: nothing left to wait on (deadlock)", fname);
+  }
+  /* the main thread's resume: the same steps as wf_task_resume's */
+  if (ev_is_active(&t->timer)) ev_timer_stop(wf_loop_ev(rt->loop), &t->timer);
+  if (t->prepare) n = t->prepare(t, L);
+  t->prepare = NULL;
+  t->cancel = NULL;
+  t->wait = NULL;
+  return n;
+}
+
+int wf_task_prepare_bool(wf_task_t *t, lua_State *L) {
+  lua_pushboolean(L, t->result);
+  return 1;
+}
+
+void wf_task_timeout(wf_task_t *t, double seconds,
+                     void (*cb)(struct ev_loop *, ev_timer *, int)) {
+  struct ev_loop *evl = wf_loop_ev(t->rt->loop);
+  ev_timer_init(&t->timer, cb, seconds, 0);
+  t->timer.data = t;
+  /* libev's cached time is that of the last loop iteration, which may be
+   * long past after Lua work (a 0.1 s wait after 90 ms of work would end
+   * at once): count from now */
+  ev_now_update(evl);
+  ev_timer_start(evl, &t->timer);
+}
+
+int wf_lua_block(wf_lua_rt_t *rt, int (*done)(void *ud), void *ud) {
+  while (!done(ud))
+    if (!wf_loop_step(rt->loop) && !done(ud)) return WF_ERR;
+  return WF_OK;
+}
+
+int wf_lua_fail(lua_State *L, const char *msg, const char *code) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  if (!code) return 2;
+  lua_pushstring(L, code);
+  return 3;
 }
 
 /* The DONE sentinel pushed by the worker body when an invocation ends. */

@@ -1,6 +1,8 @@
 /* lua_rt.h — the binding's per-lua_State runtime (one event loop, value
- * table, scheduler and task pool per Lua state) and tasks: pooled
- * coroutines that run executor invocations and yield inside weft primitives.
+ * table, scheduler and task pool per Lua state, ordered close hooks) and
+ * tasks: pooled coroutines that run executor invocations and yield inside
+ * weft primitives, with the one wait/resume protocol every yielding
+ * primitive follows (see "The protocol" below and docs/internals.md).
  * Only runtime/lua_*.c include this. Depends on lua.h, loop.h, sched.h. */
 #ifndef WF_LUA_RT_H
 #define WF_LUA_RT_H
@@ -14,6 +16,14 @@
 
 typedef struct wf_lua_rt wf_lua_rt_t;
 typedef struct wf_task wf_task_t;
+typedef struct wf_lua_hook wf_lua_hook_t;
+
+/* Builds a primitive's results on L when its wait is over (OpenResty's
+ * prepare_retvals): called by the resumer just before lua_resume (or, for
+ * a main-thread waiter, before the primitive returns), never from an event
+ * callback; returns the number of values pushed. It owns what t->wait
+ * holds from then on (free it here). */
+typedef int (*wf_task_prepare_fn)(wf_task_t *t, lua_State *L);
 
 /* What a task does when its coroutine finishes an invocation (yields DONE)
  * or dies: ok, and on failure a message and a traceback (may be NULL). */
@@ -29,10 +39,17 @@ struct wf_task {
   int waiting;      /* suspended inside a weft primitive */
   int aborted;      /* abort requested while running: discard on return */
   int oneshot;      /* a weft.go task: freed, not pooled, when it ends */
-  /* what the task waits on, and how to cancel it (abort/timeout) */
-  void (*cancel)(wf_task_t *t);
+  int main;         /* a main-thread waiter (wf_task_waiter), not a task */
+  int woken;        /* main-thread waiter: its wait is over */
+  /* the wait protocol: what the task waits on, how to cancel it (abort,
+   * executor timeout, deadlock; called whether or not the wait is over,
+   * it frees what wait holds) and how to build the results; all three
+   * are cleared by the resumer */
   void *wait;
-  ev_timer timer;   /* used by sleep-like primitives */
+  void (*cancel)(wf_task_t *t);
+  wf_task_prepare_fn prepare;
+  int result;       /* the outcome an event handler records for prepare */
+  ev_timer timer;   /* a wait's timeout (stopped by the resumer) */
   /* owner: a scheduler invocation, or a plain Lua waiter */
   wf_task_done_fn done;
   wf_run_t *run;
@@ -57,9 +74,34 @@ struct wf_lua_rt {
   wf_task_t *spawned;          /* live one-shot (weft.go) tasks */
   struct wf_lua_run *runs;     /* live runs (lua_sched.c) */
   struct wf_lua_graph *graphs; /* live graphs (lua_sched.c) */
+  wf_lua_hook_t *hooks;        /* close hooks, in order */
   int closing;
   int nrefs; /* registry refs taken through wf_lua_ref, for leak checks */
 };
+
+/* A close hook: fn runs once when the state closes, before the runs,
+ * tasks, scheduler and loop are torn down; hooks run by ascending order
+ * (ties: first registered first). Embed it in the owner's C state; fn may
+ * free that state. */
+struct wf_lua_hook {
+  void (*fn)(wf_lua_rt_t *rt, wf_lua_hook_t *h);
+  int order;
+  wf_lua_hook_t *next;
+};
+/* Hook orders: I/O that tasks wait on goes first, so that a task
+ * dropped later has nothing left running. */
+enum { WF_HOOK_IO = 10 };
+
+/* Register h to run when rt's state closes. */
+void wf_lua_rt_on_close(wf_lua_rt_t *rt, wf_lua_hook_t *h);
+/* The hook registered with function fn, or NULL. */
+wf_lua_hook_t *wf_lua_rt_hook(wf_lua_rt_t *rt,
+                              void (*fn)(wf_lua_rt_t *, wf_lua_hook_t *));
+
+/* The one shape of an expected failure: push nil, msg and, unless code is
+ * NULL, code (a short word: "error", "cancelled", "conflict", ...);
+ * returns the number pushed (3, or 2 without a code). */
+int wf_lua_fail(lua_State *L, const char *msg, const char *code);
 
 /* Take a registry ref to the value on top of L's stack (popped); counted. */
 int wf_lua_ref(wf_lua_rt_t *rt, lua_State *L);
@@ -83,10 +125,20 @@ wf_task_t *wf_task_get(wf_lua_rt_t *rt);
  * nargs arguments (all popped); started from the loop, never inside this
  * call. NULL on allocation failure. */
 wf_task_t *wf_task_spawn(wf_lua_rt_t *rt, lua_State *L, int nargs);
-/* Resume t with the nret values already pushed on t->co (one resume point
- * for every entry into Lua from the loop; handles DONE, errors, aborts). */
+/* Resume t: stop its timeout, push the results (t->nret values already on
+ * t->co, then those of t->prepare), clear the wait and lua_resume (the one
+ * resume point for every entry into Lua from the loop; handles DONE,
+ * errors, aborts). */
 void wf_task_resume(wf_task_t *t);
-/* Queue t to be resumed from the loop with nret values pushed on t->co. */
+/* The event handler's side of the protocol: t's wait is over (what for is
+ * in t->wait / t->result); stop its timeout and queue t to be resumed
+ * from the loop (a main-thread waiter is flagged instead). Pushes nothing, never runs Lua;
+ * t->cancel stays set until the resume, so an abort in between still
+ * frees the wait. */
+void wf_task_ready(wf_task_t *t);
+/* Older form, for primitives not yet on the protocol (lua_sched.c,
+ * lua_server.c): queue t with nret values pushed on t->co by the caller,
+ * which cleared t->wait and t->cancel. */
 void wf_task_wake(wf_task_t *t, int nret);
 /* Abort t: cancel what it waits on and drop its coroutine (not pooled). */
 void wf_task_abort(wf_task_t *t);
@@ -100,6 +152,37 @@ int wf_task_yield(wf_task_t *t, lua_State *L);
  * anywhere else it raises naming fname. */
 wf_task_t *wf_task_check_blocking(wf_lua_rt_t *rt, lua_State *L,
                                   const char *fname);
+
+/* The protocol. A yielding primitive does every check first, then
+ *   wf_task_t mw, *t = wf_task_waiter(rt, L, "name", &mw);
+ *   ...start the I/O; t->wait = what; t->cancel = ...; t->prepare = ...;
+ *   return wf_task_suspend(t, L, "name");
+ * and its event handler records the outcome (t->result, its wait struct)
+ * and calls wf_task_ready(t). The same code serves tasks (which yield) and
+ * the main thread (which runs the loop until ready). */
+/* The waiter for a blocking call from L: the calling task, or on the main
+ * thread outside callbacks mw set up as a main-thread waiter; raises
+ * anywhere else (wf_task_check_blocking). */
+wf_task_t *wf_task_waiter(wf_lua_rt_t *rt, lua_State *L, const char *fname,
+                          wf_task_t *mw);
+/* Suspend the primitive's caller until wf_task_ready(t): a task yields (use
+ * as the last statement: `return wf_task_suspend(t, L, name);`); the main
+ * thread runs the loop (wf_lua_block), then returns t->prepare's results.
+ * When nothing is left that could end the wait, the wait is cancelled and
+ * it raises "<fname>: nothing left to wait on (deadlock)". */
+int wf_task_suspend(wf_task_t *t, lua_State *L, const char *fname);
+/* A prepare function pushing t->result as a boolean. */
+int wf_task_prepare_bool(wf_task_t *t, lua_State *L);
+/* Start t's timeout: after `seconds` (counted from now), cb runs with
+ * t->timer.data == t. */
+void wf_task_timeout(wf_task_t *t, double seconds,
+                     void (*cb)(struct ev_loop *, ev_timer *, int));
+
+/* Block the main thread: run loop iterations until done(ud) is true.
+ * WF_OK then, WF_ERR when the loop has nothing left that could make it
+ * true (a deadlock: the caller cleans up and raises). The one main-thread
+ * spin of the binding. */
+int wf_lua_block(wf_lua_rt_t *rt, int (*done)(void *ud), void *ud);
 
 /* Run one loop iteration from a blocking call on the main thread. */
 void wf_lua_rt_step(wf_lua_rt_t *rt);

@@ -1,16 +1,17 @@
 /* lua_store.c — Lua binding of store.h (package "weft.core.store"): raw
  * primitives behind lua/weft/store.lua, which validates arguments and
- * builds batches. open(url) -> store userdata | nil, err; add_secret and
- * warning (redaction and file modes, store.h); get, scan, range,
- * commit and size yield the calling task until the store's callback (or,
- * on the main thread, run the loop until then); close(store).
+ * builds batches. open(url) -> store userdata | nil, err, code; add_secret
+ * and warning (redaction and file modes, store.h); get, scan, range,
+ * commit, size and time suspend the caller until the store's callback
+ * (wf_task_waiter: a task yields, the main thread runs the loop); close.
  *
  * The userdata holds a pointer to the C store; close() and __gc close it
  * (which delivers every pending callback). A pending operation is a small
- * waiter: the callback pushes the results onto the waiting task's
- * coroutine and wakes it (never resumes Lua), or, for the main thread,
- * pushes them onto the caller's stack and flags it done. A task aborted
- * while it waits (executor timeout, cancel) leaves its waiter detached: the
+ * heap waiter following the wait protocol (lua_rt.h): the store callback
+ * copies the result into it (the store's result lives only during the
+ * callback) and marks the caller ready; the Lua values are built by its
+ * prepare function when the caller resumes. A caller aborted while it
+ * waits (executor timeout, cancel) leaves its waiter detached: the
  * operation still completes (a batch may be applied) and the result is
  * dropped. Depends on lua.h, lua_rt.h, store.h. */
 #include <stdlib.h>
@@ -28,16 +29,17 @@ typedef struct lstore lstore_t;
 /* One operation a Lua caller waits for. */
 typedef struct lwait {
   int kind;
-  wf_task_t *t;   /* the waiting task; NULL: main thread or detached */
-  lua_State *L;   /* main thread: where results go */
-  int done, nret;
-  lstore_t *ls;   /* NULL once detached */
+  wf_task_t *t;   /* the waiter (a task or the main thread); NULL: detached */
+  lstore_t *ls;   /* NULL once unlinked (completed or detached) */
+  int done;       /* the result is in r (owned: buf) */
+  wf_store_result_t r;
+  void *buf;      /* one allocation holding everything r points to */
   struct lwait *prev, *next;
 } lwait_t;
 
 struct lstore {
   wf_store_t *s;  /* NULL once closed */
-  lwait_t *waits; /* task waits (detached at close) */
+  lwait_t *waits; /* operations not yet completed */
 };
 
 /* Take w out of its store's list. */
@@ -57,13 +59,9 @@ static void wait_unlink(lwait_t *w) {
  * range: {{seq=, value=}...}; commit: true, {seq...} | nil, err,
  * "conflict" (an expectation failed); size: bytes; time: ms. */
 static int push_result(lua_State *L, int k, const wf_store_result_t *r) {
-  if (r->status != WF_OK) {
-    lua_pushnil(L);
-    lua_pushstring(L, r->err ? r->err : "store error");
-    if (!r->conflict) return 2;
-    lua_pushliteral(L, "conflict");
-    return 3;
-  }
+  if (r->status != WF_OK)
+    return wf_lua_fail(L, r->err ? r->err : "store error",
+                       r->conflict ? "conflict" : NULL);
   switch (k) {
     case W_GET:
       if (r->found)
@@ -104,34 +102,101 @@ static int push_result(lua_State *L, int k, const wf_store_result_t *r) {
   return 0;
 }
 
-/* Store callback (from the loop's deferred queue or a close): hand the
- * results to whoever waits. Never resumes Lua. */
-static void op_cb(void *ud, const wf_store_result_t *r) {
-  lwait_t *w = ud;
-  wf_task_t *t = w->t;
-  int kind = w->kind;
-  if (w->L) { /* main thread: its frame is below us on the C stack */
-    w->nret = push_result(w->L, kind, r);
-    w->done = 1;
+/* Copy r into w (one allocation): arrays first (aligned), then bytes. A
+ * copy that cannot be made becomes an "out of memory" failure. */
+static void result_copy(lwait_t *w, const wf_store_result_t *r) {
+  size_t n = r->n, i, bytes = 0, arrays;
+  char *p;
+  w->r = *r;
+  w->r.err = NULL;
+  w->r.keys = NULL;
+  w->r.values = NULL;
+  w->r.lens = NULL;
+  w->r.seqs = NULL;
+  w->r.value = NULL;
+  arrays = n * (2 * sizeof(char *) + sizeof(size_t) + sizeof(long long));
+  if (r->err) bytes += strlen(r->err) + 1;
+  if (r->value) bytes += r->len;
+  for (i = 0; i < n; i++) {
+    if (r->keys) bytes += strlen(r->keys[i]) + 1;
+    if (r->values) bytes += r->lens[i];
+  }
+  if (!(w->buf = malloc(arrays + bytes + 1))) {
+    memset(&w->r, 0, sizeof w->r);
+    w->r.status = WF_ERR;
+    w->r.err = "weft.store: out of memory";
     return;
   }
-  wait_unlink(w);
-  free(w);
-  if (!t) return; /* detached: nobody wants the result */
-  t->cancel = NULL;
-  t->wait = NULL;
-  wf_task_wake(t, push_result(t->co, kind, r));
+  {
+    const char **keys = w->buf, **values = keys + n;
+    size_t *lens = (size_t *)(values + n);
+    long long *seqs = (long long *)(lens + n);
+    p = (char *)(seqs + n);
+    for (i = 0; i < n; i++) {
+      if (r->keys) {
+        size_t kl = strlen(r->keys[i]) + 1;
+        keys[i] = memcpy(p, r->keys[i], kl);
+        p += kl;
+      }
+      if (r->values) {
+        values[i] = memcpy(p, r->values[i], r->lens[i]);
+        lens[i] = r->lens[i];
+        p += r->lens[i];
+      }
+      if (r->seqs) seqs[i] = r->seqs[i];
+    }
+    if (r->keys) w->r.keys = keys;
+    if (r->values) {
+      w->r.values = values;
+      w->r.lens = lens;
+    }
+    if (r->seqs) w->r.seqs = seqs;
+  }
+  if (r->value) {
+    w->r.value = memcpy(p, r->value, r->len);
+    p += r->len;
+  }
+  if (r->err) w->r.err = strcpy(p, r->err);
 }
 
-/* Cancel callback of a waiting task (abort, timeout): detach its waiter;
- * the operation completes without it. */
+/* Free a waiter and its result copy. */
+static void wait_free(lwait_t *w) {
+  free(w->buf);
+  free(w);
+}
+
+/* Store callback (from the loop's deferred queue or a close): keep the
+ * result for the waiter and mark it ready. Never builds Lua values. */
+static void op_cb(void *ud, const wf_store_result_t *r) {
+  lwait_t *w = ud;
+  wait_unlink(w);
+  if (!w->t) { /* detached: nobody wants the result */
+    free(w);
+    return;
+  }
+  result_copy(w, r);
+  w->done = 1;
+  wf_task_ready(w->t);
+}
+
+/* The caller resumes: its results from the copy. */
+static int op_prepare(wf_task_t *t, lua_State *L) {
+  lwait_t *w = t->wait;
+  int n = push_result(L, w->kind, &w->r);
+  wait_free(w);
+  return n;
+}
+
+/* Cancel callback (abort, timeout, deadlock): a completed waiter is freed;
+ * a pending one is detached and the operation completes without it. */
 static void op_cancel(wf_task_t *t) {
   lwait_t *w = t->wait;
-  t->wait = NULL;
-  if (w) {
-    w->t = NULL;
-    wait_unlink(w);
+  if (w->done) {
+    wait_free(w);
+    return;
   }
+  w->t = NULL;
+  wait_unlink(w);
 }
 
 /* ---- the store userdata ------------------------------------------------- */
@@ -145,8 +210,9 @@ static void lstore_close(lstore_t *ls, int detach) {
   if (!s) return;
   ls->s = NULL;
   while (detach && (w = ls->waits)) {
-    if (w->t) {
+    if (w->t) { /* never resumed: the waiter no longer holds w */
       w->t->cancel = NULL;
+      w->t->prepare = NULL;
       w->t->wait = NULL;
       w->t = NULL;
     }
@@ -169,13 +235,6 @@ static lstore_t *check_store(lua_State *L) {
   return luaL_checkudata(L, 1, STORE_MT);
 }
 
-/* Push nil, msg; returns 2. */
-static int push_fail(lua_State *L, const char *msg) {
-  lua_pushnil(L);
-  lua_pushstring(L, msg);
-  return 2;
-}
-
 /* open(url) -> store | nil, err */
 static int l_open(lua_State *L) {
   const char *url = luaL_checkstring(L, 1);
@@ -187,14 +246,14 @@ static int l_open(lua_State *L) {
   luaL_getmetatable(L, STORE_MT);
   lua_setmetatable(L, -2);
   ls->s = wf_store_open(rt->loop, url, &err);
-  if (!ls->s) return push_fail(L, err.msg);
+  if (!ls->s) return wf_lua_fail(L, err.msg, NULL);
   return 1;
 }
 
 /* kind(store) -> "sqlite" | "redis" | "memory" */
 static int l_kind(lua_State *L) {
   lstore_t *ls = check_store(L);
-  if (!ls->s) return push_fail(L, "store closed");
+  if (!ls->s) return wf_lua_fail(L, "store closed", NULL);
   lua_pushstring(L, wf_store_kind(ls->s));
   return 1;
 }
@@ -202,7 +261,7 @@ static int l_kind(lua_State *L) {
 /* url(store) -> the url, password redacted */
 static int l_url(lua_State *L) {
   lstore_t *ls = check_store(L);
-  if (!ls->s) return push_fail(L, "store closed");
+  if (!ls->s) return wf_lua_fail(L, "store closed", NULL);
   lua_pushstring(L, wf_store_url(ls->s));
   return 1;
 }
@@ -289,34 +348,27 @@ static void op_start(wf_store_t *s, opargs_t *a, lwait_t *w) {
   }
 }
 
-/* Run an operation for the caller: yield task t, or (t NULL: the main
- * thread) run the loop until it completes. Arguments are checked and
- * wf_task_check_blocking has passed; a batch in a->b is owned here. */
-static int op_run(lua_State *L, lstore_t *ls, opargs_t *a, wf_task_t *t) {
-  lwait_t mw;
-  if (t) {
-    lwait_t *w = calloc(1, sizeof *w);
-    if (!w) {
-      if (a->b) wf_store_discard(a->b);
-      return luaL_error(L, "weft.store: out of memory");
-    }
-    w->kind = a->kind;
-    w->t = t;
-    w->ls = ls;
-    w->next = ls->waits;
-    if (ls->waits) ls->waits->prev = w;
-    ls->waits = w;
-    t->wait = w;
-    t->cancel = op_cancel;
-    op_start(ls->s, a, w);
-    return wf_task_yield(t, L);
+/* Run an operation for waiter t (wf_task_waiter) and suspend its caller
+ * until it completes. Arguments are checked; a batch in a->b is owned
+ * here. */
+static int op_run(lua_State *L, lstore_t *ls, opargs_t *a, wf_task_t *t,
+                  const char *fname) {
+  lwait_t *w = calloc(1, sizeof *w);
+  if (!w) {
+    if (a->b) wf_store_discard(a->b);
+    return luaL_error(L, "%s: out of memory", fname);
   }
-  memset(&mw, 0, sizeof mw);
-  mw.kind = a->kind;
-  mw.L = L;
-  op_start(ls->s, a, &mw);
-  while (!mw.done) wf_loop_step(wf_lua_rt(L)->loop);
-  return mw.nret;
+  w->kind = a->kind;
+  w->t = t;
+  w->ls = ls;
+  w->next = ls->waits;
+  if (ls->waits) ls->waits->prev = w;
+  ls->waits = w;
+  t->wait = w;
+  t->cancel = op_cancel;
+  t->prepare = op_prepare;
+  op_start(ls->s, a, w);
+  return wf_task_suspend(t, L, fname);
 }
 
 /* A string argument without NUL bytes (C sees it whole). */
@@ -341,9 +393,9 @@ static lua_Number check_count(lua_State *L, int idx, lua_Number dflt) {
 static int l_get(lua_State *L) {
   lstore_t *ls = check_store(L);
   opargs_t a = {W_GET, check_name(L, 2), check_name(L, 3), 0, 0, NULL};
-  wf_task_t *t = wf_task_check_blocking(wf_lua_rt(L), L, "store:get");
-  if (!ls->s) return push_fail(L, "store closed");
-  return op_run(L, ls, &a, t);
+  wf_task_t mw, *t = wf_task_waiter(wf_lua_rt(L), L, "store:get", &mw);
+  if (!ls->s) return wf_lua_fail(L, "store closed", NULL);
+  return op_run(L, ls, &a, t, "store:get");
 }
 
 /* scan(store, ns, prefix, limit) -> {{key=, value=}...} | nil, err */
@@ -351,9 +403,9 @@ static int l_scan(lua_State *L) {
   lstore_t *ls = check_store(L);
   opargs_t a = {W_SCAN, check_name(L, 2), check_name(L, 3), 0, 0, NULL};
   a.n1 = check_count(L, 4, 0);
-  wf_task_t *t = wf_task_check_blocking(wf_lua_rt(L), L, "store:scan");
-  if (!ls->s) return push_fail(L, "store closed");
-  return op_run(L, ls, &a, t);
+  wf_task_t mw, *t = wf_task_waiter(wf_lua_rt(L), L, "store:scan", &mw);
+  if (!ls->s) return wf_lua_fail(L, "store closed", NULL);
+  return op_run(L, ls, &a, t, "store:scan");
 }
 
 /* range(store, ns, key, from, to) -> {{seq=, value=}...} | nil, err */
@@ -362,27 +414,27 @@ static int l_range(lua_State *L) {
   opargs_t a = {W_RANGE, check_name(L, 2), check_name(L, 3), 0, 0, NULL};
   a.n1 = check_count(L, 4, 1);
   a.n2 = check_count(L, 5, 0);
-  wf_task_t *t = wf_task_check_blocking(wf_lua_rt(L), L, "store:range");
-  if (!ls->s) return push_fail(L, "store closed");
-  return op_run(L, ls, &a, t);
+  wf_task_t mw, *t = wf_task_waiter(wf_lua_rt(L), L, "store:range", &mw);
+  if (!ls->s) return wf_lua_fail(L, "store closed", NULL);
+  return op_run(L, ls, &a, t, "store:range");
 }
 
 /* size(store, ns) -> bytes | nil, err */
 static int l_size(lua_State *L) {
   lstore_t *ls = check_store(L);
   opargs_t a = {W_SIZE, check_name(L, 2), "", 0, 0, NULL};
-  wf_task_t *t = wf_task_check_blocking(wf_lua_rt(L), L, "store:size");
-  if (!ls->s) return push_fail(L, "store closed");
-  return op_run(L, ls, &a, t);
+  wf_task_t mw, *t = wf_task_waiter(wf_lua_rt(L), L, "store:size", &mw);
+  if (!ls->s) return wf_lua_fail(L, "store closed", NULL);
+  return op_run(L, ls, &a, t, "store:size");
 }
 
 /* time(store) -> the store's clock in ms | nil, err */
 static int l_time(lua_State *L) {
   lstore_t *ls = check_store(L);
   opargs_t a = {W_TIME, "", "", 0, 0, NULL};
-  wf_task_t *t = wf_task_check_blocking(wf_lua_rt(L), L, "store:time");
-  if (!ls->s) return push_fail(L, "store closed");
-  return op_run(L, ls, &a, t);
+  wf_task_t mw, *t = wf_task_waiter(wf_lua_rt(L), L, "store:time", &mw);
+  if (!ls->s) return wf_lua_fail(L, "store closed", NULL);
+  return op_run(L, ls, &a, t, "store:time");
 }
 
 /* Batch op codes of the flat ops list (lua/weft/store.lua uses them). */
@@ -397,7 +449,7 @@ static int l_commit(lua_State *L) {
   lstore_t *ls = check_store(L);
   lua_Integer n = luaL_checkinteger(L, 3), i;
   opargs_t a = {W_COMMIT, NULL, NULL, 0, 0, NULL};
-  wf_task_t *t;
+  wf_task_t mw, *t;
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_argcheck(L, n >= 0, 3, "must be >= 0");
   /* check every slot before anything is held */
@@ -432,8 +484,8 @@ static int l_commit(lua_State *L) {
                         (int)i + 1);
     lua_pop(L, 1);
   }
-  t = wf_task_check_blocking(wf_lua_rt(L), L, "batch:commit");
-  if (!ls->s) return push_fail(L, "store closed");
+  t = wf_task_waiter(wf_lua_rt(L), L, "batch:commit", &mw);
+  if (!ls->s) return wf_lua_fail(L, "store closed", NULL);
   /* nothing below raises until the batch is handed over */
   a.b = wf_store_batch(ls->s);
   for (i = 0; i < n; i++) {
@@ -473,7 +525,7 @@ static int l_commit(lua_State *L) {
     }
     lua_pop(L, 4);
   }
-  return op_run(L, ls, &a, t);
+  return op_run(L, ls, &a, t, "batch:commit");
 }
 
 static const luaL_Reg store_fns[] = {{"open", l_open},

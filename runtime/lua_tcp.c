@@ -2,11 +2,11 @@
  * primitives behind the TCP cosockets of lua/weft/tcp.lua. Every I/O
  * primitive here is non-blocking and returns the AGAIN sentinel when it
  * would block; the only yielding one is wait(sock, "r"|"w", timeout), which
- * suspends the calling task until the socket is ready (true) or the timeout
- * fires (false) — on the main thread it runs the loop instead. The Lua side
- * retries the operation after each wait, so results are always pushed by
- * the running coroutine itself, never from a libev callback (which only
- * pushes a boolean and wakes the task).
+ * suspends the caller until the socket is ready (true) or the timeout fires
+ * (false), following the wait protocol (lua_rt.h: a task yields, the main
+ * thread runs the loop). The Lua side retries the operation after each
+ * wait, so results are always pushed by the running coroutine itself,
+ * never from a libev callback (which only records the outcome).
  *
  * A socket userdata holds a pointer to a C-owned lsock (input buffer, tcp
  * handle, waiter); close() frees it at once (waking a task waiting on it),
@@ -23,11 +23,6 @@
 #define RBUF_MIN 4096
 #define RBUF_MAX_STEP (16u << 20)
 
-/* A main-thread wait in progress (lives on that call's C stack). */
-typedef struct main_wait {
-  int ready, timed_out, closed;
-} main_wait_t;
-
 typedef struct lsock {
   wf_tcp_t *tcp;
   struct ev_loop *evl;
@@ -36,8 +31,7 @@ typedef struct lsock {
   char *rbuf;
   size_t roff, rlen, rcap, scan;
   int eof;
-  wf_task_t *waiter;      /* task suspended in wait() */
-  main_wait_t *main_wait; /* or the main thread, looping in wait() */
+  wf_task_t *waiter; /* task (or main-thread waiter) suspended in wait() */
 } lsock_t;
 
 typedef struct sock_ud {
@@ -73,24 +67,30 @@ static sock_ud_t *sock_check(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, SOCK_MT);
 }
 
-/* Stop whatever waits on s: a task is woken with `ready` (true), so that it
- * retries and sees the new state; a main-thread wait is marked closed. */
-static void sock_release_waiter(lsock_t *s, int wake) {
+/* End the wait on s, if any: the socket no longer holds the waiter, which
+ * holds nothing (its cancel is cleared). */
+static wf_task_t *sock_end_wait(lsock_t *s) {
   wf_task_t *t = s->waiter;
   wf_tcp_unwait(s->tcp);
   if (t) {
     s->waiter = NULL;
     t->wait = NULL;
     t->cancel = NULL;
-    ev_timer_stop(s->evl, &t->timer);
-    if (wake) {
-      lua_pushboolean(t->co, 1);
-      wf_task_wake(t, 1);
-    }
   }
-  if (s->main_wait) {
-    s->main_wait->closed = 1;
-    s->main_wait = NULL;
+  return t;
+}
+
+/* Stop whatever waits on s: with wake, the waiter is ready with true, so
+ * that it retries and sees the new state; without (state close), its
+ * timeout is stopped and it is never resumed. */
+static void sock_release_waiter(lsock_t *s, int wake) {
+  wf_task_t *t = sock_end_wait(s);
+  if (!t) return;
+  if (wake) {
+    t->result = 1;
+    wf_task_ready(t);
+  } else {
+    ev_timer_stop(s->evl, &t->timer);
   }
 }
 
@@ -124,13 +124,6 @@ static int l_sock_tostring(lua_State *L) {
   return 1;
 }
 
-/* Push nil, msg; returns 2. */
-static int push_fail(lua_State *L, const char *msg) {
-  lua_pushnil(L);
-  lua_pushstring(L, msg);
-  return 2;
-}
-
 /* ---- constructors ------------------------------------------------------ */
 
 /* listen(host, port, backlog) -> server socket | nil, err */
@@ -142,7 +135,7 @@ static int l_listen(lua_State *L) {
   wf_err_t err;
   sock_ud_t *u = sock_new(L);
   wf_tcp_t *tcp = wf_tcp_listen(rt->loop, host, port, backlog, &err);
-  if (!tcp) return push_fail(L, err.msg);
+  if (!tcp) return wf_lua_fail(L, err.msg, NULL);
   sock_attach(L, u, tcp, 1);
   return 1;
 }
@@ -156,7 +149,7 @@ static int l_connect(lua_State *L) {
   wf_err_t err;
   sock_ud_t *u = sock_new(L);
   wf_tcp_t *tcp = wf_tcp_connect(rt->loop, host, port, &err);
-  if (!tcp) return push_fail(L, err.msg);
+  if (!tcp) return wf_lua_fail(L, err.msg, NULL);
   sock_attach(L, u, tcp, 0);
   return 1;
 }
@@ -166,13 +159,13 @@ static int l_connected(lua_State *L) {
   sock_ud_t *u = sock_check(L, 1);
   wf_err_t err;
   int rc;
-  if (!u->s) return push_fail(L, "closed");
+  if (!u->s) return wf_lua_fail(L, "closed", NULL);
   rc = wf_tcp_connected(u->s->tcp, &err);
   if (rc == WF_AGAIN) {
     lua_pushlightuserdata(L, &again_key);
     return 1;
   }
-  if (rc != WF_OK) return push_fail(L, err.msg);
+  if (rc != WF_OK) return wf_lua_fail(L, err.msg, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -183,7 +176,7 @@ static int l_accept(lua_State *L) {
   wf_tcp_t *c;
   wf_err_t err;
   int rc;
-  if (!u->s) return push_fail(L, "closed");
+  if (!u->s) return wf_lua_fail(L, "closed", NULL);
   if (!u->s->listener) return luaL_error(L, "accept: not a listening socket");
   sock_ud_t *cu = sock_new(L);
   rc = wf_tcp_accept(u->s->tcp, &c, &err);
@@ -191,7 +184,7 @@ static int l_accept(lua_State *L) {
     lua_pushlightuserdata(L, &again_key);
     return 1;
   }
-  if (rc != WF_OK) return push_fail(L, err.msg);
+  if (rc != WF_OK) return wf_lua_fail(L, err.msg, NULL);
   sock_attach(L, cu, c, 0);
   return 1;
 }
@@ -269,7 +262,7 @@ static int l_recv(lua_State *L) {
     default:
       return luaL_argerror(L, 2, "mode must be 'l', 'a', 'n' or 'u'");
   }
-  if (!(s = u->s)) return push_fail(L, "closed");
+  if (!(s = u->s)) return wf_lua_fail(L, "closed", NULL);
   if (s->listener) return luaL_error(L, "receive: on a listening socket");
   for (;;) {
     size_t avail = s->rlen - s->roff;
@@ -407,63 +400,31 @@ static int l_send(lua_State *L) {
 
 /* ---- waiting (the yielding primitive) ---------------------------------- */
 
-/* Readiness of a task's socket: wake it with true. */
-static void task_notify(void *ud, wf_tcp_t *tcp, int revents) {
-  lsock_t *s = ud;
-  wf_task_t *t = s->waiter;
+/* Readiness of the waiter's socket: it is ready with true. */
+static void wait_notify(void *ud, wf_tcp_t *tcp, int revents) {
+  wf_task_t *t = sock_end_wait(ud);
   (void)tcp;
   (void)revents;
-  s->waiter = NULL;
-  t->wait = NULL;
-  t->cancel = NULL;
-  ev_timer_stop(s->evl, &t->timer);
-  lua_pushboolean(t->co, 1);
-  wf_task_wake(t, 1);
+  t->result = 1;
+  wf_task_ready(t);
 }
 
-/* Timeout of a task's wait: wake it with false. */
-static void task_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
+/* Timeout of a wait: the waiter is ready with false. */
+static void wait_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
   wf_task_t *t = w->data;
-  lsock_t *s = t->wait;
   (void)evl;
   (void)revents;
-  wf_tcp_unwait(s->tcp);
-  s->waiter = NULL;
-  t->wait = NULL;
-  t->cancel = NULL;
-  lua_pushboolean(t->co, 0);
-  wf_task_wake(t, 1);
+  sock_end_wait(t->wait);
+  t->result = 0;
+  wf_task_ready(t);
 }
 
 /* Cancel callback (abort, executor timeout): stop watching, never wake. */
-static void task_cancel(wf_task_t *t) {
-  lsock_t *s = t->wait;
-  if (s) {
-    wf_tcp_unwait(s->tcp);
-    s->waiter = NULL;
-    ev_timer_stop(s->evl, &t->timer);
-  }
-  t->wait = NULL;
-}
-
-/* Readiness of the main thread's socket. */
-static void main_notify(void *ud, wf_tcp_t *tcp, int revents) {
-  lsock_t *s = ud;
-  (void)tcp;
-  (void)revents;
-  if (s->main_wait) s->main_wait->ready = 1;
-}
-
-/* Timeout of the main thread's wait. */
-static void main_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
-  (void)evl;
-  (void)revents;
-  ((main_wait_t *)w->data)->timed_out = 1;
-}
+static void wait_cancel(wf_task_t *t) { sock_end_wait(t->wait); }
 
 /* wait(sock, "r"|"w", timeout) -> true when ready (or closed meanwhile),
- * false on timeout. timeout < 0: none. Yields the calling task; on the
- * main thread runs the loop until then. */
+ * false on timeout. timeout < 0: none. Suspends the caller (a task yields,
+ * the main thread runs the loop). */
 static int l_wait(lua_State *L) {
   sock_ud_t *u = sock_check(L, 1);
   const char *what = luaL_checkstring(L, 2);
@@ -471,7 +432,7 @@ static int l_wait(lua_State *L) {
   wf_lua_rt_t *rt = wf_lua_rt(L);
   int events;
   lsock_t *s;
-  wf_task_t *t;
+  wf_task_t mw, *t;
   if (what[0] == 'r' && what[1] == 0)
     events = EV_READ;
   else if (what[0] == 'w' && what[1] == 0)
@@ -479,46 +440,22 @@ static int l_wait(lua_State *L) {
   else
     return luaL_argerror(L, 2, "expected 'r' or 'w'");
   luaL_argcheck(L, timeout == timeout, 3, "timeout is NaN");
-  t = wf_task_check_blocking(rt, L, "weft.tcp");
+  t = wf_task_waiter(rt, L, "weft.tcp", &mw);
   if (!(s = u->s)) { /* closed: the retried operation reports it */
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (s->waiter || s->main_wait)
+  if (s->waiter)
     return luaL_error(L,
                       "weft.tcp: socket busy (another task is already "
                       "waiting on it)");
-  if (t) {
-    s->waiter = t;
-    t->wait = s;
-    t->cancel = task_cancel;
-    wf_tcp_wait(s->tcp, events, task_notify, s);
-    if (timeout >= 0) {
-      ev_timer_init(&t->timer, task_timer_cb, timeout, 0);
-      t->timer.data = t;
-      ev_timer_start(s->evl, &t->timer);
-    }
-    return wf_task_yield(t, L);
-  }
-  /* main thread: run the loop until ready, timed out or closed */
-  main_wait_t mw = {0, 0, 0};
-  ev_timer tm;
-  struct ev_loop *evl = s->evl;
-  s->main_wait = &mw;
-  wf_tcp_wait(s->tcp, events, main_notify, s);
-  if (timeout >= 0) {
-    ev_timer_init(&tm, main_timer_cb, timeout, 0);
-    tm.data = &mw;
-    ev_timer_start(evl, &tm);
-  }
-  while (!mw.ready && !mw.timed_out && !mw.closed) wf_loop_step(rt->loop);
-  if (timeout >= 0) ev_timer_stop(evl, &tm);
-  if (!mw.closed) { /* s still exists */
-    s->main_wait = NULL;
-    wf_tcp_unwait(s->tcp);
-  }
-  lua_pushboolean(L, mw.ready || mw.closed);
-  return 1;
+  s->waiter = t;
+  t->wait = s;
+  t->cancel = wait_cancel;
+  t->prepare = wf_task_prepare_bool;
+  wf_tcp_wait(s->tcp, events, wait_notify, s);
+  if (timeout >= 0) wf_task_timeout(t, timeout, wait_timer_cb);
+  return wf_task_suspend(t, L, "weft.tcp");
 }
 
 /* ---- misc -------------------------------------------------------------- */
@@ -526,7 +463,7 @@ static int l_wait(lua_State *L) {
 /* close(sock) -> true | nil, "closed" (already). Wakes a waiting task. */
 static int l_close(lua_State *L) {
   sock_ud_t *u = sock_check(L, 1);
-  if (!u->s) return push_fail(L, "closed");
+  if (!u->s) return wf_lua_fail(L, "closed", NULL);
   sock_free(u->s, 1);
   u->s = NULL;
   lua_pushboolean(L, 1);
@@ -536,7 +473,7 @@ static int l_close(lua_State *L) {
 /* shutdown(sock) -> true | nil, "closed": half-close (no more sending). */
 static int l_shutdown(lua_State *L) {
   sock_ud_t *u = sock_check(L, 1);
-  if (!u->s) return push_fail(L, "closed");
+  if (!u->s) return wf_lua_fail(L, "closed", NULL);
   wf_tcp_shutdown_write(u->s->tcp);
   lua_pushboolean(L, 1);
   return 1;
@@ -545,7 +482,7 @@ static int l_shutdown(lua_State *L) {
 /* port(sock) -> local port | nil, "closed" */
 static int l_port(lua_State *L) {
   sock_ud_t *u = sock_check(L, 1);
-  if (!u->s) return push_fail(L, "closed");
+  if (!u->s) return wf_lua_fail(L, "closed", NULL);
   lua_pushinteger(L, wf_tcp_port(u->s->tcp));
   return 1;
 }
@@ -566,7 +503,7 @@ static int l_buffered(lua_State *L) {
 /* raise_nofile() -> the new RLIMIT_NOFILE soft limit | nil, err */
 static int l_raise_nofile(lua_State *L) {
   long n = wf_tcp_raise_nofile();
-  if (n < 0) return push_fail(L, "cannot raise RLIMIT_NOFILE");
+  if (n < 0) return wf_lua_fail(L, "cannot raise RLIMIT_NOFILE", NULL);
   lua_pushnumber(L, (lua_Number)n);
   return 1;
 }
