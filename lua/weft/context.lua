@@ -1,7 +1,9 @@
 --- The executor context (`ctx`) and the worker body that runs invocations.
 -- Each invocation gets a fresh ctx table; its methods call the scheduler's
 -- primitives in C (weft.core.sched), which buffer sends, outputs, events and
--- state writes until the superstep's barrier.
+-- state writes until the superstep's barrier. A run may bring its own
+-- invocation function (`run.invoke`) and context type (`subtype()`):
+-- weft.durable does, to record effects; this module knows nothing of it.
 local _M = {}
 
 local sched = require "weft.core.sched"
@@ -23,7 +25,18 @@ local Ctx = {}
 Ctx.__index = Ctx
 _M.Ctx = Ctx
 
-local durable_invoke -- defined below (durable runs)
+-- Ctx and its subtypes (their metatables), for the dotted-call check.
+local types = { [Ctx] = true }
+
+--- A new context type: a metatable whose methods default to Ctx's; a
+-- run's `invoke` sets it on the ctx of its invocations (weft.durable's
+-- recording ctx).
+function _M.subtype()
+  local T = setmetatable({}, { __index = Ctx })
+  T.__index = T
+  types[T] = true
+  return T
+end
 
 -- Raise (at the user's call site) unless v is JSON-serialisable (strings
 -- valid UTF-8, so that what is stored can be read back).
@@ -48,7 +61,7 @@ end
 -- ctx) at the user's call site; nothing otherwise. Only called on the
 -- error paths, so that the hot path pays nothing.
 local function dotted(self, name)
-  if getmetatable(self) ~= Ctx then
+  if not types[getmetatable(self)] then
     error(("ctx:%s: called as ctx.%s(...) (with a dot); call it with a colon: ctx:%s(...)")
       :format(name, name, name), 3)
   end
@@ -72,8 +85,6 @@ function Ctx:send(msg, target)
   end
   local ok, err = csend(self._run.c, self._seq, msg, t)
   if not ok then fail(self, "ctx:send", err) end
-  local fx = self._fx
-  if fx then fx[#fx + 1] = { "send", msg, t and self._run.wf._ids[t] or nil } end
 end
 
 --- Yield a workflow output (visible to the caller after the barrier).
@@ -85,8 +96,6 @@ function Ctx:yield_output(value)
   checked(value, "output", "ctx:yield_output")
   local ok, err = coutput(self._run.c, self._seq, value)
   if not ok then fail(self, "ctx:yield_output", err) end
-  local fx = self._fx
-  if fx then fx[#fx + 1] = { "output", value } end
 end
 
 --- Emit a custom event {type = "custom", name = name, data = data}.
@@ -98,8 +107,6 @@ function Ctx:emit(name, data)
   if data ~= nil then checked(data, "data", "ctx:emit") end
   local ok, err = cemit(self._run.c, self._seq, name, data)
   if not ok then fail(self, "ctx:emit", err) end
-  local fx = self._fx
-  if fx then fx[#fx + 1] = { "emit", name, data } end
 end
 
 local LEVELS = { debug = true, info = true, warn = true, error = true }
@@ -113,8 +120,6 @@ function Ctx:log(level, msg)
   msg = fix_utf8(tostring(msg)) -- a log line: bytes that are not UTF-8 become U+FFFD
   local ok, err = clog(self._run.c, self._seq, level, msg)
   if not ok then fail(self, "ctx:log", err) end
-  local fx = self._fx
-  if fx then fx[#fx + 1] = { "log", level, msg } end
 end
 
 --- Read shared state: last superstep's snapshot plus this invocation's writes.
@@ -139,8 +144,6 @@ function Ctx:set_state(key, value)
   if value ~= nil then checked(value, "state." .. key, "ctx:set_state") end
   local ok, err = cset(self._run.c, self._seq, key, value)
   if not ok then fail(self, "ctx:set_state", err) end
-  local fx = self._fx
-  if fx then fx[#fx + 1] = { "state", key, value } end
 end
 
 --- Ask a human (or any caller) for input: publishes a `request_info` event
@@ -189,43 +192,10 @@ local function on_error(e)
   return { message = msg, traceback = cut and tb:sub(1, cut - 1) or tb }
 end
 
-local null = json.null
-
--- Apply recorded effects fx through ctx (replaying a finished invocation).
-local function replay(ctx, fx)
-  for _, e in ipairs(fx) do
-    local k, a, b = e[1], e[2], e[3]
-    if a == null then a = nil end
-    if b == null then b = nil end
-    if k == "send" then ctx:send(a, b)
-    elseif k == "output" then ctx:yield_output(a)
-    elseif k == "emit" then ctx:emit(a, b)
-    elseif k == "log" then ctx:log(a, b)
-    elseif k == "state" then ctx:set_state(a, b) end
-  end
-end
-
--- A durable run's invocation: replay the recorded effects of an invocation
--- that finished before a crash; otherwise run the handler, recording its
--- effects, and store them once it returns.
-durable_invoke = function(run, exec, msg, ctx)
-  local durable = require "weft.durable"
-  local fx = durable.replay_of(run, ctx.superstep, ctx._order, ctx.attempt)
-  if fx then return replay(ctx, fx) end
-  ctx._fx = {}
-  run.wf._handlers[exec](msg, ctx)
-  local rec = ctx._fx
-  ctx._fx = nil
-  for _, e in ipairs(rec) do
-    for i = 2, 3 do if e[i] == nil then e[i] = null end end
-  end
-  durable.record_effects(run, { superstep = ctx.superstep, _order = ctx._order,
-                                attempt = ctx.attempt, _fx = rec })
-end
-
 --- The body of every task coroutine: run invocations until abandoned.
 -- Receives (run, seq, exec, superstep, attempt, msg) from C at each resume
--- and yields (DONE, ok, err) at the end of each invocation.
+-- and yields (DONE, ok, err) at the end of each invocation. A run with
+-- `invoke` runs each invocation as invoke(run, exec, msg, ctx).
 function _M.worker(run, seq, exec, superstep, attempt, msg, order)
   while true do
     local c = run.c
@@ -235,8 +205,9 @@ function _M.worker(run, seq, exec, superstep, attempt, msg, order)
       _run = run, _seq = seq, _order = order,
     }, Ctx)
     local ok, err
-    if run.durable then
-      ok, err = xpcall(durable_invoke, on_error, run, exec, msg, ctx)
+    local invoke = run.invoke
+    if invoke then
+      ok, err = xpcall(invoke, on_error, run, exec, msg, ctx)
     else
       ok, err = xpcall(run.wf._handlers[exec], on_error, msg, ctx)
     end

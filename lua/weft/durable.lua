@@ -18,7 +18,14 @@
 -- conditional on its fencing token; a checkpoint also on the log's
 -- position. A second process is refused (or waits); a stale owner can
 -- never append. See docs/durability.md "Ownership".
--- Uses weft.json, weft.store, weft.core.sched, weft.core.loop, weft.task.
+--
+-- Durability is a hook, not a thread through other modules: an attached
+-- run brings its own invocation function and ctx type (a weft.context
+-- subtype that records effects), and while a durable run is active this
+-- module is weft.journal's hook (weft.http, weft.llm and weft.sandbox call
+-- weft.journal and never load this module).
+-- Uses weft.json, weft.store, weft.context, weft.journal, weft.sha256,
+-- weft.core.sched, weft.core.loop, weft.task.
 local _M = {}
 
 local json = require "weft.json"
@@ -26,6 +33,9 @@ local sched = require "weft.core.sched"
 local loop = require "weft.core.loop"
 local task = require "weft.task"
 local store_mod = require "weft.store"
+local context = require "weft.context"
+local journal = require "weft.journal"
+local sha256 = require "weft.sha256"
 
 local type, error, pairs, ipairs, tostring, select, unpack, setmetatable, getmetatable =
   type, error, pairs, ipairs, tostring, select, unpack, setmetatable, getmetatable
@@ -90,18 +100,7 @@ end
 -- Values and their count (results may hold nils).
 local function pack(...) return { n = select("#", ...), ... } end
 
--- A JSON-able list of results (nil -> null).
-local function results_doc(r)
-  local out = json.array()
-  for i = 1, r.n do
-    local v = r[i]
-    if v == nil then v = json.null end
-    out[i] = v
-  end
-  return out
-end
-
--- Results back from results_doc.
+-- Results back from a stored list (null -> nil).
 local function results_of(doc)
   local out = { n = #doc }
   for i = 1, #doc do
@@ -281,6 +280,9 @@ function _M.checkpoint(r)
     end
     d.seq = seq
     d.nout = #outs
+    -- every invocation of the superstep ended: drop the journal positions
+    -- that failed invocations left
+    if next(d.inv) then d.inv = {} end
     if full then
       d.last_full, d.full_size, d.since_full = seq, #body, 0
     else
@@ -291,7 +293,68 @@ function _M.checkpoint(r)
 end
 
 -- ---------------------------------------------------------------------------
--- pending writes (effects of finished invocations) and their replay
+-- durable invocations: a recording ctx, pending writes and their replay
+
+local null = json.null
+local Ctx = context.Ctx
+
+--- The ctx type of durable invocations: Ctx's methods, which also record
+-- the invocation's effects (sends, outputs, events, logs, state writes) in
+-- ctx._fx while its handler runs, to store them when it returns.
+local DurableCtx = context.subtype()
+_M.Ctx = DurableCtx
+
+-- Ctx's method name as a recording method (effect {kind, a, b}). Ctx's
+-- checks raise at their caller, here pcall (no position): re-raised at
+-- the user's call site, as a plain ctx would.
+local function recording(name, kind)
+  local base = Ctx[name]
+  return function(self, a, b)
+    local ok, err = pcall(base, self, a, b)
+    if not ok then error(err, 2) end
+    local fx = self._fx
+    if fx then fx[#fx + 1] = { kind, a, b } end
+  end
+end
+DurableCtx.yield_output = recording("yield_output", "output")
+DurableCtx.emit = recording("emit", "emit")
+DurableCtx.set_state = recording("set_state", "state")
+
+local base_send, base_log, fix_utf8 = Ctx.send, Ctx.log, json.fix_utf8
+
+--- ctx:send of a durable invocation (the target recorded by id).
+function DurableCtx:send(msg, target)
+  local ok, err = pcall(base_send, self, msg, target)
+  if not ok then error(err, 2) end
+  local fx = self._fx
+  if fx then
+    local wf = self._run.wf
+    fx[#fx + 1] = { "send", msg, target ~= nil and wf._ids[wf._index[target]] or nil }
+  end
+end
+
+--- ctx:log of a durable invocation (the line recorded as logged).
+function DurableCtx:log(level, msg)
+  local ok, err = pcall(base_log, self, level, msg)
+  if not ok then error(err, 2) end
+  local fx = self._fx
+  if fx then fx[#fx + 1] = { "log", level, fix_utf8(tostring(msg)) } end
+end
+
+-- Apply recorded effects fx through ctx (Ctx's methods: nothing is
+-- recorded again).
+local function replay(ctx, fx)
+  for _, e in ipairs(fx) do
+    local k, a, b = e[1], e[2], e[3]
+    if a == null then a = nil end
+    if b == null then b = nil end
+    if k == "send" then Ctx.send(ctx, a, b)
+    elseif k == "output" then Ctx.yield_output(ctx, a)
+    elseif k == "emit" then Ctx.emit(ctx, a, b)
+    elseif k == "log" then Ctx.log(ctx, a, b)
+    elseif k == "state" then Ctx.set_state(ctx, a, b) end
+  end
+end
 
 --- Effects recorded for an invocation being re-executed, or nil.
 function _M.replay_of(r, superstep, order, attempt)
@@ -299,41 +362,135 @@ function _M.replay_of(r, superstep, order, attempt)
   return d.replay and d.replay[pw_key("", superstep, order, attempt)]
 end
 
---- Record the effects of a finished invocation (ctx._fx) so that a restored
+--- Record the effects fx of ctx's finished invocation so that a restored
 -- run does not execute it again. The invocation that completes the barrier
 -- is covered by the checkpoint written right after it: not recorded (if
 -- the process dies in between, it runs again; its journaled calls are not
 -- repeated).
-function _M.record_effects(r, ctx)
+function _M.record_effects(r, ctx, fx)
   local d = r.durable
   if sched.remaining(r.c) <= 1 then return end
   d.pw_written = true
   local key = pw_key(r.id, ctx.superstep, ctx._order, ctx.attempt)
-  commit_owned(d, r.id, d.store:batch():put("pw", key, encode(json.array(ctx._fx))),
+  commit_owned(d, r.id, d.store:batch():put("pw", key, encode(json.array(fx))),
     "store: recording the invocation's results")
 end
 
--- ---------------------------------------------------------------------------
--- the I/O journal
+--- The invocation function of durable runs (run.invoke, see
+-- weft.context): replay the recorded effects of an invocation that
+-- finished before a crash; otherwise run the handler with a recording ctx
+-- and a fresh journal position, and store its effects once it returns.
+function _M.invoke(run, exec, msg, ctx)
+  setmetatable(ctx, DurableCtx)
+  local ss, order, attempt = ctx.superstep, ctx._order, ctx.attempt
+  local fx = _M.replay_of(run, ss, order, attempt)
+  if fx then return replay(ctx, fx) end
+  local inv, seq = run.durable.inv, ctx._seq
+  inv[seq] = { prefix = pw_key(run.id, ss, order, attempt), n = 0, ss = ss, attempt = attempt, busy = {} }
+  fx = {}
+  ctx._fx = fx
+  run.wf._handlers[exec](msg, ctx)
+  ctx._fx = nil
+  run.durable.inv[seq] = nil
+  for _, e in ipairs(fx) do
+    for i = 2, 3 do if e[i] == nil then e[i] = null end end
+  end
+  _M.record_effects(run, ctx, fx)
+end
 
---- Run fn(...) as journaled call of kind: inside a durable invocation the
--- result is recorded, and a re-executed invocation gets the recorded
--- result instead of calling again. Elsewhere it just calls fn.
-function _M.call(kind, fn, ...)
-  local run, seq, _, ss, order, attempt = task.current()
+-- ---------------------------------------------------------------------------
+-- the I/O journal (weft.journal's hook while a durable run is active)
+
+-- How each kind of call is named in errors.
+local KIND_NAME = { http = "an HTTP request", llm = "an LLM request", sandbox = "a sandbox run" }
+
+-- Results (besides nil) that are failures: not journaled, so that a
+-- re-executed invocation asks again (a server error, a command that timed
+-- out).
+local FAILED = {
+  http = function(res) return type(res) == "table" and (res.status == 429 or (res.status or 0) >= 500) end,
+  sandbox = function(res) return type(res) == "table" and res.timed_out == true end,
+}
+
+-- A request's short description (an HTTP query left out: it may hold a
+-- key) and the hash of all of it (request: {what = ..., ...}).
+local function identify(kind, request)
+  local hash = sha256(encode(request, { invalid_utf8 = "replace" })):sub(1, 16)
+  local what = tostring(request.what or kind)
+  if kind == "http" then what = what:gsub("%?%S*", "?...") end
+  if #what > 120 then what = what:sub(1, 117) .. "..." end
+  return fix_utf8(what), hash
+end
+
+-- The error of a replayed call that does not match its recording.
+local function mismatch(run, exec, inv, n, rec, kind, what, hash)
+  return fmt("run '%s': executor '%s' (superstep %d, attempt %d) made call %d of its invocation as %s '%s' "
+    .. "(request %s), but call %d was recorded as %s '%s' (request %s); nothing recorded is returned "
+    .. "for another call. An invocation runs again from its start when it is resumed or its request "
+    .. "answered: the code before a request must be deterministic (the same LLM, HTTP and sandbox "
+    .. "calls, in the same order, with the same requests)",
+    run.id, tostring(exec), inv.ss, inv.attempt, n,
+    KIND_NAME[kind] or kind, what, hash, n, KIND_NAME[rec.kind] or tostring(rec.kind),
+    tostring(rec.what or "(not recorded)"), tostring(rec.hash or "not recorded"))
+end
+
+-- Values from index i of packed r as a JSON list (nil -> null).
+local function results_from(r, i)
+  local out = json.array()
+  for j = i, r.n do
+    local v = r[j]
+    if v == nil then v = null end
+    out[j - i + 1] = v
+  end
+  return out
+end
+
+-- weft.journal's hook: run fn(...) as call n of the current durable
+-- invocation (n counts its top-level calls: calls made inside a journaled
+-- call, such as the HTTP requests of an LLM call, are part of it). A
+-- recording of call n is returned instead of calling, once its kind and
+-- request match (else raises); a successful result is recorded (fenced).
+-- Calls outside a durable invocation just run.
+local function hook(kind, request, fn, ...)
+  local run, seq, exec, _, _, attempt = task.current()
   local d = run and run.durable
-  if not d then return fn(...) end
-  d.jidx[seq] = (d.jidx[seq] or 0) + 1
-  local key = fmt("%s/%04d", pw_key(run.id, ss, order, attempt), d.jidx[seq])
+  local inv = d and d.inv[seq]
+  if not inv or inv.attempt ~= attempt then return fn(...) end -- not (or no longer) an invocation's
+  local co = coroutine.running()
+  if inv.busy[co] then return fn(...) end
+  local n = inv.n + 1
+  inv.n = n
+  local key = fmt("%s/%04d", inv.prefix, n)
+  local what, hash = identify(kind, request)
   local rec = d.journal and d.journal[key]
   if rec then
     d.journal[key] = nil
+    if rec.kind ~= kind or (rec.hash ~= nil and rec.hash ~= hash) then
+      error(mismatch(run, exec, inv, n, rec, kind, what, hash), 0)
+    end
     return unpack(results_of(rec.results), 1, #rec.results)
   end
-  local res = pack(fn(...))
-  commit_owned(d, run.id, d.store:batch():put("journal", key, encode({ kind = kind, results = results_doc(res) })),
-    "store: journaling a " .. kind .. " call")
-  return unpack(res, 1, res.n)
+  inv.busy[co] = true
+  local res = pack(pcall(fn, ...))
+  inv.busy[co] = nil
+  if not res[1] then error(res[2], 0) end
+  local r1, failed = res[2], FAILED[kind]
+  if r1 ~= nil and r1 ~= false and not (failed and failed(r1)) then
+    commit_owned(d, run.id, d.store:batch():put("journal", key, encode({
+      kind = kind, what = what, hash = hash, results = results_from(res, 2) })),
+      "store: journaling " .. (KIND_NAME[kind] or kind))
+  end
+  return unpack(res, 2, res.n)
+end
+
+local active = 0 -- durable runs of this process not ended: the hook is set while > 0
+
+-- Durable state d starts (true) or stops using the journal hook.
+local function use_hook(d, on)
+  if (d.hooked or false) == on then return end
+  d.hooked = on
+  active = active + (on and 1 or -1)
+  if on and active == 1 then journal.set(hook) elseif not on and active == 0 then journal.set(nil) end
 end
 
 -- ---------------------------------------------------------------------------
@@ -431,7 +588,7 @@ function _M.begin(wf, opts, input)
   local ierr = input ~= nil and json.check(input, "run input")
   if ierr then error(ierr, 0) end
   local d = {
-    store = store, nout = 0, since_full = 0, full_size = 0, jidx = {},
+    store = store, nout = 0, since_full = 0, full_size = 0, inv = {},
     record = {
       schema = _M.SCHEMA, workflow = wf.name, hash = _M.hash(wf), status = "running",
       input = input == nil and json.null or input, created = os.time(),
@@ -461,6 +618,8 @@ end
 -- the renewal of its lease while it runs.
 function _M.attach(r, d)
   r.durable = d
+  r.invoke = _M.invoke
+  use_hook(d, true)
   r.checkpoint = _M.checkpoint
   r.on_request = _M.on_request
   r.on_end = _M.on_end
@@ -515,7 +674,10 @@ function _M.finish(r)
   local d = r.durable
   if not d or d.final or d.released then return end
   local status, err, supersteps = sched.run_info(r.c)
-  if status ~= "idle" then d.final = true end
+  if status ~= "idle" then
+    d.final = true
+    use_hook(d, false)
+  end
   d.record.status = status
   d.record.error = err
   d.record.updated = os.time()
@@ -656,7 +818,7 @@ function _M.restore(wf, store, run_id, opts, lease)
   local restore, last, tail = rebuild(wf, store, rec, opts.from)
   local d = {
     lease = lease,
-    store = store, jidx = {}, record = rec, since_full = 0, full_size = 0, seq = tail,
+    store = store, inv = {}, record = rec, since_full = 0, full_size = 0, seq = tail,
     replay = scan_map(store, "pw", run_id, true),
     journal = scan_map(store, "journal", run_id, false),
   }

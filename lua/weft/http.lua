@@ -187,7 +187,7 @@ local perform -- below
 function _M.request(opts)
   local o, stream = build(opts)
   -- journaled in durable runs: a re-executed invocation gets this result
-  return require("weft.durable").call("http", perform, o, stream)
+  return require("weft.journal").call("http", { what = o.method .. " " .. o.url, body = o.body }, perform, o, stream)
 end
 
 -- Start request o and wait for its result (streaming to stream if given).

@@ -376,7 +376,8 @@ function _M.run(opts)
   spec.uid, spec.gid = drop_ids()
   spec.wrap = wrap
   -- journaled in durable runs: a re-executed invocation gets this result
-  local r, err = require("weft.durable").call("sandbox", proc.run, spec)
+  local r, err = require("weft.journal").call("sandbox", { what = table.concat(spec.argv, " "), stdin = spec.stdin,
+                                                           cwd = real_cwd }, proc.run, spec)
   if not r then return nil, "sandbox.run: " .. err end
   local stderr = r.stderr
   if r.error and stderr == "" then stderr = r.error .. "\n" end

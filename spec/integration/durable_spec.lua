@@ -270,3 +270,77 @@ describe("durable runs on sqlite", function()
     assert.truthy(tostring(err):find("weft.db", 1, true))
   end)
 end)
+
+describe("durability as a hook", function()
+  local procs = require "support.procs"
+
+  it("runs the I/O of a plain run through weft.journal without loading weft.durable", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p -m 700 " .. dir)
+    dirs[#dirs + 1] = dir
+    local f = assert(io.open(dir .. "/plain.lua", "w"))
+    f:write([[
+local weft = require "weft"
+local ex = weft.executor("io", function(_, ctx)
+  local r = assert(require("weft.sandbox").run{ argv = { "true" }, isolation = "none" })
+  local res = assert(require("weft.llm").chat{ model = "mock:echo", messages = { { role = "user", content = "hi" } } })
+  local _, herr = require("weft.http").request{ url = "http://127.0.0.1:1/", connect_timeout = 1 }
+  ctx:yield_output({ exit = r.exit_code, text = res.text, http = herr ~= nil,
+                     journal = package.loaded["weft.journal"] ~= nil,
+                     durable = package.loaded["weft.durable"] ~= nil })
+end)
+print(weft.json.encode(weft.workflow("plain"):start(ex):build():run(0).outputs[1]))
+]])
+    f:close()
+    local rc, out, err = procs.run({ procs.weft_bin(), "exec", dir .. "/plain.lua" })
+    assert.equal(0, rc, err)
+    assert.same({ exit = 0, text = "echo: hi", http = true, journal = true, durable = false },
+      json.decode(out:match("[^\n]+$") or out))
+  end)
+
+  it("gives durable invocations their own ctx type, and plain ctx methods record nothing", function()
+    local seen = {}
+    local ex = weft.executor("x", function(_, ctx)
+      seen[#seen + 1] = getmetatable(ctx)
+      ctx._fx = {} -- a plain ctx has no recording to fill
+      ctx:send("m")
+      ctx:set_state("k", 1)
+      seen[#seen + 1] = #ctx._fx
+    end)
+    local sink = weft.executor("sink", function(m, ctx) ctx:yield_output(m) end)
+    local wf = weft.workflow("kinds"):start(ex):edge(ex, sink):build()
+    assert.equal("completed", wf:run(0).status)
+    assert.equal("completed", wf:run(0, { store = "memory:" }).status)
+    local Ctx = require("weft.context").Ctx
+    assert.equal(Ctx, seen[1])
+    assert.equal(0, seen[2])
+    assert.equal(durable.Ctx, seen[3])
+    assert.are_not.equal(Ctx, durable.Ctx)
+  end)
+
+  it("sets the journal hook while a durable run is active, and only then", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p -m 700 " .. dir)
+    dirs[#dirs + 1] = dir
+    local f = assert(io.open(dir .. "/hook.lua", "w"))
+    f:write([[
+local weft = require "weft"
+local journal = require "weft.journal"
+local function hooked() local h = journal.set(nil); journal.set(h); return h ~= nil end
+local seen = {}
+local ex = weft.executor("x", function() seen[#seen + 1] = hooked() end)
+local wf = weft.workflow("hook"):start(ex):build()
+seen[#seen + 1] = hooked()
+assert(wf:run(0, { store = "memory:" }).status == "completed")
+seen[#seen + 1] = hooked()
+assert(wf:run(0).status == "completed")
+print(weft.json.encode(seen))
+]])
+    f:close()
+    local rc, out, err = procs.run({ procs.weft_bin(), "exec", dir .. "/hook.lua" })
+    assert.equal(0, rc, err)
+    assert.same({ false, true, false, false }, json.decode(out:match("[^\n]+$") or out))
+  end)
+end)

@@ -103,6 +103,52 @@ describe("ctx:request_info", function()
     assert.same({}, h:requests())
   end)
 
+  it("continues a durable run answered in process, journaling the calls before and after the request", function()
+    local llm = require "weft.llm"
+    local function ask(text)
+      return assert(llm.chat{ model = "mock:echo", messages = { { role = "user", content = text } } }).text
+    end
+    local ex = weft.executor("ask", function(m, ctx)
+      local before = ask("before " .. m)
+      local answer = ctx:request_info({ question = before })
+      ctx:yield_output({ before, answer, ask("after " .. answer) })
+    end)
+    local store = weft.store.open("memory:")
+    local h = weft.workflow("journaled"):start(ex):build():spawn("x", { store = store, run_id = "j1" })
+    local r = h:wait()
+    assert.equal("idle", r.status)
+    assert.same({ question = "echo: before x" }, r.requests[1].request)
+    assert.is_true(h:respond(r.requests[1].request_id, "yes"))
+    local done = h:wait()
+    assert.equal("completed", done.status)
+    assert.same({ { "echo: before x", "yes", "echo: after yes" } }, done.outputs)
+    local keys = {}
+    for _, row in ipairs(assert(store:scan("journal", "j1/"))) do
+      keys[#keys + 1] = row.key:match("/(%d+)$") .. " " .. weft.json.decode(row.value).what
+    end
+    assert.same({ "0001 mock:echo", "0002 mock:echo" }, keys)
+  end)
+
+  for _, durable in ipairs({ false, true }) do
+    it("raises a ctx method's error at the handler's line" .. (durable and " in a durable run" or ""), function()
+      local line
+      local ex = weft.executor("bad", function(_, ctx)
+        line = debug.getinfo(1, "l").currentline + 1
+        ctx:send(nil)
+      end)
+      local r = weft.workflow("bad"):start(ex):build():run(1, durable and { store = "memory:" } or nil)
+      assert.equal("failed", r.status)
+      assert.truthy(r.error:find("hitl_spec.lua:" .. line .. ": ctx:send: message is nil", 1, true), r.error)
+      local ex2 = weft.executor("bad2", function(_, ctx)
+        line = debug.getinfo(1, "l").currentline + 1
+        ctx.yield_output("x")
+      end)
+      r = weft.workflow("bad2"):start(ex2):build():run(1, durable and { store = "memory:" } or nil)
+      assert.truthy(r.error:find("hitl_spec.lua:" .. line .. ": ctx:yield_output: called as ctx.yield_output",
+        1, true), r.error)
+    end)
+  end
+
   it("refuses a request of nil or of a function", function()
     local ex = weft.executor("bad", function(m, ctx) ctx:request_info(print) end)
     local r = weft.workflow("bad"):start(ex):build():run(1)

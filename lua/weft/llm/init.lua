@@ -211,9 +211,9 @@ local function count(pname, res, code)
   return res, code
 end
 
--- durable.call (journaled I/O), loaded on first use.
+-- weft.journal.call (journaled I/O), loaded on first use.
 local function journal(...)
-  return require("weft.durable").call(...)
+  return require("weft.journal").call(...)
 end
 
 function _M.chat(opts)
@@ -242,7 +242,7 @@ function _M.chat(opts)
   local policy = common.policy(opts)
   local timeout = opts.timeout or (not call.stream and _M.TIMEOUT) or nil
   -- journaled in durable runs: a re-executed invocation gets this result
-  local res, rerr, rcode = journal("llm", common.with_retries, policy, function(_, left)
+  local res, rerr, rcode = journal("llm", { what = model, body = body }, common.with_retries, policy, function(_, left)
     return attempt(P, call, cfg, opts, body, built, emit, left)
   end, { sleep = _M.sleep, rand = random, clock = _M.clock, timeout = timeout })
   count(pname, res, rcode)
