@@ -8,8 +8,8 @@
  * wait, so results are always pushed by the running coroutine itself,
  * never from a libev callback (which only records the outcome).
  *
- * A socket userdata holds a pointer to a C-owned lsock (input buffer, tcp
- * handle, waiter); close() frees it at once (waking a task waiting on it),
+ * A socket userdata holds a pointer to a C-owned lsock (tcp handle, which
+ * also buffers and frames the input, and waiter); close() frees it at once (waking a task waiting on it),
  * __gc frees what close did not. A waiting task's own frame keeps the
  * userdata alive (the Lua wrapper holds it across the wait).
  * Depends on lua.h, tcp.h, lua_rt.h. */
@@ -20,17 +20,11 @@
 #include "tcp.h"
 
 #define SOCK_MT "weft.tcp.socket"
-#define RBUF_MIN 4096
-#define RBUF_MAX_STEP (16u << 20)
 
 typedef struct lsock {
   wf_tcp_t *tcp;
   struct ev_loop *evl;
   int listener;
-  /* buffered input: rbuf[roff..rlen), scan = where the next search starts */
-  char *rbuf;
-  size_t roff, rlen, rcap, scan;
-  int eof;
   wf_task_t *waiter; /* task (or main-thread waiter) suspended in wait() */
 } lsock_t;
 
@@ -98,7 +92,6 @@ static void sock_release_waiter(lsock_t *s, int wake) {
 static void sock_free(lsock_t *s, int wake) {
   sock_release_waiter(s, wake);
   wf_tcp_close(s->tcp);
-  free(s->rbuf);
   free(s);
 }
 
@@ -191,61 +184,30 @@ static int l_accept(lua_State *L) {
 
 /* ---- input ------------------------------------------------------------- */
 
-/* Push rbuf[roff, roff+n) and consume n + skip bytes. s->scan (where the
- * next line search starts: no LF in [roff, scan)) is only used by "l". */
-static void rbuf_take(lua_State *L, lsock_t *s, size_t n, size_t skip) {
-  lua_pushlstring(L, s->rbuf + s->roff, n);
-  s->roff += n + skip;
-  s->scan = s->roff;
-  if (s->roff == s->rlen) { /* empty: give the memory back (idle sockets) */
-    free(s->rbuf);
-    s->rbuf = NULL;
-    s->roff = s->rlen = s->rcap = s->scan = 0;
-  }
-}
-
-/* Make room for at least want more bytes at rbuf + rlen. */
-static void rbuf_reserve(lsock_t *s, size_t want) {
-  if (s->roff > 0 && (s->roff == s->rlen || s->roff >= s->rcap / 2)) {
-    memmove(s->rbuf, s->rbuf + s->roff, s->rlen - s->roff);
-    s->rlen -= s->roff;
-    s->scan -= s->roff;
-    s->roff = 0;
-  }
-  if (s->rcap - s->rlen >= want) return;
-  size_t cap = s->rcap ? s->rcap : RBUF_MIN;
-  while (cap - s->rlen < want) cap *= 2;
-  s->rbuf = wf_xrealloc(s->rbuf, cap);
-  s->rcap = cap;
-}
-
-/* Find needle (len nl) in rbuf[from, rlen); returns its offset or -1. */
-static long rbuf_find(lsock_t *s, size_t from, const char *needle, size_t nl) {
-  if (s->rlen < from + nl) return -1;
-  const char *p = memmem(s->rbuf + from, s->rlen - from, needle, nl);
-  return p ? (long)(p - s->rbuf) : -1;
-}
-
 /* recv(sock, mode, arg) -> data | AGAIN | nil, err, partial.
- * mode "l": a line without its LF (and a CR before it), arg = max length;
- * "a": everything until the peer closes; "n": exactly arg bytes; "u": up to
- * the delimiter arg (not included, consumed). At end of stream "l", "n" and
- * "u" fail with "closed" and the partial data. */
+ * mode "l": a line without its LF (and a CR before it), arg = max length
+ * (longer: nil, "line too long", left buffered); "a": everything until the
+ * peer closes; "n": exactly arg bytes; "u": up to the delimiter arg (not
+ * included, consumed). At end of stream "l", "n" and "u" fail with
+ * "closed" and the partial data. Framing is tcp.c's (wf_tcp_recv). */
 static int l_recv(lua_State *L) {
   sock_ud_t *u = sock_check(L, 1);
   const char *mode = luaL_checkstring(L, 2);
-  size_t n = 0, dl = 0, maxline = 0, uscan = 0;
-  const char *delim = NULL;
+  size_t n = 0, dl = 0, len;
+  const char *delim = NULL, *data;
+  wf_tcp_frame_t frame;
   wf_err_t err;
-  lsock_t *s;
+  int rc;
   switch (mode[0]) {
     case 'l': {
       lua_Number v = luaL_optnumber(L, 3, 1 << 20);
       luaL_argcheck(L, v >= 0 && v <= 9007199254740992.0, 3, "bad line limit");
-      maxline = (size_t)v;
+      n = (size_t)v;
+      frame = WF_TCP_LINE;
       break;
     }
     case 'a':
+      frame = WF_TCP_ALL;
       break;
     case 'n': {
       lua_Number v = luaL_checknumber(L, 3);
@@ -253,112 +215,42 @@ static int l_recv(lua_State *L) {
           L, v >= 0 && v <= 9007199254740992.0 && v == (lua_Number)(size_t)v, 3,
           "byte count must be a non-negative integer");
       n = (size_t)v;
+      frame = WF_TCP_BYTES;
       break;
     }
     case 'u':
       delim = luaL_checklstring(L, 3, &dl);
       luaL_argcheck(L, dl > 0, 3, "delimiter must not be empty");
+      frame = WF_TCP_UNTIL;
       break;
     default:
       return luaL_argerror(L, 2, "mode must be 'l', 'a', 'n' or 'u'");
   }
-  if (!(s = u->s)) return wf_lua_fail(L, "closed", NULL);
-  if (s->listener) return luaL_error(L, "receive: on a listening socket");
-  for (;;) {
-    size_t avail = s->rlen - s->roff;
-    if (mode[0] == 'n' && avail >= n) {
-      if (n == 0) {
-        lua_pushliteral(L, "");
-        return 1;
-      }
-      rbuf_take(L, s, n, 0);
-      return 1;
-    }
-    if (mode[0] == 'l' && avail > 0) {
-      long p = rbuf_find(s, s->scan, "\n", 1);
-      if (p >= 0) {
-        size_t len = (size_t)p - s->roff;
-        size_t cr = len > 0 && s->rbuf[p - 1] == '\r';
-        if (len - cr > maxline) break;
-        rbuf_take(L, s, len - cr, 1 + cr);
-        return 1;
-      }
-      s->scan = s->rlen;
-      if (avail > maxline) break;
-    }
-    if (mode[0] == 'u' && avail >= dl) {
-      long p = rbuf_find(s, s->roff + uscan, delim, dl);
-      if (p >= 0) {
-        rbuf_take(L, s, (size_t)p - s->roff, dl);
-        return 1;
-      }
-      uscan = avail - (dl - 1);
-    }
-    if (s->eof) {
-      if (mode[0] == 'a') {
-        if (avail)
-          rbuf_take(L, s, avail, 0);
-        else
-          lua_pushliteral(L, "");
-        return 1;
-      }
-      lua_pushnil(L);
-      lua_pushliteral(L, "closed");
-      if (avail)
-        rbuf_take(L, s, avail, 0);
-      else
-        lua_pushliteral(L, "");
-      return 3;
-    }
-    /* read more */
-    size_t want = RBUF_MIN, got;
-    /* grow with the data that arrives, not with what was asked for */
-    if (mode[0] == 'n' && n - avail > want)
-      want = n - avail < RBUF_MAX_STEP ? n - avail : RBUF_MAX_STEP;
-    if (mode[0] == 'a' && avail >= RBUF_MIN)
-      want = avail < RBUF_MAX_STEP ? avail : RBUF_MAX_STEP; /* grow x2 */
-    rbuf_reserve(s, want);
-    int rc =
-        wf_tcp_read(s->tcp, s->rbuf + s->rlen, s->rcap - s->rlen, &got, &err);
-    if (rc == WF_AGAIN) {
-      if (s->rlen == 0) { /* nothing buffered: keep no memory while idle */
-        free(s->rbuf);
-        s->rbuf = NULL;
-        s->roff = s->rlen = s->rcap = s->scan = 0;
-      }
-      lua_pushlightuserdata(L, &again_key);
-      return 1;
-    }
-    if (rc != WF_OK) {
-      avail = s->rlen - s->roff;
-      lua_pushnil(L);
-      lua_pushstring(L, err.msg);
-      if (avail)
-        rbuf_take(L, s, avail, 0);
-      else
-        lua_pushliteral(L, "");
-      s->eof = 1;
-      return 3;
-    }
-    if (got == 0)
-      s->eof = 1;
-    else
-      s->rlen += got;
+  if (!u->s) return wf_lua_fail(L, "closed", NULL);
+  if (u->s->listener) return luaL_error(L, "receive: on a listening socket");
+  rc = wf_tcp_recv(u->s->tcp, frame, n, delim, dl, &data, &len, &err);
+  if (rc == WF_AGAIN) {
+    lua_pushlightuserdata(L, &again_key);
+    return 1;
   }
-  /* only "l" leaves the loop: the line exceeds maxline (left buffered) */
+  if (rc == WF_OK) {
+    lua_pushlstring(L, data, len);
+    return 1;
+  }
+  if (!data) return wf_lua_fail(L, err.msg, NULL); /* line too long */
   lua_pushnil(L);
-  lua_pushliteral(L, "line too long");
-  return 2;
+  lua_pushstring(L, err.msg);
+  lua_pushlstring(L, data, len); /* the partial input */
+  return 3;
 }
 
 /* partial(sock) -> the buffered input (consumed), "" when none. */
 static int l_partial(lua_State *L) {
   sock_ud_t *u = sock_check(L, 1);
-  lsock_t *s = u->s;
-  if (s && s->rlen > s->roff)
-    rbuf_take(L, s, s->rlen - s->roff, 0);
-  else
-    lua_pushliteral(L, "");
+  const char *data = "";
+  size_t len = 0;
+  if (u->s) wf_tcp_take(u->s->tcp, &data, &len);
+  lua_pushlstring(L, data, len);
   return 1;
 }
 
@@ -496,7 +388,7 @@ static int l_is_closed(lua_State *L) {
 /* buffered(sock) -> bytes of input buffered and not yet returned */
 static int l_buffered(lua_State *L) {
   lsock_t *s = sock_check(L, 1)->s;
-  lua_pushinteger(L, s ? (lua_Integer)(s->rlen - s->roff) : 0);
+  lua_pushinteger(L, s ? (lua_Integer)wf_tcp_buffered(s->tcp) : 0);
   return 1;
 }
 

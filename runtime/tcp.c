@@ -1,9 +1,11 @@
 /* tcp.c — non-blocking TCP sockets on the loop (implements tcp.h): listen,
  * accept, connect, read and write are tried at once and return WF_AGAIN when
  * they would block; wf_tcp_wait arms a one-shot readiness watcher (an ev_io
- * per socket) whose callback calls the owner's notify function. No Lua here:
- * lua_tcp.c turns this into cosockets. Also wf_tcp_raise_nofile for servers
- * that hold many connections. Depends on libev, loop.h, common.h (tcp.h). */
+ * per socket) whose callback calls the owner's notify function. Framing of
+ * the input (a line, up to a delimiter, n bytes, everything) on a buffer
+ * per socket that holds no memory while empty. No Lua here: lua_tcp.c
+ * turns this into cosockets. Also wf_tcp_raise_nofile for servers that
+ * hold many connections. Depends on libev, loop.h, common.h (tcp.h). */
 #include "tcp.h"
 
 #include <errno.h>
@@ -19,6 +21,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#define RBUF_MIN 4096
+#define RBUF_MAX_STEP (16u << 20)
+
 struct wf_tcp {
   struct ev_loop *evl; /* kept directly: the wf_loop wrapper may go first */
   int fd;
@@ -26,6 +31,10 @@ struct wf_tcp {
   ev_io io; /* one-shot readiness watcher */
   wf_tcp_notify_fn fn;
   void *ud;
+  /* buffered input: rbuf[roff..rlen); no LF in [roff, scan) (line search) */
+  char *rbuf;
+  size_t roff, rlen, rcap, scan;
+  int eof;
 };
 
 /* Wrap an open non-blocking fd. */
@@ -251,8 +260,123 @@ void wf_tcp_close(wf_tcp_t *t) {
   if (!t) return;
   wf_tcp_unwait(t);
   close(t->fd);
+  free(t->rbuf);
   free(t);
 }
+
+/* ---- framing ----------------------------------------------------------- */
+
+/* Give the buffer's memory back once everything was taken (idle sockets
+ * hold none); frames returned earlier are invalid from here on. */
+static void rbuf_trim(wf_tcp_t *t) {
+  if (t->roff < t->rlen) return;
+  free(t->rbuf);
+  t->rbuf = NULL;
+  t->roff = t->rlen = t->rcap = t->scan = 0;
+}
+
+/* Hand out rbuf[roff, roff+n) and consume n + skip bytes. */
+static void rbuf_take(wf_tcp_t *t, size_t n, size_t skip, const char **data,
+                      size_t *len) {
+  *data = t->rbuf ? t->rbuf + t->roff : "";
+  *len = n;
+  t->roff += n + skip;
+  t->scan = t->roff;
+}
+
+/* Make room for at least want more bytes at rbuf + rlen. */
+static void rbuf_reserve(wf_tcp_t *t, size_t want) {
+  if (t->roff > 0 && (t->roff == t->rlen || t->roff >= t->rcap / 2)) {
+    memmove(t->rbuf, t->rbuf + t->roff, t->rlen - t->roff);
+    t->rlen -= t->roff;
+    t->scan -= t->roff;
+    t->roff = 0;
+  }
+  if (t->rcap - t->rlen >= want) return;
+  size_t cap = t->rcap ? t->rcap : RBUF_MIN;
+  while (cap - t->rlen < want) cap *= 2;
+  t->rbuf = wf_xrealloc(t->rbuf, cap);
+  t->rcap = cap;
+}
+
+/* Find needle (len nl) in rbuf[from, rlen); returns its offset or -1. */
+static long rbuf_find(wf_tcp_t *t, size_t from, const char *needle,
+                      size_t nl) {
+  if (t->rlen < from + nl) return -1;
+  const char *p = memmem(t->rbuf + from, t->rlen - from, needle, nl);
+  return p ? (long)(p - t->rbuf) : -1;
+}
+
+int wf_tcp_recv(wf_tcp_t *t, wf_tcp_frame_t mode, size_t n, const char *delim,
+                size_t dl, const char **data, size_t *len, wf_err_t *err) {
+  size_t uscan = 0;
+  *data = NULL;
+  *len = 0;
+  rbuf_trim(t);
+  if (mode == WF_TCP_BYTES && n == 0) {
+    *data = "";
+    return WF_OK;
+  }
+  for (;;) {
+    size_t avail = t->rlen - t->roff, want = RBUF_MIN, got;
+    if (mode == WF_TCP_BYTES && avail >= n) {
+      rbuf_take(t, n, 0, data, len);
+      return WF_OK;
+    }
+    if (mode == WF_TCP_LINE && avail > 0) {
+      long p = rbuf_find(t, t->scan, "\n", 1);
+      if (p >= 0) {
+        size_t ll = (size_t)p - t->roff;
+        size_t cr = ll > 0 && t->rbuf[p - 1] == '\r';
+        if (ll - cr > n) return wf_err_set(err, "line too long");
+        rbuf_take(t, ll - cr, 1 + cr, data, len);
+        return WF_OK;
+      }
+      t->scan = t->rlen;
+      if (avail > n) return wf_err_set(err, "line too long");
+    }
+    if (mode == WF_TCP_UNTIL && avail >= dl) {
+      long p = rbuf_find(t, t->roff + uscan, delim, dl);
+      if (p >= 0) {
+        rbuf_take(t, (size_t)p - t->roff, dl, data, len);
+        return WF_OK;
+      }
+      uscan = avail - (dl - 1);
+    }
+    if (t->eof) {
+      rbuf_take(t, avail, 0, data, len);
+      return mode == WF_TCP_ALL ? WF_OK : wf_err_set(err, "closed");
+    }
+    /* read more; grow with the data that arrives, not with what was
+     * asked for */
+    if (mode == WF_TCP_BYTES && n - avail > want)
+      want = n - avail < RBUF_MAX_STEP ? n - avail : RBUF_MAX_STEP;
+    if (mode == WF_TCP_ALL && avail >= RBUF_MIN)
+      want = avail < RBUF_MAX_STEP ? avail : RBUF_MAX_STEP; /* grow x2 */
+    rbuf_reserve(t, want);
+    int rc = wf_tcp_read(t, t->rbuf + t->rlen, t->rcap - t->rlen, &got, err);
+    if (rc == WF_AGAIN) {
+      rbuf_trim(t); /* nothing buffered: keep no memory while idle */
+      return WF_AGAIN;
+    }
+    if (rc != WF_OK) {
+      t->eof = 1;
+      rbuf_take(t, t->rlen - t->roff, 0, data, len);
+      return WF_ERR;
+    }
+    if (got == 0)
+      t->eof = 1;
+    else
+      t->rlen += got;
+  }
+}
+
+void wf_tcp_take(wf_tcp_t *t, const char **data, size_t *len) {
+  rbuf_trim(t);
+  rbuf_take(t, t->rlen - t->roff, 0, data, len);
+}
+
+size_t wf_tcp_buffered(const wf_tcp_t *t) { return t->rlen - t->roff; }
 
 long wf_tcp_raise_nofile(void) {
   struct rlimit rl;

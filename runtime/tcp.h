@@ -40,6 +40,26 @@ int wf_tcp_write(wf_tcp_t *t, const char *buf, size_t n, size_t *sent,
 void wf_tcp_wait(wf_tcp_t *t, int events, wf_tcp_notify_fn fn, void *ud);
 /* Cancel a pending wait. */
 void wf_tcp_unwait(wf_tcp_t *t);
+/* Framing of the input: a frame is taken from a buffer the socket fills
+ * by reading as needed. */
+typedef enum {
+  WF_TCP_LINE,  /* up to LF, without it and a CR before it; at most n bytes */
+  WF_TCP_ALL,   /* everything until the peer closes */
+  WF_TCP_BYTES, /* exactly n bytes */
+  WF_TCP_UNTIL  /* up to the delimiter (dl > 0 bytes), which is consumed */
+} wf_tcp_frame_t;
+/* Take one frame of t's input. WF_OK with *data, *len the frame; WF_AGAIN
+ * when more input must arrive first (wait for EV_READ, call again);
+ * WF_ERR with err: "line too long" (nothing consumed, *data NULL),
+ * "closed" (the stream ended first) or the read error — the input left is
+ * then in *data, *len (consumed, "" when none). A frame stays valid until
+ * the next recv, take or close of t. */
+int wf_tcp_recv(wf_tcp_t *t, wf_tcp_frame_t mode, size_t n, const char *delim,
+                size_t dl, const char **data, size_t *len, wf_err_t *err);
+/* Take everything buffered ("" when nothing; valid as a frame is). */
+void wf_tcp_take(wf_tcp_t *t, const char **data, size_t *len);
+/* Bytes buffered and not yet taken. */
+size_t wf_tcp_buffered(const wf_tcp_t *t);
 /* Local port (after listen with port 0). */
 int wf_tcp_port(const wf_tcp_t *t);
 /* The socket's file descriptor (for diagnostics and socket options). */

@@ -1,7 +1,10 @@
 /* test_tcp.c — unit tests of tcp.c without Lua: listen on port 0, connect,
  * accept, read and write (including the WF_AGAIN paths and readiness
  * notification through the loop), refused connections, half-close, close,
- * bad addresses. Depends on harness.h, tcp.h, loop.h. */
+ * bad addresses; framing of the input (lines with LF or CRLF and their
+ * limit, n bytes, up to a delimiter split across reads, everything until
+ * end of stream, the partial input at end of stream). Depends on
+ * harness.h, tcp.h, loop.h. */
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -235,6 +238,120 @@ static void test_raise_nofile(void) {
   CHECK(n > 0);
 }
 
+/* Send s on w (small: one write) and wait until r is readable. */
+static void feed(wf_tcp_t *w, wf_tcp_t *r, const char *s) {
+  wf_err_t err;
+  size_t sent;
+  CHECK_INT(wf_tcp_write(w, s, strlen(s), &sent, &err), WF_OK);
+  CHECK_INT(sent, strlen(s));
+  CHECK_INT(wait_for(r, EV_READ), 1);
+}
+
+/* Receive one frame and compare it with want (NULL: expect WF_AGAIN). */
+static void expect_frame(wf_tcp_t *t, wf_tcp_frame_t mode, size_t n,
+                         const char *delim, const char *want) {
+  const char *data;
+  size_t len;
+  wf_err_t err;
+  int rc = wf_tcp_recv(t, mode, n, delim, delim ? strlen(delim) : 0, &data,
+                       &len, &err);
+  if (!want) {
+    CHECK_INT(rc, WF_AGAIN);
+    return;
+  }
+  CHECK_INT(rc, WF_OK);
+  CHECK_INT(len, strlen(want));
+  CHECK(data && memcmp(data, want, len) == 0);
+}
+
+static void test_frame_lines_and_bytes(void) {
+  wf_tcp_t *srv, *cli, *acc;
+  const char *data;
+  size_t len;
+  wf_err_t err;
+  pair(&srv, &cli, &acc);
+  expect_frame(acc, WF_TCP_LINE, 100, NULL, NULL); /* nothing yet */
+  CHECK_INT(wf_tcp_buffered(acc), 0);
+  feed(cli, acc, "one\r\ntw");
+  expect_frame(acc, WF_TCP_LINE, 100, NULL, "one"); /* CR dropped */
+  expect_frame(acc, WF_TCP_LINE, 100, NULL, NULL);  /* "tw" kept */
+  CHECK_INT(wf_tcp_buffered(acc), 2);
+  feed(cli, acc, "o\n\n12345");
+  expect_frame(acc, WF_TCP_LINE, 100, NULL, "two");
+  expect_frame(acc, WF_TCP_LINE, 100, NULL, ""); /* an empty line */
+  expect_frame(acc, WF_TCP_BYTES, 3, NULL, "123");
+  expect_frame(acc, WF_TCP_BYTES, 0, NULL, "");
+  expect_frame(acc, WF_TCP_BYTES, 3, NULL, NULL); /* only "45" */
+  feed(cli, acc, "6");
+  expect_frame(acc, WF_TCP_BYTES, 3, NULL, "456");
+  /* a line over the limit: refused, nothing consumed */
+  feed(cli, acc, "abcdefgh\n");
+  CHECK_INT(wf_tcp_recv(acc, WF_TCP_LINE, 4, NULL, 0, &data, &len, &err),
+            WF_ERR);
+  CHECK_STR(err.msg, "line too long");
+  CHECK(data == NULL);
+  CHECK_INT(wf_tcp_buffered(acc), 9);
+  expect_frame(acc, WF_TCP_LINE, 8, NULL, "abcdefgh");
+  CHECK_INT(wf_tcp_buffered(acc), 0);
+  wf_tcp_close(acc);
+  wf_tcp_close(cli);
+  wf_tcp_close(srv);
+}
+
+static void test_frame_until_and_end(void) {
+  wf_tcp_t *srv, *cli, *acc;
+  const char *data;
+  size_t len;
+  wf_err_t err;
+  pair(&srv, &cli, &acc);
+  feed(cli, acc, "head--");
+  expect_frame(acc, WF_TCP_UNTIL, 0, "--=", NULL); /* the delimiter is split */
+  feed(cli, acc, "=body--=rest");
+  expect_frame(acc, WF_TCP_UNTIL, 0, "--=", "head");
+  expect_frame(acc, WF_TCP_UNTIL, 0, "--=", "body");
+  wf_tcp_take(acc, &data, &len); /* what is buffered */
+  CHECK(len == 4 && memcmp(data, "rest", 4) == 0);
+  feed(cli, acc, "tail");
+  wf_tcp_shutdown_write(cli);
+  /* end of stream before the frame: "closed" with the input left */
+  CHECK_INT(wait_for(acc, EV_READ), 1);
+  CHECK_INT(wf_tcp_recv(acc, WF_TCP_LINE, 100, NULL, 0, &data, &len, &err),
+            WF_ERR);
+  CHECK_STR(err.msg, "closed");
+  CHECK(len == 4 && memcmp(data, "tail", 4) == 0);
+  expect_frame(acc, WF_TCP_ALL, 0, NULL, ""); /* at the end: empty */
+  wf_tcp_close(acc);
+  wf_tcp_close(cli);
+  wf_tcp_close(srv);
+}
+
+static void test_frame_all(void) {
+  wf_tcp_t *srv, *cli, *acc;
+  char big[10000];
+  size_t sent = 0, n;
+  wf_err_t err;
+  const char *data;
+  size_t len;
+  int rc;
+  pair(&srv, &cli, &acc);
+  memset(big, 'x', sizeof big);
+  while (sent < sizeof big) {
+    CHECK_INT(wf_tcp_write(cli, big + sent, sizeof big - sent, &n, &err), WF_OK);
+    sent += n;
+  }
+  wf_tcp_shutdown_write(cli);
+  /* everything until the peer closes, over several reads */
+  while ((rc = wf_tcp_recv(acc, WF_TCP_ALL, 0, NULL, 0, &data, &len, &err)) ==
+         WF_AGAIN)
+    CHECK_INT(wait_for(acc, EV_READ), 1);
+  CHECK_INT(rc, WF_OK);
+  CHECK_INT(len, sizeof big);
+  CHECK(memcmp(data, big, len) == 0);
+  wf_tcp_close(acc);
+  wf_tcp_close(cli);
+  wf_tcp_close(srv);
+}
+
 int main(void) {
   L = wf_loop_new(NULL);
   RUN(test_listen_port_zero);
@@ -247,6 +364,9 @@ int main(void) {
   RUN(test_write_to_closed_peer);
   RUN(test_close_cancels_wait);
   RUN(test_raise_nofile);
+  RUN(test_frame_lines_and_bytes);
+  RUN(test_frame_until_and_end);
+  RUN(test_frame_all);
   wf_loop_free(L);
   return harness_end("test_tcp");
 }
