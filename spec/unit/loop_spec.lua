@@ -1,6 +1,9 @@
 -- loop_spec.lua — the loop primitives used where they are safe: sleeps and
--- timeouts count from the time of the call (not libev's cached time), and
--- weft.step / weft.poll refuse to run the loop from inside a task.
+-- timeouts count from the time of the call (not libev's cached time),
+-- weft.step / weft.poll refuse to run the loop from inside a task, and the
+-- main thread waits in a primitive the way a task does (the one wait
+-- protocol of lua_rt.c): woken by the same events, counted as a waiter,
+-- and stopped by the deadlock check when nothing can end its wait.
 local weft = require "weft"
 local helpers = require "helpers"
 
@@ -101,6 +104,27 @@ describe("cond:wait", function()
     assert.equal(1, c:signal())
     helpers.poll_until(function() return result ~= nil end)
     assert.is_true(result)
+  end)
+
+  it("on the main thread, is woken by a task's signal, which counts it among the waiters it woke", function()
+    local c = weft.cond()
+    local woken
+    weft.go(function() woken = c:signal() end)
+    assert.is_true(c:wait())
+    assert.equal(1, woken)
+  end)
+
+  it("on the main thread, raises naming the deadlock when nothing is left that could signal it", function()
+    local c = weft.cond()
+    local ok, err = pcall(c.wait, c)
+    assert.is_false(ok)
+    assert.matches("cond:wait: nothing left to wait on %(deadlock%)", err)
+    -- the failed wait left nothing behind: a later signal wakes no one
+    assert.equal(0, c:signal())
+  end)
+
+  it("on the main thread, with a timeout, returns false when it passes", function()
+    assert.is_false(weft.cond():wait(0))
   end)
 
   it("ends a process whose task still waits on an unreferenced cond cleanly (cancelled at close)", function()
