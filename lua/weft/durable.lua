@@ -385,8 +385,8 @@ function _M.invoke(run, exec, msg, ctx)
   local ss, order, attempt = ctx.superstep, ctx._order, ctx.attempt
   local fx = _M.replay_of(run, ss, order, attempt)
   if fx then return replay(ctx, fx) end
-  local inv, seq = run.durable.inv, ctx._seq
-  inv[seq] = { prefix = pw_key(run.id, ss, order, attempt), n = 0, ss = ss, attempt = attempt, busy = {} }
+  local seq = ctx._seq
+  run.durable.inv[seq] = ctx -- its journal position: ctx._jn (see hook)
   fx = {}
   ctx._fx = fx
   run.wf._handlers[exec](msg, ctx)
@@ -423,13 +423,13 @@ local function identify(kind, request)
 end
 
 -- The error of a replayed call that does not match its recording.
-local function mismatch(run, exec, inv, n, rec, kind, what, hash)
+local function mismatch(run, exec, ictx, n, rec, kind, what, hash)
   return fmt("run '%s': executor '%s' (superstep %d, attempt %d) made call %d of its invocation as %s '%s' "
     .. "(request %s), but call %d was recorded as %s '%s' (request %s); nothing recorded is returned "
     .. "for another call. An invocation runs again from its start when it is resumed or its request "
     .. "answered: the code before a request must be deterministic (the same LLM, HTTP and sandbox "
     .. "calls, in the same order, with the same requests)",
-    run.id, tostring(exec), inv.ss, inv.attempt, n,
+    run.id, tostring(exec), ictx.superstep, ictx.attempt, n,
     KIND_NAME[kind] or kind, what, hash, n, KIND_NAME[rec.kind] or tostring(rec.kind),
     tostring(rec.what or "(not recorded)"), tostring(rec.hash or "not recorded"))
 end
@@ -450,29 +450,34 @@ end
 -- call, such as the HTTP requests of an LLM call, are part of it). A
 -- recording of call n is returned instead of calling, once its kind and
 -- request match (else raises); a successful result is recorded (fenced).
--- Calls outside a durable invocation just run.
+-- Calls outside a durable invocation just run. The invocation's ctx
+-- holds the count (_jn) and the coroutines inside a journaled call (_jbusy).
 local function hook(kind, request, fn, ...)
   local run, seq, exec, _, _, attempt = task.current()
   local d = run and run.durable
-  local inv = d and d.inv[seq]
-  if not inv or inv.attempt ~= attempt then return fn(...) end -- not (or no longer) an invocation's
-  local co = coroutine.running()
-  if inv.busy[co] then return fn(...) end
-  local n = inv.n + 1
-  inv.n = n
-  local key = fmt("%s/%04d", inv.prefix, n)
+  local ictx = d and d.inv[seq]
+  if not ictx or ictx.attempt ~= attempt then return fn(...) end -- not (or no longer) an invocation's
+  local co, busy = coroutine.running(), ictx._jbusy
+  if busy and busy[co] then return fn(...) end
+  if not busy then
+    busy = {}
+    ictx._jbusy = busy
+  end
+  local n = (ictx._jn or 0) + 1
+  ictx._jn = n
+  local key = fmt("%s/%04d", pw_key(run.id, ictx.superstep, ictx._order, ictx.attempt), n)
   local what, hash = identify(kind, request)
   local rec = d.journal and d.journal[key]
   if rec then
     d.journal[key] = nil
     if rec.kind ~= kind or (rec.hash ~= nil and rec.hash ~= hash) then
-      error(mismatch(run, exec, inv, n, rec, kind, what, hash), 0)
+      error(mismatch(run, exec, ictx, n, rec, kind, what, hash), 0)
     end
     return unpack(results_of(rec.results), 1, #rec.results)
   end
-  inv.busy[co] = true
+  busy[co] = true
   local res = pack(pcall(fn, ...))
-  inv.busy[co] = nil
+  busy[co] = nil
   if not res[1] then error(res[2], 0) end
   local r1, failed = res[2], FAILED[kind]
   if r1 ~= nil and r1 ~= false and not (failed and failed(r1)) then
