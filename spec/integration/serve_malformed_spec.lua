@@ -133,14 +133,16 @@ describe("weft serve with malformed requests", function()
     assert_healthy()
   end)
 
-  it("answers headers beyond MHD's connection memory with MHD's own 431", function()
+  it("answers headers beyond MHD's connection memory with weft's JSON 431 (the head gate)", function()
     local res = assert(raw(request("GET", "/api/v1/health", { "X-Big: " .. ("a"):rep(100000) })))
     assert.equal(431, res.status)
+    assert.truthy(res.body:find('"error"', 1, true), res.body)
     -- many header lines rather than one long one
     local many = {}
     for i = 1, 3000 do many[i] = fmt("X-H%d: %s", i, ("v"):rep(20)) end
     res = assert(raw(request("GET", "/api/v1/health", many)))
     assert.equal(431, res.status)
+    assert.truthy(res.body:find('"error"', 1, true), res.body)
     assert_healthy()
   end)
 
