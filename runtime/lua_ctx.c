@@ -18,7 +18,7 @@ static int l_send(lua_State *L) {
   wf_err_t err;
   wf_val_t h = lua_isnil(L, 3) ? 0 : wf_lua_val_put(lr->rt, L, 3);
   if (wf_run_send(lr->run, seq, h, target, &err) != WF_OK)
-    return wf_lua_sched_fail(L, &err);
+    return wf_lua_fail(L, err.msg, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -30,7 +30,7 @@ static int l_output(lua_State *L) {
   wf_err_t err;
   wf_val_t h = lua_isnil(L, 3) ? 0 : wf_lua_val_put(lr->rt, L, 3);
   if (wf_run_output(lr->run, seq, h, &err) != WF_OK)
-    return wf_lua_sched_fail(L, &err);
+    return wf_lua_fail(L, err.msg, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -43,7 +43,7 @@ static int l_emit(lua_State *L) {
   wf_err_t err;
   wf_val_t h = lua_isnil(L, 4) ? 0 : wf_lua_val_put(lr->rt, L, 4);
   if (wf_run_emit(lr->run, seq, name, h, &err) != WF_OK)
-    return wf_lua_sched_fail(L, &err);
+    return wf_lua_fail(L, err.msg, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -67,7 +67,7 @@ static int l_emit_live(lua_State *L) {
                                "'request_info'");
   h = lua_isnil(L, 5) ? 0 : wf_lua_val_put(lr->rt, L, 5);
   if (wf_run_emit_live(lr->run, seq, ty, name, h, &err) != WF_OK)
-    return wf_lua_sched_fail(L, &err);
+    return wf_lua_fail(L, err.msg, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -80,7 +80,7 @@ static int l_log(lua_State *L) {
   const char *msg = luaL_checkstring(L, 4);
   wf_err_t err;
   if (wf_run_log(lr->run, seq, level, msg, &err) != WF_OK)
-    return wf_lua_sched_fail(L, &err);
+    return wf_lua_fail(L, err.msg, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -93,7 +93,7 @@ static int l_set_state(lua_State *L) {
   wf_err_t err;
   wf_val_t h = lua_isnil(L, 4) ? 0 : wf_lua_val_put(lr->rt, L, 4);
   if (wf_run_set_state(lr->run, seq, key, h, &err) != WF_OK)
-    return wf_lua_sched_fail(L, &err);
+    return wf_lua_fail(L, err.msg, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -79,11 +79,8 @@ static int l_graph_add_exec(lua_State *L) {
   o.timeout = luaL_optnumber(L, 8, 0);
   o.on_error_continue = lua_toboolean(L, 9);
   i = wf_graph_add_exec(lg->g, id, &o, &err);
-  if (i < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, err.msg);
-    return 2;
-  }
+  if (i < 0)
+    return wf_lua_fail(L, err.msg, NULL);
   lua_pushinteger(L, i + 1);
   return 1;
 }
@@ -144,11 +141,8 @@ static int l_graph_add_edge(lua_State *L) {
   free(srcs);
   free(tgts);
   free(conds);
-  if (e < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, err.msg);
-    return 2;
-  }
+  if (e < 0)
+    return wf_lua_fail(L, err.msg, NULL);
   n = e + 1;
   lua_pushinteger(L, n);
   return 1;
@@ -168,11 +162,8 @@ static int l_graph_finalize(lua_State *L) {
   wf_lua_graph_t *lg = wf_lua_graph_check(L, 1);
   wf_err_t err;
   luaL_checktype(L, 2, LUA_TTABLE);
-  if (wf_graph_finalize(lg->g, &err) != WF_OK) {
-    lua_pushnil(L);
-    lua_pushstring(L, err.msg);
-    return 2;
-  }
+  if (wf_graph_finalize(lg->g, &err) != WF_OK)
+    return wf_lua_fail(L, err.msg, NULL);
   lua_pushvalue(L, 2);
   lg->fns_ref = wf_lua_ref(lg->rt, L);
   lua_pushboolean(L, 1);

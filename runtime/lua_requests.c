@@ -1,9 +1,10 @@
 /* lua_requests.c — human in the loop for "weft.core.sched": an
  * invocation suspends on a request (core.request_wait; when every
  * unfinished invocation waits the run goes idle) until core.request_answer
- * resumes it with the answer. The request_info event and its replay live in
- * Lua (lua/weft/context.lua). Depends on lua.h, sched.h, lua_rt.h,
- * lua_sched_int.h. */
+ * resumes it with the answer (the task protocol of lua_rt.h: the answer is
+ * anchored until the resumer's prepare pushes it). The request_info event
+ * and its replay live in Lua (lua/weft/context.lua). Depends on lua.h,
+ * sched.h, lua_rt.h, lua_sched_int.h. */
 #include "lua_sched_int.h"
 
 /* Cancel callback of a task suspended on a request: leave the list. */
@@ -17,6 +18,17 @@ static void asking_cancel(wf_task_t *t) {
     }
   t->next = NULL;
 }
+
+/* prepare of an answered request: push the answer (t->result, a registry
+ * ref or LUA_REFNIL for nil) and drop its anchor. */
+static int answer_prepare(wf_task_t *t, lua_State *L) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->result);
+  wf_lua_unref(t->rt, t->result);
+  return 1;
+}
+
+/* Cancel of an answered request not resumed yet (abort): drop the anchor. */
+static void answer_cancel(wf_task_t *t) { wf_lua_unref(t->rt, t->result); }
 
 /* core.request_wait(run, seq) -> the answer: the calling executor's
  * invocation waits on a human (the run may go idle) until
@@ -36,7 +48,7 @@ static int l_request_wait(lua_State *L) {
   t->cancel = asking_cancel;
   t->next = lr->asking;
   lr->asking = t;
-  return wf_task_yield(t, L);
+  return wf_task_suspend(t, L, "request_info");
 }
 
 /* core.request_answer(run, seq, value) -> true | nil, err: resume the
@@ -53,20 +65,24 @@ static int l_request_answer(lua_State *L) {
       break;
     }
   if (!t) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "no invocation %d waits on a request", (int)seq);
-    return 2;
+    wf_err_set(&err, "no invocation %d waits on a request", (int)seq);
+    return wf_lua_fail(L, err.msg, NULL);
   }
   if (wf_run_inv_unwait(lr->run, seq, &err) != WF_OK)
-    return wf_lua_sched_fail(L, &err);
+    return wf_lua_fail(L, err.msg, NULL);
   *p = t->next;
   t->next = NULL;
-  t->cancel = NULL;
-  t->wait = NULL;
   lr->idle = 0;
-  lua_pushvalue(L, 3);
-  lua_xmove(L, t->co, 1);
-  wf_task_wake(t, 1);
+  if (lua_isnil(L, 3)) {
+    t->result = LUA_REFNIL; /* luaL_ref takes no ref for nil */
+  } else {
+    lua_pushvalue(L, 3);
+    t->result = wf_lua_ref(lr->rt, L);
+  }
+  t->wait = NULL;
+  t->cancel = answer_cancel;
+  t->prepare = answer_prepare;
+  wf_task_ready(t);
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -6,6 +6,7 @@
  * release; the run limits' names and defaults for Lua. Depends on lua.h,
  * sched.h, lua_rt.h, lua_sched_int.h (lua_graph.c, lua_snapshot.c). */
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "lua_sched_int.h"
@@ -47,9 +48,7 @@ void wf_lua_run_ended(wf_lua_rt_t *rt, wf_lua_run_t *lr) {
   while ((t = lr->waiters)) {
     lr->waiters = t->next;
     t->next = NULL;
-    t->cancel = NULL;
-    t->wait = NULL;
-    wf_task_wake(t, 0);
+    wf_task_ready(t);
   }
   if (lr->finished) {
     wf_lua_unref(rt, lr->table_ref);
@@ -115,11 +114,8 @@ static int l_run_new(lua_State *L) {
   lua_setmetatable(L, -2);
   o.host = lr;
   lr->run = wf_run_new(rt->sched, lg->g, &o, &err);
-  if (!lr->run) {
-    lua_pushnil(L);
-    lua_pushstring(L, err.msg);
-    return 2;
-  }
+  if (!lr->run)
+    return wf_lua_fail(L, err.msg, NULL);
   lr->rt = rt;
   lr->lg = lg;
   lg->refs++;
@@ -136,22 +132,19 @@ static int l_run_new(lua_State *L) {
   if (lua_istable(L, -1) &&
       wf_lua_snapshot_restore(L, lr, lua_gettop(L), &err) != WF_OK) {
     wf_lua_run_release(lr);
-    lua_pushnil(L);
-    lua_pushstring(L, err.msg);
-    return 2;
+    return wf_lua_fail(L, err.msg, NULL);
   }
   lua_pop(L, 1);
   in = lua_isnil(L, 3) ? 0 : wf_lua_val_put(rt, L, 3);
   if (wf_run_start(lr->run, in, &err) != WF_OK) {
     wf_lua_run_release(lr);
-    lua_pushnil(L);
-    lua_pushstring(L, err.msg);
-    return 2;
+    return wf_lua_fail(L, err.msg, NULL);
   }
   return 1;
 }
 
-/* Cancel callback of a task waiting for a run: leave the waiter list. */
+/* Cancel callback of a task waiting for a run (abort, deadlock): leave the
+ * waiter list (a waiter already woken by the end is no longer in it). */
 static void wait_cancel(wf_task_t *t) {
   wf_lua_run_t *lr = t->wait;
   wf_task_t **p;
@@ -163,27 +156,21 @@ static void wait_cancel(wf_task_t *t) {
   t->next = NULL;
 }
 
-/* core.run_wait(run): inside a task, yield until the run ends; on the main
- * thread, run the loop until it does. */
+/* core.run_wait(run): inside a task, yield until the run ends or goes
+ * idle; on the main thread, run the loop until it does (raises naming the
+ * run when nothing left could end it). */
 static int l_run_wait(lua_State *L) {
   wf_lua_run_t *lr = wf_lua_run_check(L, 1);
-  wf_lua_rt_t *rt = lr->rt;
-  wf_task_t *t;
+  wf_task_t mw, *t;
+  char name[160];
   if (lr->finished || lr->idle) return 0;
-  t = wf_task_check_blocking(rt, L, "wait");
-  if (t) {
-    t->wait = lr;
-    t->cancel = wait_cancel;
-    t->next = lr->waiters;
-    lr->waiters = t;
-    return wf_task_yield(t, L);
-  }
-  while (!lr->finished && !lr->idle) {
-    if (!wf_loop_step(rt->loop) && !lr->finished && !lr->idle)
-      return luaL_error(L, "run %s cannot progress: nothing left to wait on",
-                        wf_run_id(lr->run));
-  }
-  return 0;
+  t = wf_task_waiter(lr->rt, L, "wait", &mw);
+  snprintf(name, sizeof name, "run %s", wf_run_id(lr->run));
+  t->wait = lr;
+  t->cancel = wait_cancel;
+  t->next = lr->waiters;
+  lr->waiters = t;
+  return wf_task_suspend(t, L, name);
 }
 
 /* core.run_info(run) -> status, error|nil, supersteps, duration_ms, id,
@@ -265,7 +252,7 @@ static int l_swap_graph(lua_State *L) {
     return 1;
   }
   if (wf_run_swap_graph(lr->run, lg->g, &err) != WF_OK)
-    return wf_lua_sched_fail(L, &err);
+    return wf_lua_fail(L, err.msg, NULL);
   lg->refs++;
   wf_lua_graph_unref(lr->lg);
   lr->lg = lg;

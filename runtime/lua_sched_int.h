@@ -7,7 +7,7 @@
  *   lua_snapshot.c  what durable runs need: snapshot, restore, checkpoints
  *   lua_ctx.c       the primitives behind ctx and the task worker body
  *   lua_requests.c  invocations suspended on a request and their answers
- * Holds the graph and run structs, the userdata checks and table setters
+ * Holds the graph and run structs, the userdata check and table setters
  * they share (inline: ctx calls are the hot path), and each file's opener.
  * Nothing else includes this. Depends on lua_rt.h, sched.h. */
 #ifndef WF_LUA_SCHED_INT_H
@@ -49,13 +49,6 @@ static inline wf_lua_run_t *wf_lua_run_check(lua_State *L, int i) {
   wf_lua_run_t *lr = luaL_checkudata(L, i, WF_LUA_RUN_MT);
   if (!lr->run) luaL_argerror(L, i, "run already freed");
   return lr;
-}
-
-/* Push nil, err->msg and return 2 (expected failure for the Lua wrapper). */
-static inline int wf_lua_sched_fail(lua_State *L, const wf_err_t *err) {
-  lua_pushnil(L);
-  lua_pushstring(L, err->msg);
-  return 2;
 }
 
 /* Set t[k] = v on the table at the top of L for a string v (skipped when
