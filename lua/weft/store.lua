@@ -81,9 +81,10 @@ local function check_value(fname, v)
   end
 end
 
--- Raise unless v is nil or an integer >= min.
-local function check_int(fname, what, v, min)
-  if v ~= nil and (type(v) ~= "number" or v ~= v or floor(v) ~= v or v < min or v > 2^53) then
+-- Raise unless v is an integer >= min (or nil, unless required).
+local function check_int(fname, what, v, min, required)
+  if (v == nil and required)
+     or (v ~= nil and (type(v) ~= "number" or v ~= v or floor(v) ~= v or v < min or v > 2^53)) then
     error(fname .. ": " .. what .. " must be an integer >= " .. min .. ", got "
           .. tostring(v), 3)
   end
@@ -381,8 +382,7 @@ function Store:trim(ns, key, keep_from)
   check_self("trim", self)
   check_ns("trim", ns)
   check_key("trim", "key", key)
-  if keep_from == nil then error("trim: keep_from must be an integer >= 1, got nil", 2) end
-  check_int("trim", "keep_from", keep_from, 1)
+  check_int("trim", "keep_from", keep_from, 1, true)
   local ok, err = raw_commit(self._u, { TRIM, ns, key, keep_from }, 1)
   if not ok then return nil, err end
   return true
@@ -459,8 +459,7 @@ end
 function Batch:trim(ns, key, keep_from)
   check_ns("batch:trim", ns)
   check_key("batch:trim", "key", key)
-  if keep_from == nil then error("batch:trim: keep_from must be an integer >= 1, got nil", 2) end
-  check_int("batch:trim", "keep_from", keep_from, 1)
+  check_int("batch:trim", "keep_from", keep_from, 1, true)
   return add(self, "trim", TRIM, ns, key, keep_from)
 end
 
@@ -478,8 +477,7 @@ end
 function Batch:expect_last(ns, key, last)
   check_ns("batch:expect_last", ns)
   check_key("batch:expect_last", "key", key)
-  if last == nil then error("batch:expect_last: last must be an integer >= 0, got nil", 2) end
-  check_int("batch:expect_last", "last", last, 0)
+  check_int("batch:expect_last", "last", last, 0, true)
   return add(self, "expect_last", EXPECT_LAST, ns, key, last)
 end
 

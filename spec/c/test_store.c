@@ -153,6 +153,16 @@ static res_t do_commit(wf_store_batch_t *b) {
   return r;
 }
 
+/* Commit b, which must fail writing nothing: a conflict or not (conflict
+ * 1 or 0), with the error err. Frees the result. */
+static void commit_fails(wf_store_batch_t *b, int conflict, const char *err) {
+  res_t r = do_commit(b);
+  CHECK_INT(r.status, WF_ERR);
+  CHECK_INT(r.conflict, conflict);
+  CHECK_STR(r.err, err);
+  res_free(&r);
+}
+
 static size_t do_size(wf_store_t *s, const char *ns) {
   res_t r = {0};
   wf_store_size(s, ns, res_cb, &r);
@@ -604,40 +614,26 @@ static void t_expect(void) {
   wf_store_put(b, "ex", "other", "x", 1);
   wf_store_expect(b, "ex", "k", "v", 1); /* after a write: still first */
   wf_store_append(b, "ex", "log", "L4", 2);
-  r = do_commit(b);
-  CHECK_INT(r.status, WF_ERR);
-  CHECK_INT(r.conflict, 1);
-  CHECK_STR(r.err, "conflict: record ex/k is a different value, expected the "
-                   "value read before");
-  res_free(&r);
+  commit_fails(b, 1, "conflict: record ex/k is a different value, expected "
+                     "the value read before");
   CHECK_STR(getv(s, "ex", "other"), "<absent>");
   CHECK_STR(rangev(s, "ex", "log", 1, 0), "2:L2,3:L3");
   /* must be absent, but exists */
   b = wf_store_batch(s);
   wf_store_expect(b, "ex", "k", NULL, 0);
   wf_store_put(b, "ex", "k", "y", 1);
-  r = do_commit(b);
-  CHECK_INT(r.conflict, 1);
-  CHECK_STR(r.err, "conflict: record ex/k is present, expected none");
-  res_free(&r);
+  commit_fails(b, 1, "conflict: record ex/k is present, expected none");
   /* must exist, but is absent */
   b = wf_store_batch(s);
   wf_store_expect(b, "ex", "gone", "v", 1);
-  r = do_commit(b);
-  CHECK_INT(r.conflict, 1);
-  CHECK_STR(r.err, "conflict: record ex/gone is absent, expected the value "
-                   "read before");
-  res_free(&r);
+  commit_fails(b, 1, "conflict: record ex/gone is absent, expected the value "
+                     "read before");
   /* a log at another position (a stale writer) */
   b = wf_store_batch(s);
   wf_store_expect_last(b, "ex", "log", 2);
   wf_store_append(b, "ex", "log", "dup", 3);
   wf_store_put(b, "ex", "k", "z", 1);
-  r = do_commit(b);
-  CHECK_INT(r.status, WF_ERR);
-  CHECK_INT(r.conflict, 1);
-  CHECK_STR(r.err, "conflict: log ex/log has 3 entries, expected 2");
-  res_free(&r);
+  commit_fails(b, 1, "conflict: log ex/log has 3 entries, expected 2");
   CHECK_STR(getv(s, "ex", "k"), "w");
   CHECK_STR(rangev(s, "ex", "log", 1, 0), "2:L2,3:L3");
   /* an injected failure of a conditional batch writes nothing either */
@@ -646,11 +642,7 @@ static void t_expect(void) {
   wf_store_expect_last(b, "ex", "log", 3);
   wf_store_put(b, "ex", "k", "z", 1);
   wf_store_append(b, "ex", "log", "L4", 2);
-  r = do_commit(b);
-  CHECK_INT(r.status, WF_ERR);
-  CHECK_INT(r.conflict, 0);
-  CHECK_STR(r.err, "injected failure");
-  res_free(&r);
+  commit_fails(b, 0, "injected failure");
   CHECK_STR(getv(s, "ex", "k"), "w");
   CHECK_STR(rangev(s, "ex", "log", 1, 0), "2:L2,3:L3");
   /* values compare as the bytes written (binary, redacted like a put) */
@@ -661,9 +653,8 @@ static void t_expect(void) {
   res_free(&r);
   b = wf_store_batch(s);
   wf_store_expect(b, "ex", "bin", "a", 1); /* a prefix is not the value */
-  r = do_commit(b);
-  CHECK_INT(r.conflict, 1);
-  res_free(&r);
+  commit_fails(b, 1, "conflict: record ex/bin is a different value, expected "
+                     "the value read before");
   b = wf_store_batch(s);
   wf_store_expect(b, "ex", "bin", "a\0b", 3);
   wf_store_put(b, "ex", "bin", "sk-expect-secret!", 17);

@@ -8,9 +8,8 @@
 -- a failing server returning nil, err naming the agent, and concurrent
 -- agents in tasks and in a workflow. #http
 local weft = require "weft"
-local common = require "weft.llm.common"
 local json = require "weft.json"
-local ps = require "support.provider_server"
+local provider_env = require "support.provider_env"
 local h = require "helpers"
 
 local KEY = "sk-FAKE-weft-agents-9a8b7c6d"
@@ -25,25 +24,9 @@ local function roles(msgs)
 end
 
 describe("agents against the provider test server #http", function()
-  local srv, saved_getenv
-
-  setup(function()
-    saved_getenv = common.getenv
-    common.getenv = function() return nil end
-    srv = ps.start { host = "127.0.0.1", port = 0 }
-  end)
-  teardown(function()
-    srv:stop()
-    common.getenv = saved_getenv
-  end)
-  before_each(function() srv:reset() end)
-
-  -- The base URL of provider p at the server, with optional faults.
-  local function base(p, faults)
-    local u = srv.url .. (faults and ("/_f/" .. faults) or "")
-    if p == "openai" then u = u .. "/v1" end
-    return u
-  end
+  -- the provider test server (env.srv) for these tests, and env.base(p, faults)
+  local env = provider_env.use()
+  local base = env.base
 
   -- An agent on provider p with add and fail tools.
   local function agent_for(p, faults, extra)
@@ -67,7 +50,7 @@ describe("agents against the provider test server #http", function()
   -- Requests the server saw on p's endpoint.
   local function requests(p)
     local n = 0
-    for path, c in pairs(srv:stats().by_path or {}) do
+    for path, c in pairs(env.srv:stats().by_path or {}) do
       if path:find(PATH[p], 1, true) then n = n + c end
     end
     return n

@@ -2,21 +2,13 @@
 -- default build/weft) on the fixture scripts of spec/fixtures/cli/, from the
 -- source directory so error messages carry the relative fixture paths.
 local cjson = require "cjson"
+local files = require "support.files"
 
 local SRC = os.getenv("WEFT_SOURCE_DIR") or "."
 local BIN = os.getenv("WEFT_BIN") or (SRC .. "/build/weft")
 local FIX = "spec/fixtures/cli/"
 
-local function shquote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_all(path)
-  local fh = assert(io.open(path, "rb"))
-  local s = fh:read("*a")
-  fh:close()
-  return s
-end
+local shquote = files.quote
 
 local function lines_of(s)
   local out = {}
@@ -30,16 +22,13 @@ local function weft(args, stdin)
   local quoted = {}
   for i, a in ipairs(args) do quoted[i] = shquote(a) end
   local errfile = os.tmpname()
-  local infile = os.tmpname()
-  local fh = assert(io.open(infile, "wb"))
-  fh:write(stdin or "")
-  fh:close()
+  local infile = files.write(os.tmpname(), stdin or "")
   local cmd = string.format("cd %s && %s %s <%s 2>%s; echo \"__rc=$?\"",
     shquote(SRC), shquote(BIN), table.concat(quoted, " "), shquote(infile), shquote(errfile))
   local p = assert(io.popen(cmd, "r"))
   local out = p:read("*a")
   p:close()
-  local err = read_all(errfile)
+  local err = files.read(errfile)
   os.remove(errfile)
   os.remove(infile)
   local code = tonumber(out:match("__rc=(%d+)\n?$"))
@@ -92,10 +81,7 @@ describe("weft CLI", function()
     end)
 
     it("reads --input-file, and stdin for '-'", function()
-      local path = os.tmpname()
-      local fh = assert(io.open(path, "wb"))
-      fh:write("from file")
-      fh:close()
+      local path = files.write(os.tmpname(), "from file")
       local r = weft({ "run", FIX .. "builder.lua", "--input-file", path })
       os.remove(path)
       assert.are.equal(0, r.code)
@@ -316,12 +302,9 @@ describe("weft CLI", function()
 
   describe("exec", function()
     it("runs a plain script with arg set like luajit and weft on the path", function()
-      local script = os.tmpname()
-      local fh = assert(io.open(script, "wb"))
-      fh:write("#!/usr/bin/env luajit\n",
-        "local weft = require 'weft'\n",
-        "print(arg[0], #arg, arg[1], arg[2], select('#', ...), type(weft.workflow))\n")
-      fh:close()
+      local script = files.write(os.tmpname(), "#!/usr/bin/env luajit\n"
+        .. "local weft = require 'weft'\n"
+        .. "print(arg[0], #arg, arg[1], arg[2], select('#', ...), type(weft.workflow))\n")
       local r = weft({ "exec", script, "a b", "--c" })
       assert.are.equal(0, r.code)
       assert.are.same({ script .. "\t2\ta b\t--c\t2\tfunction" }, r.out_lines)
@@ -329,10 +312,7 @@ describe("weft CLI", function()
     end)
 
     it("exits 1 with the error and a traceback when the script raises", function()
-      local script = os.tmpname()
-      local fh = assert(io.open(script, "wb"))
-      fh:write("error('exec went wrong')\n")
-      fh:close()
+      local script = files.write(os.tmpname(), "error('exec went wrong')\n")
       local r = weft({ "exec", script })
       os.remove(script)
       assert.are.equal(1, r.code)
@@ -341,10 +321,7 @@ describe("weft CLI", function()
     end)
 
     it("passes os.exit codes through", function()
-      local script = os.tmpname()
-      local fh = assert(io.open(script, "wb"))
-      fh:write("os.exit(7)\n")
-      fh:close()
+      local script = files.write(os.tmpname(), "os.exit(7)\n")
       local r = weft({ "exec", script })
       os.remove(script)
       assert.are.equal(7, r.code)
@@ -354,26 +331,20 @@ describe("weft CLI", function()
   describe("runs", function()
     local dir
     before_each(function()
-      dir = os.tmpname()
-      os.remove(dir)
-      os.execute("mkdir -p -m 700 " .. dir)
+      dir = files.tempdir()
     end)
-    after_each(function() os.execute("rm -rf " .. shquote(dir)) end)
+    after_each(function() files.remove(dir) end)
 
     -- A script at dir/NAME whose one executor asks a human (wname: the
     -- workflow's name, part of the definition's hash).
     local function asking(name, wname)
-      local path = dir .. "/" .. name
-      local fh = assert(io.open(path, "w"))
-      fh:write(([[
+      return files.write(dir .. "/" .. name, ([[
 local weft = require "weft"
 local ask = weft.executor("ask", function(_, ctx)
   ctx:yield_output({ answer = ctx:request_info({ question = "ok?" }) })
 end)
 return weft.workflow(%q):start(ask)
 ]]):format(wname or "asking"))
-      fh:close()
-      return path
     end
 
     it("refuses an answer when the workflow changed, and stores nothing", function()

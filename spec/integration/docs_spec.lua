@@ -34,6 +34,7 @@
 --   * In a sanitized build a block that starts a plain `luajit` is pending
 --     (a plain luajit cannot load an ASan core.so; see spec/tests.cmake).
 local procs = require "support.procs"
+local files = require "support.files"
 local h = require "helpers"
 
 local fmt = string.format
@@ -108,11 +109,7 @@ local function make_dir()
   return dir
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local write = files.write
 
 --- Run argv (a list) in dir, offline, with the build's weft first on PATH
 -- and a timeout; returns status, stdout, stderr.
@@ -205,24 +202,20 @@ describe("the docs runner", function()
   end)
 
   it("finds runnable blocks in README.md", function()
-    local f = assert(io.open(src .. "README.md", "rb"))
     local n = 0
-    for _, b in ipairs(blocks_of(f:read("*a"))) do
+    for _, b in ipairs(blocks_of(files.read(src .. "README.md"))) do
       if RUN_LANGS[b.lang] and not b.synopsis then n = n + 1 end
     end
-    f:close()
     assert.is_true(n >= 3, "runnable blocks in README.md: " .. n)
   end)
 end)
 
 for _, doc in ipairs(documents()) do
-  local f = assert(io.open(src .. doc, "rb"))
-  local text = f:read("*a")
-  f:close()
+  local text = files.read(src .. doc)
   describe(doc, function()
     local dir
     setup(function() dir = make_dir() end)
-    teardown(function() if dir then os.execute("rm -rf " .. q(dir)) end end)
+    teardown(function() if dir then files.remove(dir) end end)
 
     for _, b in ipairs(blocks_of(text)) do
       if RUN_LANGS[b.lang] and not b.synopsis then

@@ -3,6 +3,7 @@
 -- luajit (LUA_CPATH at $WEFT_BUILD_DIR/lib) and by `weft exec`; the C
 -- embedding API (build/embed_host) loads scripts through weft.script.
 local weft = require "weft"
+local files = require "support.files"
 
 local src = os.getenv("WEFT_SOURCE_DIR") or "."
 local bin = os.getenv("WEFT_BIN")
@@ -16,8 +17,7 @@ local function sh(cmd)
   return out, ok == true or ok == 0
 end
 
---- Quote s for the shell.
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = files.quote
 
 describe("weft.fd", function()
   it("returns a descriptor number", function()
@@ -76,20 +76,14 @@ end)
 describe("weft_load (the C embedding API, build/embed_host)", function()
   it("lets a script require a module beside it when the host runs elsewhere", function()
     assert.is_string(build)
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. q(dir .. "/scripts") .. " " .. q(dir .. "/cwd")))
-    finally(function() os.execute("rm -rf " .. q(dir)) end)
-    local f = assert(io.open(dir .. "/scripts/shout.lua", "w"))
-    f:write('return { suffix = "!!" }\n')
-    f:close()
-    f = assert(io.open(dir .. "/scripts/flow.lua", "w"))
-    f:write([[
+    local dir = files.tempdir(nil, { "scripts", "cwd" })
+    finally(function() files.remove(dir) end)
+    files.write(dir .. "/scripts/shout.lua", 'return { suffix = "!!" }\n')
+    files.write(dir .. "/scripts/flow.lua", [[
 local weft = require "weft"
 local shout = require "shout"
 return weft.workflow("flow"):start(weft.executor("a", function(m, ctx) ctx:yield_output(m .. shout.suffix) end)):build()
 ]])
-    f:close()
     local out, ok = sh("cd " .. q(dir .. "/cwd") .. " && " .. q(build .. "/embed_host") .. " "
       .. q(dir .. "/scripts/flow.lua") .. " '\"hey\"'")
     assert.is_true(ok, out)

@@ -3,29 +3,17 @@
 -- once (as an event), dir hosts have their own module namespace, and every
 -- module a host loads is watched by content.
 local weft = require "weft"
+local files = require "support.files"
 
 local dir
-before_each(function()
-  dir = os.tmpname()
-  os.remove(dir)
-  os.execute("mkdir -p " .. dir .. "/lib")
-end)
-after_each(function() os.execute("rm -rf " .. dir) end)
+before_each(function() dir = files.tempdir(nil, { "lib" }) end)
+after_each(function() files.remove(dir) end)
 
 -- Write text to path atomically (write + rename, as editors save).
-local function put(path, text)
-  local f = assert(io.open(path .. ".tmp", "w"))
-  f:write(text)
-  f:close()
-  assert(os.rename(path .. ".tmp", path))
-end
+local put = files.put
 
 -- Write text over path in place (same inode, as `>` in a shell).
-local function overwrite(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local overwrite = files.write
 
 -- A loop workflow: executor a writes n to state key total, n = 1..12, one
 -- superstep each; `state` is the Lua of the :state{} table, `extra` Lua
@@ -174,12 +162,18 @@ return weft.workflow("flow"):start(weft.executor("a", function(_, ctx) ctx:yield
 ]])
   end
 
-  it("gives each host its own modules, outside package.loaded and package.path", function()
-    local dir2 = dir .. "-other"
-    os.execute("mkdir -p " .. dir2 .. "/lib")
-    finally(function() os.execute("rm -rf " .. dir2) end)
+  -- A second dir (removed after the test) beside dir: dir's flow outputs
+  -- "A", the second's "B"; returns the second.
+  local function tagged_pair()
+    local dir2 = files.tempdir(nil, { "lib" })
+    finally(function() files.remove(dir2) end)
     tagged(dir, "A")
     tagged(dir2, "B")
+    return dir2
+  end
+
+  it("gives each host its own modules, outside package.loaded and package.path", function()
+    local dir2 = tagged_pair()
     local path = package.path
     local a = weft.host{ dir = dir }
     local b = weft.host{ dir = dir2 }
@@ -195,11 +189,7 @@ return weft.workflow("flow"):start(weft.executor("a", function(_, ctx) ctx:yield
   end)
 
   it("reloads a watching host when a module it loaded changes, other hosts untouched", function()
-    local dir2 = dir .. "-other"
-    os.execute("mkdir -p " .. dir2 .. "/lib")
-    finally(function() os.execute("rm -rf " .. dir2) end)
-    tagged(dir, "A")
-    tagged(dir2, "B")
+    local dir2 = tagged_pair()
     local a = weft.host{ dir = dir, watch = true }
     finally(function() a:close() end)
     local b = weft.host{ dir = dir2, watch = true }

@@ -2,14 +2,11 @@
 -- barrier when the new graph is compatible, finish on their version
 -- otherwise; broken scripts never replace working ones.
 local weft = require "weft"
+local files = require "support.files"
 
 local dir
-before_each(function()
-  dir = os.tmpname()
-  os.remove(dir)
-  os.execute("mkdir -p " .. dir)
-end)
-after_each(function() os.execute("rm -rf " .. dir) end)
+before_each(function() dir = files.tempdir() end)
+after_each(function() files.remove(dir) end)
 
 -- Write a loop workflow tagged tag to path atomically (write + rename, as
 -- editors do); extra is Lua inserted before the return; edges = "loop" or
@@ -21,8 +18,7 @@ return weft.workflow("flow"):start(a):edge(a, b):edge(b, a):build()
 ]] or [[
 return weft.workflow("flow"):start(a):edge(a, a):build()
 ]]
-  local f = assert(io.open(path .. ".tmp", "w"))
-  f:write(([[
+  files.put(path, ([[
 local weft = require "weft"
 local a = weft.executor("a", function(n, ctx)
   weft.sleep(0.01)
@@ -30,8 +26,6 @@ local a = weft.executor("a", function(n, ctx)
 end)
 %s
 ]]):format(tag, extra or "") .. body)
-  f:close()
-  assert(os.rename(path .. ".tmp", path))
 end
 
 -- Wait (yielding to the loop) until pred() holds.
@@ -125,20 +119,14 @@ describe("weft.host", function()
   end)
 
   it("refuses a script that does not load at start", function()
-    local path = dir .. "/bad.lua"
-    local f = assert(io.open(path, "w"))
-    f:write("return 42\n")
-    f:close()
+    local path = files.write(dir .. "/bad.lua", "return 42\n")
     assert.has_error(function() weft.host.new{ scripts = { path } } end,
       "weft.host: " .. path .. ": expected the script to return a workflow "
       .. "(return weft.workflow(...):build()), got a number")
   end)
 
   it("names the script and shows a table raised while loading as JSON, as the CLI does", function()
-    local path = dir .. "/raises.lua"
-    local f = assert(io.open(path, "w"))
-    f:write('error({ reason = "no config" })\n')
-    f:close()
+    local path = files.write(dir .. "/raises.lua", 'error({ reason = "no config" })\n')
     local host = weft.host.new{ scripts = {} }
     local ok, err = host:add("raises", path)
     assert.is_nil(ok)
@@ -148,17 +136,13 @@ describe("weft.host", function()
   it("lets a script require a module beside it, outside package.path and package.loaded", function()
     local other = dir .. "-cwd"
     os.execute("mkdir -p " .. other)
-    finally(function() os.execute("rm -rf " .. other) end)
-    local f = assert(io.open(dir .. "/beside_helper.lua", "w"))
-    f:write('return { tag = "beside" }\n')
-    f:close()
-    f = assert(io.open(dir .. "/flow.lua", "w"))
-    f:write([[
+    finally(function() files.remove(other) end)
+    files.write(dir .. "/beside_helper.lua", 'return { tag = "beside" }\n')
+    files.write(dir .. "/flow.lua", [[
 local weft = require "weft"
 local helper = require "beside_helper"
 return weft.workflow("flow"):start(weft.executor("a", function(_, ctx) ctx:yield_output(helper.tag) end)):build()
 ]])
-    f:close()
     local path = package.path
     local host = weft.host{ scripts = { flow = dir .. "/flow.lua" } }
     assert.same({ "beside" }, host:run("flow", "x").outputs)

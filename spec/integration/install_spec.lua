@@ -12,37 +12,12 @@ local BUILD = os.getenv("WEFT_BUILD_DIR") or (SRC .. "/build")
 local BIN = os.getenv("WEFT_BIN") or (BUILD .. "/weft")
 local SANITIZED = os.getenv("WEFT_SANITIZE") == "1"
 
---- Quote s for the shell.
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
---- Run a shell command without the specs' LUA_PATH/LUA_CPATH (they point
--- into the source tree); returns its exit code and its stdout+stderr.
-local function sh(cmd)
-  local p = assert(io.popen("(unset LUA_PATH LUA_CPATH; " .. cmd .. ") 2>&1; echo \"__rc=$?\""))
-  local out = p:read("*a")
-  p:close()
-  local body, rc = out:match("^(.-)__rc=(%d+)%s*$")
-  return tonumber(rc), body
-end
-
---- The contents of the file at path.
-local function read_all(path)
-  local fh = assert(io.open(path, "rb"))
-  local s = fh:read("*a")
-  fh:close()
-  return s
-end
-
---- A new private temp directory.
-local function tempdir()
-  local rc, out = sh("mktemp -d /tmp/weft_install_XXXXXX")
-  assert(rc == 0, out)
-  return (out:match("%S+"))
-end
+local files = require "support.files"
+local q, sh = files.quote, files.sh
 
 --- The version of project(weft VERSION x) in CMakeLists.txt.
 local function project_version()
-  return (assert(read_all(SRC .. "/CMakeLists.txt"):match("project%(weft VERSION ([%d%.]+)"),
+  return (assert(files.read(SRC .. "/CMakeLists.txt"):match("project%(weft VERSION ([%d%.]+)"),
     "CMakeLists.txt: no project(weft VERSION ...)"))
 end
 
@@ -67,7 +42,7 @@ end
 
 --- The LUA_PATH/LUA_CPATH line docs/embedding.md gives for a prefix.
 local function documented_lua_env()
-  local doc = read_all(SRC .. "/docs/embedding.md")
+  local doc = files.read(SRC .. "/docs/embedding.md")
   return (assert(doc:match("\n(export LUA_PATH=\"%$PREFIX[^\n]*)\n"),
     "docs/embedding.md: no `export LUA_PATH=\"$PREFIX...` line"))
 end
@@ -81,9 +56,7 @@ print(weft.version, r.status, r.outputs[1])]]
 
 --- Run TINY in a plain luajit with the documented line for prefix.
 local function run_plain_luajit(prefix, dir)
-  local f = assert(io.open(dir .. "/tiny.lua", "wb"))
-  f:write(TINY)
-  f:close()
+  files.write(dir .. "/tiny.lua", TINY)
   return sh("cd " .. q(dir) .. " && PREFIX=" .. q(prefix) .. " && " .. documented_lua_env()
     .. " && luajit tiny.lua")
 end
@@ -92,13 +65,13 @@ describe("cmake --install", function()
   local tmp, prefix
 
   setup(function()
-    tmp = tempdir()
+    tmp = files.tempdir("weft_install_")
     prefix = tmp .. "/prefix"
     install(prefix)
   end)
 
   teardown(function()
-    if tmp then sh("rm -rf " .. q(tmp)) end
+    if tmp then files.remove(tmp) end
   end)
 
   it("installs weft.h, libweft.a, weft.pc, the Lua modules, weft/core.so and the executable", function()
@@ -111,7 +84,7 @@ describe("cmake --install", function()
   end)
 
   it("writes a weft.pc that finds its prefix from its own directory", function()
-    local pc = read_all(prefix .. "/lib/pkgconfig/weft.pc")
+    local pc = files.read(prefix .. "/lib/pkgconfig/weft.pc")
     assert.truthy(pc:find("\nprefix=${pcfiledir}/../..\n", 1, true), pc)
     assert.falsy(pc:find(BUILD, 1, true), "weft.pc names the build tree")
   end)
@@ -143,9 +116,9 @@ end)
 describe("a moved install prefix", function()
   local tmp
 
-  setup(function() tmp = tempdir() end)
+  setup(function() tmp = files.tempdir("weft_install_") end)
   teardown(function()
-    if tmp then sh("rm -rf " .. q(tmp)) end
+    if tmp then files.remove(tmp) end
   end)
 
   it("still serves a C host, the executable and a plain luajit", function()
@@ -187,14 +160,14 @@ describe("the version", function()
   end)
 
   it("is weft.pc's Version", function()
-    assert.truthy(read_all(BUILD .. "/weft.pc"):find("\nVersion: " .. V .. "\n", 1, true))
+    assert.truthy(files.read(BUILD .. "/weft.pc"):find("\nVersion: " .. V .. "\n", 1, true))
   end)
 
   it("is the rockspec's, in its file name and its version field", function()
     local rc, out = sh("cd " .. q(SRC) .. " && ls weft-*.rockspec")
     assert.are.equal(0, rc, out)
     assert.are.equal("weft-" .. V .. "-1.rockspec\n", out)
-    local spec = read_all(SRC .. "/weft-" .. V .. "-1.rockspec")
+    local spec = files.read(SRC .. "/weft-" .. V .. "-1.rockspec")
     assert.truthy(spec:find('\nversion = "' .. V .. '-1"\n', 1, true), "rockspec version field")
   end)
 

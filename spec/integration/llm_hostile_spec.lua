@@ -8,7 +8,7 @@
 -- whatever the retries and retry-after say (also for the mock). #http
 local llm = require "weft.llm"
 local common = require "weft.llm.common"
-local ps = require "support.provider_server"
+local provider_env = require "support.provider_env"
 require "helpers" -- assert.mentions
 
 local KEY = "sk-FAKE-weft-hostile-7c2b9a41"
@@ -18,14 +18,9 @@ local ADD = { name = "add", description = "adds two numbers", parameters = {
   type = "object", properties = { a = { type = "number" }, b = { type = "number" } } } }
 
 describe("llm against hostile providers #http", function()
-  local srv, saved_getenv
-
-  -- Base URL of provider p on the test server with a fault spec.
-  local function base(p, faults)
-    local u = srv.url .. "/_f/" .. faults
-    if p == "openai" then u = u .. "/v1" end
-    return u
-  end
+  -- the provider test server (env.srv) for these tests, and env.base(p, faults)
+  local env = provider_env.use()
+  local base = env.base
 
   -- Options of a chat with provider p, merged with over.
   local function opts(p, faults, over)
@@ -38,22 +33,11 @@ describe("llm against hostile providers #http", function()
   -- The requests the server saw whose Host is host.
   local function seen_by(host)
     local out = {}
-    for _, r in ipairs(srv.last) do
+    for _, r in ipairs(env.srv.last) do
       if r.headers.host == host then out[#out + 1] = r end
     end
     return out
   end
-
-  setup(function()
-    saved_getenv = common.getenv
-    common.getenv = function() return nil end
-    srv = ps.start { host = "127.0.0.1", port = 0 }
-  end)
-  teardown(function()
-    srv:stop()
-    common.getenv = saved_getenv
-  end)
-  before_each(function() srv:reset() end)
 
   for _, p in ipairs(PROVIDERS) do
     describe(p, function()
@@ -64,10 +48,10 @@ describe("llm against hostile providers #http", function()
           assert.is_nil(r)
           assert.equal("protocol", code)
           assert.mentions(p .. ": ", err)
-          assert.mentions("127.0.0.1:" .. srv.port, err)
-          assert.mentions("localhost:" .. srv.port, err)
-          assert.same({}, seen_by("localhost:" .. srv.port))
-          assert.equal(1, srv:stats().requests) -- not retried
+          assert.mentions("127.0.0.1:" .. env.srv.port, err)
+          assert.mentions("localhost:" .. env.srv.port, err)
+          assert.same({}, seen_by("localhost:" .. env.srv.port))
+          assert.equal(1, env.srv:stats().requests) -- not retried
           assert.not_mentions(KEY, err)
         end)
       end
@@ -101,7 +85,7 @@ describe("llm against hostile providers #http", function()
           assert.equal("timeout", code)
           assert.mentions(p .. ": HTTP 429", err)
           assert.mentions("the call's timeout of 1 s", err)
-          assert.equal(1, srv:stats().requests)
+          assert.equal(1, env.srv:stats().requests)
         end)
       end
 

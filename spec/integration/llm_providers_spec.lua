@@ -11,7 +11,7 @@ local weft = require "weft"
 local llm = require "weft.llm"
 local common = require "weft.llm.common"
 local json = require "weft.json"
-local ps = require "support.provider_server"
+local provider_env = require "support.provider_env"
 local h = require "helpers"
 
 local KEY = "sk-FAKE-weft-integration-4f1d2e3c"
@@ -29,14 +29,9 @@ local PATH = {
 local STREAM_PATH = { gemini = "/v1beta/models/m1:streamGenerateContent" }
 
 describe("llm providers #http", function()
-  local srv, saved_getenv
-
-  -- Base URL of provider p on the test server, with an optional fault spec.
-  local function base(p, faults)
-    local u = srv.url .. (faults and ("/_f/" .. faults) or "")
-    if p == "openai" then u = u .. "/v1" end
-    return u
-  end
+  -- the provider test server (env.srv) for these tests, and env.base(p, faults)
+  local env = provider_env.use()
+  local base = env.base
 
   -- Options of a chat with provider p, merged with over.
   local function opts(p, over)
@@ -63,17 +58,6 @@ describe("llm providers #http", function()
     return table.concat(out)
   end
 
-  setup(function()
-    saved_getenv = common.getenv
-    common.getenv = function() return nil end -- the caller's environment must not matter
-    srv = ps.start { host = "127.0.0.1", port = 0 }
-  end)
-  teardown(function()
-    srv:stop()
-    common.getenv = saved_getenv
-  end)
-  before_each(function() srv:reset() end)
-
   for _, p in ipairs(PROVIDERS) do
     describe(p, function()
       it("answers a plain chat with text, usage and finish reason", function()
@@ -85,7 +69,7 @@ describe("llm providers #http", function()
         assert.equal("stop", r.finish_reason)
         assert.same({ input_tokens = 4, output_tokens = 3, total_tokens = 7 }, r.usage)
         assert.is_table(r.raw)
-        assert.equal(1, srv:stats().requests)
+        assert.equal(1, env.srv:stats().requests)
       end)
 
       it("streams text chunks that add up to the answer, then done", function()
@@ -160,19 +144,19 @@ describe("llm providers #http", function()
         local r, err = llm.chat(opts(p, { base_url = base(p, "status=429,times=1,retry_after=0") }))
         assert.is_nil(err)
         assert.equal("echo: hello there", r.text)
-        assert.equal(2, srv:stats().requests)
+        assert.equal(2, env.srv:stats().requests)
       end)
 
       it("retries 500 and 503 (streamed too)", function()
         local r = assert(llm.chat(opts(p, { base_url = base(p, "status=500,times=1") })))
         assert.equal("echo: hello there", r.text)
-        assert.equal(2, srv:stats().requests)
-        srv:reset()
+        assert.equal(2, env.srv:stats().requests)
+        env.srv:reset()
         local r2, err, _, chunks = streamed(opts(p, { base_url = base(p, "status=503,times=2") }))
         assert.is_nil(err)
         assert.equal("echo: hello there", r2.text)
         assert.equal("echo: hello there", chunk_text(chunks))
-        assert.equal(3, srv:stats().requests)
+        assert.equal(3, env.srv:stats().requests)
       end)
 
       it("gives up after the retries, naming provider, status and body", function()
@@ -182,7 +166,7 @@ describe("llm providers #http", function()
         assert.mentions(p .. ": HTTP 503: ", err)
         assert.mentions("injected fault: status 503", err)
         assert.mentions("(gave up after 3 attempts)", err)
-        assert.equal(3, srv:stats().requests)
+        assert.equal(3, env.srv:stats().requests)
       end)
 
       it("names status and body excerpt for a streamed request too", function()
@@ -204,7 +188,7 @@ describe("llm providers #http", function()
         assert.is_nil(r)
         assert.equal("http_400", code)
         assert.mentions(p .. ": HTTP 400: ", err)
-        assert.equal(1, srv:stats().requests)
+        assert.equal(1, env.srv:stats().requests)
       end)
 
       it("fails a stream cut before its final event with code protocol, without retrying", function()
@@ -213,7 +197,7 @@ describe("llm providers #http", function()
         assert.equal("protocol", code)
         assert.equal(p .. ": ", err:sub(1, #p + 2))
         assert.is_nil(chunks[#chunks] and chunks[#chunks].done)
-        assert.equal(1, srv:stats().requests)
+        assert.equal(1, env.srv:stats().requests)
       end)
 
       it("fails a cut plain response", function()
@@ -229,7 +213,7 @@ describe("llm providers #http", function()
         assert.equal("protocol", code)
         assert.mentions(p .. ": malformed stream chunk (not JSON): ", err)
         assert.mentions("<not json", err)
-        assert.equal(1, srv:stats().requests)
+        assert.equal(1, env.srv:stats().requests)
       end)
 
       it("reports a plain body that is not JSON", function()
@@ -277,7 +261,7 @@ describe("llm providers #http", function()
         -- the /echo endpoint answers 200 with the request headers: not a
         -- provider response, so the error quotes that body
         -- (the key is also in the prompt, so that it is early in the body)
-        local r, err, code = llm.chat(opts(p, { base_url = srv.url .. "/echo?x=",
+        local r, err, code = llm.chat(opts(p, { base_url = env.srv.url .. "/echo?x=",
           messages = { { role = "user", content = "k=" .. KEY } } }))
         assert.is_nil(r)
         assert.equal("protocol", code)
@@ -292,7 +276,7 @@ describe("llm providers #http", function()
   describe("requests", function()
     it("openai: bearer key, model, include_usage when streaming", function()
       streamed(opts("openai"))
-      local req = srv:last_request(PATH.openai)
+      local req = env.srv:last_request(PATH.openai)
       assert.equal("Bearer " .. KEY, req.headers.authorization)
       assert.equal("m1", req.json.model)
       assert.is_true(req.json.stream)
@@ -302,7 +286,7 @@ describe("llm providers #http", function()
     it("anthropic: x-api-key, version header, default max_tokens, top-level system", function()
       llm.chat(opts("anthropic", { messages = { { role = "system", content = "sys" },
                                                 { role = "user", content = "hi" } } }))
-      local req = srv:last_request(PATH.anthropic)
+      local req = env.srv:last_request(PATH.anthropic)
       assert.equal(KEY, req.headers["x-api-key"])
       assert.equal("2023-06-01", req.headers["anthropic-version"])
       assert.is_nil(req.headers.authorization)
@@ -312,11 +296,11 @@ describe("llm providers #http", function()
 
     it("gemini: the key in x-goog-api-key, never in the URL; alt=sse when streaming", function()
       llm.chat(opts("gemini"))
-      local req = srv:last_request(PATH.gemini)
+      local req = env.srv:last_request(PATH.gemini)
       assert.equal(KEY, req.headers["x-goog-api-key"])
       assert.not_mentions(KEY, req.target)
       streamed(opts("gemini"))
-      req = srv:last_request(STREAM_PATH.gemini)
+      req = env.srv:last_request(STREAM_PATH.gemini)
       assert.equal("alt=sse", req.query)
     end)
 
@@ -325,13 +309,13 @@ describe("llm providers #http", function()
       o.api_key = nil
       local r = assert(llm.chat(o))
       assert.equal("echo: hello there", r.text)
-      local req = srv:last_request(PATH.ollama)
+      local req = env.srv:last_request(PATH.ollama)
       assert.is_false(req.json.stream)
       assert.is_nil(req.headers.authorization)
     end)
 
     it("ollama: base URL from OLLAMA_HOST without a scheme", function()
-      common.getenv = function(k) if k == "OLLAMA_HOST" then return "127.0.0.1:" .. srv.port end end
+      common.getenv = function(k) if k == "OLLAMA_HOST" then return "127.0.0.1:" .. env.srv.port end end
       local r, err = llm.chat { model = "ollama:m1", messages = { { role = "user", content = "hi" } } }
       common.getenv = function() return nil end
       assert.is_nil(err)
@@ -346,7 +330,7 @@ describe("llm providers #http", function()
       assert.is_nil(r)
       assert.equal("config", code)
       assert.equal("openai: no API key: set OPENAI_API_KEY (or pass api_key)", err)
-      assert.equal(0, srv:stats().requests)
+      assert.equal(0, env.srv:stats().requests)
     end)
 
     it("names an unknown provider", function()
@@ -361,7 +345,7 @@ describe("llm providers #http", function()
       assert.is_nil(r)
       assert.equal("http_401", code)
       assert.mentions("Incorrect API key provided: [redacted]", err)
-      assert.equal(1, srv:stats().requests)
+      assert.equal(1, env.srv:stats().requests)
     end)
   end)
 
@@ -414,7 +398,7 @@ describe("llm providers #http", function()
         assert.equal("echo: n" .. i, text)
         assert.equal(text, from_chunks)
       end
-      assert.equal(12, srv:stats().requests)
+      assert.equal(12, env.srv:stats().requests)
     end)
   end)
 

@@ -10,6 +10,7 @@ local weft = require "weft"
 local json = weft.json
 local durable = require "weft.durable"
 local procs = require "support.procs"
+local files = require "support.files"
 
 local root = os.getenv("WEFT_SOURCE_DIR") or "."
 local loop_fixture = root .. "/spec/fixtures/durable/loop.lua"
@@ -18,24 +19,17 @@ local bin = procs.weft_bin()
 -- Temp dirs, removed after each test.
 local dirs = {}
 after_each(function()
-  for _, d in ipairs(dirs) do os.execute("rm -rf " .. procs.quote(d)) end
+  for _, d in ipairs(dirs) do files.remove(d) end
   dirs = {}
 end)
 
 local function tmpdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  os.execute("mkdir -p -m 700 " .. dir) -- private, as stores expect
+  local dir = files.tempdir() -- private, as stores expect
   dirs[#dirs + 1] = dir
   return dir
 end
 
-local function write(path, text)
-  local fh = assert(io.open(path, "w"))
-  fh:write(text)
-  fh:close()
-  return path
-end
+local write = files.write
 
 -- Two requests to humans in one superstep, then a fan-in that outputs
 -- both answers (once per run: the spec counts its outputs). A re-executed

@@ -7,41 +7,19 @@
 -- it the spec fails saying so.
 local SRC = os.getenv("WEFT_SOURCE_DIR") or "."
 
---- Quote s for the shell.
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local files = require "support.files"
+local q, sh = files.quote, files.sh
 
---- Run a shell command without the specs' LUA_PATH/LUA_CPATH (they point
--- into the source tree); returns its exit code and its stdout+stderr.
-local function sh(cmd)
-  local p = assert(io.popen("(unset LUA_PATH LUA_CPATH; " .. cmd .. ") 2>&1; echo \"__rc=$?\""))
-  local out = p:read("*a")
-  p:close()
-  local body, rc = out:match("^(.-)__rc=(%d+)%s*$")
-  return tonumber(rc), body
-end
-
---- The contents of the file at path.
-local function read_all(path)
-  local fh = assert(io.open(path, "rb"))
-  local s = fh:read("*a")
-  fh:close()
-  return s
-end
-
-local VERSION = assert(read_all(SRC .. "/CMakeLists.txt"):match("project%(weft VERSION ([%d%.]+)"))
+local VERSION = assert(files.read(SRC .. "/CMakeLists.txt"):match("project%(weft VERSION ([%d%.]+)"))
 local ROCKSPEC = "weft-" .. VERSION .. "-1.rockspec"
 
 describe("luarocks make " .. ROCKSPEC, function()
   local tmp
 
-  setup(function()
-    local rc, out = sh("mktemp -d /tmp/weft_rock_XXXXXX")
-    assert(rc == 0, out)
-    tmp = out:match("%S+")
-  end)
+  setup(function() tmp = files.tempdir("weft_rock_") end)
 
   teardown(function()
-    if tmp then sh("rm -rf " .. q(tmp)) end
+    if tmp then files.remove(tmp) end
   end)
 
   it("builds weft into a luarocks tree where a plain luajit runs a workflow", function()
@@ -58,13 +36,11 @@ describe("luarocks make " .. ROCKSPEC, function()
     assert.are.equal(0, rc, "luarocks make failed:\n" .. out)
     assert.truthy(out:find("weft " .. VERSION .. "-1 is now installed", 1, true), out)
 
-    local f = assert(io.open(tmp .. "/tiny.lua", "wb"))
-    f:write([[
+    files.write(tmp .. "/tiny.lua", [[
 local weft = require "weft"
 local e = weft.executor("e", function(m, ctx) ctx:yield_output(m .. "!") end)
 local r = weft.workflow("w"):start(e):build():run("rock")
 print(weft.version, r.status, r.outputs[1], package.searchpath("weft.core", package.cpath))]])
-    f:close()
     local tree = tmp .. "/tree"
     rc, out = sh("cd " .. q(tmp) .. " && eval \"$(luarocks --lua-version=5.1 path --tree " .. q(tree)
       .. ")\" && luajit tiny.lua")

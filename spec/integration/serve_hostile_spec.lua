@@ -7,6 +7,7 @@
 -- Uses weft, weft.tcp, weft.http, support.procs.
 local weft = require "weft"
 local procs = require "support.procs"
+local files = require "support.files"
 local json = weft.json
 
 local bin = procs.weft_bin()
@@ -19,15 +20,7 @@ local port, proc, dir
 
 local function url(path) return fmt("http://127.0.0.1:%d%s", port, path) end
 
--- Wait until something accepts on port p.
-local function wait_port(p)
-  for _ = 1, 1000 do
-    local ok, c = pcall(weft.tcp.connect, "127.0.0.1", p, 0.05)
-    if ok and c then c:close(); return true end
-    weft.sleep(0.005)
-  end
-  error("nothing listens on port " .. p)
-end
+local wait_port = procs.wait_port
 
 -- A JSON request through weft.http: res with res.json decoded (if any).
 local function call(method, path, body)
@@ -85,20 +78,14 @@ end
 
 describe("weft serve under hostile clients", function()
   setup(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    os.execute("mkdir -p " .. procs.quote(dir))
-    local f = assert(io.open(dir .. "/upper.lua", "w"))
-    f:write([[
+    dir = files.tempdir()
+    files.write(dir .. "/upper.lua", [[
 local weft = require "weft"
 return weft.workflow("upper"):start(weft.executor("u", function(m, ctx)
   ctx:yield_output(tostring(m):upper())
 end)):build()
 ]])
-    f:close()
-    f = assert(io.open(dir .. "/broken.lua", "w"))
-    f:write("return nil + nil\n")
-    f:close()
+    files.write(dir .. "/broken.lua", "return nil + nil\n")
     port = procs.free_port()
     proc = procs.spawn({ bin, "serve", "--port", tostring(port), "--store", "memory:", "--scripts", dir })
     wait_port(port)
@@ -111,7 +98,7 @@ end)):build()
       procs.kill(proc)
       procs.wait(proc, 10)
     end
-    os.execute("rm -rf " .. procs.quote(dir))
+    files.remove(dir)
   end)
 
   it("refuses ids with an encoded NUL as invalid_id instead of cutting them", function()

@@ -16,15 +16,7 @@ local T = 10
 
 local port, proc
 
--- Wait until something accepts on port.
-local function wait_port(p)
-  for _ = 1, 1000 do
-    local ok, c = pcall(weft.tcp.connect, "127.0.0.1", p, 0.05)
-    if ok and c then c:close(); return true end
-    weft.sleep(0.005)
-  end
-  error("nothing listens on port " .. p)
-end
+local wait_port = procs.wait_port
 
 -- Read one HTTP response from socket c: {status, headers (lower-case
 -- names), body}, or nil, err ("closed" when the server closed without a

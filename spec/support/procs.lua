@@ -3,6 +3,7 @@
 -- start a command in the background with its output in files, poll its
 -- exit with weft.sleep, kill it; start and stop a private redis-server.
 local weft = require "weft"
+local files = require "support.files"
 
 local _M = {}
 
@@ -13,18 +14,9 @@ function _M.weft_bin()
   return os.getenv("WEFT_BIN") or "weft"
 end
 
--- Quote s for sh.
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+-- Quote s for sh; read a whole file (nil if absent): support.files.
+local q, slurp = files.quote, files.slurp
 _M.quote = q
-
--- Read a whole file (nil if absent).
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 _M.slurp = slurp
 
 --- Start argv (a list) in the background with env (table) set; returns a
@@ -88,6 +80,23 @@ function _M.free_port()
   return port
 end
 
+--- True once something accepts connections on loopback port (yielding
+-- between tries), false after `tries` tries (default 1000).
+function _M.accepting(port, tries)
+  for _ = 1, tries or 1000 do
+    local ok, c = pcall(require("weft.tcp").connect, "127.0.0.1", port, 0.05)
+    if ok and c then c:close(); return true end
+    weft.sleep(0.005)
+  end
+  return false
+end
+
+--- Wait (yielding) until something accepts on loopback port; raises
+-- "nothing listens on port N" when nothing does.
+function _M.wait_port(port)
+  if not _M.accepting(port) then error("nothing listens on port " .. port, 2) end
+end
+
 --- Start a private redis-server on a free port (nil when not installed);
 -- opts.dir + opts.persist keep data across restarts (appendonly, fsync
 -- always). Returns {port, url, stop(), start()}.
@@ -104,12 +113,7 @@ function _M.redis(opts)
       for _, a in ipairs({ "--appendonly", "no" }) do args[#args + 1] = a end
     end
     r.proc = _M.spawn(args)
-    for _ = 1, 400 do -- until it accepts connections
-      local ok, c = pcall(require("weft.tcp").connect, "127.0.0.1", r.port, 0.05)
-      if ok and c then c:close(); return end
-      weft.sleep(0.005)
-    end
-    error("redis-server did not start on port " .. r.port)
+    if not _M.accepting(r.port, 400) then error("redis-server did not start on port " .. r.port) end
   end
   function r.stop()
     if r.proc then

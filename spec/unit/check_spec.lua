@@ -180,19 +180,11 @@ describe("weft CLI and option errors", function()
   local BIN = os.getenv("WEFT_BIN") or (SRC .. "/build/weft")
   local dir
 
-  local function sh(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-  local function read(path)
-    local fh = assert(io.open(path, "rb"))
-    local s = fh:read("*a")
-    fh:close()
-    return s
-  end
+  local files = require "support.files"
+  local sh, read = files.quote, files.read
   -- Write a script into dir and run `env weft run script args...`.
   local function weft_run(name, text, args, env)
-    local path = dir .. "/" .. name
-    local fh = assert(io.open(path, "wb"))
-    fh:write(text)
-    fh:close()
+    files.write(dir .. "/" .. name, text)
     local errf = dir .. "/stderr"
     local p = assert(io.popen(("cd %s && %s %s run %s %s 2>%s; echo \"__rc=$?\""):format(
       sh(dir), env or "", sh(BIN), sh(name), args or "", sh(errf))))
@@ -201,12 +193,8 @@ describe("weft CLI and option errors", function()
     return tonumber(out:match("__rc=(%d+)")), read(errf), out
   end
 
-  setup(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. sh(dir)))
-  end)
-  teardown(function() os.execute("rm -rf " .. sh(dir)) end)
+  setup(function() dir = files.tempdir() end)
+  teardown(function() files.remove(dir) end)
 
   it("exits 2 with file:line for an option error while the script loads", function()
     local rc, err = weft_run("typo.lua", [[
