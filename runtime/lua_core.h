@@ -7,7 +7,8 @@
 #include <lua.h>
 
 /* Register package.preload["weft.core"] and ["weft.core.<mod>"] for every
- * binding module (json, loop, sched, http, proc, store, tcp, server, …). Returns 0. */
+ * binding module (json, loop, sched, http, proc, store, tcp, server, …).
+ * Returns 0. */
 int wf_lua_preload(lua_State *L);
 /* Prepend root's lua/ and stdlib/ (both ?.lua and ?/init.lua) to
  * package.path; used by the executable and the C embedding API. */
