@@ -10,7 +10,8 @@
  * overflowing or conflicting Content-Length, Content-Length with
  * Transfer-Encoding, another coding than chunked, folded lines) get weft's
  * own 400 and the connection is closed (libmicrohttpd 0.9.75-0.9.77 write
- * their 400 status line and headers twice). Depends on libev,
+ * their 400 status line and headers twice). Error answers end with a
+ * graceful close (srv_linger). Depends on libev,
  * libmicrohttpd, common.h. */
 #include "server.h"
 
@@ -35,6 +36,18 @@
 #define HARD_CONN_SLACK 64
 #define STREAM_BLOCK (16 * 1024)
 #define ACCEPT_BATCH 64
+/* The graceful close after weft's own error answers (see srv_linger): what
+ * the client still sends is read and dropped for at most this long, or
+ * this many bytes, before the socket is closed. */
+#define LINGER_SECS 2.0
+#define LINGER_BYTES (64 * 1024)
+
+/* cn->linger: how cn's socket is closed */
+enum {
+  LINGER_NO,      /* by MHD, or by conn_drop (nothing answered) */
+  LINGER_WANTED,  /* MHD answered an error: linger when MHD closes it */
+  LINGER_STARTED  /* weft holds a descriptor of it and lingers */
+};
 
 /* Per-connection state (MHD's socket context): the header/body deadline,
  * and the watch on the peer while a stream has nothing to send. */
@@ -44,6 +57,7 @@ struct srv_conn {
   int fd;
   int over_cap;   /* opened while the soft cap was reached: answer 503 */
   int timed_out;  /* deadline hit or body over the cap: answered, shut down */
+  int linger;     /* LINGER_*: a graceful close after an error answer */
   ev_timer tm;    /* header or body deadline */
   ev_io peer;     /* readable while an idle stream waits: did the client go? */
   wf_server_req_t *req; /* the request in progress, or NULL */
@@ -64,6 +78,26 @@ struct srv_conn {
   int bad_status;    /* its status (400, 431) */
   srv_conn_t *prev, *next; /* all connections */
   srv_conn_t *cnext;       /* s->chk */
+};
+
+/* A socket closing gracefully after weft's last answer on it. Closing a
+ * TCP socket with unread input resets the connection (RST), and a client
+ * that is still sending (a body over the cap) may then never read the
+ * answer: the kernel drops what was not yet sent or read. So the write
+ * side is shut (FIN after the answer) and what the client still sends is
+ * read and dropped on the loop until it closes its side, LINGER_BYTES
+ * were dropped or LINGER_SECS passed; then the socket is closed. weft
+ * holds its own descriptor (a dup when MHD has the connection), so MHD
+ * may close its own at any time. */
+typedef struct srv_linger srv_linger_t;
+struct srv_linger {
+  wf_server_t *s;
+  int fd;
+  int shared;   /* MHD may still hold the socket: shut it down at the end */
+  size_t got;   /* bytes dropped */
+  ev_io io;
+  ev_timer tm;
+  srv_linger_t *prev, *next;
 };
 
 struct wf_server_req {
@@ -99,6 +133,8 @@ struct wf_server {
   srv_conn_t *conns;  /* every open connection, handed to MHD or not */
   srv_conn_t *chk;    /* connections whose request completed in MHD_run */
   srv_conn_t *adding; /* being handed to MHD (on_connection takes it) */
+  srv_linger_t *lingers; /* sockets closing gracefully */
+  unsigned nlingers;
   char *scratch;      /* peeked request heads */
   size_t scratch_len;
   wf_server_opts_t o;
@@ -142,6 +178,7 @@ static void srv_kick(wf_server_t *s) {
 }
 
 static void conn_check(srv_conn_t *cn);
+static srv_conn_t *conn_of(struct MHD_Connection *c);
 
 /* One MHD turn, the gate's look at connections whose request completed,
  * then re-arm the timer from MHD_get_timeout. */
@@ -218,6 +255,10 @@ static enum MHD_Result queue_error(wf_server_t *s, struct MHD_Connection *c,
   if (!resp) return MHD_NO;
   MHD_add_response_header(resp, "Content-Type", "application/json");
   if (close || s->closed) MHD_add_response_header(resp, "Connection", "close");
+  if (close) { /* the client may still be sending its body */
+    srv_conn_t *cn = conn_of(c);
+    if (cn && cn->linger == LINGER_NO) cn->linger = LINGER_WANTED;
+  }
   ret = MHD_queue_response(c, status, resp);
   MHD_destroy_response(resp);
   return ret;
@@ -238,9 +279,94 @@ static void conn_drop(srv_conn_t *cn) {
   if (cn->prev) cn->prev->next = cn->next;
   else s->conns = cn->next;
   if (cn->next) cn->next->prev = cn->prev;
-  close(cn->fd);
+  if (cn->fd >= 0) close(cn->fd);
   s->nconns--;
   free(cn);
+}
+
+/* End l: close weft's descriptor (when MHD may still hold the socket,
+ * shut it down first so that MHD reads the end and closes too, and run
+ * MHD when kick). */
+static void linger_end(srv_linger_t *l, int kick) {
+  wf_server_t *s = l->s;
+  ev_io_stop(s->evl, &l->io);
+  ev_timer_stop(s->evl, &l->tm);
+  if (l->prev) l->prev->next = l->next;
+  else s->lingers = l->next;
+  if (l->next) l->next->prev = l->prev;
+  s->nlingers--;
+  if (l->shared) shutdown(l->fd, SHUT_RDWR);
+  close(l->fd);
+  if (l->shared && kick) srv_kick(s);
+  free(l);
+}
+
+/* The client sent more: drop it; its end of stream, an error or the byte
+ * bound end the linger. */
+static void linger_io_cb(struct ev_loop *evl, ev_io *w, int revents) {
+  srv_linger_t *l = w->data;
+  (void)evl;
+  (void)revents;
+  for (;;) {
+    ssize_t n = recv(l->fd, l->s->scratch, l->s->scratch_len, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || (l->got += (size_t)n) >= LINGER_BYTES) break;
+  }
+  linger_end(l, 1);
+}
+
+static void linger_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
+  (void)evl;
+  (void)revents;
+  linger_end(w->data, 1);
+}
+
+/* Linger on fd (weft's own descriptor, taken over; its write side is
+ * already shut); shared: MHD may still hold the socket. */
+static void linger_start(wf_server_t *s, int fd, int shared) {
+  srv_linger_t *l = wf_xcalloc(1, sizeof *l);
+  int one = 1;
+  /* the gate may have raised the wake-up threshold */
+  setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+  l->s = s;
+  l->fd = fd;
+  l->shared = shared;
+  ev_io_init(&l->io, linger_io_cb, fd, EV_READ);
+  l->io.data = l;
+  ev_io_start(s->evl, &l->io);
+  ev_timer_init(&l->tm, linger_timer_cb, LINGER_SECS, 0.);
+  l->tm.data = l;
+  ev_timer_start(s->evl, &l->tm);
+  l->next = s->lingers;
+  if (s->lingers) s->lingers->prev = l;
+  s->lingers = l;
+  s->nlingers++;
+}
+
+/* weft's last answer on cn is written: close gracefully (srv_linger). One
+ * MHD never had is freed here (cn is gone on return); one MHD has serves
+ * nothing more (MHD closes it at its next request or body bytes, or at
+ * the end of the linger). */
+static void conn_finish(srv_conn_t *cn) {
+  wf_server_t *s = cn->s;
+  int fd;
+  shutdown(cn->fd, SHUT_WR);
+  if (!cn->c) {
+    fd = cn->fd;
+    cn->fd = -1;
+    conn_drop(cn);
+    linger_start(s, fd, 0);
+    return;
+  }
+  cn->refused = 1;
+  if (cn->linger != LINGER_STARTED) {
+    cn->linger = LINGER_STARTED;
+    fd = fcntl(cn->fd, F_DUPFD_CLOEXEC, 0);
+    if (fd >= 0) linger_start(s, fd, 1);
+    else shutdown(cn->fd, SHUT_RDWR); /* no descriptor left: close now */
+  }
+  srv_kick(s);
 }
 
 /* MHD may read cn again: the gate closes, a suspended connection resumes
@@ -256,9 +382,8 @@ static void gate_release(srv_conn_t *cn) {
 
 /* Answer on cn's socket ourselves (no response has started on it: MHD is
  * still reading the request, or has not got it) with a JSON error, and
- * shut the socket down; MHD then sees the end of stream and closes the
- * connection (one MHD never had is closed here, and freed: cn is gone on
- * return then). status_line is e.g. "408 Request Timeout". */
+ * close gracefully (conn_finish: one MHD never had is freed, cn is gone
+ * on return then). status_line is e.g. "408 Request Timeout". */
 static void conn_raw_error(srv_conn_t *cn, const char *status_line,
                            const char *code, const char *msg) {
   char body[512], head[512];
@@ -271,14 +396,8 @@ static void conn_raw_error(srv_conn_t *cn, const char *status_line,
                 status_line, bl);
   if (send(cn->fd, head, (size_t)hl, MSG_NOSIGNAL | MSG_DONTWAIT) == hl)
     (void)send(cn->fd, body, (size_t)bl, MSG_NOSIGNAL | MSG_DONTWAIT);
-  shutdown(cn->fd, SHUT_RDWR);
-  if (!cn->c) {
-    conn_drop(cn);
-    return;
-  }
-  cn->refused = 1;
-  gate_release(cn);
-  srv_kick(cn->s);
+  if (cn->c) gate_release(cn);
+  conn_finish(cn);
 }
 
 /* A header or body deadline passed: answer 408 on the socket. */
@@ -612,9 +731,7 @@ static void conn_check(srv_conn_t *cn) {
       gate_refuse(cn);
       return;
     }
-    cn->refused = 1;
-    shutdown(cn->fd, SHUT_RDWR);
-    srv_kick(cn->s);
+    conn_finish(cn);
     return;
   }
   if (cn->credits) return; /* a checked request is on its way to MHD */
@@ -652,7 +769,7 @@ static void srv_accept_cb(struct ev_loop *evl, ev_io *w, int revents) {
     int fd = accept4(s->listen_fd, (struct sockaddr *)&ss, &alen,
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return; /* EAGAIN, or an error MHD would also skip */
-    if (s->nconns >= s->o.max_connections + HARD_CONN_SLACK) {
+    if (s->nconns + s->nlingers >= s->o.max_connections + HARD_CONN_SLACK) {
       close(fd);
       continue;
     }
@@ -690,6 +807,12 @@ static void on_connection(void *cls, struct MHD_Connection *c,
     *socket_context = cn;
     if (cn) cn->c = c;
   } else if ((cn = *socket_context)) {
+    /* MHD sent its error answer (and shut the write side): the socket
+     * outlives MHD's descriptor while the client's input is dropped */
+    if (cn->linger == LINGER_WANTED) {
+      int fd = fcntl(cn->fd, F_DUPFD_CLOEXEC, 0);
+      if (fd >= 0) linger_start(s, fd, 0);
+    }
     conn_disarm(cn);
     ev_io_stop(s->evl, &cn->peer); /* MHD closes the socket after this */
     ev_io_stop(s->evl, &cn->gate);
@@ -729,10 +852,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
     if (cn->credits) cn->credits--;
     else if (!cn->refused && cn->bad)
       gate_refuse(cn); /* the refused head after the checked requests */
-    else if (!cn->refused) {
-      cn->refused = 1;
-      shutdown(cn->fd, SHUT_RDWR);
-    }
+    else if (!cn->refused)
+      conn_finish(cn);
     r->refused = cn->refused;
   }
   r->s = s;
@@ -838,7 +959,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
   wf_server_req_t *r = *req_cls;
   enum MHD_Result ret;
   if (!r) *req_cls = r = on_uri(s, url, c);
-  if (r->refused) return MHD_NO; /* unchecked bytes: close */
+  /* unchecked bytes, or weft answered on the socket: close */
+  if (r->refused || (r->conn && r->conn->refused)) return MHD_NO;
   if (!r->started) return req_start(s, r, c, url, method, version);
   if (*upload_size) {
     if (r->blen + *upload_size > s->o.max_body_bytes) {
@@ -1120,6 +1242,7 @@ void wf_server_free(wf_server_t *s) {
   s->notify = NULL; /* completions during the stop are not news */
   MHD_stop_daemon(s->d); /* on_completed runs for every open request */
   s->d = NULL;
+  while (s->lingers) linger_end(s->lingers, 0); /* MHD's last ones too */
   s->chk = NULL;
   if (s->listen_fd >= 0) close(s->listen_fd);
   free(s->scratch);

@@ -10,7 +10,10 @@
  * enforced here: MHD only has an idle timeout). An idle stream's socket is
  * watched, so a client that leaves is released at once. weft accepts the
  * connections and checks each request head before MHD reads it (framing
- * headers MHD mishandles get one clean 400; see docs/server.md).
+ * headers MHD mishandles get one clean 400; see docs/server.md). After an
+ * error answer the connection closes gracefully: the write side is shut
+ * and the client's input dropped (at most 2 s or 64 KiB, on the loop)
+ * before the socket is closed, so that no reset destroys the answer.
  * Depends on libev, libmicrohttpd, common.h. Never includes lua.h. */
 #ifndef WF_SERVER_H
 #define WF_SERVER_H

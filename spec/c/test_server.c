@@ -861,7 +861,7 @@ static int answer_survives(const char *req, size_t more, resp_t *r) {
   return st;
 }
 
-__attribute__((unused)) static void test_graceful_close(void) {
+static void test_graceful_close(void) {
   wf_server_opts_t o;
   resp_t r;
   char req[4096], body[2048];
@@ -913,7 +913,7 @@ int main(void) {
   RUN(test_stream);
   RUN(test_client_leaves_idle_stream);
   RUN(test_close_and_drain);
-
+  RUN(test_graceful_close);
   ev_loop_destroy(EVL);
   return harness_end("test_server.c");
 }
