@@ -94,6 +94,7 @@ struct srv_linger {
   wf_server_t *s;
   int fd;
   int shared;   /* MHD may still hold the socket: shut it down at the end */
+  srv_conn_t *held; /* suspended in MHD for the linger: resumed at the end */
   size_t got;   /* bytes dropped */
   ev_io io;
   ev_timer tm;
@@ -130,6 +131,7 @@ struct wf_server {
   ev_timer tm;
   ev_io lio;     /* the listening socket (weft accepts) */
   int port, listen_fd, closed;
+  int in_run;         /* inside MHD_run (its callbacks) */
   srv_conn_t *conns;  /* every open connection, handed to MHD or not */
   srv_conn_t *chk;    /* connections whose request completed in MHD_run */
   srv_conn_t *adding; /* being handed to MHD (on_connection takes it) */
@@ -186,7 +188,9 @@ static void srv_run(wf_server_t *s) {
   MHD_UNSIGNED_LONG_LONG ms;
   srv_conn_t *cn;
   if (!s->d) return;
+  s->in_run = 1;
   MHD_run(s->d);
+  s->in_run = 0;
   ev_timer_stop(s->evl, &s->tm);
   if (MHD_get_timeout(s->d, &ms) == MHD_YES) {
     ev_timer_set(&s->tm, (double)ms / 1000.0, 0.);
@@ -297,6 +301,7 @@ static void linger_end(srv_linger_t *l, int kick) {
   s->nlingers--;
   if (l->shared) shutdown(l->fd, SHUT_RDWR);
   close(l->fd);
+  if (l->held && l->held->c) MHD_resume_connection(l->held->c);
   if (l->shared && kick) srv_kick(s);
   free(l);
 }
@@ -323,8 +328,10 @@ static void linger_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
 }
 
 /* Linger on fd (weft's own descriptor, taken over; its write side is
- * already shut); shared: MHD may still hold the socket. */
-static void linger_start(wf_server_t *s, int fd, int shared) {
+ * already shut); shared: MHD may still hold the socket; held: the
+ * connection suspended in MHD meanwhile (or NULL). */
+static srv_linger_t *linger_start(wf_server_t *s, int fd, int shared,
+                                  srv_conn_t *held) {
   srv_linger_t *l = wf_xcalloc(1, sizeof *l);
   int one = 1;
   /* the gate may have raised the wake-up threshold */
@@ -332,6 +339,7 @@ static void linger_start(wf_server_t *s, int fd, int shared) {
   l->s = s;
   l->fd = fd;
   l->shared = shared;
+  l->held = held;
   ev_io_init(&l->io, linger_io_cb, fd, EV_READ);
   l->io.data = l;
   ev_io_start(s->evl, &l->io);
@@ -342,31 +350,7 @@ static void linger_start(wf_server_t *s, int fd, int shared) {
   if (s->lingers) s->lingers->prev = l;
   s->lingers = l;
   s->nlingers++;
-}
-
-/* weft's last answer on cn is written: close gracefully (srv_linger). One
- * MHD never had is freed here (cn is gone on return); one MHD has serves
- * nothing more (MHD closes it at its next request or body bytes, or at
- * the end of the linger). */
-static void conn_finish(srv_conn_t *cn) {
-  wf_server_t *s = cn->s;
-  int fd;
-  shutdown(cn->fd, SHUT_WR);
-  if (!cn->c) {
-    fd = cn->fd;
-    cn->fd = -1;
-    conn_drop(cn);
-    linger_start(s, fd, 0);
-    return;
-  }
-  cn->refused = 1;
-  if (cn->linger != LINGER_STARTED) {
-    cn->linger = LINGER_STARTED;
-    fd = fcntl(cn->fd, F_DUPFD_CLOEXEC, 0);
-    if (fd >= 0) linger_start(s, fd, 1);
-    else shutdown(cn->fd, SHUT_RDWR); /* no descriptor left: close now */
-  }
-  srv_kick(s);
+  return l;
 }
 
 /* MHD may read cn again: the gate closes, a suspended connection resumes
@@ -378,6 +362,43 @@ static void gate_release(srv_conn_t *cn) {
     MHD_resume_connection(cn->c);
     srv_kick(cn->s);
   }
+}
+
+/* weft's last answer on cn is written: close gracefully (srv_linger). One
+ * MHD never had is freed here (cn is gone on return). One MHD has serves
+ * nothing more: inside MHD_run the caller makes MHD close it at once
+ * (MHD_NO); outside, it stays suspended in MHD (which reads nothing of
+ * the client's input) until the linger ends, then MHD reads the end of
+ * the socket and closes it. */
+static void conn_finish(srv_conn_t *cn) {
+  wf_server_t *s = cn->s;
+  int fd;
+  ev_timer_stop(s->evl, &cn->tm);
+  shutdown(cn->fd, SHUT_WR);
+  if (!cn->c) {
+    fd = cn->fd;
+    cn->fd = -1;
+    conn_drop(cn);
+    linger_start(s, fd, 0, NULL);
+    return;
+  }
+  cn->refused = 1;
+  if (cn->linger != LINGER_STARTED) {
+    cn->linger = LINGER_STARTED;
+    fd = fcntl(cn->fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+      shutdown(cn->fd, SHUT_RDWR); /* no descriptor left: close now */
+    } else if (s->in_run) {
+      linger_start(s, fd, 1, NULL);
+    } else {
+      if (cn->gating) gate_stop(cn); /* MHD is suspended already */
+      else MHD_suspend_connection(cn->c);
+      linger_start(s, fd, 1, cn);
+      return;
+    }
+  }
+  gate_release(cn);
+  srv_kick(s);
 }
 
 /* Answer on cn's socket ourselves (no response has started on it: MHD is
@@ -396,7 +417,6 @@ static void conn_raw_error(srv_conn_t *cn, const char *status_line,
                 status_line, bl);
   if (send(cn->fd, head, (size_t)hl, MSG_NOSIGNAL | MSG_DONTWAIT) == hl)
     (void)send(cn->fd, body, (size_t)bl, MSG_NOSIGNAL | MSG_DONTWAIT);
-  if (cn->c) gate_release(cn);
   conn_finish(cn);
 }
 
@@ -811,7 +831,7 @@ static void on_connection(void *cls, struct MHD_Connection *c,
      * outlives MHD's descriptor while the client's input is dropped */
     if (cn->linger == LINGER_WANTED) {
       int fd = fcntl(cn->fd, F_DUPFD_CLOEXEC, 0);
-      if (fd >= 0) linger_start(s, fd, 0);
+      if (fd >= 0) linger_start(s, fd, 0, NULL);
     }
     conn_disarm(cn);
     ev_io_stop(s->evl, &cn->peer); /* MHD closes the socket after this */
@@ -1223,6 +1243,7 @@ void wf_server_free(wf_server_t *s) {
   ev_io_stop(s->evl, &s->io);
   ev_io_stop(s->evl, &s->lio);
   ev_timer_stop(s->evl, &s->tm);
+  while (s->lingers) linger_end(s->lingers, 0); /* resumes those held */
   /* MHD_stop_daemon requires every suspended connection resumed; those
    * MHD never had are weft's to close */
   for (r = s->live; r; r = r->next)

@@ -395,6 +395,11 @@ static int exchange(const char *req, resp_t *r, int must_close) {
   return st;
 }
 
+/* Open connections == (size_t)ud. */
+static int conns_are(void *ud) {
+  return wf_server_connections(S) == (unsigned)(size_t)ud;
+}
+
 /* ---- tests ------------------------------------------------------------------ */
 
 static void test_simple_get(void) {
@@ -596,7 +601,8 @@ static void test_deadlines(void) {
   resp_free(&r);
   CHECK(wait_closed(c));
   cli_close(c);
-  /* a body that never ends */
+  /* a body that never ends; its rest, sent after the 408, is dropped:
+   * the request never reaches the handler */
   c = cli_open();
   CHECK(cli_sends(c, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n"
                      "\r\nabc"));
@@ -605,6 +611,9 @@ static void test_deadlines(void) {
   CHECK_INT(r.status, 408);
   resp_free(&r);
   CHECK(wait_closed(c));
+  CHECK(cli_sends(c, "defghij"));
+  shutdown(c->fd, SHUT_WR);
+  CHECK(wait_until(conns_are, (void *)0));
   cli_close(c);
   /* the same on a keep-alive connection after a first answer */
   c = cli_open();
@@ -619,10 +628,6 @@ static void test_deadlines(void) {
   cli_close(c);
   CHECK_INT(nreqs, 1);
   srv_stop();
-}
-
-static int conns_are(void *ud) {
-  return wf_server_connections(S) == (unsigned)(size_t)ud;
 }
 
 static void test_connection_cap(void) {
@@ -900,6 +905,32 @@ static void test_graceful_close(void) {
   CHECK_INT(open_fds(), base);
 }
 
+/* A client sending "Content-Length: 1x" then `more` bytes (0: nothing),
+ * left open: its lingering socket must still be closed. */
+static void linger_ends(size_t more) {
+  cli_t *c;
+  char *pad = calloc(1, more + 1);
+  int serving;
+  srv_start(NULL);
+  serving = open_fds();
+  c = cli_open();
+  CHECK(cli_sends(c, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1x\r\n"
+                     "\r\n"));
+  CHECK(wait_resp(c, 1));
+  CHECK(wait_closed(c)); /* the answer ends with the server's FIN */
+  CHECK(open_fds() > serving + 1); /* the client's and the lingering one */
+  if (more) (void)cli_send(c, pad, more);
+  CHECK(wait_until(fds_at_most, (void *)(size_t)(serving + 1)));
+  cli_close(c);
+  srv_stop();
+  free(pad);
+}
+
+static void test_linger_is_bounded(void) {
+  linger_ends(200000); /* past the byte bound */
+  linger_ends(0);      /* silent client: the time bound (2 s) */
+}
+
 int main(void) {
   EVL = ev_loop_new(EVFLAG_AUTO);
   RUN(test_simple_get);
@@ -914,6 +945,7 @@ int main(void) {
   RUN(test_client_leaves_idle_stream);
   RUN(test_close_and_drain);
   RUN(test_graceful_close);
+  RUN(test_linger_is_bounded);
   ev_loop_destroy(EVL);
   return harness_end("test_server.c");
 }
