@@ -330,8 +330,8 @@ static void linger_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
 /* Linger on fd (weft's own descriptor, taken over; its write side is
  * already shut); shared: MHD may still hold the socket; held: the
  * connection suspended in MHD meanwhile (or NULL). */
-static srv_linger_t *linger_start(wf_server_t *s, int fd, int shared,
-                                  srv_conn_t *held) {
+static void linger_start(wf_server_t *s, int fd, int shared,
+                         srv_conn_t *held) {
   srv_linger_t *l = wf_xcalloc(1, sizeof *l);
   int one = 1;
   /* the gate may have raised the wake-up threshold */
@@ -350,7 +350,6 @@ static srv_linger_t *linger_start(wf_server_t *s, int fd, int shared,
   if (s->lingers) s->lingers->prev = l;
   s->lingers = l;
   s->nlingers++;
-  return l;
 }
 
 /* MHD may read cn again: the gate closes, a suspended connection resumes
