@@ -92,8 +92,10 @@ wf_lua_rt_t *wf_lua_rt_attach(lua_State *L, struct ev_loop *evl) {
 }
 
 int wf_lua_ref(wf_lua_rt_t *rt, lua_State *L) {
-  rt->nrefs++;
-  return luaL_ref(L, LUA_REGISTRYINDEX);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* nil takes no slot (LUA_REFNIL), and wf_lua_unref skips it: uncounted */
+  if (ref != LUA_REFNIL) rt->nrefs++;
+  return ref;
 }
 
 void wf_lua_unref(wf_lua_rt_t *rt, int ref) {
@@ -400,6 +402,25 @@ wf_task_t *wf_task_waiter(wf_lua_rt_t *rt, lua_State *L, const char *fname,
 /* wf_lua_block condition of a main-thread waiter. */
 static int waiter_woken(void *ud) { return ((wf_task_t *)ud)->woken; }
 
+/* A C function doing nothing (see thread_reclaim). */
+static int rt_noop(lua_State *L) {
+  (void)L;
+  return 0;
+}
+
+/* Make L LuaJIT's current thread again (g->cur_L) after the loop resumed
+ * tasks (lua_resume) and ran hooks on the aux thread (lua_pcall) from a C
+ * function running on L: each left cur_L on its own thread, and only a
+ * normal return of that C function resets it. LuaJIT before 2.1 commit
+ * e86990f7 (issue #1066; Debian 12 ships one) does not reset it when the C
+ * function raises instead and a Lua pcall catches the error: the next
+ * trace exit on L then restores its snapshot onto the stack of the stale
+ * thread and crashes. Entering the VM on L (a call) sets cur_L to L. */
+static void thread_reclaim(lua_State *L) {
+  lua_pushcfunction(L, rt_noop);
+  lua_call(L, 0, 0);
+}
+
 int wf_task_suspend(wf_task_t *t, lua_State *L, const char *fname) {
   wf_lua_rt_t *rt = t->rt;
   int n = 0;
@@ -410,8 +431,10 @@ int wf_task_suspend(wf_task_t *t, lua_State *L, const char *fname) {
   if (wf_lua_block(rt, waiter_woken, t) != WF_OK) {
     if (ev_is_active(&t->timer)) ev_timer_stop(wf_loop_ev(rt->loop), &t->timer);
     if (t->cancel) t->cancel(t);
+    thread_reclaim(L); /* before raising on L: see there */
     return luaL_error(L, "%s: nothing left to wait on (deadlock)", fname);
   }
+  thread_reclaim(L); /* a prepare or the caller may raise */
   /* the main thread's resume: the same steps as wf_task_resume's */
   if (ev_is_active(&t->timer)) ev_timer_stop(wf_loop_ev(rt->loop), &t->timer);
   if (t->prepare) n = t->prepare(t, L);

@@ -103,7 +103,8 @@ wf_lua_hook_t *wf_lua_rt_hook(wf_lua_rt_t *rt,
  * returns the number pushed (3, or 2 without a code). */
 int wf_lua_fail(lua_State *L, const char *msg, const char *code);
 
-/* Take a registry ref to the value on top of L's stack (popped); counted. */
+/* Take a registry ref to the value on top of L's stack (popped); counted
+ * (nil gives LUA_REFNIL, not counted). */
 int wf_lua_ref(wf_lua_rt_t *rt, lua_State *L);
 /* Release a ref taken by wf_lua_ref (LUA_NOREF is a no-op); counted. */
 void wf_lua_unref(wf_lua_rt_t *rt, int ref);

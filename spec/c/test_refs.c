@@ -32,8 +32,12 @@ typedef struct child {
   char err[2048];  /* its stderr */
 } child_t;
 
+/* Set: the child also takes a ref of nil and gives it back. */
+static int nil_ref;
+
 /* In the child: a state with weft's runtime that takes `leak` registry refs
- * through wf_lua_ref and gives back none of them, then closes. */
+ * through wf_lua_ref and gives back none of them (and, with nil_ref, one of
+ * nil that it gives back), then closes. */
 static void child_body(int leak) {
   lua_State *L = luaL_newstate();
   if (!L) _exit(3);
@@ -42,6 +46,10 @@ static void child_body(int leak) {
   for (int i = 0; i < leak; i++) {
     lua_newtable(L);
     (void)wf_lua_ref(rt, L);
+  }
+  if (nil_ref) {
+    lua_pushnil(L);
+    wf_lua_unref(rt, wf_lua_ref(rt, L)); /* LUA_REFNIL */
   }
   lua_close(L);
   _exit(0);
@@ -90,6 +98,16 @@ static void test_no_leak_is_quiet(void) {
   CHECK_STR(c.err, "");
 }
 
+/* A ref of nil given back (LUA_REFNIL both ways) is no leak. */
+static void test_nil_ref_is_no_leak(void) {
+  nil_ref = 1;
+  child_t c = run_child(0, 1);
+  nil_ref = 0;
+  CHECK_INT(c.aborted, 0);
+  CHECK_INT(c.code, 0);
+  CHECK_STR(c.err, "");
+}
+
 /* $WEFT_DEBUG_REFS turns the check on in any build: message, then abort. */
 static void test_leak_fails_with_env(void) {
   child_t c = run_child(2, 1);
@@ -121,6 +139,7 @@ static void test_compiled_in(void) {
 
 int main(int argc, char **argv) {
   RUN(test_no_leak_is_quiet);
+  RUN(test_nil_ref_is_no_leak);
   RUN(test_leak_fails_with_env);
   RUN(test_leak_without_env);
   if (argc > 1 && strcmp(argv[1], "compiled-in") == 0) RUN(test_compiled_in);
