@@ -229,7 +229,8 @@ wf_task_t *wf_task_spawn(wf_lua_rt_t *rt, lua_State *L, int nargs) {
   t->defer.cb = task_defer_cb;
   ev_init(&t->timer, NULL);
   lua_xmove(L, t->co, nargs + 1); /* the function and its arguments */
-  wf_task_wake(t, nargs);
+  t->nret = nargs; /* resumed with its arguments, the function below them */
+  wf_loop_defer(rt->loop, &t->defer);
   return t;
 }
 
@@ -337,11 +338,6 @@ void wf_task_ready(wf_task_t *t) {
   wf_loop_defer(t->rt->loop, &t->defer);
 }
 
-void wf_task_wake(wf_task_t *t, int nret) {
-  t->nret = nret;
-  wf_loop_defer(t->rt->loop, &t->defer);
-}
-
 void wf_task_abort(wf_task_t *t) {
   if (t->cancel) t->cancel(t);
   t->cancel = NULL;
@@ -358,11 +354,6 @@ void wf_task_abort(wf_task_t *t) {
 wf_task_t *wf_task_of(wf_lua_rt_t *rt, lua_State *L) {
   wf_task_t *t = rt->current;
   return (t && t->co == L) ? t : NULL;
-}
-
-int wf_task_yield(wf_task_t *t, lua_State *L) {
-  t->waiting = 1;
-  return lua_yield(L, 0);
 }
 
 wf_task_t *wf_task_check_blocking(wf_lua_rt_t *rt, lua_State *L,
@@ -477,5 +468,3 @@ int wf_lua_fail(lua_State *L, const char *msg, const char *code) {
 
 /* The DONE sentinel pushed by the worker body when an invocation ends. */
 void *wf_lua_done_sentinel(void) { return &done_key; }
-
-void wf_lua_rt_step(wf_lua_rt_t *rt) { wf_loop_step(rt->loop); }

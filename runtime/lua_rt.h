@@ -137,17 +137,10 @@ void wf_task_resume(wf_task_t *t);
  * t->cancel stays set until the resume, so an abort in between still
  * frees the wait. */
 void wf_task_ready(wf_task_t *t);
-/* Older form, for primitives not yet on the protocol (lua_sched.c,
- * lua_server.c): queue t with nret values pushed on t->co by the caller,
- * which cleared t->wait and t->cancel. */
-void wf_task_wake(wf_task_t *t, int nret);
 /* Abort t: cancel what it waits on and drop its coroutine (not pooled). */
 void wf_task_abort(wf_task_t *t);
 /* The task whose coroutine is L, or NULL (main thread, foreign coroutine). */
 wf_task_t *wf_task_of(wf_lua_rt_t *rt, lua_State *L);
-/* Yield the calling task for a primitive (sets waiting). Use as
- * `return wf_task_yield(t, L);` — the last statement of a lua_CFunction. */
-int wf_task_yield(wf_task_t *t, lua_State *L);
 /* Raise unless L may block: inside a task it returns the task; on the main
  * thread outside loop callbacks it returns NULL (caller runs the loop);
  * anywhere else it raises naming fname. */
@@ -184,8 +177,5 @@ void wf_task_timeout(wf_task_t *t, double seconds,
  * true (a deadlock: the caller cleans up and raises). The one main-thread
  * spin of the binding. */
 int wf_lua_block(wf_lua_rt_t *rt, int (*done)(void *ud), void *ud);
-
-/* Run one loop iteration from a blocking call on the main thread. */
-void wf_lua_rt_step(wf_lua_rt_t *rt);
 
 #endif

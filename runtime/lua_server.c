@@ -3,8 +3,10 @@
  * the two wait primitives: wait(srv) suspends the calling task until the
  * server has news (a request ready, fewer requests in flight, stopped) and
  * flush(req) until the request's queued stream bytes are taken or it is
- * closed. Server callbacks only push a boolean and wake tasks; the Lua side
- * retries (accept, inflight, pending) after each wait, as with weft.tcp.
+ * closed. Both follow the wait protocol (lua_rt.h): server callbacks only
+ * record the outcome and make the waiter ready, the resumer pushes the
+ * boolean; the Lua side retries (accept, inflight, pending) after each
+ * wait, as with weft.tcp.
  *
  * Userdata hold pointers to C-owned objects: a server lives until stop()
  * or __gc; a request until release() or __gc (server.c keeps it valid,
@@ -52,40 +54,47 @@ static void list_unlink(wf_task_t **head, wf_task_t *t) {
   t->next = NULL;
 }
 
-/* Wake every task waiting on the server with true. */
+/* End t's wait on the server (the server no longer lists it, the task
+ * holds nothing: its cancel is cleared) and make it ready with ok. */
+static void srv_ready(lsrv_t *ls, wf_task_t *t, int ok) {
+  list_unlink(&ls->waiters, t);
+  t->wait = NULL;
+  t->cancel = NULL;
+  t->result = ok;
+  wf_task_ready(t);
+}
+
+/* Every waiter on the server is ready with true. */
 static void srv_wake_all(lsrv_t *ls) {
-  wf_task_t *t;
-  while ((t = ls->waiters)) {
-    ls->waiters = t->next;
-    t->next = NULL;
-    t->wait = NULL;
-    t->cancel = NULL;
-    ev_timer_stop(wf_loop_ev(t->rt->loop), &t->timer);
-    lua_pushboolean(t->co, 1);
-    wf_task_wake(t, 1);
-  }
+  while (ls->waiters) srv_ready(ls, ls->waiters, 1);
 }
 
 /* server.c notify: news for the owner. */
 static void srv_notify(void *ud) { srv_wake_all(ud); }
 
-/* Cancel callback of a task in wait(srv) (abort, executor timeout). */
+/* Cancel callback of a waiter in wait(srv) (abort, executor timeout,
+ * deadlock): leave the list, never wake. */
 static void srv_wait_cancel(wf_task_t *t) {
-  lsrv_t *ls = t->wait;
-  if (ls) list_unlink(&ls->waiters, t);
-  t->wait = NULL;
-  ev_timer_stop(wf_loop_ev(t->rt->loop), &t->timer);
+  list_unlink(&((lsrv_t *)t->wait)->waiters, t);
 }
 
-/* Wake the task flushing lr with true. */
+/* Timeout of a wait(srv): the waiter is ready with false. */
+static void srv_wait_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
+  wf_task_t *t = w->data;
+  (void)evl;
+  (void)revents;
+  srv_ready(t->wait, t, 0);
+}
+
+/* The waiter flushing lr, if any, is ready with true. */
 static void req_wake(lreq_t *lr) {
   wf_task_t *t = lr->waiter;
   if (!t) return;
   lr->waiter = NULL;
   t->wait = NULL;
   t->cancel = NULL;
-  lua_pushboolean(t->co, 1);
-  wf_task_wake(t, 1);
+  t->result = 1;
+  wf_task_ready(t);
 }
 
 /* server.c request notify: bytes taken, or closed. */
@@ -94,12 +103,8 @@ static void req_notify(void *ud, wf_server_req_t *r) {
   req_wake(ud);
 }
 
-/* Cancel callback of a task in flush(req). */
-static void req_wait_cancel(wf_task_t *t) {
-  lreq_t *lr = t->wait;
-  if (lr) lr->waiter = NULL;
-  t->wait = NULL;
-}
+/* Cancel callback of a waiter in flush(req): the request forgets it. */
+static void req_wait_cancel(wf_task_t *t) { ((lreq_t *)t->wait)->waiter = NULL; }
 
 /* ---- server ------------------------------------------------------------ */
 
@@ -241,62 +246,28 @@ static int l_accept(lua_State *L) {
   return 6;
 }
 
-/* Timeout of a task in wait(srv): resume it with false. */
-static void srv_wait_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
-  wf_task_t *t = w->data;
-  lsrv_t *ls = t->wait;
-  (void)evl;
-  (void)revents;
-  if (ls) list_unlink(&ls->waiters, t);
-  t->wait = NULL;
-  t->cancel = NULL;
-  lua_pushboolean(t->co, 0);
-  wf_task_wake(t, 1);
-}
-
-/* Timer of a main-thread wait: only ends the loop step. */
-static void main_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
-  (void)evl;
-  (void)revents;
-  (void)w;
-}
-
-/* wait(srv [, timeout]) -> true | false (timeout): yields the task until
- * the server has news (a request, a completed one, stopped). On the main
- * thread it runs one loop step (bounded by the timeout). */
+/* wait(srv [, timeout]) -> true | false (timeout): suspends the caller
+ * (a task yields, the main thread runs the loop) until the server has news
+ * (a request, a completed one, stopped). */
 static int l_wait(lua_State *L) {
   lsrv_t *ls = srv_check(L, 1);
   double timeout = luaL_optnumber(L, 2, -1);
   wf_lua_rt_t *rt = wf_lua_rt(L);
-  wf_task_t *t;
+  wf_task_t mw, *t;
   luaL_argcheck(L, timeout == timeout, 2, "timeout is NaN");
-  t = wf_task_check_blocking(rt, L, "weft.server");
+  t = wf_task_waiter(rt, L, "weft.server", &mw);
   if (!ls->s) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  if (!t) {
-    ev_timer tm;
-    if (timeout >= 0) {
-      ev_timer_init(&tm, main_timer_cb, timeout, 0.);
-      ev_timer_start(wf_loop_ev(rt->loop), &tm);
-    }
-    wf_loop_step(rt->loop);
-    if (timeout >= 0) ev_timer_stop(wf_loop_ev(rt->loop), &tm);
     lua_pushboolean(L, 1);
     return 1;
   }
   lua_settop(L, 1); /* keep the server userdata alive across the wait */
   t->wait = ls;
   t->cancel = srv_wait_cancel;
+  t->prepare = wf_task_prepare_bool;
   t->next = ls->waiters;
   ls->waiters = t;
-  if (timeout >= 0) {
-    ev_timer_init(&t->timer, srv_wait_timer_cb, timeout, 0.);
-    t->timer.data = t;
-    ev_timer_start(wf_loop_ev(rt->loop), &t->timer);
-  }
-  return wf_task_yield(t, L);
+  if (timeout >= 0) wf_task_timeout(t, timeout, srv_wait_timer_cb);
+  return wf_task_suspend(t, L, "weft.server");
 }
 
 /* inflight(srv) -> requests received and not completed (0 once stopped) */
@@ -416,12 +387,13 @@ static int l_pending(lua_State *L) {
   return 1;
 }
 
-/* flush(req) -> true: yields the task until queued bytes are taken or the
- * request is closed (the caller checks pending()). Main thread: one step. */
+/* flush(req) -> true: suspends the caller (a task yields, the main thread
+ * runs the loop) until queued bytes are taken or the request is closed
+ * (the caller checks pending()). */
 static int l_flush(lua_State *L) {
   lreq_t *lr = req_check(L, 1);
   wf_lua_rt_t *rt = wf_lua_rt(L);
-  wf_task_t *t = wf_task_check_blocking(rt, L, "weft.server");
+  wf_task_t mw, *t = wf_task_waiter(rt, L, "weft.server", &mw);
   if (!lr->r || wf_server_req_closed(lr->r) ||
       wf_server_req_pending(lr->r) == 0) {
     lua_pushboolean(L, 1);
@@ -430,16 +402,12 @@ static int l_flush(lua_State *L) {
   if (lr->waiter)
     return luaL_error(L, "weft.server: another task is already writing "
                          "this response");
-  if (!t) {
-    wf_loop_step(rt->loop);
-    lua_pushboolean(L, 1);
-    return 1;
-  }
   lua_settop(L, 1); /* keep the request userdata alive across the wait */
   lr->waiter = t;
   t->wait = lr;
   t->cancel = req_wait_cancel;
-  return wf_task_yield(t, L);
+  t->prepare = wf_task_prepare_bool;
+  return wf_task_suspend(t, L, "weft.server");
 }
 
 /* finish(req) -> true | nil, "closed": end the stream. */

@@ -5,8 +5,8 @@
  * wake-up and its resume is cancelled, not prepared; the main thread waits
  * the same way (the loop runs until ready) and raises on a deadlock after
  * cancelling the wait; close hooks run in order at state close; conditions
- * (weft.core.loop.cond) wake tasks and the main thread; wf_lua_fail's two
- * shapes. Depends on LuaJIT, lua_rt.h, lua_core.h and harness.h. */
+ * (weft.core.loop.cond) wake tasks and the main thread; the waits of
+ * weft.core.server; wf_lua_fail's shapes. Depends on LuaJIT, lua_rt.h, lua_core.h and harness.h. */
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
@@ -225,6 +225,48 @@ static void test_close_hooks_in_order(void) {
   CHECK_STR(order, "1123");
 }
 
+/* weft.core.server's two waits are on the protocol: on the main thread
+ * wait(srv, timeout) runs the loop until news or the timeout (false),
+ * not one loop step; a task's wait is ready with true when the server
+ * stops, its boolean built on resume; an abort between the stop and the
+ * resume frees nothing twice. */
+static void test_server_waits(void) {
+  lua_State *L = new_state();
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  wf_lua_open_server(L);
+  lua_setglobal(L, "server");
+  CHECK_INT(luaL_dostring(L,
+                          "s = server.listen{host = '127.0.0.1', port = 0}\n"
+                          /* another watcher ends a loop step first */
+                          "loop.go(function() end)\n"
+                          "main = server.wait(s, 0.01)"),
+            0);
+  lua_getglobal(L, "main");
+  CHECK(lua_isboolean(L, -1) && !lua_toboolean(L, -1)); /* timed out */
+  lua_pop(L, 1);
+  CHECK_INT(luaL_dostring(L,
+                          "loop.go(function() a = server.wait(s) end)\n"
+                          "loop.go(function() b = server.wait(s) end)"),
+            0);
+  wf_loop_poll(rt->loop); /* both wait */
+  lua_getglobal(L, "a");
+  CHECK(lua_isnil(L, -1));
+  lua_pop(L, 1);
+  /* the second task: aborted between the stop and its resume */
+  wf_task_t *b = rt->spawned;
+  CHECK(b && b->waiting);
+  CHECK_INT(luaL_dostring(L, "server.stop(s)"), 0);
+  CHECK(b->cancel == NULL); /* ready: it holds nothing */
+  wf_task_abort(b);
+  wf_loop_poll(rt->loop);
+  lua_getglobal(L, "a");
+  CHECK(lua_isboolean(L, -1) && lua_toboolean(L, -1));
+  lua_getglobal(L, "b");
+  CHECK(lua_isnil(L, -1)); /* never resumed */
+  lua_pop(L, 2);
+  lua_close(L);
+}
+
 static void test_fail_shapes(void) {
   lua_State *L = new_state();
   CHECK_INT(wf_lua_fail(L, "no", "closed"), 3);
@@ -245,6 +287,7 @@ int main(void) {
   RUN(test_main_thread_deadlock);
   RUN(test_cond);
   RUN(test_close_hooks_in_order);
+  RUN(test_server_waits);
   RUN(test_fail_shapes);
   return harness_end("test_task");
 }
