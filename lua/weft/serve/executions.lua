@@ -45,7 +45,8 @@ local function summary(x)
   return { id = x.id, workflow = x.workflow, status = x.status, created_at = x.created_at,
            updated_at = x.updated_at, finished_at = x.finished_at, error = errors.scrub(x.error),
            outputs = x.outputs, supersteps = x.supersteps, duration_ms = x.duration_ms,
-           requests = x.requests, durable = x.durable or nil, async = x.async }
+           requests = x.requests, durable = x.durable or nil, async = x.async,
+           resuming = x.resuming and not TERMINAL[x.status] or nil }
 end
 _M.summary = summary
 
@@ -170,14 +171,52 @@ function _M.start(app, wid, wf, input, async)
   return x
 end
 
+-- The message of an error value e (a string, or an error table).
+local function message(e)
+  return type(e) == "table" and (e.message or (e.error and e.error.message)) or tostring(e)
+end
+
+-- Execution x could not be resumed (error e): failed, persisted.
+local function not_resumed(app, x, e)
+  x.status, x.error = "failed", "could not resume: " .. message(e)
+  x.finished_at = require("weft").now()
+  x.updated_at = x.finished_at
+  save(app, x)
+  x.cond:signal()
+end
+
+-- Resume execution x of workflow wf in a task of its own once the lease
+-- its previous process still holds is free (that process was killed while
+-- the run was active: its lease expires without renewals). x is shown as
+-- running and resuming meanwhile; cancelled meanwhile (x.cancel_wanted),
+-- the run is cancelled as soon as this process owns it, so its record
+-- ends cancelled too.
+local function resume_later(app, x, wf, opts)
+  x.resuming = true
+  opts.lease = { wait = true }
+  require("weft").go(function()
+    local ok, h = pcall(wf.resume, wf, x.id, opts) -- yields while it waits
+    x.resuming = nil
+    if not ok then
+      if not TERMINAL[x.status] then not_resumed(app, x, h) end
+      return
+    end
+    x.handle = h
+    if x.cancel_wanted then h:cancel() end
+    finish(app, x, h:wait())
+  end)
+end
+
 --- Resume the durable executions a previous process left running or
 -- paused (their last checkpoint is in the store): each continues in this
--- process. Returns the number resumed and the list of {id, error} that
--- could not be.
+-- process. One whose run is still owned (its process was killed mid-run:
+-- the lease has not expired yet) is resumed by a task as soon as the lease
+-- is free. Returns the number resumed (waiting ones included), the list of
+-- {id, error} that could not be, and the number waiting for a lease.
 function _M.resume_running(app)
   local weft = require "weft"
-  local failed, n = {}, 0
-  if not app.durable then return 0, failed end
+  local failed, n, waiting = {}, 0, 0
+  if not app.durable then return 0, failed, 0 end
   local rows, err = app.store:scan("executions", "")
   if not rows then error("store: " .. tostring(err), 0) end
   for _, row in ipairs(rows) do
@@ -186,27 +225,30 @@ function _M.resume_running(app)
       local x = { id = d.id, workflow = d.workflow, status = d.status, created_at = d.created_at,
                   events = {}, cond = weft.cond(), async = true, durable = true, resumed = true }
       x.updated_at = weft.now()
-      local rok, h = pcall(function()
-        local wf = require("weft.serve.workflows").get(app, d.workflow)
-        return wf:resume(d.id, { store = app.store, events = false, on_event = function(ev)
-          x.events[#x.events + 1] = ev
-          x.cond:signal()
-        end })
-      end)
+      local opts = { store = app.store, events = false, on_event = function(ev)
+        x.events[#x.events + 1] = ev
+        x.cond:signal()
+      end }
+      local wok, wf = pcall(require("weft.serve.workflows").get, app, d.workflow)
+      local rok, h = wok, wf
+      if wok then rok, h = pcall(wf.resume, wf, d.id, opts) end
       if rok then
         x.handle = h
         app.executions[x.id] = x
         n = n + 1
         watch(app, x)
+      elseif wok and (app.store:lease(d.id) or {}).held then
+        x.status = "running"
+        app.executions[x.id] = x
+        n, waiting = n + 1, waiting + 1
+        resume_later(app, x, wf, opts)
       else
-        local msg = type(h) == "table" and (h.message or (h.error and h.error.message)) or tostring(h)
-        failed[#failed + 1] = { id = d.id, error = msg }
-        x.status, x.error, x.finished_at = "failed", "could not resume: " .. tostring(msg), weft.now()
-        save(app, x)
+        failed[#failed + 1] = { id = d.id, error = message(h) }
+        not_resumed(app, x, h)
       end
     end
   end
-  return n, failed
+  return n, failed, waiting
 end
 
 -- The execution id: in this process, else its stored summary (x, stored).
@@ -283,6 +325,13 @@ function _M.install(app)
     if TERMINAL[x.status] then
       errors.conflict(("execution '%s' has already ended (%s)"):format(p.id, x.status), { status = x.status })
     end
+    if not x.handle then
+      -- still waiting for the lease of its previous process: the execution
+      -- ends here; the run is cancelled once this process owns it
+      x.cancel_wanted = true
+      finish(self, x, { status = "cancelled", error = "cancelled while waiting to resume" })
+      return 200, { id = x.id, status = x.status }
+    end
     x.handle:cancel()
     if not x.async or x.status == "idle" then
       -- no watcher task is waiting for this run: collect the end here
@@ -336,6 +385,10 @@ function _M.install(app)
     end
     if x.status ~= "idle" and x.status ~= "running" then
       errors.conflict(("execution '%s' is %s: it takes no responses"):format(p.id, x.status), { status = x.status })
+    end
+    if not x.handle then
+      throw(409, "resuming", ("execution '%s' is resuming: waiting for the lease of the process that ran it "
+        .. "before (killed while it ran) to expire; it takes responses once it runs here"):format(p.id))
     end
     local h = x.handle
     local ok, err = h:respond(body.request_id, value)
