@@ -24,8 +24,6 @@ Thread.__index = Thread
 Thread.__tostring = function(t) return "thread '" .. t.id .. "'" end
 _M.Thread = Thread
 
-local ROLES = { system = true, user = true, assistant = true, tool = true }
-
 -- Random hex unique to this process (from /dev/urandom when readable).
 local function process_token()
   local f = io.open("/dev/urandom", "rb")
@@ -51,22 +49,65 @@ end
 --- True when v is a thread.
 function _M.is_thread(v) return getmetatable(v) == Thread end
 
--- Copy and check a list of tool calls (raises "where...: problem").
-local function norm_calls(calls, where)
-  if type(calls) ~= "table" then error(where .. ".tool_calls must be a list", 0) end
+--- The spec of a tool call of an assistant message (weft.check): name,
+-- id, arguments (a table or a JSON string); other fields are ignored.
+_M.TOOL_CALL = check.spec("tool call", { type = "table", additionalProperties = true, properties = {
+  name = { type = "string", minLength = 1, required = true },
+  id = { type = "string" },
+  arguments = { type = { "table", "string", "null" }, expect = "a table or a JSON string" },
+} })
+
+--- The spec of one chat message (weft.check): role, content, name; other
+-- fields are ignored here (tool_calls and tool_call_id depend on the role:
+-- see problem). The one message check of weft.thread and llm.chat.
+_M.MESSAGE = check.spec("message", { type = "table", expect = "a message table", additionalProperties = true,
+  properties = {
+    role = { enum = { "system", "user", "assistant", "tool" }, required = true },
+    content = { type = { "string", "null" }, expect = "a string" },
+    name = { type = { "string", "null" }, expect = "a string" },
+  } })
+local TOOL_CALLS = { type = "table", expect = "a list" }
+local TOOL_CALL_ID = { type = "string" }
+
+--- The problem of chat message m (named where: "messages[2]"), or nil:
+-- its fields (MESSAGE), content (a string, or absent in an assistant
+-- message with tool calls), an assistant's tool_calls (a list of
+-- TOOL_CALL) and a tool message's tool_call_id (a string).
+function _M.problem(m, where)
+  if m == nil then return where .. " must be a message table, got nothing" end
+  local err = check.value(_M.MESSAGE, m, where)
+  if err then return err end
+  local role, calls = m.role, m.tool_calls
+  if calls == NULL then calls = nil end
+  if role == "assistant" and calls ~= nil then
+    err = check.value(TOOL_CALLS, calls, where .. ".tool_calls")
+    if err then return err end
+    for i, c in ipairs(calls) do
+      err = check.value(_M.TOOL_CALL, c, sformat("%s.tool_calls[%d]", where, i))
+      if err then return err end
+    end
+  elseif role == "tool" then
+    if m.tool_call_id == nil then return where .. ".tool_call_id must be a string, got nothing" end
+    err = check.value(TOOL_CALL_ID, m.tool_call_id, where .. ".tool_call_id")
+    if err then return err end
+  end
+  if (m.content == nil or m.content == NULL) and not (role == "assistant" and calls ~= nil) then
+    return where .. ".content must be a string, got nothing"
+  end
+  return nil
+end
+
+-- Copy a checked list of tool calls: arguments decoded from JSON (a
+-- string that is not JSON stays as it is), ids given to those without.
+local function norm_calls(calls)
   local out = json.array()
   for i, c in ipairs(calls) do
-    local w = sformat("%s.tool_calls[%d]", where, i)
-    if type(c) ~= "table" then error(w .. " must be a table", 0) end
-    if type(c.name) ~= "string" or c.name == "" then error(w .. ".name must be a non-empty string", 0) end
-    if c.id ~= nil and type(c.id) ~= "string" then error(w .. ".id must be a string", 0) end
     local a = c.arguments
     if type(a) == "string" then
       local v = json.decode(a ~= "" and a or "{}")
       a = type(v) == "table" and v or a
     end
     if a == nil or a == NULL then a = json.object() end
-    if type(a) ~= "table" and type(a) ~= "string" then error(w .. ".arguments must be a table or a JSON string", 0) end
     out[i] = { id = c.id or ("call_" .. i), name = c.name, arguments = a }
   end
   return out
@@ -78,27 +119,15 @@ function _M.message(m, where)
   where = where or "message"
   if type(m) == "string" then return { role = "user", content = m } end
   if type(m) ~= "table" then error(sformat("%s must be a string or a message table, got %s", where, type(m)), 0) end
-  local role = m.role
-  if not ROLES[role] then
-    error(sformat("%s.role must be 'system', 'user', 'assistant' or 'tool', got %s", where,
-                  type(role) == "string" and ("'" .. role .. "'") or tostring(role)), 0)
-  end
-  local c = m.content
-  if c == NULL then c = nil end
-  if c ~= nil and type(c) ~= "string" then error(sformat("%s.content must be a string, got %s", where, type(c)), 0) end
-  local n = { role = role, content = c or "" }
-  if c == nil and not (role == "assistant" and type(m.tool_calls) == "table") then
-    error(where .. ".content must be a string", 0)
-  end
-  if m.name ~= nil and m.name ~= NULL then
-    if type(m.name) ~= "string" then error(where .. ".name must be a string", 0) end
-    n.name = m.name
-  end
+  local err = _M.problem(m, where)
+  if err then error(err, 0) end
+  local role, c = m.role, m.content
+  local n = { role = role, content = c ~= NULL and c or "" }
+  if m.name ~= nil and m.name ~= NULL then n.name = m.name end
   if role == "assistant" and m.tool_calls ~= nil and m.tool_calls ~= NULL then
-    local calls = norm_calls(m.tool_calls, where)
+    local calls = norm_calls(m.tool_calls)
     if #calls > 0 then n.tool_calls = calls end
   elseif role == "tool" then
-    if type(m.tool_call_id) ~= "string" then error(where .. ".tool_call_id must be a string", 0) end
     n.tool_call_id = m.tool_call_id
   end
   if m.important then n.important = true end

@@ -277,12 +277,12 @@ describe("llm.common", function()
     it("names the offending field", function()
       assert.equal("llm.chat: messages must be a non-empty list, got nothing", misuse {})
       assert.equal("llm.chat: messages must be a non-empty list, got table", misuse { messages = {} })
-      assert.equal("llm.chat: messages[1] must be a table", misuse { messages = { "hi" } })
-      assert.equal("llm.chat: messages[2].content must be a string",
+      assert.equal("llm.chat: messages[1] must be a message table, got string", misuse { messages = { "hi" } })
+      assert.equal("llm.chat: messages[2].content must be a string, got 5",
                    misuse { messages = { { role = "user", content = "a" }, { role = "user", content = 5 } } })
-      assert.equal("llm.chat: messages[1].tool_call_id must be a string",
+      assert.equal("llm.chat: messages[1].tool_call_id must be a string, got nothing",
                    misuse { messages = { { role = "tool", content = "a" } } })
-      assert.equal("llm.chat: messages[1].tool_calls[1].name must be a non-empty string",
+      assert.equal("llm.chat: messages[1].tool_calls[1].name must be a non-empty string, got nothing",
                    misuse { messages = { { role = "assistant", tool_calls = { {} } } } })
       local m = { { role = "user", content = "x" } }
       assert.equal("llm.chat: tools[1].name must be a non-empty string", misuse { messages = m, tools = { {} } })
@@ -297,6 +297,23 @@ describe("llm.common", function()
       assert.equal("llm.chat: idle_timeout must be a positive number of seconds, got 0", misuse { messages = m, idle_timeout = 0 })
       assert.equal("llm.chat: retry_base must be a non-negative number, got -1", misuse { messages = m, retry_base = -1 })
       assert.equal("llm.chat: api_key must be a string, got 5", misuse { messages = m, api_key = 5 })
+    end)
+
+    it("checks each message with weft.thread's message check: the same errors", function()
+      local thread = require "weft.thread"
+      local bad = {
+        { role = "bot", content = "x" }, { content = "x" }, { role = "user" }, { role = "user", content = 5 },
+        { role = "user", content = "x", name = 5 }, { role = "tool", content = "a" },
+        { role = "tool", content = "a", tool_call_id = 7 }, { role = "assistant", tool_calls = "f" },
+        { role = "assistant", tool_calls = { {} } }, { role = "assistant", tool_calls = { 5 } },
+        { role = "assistant", tool_calls = { { name = "f", id = 1 } } },
+        { role = "assistant", tool_calls = { { name = "f", arguments = 5 } } },
+      }
+      for _, m in ipairs(bad) do
+        local ok, e = pcall(thread.message, m, "messages[2]")
+        assert.is_false(ok)
+        assert.equal("llm.chat: " .. e, misuse { messages = { { role = "user", content = "x" }, m } })
+      end
     end)
 
     it("refuses unknown options, listing the valid ones and the nearest (weft.check)", function()

@@ -33,10 +33,18 @@ describe("weft.thread", function()
     local t = weft.thread.new { id = "t1" }
     assert.mentions("thread 't1': append: message.role must be 'system', 'user', 'assistant' or 'tool', got 'bot'",
                     h.error_of(t.append, t, { role = "bot", content = "x" }))
-    assert.mentions("message.content must be a string", h.error_of(t.append, t, { role = "user", content = 1 }))
-    assert.mentions("message.tool_call_id must be a string", h.error_of(t.append, t, { role = "tool", content = "x" }))
-    assert.mentions("message.tool_calls[1].name must be a non-empty string",
+    assert.mentions("message.content must be a string, got 1", h.error_of(t.append, t, { role = "user", content = 1 }))
+    assert.mentions("message.content must be a string, got nothing", h.error_of(t.append, t, { role = "user" }))
+    assert.mentions("message.tool_call_id must be a string, got nothing",
+                    h.error_of(t.append, t, { role = "tool", content = "x" }))
+    assert.mentions("message.tool_calls[1].name must be a non-empty string, got nothing",
                     h.error_of(t.append, t, { role = "assistant", content = "", tool_calls = { {} } }))
+    assert.mentions("message.tool_calls[1].arguments must be a table or a JSON string, got 1",
+                    h.error_of(t.append, t, { role = "assistant", tool_calls = { { name = "f", arguments = 1 } } }))
+    -- the one message check, also llm.chat's: nil for a good message
+    assert.is_nil(weft.thread.problem({ role = "assistant", content = json.null, tool_calls = {} }, "m"))
+    assert.equal("m.role must be 'system', 'user', 'assistant' or 'tool', got nothing",
+                 weft.thread.problem({ content = "x" }, "m"))
     assert.equals(0, t:len())
   end)
 

@@ -4,7 +4,8 @@
 -- policy (exponential backoff with jitter, retry-after) and small JSON
 -- helpers. Pure Lua; the clock, sleep and random source of the retry loop
 -- are injectable for tests. Uses weft.json, weft.secrets (keys in use are
--- registered there, so that every store write redacts them).
+-- registered there, so that every store write redacts them), weft.check
+-- and weft.thread (its message check: the one for chat messages).
 local json = require "weft.json"
 local secrets = require "weft.secrets"
 local check = require "weft.check"
@@ -307,7 +308,8 @@ function _M.trim_url(u)
   return (sgsub(u, "/+$", ""))
 end
 
-local KNOWN_ROLE = { system = true, user = true, assistant = true, tool = true }
+-- the one chat message check (weft.thread and llm.chat)
+local message_problem = require("weft.thread").problem
 local huge = math.huge
 
 -- Schemas of option kinds: seconds > 0, a non-negative number.
@@ -353,18 +355,6 @@ function _M.misuse(e)
   if getmetatable(e) == MISUSE then return e.msg end
 end
 
--- Validate and copy one assistant tool call.
-local function check_call(c, where)
-  if type(c) ~= "table" then bad(where .. " must be a table") end
-  if type(c.name) ~= "string" or c.name == "" then bad(where .. ".name must be a non-empty string") end
-  if c.id ~= nil and type(c.id) ~= "string" then bad(where .. ".id must be a string") end
-  local a = c.arguments
-  if a ~= nil and type(a) ~= "table" and type(a) ~= "string" then
-    bad(where .. ".arguments must be a table or a JSON string")
-  end
-  return { id = c.id, name = c.name, arguments = a }
-end
-
 --- Validate the options of llm.chat (raising a misuse error, see
 -- misuse(), on bad input) and return the normalised request {model, messages, tools, tool_choice,
 -- temperature, max_tokens, stream = bool}. model is the part after
@@ -377,30 +367,17 @@ function _M.request(opts, model, checked)
   local msgs = opts.messages
   local out = {}
   for i, m in ipairs(msgs) do
-    local where = "messages[" .. i .. "]"
-    if type(m) ~= "table" then bad(where .. " must be a table") end
-    if not KNOWN_ROLE[m.role] then
-      bad(where .. ".role must be 'system', 'user', 'assistant' or 'tool' (got " .. tostring(m.role) .. ")")
-    end
+    local err = message_problem(m, "messages[" .. i .. "]")
+    if err then bad(err) end
     local c = m.content
-    if c == NULL then c = nil end
-    if c ~= nil and type(c) ~= "string" then bad(where .. ".content must be a string") end
-    if c == nil and not (m.role == "assistant" and m.tool_calls) then
-      bad(where .. ".content must be a string")
-    end
-    local n = { role = m.role, content = c or "" }
-    if m.name ~= nil then
-      if type(m.name) ~= "string" then bad(where .. ".name must be a string") end
-      n.name = m.name
-    end
+    local n = { role = m.role, content = c ~= NULL and c or "" }
+    if m.name ~= nil and m.name ~= NULL then n.name = m.name end
     if m.role == "assistant" and m.tool_calls ~= nil and m.tool_calls ~= NULL then
-      if type(m.tool_calls) ~= "table" then bad(where .. ".tool_calls must be a list") end
       n.tool_calls = {}
       for j, tc in ipairs(m.tool_calls) do
-        n.tool_calls[j] = check_call(tc, where .. ".tool_calls[" .. j .. "]")
+        n.tool_calls[j] = { id = tc.id, name = tc.name, arguments = tc.arguments }
       end
     elseif m.role == "tool" then
-      if type(m.tool_call_id) ~= "string" then bad(where .. ".tool_call_id must be a string") end
       n.tool_call_id = m.tool_call_id
     end
     out[i] = n
