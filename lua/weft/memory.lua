@@ -116,11 +116,6 @@ end
 -- extract, max_facts, title}.
 function _M.stored(opts)
   local err = check.problem(STORED, opts)
-  if err and type(opts) == "table" and opts.store == nil and not err:find("unknown option", 1, true) then
-    -- the message spec/integration/persist_spec.lua asserts (the checker's
-    -- own: "store must be a store URL or a weft.store object, got nothing")
-    err = "weft.memory.stored: expects {store = url or weft.store object, ...}"
-  end
   if err then error(err, 2) end
   local store = opts.store
   if type(store) == "string" then

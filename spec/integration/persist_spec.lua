@@ -79,7 +79,7 @@ describe("weft.memory.stored", function()
 
   it("reject a missing store", function()
     assert.has_error(function() weft.memory.stored{} end,
-      "weft.memory.stored: expects {store = url or weft.store object, ...}")
+      "weft.memory.stored: store must be a store URL or a weft.store object, got nothing")
   end)
 end)
 
