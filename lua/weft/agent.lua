@@ -12,7 +12,7 @@
 -- agent interface). Everything that talks to a model yields
 -- inside executors and tasks and runs the loop on the main thread.
 -- Uses weft.json, weft.thread, weft.tool, weft.executor, weft.workflow,
--- weft.llm (on first use).
+-- weft.check, weft.llm.common (option schemas), weft.llm (on first use).
 local json = require "weft.json"
 local thread_mod = require "weft.thread"
 local tool_mod = require "weft.tool"
@@ -36,7 +36,15 @@ Agent.__index = Agent
 Agent.__tostring = function(a) return "agent '" .. a.name .. "'" end
 _M.Agent = Agent
 
-local ANY = { type = "any" }
+-- The weft.llm.chat options an agent's `llm` table takes (connection and
+-- retries), checked by llm.chat's own property schemas.
+local CHAT = require("weft.llm.common").OPTIONS.properties
+local LLM = {}
+for _, k in ipairs({ "base_url", "api_key", "retries", "timeout", "idle_timeout", "retry_base", "retry_factor",
+                     "retry_max", "retry_after_max" }) do
+  LLM[k] = CHAT[k]
+end
+
 --- The spec of weft.agent options (weft.check); weft.agents shares it.
 _M.OPTIONS = check.spec("weft.agent", { properties = {
   name = { type = "string", minLength = 1 },
@@ -50,9 +58,7 @@ _M.OPTIONS = check.spec("weft.agent", { properties = {
     additionalProperties = true },
   reducer = { type = "callable", expect = "a function(messages) -> messages" },
   max_tool_rounds = { type = "integer", minimum = 0, aliases = { "max_rounds", "max_iterations", "max_turns" } },
-  llm = { type = "table", expect = "a table of weft.llm.chat options", properties = {
-    base_url = ANY, api_key = ANY, retries = ANY, timeout = ANY, idle_timeout = ANY,
-    retry_base = ANY, retry_factor = ANY, retry_max = ANY, retry_after_max = ANY } },
+  llm = { type = "table", expect = "a table of weft.llm.chat options", properties = LLM },
   description = { type = "string" },
   tool_choice = { type = { "string", "table" }, test = function(tc)
     return tc == "auto" or tc == "none" or tc == "required" or (type(tc) == "table" and type(tc.name) == "string")

@@ -95,6 +95,13 @@ describe("weft.agent", function()
         { { name = "w", model = "mock:echo", memory = { before_invoke = 1 } }, "agent 'w': memory.before_invoke must be a function" },
         { { name = "w", model = "mock:echo", reducer = {} }, "agent 'w': reducer must be a function" },
         { { name = "w", model = "mock:echo", llm = { model = "x" } }, "agent 'w': unknown option 'llm.model'" },
+        -- the llm table's options are checked by llm.chat's own schemas
+        { { name = "w", model = "mock:echo", llm = { timeout = "1" } },
+          "agent 'w': llm.timeout must be a positive number of seconds, got string" },
+        { { name = "w", model = "mock:echo", llm = { retries = -1 } },
+          "agent 'w': llm.retries must be a non-negative integer, got -1" },
+        { { name = "w", model = "mock:echo", llm = { base_url = 5 } }, "agent 'w': llm.base_url must be a string, got 5" },
+        { { name = "w", model = "mock:echo", llm = { api_base = "http://x" } }, "did you mean 'base_url'?" },
         { { name = "w", model = "mock:echo", tool_choice = "always" }, "agent 'w': tool_choice must be" },
       }
       for _, c in ipairs(cases) do
