@@ -157,9 +157,25 @@ describe("the code validators without bubblewrap", function()
     assert.mentions("validator_none_passed=true\n", out)
   end)
 
-  it("reject an unknown isolation naming the executor", function()
+  it("reject an unknown isolation naming the executor (sandbox.run's own schema), at the caller", function()
     assert.has_error(function() std.compile_validator("cc", { isolation = "docker" }) end,
-      "executor 'cc': isolation must be \"bwrap\" (the default) or \"none\"")
+      "executor 'cc': isolation must be \"bwrap\" (the default) or \"none\", got 'docker'")
+    local ok, err = pcall(function()
+      std.test_validator("tv", { tests = "int main(void) { return 0; }", test_count = 1, isolation = 5 })
+    end)
+    assert.is_false(ok)
+    assert.mentions("builtins_spec.lua:", err)
+    assert.mentions("executor 'tv': isolation must be \"bwrap\" (the default) or \"none\", got 5", err)
+  end)
+
+  it("run commands with the sandbox's default environment, in the C locale", function()
+    local dir = code.workdir("env", {})
+    finally(function() require("weft.sandbox").remove(dir) end)
+    local r = code.run("env", dir, { "/usr/bin/env" }, { isolation = "none" })
+    local got = {}
+    for k, v in r.stdout:gmatch("([%w_]+)=([^\n]*)") do got[k] = v end
+    for k, v in pairs(require("weft.sandbox").ENV) do assert.equal(v, got[k], k) end
+    assert.equal("C", got.LC_ALL)
   end)
 end)
 

@@ -1,11 +1,13 @@
 --- Helpers shared by the code built-ins: pulling code out of an LLM reply,
 -- compiling and running it in the sandbox, summarising diagnostics.
--- Uses weft.sandbox.
+-- Uses weft.sandbox (its default environment and option schemas),
+-- weft.check.
 local _M = {}
 
 local sandbox = require "weft.sandbox"
+local check = require "weft.check"
 
-local type, error, ipairs, concat = type, error, ipairs, table.concat
+local type, error, ipairs, pairs, concat = type, error, ipairs, pairs, table.concat
 
 --- Compilers by language: the driver and the source file extension.
 _M.LANGUAGES = {
@@ -66,15 +68,15 @@ function _M.workdir(id, files)
   return dir
 end
 
-local ENV = { PATH = "/usr/local/bin:/usr/bin:/bin", LANG = "C", LC_ALL = "C" }
+-- The sandbox's default environment, with the compilers' messages in the
+-- C locale (English, ASCII quotes: diagnostics() looks for ": error:").
+local ENV = { LC_ALL = "C" }
+for k, v in pairs(sandbox.ENV) do ENV[k] = v end
 
 --- Check the sandbox options shared by the code built-ins (raise naming
 -- the executor, at the level of the built-in's caller).
 function _M.check_opts(id, opts)
-  local iso = opts.isolation
-  if iso ~= nil and iso ~= "bwrap" and iso ~= "none" then
-    error(("executor '%s': isolation must be \"bwrap\" (the default) or \"none\""):format(id), 3)
-  end
+  check.arg(("executor '%s'"):format(id), "isolation", opts.isolation, sandbox.OPTIONS.properties.isolation, 3)
 end
 
 --- Run argv in dir under the sandbox with the executor's limits and
