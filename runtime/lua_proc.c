@@ -193,7 +193,7 @@ static const char *lp_str(lua_State *L, int idx, const char *k, size_t *len) {
 }
 
 /* proc.run{argv, env, cwd, stdin, timeout, memory_mb, cpu_s, max_procs,
- * max_output, uid, gid, wrap} -> result table | nil, err. Yields the
+ * max_output, uid, gid, wrap} -> result table | nil, err, "io". Yields the
  * calling task until the process ends; on the main thread runs the loop.
  * See lp_push_result for the result. */
 static int l_run(lua_State *L) {
@@ -234,7 +234,7 @@ static int l_run(lua_State *L) {
   w->p = wf_proc_spawn(rt->loop, &o, lp_notify, w, &err);
   if (!w->p) {
     free(w);
-    return wf_lua_fail(L, err.msg, NULL);
+    return wf_lua_fail(L, err.msg, "io");
   }
   w->next = st->live;
   if (st->live) st->live->prev = w;
@@ -246,14 +246,15 @@ static int l_run(lua_State *L) {
   return wf_task_suspend(t, L, "weft.sandbox.run");
 }
 
-/* Push nil, "what: strerror(errno)"; returns 2. */
+/* Push nil, "what: strerror(errno)", "io"; returns 3. */
 static int lp_fail(lua_State *L, const char *what) {
   int e = errno;
   lua_pushfstring(L, "%s: %s", what, strerror(e));
-  return wf_lua_fail(L, lua_tostring(L, -1), NULL);
+  return wf_lua_fail(L, lua_tostring(L, -1), "io");
 }
 
-/* proc.mkdtemp(template) -> path | nil, err (template ends in XXXXXX). */
+/* proc.mkdtemp(template) -> path | nil, err, "io" (template ends in
+ * XXXXXX). */
 static int l_mkdtemp(lua_State *L) {
   size_t n;
   const char *tpl = luaL_checklstring(L, 1, &n);
@@ -266,7 +267,8 @@ static int l_mkdtemp(lua_State *L) {
   return 1;
 }
 
-/* proc.chown(path, uid, gid) -> true | nil, err (no symlink following). */
+/* proc.chown(path, uid, gid) -> true | nil, err, "io" (no symlink
+ * following). */
 static int l_chown(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   uid_t uid = (uid_t)luaL_checkinteger(L, 2);
@@ -276,17 +278,17 @@ static int l_chown(lua_State *L) {
   return 1;
 }
 
-/* proc.rmtree(path) -> true | nil, err (see wf_proc_rmtree). */
+/* proc.rmtree(path) -> true | nil, err, "io" (see wf_proc_rmtree). */
 static int l_rmtree(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   wf_err_t err;
   if (wf_proc_rmtree(path, &err) != WF_OK)
-    return wf_lua_fail(L, err.msg, NULL);
+    return wf_lua_fail(L, err.msg, "io");
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* proc.realpath(path) -> absolute path without symlinks | nil, err. */
+/* proc.realpath(path) -> absolute path without symlinks | nil, err, "io". */
 static int l_realpath(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   char buf[PATH_MAX];
@@ -310,12 +312,12 @@ static int l_geteuid(lua_State *L) {
   return 1;
 }
 
-/* proc.nondumpable() -> true | nil, err: this process becomes
+/* proc.nondumpable() -> true | nil, err, "io": this process becomes
  * non-dumpable (see wf_proc_nondumpable). */
 static int l_nondumpable(lua_State *L) {
   wf_err_t err;
   if (wf_proc_nondumpable(&err) != WF_OK)
-    return wf_lua_fail(L, err.msg, NULL);
+    return wf_lua_fail(L, err.msg, "io");
   lua_pushboolean(L, 1);
   return 1;
 }

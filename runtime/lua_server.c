@@ -34,11 +34,11 @@ typedef struct lreq {
 
 static char again_key; /* the AGAIN sentinel (a light userdata) */
 
-/* Push nil, msg; returns 2. */
-static int push_fail(lua_State *L, const char *msg) {
-  lua_pushnil(L);
-  lua_pushstring(L, msg);
-  return 2;
+/* The failure of an operation on lr's request: nil, msg, "closed" when
+ * the request is gone or closed (the client left), else code "error". */
+static int req_fail(lua_State *L, lreq_t *lr, const char *msg) {
+  int closed = !lr->r || wf_server_req_closed(lr->r);
+  return wf_lua_fail(L, msg, closed ? "closed" : "error");
 }
 
 /* ---- waiting ----------------------------------------------------------- */
@@ -149,7 +149,7 @@ static double opt_num(lua_State *L, const char *name, double def) {
 }
 
 /* listen{host, port, max_connections, max_header_bytes, max_body_bytes,
- * header_timeout, body_timeout, idle_timeout} -> srv | nil, err */
+ * header_timeout, body_timeout, idle_timeout} -> srv | nil, err, "io" */
 static int l_listen(lua_State *L) {
   wf_lua_rt_t *rt = wf_lua_rt(L);
   wf_server_opts_t o;
@@ -176,15 +176,15 @@ static int l_listen(lua_State *L) {
   *u = calloc(1, sizeof **u);
   if (!*u) return luaL_error(L, "server.listen: out of memory");
   s = wf_server_new(wf_loop_ev(rt->loop), &o, srv_notify, *u, &err);
-  if (!s) return push_fail(L, err.msg);
+  if (!s) return wf_lua_fail(L, err.msg, "io");
   (*u)->s = s;
   return 1;
 }
 
-/* port(srv) -> the bound port | nil, "closed" */
+/* port(srv) -> the bound port | nil, "closed", "closed" */
 static int l_port(lua_State *L) {
   lsrv_t *ls = srv_check(L, 1);
-  if (!ls->s) return push_fail(L, "closed");
+  if (!ls->s) return wf_lua_fail(L, "closed", "closed");
   lua_pushinteger(L, wf_server_port(ls->s));
   return 1;
 }
@@ -338,7 +338,8 @@ static size_t read_headers(lua_State *L, int idx, const char **hdrs) {
   return n / 2;
 }
 
-/* respond(req, status, headers, body) -> true | nil, err */
+/* respond(req, status, headers, body) -> true | nil, err, code ("closed":
+ * the client left; "error": e.g. "response already sent") */
 static int l_respond(lua_State *L) {
   lreq_t *lr = req_check(L, 1);
   int status = (int)luaL_checkinteger(L, 2);
@@ -346,43 +347,44 @@ static int l_respond(lua_State *L) {
   size_t nh = read_headers(L, 3, hdrs), len;
   const char *body = luaL_optlstring(L, 4, "", &len);
   wf_err_t err;
-  if (!lr->r) return push_fail(L, "closed");
+  if (!lr->r) return req_fail(L, lr, "closed");
   if (wf_server_req_respond(lr->r, status, hdrs, nh, body, len, &err))
-    return push_fail(L, err.msg);
+    return req_fail(L, lr, err.msg);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* stream(req, status, headers) -> true | nil, err */
+/* stream(req, status, headers) -> true | nil, err, code */
 static int l_stream(lua_State *L) {
   lreq_t *lr = req_check(L, 1);
   int status = (int)luaL_checkinteger(L, 2);
   const char *hdrs[2 * MAX_HEADERS];
   size_t nh = read_headers(L, 3, hdrs);
   wf_err_t err;
-  if (!lr->r) return push_fail(L, "closed");
+  if (!lr->r) return req_fail(L, lr, "closed");
   if (wf_server_req_stream(lr->r, status, hdrs, nh, &err))
-    return push_fail(L, err.msg);
+    return req_fail(L, lr, err.msg);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* write(req, data) -> true | nil, "closed" | nil, err */
+/* write(req, data) -> true | nil, err, code ("closed" | "error") */
 static int l_write(lua_State *L) {
   lreq_t *lr = req_check(L, 1);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   wf_err_t err;
-  if (!lr->r) return push_fail(L, "closed");
-  if (wf_server_req_write(lr->r, data, len, &err)) return push_fail(L, err.msg);
+  if (!lr->r) return req_fail(L, lr, "closed");
+  if (wf_server_req_write(lr->r, data, len, &err))
+    return req_fail(L, lr, err.msg);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* pending(req) -> bytes queued | nil, "closed" */
+/* pending(req) -> bytes queued | nil, "closed", "closed" */
 static int l_pending(lua_State *L) {
   lreq_t *lr = req_check(L, 1);
-  if (!lr->r || wf_server_req_closed(lr->r)) return push_fail(L, "closed");
+  if (!lr->r || wf_server_req_closed(lr->r)) return req_fail(L, lr, "closed");
   lua_pushinteger(L, (lua_Integer)wf_server_req_pending(lr->r));
   return 1;
 }
@@ -410,12 +412,13 @@ static int l_flush(lua_State *L) {
   return wf_task_suspend(t, L, "weft.server");
 }
 
-/* finish(req) -> true | nil, "closed": end the stream. */
+/* finish(req) -> true | nil, err, code ("closed" | "error"): end the
+ * stream. */
 static int l_finish(lua_State *L) {
   lreq_t *lr = req_check(L, 1);
   wf_err_t err;
-  if (!lr->r) return push_fail(L, "closed");
-  if (wf_server_req_end(lr->r, &err)) return push_fail(L, err.msg);
+  if (!lr->r) return req_fail(L, lr, "closed");
+  if (wf_server_req_end(lr->r, &err)) return req_fail(L, lr, err.msg);
   lua_pushboolean(L, 1);
   return 1;
 }

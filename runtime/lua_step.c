@@ -46,14 +46,15 @@ static int l_poll(lua_State *L) {
 }
 
 /* weft.core.loop.fd() -> a descriptor that polls readable when weft has
- * I/O to handle (then call poll), or nil, err when the backend has none. */
+ * I/O to handle (then call poll), or nil, err, "unsupported" when the
+ * backend has none. */
 static int l_fd(lua_State *L) {
   int fd = wf_watch_backend_fd(wf_lua_rt(L)->loop);
   if (fd < 0)
     return wf_lua_fail(L,
                        "weft.fd: the libev backend has no pollable "
                        "descriptor (set LIBEV_FLAGS to use epoll)",
-                       NULL);
+                       "unsupported");
   lua_pushinteger(L, fd);
   return 1;
 }

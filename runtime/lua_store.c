@@ -32,6 +32,7 @@ typedef struct lwait {
   wf_task_t *t;   /* the waiter (a task or the main thread); NULL: detached */
   lstore_t *ls;   /* NULL once unlinked (completed or detached) */
   int done;       /* the result is in r (owned: buf) */
+  int closed;     /* it completed while its store was closing */
   wf_store_result_t r;
   void *buf;      /* one allocation holding everything r points to */
   struct lwait *prev, *next;
@@ -54,14 +55,17 @@ static void wait_unlink(lwait_t *w) {
   w->ls = NULL;
 }
 
-/* Push the Lua results of r for an operation of kind k; returns their
- * number. get: value | nil | nil, err; scan: {{key=, value=}...};
- * range: {{seq=, value=}...}; commit: true, {seq...} | nil, err,
- * "conflict" (an expectation failed); size: bytes; time: ms. */
-static int push_result(lua_State *L, int k, const wf_store_result_t *r) {
+/* Push the Lua results of r for an operation of kind k (closed: it
+ * completed while the store was closing); returns their number. get:
+ * value | nil; scan: {{key=, value=}...}; range: {{seq=, value=}...};
+ * commit: true, {seq...}; size: bytes; time: ms. A failure is nil, err,
+ * code: "conflict" (an expectation failed), "closed" (the store was
+ * closed meanwhile) or "io" (the backend failed: the message says how). */
+static int push_result(lua_State *L, int k, const wf_store_result_t *r,
+                       int closed) {
   if (r->status != WF_OK)
     return wf_lua_fail(L, r->err ? r->err : "store error",
-                       r->conflict ? "conflict" : NULL);
+                       r->conflict ? "conflict" : closed ? "closed" : "io");
   switch (k) {
     case W_GET:
       if (r->found)
@@ -169,12 +173,14 @@ static void wait_free(lwait_t *w) {
  * result for the waiter and mark it ready. Never builds Lua values. */
 static void op_cb(void *ud, const wf_store_result_t *r) {
   lwait_t *w = ud;
+  int closed = w->ls && !w->ls->s; /* lstore_close clears s first */
   wait_unlink(w);
   if (!w->t) { /* detached: nobody wants the result */
     free(w);
     return;
   }
   result_copy(w, r);
+  w->closed = closed;
   w->done = 1;
   wf_task_ready(w->t);
 }
@@ -182,7 +188,7 @@ static void op_cb(void *ud, const wf_store_result_t *r) {
 /* The caller resumes: its results from the copy. */
 static int op_prepare(wf_task_t *t, lua_State *L) {
   lwait_t *w = t->wait;
-  int n = push_result(L, w->kind, &w->r);
+  int n = push_result(L, w->kind, &w->r, w->closed);
   wait_free(w);
   return n;
 }
@@ -235,7 +241,8 @@ static lstore_t *check_store(lua_State *L) {
   return luaL_checkudata(L, 1, STORE_MT);
 }
 
-/* open(url) -> store | nil, err */
+/* open(url) -> store | nil, err, "error" (a bad url, a file that cannot be
+ * opened: the message says which) */
 static int l_open(lua_State *L) {
   const char *url = luaL_checkstring(L, 1);
   wf_lua_rt_t *rt = wf_lua_rt(L);
@@ -246,14 +253,14 @@ static int l_open(lua_State *L) {
   luaL_getmetatable(L, STORE_MT);
   lua_setmetatable(L, -2);
   ls->s = wf_store_open(rt->loop, url, &err);
-  if (!ls->s) return wf_lua_fail(L, err.msg, NULL);
+  if (!ls->s) return wf_lua_fail(L, err.msg, "error");
   return 1;
 }
 
 /* kind(store) -> "sqlite" | "redis" | "memory" */
 static int l_kind(lua_State *L) {
   lstore_t *ls = check_store(L);
-  if (!ls->s) return wf_lua_fail(L, "store closed", NULL);
+  if (!ls->s) return wf_lua_fail(L, "store closed", "closed");
   lua_pushstring(L, wf_store_kind(ls->s));
   return 1;
 }
@@ -261,7 +268,7 @@ static int l_kind(lua_State *L) {
 /* url(store) -> the url, password redacted */
 static int l_url(lua_State *L) {
   lstore_t *ls = check_store(L);
-  if (!ls->s) return wf_lua_fail(L, "store closed", NULL);
+  if (!ls->s) return wf_lua_fail(L, "store closed", "closed");
   lua_pushstring(L, wf_store_url(ls->s));
   return 1;
 }
@@ -389,51 +396,51 @@ static lua_Number check_count(lua_State *L, int idx, lua_Number dflt) {
   return v;
 }
 
-/* get(store, ns, key) -> value | nil (absent) | nil, err */
+/* get(store, ns, key) -> value | nil (absent) | nil, err, code */
 static int l_get(lua_State *L) {
   lstore_t *ls = check_store(L);
   opargs_t a = {W_GET, check_name(L, 2), check_name(L, 3), 0, 0, NULL};
   wf_task_t mw, *t = wf_task_waiter(wf_lua_rt(L), L, "store:get", &mw);
-  if (!ls->s) return wf_lua_fail(L, "store closed", NULL);
+  if (!ls->s) return wf_lua_fail(L, "store closed", "closed");
   return op_run(L, ls, &a, t, "store:get");
 }
 
-/* scan(store, ns, prefix, limit) -> {{key=, value=}...} | nil, err */
+/* scan(store, ns, prefix, limit) -> {{key=, value=}...} | nil, err, code */
 static int l_scan(lua_State *L) {
   lstore_t *ls = check_store(L);
   opargs_t a = {W_SCAN, check_name(L, 2), check_name(L, 3), 0, 0, NULL};
   a.n1 = check_count(L, 4, 0);
   wf_task_t mw, *t = wf_task_waiter(wf_lua_rt(L), L, "store:scan", &mw);
-  if (!ls->s) return wf_lua_fail(L, "store closed", NULL);
+  if (!ls->s) return wf_lua_fail(L, "store closed", "closed");
   return op_run(L, ls, &a, t, "store:scan");
 }
 
-/* range(store, ns, key, from, to) -> {{seq=, value=}...} | nil, err */
+/* range(store, ns, key, from, to) -> {{seq=, value=}...} | nil, err, code */
 static int l_range(lua_State *L) {
   lstore_t *ls = check_store(L);
   opargs_t a = {W_RANGE, check_name(L, 2), check_name(L, 3), 0, 0, NULL};
   a.n1 = check_count(L, 4, 1);
   a.n2 = check_count(L, 5, 0);
   wf_task_t mw, *t = wf_task_waiter(wf_lua_rt(L), L, "store:range", &mw);
-  if (!ls->s) return wf_lua_fail(L, "store closed", NULL);
+  if (!ls->s) return wf_lua_fail(L, "store closed", "closed");
   return op_run(L, ls, &a, t, "store:range");
 }
 
-/* size(store, ns) -> bytes | nil, err */
+/* size(store, ns) -> bytes | nil, err, code */
 static int l_size(lua_State *L) {
   lstore_t *ls = check_store(L);
   opargs_t a = {W_SIZE, check_name(L, 2), "", 0, 0, NULL};
   wf_task_t mw, *t = wf_task_waiter(wf_lua_rt(L), L, "store:size", &mw);
-  if (!ls->s) return wf_lua_fail(L, "store closed", NULL);
+  if (!ls->s) return wf_lua_fail(L, "store closed", "closed");
   return op_run(L, ls, &a, t, "store:size");
 }
 
-/* time(store) -> the store's clock in ms | nil, err */
+/* time(store) -> the store's clock in ms | nil, err, code */
 static int l_time(lua_State *L) {
   lstore_t *ls = check_store(L);
   opargs_t a = {W_TIME, "", "", 0, 0, NULL};
   wf_task_t mw, *t = wf_task_waiter(wf_lua_rt(L), L, "store:time", &mw);
-  if (!ls->s) return wf_lua_fail(L, "store closed", NULL);
+  if (!ls->s) return wf_lua_fail(L, "store closed", "closed");
   return op_run(L, ls, &a, t, "store:time");
 }
 
@@ -441,7 +448,7 @@ static int l_time(lua_State *L) {
 enum { B_PUT = 1, B_DEL, B_DEL_PREFIX, B_APPEND, B_TRIM, B_EXPECT,
        B_EXPECT_LAST };
 
-/* commit(store, ops, n) -> true, {seq...} | nil, err[, "conflict"]. ops is
+/* commit(store, ops, n) -> true, {seq...} | nil, err, code. ops is
  * a flat list of n writes and expectations, 4 slots each: code, ns, key,
  * value (a string) or keep_from / last (a number) or false (expect: the
  * record must be absent). */
@@ -485,7 +492,7 @@ static int l_commit(lua_State *L) {
     lua_pop(L, 1);
   }
   t = wf_task_waiter(wf_lua_rt(L), L, "batch:commit", &mw);
-  if (!ls->s) return wf_lua_fail(L, "store closed", NULL);
+  if (!ls->s) return wf_lua_fail(L, "store closed", "closed");
   /* nothing below raises until the batch is handed over */
   a.b = wf_store_batch(ls->s);
   for (i = 0; i < n; i++) {

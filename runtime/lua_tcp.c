@@ -119,7 +119,7 @@ static int l_sock_tostring(lua_State *L) {
 
 /* ---- constructors ------------------------------------------------------ */
 
-/* listen(host, port, backlog) -> server socket | nil, err */
+/* listen(host, port, backlog) -> server socket | nil, err, "io" */
 static int l_listen(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   int port = (int)luaL_checkinteger(L, 2);
@@ -128,13 +128,13 @@ static int l_listen(lua_State *L) {
   wf_err_t err;
   sock_ud_t *u = sock_new(L);
   wf_tcp_t *tcp = wf_tcp_listen(rt->loop, host, port, backlog, &err);
-  if (!tcp) return wf_lua_fail(L, err.msg, NULL);
+  if (!tcp) return wf_lua_fail(L, err.msg, "io");
   sock_attach(L, u, tcp, 1);
   return 1;
 }
 
-/* connect(host, port) -> socket (connecting) | nil, err. Completion: wait
- * for "w", then connected(). */
+/* connect(host, port) -> socket (connecting) | nil, err, "connect".
+ * Completion: wait for "w", then connected(). */
 static int l_connect(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   int port = (int)luaL_checkinteger(L, 2);
@@ -142,34 +142,36 @@ static int l_connect(lua_State *L) {
   wf_err_t err;
   sock_ud_t *u = sock_new(L);
   wf_tcp_t *tcp = wf_tcp_connect(rt->loop, host, port, &err);
-  if (!tcp) return wf_lua_fail(L, err.msg, NULL);
+  if (!tcp) return wf_lua_fail(L, err.msg, "connect");
   sock_attach(L, u, tcp, 0);
   return 1;
 }
 
-/* connected(sock) -> true | AGAIN | nil, err */
+/* connected(sock) -> true | AGAIN | nil, err, "connect" | nil, "closed",
+ * "closed" */
 static int l_connected(lua_State *L) {
   sock_ud_t *u = sock_check(L, 1);
   wf_err_t err;
   int rc;
-  if (!u->s) return wf_lua_fail(L, "closed", NULL);
+  if (!u->s) return wf_lua_fail(L, "closed", "closed");
   rc = wf_tcp_connected(u->s->tcp, &err);
   if (rc == WF_AGAIN) {
     lua_pushlightuserdata(L, &again_key);
     return 1;
   }
-  if (rc != WF_OK) return wf_lua_fail(L, err.msg, NULL);
+  if (rc != WF_OK) return wf_lua_fail(L, err.msg, "connect");
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* accept(server) -> socket | AGAIN | nil, err */
+/* accept(server) -> socket | AGAIN | nil, err, "io" | nil, "closed",
+ * "closed" */
 static int l_accept(lua_State *L) {
   sock_ud_t *u = sock_check(L, 1);
   wf_tcp_t *c;
   wf_err_t err;
   int rc;
-  if (!u->s) return wf_lua_fail(L, "closed", NULL);
+  if (!u->s) return wf_lua_fail(L, "closed", "closed");
   if (!u->s->listener) return luaL_error(L, "accept: not a listening socket");
   sock_ud_t *cu = sock_new(L);
   rc = wf_tcp_accept(u->s->tcp, &c, &err);
@@ -177,19 +179,21 @@ static int l_accept(lua_State *L) {
     lua_pushlightuserdata(L, &again_key);
     return 1;
   }
-  if (rc != WF_OK) return wf_lua_fail(L, err.msg, NULL);
+  if (rc != WF_OK) return wf_lua_fail(L, err.msg, "io");
   sock_attach(L, cu, c, 0);
   return 1;
 }
 
 /* ---- input ------------------------------------------------------------- */
 
-/* recv(sock, mode, arg) -> data | AGAIN | nil, err, partial.
- * mode "l": a line without its LF (and a CR before it), arg = max length
- * (longer: nil, "line too long", left buffered); "a": everything until the
- * peer closes; "n": exactly arg bytes; "u": up to the delimiter arg (not
- * included, consumed). At end of stream "l", "n" and "u" fail with
- * "closed" and the partial data. Framing is tcp.c's (wf_tcp_recv). */
+/* recv(sock, mode, arg) -> data | AGAIN | nil, err, partial (the
+ * cosocket shape: partial takes the code's place, err is "closed" at end
+ * of stream or a sentence). mode "l": a line without its LF (and a CR
+ * before it), arg = max length (longer: nil, "line too long", left
+ * buffered); "a": everything until the peer closes; "n": exactly arg
+ * bytes; "u": up to the delimiter arg (not included, consumed). At end of
+ * stream "l", "n" and "u" fail with "closed" and the partial data.
+ * Framing is tcp.c's (wf_tcp_recv). */
 static int l_recv(lua_State *L) {
   sock_ud_t *u = sock_check(L, 1);
   const char *mode = luaL_checkstring(L, 2);
@@ -226,7 +230,7 @@ static int l_recv(lua_State *L) {
     default:
       return luaL_argerror(L, 2, "mode must be 'l', 'a', 'n' or 'u'");
   }
-  if (!u->s) return wf_lua_fail(L, "closed", NULL);
+  if (!u->s) return wf_lua_fail(L, "closed", NULL); /* no partial */
   if (u->s->listener) return luaL_error(L, "receive: on a listening socket");
   rc = wf_tcp_recv(u->s->tcp, frame, n, delim, dl, &data, &len, &err);
   if (rc == WF_AGAIN) {
@@ -238,8 +242,7 @@ static int l_recv(lua_State *L) {
     return 1;
   }
   if (!data) return wf_lua_fail(L, err.msg, NULL); /* line too long */
-  lua_pushnil(L);
-  lua_pushstring(L, err.msg);
+  wf_lua_fail(L, err.msg, NULL);
   lua_pushlstring(L, data, len); /* the partial input */
   return 3;
 }
@@ -256,8 +259,9 @@ static int l_partial(lua_State *L) {
 
 /* ---- output ------------------------------------------------------------ */
 
-/* send(sock, data, i) -> #data | AGAIN, i | nil, err, i — writes data from
- * offset i (bytes already sent) until done or it would block. */
+/* send(sock, data, i) -> #data | AGAIN, i | nil, err, i (the cosocket
+ * shape: the count sent takes the code's place) — writes data from offset
+ * i (bytes already sent) until done or it would block. */
 static int l_send(lua_State *L) {
   sock_ud_t *u = sock_check(L, 1);
   size_t len, i = (size_t)luaL_optinteger(L, 3, 0), sent;
@@ -265,8 +269,7 @@ static int l_send(lua_State *L) {
   wf_err_t err;
   luaL_argcheck(L, i <= len, 3, "offset beyond the data");
   if (!u->s) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "closed");
+    wf_lua_fail(L, "closed", NULL);
     lua_pushinteger(L, (lua_Integer)i);
     return 3;
   }
@@ -279,8 +282,7 @@ static int l_send(lua_State *L) {
       return 2;
     }
     if (rc != WF_OK) {
-      lua_pushnil(L);
-      lua_pushstring(L, err.msg);
+      wf_lua_fail(L, err.msg, NULL);
       lua_pushinteger(L, (lua_Integer)i);
       return 3;
     }
@@ -352,29 +354,31 @@ static int l_wait(lua_State *L) {
 
 /* ---- misc -------------------------------------------------------------- */
 
-/* close(sock) -> true | nil, "closed" (already). Wakes a waiting task. */
+/* close(sock) -> true | nil, "closed", "closed" (already). Wakes a waiting
+ * task. */
 static int l_close(lua_State *L) {
   sock_ud_t *u = sock_check(L, 1);
-  if (!u->s) return wf_lua_fail(L, "closed", NULL);
+  if (!u->s) return wf_lua_fail(L, "closed", "closed");
   sock_free(u->s, 1);
   u->s = NULL;
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* shutdown(sock) -> true | nil, "closed": half-close (no more sending). */
+/* shutdown(sock) -> true | nil, "closed", "closed": half-close (no more
+ * sending). */
 static int l_shutdown(lua_State *L) {
   sock_ud_t *u = sock_check(L, 1);
-  if (!u->s) return wf_lua_fail(L, "closed", NULL);
+  if (!u->s) return wf_lua_fail(L, "closed", "closed");
   wf_tcp_shutdown_write(u->s->tcp);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* port(sock) -> local port | nil, "closed" */
+/* port(sock) -> local port | nil, "closed", "closed" */
 static int l_port(lua_State *L) {
   sock_ud_t *u = sock_check(L, 1);
-  if (!u->s) return wf_lua_fail(L, "closed", NULL);
+  if (!u->s) return wf_lua_fail(L, "closed", "closed");
   lua_pushinteger(L, wf_tcp_port(u->s->tcp));
   return 1;
 }
@@ -392,10 +396,10 @@ static int l_buffered(lua_State *L) {
   return 1;
 }
 
-/* raise_nofile() -> the new RLIMIT_NOFILE soft limit | nil, err */
+/* raise_nofile() -> the new RLIMIT_NOFILE soft limit | nil, err, "io" */
 static int l_raise_nofile(lua_State *L) {
   long n = wf_tcp_raise_nofile();
-  if (n < 0) return wf_lua_fail(L, "cannot raise RLIMIT_NOFILE", NULL);
+  if (n < 0) return wf_lua_fail(L, "cannot raise RLIMIT_NOFILE", "io");
   lua_pushnumber(L, (lua_Number)n);
   return 1;
 }

@@ -13,8 +13,10 @@
 -- Every call that touches the store yields the calling executor or
 -- `weft.go` task (on the main thread it runs the loop until done), so
 -- concurrent tasks share one store. Values are strings (encode tables with
--- weft.json). Expected failures return `nil, err` (err names the backend,
--- e.g. "redis 127.0.0.1:6379: connection refused"); misuse raises.
+-- weft.json). Expected failures return `nil, err, code` (err names the
+-- backend, e.g. "redis 127.0.0.1:6379: connection refused"; code "io",
+-- "closed", "conflict", "error" for open, and for leases "held", "lost",
+-- "corrupt"; docs/store.md); misuse raises.
 --
 -- Nothing written to a store contains a registered secret (weft.secrets):
 -- every store mirrors the registry into its C hook (runtime/store.c), which
@@ -105,8 +107,8 @@ function _M.open(url)
   if type(url) ~= "string" then
     error("weft.store.open: url must be a string, got " .. type(url), 2)
   end
-  local u, err = core.open(url)
-  if not u then return nil, err end
+  local u, err, code = core.open(url)
+  if not u then return nil, err, code end
   local list = secrets.list()
   for i = 1, #list do add_secret(u, list[i]) end
   live[u] = true
@@ -218,12 +220,12 @@ function _M.describe_lease(l)
 end
 
 -- The lease record (ns "lease", key name): body, decoded table | nil, nil
--- when there is none | nil, err.
+-- when there is none | nil, nil, err, code.
 local function lease_read(self, name)
-  local body, err = raw_get(self._u, LEASE_NS, name)
-  if body == nil then return nil, nil, err end
+  local body, err, code = raw_get(self._u, LEASE_NS, name)
+  if body == nil then return nil, nil, err, code end
   local ok, rec = pcall(codec().decode, body)
-  if not ok or type(rec) ~= "table" then return nil, nil, "corrupt lease record of " .. name end
+  if not ok or type(rec) ~= "table" then return nil, nil, "corrupt lease record of " .. name, "corrupt" end
   return body, rec
 end
 
@@ -233,10 +235,10 @@ end
 function Store:lease(name)
   check_self("lease", self)
   check_key("lease", "name", name)
-  local now, terr = raw_time(self._u)
-  if not now then return nil, terr end
-  local body, rec, err = lease_read(self, name)
-  if not body then return nil, err end
+  local now, terr, tcode = raw_time(self._u)
+  if not now then return nil, terr, tcode end
+  local body, rec, err, code = lease_read(self, name)
+  if not body then return nil, err, code end
   rec.name, rec.now, rec.held = name, now, rec.expires > now
   return rec
 end
@@ -265,10 +267,10 @@ function Store:lease_acquire(name, ttl, owner)
   end
   owner = owner or _M.owner()
   for _ = 1, 8 do
-    local now, terr = raw_time(self._u)
-    if not now then return nil, terr end
-    local cur, rec, err = lease_read(self, name)
-    if err then return nil, err end
+    local now, terr, tcode = raw_time(self._u)
+    if not now then return nil, terr, tcode end
+    local cur, rec, err, rcode = lease_read(self, name)
+    if err then return nil, err, rcode end
     if rec and rec.owner ~= owner.id and rec.expires > now then
       rec.name, rec.now, rec.held = name, now, true
       return nil, ("lease %s is held by %s"):format(name, _M.describe_lease(rec)), "held", rec
@@ -280,9 +282,9 @@ function Store:lease_acquire(name, ttl, owner)
       new.name, new.now = name, now
       return new
     end
-    if code ~= "conflict" then return nil, cerr end
+    if code ~= "conflict" then return nil, cerr, code end
   end
-  return nil, "lease " .. name .. ": contended (changed 8 times while acquiring)"
+  return nil, "lease " .. name .. ": contended (changed 8 times while acquiring)", "conflict"
 end
 
 --- Extend lease l (from lease_acquire) by ttl seconds from now: true
@@ -291,10 +293,10 @@ end
 function Store:lease_renew(l, ttl)
   check_self("lease_renew", self)
   for _ = 1, 8 do
-    local now, terr = raw_time(self._u)
-    if not now then return nil, terr end
-    local cur, rec, err = lease_read(self, l.name)
-    if err then return nil, err end
+    local now, terr, tcode = raw_time(self._u)
+    if not now then return nil, terr, tcode end
+    local cur, rec, err, rcode = lease_read(self, l.name)
+    if err then return nil, err, rcode end
     if not rec or rec.token ~= l.token or rec.expires == 0 then
       if rec then rec.name, rec.now, rec.held = l.name, now, rec.expires > now end
       return nil, ("lease %s was lost%s"):format(l.name,
@@ -306,9 +308,9 @@ function Store:lease_renew(l, ttl)
       l.expires, l.now = rec.expires, now
       return true
     end
-    if code ~= "conflict" then return nil, cerr end
+    if code ~= "conflict" then return nil, cerr, code end
   end
-  return nil, "lease " .. l.name .. ": contended (changed 8 times while renewing)"
+  return nil, "lease " .. l.name .. ": contended (changed 8 times while renewing)", "conflict"
 end
 
 --- Give lease l up (it expires now; its token stays, so the next owner's
@@ -316,15 +318,15 @@ end
 function Store:lease_release(l)
   check_self("lease_release", self)
   for _ = 1, 8 do
-    local cur, rec, err = lease_read(self, l.name)
-    if err then return nil, err end
+    local cur, rec, err, rcode = lease_read(self, l.name)
+    if err then return nil, err, rcode end
     if not rec or rec.token ~= l.token or rec.expires == 0 then return true end
     rec.expires = 0
     local ok, cerr, code = lease_write(self, l.name, cur, rec)
     if ok then return true end
-    if code ~= "conflict" then return nil, cerr end
+    if code ~= "conflict" then return nil, cerr, code end
   end
-  return nil, "lease " .. l.name .. ": contended (changed 8 times while releasing)"
+  return nil, "lease " .. l.name .. ": contended (changed 8 times while releasing)", "conflict"
 end
 
 --- A new batch of writes, applied atomically by batch:commit().
@@ -339,8 +341,8 @@ function Store:put(ns, key, value)
   check_ns("put", ns)
   check_key("put", "key", key)
   check_value("put", value)
-  local ok, err = raw_commit(self._u, { PUT, ns, key, value }, 1)
-  if not ok then return nil, err end
+  local ok, err, code = raw_commit(self._u, { PUT, ns, key, value }, 1)
+  if not ok then return nil, err, code end
   return true
 end
 
@@ -350,8 +352,8 @@ function Store:append(ns, key, value)
   check_ns("append", ns)
   check_key("append", "key", key)
   check_value("append", value)
-  local ok, seqs = raw_commit(self._u, { APPEND, ns, key, value }, 1)
-  if not ok then return nil, seqs end
+  local ok, seqs, code = raw_commit(self._u, { APPEND, ns, key, value }, 1)
+  if not ok then return nil, seqs, code end
   return seqs[1]
 end
 
@@ -360,8 +362,8 @@ function Store:del(ns, key)
   check_self("del", self)
   check_ns("del", ns)
   check_key("del", "key", key)
-  local ok, err = raw_commit(self._u, { DEL, ns, key, false }, 1)
-  if not ok then return nil, err end
+  local ok, err, code = raw_commit(self._u, { DEL, ns, key, false }, 1)
+  if not ok then return nil, err, code end
   return true
 end
 
@@ -371,8 +373,8 @@ function Store:del_prefix(ns, prefix)
   check_self("del_prefix", self)
   check_ns("del_prefix", ns)
   check_key("del_prefix", "prefix", prefix)
-  local ok, err = raw_commit(self._u, { DEL_PREFIX, ns, prefix, false }, 1)
-  if not ok then return nil, err end
+  local ok, err, code = raw_commit(self._u, { DEL_PREFIX, ns, prefix, false }, 1)
+  if not ok then return nil, err, code end
   return true
 end
 
@@ -383,8 +385,8 @@ function Store:trim(ns, key, keep_from)
   check_ns("trim", ns)
   check_key("trim", "key", key)
   check_int("trim", "keep_from", keep_from, 1, true)
-  local ok, err = raw_commit(self._u, { TRIM, ns, key, keep_from }, 1)
-  if not ok then return nil, err end
+  local ok, err, code = raw_commit(self._u, { TRIM, ns, key, keep_from }, 1)
+  if not ok then return nil, err, code end
   return true
 end
 

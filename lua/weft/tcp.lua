@@ -14,8 +14,10 @@
 --
 -- Every call that waits yields the calling executor or `weft.go` task (or,
 -- on the main thread, runs the loop until done). Expected failures return
--- `nil, err[, partial]` with err "timeout", "closed" or a sentence; misuse
--- raises. Timeouts are in seconds; nil means no timeout. A socket is freed
+-- `nil, err, code`: code "timeout", "closed", "connect" or "io" (err is
+-- "timeout", "closed" or a sentence); receive and send keep the cosocket
+-- shape `nil, err, partial` / `nil, err, sent` (err "timeout", "closed" or
+-- a sentence); misuse raises. Timeouts are in seconds; nil means no timeout. A socket is freed
 -- by `close()` or when it is garbage-collected. One task at a time may wait
 -- on a socket: a second one raises "socket busy".
 --
@@ -74,7 +76,7 @@ local function wait(self, what, deadline)
 end
 
 --- Listen on host:port (port 0 picks a free port); backlog default SOMAXCONN.
--- Returns a server socket or nil, err.
+-- Returns a server socket or nil, err, "io".
 function _M.listen(host, port, backlog)
   if host == nil or host == "*" then host = "0.0.0.0" end
   arg("tcp.listen", "host", host, ARGS.host, 2)
@@ -83,25 +85,25 @@ function _M.listen(host, port, backlog)
   return core.listen(host, port, backlog)
 end
 
---- Connect to host:port; returns a connected socket or nil, err
--- ("timeout", "connection refused: ...").
+--- Connect to host:port; returns a connected socket or nil, err, code
+-- ("timeout" or "connect": refused, unreachable, unresolved).
 function _M.connect(host, port, timeout)
   arg("tcp.connect", "host", host, ARGS.host, 2)
   arg("tcp.connect", "port", port, ARGS.port, 2)
   check_timeout("tcp.connect", timeout)
-  local c, err = core.connect(host, port)
-  if not c then return nil, err end
+  local c, err, code = core.connect(host, port)
+  if not c then return nil, err, code end
   local deadline = timeout and clock() + timeout
   while true do
-    local ok, cerr = raw_connected(c)
+    local ok, cerr, code = raw_connected(c)
     if ok == true then return c end
     if ok ~= AGAIN then
       core.close(c)
-      return nil, "cannot connect to " .. host .. ":" .. port .. ": " .. cerr
+      return nil, "cannot connect to " .. host .. ":" .. port .. ": " .. cerr, code
     end
     if not wait(c, "w", deadline) then
       core.close(c)
-      return nil, "timeout"
+      return nil, "timeout", "timeout"
     end
   end
 end
@@ -109,14 +111,15 @@ end
 --- Raise the open-files soft limit to the hard limit; returns the new limit.
 _M.raise_nofile = core.raise_nofile
 
---- Accept a connection: the new socket, or nil, "timeout" | "closed" | err.
+--- Accept a connection: the new socket, or nil, err, code ("timeout",
+-- "closed", "io").
 function Socket:accept(timeout)
   check_timeout("accept", timeout)
   local deadline = timeout and clock() + timeout
   while true do
-    local c, err = raw_accept(self)
-    if c ~= AGAIN then return c, err end
-    if not wait(self, "r", deadline) then return nil, "timeout" end
+    local c, err, code = raw_accept(self)
+    if c ~= AGAIN then return c, err, code end
+    if not wait(self, "r", deadline) then return nil, "timeout", "timeout" end
   end
 end
 
@@ -176,8 +179,8 @@ function Socket:send(data, timeout)
   end
 end
 
---- Close the socket (a task waiting on it gets nil, "closed"); true, or
--- nil, "closed" when it was closed already.
+--- Close the socket (a task waiting on it gets nil, "closed", "closed");
+-- true, or nil, "closed", "closed" when it was closed already.
 Socket.close = core.close
 
 --- Half-close: no more sending; the peer sees end of stream.

@@ -729,6 +729,20 @@ end
       assert.mentions("No such file", err)
     end)
 
+    it("gets nil, err, 'io' from every failing primitive of weft.core.proc", function()
+      local missing = dir .. "/missing"
+      local function io_fail(...)
+        local r = { ... }
+        assert.is_nil(r[1])
+        assert.mentions(missing, r[2])
+        assert.same({ "io", 3 }, { r[3], select("#", ...) })
+      end
+      io_fail(proc.realpath(missing))
+      io_fail(proc.mkdtemp(missing .. "/d-XXXXXX"))
+      io_fail(proc.chown(missing, 0, 0))
+      io_fail(proc.rmtree(missing))
+    end)
+
     it("validates the prefix", function()
       assert.mentions("prefix", h.error_of(sandbox.tempdir, "../x"))
       assert.mentions("prefix", h.error_of(sandbox.tempdir, ""))
