@@ -802,9 +802,13 @@ local function cmd_serve(parsed)
     if not hok then return fail(EXIT_USAGE, "serve: --watch " .. watch .. ": " .. one_line(host, 400)) end
     app.host = host
   end
-  local rok, nres, rfailed = pcall(require("weft.serve.executions").resume_running, app)
+  local rok, nres, rfailed, nwait = pcall(require("weft.serve.executions").resume_running, app)
   if not rok then return fail(EXIT_USAGE, "serve: resuming executions: " .. tostring(nres)) end
   if nres > 0 then say(stderr, format("weft: resumed %d execution(s) left running", nres)) end
+  if (nwait or 0) > 0 then
+    say(stderr, format("weft: %d of them wait for the lease of the server that ran them (killed mid-run); "
+      .. "they continue when it expires", nwait))
+  end
   for _, f in ipairs(rfailed) do
     say(stderr, format("weft: could not resume execution %s: %s", f.id, one_line(f.error, 300)))
   end

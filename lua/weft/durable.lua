@@ -132,20 +132,21 @@ end
 -- ---------------------------------------------------------------------------
 -- ownership
 
--- Lease settings of opts: ttl, renew (seconds), wait (bool).
+-- Lease settings of opts: ttl, renew (seconds), wait (bool), cancel (a
+-- function that stops a wait when it returns true).
 local function lease_conf(opts)
   local l = type(opts) == "table" and type(opts.lease) == "table" and opts.lease or {}
   local ttl = l.ttl or tonumber(os.getenv("WEFT_LEASE_TTL") or "") or _M.LEASE_TTL
   local renew = l.renew or tonumber(os.getenv("WEFT_LEASE_RENEW") or "")
     or math.min(_M.LEASE_RENEW, ttl / 3)
-  return ttl, renew, l.wait
+  return ttl, renew, l.wait, l.cancel
 end
 
 --- Take the lease of run id for this process: the lease, or raises
 -- "run 'id' is owned by OWNER (pid P on HOST) until T (in N s) ..." (with
 -- opts.lease.wait: waits until it is free instead).
 function _M.own(store, id, opts)
-  local ttl, renew, wait = lease_conf(opts)
+  local ttl, renew, wait, cancel = lease_conf(opts)
   while true do
     local l, err, code, holder = store:lease_acquire(id, ttl)
     if l then
@@ -156,6 +157,9 @@ function _M.own(store, id, opts)
     if not wait then
       error(fmt("run '%s' is owned by %s; nothing was changed (retry after that, or wait with --wait)",
         id, store_mod.describe_lease(holder)), 0)
+    end
+    if cancel and cancel() then
+      error(fmt("run '%s': waiting for its lease was cancelled; nothing was changed", id), 0)
     end
     loop.sleep(math.max(0.01, math.min((holder.expires - holder.now) / 1000 + 0.01, 0.5)))
   end

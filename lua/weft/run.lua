@@ -61,7 +61,9 @@ _M.OPTIONS = check.spec("run", { properties = {
   store = { type = "any" },
   script = { type = "any" },
   lease = { type = "table", properties = { ttl = { type = "number", minimum = 0.001 },
-    renew = { type = "number", minimum = 0.001 }, wait = { type = "boolean" } } },
+    renew = { type = "number", minimum = 0.001 }, wait = { type = "boolean" },
+    -- while waiting: a function returning true stops the wait (cancelled)
+    cancel = { type = "callable" } } },
 } })
 local LIMITS_SPEC = check.spec("run", LIMITS)
 

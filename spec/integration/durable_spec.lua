@@ -237,6 +237,22 @@ for _, kind in ipairs({ "memory", "sqlite", "redis" }) do
       assert.is_nil((store:lease("owned"))) -- its lease and token went with it
     end))
 
+    it("stop waiting for a run's lease when lease.cancel says so, changing nothing", with_store(function()
+      local store = weft.store.open(url)
+      local wf = load_fixture("loop.lua", 3)
+      local h = wf:spawn(0, { store = store, run_id = "waited" })
+      h:wait()
+      local l = assert(store:lease_acquire("waited", 30, { id = "other", host = "h", pid = 1 }))
+      local polls = 0
+      local ok, err = pcall(wf.resume, wf, "waited", { store = store, from = 1,
+        lease = { wait = true, cancel = function() polls = polls + 1; return polls >= 2 end } })
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("run 'waited': waiting for its lease was cancelled", 1, true), err)
+      assert.equal(2, polls)
+      assert.equal(l.token, assert(store:lease("waited")).token) -- still the other owner's
+      assert(store:lease_release(l))
+    end))
+
     it("record the end of a run the host drives by polling (no wait)", with_store(function()
       local store = weft.store.open(url)
       local h = load_fixture("loop.lua", 5):spawn(0, { store = store, run_id = "polled" })

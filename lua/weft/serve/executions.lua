@@ -193,7 +193,8 @@ end
 -- ends cancelled too.
 local function resume_later(app, x, wf, opts)
   x.resuming = true
-  opts.lease = { wait = true }
+  -- a DELETE meanwhile stops the wait itself (checked between polls)
+  opts.lease = { wait = true, cancel = function() return x.cancel_wanted end }
   require("weft").go(function()
     local ok, h = pcall(wf.resume, wf, x.id, opts) -- yields while it waits
     x.resuming = nil
