@@ -34,13 +34,6 @@ typedef struct lreq {
 
 static char again_key; /* the AGAIN sentinel (a light userdata) */
 
-/* The failure of an operation on lr's request: nil, msg, "closed" when
- * the request is gone or closed (the client left), else code "error". */
-static int req_fail(lua_State *L, lreq_t *lr, const char *msg) {
-  int closed = !lr->r || wf_server_req_closed(lr->r);
-  return wf_lua_fail(L, msg, closed ? "closed" : "error");
-}
-
 /* ---- waiting ----------------------------------------------------------- */
 
 /* Take t out of the list at *head. */
@@ -149,7 +142,7 @@ static double opt_num(lua_State *L, const char *name, double def) {
 }
 
 /* listen{host, port, max_connections, max_header_bytes, max_body_bytes,
- * header_timeout, body_timeout, idle_timeout} -> srv | nil, err, "io" */
+ * header_timeout, body_timeout, idle_timeout} -> srv | nil, err */
 static int l_listen(lua_State *L) {
   wf_lua_rt_t *rt = wf_lua_rt(L);
   wf_server_opts_t o;
@@ -176,15 +169,15 @@ static int l_listen(lua_State *L) {
   *u = calloc(1, sizeof **u);
   if (!*u) return luaL_error(L, "server.listen: out of memory");
   s = wf_server_new(wf_loop_ev(rt->loop), &o, srv_notify, *u, &err);
-  if (!s) return wf_lua_fail(L, err.msg, "io");
+  if (!s) return wf_lua_fail(L, err.msg, NULL);
   (*u)->s = s;
   return 1;
 }
 
-/* port(srv) -> the bound port | nil, "closed", "closed" */
+/* port(srv) -> the bound port | nil, "closed" */
 static int l_port(lua_State *L) {
   lsrv_t *ls = srv_check(L, 1);
-  if (!ls->s) return wf_lua_fail(L, "closed", "closed");
+  if (!ls->s) return wf_lua_fail(L, "closed", NULL);
   lua_pushinteger(L, wf_server_port(ls->s));
   return 1;
 }
@@ -338,8 +331,7 @@ static size_t read_headers(lua_State *L, int idx, const char **hdrs) {
   return n / 2;
 }
 
-/* respond(req, status, headers, body) -> true | nil, err, code ("closed":
- * the client left; "error": e.g. "response already sent") */
+/* respond(req, status, headers, body) -> true | nil, err */
 static int l_respond(lua_State *L) {
   lreq_t *lr = req_check(L, 1);
   int status = (int)luaL_checkinteger(L, 2);
@@ -347,44 +339,45 @@ static int l_respond(lua_State *L) {
   size_t nh = read_headers(L, 3, hdrs), len;
   const char *body = luaL_optlstring(L, 4, "", &len);
   wf_err_t err;
-  if (!lr->r) return req_fail(L, lr, "closed");
+  if (!lr->r) return wf_lua_fail(L, "closed", NULL);
   if (wf_server_req_respond(lr->r, status, hdrs, nh, body, len, &err))
-    return req_fail(L, lr, err.msg);
+    return wf_lua_fail(L, err.msg, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* stream(req, status, headers) -> true | nil, err, code */
+/* stream(req, status, headers) -> true | nil, err */
 static int l_stream(lua_State *L) {
   lreq_t *lr = req_check(L, 1);
   int status = (int)luaL_checkinteger(L, 2);
   const char *hdrs[2 * MAX_HEADERS];
   size_t nh = read_headers(L, 3, hdrs);
   wf_err_t err;
-  if (!lr->r) return req_fail(L, lr, "closed");
+  if (!lr->r) return wf_lua_fail(L, "closed", NULL);
   if (wf_server_req_stream(lr->r, status, hdrs, nh, &err))
-    return req_fail(L, lr, err.msg);
+    return wf_lua_fail(L, err.msg, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* write(req, data) -> true | nil, err, code ("closed" | "error") */
+/* write(req, data) -> true | nil, "closed" | nil, err */
 static int l_write(lua_State *L) {
   lreq_t *lr = req_check(L, 1);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   wf_err_t err;
-  if (!lr->r) return req_fail(L, lr, "closed");
+  if (!lr->r) return wf_lua_fail(L, "closed", NULL);
   if (wf_server_req_write(lr->r, data, len, &err))
-    return req_fail(L, lr, err.msg);
+    return wf_lua_fail(L, err.msg, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* pending(req) -> bytes queued | nil, "closed", "closed" */
+/* pending(req) -> bytes queued | nil, "closed" */
 static int l_pending(lua_State *L) {
   lreq_t *lr = req_check(L, 1);
-  if (!lr->r || wf_server_req_closed(lr->r)) return req_fail(L, lr, "closed");
+  if (!lr->r || wf_server_req_closed(lr->r))
+    return wf_lua_fail(L, "closed", NULL);
   lua_pushinteger(L, (lua_Integer)wf_server_req_pending(lr->r));
   return 1;
 }
@@ -412,13 +405,12 @@ static int l_flush(lua_State *L) {
   return wf_task_suspend(t, L, "weft.server");
 }
 
-/* finish(req) -> true | nil, err, code ("closed" | "error"): end the
- * stream. */
+/* finish(req) -> true | nil, "closed": end the stream. */
 static int l_finish(lua_State *L) {
   lreq_t *lr = req_check(L, 1);
   wf_err_t err;
-  if (!lr->r) return req_fail(L, lr, "closed");
-  if (wf_server_req_end(lr->r, &err)) return req_fail(L, lr, err.msg);
+  if (!lr->r) return wf_lua_fail(L, "closed", NULL);
+  if (wf_server_req_end(lr->r, &err)) return wf_lua_fail(L, err.msg, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
