@@ -73,8 +73,13 @@ void wf_graph_free(wf_graph_t *g) {
     free(e->has_cond);
   }
   free(g->edges);
-  for (int i = 0; i < g->nkeys; i++) free(g->keys[i]);
+  for (int i = 0; i < g->nkeys; i++) {
+    free(g->keys[i]);
+    free(g->reducers[i].sig);
+    free(g->reducers[i].label);
+  }
   free(g->keys);
+  free(g->reducers);
   free(g->idx);
   free(g->name);
   free(g);
@@ -304,8 +309,70 @@ int wf_graph_add_reducer(wf_graph_t *g, const char *key) {
   int r = wf_graph_reducer(g, key);
   if (r >= 0) return r;
   WF_GROW(g->keys, g->ckeys, (size_t)g->nkeys + 1);
+  WF_GROW(g->reducers, g->creducers, (size_t)g->nkeys + 1);
   g->keys[g->nkeys] = wf_xstrdup(key);
+  memset(&g->reducers[g->nkeys], 0, sizeof g->reducers[g->nkeys]);
   return g->nkeys++;
+}
+
+/* Set reducer id's signature and label (copies; replaces earlier ones). */
+int wf_graph_set_reducer_sig(wf_graph_t *g, int id, const char *sig, size_t len,
+                             const char *label, wf_err_t *err) {
+  if (check_open(g, err) != WF_OK) return WF_ERR;
+  if (id < 0 || id >= g->nkeys)
+    return wf_err_set(err, "workflow '%s': no reducer %d", g->name, id + 1);
+  wf_greducer_t *r = &g->reducers[id];
+  free(r->sig);
+  free(r->label);
+  r->sig = NULL;
+  if (sig) {
+    r->sig = wf_xmalloc(len ? len : 1);
+    memcpy(r->sig, sig, len);
+  }
+  r->siglen = len;
+  r->label = label ? wf_xstrdup(label) : NULL;
+  return WF_OK;
+}
+
+/* The label of reducer id of g for messages. */
+static const char *reducer_label(const wf_graph_t *g, int id) {
+  const char *l = g->reducers[id].label;
+  return l ? l : "an unlabelled reducer";
+}
+
+/* 1 when reducer ia of a and ib of b have the same signature (none given
+ * on both sides counts as the same). */
+static int reducer_same(const wf_graph_t *a, int ia, const wf_graph_t *b,
+                        int ib) {
+  const wf_greducer_t *x = &a->reducers[ia], *y = &b->reducers[ib];
+  if (!x->sig || !y->sig) return !x->sig && !y->sig;
+  return x->siglen == y->siglen && memcmp(x->sig, y->sig, x->siglen) == 0;
+}
+
+/* Same state keys and reducer signatures; the reason names the first
+ * differing key in name order (the keys are few: scans). */
+int wf_graph_same_reducers(const wf_graph_t *a, const wf_graph_t *b,
+                           wf_err_t *err) {
+  const char *first = NULL;
+  int fa = -1, fb = -1;
+  for (int i = 0; i < a->nkeys; i++) {
+    int j = wf_graph_reducer(b, a->keys[i]);
+    if (j >= 0 && reducer_same(a, i, b, j)) continue;
+    if (!first || strcmp(a->keys[i], first) < 0) first = a->keys[i], fa = i, fb = j;
+  }
+  for (int j = 0; j < b->nkeys; j++) {
+    if (wf_graph_reducer(a, b->keys[j]) >= 0) continue;
+    if (!first || strcmp(b->keys[j], first) < 0) first = b->keys[j], fa = -1, fb = j;
+  }
+  if (!first) return WF_OK;
+  if (fa < 0)
+    return wf_err_set(err, "state key '%s' gained a reducer (%s)", first,
+                      reducer_label(b, fb));
+  if (fb < 0)
+    return wf_err_set(err, "state key '%s' lost its reducer (%s)", first,
+                      reducer_label(a, fa));
+  return wf_err_set(err, "the reducer of state key '%s' changed (%s -> %s)",
+                    first, reducer_label(a, fa), reducer_label(b, fb));
 }
 
 /* Reducer id of key or -1 (few keys: a scan). */

@@ -65,6 +65,15 @@ typedef struct wf_edge_spec {
   int has_select;
 } wf_edge_spec_t;
 
+/* What makes a state key's reducer the same across builds: an opaque
+ * signature compared byte for byte (the builder's; NULL = none given) and
+ * a label naming the reducer in messages. */
+typedef struct wf_greducer {
+  char *sig;
+  size_t siglen;
+  char *label;
+} wf_greducer_t;
+
 typedef struct wf_graph {
   char *name;
   int start; /* -1 until set */
@@ -77,6 +86,8 @@ typedef struct wf_graph {
   int nkeys;
   size_t ckeys;
   char **keys; /* state keys that declare a reducer, index = reducer id */
+  size_t creducers;
+  wf_greducer_t *reducers; /* per reducer id: signature and label */
   int nfanin;  /* number of fan-in edges (set by wf_graph_finalize) */
   int finalized;
   void *host; /* free for the host (the binding's graph object) */
@@ -106,6 +117,18 @@ int wf_graph_add_edge(wf_graph_t *g, const wf_edge_spec_t *s, wf_err_t *err);
 int wf_graph_add_reducer(wf_graph_t *g, const char *key);
 /* Reducer id of key or -1. */
 int wf_graph_reducer(const wf_graph_t *g, const char *key);
+/* Set the signature (len bytes, may hold NULs) and the label (a reducer as
+ * users know it, e.g. "weft.reduce.sum"; NULL: none) of reducer id; both
+ * copied. WF_ERR on a bad id or a finalized graph. */
+int wf_graph_set_reducer_sig(wf_graph_t *g, int id, const char *sig, size_t len,
+                             const char *label, wf_err_t *err);
+/* WF_OK when graphs a and b have the same state keys with reducers and the
+ * same reducer signature for each (order of declaration aside); else WF_ERR
+ * with the reason for the first differing key in name order: "state key 'k'
+ * gained a reducer (L)", "state key 'k' lost its reducer (L)", "the reducer
+ * of state key 'k' changed (La -> Lb)". */
+int wf_graph_same_reducers(const wf_graph_t *a, const wf_graph_t *b,
+                           wf_err_t *err);
 /* Validate and build adjacency: fails with a message naming the offender when
  * there is no start executor or some executors are unreachable from it
  * ("executors unreachable from start 'a': 'x', 'y'"). */

@@ -148,11 +148,20 @@ static int l_graph_add_edge(lua_State *L) {
   return 1;
 }
 
-/* core.graph_add_reducer(g, key) -> reducer id (1-based). */
+/* core.graph_add_reducer(g, key[, sig, label]) -> reducer id (1-based):
+ * sig (a string, may hold NULs) and label are what wf_run_swap_graph
+ * compares and names (wf_graph_set_reducer_sig). */
 static int l_graph_add_reducer(lua_State *L) {
   wf_lua_graph_t *lg = wf_lua_graph_check(L, 1);
   const char *key = luaL_checkstring(L, 2);
-  lua_pushinteger(L, wf_graph_add_reducer(lg->g, key) + 1);
+  size_t len = 0;
+  const char *sig = luaL_optlstring(L, 3, NULL, &len);
+  const char *label = luaL_optstring(L, 4, NULL);
+  wf_err_t err;
+  int id = wf_graph_add_reducer(lg->g, key);
+  if (sig && wf_graph_set_reducer_sig(lg->g, id, sig, len, label, &err) != WF_OK)
+    return luaL_error(L, "%s", err.msg);
+  lua_pushinteger(L, id + 1);
   return 1;
 }
 

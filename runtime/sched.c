@@ -840,27 +840,30 @@ static int edge_same(const wf_edge_t *a, const wf_edge_t *b) {
   return 1;
 }
 
-/* Switch a run to a compatible graph between supersteps. */
+/* Switch a run to a compatible graph between supersteps: the same executor
+ * ids in the same order, the same edges and the same state reducers (see
+ * wf_graph_same_reducers); the reason says what differs. */
 int wf_run_swap_graph(wf_run_t *r, const wf_graph_t *g, wf_err_t *err) {
   const wf_graph_t *o = r->g;
   if (!g || !g->finalized) return wf_err_set(err, "swap: the graph is not built");
   if (r->in_step) return wf_err_set(err, "swap: only between supersteps");
   if (g->nexec != o->nexec)
-    return wf_err_set(err, "swap: %d executors instead of %d", g->nexec, o->nexec);
+    return wf_err_set(err, "the executors changed (%d instead of %d)", g->nexec,
+                      o->nexec);
   for (int i = 0; i < g->nexec; i++)
     if (strcmp(g->execs[i].id, o->execs[i].id) != 0)
-      return wf_err_set(err, "swap: executor %d is '%s', was '%s'", i + 1,
-                        g->execs[i].id, o->execs[i].id);
+      return wf_err_set(err, "the executors changed (executor %d is '%s', was '%s')",
+                        i + 1, g->execs[i].id, o->execs[i].id);
   if (g->nedge != o->nedge)
-    return wf_err_set(err, "swap: %d edges instead of %d", g->nedge, o->nedge);
+    return wf_err_set(err, "the edges changed (%d instead of %d)", g->nedge,
+                      o->nedge);
   for (int e = 0; e < g->nedge; e++)
-    if (!edge_same(&g->edges[e], &o->edges[e]))
-      return wf_err_set(err, "swap: edge %d changed", e + 1);
-  if (g->nkeys != o->nkeys)
-    return wf_err_set(err, "swap: the state reducers changed");
-  for (int k = 0; k < g->nkeys; k++)
-    if (strcmp(g->keys[k], o->keys[k]) != 0)
-      return wf_err_set(err, "swap: the state reducers changed");
+    if (!edge_same(&g->edges[e], &o->edges[e])) {
+      char lbl[256];
+      return wf_err_set(err, "the edges changed (edge %d was %s)", e + 1,
+                        wf_graph_edge_label(o, e, lbl, sizeof lbl));
+    }
+  if (wf_graph_same_reducers(o, g, err) != WF_OK) return WF_ERR;
   r->g = g;
   wf_route_set_graph(r->route, g);
   wf_state_set_graph(r->state, g);

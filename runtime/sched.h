@@ -259,8 +259,10 @@ wf_inv_t *wf_run_inv_any(wf_run_t *r, uint32_t seq);
 /* Switch a run to graph g at a barrier (from the checkpoint hook, before
  * the next superstep): g must be finalized and compatible — the same
  * executor ids in the same order and the same edges (kinds, endpoints,
- * conditions, selectors) — so that pending messages, fan-in buffers and
- * state stay valid. WF_ERR naming the difference otherwise. */
+ * conditions, selectors) and the same state reducers (wf_graph_same_reducers:
+ * keys and signatures) — so that pending messages, fan-in buffers and state
+ * stay valid. WF_ERR naming the difference otherwise ("the executors
+ * changed (...)", "the edges changed (...)", the reducer's reason). */
 int wf_run_swap_graph(wf_run_t *r, const wf_graph_t *g, wf_err_t *err);
 
 /* The host reports the end of the current attempt of inv. ok = 1: success.

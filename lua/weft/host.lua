@@ -19,7 +19,6 @@ local script = require "weft.script"
 
 local type, pairs, ipairs, error, tostring, pcall, setmetatable =
   type, pairs, ipairs, error, tostring, pcall, setmetatable
-local fmt, concat, sort = string.format, table.concat, table.sort
 
 -- Host events kept in host.events (the oldest are dropped beyond this).
 local MAX_EVENTS = 1000
@@ -29,110 +28,6 @@ Host.__index = Host
 
 -- The content of a file, or nil.
 local function slurp(path) return (script.read(path)) end
-
--- Names of the built-in reducers by function (weft.reduce.*).
-local builtin_reducers
-local function builtin_name(fn)
-  if not builtin_reducers then
-    builtin_reducers = {}
-    for k, f in pairs(require "weft.reduce") do builtin_reducers[f] = "weft.reduce." .. k end
-  end
-  return builtin_reducers[fn]
-end
-
--- What makes a reducer the same across loads: a built-in by its name; a
--- Lua function by its bytecode without debug info (so moving it to another
--- line does not count) and its upvalues (numbers, strings, booleans by
--- value, functions by the same rule, anything else by identity); a C
--- function or callable table by identity. path: functions being compared
--- (cycles).
-local function reducer_sig(fn, path)
-  local name = builtin_name(fn)
-  if name then return name end
-  if type(fn) ~= "function" then return type(fn) .. "@" .. tostring(fn) end
-  local ok, code = pcall(string.dump, fn, true)
-  if not ok then return "cfunction@" .. tostring(fn) end
-  path = path or { n = 0 }
-  if path[fn] then return "cycle:" .. path[fn] end
-  path.n = path.n + 1
-  path[fn] = path.n
-  local parts = { #code .. ":" .. code }
-  local i = 1
-  while true do
-    local uname, v = debug.getupvalue(fn, i)
-    if uname == nil then break end
-    local t = type(v)
-    if t == "function" then
-      parts[#parts + 1] = reducer_sig(v, path)
-    elseif t == "number" then
-      parts[#parts + 1] = fmt("%.17g", v)
-    elseif t == "string" then
-      parts[#parts + 1] = fmt("%q", v)
-    elseif t == "boolean" or t == "nil" then
-      parts[#parts + 1] = tostring(v)
-    else
-      parts[#parts + 1] = t .. "@" .. tostring(v)
-    end
-    i = i + 1
-  end
-  path[fn] = nil
-  return "(" .. concat(parts, ",") .. ")"
-end
-
--- A reducer as users know it: its built-in name or where it is defined.
-local function reducer_label(fn)
-  local name = builtin_name(fn)
-  if name then return name end
-  local info = type(fn) == "function" and debug.getinfo(fn, "S")
-  if info and info.what == "Lua" then
-    return fmt("the function at %s:%d", info.short_src, info.linedefined)
-  end
-  return tostring(fn)
-end
-
--- The structure of a workflow that must not change for a run to switch:
--- {executors = "ids", edges = "edges", reducers = {key = sig}, key = all
--- of it as one string}.
-local function shape(wf)
-  local d = wf:describe()
-  local ids, edges = {}, {}
-  for _, ex in ipairs(d.executors) do ids[#ids + 1] = ex.id end
-  for _, e in ipairs(d.edges) do
-    edges[#edges + 1] = e.kind .. ":" .. concat(e.from, ",") .. ">" .. concat(e.to, ",")
-  end
-  local keys, reducers, rparts = {}, {}, {}
-  for k in pairs(wf._reducer_fns or {}) do keys[#keys + 1] = k end
-  sort(keys)
-  for i, k in ipairs(keys) do
-    reducers[k] = reducer_sig(wf._reducer_fns[k])
-    rparts[i] = fmt("%q=%s", k, reducers[k])
-  end
-  local out = { executors = concat(ids, ";"), edges = concat(edges, ";"), reducers = reducers,
-                fns = wf._reducer_fns or {} }
-  out.key = out.executors .. "|" .. out.edges .. "|" .. concat(rparts, ";")
-  return out
-end
-
--- Why a run on shape old cannot switch to shape new (nil when it can).
-local function incompatibility(old, new)
-  if old.key == new.key then return nil end
-  if old.executors ~= new.executors then return "the executors changed" end
-  if old.edges ~= new.edges then return "the edges changed" end
-  local keys = {}
-  for k in pairs(old.reducers) do keys[#keys + 1] = k end
-  for k in pairs(new.reducers) do if old.reducers[k] == nil then keys[#keys + 1] = k end end
-  sort(keys)
-  for _, k in ipairs(keys) do
-    local a, b = old.reducers[k], new.reducers[k]
-    if a == nil then return fmt("state key '%s' gained a reducer (%s)", k, reducer_label(new.fns[k])) end
-    if b == nil then return fmt("state key '%s' lost its reducer (%s)", k, reducer_label(old.fns[k])) end
-    if a ~= b then
-      return fmt("the reducer of state key '%s' changed (%s -> %s)", k,
-        reducer_label(old.fns[k]), reducer_label(new.fns[k]))
-    end
-  end
-  return "the graph changed"
-end
 
 --- The paths of the files matching `-name pattern` under dir (sorted);
 -- maxdepth 1 for the top level only, nil for every level.
@@ -227,7 +122,7 @@ function Host:add(name, path)
   local wf, src = load_script(self, path, true)
   if not wf then return nil, src end
   self.versions[name] = { wf = wf, path = path, version = 1, hash = require("weft.durable").hash(wf),
-                          shape = shape(wf), source = src }
+                          source = src }
   if self.watching then self:watch(name) end
   return true
 end
@@ -264,7 +159,7 @@ local function reload(self, name, keep_modules)
   end
   local hash = require("weft.durable").hash(wf)
   self.versions[name] = { wf = wf, path = cur.path, version = cur.version + 1, hash = hash,
-                          shape = shape(wf), source = src, error = nil }
+                          source = src, error = nil }
   self:emit({ type = "reloaded", script = name, path = cur.path, old_hash = cur.hash, new_hash = hash,
               version = cur.version + 1 })
   return true
@@ -343,19 +238,13 @@ function Host:version(name) return self.versions[name] and self.versions[name].v
 local function barrier(host, name, r, inner)
   local cur = host.versions[name]
   if r.host_version ~= cur.version and r.host_kept ~= cur.version then
-    local why = incompatibility(r.host_shape, cur.shape)
-    if not why then
-      local sok, serr = sched.swap_graph(r.c, cur.wf._graph)
-      if sok then
-        r.wf, r.host_version, r.host_shape = cur.wf, cur.version, cur.shape
-      else
-        why = tostring(serr)
-      end
-    end
-    if why then
+    local ok, why = sched.swap_graph(r.c, cur.wf._graph)
+    if ok then
+      r.wf, r.host_version = cur.wf, cur.version
+    else
       r.host_kept = cur.version
       host:emit({ type = "run_stays", script = name, run_id = r.id, version = r.host_version,
-                  latest = cur.version, reason = why })
+                  latest = cur.version, reason = tostring(why) })
     end
   end
   r.versions[#r.versions + 1] = r.host_version
@@ -380,7 +269,7 @@ function Host:spawn(name, input, opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
   local h = run.start(cur.wf, input, o, 2, nil, nil, true)
-  h.host_version, h.host_shape, h.versions = cur.version, cur.shape, { cur.version }
+  h.host_version, h.versions = cur.version, { cur.version }
   local inner = h.durable and h.checkpoint -- a durable run's own checkpoint
   h.checkpoint = function(r) barrier(self, name, r, inner) end
   return h

@@ -11,7 +11,8 @@ local check = require "weft.check"
 
 local type, error, tostring, pairs, ipairs, setmetatable, getmetatable =
   type, error, tostring, pairs, ipairs, setmetatable, getmetatable
-local concat = table.concat
+local concat, fmt, pcall = table.concat, string.format, pcall
+local dump, getupvalue, getinfo = string.dump, debug.getupvalue, debug.getinfo
 local callable, is_executor = check.callable, executor.is_executor
 local options = check.options
 
@@ -37,6 +38,66 @@ local FAN_OUT_OPTS = check.spec("fan_out", { properties = {
   name = { type = "string" } } })
 local FAN_IN_OPTS = check.spec("fan_in", { properties = { name = { type = "string" } } })
 local REDUCER = { type = "callable", expect = "callable (a reducer function(old, new))" }
+
+-- Names of the built-in reducers by function (weft.reduce.*), on first use.
+local builtin_reducers
+local function builtin_name(fn)
+  if not builtin_reducers then
+    builtin_reducers = {}
+    for k, f in pairs(require "weft.reduce") do builtin_reducers[f] = "weft.reduce." .. k end
+  end
+  return builtin_reducers[fn]
+end
+
+-- What makes a reducer the same across builds (compared by the scheduler
+-- when a run switches graphs): a built-in by its name; a Lua function by
+-- its bytecode without debug info (so moving it to other lines does not
+-- count) and its upvalues (numbers, strings, booleans by value, functions
+-- by the same rule, anything else by identity); a C function or callable
+-- table by identity. path: the functions being signed (cycles).
+local function reducer_sig(fn, path)
+  local name = builtin_name(fn)
+  if name then return name end
+  if type(fn) ~= "function" then return type(fn) .. "@" .. tostring(fn) end
+  local ok, code = pcall(dump, fn, true)
+  if not ok then return "cfunction@" .. tostring(fn) end
+  path = path or { n = 0 }
+  if path[fn] then return "cycle:" .. path[fn] end
+  path.n = path.n + 1
+  path[fn] = path.n
+  local parts = { #code .. ":" .. code }
+  local i = 1
+  while true do
+    local uname, v = getupvalue(fn, i)
+    if uname == nil then break end
+    local t = type(v)
+    if t == "function" then
+      parts[#parts + 1] = reducer_sig(v, path)
+    elseif t == "number" then
+      parts[#parts + 1] = fmt("%.17g", v)
+    elseif t == "string" then
+      parts[#parts + 1] = fmt("%q", v)
+    elseif t == "boolean" or t == "nil" then
+      parts[#parts + 1] = tostring(v)
+    else
+      parts[#parts + 1] = t .. "@" .. tostring(v)
+    end
+    i = i + 1
+  end
+  path[fn] = nil
+  return "(" .. concat(parts, ",") .. ")"
+end
+
+-- A reducer as users know it: its built-in name or where it is defined.
+local function reducer_label(fn)
+  local name = builtin_name(fn)
+  if name then return name end
+  local info = type(fn) == "function" and getinfo(fn, "S")
+  if info and info.what == "Lua" then
+    return fmt("the function at %s:%d", info.short_src, info.linedefined)
+  end
+  return tostring(fn)
+end
 
 --- Start building a workflow named name.
 function _M.new(name)
@@ -307,7 +368,8 @@ local function compile(self)
     desc_edges[#desc_edges + 1] = e
   end
   for _, k in ipairs(self._rkeys) do
-    fns.reducers[sched.graph_add_reducer(g, k)] = self._reducers[k]
+    local fn = self._reducers[k]
+    fns.reducers[sched.graph_add_reducer(g, k, reducer_sig(fn), reducer_label(fn))] = fn
   end
   local ok, err = sched.graph_finalize(g, fns)
   if not ok then fail((err:gsub("^workflow '[^']*': ", ""))) end

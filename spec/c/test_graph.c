@@ -1,6 +1,7 @@
 /* test_graph.c — graph building and validation: error messages, edge
- * labels, out-edge lists, fan-in slots, reachability and targeted-send
- * checks. Depends on graph.c and the harness. */
+ * labels, out-edge lists, fan-in slots, reachability, targeted-send
+ * checks and the comparison of reducer signatures. Depends on graph.c and
+ * the harness. */
 #include "graph.h"
 #include "harness.h"
 
@@ -242,6 +243,77 @@ static void test_reducers(void) {
   wf_graph_free(NULL);
 }
 
+/* A graph with reducer keys keys[i] signed sigs[i] (signature bytes of
+ * length lens[i], NULL: none) and labelled labels[i]; n keys. */
+static wf_graph_t *signed_graph(int n, const char *const *keys,
+                                const char *const *sigs, const size_t *lens,
+                                const char *const *labels) {
+  wf_graph_t *g = wf_graph_new("w");
+  for (int i = 0; i < n; i++) {
+    int id = wf_graph_add_reducer(g, keys[i]);
+    if (sigs[i])
+      CHECK_INT(wf_graph_set_reducer_sig(g, id, sigs[i], lens[i], labels[i], NULL),
+                WF_OK);
+  }
+  return g;
+}
+
+static void test_reducer_signatures(void) {
+  wf_err_t err;
+  /* signatures are bytes: a NUL inside counts, the label does not */
+  const char *k2[] = {"total", "log"}, *k2r[] = {"log", "total"};
+  const char *s1[] = {"sum\0a", "app"}, *s1r[] = {"app", "sum\0a"};
+  const char *s2[] = {"sum\0b", "app"};
+  const size_t l1[] = {5, 3}, l1r[] = {3, 5};
+  const char *lb1[] = {"weft.reduce.sum", "weft.reduce.append"};
+  const char *lb1r[] = {"weft.reduce.append", "the function at f.lua:3"};
+  const char *lb2[] = {"weft.reduce.max", "weft.reduce.append"};
+  wf_graph_t *a = signed_graph(2, k2, s1, l1, lb1);
+  wf_graph_t *same = signed_graph(2, k2r, s1r, l1r, lb1r); /* other order */
+  wf_graph_t *changed = signed_graph(2, k2, s2, l1, lb2);
+  CHECK_INT(wf_graph_same_reducers(a, same, &err), WF_OK);
+  CHECK_INT(wf_graph_same_reducers(a, a, &err), WF_OK);
+  CHECK_INT(wf_graph_same_reducers(a, changed, &err), WF_ERR);
+  CHECK_STR(err.msg, "the reducer of state key 'total' changed "
+                     "(weft.reduce.sum -> weft.reduce.max)");
+
+  /* a key gained or lost: the first differing key in name order */
+  const char *k3[] = {"total", "log", "count"}, *s3[] = {"sum\0a", "app", "n"};
+  const size_t l3[] = {5, 3, 1};
+  const char *lb3[] = {"weft.reduce.sum", "weft.reduce.append", "weft.reduce.count"};
+  wf_graph_t *more = signed_graph(3, k3, s3, l3, lb3);
+  CHECK_INT(wf_graph_same_reducers(a, more, &err), WF_ERR);
+  CHECK_STR(err.msg, "state key 'count' gained a reducer (weft.reduce.count)");
+  CHECK_INT(wf_graph_same_reducers(more, a, &err), WF_ERR);
+  CHECK_STR(err.msg, "state key 'count' lost its reducer (weft.reduce.count)");
+  CHECK_INT(wf_graph_same_reducers(more, changed, &err), WF_ERR);
+  CHECK_STR(err.msg, "state key 'count' lost its reducer (weft.reduce.count)");
+
+  /* unsigned on both sides (C builders) is the same; on one side it is not */
+  const char *none[] = {NULL, NULL};
+  wf_graph_t *u1 = signed_graph(2, k2, none, l1, lb1);
+  wf_graph_t *u2 = signed_graph(2, k2r, none, l1, lb1);
+  CHECK_INT(wf_graph_same_reducers(u1, u2, &err), WF_OK);
+  CHECK_INT(wf_graph_same_reducers(u1, a, &err), WF_ERR);
+  CHECK_STR(err.msg, "the reducer of state key 'log' changed "
+                     "(an unlabelled reducer -> weft.reduce.append)");
+
+  /* a built graph takes no signature; a bad id is named */
+  CHECK_INT(wf_graph_set_reducer_sig(a, 7, "x", 1, NULL, &err), WF_ERR);
+  CHECK_STR(err.msg, "workflow 'w': no reducer 8");
+  CHECK_INT(wf_graph_add_exec(a, "x", NULL, NULL), 0);
+  wf_graph_set_start(a, 0, NULL);
+  CHECK_INT(wf_graph_finalize(a, &err), WF_OK);
+  CHECK_INT(wf_graph_set_reducer_sig(a, 0, "x", 1, NULL, &err), WF_ERR);
+  CHECK_STR(err.msg, "workflow 'w': already built");
+  wf_graph_free(a);
+  wf_graph_free(same);
+  wf_graph_free(changed);
+  wf_graph_free(more);
+  wf_graph_free(u1);
+  wf_graph_free(u2);
+}
+
 int main(void) {
   RUN(test_no_start);
   RUN(test_duplicate_and_empty_ids);
@@ -254,5 +326,6 @@ int main(void) {
   RUN(test_finalize_adjacency);
   RUN(test_switch_default_reaches);
   RUN(test_reducers);
+  RUN(test_reducer_signatures);
   return harness_end(__FILE__);
 }

@@ -1234,6 +1234,59 @@ static void test_reducer_failure_fails_run(void) {
   teardown_all();
 }
 
+/* A 2-executor graph e0 -> e1 with reducer key "sum" signed sig. */
+static wf_graph_t *mkg_signed(const char *sig, const char *label) {
+  wf_graph_t *g = mkg(2, NULL);
+  int id = wf_graph_add_reducer(g, "sum");
+  CHECK_INT(wf_graph_set_reducer_sig(g, id, sig, strlen(sig), label, NULL), WF_OK);
+  ed(g, 0, 1, NULL);
+  fin(g);
+  return g;
+}
+
+static void test_swap_graph_checks_reducers(void) {
+  setup();
+  wf_err_t err;
+  wf_run_opts_t o = {0};
+  wf_graph_t *g = mkg_signed("sum", "weft.reduce.sum");
+  wf_run_t *r = wf_run_new(S, g, &o, &err);
+  CHECK(r != NULL);
+  wf_graph_t *max = mkg_signed("max", "weft.reduce.max");
+  CHECK_INT(wf_run_swap_graph(r, max, &err), WF_ERR);
+  CHECK_STR(err.msg, "the reducer of state key 'sum' changed "
+                     "(weft.reduce.sum -> weft.reduce.max)");
+  CHECK(wf_run_graph(r) == g);
+  wf_graph_t *same = mkg_signed("sum", "the function at f.lua:1");
+  CHECK_INT(wf_run_swap_graph(r, same, &err), WF_OK);
+  CHECK(wf_run_graph(r) == same);
+  wf_graph_t *three = mkg(3, NULL);
+  ed(three, 0, 1, NULL);
+  ed(three, 1, 2, NULL);
+  fin(three);
+  CHECK_INT(wf_run_swap_graph(r, three, &err), WF_ERR);
+  CHECK_STR(err.msg, "the executors changed (3 instead of 2)");
+  wf_graph_t *loop = mkg(2, NULL);
+  ed(loop, 0, 0, NULL);
+  ed(loop, 0, 1, NULL);
+  fin(loop);
+  CHECK_INT(wf_run_swap_graph(r, loop, &err), WF_ERR);
+  CHECK_STR(err.msg, "the edges changed (2 instead of 1)");
+  wf_graph_t *cond = mkg(2, NULL);
+  ed(cond, 0, 1, "when");
+  fin(cond);
+  CHECK_INT(wf_run_swap_graph(r, cond, &err), WF_ERR);
+  CHECK_STR(err.msg, "the edges changed (edge 1 was e0 -> e1)");
+  CHECK(wf_run_graph(r) == same);
+  wf_run_free(r);
+  wf_graph_free(g);
+  wf_graph_free(max);
+  wf_graph_free(same);
+  wf_graph_free(three);
+  wf_graph_free(loop);
+  wf_graph_free(cond);
+  teardown_all();
+}
+
 static void test_run_options(void) {
   setup();
   wf_graph_t *g = mkg(2, NULL);
@@ -1590,6 +1643,7 @@ static void test_limit_defaults(void) {
 }
 
 int main(void) {
+  RUN(test_swap_graph_checks_reducers);
   RUN(test_chain_events);
   RUN(test_long_chain_and_ids);
   RUN(test_loop_with_exit);
