@@ -105,6 +105,16 @@ describe("weft.host state reducers", function()
                   stays[1].reason)
   end)
 
+  it("keeps a run on its version when the graph gains an executor, with the scheduler's reason", function()
+    local r, h, _, events = reload_mid_run(flow("{ total = weft.reduce.sum }"),
+                                           flow("{ total = weft.reduce.sum }", nil, true))
+    assert.equal(78, r.state.total)
+    for _, v in ipairs(h.versions) do assert.equal(1, v) end
+    local stays = of_type(events, "run_stays")
+    assert.equal(1, #stays)
+    assert.equal("the executors changed (2 instead of 1)", stays[1].reason)
+  end)
+
   it("keeps a run on its version when a value the custom reducer uses changes", function()
     local red = "{ total = function(acc, v) return (acc or 0) + v * k end }"
     local r, h = reload_mid_run(flow(red, "local k = 1"), flow(red, "local k = 3"))
