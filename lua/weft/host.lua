@@ -19,8 +19,10 @@ local script = require "weft.script"
 
 local type, pairs, ipairs, error, tostring, pcall, setmetatable =
   type, pairs, ipairs, error, tostring, pcall, setmetatable
+local max = math.max
 
--- Host events kept in host.events (the oldest are dropped beyond this).
+-- Host events kept for host:recent_events() (the oldest are dropped beyond
+-- this).
 local MAX_EVENTS = 1000
 
 local Host = {}
@@ -80,8 +82,8 @@ function _M.new(opts)
   if type(opts) ~= "table" or (type(opts.scripts) ~= "table" and type(opts.dir) ~= "string") then
     error("weft.host: expects {scripts = {name = path, ...} or dir = path, watch = bool, on_event = fn}", 2)
   end
-  local self = setmetatable({ versions = {}, runs = {}, watchers = {}, on_event = opts.on_event,
-                              interval = opts.interval or 0.1, events = {}, namespaces = {},
+  local self = setmetatable({ _scripts = {}, runs = {}, watchers = {}, on_event = opts.on_event,
+                              interval = opts.interval or 0.1, _events = {}, namespaces = {},
                               module_seen = {}, watching = opts.watch and true or false }, Host)
   local scripts = opts.scripts
   if type(opts.dir) == "string" then
@@ -118,10 +120,10 @@ function Host:add(name, path)
   if type(name) ~= "string" or type(path) ~= "string" then
     error("host:add: expects a script name and a path", 2)
   end
-  if self.versions[name] then error("host:add: script '" .. name .. "' exists already", 2) end
+  if self._scripts[name] then error("host:add: script '" .. name .. "' exists already", 2) end
   local wf, src = load_script(self, path, true)
   if not wf then return nil, src end
-  self.versions[name] = { wf = wf, path = path, version = 1, hash = require("weft.durable").hash(wf),
+  self._scripts[name] = { wf = wf, path = path, version = 1, hash = require("weft.durable").hash(wf),
                           source = src }
   if self.watching then self:watch(name) end
   return true
@@ -131,7 +133,7 @@ end
 -- (the last MAX_EVENTS are kept).
 function Host:emit(ev)
   ev.ts = require("weft").now()
-  local evs = self.events
+  local evs = self._events
   evs[#evs + 1] = ev
   if #evs >= 2 * MAX_EVENTS then
     local n = #evs
@@ -147,7 +149,7 @@ end
 -- Reload script name; keep_modules: use the current module generation
 -- (the caller just started a fresh one).
 local function reload(self, name, keep_modules)
-  local cur = self.versions[name]
+  local cur = self._scripts[name]
   local wf, src = load_script(self, cur.path, keep_modules)
   if not wf then
     local err = src
@@ -158,7 +160,7 @@ local function reload(self, name, keep_modules)
     return nil, err
   end
   local hash = require("weft.durable").hash(wf)
-  self.versions[name] = { wf = wf, path = cur.path, version = cur.version + 1, hash = hash,
+  self._scripts[name] = { wf = wf, path = cur.path, version = cur.version + 1, hash = hash,
                           source = src, error = nil }
   self:emit({ type = "reloaded", script = name, path = cur.path, old_hash = cur.hash, new_hash = hash,
               version = cur.version + 1 })
@@ -170,7 +172,7 @@ end
 -- graph's hash changing), nil and the error when it failed (the working
 -- version stays).
 function Host:reload(name)
-  if not self.versions[name] then error("host:reload: unknown script '" .. tostring(name) .. "'", 2) end
+  if not self._scripts[name] then error("host:reload: unknown script '" .. tostring(name) .. "'", 2) end
   return reload(self, name)
 end
 
@@ -201,9 +203,9 @@ end
 
 --- Watch script name's file: every change reloads it (in a task).
 function Host:watch(name)
-  local path = self.versions[name].path
+  local path = self._scripts[name].path
   follow(self, name, path, function(now)
-    local v = self.versions[name]
+    local v = self._scripts[name]
     return now == (v.source or false) or now == (v.failed_source or false)
   end, function() reload(self, name) end)
 end
@@ -217,26 +219,45 @@ function Host:watch_module(path)
     self.module_seen[path] = now
     for _, ns in pairs(self.namespaces) do ns:fresh() end
     self:emit({ type = "module_changed", path = path })
-    for name in pairs(self.versions) do reload(self, name, true) end
+    for name in pairs(self._scripts) do reload(self, name, true) end
   end)
 end
 
 --- The current workflow of script name.
 function Host:workflow(name)
-  local cur = self.versions[name]
+  local cur = self._scripts[name]
   if not cur then error("host:workflow: unknown script '" .. tostring(name) .. "'", 2) end
   return cur.wf
 end
 
 --- The current version number of script name.
-function Host:version(name) return self.versions[name] and self.versions[name].version end
+function Host:version(name) return self._scripts[name] and self._scripts[name].version end
+
+--- True when the host has a script named name.
+function Host:has(name) return self._scripts[name] ~= nil end
+
+--- What the host knows of script name: {version, hash, path, error (of
+-- the last failed reload, nil when the current version is the latest
+-- file)}, a copy; nil for an unknown name.
+function Host:info(name)
+  local cur = self._scripts[name]
+  if not cur then return nil end
+  return { version = cur.version, hash = cur.hash, path = cur.path, error = cur.error }
+end
+
+--- The last host events (at most 1,000), oldest first: a new list.
+function Host:recent_events()
+  local evs, out, n = self._events, {}, #self._events
+  for i = max(1, n - MAX_EVENTS + 1), n do out[#out + 1] = evs[i] end
+  return out
+end
 
 -- At each barrier of a host run: switch to the current version when it is
 -- compatible (else publish run_stays once per run and version), record
 -- which version runs the next superstep (also in the durable run record),
 -- then write the checkpoint of a durable run or let the run go on.
 local function barrier(host, name, r, inner)
-  local cur = host.versions[name]
+  local cur = host._scripts[name]
   if r.host_version ~= cur.version and r.host_kept ~= cur.version then
     local ok, why = sched.swap_graph(r.c, cur.wf._graph)
     if ok then
@@ -252,7 +273,7 @@ local function barrier(host, name, r, inner)
     local rec = r.durable and r.durable.record
     if rec then
       rec.versions = require("weft.json").array(r.versions)
-      rec.script_hash = host.versions[name].hash
+      rec.script_hash = host._scripts[name].hash
     end
     return inner(r)
   end
@@ -263,7 +284,7 @@ end
 -- handle.versions[i] is the version chosen for superstep i - 1 (the last
 -- entry may name a superstep that never ran: the run had ended).
 function Host:spawn(name, input, opts)
-  local cur = self.versions[name]
+  local cur = self._scripts[name]
   if not cur then error("host:spawn: unknown script '" .. tostring(name) .. "'", 2) end
   local run = require "weft.run"
   local o = {}

@@ -118,6 +118,37 @@ describe("weft.host", function()
     assert.equal(2, rec.versions[#rec.versions])
   end)
 
+  it("answers what it holds through has, info and recent_events, copies the caller cannot change", function()
+    local path = dir .. "/flow.lua"
+    write(path, "v1")
+    local host = weft.host{ scripts = { flow = path } }
+    assert.is_true(host:has("flow"))
+    assert.is_false(host:has("other"))
+    assert.is_nil(host:info("other"))
+    local info = host:info("flow")
+    assert.same({ version = 1, hash = weft.durable.hash(host:workflow("flow")), path = path }, info)
+    assert.same({}, host:recent_events())
+    write(path, "v2", "local x = = 1")
+    assert.is_nil(host:reload("flow"))
+    info = host:info("flow")
+    assert.equal(1, info.version)
+    assert.truthy(info.error:find("flow.lua:6:", 1, true), info.error)
+    info.version = 99
+    assert.equal(1, host:info("flow").version)
+    write(path, "v3")
+    assert.is_true(host:reload("flow"))
+    assert.is_nil(host:info("flow").error)
+    local evs = host:recent_events()
+    assert.same({ "reload_failed", "reloaded" }, { evs[1].type, evs[2].type })
+    evs[1] = nil
+    assert.equal(2, #host:recent_events())
+    for _ = 1, 1100 do assert.is_true(host:reload("flow")) end
+    evs = host:recent_events()
+    assert.equal(1000, #evs) -- the last 1,000, oldest first
+    assert.equal(1102, evs[1000].version)
+    assert.equal(103, evs[1].version)
+  end)
+
   it("refuses a script that does not load at start", function()
     local path = files.write(dir .. "/bad.lua", "return 42\n")
     assert.has_error(function() weft.host.new{ scripts = { path } } end,

@@ -157,7 +157,7 @@ function _M.start(app, wid, wf, input, async)
   }
   if app.durable then opts.store = app.store end
   local ok, h
-  if app.host and app.host.versions[wid] then
+  if app.host and app.host:has(wid) then
     -- scripts of a watching host: runs switch versions at barriers
     ok, h = pcall(app.host.spawn, app.host, wid, input, opts)
   else

@@ -261,7 +261,7 @@ local function load_script(app, id, path)
   if app.host then
     -- a watching host loads every script in its own module namespace;
     -- one created after the start is added (and watched) on first use
-    if not app.host.versions[id] then
+    if not app.host:has(id) then
       local ok, err = app.host:add(id, path)
       if not ok then return nil, err end
     end
@@ -286,7 +286,7 @@ local function script_doc(app, id, path)
   else
     doc.error = errors.scrub(tostring(err))
   end
-  local v = app.host and app.host.versions[id]
+  local v = app.host and app.host:info(id)
   if v then doc.version, doc.hash, doc.reload_error = v.version, v.hash, errors.scrub(v.error) end
   return doc
 end
@@ -319,7 +319,7 @@ function _M.install(app)
   -- reload events of a watching host (weft serve --watch)
   app:route("GET", "/api/v1/reloads", function(self)
     local list = require("weft.json").array()
-    for k, ev in ipairs(self.host and self.host.events or {}) do list[k] = ev end
+    for k, ev in ipairs(self.host and self.host:recent_events() or {}) do list[k] = ev end
     return 200, { watching = self.host ~= nil, events = list }
   end)
   app:route("POST", "/api/v1/workflows", function(self, req)
