@@ -7,7 +7,7 @@
 -- and, inside a workflow, out as live `agent_update` events. Providers are
 -- the modules weft.llm.<name> (openai, anthropic, gemini, ollama, mock);
 -- the mock answers offline through the same parser and assembler.
--- Uses weft.json, weft.http (lazily), weft.task, weft.core.sched,
+-- Uses weft.json, weft.http (lazily), weft.invocation (live chunks),
 -- weft.core.loop, weft.llm.common, weft.llm.stream.
 local json = require "weft.json"
 local common = require "weft.llm.common"
@@ -93,11 +93,10 @@ function _M.clock() return require("weft.core.loop").clock() end
 -- a live agent_update event per chunk. nil when nobody listens.
 local function sink(opts)
   local user = type(opts.stream) == "function" and opts.stream or nil
-  local run, seq = require("weft.task").current()
-  if not user and not run then return nil end
-  local sched = run and require "weft.core.sched"
+  local inv = require("weft.invocation").current()
+  if not user and not inv then return nil end
   return function(chunk)
-    if run then sched.emit_live(run.c, seq, "agent_update", nil, chunk) end
+    if inv then inv:publish_chunk(chunk) end
     if user then user(chunk) end
   end
 end
