@@ -154,6 +154,7 @@ describe("weft serve restarted after a SIGKILL", function()
       local st, d, raw = call("GET", base .. "/executions/" .. ask_id)
       assert.equal(200, st, raw)
       assert.equal("idle", d.status, raw)
+      local _
       st, _, raw = call("POST", base .. "/executions/" .. ask_id .. "/responses",
         { request_id = d.requests[1].request_id, value = "yes" })
       assert.equal(202, st, raw)
