@@ -1,5 +1,5 @@
 --- bench/sse.lua — throughput of weft's server-sent-events parser
--- (runtime/sse.c), the C code every streamed LLM reply goes through.
+-- (runtime/io/sse.c), the C code every streamed LLM reply goes through.
 --
 -- Run: build/weft exec bench/sse.lua [--runs N] [--quick] [--mb M]
 --

@@ -23,7 +23,7 @@
 #     non-sanitized builds.
 #   * asan_leak_canary (ASan tree only) leaks on purpose and passes only if
 #     LeakSanitizer reports it, so a silently disabled leak check shows.
-#   * The registry-ref check of runtime/lua_rt.c (WEFT_DEBUG_REFS, on in
+#   * The registry-ref check of runtime/lua/lua_rt.c (WEFT_DEBUG_REFS, on in
 #     sanitized builds) aborts a process whose Lua state closes with a ref
 #     still taken, so the spec or C test that leaked it fails;
 #     asan_ref_canary (ASan tree only) proves the check is compiled in.

@@ -1,5 +1,5 @@
 --- weft.cli: the command line of the `weft` executable.
--- runtime/main.c calls `main(args, info)` and exits with the code it returns.
+-- runtime/embed/main.c calls `main(args, info)` and exits with the code it returns.
 -- Commands: run, check, graph, exec, version, help. Argument parsing is here,
 -- small and dependency-free; `weft` itself is required lazily so that help
 -- and version work even when the library cannot load.

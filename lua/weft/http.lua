@@ -3,7 +3,7 @@
 -- loop) does the transfer; on the main thread it runs the loop until done.
 -- Expected failures return `nil, err, code`; misuse raises.
 --
--- Uses weft.core.http (runtime/lua_http.c) for the transfer, SSE/NDJSON
+-- Uses weft.core.http (runtime/lua/lua_http.c) for the transfer, SSE/NDJSON
 -- framing and per-host queueing; this module checks options, builds the
 -- request headers, JSON-encodes table bodies, folds response headers and
 -- runs the stream callback in the calling coroutine (so it may yield).

@@ -1,6 +1,6 @@
 --- weft.json — JSON for workflow values: encode/decode/check with errors that
 -- name the offending path, plus the array/object markers and the null
--- sentinel. The codec is C (weft.core.json, runtime/lua_json.c); this module
+-- sentinel. The codec is C (weft.core.json, runtime/lua/lua_json.c); this module
 -- adds the marker helpers.
 local core = require "weft.core.json"
 

@@ -22,7 +22,7 @@
 -- message and traceback go to stderr, never to the client); a handler that
 -- returns without answering gets a 500 too; an open stream is ended.
 --
--- The C side (weft.core.server: runtime/lua_server.c, runtime/server.c)
+-- The C side (weft.core.server: runtime/lua/lua_server.c, runtime/server/server.c)
 -- runs libmicrohttpd on the loop and enforces the limits: 413 (body), 431
 -- (headers), 408 (header/body deadline), 503 (connection cap).
 local core = require "weft.core.server"

@@ -19,13 +19,13 @@
 -- "corrupt"; docs/store.md); misuse raises.
 --
 -- Nothing written to a store contains a registered secret (weft.secrets):
--- every store mirrors the registry into its C hook (runtime/store.c), which
+-- every store mirrors the registry into its C hook (runtime/store/store.c), which
 -- replaces each occurrence in keys and values with "[redacted]" for every
 -- backend. SQLite files are created private (docs/store.md "File modes");
 -- open() prints the store's warning, once per process, when group or others
 -- can access an existing directory or file.
 --
--- The C primitives are in weft.core.store (runtime/lua_store.c).
+-- The C primitives are in weft.core.store (runtime/lua/lua_store.c).
 local core = require "weft.core.store"
 local secrets = require "weft.secrets"
 

@@ -21,7 +21,7 @@
 -- by `close()` or when it is garbage-collected. One task at a time may wait
 -- on a socket: a second one raises "socket busy".
 --
--- The C primitives (weft.core.tcp, runtime/lua_tcp.c) never block: they
+-- The C primitives (weft.core.tcp, runtime/lua/lua_tcp.c) never block: they
 -- return AGAIN and this module waits for readiness, then retries.
 -- Arguments are checked by weft.check.
 local core = require "weft.core.tcp"

@@ -1,8 +1,9 @@
-# spec/c/tests.cmake — the C unit tests of the core modules (no Lua): one
-# executable per spec/c/test_*.c linked to weft_static, registered as
-# c_<name> (test_sched.c -> c_sched). Included by spec/tests.cmake; the
+# spec/c/tests.cmake — the C unit tests, in folders that mirror runtime/'s
+# layers (spec/c/core/test_sched.c tests runtime/core/sched.c): one
+# executable per spec/c/<layer>/test_*.c linked to weft_static, registered
+# as c_<name> (test_sched.c -> c_sched). Included by spec/tests.cmake; the
 # sanitizer environment (_sanitizer_env) applies when WEFT_SANITIZE is on.
-file(GLOB _c_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/spec/c/test_*.c)
+file(GLOB _c_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/spec/c/*/test_*.c)
 list(SORT _c_tests)
 foreach(_c_test IN LISTS _c_tests)
   get_filename_component(_c_name ${_c_test} NAME_WE)

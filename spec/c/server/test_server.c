@@ -1,4 +1,4 @@
-/* test_server.c — unit tests of the HTTP server core (runtime/server.c)
+/* test_server.c — unit tests of the HTTP server core (runtime/server/server.c)
  * without Lua: the server listens on 127.0.0.1:0 on a libev loop that the
  * test turns itself, answers from a C handler, and is driven by clients on
  * raw non-blocking sockets (the loop turns between writes and reads; every

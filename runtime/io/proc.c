@@ -449,7 +449,7 @@ static size_t strv_len(const char *const *v) {
 /* write() that never raises SIGPIPE in this process: block it around the
  * write and consume one it generated (the host's disposition is kept).
  * sigprocmask, not pthread_sigmask: <pthread.h> would pull in <sched.h>,
- * which runtime/sched.h shadows; on Linux both act on the calling thread. */
+ * which runtime/core/sched.h shadows; on Linux both act on the calling thread. */
 static ssize_t write_nosigpipe(int fd, const void *b, size_t n) {
   sigset_t set, old, pending;
   ssize_t r;

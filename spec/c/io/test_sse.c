@@ -1,4 +1,4 @@
-/* test_sse.c — unit tests of the SSE and NDJSON parsers (runtime/sse.c):
+/* test_sse.c — unit tests of the SSE and NDJSON parsers (runtime/io/sse.c):
  * every WHATWG event-stream rule weft relies on, caps, stopping from the
  * callback, and the same streams split at every byte offset (and fed one
  * byte at a time) giving identical results. Depends on sse.h, harness.h. */

@@ -1,4 +1,4 @@
-/* test_http.c — unit tests of the HTTP client core (runtime/http.c) without
+/* test_http.c — unit tests of the HTTP client core (runtime/io/http.c) without
  * Lua, against a tiny HTTP/1.1 server on 127.0.0.1 that runs on the same
  * libev loop (below): buffered and streamed bodies, the per-host FIFO
  * queue, connection reuse, timeouts and failure codes, cancelling a request

@@ -3,7 +3,7 @@
  * tasks: pooled coroutines that run executor invocations and yield inside
  * weft primitives, with the one wait/resume protocol every yielding
  * primitive follows (see "The protocol" below and docs/internals.md).
- * Only runtime/lua_*.c include this. Depends on lua.h, loop.h, sched.h. */
+ * Only the bindings (runtime/lua/lua_*.c) include this. Depends on lua.h, loop.h, sched.h. */
 #ifndef WF_LUA_RT_H
 #define WF_LUA_RT_H
 
