@@ -3,14 +3,14 @@
 -- chunks through it) — who it is and what it may publish live, without the
 -- run's C handle. `invocation.current()` finds it from the executor itself
 -- or from a weft.go task the executor started (directly or not).
--- Uses weft.task (current) and weft.core.sched (emit_live).
+-- Uses weft.task (current) and weft.core.sched (emit_live, log).
 local _M = {}
 
 local task = require "weft.task"
 local sched = require "weft.core.sched"
 
 local setmetatable, getmetatable, tostring, error = setmetatable, getmetatable, tostring, error
-local current, clive = task.current, sched.emit_live
+local current, clive, clog = task.current, sched.emit_live, sched.log
 
 local Invocation = {}
 Invocation.__index = Invocation
@@ -41,6 +41,15 @@ function Invocation:emit_live(etype, name, data)
           .. tostring(etype), 2)
   end
   return clive(self._run.c, self._seq, etype, name, data)
+end
+
+--- A `log` event of the invocation (published at the barrier, as
+-- ctx:log's): level ("debug", "info", "warn", "error") and a message.
+function Invocation:log(level, msg)
+  if getmetatable(self) ~= Invocation then
+    error("invocation:log: call it with a colon (inv:log(...))", 2)
+  end
+  return clog(self._run.c, self._seq, level, msg)
 end
 
 --- Publish one streamed chunk of a model reply as a live agent_update

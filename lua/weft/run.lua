@@ -8,7 +8,6 @@ local _M = {}
 local sched = require "weft.core.sched"
 local loop = require "weft.core.loop"
 local context = require "weft.context"
-local task = require "weft.task"
 local check = require "weft.check"
 
 local type, error, setmetatable, rawget, rawset, tostring = type, error, setmetatable, rawget, rawset, tostring
@@ -102,8 +101,9 @@ end
 -- ids from the outermost run down to the one that streamed.
 local function propagating(opts)
   if opts.propagate == false then return opts end
-  local prun, pseq, pexec = task.current()
-  if not prun then return opts end
+  local parent = require("weft.invocation").current()
+  if not parent then return opts end
+  local pexec = parent.executor_id
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
   local user = opts.on_event
@@ -118,7 +118,7 @@ local function propagating(opts)
         path[2] = ev.executor_id
       end
       data.path = path
-      sched.emit_live(prun.c, pseq, "agent_update", ev.name, data)
+      parent:emit_live("agent_update", ev.name, data)
     end
     if user then user(ev) end
   end

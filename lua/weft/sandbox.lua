@@ -311,11 +311,12 @@ local warned_process = false
 -- The warning of isolation "none": a `log` event (level "warn") once per
 -- run; outside runs, one line on stderr once per process.
 local function warn_none()
-  local run, seq = require("weft.task").current()
-  if run and run.c then
+  local inv = require("weft.invocation").current()
+  if inv then
+    local run = inv._run -- the run object (weak key: forgotten with the run)
     if warned_runs[run] then return end
     warned_runs[run] = true
-    pcall(require("weft.core.sched").log, run.c, seq, "warn", NONE_WARNING)
+    pcall(inv.log, inv, "warn", NONE_WARNING)
   elseif not warned_process then
     warned_process = true
     io.stderr:write("weft: warning: ", NONE_WARNING, "\n")
