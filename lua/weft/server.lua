@@ -114,7 +114,8 @@ function Response:header(name, value)
 end
 
 --- Send the complete response with body (a string, default ""). Returns
--- true, or nil, err ("closed" when the client left, "response already sent").
+-- true, or nil, err, code: "closed" when the client left, "error" for
+-- "response already sent".
 function Response:send(body)
   if body ~= nil and type(body) ~= "string" then
     error("res:send: body must be a string, got " .. type(body), 2)
@@ -143,18 +144,18 @@ end
 local Writer = {}
 Writer.__index = Writer
 
---- Write a chunk; yields until the connection took it. true, or nil,
--- "closed" when the client is gone.
+--- Write a chunk; yields until the connection took it. true, or nil, err,
+-- code ("closed", "closed" when the client is gone).
 function Writer:write(chunk)
   if type(chunk) ~= "string" then
     error("w:write: chunk must be a string, got " .. type(chunk), 2)
   end
   local r = self._r
-  local ok, err = raw_write(r, chunk)
-  if not ok then return nil, err end
+  local ok, err, code = raw_write(r, chunk)
+  if not ok then return nil, err, code end
   while true do
-    local n, perr = raw_pending(r)
-    if not n then return nil, perr end
+    local n, perr, pcode = raw_pending(r)
+    if not n then return nil, perr, pcode end
     if n == 0 then return true end
     raw_flush(r)
   end
@@ -170,7 +171,7 @@ function Writer:event(data, name)
   return self:write(out)
 end
 
---- End the stream. true, or nil, "closed".
+--- End the stream. true, or nil, err, code ("closed" when the client left).
 function Writer:close()
   if self._closed then return true end
   self._closed = true
@@ -191,7 +192,7 @@ local function end_for_drain(w)
   core.finish(w._r)
 end
 
---- Start a streamed (chunked) response: returns a writer, or nil, err.
+--- Start a streamed (chunked) response: returns a writer, or nil, err, code.
 function Response:stream(code, headers)
   check_status(code, 3)
   local h = {}
@@ -202,8 +203,8 @@ function Response:stream(code, headers)
   end
   local list = header_list({}, h, 3)
   self._sent = true
-  local ok, err = core.stream(self._r, code, list)
-  if not ok then return nil, err end
+  local ok, err, ecode = core.stream(self._r, code, list)
+  if not ok then return nil, err, ecode end
   local sse = false
   for k, v in pairs(h) do
     if lower(k) == "content-type" and find(lower(v), "^%s*text/event%-stream") then sse = true end
@@ -257,7 +258,7 @@ end
 --- Listen and serve: opts = {host = "127.0.0.1", port = 0, handler,
 -- max_connections, max_header_bytes, max_body_bytes, header_timeout,
 -- body_timeout, idle_timeout}. Returns the server (srv.port is the bound
--- port) or nil, err.
+-- port) or nil, err, "io".
 function _M.listen(opts)
   if type(opts) ~= "table" then error("server.listen: expects a table of options", 2) end
   for k, v in pairs(opts) do
@@ -277,13 +278,13 @@ function _M.listen(opts)
     local v = opts[k]
     if v ~= nil and not (v > 0) then error("server.listen: " .. k .. " must be > 0", 2) end
   end
-  local s, err = core.listen{
+  local s, err, code = core.listen{
     host = opts.host or "127.0.0.1", port = port,
     max_connections = opts.max_connections, max_header_bytes = opts.max_header_bytes,
     max_body_bytes = opts.max_body_bytes, header_timeout = opts.header_timeout,
     body_timeout = opts.body_timeout, idle_timeout = opts.idle_timeout,
   }
-  if not s then return nil, err end
+  if not s then return nil, err, code end
   local self = setmetatable({ _s = s, _handler = opts.handler, port = core.port(s),
                               _streams = setmetatable({}, { __mode = "k" }) }, Server)
   go(accept_loop, self)

@@ -142,7 +142,7 @@ static double opt_num(lua_State *L, const char *name, double def) {
 }
 
 /* listen{host, port, max_connections, max_header_bytes, max_body_bytes,
- * header_timeout, body_timeout, idle_timeout} -> srv | nil, err */
+ * header_timeout, body_timeout, idle_timeout} -> srv | nil, err, "io" */
 static int l_listen(lua_State *L) {
   wf_lua_rt_t *rt = wf_lua_rt(L);
   wf_server_opts_t o;
@@ -169,15 +169,15 @@ static int l_listen(lua_State *L) {
   *u = calloc(1, sizeof **u);
   if (!*u) return luaL_error(L, "server.listen: out of memory");
   s = wf_server_new(wf_loop_ev(rt->loop), &o, srv_notify, *u, &err);
-  if (!s) return wf_lua_fail(L, err.msg, NULL);
+  if (!s) return wf_lua_fail(L, err.msg, "io");
   (*u)->s = s;
   return 1;
 }
 
-/* port(srv) -> the bound port | nil, "closed" */
+/* port(srv) -> the bound port | nil, "closed", "closed" */
 static int l_port(lua_State *L) {
   lsrv_t *ls = srv_check(L, 1);
-  if (!ls->s) return wf_lua_fail(L, "closed", NULL);
+  if (!ls->s) return wf_lua_fail(L, "closed", "closed");
   lua_pushinteger(L, wf_server_port(ls->s));
   return 1;
 }
@@ -297,6 +297,23 @@ static lreq_t *req_check(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, REQ_MT);
 }
 
+/* nil, "closed", "closed": lr's request is released or its client left. */
+static int req_fail_closed(lua_State *L) {
+  return wf_lua_fail(L, "closed", "closed");
+}
+
+/* The outcome rc of an operation on lr's request: true, or nil, err and
+ * "closed" (the client left, the response completed) or "error" (misuse
+ * the Lua side lets through: a response already sent, no open stream, a
+ * bad status or header). */
+static int req_result(lua_State *L, lreq_t *lr, int rc, const wf_err_t *err) {
+  if (rc != WF_OK)
+    return wf_lua_fail(L, err->msg,
+                       wf_server_req_closed(lr->r) ? "closed" : "error");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* Release lr's request (the waiter, if any, is woken first). */
 static void req_release(lreq_t *lr) {
   if (!lr->r) return;
@@ -331,7 +348,7 @@ static size_t read_headers(lua_State *L, int idx, const char **hdrs) {
   return n / 2;
 }
 
-/* respond(req, status, headers, body) -> true | nil, err */
+/* respond(req, status, headers, body) -> true | nil, err, code */
 static int l_respond(lua_State *L) {
   lreq_t *lr = req_check(L, 1);
   int status = (int)luaL_checkinteger(L, 2);
@@ -339,45 +356,38 @@ static int l_respond(lua_State *L) {
   size_t nh = read_headers(L, 3, hdrs), len;
   const char *body = luaL_optlstring(L, 4, "", &len);
   wf_err_t err;
-  if (!lr->r) return wf_lua_fail(L, "closed", NULL);
-  if (wf_server_req_respond(lr->r, status, hdrs, nh, body, len, &err))
-    return wf_lua_fail(L, err.msg, NULL);
-  lua_pushboolean(L, 1);
-  return 1;
+  if (!lr->r) return req_fail_closed(L);
+  return req_result(L, lr,
+                    wf_server_req_respond(lr->r, status, hdrs, nh, body, len, &err),
+                    &err);
 }
 
-/* stream(req, status, headers) -> true | nil, err */
+/* stream(req, status, headers) -> true | nil, err, code */
 static int l_stream(lua_State *L) {
   lreq_t *lr = req_check(L, 1);
   int status = (int)luaL_checkinteger(L, 2);
   const char *hdrs[2 * MAX_HEADERS];
   size_t nh = read_headers(L, 3, hdrs);
   wf_err_t err;
-  if (!lr->r) return wf_lua_fail(L, "closed", NULL);
-  if (wf_server_req_stream(lr->r, status, hdrs, nh, &err))
-    return wf_lua_fail(L, err.msg, NULL);
-  lua_pushboolean(L, 1);
-  return 1;
+  if (!lr->r) return req_fail_closed(L);
+  return req_result(L, lr, wf_server_req_stream(lr->r, status, hdrs, nh, &err),
+                    &err);
 }
 
-/* write(req, data) -> true | nil, "closed" | nil, err */
+/* write(req, data) -> true | nil, err, code */
 static int l_write(lua_State *L) {
   lreq_t *lr = req_check(L, 1);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   wf_err_t err;
-  if (!lr->r) return wf_lua_fail(L, "closed", NULL);
-  if (wf_server_req_write(lr->r, data, len, &err))
-    return wf_lua_fail(L, err.msg, NULL);
-  lua_pushboolean(L, 1);
-  return 1;
+  if (!lr->r) return req_fail_closed(L);
+  return req_result(L, lr, wf_server_req_write(lr->r, data, len, &err), &err);
 }
 
-/* pending(req) -> bytes queued | nil, "closed" */
+/* pending(req) -> bytes queued | nil, "closed", "closed" */
 static int l_pending(lua_State *L) {
   lreq_t *lr = req_check(L, 1);
-  if (!lr->r || wf_server_req_closed(lr->r))
-    return wf_lua_fail(L, "closed", NULL);
+  if (!lr->r || wf_server_req_closed(lr->r)) return req_fail_closed(L);
   lua_pushinteger(L, (lua_Integer)wf_server_req_pending(lr->r));
   return 1;
 }
@@ -405,14 +415,12 @@ static int l_flush(lua_State *L) {
   return wf_task_suspend(t, L, "weft.server");
 }
 
-/* finish(req) -> true | nil, "closed": end the stream. */
+/* finish(req) -> true | nil, err, code: end the stream. */
 static int l_finish(lua_State *L) {
   lreq_t *lr = req_check(L, 1);
   wf_err_t err;
-  if (!lr->r) return wf_lua_fail(L, "closed", NULL);
-  if (wf_server_req_end(lr->r, &err)) return wf_lua_fail(L, err.msg, NULL);
-  lua_pushboolean(L, 1);
-  return 1;
+  if (!lr->r) return req_fail_closed(L);
+  return req_result(L, lr, wf_server_req_end(lr->r, &err), &err);
 }
 
 /* closed(req) -> true once the client left / the response completed. */

@@ -60,11 +60,12 @@ describe("weft.server", function()
       assert.are_not.equal(a.port, b.port)
     end)
 
-    it("returns nil and the reason when the port is taken", function()
+    it("returns nil, the reason and 'io' when the port is taken", function()
       local a = start(echo)
-      local srv, err = server.listen{ port = a.port, handler = echo }
+      local srv, err, code = server.listen{ port = a.port, handler = echo }
       assert.is_nil(srv)
       assert.matches("cannot listen on 127.0.0.1:" .. a.port, err)
+      assert.equal("io", code)
     end)
 
     it("raises on misuse, naming the option", function()
@@ -171,14 +172,14 @@ describe("weft.server", function()
       assert.equal("internal", json.decode(res.body).error.code)
     end)
 
-    it("refuses a second response", function()
+    it("refuses a second response with code 'error'", function()
       local second
       local srv = start(function(_, res)
         res:send("one")
         second = { res:send("two") }
       end)
       assert.equal("one", assert(http.request{ url = url(srv, "/") }).body)
-      assert.same({ nil, "response already sent" }, second)
+      assert.same({ nil, "response already sent", "error" }, second)
     end)
   end)
 
@@ -355,13 +356,13 @@ describe("weft.server", function()
     end)
 
     it("ends the writer with 'closed' when the client leaves mid-stream", function()
-      local result, writes = nil, 0
+      local result, code, writes = nil, nil, 0
       local finished = weft.cond()
       local srv = start(function(_, res)
         local w = res:stream(200, { ["Content-Type"] = "text/event-stream" })
         for _ = 1, 2000 do
-          local ok, err = w:write("data: tick\n\n")
-          if not ok then result = err break end
+          local ok, err, ecode = w:write("data: tick\n\n")
+          if not ok then result, code = err, ecode break end
           writes = writes + 1
           weft.sleep(0.01)
         end
@@ -373,6 +374,7 @@ describe("weft.server", function()
       assert.equal(200, res.status)
       while result == nil and writes < 2000 do finished:wait(10) end
       assert.equal("closed", result)
+      assert.equal("closed", code)
       assert.is_true(writes >= 3)
     end)
   end)
@@ -426,8 +428,7 @@ describe("weft.server", function()
       local srv = start(function(_, res)
         started:signal()
         release:wait(10)
-        local _, err = res:send("late")
-        send_result = err
+        send_result = { res:send("late") }
       end)
       local client = weft.go(function()
         return http.request{ url = url(srv, "/"), timeout = 10 }
@@ -441,7 +442,7 @@ describe("weft.server", function()
       assert.is_string(cerr)
       release:signal()
       weft.go(function() end):wait() -- let the handler run on
-      assert.equal("closed", send_result)
+      assert.same({ nil, "closed", "closed" }, send_result)
     end)
 
     it("ends open streams at the start of the drain, SSE ones with a last shutdown event", function()
