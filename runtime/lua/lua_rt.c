@@ -408,7 +408,14 @@ static int rt_noop(lua_State *L) {
  * trace exit on L then restores its snapshot onto the stack of the stale
  * thread and crashes. Entering the VM on L (a call) sets cur_L to L. */
 static void thread_reclaim(lua_State *L) {
-  lua_pushcfunction(L, rt_noop);
+  /* one closure kept in the registry: a wait allocates nothing for this */
+  lua_getfield(L, LUA_REGISTRYINDEX, "weft.rt_noop");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushcfunction(L, rt_noop);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "weft.rt_noop");
+  }
   lua_call(L, 0, 0);
 }
 
@@ -423,6 +430,8 @@ int wf_task_suspend(wf_task_t *t, lua_State *L, const char *fname) {
     if (ev_is_active(&t->timer)) ev_timer_stop(wf_loop_ev(rt->loop), &t->timer);
     if (t->cancel) t->cancel(t);
     thread_reclaim(L); /* before raising on L: see there */
+    if (t->what)
+      return luaL_error(L, "%s %s: nothing left to wait on (deadlock)", fname, t->what);
     return luaL_error(L, "%s: nothing left to wait on (deadlock)", fname);
   }
   thread_reclaim(L); /* a prepare or the caller may raise */

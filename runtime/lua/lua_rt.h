@@ -49,6 +49,8 @@ struct wf_task {
   void (*cancel)(wf_task_t *t);
   wf_task_prepare_fn prepare;
   int result;       /* the outcome an event handler records for prepare */
+  const char *what; /* main-thread waiter: named after fname in a deadlock
+                       error ("run ID"), so nothing is formatted per wait */
   ev_timer timer;   /* a wait's timeout (stopped by the resumer) */
   /* owner: a scheduler invocation, or a plain Lua waiter */
   wf_task_done_fn done;

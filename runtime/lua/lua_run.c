@@ -162,15 +162,14 @@ static void wait_cancel(wf_task_t *t) {
 static int l_run_wait(lua_State *L) {
   wf_lua_run_t *lr = wf_lua_run_check(L, 1);
   wf_task_t mw, *t;
-  char name[160];
   if (lr->finished || lr->idle) return 0;
   t = wf_task_waiter(lr->rt, L, "wait", &mw);
-  snprintf(name, sizeof name, "run %s", wf_run_id(lr->run));
+  if (t->main) t->what = wf_run_id(lr->run); /* the run outlives the wait */
   t->wait = lr;
   t->cancel = wait_cancel;
   t->next = lr->waiters;
   lr->waiters = t;
-  return wf_task_suspend(t, L, name);
+  return wf_task_suspend(t, L, "run");
 }
 
 /* core.run_info(run) -> status, error|nil, supersteps, duration_ms, id,
