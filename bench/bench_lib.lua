@@ -3,7 +3,7 @@
 -- library and /proc.
 local _M = {}
 
-local sort = table.sort
+local sort, pairs = table.sort, pairs
 
 --- The whole content of a file, or nil.
 function _M.read_file(path)
@@ -51,6 +51,38 @@ function _M.stats(xs)
   local n = #s
   local med = n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
   return { median = med, min = s[1], max = s[n], n = n }
+end
+
+--- Read the command-line arguments argv into opts: flags maps each
+-- "--name" to the opts field its number goes to; "--quick" (when quick is
+-- given) calls quick(opts); anything else raises the usage line of script.
+function _M.parse_flags(script, argv, opts, flags, quick)
+  local names = {}
+  for f in pairs(flags) do names[#names + 1] = "[" .. f .. " N]" end
+  sort(names)
+  if quick then names[#names + 1] = "[--quick]" end
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if flags[a] then
+      opts[flags[a]] = tonumber(argv[i + 1]); i = i + 1
+    elseif a == "--quick" and quick then
+      quick(opts)
+    else
+      error("usage: " .. script .. " " .. table.concat(names, " "), 0)
+    end
+    i = i + 1
+  end
+  return opts
+end
+
+--- Print the benchmark's title, the machine line and a line of the load
+-- average followed by `extra`.
+function _M.header(title, extra)
+  local m = _M.machine()
+  print(title)
+  print(string.format("  cpu: %s, cores: %s, kernel: %s, %s, %s", m.cpu, m.cores, m.kernel, m.lua, m.date))
+  print(string.format("  load: %s; %s", _M.loadavg(), extra))
 end
 
 --- The load average line of /proc/loadavg (1, 5, 15 minutes).

@@ -17,16 +17,8 @@ local blib = require "bench_lib"
 
 local fmt = string.format
 local opts = { runs = 5, steps = 2000 }
-do
-  local a = { ... }
-  local i = 1
-  while i <= #a do
-    if a[i] == "--runs" then opts.runs = math.max(5, tonumber(a[i + 1]) or 5); i = i + 1
-    elseif a[i] == "--steps" then opts.steps = tonumber(a[i + 1]); i = i + 1
-    else error("usage: bench/checkpoint.lua [--runs N] [--steps N]", 0) end
-    i = i + 1
-  end
-end
+blib.parse_flags("bench/checkpoint.lua", { ... }, opts, { ["--runs"] = "runs", ["--steps"] = "steps" })
+opts.runs = math.max(5, opts.runs or 5)
 
 -- The loop: a -> b -> a ... for n supersteps; big = a 100 KB state value
 -- written in the first superstep.

@@ -27,16 +27,9 @@ local fmt = string.format
 
 local opts = { runs = 5, n = 10000, per_host = 1024 }
 do
-  local a = { ... }
-  local i = 1
-  while i <= #a do
-    if a[i] == "--runs" then opts.runs = tonumber(a[i + 1]); i = i + 1
-    elseif a[i] == "--concurrency" then opts.n = tonumber(a[i + 1]); i = i + 1
-    elseif a[i] == "--per-host" then opts.per_host = tonumber(a[i + 1]); i = i + 1
-    elseif a[i] == "--quick" then opts.runs = 5
-    else error("usage: bench/io.lua [--runs N] [--quick] [--concurrency N] [--per-host N]", 0) end
-    i = i + 1
-  end
+  blib.parse_flags("bench/io.lua", { ... }, opts,
+    { ["--runs"] = "runs", ["--concurrency"] = "n", ["--per-host"] = "per_host" },
+    function(o) o.runs = 5 end)
   if not opts.runs or opts.runs < 5 then opts.runs = 5 end
   assert(opts.n and opts.n >= 1, "--concurrency must be a positive number")
 end
@@ -91,11 +84,8 @@ local function round(n)
   return wall, (rss1 - rss0)
 end
 
-local m = blib.machine()
-print("weft I/O benchmark (bench/io.lua)")
-print(fmt("  cpu: %s, cores: %s, kernel: %s, %s, %s", m.cpu, m.cores, m.kernel, m.lua, m.date))
-print(fmt("  load: %s; open-files limit %s; server: separate process (pid %d)",
-  blib.loadavg(), tostring(raised), pid))
+blib.header("weft I/O benchmark (bench/io.lua)",
+  fmt("open-files limit %s; server: separate process (pid %d)", tostring(raised), pid))
 print(fmt("  %d concurrent runs, each one LLM call (openai wire format) with 20 ms server latency;",
   opts.n))
 print(fmt("  connection pool: max_per_host = %d; median of %d rounds after a warm-up round",

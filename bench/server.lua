@@ -30,15 +30,9 @@ local fmt, concat, sort, ceil = string.format, table.concat, table.sort, math.ce
 
 local opts = { seconds = 30, connections = 1000 }
 do
-  local a = { ... }
-  local i = 1
-  while i <= #a do
-    if a[i] == "--seconds" then opts.seconds = tonumber(a[i + 1]); i = i + 1
-    elseif a[i] == "--connections" then opts.connections = tonumber(a[i + 1]); i = i + 1
-    elseif a[i] == "--quick" then opts.seconds, opts.connections = 5, 200
-    else error("usage: bench/server.lua [--seconds N] [--connections N] [--quick]", 0) end
-    i = i + 1
-  end
+  blib.parse_flags("bench/server.lua", { ... }, opts,
+    { ["--seconds"] = "seconds", ["--connections"] = "connections" },
+    function(o) o.seconds, o.connections = 5, 200 end)
   assert(opts.seconds and opts.seconds > 0, "--seconds must be a positive number")
   assert(opts.connections and opts.connections >= 1 and opts.connections % 1 == 0,
     "--connections must be a positive integer")
@@ -215,11 +209,8 @@ local function phase(req, check, seconds, n)
   }
 end
 
-local m = blib.machine()
-print("weft server benchmark (bench/server.lua)")
-print(fmt("  cpu: %s, cores: %s, kernel: %s, %s, %s", m.cpu, m.cores, m.kernel, m.lua, m.date))
-print(fmt("  load: %s; open-files limit %s; server: weft serve --store memory:, separate process (pid %d)",
-  blib.loadavg(), tostring(raised), pid))
+blib.header("weft server benchmark (bench/server.lua)",
+  fmt("open-files limit %s; server: weft serve --store memory:, separate process (pid %d)", tostring(raised), pid))
 print(fmt("  %d keep-alive connections (weft.tcp tasks, raw HTTP/1.1, one request in flight each), "
   .. "%g s per endpoint after a 1 s warm-up", opts.connections, opts.seconds))
 print(fmt("  execute: a declarative workflow of one agent node on mock:echo, body %s", exec_body))

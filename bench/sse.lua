@@ -27,14 +27,8 @@ do
   if #a == 0 and type(rawget(_G, "arg")) == "table" then
     for k = 1, #_G.arg do a[k] = _G.arg[k] end
   end
-  local i = 1
-  while i <= #a do
-    if a[i] == "--runs" then opts.runs = tonumber(a[i + 1]); i = i + 1
-    elseif a[i] == "--mb" then opts.mb = tonumber(a[i + 1]); i = i + 1
-    elseif a[i] == "--quick" then opts.runs = 5
-    else error("usage: bench/sse.lua [--runs N] [--quick] [--mb M]", 0) end
-    i = i + 1
-  end
+  blib.parse_flags("bench/sse.lua", a, opts, { ["--runs"] = "runs", ["--mb"] = "mb" },
+    function(o) o.runs = 5 end)
   if not opts.runs or opts.runs < 5 then opts.runs = 5 end
   if not opts.mb or opts.mb <= 0 then error("--mb: expected a positive number", 0) end
 end

@@ -105,18 +105,34 @@ end
 -- The size of a block in messages.
 local function size_of(b) return b.size end
 
+-- The messages of blocks first.. (and, when keep_important, of the older
+-- blocks holding an important message) plus every system message.
+local function keep_from(messages, blocks, first, keep_important)
+  if first == 1 then return messages end
+  local keep = {}
+  for bi = first, #blocks do keep[bi] = true end
+  if keep_important then
+    for bi = 1, first - 1 do
+      if blocks[bi].important then keep[bi] = true end
+    end
+  end
+  return assemble(messages, blocks, keep)
+end
+
+-- The window of message_count and sliding_window: the last n non-system
+-- messages in whole blocks (see keep_from).
+local function last_messages(n, keep_important)
+  return function(messages)
+    local blocks = _M.blocks(messages)
+    return keep_from(messages, blocks, suffix_start(blocks, n, size_of), keep_important)
+  end
+end
+
 --- The last n non-system messages (whole blocks; the most recent block is
 -- kept even when it alone is larger), plus every system message.
 function _M.message_count(n)
   check_count("message_count", "n", n)
-  return function(messages)
-    local blocks = _M.blocks(messages)
-    local first = suffix_start(blocks, n, size_of)
-    if first == 1 then return messages end
-    local keep = {}
-    for bi = first, #blocks do keep[bi] = true end
-    return assemble(messages, blocks, keep)
-  end
+  return last_messages(n, false)
 end
 
 --- The most recent messages whose estimated tokens (estimate_tokens) fit
@@ -140,11 +156,7 @@ function _M.token_count(max_tokens)
       end
       return c
     end
-    local first = suffix_start(blocks, max_tokens - sys, cost)
-    if first == 1 then return messages end
-    local keep = {}
-    for bi = first, #blocks do keep[bi] = true end
-    return assemble(messages, blocks, keep)
+    return keep_from(messages, blocks, suffix_start(blocks, max_tokens - sys, cost), false)
   end
 end
 
@@ -152,19 +164,7 @@ end
 -- keep_important, every block holding a message with important = true.
 function _M.sliding_window(n, keep_important)
   check_count("sliding_window", "n", n)
-  return function(messages)
-    local blocks = _M.blocks(messages)
-    local first = suffix_start(blocks, n, size_of)
-    if first == 1 then return messages end
-    local keep = {}
-    for bi = first, #blocks do keep[bi] = true end
-    if keep_important then
-      for bi = 1, first - 1 do
-        if blocks[bi].important then keep[bi] = true end
-      end
-    end
-    return assemble(messages, blocks, keep)
-  end
+  return last_messages(n, keep_important)
 end
 
 --- The transcript of messages for a summary prompt, one line each.

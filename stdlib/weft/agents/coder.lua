@@ -4,22 +4,11 @@
 -- follow, a string).
 -- Uses weft.agents.
 
-local type, ipairs = type, ipairs
-
 local DEF = {
   temperature = 0.1,
   description = "Writes working code with tests and documentation",
-  options = { language = true, style = true },
+  options = { language = { type = "string", minLength = 1 }, style = { type = "string", minLength = 1 } },
 }
-
---- Checks of the coder options (an error message or nil).
-function DEF.check(opts)
-  for _, f in ipairs({ "language", "style" }) do
-    if opts[f] ~= nil and (type(opts[f]) ~= "string" or opts[f] == "") then
-      return f .. " must be a non-empty string"
-    end
-  end
-end
 
 --- The instructions of a coder agent.
 function DEF.instructions(opts)

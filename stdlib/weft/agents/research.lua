@@ -4,22 +4,11 @@
 -- `focus` (what to concentrate on), `max_points` (default 6).
 -- Uses weft.agents.
 
-local type = type
-
 local DEF = {
   temperature = 0.2,
   description = "Searches, analyses and summarises what is known about a topic",
-  options = { focus = true, max_points = true },
+  options = { focus = { type = "string" }, max_points = { type = "integer", minimum = 1 } },
 }
-
---- Checks of the research options (an error message or nil).
-function DEF.check(opts)
-  if opts.focus ~= nil and type(opts.focus) ~= "string" then return "focus must be a string" end
-  local n = opts.max_points
-  if n ~= nil and (type(n) ~= "number" or n < 1 or n % 1 ~= 0) then
-    return "max_points must be an integer >= 1"
-  end
-end
 
 --- The instructions of a research agent.
 function DEF.instructions(opts)

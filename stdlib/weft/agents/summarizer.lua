@@ -4,25 +4,14 @@
 -- (default 120), `style` ("bullets", the default, or "paragraph").
 -- Uses weft.agents.
 
-local type = type
-
 local DEF = {
   temperature = 0.2,
   description = "Condenses a text into its key points, decisions and actions",
-  options = { max_words = true, style = true },
+  options = {
+    max_words = { type = "integer", minimum = 1 },
+    style = { enum = { "bullets", "paragraph" } },
+  },
 }
-
---- Checks of the summarizer options (an error message or nil).
-function DEF.check(opts)
-  local n = opts.max_words
-  if n ~= nil and (type(n) ~= "number" or n < 1 or n % 1 ~= 0) then
-    return "max_words must be an integer >= 1"
-  end
-  local s = opts.style
-  if s ~= nil and s ~= "bullets" and s ~= "paragraph" then
-    return "style must be 'bullets' or 'paragraph'"
-  end
-end
 
 --- The instructions of a summarizer agent.
 function DEF.instructions(opts)

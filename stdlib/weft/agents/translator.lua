@@ -5,21 +5,20 @@
 -- term -> fixed translation).
 -- Uses weft.agents.
 
-local type, pairs, ipairs, sort, concat = type, pairs, ipairs, table.sort, table.concat
+local type, pairs, sort, concat = type, pairs, table.sort, table.concat
 
 local DEF = {
   temperature = 0.2,
   description = "Translates texts faithfully and idiomatically",
-  options = { target_language = true, source_language = true, glossary = true },
+  options = {
+    target_language = { type = "string", minLength = 1 },
+    source_language = { type = "string", minLength = 1 },
+    glossary = true,
+  },
 }
 
---- Checks of the translator options (an error message or nil).
+--- Check of the glossary (an error message or nil).
 function DEF.check(opts)
-  for _, f in ipairs({ "target_language", "source_language" }) do
-    if opts[f] ~= nil and (type(opts[f]) ~= "string" or opts[f] == "") then
-      return f .. " must be a non-empty string"
-    end
-  end
   local g = opts.glossary
   if g ~= nil then
     if type(g) ~= "table" then return "glossary must be a table of term -> translation" end

@@ -5,24 +5,14 @@
 -- audience"), `format` (default "markdown"), `max_words`.
 -- Uses weft.agents.
 
-local type, ipairs = type, ipairs
-
 local DEF = {
   temperature = 0.7,
   description = "Writes structured, formatted texts from a brief and notes; revises from feedback",
-  options = { tone = true, audience = true, format = true, max_words = true },
+  options = {
+    tone = { type = "string" }, audience = { type = "string" }, format = { type = "string" },
+    max_words = { type = "integer", minimum = 1 },
+  },
 }
-
---- Checks of the writer options (an error message or nil).
-function DEF.check(opts)
-  for _, f in ipairs({ "tone", "audience", "format" }) do
-    if opts[f] ~= nil and type(opts[f]) ~= "string" then return f .. " must be a string" end
-  end
-  local n = opts.max_words
-  if n ~= nil and (type(n) ~= "number" or n < 1 or n % 1 ~= 0) then
-    return "max_words must be an integer >= 1"
-  end
-end
 
 --- The instructions of a writer agent.
 function DEF.instructions(opts)
