@@ -4,7 +4,9 @@
 -- fresh thread (errors become `nil, err` naming the agent), finding
 -- participant names in a text, and a default `max_supersteps` for the
 -- built workflow (a pattern's loop may need more than the run default of
--- 100 supersteps). Uses weft.json.
+-- 100 supersteps), and the participants' executors. Uses weft,
+-- weft.json.
+local weft = require "weft"
 local json = require "weft.json"
 local check = require "weft.check"
 
@@ -253,6 +255,16 @@ function _M.set(list)
   local s = {}
   for _, v in ipairs(list) do s[v] = true end
   return s
+end
+
+--- The participants' executors: one per agent, named after it, with
+-- description; handler(agent, name) gives each one's handle function.
+function _M.participants(agents, description, handler)
+  local workers = {}
+  for i, agent in ipairs(agents) do
+    workers[i] = weft.executor(agent.name, { description = description, handle = handler(agent, agent.name) })
+  end
+  return workers
 end
 
 return _M

@@ -38,22 +38,17 @@ return function(opts)
       ctx:send(conv)
     end,
   })
-  local workers = {}
-  for i, agent in ipairs(opts.agents) do
-    local name = agent.name
-    workers[i] = weft.executor(name, {
-      description = "concurrent participant",
-      handle = function(msg, ctx)
-        local res, err = common.call_agent(agent, msg)
-        if res then
-          ctx:send({ agent = name, text = res.text or "" })
-        else
-          ctx:log("warn", err)
-          ctx:send({ agent = name, error = err })
-        end
-      end,
-    })
-  end
+  local workers = common.participants(opts.agents, "concurrent participant", function(agent, name)
+    return function(msg, ctx)
+      local res, err = common.call_agent(agent, msg)
+      if res then
+        ctx:send({ agent = name, text = res.text or "" })
+      else
+        ctx:log("warn", err)
+        ctx:send({ agent = name, error = err })
+      end
+    end
+  end)
   local aggregator = weft.executor("aggregator", {
     description = "combines the answers",
     handle = function(results, ctx)

@@ -89,20 +89,18 @@ return function(opts)
   })
 
   local b = weft.workflow(opts.name or "group_chat"):start(orchestrator)
+  local workers = common.participants(opts.agents, "group chat participant", function(agent, name)
+    return function(msg, ctx)
+      local res, err = common.call_agent(agent, msg.messages)
+      if not res then error("group_chat: " .. err, 0) end
+      ctx:send({ kind = TURN, messages = common.append(msg.messages, common.reply_message(name, res.text)),
+                 rounds = msg.rounds + 1, speakers = common.append(msg.speakers, name) })
+    end
+  end)
   local cases = {}
-  local workers = {}
-  for i, agent in ipairs(opts.agents) do
-    local name = agent.name
-    workers[i] = weft.executor(name, {
-      description = "group chat participant",
-      handle = function(msg, ctx)
-        local res, err = common.call_agent(agent, msg.messages)
-        if not res then error("group_chat: " .. err, 0) end
-        ctx:send({ kind = TURN, messages = common.append(msg.messages, common.reply_message(name, res.text)),
-                   rounds = msg.rounds + 1, speakers = common.append(msg.speakers, name) })
-      end,
-    })
-    cases[i] = { when = function(m) return m.next == name end, to = workers[i], name = name }
+  for i, w in ipairs(workers) do
+    local name = opts.agents[i].name
+    cases[i] = { when = function(m) return m.next == name end, to = w, name = name }
   end
   b:switch(orchestrator, cases)
   for _, w in ipairs(workers) do b:edge(w, orchestrator) end

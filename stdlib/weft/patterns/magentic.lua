@@ -261,22 +261,17 @@ function _M.build(opts)
     end,
   })
 
-  local workers = {}
-  for i, agent in ipairs(opts.participants) do
-    local name = agent.name
-    workers[i] = weft.executor(name, {
-      description = "magentic participant",
-      handle = function(msg, ctx)
-        local plan, ledger = ctx:get_state("plan"), ctx:get_state("ledger") or {}
-        local step = plan[msg.index]
-        local content = sformat("Task:\n%s\n\nWhat was done so far:\n%s\n\nYour step (%d of %d): %s",
-                                ctx:get_state("task"), ledger_text(ledger), msg.index, #plan, step.step)
-        local res, err = common.call_agent(agent, { { role = "user", content = content } })
-        ctx:send({ kind = "result", index = msg.index, participant = name,
-                   text = res and (res.text or "") or nil, error = err })
-      end,
-    })
-  end
+  local workers = common.participants(opts.participants, "magentic participant", function(agent, name)
+    return function(msg, ctx)
+      local plan, ledger = ctx:get_state("plan"), ctx:get_state("ledger") or {}
+      local step = plan[msg.index]
+      local content = sformat("Task:\n%s\n\nWhat was done so far:\n%s\n\nYour step (%d of %d): %s",
+                              ctx:get_state("task"), ledger_text(ledger), msg.index, #plan, step.step)
+      local res, err = common.call_agent(agent, { { role = "user", content = content } })
+      ctx:send({ kind = "result", index = msg.index, participant = name,
+                 text = res and (res.text or "") or nil, error = err })
+    end
+  end)
 
   local ledger_ex = weft.executor("ledger", {
     kind = "orchestrator",
