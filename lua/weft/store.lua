@@ -335,15 +335,22 @@ function Store:batch()
   return setmetatable({ _s = self, ops = {}, n = 0 }, Batch)
 end
 
+-- Commit the one write (op, ns, key, arg) of store s: true (for APPEND the
+-- entry's number), or nil, err, code.
+local function commit_one(s, op, ns, key, arg)
+  local ok, seqs, code = raw_commit(s._u, { op, ns, key, arg }, 1)
+  if not ok then return nil, seqs, code end
+  if op == APPEND then return seqs[1] end
+  return true
+end
+
 --- Put one record: true, or nil, err.
 function Store:put(ns, key, value)
   check_self("put", self)
   check_ns("put", ns)
   check_key("put", "key", key)
   check_value("put", value)
-  local ok, err, code = raw_commit(self._u, { PUT, ns, key, value }, 1)
-  if not ok then return nil, err, code end
-  return true
+  return commit_one(self, PUT, ns, key, value)
 end
 
 --- Append one entry to log (ns, key): its number, or nil, err.
@@ -352,9 +359,7 @@ function Store:append(ns, key, value)
   check_ns("append", ns)
   check_key("append", "key", key)
   check_value("append", value)
-  local ok, seqs, code = raw_commit(self._u, { APPEND, ns, key, value }, 1)
-  if not ok then return nil, seqs, code end
-  return seqs[1]
+  return commit_one(self, APPEND, ns, key, value)
 end
 
 --- Delete record (ns, key) and log (ns, key): true, or nil, err.
@@ -362,9 +367,7 @@ function Store:del(ns, key)
   check_self("del", self)
   check_ns("del", ns)
   check_key("del", "key", key)
-  local ok, err, code = raw_commit(self._u, { DEL, ns, key, false }, 1)
-  if not ok then return nil, err, code end
-  return true
+  return commit_one(self, DEL, ns, key, false)
 end
 
 --- Delete every record and log of ns whose key starts with prefix: true, or
@@ -373,9 +376,7 @@ function Store:del_prefix(ns, prefix)
   check_self("del_prefix", self)
   check_ns("del_prefix", ns)
   check_key("del_prefix", "prefix", prefix)
-  local ok, err, code = raw_commit(self._u, { DEL_PREFIX, ns, prefix, false }, 1)
-  if not ok then return nil, err, code end
-  return true
+  return commit_one(self, DEL_PREFIX, ns, prefix, false)
 end
 
 --- Drop the entries of log (ns, key) numbered below keep_from: true, or
@@ -385,9 +386,7 @@ function Store:trim(ns, key, keep_from)
   check_ns("trim", ns)
   check_key("trim", "key", key)
   check_int("trim", "keep_from", keep_from, 1, true)
-  local ok, err, code = raw_commit(self._u, { TRIM, ns, key, keep_from }, 1)
-  if not ok then return nil, err, code end
-  return true
+  return commit_one(self, TRIM, ns, key, keep_from)
 end
 
 --- Close the store (operations still pending complete first); true.

@@ -16,7 +16,7 @@ local weft = require "weft"
 local common = require "weft.patterns.common"
 local aggregators = require "weft.patterns.aggregators"
 
-local ipairs, error = ipairs, error
+local error = error
 
 local OPTIONS = { agents = true, aggregator = true, name = true }
 local RESERVED = { dispatcher = true, aggregator = true }
