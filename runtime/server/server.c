@@ -10,14 +10,13 @@
  * overflowing or conflicting Content-Length, Content-Length with
  * Transfer-Encoding, another coding than chunked, folded lines) get weft's
  * own 400 and the connection is closed (libmicrohttpd 0.9.75-0.9.77 write
- * their 400 status line and headers twice). Error answers end with a
- * graceful close (srv_linger). Depends on libev,
- * libmicrohttpd, common.h. */
-#include "server.h"
+ * their 400 status line and headers twice); that gate and the graceful
+ * close that ends error answers are in gate.c. Depends on libev,
+ * libmicrohttpd, common.h, server_int.h (gate.c). */
+#include "server_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/tcp.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -26,8 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,70 +33,6 @@
 #define HARD_CONN_SLACK 64
 #define STREAM_BLOCK (16 * 1024)
 #define ACCEPT_BATCH 64
-/* The graceful close after weft's own error answers (see srv_linger): what
- * the client still sends is read and dropped for at most this long, or
- * this many bytes, before the socket is closed. */
-#define LINGER_SECS 2.0
-#define LINGER_BYTES (64 * 1024)
-
-/* cn->linger: how cn's socket is closed */
-enum {
-  LINGER_NO,      /* by MHD, or by conn_drop (nothing answered) */
-  LINGER_WANTED,  /* MHD answered an error: linger when MHD closes it */
-  LINGER_STARTED  /* weft holds a descriptor of it and lingers */
-};
-
-/* Per-connection state (MHD's socket context): the header/body deadline,
- * and the watch on the peer while a stream has nothing to send. */
-typedef struct srv_conn srv_conn_t;
-struct srv_conn {
-  wf_server_t *s;
-  int fd;
-  int over_cap;   /* opened while the soft cap was reached: answer 503 */
-  int timed_out;  /* deadline hit or body over the cap: answered, shut down */
-  int linger;     /* LINGER_*: a graceful close after an error answer */
-  ev_timer tm;    /* header or body deadline */
-  ev_io peer;     /* readable while an idle stream waits: did the client go? */
-  wf_server_req_t *req; /* the request in progress, or NULL */
-  /* the gate: MHD reads only bytes weft has checked (see gate_read) */
-  struct MHD_Connection *c;  /* NULL until handed to MHD */
-  struct sockaddr_storage addr;
-  socklen_t alen;
-  ev_io gate;        /* readable: the next request head may be in */
-  int gating;        /* weft reads the next head (MHD suspended or absent) */
-  int refused;       /* unchecked bytes reached MHD: serve nothing more */
-  int end_unknown;   /* a checked request has a chunked body */
-  int checking;      /* on s->chk: a request completed, see conn_check */
-  int active;        /* MHD began a request (on_uri) not yet completed */
-  unsigned credits;  /* checked requests MHD has not started */
-  uint64_t checked;  /* stream offset past the last checked request */
-  size_t seen;       /* bytes peeked while the head was incomplete */
-  const char *bad;   /* why the head at `checked` is refused, or NULL */
-  int bad_status;    /* its status (400, 431) */
-  srv_conn_t *prev, *next; /* all connections */
-  srv_conn_t *cnext;       /* s->chk */
-};
-
-/* A socket closing gracefully after weft's last answer on it. Closing a
- * TCP socket with unread input resets the connection (RST), and a client
- * that is still sending (a body over the cap) may then never read the
- * answer: the kernel drops what was not yet sent or read. So the write
- * side is shut (FIN after the answer) and what the client still sends is
- * read and dropped on the loop until it closes its side, LINGER_BYTES
- * were dropped or LINGER_SECS passed; then the socket is closed. weft
- * holds its own descriptor (a dup when MHD has the connection), so MHD
- * may close its own at any time. */
-typedef struct srv_linger srv_linger_t;
-struct srv_linger {
-  wf_server_t *s;
-  int fd;
-  int shared;   /* MHD may still hold the socket: shut it down at the end */
-  srv_conn_t *held; /* suspended in MHD for the linger: resumed at the end */
-  size_t got;   /* bytes dropped */
-  ev_io io;
-  ev_timer tm;
-  srv_linger_t *prev, *next;
-};
 
 struct wf_server_req {
   wf_server_t *s;          /* NULL once the server is freed */
@@ -124,29 +57,6 @@ struct wf_server_req {
   wf_server_req_t *prev, *next;  /* live requests */
 };
 
-struct wf_server {
-  struct ev_loop *evl;
-  struct MHD_Daemon *d;
-  ev_io io;
-  ev_timer tm;
-  ev_io lio;     /* the listening socket (weft accepts) */
-  int port, listen_fd, closed;
-  int in_run;         /* inside MHD_run (its callbacks) */
-  srv_conn_t *conns;  /* every open connection, handed to MHD or not */
-  srv_conn_t *chk;    /* connections whose request completed in MHD_run */
-  srv_conn_t *adding; /* being handed to MHD (on_connection takes it) */
-  srv_linger_t *lingers; /* sockets closing gracefully */
-  unsigned nlingers;
-  char *scratch;      /* peeked request heads */
-  size_t scratch_len;
-  wf_server_opts_t o;
-  wf_server_notify_fn notify;
-  void *ud;
-  wf_server_req_t *rhead, *rtail; /* ready, not yet taken */
-  wf_server_req_t *live;
-  unsigned inflight, nconns;
-};
-
 /* ---- small helpers ----------------------------------------------------- */
 
 void wf_server_opts_default(wf_server_opts_t *o) {
@@ -161,25 +71,23 @@ void wf_server_opts_default(wf_server_opts_t *o) {
   o->idle_timeout = 60;
 }
 
-/* The JSON error body {"error":{"code":..,"message":..}} (static text). */
-static int error_body(char *buf, size_t n, const char *code, const char *msg) {
+int wf_server_error_body(char *buf, size_t n, const char *code,
+                         const char *msg) {
   return snprintf(buf, n, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
                   code, msg);
 }
 
-/* Reason phrase used for the raw 408 we write ourselves. */
+/* Tell the owner there is news (a request ready, one completed). */
 static void notify_owner(wf_server_t *s) {
   if (s->notify) s->notify(s->ud);
 }
 
-/* Run MHD soon (after a resume or a shutdown made work for it). */
-static void srv_kick(wf_server_t *s) {
+void wf_server_kick(wf_server_t *s) {
   ev_timer_stop(s->evl, &s->tm);
   ev_timer_set(&s->tm, 0., 0.);
   ev_timer_start(s->evl, &s->tm);
 }
 
-static void conn_check(srv_conn_t *cn);
 static srv_conn_t *conn_of(struct MHD_Connection *c);
 
 /* One MHD turn, the gate's look at connections whose request completed,
@@ -201,7 +109,7 @@ static void srv_run(wf_server_t *s) {
     s->chk = cn->cnext;
     cn->cnext = NULL;
     cn->checking = 0;
-    conn_check(cn);
+    wf_gate_check(cn);
   }
 }
 
@@ -224,7 +132,7 @@ static void req_resume(wf_server_req_t *r) {
     if (r->conn && r->s) ev_io_stop(r->s->evl, &r->conn->peer);
     MHD_resume_connection(r->c);
   }
-  if (r->s) srv_kick(r->s);
+  if (r->s) wf_server_kick(r->s);
 }
 
 /* Free r's memory (MHD and the owner are both done with it). */
@@ -252,7 +160,7 @@ static enum MHD_Result queue_error(wf_server_t *s, struct MHD_Connection *c,
                                    unsigned status, const char *code,
                                    const char *msg, int close) {
   char buf[512];
-  int n = error_body(buf, sizeof buf, code, msg);
+  int n = wf_server_error_body(buf, sizeof buf, code, msg);
   struct MHD_Response *resp = MHD_create_response_from_buffer(
       (size_t)n, buf, MHD_RESPMEM_MUST_COPY);
   enum MHD_Result ret;
@@ -270,160 +178,11 @@ static enum MHD_Result queue_error(wf_server_t *s, struct MHD_Connection *c,
 
 /* ---- connections and deadlines ----------------------------------------- */
 
-static void gate_start(srv_conn_t *cn);
-static void gate_stop(srv_conn_t *cn);
-
-/* Close and free cn, which MHD never had (weft answered it at the gate,
- * or the client left before sending a head). */
-static void conn_drop(srv_conn_t *cn) {
-  wf_server_t *s = cn->s;
-  ev_timer_stop(s->evl, &cn->tm);
-  ev_io_stop(s->evl, &cn->gate);
-  ev_io_stop(s->evl, &cn->peer);
-  if (cn->prev) cn->prev->next = cn->next;
-  else s->conns = cn->next;
-  if (cn->next) cn->next->prev = cn->prev;
-  if (cn->fd >= 0) close(cn->fd);
-  s->nconns--;
-  free(cn);
-}
-
-/* End l: close weft's descriptor (when MHD may still hold the socket,
- * shut it down first so that MHD reads the end and closes too, and run
- * MHD when kick). */
-static void linger_end(srv_linger_t *l, int kick) {
-  wf_server_t *s = l->s;
-  ev_io_stop(s->evl, &l->io);
-  ev_timer_stop(s->evl, &l->tm);
-  if (l->prev) l->prev->next = l->next;
-  else s->lingers = l->next;
-  if (l->next) l->next->prev = l->prev;
-  s->nlingers--;
-  if (l->shared) shutdown(l->fd, SHUT_RDWR);
-  close(l->fd);
-  if (l->held && l->held->c) MHD_resume_connection(l->held->c);
-  if (l->shared && kick) srv_kick(s);
-  free(l);
-}
-
-/* The client sent more: drop it; its end of stream, an error or the byte
- * bound end the linger. */
-static void linger_io_cb(struct ev_loop *evl, ev_io *w, int revents) {
-  srv_linger_t *l = w->data;
-  (void)evl;
-  (void)revents;
-  for (;;) {
-    ssize_t n = recv(l->fd, l->s->scratch, l->s->scratch_len, MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0 || (l->got += (size_t)n) >= LINGER_BYTES) break;
-  }
-  linger_end(l, 1);
-}
-
-static void linger_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
-  (void)evl;
-  (void)revents;
-  linger_end(w->data, 1);
-}
-
-/* Linger on fd (weft's own descriptor, taken over; its write side is
- * already shut); shared: MHD may still hold the socket; held: the
- * connection suspended in MHD meanwhile (or NULL). */
-static void linger_start(wf_server_t *s, int fd, int shared,
-                         srv_conn_t *held) {
-  srv_linger_t *l = wf_xcalloc(1, sizeof *l);
-  int one = 1;
-  /* the gate may have raised the wake-up threshold */
-  setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
-  l->s = s;
-  l->fd = fd;
-  l->shared = shared;
-  l->held = held;
-  ev_io_init(&l->io, linger_io_cb, fd, EV_READ);
-  l->io.data = l;
-  ev_io_start(s->evl, &l->io);
-  ev_timer_init(&l->tm, linger_timer_cb, LINGER_SECS, 0.);
-  l->tm.data = l;
-  ev_timer_start(s->evl, &l->tm);
-  l->next = s->lingers;
-  if (s->lingers) s->lingers->prev = l;
-  s->lingers = l;
-  s->nlingers++;
-}
-
-/* MHD may read cn again: the gate closes, a suspended connection resumes
- * (an answered one then reads the end of the stream and closes). */
-static void gate_release(srv_conn_t *cn) {
-  if (!cn->gating) return;
-  gate_stop(cn);
-  if (cn->c) {
-    MHD_resume_connection(cn->c);
-    srv_kick(cn->s);
-  }
-}
-
-/* weft's last answer on cn is written: close gracefully (srv_linger). One
- * MHD never had is freed here (cn is gone on return). One MHD has serves
- * nothing more: inside MHD_run the caller makes MHD close it at once
- * (MHD_NO); outside, it stays suspended in MHD (which reads nothing of
- * the client's input) until the linger ends, then MHD reads the end of
- * the socket and closes it. */
-static void conn_finish(srv_conn_t *cn) {
-  wf_server_t *s = cn->s;
-  int fd;
-  ev_timer_stop(s->evl, &cn->tm);
-  shutdown(cn->fd, SHUT_WR);
-  if (!cn->c) {
-    fd = cn->fd;
-    cn->fd = -1;
-    conn_drop(cn);
-    linger_start(s, fd, 0, NULL);
-    return;
-  }
-  cn->refused = 1;
-  if (cn->linger != LINGER_STARTED) {
-    cn->linger = LINGER_STARTED;
-    fd = fcntl(cn->fd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) {
-      shutdown(cn->fd, SHUT_RDWR); /* no descriptor left: close now */
-    } else if (s->in_run) {
-      linger_start(s, fd, 1, NULL);
-    } else {
-      if (cn->gating) gate_stop(cn); /* MHD is suspended already */
-      else MHD_suspend_connection(cn->c);
-      linger_start(s, fd, 1, cn);
-      return;
-    }
-  }
-  gate_release(cn);
-  srv_kick(s);
-}
-
-/* Answer on cn's socket ourselves (no response has started on it: MHD is
- * still reading the request, or has not got it) with a JSON error, and
- * close gracefully (conn_finish: one MHD never had is freed, cn is gone
- * on return then). status_line is e.g. "408 Request Timeout". */
-static void conn_raw_error(srv_conn_t *cn, const char *status_line,
-                           const char *code, const char *msg) {
-  char body[512], head[512];
-  int bl, hl;
-  cn->timed_out = 1;
-  bl = error_body(body, sizeof body, code, msg);
-  hl = snprintf(head, sizeof head,
-                "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
-                "Content-Length: %d\r\nConnection: close\r\n\r\n",
-                status_line, bl);
-  if (send(cn->fd, head, (size_t)hl, MSG_NOSIGNAL | MSG_DONTWAIT) == hl)
-    (void)send(cn->fd, body, (size_t)bl, MSG_NOSIGNAL | MSG_DONTWAIT);
-  conn_finish(cn);
-}
-
 /* A header or body deadline passed: answer 408 on the socket. */
 static void conn_timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
   (void)evl;
   (void)revents;
-  conn_raw_error(w->data, "408 Request Timeout", "timeout",
+  wf_gate_raw_error(w->data, "408 Request Timeout", "timeout",
                  "request not received in time");
 }
 
@@ -455,324 +214,6 @@ static void conn_peer_cb(struct ev_loop *evl, ev_io *w, int revents) {
   req_resume(cn->req);
 }
 
-/* ---- the gate: request heads checked before MHD reads them ------------ */
-
-enum { HEAD_MORE, HEAD_OK, HEAD_BAD };
-enum { GATE_MORE, GATE_OK, GATE_DONE }; /* GATE_DONE: answered, cn may be gone */
-
-/* What head_parse found: the head's length, the declared body. */
-typedef struct head_info {
-  size_t len;      /* bytes of the head, its blank line included */
-  uint64_t body;   /* Content-Length (0 when none) */
-  int chunked;     /* Transfer-Encoding: chunked */
-  const char *why; /* HEAD_BAD: the reason, for the 400 */
-} head_info_t;
-
-/* Case-insensitive: does [p, p+n) equal the lower-case word w? */
-static int word_is(const char *p, size_t n, const char *w) {
-  return strlen(w) == n && !strncasecmp(p, w, n);
-}
-
-/* Parse the request head at the start of b[0..n) as libmicrohttpd will
- * split it (lines end at LF, an optional CR before it is dropped; empty
- * lines before the request line are skipped) and check the headers that
- * frame the body. Stricter than RFC 9112 where MHD would misread: a value
- * is taken as MHD takes it (leading blanks dropped, trailing ones kept).
- * HEAD_MORE: the blank line that ends the head is not in b yet. */
-static int head_parse(const char *b, size_t n, head_info_t *hi) {
-  size_t pos = 0, lf, end, i;
-  int have_cl = 0, have_te = 0, first = 1;
-  uint64_t cl = 0;
-  memset(hi, 0, sizeof *hi);
-  for (;;) { /* spurious empty lines before the request line */
-    if (pos < n && b[pos] == '\n') pos++;
-    else if (pos + 1 < n && b[pos] == '\r' && b[pos + 1] == '\n') pos += 2;
-    else break;
-  }
-  for (;;) {
-    const char *line, *colon, *v;
-    size_t len, vlen;
-    const char *nl = memchr(b + pos, '\n', n - pos);
-    if (!nl) return HEAD_MORE;
-    lf = (size_t)(nl - b);
-    end = (lf > pos && b[lf - 1] == '\r') ? lf - 1 : lf;
-    line = b + pos;
-    len = end - pos;
-    pos = lf + 1;
-    for (i = 0; i < len; i++)
-      if (line[i] == '\r' || line[i] == '\0') {
-        hi->why = "a bare CR or a NUL byte in the request head";
-        return HEAD_BAD;
-      }
-    if (first) { /* the request line is MHD's to judge */
-      first = 0;
-      continue;
-    }
-    if (!len) break; /* the blank line: end of the head */
-    if (line[0] == ' ' || line[0] == '\t') {
-      hi->why = "a folded header line (obsolete line folding)";
-      return HEAD_BAD;
-    }
-    colon = memchr(line, ':', len);
-    if (!colon || colon == line) {
-      hi->why = "a header line without a name and a colon";
-      return HEAD_BAD;
-    }
-    if (memchr(line, ' ', (size_t)(colon - line)) ||
-        memchr(line, '\t', (size_t)(colon - line))) {
-      hi->why = "whitespace in a header name";
-      return HEAD_BAD;
-    }
-    v = colon + 1;
-    while (v < line + len && (*v == ' ' || *v == '\t')) v++;
-    vlen = (size_t)(line + len - v);
-    if (word_is(line, (size_t)(colon - line), "content-length")) {
-      uint64_t x = 0;
-      if (!vlen) {
-        hi->why = "an empty Content-Length";
-        return HEAD_BAD;
-      }
-      for (i = 0; i < vlen; i++) {
-        unsigned d = (unsigned char)v[i] - '0';
-        if (d > 9) {
-          hi->why = "a Content-Length that is not a decimal number";
-          return HEAD_BAD;
-        }
-        if (x > (UINT64_MAX - d) / 10) {
-          hi->why = "a Content-Length too large to represent";
-          return HEAD_BAD;
-        }
-        x = 10 * x + d;
-      }
-      if (have_cl && x != cl) {
-        hi->why = "Content-Length headers with different values";
-        return HEAD_BAD;
-      }
-      have_cl = 1;
-      cl = x;
-    } else if (word_is(line, (size_t)(colon - line), "transfer-encoding")) {
-      if (have_te) {
-        hi->why = "more than one Transfer-Encoding header";
-        return HEAD_BAD;
-      }
-      if (!word_is(v, vlen, "chunked")) {
-        hi->why = "a Transfer-Encoding other than chunked";
-        return HEAD_BAD;
-      }
-      have_te = 1;
-    }
-  }
-  if (have_cl && have_te) {
-    hi->why = "both Content-Length and Transfer-Encoding (a request "
-              "smuggling attempt)";
-    return HEAD_BAD;
-  }
-  hi->len = pos;
-  hi->body = cl;
-  hi->chunked = have_te;
-  return HEAD_OK;
-}
-
-/* Bytes of cn's stream that MHD has read so far (bytes received minus
- * bytes still queued); -1 on error. Nobody reads meanwhile, so the queue
- * only grows: equal queue lengths around TCP_INFO mean no segment
- * arrived in between and the two counts agree. */
-static int64_t conn_consumed(srv_conn_t *cn) {
-  struct tcp_info ti;
-  socklen_t len;
-  int inq = 0, inq2 = 0, tries;
-  if (ioctl(cn->fd, FIONREAD, &inq) < 0) return -1;
-  for (tries = 0; tries < 8; tries++) {
-    len = sizeof ti;
-    memset(&ti, 0, sizeof ti);
-    if (getsockopt(cn->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
-        len < offsetof(struct tcp_info, tcpi_bytes_received) +
-                  sizeof ti.tcpi_bytes_received ||
-        ioctl(cn->fd, FIONREAD, &inq2) < 0)
-      return -1;
-    if (inq2 == inq) return (int64_t)ti.tcpi_bytes_received - inq;
-    inq = inq2;
-  }
-  return -1; /* a stream that never pauses: treated as unchecked bytes */
-}
-
-/* Record the readability threshold of cn's socket: wake only when more
- * than `seen` bytes are queued (a partial head must not spin the loop). */
-static void gate_lowat(srv_conn_t *cn, size_t seen) {
-  int v = seen ? (int)seen + 1 : 1;
-  if (seen == cn->seen) return;
-  cn->seen = seen;
-  setsockopt(cn->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof v);
-}
-
-/* Answer the refused head at cn->checked (400 or 431) and close. */
-static void gate_refuse(srv_conn_t *cn) {
-  char msg[160];
-  wf_server_t *s = cn->s;
-  if (cn->bad_status == 431) {
-    snprintf(msg, sizeof msg, "request head exceeds %zu bytes",
-             s->scratch_len);
-    conn_raw_error(cn, "431 Request Header Fields Too Large",
-                   "headers_too_large", msg);
-  } else {
-    snprintf(msg, sizeof msg, "malformed request: %s", cn->bad);
-    conn_raw_error(cn, "400 Bad Request", "bad_request", msg);
-  }
-}
-
-/* Check the heads at the front of cn's socket: every complete request in
- * the peeked bytes whose end is known becomes a credit (MHD may parse it);
- * a refused head is answered at once if it is the first, or after the
- * requests before it (conn_check). GATE_OK: MHD may read; GATE_MORE: the
- * first head is incomplete; GATE_DONE: refused (cn may be freed). */
-static int gate_scan(srv_conn_t *cn, const char *b, size_t n) {
-  size_t off = 0;
-  unsigned k = 0;
-  head_info_t hi;
-  for (;;) {
-    int rc = head_parse(b + off, n - off, &hi);
-    if (rc == HEAD_MORE) {
-      if (k) break;
-      if (n >= cn->s->scratch_len) {
-        cn->bad = "request head too large";
-        cn->bad_status = 431;
-        gate_refuse(cn);
-        return GATE_DONE;
-      }
-      return GATE_MORE;
-    }
-    if (rc == HEAD_BAD) {
-      cn->bad = hi.why;
-      cn->bad_status = 400;
-      if (!k) {
-        gate_refuse(cn);
-        return GATE_DONE;
-      }
-      break; /* answered once the requests before it are (conn_check) */
-    }
-    k++;
-    cn->checked += hi.len;
-    if (hi.chunked) { /* its end is the end of the chunks: unknown here */
-      cn->end_unknown = 1;
-      break;
-    }
-    cn->checked += hi.body;
-    if (hi.body > n - off - hi.len) break; /* the body is not all here */
-    off += hi.len + (size_t)hi.body;
-    if (off >= n) break;
-  }
-  cn->credits += k;
-  return GATE_OK;
-}
-
-/* Peek at cn's socket for the next request head and, once it is checked,
- * let MHD read: hand a new connection to MHD, or resume a suspended one. */
-static void gate_read(srv_conn_t *cn) {
-  wf_server_t *s = cn->s;
-  ssize_t n = recv(cn->fd, s->scratch, s->scratch_len, MSG_PEEK | MSG_DONTWAIT);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-    return;
-  if (n <= 0 || (size_t)n <= cn->seen) {
-    /* end of stream (or an error) before a complete head: nothing to
-     * answer; MHD reads the end itself, one it never had is closed */
-    if (!cn->c) conn_drop(cn);
-    else {
-      cn->refused = 1;
-      gate_release(cn);
-    }
-    return;
-  }
-  switch (gate_scan(cn, s->scratch, (size_t)n)) {
-  case GATE_DONE:
-    return;
-  case GATE_MORE:
-    gate_lowat(cn, (size_t)n);
-    return;
-  }
-  gate_lowat(cn, 0);
-  if (cn->c) {
-    gate_release(cn);
-    return;
-  }
-  gate_stop(cn);
-  s->adding = cn;
-  /* MHD takes the socket (closing it on failure); on_connection adopts
-   * cn through s->adding, and on a failure after that frees it */
-  if (MHD_add_connection(s->d, cn->fd, (struct sockaddr *)&cn->addr,
-                         cn->alen) != MHD_YES &&
-      s->adding == cn) {
-    s->adding = NULL;
-    cn->fd = -1;
-    ev_timer_stop(s->evl, &cn->tm);
-    if (cn->prev) cn->prev->next = cn->next;
-    else s->conns = cn->next;
-    if (cn->next) cn->next->prev = cn->prev;
-    s->nconns--;
-    free(cn);
-    return;
-  }
-  s->adding = NULL;
-  srv_kick(s);
-}
-
-static void gate_cb(struct ev_loop *evl, ev_io *w, int revents) {
-  (void)evl;
-  (void)revents;
-  gate_read(w->data);
-}
-
-/* Watch cn's socket for the next head (MHD is suspended or absent). */
-static void gate_start(srv_conn_t *cn) {
-  cn->gating = 1;
-  cn->seen = 0;
-  ev_io_start(cn->s->evl, &cn->gate);
-}
-
-static void gate_stop(srv_conn_t *cn) {
-  cn->gating = 0;
-  ev_io_stop(cn->s->evl, &cn->gate);
-}
-
-/* After an MHD turn in which cn's request completed and the connection
- * stays open: if MHD holds nothing unchecked, either a checked request
- * follows (MHD goes on) or MHD is suspended while weft reads the next
- * head. Unchecked bytes in MHD's buffer (a request pipelined after the
- * peek) are never served: a refused head is answered, else the
- * connection is closed (a pipelining client retries). */
-static void conn_check(srv_conn_t *cn) {
-  wf_server_t *s = cn->s;
-  int64_t used;
-  ssize_t n;
-  if (cn->active || cn->refused || cn->gating || !cn->c) return;
-  used = cn->end_unknown ? -1 : conn_consumed(cn);
-  if (used < 0 || (uint64_t)used > cn->checked) {
-    if (cn->bad) {
-      gate_refuse(cn);
-      return;
-    }
-    conn_finish(cn);
-    return;
-  }
-  if (cn->credits) return; /* a checked request is on its way to MHD */
-  /* the next head is often in already: checked there, MHD goes on
-   * without a suspend/resume round (MHD is not running: nothing reads) */
-  n = recv(cn->fd, s->scratch, s->scratch_len, MSG_PEEK | MSG_DONTWAIT);
-  if (n > 0) {
-    int rc = gate_scan(cn, s->scratch, (size_t)n);
-    if (rc == GATE_DONE) return;
-    if (rc == GATE_OK) {
-      srv_kick(s);
-      return;
-    }
-  } else if (n == 0) { /* the client left: MHD reads the end and closes */
-    srv_kick(s);
-    return;
-  }
-  MHD_suspend_connection(cn->c);
-  gate_start(cn);
-  gate_read(cn);
-}
-
 /* Accept the connections waiting on the listening socket: each is counted
  * and its first head read by the gate before MHD gets it. Over MHD's hard
  * limit a connection is closed at once. */
@@ -802,14 +243,13 @@ static void srv_accept_cb(struct ev_loop *evl, ev_io *w, int revents) {
     cn->tm.data = cn;
     ev_io_init(&cn->peer, conn_peer_cb, fd, EV_READ);
     cn->peer.data = cn;
-    ev_io_init(&cn->gate, gate_cb, fd, EV_READ);
-    cn->gate.data = cn;
+    wf_gate_init(cn);
     cn->next = s->conns;
     if (s->conns) s->conns->prev = cn;
     s->conns = cn;
     s->nconns++;
     conn_arm(cn, s->o.header_timeout);
-    gate_start(cn);
+    wf_gate_start(cn);
   }
 }
 
@@ -830,11 +270,8 @@ static void on_connection(void *cls, struct MHD_Connection *c,
      * outlives MHD's descriptor while the client's input is dropped */
     if (cn->linger == LINGER_WANTED) {
       int fd = fcntl(cn->fd, F_DUPFD_CLOEXEC, 0);
-      if (fd >= 0) linger_start(s, fd, 0, NULL);
+      if (fd >= 0) wf_gate_linger(s, fd, 0, NULL);
     }
-    conn_disarm(cn);
-    ev_io_stop(s->evl, &cn->peer); /* MHD closes the socket after this */
-    ev_io_stop(s->evl, &cn->gate);
     if (cn->req) cn->req->conn = NULL;
     if (cn->checking)
       for (pp = &s->chk; *pp; pp = &(*pp)->cnext)
@@ -842,11 +279,8 @@ static void on_connection(void *cls, struct MHD_Connection *c,
           *pp = cn->cnext;
           break;
         }
-    if (cn->prev) cn->prev->next = cn->next;
-    else s->conns = cn->next;
-    if (cn->next) cn->next->prev = cn->prev;
-    s->nconns--;
-    free(cn);
+    cn->fd = -1; /* MHD closes the socket after this */
+    wf_gate_drop(cn);
     *socket_context = NULL;
   }
 }
@@ -870,9 +304,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
     cn->active = 1;
     if (cn->credits) cn->credits--;
     else if (!cn->refused && cn->bad)
-      gate_refuse(cn); /* the refused head after the checked requests */
+      wf_gate_refuse(cn); /* the refused head after the checked requests */
     else if (!cn->refused)
-      conn_finish(cn);
+      wf_gate_finish(cn);
     r->refused = cn->refused;
   }
   r->s = s;
@@ -992,7 +426,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
         conn_disarm(r->conn);
         snprintf(msg, sizeof msg, "request body exceeds %zu bytes",
                  s->o.max_body_bytes);
-        conn_raw_error(r->conn, "413 Content Too Large", "body_too_large",
+        wf_gate_raw_error(r->conn, "413 Content Too Large", "body_too_large",
                        msg);
       }
       return MHD_NO; /* MHD closes the connection */
@@ -1038,7 +472,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
   (void)toe;
   *req_cls = NULL;
   /* keep-alive: the next request has header_timeout after idling; the
-   * gate looks at the connection once MHD_run returns (conn_check) */
+   * gate looks at the connection once MHD_run returns (wf_gate_check) */
   if ((cn = conn_of(c))) {
     cn->active = 0;
     if (!cn->timed_out)
@@ -1242,7 +676,7 @@ void wf_server_free(wf_server_t *s) {
   ev_io_stop(s->evl, &s->io);
   ev_io_stop(s->evl, &s->lio);
   ev_timer_stop(s->evl, &s->tm);
-  while (s->lingers) linger_end(s->lingers, 0); /* resumes those held */
+  while (s->lingers) wf_gate_linger_end(s->lingers, 0); /* resumes those held */
   /* MHD_stop_daemon requires every suspended connection resumed; those
    * MHD never had are weft's to close */
   for (r = s->live; r; r = r->next)
@@ -1252,9 +686,9 @@ void wf_server_free(wf_server_t *s) {
     }
   for (cn = s->conns; cn; cn = cnext) {
     cnext = cn->next;
-    if (!cn->c) conn_drop(cn);
+    if (!cn->c) wf_gate_drop(cn);
     else if (cn->gating) {
-      gate_stop(cn);
+      wf_gate_stop(cn);
       MHD_resume_connection(cn->c);
     }
   }
@@ -1262,7 +696,7 @@ void wf_server_free(wf_server_t *s) {
   s->notify = NULL; /* completions during the stop are not news */
   MHD_stop_daemon(s->d); /* on_completed runs for every open request */
   s->d = NULL;
-  while (s->lingers) linger_end(s->lingers, 0); /* MHD's last ones too */
+  while (s->lingers) wf_gate_linger_end(s->lingers, 0); /* MHD's last ones too */
   s->chk = NULL;
   if (s->listen_fd >= 0) close(s->listen_fd);
   free(s->scratch);
@@ -1288,7 +722,7 @@ void wf_server_close(wf_server_t *s) {
   ev_io_stop(s->evl, &s->lio);
   if (s->listen_fd >= 0) close(s->listen_fd);
   s->listen_fd = -1;
-  srv_kick(s);
+  wf_server_kick(s);
 }
 
 int wf_server_is_closed(const wf_server_t *s) { return s->closed; }
