@@ -772,8 +772,10 @@ void wf_server_req_set_notify(wf_server_req_t *r, wf_server_req_notify_fn fn,
   r->nud = ud;
 }
 
-/* Check that r can still be answered. */
-static int req_answerable(wf_server_req_t *r, wf_err_t *err) {
+/* Check that r can still be answered with status. */
+static int req_answerable(wf_server_req_t *r, int status, wf_err_t *err) {
+  if (status < 100 || status > 999)
+    return wf_err_set(err, "bad status %d", status);
   if (r->done || !r->c) return wf_err_set(err, "closed");
   if (r->responded) return wf_err_set(err, "response already sent");
   if (r->status < 100 || r->status > 999) r->status = 500;
@@ -791,15 +793,11 @@ static int add_headers(struct MHD_Response *resp, const char *const *hdrs,
   return WF_OK;
 }
 
-int wf_server_req_respond(wf_server_req_t *r, int status,
-                          const char *const *hdrs, size_t nh,
-                          const char *body, size_t len, wf_err_t *err) {
-  struct MHD_Response *resp;
-  if (status < 100 || status > 999)
-    return wf_err_set(err, "bad status %d", status);
-  if (req_answerable(r, err)) return WF_ERR;
-  resp = MHD_create_response_from_buffer(len, (void *)body,
-                                         MHD_RESPMEM_MUST_COPY);
+/* Answer r with resp (NULL: out of memory; taken over, destroyed on
+ * failure) and hdrs: the access handler queues it once r resumes. */
+static int req_answer(wf_server_req_t *r, int status, int streaming,
+                      struct MHD_Response *resp, const char *const *hdrs,
+                      size_t nh, wf_err_t *err) {
   if (!resp) return wf_err_set(err, "out of memory");
   if (add_headers(resp, hdrs, nh, err)) {
     MHD_destroy_response(resp);
@@ -808,28 +806,28 @@ int wf_server_req_respond(wf_server_req_t *r, int status,
   r->resp = resp;
   r->status = (unsigned)status;
   r->responded = 1;
+  r->streaming = streaming;
   req_resume(r);
   return WF_OK;
 }
 
+int wf_server_req_respond(wf_server_req_t *r, int status,
+                          const char *const *hdrs, size_t nh,
+                          const char *body, size_t len, wf_err_t *err) {
+  if (req_answerable(r, status, err)) return WF_ERR;
+  return req_answer(r, status, 0,
+                    MHD_create_response_from_buffer(len, (void *)body,
+                                                    MHD_RESPMEM_MUST_COPY),
+                    hdrs, nh, err);
+}
+
 int wf_server_req_stream(wf_server_req_t *r, int status,
                          const char *const *hdrs, size_t nh, wf_err_t *err) {
-  struct MHD_Response *resp;
-  if (status < 100 || status > 999)
-    return wf_err_set(err, "bad status %d", status);
-  if (req_answerable(r, err)) return WF_ERR;
-  resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
-                                           stream_read, r, NULL);
-  if (!resp) return wf_err_set(err, "out of memory");
-  if (add_headers(resp, hdrs, nh, err)) {
-    MHD_destroy_response(resp);
-    return WF_ERR;
-  }
-  r->resp = resp;
-  r->status = (unsigned)status;
-  r->responded = r->streaming = 1;
-  req_resume(r);
-  return WF_OK;
+  if (req_answerable(r, status, err)) return WF_ERR;
+  return req_answer(r, status, 1,
+                    MHD_create_response_from_callback(
+                        MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_read, r, NULL),
+                    hdrs, nh, err);
 }
 
 int wf_server_req_write(wf_server_req_t *r, const char *data, size_t len,
