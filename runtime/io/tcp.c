@@ -47,8 +47,7 @@ static wf_tcp_t *tcp_wrap(wf_loop_t *l, struct ev_loop *evl, int fd) {
   return t;
 }
 
-/* Local port of fd, or -1. */
-static int sock_port(int fd) {
+int wf_tcp_sock_port(int fd) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return -1;
@@ -93,11 +92,12 @@ static struct addrinfo *nth_addr(struct addrinfo *res, int k) {
   return NULL;
 }
 
-wf_tcp_t *wf_tcp_listen(wf_loop_t *l, const char *host, int port, int backlog,
-                        wf_err_t *err) {
+int wf_tcp_listen_fd(const char *host, int port, int backlog, int *family,
+                     wf_err_t *err) {
   struct addrinfo *res, *ai;
   int fd = -1, one = 1, e = 0;
-  if (resolve(host, port, 1, &res, err) != WF_OK) return NULL;
+  if (host && !strcmp(host, "*")) host = NULL;
+  if (resolve(host, port, 1, &res, err) != WF_OK) return -1;
   for (int k = 0; fd < 0 && k < 2 * WF_TCP_NADDR; k++) {
     if (!(ai = nth_addr(res, k))) continue;
     fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
@@ -108,20 +108,27 @@ wf_tcp_t *wf_tcp_listen(wf_loop_t *l, const char *host, int port, int backlog,
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-        listen(fd, backlog > 0 ? backlog : SOMAXCONN) == 0)
+        listen(fd, backlog > 0 ? backlog : SOMAXCONN) == 0) {
+      if (family) *family = ai->ai_family;
       continue; /* fd >= 0 ends the loop */
+    }
     e = errno;
     close(fd);
     fd = -1;
   }
   freeaddrinfo(res);
-  if (fd < 0) {
+  if (fd < 0)
     wf_err_set(err, "cannot listen on %s:%d: %s", host ? host : "*", port,
                strerror(e));
-    return NULL;
-  }
+  return fd;
+}
+
+wf_tcp_t *wf_tcp_listen(wf_loop_t *l, const char *host, int port, int backlog,
+                        wf_err_t *err) {
+  int fd = wf_tcp_listen_fd(host, port, backlog, NULL, err);
+  if (fd < 0) return NULL;
   wf_tcp_t *t = tcp_wrap(l, NULL, fd);
-  t->port = sock_port(fd);
+  t->port = wf_tcp_sock_port(fd);
   return t;
 }
 
@@ -249,7 +256,7 @@ void wf_tcp_unwait(wf_tcp_t *t) {
 }
 
 int wf_tcp_port(const wf_tcp_t *t) {
-  return t->port >= 0 ? t->port : sock_port(t->fd);
+  return t->port >= 0 ? t->port : wf_tcp_sock_port(t->fd);
 }
 
 int wf_tcp_fd(const wf_tcp_t *t) { return t->fd; }

@@ -18,6 +18,14 @@ typedef void (*wf_tcp_notify_fn)(void *ud, wf_tcp_t *t, int revents);
  * means SOMAXCONN. Accepted and connected sockets get TCP_NODELAY. */
 wf_tcp_t *wf_tcp_listen(wf_loop_t *l, const char *host, int port, int backlog,
                         wf_err_t *err);
+/* The socket behind wf_tcp_listen, for servers with their own loop
+ * watchers: a non-blocking listening descriptor on host:port ("*", "" or
+ * NULL: any address; IPv4 addresses tried first), its address family in
+ * *family (when not NULL); -1 with the reason when it fails. */
+int wf_tcp_listen_fd(const char *host, int port, int backlog, int *family,
+                     wf_err_t *err);
+/* The local port fd is bound to, or -1. */
+int wf_tcp_sock_port(int fd);
 /* Start connecting to host:port (numeric or resolvable host; IPv4
  * addresses are tried first; the lookup itself blocks); completion is
  * signalled by writability, then wf_tcp_connected tells the outcome. NULL

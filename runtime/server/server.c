@@ -12,14 +12,15 @@
  * own 400 and the connection is closed (libmicrohttpd 0.9.75-0.9.77 write
  * their 400 status line and headers twice); that gate and the graceful
  * close that ends error answers are in gate.c. Depends on libev,
- * libmicrohttpd, common.h, server_int.h (gate.c). */
+ * libmicrohttpd, common.h, tcp.h (the listening socket), server_int.h
+ * (gate.c). */
 #include "server_int.h"
+#include "tcp.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -537,60 +538,6 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 
 /* ---- server ------------------------------------------------------------ */
 
-/* Bind and listen on host:port (non-blocking); fd or -1 with err. */
-static int listen_socket(const char *host, int port, int *family,
-                         wf_err_t *err) {
-  struct addrinfo hints, *res = NULL, *ai;
-  char pstr[16];
-  int fd = -1, rc, one = 1, e = 0;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  snprintf(pstr, sizeof pstr, "%d", port);
-  if (host && (!strcmp(host, "*") || !*host)) host = NULL;
-  rc = getaddrinfo(host, pstr, &hints, &res);
-  if (rc) {
-    wf_err_set(err, "cannot resolve '%s': %s", host ? host : "*",
-               gai_strerror(rc));
-    return -1;
-  }
-  for (ai = res; ai; ai = ai->ai_next) {
-    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                ai->ai_protocol);
-    if (fd < 0) {
-      e = errno;
-      continue;
-    }
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-        listen(fd, SOMAXCONN) == 0) {
-      *family = ai->ai_family;
-      break;
-    }
-    e = errno;
-    close(fd);
-    fd = -1;
-  }
-  freeaddrinfo(res);
-  if (fd < 0)
-    wf_err_set(err, "cannot listen on %s:%d: %s", host ? host : "*", port,
-               strerror(e));
-  return fd;
-}
-
-/* The port fd is bound to. */
-static int socket_port(int fd) {
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  if (getsockname(fd, (struct sockaddr *)&ss, &len)) return 0;
-  if (ss.ss_family == AF_INET)
-    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-  if (ss.ss_family == AF_INET6)
-    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  return 0;
-}
-
 /* MHD's log goes to stderr only when WEFT_DEBUG_SERVER is set. */
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
   (void)cls;
@@ -615,7 +562,7 @@ wf_server_t *wf_server_new(struct ev_loop *evl, const wf_server_opts_t *o,
     wf_err_set(err, "server: limits and timeouts must be positive");
     return NULL;
   }
-  fd = listen_socket(o->host, o->port, &family, err);
+  fd = wf_tcp_listen_fd(o->host, o->port, 0, &family, err);
   if (fd < 0) return NULL;
   s = wf_xcalloc(1, sizeof *s);
   s->evl = evl;
@@ -624,7 +571,7 @@ wf_server_t *wf_server_new(struct ev_loop *evl, const wf_server_opts_t *o,
   s->notify = notify;
   s->ud = ud;
   s->listen_fd = fd;
-  s->port = socket_port(fd);
+  s->port = wf_tcp_sock_port(fd);
   if (family == AF_INET6) flags |= MHD_USE_IPv6;
   /* the pool holds the read buffer and the parsed headers: leave room so
    * that our exact header cap answers first (431 JSON); the gate reads
