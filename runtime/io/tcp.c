@@ -92,6 +92,14 @@ static struct addrinfo *nth_addr(struct addrinfo *res, int k) {
   return NULL;
 }
 
+/* A non-blocking socket for ai, or -1 with errno in *e. */
+static int addr_socket(const struct addrinfo *ai, int *e) {
+  int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                  ai->ai_protocol);
+  if (fd < 0) *e = errno;
+  return fd;
+}
+
 int wf_tcp_listen_fd(const char *host, int port, int backlog, int *family,
                      wf_err_t *err) {
   struct addrinfo *res, *ai;
@@ -99,13 +107,7 @@ int wf_tcp_listen_fd(const char *host, int port, int backlog, int *family,
   if (host && !strcmp(host, "*")) host = NULL;
   if (resolve(host, port, 1, &res, err) != WF_OK) return -1;
   for (int k = 0; fd < 0 && k < 2 * WF_TCP_NADDR; k++) {
-    if (!(ai = nth_addr(res, k))) continue;
-    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                ai->ai_protocol);
-    if (fd < 0) {
-      e = errno;
-      continue;
-    }
+    if (!(ai = nth_addr(res, k)) || (fd = addr_socket(ai, &e)) < 0) continue;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
         listen(fd, backlog > 0 ? backlog : SOMAXCONN) == 0) {
@@ -146,13 +148,7 @@ wf_tcp_t *wf_tcp_connect(wf_loop_t *l, const char *host, int port,
   }
   if (resolve(host, port, 0, &res, err) != WF_OK) return NULL;
   for (int k = 0; fd < 0 && k < 2 * WF_TCP_NADDR; k++) {
-    if (!(ai = nth_addr(res, k))) continue;
-    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                ai->ai_protocol);
-    if (fd < 0) {
-      e = errno;
-      continue;
-    }
+    if (!(ai = nth_addr(res, k)) || (fd = addr_socket(ai, &e)) < 0) continue;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS)
       continue; /* fd >= 0 ends the loop */
