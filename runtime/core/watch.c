@@ -27,24 +27,25 @@ void wf_watch_stop(wf_watch_t *w) {
     ev_stat_stop(w->evl, &w->w.stat);
 }
 
-/* Signal arrived: stop and notify once. */
-static void signal_cb(struct ev_loop *evl, ev_signal *ev, int revents) {
-  wf_watch_t *w = (wf_watch_t *)ev;
-  (void)evl;
-  (void)revents;
+/* The watched event happened: stop and notify once. */
+static void watch_fire(wf_watch_t *w) {
   wf_watch_stop(w);
   w->fired = 1;
   w->fn(w->ud, w);
 }
 
-/* Stat changed: stop and notify once. */
-static void stat_cb(struct ev_loop *evl, ev_stat *ev, int revents) {
-  wf_watch_t *w = (wf_watch_t *)ev;
+/* Signal arrived. */
+static void signal_cb(struct ev_loop *evl, ev_signal *ev, int revents) {
   (void)evl;
   (void)revents;
-  wf_watch_stop(w);
-  w->fired = 1;
-  w->fn(w->ud, w);
+  watch_fire((wf_watch_t *)ev);
+}
+
+/* Stat changed. */
+static void stat_cb(struct ev_loop *evl, ev_stat *ev, int revents) {
+  (void)evl;
+  (void)revents;
+  watch_fire((wf_watch_t *)ev);
 }
 
 /* Allocate a watcher of kind with extra bytes after it. */

@@ -70,11 +70,8 @@ static int l_cond_wait(lua_State *L) {
   lua_settop(L, 1);
   if (c->ref == LUA_NOREF) c->ref = wf_lua_ref(rt, L); /* pops c */
   lua_settop(L, 0);
-  t->wait = c;
-  t->cancel = cond_cancel;
+  wf_task_enlist(t, c, cond_cancel, &c->waiters);
   t->prepare = wf_task_prepare_bool;
-  t->next = c->waiters;
-  c->waiters = t;
   if (timeout >= 0) wf_task_timeout(t, timeout, cond_timer_cb);
   return wf_task_suspend(t, L, "cond:wait");
 }

@@ -44,10 +44,7 @@ static int l_request_wait(lua_State *L) {
   if (wf_run_inv_wait(lr->run, seq, &err) != WF_OK)
     return luaL_error(L, "%s", err.msg);
   lua_settop(L, 0);
-  t->wait = lr;
-  t->cancel = asking_cancel;
-  t->next = lr->asking;
-  lr->asking = t;
+  wf_task_enlist(t, lr, asking_cancel, &lr->asking);
   return wf_task_suspend(t, L, "request_info");
 }
 

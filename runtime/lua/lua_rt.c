@@ -444,6 +444,14 @@ int wf_task_suspend(wf_task_t *t, lua_State *L, const char *fname) {
   return n;
 }
 
+void wf_task_enlist(wf_task_t *t, void *what, void (*cancel)(wf_task_t *),
+                    wf_task_t **list) {
+  t->wait = what;
+  t->cancel = cancel;
+  t->next = *list;
+  *list = t;
+}
+
 int wf_task_prepare_bool(wf_task_t *t, lua_State *L) {
   lua_pushboolean(L, t->result);
   return 1;

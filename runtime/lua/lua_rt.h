@@ -167,6 +167,10 @@ wf_task_t *wf_task_waiter(wf_lua_rt_t *rt, lua_State *L, const char *fname,
  * When nothing is left that could end the wait, the wait is cancelled and
  * it raises "<fname>: nothing left to wait on (deadlock)". */
 int wf_task_suspend(wf_task_t *t, lua_State *L, const char *fname);
+/* Before wf_task_suspend: t waits on what (cancel: see wf_task) at the
+ * head of the wait list *list (linked through next). */
+void wf_task_enlist(wf_task_t *t, void *what, void (*cancel)(wf_task_t *),
+                    wf_task_t **list);
 /* A prepare function pushing t->result as a boolean. */
 int wf_task_prepare_bool(wf_task_t *t, lua_State *L);
 /* Start t's timeout: after `seconds` (counted from now), cb runs with

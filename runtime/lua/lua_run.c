@@ -165,10 +165,7 @@ static int l_run_wait(lua_State *L) {
   if (lr->finished || lr->idle) return 0;
   t = wf_task_waiter(lr->rt, L, "wait", &mw);
   if (t->main) t->what = wf_run_id(lr->run); /* the run outlives the wait */
-  t->wait = lr;
-  t->cancel = wait_cancel;
-  t->next = lr->waiters;
-  lr->waiters = t;
+  wf_task_enlist(t, lr, wait_cancel, &lr->waiters);
   return wf_task_suspend(t, L, "run");
 }
 

@@ -254,11 +254,8 @@ static int l_wait(lua_State *L) {
     return 1;
   }
   lua_settop(L, 1); /* keep the server userdata alive across the wait */
-  t->wait = ls;
-  t->cancel = srv_wait_cancel;
+  wf_task_enlist(t, ls, srv_wait_cancel, &ls->waiters);
   t->prepare = wf_task_prepare_bool;
-  t->next = ls->waiters;
-  ls->waiters = t;
   if (timeout >= 0) wf_task_timeout(t, timeout, srv_wait_timer_cb);
   return wf_task_suspend(t, L, "weft.server");
 }

@@ -26,6 +26,16 @@ static void node_cb(wf_defer_t *d) {
   if (n->nest) wf_loop_drain(n->l);
 }
 
+/* A queue on a libev loop of its own. */
+static wf_loop_t *loop_new(void) { return wf_loop_new(ev_loop_new(0)); }
+
+/* Free l and its libev loop. */
+static void loop_free(wf_loop_t *l) {
+  struct ev_loop *evl = wf_loop_ev(l);
+  wf_loop_free(l);
+  ev_loop_destroy(evl);
+}
+
 /* A node with id on loop l. */
 static node_t mk(wf_loop_t *l, int id) {
   node_t n;
@@ -37,7 +47,7 @@ static node_t mk(wf_loop_t *l, int id) {
 }
 
 static void test_fifo_and_redefer(void) {
-  wf_loop_t *l = wf_loop_new(ev_loop_new(0));
+  wf_loop_t *l = loop_new();
   node_t a = mk(l, 1), b = mk(l, 2), c = mk(l, 3);
   ntrace = 0;
   a.redefer = 2;
@@ -56,13 +66,11 @@ static void test_fifo_and_redefer(void) {
   CHECK_INT(wf_loop_drain(l), 1);
   CHECK_INT(wf_loop_drain(l), 0);
   CHECK_INT(a.runs, 3);
-  struct ev_loop *evl = wf_loop_ev(l);
-  wf_loop_free(l);
-  ev_loop_destroy(evl);
+  loop_free(l);
 }
 
 static void test_undefer(void) {
-  wf_loop_t *l = wf_loop_new(ev_loop_new(0));
+  wf_loop_t *l = loop_new();
   node_t a = mk(l, 1), b = mk(l, 2), c = mk(l, 3);
   ntrace = 0;
   wf_loop_defer(l, &a.d);
@@ -78,13 +86,11 @@ static void test_undefer(void) {
   CHECK_INT(b.runs, 0);
   CHECK_INT(c.runs, 0);
   CHECK_INT(wf_loop_pending(l), 0);
-  struct ev_loop *evl = wf_loop_ev(l);
-  wf_loop_free(l);
-  ev_loop_destroy(evl);
+  loop_free(l);
 }
 
 static void test_nested_drain(void) {
-  wf_loop_t *l = wf_loop_new(ev_loop_new(0));
+  wf_loop_t *l = loop_new();
   node_t a = mk(l, 1), b = mk(l, 2), c = mk(l, 3);
   ntrace = 0;
   a.nest = 1;
@@ -101,9 +107,7 @@ static void test_nested_drain(void) {
   CHECK_INT(trace[2], 2);
   CHECK_INT(trace[3], 3);
   CHECK_INT(wf_loop_pending(l), 0);
-  struct ev_loop *evl = wf_loop_ev(l);
-  wf_loop_free(l);
-  ev_loop_destroy(evl);
+  loop_free(l);
 }
 
 static int fired;
