@@ -58,37 +58,37 @@ Batch.__index = Batch
 
 -- Raise (at the caller of the public function) unless ns is a valid
 -- namespace: 1..128 characters of A-Z a-z 0-9 _ . : / -
-local function check_ns(fname, ns)
+local function check_ns(fname, ns, lvl)
   if type(ns) ~= "string" or #ns == 0 or #ns > 128 or not match(ns, "^[%w_%.:/%-]+$") then
     error(fname .. ": ns must be 1..128 characters of A-Z a-z 0-9 _ . : / -, got "
-          .. (type(ns) == "string" and ("'" .. ns .. "'") or type(ns)), 3)
+          .. (type(ns) == "string" and ("'" .. ns .. "'") or type(ns)), lvl or 3)
   end
 end
 
 -- Raise unless v is a string without NUL bytes (what names the argument).
-local function check_key(fname, what, v)
+local function check_key(fname, what, v, lvl)
   if type(v) ~= "string" then
-    error(fname .. ": " .. what .. " must be a string, got " .. type(v), 3)
+    error(fname .. ": " .. what .. " must be a string, got " .. type(v), lvl or 3)
   end
   if find(v, "\0", 1, true) then
-    error(fname .. ": " .. what .. " must not contain NUL bytes", 3)
+    error(fname .. ": " .. what .. " must not contain NUL bytes", lvl or 3)
   end
 end
 
 -- Raise unless v is a string (values: encode tables with weft.json).
-local function check_value(fname, v)
+local function check_value(fname, v, lvl)
   if type(v) ~= "string" then
     error(fname .. ": value must be a string (encode tables with weft.json), got "
-          .. type(v), 3)
+          .. type(v), lvl or 3)
   end
 end
 
 -- Raise unless v is an integer >= min (or nil, unless required).
-local function check_int(fname, what, v, min, required)
+local function check_int(fname, what, v, min, required, lvl)
   if (v == nil and required)
      or (v ~= nil and (type(v) ~= "number" or v ~= v or floor(v) ~= v or v < min or v > 2^53)) then
     error(fname .. ": " .. what .. " must be an integer >= " .. min .. ", got "
-          .. tostring(v), 3)
+          .. tostring(v), lvl or 3)
   end
 end
 
@@ -335,9 +335,26 @@ function Store:batch()
   return setmetatable({ _s = self, ops = {}, n = 0 }, Batch)
 end
 
--- Commit the one write (op, ns, key, arg) of store s: true (for APPEND the
--- entry's number), or nil, err, code.
-local function commit_one(s, op, ns, key, arg)
+-- Raise (at the caller of the public write method, which tail-calls the
+-- function calling this) unless ns, key and arg suit write op.
+local function check_write(fname, op, ns, key, arg)
+  check_ns(fname, ns, 4)
+  check_key(fname, op == DEL_PREFIX and "prefix" or "key", key, 4)
+  if op == PUT or op == APPEND or (op == EXPECT and arg ~= false) then
+    check_value(fname, arg, 4)
+  elseif op == TRIM then
+    check_int(fname, "keep_from", arg, 1, true, 4)
+  elseif op == EXPECT_LAST then
+    check_int(fname, "last", arg, 0, true, 4)
+  end
+end
+
+-- Commit the one write (op, ns, key, arg) of store s, for method fname
+-- (tail-called by it): true (for APPEND the entry's number), or nil, err,
+-- code.
+local function commit_one(s, fname, op, ns, key, arg)
+  check_self(fname, s)
+  check_write(fname, op, ns, key, arg)
   local ok, seqs, code = raw_commit(s._u, { op, ns, key, arg }, 1)
   if not ok then return nil, seqs, code end
   if op == APPEND then return seqs[1] end
@@ -346,47 +363,29 @@ end
 
 --- Put one record: true, or nil, err.
 function Store:put(ns, key, value)
-  check_self("put", self)
-  check_ns("put", ns)
-  check_key("put", "key", key)
-  check_value("put", value)
-  return commit_one(self, PUT, ns, key, value)
+  return commit_one(self, "put", PUT, ns, key, value)
 end
 
 --- Append one entry to log (ns, key): its number, or nil, err.
 function Store:append(ns, key, value)
-  check_self("append", self)
-  check_ns("append", ns)
-  check_key("append", "key", key)
-  check_value("append", value)
-  return commit_one(self, APPEND, ns, key, value)
+  return commit_one(self, "append", APPEND, ns, key, value)
 end
 
 --- Delete record (ns, key) and log (ns, key): true, or nil, err.
 function Store:del(ns, key)
-  check_self("del", self)
-  check_ns("del", ns)
-  check_key("del", "key", key)
-  return commit_one(self, DEL, ns, key, false)
+  return commit_one(self, "del", DEL, ns, key, false)
 end
 
 --- Delete every record and log of ns whose key starts with prefix: true, or
 -- nil, err.
 function Store:del_prefix(ns, prefix)
-  check_self("del_prefix", self)
-  check_ns("del_prefix", ns)
-  check_key("del_prefix", "prefix", prefix)
-  return commit_one(self, DEL_PREFIX, ns, prefix, false)
+  return commit_one(self, "del_prefix", DEL_PREFIX, ns, prefix, false)
 end
 
 --- Drop the entries of log (ns, key) numbered below keep_from: true, or
 -- nil, err.
 function Store:trim(ns, key, keep_from)
-  check_self("trim", self)
-  check_ns("trim", ns)
-  check_key("trim", "key", key)
-  check_int("trim", "keep_from", keep_from, 1, true)
-  return commit_one(self, TRIM, ns, key, keep_from)
+  return commit_one(self, "trim", TRIM, ns, key, keep_from)
 end
 
 --- Close the store (operations still pending complete first); true.
@@ -411,75 +410,56 @@ end
 
 -- ---- batches ----------------------------------------------------------
 
--- Add one write to batch b (raises once committed).
-local function add(b, fname, code, ns, key, arg)
-  if getmetatable(b) ~= Batch then
-    error("batch:" .. fname .. ": call it as a method", 3)
-  end
-  if b.done then error("batch:" .. fname .. ": the batch was committed already", 3) end
+-- Add one write to batch b for method fname (tail-called by it; raises
+-- once committed); returns b.
+local function add(b, fname, op, ns, key, arg)
+  if getmetatable(b) ~= Batch then error(fname .. ": call it as a method", 2) end
+  if b.done then error(fname .. ": the batch was committed already", 2) end
+  check_write(fname, op, ns, key, arg)
   local ops, i = b.ops, b.n * 4
-  ops[i + 1], ops[i + 2], ops[i + 3], ops[i + 4] = code, ns, key, arg
+  ops[i + 1], ops[i + 2], ops[i + 3], ops[i + 4] = op, ns, key, arg
   b.n = b.n + 1
   return b
 end
 
 --- Put record (ns, key) = value; returns the batch.
 function Batch:put(ns, key, value)
-  check_ns("batch:put", ns)
-  check_key("batch:put", "key", key)
-  check_value("batch:put", value)
-  return add(self, "put", PUT, ns, key, value)
+  return add(self, "batch:put", PUT, ns, key, value)
 end
 
 --- Delete record (ns, key) and log (ns, key); returns the batch.
 function Batch:del(ns, key)
-  check_ns("batch:del", ns)
-  check_key("batch:del", "key", key)
-  return add(self, "del", DEL, ns, key, false)
+  return add(self, "batch:del", DEL, ns, key, false)
 end
 
 --- Delete the records and logs of ns whose key starts with prefix; returns
 -- the batch.
 function Batch:del_prefix(ns, prefix)
-  check_ns("batch:del_prefix", ns)
-  check_key("batch:del_prefix", "prefix", prefix)
-  return add(self, "del_prefix", DEL_PREFIX, ns, prefix, false)
+  return add(self, "batch:del_prefix", DEL_PREFIX, ns, prefix, false)
 end
 
 --- Append value to log (ns, key); its number is in commit's list; returns
 -- the batch.
 function Batch:append(ns, key, value)
-  check_ns("batch:append", ns)
-  check_key("batch:append", "key", key)
-  check_value("batch:append", value)
-  return add(self, "append", APPEND, ns, key, value)
+  return add(self, "batch:append", APPEND, ns, key, value)
 end
 
 --- Drop the entries of log (ns, key) numbered below keep_from; returns the
 -- batch.
 function Batch:trim(ns, key, keep_from)
-  check_ns("batch:trim", ns)
-  check_key("batch:trim", "key", key)
-  check_int("batch:trim", "keep_from", keep_from, 1, true)
-  return add(self, "trim", TRIM, ns, key, keep_from)
+  return add(self, "batch:trim", TRIM, ns, key, keep_from)
 end
 
 --- Make the batch conditional: record (ns, key) must hold exactly value
 -- (false: must not exist) when it commits. Returns the batch.
 function Batch:expect(ns, key, value)
-  check_ns("batch:expect", ns)
-  check_key("batch:expect", "key", key)
-  if value ~= false then check_value("batch:expect", value) end
-  return add(self, "expect", EXPECT, ns, key, value)
+  return add(self, "batch:expect", EXPECT, ns, key, value)
 end
 
 --- Make the batch conditional: log (ns, key) must have given exactly
 -- `last` numbers (0: none) when it commits. Returns the batch.
 function Batch:expect_last(ns, key, last)
-  check_ns("batch:expect_last", ns)
-  check_key("batch:expect_last", "key", key)
-  check_int("batch:expect_last", "last", last, 0, true)
-  return add(self, "expect_last", EXPECT_LAST, ns, key, last)
+  return add(self, "batch:expect_last", EXPECT_LAST, ns, key, last)
 end
 
 --- Make the batch conditional on holding lease `name` with fencing token
@@ -487,7 +467,7 @@ end
 function Batch:fence(name, token)
   check_key("batch:fence", "name", name)
   check_int("batch:fence", "token", token, 1)
-  return add(self, "fence", EXPECT, FENCE_NS, name, tostring(token))
+  return add(self, "batch:fence", EXPECT, FENCE_NS, name, tostring(token))
 end
 
 --- Number of writes in the batch.
