@@ -276,6 +276,27 @@ void wf_store_done_conflict(wf_store_done_t *d, const wf_store_batch_t *b,
   d->conflict = 1;
 }
 
+/* Check expectation o of b against what the backend holds. */
+int wf_store_expect_holds(wf_store_done_t *d, const wf_store_batch_t *b,
+                          const wf_store_op_t *o, long long last, int present,
+                          const void *val, size_t vlen) {
+  char got[32];
+  int ok;
+  if (o->type == WF_SOP_EXPECT_LAST) {
+    ok = last == o->n;
+    snprintf(got, sizeof got, "%lld", last);
+  } else if (!present) {
+    ok = o->n == 1;
+    snprintf(got, sizeof got, "absent");
+  } else {
+    ok = !o->n && vlen == o->vlen &&
+         (!vlen || !memcmp(val, wf_sop_val(b, o), vlen));
+    snprintf(got, sizeof got, "%s", o->n ? "present" : "a different value");
+  }
+  if (!ok) wf_store_done_conflict(d, b, o, got);
+  return ok;
+}
+
 /* Queue d: its callback runs from the loop, in posting order. */
 void wf_store_done_post(wf_store_done_t *d) {
   wf_store_t *s = d->s;

@@ -104,6 +104,13 @@ void wf_store_done_vfail(wf_store_done_t *d, const char *fmt, va_list ap);
  * store holds ("absent", "a different value", or the log's last number). */
 void wf_store_done_conflict(wf_store_done_t *d, const wf_store_batch_t *b,
                             const wf_store_op_t *o, const char *got);
+/* Judge expectation o of b against what a backend holds: the log's last
+ * number (0 when none) for WF_SOP_EXPECT_LAST, else whether the record is
+ * present and its value. 1 when it holds, else 0 with d failed as a
+ * conflict (wf_store_done_conflict). */
+int wf_store_expect_holds(wf_store_done_t *d, const wf_store_batch_t *b,
+                          const wf_store_op_t *o, long long last, int present,
+                          const void *val, size_t vlen);
 /* Queue the completion: its callback runs from the loop. */
 void wf_store_done_post(wf_store_done_t *d);
 /* Post a failure for (cb, ud) at once. */

@@ -335,29 +335,18 @@ static int mem_check(mstore_t *m, wf_store_batch_t *b, const wf_store_op_t *o,
                      wf_store_done_t *d) {
   mns_t *n = ns_get(m, wf_sop_ns(b, o), 0);
   const char *key = wf_sop_key(b, o);
-  char got[32];
-  int eq = 0, ok;
+  int eq = 0;
   size_t i = 0;
+  const mrec_t *r;
   if (o->type == WF_SOP_EXPECT_LAST) {
-    long long last = 0;
     if (n) i = log_find(n, key, o->klen, &eq);
-    if (eq) last = n->logs[i]->last;
-    ok = last == o->n;
-    snprintf(got, sizeof got, "%lld", last);
-  } else {
-    if (n) i = rec_find(n, key, o->klen, &eq);
-    if (!eq) {
-      ok = o->n == 1;
-      snprintf(got, sizeof got, "absent");
-    } else {
-      const mrec_t *r = n->recs[i];
-      ok = !o->n && r->vlen == o->vlen &&
-           (!o->vlen || !memcmp(r->val, wf_sop_val(b, o), o->vlen));
-      snprintf(got, sizeof got, "%s", o->n ? "present" : "a different value");
-    }
+    return wf_store_expect_holds(d, b, o, eq ? n->logs[i]->last : 0, 0, NULL,
+                                 0);
   }
-  if (!ok) wf_store_done_conflict(d, b, o, got);
-  return ok;
+  if (n) i = rec_find(n, key, o->klen, &eq);
+  r = eq ? n->recs[i] : NULL;
+  return wf_store_expect_holds(d, b, o, 0, eq, r ? r->val : NULL,
+                               r ? r->vlen : 0);
 }
 
 /* Apply a batch: its expectations checked first, then each write with an

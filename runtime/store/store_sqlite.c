@@ -547,7 +547,9 @@ static int check(sq_t *q, wf_store_batch_t *b, const wf_store_op_t *o,
                  wf_store_done_t *d) {
   int last = o->type == WF_SOP_EXPECT_LAST;
   sqlite3_stmt *st = q->st[last ? Q_HEAD_LAST : Q_GET];
-  char got[32];
+  const void *val = NULL;
+  size_t vlen = 0;
+  long long n = 0;
   int rc, ok;
   bind_text(st, 1, wf_sop_ns(b, o), o->nslen);
   bind_text(st, 2, wf_sop_key(b, o), o->klen);
@@ -556,21 +558,14 @@ static int check(sq_t *q, wf_store_batch_t *b, const wf_store_op_t *o,
     sqlite3_reset(st);
     return -1;
   }
-  if (last) {
-    long long n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    ok = n == o->n;
-    snprintf(got, sizeof got, "%lld", n);
-  } else if (rc == SQLITE_DONE) {
-    ok = o->n == 1;
-    snprintf(got, sizeof got, "absent");
-  } else {
-    ok = !o->n && (size_t)sqlite3_column_bytes(st, 0) == o->vlen &&
-         (!o->vlen ||
-          !memcmp(sqlite3_column_blob(st, 0), wf_sop_val(b, o), o->vlen));
-    snprintf(got, sizeof got, "%s", o->n ? "present" : "a different value");
+  if (rc == SQLITE_ROW && last) {
+    n = sqlite3_column_int64(st, 0);
+  } else if (rc == SQLITE_ROW) {
+    val = sqlite3_column_blob(st, 0);
+    vlen = (size_t)sqlite3_column_bytes(st, 0);
   }
+  ok = wf_store_expect_holds(d, b, o, n, rc == SQLITE_ROW, val, vlen);
   sqlite3_reset(st);
-  if (!ok) wf_store_done_conflict(d, b, o, got);
   return ok;
 }
 
