@@ -361,33 +361,6 @@ local function commit_one(s, fname, op, ns, key, arg)
   return true
 end
 
---- Put one record: true, or nil, err.
-function Store:put(ns, key, value)
-  return commit_one(self, "put", PUT, ns, key, value)
-end
-
---- Append one entry to log (ns, key): its number, or nil, err.
-function Store:append(ns, key, value)
-  return commit_one(self, "append", APPEND, ns, key, value)
-end
-
---- Delete record (ns, key) and log (ns, key): true, or nil, err.
-function Store:del(ns, key)
-  return commit_one(self, "del", DEL, ns, key, false)
-end
-
---- Delete every record and log of ns whose key starts with prefix: true, or
--- nil, err.
-function Store:del_prefix(ns, prefix)
-  return commit_one(self, "del_prefix", DEL_PREFIX, ns, prefix, false)
-end
-
---- Drop the entries of log (ns, key) numbered below keep_from: true, or
--- nil, err.
-function Store:trim(ns, key, keep_from)
-  return commit_one(self, "trim", TRIM, ns, key, keep_from)
-end
-
 --- Close the store (operations still pending complete first); true.
 function Store:close()
   check_self("close", self)
@@ -422,32 +395,26 @@ local function add(b, fname, op, ns, key, arg)
   return b
 end
 
---- Put record (ns, key) = value; returns the batch.
-function Batch:put(ns, key, value)
-  return add(self, "batch:put", PUT, ns, key, value)
-end
-
---- Delete record (ns, key) and log (ns, key); returns the batch.
-function Batch:del(ns, key)
-  return add(self, "batch:del", DEL, ns, key, false)
-end
-
---- Delete the records and logs of ns whose key starts with prefix; returns
--- the batch.
-function Batch:del_prefix(ns, prefix)
-  return add(self, "batch:del_prefix", DEL_PREFIX, ns, prefix, false)
-end
-
---- Append value to log (ns, key); its number is in commit's list; returns
--- the batch.
-function Batch:append(ns, key, value)
-  return add(self, "batch:append", APPEND, ns, key, value)
-end
-
---- Drop the entries of log (ns, key) numbered below keep_from; returns the
--- batch.
-function Batch:trim(ns, key, keep_from)
-  return add(self, "batch:trim", TRIM, ns, key, keep_from)
+--- The single writes, as store methods (they commit at once: true, for
+-- append the entry's number, or nil, err) and as batch methods (they
+-- return the batch):
+--   put(ns, key, value)     record (ns, key) = value
+--   append(ns, key, value)  add an entry to log (ns, key)
+--   del(ns, key)            delete record (ns, key) and log (ns, key)
+--   del_prefix(ns, prefix)  delete the records and logs of ns whose key
+--                           starts with prefix
+--   trim(ns, key, keep_from) drop the entries of log (ns, key) numbered
+--                           below keep_from
+for name, op in pairs { put = PUT, append = APPEND, del = DEL, del_prefix = DEL_PREFIX, trim = TRIM } do
+  local bname, none = "batch:" .. name, op == DEL or op == DEL_PREFIX
+  Store[name] = function(self, ns, key, arg)
+    if none then arg = false end
+    return commit_one(self, name, op, ns, key, arg)
+  end
+  Batch[name] = function(self, ns, key, arg)
+    if none then arg = false end
+    return add(self, bname, op, ns, key, arg)
+  end
 end
 
 --- Make the batch conditional: record (ns, key) must hold exactly value
