@@ -80,34 +80,53 @@ static mns_t *ns_get(mstore_t *m, const char *name, int create) {
   return n;
 }
 
-/* Index of the first record whose key is >= key; *eq when equal. */
-static size_t rec_find(mns_t *n, const char *key, size_t kl, int *eq) {
-  size_t lo = 0, hi = n->nrec;
+/* The key of item i of a sorted array (records or logs). */
+typedef const char *(*mkey_fn)(const void *items, size_t i, size_t *kl);
+
+/* Index of the first of the n sorted items whose key is >= key; *eq when
+ * equal. */
+static size_t key_find(const void *items, size_t n, mkey_fn keyof,
+                       const char *key, size_t kl, int *eq) {
+  size_t lo = 0, hi = n, il;
+  const char *ik;
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
-    if (keycmp(n->recs[mid]->key, n->recs[mid]->klen, key, kl) < 0)
+    ik = keyof(items, mid, &il);
+    if (keycmp(ik, il, key, kl) < 0)
       lo = mid + 1;
     else
       hi = mid;
   }
-  *eq = lo < n->nrec && keycmp(n->recs[lo]->key, n->recs[lo]->klen, key,
-                               kl) == 0;
+  *eq = 0;
+  if (lo < n) {
+    ik = keyof(items, lo, &il);
+    *eq = keycmp(ik, il, key, kl) == 0;
+  }
   return lo;
+}
+
+/* mkey_fn for records. */
+static const char *rec_key(const void *items, size_t i, size_t *kl) {
+  const mrec_t *r = ((mrec_t *const *)items)[i];
+  *kl = r->klen;
+  return r->key;
+}
+
+/* mkey_fn for logs. */
+static const char *log_key(const void *items, size_t i, size_t *kl) {
+  const mlog_t *lg = ((mlog_t *const *)items)[i];
+  *kl = lg->klen;
+  return lg->key;
+}
+
+/* Index of the first record whose key is >= key; *eq when equal. */
+static size_t rec_find(mns_t *n, const char *key, size_t kl, int *eq) {
+  return key_find(n->recs, n->nrec, rec_key, key, kl, eq);
 }
 
 /* Same for logs. */
 static size_t log_find(mns_t *n, const char *key, size_t kl, int *eq) {
-  size_t lo = 0, hi = n->nlog;
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    if (keycmp(n->logs[mid]->key, n->logs[mid]->klen, key, kl) < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  *eq = lo < n->nlog && keycmp(n->logs[lo]->key, n->logs[lo]->klen, key,
-                               kl) == 0;
-  return lo;
+  return key_find(n->logs, n->nlog, log_key, key, kl, eq);
 }
 
 /* A record holding copies of key and value in one block. */
