@@ -378,6 +378,15 @@ static int op_run(lua_State *L, lstore_t *ls, opargs_t *a, wf_task_t *t,
   return wf_task_suspend(t, L, fname);
 }
 
+/* A read operation called from L: nil, "store closed", "closed" once the
+ * store is closed, else op_run for L's waiter. */
+static int op_call(lua_State *L, lstore_t *ls, opargs_t *a,
+                   const char *fname) {
+  wf_task_t mw, *t = wf_task_waiter(wf_lua_rt(L), L, fname, &mw);
+  if (!ls->s) return wf_lua_fail(L, "store closed", "closed");
+  return op_run(L, ls, a, t, fname);
+}
+
 /* A string argument without NUL bytes (C sees it whole). */
 static const char *check_name(lua_State *L, int idx) {
   size_t n;
@@ -400,9 +409,7 @@ static lua_Number check_count(lua_State *L, int idx, lua_Number dflt) {
 static int l_get(lua_State *L) {
   lstore_t *ls = check_store(L);
   opargs_t a = {W_GET, check_name(L, 2), check_name(L, 3), 0, 0, NULL};
-  wf_task_t mw, *t = wf_task_waiter(wf_lua_rt(L), L, "store:get", &mw);
-  if (!ls->s) return wf_lua_fail(L, "store closed", "closed");
-  return op_run(L, ls, &a, t, "store:get");
+  return op_call(L, ls, &a, "store:get");
 }
 
 /* scan(store, ns, prefix, limit) -> {{key=, value=}...} | nil, err, code */
@@ -410,9 +417,7 @@ static int l_scan(lua_State *L) {
   lstore_t *ls = check_store(L);
   opargs_t a = {W_SCAN, check_name(L, 2), check_name(L, 3), 0, 0, NULL};
   a.n1 = check_count(L, 4, 0);
-  wf_task_t mw, *t = wf_task_waiter(wf_lua_rt(L), L, "store:scan", &mw);
-  if (!ls->s) return wf_lua_fail(L, "store closed", "closed");
-  return op_run(L, ls, &a, t, "store:scan");
+  return op_call(L, ls, &a, "store:scan");
 }
 
 /* range(store, ns, key, from, to) -> {{seq=, value=}...} | nil, err, code */
@@ -421,27 +426,21 @@ static int l_range(lua_State *L) {
   opargs_t a = {W_RANGE, check_name(L, 2), check_name(L, 3), 0, 0, NULL};
   a.n1 = check_count(L, 4, 1);
   a.n2 = check_count(L, 5, 0);
-  wf_task_t mw, *t = wf_task_waiter(wf_lua_rt(L), L, "store:range", &mw);
-  if (!ls->s) return wf_lua_fail(L, "store closed", "closed");
-  return op_run(L, ls, &a, t, "store:range");
+  return op_call(L, ls, &a, "store:range");
 }
 
 /* size(store, ns) -> bytes | nil, err, code */
 static int l_size(lua_State *L) {
   lstore_t *ls = check_store(L);
   opargs_t a = {W_SIZE, check_name(L, 2), "", 0, 0, NULL};
-  wf_task_t mw, *t = wf_task_waiter(wf_lua_rt(L), L, "store:size", &mw);
-  if (!ls->s) return wf_lua_fail(L, "store closed", "closed");
-  return op_run(L, ls, &a, t, "store:size");
+  return op_call(L, ls, &a, "store:size");
 }
 
 /* time(store) -> the store's clock in ms | nil, err, code */
 static int l_time(lua_State *L) {
   lstore_t *ls = check_store(L);
   opargs_t a = {W_TIME, "", "", 0, 0, NULL};
-  wf_task_t mw, *t = wf_task_waiter(wf_lua_rt(L), L, "store:time", &mw);
-  if (!ls->s) return wf_lua_fail(L, "store closed", "closed");
-  return op_run(L, ls, &a, t, "store:time");
+  return op_call(L, ls, &a, "store:time");
 }
 
 /* Batch op codes of the flat ops list (lua/weft/store.lua uses them). */
