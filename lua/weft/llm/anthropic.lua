@@ -100,11 +100,9 @@ local function payload_error(d) return common.payload_error(d, "type") end
 
 --- Normalise a decoded response, or nil, err.
 function _M.parse(d)
-  local perr = payload_error(d)
-  if perr then return nil, "anthropic: error in response: " .. perr, "provider" end
-  if type(d) ~= "table" or type(d.content) ~= "table" then
-    return nil, "anthropic: unexpected response (no content): " .. common.excerpt(json.encode(d), 200)
-  end
+  local rerr, rcode = common.response_error("anthropic", d, "type",
+    type(d) == "table" and type(d.content) == "table", "content")
+  if rerr then return nil, rerr, rcode end
   local text, calls = {}, json.array()
   local ncalls = 0
   for _, b in ipairs(d.content) do

@@ -99,6 +99,31 @@ function _M.stream_chunk(provider, asm, ev)
   return d
 end
 
+--- Decode one stream record like stream_chunk and fail on an error
+-- payload (kind_field as for payload_error): the decoded table; or nil, nil
+-- for a blank record; or nil, err, code (code "provider" for an error
+-- payload, nil for data that is not JSON).
+function _M.stream_data(provider, asm, ev, kind_field)
+  local d, err = _M.stream_chunk(provider, asm, ev)
+  if not d then return nil, err end
+  local perr = _M.payload_error(d, kind_field)
+  if perr then return nil, provider .. ": error in stream: " .. perr, "provider" end
+  return d
+end
+
+--- The error of a decoded response d for parse, and its code, or nil: the
+-- message of an error payload (code "provider", kind_field as for
+-- payload_error), else "unexpected response (no <what>)" unless has (the
+-- caller's check of d's shape).
+function _M.response_error(provider, d, kind_field, has, what)
+  local perr = _M.payload_error(d, kind_field)
+  if perr then return provider .. ": error in response: " .. perr, "provider" end
+  if not has then
+    return provider .. ": unexpected response (no " .. what .. "): " .. _M.excerpt(json.encode(d), 200)
+  end
+  return nil
+end
+
 --- A list (array-like table) of t, or an empty table.
 function _M.list(v)
   if type(v) == "table" then return v end

@@ -9,7 +9,7 @@
 local json = require "weft.json"
 local common = require "weft.llm.common"
 
-local type, ipairs, tostring, next, concat = type, ipairs, tostring, next, table.concat
+local type, ipairs, next, concat = type, ipairs, next, table.concat
 local nn, str, list = common.nn, common.str, common.list
 
 local _M = {
@@ -106,9 +106,6 @@ local FINISH = { STOP = "stop", MAX_TOKENS = "length", SAFETY = "content_filter"
 --- A normalised finish reason for a finishReason.
 function _M.finish_reason(r) return common.finish_reason(FINISH, r, true) end
 
--- The message of an {"error": {...}} payload, or nil.
-local function payload_error(d) return common.payload_error(d, "status") end
-
 -- The parts of the first candidate of a response (fragment), or {}.
 local function parts_of(d)
   local c = type(d.candidates) == "table" and d.candidates[1]
@@ -119,11 +116,9 @@ end
 
 --- Normalise a decoded response, or nil, err.
 function _M.parse(d)
-  local perr = payload_error(d)
-  if perr then return nil, "gemini: error in response: " .. perr, "provider" end
-  if type(d) ~= "table" or type(d.candidates) ~= "table" then
-    return nil, "gemini: unexpected response (no candidates): " .. common.excerpt(json.encode(d), 200)
-  end
+  local rerr, rcode = common.response_error("gemini", d, "status",
+    type(d) == "table" and type(d.candidates) == "table", "candidates")
+  if rerr then return nil, rerr, rcode end
   local parts, cand = parts_of(d)
   local text, calls = {}, json.array()
   local ncalls = 0
@@ -158,10 +153,8 @@ end
 --- Feed one SSE event to the assembler: nil, or an error text and a code
 -- (nil: "protocol").
 function _M.stream_event(asm, ev)
-  local d, err = common.stream_chunk("gemini", asm, ev)
-  if not d then return err end
-  local perr = payload_error(d)
-  if perr then return "gemini: error in stream: " .. perr, "provider" end
+  local d, err, ecode = common.stream_data("gemini", asm, ev, "status")
+  if not d then return err, ecode end
   local parts, cand = parts_of(d)
   for _, p in ipairs(parts) do
     if type(p) == "table" and not p.thought then

@@ -10,7 +10,7 @@ local json = require "weft.json"
 local common = require "weft.llm.common"
 local openai = require "weft.llm.openai"
 
-local type, ipairs, tostring = type, ipairs, tostring
+local type, ipairs = type, ipairs
 local nn, str, list = common.nn, common.str, common.list
 
 local _M = {
@@ -68,19 +68,14 @@ function _M.build(call, cfg)
   return { url = cfg.base_url .. "/api/chat", headers = headers, body = _M.body(call) }
 end
 
--- The error of an {"error": "..."} payload, or nil.
-local function payload_error(d) return common.payload_error(d) end
-
 --- A normalised finish reason for a done_reason.
 function _M.finish_reason(r) return common.finish_reason({}, r) end
 
 --- Normalise a decoded response, or nil, err.
 function _M.parse(d)
-  local perr = payload_error(d)
-  if perr then return nil, "ollama: error in response: " .. perr, "provider" end
-  if type(d) ~= "table" or type(d.message) ~= "table" then
-    return nil, "ollama: unexpected response (no message): " .. common.excerpt(json.encode(d), 200)
-  end
+  local rerr, rcode = common.response_error("ollama", d, nil,
+    type(d) == "table" and type(d.message) == "table", "message")
+  if rerr then return nil, rerr, rcode end
   local m = d.message
   local calls = json.array()
   local wire = list(nn(m.tool_calls))
@@ -108,10 +103,8 @@ end
 --- Feed one NDJSON line to the assembler: nil, or an error text and a
 -- code (nil: "protocol").
 function _M.stream_event(asm, line)
-  local d, err = common.stream_chunk("ollama", asm, line)
-  if not d then return err end
-  local perr = payload_error(d)
-  if perr then return "ollama: error in stream: " .. perr, "provider" end
+  local d, err, ecode = common.stream_data("ollama", asm, line)
+  if not d then return err, ecode end
   local m = nn(d.message)
   if type(m) == "table" then
     local aerr, code = asm:text(str(nn(m.content)))

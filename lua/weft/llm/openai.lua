@@ -98,12 +98,10 @@ _M.payload_error = payload_error
 --- Normalise a decoded response: {text, tool_calls, usage, finish_reason}
 -- or nil, err.
 function _M.parse(d)
-  local perr = payload_error(d)
-  if perr then return nil, "openai: error in response: " .. perr, "provider" end
   local choice = type(d) == "table" and type(d.choices) == "table" and d.choices[1]
-  if type(choice) ~= "table" or type(choice.message) ~= "table" then
-    return nil, "openai: unexpected response (no choices[1].message): " .. common.excerpt(json.encode(d), 200)
-  end
+  local rerr, rcode = common.response_error("openai", d, "type",
+    type(choice) == "table" and type(choice.message) == "table", "choices[1].message")
+  if rerr then return nil, rerr, rcode end
   local m = choice.message
   local calls = json.array()
   local wire = list(nn(m.tool_calls))
@@ -133,14 +131,8 @@ function _M.stream_event(asm, ev, provider)
   local data = type(ev) == "table" and ev.data or ev
   if type(data) ~= "string" then return nil end
   if data:match("^%s*%[DONE%]%s*$") then asm:terminate(); return nil end
-  if data:match("^%s*$") then return nil end
-  local d = json.decode(data)
-  if type(d) ~= "table" then
-    return provider .. ": malformed stream chunk (not JSON): " .. common.excerpt(data, 200)
-  end
-  asm.raw = d
-  local perr = payload_error(d)
-  if perr then return provider .. ": error in stream: " .. perr, "provider" end
+  local d, err, ecode = common.stream_data(provider, asm, ev, "type")
+  if not d then return err, ecode end
   for _, ch in ipairs(list(nn(d.choices))) do
     if type(ch) == "table" and (ch.index == nil or ch.index == 0) then
       local delta = nn(ch.delta)
