@@ -26,13 +26,7 @@ static void cond_release(wf_lua_rt_t *rt, wf_cond_t *c) {
 /* Take t out of c's waiter list (releasing c's anchor with the last); t
  * no longer holds anything, so it needs no cancel any more. */
 static void cond_unlink(wf_cond_t *c, wf_task_t *t) {
-  wf_task_t **p;
-  for (p = &c->waiters; *p; p = &(*p)->next)
-    if (*p == t) {
-      *p = t->next;
-      break;
-    }
-  t->next = NULL;
+  wf_task_delist(t, &c->waiters);
   t->cancel = NULL;
   t->wait = NULL;
   cond_release(t->rt, c);

@@ -10,13 +10,7 @@
 /* Cancel callback of a task suspended on a request: leave the list. */
 static void asking_cancel(wf_task_t *t) {
   wf_lua_run_t *lr = t->wait;
-  wf_task_t **p;
-  for (p = &lr->asking; *p; p = &(*p)->next)
-    if (*p == t) {
-      *p = t->next;
-      break;
-    }
-  t->next = NULL;
+  wf_task_delist(t, &lr->asking);
 }
 
 /* prepare of an answered request: push the answer (t->result, a registry

@@ -452,6 +452,16 @@ void wf_task_enlist(wf_task_t *t, void *what, void (*cancel)(wf_task_t *),
   *list = t;
 }
 
+void wf_task_delist(wf_task_t *t, wf_task_t **list) {
+  wf_task_t **p;
+  for (p = list; *p; p = &(*p)->next)
+    if (*p == t) {
+      *p = t->next;
+      break;
+    }
+  t->next = NULL;
+}
+
 int wf_task_prepare_bool(wf_task_t *t, lua_State *L) {
   lua_pushboolean(L, t->result);
   return 1;

@@ -171,6 +171,8 @@ int wf_task_suspend(wf_task_t *t, lua_State *L, const char *fname);
  * head of the wait list *list (linked through next). */
 void wf_task_enlist(wf_task_t *t, void *what, void (*cancel)(wf_task_t *),
                     wf_task_t **list);
+/* Take t off the wait list *list (when in it) and clear t->next. */
+void wf_task_delist(wf_task_t *t, wf_task_t **list);
 /* A prepare function pushing t->result as a boolean. */
 int wf_task_prepare_bool(wf_task_t *t, lua_State *L);
 /* Start t's timeout: after `seconds` (counted from now), cb runs with

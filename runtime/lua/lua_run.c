@@ -147,13 +147,7 @@ static int l_run_new(lua_State *L) {
  * waiter list (a waiter already woken by the end is no longer in it). */
 static void wait_cancel(wf_task_t *t) {
   wf_lua_run_t *lr = t->wait;
-  wf_task_t **p;
-  for (p = &lr->waiters; *p; p = &(*p)->next)
-    if (*p == t) {
-      *p = t->next;
-      break;
-    }
-  t->next = NULL;
+  wf_task_delist(t, &lr->waiters);
 }
 
 /* core.run_wait(run): inside a task, yield until the run ends or goes

@@ -36,21 +36,10 @@ static char again_key; /* the AGAIN sentinel (a light userdata) */
 
 /* ---- waiting ----------------------------------------------------------- */
 
-/* Take t out of the list at *head. */
-static void list_unlink(wf_task_t **head, wf_task_t *t) {
-  wf_task_t **p;
-  for (p = head; *p; p = &(*p)->next)
-    if (*p == t) {
-      *p = t->next;
-      break;
-    }
-  t->next = NULL;
-}
-
 /* End t's wait on the server (the server no longer lists it, the task
  * holds nothing: its cancel is cleared) and make it ready with ok. */
 static void srv_ready(lsrv_t *ls, wf_task_t *t, int ok) {
-  list_unlink(&ls->waiters, t);
+  wf_task_delist(t, &ls->waiters);
   t->wait = NULL;
   t->cancel = NULL;
   t->result = ok;
@@ -68,7 +57,7 @@ static void srv_notify(void *ud) { srv_wake_all(ud); }
 /* Cancel callback of a waiter in wait(srv) (abort, executor timeout,
  * deadlock): leave the list, never wake. */
 static void srv_wait_cancel(wf_task_t *t) {
-  list_unlink(&((lsrv_t *)t->wait)->waiters, t);
+  wf_task_delist(t, &((lsrv_t *)t->wait)->waiters);
 }
 
 /* Timeout of a wait(srv): the waiter is ready with false. */
