@@ -25,7 +25,7 @@
 -- module is weft.journal's hook (weft.http, weft.llm and weft.sandbox call
 -- weft.journal and never load this module).
 -- Uses weft.json, weft.store, weft.context, weft.journal, weft.sha256,
--- weft.core.sched, weft.core.loop, weft.task.
+-- weft.urandom, weft.core.sched, weft.core.loop, weft.task.
 local _M = {}
 
 local json = require "weft.json"
@@ -576,13 +576,8 @@ end
 -- A fresh run id (the scheduler's format is run-N-XXXXXXXX; this one is
 -- unique across processes sharing a store).
 local function new_id()
-  local o = store_mod.owner()
-  local fh, rnd = io.open("/dev/urandom", "rb"), nil
-  if fh then
-    rnd = (fh:read(4) or ""):gsub(".", function(c) return fmt("%02x", c:byte()) end)
-    fh:close()
-  end
-  return fmt("run-%d-%s", os.time(), (rnd and rnd ~= "") and rnd or fmt("%x", o.pid))
+  local rnd = require("weft.urandom").hex(4) or fmt("%x", store_mod.owner().pid)
+  return fmt("run-%d-%s", os.time(), rnd)
 end
 
 --- Prepare a durable run of wf (before it is created): take the lease of

@@ -199,13 +199,7 @@ function _M.owner()
   local host = read_line("/proc/sys/kernel/hostname") or os.getenv("HOSTNAME") or "localhost"
   local stat = read_line("/proc/self/stat")
   local pid = tonumber(stat and stat:match("^(%d+)")) or 0
-  local rnd = ""
-  local fh = io.open("/dev/urandom", "rb")
-  if fh then
-    rnd = (fh:read(6) or ""):gsub(".", function(c) return ("%02x"):format(c:byte()) end)
-    fh:close()
-  end
-  if rnd == "" then rnd = ("%x"):format(math.random(0, 0x7fffffff)) end
+  local rnd = require("weft.urandom").hex(6) or ("%x"):format(math.random(0, 0x7fffffff))
   me = { id = ("%s:%d:%s"):format(host, pid, rnd), host = host, pid = pid }
   return me
 end

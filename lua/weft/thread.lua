@@ -5,7 +5,7 @@
 -- table). `thread:serialize()` gives a JSON string and
 -- `weft.thread.deserialize(s)` the same thread back (a string that is not
 -- a serialized thread raises a clear error). Ids are unique: a process
--- counter plus random hex drawn once per process. Uses weft.json.
+-- counter plus random hex drawn once per process. Uses weft.json, weft.urandom.
 local json = require "weft.json"
 local check = require "weft.check"
 
@@ -26,15 +26,11 @@ _M.Thread = Thread
 
 -- Random hex unique to this process (from /dev/urandom when readable).
 local function process_token()
-  local f = io.open("/dev/urandom", "rb")
-  local bytes = f and f:read(6)
-  if f then f:close() end
-  if not bytes or #bytes < 6 then
-    local seed = tostring({}):match("0x(%x+)") or "0"
-    return sformat("%06x%06x", math.floor(os.time() % 0x1000000),
-                   (tonumber(seed:sub(-6), 16) or 0) + math.floor(os.clock() * 1e6) % 0x1000000)
-  end
-  return (bytes:gsub(".", function(c) return sformat("%02x", c:byte()) end))
+  local hex = require("weft.urandom").hex(6)
+  if hex then return hex end
+  local seed = tostring({}):match("0x(%x+)") or "0"
+  return sformat("%06x%06x", math.floor(os.time() % 0x1000000),
+                 (tonumber(seed:sub(-6), 16) or 0) + math.floor(os.clock() * 1e6) % 0x1000000)
 end
 
 local TOKEN = process_token()

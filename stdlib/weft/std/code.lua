@@ -1,7 +1,7 @@
 --- Helpers shared by the code built-ins: pulling code out of an LLM reply,
 -- compiling and running it in the sandbox, summarising diagnostics.
 -- Uses weft.sandbox (its default environment and option schemas),
--- weft.check.
+-- weft.check, weft.urandom.
 local _M = {}
 
 local sandbox = require "weft.sandbox"
@@ -97,13 +97,9 @@ end
 --- A fresh random token (32 hex digits from /dev/urandom); raises naming
 -- the executor when /dev/urandom cannot be read.
 function _M.token(id)
-  local f = io.open("/dev/urandom", "rb")
-  local bytes = f and f:read(16)
-  if f then f:close() end
-  if not bytes or #bytes ~= 16 then
-    error(("executor '%s': cannot read /dev/urandom"):format(id), 0)
-  end
-  return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+  local hex = require("weft.urandom").hex(16)
+  if not hex then error(("executor '%s': cannot read /dev/urandom"):format(id), 0) end
+  return hex
 end
 
 --- A short human summary of a failed command for feedback to a model.
