@@ -478,9 +478,4 @@ function _M.is_agent_like(v)
   return mt == Agent or mt == WorkflowAgent
 end
 
-setmetatable(_M, { __call = function(_, opts)
-  local v = _M.new(opts, 2) -- not a tail call: keeps error levels
-  return v
-end })
-
-return _M
+return check.constructor(_M)

@@ -37,6 +37,15 @@ function _M.callable(v)
 end
 local callable = _M.callable
 
+--- Make module M callable: M(opts) is M.new(opts, 2), which raises at the
+-- caller of M(opts). Returns M.
+function _M.constructor(M)
+  return setmetatable(M, { __call = function(_, opts)
+    local v = M.new(opts, 2) -- not a tail call: keeps error levels
+    return v
+  end })
+end
+
 --- Edit distance of a and b (insertions, deletions, substitutions and
 -- swaps of adjacent characters), stopping early above limit.
 function _M.distance(a, b, limit)

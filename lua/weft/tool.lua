@@ -122,9 +122,4 @@ function Tool:invoke(args, ctx)
   return true, text
 end
 
-setmetatable(_M, { __call = function(_, opts)
-  local v = _M.new(opts, 2) -- not a tail call: keeps error levels
-  return v
-end })
-
-return _M
+return check.constructor(_M)
