@@ -296,6 +296,17 @@ local function run(self, input, thread, on_chunk, what)
   return res, err, code
 end
 
+-- The thread and on_chunk of a stream(input, [thread,] on_chunk) call of
+-- agent a (either kind); raises at the caller of stream unless on_chunk
+-- is callable.
+local function stream_args(a, thread, on_chunk)
+  if on_chunk == nil and callable(thread) then thread, on_chunk = nil, thread end
+  if not callable(on_chunk) then
+    error(sformat("agent '%s': stream: on_chunk must be a function", tostring(a.name)), 3)
+  end
+  return thread, on_chunk
+end
+
 --- Run the agent on input (a string, a message or a list of messages;
 -- nil continues the thread as it is) and thread (default: a new one).
 -- Returns {text, tool_calls, usage, messages, thread, finish_reason} or
@@ -310,10 +321,7 @@ end
 -- finish_reason}) of every model call. stream(input, on_chunk) uses a
 -- new thread.
 function Agent:stream(input, thread, on_chunk)
-  if on_chunk == nil and callable(thread) then thread, on_chunk = nil, thread end
-  if not callable(on_chunk) then
-    error(sformat("agent '%s': stream: on_chunk must be a function", tostring(self.name)), 2)
-  end
+  thread, on_chunk = stream_args(self, thread, on_chunk)
   local res, err, code = run(self, input, thread, on_chunk, "stream")
   return res, err, code
 end
@@ -449,10 +457,7 @@ end
 
 --- Like run; on_chunk receives the data of the run's agent_update events.
 function WorkflowAgent:stream(input, thread, on_chunk)
-  if on_chunk == nil and callable(thread) then thread, on_chunk = nil, thread end
-  if not callable(on_chunk) then
-    error(sformat("agent '%s': stream: on_chunk must be a function", tostring(self.name)), 2)
-  end
+  thread, on_chunk = stream_args(self, thread, on_chunk)
   local res, err, code = wf_run(self, input, thread, on_chunk, "stream")
   return res, err, code
 end
