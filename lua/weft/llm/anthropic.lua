@@ -80,13 +80,8 @@ end
 
 --- The HTTP request {url, headers, body (table)}.
 function _M.build(call, cfg)
-  local headers = {
-    ["content-type"] = "application/json",
-    ["anthropic-version"] = _M.version,
-    ["x-api-key"] = cfg.api_key,
-  }
-  if call.stream then headers.accept = "text/event-stream" end
-  return { url = cfg.base_url .. "/v1/messages", headers = headers, body = _M.body(call) }
+  return common.http_request(cfg.base_url .. "/v1/messages",
+    { ["anthropic-version"] = _M.version, ["x-api-key"] = cfg.api_key }, _M.body(call), call.stream)
 end
 
 local FINISH = { end_turn = "stop", stop_sequence = "stop", max_tokens = "length",

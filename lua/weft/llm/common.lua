@@ -85,6 +85,20 @@ function _M.finish_reason(map, r, lower)
   return map[r] or (lower and r:lower() or r)
 end
 
+--- The HTTP request {url, headers, body (table)} of a provider call:
+-- headers is completed with content-type: application/json, and with
+-- accept: text/event-stream when sse.
+function _M.http_request(url, headers, body, sse)
+  headers["content-type"] = "application/json"
+  if sse then headers.accept = "text/event-stream" end
+  return { url = url, headers = headers, body = body }
+end
+
+--- The headers {authorization = "Bearer KEY"} for api_key ({} without one).
+function _M.bearer(api_key)
+  return { authorization = api_key and ("Bearer " .. api_key) or nil }
+end
+
 --- Decode one stream record (an SSE event table or an NDJSON line) for
 -- provider: the decoded table (also kept as asm.raw); or nil, nil for a
 -- blank record; or nil, err for data that is not JSON.

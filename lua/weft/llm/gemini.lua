@@ -91,11 +91,7 @@ function _M.build(call, cfg)
   local model = call.model:gsub("^models/", "")
   local url = cfg.base_url .. "/v1beta/models/" .. model
   if call.stream then url = url .. ":streamGenerateContent?alt=sse" else url = url .. ":generateContent" end
-  return {
-    url = url,
-    headers = { ["content-type"] = "application/json", ["x-goog-api-key"] = cfg.api_key },
-    body = _M.body(call),
-  }
+  return common.http_request(url, { ["x-goog-api-key"] = cfg.api_key }, _M.body(call))
 end
 
 local FINISH = { STOP = "stop", MAX_TOKENS = "length", SAFETY = "content_filter",

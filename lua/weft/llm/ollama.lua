@@ -63,9 +63,7 @@ end
 
 --- The HTTP request {url, headers, body (table)}.
 function _M.build(call, cfg)
-  local headers = { ["content-type"] = "application/json" }
-  if cfg.api_key then headers.authorization = "Bearer " .. cfg.api_key end
-  return { url = cfg.base_url .. "/api/chat", headers = headers, body = _M.body(call) }
+  return common.http_request(cfg.base_url .. "/api/chat", common.bearer(cfg.api_key), _M.body(call))
 end
 
 --- A normalised finish reason for a done_reason.

@@ -78,10 +78,8 @@ end
 --- The HTTP request {url, headers, body (table)} for a normalised request
 -- and config {api_key, base_url}.
 function _M.build(call, cfg)
-  local headers = { ["content-type"] = "application/json" }
-  if cfg.api_key then headers.authorization = "Bearer " .. cfg.api_key end
-  if call.stream then headers.accept = "text/event-stream" end
-  return { url = cfg.base_url .. "/chat/completions", headers = headers, body = _M.body(call) }
+  return common.http_request(cfg.base_url .. "/chat/completions", common.bearer(cfg.api_key),
+    _M.body(call), call.stream)
 end
 
 local FINISH = { function_call = "tool_calls" }
