@@ -377,16 +377,21 @@ end
 
 -- ---- batches ----------------------------------------------------------
 
--- Add one write to batch b for method fname (tail-called by it; raises
--- once committed); returns b.
-local function add(b, fname, op, ns, key, arg)
+-- Add one write (checked already) to batch b for method fname (tail-called
+-- by it; raises once committed); returns b.
+local function push(b, fname, op, ns, key, arg)
   if getmetatable(b) ~= Batch then error(fname .. ": call it as a method", 2) end
   if b.done then error(fname .. ": the batch was committed already", 2) end
-  check_write(fname, op, ns, key, arg)
   local ops, i = b.ops, b.n * 4
   ops[i + 1], ops[i + 2], ops[i + 3], ops[i + 4] = op, ns, key, arg
   b.n = b.n + 1
   return b
+end
+
+-- push after check_write (the same contract).
+local function add(b, fname, op, ns, key, arg)
+  check_write(fname, op, ns, key, arg)
+  return push(b, fname, op, ns, key, arg)
 end
 
 --- The single writes, as store methods (they commit at once: true, for
@@ -428,7 +433,7 @@ end
 function Batch:fence(name, token)
   check_key("batch:fence", "name", name)
   check_int("batch:fence", "token", token, 1)
-  return add(self, "batch:fence", EXPECT, FENCE_NS, name, tostring(token))
+  return push(self, "batch:fence", EXPECT, FENCE_NS, name, tostring(token))
 end
 
 --- Number of writes in the batch.
