@@ -2,7 +2,7 @@
 --
 -- Provides event queries (`types`, `filter`, `find`, `index`, `count`,
 -- `trace`), small executor factories (`recorder`, `forward`, `output`), a
--- concurrency `gauge`, `error_of` for pcall-style error capture,
+-- concurrency `gauge`, the tool `add_tool`, `error_of` for pcall-style error capture,
 -- `poll_until` to drive the loop until a condition holds, the repository
 -- `root`, and the `assert.mentions(needle, text)` assertion (plain substring
 -- match with a readable failure message). Uses only the public weft Lua API.
@@ -164,6 +164,17 @@ function M.scripted(name, reply)
     end,
   } })
   return calls
+end
+
+--- The tool "add" (two numbers a, b; both required), handled by handler
+-- or by returning their sum.
+function M.add_tool(handler)
+  return weft.tool {
+    name = "add", description = "Add two numbers",
+    parameters = { type = "object", properties = { a = { type = "number" }, b = { type = "number" } },
+                   required = { "a", "b" } },
+    handler = handler or function(args) return args.a + args.b end,
+  }
 end
 
 return M

@@ -16,12 +16,7 @@ local fixture = root .. "/spec/fixtures/durable/"
 local bin = procs.weft_bin()
 local TRIALS = tonumber(os.getenv("WEFT_CRASH_TRIALS")) or 12
 
--- The last non-empty line of s.
-local function last_line(s)
-  local last
-  for line in s:gmatch("[^\n]+") do last = line end
-  return last
-end
+local last_line = procs.last_line
 
 describe("crash recovery", function()
   local srv, llm_url

@@ -9,34 +9,21 @@ local weft = require "weft"
 local json = weft.json
 local durable = require "weft.durable"
 local procs = require "support.procs"
+local files = require "support.files"
 local ps = require "support.provider_server"
 
 local bin = procs.weft_bin()
 
--- Temp dirs of the test, removed after it.
-local dirs = {}
-after_each(function()
-  for _, d in ipairs(dirs) do os.execute("rm -rf " .. procs.quote(d)) end
-  dirs = {}
-end)
-
--- A fresh private dir; mode 0777 when others (the sandbox's user) write there.
-local function tmpdir(mode)
-  local dir = os.tmpname()
-  os.remove(dir)
-  os.execute(("mkdir -p -m %s %s"):format(mode or "700", procs.quote(dir)))
-  dirs[#dirs + 1] = dir
-  return dir
-end
+-- Fresh private dirs of the test, removed after it; tmpdir("777") when
+-- others (the sandbox's user) write there.
+local scratch = files.scratch("w") -- short paths: the error checked below quotes one, cut at a limit
+after_each(scratch.clean)
+local tmpdir = scratch.dir
 
 -- Write a workflow script into a fresh dir; returns its path and a store URL beside it.
 local function script(src)
   local dir = tmpdir()
-  local path = dir .. "/flow.lua"
-  local f = assert(io.open(path, "w"))
-  f:write(src)
-  f:close()
-  return path, "sqlite:" .. dir .. "/weft.db"
+  return files.write(dir .. "/flow.lua", src), "sqlite:" .. dir .. "/weft.db"
 end
 
 -- The lines of a file (nil if absent).
@@ -48,12 +35,7 @@ local function lines_of(path)
   return out
 end
 
--- The last non-empty line of s.
-local function last_line(s)
-  local last
-  for line in s:gmatch("[^\n]+") do last = line end
-  return last
-end
+local last_line = procs.last_line
 
 -- One executor: an LLM call (an HTTP call inside), a sandbox run that
 -- appends to a count file, then a request to a human; the output shows

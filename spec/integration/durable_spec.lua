@@ -4,6 +4,7 @@
 local weft = require "weft"
 local json = weft.json
 local durable = require "weft.durable"
+local files = require "support.files"
 
 local root = os.getenv("WEFT_SOURCE_DIR") or "."
 local fixture = root .. "/spec/fixtures/durable/"
@@ -13,19 +14,13 @@ local function load_fixture(name, ...)
   return assert(loadfile(fixture .. name))(...)
 end
 
--- Temp dirs made by sqlite_url, removed after each test.
-local dirs = {}
-after_each(function()
-  for _, d in ipairs(dirs) do os.execute("chmod -R u+w " .. d .. " 2>/dev/null; rm -rf " .. d) end
-  dirs = {}
-end)
+-- Private temp dirs (as stores expect), removed after each test.
+local scratch = files.scratch()
+after_each(scratch.clean)
 
 -- A fresh sqlite store URL in a temp dir.
 local function sqlite_url()
-  local dir = os.tmpname()
-  os.remove(dir)
-  os.execute("mkdir -p -m 700 " .. dir) -- private, as stores expect
-  dirs[#dirs + 1] = dir
+  local dir = scratch.dir()
   return "sqlite:" .. dir .. "/weft.db", dir
 end
 
@@ -290,13 +285,17 @@ end)
 describe("durability as a hook", function()
   local procs = require "support.procs"
 
+  -- Write text to a temp script `name`, run it with `weft exec`; its last
+  -- line of output, JSON-decoded.
+  local function exec_json(name, text)
+    local path = files.write(scratch.dir() .. "/" .. name, text)
+    local rc, out, err = procs.run({ procs.weft_bin(), "exec", path })
+    assert.equal(0, rc, err)
+    return json.decode(out:match("[^\n]+$") or out)
+  end
+
   it("runs the I/O of a plain run through weft.journal without loading weft.durable", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    os.execute("mkdir -p -m 700 " .. dir)
-    dirs[#dirs + 1] = dir
-    local f = assert(io.open(dir .. "/plain.lua", "w"))
-    f:write([[
+    local got = exec_json("plain.lua", [[
 local weft = require "weft"
 local ex = weft.executor("io", function(_, ctx)
   local r = assert(require("weft.sandbox").run{ argv = { "true" }, isolation = "none" })
@@ -308,11 +307,7 @@ local ex = weft.executor("io", function(_, ctx)
 end)
 print(weft.json.encode(weft.workflow("plain"):start(ex):build():run(0).outputs[1]))
 ]])
-    f:close()
-    local rc, out, err = procs.run({ procs.weft_bin(), "exec", dir .. "/plain.lua" })
-    assert.equal(0, rc, err)
-    assert.same({ exit = 0, text = "echo: hi", http = true, journal = true, durable = false },
-      json.decode(out:match("[^\n]+$") or out))
+    assert.same({ exit = 0, text = "echo: hi", http = true, journal = true, durable = false }, got)
   end)
 
   it("gives durable invocations their own ctx type, and plain ctx methods record nothing", function()
@@ -336,12 +331,7 @@ print(weft.json.encode(weft.workflow("plain"):start(ex):build():run(0).outputs[1
   end)
 
   it("sets the journal hook while a durable run is active, and only then", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    os.execute("mkdir -p -m 700 " .. dir)
-    dirs[#dirs + 1] = dir
-    local f = assert(io.open(dir .. "/hook.lua", "w"))
-    f:write([[
+    local got = exec_json("hook.lua", [[
 local weft = require "weft"
 local journal = require "weft.journal"
 local function hooked() local h = journal.set(nil); journal.set(h); return h ~= nil end
@@ -354,9 +344,6 @@ seen[#seen + 1] = hooked()
 assert(wf:run(0).status == "completed")
 print(weft.json.encode(seen))
 ]])
-    f:close()
-    local rc, out, err = procs.run({ procs.weft_bin(), "exec", dir .. "/hook.lua" })
-    assert.equal(0, rc, err)
-    assert.same({ false, true, false, false }, json.decode(out:match("[^\n]+$") or out))
+    assert.same({ false, true, false, false }, got)
   end)
 end)

@@ -16,18 +16,10 @@ local root = os.getenv("WEFT_SOURCE_DIR") or "."
 local loop_fixture = root .. "/spec/fixtures/durable/loop.lua"
 local bin = procs.weft_bin()
 
--- Temp dirs, removed after each test.
-local dirs = {}
-after_each(function()
-  for _, d in ipairs(dirs) do files.remove(d) end
-  dirs = {}
-end)
-
-local function tmpdir()
-  local dir = files.tempdir() -- private, as stores expect
-  dirs[#dirs + 1] = dir
-  return dir
-end
+-- Private temp dirs (as stores expect), removed after each test.
+local scratch = files.scratch()
+after_each(scratch.clean)
+local tmpdir = scratch.dir
 
 local write = files.write
 
@@ -98,16 +90,9 @@ local function checkpoints(url, id)
   return rows and #rows or 0
 end
 
+-- busted defines `finally` only while a test runs: look it up then.
 local function each_store(fn)
-  it("on sqlite", function()
-    fn("sqlite:" .. tmpdir() .. "/weft.db")
-  end)
-  it("on redis #redis", function()
-    local redis = procs.redis()
-    if not redis then return pending("redis-server is not installed") end
-    finally(function() redis.stop() end)
-    fn(redis.url)
-  end)
+  procs.each_store({ it = it, pending = pending, defer = function(f) finally(f) end }, tmpdir, fn)
 end
 
 describe("run ownership", function()

@@ -3,19 +3,13 @@
 local weft = require "weft"
 local durable = require "weft.durable"
 
-local dirs = {}
-after_each(function()
-  for _, d in ipairs(dirs) do os.execute("rm -rf " .. d) end
-  dirs = {}
-end)
+-- Private temp dirs (as stores expect), removed after each test.
+local scratch = require("support.files").scratch()
+after_each(scratch.clean)
 
 -- A fresh sqlite URL.
 local function sqlite_url()
-  local dir = os.tmpname()
-  os.remove(dir)
-  os.execute("mkdir -p -m 700 " .. dir) -- private, as stores expect
-  dirs[#dirs + 1] = dir
-  return "sqlite:" .. dir .. "/p.db"
+  return "sqlite:" .. scratch.dir() .. "/p.db"
 end
 
 -- A loop workflow of n supersteps writing one state key each (a 500-byte

@@ -7,6 +7,7 @@
 local weft = require "weft"
 local json = weft.json
 local procs = require "support.procs"
+local files = require "support.files"
 local hs = require "support.http_server"
 
 local bin = procs.weft_bin()
@@ -20,28 +21,11 @@ after_each(function()
   undo = {}
 end)
 
+-- A private temp dir, removed after the test.
 local function tmpdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  os.execute("mkdir -p -m 700 " .. dir)
-  later(function() os.execute("rm -rf " .. procs.quote(dir)) end)
+  local dir = files.tempdir()
+  later(function() files.remove(dir) end)
   return dir
-end
-
-local function write(path, text)
-  local fh = assert(io.open(path, "w"))
-  fh:write(text)
-  fh:close()
-end
-
--- Wait until something accepts on port.
-local function wait_port(port)
-  for _ = 1, 1000 do
-    local ok, c = pcall(weft.tcp.connect, "127.0.0.1", port, 0.05)
-    if ok and c then c:close(); return true end
-    weft.sleep(0.005)
-  end
-  error("nothing listens on port " .. port)
 end
 
 -- Two supersteps: "first" passes the input on (a checkpoint), "fetch" asks
@@ -81,7 +65,7 @@ end
 -- A weft serve on store url with the scripts in dir; env adds variables.
 local function serve(url, dir, port, env)
   local p = procs.spawn({ bin, "serve", "--port", tostring(port), "--store", url, "--scripts", dir }, env)
-  wait_port(port)
+  procs.wait_port(port)
   return p
 end
 
@@ -126,27 +110,25 @@ local function killed_midrun(url, dir, port, g, ttl)
 end
 
 local function each_store(fn)
-  it("on sqlite", function()
-    fn("sqlite:" .. tmpdir() .. "/weft.db")
-  end)
-  it("on redis #redis", function()
-    local redis = procs.redis()
-    if not redis then return pending("redis-server is not installed") end
-    later(redis.stop)
-    fn(redis.url)
-  end)
+  procs.each_store({ it = it, pending = pending, defer = later }, tmpdir, fn)
+end
+
+-- What each test starts from: a scripts dir with SLOW and ASK, a gate
+-- server (stopped after the test), a free port and the API base on it.
+local function scene()
+  local dir = tmpdir()
+  files.write(dir .. "/slow.lua", SLOW)
+  files.write(dir .. "/ask.lua", ASK)
+  local g = gate()
+  later(function() g.srv:stop() end)
+  local port = procs.free_port()
+  return dir, g, port, ("http://127.0.0.1:%d/api/v1"):format(port)
 end
 
 describe("weft serve restarted after a SIGKILL", function()
   describe("resumes a mid-run execution once the killed server's lease expires, and answers a paused one", function()
     each_store(function(url)
-      local dir = tmpdir()
-      write(dir .. "/slow.lua", SLOW)
-      write(dir .. "/ask.lua", ASK)
-      local g = gate()
-      later(function() g.srv:stop() end)
-      local port = procs.free_port()
-      local base = ("http://127.0.0.1:%d/api/v1"):format(port)
+      local dir, g, port, base = scene()
       local ask_id, slow_id = killed_midrun(url, dir, port, g, "2")
       local p2 = serve(url, dir, port, { WEFT_TEST_GATE = g.srv.url, WEFT_LEASE_TTL = "2" })
       later(function() procs.kill(p2) end)
@@ -175,13 +157,7 @@ describe("weft serve restarted after a SIGKILL", function()
 
   it("shows an execution waiting for the lease as running, refuses answers to it and cancels the wait", function()
     local url = "sqlite:" .. tmpdir() .. "/weft.db"
-    local dir = tmpdir()
-    write(dir .. "/slow.lua", SLOW)
-    write(dir .. "/ask.lua", ASK)
-    local g = gate()
-    later(function() g.srv:stop() end)
-    local port = procs.free_port()
-    local base = ("http://127.0.0.1:%d/api/v1"):format(port)
+    local dir, g, port, base = scene()
     -- a lease far longer than this test: the new server waits all along
     local _, slow_id = killed_midrun(url, dir, port, g, "600")
     local p2 = serve(url, dir, port, { WEFT_TEST_GATE = g.srv.url })

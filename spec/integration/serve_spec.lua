@@ -6,15 +6,7 @@ local json = weft.json
 
 local bin = procs.weft_bin()
 
--- Wait until something accepts on port.
-local function wait_port(port)
-  for _ = 1, 1000 do
-    local ok, c = pcall(weft.tcp.connect, "127.0.0.1", port, 0.05)
-    if ok and c then c:close(); return true end
-    weft.sleep(0.005)
-  end
-  error("nothing listens on port " .. port)
-end
+local wait_port = procs.wait_port
 
 describe("weft serve", function()
   it("serves the API until SIGTERM, then drains and exits 0", function()

@@ -16,19 +16,10 @@ local bin = procs.weft_bin()
 local FFFD = "\239\191\189"
 local NAMESPACES = { "runs", "ckpt", "pw", "journal", "req" }
 
-local dirs = {}
-teardown(function()
-  for _, d in ipairs(dirs) do os.execute("rm -rf '" .. d .. "'") end
-end)
-
--- A fresh private temp dir.
-local function tmpdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  os.execute("mkdir -p -m 700 " .. dir)
-  dirs[#dirs + 1] = dir
-  return dir
-end
+-- Fresh private temp dirs, removed at the end.
+local scratch = require("support.files").scratch()
+teardown(scratch.clean)
+local tmpdir = scratch.dir
 
 -- Write a workflow script into dir; returns its path.
 local function script(dir, name, text)

@@ -4,7 +4,8 @@
 -- written and whether the stream was closed. `fake_res.new{fail_after = n}`
 -- makes the stream's writes fail with nil, "closed" after n chunks (a
 -- client that left). `res:decoded()` is the JSON body decoded.
--- `fake_res.request(method, path, {body, query, headers})` builds a req.
+-- `fake_res.request(method, path, {body, query, headers})` builds a req;
+-- `fake_res.app(opts)` makes the app to serve it on a memory store.
 local json = require "weft.json"
 
 local _M = {}
@@ -118,6 +119,14 @@ function _M.err_of(res, status, loose)
   assert.is_string(e.message)
   if not loose then assert.is_not_nil(e.details) end
   return e
+end
+
+--- A weft serve app (weft.serve.app.new(opts)) on opts.store, a fresh
+-- memory: store when absent; returns app, store.
+function _M.app(opts)
+  opts = opts or {}
+  opts.store = opts.store or assert(require("weft").store.open("memory:"))
+  return require("weft.serve.app").new(opts), opts.store
 end
 
 return _M

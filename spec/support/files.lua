@@ -1,7 +1,8 @@
 --- spec/support/files.lua — files and shell commands for the specs: quote
 -- a word for sh, read and write whole files (plain or atomic), make and
 -- remove private temp directories, run a shell command without the specs'
--- LUA_PATH/LUA_CPATH. Lua standard library only (no weft), so the specs of
+-- LUA_PATH/LUA_CPATH, a set of temp directories removed after each test
+-- (`scratch`). Lua standard library only (no weft), so the specs of
 -- an installed weft (install_spec, rockspec_spec) use it as well.
 --
 -- Load with `local files = require "support.files"`.
@@ -66,9 +67,30 @@ function _M.tempdir(prefix, subdirs)
   return dir
 end
 
---- Remove path and everything below it (nothing when absent).
+--- Remove path and everything below it, read-only parts included
+-- (nothing when absent).
 function _M.remove(path)
-  os.execute("rm -rf " .. q(path))
+  os.execute("chmod -R u+w " .. q(path) .. " 2>/dev/null; rm -rf " .. q(path))
+end
+
+--- A set of temp directories for one spec file: `scratch.dir()` makes a
+-- new private one (files.tempdir; chmod'ed to mode, e.g. "777", when
+-- given) and returns its path, `scratch.clean()` removes all made so far
+-- (meant for `after_each(scratch.clean)`).
+function _M.scratch(prefix)
+  local dirs = {}
+  local s = {}
+  function s.dir(mode)
+    local dir = _M.tempdir(prefix)
+    if mode then assert(os.execute("chmod " .. mode .. " " .. q(dir)) == 0, "chmod " .. dir) end
+    dirs[#dirs + 1] = dir
+    return dir
+  end
+  function s.clean()
+    for _, d in ipairs(dirs) do _M.remove(d) end
+    dirs = {}
+  end
+  return s
 end
 
 return _M

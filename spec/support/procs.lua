@@ -1,7 +1,8 @@
 --- spec/support/procs.lua — child processes for integration specs that
 -- must not block the loop (the test server may run in the same process):
 -- start a command in the background with its output in files, poll its
--- exit with weft.sleep, kill it; start and stop a private redis-server.
+-- exit with weft.sleep, kill it; start and stop a private redis-server;
+-- declare a test once per store kind (`each_store`).
 local weft = require "weft"
 local files = require "support.files"
 
@@ -59,6 +60,13 @@ function _M.wait(p, timeout)
     end
     weft.sleep(0.005)
   end
+end
+
+--- The last non-empty line of s (a child's output).
+function _M.last_line(s)
+  local last
+  for line in s:gmatch("[^\n]+") do last = line end
+  return last
 end
 
 --- SIGKILL the child.
@@ -124,6 +132,23 @@ function _M.redis(opts)
   end
   r.start()
   return r
+end
+
+--- Declare the busted tests "on sqlite" and "on redis #redis", each
+-- calling fn(url) with a fresh store: a weft.db in tmpdir(), or a private
+-- redis-server (pending when none is installed) stopped through
+-- b.defer(stop). b holds the spec's busted functions it, pending and
+-- defer (busted gives them to the spec file only, not to this module).
+function _M.each_store(b, tmpdir, fn)
+  b.it("on sqlite", function()
+    fn("sqlite:" .. tmpdir() .. "/weft.db")
+  end)
+  b.it("on redis #redis", function()
+    local redis = _M.redis()
+    if not redis then return b.pending("redis-server is not installed") end
+    b.defer(redis.stop)
+    fn(redis.url)
+  end)
 end
 
 return _M

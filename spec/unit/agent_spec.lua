@@ -14,14 +14,7 @@ local h = require "helpers"
 
 local mock = llm.mock
 
-local function add_tool(handler)
-  return weft.tool {
-    name = "add", description = "Add two numbers",
-    parameters = { type = "object", properties = { a = { type = "number" }, b = { type = "number" } },
-                   required = { "a", "b" } },
-    handler = handler or function(args) return args.a + args.b end,
-  }
-end
+local add_tool = h.add_tool
 
 local function mul_tool()
   return weft.tool {

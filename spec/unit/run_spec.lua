@@ -676,22 +676,18 @@ describe("wf:run", function()
       return weft.workflow("stepper"):start(a):build():spawn("x"), log
     end
 
-    it("weft.poll starts ready work without waiting for the sleep to end", function()
-      local run, log = sleeping_run()
-      weft.poll()
-      assert.is_true(log.started)
-      assert.is_false(log.resumed)
-      run:cancel()
-      run:wait()
-    end)
-
-    it("weft.step returns once ready work ran, without waiting for the sleep to end", function()
-      local run, log = sleeping_run()
-      weft.step()
-      assert.is_true(log.started)
-      assert.is_false(log.resumed)
-      run:cancel()
-      run:wait()
-    end)
+    for _, case in ipairs{
+      { "poll", "weft.poll starts ready work without waiting for the sleep to end" },
+      { "step", "weft.step returns once ready work ran, without waiting for the sleep to end" },
+    } do
+      it(case[2], function()
+        local run, log = sleeping_run()
+        weft[case[1]]()
+        assert.is_true(log.started)
+        assert.is_false(log.resumed)
+        run:cancel()
+        run:wait()
+      end)
+    end
   end)
 end)

@@ -6,26 +6,15 @@
 local weft = require "weft"
 local json = require "weft.json"
 local fake = require "support.fake_res"
-local serve = require "weft.serve.app"
+local h = require "helpers"
 
 local call = fake.call
 
 local err_of = fake.err_of
 
-local function new_app(opts)
-  opts = opts or {}
-  opts.store = opts.store or assert(weft.store.open("memory:"))
-  return serve.new(opts), opts.store
-end
+local new_app = fake.app
 
-local function add_tool()
-  return weft.tool{
-    name = "add", description = "Add two numbers",
-    parameters = { type = "object", properties = { a = { type = "number" }, b = { type = "number" } },
-                   required = { "a", "b" } },
-    handler = function(args) return args.a + args.b end,
-  }
-end
+local add_tool = h.add_tool
 
 local WRITER = { name = "writer", model = "mock:echo", instructions = "You write." }
 
@@ -513,9 +502,9 @@ end)
 
 describe("weft.serve health and metrics", function()
   it("reports health", function()
-    local h = call(new_app(), "GET", "/api/v1/health"):decoded()
-    assert.equal("ok", h.status)
-    assert.equal("memory", h.store)
+    local health = call(new_app(), "GET", "/api/v1/health"):decoded()
+    assert.equal("ok", health.status)
+    assert.equal("memory", health.store)
   end)
 
   it("exposes Prometheus counters and the duration histogram", function()

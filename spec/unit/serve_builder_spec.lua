@@ -6,7 +6,7 @@ local weft = require "weft"
 local json = require "weft.json"
 local llm = require "weft.llm"
 local fake = require "support.fake_res"
-local serve = require "weft.serve.app"
+local h = require "helpers"
 local builder = require "weft.serve.builder"
 
 local call = fake.call
@@ -15,19 +15,11 @@ local function err_of(res, status) return fake.err_of(res, status, true) end
 
 local function new_app(opts)
   opts = opts or {}
-  opts.store = opts.store or assert(weft.store.open("memory:"))
   opts.builder_retries = 0
-  return serve.new(opts), opts.store
+  return fake.app(opts)
 end
 
-local function add_tool()
-  return weft.tool{
-    name = "add", description = "Add two numbers",
-    parameters = { type = "object", properties = { a = { type = "number" }, b = { type = "number" } },
-                   required = { "a", "b" } },
-    handler = function(args) return args.a + args.b end,
-  }
-end
+local add_tool = h.add_tool
 
 -- Script the builder model "mock:<name>" to answer every call with text.
 local function script(name, text)
