@@ -14,8 +14,6 @@ local h = require "helpers"
 
 local mock = llm.mock
 
-local add_tool = h.add_tool
-
 local function mul_tool()
   return weft.tool {
     name = "mul", parameters = { type = "object", properties = { a = { type = "number" }, b = { type = "number" } } },
@@ -79,7 +77,7 @@ describe("weft.agent", function()
         { { name = "w", model = "mock:echo", modle = 1 }, "agent 'w': unknown option 'modle'" },
         { { name = "w", model = "mock:echo", tools = { 5 } }, "agent 'w': tools[1] must be a weft.tool, got number" },
         { { name = "w", model = "mock:echo", tools = { { name = "t" } } }, "agent 'w': tools[1]: tool 't': handler must be a function" },
-        { { name = "w", model = "mock:echo", tools = { add_tool(), add_tool() } }, "agent 'w': tools[2]: duplicate tool name 'add'" },
+        { { name = "w", model = "mock:echo", tools = { h.add_tool(), h.add_tool() } }, "agent 'w': tools[2]: duplicate tool name 'add'" },
         { { name = "w", model = "mock:echo", max_tool_rounds = -1 }, "agent 'w': max_tool_rounds must be an integer >= 0" },
         { { name = "w", model = "mock:echo", max_tokens = 0 }, "agent 'w': max_tokens must be a positive integer" },
         { { name = "w", model = "mock:echo", temperature = "hot" }, "agent 'w': temperature must be a number" },
@@ -192,7 +190,7 @@ describe("weft.agent", function()
   describe("tool loop", function()
     it("runs the tool the model asks for and feeds the result back", function()
       local seen
-      local a = weft.agent { name = "calc", model = "mock:echo", tools = { add_tool(function(args, ctx)
+      local a = weft.agent { name = "calc", model = "mock:echo", tools = { h.add_tool(function(args, ctx)
         seen = ctx
         weft.sleep(0.001)
         return args.a + args.b
@@ -213,7 +211,7 @@ describe("weft.agent", function()
 
     it("sums the usage of every model call", function()
       local calls = spy()
-      local a = weft.agent { name = "calc", model = "mock:echo", tools = { add_tool() } }
+      local a = weft.agent { name = "calc", model = "mock:echo", tools = { h.add_tool() } }
       local res = a:run('call add {"a":2,"b":3}')
       assert.equals(2, #calls)
       for _, k in ipairs { "input_tokens", "output_tokens", "total_tokens" } do
@@ -223,7 +221,7 @@ describe("weft.agent", function()
     end)
 
     it("runs several calls of one reply, one tool message each", function()
-      local a = weft.agent { name = "calc", model = "mock:echo", tools = { add_tool(), mul_tool() } }
+      local a = weft.agent { name = "calc", model = "mock:echo", tools = { h.add_tool(), mul_tool() } }
       local res = a:run('call add {"a":2,"b":3} then call mul {"a":2,"b":3}')
       assert.equals("tool said: 5; 6", res.text)
       assert.equals("user,assistant,tool,tool,assistant", roles(res.messages))
@@ -231,7 +229,7 @@ describe("weft.agent", function()
 
     it("sends invalid arguments back to the model as an error result", function()
       local called = false
-      local a = weft.agent { name = "calc", model = "mock:echo", tools = { add_tool(function() called = true end) } }
+      local a = weft.agent { name = "calc", model = "mock:echo", tools = { h.add_tool(function() called = true end) } }
       local res = assert(a:run('call add {"a":"two","b":3}'))
       assert.equals([[tool said: {"error":"invalid arguments for tool 'add': arguments.a: expected number, got string"}]], res.text)
       assert.is_false(called)
@@ -239,7 +237,7 @@ describe("weft.agent", function()
 
     it("sends a call of an unknown tool back as an error naming it", function()
       mock.register("unk", { { replies = { { tool_calls = { { name = "nope", arguments = { x = 1 } } } }, {} } } })
-      local a = weft.agent { name = "calc", model = "mock:unk", tools = { add_tool() } }
+      local a = weft.agent { name = "calc", model = "mock:unk", tools = { h.add_tool() } }
       local res = assert(a:run("hi"))
       assert.equals([[tool said: {"error":"unknown tool 'nope' (available: add)"}]], res.text)
       mock.register("unk2", { { replies = { { tool_calls = { { name = "nope" } } }, {} } } })
@@ -248,7 +246,7 @@ describe("weft.agent", function()
     end)
 
     it("sends a handler's error back and goes on", function()
-      local a = weft.agent { name = "calc", model = "mock:echo", tools = { add_tool(function() error("boom", 0) end) } }
+      local a = weft.agent { name = "calc", model = "mock:echo", tools = { h.add_tool(function() error("boom", 0) end) } }
       local res = assert(a:run('call add {"a":1,"b":2}'))
       assert.equals([[tool said: {"error":"tool 'add' failed: boom"}]], res.text)
     end)
@@ -258,7 +256,7 @@ describe("weft.agent", function()
       local calls = spy()
       local n = 0
       local a = weft.agent { name = "looper", model = "mock:loop", max_tool_rounds = 3,
-                             tools = { add_tool(function() n = n + 1; return 2 end) } }
+                             tools = { h.add_tool(function() n = n + 1; return 2 end) } }
       local th = weft.thread.new { messages = { "before" } }
       local res, err, code = a:run("go", th)
       assert.is_nil(res)
@@ -270,7 +268,7 @@ describe("weft.agent", function()
     end)
 
     it("treats max_tool_rounds = 0 as no tool rounds", function()
-      local a = weft.agent { name = "z", model = "mock:echo", max_tool_rounds = 0, tools = { add_tool() } }
+      local a = weft.agent { name = "z", model = "mock:echo", max_tool_rounds = 0, tools = { h.add_tool() } }
       local _, err = a:run('call add {"a":1,"b":2}')
       assert.equals("agent 'z': exceeded max_tool_rounds (0)", err)
       assert.equals("echo: plain", a:run("plain").text)
@@ -292,7 +290,7 @@ describe("weft.agent", function()
     it("rolls back a failure after tool rounds", function()
       mock.register("late", { { when = function(m) return m[#m].role == "tool" end, fail = { status = 400 } },
                               { tool_calls = { { name = "add", arguments = { a = 1, b = 2 } } } } })
-      local a = weft.agent { name = "w", model = "mock:late", tools = { add_tool() }, llm = { retries = 0 } }
+      local a = weft.agent { name = "w", model = "mock:late", tools = { h.add_tool() }, llm = { retries = 0 } }
       local th = a:new_thread()
       local res, err = a:run("x", th)
       assert.is_nil(res)
@@ -317,7 +315,7 @@ describe("weft.agent", function()
 
     it("leaves the thread unchanged when an executor timeout cuts a run off mid-tool", function()
       local started = false
-      local a = weft.agent { name = "slowpoke", model = "mock:echo", tools = { add_tool(function()
+      local a = weft.agent { name = "slowpoke", model = "mock:echo", tools = { h.add_tool(function()
         started = true
         weft.sleep(30)
       end) } }
@@ -346,7 +344,7 @@ describe("weft.agent", function()
         before_invoke = function(th, msgs, agent) before[#before + 1] = { th, #msgs, agent } end,
         after_invoke = function(th, new, agent) after[#after + 1] = { th, new, agent } end,
       }
-      local a = weft.agent { name = "w", model = "mock:echo", memory = mem, tools = { add_tool() } }
+      local a = weft.agent { name = "w", model = "mock:echo", memory = mem, tools = { h.add_tool() } }
       local th = a:new_thread()
       a:run('call add {"a":1,"b":1}', th)
       assert.equals(1, #before)
@@ -373,7 +371,7 @@ describe("weft.agent", function()
 
   describe("stream", function()
     it("delivers the weft.llm chunks and returns the same result as run", function()
-      local a = weft.agent { name = "w", model = "mock:echo", tools = { add_tool() } }
+      local a = weft.agent { name = "w", model = "mock:echo", tools = { h.add_tool() } }
       local chunks = {}
       local res = assert(a:stream('call add {"a":4,"b":5}', a:new_thread(), function(c) chunks[#chunks + 1] = c end))
       assert.equals("tool said: 9", res.text)
@@ -416,7 +414,7 @@ describe("weft.agent", function()
   describe("where it runs", function()
     local a
     before_each(function()
-      a = weft.agent { name = "calc", model = "mock:echo", tools = { add_tool(function(args)
+      a = weft.agent { name = "calc", model = "mock:echo", tools = { h.add_tool(function(args)
         weft.sleep(0.001)
         return args.a + args.b
       end) } }

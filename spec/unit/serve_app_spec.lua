@@ -14,7 +14,6 @@ local err_of = fake.err_of
 
 local new_app = fake.app
 
-local add_tool = h.add_tool
 
 local WRITER = { name = "writer", model = "mock:echo", instructions = "You write." }
 
@@ -139,7 +138,7 @@ end)
 
 describe("weft.serve agents", function()
   it("creates (201), gets, lists with pagination, updates and deletes", function()
-    local app = new_app({ tools = { add_tool() } })
+    local app = new_app({ tools = { h.add_tool() } })
     local res = call(app, "POST", "/api/v1/agents", { body = { id = "w1", name = "writer", model = "mock:echo",
                                                                  temperature = 0.2, max_tokens = 50, tools = { "add" } } })
     assert.equal(201, res.status_code, res.body)
@@ -219,7 +218,7 @@ end)
 describe("weft.serve tools", function()
   it("lists and gets registered tools", function()
     local app = new_app()
-    app:register_tool(add_tool())
+    app:register_tool(h.add_tool())
     local list = call(app, "GET", "/api/v1/tools"):decoded()
     assert.equal(1, list.total)
     assert.equal("add", list.items[1].name)
@@ -228,14 +227,14 @@ describe("weft.serve tools", function()
   end)
 
   it("executes a tool with valid arguments", function()
-    local app = new_app({ tools = { add_tool() } })
+    local app = new_app({ tools = { h.add_tool() } })
     local res = call(app, "POST", "/api/v1/tools/add/execute", { body = { arguments = { a = 2, b = 3 } } })
     assert.equal(200, res.status_code, res.body)
     assert.equal(5, res:decoded().result)
   end)
 
   it("answers 400 with the schema error for bad arguments", function()
-    local app = new_app({ tools = { add_tool() } })
+    local app = new_app({ tools = { h.add_tool() } })
     local e = err_of(call(app, "POST", "/api/v1/tools/add/execute", { body = { arguments = { a = "x", b = 1 } } }), 400)
     assert.equal("validation_error", e.code)
     assert.matches("arguments.a", e.message, 1, true)
@@ -538,7 +537,7 @@ describe("weft.serve health and metrics", function()
 
     it("names the unknown field and the one meant, with the endpoint's error code", function()
       local app = app_with()
-      app:register_tool(add_tool())
+      app:register_tool(h.add_tool())
       local e = err_of(post(app, "/api/v1/agents", { name = "w", modle = "x" }), 400)
       assert.equal("validation_error", e.code)
       assert.equal("modle", e.details.field)

@@ -19,7 +19,6 @@ local function new_app(opts)
   return fake.app(opts)
 end
 
-local add_tool = h.add_tool
 
 -- Script the builder model "mock:<name>" to answer every call with text.
 local function script(name, text)
@@ -46,7 +45,7 @@ describe("weft.serve builder", function()
   after_each(function() llm.mock.reset() end)
 
   it("creates an agent and a workflow using it in one request", function()
-    local app, store = new_app({ tools = { add_tool() } })
+    local app, store = new_app({ tools = { h.add_tool() } })
     local seen
     llm.mock.register("builder", { {
       when = function(messages) seen = messages; return true end,
@@ -79,7 +78,7 @@ describe("weft.serve builder", function()
   end)
 
   it("updates and deletes through actions, bare JSON reply", function()
-    local app = new_app({ tools = { add_tool() } })
+    local app = new_app({ tools = { h.add_tool() } })
     script("builder", json.encode(CREATE_BOTH))
     assert.equal(200, execute(app, { request = "create" }).status_code)
     script("builder", json.encode({ actions = {
@@ -99,7 +98,7 @@ describe("weft.serve builder", function()
   end)
 
   it("dry_run validates but changes nothing", function()
-    local app, store = new_app({ tools = { add_tool() } })
+    local app, store = new_app({ tools = { h.add_tool() } })
     script("builder", json.encode(CREATE_BOTH))
     local res = execute(app, { request = "create", dry_run = true })
     assert.equal(200, res.status_code, res.body)
@@ -115,7 +114,7 @@ describe("weft.serve builder", function()
   end)
 
   it("rejects the whole batch when one action is invalid, naming index and field", function()
-    local app, store = new_app({ tools = { add_tool() } })
+    local app, store = new_app({ tools = { h.add_tool() } })
     local reply = json.decode(json.encode(CREATE_BOTH))
     reply.actions[3] = { op = "create_agent", id = "bad", definition = { name = "bad", model = "mock:echo", temperature = "hot" } }
     reply.actions[4] = { op = "create_agent", id = "worse", definition = { name = "w", model = "mock:echo", tools = { "nope" } } }
@@ -229,7 +228,7 @@ describe("weft.serve builder", function()
   end)
 
   it("lists capabilities: tools, agents, workflows, builtins, operators, model", function()
-    local app = new_app({ tools = { add_tool() }, builder_model = "mock:cap" })
+    local app = new_app({ tools = { h.add_tool() }, builder_model = "mock:cap" })
     call(app, "POST", "/api/v1/agents", { body = { id = "w1", name = "w", model = "mock:echo" } })
     call(app, "POST", "/api/v1/workflows", { body = { id = "f1", nodes = { { id = "n", agent = "w1" } } } })
     local res = call(app, "GET", "/api/v1/builder/capabilities")
