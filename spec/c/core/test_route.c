@@ -3,7 +3,7 @@
  * parity / thresholds, a selector picks by value, make_list builds int
  * lists. Checks value reference counts throughout. Depends on route.c,
  * graph.c, val.c and the harness. */
-#include "graph.h"
+#include "graph_fixture.h"
 #include "harness.h"
 #include "route.h"
 
@@ -49,16 +49,11 @@ static wf_val_t mklist(void *ud, const wf_val_t *vals, int n) {
 
 static const wf_route_hooks_t H = {NULL, cond, sel, mklist};
 
-/* A graph with executors e0..e(n-1), start e0. */
+/* A fresh value table and a graph "r" with executors e0..e(n-1), start
+ * e0. */
 static wf_graph_t *mkgraph(int n) {
-  char id[16];
-  wf_graph_t *g = wf_graph_new("r");
-  for (int i = 0; i < n; i++) {
-    snprintf(id, sizeof id, "e%d", i);
-    wf_graph_add_exec(g, id, NULL, NULL);
-  }
-  wf_graph_set_start(g, 0, NULL);
-  return g;
+  hv_init();
+  return fixture_graph("r", n, NULL);
 }
 
 /* Add an edge (tgts/srcs arrays, optional name, all conditional when
@@ -94,8 +89,31 @@ static int send(wf_route_t *r, int src, int v, int only, wf_dvec_t *out,
   return rc;
 }
 
+/* Finalize g and return its router. */
+static wf_route_t *open_route(wf_graph_t *g) {
+  CHECK_INT(wf_graph_finalize(g, NULL), WF_OK);
+  return wf_route_new(g, HV);
+}
+
+/* Free out, r and g, then check that no value is left. */
+static void close_route(wf_dvec_t *out, wf_route_t *r, wf_graph_t *g) {
+  wf_dvec_free(out);
+  wf_route_free(r);
+  wf_graph_free(g);
+  HV_DONE();
+}
+
+/* Send v from src (see send) and check it made one delivery, to exec;
+ * the delivery is released. */
+static void send_one(wf_route_t *r, int src, int v, int only, int exec,
+                     wf_dvec_t *out, wf_err_t *err) {
+  CHECK_INT(send(r, src, v, only, out, err), WF_OK);
+  CHECK_INT(out->n, 1);
+  CHECK_INT(out->v[0].exec, exec);
+  wf_dvec_clear(out, HV);
+}
+
 static void test_direct_and_conditional(void) {
-  hv_init();
   wf_graph_t *g = mkgraph(4);
   int s0 = 0, t1 = 1, t2 = 2;
   add(g, WF_EDGE_DIRECT, NULL, &s0, 1, &t1, 1, 0, -1, 0);
@@ -103,8 +121,7 @@ static void test_direct_and_conditional(void) {
   int t3 = 3;
   add(g, WF_EDGE_DIRECT, NULL, &t1, 1, &t3, 1, 0, -1, 0);
   add(g, WF_EDGE_DIRECT, NULL, &t2, 1, &t3, 1, 0, -1, 0);
-  CHECK_INT(wf_graph_finalize(g, NULL), WF_OK);
-  wf_route_t *r = wf_route_new(g, HV);
+  wf_route_t *r = open_route(g);
   wf_dvec_t out = {0};
   wf_err_t err;
   CHECK_INT(send(r, 0, 4, -1, &out, &err), WF_OK);
@@ -116,55 +133,39 @@ static void test_direct_and_conditional(void) {
   CHECK_INT(hv_get(out.v[1].msg), 4);
   CHECK_INT(wf_vals_count(HV, out.v[0].msg), 2); /* one per delivery */
   wf_dvec_clear(&out, HV);
-  CHECK_INT(send(r, 0, 5, -1, &out, &err), WF_OK);
-  CHECK_INT(out.n, 1);
-  CHECK_INT(out.v[0].exec, 1);
-  wf_dvec_clear(&out, HV);
+  send_one(r, 0, 5, -1, 1, &out, &err);
   /* targeted: only edges reaching e2; its condition still applies */
-  CHECK_INT(send(r, 0, 6, 2, &out, &err), WF_OK);
-  CHECK_INT(out.n, 1);
-  CHECK_INT(out.v[0].exec, 2);
-  wf_dvec_clear(&out, HV);
+  send_one(r, 0, 6, 2, 2, &out, &err);
   CHECK_INT(send(r, 0, 7, 2, &out, &err), WF_OK);
   CHECK_INT(out.n, 0);
   /* a terminal executor routes nowhere */
   CHECK_INT(send(r, 3, 1, -1, &out, &err), WF_OK);
   CHECK_INT(out.n, 0);
-  wf_dvec_free(&out);
-  wf_route_free(r);
-  wf_graph_free(g);
-  HV_DONE();
+  close_route(&out, r, g);
 }
 
 static void test_condition_error_names_edge(void) {
-  hv_init();
   wf_graph_t *g = mkgraph(3);
   int s0 = 0, t1 = 1, t2 = 2;
   add(g, WF_EDGE_DIRECT, NULL, &s0, 1, &t1, 1, 0, -1, 0);
   add(g, WF_EDGE_DIRECT, "fail", &s0, 1, &t2, 1, 1, -1, 0);
-  CHECK_INT(wf_graph_finalize(g, NULL), WF_OK);
-  wf_route_t *r = wf_route_new(g, HV);
+  wf_route_t *r = open_route(g);
   wf_dvec_t out = {0};
   wf_err_t err;
   CHECK_INT(send(r, 0, 3, -1, &out, &err), WF_ERR);
   CHECK_STR(err.msg, "condition of edge 'e0 -> e2 (fail)' failed: boom 3");
   CHECK_INT(out.n, 1); /* the earlier delivery stays */
   wf_dvec_clear(&out, HV);
-  wf_dvec_free(&out);
-  wf_route_free(r);
-  wf_graph_free(g);
-  HV_DONE();
+  close_route(&out, r, g);
 }
 
 static void test_switch(void) {
-  hv_init();
   wf_graph_t *g = mkgraph(5);
   int s0 = 0, cases[] = {1, 2, 3};
   add(g, WF_EDGE_SWITCH, "mod3", &s0, 1, cases, 2, 1, 3, 0);
   int s1 = 1, t4 = 4;
   add(g, WF_EDGE_SWITCH, "mod3", &s1, 1, &t4, 1, 1, -1, 0); /* no default */
-  CHECK_INT(wf_graph_finalize(g, NULL), WF_OK);
-  wf_route_t *r = wf_route_new(g, HV);
+  wf_route_t *r = open_route(g);
   wf_dvec_t out = {0};
   wf_err_t err;
   CHECK_INT(send(r, 0, 3, -1, &out, &err), WF_OK); /* case 0 */
@@ -176,51 +177,37 @@ static void test_switch(void) {
   CHECK_INT(out.v[2].exec, 3);
   wf_dvec_clear(&out, HV);
   CHECK_INT(send(r, 1, 0, -1, &out, &err), WF_OK); /* case 0 of e1 */
-  CHECK_INT(send(r, 1, 1, -1, &out, &err), WF_OK); /* no match: dropped */
-  CHECK_INT(out.n, 1);
-  CHECK_INT(out.v[0].exec, 4);
-  wf_dvec_clear(&out, HV);
+  send_one(r, 1, 1, -1, 4, &out, &err); /* no match: dropped */
   /* targeted at the default while a case matches: nothing */
   CHECK_INT(send(r, 0, 3, 3, &out, &err), WF_OK);
   CHECK_INT(out.n, 0);
   CHECK_INT(send(r, 0, 5, 3, &out, &err), WF_OK);
   CHECK_INT(out.n, 1);
   wf_dvec_clear(&out, HV);
-  wf_dvec_free(&out);
-  wf_route_free(r);
-  wf_graph_free(g);
-  HV_DONE();
+  close_route(&out, r, g);
 }
 
 static void test_fanout(void) {
-  hv_init();
   wf_graph_t *g = mkgraph(7);
   int s0 = 0, t[] = {1, 2, 3}, s4 = 4, u[] = {5, 6, 1};
   add(g, WF_EDGE_FANOUT, NULL, &s0, 1, t, 3, 0, -1, 0);
   add(g, WF_EDGE_FANOUT, NULL, &s0, 1, &s4, 1, 0, -1, 0);
   add(g, WF_EDGE_FANOUT, "pick", &s4, 1, u, 3, 0, -1, 1);
-  CHECK_INT(wf_graph_finalize(g, NULL), WF_OK);
-  wf_route_t *r = wf_route_new(g, HV);
+  wf_route_t *r = open_route(g);
   wf_dvec_t out = {0};
   wf_err_t err;
   CHECK_INT(send(r, 0, 9, -1, &out, &err), WF_OK);
   CHECK_INT(out.n, 4);
   for (int i = 0; i < 4; i++) CHECK_INT(out.v[i].exec, i + 1);
   wf_dvec_clear(&out, HV);
-  CHECK_INT(send(r, 0, 9, 2, &out, &err), WF_OK); /* targeted */
-  CHECK_INT(out.n, 1);
-  CHECK_INT(out.v[0].exec, 2);
-  wf_dvec_clear(&out, HV);
+  send_one(r, 0, 9, 2, 2, &out, &err); /* targeted */
   /* selector: bits 0 and 2 -> targets 5 and 1, in target order */
   CHECK_INT(send(r, 4, 5, -1, &out, &err), WF_OK);
   CHECK_INT(out.n, 2);
   CHECK_INT(out.v[0].exec, 5);
   CHECK_INT(out.v[1].exec, 1);
   wf_dvec_clear(&out, HV);
-  CHECK_INT(send(r, 4, 5, 1, &out, &err), WF_OK);
-  CHECK_INT(out.n, 1);
-  CHECK_INT(out.v[0].exec, 1);
-  wf_dvec_clear(&out, HV);
+  send_one(r, 4, 5, 1, 1, &out, &err);
   CHECK_INT(send(r, 4, 0, -1, &out, &err), WF_OK); /* empty selection */
   CHECK_INT(out.n, 0);
   CHECK_INT(send(r, 4, -1, -1, &out, &err), WF_ERR);
@@ -231,20 +218,15 @@ static void test_fanout(void) {
   CHECK_STR(err.msg, "selector of edge 'e4 -> [e5, e6, e1] (pick)' failed: "
                      "index 4 out of range 1..3");
   CHECK_INT(out.n, 0);
-  wf_dvec_free(&out);
-  wf_route_free(r);
-  wf_graph_free(g);
-  HV_DONE();
+  close_route(&out, r, g);
 }
 
 static void test_fanin(void) {
-  hv_init();
   wf_graph_t *g = mkgraph(5);
   int s0 = 0, mid[] = {1, 2, 3}, in[] = {3, 1, 2}, t4 = 4;
   add(g, WF_EDGE_FANOUT, NULL, &s0, 1, mid, 3, 0, -1, 0);
   add(g, WF_EDGE_FANIN, NULL, in, 3, &t4, 1, 0, -1, 0); /* order 3, 1, 2 */
-  CHECK_INT(wf_graph_finalize(g, NULL), WF_OK);
-  wf_route_t *r = wf_route_new(g, HV);
+  wf_route_t *r = open_route(g);
   wf_dvec_t out = {0};
   wf_err_t err;
   int e = 1;
@@ -293,22 +275,17 @@ static void test_fanin(void) {
   CHECK_INT(send(r, 2, 21, -1, &out, &err), WF_OK);
   CHECK_INT(wf_route_buffered(r, e, 2), 1);
   CHECK_INT(wf_vals_live(HV), 1);
-  wf_dvec_free(&out);
-  wf_route_free(r);
-  wf_graph_free(g);
-  HV_DONE();
+  close_route(&out, r, g);
 }
 
 static void test_fanin_large(void) {
-  hv_init();
   enum { N = 1000 };
   wf_graph_t *g = mkgraph(N + 2);
   int s0 = 0, mid[N], t = N + 1;
   for (int i = 0; i < N; i++) mid[i] = i + 1;
   add(g, WF_EDGE_FANOUT, NULL, &s0, 1, mid, N, 0, -1, 0);
   add(g, WF_EDGE_FANIN, NULL, mid, N, &t, 1, 0, -1, 0);
-  CHECK_INT(wf_graph_finalize(g, NULL), WF_OK);
-  wf_route_t *r = wf_route_new(g, HV);
+  wf_route_t *r = open_route(g);
   wf_dvec_t out = {0};
   wf_err_t err;
   for (int i = N; i >= 1; i--) CHECK_INT(send(r, i, i, -1, &out, &err), 0);
@@ -317,10 +294,7 @@ static void test_fanin_large(void) {
   for (int i = 0; i < N; i++) bad += hv_item(out.v[0].msg, i) != i + 1;
   CHECK_INT(bad, 0);
   wf_dvec_clear(&out, HV);
-  wf_dvec_free(&out);
-  wf_route_free(r);
-  wf_graph_free(g);
-  HV_DONE();
+  close_route(&out, r, g);
 }
 
 /* Undelivered messages: the refusing edges of a message that edges could
@@ -328,7 +302,6 @@ static void test_fanin_large(void) {
  * default, a selector choosing none), nothing when something accepts it or
  * the source has no edge, and an error naming them in strict mode. */
 static void test_refused(void) {
-  hv_init();
   wf_graph_t *g = mkgraph(5);
   int s0 = 0, s1 = 1, s2 = 2, t1 = 1, t2 = 2, t3 = 3, sw[2] = {3, 4};
   int fo[2] = {3, 4};
@@ -337,8 +310,7 @@ static void test_refused(void) {
   add(g, WF_EDGE_SWITCH, "mod3", &s1, 1, sw, 2, 1, -1, 0);   /* e1: 2 */
   add(g, WF_EDGE_FANOUT, NULL, &s2, 1, fo, 2, 0, -1, 1);     /* e2: 3 */
   add(g, WF_EDGE_DIRECT, NULL, &s2, 1, &t3, 1, 0, -1, 0);    /* e2: 4 */
-  CHECK_INT(wf_graph_finalize(g, NULL), WF_OK);
-  wf_route_t *r = wf_route_new(g, HV);
+  wf_route_t *r = open_route(g);
   wf_dvec_t out = {0};
   wf_err_t err;
   const int *ref;
@@ -387,10 +359,7 @@ static void test_refused(void) {
   CHECK_INT(send(r, 0, 4, -1, &out, &err), WF_OK);
   CHECK_INT(out.n, 2);
   wf_dvec_clear(&out, HV);
-  wf_dvec_free(&out);
-  wf_route_free(r);
-  wf_graph_free(g);
-  HV_DONE();
+  close_route(&out, r, g);
 }
 
 int main(void) {

@@ -9,6 +9,7 @@
  * Depends on sched.c and the other core modules, libev, and the harness. */
 #include <stdint.h>
 
+#include "graph_fixture.h"
 #include "harness.h"
 #include "sched.h"
 
@@ -337,14 +338,7 @@ static void b_flaky(wf_run_t *r, wf_inv_t *inv) {
 
 /* Graph "t" with n executors e0..e(n-1) (opts o or defaults), start e0. */
 static wf_graph_t *mkg(int n, const wf_exec_opts_t *o) {
-  char id[16];
-  wf_graph_t *g = wf_graph_new("t");
-  for (int i = 0; i < n; i++) {
-    snprintf(id, sizeof id, "e%d", i);
-    wf_graph_add_exec(g, id, o, NULL);
-  }
-  wf_graph_set_start(g, 0, NULL);
-  return g;
+  return fixture_graph("t", n, o);
 }
 
 /* Direct edge a -> b (conditional when name is given). */
