@@ -5,29 +5,17 @@
 -- (text_delta, input_json_delta per content block, message_delta usage,
 -- message_stop) assembled.
 local anthropic = require "weft.llm.anthropic"
-local stream = require "weft.llm.stream"
-local common = require "weft.llm.common"
 local json = require "weft.json"
+local pu = require "support.provider_unit"
 require "helpers" -- assert.mentions
 
-local function call(over)
-  return common.request(over, "claude-3-5-haiku-latest")
-end
+local call = pu.caller("claude-3-5-haiku-latest")
 
 local ADD = { name = "add", description = "adds", parameters = { type = "object",
               properties = { a = { type = "number" } }, required = { "a" } } }
 
 -- Feed SSE events {event, data-table-or-string} to a fresh assembler.
-local function feed(events)
-  local chunks = {}
-  local asm = stream.new("anthropic", function(c) chunks[#chunks + 1] = c end)
-  for _, e in ipairs(events) do
-    local data = type(e[2]) == "table" and json.encode(e[2]) or e[2]
-    local err, code = anthropic.stream_event(asm, { event = e[1], data = data })
-    if err then return nil, err, code end
-  end
-  return asm, chunks
-end
+local feed = pu.feeder(anthropic, function(e) return { event = e[1], data = pu.encoded(e[2]) } end)
 
 describe("llm.anthropic", function()
   describe("build", function()
@@ -138,12 +126,8 @@ describe("llm.anthropic", function()
                              usage = { output_tokens = 12 } } },
         { "message_stop", { type = "message_stop" } },
       }
-      assert.is_true(asm.terminated)
-      assert.same({ { text = "Hello" }, { text = " world" } }, chunks)
-      local r = assert(asm:result())
-      assert.equal("Hello world", r.text)
-      assert.equal("stop", r.finish_reason)
-      assert.same({ input_tokens = 25, output_tokens = 12, total_tokens = 37 }, r.usage)
+      pu.assert_text_stream(asm, chunks, { "Hello", " world" },
+                            { input_tokens = 25, output_tokens = 12, total_tokens = 37 }, "stop")
     end)
 
     it("assembles input_json_delta fragments per content block", function()

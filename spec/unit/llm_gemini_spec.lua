@@ -4,27 +4,17 @@
 -- the key in x-goog-api-key), responses parsed from canned wire data
 -- (generated call ids), and SSE fragments assembled.
 local gemini = require "weft.llm.gemini"
-local stream = require "weft.llm.stream"
-local common = require "weft.llm.common"
 local json = require "weft.json"
+local pu = require "support.provider_unit"
 require "helpers" -- assert.mentions
 
-local function call(over)
-  return common.request(over, "gemini-2.0-flash")
-end
+local call = pu.caller("gemini-2.0-flash")
 
 local ADD = { name = "add", description = "adds", parameters = { type = "object",
               properties = { a = { type = "number" } } } }
 
-local function feed(frames)
-  local chunks = {}
-  local asm = stream.new("gemini", function(c) chunks[#chunks + 1] = c end)
-  for _, f in ipairs(frames) do
-    local err = gemini.stream_event(asm, { event = "message", data = type(f) == "table" and json.encode(f) or f })
-    if err then return nil, err end
-  end
-  return asm, chunks
-end
+-- Feed SSE data (tables or strings) to a fresh assembler.
+local feed = pu.feeder(gemini, function(f) return { event = "message", data = pu.encoded(f) } end)
 
 describe("llm.gemini", function()
   describe("build", function()
@@ -119,11 +109,8 @@ describe("llm.gemini", function()
         { candidates = { { content = { parts = { { text = "!" } }, role = "model" }, finishReason = "STOP" } },
           usageMetadata = { promptTokenCount = 3, candidatesTokenCount = 3, totalTokenCount = 6 } },
       }
-      assert.is_true(asm.terminated)
-      assert.same({ { text = "Hel" }, { text = "lo" }, { text = "!" } }, chunks)
-      local r = assert(asm:result())
-      assert.equal("Hello!", r.text)
-      assert.same({ input_tokens = 3, output_tokens = 3, total_tokens = 6 }, r.usage)
+      pu.assert_text_stream(asm, chunks, { "Hel", "lo", "!" },
+                            { input_tokens = 3, output_tokens = 3, total_tokens = 6 })
     end)
 
     it("takes whole function calls and numbers them", function()

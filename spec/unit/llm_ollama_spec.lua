@@ -3,26 +3,16 @@
 -- calls with object arguments, tool results, options), OLLAMA_HOST forms,
 -- responses parsed from canned wire data and NDJSON lines assembled.
 local ollama = require "weft.llm.ollama"
-local stream = require "weft.llm.stream"
-local common = require "weft.llm.common"
 local json = require "weft.json"
+local pu = require "support.provider_unit"
 require "helpers" -- assert.mentions
 
-local function call(over)
-  return common.request(over, "llama3.2")
-end
+local call = pu.caller("llama3.2")
 
 local ADD = { name = "add", parameters = { type = "object", properties = { a = { type = "number" } } } }
 
-local function feed(lines)
-  local chunks = {}
-  local asm = stream.new("ollama", function(c) chunks[#chunks + 1] = c end)
-  for _, l in ipairs(lines) do
-    local err = ollama.stream_event(asm, type(l) == "table" and json.encode(l) or l)
-    if err then return nil, err end
-  end
-  return asm, chunks
-end
+-- Feed NDJSON lines (tables or strings) to a fresh assembler.
+local feed = pu.feeder(ollama, pu.encoded)
 
 describe("llm.ollama", function()
   describe("normalise_base", function()
@@ -101,11 +91,8 @@ describe("llm.ollama", function()
         { model = "m", message = { role = "assistant", content = "" }, done = true, done_reason = "stop",
           prompt_eval_count = 5, eval_count = 2 },
       }
-      assert.is_true(asm.terminated)
-      assert.same({ { text = "Hel" }, { text = "lo" } }, chunks)
-      local r = assert(asm:result())
-      assert.equal("Hello", r.text)
-      assert.same({ input_tokens = 5, output_tokens = 2, total_tokens = 7 }, r.usage)
+      pu.assert_text_stream(asm, chunks, { "Hel", "lo" },
+                            { input_tokens = 5, output_tokens = 2, total_tokens = 7 })
     end)
 
     it("takes tool calls from a message line", function()

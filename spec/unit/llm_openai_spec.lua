@@ -3,31 +3,18 @@
 -- responses parsed from canned wire data, and streamed chunks (text, tool
 -- call fragments by index, usage, [DONE]) assembled.
 local openai = require "weft.llm.openai"
-local stream = require "weft.llm.stream"
-local common = require "weft.llm.common"
 local json = require "weft.json"
+local pu = require "support.provider_unit"
 require "helpers" -- assert.mentions
 
 -- A normalised request as weft.llm.chat builds it.
-local function call(over)
-  local c = common.request(over or {}, (over or {}).model or "gpt-4o-mini")
-  return c
-end
+local call = pu.caller("gpt-4o-mini")
 
 local ADD = { name = "add", description = "adds numbers",
               parameters = { type = "object", properties = { a = { type = "number" } } } }
 
 -- Feed SSE data strings to a fresh assembler; returns it and the chunks.
-local function feed(frames, P)
-  P = P or openai
-  local chunks = {}
-  local asm = stream.new(P.name, function(c) chunks[#chunks + 1] = c end)
-  for _, data in ipairs(frames) do
-    local err = P.stream_event(asm, { event = "message", data = data })
-    if err then return nil, err end
-  end
-  return asm, chunks
-end
+local feed = pu.feeder(openai, function(data) return { event = "message", data = data } end)
 
 describe("llm.openai", function()
   describe("build", function()
@@ -158,12 +145,8 @@ describe("llm.openai", function()
         '{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}',
         "[DONE]",
       }
-      assert.is_true(asm.terminated)
-      assert.same({ { text = "Hel" }, { text = "lo" } }, chunks)
-      local r = assert(asm:result())
-      assert.equal("Hello", r.text)
-      assert.equal("stop", r.finish_reason)
-      assert.same({ input_tokens = 3, output_tokens = 2, total_tokens = 5 }, r.usage)
+      pu.assert_text_stream(asm, chunks, { "Hel", "lo" },
+                            { input_tokens = 3, output_tokens = 2, total_tokens = 5 }, "stop")
     end)
 
     it("assembles tool call fragments by index", function()
