@@ -407,6 +407,16 @@ static void refused(const char *req, resp_t *r, int status, const char *code,
   if (detail) CHECK(strstr(r->body, detail) != NULL);
 }
 
+/* refused() for an answer that needs no more checks: also checks
+ * "Connection: close" when closes, then frees the answer. */
+static void refused_only(const char *req, int status, const char *code,
+                         const char *detail, int closes) {
+  resp_t r;
+  refused(req, &r, status, code, detail);
+  if (closes) CHECK_STR(resp_header(&r, "Connection"), "close");
+  resp_free(&r);
+}
+
 /* Open connections == (size_t)ud. */
 static int conns_are(void *ud) {
   return wf_server_connections(S) == (unsigned)(size_t)ud;
@@ -502,18 +512,15 @@ static void test_body_limit(void) {
   CHECK_INT(last.blen, 1024);
   resp_free(&r);
   /* declared over the cap: 413 before any body is read */
-  refused("POST /over HTTP/1.1\r\nHost: t\r\nContent-Length: 1025\r\n\r\n",
-          &r, 413, "body_too_large", "1024 bytes");
-  CHECK_STR(resp_header(&r, "Connection"), "close");
-  resp_free(&r);
+  refused_only("POST /over HTTP/1.1\r\nHost: t\r\nContent-Length: 1025\r\n"
+               "\r\n",
+               413, "body_too_large", "1024 bytes", 1);
   /* chunked over the cap: stopped at the first byte over */
   snprintf(req, sizeof req,
            "POST /chunked HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked"
            "\r\n\r\n200\r\n%.*s\r\n200\r\n%.*s\r\n10\r\n%.*s\r\n0\r\n\r\n",
            512, big, 512, big, 16, big);
-  refused(req, &r, 413, "body_too_large", NULL);
-  CHECK_STR(resp_header(&r, "Connection"), "close");
-  resp_free(&r);
+  refused_only(req, 413, "body_too_large", NULL, 1);
   CHECK_INT(nreqs, 1); /* neither over-cap request reached the handler */
   srv_stop();
 }
@@ -529,14 +536,12 @@ static void test_header_limit(void) {
   /* over the header cap, inside what the gate reads: weft's 431 */
   snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: t\r\nX-Big: %.*s\r\n\r\n",
            600, big);
-  refused(req, &r, 431, "headers_too_large", "512 bytes");
-  resp_free(&r);
+  refused_only(req, 431, "headers_too_large", "512 bytes", 0);
   /* a head longer than the cap + 8 KiB: refused by the gate */
   snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: t\r\nX-Big: %.*s\r\n\r\n",
            9000, big);
-  refused(req, &r, 431, "headers_too_large",
-          "request head exceeds 8704 bytes");
-  resp_free(&r);
+  refused_only(req, 431, "headers_too_large",
+               "request head exceeds 8704 bytes", 0);
   /* under the cap: served */
   snprintf(req, sizeof req, "GET /ok HTTP/1.1\r\nHost: t\r\nX-Big: %.*s\r\n\r\n",
            100, big);
@@ -556,10 +561,9 @@ static void test_gate_bad_framing(void) {
   /* one status line, not two (MHD's own 400 writes it twice) */
   CHECK(strstr(r.head + 1, "HTTP/1.1") == NULL);
   resp_free(&r);
-  refused("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
-          "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-          &r, 400, "bad_request", "smuggling");
-  resp_free(&r);
+  refused_only("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+               400, "bad_request", "smuggling", 0);
   /* after a good pipelined request: its answer, then the 400 */
   {
     cli_t *c = cli_open();
