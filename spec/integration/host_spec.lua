@@ -37,14 +37,21 @@ local function until_(pred)
   error("condition not reached")
 end
 
+-- A host watching dir/flow.lua (written at v1), closed after the test;
+-- returns it, the script's path and the list of events it reported.
+local function watched_flow()
+  local path = dir .. "/flow.lua"
+  write(path, "v1")
+  local events = {}
+  local host = weft.host.new{ scripts = { flow = path }, watch = true,
+                              on_event = function(ev) events[#events + 1] = ev end }
+  finally(function() host:close() end)
+  return host, path, events
+end
+
 describe("weft.host", function()
   it("switches in-flight runs to a compatible new version at a barrier", function()
-    local path = dir .. "/flow.lua"
-    write(path, "v1")
-    local events = {}
-    local host = weft.host.new{ scripts = { flow = path }, watch = true,
-                                on_event = function(ev) events[#events + 1] = ev end }
-    finally(function() host:close() end)
+    local host, path, events = watched_flow()
     local hs = {}
     for i = 1, 20 do hs[i] = host:spawn("flow", 1) end
     until_(function() return hs[1].versions[3] ~= nil end)
@@ -65,10 +72,7 @@ describe("weft.host", function()
   end)
 
   it("lets runs finish on their version when the new graph is incompatible", function()
-    local path = dir .. "/flow.lua"
-    write(path, "v1")
-    local host = weft.host.new{ scripts = { flow = path }, watch = true }
-    finally(function() host:close() end)
+    local host, path = watched_flow()
     local h = host:spawn("flow", 1)
     until_(function() return h.versions[3] ~= nil end)
     write(path, "v2", nil, "two")
@@ -80,12 +84,7 @@ describe("weft.host", function()
   end)
 
   it("keeps the working version when a reload fails, and says where", function()
-    local path = dir .. "/flow.lua"
-    write(path, "v1")
-    local events = {}
-    local host = weft.host.new{ scripts = { flow = path }, watch = true,
-                                on_event = function(ev) events[#events + 1] = ev end }
-    finally(function() host:close() end)
+    local host, path, events = watched_flow()
     write(path, "v2", "local x = = 1")
     until_(function() return #events > 0 end)
     assert.equal("reload_failed", events[1].type)
