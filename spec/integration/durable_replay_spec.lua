@@ -85,13 +85,21 @@ describe("durable replay", function()
   teardown(function() srv:stop() end)
   before_each(function() srv:reset() end)
 
+  -- Runs the NESTED script as run_id in a child `weft run` until it waits
+  -- on its request; returns the store, the env of its processes, the file
+  -- its executor counts runs in, and the child's stdout and stderr.
+  local function nested_idle(run_id)
+    local path, store = script(NESTED)
+    local count = tmpdir("777") .. "/count"
+    local env = { WEFT_TEST_LLM_URL = srv.url, WEFT_TEST_COUNT = count }
+    local rc, out, err = procs.run({ bin, "run", path, "--store", store, "--run-id", run_id }, env)
+    assert.equal(3, rc, err) -- idle: waits on the request
+    return store, env, count, out, err
+  end
+
   it("hands each call of a re-executed invocation its own recording when an LLM call makes HTTP calls inside",
     function()
-      local path, store = script(NESTED)
-      local count = tmpdir("777") .. "/count"
-      local env = { WEFT_TEST_LLM_URL = srv.url, WEFT_TEST_COUNT = count }
-      local rc, out, err = procs.run({ bin, "run", path, "--store", store, "--run-id", "n1" }, env)
-      assert.equal(3, rc, err) -- idle: waits on the request
+      local store, env, count, out, err = nested_idle("n1")
       assert.truthy((out .. err):find("req-0-0-1-1", 1, true), out .. err)
       assert.same({ "ran" }, lines_of(count))
       local rc2, out2, err2 = procs.run({ bin, "runs", "respond", "n1", "req-0-0-1-1", '"yes"',
@@ -108,11 +116,7 @@ describe("durable replay", function()
 
   it("fails the run naming the executor, the position and both requests when the code before a request changes",
     function()
-      local path, store = script(NESTED)
-      local count = tmpdir("777") .. "/count"
-      local env = { WEFT_TEST_LLM_URL = srv.url, WEFT_TEST_COUNT = count }
-      local rc, _, err = procs.run({ bin, "run", path, "--store", store, "--run-id", "m1" }, env)
-      assert.equal(3, rc, err) -- idle: waits on the request
+      local store, env = nested_idle("m1")
       env.WEFT_TEST_SECOND = "http" -- the responding process takes another branch
       local rc2, out2, err2 = procs.run({ bin, "runs", "respond", "m1", "req-0-0-1-1", '"yes"',
                                           "--store", store }, env)
