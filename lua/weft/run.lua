@@ -9,8 +9,11 @@ local sched = require "weft.core.sched"
 local loop = require "weft.core.loop"
 local context = require "weft.context"
 local check = require "weft.check"
+local json = require "weft.json"
+local invocation = require "weft.invocation"
 
-local type, error, setmetatable, rawget, rawset, tostring = type, error, setmetatable, rawget, rawset, tostring
+local type, error, setmetatable, rawget, rawset, tostring, next = type, error, setmetatable, rawget, rawset, tostring, next
+local jcheck, current = json.check, invocation.current
 local info, run_new, run_wait = sched.run_info, sched.run_new, sched.run_wait
 local LIMIT_DEFAULTS = sched.LIMIT_DEFAULTS
 local LIMIT_MAX = 2147483647
@@ -90,8 +93,11 @@ function _M.merge_limits(a, b)
   return t
 end
 
--- Validate run options, raising at the caller's level.
+-- Validate run options, raising at the caller's level; no options (nil
+-- or {}) skip the spec walk (nil gives an empty table, as check.options).
 local function check_opts(opts, level)
+  if opts == nil then return {} end
+  if type(opts) == "table" and next(opts) == nil then return opts end
   local o = check.options(_M.OPTIONS, opts, level + 1)
   return o -- not a tail call: error levels
 end
@@ -101,7 +107,7 @@ end
 -- ids from the outermost run down to the one that streamed.
 local function propagating(opts)
   if opts.propagate == false then return opts end
-  local parent = require("weft.invocation").current()
+  local parent = current()
   if not parent then return opts end
   local pexec = parent.executor_id
   local o = {}
@@ -132,7 +138,7 @@ function _M.spawn(wf, input, opts, level)
   if input ~= nil then
     local t = type(input)
     if t ~= "string" and t ~= "boolean" then
-      local e = require("weft.json").check(input, "input")
+      local e = jcheck(input, "input")
       if e then error("run: " .. e, level + 1) end
     end
   end
@@ -212,7 +218,7 @@ function Run:respond(request_id, value)
   if value ~= nil then
     local t = type(value)
     if t ~= "string" and t ~= "boolean" then
-      local e = require("weft.json").check(value, "response")
+      local e = jcheck(value, "response")
       if e then error("respond: " .. e, 2) end
     end
   end
