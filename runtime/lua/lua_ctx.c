@@ -10,53 +10,69 @@
 
 #include "lua_sched_int.h"
 
-/* core.send(run, seq, msg, target) -> true | nil, err */
-static int l_send(lua_State *L) {
+/* The run (argument 1) and seq (argument 2) every primitive starts with. */
+static inline wf_lua_run_t *ctx_args(lua_State *L, uint32_t *seq) {
   wf_lua_run_t *lr = wf_lua_run_check(L, 1);
-  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
-  int target = (int)luaL_optinteger(L, 4, 0) - 1;
-  wf_err_t err;
-  wf_val_t h = lua_isnil(L, 3) ? 0 : wf_lua_val_put(lr->rt, L, 3);
-  if (wf_run_send(lr->run, seq, h, target, &err) != WF_OK)
-    return wf_lua_fail(L, err.msg, NULL);
+  *seq = (uint32_t)luaL_checkinteger(L, 2);
+  return lr;
+}
+
+/* The value at idx put in lr's value table (nil: no value). Called after
+ * every argument check, so a raising check leaks no handle. */
+static inline wf_val_t ctx_val(lua_State *L, wf_lua_run_t *lr, int idx) {
+  return lua_isnil(L, idx) ? 0 : wf_lua_val_put(lr->rt, L, idx);
+}
+
+/* A primitive's result: true when rc is WF_OK, else nil, err. */
+static inline int ctx_result(lua_State *L, int rc, const wf_err_t *err) {
+  if (rc != WF_OK) return wf_lua_fail(L, err->msg, NULL);
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* core.send(run, seq, msg, target) -> true | nil, err */
+static int l_send(lua_State *L) {
+  uint32_t seq;
+  wf_lua_run_t *lr = ctx_args(L, &seq);
+  int target = (int)luaL_optinteger(L, 4, 0) - 1;
+  wf_err_t err;
+  int rc = wf_run_send(lr->run, seq, ctx_val(L, lr, 3), target, &err);
+  return ctx_result(L, rc, &err);
 }
 
 /* core.output(run, seq, value) -> true | nil, err */
 static int l_output(lua_State *L) {
-  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
-  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  uint32_t seq;
+  wf_lua_run_t *lr = ctx_args(L, &seq);
   wf_err_t err;
-  wf_val_t h = lua_isnil(L, 3) ? 0 : wf_lua_val_put(lr->rt, L, 3);
-  if (wf_run_output(lr->run, seq, h, &err) != WF_OK)
-    return wf_lua_fail(L, err.msg, NULL);
-  lua_pushboolean(L, 1);
-  return 1;
+  int rc = wf_run_output(lr->run, seq, ctx_val(L, lr, 3), &err);
+  return ctx_result(L, rc, &err);
+}
+
+/* A primitive (run, seq, name, value) -> true | nil, err doing fn: emit a
+ * custom event or write shared state. */
+static inline int ctx_named(lua_State *L,
+                            int (*fn)(wf_run_t *, uint32_t, const char *,
+                                      wf_val_t, wf_err_t *)) {
+  uint32_t seq;
+  wf_lua_run_t *lr = ctx_args(L, &seq);
+  const char *name = luaL_checkstring(L, 3);
+  wf_err_t err;
+  int rc = fn(lr->run, seq, name, ctx_val(L, lr, 4), &err);
+  return ctx_result(L, rc, &err);
 }
 
 /* core.emit(run, seq, name, data) -> true | nil, err */
-static int l_emit(lua_State *L) {
-  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
-  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
-  const char *name = luaL_checkstring(L, 3);
-  wf_err_t err;
-  wf_val_t h = lua_isnil(L, 4) ? 0 : wf_lua_val_put(lr->rt, L, 4);
-  if (wf_run_emit(lr->run, seq, name, h, &err) != WF_OK)
-    return wf_lua_fail(L, err.msg, NULL);
-  lua_pushboolean(L, 1);
-  return 1;
-}
+static int l_emit(lua_State *L) { return ctx_named(L, wf_run_emit); }
 
 /* core.emit_live(run, seq, type, name, data) -> true | nil, err; type is
  * "agent_update" or "request_info". */
 static int l_emit_live(lua_State *L) {
-  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
-  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  uint32_t seq;
+  wf_lua_run_t *lr = ctx_args(L, &seq);
   const char *type = luaL_checkstring(L, 3);
   const char *name = luaL_optstring(L, 4, NULL);
   wf_err_t err;
-  wf_val_t h;
   wf_ev_type_t ty;
   if (strcmp(type, "agent_update") == 0)
     ty = WF_EV_AGENT_UPDATE;
@@ -65,43 +81,27 @@ static int l_emit_live(lua_State *L) {
   else
     return luaL_argerror(L, 3, "live events are 'agent_update' or "
                                "'request_info'");
-  h = lua_isnil(L, 5) ? 0 : wf_lua_val_put(lr->rt, L, 5);
-  if (wf_run_emit_live(lr->run, seq, ty, name, h, &err) != WF_OK)
-    return wf_lua_fail(L, err.msg, NULL);
-  lua_pushboolean(L, 1);
-  return 1;
+  int rc = wf_run_emit_live(lr->run, seq, ty, name, ctx_val(L, lr, 5), &err);
+  return ctx_result(L, rc, &err);
 }
 
 /* core.log(run, seq, level, message) -> true | nil, err */
 static int l_log(lua_State *L) {
-  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
-  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  uint32_t seq;
+  wf_lua_run_t *lr = ctx_args(L, &seq);
   const char *level = luaL_checkstring(L, 3);
   const char *msg = luaL_checkstring(L, 4);
   wf_err_t err;
-  if (wf_run_log(lr->run, seq, level, msg, &err) != WF_OK)
-    return wf_lua_fail(L, err.msg, NULL);
-  lua_pushboolean(L, 1);
-  return 1;
+  return ctx_result(L, wf_run_log(lr->run, seq, level, msg, &err), &err);
 }
 
 /* core.set_state(run, seq, key, value) -> true | nil, err */
-static int l_set_state(lua_State *L) {
-  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
-  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
-  const char *key = luaL_checkstring(L, 3);
-  wf_err_t err;
-  wf_val_t h = lua_isnil(L, 4) ? 0 : wf_lua_val_put(lr->rt, L, 4);
-  if (wf_run_set_state(lr->run, seq, key, h, &err) != WF_OK)
-    return wf_lua_fail(L, err.msg, NULL);
-  lua_pushboolean(L, 1);
-  return 1;
-}
+static int l_set_state(lua_State *L) { return ctx_named(L, wf_run_set_state); }
 
 /* core.get_state(run, seq, key) -> value | nil */
 static int l_get_state(lua_State *L) {
-  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
-  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  uint32_t seq;
+  wf_lua_run_t *lr = ctx_args(L, &seq);
   const char *key = luaL_checkstring(L, 3);
   wf_lua_val_push(lr->rt, L, wf_run_get_state(lr->run, seq, key));
   return 1;
@@ -109,16 +109,16 @@ static int l_get_state(lua_State *L) {
 
 /* core.running(run, seq) -> boolean: is the invocation still running? */
 static int l_running(lua_State *L) {
-  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
-  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  uint32_t seq;
+  wf_lua_run_t *lr = ctx_args(L, &seq);
   lua_pushboolean(L, wf_run_inv(lr->run, seq) != NULL);
   return 1;
 }
 
 /* core.previous_errors(run, seq) -> {{message, traceback}, ...} */
 static int l_previous_errors(lua_State *L) {
-  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
-  uint32_t seq = (uint32_t)luaL_checkinteger(L, 2);
+  uint32_t seq;
+  wf_lua_run_t *lr = ctx_args(L, &seq);
   wf_inv_t *inv = wf_run_inv(lr->run, seq);
   int i, n = inv ? inv->nerrors : 0;
   lua_createtable(L, n, 0);
