@@ -50,6 +50,16 @@ describe("weft.agent", function()
     return calls
   end
 
+  -- Runs agent a on one thread with first, then second; returns the
+  -- messages of its second request, every call spied and the thread.
+  local function second_request(a, first, second)
+    local calls = spy()
+    local th = a:new_thread()
+    a:run(first, th)
+    a:run(second, th)
+    return calls[2].opts.messages, calls, th
+  end
+
   describe("creation", function()
     it("requires a model, naming the agent", function()
       assert.mentions([[weft.agent: agent 'x' has no model (set model = "provider:name", or WEFT_MODEL)]],
@@ -132,14 +142,10 @@ describe("weft.agent", function()
     end)
 
     it("sends the instructions, the memory context, then the reduced thread", function()
-      local calls = spy()
       local mem = { before_invoke = function() return { { role = "system", content = "facts" } } end }
       local a = weft.agent { name = "w", model = "mock:echo", instructions = "Be brief.", memory = mem,
                              reducer = weft.window.message_count(2) }
-      local th = a:new_thread()
-      a:run("one", th)
-      a:run("two", th)
-      local msgs = calls[2].opts.messages
+      local msgs, _, th = second_request(a, "one", "two")
       assert.equals("system,system,assistant,user", roles(msgs))
       assert.equals("Be brief.", msgs[1].content)
       assert.equals("facts", msgs[2].content)
@@ -356,13 +362,9 @@ describe("weft.agent", function()
     end)
 
     it("injects in_memory facts as one system message in later runs", function()
-      local calls = spy()
       local mem = weft.memory.in_memory()
       local a = weft.agent { name = "w", model = "mock:echo", instructions = "hi", memory = mem }
-      local th = a:new_thread()
-      a:run("My name is Ada", th)
-      a:run("what is my name?", th)
-      local msgs = calls[2].opts.messages
+      local msgs, calls = second_request(a, "My name is Ada", "what is my name?")
       assert.equals("system,system,user,assistant,user", roles(msgs))
       assert.equals("Known facts:\n- user's name is Ada", msgs[2].content)
       assert.equals("system,user", roles(calls[1].opts.messages))
