@@ -211,19 +211,25 @@ end
 problem = function(s, opts, prefix, what)
   local props = s.properties
   local closed = s.additionalProperties ~= true
-  -- unknown names first, in sorted order: the message is deterministic
-  local unknown
-  for k in pairs(opts) do
-    if props[k] == nil and closed then
-      if unknown == nil or tostring(k) < tostring(unknown) then unknown = k end
+  local c = s._compiled or _M.compile(s)
+  -- one pass over the options given (not over every name of the spec):
+  -- unknown names first, the least in sorted order (deterministic); a spec
+  -- without required names and good values is done here
+  local unknown, bad
+  for k, v in pairs(opts) do
+    local p = props[k]
+    if p == nil then
+      if closed and (unknown == nil or tostring(k) < tostring(unknown)) then unknown = k end
+    elseif not bad and value_problem(p, v, prefix == "" and k or prefix .. k, what) then
+      bad = true
     end
   end
   if unknown ~= nil then
-    local c = s._compiled or _M.compile(s)
     return sformat("unknown %s '%s%s' (%ss: %s)%s", c.noun, prefix, tostring(unknown), c.noun,
                    c.list, _M.did_you_mean(tostring(unknown), c.names, c.aliases))
   end
-  local c = s._compiled or _M.compile(s)
+  if not bad and c.nrequired == 0 then return nil end
+  -- the first problem in sorted order: the message is deterministic
   for _, name in ipairs(c.names) do
     local v = opts[name]
     local p = props[name]
@@ -254,7 +260,9 @@ function _M.compile(s)
   end
   for _, k in ipairs(type(s.required) == "table" and s.required or {}) do required[k] = true end
   sort(names)
-  s._compiled = { names = names, required = required, aliases = aliases, list = concat(names, ", "),
+  local nrequired = 0
+  for _ in pairs(required) do nrequired = nrequired + 1 end
+  s._compiled = { names = names, required = required, nrequired = nrequired, aliases = aliases, list = concat(names, ", "),
                   noun = s.noun or "option" }
   return s
 end

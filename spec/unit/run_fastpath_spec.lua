@@ -1,6 +1,7 @@
 -- spec/unit/run_fastpath_spec.lua — the fixed cost of a run (refactoring
 -- issue "the same or better benchmark figures"): a run without options
--- skips the option-spec walk, and starting a run calls no require() (the
+-- skips the option-spec walk, options given are checked without a lookup
+-- of every name of the spec, and starting a run calls no require() (the
 -- nested-run check and the input check use modules loaded once). Counted
 -- calls, not timings. Options given are still checked as before.
 local weft = require "weft"
@@ -35,6 +36,14 @@ describe("the fixed cost of a run", function()
     assert(ok, res)
     assert.same({ { x = 1 } }, res.outputs)
     assert.same({}, names)
+  end)
+
+  it("checks the options given, not every name of the spec", function()
+    local misses = 0
+    local opts = setmetatable({ max_supersteps = 5, events = false },
+                              { __index = function() misses = misses + 1 end })
+    assert.is_nil(check.problem(require("weft.run").OPTIONS, opts))
+    assert.equal(0, misses)
   end)
 
   it("still checks the options given", function()
