@@ -305,32 +305,31 @@ static void ad_off(radapt_t *a, ev_io *w, int *flag) {
   ev_io_stop(a->evl, w);
 }
 
+/* Start (on) or stop watching adapter p's socket for writing (write) or
+ * reading. */
+static void ad_set(void *p, int write, int on) {
+  radapt_t *a = p;
+  ev_io *w = write ? &a->wev : &a->rev;
+  int *flag = write ? &a->writing : &a->reading;
+  if (on)
+    ad_on(a, w, flag);
+  else
+    ad_off(a, w, flag);
+}
+
 /* hiredis hook: watch for reading. */
-static void ad_add_read(void *p) {
-  radapt_t *a = p;
-  ad_on(a, &a->rev, &a->reading);
-}
+static void ad_add_read(void *p) { ad_set(p, 0, 1); }
 /* hiredis hook: stop watching for reading. */
-static void ad_del_read(void *p) {
-  radapt_t *a = p;
-  ad_off(a, &a->rev, &a->reading);
-}
+static void ad_del_read(void *p) { ad_set(p, 0, 0); }
 /* hiredis hook: watch for writing. */
-static void ad_add_write(void *p) {
-  radapt_t *a = p;
-  ad_on(a, &a->wev, &a->writing);
-}
+static void ad_add_write(void *p) { ad_set(p, 1, 1); }
 /* hiredis hook: stop watching for writing. */
-static void ad_del_write(void *p) {
-  radapt_t *a = p;
-  ad_off(a, &a->wev, &a->writing);
-}
+static void ad_del_write(void *p) { ad_set(p, 1, 0); }
 /* hiredis hook: the context is being freed. */
 static void ad_cleanup(void *p) {
-  radapt_t *a = p;
-  ad_off(a, &a->rev, &a->reading);
-  ad_off(a, &a->wev, &a->writing);
-  free(a);
+  ad_set(p, 0, 0);
+  ad_set(p, 1, 0);
+  free(p);
 }
 
 /* Attach context ac to libev loop evl. */
@@ -1055,41 +1054,41 @@ static void wd_kick(rs_t *rs) {
 
 /* ---- the store interface ----------------------------------------------- */
 
+/* A new operation of kind on s about key in ns (started by the caller once
+ * its numbers are set). */
+static rop_t *rop_keyed(wf_store_t *s, int kind, const char *ns,
+                        const char *key, wf_store_cb cb, void *ud) {
+  rop_t *o = rop_new(s->be, kind, cb, ud);
+  rop_args(o, ns, key);
+  return o;
+}
+
+/* Get one key (GET). */
 static void r_get(wf_store_t *s, const char *ns, const char *key,
                   wf_store_cb cb, void *ud) {
-  rs_t *rs = s->be;
-  rop_t *o = rop_new(rs, K_GET, cb, ud);
-  rop_args(o, ns, key);
-  rop_start(rs, o);
+  rop_start(s->be, rop_keyed(s, K_GET, ns, key, cb, ud));
 }
 
 /* Scan through the scan script. */
 static void r_scan(wf_store_t *s, const char *ns, const char *prefix,
                    size_t limit, wf_store_cb cb, void *ud) {
-  rs_t *rs = s->be;
-  rop_t *o = rop_new(rs, K_SCAN, cb, ud);
-  rop_args(o, ns, prefix);
+  rop_t *o = rop_keyed(s, K_SCAN, ns, prefix, cb, ud);
   o->n1 = (long long)limit;
-  rop_start(rs, o);
+  rop_start(s->be, o);
 }
 
 /* Range through the range script. */
 static void r_range(wf_store_t *s, const char *ns, const char *key,
                     long long from, long long to, wf_store_cb cb, void *ud) {
-  rs_t *rs = s->be;
-  rop_t *o = rop_new(rs, K_RANGE, cb, ud);
-  rop_args(o, ns, key);
+  rop_t *o = rop_keyed(s, K_RANGE, ns, key, cb, ud);
   o->n1 = from;
   o->n2 = to;
-  rop_start(rs, o);
+  rop_start(s->be, o);
 }
 
 /* Size through the size script. */
 static void r_size(wf_store_t *s, const char *ns, wf_store_cb cb, void *ud) {
-  rs_t *rs = s->be;
-  rop_t *o = rop_new(rs, K_SIZE, cb, ud);
-  rop_args(o, ns, "");
-  rop_start(rs, o);
+  rop_start(s->be, rop_keyed(s, K_SIZE, ns, "", cb, ud));
 }
 
 /* The server's clock (TIME). */
