@@ -382,6 +382,31 @@ static wf_run_t *start(wf_graph_t *g, int input, int max_steps, int max_conc) {
   return r;
 }
 
+/* Start g as start() does, drive it until it finishes, check it ended with
+ * status want; the run. */
+static wf_run_t *run_to_end(wf_graph_t *g, int input, int max_steps,
+                            int max_conc, int want) {
+  wf_run_t *r = start(g, input, max_steps, max_conc);
+  drive_finished(1);
+  CHECK_INT(wf_run_status(r), want);
+  return r;
+}
+
+/* Fan-out e0 -> e1..en -> fan-in e(n+1) (n <= 1024), finalized: e0
+ * forwards, e(n+1) outputs, e1..en as the caller sets BEH[1..n]. */
+static wf_graph_t *fan_graph(int n) {
+  static int t[1024];
+  CHECK(n <= 1024);
+  wf_graph_t *g = mkg(n + 2, NULL);
+  for (int i = 0; i < n; i++) t[i] = i + 1;
+  fo(g, 0, t, n);
+  fi(g, t, n, n + 1);
+  fin(g);
+  BEH[0] = b_fwd;
+  BEH[n + 1] = b_out;
+  return g;
+}
+
 /* Index of the first recorded event of run r with type (and exec >= -1
  * when exec != -2), from position from; -1 if none. */
 static int find_ev(wf_run_t *r, int type, int exec, int from) {
@@ -492,9 +517,7 @@ static void test_loop_with_exit(void) {
   BEH[0] = b_fwd;
   BEH[1] = b_fwd;
   BEH[2] = b_out;
-  wf_run_t *r = start(g, 0, 0, 0);
-  drive_finished(1);
-  CHECK_INT(wf_run_status(r), WF_RUN_COMPLETED);
+  wf_run_t *r = run_to_end(g, 0, 0, 0, WF_RUN_COMPLETED);
   int n;
   const wf_val_t *o = wf_run_outputs(r, &n);
   CHECK_INT(n, 1);
@@ -511,9 +534,7 @@ static void test_max_supersteps(void) {
   ed(g, 0, 0, NULL);
   fin(g);
   BEH[0] = b_fwd;
-  wf_run_t *r = start(g, 0, 5, 0);
-  drive_finished(1);
-  CHECK_INT(wf_run_status(r), WF_RUN_FAILED);
+  wf_run_t *r = run_to_end(g, 0, 5, 0, WF_RUN_FAILED);
   /* the error names the limit, the executors still active and the fix */
   const char *want = "max_supersteps (5) exceeded with executors still active: 'e0'; "
                      "raise the limit with the run option max_supersteps";
@@ -541,9 +562,7 @@ static void test_terminal_sends_and_condition_error(void) {
   fin(g);
   BEH[0] = b_fwd;
   BEH[1] = b_fwd; /* e1 has no out-edge: its send is dropped */
-  wf_run_t *r = start(g, 0, 0, 0);
-  drive_finished(1);
-  CHECK_INT(wf_run_status(r), WF_RUN_COMPLETED);
+  wf_run_t *r = run_to_end(g, 0, 0, 0, WF_RUN_COMPLETED);
   CHECK_INT(wf_run_supersteps(r), 2);
   wf_run_free(r);
   wf_graph_free(g);
@@ -636,18 +655,9 @@ static void test_deterministic_events(void) {
 static void test_async_fanout_fanin(void) {
   setup();
   enum { N = 1000 };
-  wf_graph_t *g = mkg(N + 2, NULL);
-  int t[N];
-  for (int i = 0; i < N; i++) t[i] = i + 1;
-  fo(g, 0, t, N);
-  fi(g, t, N, N + 1);
-  fin(g);
-  BEH[0] = b_fwd;
+  wf_graph_t *g = fan_graph(N);
   for (int i = 1; i <= N; i++) BEH[i] = (i % 2) ? b_fwd_async : b_fwd;
-  BEH[N + 1] = b_out;
-  wf_run_t *r = start(g, 5, 0, 0);
-  drive_finished(1);
-  CHECK_INT(wf_run_status(r), WF_RUN_COMPLETED);
+  wf_run_t *r = run_to_end(g, 5, 0, 0, WF_RUN_COMPLETED);
   CHECK_INT(wf_run_supersteps(r), 3);
   int n;
   const wf_val_t *o = wf_run_outputs(r, &n);
@@ -671,9 +681,7 @@ static void test_timer_completion(void) {
   BEH[0] = b_fwd;
   BEH[1] = BEH[2] = BEH[3] = b_emit_timer;
   BEH[4] = b_out;
-  wf_run_t *r = start(g, 0, 0, 0);
-  drive_finished(1);
-  CHECK_INT(wf_run_status(r), WF_RUN_COMPLETED);
+  wf_run_t *r = run_to_end(g, 0, 0, 0, WF_RUN_COMPLETED);
   CHECK_INT(count_ev(r, WF_EV_CUSTOM), 3);
   int c = find_ev(r, WF_EV_CUSTOM, -2, 0);
   CHECK_INT(EV[c].exec, 1);
@@ -695,9 +703,7 @@ static void test_retries(void) {
   fin(g);
   BEH[0] = b_flaky;
   BEH[1] = b_out;
-  wf_run_t *r = start(g, 0, 0, 0);
-  drive_finished(1);
-  CHECK_INT(wf_run_status(r), WF_RUN_COMPLETED);
+  wf_run_t *r = run_to_end(g, 0, 0, 0, WF_RUN_COMPLETED);
   CHECK_INT(seen_prev_errors, 2);
   CHECK_STR(seen_err0, "fail 1");
   CHECK_STR(seen_err1, "fail 2");
@@ -743,9 +749,7 @@ static void test_retries_exhausted(void) {
   BEH[0] = b_fwd;
   BEH[1] = b_flaky;
   fail_attempts = 5;
-  wf_run_t *r = start(g, 0, 0, 0);
-  drive_finished(1);
-  CHECK_INT(wf_run_status(r), WF_RUN_FAILED);
+  wf_run_t *r = run_to_end(g, 0, 0, 0, WF_RUN_FAILED);
   CHECK_STR(wf_run_error(r),
             "executor 'e1' failed in superstep 1 after 3 attempts: fail 3");
   CHECK_INT(count_ev(r, WF_EV_EXECUTOR_INVOKED), 4);
@@ -775,9 +779,7 @@ static void test_timeout(void) {
   fin(g);
   BEH[0] = b_fwd;
   BEH[1] = b_hang;
-  wf_run_t *r = start(g, 0, 0, 0);
-  drive_finished(1);
-  CHECK_INT(wf_run_status(r), WF_RUN_FAILED);
+  wf_run_t *r = run_to_end(g, 0, 0, 0, WF_RUN_FAILED);
   CHECK_INT(naborted, 2);
   CHECK_STR(wf_run_error(r), "executor 'e1' failed in superstep 1 after 2 "
                              "attempts: executor 'e1' timed out after 0.005s");
@@ -806,9 +808,7 @@ static void test_on_error_continue(void) {
   BEH[1] = b_fail;
   BEH[2] = b_fwd;
   BEH[3] = b_out;
-  wf_run_t *r = start(g, 0, 0, 0);
-  drive_finished(1);
-  CHECK_INT(wf_run_status(r), WF_RUN_COMPLETED);
+  wf_run_t *r = run_to_end(g, 0, 0, 0, WF_RUN_COMPLETED);
   int n;
   const wf_val_t *outs = wf_run_outputs(r, &n);
   CHECK_INT(n, 1); /* e1's send was dropped */
@@ -836,9 +836,7 @@ static void test_failure_aborts_siblings(void) {
   BEH[2] = b_emit_manual; /* finished before the failure? no: manual */
   BEH[3] = b_fail;
   BEH[4] = b_nop;
-  wf_run_t *r = start(g, 0, 0, 0);
-  drive_finished(1);
-  CHECK_INT(wf_run_status(r), WF_RUN_FAILED);
+  wf_run_t *r = run_to_end(g, 0, 0, 0, WF_RUN_FAILED);
   CHECK_STR(wf_run_error(r), "executor 'e3' failed in superstep 1: boom");
   CHECK_INT(naborted, 2); /* e1 and e2 were running */
   CHECK_INT(running_now, 0);
@@ -899,18 +897,9 @@ static void test_failure_publishes_finished(void) {
 static void test_max_concurrency(void) {
   setup();
   enum { N = 20 };
-  wf_graph_t *g = mkg(N + 2, NULL);
-  int t[N];
-  for (int i = 0; i < N; i++) t[i] = i + 1;
-  fo(g, 0, t, N);
-  fi(g, t, N, N + 1);
-  fin(g);
-  BEH[0] = b_fwd;
+  wf_graph_t *g = fan_graph(N);
   for (int i = 1; i <= N; i++) BEH[i] = (i % 3) ? b_fwd_async : b_emit_timer;
-  BEH[N + 1] = b_out;
-  wf_run_t *r = start(g, 0, 0, 3);
-  drive_finished(1);
-  CHECK_INT(wf_run_status(r), WF_RUN_COMPLETED);
+  wf_run_t *r = run_to_end(g, 0, 0, 3, WF_RUN_COMPLETED);
   CHECK_INT(max_running, 3);
   CHECK_INT(ninvoke, N + 2);
   /* invoked events in invocation order even though started in waves */
@@ -942,9 +931,7 @@ static void test_sync_concurrency_no_recursion(void) {
   BEH[0] = b_fwd;
   /* BEH index collisions: exec i uses BEH[i % 2048]; e0 is the only one
    * mapping to slot 0 besides 2048 and 4096, which forward harmlessly */
-  wf_run_t *r = start(g, 0, 0, 1);
-  drive_finished(1);
-  CHECK_INT(wf_run_status(r), WF_RUN_COMPLETED);
+  wf_run_t *r = run_to_end(g, 0, 0, 1, WF_RUN_COMPLETED);
   CHECK_INT(max_running, 1);
   CHECK(stack_hi - stack_lo < 16384);
   wf_run_free(r);
@@ -1105,9 +1092,7 @@ static void test_targeted_and_stale(void) {
   BEH[1] = b_save1;
   BEH[2] = b_out;
   BEH[3] = b_nop;
-  wf_run_t *r = start(g, 0, 0, 0);
-  drive_finished(1);
-  CHECK_INT(wf_run_status(r), WF_RUN_COMPLETED);
+  wf_run_t *r = run_to_end(g, 0, 0, 0, WF_RUN_COMPLETED);
   CHECK_INT(ninvoke, 2); /* e0, e2 only */
   CHECK(find_ev(r, WF_EV_EXECUTOR_INVOKED, 1, 0) < 0);
   wf_run_free(r);
@@ -1178,9 +1163,7 @@ static void test_state(void) {
   BEH[0] = b_fwd;
   BEH[1] = BEH[2] = BEH[3] = b_writer;
   BEH[4] = b_reader;
-  wf_run_t *r = start(g, 0, 0, 0);
-  drive_finished(1);
-  CHECK_INT(wf_run_status(r), WF_RUN_COMPLETED);
+  wf_run_t *r = run_to_end(g, 0, 0, 0, WF_RUN_COMPLETED);
   int n;
   const wf_val_t *o = wf_run_outputs(r, &n);
   CHECK_INT(n, 1);
@@ -1214,9 +1197,7 @@ static void test_reducer_failure_fails_run(void) {
   fin(g);
   BEH[0] = b_fwd;
   BEH[1] = b_reader;
-  wf_run_t *r = start(g, 98, 0, 0);
-  drive_finished(1);
-  CHECK_INT(wf_run_status(r), WF_RUN_FAILED);
+  wf_run_t *r = run_to_end(g, 98, 0, 0, WF_RUN_FAILED);
   CHECK_STR(wf_run_error(r), "reducer of state key 'sum' failed: unlucky 13");
   int n;
   wf_run_outputs(r, &n);
