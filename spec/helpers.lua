@@ -144,10 +144,12 @@ function M.poll_until(cond, limit)
   if not cond() then error("condition not reached after " .. limit .. " polls", 2) end
 end
 
---- Executor ids of a run's executor_invoked events, in order.
-function M.invoked(events)
+--- Executor ids of a run's executor_invoked events, in order; only those of `superstep` if given.
+function M.invoked(events, superstep)
   local out = {}
-  for _, ev in ipairs(M.filter(events, "executor_invoked")) do out[#out + 1] = ev.executor_id end
+  for _, ev in ipairs(M.filter(events, "executor_invoked")) do
+    if superstep == nil or ev.superstep == superstep then out[#out + 1] = ev.executor_id end
+  end
   return out
 end
 

@@ -304,11 +304,7 @@ describe("examples/concurrent_analysis.lua", function()
     assert.equal("completed", res.status, res.error)
     assert.same({ EXPECTED }, res.outputs)
     assert.equal(3, res.supersteps)
-    local analysts = {}
-    for _, ev in ipairs(h.filter(res.events, "executor_invoked")) do
-      if ev.superstep == 1 then analysts[#analysts + 1] = ev.executor_id end
-    end
-    assert.same({ "market", "marketing", "legal" }, analysts)
+    assert.same({ "market", "marketing", "legal" }, h.invoked(res.events, 1))
   end)
 
   it("gives the same result from the weft CLI", function()
