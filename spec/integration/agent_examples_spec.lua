@@ -21,13 +21,6 @@ local function custom(events, name)
   return out
 end
 
--- Executor ids in the order of their executor_invoked events.
-local function invoked(events)
-  local out = {}
-  for _, ev in ipairs(h.filter(events, "executor_invoked")) do out[#out + 1] = ev.executor_id end
-  return out
-end
-
 -- Run `weft run examples/<name> [args...]` and decode its output lines.
 local function cli(name, ...)
   local bin = os.getenv("WEFT_BIN")
@@ -81,7 +74,7 @@ describe("examples/content_pipeline.lua", function()
     assert.same({ EXPECTED }, res.outputs)
     assert.equal(13, res.supersteps)
     assert.same({ "plan", "research", "brief", "writer", "submit", "reviewer", "decide",
-                  "brief", "writer", "submit", "reviewer", "decide", "publish" }, invoked(res.events))
+                  "brief", "writer", "submit", "reviewer", "decide", "publish" }, h.invoked(res.events))
     assert.same({ { verdict = "revise", revision = 0 }, { verdict = "approve", revision = 1 } },
                 custom(res.events, "review"))
   end)
@@ -230,7 +223,7 @@ describe("examples/support_desk.lua", function()
     assert.equal("completed", res.status, res.error)
     assert.same({ EXPECTED }, res.outputs)
     assert.same({ { from = "triage", to = "billing", count = 1 } }, custom(res.events, "handoff"))
-    assert.same({ "triage", "billing" }, invoked(res.events))
+    assert.same({ "triage", "billing" }, h.invoked(res.events))
   end)
 
   it("gives the same result from the weft CLI", function()
@@ -367,7 +360,7 @@ describe("examples/magentic_plan.lua", function()
     for i, p in ipairs(custom(res.events, "progress")) do statuses[i] = p.participant .. ":" .. p.status end
     assert.same({ "research:done", "writer:done", "writer:stalled", "translator:done" }, statuses)
     assert.same({ "planner", "research", "ledger", "writer", "ledger", "writer", "ledger", "planner",
-                  "translator", "ledger", "answer" }, invoked(res.events))
+                  "translator", "ledger", "answer" }, h.invoked(res.events))
   end)
 
   it("gives the same result from the weft CLI", function()
