@@ -256,6 +256,42 @@ static void lex_bounds(rs_t *rs, const char *p, size_t pl, const char **min,
   *max = hi->p;
 }
 
+/* ---- script calls ------------------------------------------------------- */
+
+/* av/al[0..2]: EVAL of script (len bytes) with nkeys keys; the script's
+ * keys and arguments follow from index 3. */
+static void eval_head(const char **av, size_t *al, const char *script,
+                      size_t len, const char *nkeys) {
+  av[0] = "EVAL", al[0] = 4;
+  av[1] = script, al[1] = len;
+  av[2] = nkeys, al[2] = strlen(nkeys);
+}
+
+/* av/al[3..6]: the four index keys of ns (rec, rkeys, logseq, lkeys) in
+ * kname slots 0..3, as the delp and size scripts take them. */
+static void index_keys(rs_t *rs, const char *ns, size_t nslen,
+                       const char **av, size_t *al) {
+  static const char *const names[4] = {"rec", "rkeys", "logseq", "lkeys"};
+  for (int i = 0; i < 4; i++)
+    av[3 + i] = kname(rs, i, ns, nslen, names[i], NULL, 0, &al[3 + i]);
+}
+
+/* av/al[3..5]: the log of key in ns and the logseq hash (kname slots 0,
+ * 1), then key, as the range and trim scripts take them. */
+static void log_keys(rs_t *rs, const char *ns, size_t nslen, const char *key,
+                     size_t klen, const char **av, size_t *al) {
+  av[3] = kname(rs, 0, ns, nslen, "log:", key, klen, &al[3]);
+  av[4] = kname(rs, 1, ns, nslen, "logseq", NULL, 0, &al[4]);
+  av[5] = key, al[5] = klen;
+}
+
+/* *av and *al: v in decimal, written in buf (cap bytes). */
+static void num_arg(const char **av, size_t *al, char *buf, size_t cap,
+                    long long v) {
+  *al = (size_t)snprintf(buf, cap, "%lld", v);
+  *av = buf;
+}
+
 /* ---- the libev adapter -------------------------------------------------- */
 
 static void ad_read_cb(struct ev_loop *evl, ev_io *w, int revents) {
@@ -651,25 +687,15 @@ static int send_op(rs_t *rs, wf_store_batch_t *b, const wf_store_op_t *op) {
       rc |= cmd(rs, NULL, 3, av, al);
       return rc;
     case WF_SOP_DEL_PREFIX:
-      av[0] = "EVAL", al[0] = 4;
-      av[1] = delp_lua, al[1] = sizeof delp_lua - 1;
-      av[2] = "4", al[2] = 1;
-      av[3] = kname(rs, 0, ns, op->nslen, "rec", NULL, 0, &al[3]);
-      av[4] = kname(rs, 1, ns, op->nslen, "rkeys", NULL, 0, &al[4]);
-      av[5] = kname(rs, 2, ns, op->nslen, "logseq", NULL, 0, &al[5]);
-      av[6] = kname(rs, 3, ns, op->nslen, "lkeys", NULL, 0, &al[6]);
+      eval_head(av, al, delp_lua, sizeof delp_lua - 1, "4");
+      index_keys(rs, ns, op->nslen, av, al);
       lex_bounds(rs, key, op->klen, &av[7], &al[7], &av[8], &al[8]);
       av[9] = kname(rs, 4, ns, op->nslen, "log:", NULL, 0, &al[9]);
       return cmd(rs, NULL, 10, av, al);
     case WF_SOP_TRIM:
-      av[0] = "EVAL", al[0] = 4;
-      av[1] = trim_lua, al[1] = sizeof trim_lua - 1;
-      av[2] = "2", al[2] = 1;
-      av[3] = kname(rs, 0, ns, op->nslen, "log:", key, op->klen, &al[3]);
-      av[4] = kname(rs, 1, ns, op->nslen, "logseq", NULL, 0, &al[4]);
-      av[5] = key, al[5] = op->klen;
-      al[6] = (size_t)snprintf(num, sizeof num, "%lld", op->n);
-      av[6] = num;
+      eval_head(av, al, trim_lua, sizeof trim_lua - 1, "2");
+      log_keys(rs, ns, op->nslen, key, op->klen, av, al);
+      num_arg(&av[6], &al[6], num, sizeof num, op->n);
       return cmd(rs, NULL, 7, av, al);
     case WF_SOP_EXPECT:
     case WF_SOP_EXPECT_LAST:
@@ -747,37 +773,23 @@ static void rop_send(rs_t *rs, rop_t *o) {
       rc = cmd(rs, o, 3, av, al);
       break;
     case K_SCAN:
-      av[0] = "EVAL", al[0] = 4;
-      av[1] = scan_lua, al[1] = sizeof scan_lua - 1;
-      av[2] = "2", al[2] = 1;
+      eval_head(av, al, scan_lua, sizeof scan_lua - 1, "2");
       av[3] = kname(rs, 0, ns, o->nslen, "rec", NULL, 0, &al[3]);
       av[4] = kname(rs, 1, ns, o->nslen, "rkeys", NULL, 0, &al[4]);
       lex_bounds(rs, key, o->klen, &av[5], &al[5], &av[6], &al[6]);
-      al[7] = (size_t)snprintf(n1, sizeof n1, "%lld", o->n1);
-      av[7] = n1;
+      num_arg(&av[7], &al[7], n1, sizeof n1, o->n1);
       rc = cmd(rs, o, 8, av, al);
       break;
     case K_RANGE:
-      av[0] = "EVAL", al[0] = 4;
-      av[1] = range_lua, al[1] = sizeof range_lua - 1;
-      av[2] = "2", al[2] = 1;
-      av[3] = kname(rs, 0, ns, o->nslen, "log:", key, o->klen, &al[3]);
-      av[4] = kname(rs, 1, ns, o->nslen, "logseq", NULL, 0, &al[4]);
-      av[5] = key, al[5] = o->klen;
-      al[6] = (size_t)snprintf(n1, sizeof n1, "%lld", o->n1);
-      av[6] = n1;
-      al[7] = (size_t)snprintf(n2, sizeof n2, "%lld", o->n2);
-      av[7] = n2;
+      eval_head(av, al, range_lua, sizeof range_lua - 1, "2");
+      log_keys(rs, ns, o->nslen, key, o->klen, av, al);
+      num_arg(&av[6], &al[6], n1, sizeof n1, o->n1);
+      num_arg(&av[7], &al[7], n2, sizeof n2, o->n2);
       rc = cmd(rs, o, 8, av, al);
       break;
     case K_SIZE:
-      av[0] = "EVAL", al[0] = 4;
-      av[1] = size_lua, al[1] = sizeof size_lua - 1;
-      av[2] = "4", al[2] = 1;
-      av[3] = kname(rs, 0, ns, o->nslen, "rec", NULL, 0, &al[3]);
-      av[4] = kname(rs, 1, ns, o->nslen, "rkeys", NULL, 0, &al[4]);
-      av[5] = kname(rs, 2, ns, o->nslen, "logseq", NULL, 0, &al[5]);
-      av[6] = kname(rs, 3, ns, o->nslen, "lkeys", NULL, 0, &al[6]);
+      eval_head(av, al, size_lua, sizeof size_lua - 1, "4");
+      index_keys(rs, ns, o->nslen, av, al);
       av[7] = kname(rs, 4, ns, o->nslen, "log:", NULL, 0, &al[7]);
       rc = cmd(rs, o, 8, av, al);
       break;
