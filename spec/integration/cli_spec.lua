@@ -169,43 +169,28 @@ describe("weft CLI", function()
       return r
     end
 
-    it("reports a missing file", function()
-      one_line_error({ "run", FIX .. "nope.lua" }, "^weft: cannot open spec/fixtures/cli/nope%.lua")
-    end)
-
-    it("reports a syntax error with file:line", function()
-      one_line_error({ "run", FIX .. "syntax.lua" }, "^weft: spec/fixtures/cli/syntax%.lua:3: ")
-    end)
-
-    it("reports a runtime error while loading with file:line", function()
-      one_line_error({ "check", FIX .. "load_error.lua" },
-        "^weft: spec/fixtures/cli/load_error%.lua:3: attempt to index")
-    end)
-
-    it("reports a script that returns no workflow", function()
-      one_line_error({ "run", FIX .. "returns_nil.lua" },
-        "^weft: spec/fixtures/cli/returns_nil%.lua: expected the script to return a workflow.*got nothing")
-    end)
-
-    it("reports a tail-called build's validation error at the weft.workflow line", function()
-      one_line_error({ "run", FIX .. "invalid.lua" },
-        "^weft: spec/fixtures/cli/invalid%.lua:7: workflow 'invalid': executors unreachable from start 'a': 'orphan'$")
-    end)
-
-    it("reports a build validation error at the :build() line when Lua knows it", function()
-      one_line_error({ "check", FIX .. "invalid_line.lua" },
-        "^weft: spec/fixtures/cli/invalid_line%.lua:5: workflow 'nostart': no start executor$")
-    end)
+    -- each case: what it reports, the weft arguments, the pattern of the one line
+    for _, case in ipairs({
+      { "a missing file", { "run", FIX .. "nope.lua" }, "^weft: cannot open spec/fixtures/cli/nope%.lua" },
+      { "a syntax error with file:line", { "run", FIX .. "syntax.lua" }, "^weft: spec/fixtures/cli/syntax%.lua:3: " },
+      { "a runtime error while loading with file:line", { "check", FIX .. "load_error.lua" },
+        "^weft: spec/fixtures/cli/load_error%.lua:3: attempt to index" },
+      { "a script that returns no workflow", { "run", FIX .. "returns_nil.lua" },
+        "^weft: spec/fixtures/cli/returns_nil%.lua: expected the script to return a workflow.*got nothing" },
+      { "a tail-called build's validation error at the weft.workflow line", { "run", FIX .. "invalid.lua" },
+        "^weft: spec/fixtures/cli/invalid%.lua:7: workflow 'invalid': executors unreachable from start 'a': 'orphan'$" },
+      { "a build validation error at the :build() line when Lua knows it", { "check", FIX .. "invalid_line.lua" },
+        "^weft: spec/fixtures/cli/invalid_line%.lua:5: workflow 'nostart': no start executor$" },
+      { "invalid --input-json", { "run", FIX .. "json_input.lua", "--input-json", "{nope" },
+        "^weft: %-%-input%-json: invalid JSON" },
+    }) do
+      it("reports " .. case[1], function() one_line_error(case[2], case[3]) end)
+    end
 
     it("reports a validation error of a builder built by weft with the script's name", function()
       local r = one_line_error({ "check", FIX .. "invalid_builder.lua" },
         "^weft: spec/fixtures/cli/invalid_builder%.lua.*no start executor")
       assert.not_matches("cli%.lua", r.err)
-    end)
-
-    it("reports invalid --input-json", function()
-      one_line_error({ "run", FIX .. "json_input.lua", "--input-json", "{nope" },
-        "^weft: %-%-input%-json: invalid JSON")
     end)
   end)
 
