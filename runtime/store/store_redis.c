@@ -632,60 +632,68 @@ static int cmd(rs_t *rs, rop_t *o, int argc, const char **argv,
              : -1;
 }
 
+/* One command of a batch op: verb, the key it names (suffix, then the op's
+ * key when keyed), then its arguments by letter: k the op's key, v its
+ * value, 0 and 1 themselves. */
+typedef struct kcmd {
+  const char *verb, *suffix;
+  int keyed;
+  const char *args;
+} kcmd_t;
+
+static const kcmd_t put_cmds[] = {{"HSET", "rec", 0, "kv"},
+                                  {"ZADD", "rkeys", 0, "0k"},
+                                  {NULL, NULL, 0, NULL}};
+static const kcmd_t append_cmds[] = {{"RPUSH", "log:", 1, "v"},
+                                     {"HINCRBY", "logseq", 0, "k1"},
+                                     {"ZADD", "lkeys", 0, "0k"},
+                                     {NULL, NULL, 0, NULL}};
+static const kcmd_t del_cmds[] = {{"HDEL", "rec", 0, "k"},
+                                  {"ZREM", "rkeys", 0, "k"},
+                                  {"DEL", "log:", 1, ""},
+                                  {"HDEL", "logseq", 0, "k"},
+                                  {"ZREM", "lkeys", 0, "k"},
+                                  {NULL, NULL, 0, NULL}};
+
+/* Send the commands c (up to the one without verb) of batch op op; 0 on
+ * success. */
+static int send_cmds(rs_t *rs, wf_store_batch_t *b, const wf_store_op_t *op,
+                     const kcmd_t *c) {
+  const char *ns = wf_sop_ns(b, op), *key = wf_sop_key(b, op);
+  const char *av[4];
+  size_t al[4];
+  int rc = 0;
+  for (; c->verb; c++) {
+    int n = 2;
+    av[0] = c->verb, al[0] = strlen(c->verb);
+    av[1] = kname(rs, 0, ns, op->nslen, c->suffix, c->keyed ? key : NULL,
+                  c->keyed ? op->klen : 0, &al[1]);
+    for (const char *a = c->args; *a; a++, n++) {
+      if (*a == 'k')
+        av[n] = key, al[n] = op->klen;
+      else if (*a == 'v')
+        av[n] = wf_sop_val(b, op), al[n] = op->vlen;
+      else
+        av[n] = a, al[n] = 1; /* '0' or '1' itself */
+    }
+    rc |= cmd(rs, NULL, n, av, al);
+  }
+  return rc;
+}
+
 /* Send the commands of one batch op; 0 on success. */
 static int send_op(rs_t *rs, wf_store_batch_t *b, const wf_store_op_t *op) {
   const char *ns = wf_sop_ns(b, op), *key = wf_sop_key(b, op);
   const char *av[10];
   size_t al[10];
   char num[32];
-  int rc = 0;
   switch (op->type) {
     case WF_SOP_PUT:
-      av[0] = "HSET", al[0] = 4;
-      av[1] = kname(rs, 0, ns, op->nslen, "rec", NULL, 0, &al[1]);
-      av[2] = key, al[2] = op->klen;
-      av[3] = wf_sop_val(b, op), al[3] = op->vlen;
-      rc |= cmd(rs, NULL, 4, av, al);
-      av[0] = "ZADD", al[0] = 4;
-      av[1] = kname(rs, 0, ns, op->nslen, "rkeys", NULL, 0, &al[1]);
-      av[2] = "0", al[2] = 1;
-      av[3] = key, al[3] = op->klen;
-      rc |= cmd(rs, NULL, 4, av, al);
-      return rc;
+      return send_cmds(rs, b, op, put_cmds);
     case WF_SOP_APPEND:
-      av[0] = "RPUSH", al[0] = 5;
-      av[1] = kname(rs, 0, ns, op->nslen, "log:", key, op->klen, &al[1]);
-      av[2] = wf_sop_val(b, op), al[2] = op->vlen;
-      rc |= cmd(rs, NULL, 3, av, al);
-      av[0] = "HINCRBY", al[0] = 7;
-      av[1] = kname(rs, 0, ns, op->nslen, "logseq", NULL, 0, &al[1]);
-      av[2] = key, al[2] = op->klen;
-      av[3] = "1", al[3] = 1;
-      rc |= cmd(rs, NULL, 4, av, al);
-      av[0] = "ZADD", al[0] = 4;
-      av[1] = kname(rs, 0, ns, op->nslen, "lkeys", NULL, 0, &al[1]);
-      av[2] = "0", al[2] = 1;
-      av[3] = key, al[3] = op->klen;
-      rc |= cmd(rs, NULL, 4, av, al);
-      return rc;
+      return send_cmds(rs, b, op, append_cmds);
     case WF_SOP_DEL:
-      av[2] = key, al[2] = op->klen;
-      av[0] = "HDEL", al[0] = 4;
-      av[1] = kname(rs, 0, ns, op->nslen, "rec", NULL, 0, &al[1]);
-      rc |= cmd(rs, NULL, 3, av, al);
-      av[0] = "ZREM", al[0] = 4;
-      av[1] = kname(rs, 0, ns, op->nslen, "rkeys", NULL, 0, &al[1]);
-      rc |= cmd(rs, NULL, 3, av, al);
-      av[0] = "DEL", al[0] = 3;
-      av[1] = kname(rs, 0, ns, op->nslen, "log:", key, op->klen, &al[1]);
-      rc |= cmd(rs, NULL, 2, av, al);
-      av[0] = "HDEL", al[0] = 4;
-      av[1] = kname(rs, 0, ns, op->nslen, "logseq", NULL, 0, &al[1]);
-      rc |= cmd(rs, NULL, 3, av, al);
-      av[0] = "ZREM", al[0] = 4;
-      av[1] = kname(rs, 0, ns, op->nslen, "lkeys", NULL, 0, &al[1]);
-      rc |= cmd(rs, NULL, 3, av, al);
-      return rc;
+      return send_cmds(rs, b, op, del_cmds);
     case WF_SOP_DEL_PREFIX:
       eval_head(av, al, delp_lua, sizeof delp_lua - 1, "4");
       index_keys(rs, ns, op->nslen, av, al);
