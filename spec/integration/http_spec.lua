@@ -8,6 +8,7 @@ local http = require "weft.http"
 local json = require "weft.json"
 local tcp = require "weft.tcp"
 local ps = require "support.provider_server"
+local procs = require "support.procs"
 require "helpers" -- assert.mentions
 
 local srv
@@ -21,14 +22,6 @@ local function eventually(cond, seconds)
     c:wait(0.01)
   end
   return true
-end
-
--- A port nothing listens on (bound, then closed).
-local function free_port()
-  local l = assert(tcp.listen("127.0.0.1", 0))
-  local port = l:port()
-  l:close()
-  return port
 end
 
 -- A one-off server answering every request with the bytes `response`;
@@ -262,102 +255,73 @@ describe("http.request streaming #http", function()
 end)
 
 describe("http.request failures #http", function()
-  it("returns code 'connect' when nothing listens", function()
-    local port = free_port()
-    local res, err, code = http.request { url = "http://127.0.0.1:" .. port .. "/" }
+  -- Asserts that http.request(opts) returns nil, an error mentioning each of
+  -- `...`, and `code`.
+  local function request_fails(code, opts, ...)
+    local res, err, got = http.request(opts)
     assert.is_nil(res)
-    assert.equal("connect", code)
-    assert.mentions("127.0.0.1:" .. port, err)
-    assert.mentions("refused", err)
+    assert.equal(code, got)
+    assert.is_string(err)
+    for i = 1, select("#", ...) do assert.mentions((select(i, ...)), err) end
+  end
+
+  it("returns code 'connect' when nothing listens", function()
+    local port = procs.free_port()
+    request_fails("connect", { url = "http://127.0.0.1:" .. port .. "/" }, "127.0.0.1:" .. port, "refused")
   end)
 
   it("returns code 'dns' for a name that does not resolve", function()
-    local res, err, code = http.request { url = "http://no-such-host.invalid/" }
-    assert.is_nil(res)
-    assert.equal("dns", code)
-    assert.mentions("no-such-host.invalid", err)
+    request_fails("dns", { url = "http://no-such-host.invalid/" }, "no-such-host.invalid")
   end)
 
   it("returns code 'timeout' when the total timeout passes", function()
-    local res, err, code = http.request { url = srv.url .. "/sleep/5000", timeout = 0.1 }
-    assert.is_nil(res)
-    assert.equal("timeout", code)
-    assert.mentions("127.0.0.1:" .. srv.port, err)
-    assert.mentions("timed out", err)
+    request_fails("timeout", { url = srv.url .. "/sleep/5000", timeout = 0.1 }, "127.0.0.1:" .. srv.port, "timed out")
   end)
 
   it("returns code 'idle_timeout' when the server accepts and never answers", function()
-    local res, err, code = http.request { url = srv.url .. "/hang", idle_timeout = 0.1 }
-    assert.is_nil(res)
-    assert.equal("idle_timeout", code)
-    assert.mentions("127.0.0.1:" .. srv.port, err)
+    request_fails("idle_timeout", { url = srv.url .. "/hang", idle_timeout = 0.1 }, "127.0.0.1:" .. srv.port)
   end)
 
   it("returns code 'idle_timeout' when a stream pauses too long", function()
     local got = 0
-    local res, err, code = http.request {
+    request_fails("idle_timeout", {
       url = srv.url .. "/_f/chunk_delay=1000/sse/3", framing = "sse", idle_timeout = 0.2,
       stream = function() got = got + 1 end,
-    }
-    assert.is_nil(res)
-    assert.equal("idle_timeout", code)
-    assert.mentions("idle", err)
+    }, "idle")
     assert.equal(1, got)
   end)
 
   it("returns code 'protocol' when a stream is cut mid-way", function()
     local got = {}
-    local res, err, code = http.request {
+    request_fails("protocol", {
       url = srv.url .. "/_f/cut=2/sse/5", framing = "sse",
       stream = function(ev) got[#got + 1] = ev.id end,
-    }
-    assert.is_nil(res)
-    assert.equal("protocol", code)
-    assert.mentions("127.0.0.1:" .. srv.port, err)
+    }, "127.0.0.1:" .. srv.port)
     assert.same({ "1", "2" }, got)
   end)
 
   it("returns code 'protocol' when a body is cut short", function()
-    local res, err, code = http.request { url = srv.url .. "/_f/cut=20/bytes/100" }
-    assert.is_nil(res)
-    assert.equal("protocol", code)
-    assert.truthy(err)
+    request_fails("protocol", { url = srv.url .. "/_f/cut=20/bytes/100" })
   end)
 
   it("returns code 'protocol' when the server closes without a response", function()
-    local res, err, code = http.request { url = srv.url .. "/close" }
-    assert.is_nil(res)
-    assert.equal("protocol", code)
-    assert.mentions("127.0.0.1:" .. srv.port, err)
+    request_fails("protocol", { url = srv.url .. "/close" }, "127.0.0.1:" .. srv.port)
   end)
 
   it("returns code 'too_large' past max_body", function()
-    local res, err, code = http.request { url = srv.url .. "/bytes/5000", max_body = 1000 }
-    assert.is_nil(res)
-    assert.equal("too_large", code)
-    assert.mentions("1000", err)
+    request_fails("too_large", { url = srv.url .. "/bytes/5000", max_body = 1000 }, "1000")
     -- at the limit it is fine
-    res = assert(http.request { url = srv.url .. "/bytes/1000", max_body = 1000 })
+    local res = assert(http.request { url = srv.url .. "/bytes/1000", max_body = 1000 })
     assert.equal(ps.bytes_body(1000), res.body)
   end)
 
   it("returns code 'too_large' for a streamed event past max_body", function()
-    local res, _, code = http.request {
-      url = srv.url .. "/sse/3", framing = "sse", max_body = 4, stream = function() end,
-    }
-    assert.is_nil(res)
-    assert.equal("too_large", code)
+    request_fails("too_large", { url = srv.url .. "/sse/3", framing = "sse", max_body = 4, stream = function() end })
   end)
 
   it("returns code 'error' for a URL it cannot use", function()
-    local res, err, code = http.request { url = "ftp://127.0.0.1/x" }
-    assert.is_nil(res)
-    assert.equal("error", code)
-    assert.mentions("http or https", err)
-    res, err, code = http.request { url = "http://" }
-    assert.is_nil(res)
-    assert.equal("error", code)
-    assert.mentions("bad URL", err)
+    request_fails("error", { url = "ftp://127.0.0.1/x" }, "http or https")
+    request_fails("error", { url = "http://" }, "bad URL")
   end)
 
   it("raises on misuse, naming the option", function()

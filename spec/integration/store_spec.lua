@@ -11,6 +11,7 @@ local store = require "weft.store"
 local tcp = require "weft.tcp"
 local proc = require "weft.core.proc"
 local h = require "helpers"
+local procs = require "support.procs"
 
 local tmp -- the temp dir of this spec
 local nfile = 0
@@ -31,14 +32,6 @@ local redis_bin do
 end
 
 local redis = { port = nil, pid = nil }
-
--- A port nobody listens on right now.
-local function free_port()
-  local srv = assert(tcp.listen("127.0.0.1", 0))
-  local port = srv:port()
-  srv:close()
-  return port
-end
 
 -- Start redis-server on redis.port and wait until it accepts connections.
 function redis.start()
@@ -513,7 +506,7 @@ describe("weft.store", function()
     end
 
     setup(function()
-      redis.port = free_port()
+      redis.port = procs.free_port()
       redis.start()
     end)
 
