@@ -103,6 +103,13 @@ function M.recorder(id, fn)
   return ex, seen, supersteps
 end
 
+--- Executors with these ids whose handler does nothing, in argument order.
+function M.idle(...)
+  local out = {}
+  for i, id in ipairs({ ... }) do out[i] = weft.executor(id, function() end) end
+  return unpack(out, 1, select("#", ...))
+end
+
 --- An executor that sends what it receives.
 function M.forward(id)
   return weft.executor(id, function(msg, ctx) ctx:send(msg) end)

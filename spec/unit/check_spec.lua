@@ -68,10 +68,7 @@ end)
 
 describe("workflow builder options", function()
   local a, b
-  before_each(function()
-    a = weft.executor("a", noop)
-    b = weft.executor("b", noop)
-  end)
+  before_each(function() a, b = h.idle("a", "b") end)
 
   it("rejects {condition = fn} on an edge at the call, suggesting when", function()
     local line = debug.getinfo(1, "l").currentline
