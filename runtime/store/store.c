@@ -297,6 +297,15 @@ int wf_store_expect_holds(wf_store_done_t *d, const wf_store_batch_t *b,
   return ok;
 }
 
+/* Judge b's expectations in order with the backend's check. */
+int wf_store_check_expects(void *be, wf_store_batch_t *b,
+                           wf_store_check_fn check, wf_store_done_t *d) {
+  int rc = 1;
+  for (size_t k = 0; k < b->nops && b->nexpect && rc == 1; k++)
+    if (wf_sop_is_expect(&b->ops[k])) rc = check(be, b, &b->ops[k], d);
+  return rc;
+}
+
 /* Queue d: its callback runs from the loop, in posting order. */
 void wf_store_done_post(wf_store_done_t *d) {
   wf_store_t *s = d->s;

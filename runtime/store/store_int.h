@@ -45,6 +45,11 @@ struct wf_store_batch {
 };
 
 /* The ns, key and value of op o of batch b. */
+/* Whether op o is an expectation (checked before any write). */
+static inline int wf_sop_is_expect(const wf_store_op_t *o) {
+  return o->type == WF_SOP_EXPECT || o->type == WF_SOP_EXPECT_LAST;
+}
+
 static inline const char *wf_sop_ns(const wf_store_batch_t *b,
                                     const wf_store_op_t *o) {
   return b->buf + o->ns;
@@ -111,6 +116,14 @@ void wf_store_done_conflict(wf_store_done_t *d, const wf_store_batch_t *b,
 int wf_store_expect_holds(wf_store_done_t *d, const wf_store_batch_t *b,
                           const wf_store_op_t *o, long long last, int present,
                           const void *val, size_t vlen);
+/* A backend's judgement of expectation o of b: 1 when it holds, 0 when
+ * not (d failed as a conflict), -1 on a backend error. */
+typedef int (*wf_store_check_fn)(void *be, wf_store_batch_t *b,
+                                 const wf_store_op_t *o, wf_store_done_t *d);
+/* Judge the expectations of b in order with check on backend be: the first
+ * result that is not 1, or 1 when all hold (or b has none). */
+int wf_store_check_expects(void *be, wf_store_batch_t *b,
+                           wf_store_check_fn check, wf_store_done_t *d);
 /* Queue the completion: its callback runs from the loop. */
 void wf_store_done_post(wf_store_done_t *d);
 /* Post a failure for (cb, ud) at once. */

@@ -350,8 +350,9 @@ static void undo_commit(mstore_t *m) {
 }
 
 /* Check expectation o of b: 1 when it holds, else 0 (d failed). */
-static int mem_check(mstore_t *m, wf_store_batch_t *b, const wf_store_op_t *o,
+static int mem_check(void *be, wf_store_batch_t *b, const wf_store_op_t *o,
                      wf_store_done_t *d) {
+  mstore_t *m = be;
   mns_t *n = ns_get(m, wf_sop_ns(b, o), 0);
   const char *key = wf_sop_key(b, o);
   int eq = 0;
@@ -376,21 +377,17 @@ static void mem_commit(wf_store_batch_t *b, wf_store_cb cb, void *ud) {
   wf_store_done_t *d = wf_store_done_new(s, cb, ud);
   size_t after = 0;
   int inject = wf_store_take_injection(s, &after);
-  for (size_t k = 0; k < b->nops && b->nexpect; k++) {
-    const wf_store_op_t *o = &b->ops[k];
-    if ((o->type == WF_SOP_EXPECT || o->type == WF_SOP_EXPECT_LAST) &&
-        !mem_check(m, b, o, d)) {
-      wf_store_batch_release(b);
-      wf_store_done_post(d);
-      return;
-    }
+  if (!wf_store_check_expects(m, b, mem_check, d)) {
+    wf_store_batch_release(b);
+    wf_store_done_post(d);
+    return;
   }
   m->gen++;
   m->nundo = 0;
   for (size_t k = 0; k < b->nops; k++) {
     const wf_store_op_t *o = &b->ops[k];
     if (inject && k == after) break;
-    if (o->type == WF_SOP_EXPECT || o->type == WF_SOP_EXPECT_LAST) continue;
+    if (wf_sop_is_expect(o)) continue;
     mns_t *n = ns_get(m, wf_sop_ns(b, o), 1);
     const char *key = wf_sop_key(b, o);
     switch (o->type) {

@@ -482,8 +482,7 @@ static void reply_cb(redisAsyncContext *ac, void *rv, void *priv) {
     const wf_store_batch_t *b = o->b;
     for (size_t k = 0; k < b->nops; k++) {
       const wf_store_op_t *op = &b->ops[k];
-      if ((op->type == WF_SOP_EXPECT || op->type == WF_SOP_EXPECT_LAST) &&
-          --g == 0) {
+      if (wf_sop_is_expect(op) && --g == 0) {
         wf_store_done_conflict(d, b, op, *end ? end + 1 : "?");
         goto out;
       }
@@ -724,7 +723,7 @@ static int send_script(rs_t *rs, rop_t *o, wf_store_batch_t *b, int inject) {
   for (size_t k = 0; k < b->nops; k++) {
     const wf_store_op_t *op = &b->ops[k];
     const char *ns = wf_sop_ns(b, op), *name;
-    if (op->type != WF_SOP_EXPECT && op->type != WF_SOP_EXPECT_LAST) continue;
+    if (!wf_sop_is_expect(op)) continue;
     int last = op->type == WF_SOP_EXPECT_LAST;
     collect_arg(rs, last ? "l" : op->n ? "a" : "v", 1);
     name = kname(rs, 0, ns, op->nslen, last ? "logseq" : "rec", NULL, 0, &len);

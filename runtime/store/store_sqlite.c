@@ -543,8 +543,9 @@ static int apply(sq_t *q, wf_store_batch_t *b, const wf_store_op_t *o,
 
 /* Check expectation o of b inside the transaction: 1 when it holds, 0
  * (d failed as a conflict) when not, -1 on an SQLite error. */
-static int check(sq_t *q, wf_store_batch_t *b, const wf_store_op_t *o,
+static int check(void *be, wf_store_batch_t *b, const wf_store_op_t *o,
                  wf_store_done_t *d) {
+  sq_t *q = be;
   int last = o->type == WF_SOP_EXPECT_LAST;
   sqlite3_stmt *st = q->st[last ? Q_HEAD_LAST : Q_GET];
   const void *val = NULL;
@@ -582,12 +583,8 @@ static void sq_commit(wf_store_batch_t *b, wf_store_cb cb, void *ud) {
     done_sqerr(q, d);
     goto out;
   }
-  for (size_t k = 0; k < b->nops && b->nexpect; k++) {
-    const wf_store_op_t *o = &b->ops[k];
-    if (o->type != WF_SOP_EXPECT && o->type != WF_SOP_EXPECT_LAST) continue;
-    if ((rc = check(q, b, o, d)) < 0) done_sqerr(q, d);
-    if (rc <= 0) goto rollback;
-  }
+  if ((rc = wf_store_check_expects(q, b, check, d)) < 0) done_sqerr(q, d);
+  if (rc <= 0) goto rollback;
   for (size_t k = 0; k < b->nops; k++) {
     if (inject && k == after) {
       wf_store_done_fail(d, "injected failure");
