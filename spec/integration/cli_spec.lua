@@ -16,6 +16,14 @@ local function lines_of(s)
   return out
 end
 
+-- One test per case { what, args, pattern }, named "<verb> <what>", that runs
+-- check(args, pattern).
+local function each_case(verb, check, cases)
+  for _, case in ipairs(cases) do
+    it(verb .. " " .. case[1], function() check(case[2], case[3]) end)
+  end
+end
+
 -- Run `weft ARGS...` (each argument quoted); returns {code, out, err,
 -- out_lines, err_lines}. stdin is empty unless `stdin` is given.
 local function weft(args, stdin)
@@ -169,8 +177,7 @@ describe("weft CLI", function()
       return r
     end
 
-    -- each case: what it reports, the weft arguments, the pattern of the one line
-    for _, case in ipairs({
+    each_case("reports", one_line_error, {
       { "a missing file", { "run", FIX .. "nope.lua" }, "^weft: cannot open spec/fixtures/cli/nope%.lua" },
       { "a syntax error with file:line", { "run", FIX .. "syntax.lua" }, "^weft: spec/fixtures/cli/syntax%.lua:3: " },
       { "a runtime error while loading with file:line", { "check", FIX .. "load_error.lua" },
@@ -178,14 +185,13 @@ describe("weft CLI", function()
       { "a script that returns no workflow", { "run", FIX .. "returns_nil.lua" },
         "^weft: spec/fixtures/cli/returns_nil%.lua: expected the script to return a workflow.*got nothing" },
       { "a tail-called build's validation error at the weft.workflow line", { "run", FIX .. "invalid.lua" },
-        "^weft: spec/fixtures/cli/invalid%.lua:7: workflow 'invalid': executors unreachable from start 'a': 'orphan'$" },
+        "^weft: spec/fixtures/cli/invalid%.lua:7: workflow 'invalid': "
+          .. "executors unreachable from start 'a': 'orphan'$" },
       { "a build validation error at the :build() line when Lua knows it", { "check", FIX .. "invalid_line.lua" },
         "^weft: spec/fixtures/cli/invalid_line%.lua:5: workflow 'nostart': no start executor$" },
       { "invalid --input-json", { "run", FIX .. "json_input.lua", "--input-json", "{nope" },
         "^weft: %-%-input%-json: invalid JSON" },
-    }) do
-      it("reports " .. case[1], function() one_line_error(case[2], case[3]) end)
-    end
+    })
 
     it("reports a validation error of a builder built by weft with the script's name", function()
       local r = one_line_error({ "check", FIX .. "invalid_builder.lua" },
@@ -202,27 +208,18 @@ describe("weft CLI", function()
       assert.matches("usage: weft", r.err)
     end
 
-    it("rejects an unknown command", function() usage({ "frobnicate" }, "unknown command 'frobnicate'") end)
-    it("rejects no command", function() usage({}, "usage: weft COMMAND") end)
-    it("rejects an unknown option", function()
-      usage({ "run", FIX .. "good.lua", "--colour" }, "unknown option '%-%-colour' for 'run'")
-    end)
-    it("rejects a missing option value", function()
-      usage({ "run", FIX .. "good.lua", "--input" }, "option %-%-input needs a value")
-    end)
-    it("rejects a bad --events value", function()
-      usage({ "run", FIX .. "good.lua", "--events", "xml" }, "'xml' is not one of pretty|jsonl")
-    end)
-    it("rejects a non-integer --max-supersteps", function()
-      usage({ "run", FIX .. "good.lua", "--max-supersteps", "0" }, "not an integer >= 1")
-    end)
-    it("rejects two inputs at once", function()
-      usage({ "run", FIX .. "good.lua", "--input", "a", "--input-json", "1" }, "exclusive")
-    end)
-    it("rejects a missing file argument", function() usage({ "graph" }, "missing FILE.lua") end)
-    it("rejects a bad --format", function()
-      usage({ "graph", FIX .. "shapes.lua", "--format", "png" }, "not one of mermaid|dot")
-    end)
+    each_case("rejects", usage, {
+      { "an unknown command", { "frobnicate" }, "unknown command 'frobnicate'" },
+      { "no command", {}, "usage: weft COMMAND" },
+      { "an unknown option", { "run", FIX .. "good.lua", "--colour" }, "unknown option '%-%-colour' for 'run'" },
+      { "a missing option value", { "run", FIX .. "good.lua", "--input" }, "option %-%-input needs a value" },
+      { "a bad --events value", { "run", FIX .. "good.lua", "--events", "xml" }, "'xml' is not one of pretty|jsonl" },
+      { "a non-integer --max-supersteps", { "run", FIX .. "good.lua", "--max-supersteps", "0" },
+        "not an integer >= 1" },
+      { "two inputs at once", { "run", FIX .. "good.lua", "--input", "a", "--input-json", "1" }, "exclusive" },
+      { "a missing file argument", { "graph" }, "missing FILE.lua" },
+      { "a bad --format", { "graph", FIX .. "shapes.lua", "--format", "png" }, "not one of mermaid|dot" },
+    })
   end)
 
   describe("check", function()
