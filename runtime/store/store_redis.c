@@ -256,7 +256,7 @@ static void lex_bounds(rs_t *rs, const char *p, size_t pl, const char **min,
   *max = hi->p;
 }
 
-/* ---- script calls ------------------------------------------------------- */
+/* ---- batch commands and script calls ------------------------------------- */
 
 /* av/al[0..2]: EVAL of script (len bytes) with nkeys keys; the script's
  * keys and arguments follow from index 3. */
@@ -290,6 +290,47 @@ static void num_arg(const char **av, size_t *al, char *buf, size_t cap,
                     long long v) {
   *al = (size_t)snprintf(buf, cap, "%lld", v);
   *av = buf;
+}
+
+/* One command of a batch op: verb, the key it names (suffix, then the op's
+ * key when keyed), then its arguments by letter: k the op's key, v its
+ * value, 0 and 1 themselves. */
+typedef struct kcmd {
+  const char *verb, *suffix;
+  int keyed;
+  const char *args;
+} kcmd_t;
+
+static const kcmd_t put_cmds[] = {{"HSET", "rec", 0, "kv"},
+                                  {"ZADD", "rkeys", 0, "0k"},
+                                  {NULL, NULL, 0, NULL}};
+static const kcmd_t append_cmds[] = {{"RPUSH", "log:", 1, "v"},
+                                     {"HINCRBY", "logseq", 0, "k1"},
+                                     {"ZADD", "lkeys", 0, "0k"},
+                                     {NULL, NULL, 0, NULL}};
+static const kcmd_t del_cmds[] = {{"HDEL", "rec", 0, "k"},
+                                  {"ZREM", "rkeys", 0, "k"},
+                                  {"DEL", "log:", 1, ""},
+                                  {"HDEL", "logseq", 0, "k"},
+                                  {"ZREM", "lkeys", 0, "k"},
+                                  {NULL, NULL, 0, NULL}};
+
+/* The commands of a batch op of type, or NULL for one that sends one
+ * script call (trim, del_prefix) or nothing (an expectation). */
+static const kcmd_t *op_cmds(int type) {
+  return type == WF_SOP_PUT      ? put_cmds
+         : type == WF_SOP_APPEND ? append_cmds
+         : type == WF_SOP_DEL    ? del_cmds
+                                 : NULL;
+}
+
+/* How many replies batch op o has in the MULTI's reply. */
+static size_t op_nreplies(const wf_store_op_t *o) {
+  const kcmd_t *c = op_cmds(o->type);
+  size_t n = 0;
+  if (!c) return wf_sop_is_expect(o) ? 0 : 1;
+  while (c[n].verb) n++;
+  return n;
 }
 
 /* ---- the libev adapter -------------------------------------------------- */
@@ -547,12 +588,7 @@ static void reply_cb(redisAsyncContext *ac, void *rv, void *priv) {
       if (r->type != REDIS_REPLY_ARRAY) goto bad;
       for (size_t i = 0; i < b->nops; i++) {
         int type = b->ops[i].type;
-        size_t cnt = type == WF_SOP_PUT      ? 2
-                     : type == WF_SOP_DEL    ? 5
-                     : type == WF_SOP_APPEND ? 3
-                     : type == WF_SOP_EXPECT || type == WF_SOP_EXPECT_LAST
-                         ? 0
-                         : 1;
+        size_t cnt = op_nreplies(&b->ops[i]);
         if (k + cnt > r->elements) goto bad;
         for (size_t j = 0; j < cnt; j++)
           if (r->element[k + j]->type == REDIS_REPLY_ERROR) {
@@ -631,29 +667,6 @@ static int cmd(rs_t *rs, rop_t *o, int argc, const char **argv,
              : -1;
 }
 
-/* One command of a batch op: verb, the key it names (suffix, then the op's
- * key when keyed), then its arguments by letter: k the op's key, v its
- * value, 0 and 1 themselves. */
-typedef struct kcmd {
-  const char *verb, *suffix;
-  int keyed;
-  const char *args;
-} kcmd_t;
-
-static const kcmd_t put_cmds[] = {{"HSET", "rec", 0, "kv"},
-                                  {"ZADD", "rkeys", 0, "0k"},
-                                  {NULL, NULL, 0, NULL}};
-static const kcmd_t append_cmds[] = {{"RPUSH", "log:", 1, "v"},
-                                     {"HINCRBY", "logseq", 0, "k1"},
-                                     {"ZADD", "lkeys", 0, "0k"},
-                                     {NULL, NULL, 0, NULL}};
-static const kcmd_t del_cmds[] = {{"HDEL", "rec", 0, "k"},
-                                  {"ZREM", "rkeys", 0, "k"},
-                                  {"DEL", "log:", 1, ""},
-                                  {"HDEL", "logseq", 0, "k"},
-                                  {"ZREM", "lkeys", 0, "k"},
-                                  {NULL, NULL, 0, NULL}};
-
 /* Send the commands c (up to the one without verb) of batch op op; 0 on
  * success. */
 static int send_cmds(rs_t *rs, wf_store_batch_t *b, const wf_store_op_t *op,
@@ -688,11 +701,9 @@ static int send_op(rs_t *rs, wf_store_batch_t *b, const wf_store_op_t *op) {
   char num[32];
   switch (op->type) {
     case WF_SOP_PUT:
-      return send_cmds(rs, b, op, put_cmds);
     case WF_SOP_APPEND:
-      return send_cmds(rs, b, op, append_cmds);
     case WF_SOP_DEL:
-      return send_cmds(rs, b, op, del_cmds);
+      return send_cmds(rs, b, op, op_cmds(op->type));
     case WF_SOP_DEL_PREFIX:
       eval_head(av, al, delp_lua, sizeof delp_lua - 1, "4");
       index_keys(rs, ns, op->nslen, av, al);
