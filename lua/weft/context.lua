@@ -38,20 +38,24 @@ function _M.subtype()
   return T
 end
 
--- Raise (at the user's call site) unless v is JSON-serialisable (strings
--- valid UTF-8, so that what is stored can be read back).
+-- Raise (at the user's call site) unless the table v is JSON-serialisable
+-- (strings valid UTF-8, so that what is stored can be read back). Other
+-- values are checked by the C primitive the value is handed to, which
+-- fails with the code "json" (see fail).
 local function checked(v, root, fname)
-  if type(v) ~= "boolean" then
+  if type(v) == "table" then
     local e = jcheck(v, root)
     if e then error(fname .. ": " .. e, 3) end
   end
 end
-_M.checked = checked
 
--- Raise (at the user's call site) with the primitive's error; a stale ctx
--- (its invocation ended) is named as such.
-local function fail(self, fname, err)
-  if not crunning(self._run.c, self._seq) then
+-- Raise (at the user's call site) with the primitive's error: a value the
+-- primitive refused as not JSON (code "json") is described by json.check,
+-- named root; a stale ctx (its invocation ended) is named as such.
+local function fail(self, fname, err, code, v, root)
+  if code == "json" then
+    err = jcheck(v, root) or err
+  elseif not crunning(self._run.c, self._seq) then
     err = ("invocation of '%s' is no longer running"):format(self.executor_id)
   end
   error(fname .. ": " .. tostring(err), 3)
@@ -83,8 +87,8 @@ function Ctx:send(msg, target)
         check.did_you_mean(tostring(target), self._run.wf._ids)), 2)
     end
   end
-  local ok, err = csend(self._run.c, self._seq, msg, t)
-  if not ok then fail(self, "ctx:send", err) end
+  local ok, err, code = csend(self._run.c, self._seq, msg, t)
+  if not ok then fail(self, "ctx:send", err, code, msg, "message") end
 end
 
 --- Yield a workflow output (visible to the caller after the barrier).
@@ -94,8 +98,8 @@ function Ctx:yield_output(value)
     error("ctx:yield_output: value is nil", 2)
   end
   checked(value, "output", "ctx:yield_output")
-  local ok, err = coutput(self._run.c, self._seq, value)
-  if not ok then fail(self, "ctx:yield_output", err) end
+  local ok, err, code = coutput(self._run.c, self._seq, value)
+  if not ok then fail(self, "ctx:yield_output", err, code, value, "output") end
 end
 
 --- Emit a custom event {type = "custom", name = name, data = data}.
@@ -105,8 +109,13 @@ function Ctx:emit(name, data)
     error("ctx:emit: name must be a non-empty string", 2)
   end
   if data ~= nil then checked(data, "data", "ctx:emit") end
-  local ok, err = cemit(self._run.c, self._seq, name, data)
-  if not ok then fail(self, "ctx:emit", err) end
+  local ok, err, code = cemit(self._run.c, self._seq, name, data)
+  if not ok then
+    if code == "json" and jcheck(name, "name") then
+      fail(self, "ctx:emit", err, code, name, "name")
+    end
+    fail(self, "ctx:emit", err, code, data, "data")
+  end
 end
 
 local LEVELS = { debug = true, info = true, warn = true, error = true }
@@ -140,10 +149,14 @@ function Ctx:set_state(key, value)
     dotted(self, "set_state")
     error("ctx:set_state: key must be a non-empty string", 2)
   end
-  checked(key, "key", "ctx:set_state")
-  if value ~= nil then checked(value, "state." .. key, "ctx:set_state") end
-  local ok, err = cset(self._run.c, self._seq, key, value)
-  if not ok then fail(self, "ctx:set_state", err) end
+  if type(value) == "table" then checked(value, "state." .. key, "ctx:set_state") end
+  local ok, err, code = cset(self._run.c, self._seq, key, value)
+  if not ok then
+    if code == "json" and jcheck(key, "key") then
+      fail(self, "ctx:set_state", err, code, key, "key")
+    end
+    fail(self, "ctx:set_state", err, code, value, "state." .. key)
+  end
 end
 
 --- Ask a human (or any caller) for input: publishes a `request_info` event
@@ -155,7 +168,8 @@ function Ctx:request_info(req)
     dotted(self, "request_info")
     error("ctx:request_info: request is nil", 2)
   end
-  checked(req, "request", "ctx:request_info")
+  local e = jcheck(req, "request")
+  if e then error("ctx:request_info: " .. e, 2) end
   if not crunning(self._run.c, self._seq) then
     error(("ctx:request_info: invocation of '%s' is no longer running"):format(self.executor_id), 2)
   end

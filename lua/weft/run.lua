@@ -7,7 +7,7 @@ local _M = {}
 
 local sched = require "weft.core.sched"
 local loop = require "weft.core.loop"
-local context = require "weft.context"
+require "weft.context" -- sets the worker body every invocation runs
 local check = require "weft.check"
 local json = require "weft.json"
 local invocation = require "weft.invocation"
@@ -295,7 +295,5 @@ function _M.stream(wf, input, opts)
     return ev
   end, h
 end
-
-_M.checked = context.checked
 
 return _M

@@ -4,11 +4,15 @@
  * the invocation of the calling task (core.current), and the Lua body every
  * task coroutine runs (core.set_worker). These are an executor's hot
  * path: the run check and the failure result are inline (lua_sched_int.h),
- * the work is one call into the scheduler (inv.c). Depends on lua.h,
- * sched.h, lua_rt.h, lua_sched_int.h. */
+ * the work is one call into the scheduler (inv.c). A value that is not
+ * a table is checked as JSON here (nil, msg, "json" when it is not); the
+ * Lua side walks tables. Depends on lua.h, sched.h, lua_rt.h,
+ * lua_sched_int.h, utf8.h. */
+#include <math.h>
 #include <string.h>
 
 #include "lua_sched_int.h"
+#include "utf8.h"
 
 /* The run (argument 1) and seq (argument 2) every primitive starts with. */
 static inline wf_lua_run_t *ctx_args(lua_State *L, uint32_t *seq) {
@@ -17,10 +21,47 @@ static inline wf_lua_run_t *ctx_args(lua_State *L, uint32_t *seq) {
   return lr;
 }
 
-/* The value at idx put in lr's value table (nil: no value). Called after
- * every argument check, so a raising check leaks no handle. */
-static inline wf_val_t ctx_val(lua_State *L, wf_lua_run_t *lr, int idx) {
-  return lua_isnil(L, idx) ? 0 : wf_lua_val_put(lr->rt, L, idx);
+/* Whether the value at idx passes as JSON without walking it: a string
+ * of valid UTF-8, a finite number, a boolean, nil, json.null (a NULL light
+ * userdata) or a table (tables are walked in Lua, weft.json.check, before
+ * the call; scalars are checked only here, where the value already is). */
+static inline int ctx_plain(lua_State *L, int idx) {
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    return wf_utf8_bad(s, n) == n;
+  }
+  case LUA_TNUMBER:
+    return isfinite(lua_tonumber(L, idx));
+  case LUA_TNIL:
+  case LUA_TBOOLEAN:
+  case LUA_TTABLE:
+    return 1;
+  case LUA_TLIGHTUSERDATA:
+    return lua_touserdata(L, idx) == NULL;
+  default:
+    return 0;
+  }
+}
+
+/* The failure of a primitive given a value that is not JSON: nil, msg,
+ * "json" (the Lua side describes it with weft.json.check's path). */
+static int ctx_not_json(lua_State *L, int idx) {
+  const char *what = lua_type(L, idx) == LUA_TSTRING ? "a string that is not valid UTF-8"
+                   : lua_type(L, idx) == LUA_TNUMBER ? "a number that is not finite"
+                                                     : luaL_typename(L, idx);
+  lua_pushfstring(L, "%s is not JSON-serialisable", what);
+  return wf_lua_fail(L, lua_tostring(L, -1), "json");
+}
+
+/* The value at idx put in lr's value table (nil: no value) in *v; 0 when
+ * it is not JSON (ctx_plain). Called after every argument check, so a
+ * raising check leaks no handle. */
+static inline int ctx_val(lua_State *L, wf_lua_run_t *lr, int idx, wf_val_t *v) {
+  if (!ctx_plain(L, idx)) return 0;
+  *v = lua_isnil(L, idx) ? 0 : wf_lua_val_put(lr->rt, L, idx);
+  return 1;
 }
 
 /* A primitive's result: true when rc is WF_OK, else nil, err. */
@@ -36,7 +77,9 @@ static int l_send(lua_State *L) {
   wf_lua_run_t *lr = ctx_args(L, &seq);
   int target = (int)luaL_optinteger(L, 4, 0) - 1;
   wf_err_t err;
-  int rc = wf_run_send(lr->run, seq, ctx_val(L, lr, 3), target, &err);
+  wf_val_t v;
+  if (!ctx_val(L, lr, 3, &v)) return ctx_not_json(L, 3);
+  int rc = wf_run_send(lr->run, seq, v, target, &err);
   return ctx_result(L, rc, &err);
 }
 
@@ -45,7 +88,9 @@ static int l_output(lua_State *L) {
   uint32_t seq;
   wf_lua_run_t *lr = ctx_args(L, &seq);
   wf_err_t err;
-  int rc = wf_run_output(lr->run, seq, ctx_val(L, lr, 3), &err);
+  wf_val_t v;
+  if (!ctx_val(L, lr, 3, &v)) return ctx_not_json(L, 3);
+  int rc = wf_run_output(lr->run, seq, v, &err);
   return ctx_result(L, rc, &err);
 }
 
@@ -58,7 +103,10 @@ static inline int ctx_named(lua_State *L,
   wf_lua_run_t *lr = ctx_args(L, &seq);
   const char *name = luaL_checkstring(L, 3);
   wf_err_t err;
-  int rc = fn(lr->run, seq, name, ctx_val(L, lr, 4), &err);
+  wf_val_t v;
+  if (!ctx_plain(L, 3)) return ctx_not_json(L, 3);
+  if (!ctx_val(L, lr, 4, &v)) return ctx_not_json(L, 4);
+  int rc = fn(lr->run, seq, name, v, &err);
   return ctx_result(L, rc, &err);
 }
 
@@ -81,7 +129,9 @@ static int l_emit_live(lua_State *L) {
   else
     return luaL_argerror(L, 3, "live events are 'agent_update' or "
                                "'request_info'");
-  int rc = wf_run_emit_live(lr->run, seq, ty, name, ctx_val(L, lr, 5), &err);
+  wf_val_t v;
+  if (!ctx_val(L, lr, 5, &v)) return ctx_not_json(L, 5);
+  int rc = wf_run_emit_live(lr->run, seq, ty, name, v, &err);
   return ctx_result(L, rc, &err);
 }
 

@@ -26,6 +26,7 @@
 #include <lua.h>
 
 #include "lua_core.h"
+#include "utf8.h"
 
 /* Nested containers (arrays and objects), one limit for all three
  * functions: decode accepts exactly what encode and check accept, so a
@@ -159,8 +160,9 @@ static size_t wf_json_fmt_number(char *out, double d) {
 /* ---- UTF-8 ----------------------------------------------------------------
  * Strings are written and read as UTF-8 (RFC 3629): encode rejects (or,
  * asked to, replaces) what decode would reject, so that every document
- * encode writes can be read back. The scans run 8 bytes at a time while the
- * bytes are plain ASCII, then one sequence at a time. */
+ * encode writes can be read back (validation: utf8.h). The scans run 8
+ * bytes at a time while the bytes are plain ASCII, then one sequence at a
+ * time. */
 
 #define WF_JSON_ONES 0x0101010101010101ULL
 #define WF_JSON_HIGH 0x8080808080808080ULL
@@ -172,58 +174,6 @@ static size_t wf_json_fmt_number(char *out, double d) {
 static inline int wf_json_plain8(uint64_t w) {
   return ((w | (w - 0x20 * WF_JSON_ONES) | ((w ^ 0x22 * WF_JSON_ONES) - WF_JSON_ONES) |
            ((w ^ 0x5C * WF_JSON_ONES) - WF_JSON_ONES)) & WF_JSON_HIGH) == 0;
-}
-
-/* Per lead byte: the length of its sequence (0: never a lead byte, i.e.
- * continuation bytes, C0/C1 and F5..FF) and the range of the byte after it
- * (which rules out overlong forms, surrogates and code points past
- * U+10FFFF: RFC 3629, section 4). */
-static const unsigned char wf_json_u8len[256] = {
-  [0xC2] = 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-  2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-  [0xE0] = 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
-  [0xF0] = 4, 4, 4, 4, 4,
-};
-
-/* Length of the valid UTF-8 sequence starting at p (a byte >= 0x80), or
- * 0 when it is not valid (overlong forms, surrogates, > U+10FFFF, cut). */
-static inline size_t wf_json_utf8_len(const unsigned char *p,
-                                      const unsigned char *end) {
-  unsigned c = p[0], lo = 0x80, hi = 0xBF;
-  size_t n = wf_json_u8len[c];
-  if (n == 0 || (size_t)(end - p) < n) return 0;
-  if (c == 0xE0) lo = 0xA0;
-  else if (c == 0xED) hi = 0x9F;
-  else if (c == 0xF0) lo = 0x90;
-  else if (c == 0xF4) hi = 0x8F;
-  if (p[1] < lo || p[1] > hi) return 0;
-  if (n > 2 && (p[2] & 0xC0) != 0x80) return 0;
-  if (n > 3 && (p[3] & 0xC0) != 0x80) return 0;
-  return n;
-}
-
-/* Offset of the first byte of s that does not begin a valid UTF-8
- * sequence, or len when all of s is valid UTF-8. */
-static size_t wf_json_utf8_bad(const char *s, size_t len) {
-  const unsigned char *p = (const unsigned char *)s, *end = p + len, *stop;
-  while (p < end) {
-    if (end - p >= 8) {
-      uint64_t w;
-      memcpy(&w, p, 8);
-      if (!(w & WF_JSON_HIGH)) { p += 8; continue; }
-      stop = p + 8; /* byte by byte to the end of this word (or just past) */
-    } else {
-      stop = end;
-    }
-    while (p < stop) {
-      size_t n;
-      if (*p < 0x80) { p++; continue; }
-      if ((n = wf_json_utf8_len(p, end)) == 0)
-        return (size_t)(p - (const unsigned char *)s);
-      p += n;
-    }
-  }
-  return len;
 }
 
 /* JSON escape of each byte: 0 = as is, 'u' = \u00XX, else \<char>. */
@@ -264,7 +214,7 @@ static int wf_json_add_string(wf_json_buf_t *b, const char *s, size_t len,
       unsigned char c = (unsigned char)*s;
       char x;
       if (c >= 0x80) {
-        size_t n = wf_json_utf8_len((const unsigned char *)s, (const unsigned char *)end);
+        size_t n = wf_utf8_len((const unsigned char *)s, (const unsigned char *)end);
         if (n) { s += n; continue; }
         if (!replace) return WF_JSON_FAIL;
         wf_json_buf_add(b, run, (size_t)(s - run));
@@ -326,7 +276,7 @@ static size_t wf_json_msg_text(luaL_Buffer *b, const char *s, size_t len,
     unsigned char c = p[i];
     char tmp[8];
     if (c >= 0x80) {
-      size_t n = wf_json_utf8_len(p + i, end);
+      size_t n = wf_utf8_len(p + i, end);
       if (n) {
         if (i + n > max) break;
         luaL_addlstring(b, s + i, n);
@@ -583,7 +533,7 @@ static int wf_json_check_table(wf_json_chk_t *c, int idx, int depth) {
       if (c->utf8) {
         size_t len, off;
         const char *s = lua_tolstring(L, top - 1, &len);
-        if ((off = wf_json_utf8_bad(s, len)) < len)
+        if ((off = wf_utf8_bad(s, len)) < len)
           return wf_json_fail_utf8(c, depth, s, len, off, 1);
       }
       if (!skey) skey = lua_tolstring(L, top - 1, &slen);
@@ -620,7 +570,7 @@ static int wf_json_check_table(wf_json_chk_t *c, int idx, int depth) {
       if (c->utf8) {
         size_t len, off;
         const char *s = lua_tolstring(L, top, &len);
-        if ((off = wf_json_utf8_bad(s, len)) < len)
+        if ((off = wf_utf8_bad(s, len)) < len)
           return wf_json_fail_utf8(c, depth + 1, s, len, off, 0);
       }
     } else if (vt != LUA_TBOOLEAN) {
@@ -647,7 +597,7 @@ static int wf_json_check_value(wf_json_chk_t *c, int idx, int depth) {
     if (c->utf8) {
       size_t len, off;
       const char *s = lua_tolstring(L, idx, &len);
-      if ((off = wf_json_utf8_bad(s, len)) < len)
+      if ((off = wf_utf8_bad(s, len)) < len)
         return wf_json_fail_utf8(c, depth, s, len, off, 0);
     }
     return WF_JSON_OK;
@@ -722,7 +672,7 @@ static int wf_json_l_fix_utf8(lua_State *L) {
   luaL_checktype(L, 1, LUA_TSTRING);
   s = lua_tolstring(L, 1, &len);
   end = s + len;
-  if ((off = wf_json_utf8_bad(s, len)) == len) {
+  if ((off = wf_utf8_bad(s, len)) == len) {
     lua_settop(L, 1);
     return 1;
   }
@@ -735,7 +685,7 @@ static int wf_json_l_fix_utf8(lua_State *L) {
     luaL_addlstring(&b, wf_json_fffd, sizeof wf_json_fffd);
     s++;
     n = (size_t)(end - s);
-    off = wf_json_utf8_bad(s, n);
+    off = wf_utf8_bad(s, n);
   }
   luaL_pushresult(&b);
   return 1;
@@ -1090,7 +1040,7 @@ static const char *wf_json_scan_plain(const char *p, const char *end, int *bad) 
       size_t n;
       if (c == '"' || c == '\\' || c < 0x20) return p;
       if (c < 0x80) { p++; continue; }
-      n = wf_json_utf8_len((const unsigned char *)p, (const unsigned char *)end);
+      n = wf_utf8_len((const unsigned char *)p, (const unsigned char *)end);
       if (n == 0) {
         *bad = 1;
         return p;

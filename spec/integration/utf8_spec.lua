@@ -133,6 +133,12 @@ describe("values written by an executor", function()
       "ctx:request_info: request.q: invalid UTF-8 (byte 0xE2 at offset 2)" },
     { "ctx:emit", function(_, ctx) ctx:emit("note", { "\255" }) end,
       "ctx:emit: data[1]: invalid UTF-8 (byte 0xFF at offset 0)" },
+    { "ctx:emit (a string)", function(_, ctx) ctx:emit("note", "\255") end,
+      "ctx:emit: data: invalid UTF-8 (byte 0xFF at offset 0)" },
+    { "ctx:emit (its name)", function(_, ctx) ctx:emit("n\255", 1) end,
+      "ctx:emit: name: invalid UTF-8 (byte 0xFF at offset 1)" },
+    { "ctx:set_state (a string)", function(_, ctx) ctx:set_state("k", "\128") end,
+      "ctx:set_state: state.k: invalid UTF-8 (byte 0x80 at offset 0)" },
   }
   for _, c in ipairs(cases) do
     it("are refused at " .. c[1] .. " with the path of the string", function()
@@ -164,6 +170,36 @@ describe("values written by an executor", function()
     assert.equal("failed", rec.status)
     assert.truthy(rec.error:find("cannot parse caf" .. FFFD, 1, true), rec.error)
     assert.is_true(all_readable(url, "r-text") > 0)
+  end)
+end)
+
+describe("scalars an executor hands over", function()
+  -- strings, numbers and other non-tables are checked by the C primitive
+  -- itself; the error is json.check's all the same
+  local nan = 0 / 0
+  local cases = {
+    { function(_, ctx) ctx:send(nan) end, "ctx:send: message: NaN is not JSON-serialisable" },
+    { function(_, ctx) ctx:yield_output(1 / 0) end, "ctx:yield_output: output: inf is not JSON-serialisable" },
+    { function(_, ctx) ctx:send(print) end, "ctx:send: message: function is not JSON-serialisable" },
+    { function(_, ctx) ctx:set_state("k", coroutine.create(print)) end,
+      "ctx:set_state: state.k: thread is not JSON-serialisable" },
+    { function(_, ctx) ctx:emit("n", -1 / 0) end, "ctx:emit: data: -inf is not JSON-serialisable" },
+  }
+  for i, c in ipairs(cases) do
+    it("are refused with json.check's message (" .. i .. ")", function()
+      local res = run_one(c[1])
+      assert.equal("failed", res.status)
+      assert.truthy(res.error:find(c[2], 1, true), res.error)
+    end)
+  end
+
+  it("reach weft.invocation's emit_live as nil, err", function()
+    local got
+    run_one(function()
+      got = { require("weft.invocation").current():emit_live("agent_update", nil, "x\255") }
+    end)
+    assert.is_nil(got[1])
+    assert.equal("a string that is not valid UTF-8 is not JSON-serialisable", got[2])
   end)
 end)
 
