@@ -77,7 +77,7 @@ end
 -- Copy result res into execution x, count it, persist it, wake watchers.
 local function finish(app, x, res)
   local weft = require "weft"
-  x.status = res.status
+  x.status, x.resuming = res.status, nil
   x.error = res.error
   local outs = json.array()
   for i, o in ipairs(res.outputs or {}) do outs[i] = o end
@@ -234,7 +234,9 @@ function _M.resume_running(app)
       local rok, h = wok, wf
       if wok then rok, h = pcall(wf.resume, wf, d.id, opts) end
       if rok then
-        x.handle = h
+        -- resuming until the run pauses again or ends (finish): a paused
+        -- one re-asks its requests on the way
+        x.handle, x.resuming = h, true
         app.executions[x.id] = x
         n = n + 1
         watch(app, x)
@@ -390,6 +392,10 @@ function _M.install(app)
     if not x.handle then
       throw(409, "resuming", ("execution '%s' is resuming: waiting for the lease of the process that ran it "
         .. "before (killed while it ran) to expire; it takes responses once it runs here"):format(p.id))
+    end
+    if x.resuming then
+      throw(409, "resuming", ("execution '%s' is resuming from its last checkpoint; it takes responses "
+        .. "once it has paused again"):format(p.id))
     end
     local h = x.handle
     local ok, err = h:respond(body.request_id, value)
