@@ -19,7 +19,7 @@ local stdout, stderr = io.stdout, io.stderr
 -- Command table: usage line, summary, options, help text. An option with
 -- `arg` takes a value (`--opt VALUE` or `--opt=VALUE`).
 local COMMANDS = {}
-local ORDER = { "run", "runs", "serve", "check", "graph", "exec", "version", "help" }
+local ORDER = { "run", "runs", "serve", "worker", "check", "graph", "exec", "version", "help" }
 
 COMMANDS.run = {
   synopsis = "run FILE.lua",
@@ -102,7 +102,8 @@ unknown or answered request: nothing was changed); 3 paused on requests.]],
 
 COMMANDS.serve = {
   synopsis = "serve",
-  usage = "weft serve [--host HOST] [--port PORT] [--store URL] [--scripts DIR] [--keys FILE] [--cors ORIGIN]",
+  usage = "weft serve [--host HOST] [--port PORT] [--store URL] [--scripts DIR] [--keys FILE] [--cors ORIGIN] "
+    .. "[--workers N] [--queue NAME]",
   summary = "the HTTP API: agents, workflows, executions (SSE), tools, health, metrics",
   options = {
     { "--host", arg = "HOST", help = "address to listen on (default 127.0.0.1)" },
@@ -114,6 +115,9 @@ COMMANDS.serve = {
       .. "(Lua modules in its subdirectories too)" },
     { "--keys", arg = "FILE", help = "API keys (JSON [{id, key | sha256, scopes, rate}]; or env WEFT_API_KEYS)" },
     { "--cors", arg = "ORIGIN", help = "allow browser calls from ORIGIN (or *)" },
+    { "--workers", arg = "N", int = true, help = "run executions in N worker processes through the store's "
+      .. "queue (0: only queue them, for workers started elsewhere; docs/scale.md)" },
+    { "--queue", arg = "NAME", help = "with --workers: the queue's name (default weft)" },
   },
   text = [[
 Serves the REST API under /api/v1 (docs/server.md): agents, workflows
@@ -125,6 +129,38 @@ WEFT_API_KEYS) the server is open and refuses to listen on anything but a
 loopback address; with keys, requests need `Authorization: Bearer KEY`
 (scopes read, run, admin), mutating calls are audited (/api/v1/audit).
 /v1/models and /v1/chat/completions answer OpenAI clients.]],
+}
+
+COMMANDS.worker = {
+  synopsis = "worker",
+  usage = "weft worker --store URL [--scripts DIR | --watch DIR] [--concurrency N] [--name NAME] "
+    .. "[--queue NAME] [--processes N] [--block-limit SECONDS]",
+  summary = "take executions from the store's queue and run them (docs/scale.md)",
+  options = {
+    { "--store", arg = "URL", help = "the store the queue is in (redis://HOST:PORT/DB, or sqlite:PATH "
+      .. "for workers on this machine; default " .. DEFAULT_STORE .. ")" },
+    { "--scripts", arg = "DIR", help = "the Lua workflows of DIR (as weft serve --scripts)" },
+    { "--watch", arg = "DIR", help = "the Lua workflows of DIR, reloaded when they change" },
+    { "--concurrency", arg = "N", int = true, help = "at most N executions at once per process (default 1000)" },
+    { "--name", arg = "NAME", help = "this worker's name (default HOST:PID); processes add -1, -2, ..." },
+    { "--queue", arg = "NAME", help = "the queue to take from (default weft)" },
+    { "--processes", arg = "N", int = true, help = "worker processes to start and supervise (default 1)" },
+    { "--block-limit", arg = "SECONDS", int = true, help = "kill a worker process whose executor did not "
+      .. "yield for SECONDS (default 60); its execution is retried elsewhere, then failed" },
+    { "--child", flag = true, help = "(internal) be one worker process of a supervisor" },
+  },
+  text = [[
+Takes executions from the queue of the store (put there by `weft serve` or
+by Lua with weft.pool.submit) and runs them durably: checkpoints, the I/O
+journal and the run's lease in the store, its events in the store for the
+API to stream. `weft worker` supervises --processes worker processes: one
+whose executor blocks its loop (never yields) for --block-limit seconds is
+killed by its watchdog and replaced; the execution continues on another
+worker from its last checkpoint (at most twice, then it fails naming the
+executor). A worker killed in any way loses nothing: its executions are
+reclaimed by other workers once nobody touched them for a lease's time
+(30 s, WEFT_LEASE_TTL). SIGTERM or SIGINT stops the processes; their running
+executions are left to their checkpoints and continue elsewhere.]],
 }
 
 COMMANDS.check = {
@@ -771,6 +807,18 @@ local function cmd_version(info)
   return EXIT_OK
 end
 
+-- The weft executable (for the worker processes a supervisor starts).
+local exe_path
+
+-- Wait for SIGTERM or SIGINT (in tasks), then call fn.
+local function on_stop_signal(fn)
+  local weft = require "weft"
+  local loop = require "weft.core.loop"
+  for _, signo in ipairs({ 15, 2 }) do
+    weft.go(function() loop.signal_wait(signo); fn(signo) end)
+  end
+end
+
 -- weft serve: the REST app on weft.server until SIGTERM/SIGINT.
 local function cmd_serve(parsed)
   local opts = parsed.opts
@@ -802,7 +850,25 @@ local function cmd_serve(parsed)
     if not hok then return fail(EXIT_USAGE, "serve: --watch " .. watch .. ": " .. one_line(host, 400)) end
     app.host = host
   end
-  local rok, nres, rfailed, nwait = pcall(require("weft.serve.executions").resume_running, app)
+  local nworkers, sup = opts["--workers"], nil
+  if nworkers then
+    if store.kind == "memory" then
+      return usage_error("serve", "--workers needs a store that worker processes share (sqlite:PATH or redis://...)")
+    end
+    app.pool = { queue = opts["--queue"] or require("weft.pool").QUEUE }
+    if nworkers > 0 then
+      local argv = { exe_path, "worker", "--child", "--store", store_url(opts), "--queue", app.pool.queue }
+      if watch then argv[#argv + 1] = "--watch"; argv[#argv + 1] = watch end
+      if opts["--scripts"] then argv[#argv + 1] = "--scripts"; argv[#argv + 1] = opts["--scripts"] end
+      local me = require("weft.store").owner()
+      sup = require("weft.worker").supervise{ processes = nworkers, argv = argv, store = store,
+        name = me.host .. ":" .. me.pid .. "/worker" }
+    end
+  end
+  local rok, nres, rfailed, nwait = true, 0, {}, 0
+  if not nworkers then
+    rok, nres, rfailed, nwait = pcall(require("weft.serve.executions").resume_running, app)
+  end
   if not rok then return fail(EXIT_USAGE, "serve: resuming executions: " .. tostring(nres)) end
   if nres > 0 then say(stderr, format("weft: resumed %d execution(s) left running", nres)) end
   if (nwait or 0) > 0 then
@@ -825,25 +891,74 @@ local function cmd_serve(parsed)
       .. "listening on %s only", host, srv.port, store_url(opts), host))
   end
   stderr:flush()
-  local loop = require "weft.core.loop"
   local stop = weft.cond()
-  for _, signo in ipairs({ 15, 2 }) do
-    weft.go(function() loop.signal_wait(signo); stop:signal() end)
-  end
+  on_stop_signal(function() stop:signal() end)
   stop:wait()
   say(stderr, "weft: stopping: draining requests in flight")
   srv:close()
   local drained = srv:drain(30)
+  if sup then sup:stop() end
   say(stderr, drained and "weft: stopped" or "weft: stopped (requests still running were cut)")
   return EXIT_OK
 end
 
-local HANDLERS = { run = cmd_run, runs = cmd_runs, serve = cmd_serve, check = cmd_check, graph = cmd_graph }
+-- weft worker --child: one worker process (a watchdog kills it when an
+-- executor blocks its loop).
+local function worker_child(opts, url)
+  local weft = require "weft"
+  local limit = opts["--block-limit"] or 60
+  local report = os.getenv("WEFT_WATCHDOG_REPORT")
+  local dog = require("weft.core.watchdog").start(limit, report or "")
+  local ok, w = pcall(require("weft.worker").new, {
+    store = url, scripts_dir = opts["--watch"] or opts["--scripts"], watch = opts["--watch"] ~= nil,
+    concurrency = opts["--concurrency"], name = os.getenv("WEFT_WORKER_NAME") or opts["--name"],
+    queue = opts["--queue"],
+  })
+  if not ok then
+    dog:stop()
+    return fail(EXIT_USAGE, "worker: " .. tostring(w))
+  end
+  on_stop_signal(function() w:stop() end)
+  w:run()
+  dog:stop()
+  weft.sleep(0)
+  return EXIT_OK
+end
+
+-- weft worker: supervise --processes worker processes until SIGTERM/SIGINT.
+local function cmd_worker(parsed)
+  local opts = parsed.opts
+  if #parsed.positional > 0 then return usage_error("worker", "unexpected argument '" .. parsed.positional[1] .. "'") end
+  if opts["--watch"] and opts["--scripts"] then return usage_error("worker", "give --scripts or --watch, not both") end
+  local url = store_url(opts)
+  local weft = require "weft"
+  local ok, store = pcall(weft.store.open, url)
+  if not ok or not store then return fail(EXIT_USAGE, "worker: store " .. url .. ": " .. tostring(store)) end
+  if opts["--child"] then return worker_child(opts, url) end
+  local argv = { exe_path, "worker", "--child", "--store", url }
+  for _, k in ipairs({ "--scripts", "--watch", "--concurrency", "--queue", "--block-limit" }) do
+    if opts[k] ~= nil then argv[#argv + 1] = k; argv[#argv + 1] = tostring(opts[k]) end
+  end
+  local me = require("weft.store").owner()
+  local sup = require("weft.worker").supervise{
+    processes = opts["--processes"] or 1, argv = argv, store = store,
+    name = opts["--name"] or (me.host .. ":" .. me.pid),
+  }
+  local stop = weft.cond()
+  on_stop_signal(function() stop:signal() end)
+  stop:wait()
+  say(stderr, "weft worker: stopping the worker processes")
+  sup:stop()
+  return EXIT_OK
+end
+
+local HANDLERS = { run = cmd_run, runs = cmd_runs, serve = cmd_serve, worker = cmd_worker, check = cmd_check, graph = cmd_graph }
 
 --- Entry point: args = the command line without the program name; info =
 -- {exe, root, version} from main.c. Returns the exit status.
 function _M.main(args, info)
   args = args or {}
+  exe_path = info and info.exe or exe_path
   local cmd = args[1]
   if cmd == nil then
     say(stderr, "usage: weft COMMAND [ARGS...]   (commands: ", concat(ORDER, ", "), ")")

@@ -129,6 +129,9 @@ function _M.record(store, id)
   return rec
 end
 
+-- Statuses of a run that ended.
+local TERMINAL = { completed = true, failed = true, cancelled = true }
+
 -- ---------------------------------------------------------------------------
 -- ownership
 
@@ -705,6 +708,23 @@ function _M.finish(r)
   end
 end
 
+--- Fail run id without running it (an executor of it kept blocking the
+-- workers that tried it): its lease is taken (waiting for an expired
+-- owner's), its record set to failed with error msg, the lease given up.
+-- true, or raises naming what failed.
+function _M.abandon(store, id, msg)
+  local rec, err = _M.record(store, id)
+  if not rec then error(err, 0) end
+  if TERMINAL[rec.status] then return true end
+  local d = { store = store, lease = _M.own(store, id, { lease = { wait = true } }) }
+  rec.status, rec.error, rec.updated = "failed", msg, os.time()
+  local ok, cerr = pcall(commit_owned, d, id, store:batch():put("runs", id, encode(rec)),
+    "store: writing the run record")
+  release(d)
+  if not ok then error(cerr, 0) end
+  return true
+end
+
 --- on_end hook of durable runs (a task started by the scheduler when the
 -- run ends or pauses): finish, then let the run's end be seen.
 function _M.on_end(r)
@@ -873,8 +893,6 @@ end
 
 -- ---------------------------------------------------------------------------
 -- cleanup
-
-local TERMINAL = { completed = true, failed = true, cancelled = true }
 
 --- Drop what is no longer needed: opts.keep_last = n keeps the last n
 -- checkpoints of every run (and the full snapshot they need); opts.ttl =

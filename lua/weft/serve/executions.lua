@@ -8,9 +8,12 @@
 -- `POST /api/v1/executions/{id}/responses {request_id, value}` (human in
 -- the loop). Summaries are kept in the store (namespace "executions");
 -- handles and events live in this process.
--- Uses weft, weft.json, weft.serve.{app, errors, workflows}.
+-- With app.pool (weft serve --workers) executions are queued for worker
+-- processes and read from the store instead (weft.pool, docs/scale.md).
+-- Uses weft, weft.json, weft.pool, weft.serve.{app, errors, workflows}.
 local json = require "weft.json"
 local errors = require "weft.serve.errors"
+local pool = require "weft.pool"
 
 local type, pairs, ipairs, tostring, tonumber, pcall = type, pairs, ipairs, tostring, tonumber, pcall
 local fmt = string.format
@@ -18,7 +21,7 @@ local throw = errors.throw
 
 local _M = {}
 
-local TERMINAL = { completed = true, failed = true, cancelled = true }
+local TERMINAL = pool.TERMINAL
 
 --- Request bodies (weft.check object schemas, errors.check_body).
 _M.EXECUTE = errors.schema("execute", { properties = {
@@ -31,23 +34,12 @@ _M.RESPONSE = errors.schema("response", { properties = {
 } })
 _M.TERMINAL = TERMINAL
 
-local counter = 0
-math.randomseed(os.time() + math.floor((os.clock() * 1e6) % 1e6))
-
 -- A new execution id (unique across restarts on one store).
-local function new_id()
-  counter = counter + 1
-  return fmt("exec-%x-%04x%04x-%d", os.time(), math.random(0, 0xffff), math.random(0, 0xffff), counter)
-end
+local new_id = pool.new_id
 
--- The public summary of execution x.
-local function summary(x)
-  return { id = x.id, workflow = x.workflow, status = x.status, created_at = x.created_at,
-           updated_at = x.updated_at, finished_at = x.finished_at, error = errors.scrub(x.error),
-           outputs = x.outputs, supersteps = x.supersteps, duration_ms = x.duration_ms,
-           requests = x.requests, durable = x.durable or nil, async = x.async,
-           resuming = x.resuming and not TERMINAL[x.status] or nil }
-end
+-- The public summary of execution x (weft.pool's: one shape for this
+-- process's executions and the ones workers run).
+local summary = pool.summary
 _M.summary = summary
 
 -- Summary d made safe to answer: a run's outputs or requests that cannot
@@ -272,6 +264,99 @@ local function sse(n, ev)
   return fmt("id: %d\nevent: %s\ndata: %s\n\n", n, tostring(ev.type), data)
 end
 
+-- ---------------------------------------------------------------------------
+-- pool mode (weft serve --workers N: docs/scale.md): executions are queued
+-- for worker processes; everything about them is read from the store, so
+-- that any replica answers for any execution.
+
+--- Seconds between two reads of the store while a pool-mode request waits
+-- for an execution (a sync execute, an event stream).
+_M.POOL_POLL = 0.02
+
+-- The stored summary of execution id (404 when unknown, 503 when the
+-- store fails).
+local function stored(app, id)
+  local d, err = pool.get(app.store, id)
+  if not d then
+    if err then throw(503, "store_unavailable", "store: " .. tostring(err)) end
+    errors.not_found("execution", id)
+  end
+  return d
+end
+
+-- Queue an execution of workflow wid (built as wf) with input.
+local function pool_execute(app, wid, wf, input, async)
+  local ok, d = pcall(pool.submit, app.store, { workflow = wid, hash = require("weft.durable").hash(wf),
+    input = input, async = async, queue = app.pool.queue })
+  if not ok then throw(503, "store_unavailable", tostring(d)) end
+  app.metrics.runs_started = app.metrics.runs_started + 1
+  if async then
+    return 202, { id = d.id, status = d.status, workflow = wid }, { location = "/api/v1/executions/" .. d.id }
+  end
+  local weft = require "weft"
+  while not TERMINAL[d.status] and d.status ~= "idle" do
+    weft.sleep(_M.POOL_POLL)
+    d = stored(app, d.id)
+  end
+  return 200, answerable(d)
+end
+
+-- DELETE of a queued execution: the worker that has it (or takes it)
+-- cancels it.
+local function pool_cancel(app, id)
+  local d = stored(app, id)
+  if TERMINAL[d.status] then
+    errors.conflict(("execution '%s' has already ended (%s)"):format(id, d.status), { status = d.status })
+  end
+  local ok, err = pcall(pool.cancel, app.store, id, app.pool.queue)
+  if not ok then throw(503, "store_unavailable", tostring(err)) end
+  return 202, { id = id, status = d.status }
+end
+
+-- POST …/responses of a queued execution: the answer is stored and the
+-- execution queued again.
+local function pool_respond(app, id, request_id, value)
+  local d = stored(app, id)
+  if d.status ~= "idle" then
+    errors.conflict(("execution '%s' is %s: it takes no responses"):format(id, d.status), { status = d.status })
+  end
+  local ok, aok, aerr = pcall(pool.answer, app.store, id, request_id, value, app.pool.queue)
+  if not ok then throw(503, "store_unavailable", tostring(aok)) end
+  if not aok then throw(404, "unknown_request", tostring(aerr), { request_id = request_id }) end
+  return 202, { id = id, status = "running" }
+end
+
+-- GET …/events of a queued execution: its event log, numbered by the
+-- store (the same ids on every replica), then the end event.
+local function pool_events(app, id, from, res)
+  local weft = require "weft"
+  local d = stored(app, id)
+  local w = res:stream(200, { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache" })
+  res.streaming = true
+  local n, quiet = from, 0
+  while true do
+    local list = pool.events(app.store, id, n + 1)
+    for _, e in ipairs(list or {}) do
+      n = e.n
+      if not w:write(sse(n, e.event)) then return end -- the client left
+    end
+    if list and #list > 0 then
+      quiet = 0
+    else
+      if TERMINAL[d.status] then break end
+      quiet = quiet + _M.POOL_POLL
+      if quiet >= _M.HEARTBEAT then
+        quiet = 0
+        if not w:write(": keep-alive\n\n") then return end
+      end
+      weft.sleep(_M.POOL_POLL)
+    end
+    d = pool.get(app.store, id) or d
+  end
+  w:write(fmt("event: end\ndata: %s\n\n", json.encode({ id = id, status = d.status })))
+  w:close()
+end
+
 --- Install the execution routes on app.
 function _M.install(app)
   app:route("POST", "/api/v1/workflows/{id}/execute", function(self, req, p)
@@ -280,6 +365,7 @@ function _M.install(app)
     local input = body.input
     if input == json.null then input = nil end
     local wf = require("weft.serve.workflows").get(self, p.id)
+    if self.pool then return pool_execute(self, p.id, wf, input, body.async == true) end
     local x = _M.start(self, p.id, wf, input, body.async == true)
     if body.async then
       watch(self, x)
@@ -313,11 +399,12 @@ function _M.install(app)
   end)
 
   app:route("GET", "/api/v1/executions/{id}", function(self, _, p)
-    local x, stored = lookup(self, p.id)
-    return 200, answerable(x and summary(x) or stored)
+    local x, d = lookup(self, p.id)
+    return 200, answerable(x and summary(x) or d)
   end)
 
   app:route("DELETE", "/api/v1/executions/{id}", function(self, _, p)
+    if self.pool then return pool_cancel(self, p.id) end
     local x, stored = lookup(self, p.id)
     if not x then
       if TERMINAL[stored.status] then
@@ -345,10 +432,6 @@ function _M.install(app)
   end)
 
   app:route("GET", "/api/v1/executions/{id}/events", function(self, req, p, res)
-    local x = lookup(self, p.id)
-    if not x then
-      throw(409, "not_in_process", ("the events of execution '%s' are not available in this process"):format(p.id))
-    end
     local h = req.headers and req.headers["last-event-id"]
     local from = 0
     if h ~= nil and h ~= "" then
@@ -356,6 +439,11 @@ function _M.install(app)
       if not from or from < 0 or from ~= math.floor(from) then
         throw(400, "bad_request", ("last-event-id must be a non-negative integer, got %q"):format(tostring(h)))
       end
+    end
+    if self.pool then return pool_events(self, p.id, from, res) end
+    local x = lookup(self, p.id)
+    if not x then
+      throw(409, "not_in_process", ("the events of execution '%s' are not available in this process"):format(p.id))
     end
     local w = res:stream(200, { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache" })
     res.streaming = true
@@ -383,6 +471,7 @@ function _M.install(app)
     if body.value == json.null then body.value = nil end
     errors.check_body(_M.RESPONSE, body, "validation_error")
     local value = body.value
+    if self.pool then return pool_respond(self, p.id, body.request_id, value) end
     if not x then
       throw(409, "not_in_process", ("execution '%s' (%s) is not running in this process"):format(p.id, tostring(stored.status)))
     end

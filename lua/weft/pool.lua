@@ -1,0 +1,136 @@
+--- weft.pool: executions run by worker processes (docs/scale.md). This
+-- module is the protocol every side shares — what an API process, a Lua
+-- submitter and a worker write to the store and read from it:
+--   - the queue (one per deployment, default "weft"): items
+--     `{id, workflow, hash, kind = "start"|"resume"|"cancel", input}`,
+--     taken by workers (weft.worker) and acknowledged when the execution
+--     ends or pauses;
+--   - the execution summary, record ("executions", id): the document
+--     `GET /api/v1/executions/{id}` answers (status pending until a
+--     worker takes it);
+--   - the execution's events, log ("events", id): one JSON event per entry,
+--     numbered by the store (the SSE ids), at most EVENTS_MAX kept;
+--   - cancel requests, record ("cancel", id), seen by the worker that owns
+--     the execution (or takes it);
+--   - blocked notes, record ("blocked", id): an executor that did not yield
+--     made a worker's watchdog kill it (weft.worker.supervise writes them).
+-- Uses weft.json, weft.durable, weft.store.
+local json = require "weft.json"
+
+local type, tostring, ipairs, pcall, error = type, tostring, ipairs, pcall, error
+local fmt = string.format
+local encode, decode = json.encode, json.decode
+
+local _M = {}
+
+--- The default queue name (`--queue NAME` chooses another: deployments
+-- sharing one Redis database use one queue each).
+_M.QUEUE = "weft"
+
+--- Events kept per execution in its event log (older ones are trimmed).
+_M.EVENTS_MAX = 10000
+
+--- Statuses of an execution that ended.
+_M.TERMINAL = { completed = true, failed = true, cancelled = true }
+
+local counter = 0
+
+--- A new execution id, unique across processes and restarts.
+function _M.new_id()
+  counter = counter + 1
+  local rnd = require("weft.urandom").hex(4)
+    or fmt("%04x%04x", math.random(0, 0xffff), math.random(0, 0xffff))
+  return fmt("exec-%x-%s-%d", os.time(), rnd, counter)
+end
+
+--- The public summary of execution x (a table with the execution's fields;
+-- the shape `GET /api/v1/executions/{id}` answers).
+function _M.summary(x)
+  local scrub = require("weft.serve.errors").scrub
+  return { id = x.id, workflow = x.workflow, status = x.status, created_at = x.created_at,
+           updated_at = x.updated_at, finished_at = x.finished_at, error = scrub(x.error),
+           outputs = x.outputs, supersteps = x.supersteps, duration_ms = x.duration_ms,
+           requests = x.requests, durable = x.durable or nil, async = x.async,
+           resuming = x.resuming and not _M.TERMINAL[x.status] or nil,
+           hash = x.hash, worker = x.worker, attempts = x.attempts, waiting = x.waiting }
+end
+
+--- The stored summary of execution id: a table, nil (absent), or nil, err.
+function _M.get(store, id)
+  local s, err = store:get("executions", id)
+  if s == nil then return nil, err end
+  local ok, d = pcall(decode, s)
+  if not ok or type(d) ~= "table" then return nil, fmt("execution '%s': unreadable summary", id) end
+  return d, s
+end
+
+-- Raise unless ok (a store call's first result), naming what.
+local function must(ok, err, what)
+  if not ok then error(fmt("store: %s: %s", what, tostring(err)), 0) end
+  return ok
+end
+
+--- Submit an execution: o = {workflow = id, hash = definition hash, input,
+-- id (optional), queue (optional), async}. The summary (status "pending")
+-- and the queue item are written in one atomic batch; returns the summary.
+function _M.submit(store, o)
+  local now = require("weft").now()
+  local x = { id = o.id or _M.new_id(), workflow = o.workflow, hash = o.hash, status = "pending",
+              created_at = now, updated_at = now, durable = true, async = o.async }
+  local item = { id = x.id, workflow = o.workflow, hash = o.hash, kind = "start",
+                 input = o.input == nil and json.null or o.input }
+  local ok, err = store:batch()
+    :expect("executions", x.id, false)
+    :put("executions", x.id, encode(_M.summary(x)))
+    :queue_push(o.queue or _M.QUEUE, encode(item))
+    :commit()
+  must(ok, err, "submitting execution " .. x.id)
+  return _M.summary(x)
+end
+
+--- Put item kind ("resume", "cancel") of execution d (its stored
+-- summary) on the queue.
+function _M.enqueue(store, d, kind, queue)
+  local ok, err = store:queue_push(queue or _M.QUEUE,
+    encode({ id = d.id, workflow = d.workflow, hash = d.hash, kind = kind }))
+  return must(ok, err, "queueing execution " .. tostring(d.id))
+end
+
+--- Ask for execution id to be cancelled: the worker that owns it (or takes
+-- it) cancels it; a paused one (no worker holds it) is queued for one.
+-- Returns the stored summary, or nil, err (unknown id).
+function _M.cancel(store, id, queue)
+  local d, err = _M.get(store, id)
+  if not d then return nil, err or fmt("unknown execution '%s'", id) end
+  if _M.TERMINAL[d.status] then return d end
+  must(store:put("cancel", id, "1"))
+  if d.status == "idle" then _M.enqueue(store, d, "cancel", queue) end
+  return d
+end
+
+--- Answer request request_id of paused execution id with value: the answer
+-- is stored with the run (weft.durable) and the execution queued again.
+-- true, or nil, err (unknown request, already answered).
+function _M.answer(store, id, request_id, value, queue)
+  local d, err = _M.get(store, id)
+  if not d then return nil, err or fmt("unknown execution '%s'", id) end
+  local ok, aerr = require("weft.durable").answer(store, id, request_id, value)
+  if not ok then return nil, aerr end
+  _M.enqueue(store, d, "resume", queue)
+  return true
+end
+
+--- Events of execution id numbered from `from` (default 1): a list of
+-- {n = number, event = table}, or nil, err.
+function _M.events(store, id, from)
+  local rows, err = store:range("events", id, from or 1)
+  if not rows then return nil, err end
+  local out = {}
+  for _, r in ipairs(rows) do
+    local ok, ev = pcall(decode, r.value)
+    out[#out + 1] = { n = r.seq, event = ok and ev or { type = "unreadable" } }
+  end
+  return out
+end
+
+return _M
