@@ -10,6 +10,12 @@
 --       :append("journal", "r1", entry)
 --       :commit()                            -- atomic; seqs = { 7 }
 --
+-- Queues (work items taken by consumers, owned until acknowledged):
+--     local id = s:queue_push("runs", payload)
+--     for _, it in ipairs(s:queue_take("runs", "worker-1", 10)) do
+--       ... s:queue_ack("runs", it.id)
+--     end
+--
 -- Every call that touches the store yields the calling executor or
 -- `weft.go` task (on the main thread it runs the loop until done), so
 -- concurrent tasks share one store. Values are strings (encode tables with
@@ -29,15 +35,17 @@
 local core = require "weft.core.store"
 local secrets = require "weft.secrets"
 
-local type, error, tostring, setmetatable, getmetatable, pairs, floor =
-  type, error, tostring, setmetatable, getmetatable, pairs, math.floor
+local type, error, tostring, setmetatable, getmetatable, pairs, floor, ceil =
+  type, error, tostring, setmetatable, getmetatable, pairs, math.floor, math.ceil
 local find, match = string.find, string.match
 local raw_get, raw_scan, raw_range, raw_commit, raw_size, raw_time =
   core.get, core.scan, core.range, core.commit, core.size, core.time
+local raw_take, raw_reclaim, raw_touch, raw_info =
+  core.queue_take, core.queue_reclaim, core.queue_touch, core.queue_info
 
 local _M = {}
 
-local PUT, DEL, DEL_PREFIX, APPEND, TRIM, EXPECT, EXPECT_LAST = 1, 2, 3, 4, 5, 6, 7
+local PUT, DEL, DEL_PREFIX, APPEND, TRIM, EXPECT, EXPECT_LAST, QPUSH, QACK = 1, 2, 3, 4, 5, 6, 7, 8, 9
 
 -- The C stores opened here (weak: a collected store drops out), each given
 -- every secret registered before or after it was opened.
@@ -57,10 +65,11 @@ local Batch = {}
 Batch.__index = Batch
 
 -- Raise (at the caller of the public function) unless ns is a valid
--- namespace: 1..128 characters of A-Z a-z 0-9 _ . : / -
-local function check_ns(fname, ns, lvl)
+-- namespace (noun "ns") or queue name (noun "queue"): 1..128 characters
+-- of A-Z a-z 0-9 _ . : / -
+local function check_ns(fname, ns, lvl, noun)
   if type(ns) ~= "string" or #ns == 0 or #ns > 128 or not match(ns, "^[%w_%.:/%-]+$") then
-    error(fname .. ": ns must be 1..128 characters of A-Z a-z 0-9 _ . : / -, got "
+    error(fname .. ": " .. (noun or "ns") .. " must be 1..128 characters of A-Z a-z 0-9 _ . : / -, got "
           .. (type(ns) == "string" and ("'" .. ns .. "'") or type(ns)), lvl or 3)
   end
 end
@@ -355,6 +364,106 @@ local function commit_one(s, fname, op, ns, key, arg)
   return true
 end
 
+-- ---- queues -------------------------------------------------------------
+-- A queue (named like an ns) holds items pushed at its tail; a consumer
+-- takes the oldest waiting ones and owns them until it acknowledges them
+-- (queue_ack); items whose owner stopped touching them for min_idle
+-- seconds can be reclaimed by another consumer. docs/store.md "Queues".
+
+-- Raise unless v is a non-empty string without NUL bytes (a consumer).
+local function check_consumer(fname, v)
+  check_key(fname, "consumer", v, 4)
+  if v == "" then error(fname .. ": consumer must not be empty", 4) end
+end
+
+-- Raise (lvl: see check_ns) unless id is a queue item id: 1..19 digits,
+-- optionally "-" and 1..19 digits.
+local function check_id(fname, id, lvl)
+  local a, b
+  if type(id) == "string" then a, b = match(id, "^(%d+)%-?(%d*)$") end
+  if not a or #a > 19 or #b > 19 or (b == "" and find(id, "-", 1, true)) then
+    error(fname .. ": id must be a queue item id (digits, or digits-digits), got "
+          .. (type(id) == "string" and ("'" .. id .. "'") or type(id)), lvl or 3)
+  end
+end
+
+-- Raise unless v is an integer >= 1 (nil: 1); returns it.
+local function check_n(fname, v)
+  check_int(fname, "n", v, 1, false, 4)
+  return v or 1
+end
+
+--- Append an item holding payload (a string, redacted like a value) at
+-- the tail of queue q: its id (a string), or nil, err, code.
+function Store:queue_push(q, payload)
+  check_self("queue_push", self)
+  check_ns("queue_push", q, 3, "queue")
+  if type(payload) ~= "string" then
+    error("queue_push: payload must be a string, got " .. type(payload), 2)
+  end
+  local ok, seqs, ids = raw_commit(self._u, { QPUSH, q, "", payload }, 1)
+  if not ok then return nil, seqs, ids end
+  return ids[1]
+end
+
+--- Acknowledge item id of queue q: it is gone for good. true (also for an
+-- unknown or already acknowledged id), or nil, err, code.
+function Store:queue_ack(q, id)
+  check_self("queue_ack", self)
+  check_ns("queue_ack", q, 3, "queue")
+  check_id("queue_ack", id)
+  local ok, err, code = raw_commit(self._u, { QACK, q, id, false }, 1)
+  if not ok then return nil, err, code end
+  return true
+end
+
+--- Take up to n (default 1) waiting items of queue q, oldest first, now
+-- owned by consumer: a list of {id =, payload =} (empty when none wait;
+-- never waits for items), or nil, err, code.
+function Store:queue_take(q, consumer, n)
+  check_self("queue_take", self)
+  check_ns("queue_take", q, 3, "queue")
+  check_consumer("queue_take", consumer)
+  return raw_take(self._u, q, consumer, check_n("queue_take", n))
+end
+
+--- Take over up to n (default 1) items of queue q, whoever owns them,
+-- that nobody touched for at least min_idle seconds (by the store's
+-- clock), oldest first; their idle time restarts. A list of {id =,
+-- payload =, owner = the previous consumer}, or nil, err, code.
+function Store:queue_reclaim(q, consumer, min_idle, n)
+  check_self("queue_reclaim", self)
+  check_ns("queue_reclaim", q, 3, "queue")
+  check_consumer("queue_reclaim", consumer)
+  if type(min_idle) ~= "number" or not (min_idle >= 0) or min_idle > 2^31 then
+    error("queue_reclaim: min_idle must be a number of seconds >= 0, got " .. tostring(min_idle), 2)
+  end
+  return raw_reclaim(self._u, q, consumer, ceil(min_idle * 1000), check_n("queue_reclaim", n))
+end
+
+--- Restart the idle time of those of ids (a list) that consumer still
+-- owns: how many, or nil, err, code. Items reclaimed by another consumer
+-- meanwhile stay theirs.
+function Store:queue_touch(q, consumer, ids)
+  check_self("queue_touch", self)
+  check_ns("queue_touch", q, 3, "queue")
+  check_consumer("queue_touch", consumer)
+  if type(ids) ~= "table" then
+    error("queue_touch: ids must be a list of ids, got " .. type(ids), 2)
+  end
+  for i = 1, #ids do check_id("queue_touch", ids[i]) end
+  return raw_touch(self._u, q, consumer, ids)
+end
+
+--- Counts of queue q: {waiting = items never taken, taken = items owned
+-- and not acknowledged, consumers = {[name] = items it owns}}, or nil,
+-- err, code.
+function Store:queue_info(q)
+  check_self("queue_info", self)
+  check_ns("queue_info", q, 3, "queue")
+  return raw_info(self._u, q)
+end
+
 --- Close the store (operations still pending complete first); true.
 function Store:close()
   check_self("close", self)
@@ -416,6 +525,24 @@ for name, op in pairs { put = PUT, append = APPEND, del = DEL, del_prefix = DEL_
   end
 end
 
+--- Push an item to queue q when the batch commits (its id is in the
+-- third result of commit). Returns the batch.
+function Batch:queue_push(q, payload)
+  check_ns("batch:queue_push", q, 3, "queue")
+  if type(payload) ~= "string" then
+    error("batch:queue_push: payload must be a string, got " .. type(payload), 2)
+  end
+  return push(self, "batch:queue_push", QPUSH, q, "", payload)
+end
+
+--- Acknowledge item id of queue q when the batch commits. Returns the
+-- batch.
+function Batch:queue_ack(q, id)
+  check_ns("batch:queue_ack", q, 3, "queue")
+  check_id("batch:queue_ack", id)
+  return push(self, "batch:queue_ack", QACK, q, id, false)
+end
+
 --- Make the batch conditional: record (ns, key) must hold exactly value
 -- (false: must not exist) when it commits. Returns the batch.
 function Batch:expect(ns, key, value)
@@ -441,8 +568,9 @@ function Batch:count()
   return self.n
 end
 
---- Apply every write atomically: true and the list of the numbers given to
--- the appended entries (in order), or nil, err (then nothing was written;
+--- Apply every write atomically: true, the list of the numbers given to
+-- the appended entries (in order) and the list of the ids given to the
+-- queue pushes (in order), or nil, err (then nothing was written;
 -- on Redis see docs/store.md), or nil, err, "conflict" when an expectation
 -- (expect, expect_last, fence) did not hold (nothing was written). A batch
 -- commits once.
@@ -450,10 +578,10 @@ function Batch:commit()
   if getmetatable(self) ~= Batch then error("batch:commit: call it as a method", 2) end
   if self.done then error("batch:commit: the batch was committed already", 2) end
   self.done = true
-  local ok, seqs, code = raw_commit(self._s._u, self.ops, self.n)
+  local ok, seqs, ids = raw_commit(self._s._u, self.ops, self.n)
   self.ops = nil
-  if not ok then return nil, seqs, code end
-  return true, seqs
+  if not ok then return nil, seqs, ids end
+  return true, seqs, ids
 end
 
 return _M

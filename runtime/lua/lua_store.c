@@ -2,7 +2,9 @@
  * primitives behind lua/weft/store.lua, which validates arguments and
  * builds batches. open(url) -> store userdata | nil, err, code; add_secret
  * and warning (redaction and file modes, store.h); get, scan, range,
- * commit, size and time suspend the caller until the store's callback
+ * commit, size, time and the queue operations (queue_take,
+ * queue_reclaim, queue_touch, queue_info) suspend the caller until the
+ * store's callback
  * (wf_task_waiter: a task yields, the main thread runs the loop); close.
  *
  * The userdata holds a pointer to the C store; close() and __gc close it
@@ -22,7 +24,8 @@
 
 #define STORE_MT "weft.store"
 
-enum { W_GET, W_SCAN, W_RANGE, W_COMMIT, W_SIZE, W_TIME };
+enum { W_GET, W_SCAN, W_RANGE, W_COMMIT, W_SIZE, W_TIME, W_QTAKE,
+       W_QRECLAIM, W_QTOUCH, W_QINFO };
 
 typedef struct lstore lstore_t;
 
@@ -58,7 +61,9 @@ static void wait_unlink(lwait_t *w) {
 /* Push the Lua results of r for an operation of kind k (closed: it
  * completed while the store was closing); returns their number. get:
  * value | nil; scan: {{key=, value=}...}; range: {{seq=, value=}...};
- * commit: true, {seq...}; size: bytes; time: ms. A failure is nil, err,
+ * commit: true, {seq...}, {id...}; size: bytes; time: ms; queue_take and
+ * queue_reclaim: {{id=, payload= [, owner=]}...}; queue_touch: count;
+ * queue_info: {waiting=, taken=, consumers={[name]=n}}. A failure is nil, err,
  * code: "conflict" (an expectation failed), "closed" (the store was
  * closed meanwhile) or "io" (the backend failed: the message says how). */
 static int push_result(lua_State *L, int k, const wf_store_result_t *r,
@@ -95,7 +100,44 @@ static int push_result(lua_State *L, int k, const wf_store_result_t *r,
         lua_pushnumber(L, (lua_Number)r->seqs[i]);
         lua_rawseti(L, -2, (int)i + 1);
       }
-      return 2;
+      lua_createtable(L, (int)r->nids, 0);
+      for (size_t i = 0; i < r->nids; i++) {
+        lua_pushstring(L, r->ids[i]);
+        lua_rawseti(L, -2, (int)i + 1);
+      }
+      return 3;
+    case W_QTAKE:
+    case W_QRECLAIM:
+      lua_createtable(L, (int)r->n, 0);
+      for (size_t i = 0; i < r->n; i++) {
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, r->keys[i]);
+        lua_setfield(L, -2, "id");
+        lua_pushlstring(L, r->values[i], r->lens[i]);
+        lua_setfield(L, -2, "payload");
+        if (r->owners) {
+          lua_pushstring(L, r->owners[i]);
+          lua_setfield(L, -2, "owner");
+        }
+        lua_rawseti(L, -2, (int)i + 1);
+      }
+      return 1;
+    case W_QTOUCH:
+      lua_pushnumber(L, (lua_Number)r->count);
+      return 1;
+    case W_QINFO:
+      lua_createtable(L, 0, 3);
+      lua_pushnumber(L, (lua_Number)r->count);
+      lua_setfield(L, -2, "waiting");
+      lua_pushnumber(L, (lua_Number)r->taken);
+      lua_setfield(L, -2, "taken");
+      lua_createtable(L, 0, (int)r->n);
+      for (size_t i = 0; i < r->n; i++) {
+        lua_pushnumber(L, (lua_Number)r->seqs[i]);
+        lua_setfield(L, -2, r->keys[i]);
+      }
+      lua_setfield(L, -2, "consumers");
+      return 1;
     case W_SIZE:
       lua_pushnumber(L, (lua_Number)r->len);
       return 1;
@@ -104,6 +146,26 @@ static int push_result(lua_State *L, int k, const wf_store_result_t *r,
       return 1;
   }
   return 0;
+}
+
+/* Copy the n strings of src into dst (room for them at *p, which
+ * advances); NULL src: nothing. */
+static const char *const *strs_copy(const char **dst, const char *const *src,
+                                    size_t n, char **p) {
+  if (!src) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    size_t l = strlen(src[i]) + 1;
+    dst[i] = memcpy(*p, src[i], l);
+    *p += l;
+  }
+  return dst;
+}
+
+/* Bytes of the n strings of list (NULL: none), NULs included. */
+static size_t strs_bytes(const char *const *list, size_t n) {
+  size_t b = 0;
+  for (size_t i = 0; list && i < n; i++) b += strlen(list[i]) + 1;
+  return b;
 }
 
 /* Copy r into w (one allocation): arrays first (aligned), then bytes. A
@@ -118,13 +180,16 @@ static void result_copy(lwait_t *w, const wf_store_result_t *r) {
   w->r.lens = NULL;
   w->r.seqs = NULL;
   w->r.value = NULL;
-  arrays = n * (2 * sizeof(char *) + sizeof(size_t) + sizeof(long long));
+  w->r.owners = NULL;
+  w->r.ids = NULL;
+  arrays = n * (3 * sizeof(char *) + sizeof(size_t) + sizeof(long long)) +
+           r->nids * sizeof(char *);
   if (r->err) bytes += strlen(r->err) + 1;
   if (r->value) bytes += r->len;
-  for (i = 0; i < n; i++) {
-    if (r->keys) bytes += strlen(r->keys[i]) + 1;
+  bytes += strs_bytes(r->keys, n) + strs_bytes(r->owners, n) +
+           strs_bytes(r->ids, r->nids);
+  for (i = 0; i < n; i++)
     if (r->values) bytes += r->lens[i];
-  }
   if (!(w->buf = malloc(arrays + bytes + 1))) {
     memset(&w->r, 0, sizeof w->r);
     w->r.status = WF_ERR;
@@ -132,16 +197,15 @@ static void result_copy(lwait_t *w, const wf_store_result_t *r) {
     return;
   }
   {
-    const char **keys = w->buf, **values = keys + n;
-    size_t *lens = (size_t *)(values + n);
+    const char **keys = w->buf, **values = keys + n, **owners = values + n;
+    const char **ids = owners + n;
+    size_t *lens = (size_t *)(ids + r->nids);
     long long *seqs = (long long *)(lens + n);
     p = (char *)(seqs + n);
+    w->r.keys = strs_copy(keys, r->keys, n, &p);
+    w->r.owners = strs_copy(owners, r->owners, n, &p);
+    w->r.ids = strs_copy(ids, r->ids, r->nids, &p);
     for (i = 0; i < n; i++) {
-      if (r->keys) {
-        size_t kl = strlen(r->keys[i]) + 1;
-        keys[i] = memcpy(p, r->keys[i], kl);
-        p += kl;
-      }
       if (r->values) {
         values[i] = memcpy(p, r->values[i], r->lens[i]);
         lens[i] = r->lens[i];
@@ -149,7 +213,6 @@ static void result_copy(lwait_t *w, const wf_store_result_t *r) {
       }
       if (r->seqs) seqs[i] = r->seqs[i];
     }
-    if (r->keys) w->r.keys = keys;
     if (r->values) {
       w->r.values = values;
       w->r.lens = lens;
@@ -328,6 +391,8 @@ typedef struct opargs {
   const char *ns, *key;
   lua_Number n1, n2;
   wf_store_batch_t *b;
+  const char **ids;     /* queue_touch (malloc'd; freed once started) */
+  size_t nids;
 } opargs_t;
 
 /* Start the operation with waiter w. */
@@ -352,6 +417,19 @@ static void op_start(wf_store_t *s, opargs_t *a, lwait_t *w) {
     case W_TIME:
       wf_store_time(s, op_cb, w);
       break;
+    case W_QTAKE:
+      wf_store_queue_take(s, a->ns, a->key, (size_t)a->n1, op_cb, w);
+      break;
+    case W_QRECLAIM:
+      wf_store_queue_reclaim(s, a->ns, a->key, (long long)a->n2,
+                             (size_t)a->n1, op_cb, w);
+      break;
+    case W_QTOUCH:
+      wf_store_queue_touch(s, a->ns, a->key, a->ids, a->nids, op_cb, w);
+      break;
+    case W_QINFO:
+      wf_store_queue_info(s, a->ns, op_cb, w);
+      break;
   }
 }
 
@@ -363,6 +441,7 @@ static int op_run(lua_State *L, lstore_t *ls, opargs_t *a, wf_task_t *t,
   lwait_t *w = calloc(1, sizeof *w);
   if (!w) {
     if (a->b) wf_store_discard(a->b);
+    free(a->ids);
     return luaL_error(L, "%s: out of memory", fname);
   }
   w->kind = a->kind;
@@ -375,6 +454,7 @@ static int op_run(lua_State *L, lstore_t *ls, opargs_t *a, wf_task_t *t,
   t->cancel = op_cancel;
   t->prepare = op_prepare;
   op_start(ls->s, a, w);
+  free(a->ids); /* the backends copied what they keep */
   return wf_task_suspend(t, L, fname);
 }
 
@@ -408,14 +488,16 @@ static lua_Number check_count(lua_State *L, int idx, lua_Number dflt) {
 /* get(store, ns, key) -> value | nil (absent) | nil, err, code */
 static int l_get(lua_State *L) {
   lstore_t *ls = check_store(L);
-  opargs_t a = {W_GET, check_name(L, 2), check_name(L, 3), 0, 0, NULL};
+  opargs_t a = {W_GET, check_name(L, 2), check_name(L, 3),
+                0, 0, NULL, NULL, 0};
   return op_call(L, ls, &a, "store:get");
 }
 
 /* scan(store, ns, prefix, limit) -> {{key=, value=}...} | nil, err, code */
 static int l_scan(lua_State *L) {
   lstore_t *ls = check_store(L);
-  opargs_t a = {W_SCAN, check_name(L, 2), check_name(L, 3), 0, 0, NULL};
+  opargs_t a = {W_SCAN, check_name(L, 2), check_name(L, 3),
+                0, 0, NULL, NULL, 0};
   a.n1 = check_count(L, 4, 0);
   return op_call(L, ls, &a, "store:scan");
 }
@@ -423,7 +505,8 @@ static int l_scan(lua_State *L) {
 /* range(store, ns, key, from, to) -> {{seq=, value=}...} | nil, err, code */
 static int l_range(lua_State *L) {
   lstore_t *ls = check_store(L);
-  opargs_t a = {W_RANGE, check_name(L, 2), check_name(L, 3), 0, 0, NULL};
+  opargs_t a = {W_RANGE, check_name(L, 2), check_name(L, 3),
+                0, 0, NULL, NULL, 0};
   a.n1 = check_count(L, 4, 1);
   a.n2 = check_count(L, 5, 0);
   return op_call(L, ls, &a, "store:range");
@@ -432,29 +515,88 @@ static int l_range(lua_State *L) {
 /* size(store, ns) -> bytes | nil, err, code */
 static int l_size(lua_State *L) {
   lstore_t *ls = check_store(L);
-  opargs_t a = {W_SIZE, check_name(L, 2), "", 0, 0, NULL};
+  opargs_t a = {W_SIZE, check_name(L, 2), "", 0, 0, NULL, NULL, 0};
   return op_call(L, ls, &a, "store:size");
 }
 
 /* time(store) -> the store's clock in ms | nil, err, code */
 static int l_time(lua_State *L) {
   lstore_t *ls = check_store(L);
-  opargs_t a = {W_TIME, "", "", 0, 0, NULL};
+  opargs_t a = {W_TIME, "", "", 0, 0, NULL, NULL, 0};
   return op_call(L, ls, &a, "store:time");
+}
+
+/* queue_take(store, q, consumer, n) -> {{id=, payload=}...} | nil, err,
+ * code */
+static int l_queue_take(lua_State *L) {
+  lstore_t *ls = check_store(L);
+  opargs_t a = {W_QTAKE, check_name(L, 2), check_name(L, 3),
+                0, 0, NULL, NULL, 0};
+  a.n1 = check_count(L, 4, 1);
+  return op_call(L, ls, &a, "store:queue_take");
+}
+
+/* queue_reclaim(store, q, consumer, min_idle_ms, n) -> {{id=, payload=,
+ * owner=}...} | nil, err, code */
+static int l_queue_reclaim(lua_State *L) {
+  lstore_t *ls = check_store(L);
+  opargs_t a = {W_QRECLAIM, check_name(L, 2), check_name(L, 3),
+                0, 0, NULL, NULL, 0};
+  a.n2 = check_count(L, 4, 0);
+  a.n1 = check_count(L, 5, 1);
+  return op_call(L, ls, &a, "store:queue_reclaim");
+}
+
+/* queue_touch(store, q, consumer, {id...}) -> count | nil, err, code */
+static int l_queue_touch(lua_State *L) {
+  lstore_t *ls = check_store(L);
+  opargs_t a = {W_QTOUCH, check_name(L, 2), check_name(L, 3),
+                0, 0, NULL, NULL, 0};
+  size_t i;
+  luaL_checktype(L, 4, LUA_TTABLE);
+  a.nids = lua_objlen(L, 4);
+  for (i = 1; i <= a.nids; i++) { /* the ids stay anchored by the table */
+    lua_rawgeti(L, 4, (int)i);
+    if (lua_type(L, -1) != LUA_TSTRING)
+      return luaL_error(L, "store:queue_touch: id %d must be a string",
+                        (int)i);
+    lua_pop(L, 1);
+  }
+  if (!(a.ids = malloc((a.nids + 1) * sizeof *a.ids)))
+    return luaL_error(L, "store:queue_touch: out of memory");
+  for (i = 1; i <= a.nids; i++) {
+    lua_rawgeti(L, 4, (int)i);
+    a.ids[i - 1] = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  if (!ls->s) {
+    free(a.ids);
+    return wf_lua_fail(L, "store closed", "closed");
+  }
+  return op_call(L, ls, &a, "store:queue_touch");
+}
+
+/* queue_info(store, q) -> {waiting=, taken=, consumers={}} | nil, err,
+ * code */
+static int l_queue_info(lua_State *L) {
+  lstore_t *ls = check_store(L);
+  opargs_t a = {W_QINFO, check_name(L, 2), "", 0, 0, NULL, NULL, 0};
+  return op_call(L, ls, &a, "store:queue_info");
 }
 
 /* Batch op codes of the flat ops list (lua/weft/store.lua uses them). */
 enum { B_PUT = 1, B_DEL, B_DEL_PREFIX, B_APPEND, B_TRIM, B_EXPECT,
-       B_EXPECT_LAST };
+       B_EXPECT_LAST, B_QPUSH, B_QACK };
 
-/* commit(store, ops, n) -> true, {seq...} | nil, err, code. ops is
- * a flat list of n writes and expectations, 4 slots each: code, ns, key,
- * value (a string) or keep_from / last (a number) or false (expect: the
- * record must be absent). */
+/* commit(store, ops, n) -> true, {seq...}, {id...} | nil, err, code. ops
+ * is a flat list of n writes and expectations, 4 slots each: code, ns (or
+ * queue), key (queue_ack: the id; queue_push: ""), value (a string) or
+ * keep_from / last (a number) or false (expect: the record must be
+ * absent; queue_ack). */
 static int l_commit(lua_State *L) {
   lstore_t *ls = check_store(L);
   lua_Integer n = luaL_checkinteger(L, 3), i;
-  opargs_t a = {W_COMMIT, NULL, NULL, 0, 0, NULL};
+  opargs_t a = {W_COMMIT, NULL, NULL, 0, 0, NULL, NULL, 0};
   wf_task_t mw, *t;
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_argcheck(L, n >= 0, 3, "must be >= 0");
@@ -464,7 +606,7 @@ static int l_commit(lua_State *L) {
     lua_rawgeti(L, 2, (int)(4 * i + 1));
     code = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
-    if (code < B_PUT || code > B_EXPECT_LAST)
+    if (code < B_PUT || code > B_QACK)
       return luaL_error(L, "commit: op %d: bad code", (int)i + 1);
     for (k = 2; k <= 3; k++) {
       lua_rawgeti(L, 2, (int)(4 * i + k));
@@ -476,7 +618,7 @@ static int l_commit(lua_State *L) {
       lua_pop(L, 1);
     }
     lua_rawgeti(L, 2, (int)(4 * i + 4));
-    if ((code == B_PUT || code == B_APPEND) &&
+    if ((code == B_PUT || code == B_APPEND || code == B_QPUSH) &&
         lua_type(L, -1) != LUA_TSTRING)
       return luaL_error(L, "commit: op %d: value must be a string",
                         (int)i + 1);
@@ -528,6 +670,12 @@ static int l_commit(lua_State *L) {
       case B_EXPECT_LAST:
         wf_store_expect_last(a.b, ns, key, (long long)lua_tonumber(L, -1));
         break;
+      case B_QPUSH:
+        wf_store_queue_push(a.b, ns, val, vlen);
+        break;
+      case B_QACK:
+        wf_store_queue_ack(a.b, ns, key);
+        break;
     }
     lua_pop(L, 4);
   }
@@ -547,6 +695,10 @@ static const luaL_Reg store_fns[] = {{"open", l_open},
                                      {"size", l_size},
                                      {"time", l_time},
                                      {"commit", l_commit},
+                                     {"queue_take", l_queue_take},
+                                     {"queue_reclaim", l_queue_reclaim},
+                                     {"queue_touch", l_queue_touch},
+                                     {"queue_info", l_queue_info},
                                      {"inject_failure", l_inject_failure},
                                      {NULL, NULL}};
 

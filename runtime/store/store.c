@@ -38,14 +38,50 @@ static int ns_ok(const char *ns) {
   return n >= 1 && n <= NS_MAX;
 }
 
-/* Describe a bad ns into e (for error messages). */
-static void ns_complain(wf_err_t *e, const char *what, const char *ns) {
+/* Describe a bad name (noun: "ns" or "queue") into e. */
+static void ns_complain(wf_err_t *e, const char *what, const char *noun,
+                        const char *ns) {
   if (!ns)
-    wf_err_set(e, "%s: ns is NULL", what);
+    wf_err_set(e, "%s: %s is NULL", what, noun);
   else
     wf_err_set(e,
-               "%s: bad ns '%.*s' (1..%d characters of A-Z a-z 0-9 _ . : / -)",
-               what, 200, ns, NS_MAX);
+               "%s: bad %s '%.*s' (1..%d characters of A-Z a-z 0-9 _ . : / -)",
+               what, noun, 200, ns, NS_MAX);
+}
+
+/* Length of the run of 1..19 digits at p, or 0. */
+static size_t digits(const char *p) {
+  size_t n = 0;
+  while (p[n] >= '0' && p[n] <= '9') n++;
+  return n <= 19 ? n : 0;
+}
+
+/* 1 when id is a well-formed queue item id: 1..19 digits, optionally '-'
+ * and 1..19 digits (what every backend accepts; store.h). */
+static int qid_ok(const char *id) {
+  size_t n = id ? digits(id) : 0;
+  if (!n) return 0;
+  if (!id[n]) return 1;
+  return id[n] == '-' && digits(id + n + 1) && !id[n + 1 + digits(id + n + 1)];
+}
+
+/* A sqlite or memory item id (decimal): see store_int.h. */
+int wf_store_qid_num(const char *id, long long *out) {
+  char *e;
+  long long v;
+  if (!digits(id) || id[digits(id)]) return 0;
+  errno = 0;
+  v = strtoll(id, &e, 10);
+  if (errno || *e || v <= 0) return 0;
+  *out = v;
+  return 1;
+}
+
+/* This machine's clock in ms since the epoch. */
+long long wf_store_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Prefix successor: see store_int.h. */
@@ -182,6 +218,9 @@ wf_store_done_t *wf_store_done_new(wf_store_t *s, wf_store_cb cb, void *ud) {
   d->len = d->val = 0;
   d->n = 0;
   d->has_keys = d->has_vals = 0;
+  d->count = d->taken = 0;
+  d->naux = 0;
+  d->aux_owners = 0;
   d->blen = 0;
   d->err.msg[0] = 0;
   d->prev = d->next = NULL;
@@ -246,13 +285,39 @@ void wf_store_done_seq(wf_store_done_t *d, long long seq) {
   d->seqs[d->n++] = seq;
 }
 
+/* Add one queue string (a push id or a reclaimed item's owner). */
+static void done_aux(wf_store_done_t *d, const char *p, size_t n) {
+  if (d->naux == d->acap) {
+    d->acap = d->acap ? d->acap * 2 : 16;
+    d->aoff = wf_xrealloc(d->aoff, d->acap * sizeof *d->aoff);
+    d->ap = wf_xrealloc(d->ap, d->acap * sizeof *d->ap);
+  }
+  d->aoff[d->naux++] = done_copy(d, p, n);
+}
+
+/* commit: the id given to the next queue push. */
+void wf_store_done_id(wf_store_done_t *d, const char *id, size_t len) {
+  done_aux(d, id, len);
+}
+
+/* take, reclaim: one more item (owner NULL for take). */
+void wf_store_done_item(wf_store_done_t *d, const char *id, size_t idlen,
+                        const void *payload, size_t len, const char *owner) {
+  wf_store_done_row(d, id, idlen, payload, len, 0);
+  if (!owner) return;
+  d->aux_owners = 1;
+  done_aux(d, owner, strlen(owner));
+}
+
 /* Fail d with a formatted message (va_list form). */
 void wf_store_done_vfail(wf_store_done_t *d, const char *fmt, va_list ap) {
   d->status = WF_ERR;
   vsnprintf(d->err.msg, sizeof d->err.msg, fmt, ap);
   d->n = 0;
+  d->naux = 0;
   d->found = 0;
   d->len = 0;
+  d->count = d->taken = 0;
 }
 
 /* Fail d with a formatted message. */
@@ -342,6 +407,8 @@ static void done_recycle(wf_store_t *s, wf_store_done_t *d) {
     free(d->seqs);
     free(d->kp);
     free(d->vp);
+    free(d->aoff);
+    free(d->ap);
     free(d);
     return;
   }
@@ -383,6 +450,15 @@ static void done_run(wf_store_done_t *d) {
       r.values = d->has_vals ? d->vp : NULL;
       r.lens = d->has_vals ? d->vlen : NULL;
       r.seqs = d->seqs;
+    }
+    r.count = d->count;
+    r.taken = d->taken;
+    for (size_t i = 0; i < d->naux; i++) d->ap[i] = d->buf + d->aoff[i];
+    if (d->aux_owners && d->naux) {
+      r.owners = d->ap;
+    } else if (d->naux) {
+      r.ids = d->ap;
+      r.nids = d->naux;
     }
   }
   s->delivering++;
@@ -586,24 +662,32 @@ void wf_store_close(wf_store_t *s) {
 
 /* ---- reads ------------------------------------------------------------- */
 
-/* Fail (cb, ud) when s is closed or ns is bad; 1 when it did. */
-static int refuse(wf_store_t *s, const char *what, const char *ns,
-                  const char *key, wf_store_cb cb, void *ud) {
+/* Fail (cb, ud) when s is closed, the name ns (noun: "ns" or "queue") is
+ * bad or key (keyname: what it is) is NULL; 1 when it did. */
+static int refuse_named(wf_store_t *s, const char *what, const char *noun,
+                        const char *ns, const char *keyname, const char *key,
+                        wf_store_cb cb, void *ud) {
   wf_err_t e;
   if (s->closing) {
     wf_store_fail(s, cb, ud, "store closed");
     return 1;
   }
   if (!ns_ok(ns)) {
-    ns_complain(&e, what, ns);
+    ns_complain(&e, what, noun, ns);
     wf_store_fail(s, cb, ud, "%s", e.msg);
     return 1;
   }
   if (!key) {
-    wf_store_fail(s, cb, ud, "%s: key is NULL", what);
+    wf_store_fail(s, cb, ud, "%s: %s is NULL", what, keyname);
     return 1;
   }
   return 0;
+}
+
+/* refuse_named for an ns and a key. */
+static int refuse(wf_store_t *s, const char *what, const char *ns,
+                  const char *key, wf_store_cb cb, void *ud) {
+  return refuse_named(s, what, "ns", ns, "key", key, cb, ud);
 }
 
 /* Read record (ns, key). */
@@ -631,7 +715,6 @@ void wf_store_range(wf_store_t *s, const char *ns, const char *key,
 
 /* The store's clock in ms (r->seqs[0]). */
 void wf_store_time(wf_store_t *s, wf_store_cb cb, void *ud) {
-  struct timespec ts;
   wf_store_done_t *d;
   if (refuse(s, "time", "time", "", cb, ud)) return;
   if (s->vt->time) {
@@ -639,8 +722,7 @@ void wf_store_time(wf_store_t *s, wf_store_cb cb, void *ud) {
     return;
   }
   d = wf_store_done_new(s, cb, ud);
-  clock_gettime(CLOCK_REALTIME, &ts);
-  wf_store_done_seq(d, (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+  wf_store_done_seq(d, wf_store_now_ms());
   wf_store_done_post(d);
 }
 
@@ -661,7 +743,7 @@ wf_store_batch_t *wf_store_batch(wf_store_t *s) {
     b = wf_xcalloc(1, sizeof *b);
   }
   b->s = s;
-  b->nops = b->blen = b->nappend = b->nexpect = 0;
+  b->nops = b->blen = b->nappend = b->nexpect = b->nqpush = 0;
   b->bad = 0;
   b->next = NULL;
   return b;
@@ -709,7 +791,7 @@ static wf_store_op_t *batch_add(wf_store_batch_t *b, int type,
   wf_store_op_t *o;
   if (b->bad) return NULL;
   if (!ns_ok(ns)) {
-    ns_complain(&b->err, what, ns);
+    ns_complain(&b->err, what, type >= WF_SOP_QPUSH ? "queue" : "ns", ns);
     b->bad = 1;
     return NULL;
   }
@@ -724,24 +806,34 @@ static wf_store_op_t *batch_add(wf_store_batch_t *b, int type,
   o->type = type;
   o->nslen = strlen(ns);
   o->ns = batch_copy(b, ns, o->nslen);
-  key = scrub(b->s, key, strlen(key), &o->klen);
+  if (type == WF_SOP_QACK) /* an id: digits, nothing to redact */
+    o->klen = strlen(key);
+  else
+    key = scrub(b->s, key, strlen(key), &o->klen);
   o->key = batch_copy(b, key, o->klen);
   o->val = b->blen - 1; /* the key's NUL: an empty value */
   return o;
+}
+
+/* Give op o (of method what) the value val (len bytes, redacted, copied);
+ * 0 (and b->bad set) when val is NULL but len is not 0. */
+static int batch_value(wf_store_batch_t *b, wf_store_op_t *o,
+                       const char *what, const char *val, size_t len) {
+  if (!val && len) {
+    wf_err_set(&b->err, "%s: value is NULL", what);
+    b->bad = 1;
+    return 0;
+  }
+  val = scrub(b->s, val, len, &o->vlen);
+  o->val = batch_copy(b, val, o->vlen);
+  return 1;
 }
 
 /* Add a put of (ns, key) = val to b (copied). */
 void wf_store_put(wf_store_batch_t *b, const char *ns, const char *key,
                   const char *val, size_t len) {
   wf_store_op_t *o = batch_add(b, WF_SOP_PUT, "put", ns, key);
-  if (!o) return;
-  if (!val && len) {
-    wf_err_set(&b->err, "put: value is NULL");
-    b->bad = 1;
-    return;
-  }
-  val = scrub(b->s, val, len, &o->vlen);
-  o->val = batch_copy(b, val, o->vlen);
+  if (o) batch_value(b, o, "put", val, len);
 }
 
 /* Add a delete of record and log (ns, key) to b. */
@@ -759,15 +851,7 @@ void wf_store_del_prefix(wf_store_batch_t *b, const char *ns,
 void wf_store_append(wf_store_batch_t *b, const char *ns, const char *key,
                      const char *val, size_t len) {
   wf_store_op_t *o = batch_add(b, WF_SOP_APPEND, "append", ns, key);
-  if (!o) return;
-  if (!val && len) {
-    wf_err_set(&b->err, "append: value is NULL");
-    b->bad = 1;
-    return;
-  }
-  val = scrub(b->s, val, len, &o->vlen);
-  o->val = batch_copy(b, val, o->vlen);
-  b->nappend++;
+  if (o && batch_value(b, o, "append", val, len)) b->nappend++;
 }
 
 /* Add a trim of log (ns, key) below keep_from to b. */
@@ -787,8 +871,7 @@ void wf_store_expect(wf_store_batch_t *b, const char *ns, const char *key,
     o->n = 1;
     return;
   }
-  val = scrub(b->s, val, len, &o->vlen);
-  o->val = batch_copy(b, val, o->vlen);
+  batch_value(b, o, "expect", val, len);
 }
 
 /* Add the condition "log (ns, key) has given `last` numbers". */
@@ -798,6 +881,24 @@ void wf_store_expect_last(wf_store_batch_t *b, const char *ns,
   if (!o) return;
   b->nexpect++;
   o->n = last;
+}
+
+/* Add a push of payload to queue q to b (copied, redacted). */
+void wf_store_queue_push(wf_store_batch_t *b, const char *q,
+                         const char *payload, size_t len) {
+  wf_store_op_t *o = batch_add(b, WF_SOP_QPUSH, "queue_push", q, "");
+  if (o && batch_value(b, o, "queue_push", payload, len)) b->nqpush++;
+}
+
+/* Add the acknowledgement of item id of queue q to b. */
+void wf_store_queue_ack(wf_store_batch_t *b, const char *q, const char *id) {
+  if (!b->bad && id && !qid_ok(id)) {
+    wf_err_set(&b->err, "queue_ack: bad id '%.100s' (digits, or digits-digits)",
+               id);
+    b->bad = 1;
+    return;
+  }
+  batch_add(b, WF_SOP_QACK, "queue_ack", q, id);
 }
 
 /* Apply b atomically (takes ownership of b). */
@@ -814,4 +915,60 @@ void wf_store_commit(wf_store_batch_t *b, wf_store_cb cb, void *ud) {
     return;
   }
   s->vt->commit(b, cb, ud);
+}
+
+/* ---- queues ------------------------------------------------------------ */
+
+/* Check queue operation op (method what) and hand it to the backend, or
+ * fail (cb, ud) naming what is wrong. */
+static void queue_op(wf_store_t *s, const char *what, wf_store_qop_t *op,
+                     wf_store_cb cb, void *ud) {
+  const char *c = op->kind == WF_SQ_INFO ? "" : op->consumer;
+  if (refuse_named(s, what, "queue", op->q, "consumer", c, cb, ud)) return;
+  if (op->kind != WF_SQ_INFO && !*c) {
+    wf_store_fail(s, cb, ud, "%s: consumer is empty", what);
+    return;
+  }
+  if ((op->kind == WF_SQ_TAKE || op->kind == WF_SQ_RECLAIM) && op->n < 1) {
+    wf_store_fail(s, cb, ud, "%s: n must be >= 1", what);
+    return;
+  }
+  if (op->min_idle < 0) op->min_idle = 0;
+  for (size_t i = 0; i < op->nids; i++)
+    if (!qid_ok(op->ids[i])) {
+      wf_store_fail(s, cb, ud, "%s: bad id '%.100s' (digits, or "
+                    "digits-digits)", what, op->ids[i] ? op->ids[i] : "NULL");
+      return;
+    }
+  s->vt->queue(s, op, cb, ud);
+}
+
+/* Take up to n waiting items of q for consumer. */
+void wf_store_queue_take(wf_store_t *s, const char *q, const char *consumer,
+                         size_t n, wf_store_cb cb, void *ud) {
+  wf_store_qop_t op = {WF_SQ_TAKE, q, consumer, n, 0, NULL, 0};
+  queue_op(s, "queue_take", &op, cb, ud);
+}
+
+/* Take over up to n items of q idle for min_idle ms. */
+void wf_store_queue_reclaim(wf_store_t *s, const char *q,
+                            const char *consumer, long long min_idle,
+                            size_t n, wf_store_cb cb, void *ud) {
+  wf_store_qop_t op = {WF_SQ_RECLAIM, q, consumer, n, min_idle, NULL, 0};
+  queue_op(s, "queue_reclaim", &op, cb, ud);
+}
+
+/* Restart the idle time of the ids consumer still owns. */
+void wf_store_queue_touch(wf_store_t *s, const char *q, const char *consumer,
+                          const char *const *ids, size_t nids,
+                          wf_store_cb cb, void *ud) {
+  wf_store_qop_t op = {WF_SQ_TOUCH, q, consumer, 0, 0, ids, nids};
+  queue_op(s, "queue_touch", &op, cb, ud);
+}
+
+/* Counts of queue q. */
+void wf_store_queue_info(wf_store_t *s, const char *q, wf_store_cb cb,
+                         void *ud) {
+  wf_store_qop_t op = {WF_SQ_INFO, q, NULL, 0, 0, NULL, 0};
+  queue_op(s, "queue_info", &op, cb, ud);
 }

@@ -6,7 +6,10 @@
  *   - logs: (ns, key) -> an append-only sequence of entries numbered from 1,
  *     read by range, trimmed from the front;
  *   - batches: several writes applied atomically (one SQLite transaction,
- *     one Redis MULTI/EXEC).
+ *     one Redis MULTI/EXEC);
+ *   - queues: work items pushed at the tail, taken by consumers that own
+ *     them until they acknowledge them, reclaimed from owners that stopped
+ *     touching them (Redis: a stream read through a consumer group).
  * Every operation completes through a callback (redis: when the reply
  * arrives; sqlite and memory: from a deferred callback, never inside the
  * call), which never runs Lua. Depends on loop.h, sqlite3, hiredis.
@@ -39,6 +42,17 @@ typedef struct wf_store_result {
   const long long *seqs;     /* range: entry numbers; append: first new;
                                 time: seqs[0] = the store's clock in ms */
   int conflict;        /* commit: an expectation failed, nothing written */
+  /* queues. take, reclaim: n items, keys = their ids, values and lens =
+   * their payloads, oldest first; reclaim: owners[i] = who held item i
+   * before (else NULL). commit: ids[0..nids) = the id given to each queue
+   * push, in order (else NULL, 0). touch: count = the ids still owned.
+   * info: count = items waiting (never taken), taken = items owned and
+   * not acknowledged; n consumers in name order, keys = their names,
+   * seqs = the items each owns. */
+  const char *const *owners;
+  const char *const *ids;
+  size_t nids;
+  long long count, taken;
 } wf_store_result_t;
 
 typedef void (*wf_store_cb)(void *ud, const wf_store_result_t *r);
@@ -125,8 +139,17 @@ void wf_store_expect(wf_store_batch_t *b, const char *ns, const char *key,
  * to, or deleted). */
 void wf_store_expect_last(wf_store_batch_t *b, const char *ns,
                           const char *key, long long last);
+/* Append an item holding payload (len bytes, copied, redacted like a
+ * value) to queue q (named like an ns); commit reports its id in r->ids. */
+void wf_store_queue_push(wf_store_batch_t *b, const char *q,
+                         const char *payload, size_t len);
+/* Acknowledge item id of queue q: it is gone for good (an unknown or
+ * already acknowledged id is no error). A malformed id (see the queues
+ * below) fails the commit. */
+void wf_store_queue_ack(wf_store_batch_t *b, const char *q, const char *id);
 /* Apply every write atomically, then cb (status; for appends, seqs holds
- * the number given to each appended entry in order). Takes ownership of
+ * the number given to each appended entry in order; for queue pushes,
+ * ids holds the id of each pushed item in order). Takes ownership of
  * b. */
 void wf_store_commit(wf_store_batch_t *b, wf_store_cb cb, void *ud);
 /* Discard an uncommitted batch. */
@@ -141,6 +164,34 @@ void wf_store_inject_failure(wf_store_t *s, size_t after);
  * the server's TIME, so that processes on several machines agree;
  * sqlite and memory: this machine's clock). */
 void wf_store_time(wf_store_t *s, wf_store_cb cb, void *ud);
+
+/* Queues. q is named like an ns (1..128 of [A-Za-z0-9_.:/-]); an item
+ * id is a string, unique per queue and ordered as pushed (redis: the
+ * stream id "MS-SEQ"; sqlite, memory: a decimal counter that never gives
+ * a number twice); ids given to touch and ack are 1..19 digits, optionally
+ * '-' and 1..19 digits. A consumer is a non-empty NUL-free string. An item
+ * is waiting until taken, then owned by its consumer until acknowledged
+ * (wf_store_queue_ack in a batch) or reclaimed. Idle times are measured by
+ * the store's clock (redis: the server's; sqlite, memory: this machine's).
+ * Results: see wf_store_result_t. docs/store.md "Queues". */
+/* Take up to n (>= 1) waiting items of q, oldest first; they are owned by
+ * consumer. Never waits for items: none when there are none. */
+void wf_store_queue_take(wf_store_t *s, const char *q, const char *consumer,
+                         size_t n, wf_store_cb cb, void *ud);
+/* Take over up to n (>= 1) owned items of q, whoever owns them, that
+ * nobody touched for at least min_idle ms, oldest first; their idle time
+ * restarts and r->owners says who had them. */
+void wf_store_queue_reclaim(wf_store_t *s, const char *q,
+                            const char *consumer, long long min_idle,
+                            size_t n, wf_store_cb cb, void *ud);
+/* Restart the idle time of those of ids[0..nids) that consumer still
+ * owns (r->count of them); items owned by others are left alone. */
+void wf_store_queue_touch(wf_store_t *s, const char *q, const char *consumer,
+                          const char *const *ids, size_t nids,
+                          wf_store_cb cb, void *ud);
+/* Counts of q: r->count waiting, r->taken owned, per consumer in rows. */
+void wf_store_queue_info(wf_store_t *s, const char *q, wf_store_cb cb,
+                         void *ud);
 
 /* Bytes the backend holds for ns (the sum of key and value lengths of its
  * records and log entries), in r->len, for the storage-growth spec. */

@@ -19,7 +19,9 @@ enum {
   WF_SOP_APPEND,
   WF_SOP_TRIM,
   WF_SOP_EXPECT,      /* n: 1 = the record must be absent */
-  WF_SOP_EXPECT_LAST  /* n: the log's last number */
+  WF_SOP_EXPECT_LAST, /* n: the log's last number */
+  WF_SOP_QPUSH,       /* ns: the queue, key "", val: the payload */
+  WF_SOP_QACK         /* ns: the queue, key: the item id */
 };
 
 /* One write of a batch. Strings live in the batch buffer (NUL-terminated,
@@ -39,6 +41,7 @@ struct wf_store_batch {
   size_t blen, bcap;
   size_t nappend;       /* appends in the batch (seqs to report) */
   size_t nexpect;       /* expectations in the batch */
+  size_t nqpush;        /* queue pushes in the batch (ids to report) */
   int bad;              /* a misuse recorded at build time: commit fails */
   wf_err_t err;
   wf_store_batch_t *next; /* store's free list */
@@ -86,6 +89,11 @@ struct wf_store_done {
   long long *seqs;
   const char **kp, **vp; /* built at delivery */
   int has_keys, has_vals;
+  long long count, taken; /* queue touch, info */
+  size_t *aoff;          /* queue strings: push ids or reclaim owners */
+  size_t naux, acap;
+  const char **ap;       /* built at delivery */
+  int aux_owners;        /* the queue strings are owners (reclaim) */
   char *buf;
   size_t blen, bcap;
   wf_err_t err;
@@ -101,6 +109,12 @@ void wf_store_done_row(wf_store_done_t *d, const char *k, size_t klen,
                        const void *v, size_t vlen, long long seq);
 /* commit: the number given to the next appended entry. */
 void wf_store_done_seq(wf_store_done_t *d, long long seq);
+/* commit: the id given to the next queue push (len bytes, copied). */
+void wf_store_done_id(wf_store_done_t *d, const char *id, size_t len);
+/* take, reclaim: one more item (copied); owner: its previous owner
+ * (reclaim) or NULL (take). */
+void wf_store_done_item(wf_store_done_t *d, const char *id, size_t idlen,
+                        const void *payload, size_t len, const char *owner);
 /* Fail with a message (rows added so far are dropped). */
 void wf_store_done_fail(wf_store_done_t *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -130,6 +144,22 @@ void wf_store_done_post(wf_store_done_t *d);
 void wf_store_fail(wf_store_t *s, wf_store_cb cb, void *ud, const char *fmt,
                    ...) __attribute__((format(printf, 4, 5)));
 
+/* ---- queues ------------------------------------------------------------ */
+
+enum { WF_SQ_TAKE = 1, WF_SQ_RECLAIM, WF_SQ_TOUCH, WF_SQ_INFO };
+
+/* A queue operation (not a batch op), checked by store.c: q is a valid
+ * name, consumer non-empty (take, reclaim, touch), n >= 1 (take,
+ * reclaim), ids well-formed (touch). Valid during the backend call only. */
+typedef struct wf_store_qop {
+  int kind;              /* WF_SQ_* */
+  const char *q, *consumer;
+  size_t n;
+  long long min_idle;    /* reclaim: ms */
+  const char *const *ids;
+  size_t nids;
+} wf_store_qop_t;
+
 /* ---- backends ---------------------------------------------------------- */
 
 typedef struct wf_store_vt {
@@ -148,6 +178,10 @@ typedef struct wf_store_vt {
   void (*close)(wf_store_t *s);
   /* The store's clock (NULL: this machine's, see wf_store_time). */
   void (*time)(wf_store_t *s, wf_store_cb cb, void *ud);
+  /* A queue operation (take, reclaim, touch, info); batch ops of queues
+   * (WF_SOP_QPUSH, WF_SOP_QACK) go through commit. */
+  void (*queue)(wf_store_t *s, const wf_store_qop_t *op, wf_store_cb cb,
+                void *ud);
 } wf_store_vt_t;
 
 /* One registered secret (see wf_store_add_secret). */
@@ -195,5 +229,11 @@ extern const wf_store_vt_t wf_store_mem_vt, wf_store_sqlite_vt,
 int wf_store_prefix_succ(const char *p, size_t n, char *out, size_t *outlen);
 /* Consume a pending injected failure: 1 and *after when there is one. */
 int wf_store_take_injection(wf_store_t *s, size_t *after);
+/* This machine's clock in ms since the epoch (the store's clock of sqlite
+ * and memory). */
+long long wf_store_now_ms(void);
+/* A queue item id of the sqlite and memory backends (decimal, > 0): 1 and
+ * *out, or 0 for any other id (which no item has). */
+int wf_store_qid_num(const char *id, long long *out);
 
 #endif

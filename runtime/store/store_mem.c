@@ -1,8 +1,10 @@
 /* store_mem.c — the "memory:" backend of store.h, for tests: per
  * namespace, records and logs in arrays sorted by key (binary search,
- * memmove on insert). A batch applies its writes one by one and keeps an
- * undo record for each, so that a failure (only an injected one can
- * happen) restores the state exactly; replaced or removed data is freed
+ * memmove on insert); per queue, its items in an array sorted by id
+ * (a counter that never goes back), each with its owner (NULL: waiting)
+ * and the time it was last touched. A batch applies its writes one by one
+ * and keeps an undo record for each, so that a failure (only an injected
+ * one can happen) restores the state exactly; replaced or removed data is freed
  * only once the batch has succeeded. Results complete through store.c's
  * deferred completions. Depends on store_int.h. */
 #include <stdio.h>
@@ -33,6 +35,22 @@ typedef struct mlog {
   unsigned long trim_gen; /* batch that last trimmed it (no compaction) */
 } mlog_t;
 
+/* A queue item; the payload follows in the same block. */
+typedef struct mitem {
+  long long id;
+  char *owner;        /* malloc'd; NULL while waiting */
+  long long touched;  /* ms, this machine's clock */
+  size_t len;
+  char payload[];
+} mitem_t;
+
+typedef struct mqueue {
+  char *name;
+  mitem_t **items;    /* by id */
+  size_t n, cap;
+  long long last;     /* the last id given */
+} mqueue_t;
+
 typedef struct mns {
   char *name;
   mrec_t **recs;
@@ -42,7 +60,7 @@ typedef struct mns {
 } mns_t;
 
 enum { U_REC_INSERT, U_REC_REPLACE, U_REC_REMOVE, U_LOG_REMOVE,
-       U_LOG_APPEND, U_LOG_TRIM };
+       U_LOG_APPEND, U_LOG_TRIM, U_QPUSH, U_QACK };
 
 typedef struct mundo {
   int type;
@@ -51,11 +69,15 @@ typedef struct mundo {
   mlog_t *log;
   int created;       /* append: the log was created by it */
   size_t off0, off1; /* trim: entries [off0, off1) dropped */
+  mqueue_t *q;       /* queue push, ack */
+  mitem_t *item;     /* ack: the removed item */
 } mundo_t;
 
 typedef struct mstore {
   mns_t **ns;
   size_t nns, cns;
+  mqueue_t **qs;
+  size_t nqs, cqs;
   mundo_t *undo;
   size_t nundo, cundo;
   unsigned long gen; /* batch generation */
@@ -285,6 +307,70 @@ static void do_trim(mstore_t *m, mns_t *n, const char *key, size_t kl,
   lg->trim_gen = m->gen;
 }
 
+/* ---- queues ------------------------------------------------------------ */
+
+/* The queue called name (created when create is set), or NULL. */
+static mqueue_t *mq_get(mstore_t *m, const char *name, int create) {
+  for (size_t i = 0; i < m->nqs; i++)
+    if (strcmp(m->qs[i]->name, name) == 0) return m->qs[i];
+  if (!create) return NULL;
+  mqueue_t *q = wf_xcalloc(1, sizeof *q);
+  q->name = wf_xstrdup(name);
+  WF_GROW(m->qs, m->cqs, m->nqs + 1);
+  m->qs[m->nqs++] = q;
+  return q;
+}
+
+/* Index of the first item of q whose id is >= id; *eq when equal. */
+static size_t item_find(const mqueue_t *q, long long id, int *eq) {
+  size_t lo = 0, hi = q->n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (q->items[mid]->id < id)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  *eq = lo < q->n && q->items[lo]->id == id;
+  return lo;
+}
+
+/* Push an item at the tail of q; returns its id. */
+static long long do_qpush(mstore_t *m, mqueue_t *q, const char *v,
+                          size_t vl) {
+  mitem_t *it = wf_xmalloc(sizeof *it + vl + 1);
+  it->id = ++q->last;
+  it->owner = NULL;
+  it->touched = wf_store_now_ms();
+  it->len = vl;
+  if (vl) memcpy(it->payload, v, vl);
+  it->payload[vl] = 0;
+  arr_insert((void ***)&q->items, &q->n, &q->cap, q->n, it);
+  undo_push(m, U_QPUSH, NULL)->q = q;
+  return it->id;
+}
+
+/* Remove item id from q (kept for the undo until the batch succeeds). */
+static void do_qack(mstore_t *m, mqueue_t *q, const char *id) {
+  long long num;
+  int eq;
+  size_t i;
+  if (!q || !wf_store_qid_num(id, &num)) return;
+  i = item_find(q, num, &eq);
+  if (!eq) return;
+  mundo_t *u = undo_push(m, U_QACK, NULL);
+  u->q = q;
+  u->item = q->items[i];
+  arr_remove((void **)q->items, &q->n, i);
+}
+
+/* Free an item. */
+static void item_free(mitem_t *it) {
+  if (!it) return;
+  free(it->owner);
+  free(it);
+}
+
 /* Undo the batch's writes, newest first. */
 static void undo_all(mstore_t *m) {
   while (m->nundo) {
@@ -321,6 +407,14 @@ static void undo_all(mstore_t *m) {
       case U_LOG_TRIM:
         u->log->off = u->off0;
         break;
+      case U_QPUSH: /* the newest item of its queue */
+        item_free(u->q->items[--u->q->n]);
+        u->q->last--;
+        break;
+      case U_QACK:
+        i = item_find(u->q, u->item->id, &eq);
+        arr_insert((void ***)&u->q->items, &u->q->n, &u->q->cap, i, u->item);
+        break;
     }
   }
 }
@@ -343,6 +437,9 @@ static void undo_commit(mstore_t *m) {
         break;
       case U_LOG_REMOVE:
         log_free(u->log);
+        break;
+      case U_QACK:
+        item_free(u->item);
         break;
     }
   }
@@ -388,8 +485,19 @@ static void mem_commit(wf_store_batch_t *b, wf_store_cb cb, void *ud) {
     const wf_store_op_t *o = &b->ops[k];
     if (inject && k == after) break;
     if (wf_sop_is_expect(o)) continue;
-    mns_t *n = ns_get(m, wf_sop_ns(b, o), 1);
     const char *key = wf_sop_key(b, o);
+    if (o->type == WF_SOP_QPUSH) {
+      char id[24];
+      long long v = do_qpush(m, mq_get(m, wf_sop_ns(b, o), 1),
+                             wf_sop_val(b, o), o->vlen);
+      wf_store_done_id(d, id, (size_t)snprintf(id, sizeof id, "%lld", v));
+      continue;
+    }
+    if (o->type == WF_SOP_QACK) {
+      do_qack(m, mq_get(m, wf_sop_ns(b, o), 0), key);
+      continue;
+    }
+    mns_t *n = ns_get(m, wf_sop_ns(b, o), 1);
     switch (o->type) {
       case WF_SOP_PUT:
         do_put(m, n, key, o->klen, wf_sop_val(b, o), o->vlen);
@@ -498,7 +606,76 @@ static void mem_size(wf_store_t *s, const char *ns, wf_store_cb cb,
   wf_store_done_post(d);
 }
 
-/* Free every namespace. */
+/* Deliver item it (of a take or reclaim; owner: the previous one) to d,
+ * now owned by consumer and touched at now. */
+static void item_give(wf_store_done_t *d, mitem_t *it, const char *consumer,
+                      long long now, const char *owner) {
+  char id[24];
+  wf_store_done_item(d, id, (size_t)snprintf(id, sizeof id, "%lld", it->id),
+                     it->payload, it->len, owner);
+  free(it->owner);
+  it->owner = wf_xstrdup(consumer);
+  it->touched = now;
+}
+
+/* A queue operation: take, reclaim, touch or info. */
+static void mem_queue(wf_store_t *s, const wf_store_qop_t *op,
+                      wf_store_cb cb, void *ud) {
+  wf_store_done_t *d = wf_store_done_new(s, cb, ud);
+  mqueue_t *q = mq_get(s->be, op->q, 0);
+  long long now = wf_store_now_ms(), num;
+  size_t i, k;
+  int eq;
+  for (i = 0; q && i < q->n; i++) {
+    mitem_t *it = q->items[i];
+    if (op->kind == WF_SQ_TAKE && !it->owner && d->n < op->n) {
+      item_give(d, it, op->consumer, now, NULL);
+    } else if (op->kind == WF_SQ_RECLAIM && it->owner && d->n < op->n &&
+               now - it->touched >= op->min_idle) {
+      char *was = it->owner;
+      it->owner = NULL; /* item_give frees it: keep it for the row */
+      item_give(d, it, op->consumer, now, was);
+      free(was);
+    } else if (op->kind == WF_SQ_INFO && !it->owner) {
+      d->count++;
+    } else if (op->kind == WF_SQ_INFO) {
+      d->taken++;
+    }
+  }
+  for (k = 0; q && op->kind == WF_SQ_TOUCH && k < op->nids; k++) {
+    if (!wf_store_qid_num(op->ids[k], &num)) continue;
+    i = item_find(q, num, &eq);
+    if (!eq || !q->items[i]->owner ||
+        strcmp(q->items[i]->owner, op->consumer) != 0)
+      continue;
+    q->items[i]->touched = now;
+    d->count++;
+  }
+  if (q && op->kind == WF_SQ_INFO && d->taken) {
+    /* per consumer, in name order: each owner once, counted */
+    const char *prev = NULL;
+    for (;;) {
+      const char *next = NULL;
+      long long c = 0;
+      for (i = 0; i < q->n; i++) {
+        const char *o = q->items[i]->owner;
+        if (!o || (prev && strcmp(o, prev) <= 0)) continue;
+        if (!next || strcmp(o, next) < 0) {
+          next = o;
+          c = 1;
+        } else if (strcmp(o, next) == 0) {
+          c++;
+        }
+      }
+      if (!next) break;
+      wf_store_done_row(d, next, strlen(next), "", 0, c);
+      prev = next;
+    }
+  }
+  wf_store_done_post(d);
+}
+
+/* Free every namespace and queue. */
 static void mem_close(wf_store_t *s) {
   mstore_t *m = s->be;
   if (!m) return;
@@ -511,7 +688,15 @@ static void mem_close(wf_store_t *s) {
     free(n->name);
     free(n);
   }
+  for (size_t i = 0; i < m->nqs; i++) {
+    mqueue_t *q = m->qs[i];
+    for (size_t k = 0; k < q->n; k++) item_free(q->items[k]);
+    free(q->items);
+    free(q->name);
+    free(q);
+  }
   free(m->ns);
+  free(m->qs);
   free(m->undo);
   free(m);
 }
@@ -523,6 +708,6 @@ int wf_store_mem_open(wf_store_t *s, wf_err_t *err) {
   return WF_OK;
 }
 
-const wf_store_vt_t wf_store_mem_vt = {"memory", mem_get,    mem_scan,
+const wf_store_vt_t wf_store_mem_vt = {"memory",  mem_get,    mem_scan,
                                        mem_range, mem_commit, mem_size,
-                                       mem_close, NULL};
+                                       mem_close, NULL,       mem_queue};

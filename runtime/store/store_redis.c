@@ -4,7 +4,12 @@
  * Layout (docs/store.md): records of ns in hash weft:{ns}:rec, their keys
  * in sorted set weft:{ns}:rkeys (score 0: ZRANGEBYLEX gives prefix scans
  * in byte order); log (ns, key) in list weft:{ns}:log:<key>, the last
- * number it gave in hash weft:{ns}:logseq, its key in weft:{ns}:lkeys.
+ * number it gave in hash weft:{ns}:logseq, its key in weft:{ns}:lkeys;
+ * queue q in stream weft:{q}:queue, read through consumer group "weft"
+ * (created lazily, from id 0: items pushed before it are delivered; a
+ * NOGROUP reply, e.g. after a restart without persistence, creates it and
+ * sends the operation again, once). Push is XADD, take XREADGROUP, ack
+ * XACK + XDEL; reclaim, touch and info are small scripts.
  * A batch is MULTI ... EXEC (one with expectations: one call of a script
  * that checks them, then runs the same commands); an append is RPUSH + HINCRBY (whose reply is
  * the entry's number); trim, del_prefix, scan, range and size are small
@@ -33,7 +38,8 @@
 #define BACKOFF_MAX 2.0
 
 enum { R_DOWN, R_CONNECTING, R_READY };
-enum { K_GET, K_SCAN, K_RANGE, K_SIZE, K_COMMIT, K_TIME };
+enum { K_GET, K_SCAN, K_RANGE, K_SIZE, K_COMMIT, K_TIME,
+       K_QTAKE, K_QRECLAIM, K_QTOUCH, K_QINFO }; /* K_Q*: queues, in order */
 
 typedef struct rs rs_t;
 
@@ -46,10 +52,12 @@ typedef struct rop {
   wf_store_batch_t *b; /* commit */
   int injected;        /* commit: a failing command was queued */
   int eval_body;       /* commit: send the batch script's body (NOSCRIPT) */
-  char *a;             /* ns NUL key NUL (reads) */
-  size_t acap;
+  int regrouped;       /* queue: the group was created after NOGROUP */
+  char *a;             /* ns NUL key NUL [more strings NUL] (reads) */
+  size_t acap, alen;
   size_t nslen, klen;
-  long long n1, n2;    /* scan: limit; range: from, to */
+  long long n1, n2;    /* scan: limit; range: from, to; queues: n, min
+                          idle (ms) or the number of ids after the key */
   struct rop *next;
 } rop_t;
 
@@ -194,6 +202,56 @@ static const char batch_lua[] =
     "end\n"
     "return out\n";
 
+/* KEYS stream; ARGV consumer, min idle (ms), n -> {entries, owners}: the
+ * pending entries idle that long, oldest first (XPENDING IDLE tells their
+ * owners, which XAUTOCLAIM does not), claimed by the consumer (XCLAIM:
+ * one of them deleted meanwhile is dropped from the group, not given). */
+static const char reclaim_lua[] =
+    "local p = redis.call('XPENDING', KEYS[1], 'weft', 'IDLE', ARGV[2], "
+    "'-', '+', ARGV[3])\n"
+    "local was, got, ow = {}, {}, {}\n"
+    "for i = 1, #p, 500 do\n"
+    "  local ids = {}\n"
+    "  for j = i, math.min(i + 499, #p) do\n"
+    "    ids[#ids + 1] = p[j][1]\n"
+    "    was[p[j][1]] = p[j][2]\n"
+    "  end\n"
+    "  local c = redis.call('XCLAIM', KEYS[1], 'weft', ARGV[1], ARGV[2], "
+    "unpack(ids))\n"
+    "  for j = 1, #c do\n"
+    "    if c[j] then got[#got + 1] = c[j]; ow[#ow + 1] = was[c[j][1]] end\n"
+    "  end\n"
+    "end\n"
+    "return {got, ow}\n";
+
+/* KEYS stream; ARGV consumer, ids... -> how many of the ids the consumer
+ * owns (their idle time restarts: XCLAIM 0 JUSTID); the others are left
+ * to their owners. */
+static const char touch_lua[] =
+    "local n = 0\n"
+    "for i = 2, #ARGV do\n"
+    "  local p = redis.call('XPENDING', KEYS[1], 'weft', ARGV[i], ARGV[i], "
+    "1)\n"
+    "  if p[1] and p[1][2] == ARGV[1] then\n"
+    "    redis.call('XCLAIM', KEYS[1], 'weft', ARGV[1], 0, ARGV[i], "
+    "'JUSTID')\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
+/* KEYS stream -> {waiting, taken, {{consumer, count}...}}: the stream
+ * holds only items not acked (ack deletes), the group's pending list the
+ * taken ones; without a group nothing was taken (nothing is created). */
+static const char info_lua[] =
+    "local len = redis.call('XLEN', KEYS[1])\n"
+    "local p = redis.pcall('XPENDING', KEYS[1], 'weft')\n"
+    "if p.err then\n"
+    "  if string.sub(p.err, 1, 7) ~= 'NOGROUP' then return p end\n"
+    "  return {len, 0, {}}\n"
+    "end\n"
+    "return {len - p[1], p[1], p[4] or {}}\n";
+
 /* KEYS rec, rkeys, logseq, lkeys; ARGV log key prefix -> bytes */
 static const char size_lua[] =
     "local n = 0\n"
@@ -294,7 +352,7 @@ static void num_arg(const char **av, size_t *al, char *buf, size_t cap,
 
 /* One command of a batch op: verb, the key it names (suffix, then the op's
  * key when keyed), then its arguments by letter: k the op's key, v its
- * value, 0 and 1 themselves. */
+ * value, g the queue's group ("weft"), others (0, 1, *, p) themselves. */
 typedef struct kcmd {
   const char *verb, *suffix;
   int keyed;
@@ -308,6 +366,11 @@ static const kcmd_t append_cmds[] = {{"RPUSH", "log:", 1, "v"},
                                      {"HINCRBY", "logseq", 0, "k1"},
                                      {"ZADD", "lkeys", 0, "0k"},
                                      {NULL, NULL, 0, NULL}};
+static const kcmd_t qpush_cmds[] = {{"XADD", "queue", 0, "*pv"},
+                                    {NULL, NULL, 0, NULL}};
+static const kcmd_t qack_cmds[] = {{"XACK", "queue", 0, "gk"},
+                                   {"XDEL", "queue", 0, "k"},
+                                   {NULL, NULL, 0, NULL}};
 static const kcmd_t del_cmds[] = {{"HDEL", "rec", 0, "k"},
                                   {"ZREM", "rkeys", 0, "k"},
                                   {"DEL", "log:", 1, ""},
@@ -321,6 +384,8 @@ static const kcmd_t *op_cmds(int type) {
   return type == WF_SOP_PUT      ? put_cmds
          : type == WF_SOP_APPEND ? append_cmds
          : type == WF_SOP_DEL    ? del_cmds
+         : type == WF_SOP_QPUSH  ? qpush_cmds
+         : type == WF_SOP_QACK   ? qack_cmds
                                  : NULL;
 }
 
@@ -442,6 +507,7 @@ static rop_t *rop_new(rs_t *rs, int kind, wf_store_cb cb, void *ud) {
   o->b = NULL;
   o->injected = 0;
   o->eval_body = 0;
+  o->regrouped = 0;
   o->next = NULL;
   return o;
 }
@@ -457,6 +523,18 @@ static void rop_args(rop_t *o, const char *ns, const char *key) {
   memcpy(o->a + nl + 1, key, kl + 1);
   o->nslen = nl;
   o->klen = kl;
+  o->alen = nl + kl + 2;
+}
+
+/* Copy one more string into o after its ns and key (queue touch: ids). */
+static void rop_more(rop_t *o, const char *str) {
+  size_t n = strlen(str) + 1;
+  if (o->acap < o->alen + n) {
+    o->acap = (o->alen + n) * 2;
+    o->a = wf_xrealloc(o->a, o->acap);
+  }
+  memcpy(o->a + o->alen, str, n);
+  o->alen += n;
 }
 
 /* Release o (and its batch) into the pool. */
@@ -483,6 +561,33 @@ static void wd_kick(rs_t *rs);
 static void rop_send(rs_t *rs, rop_t *o);
 static void conn_drop(rs_t *rs, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Add the stream entries es ({{id, {field, value...}}...}: the payload is
+ * the value of the first field) to d as queue items; owners (reclaim:
+ * one name per entry) or NULL. 0 when the reply has another shape. */
+static int q_entries(wf_store_done_t *d, const redisReply *es,
+                     const redisReply *owners) {
+  if (es->type != REDIS_REPLY_ARRAY ||
+      (owners && (owners->type != REDIS_REPLY_ARRAY ||
+                  owners->elements != es->elements)))
+    return 0;
+  for (size_t i = 0; i < es->elements; i++) {
+    const redisReply *e = es->element[i], *f, *o;
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING)
+      return 0;
+    f = e->element[1];
+    o = owners ? owners->element[i] : NULL;
+    if (f->type != REDIS_REPLY_ARRAY || f->elements < 2 ||
+        f->element[1]->type != REDIS_REPLY_STRING ||
+        (o && o->type != REDIS_REPLY_STRING))
+      return 0;
+    wf_store_done_item(d, e->element[0]->str, e->element[0]->len,
+                       f->element[1]->str, f->element[1]->len,
+                       o ? o->str : NULL);
+  }
+  return 1;
+}
 
 /* Reply of an operation's last command (NULL: the connection is gone). */
 static void reply_cb(redisAsyncContext *ac, void *rv, void *priv) {
@@ -511,6 +616,14 @@ static void reply_cb(redisAsyncContext *ac, void *rv, void *priv) {
      * send it again with its body */
     rs->sha[0] = 0;
     o->eval_body = 1;
+    rop_send(rs, o);
+    return;
+  }
+  if (r->type == REDIS_REPLY_ERROR && o->kind >= K_QTAKE && !o->regrouped &&
+      !strncmp(r->str, "NOGROUP", 7)) {
+    /* no group yet, or the server lost it (restart without persistence):
+     * create it, then the operation again (once; nothing ran) */
+    o->regrouped = 1;
     rop_send(rs, o);
     return;
   }
@@ -601,12 +714,51 @@ static void reply_cb(redisAsyncContext *ac, void *rv, void *priv) {
         if (type == WF_SOP_APPEND) {
           if (r->element[k + 1]->type != REDIS_REPLY_INTEGER) goto bad;
           wf_store_done_seq(d, r->element[k + 1]->integer);
+        } else if (type == WF_SOP_QPUSH) {
+          if (r->element[k]->type != REDIS_REPLY_STRING) goto bad;
+          wf_store_done_id(d, r->element[k]->str, r->element[k]->len);
         }
         k += cnt;
       }
       if (k != r->elements) goto bad;
       break;
     }
+    case K_QTAKE:
+      /* nil (nothing waiting) or {{stream, entries}} */
+      if (r->type == REDIS_REPLY_NIL) break;
+      if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 ||
+          r->element[0]->type != REDIS_REPLY_ARRAY ||
+          r->element[0]->elements != 2 ||
+          !q_entries(d, r->element[0]->element[1], NULL))
+        goto bad;
+      break;
+    case K_QRECLAIM:
+      if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+          !q_entries(d, r->element[0], r->element[1]))
+        goto bad;
+      break;
+    case K_QTOUCH:
+      if (r->type != REDIS_REPLY_INTEGER) goto bad;
+      d->count = r->integer;
+      break;
+    case K_QINFO:
+      if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+          r->element[0]->type != REDIS_REPLY_INTEGER ||
+          r->element[1]->type != REDIS_REPLY_INTEGER ||
+          r->element[2]->type != REDIS_REPLY_ARRAY)
+        goto bad;
+      d->count = r->element[0]->integer;
+      d->taken = r->element[1]->integer;
+      for (size_t i = 0; i < r->element[2]->elements; i++) {
+        redisReply *c = r->element[2]->element[i];
+        if (c->type != REDIS_REPLY_ARRAY || c->elements != 2 ||
+            c->element[0]->type != REDIS_REPLY_STRING ||
+            c->element[1]->type != REDIS_REPLY_STRING)
+          goto bad;
+        wf_store_done_row(d, c->element[0]->str, c->element[0]->len, "", 0,
+                          strtoll(c->element[1]->str, NULL, 10));
+      }
+      break;
   }
   goto out;
 bad:
@@ -685,8 +837,10 @@ static int send_cmds(rs_t *rs, wf_store_batch_t *b, const wf_store_op_t *op,
         av[n] = key, al[n] = op->klen;
       else if (*a == 'v')
         av[n] = wf_sop_val(b, op), al[n] = op->vlen;
+      else if (*a == 'g')
+        av[n] = "weft", al[n] = 4;
       else
-        av[n] = a, al[n] = 1; /* '0' or '1' itself */
+        av[n] = a, al[n] = 1; /* '0', '1', '*', 'p' itself */
     }
     rc |= cmd(rs, NULL, n, av, al);
   }
@@ -703,6 +857,8 @@ static int send_op(rs_t *rs, wf_store_batch_t *b, const wf_store_op_t *op) {
     case WF_SOP_PUT:
     case WF_SOP_APPEND:
     case WF_SOP_DEL:
+    case WF_SOP_QPUSH:
+    case WF_SOP_QACK:
       return send_cmds(rs, b, op, op_cmds(op->type));
     case WF_SOP_DEL_PREFIX:
       eval_head(av, al, delp_lua, sizeof delp_lua - 1, "4");
@@ -776,6 +932,65 @@ static int send_script(rs_t *rs, rop_t *o, wf_store_batch_t *b, int inject) {
   return rc;
 }
 
+/* Send queue operation o (stream of queue ns, consumer key); 0 on
+ * success. After NOGROUP, XGROUP CREATE goes first (BUSYGROUP, from a
+ * concurrent creation, is fine: its reply is not read). */
+static int send_queue(rs_t *rs, rop_t *o, const char *ns, const char *key) {
+  const char *av[10], **tv;
+  size_t al[10], *tl;
+  char n1[32], n2[32];
+  int rc;
+  if (o->regrouped) {
+    av[0] = "XGROUP", al[0] = 6;
+    av[1] = "CREATE", al[1] = 6;
+    av[2] = kname(rs, 0, ns, o->nslen, "queue", NULL, 0, &al[2]);
+    av[3] = "weft", al[3] = 4;
+    av[4] = "0", al[4] = 1;
+    av[5] = "MKSTREAM", al[5] = 8;
+    if (cmd(rs, NULL, 6, av, al)) return -1;
+  }
+  switch (o->kind) {
+    case K_QTAKE:
+      av[0] = "XREADGROUP", al[0] = 10;
+      av[1] = "GROUP", al[1] = 5;
+      av[2] = "weft", al[2] = 4;
+      av[3] = key, al[3] = o->klen;
+      av[4] = "COUNT", al[4] = 5;
+      num_arg(&av[5], &al[5], n1, sizeof n1, o->n1);
+      av[6] = "STREAMS", al[6] = 7;
+      av[7] = kname(rs, 0, ns, o->nslen, "queue", NULL, 0, &al[7]);
+      av[8] = ">", al[8] = 1;
+      return cmd(rs, o, 9, av, al);
+    case K_QRECLAIM:
+      eval_head(av, al, reclaim_lua, sizeof reclaim_lua - 1, "1");
+      av[3] = kname(rs, 0, ns, o->nslen, "queue", NULL, 0, &al[3]);
+      av[4] = key, al[4] = o->klen;
+      num_arg(&av[5], &al[5], n2, sizeof n2, o->n2);
+      num_arg(&av[6], &al[6], n1, sizeof n1, o->n1);
+      return cmd(rs, o, 7, av, al);
+    case K_QINFO:
+      eval_head(av, al, info_lua, sizeof info_lua - 1, "1");
+      av[3] = kname(rs, 0, ns, o->nslen, "queue", NULL, 0, &al[3]);
+      return cmd(rs, o, 4, av, al);
+  }
+  /* touch: the consumer and the ids as arguments */
+  tv = wf_xmalloc(((size_t)o->n1 + 5) * sizeof *tv);
+  tl = wf_xmalloc(((size_t)o->n1 + 5) * sizeof *tl);
+  eval_head(tv, tl, touch_lua, sizeof touch_lua - 1, "1");
+  tv[3] = kname(rs, 0, ns, o->nslen, "queue", NULL, 0, &tl[3]);
+  tv[4] = key, tl[4] = o->klen;
+  const char *p = key + o->klen + 1;
+  for (long long i = 0; i < o->n1; i++) {
+    tv[5 + i] = p;
+    tl[5 + i] = strlen(p);
+    p += tl[5 + i] + 1;
+  }
+  rc = cmd(rs, o, (int)o->n1 + 5, tv, tl);
+  free(tv);
+  free(tl);
+  return rc;
+}
+
 /* Send operation o on the ready connection (it is then in flight). */
 static void rop_send(rs_t *rs, rop_t *o) {
   const char *av[8];
@@ -783,6 +998,10 @@ static void rop_send(rs_t *rs, rop_t *o) {
   char n1[32], n2[32];
   const char *ns = o->a, *key = o->a + o->nslen + 1;
   int rc = 0;
+  if (o->kind >= K_QTAKE) {
+    rc = send_queue(rs, o, ns, key);
+    goto sent;
+  }
   switch (o->kind) {
     case K_GET:
       av[0] = "HGET", al[0] = 4;
@@ -847,6 +1066,7 @@ static void rop_send(rs_t *rs, rop_t *o) {
       break;
     }
   }
+sent:
   if (rc) {
     /* only when hiredis refuses commands (context going away) */
     rop_fail(rs, o, "redis: cannot send the command");
@@ -1127,6 +1347,24 @@ static void r_time(wf_store_t *s, wf_store_cb cb, void *ud) {
   rop_start(rs, rop_new(rs, K_TIME, cb, ud));
 }
 
+/* A queue operation (take, reclaim, touch, info): see send_queue. */
+static void r_queue(wf_store_t *s, const wf_store_qop_t *op, wf_store_cb cb,
+                    void *ud) {
+  static const int kinds[] = {[WF_SQ_TAKE] = K_QTAKE,
+                              [WF_SQ_RECLAIM] = K_QRECLAIM,
+                              [WF_SQ_TOUCH] = K_QTOUCH,
+                              [WF_SQ_INFO] = K_QINFO};
+  rop_t *o = rop_keyed(s, kinds[op->kind], op->q,
+                       op->consumer ? op->consumer : "", cb, ud);
+  o->n1 = (long long)op->n;
+  o->n2 = op->min_idle;
+  if (op->kind == WF_SQ_TOUCH) {
+    o->n1 = (long long)op->nids;
+    for (size_t i = 0; i < op->nids; i++) rop_more(o, op->ids[i]);
+  }
+  rop_start(s->be, o);
+}
+
 /* Commit as MULTI ... EXEC (with expectations: one call of the batch
  * script). */
 static void r_commit(wf_store_batch_t *b, wf_store_cb cb, void *ud) {
@@ -1198,5 +1436,6 @@ int wf_store_redis_open(wf_store_t *s, const char *host, int port, int db,
   return WF_OK;
 }
 
-const wf_store_vt_t wf_store_redis_vt = {"redis",  r_get,    r_scan, r_range,
-                                         r_commit, r_size,   r_close, r_time};
+const wf_store_vt_t wf_store_redis_vt = {"redis",  r_get,  r_scan,  r_range,
+                                         r_commit, r_size, r_close, r_time,
+                                         r_queue};

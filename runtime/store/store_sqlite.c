@@ -3,8 +3,11 @@
  * power loss may lose the last commits, never corrupts — docs/store.md),
  * a busy timeout for other processes sharing the file, the schema
  * (meta, records, logs, log_heads) created on first use and its version
- * checked on open, and every statement prepared once. A batch is one
- * BEGIN IMMEDIATE ... COMMIT transaction, rolled back on any error.
+ * checked on open, the queue tables (queue, queue_heads) added to files
+ * that lack them, and every statement prepared once. A batch is one
+ * BEGIN IMMEDIATE ... COMMIT transaction, rolled back on any error; so is
+ * each queue take, reclaim and touch (processes sharing the file take
+ * turns: no item is given twice).
  * Operations run synchronously and complete through store.c's deferred
  * completions. Files are private: missing directories are made 0700, the
  * database file is created 0600 before SQLite opens it (SQLite gives its
@@ -37,6 +40,8 @@ enum {
   Q_SCAN, Q_SCAN_ALL,
   Q_RANGE, Q_HEAD_NEXT, Q_APPEND, Q_TRIM,
   Q_SIZE_REC, Q_SIZE_LOG, Q_HEAD_LAST,
+  Q_QHEAD_NEXT, Q_QPUSH, Q_QACK, Q_QWAITING, Q_QIDLE, Q_QOWN, Q_QTOUCH,
+  Q_QINFO,
   Q_COUNT
 };
 
@@ -73,6 +78,20 @@ static const char *const sql[Q_COUNT] = {
     [Q_SIZE_LOG] = "SELECT coalesce(sum(length(CAST(key AS BLOB)) + "
                    "length(value)), 0) FROM logs WHERE ns=?1",
     [Q_HEAD_LAST] = "SELECT last FROM log_heads WHERE ns=?1 AND key=?2",
+    [Q_QHEAD_NEXT] = "INSERT INTO queue_heads(q, last) VALUES(?1, 1) "
+                     "ON CONFLICT(q) DO UPDATE SET last=last+1 RETURNING last",
+    [Q_QPUSH] = "INSERT INTO queue(q, id, payload, owner, touched) "
+                "VALUES(?1, ?2, ?3, NULL, ?4)",
+    [Q_QACK] = "DELETE FROM queue WHERE q=?1 AND id=?2",
+    [Q_QWAITING] = "SELECT id, payload, NULL FROM queue WHERE q=?1 AND "
+                   "owner IS NULL ORDER BY id LIMIT ?3",
+    [Q_QIDLE] = "SELECT id, payload, owner FROM queue WHERE q=?1 AND "
+                "owner IS NOT NULL AND touched<=?2 ORDER BY id LIMIT ?3",
+    [Q_QOWN] = "UPDATE queue SET owner=?3, touched=?4 WHERE q=?1 AND id=?2",
+    [Q_QTOUCH] = "UPDATE queue SET touched=?4 WHERE q=?1 AND id=?2 AND "
+                 "owner=?3",
+    [Q_QINFO] = "SELECT owner, count(*) FROM queue WHERE q=?1 "
+                "GROUP BY owner ORDER BY owner",
 };
 
 /* Rowid tables for the two that hold values of any size (a WITHOUT ROWID
@@ -86,6 +105,18 @@ static const char schema_sql[] =
     "seq INTEGER NOT NULL, value BLOB NOT NULL, PRIMARY KEY(ns, key, seq));"
     "CREATE TABLE log_heads(ns TEXT NOT NULL, key TEXT NOT NULL, "
     "last INTEGER NOT NULL, PRIMARY KEY(ns, key)) WITHOUT ROWID;";
+
+/* The queue tables, added to any file that lacks them (they came after
+ * version 1 without changing it: an older weft ignores them). The partial
+ * index finds the oldest waiting items without walking the owned ones. */
+static const char queue_sql[] =
+    "CREATE TABLE IF NOT EXISTS queue(q TEXT NOT NULL, id INTEGER NOT NULL, "
+    "payload BLOB NOT NULL, owner TEXT, touched INTEGER NOT NULL, "
+    "PRIMARY KEY(q, id));"
+    "CREATE INDEX IF NOT EXISTS queue_waiting ON queue(q, id) "
+    "WHERE owner IS NULL;"
+    "CREATE TABLE IF NOT EXISTS queue_heads(q TEXT NOT NULL PRIMARY KEY, "
+    "last INTEGER NOT NULL) WITHOUT ROWID;";
 
 typedef struct sq {
   sqlite3 *db;
@@ -289,6 +320,10 @@ static int ensure_schema(sq_t *q, wf_err_t *err) {
       sq_fail(q, err, "creating the schema");
       goto fail;
     }
+  }
+  if (exec(q->db, queue_sql) != SQLITE_OK) {
+    sq_fail(q, err, "adding the queue tables");
+    goto fail;
   }
   if (exec(q->db, "COMMIT") != SQLITE_OK) {
     sq_fail(q, err, NULL);
@@ -534,6 +569,32 @@ static int apply(sq_t *q, wf_store_batch_t *b, const wf_store_op_t *o,
       bind_text(st, 2, key, o->klen);
       sqlite3_bind_int64(st, 3, o->n);
       return run(st);
+    case WF_SOP_QPUSH: {
+      long long id;
+      char num[24];
+      st = q->st[Q_QHEAD_NEXT];
+      bind_text(st, 1, ns, o->nslen);
+      rc = sqlite3_step(st);
+      id = sqlite3_column_int64(st, 0);
+      sqlite3_reset(st);
+      if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? SQLITE_ERROR : rc;
+      st = q->st[Q_QPUSH];
+      bind_text(st, 1, ns, o->nslen);
+      sqlite3_bind_int64(st, 2, id);
+      bind_blob(st, 3, wf_sop_val(b, o), o->vlen);
+      sqlite3_bind_int64(st, 4, wf_store_now_ms());
+      if ((rc = run(st)) == SQLITE_DONE)
+        wf_store_done_id(d, num, (size_t)snprintf(num, sizeof num, "%lld", id));
+      return rc;
+    }
+    case WF_SOP_QACK: {
+      long long id;
+      if (!wf_store_qid_num(key, &id)) return SQLITE_DONE; /* no such item */
+      st = q->st[Q_QACK];
+      bind_text(st, 1, ns, o->nslen);
+      sqlite3_bind_int64(st, 2, id);
+      return run(st);
+    }
     case WF_SOP_EXPECT:
     case WF_SOP_EXPECT_LAST:
       return SQLITE_DONE; /* checked before the writes */
@@ -611,9 +672,109 @@ out:
   wf_store_done_post(d);
 }
 
+/* ---- queues ------------------------------------------------------------ */
+
+/* Take (op take) or take over (op reclaim) items of op->q for
+ * op->consumer, inside the caller's transaction: select them, then own
+ * them (rows copied into d first: a table is not updated under a running
+ * SELECT of it). SQLITE_DONE or an error code. */
+static int sq_own(sq_t *q, const wf_store_qop_t *op, long long now,
+                  wf_store_done_t *d) {
+  int idle = op->kind == WF_SQ_RECLAIM, rc;
+  sqlite3_stmt *st = q->st[idle ? Q_QIDLE : Q_QWAITING];
+  long long *ids = wf_xmalloc(op->n * sizeof *ids);
+  size_t n = 0, qlen = strlen(op->q), clen = strlen(op->consumer);
+  bind_text(st, 1, op->q, qlen);
+  sqlite3_bind_int64(st, 2, now - op->min_idle);
+  sqlite3_bind_int64(st, 3, (sqlite3_int64)op->n);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < op->n) {
+    char num[24];
+    ids[n++] = sqlite3_column_int64(st, 0);
+    wf_store_done_item(d, num,
+                       (size_t)snprintf(num, sizeof num, "%lld", ids[n - 1]),
+                       sqlite3_column_blob(st, 1),
+                       (size_t)sqlite3_column_bytes(st, 1),
+                       (const char *)sqlite3_column_text(st, 2));
+  }
+  sqlite3_reset(st);
+  if (rc == SQLITE_ROW) rc = SQLITE_DONE;
+  st = q->st[Q_QOWN];
+  for (size_t i = 0; i < n && rc == SQLITE_DONE; i++) {
+    bind_text(st, 1, op->q, qlen);
+    sqlite3_bind_int64(st, 2, ids[i]);
+    bind_text(st, 3, op->consumer, clen);
+    sqlite3_bind_int64(st, 4, now);
+    rc = run(st);
+  }
+  free(ids);
+  return rc;
+}
+
+/* Restart the idle time of the ids op->consumer owns (d->count of them),
+ * inside the caller's transaction. SQLITE_DONE or an error code. */
+static int sq_touch(sq_t *q, const wf_store_qop_t *op, long long now,
+                    wf_store_done_t *d) {
+  sqlite3_stmt *st = q->st[Q_QTOUCH];
+  int rc = SQLITE_DONE;
+  long long id;
+  for (size_t i = 0; i < op->nids && rc == SQLITE_DONE; i++) {
+    if (!wf_store_qid_num(op->ids[i], &id)) continue;
+    bind_text(st, 1, op->q, strlen(op->q));
+    sqlite3_bind_int64(st, 2, id);
+    bind_text(st, 3, op->consumer, strlen(op->consumer));
+    sqlite3_bind_int64(st, 4, now);
+    if ((rc = run(st)) == SQLITE_DONE) d->count += sqlite3_changes(q->db);
+  }
+  return rc;
+}
+
+/* Counts of op->q: one GROUP BY owner (NULL: waiting), one snapshot. */
+static int sq_info(sq_t *q, const wf_store_qop_t *op, wf_store_done_t *d) {
+  sqlite3_stmt *st = q->st[Q_QINFO];
+  int rc;
+  bind_text(st, 1, op->q, strlen(op->q));
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    long long c = sqlite3_column_int64(st, 1);
+    if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
+      d->count = c;
+      continue;
+    }
+    d->taken += c;
+    wf_store_done_row(d, (const char *)sqlite3_column_text(st, 0),
+                      (size_t)sqlite3_column_bytes(st, 0), "", 0, c);
+  }
+  sqlite3_reset(st);
+  return rc;
+}
+
+/* A queue operation: info is one statement; take, reclaim and touch are
+ * each one BEGIN IMMEDIATE transaction, rolled back on error. */
+static void sq_queue(wf_store_t *s, const wf_store_qop_t *op, wf_store_cb cb,
+                     void *ud) {
+  sq_t *q = s->be;
+  wf_store_done_t *d = wf_store_done_new(s, cb, ud);
+  long long now = wf_store_now_ms();
+  int rc;
+  if (op->kind == WF_SQ_INFO) {
+    if (sq_info(q, op, d) != SQLITE_DONE) done_sqerr(q, d);
+    wf_store_done_post(d);
+    return;
+  }
+  if ((rc = run(q->st[Q_BEGIN])) == SQLITE_DONE) {
+    rc = op->kind == WF_SQ_TOUCH ? sq_touch(q, op, now, d)
+                                 : sq_own(q, op, now, d);
+    if (rc == SQLITE_DONE) rc = run(q->st[Q_COMMIT]);
+  }
+  if (rc != SQLITE_DONE) {
+    done_sqerr(q, d);
+    if (!sqlite3_get_autocommit(q->db)) run(q->st[Q_ROLLBACK]);
+  }
+  wf_store_done_post(d);
+}
+
 /* Close the connection. */
 static void sq_close(wf_store_t *s) { sq_free(s->be); }
 
 const wf_store_vt_t wf_store_sqlite_vt = {"sqlite",  sq_get,    sq_scan,
                                           sq_range,  sq_commit, sq_size,
-                                          sq_close, NULL};
+                                          sq_close, NULL,      sq_queue};
