@@ -13,6 +13,8 @@ static const luaL_Reg mods[] = {{"weft.core.json", wf_lua_open_json},
                                 {"weft.core.proc", wf_lua_open_proc},
                                 {"weft.core.store", wf_lua_open_store},
                                 {"weft.core.server", wf_lua_open_server},
+                                {"weft.core.watchdog", wf_lua_open_watchdog},
+                                {"weft.core.child", wf_lua_open_child},
                                 {NULL, NULL}};
 
 /* preload loader for "weft.core". */

@@ -24,5 +24,7 @@ int wf_lua_open_tcp(lua_State *L);
 int wf_lua_open_proc(lua_State *L);
 int wf_lua_open_store(lua_State *L);
 int wf_lua_open_server(lua_State *L);
+int wf_lua_open_watchdog(lua_State *L);
+int wf_lua_open_child(lua_State *L);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "lua_rt.h"
 #include "lua_sched.h"
+#include "watchdog.h"
 
 #define WF_POOL_MAX 256
 /* Registry-ref leak check at state close: compiled in by the WEFT_DEBUG_REFS
@@ -265,6 +266,19 @@ static void task_finish(wf_task_t *t, int ok, const char *msg,
   if (t->done) t->done(t, ok, msg, tb);
 }
 
+/* Tell the watchdog what t runs: its invocation's executor and run ids
+ * (both live as long as the invocation), or nothing (NULL t, a task of no
+ * invocation). Only called when a watchdog exists. */
+static void watch_task(wf_lua_rt_t *rt, wf_task_t *t) {
+  const char *run = NULL, *exec = NULL;
+  if (t && t->run) {
+    wf_inv_t *inv = wf_run_inv(t->run, t->seq);
+    run = wf_run_id(t->run);
+    if (inv) exec = wf_run_graph(t->run)->execs[inv->exec].id;
+  }
+  wf_watchdog_set_current(rt->watchdog, run, exec);
+}
+
 void wf_task_resume(wf_task_t *t) {
   wf_lua_rt_t *rt = t->rt;
   lua_State *co = t->co;
@@ -281,8 +295,10 @@ void wf_task_resume(wf_task_t *t) {
   t->nret = 0;
   t->waiting = 0;
   rt->current = t;
+  if (rt->watchdog) watch_task(rt, t);
   st = lua_resume(co, nargs);
   rt->current = prev;
+  if (rt->watchdog) watch_task(rt, prev);
 
   if (t->aborted) { /* cancelled from inside its own run: drop it now */
     task_discard(t);

@@ -79,6 +79,8 @@ struct wf_lua_rt {
   wf_lua_hook_t *hooks;        /* close hooks, in order */
   int closing;
   int nrefs; /* registry refs taken through wf_lua_ref, for leak checks */
+  struct wf_watchdog *watchdog; /* told which executor runs (lua_watchdog.c);
+                                   NULL: none */
 };
 
 /* A close hook: fn runs once when the state closes, before the runs,
