@@ -2,7 +2,8 @@
  * memory: and sqlite: always, redis:// when a redis-server binary exists
  * (this test starts its own server on a free port with persistence off,
  * and kills it at the end; it never uses a system Redis); the suite
- * includes the redaction of registered secrets. Then the
+ * includes the redaction of registered secrets and queues (push, take,
+ * reclaim, touch, ack, info, in batches). Then the
  * backend-specific cases: sqlite reopen and its file errors (read-only
  * file and directory, garbage, wrong schema version, a foreign database),
  * sqlite file modes (0700 directories, 0600 files, warnings),
@@ -53,6 +54,9 @@ typedef struct res {
   char **keys, **vals;
   size_t *lens;
   long long *seqs;
+  char **owners, **ids; /* queues: reclaim owners (n), commit ids (nids) */
+  size_t nids;
+  long long count, taken;
 } res_t;
 
 static void res_free(res_t *r) {
@@ -61,10 +65,14 @@ static void res_free(res_t *r) {
     if (r->keys) free(r->keys[i]);
     if (r->vals) free(r->vals[i]);
   }
+  for (size_t i = 0; r->owners && i < r->n; i++) free(r->owners[i]);
+  for (size_t i = 0; i < r->nids; i++) free(r->ids[i]);
   free(r->keys);
   free(r->vals);
   free(r->lens);
   free(r->seqs);
+  free(r->owners);
+  free(r->ids);
   memset(r, 0, sizeof *r);
 }
 
@@ -89,6 +97,15 @@ static void res_cb(void *ud, const wf_store_result_t *r) {
   }
   o->found = r->found;
   o->len = r->len;
+  o->count = r->count;
+  o->taken = r->taken;
+  o->nids = r->nids;
+  if (r->nids) o->ids = calloc(r->nids, sizeof *o->ids);
+  for (size_t i = 0; i < r->nids; i++)
+    o->ids[i] = dupmem(r->ids[i], strlen(r->ids[i]));
+  if (r->owners && r->n) o->owners = calloc(r->n, sizeof *o->owners);
+  for (size_t i = 0; r->owners && i < r->n; i++)
+    o->owners[i] = dupmem(r->owners[i], strlen(r->owners[i]));
   if (r->found) o->val = dupmem(r->value, r->len);
   o->n = r->n;
   if (r->n) {
@@ -966,6 +983,132 @@ static void t_secrets(void) {
   wf_store_close(s);
 }
 
+/* ---- queues ------------------------------------------------------------ */
+
+/* A queue operation's result: take (kind 't'), reclaim ('r', min idle
+ * 0), touch ('o', of ids), info ('i'). */
+static res_t qop(wf_store_t *s, int kind, const char *q, const char *c,
+                 size_t n, const char *const *ids, size_t nids) {
+  res_t r = {0};
+  in_call = 1;
+  if (kind == 't') wf_store_queue_take(s, q, c, n, res_cb, &r);
+  if (kind == 'r') wf_store_queue_reclaim(s, q, c, 0, n, res_cb, &r);
+  if (kind == 'o') wf_store_queue_touch(s, q, c, ids, nids, res_cb, &r);
+  if (kind == 'i') wf_store_queue_info(s, q, res_cb, &r);
+  in_call = 0;
+  CHECK(!r.done);
+  wait_res(&r);
+  return r;
+}
+
+/* The operation fails with an error containing want. */
+static void qop_fails(wf_store_t *s, int kind, const char *q, const char *c,
+                      size_t n, const char *const *ids, size_t nids,
+                      const char *want) {
+  res_t r = qop(s, kind, q, c, n, ids, nids);
+  CHECK_INT(r.status, WF_ERR);
+  if (!strstr(r.err, want)) fprintf(stderr, "  got: %s\n", r.err);
+  CHECK(strstr(r.err, want) != NULL);
+  res_free(&r);
+}
+
+static void t_queue(void) {
+  wf_store_t *s = fresh();
+  if (!s) return;
+  char ids[3][64];
+  /* pushes in a batch with a put and an append: ids and seqs */
+  wf_store_batch_t *b = wf_store_batch(s);
+  wf_store_queue_push(b, "jobs", "one", 3);
+  wf_store_put(b, "qn", "k", "v", 1);
+  wf_store_queue_push(b, "jobs", "t\0o", 3);
+  wf_store_append(b, "qn", "log", "e", 1);
+  wf_store_queue_push(b, "jobs", "three", 5);
+  res_t r = do_commit(b);
+  CHECK_INT(r.status, WF_OK);
+  CHECK_INT(r.n, 1);
+  CHECK_INT(r.nids, 3);
+  for (size_t i = 0; i < 3 && i < r.nids; i++)
+    snprintf(ids[i], sizeof ids[i], "%s", r.ids[i]);
+  res_free(&r);
+  CHECK(strcmp(ids[0], ids[1]) != 0 && strcmp(ids[1], ids[2]) != 0);
+  /* take: oldest first, payloads as bytes */
+  r = qop(s, 't', "jobs", "c1", 2, NULL, 0);
+  CHECK_INT(r.status, WF_OK);
+  CHECK_INT(r.n, 2);
+  if (r.n == 2) {
+    CHECK_STR(r.keys[0], ids[0]);
+    CHECK_STR(r.keys[1], ids[1]);
+    CHECK(r.lens[1] == 3 && memcmp(r.vals[1], "t\0o", 3) == 0);
+    CHECK(r.owners == NULL);
+  }
+  res_free(&r);
+  r = qop(s, 'i', "jobs", NULL, 0, NULL, 0);
+  CHECK_INT(r.count, 1);
+  CHECK_INT(r.taken, 2);
+  CHECK_INT(r.n, 1);
+  if (r.n == 1) {
+    CHECK_STR(r.keys[0], "c1");
+    CHECK_INT(r.seqs[0], 2);
+  }
+  res_free(&r);
+  /* touch counts only the consumer's own items */
+  const char *touch[] = {ids[0], ids[2], "999"};
+  r = qop(s, 'o', "jobs", "c1", 0, touch, 3);
+  CHECK_INT(r.status, WF_OK);
+  CHECK_INT(r.count, 1);
+  res_free(&r);
+  /* reclaim (min idle 0): both taken items, their owner named */
+  r = qop(s, 'r', "jobs", "c2", 10, NULL, 0);
+  CHECK_INT(r.n, 2);
+  if (r.n == 2 && r.owners) {
+    CHECK_STR(r.keys[0], ids[0]);
+    CHECK_STR(r.owners[0], "c1");
+    CHECK_STR(r.owners[1], "c1");
+  }
+  CHECK(r.owners != NULL);
+  res_free(&r);
+  r = qop(s, 'o', "jobs", "c1", 0, touch, 3);
+  CHECK_INT(r.count, 0);
+  res_free(&r);
+  /* ack: gone; an unknown id is no error; a failed batch acks nothing */
+  b = wf_store_batch(s);
+  wf_store_queue_ack(b, "jobs", ids[0]);
+  wf_store_queue_ack(b, "jobs", "424242");
+  r = do_commit(b);
+  CHECK_INT(r.status, WF_OK);
+  CHECK_INT(r.nids, 0);
+  res_free(&r);
+  b = wf_store_batch(s);
+  wf_store_expect(b, "qn", "k", NULL, 0);
+  wf_store_queue_ack(b, "jobs", ids[1]);
+  wf_store_queue_push(b, "jobs", "no", 2);
+  commit_fails(b, 1, "conflict: record qn/k is present, expected none");
+  wf_store_inject_failure(s, 1);
+  b = wf_store_batch(s);
+  wf_store_queue_ack(b, "jobs", ids[1]);
+  wf_store_queue_push(b, "jobs", "no", 2);
+  commit_fails(b, 0, "injected failure");
+  r = qop(s, 'i', "jobs", NULL, 0, NULL, 0);
+  CHECK_INT(r.count, 1);
+  CHECK_INT(r.taken, 1);
+  res_free(&r);
+  /* misuse */
+  qop_fails(s, 't', "bad queue", "c", 1, NULL, 0, "queue_take: bad queue 'bad queue'");
+  qop_fails(s, 't', "jobs", "", 1, NULL, 0, "consumer is empty");
+  qop_fails(s, 'r', "jobs", NULL, 1, NULL, 0, "consumer is NULL");
+  qop_fails(s, 't', "jobs", "c", 0, NULL, 0, "n must be >= 1");
+  const char *bad[] = {"1-2-3"};
+  qop_fails(s, 'o', "jobs", "c", 0, bad, 1, "queue_touch: bad id '1-2-3'");
+  b = wf_store_batch(s);
+  wf_store_queue_ack(b, "jobs", "x1");
+  commit_fails(b, 0, "queue_ack: bad id 'x1' (digits, or digits-digits)");
+  b = wf_store_batch(s);
+  wf_store_queue_push(b, "", "p", 1);
+  commit_fails(b, 0, "queue_push: bad queue '' (1..128 characters of A-Z a-z "
+                     "0-9 _ . : / -)");
+  wf_store_close(s);
+}
+
 static void run_suite(const char *url) {
   URL = url;
   printf("-- %s\n", url);
@@ -981,6 +1124,7 @@ static void run_suite(const char *url) {
   RUN(t_order);
   RUN(t_close);
   RUN(t_secrets);
+  RUN(t_queue);
 }
 
 /* ---- urls --------------------------------------------------------------- */
