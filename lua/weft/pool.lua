@@ -17,7 +17,7 @@
 -- Uses weft.json, weft.durable, weft.store.
 local json = require "weft.json"
 
-local type, tostring, ipairs, pcall, error = type, tostring, ipairs, pcall, error
+local type, tostring, ipairs, pcall, error, setmetatable = type, tostring, ipairs, pcall, error, setmetatable
 local fmt = string.format
 local encode, decode = json.encode, json.decode
 
@@ -132,5 +132,62 @@ function _M.events(store, id, from)
   end
   return out
 end
+
+-- ---------------------------------------------------------------------------
+-- submitting from Lua: wf:spawn(input, {queue = store})
+
+local Remote = {}
+Remote.__index = Remote
+
+-- Seconds between two reads of the summary while waiting.
+_M.POLL = 0.02
+
+--- Submit a run of wf to the worker pool of opts.queue (a store or a store
+-- URL): opts.workflow names it for the workers (their script or definition
+-- id; default wf.name), opts.run_id is the execution id (default a new
+-- one). Returns a handle: h.id, h:status(), h:wait() (the result table
+-- once the execution ended or paused), h:cancel(), h:respond(request_id,
+-- value), h:events(from). Raises when the store refuses the submission.
+function _M.spawn(wf, input, opts)
+  local store = opts.queue
+  if type(store) == "string" then
+    local s, err = require("weft.store").open(store)
+    if not s then error("run: queue " .. store .. ": " .. tostring(err), 0) end
+    store = s
+  end
+  local d = _M.submit(store, { workflow = opts.workflow or wf.name, hash = require("weft.durable").hash(wf),
+                               input = input, id = opts.run_id, async = true })
+  return setmetatable({ id = d.id, store = store, last = d }, Remote)
+end
+
+--- The execution's status now ("pending", "running", "idle", ...).
+function Remote:status()
+  local d = _M.get(self.store, self.id)
+  if d then self.last = d end
+  return self.last.status
+end
+
+--- Wait until the execution ends or pauses; returns {status, outputs,
+-- error, requests, supersteps, duration_ms, run_id}.
+function Remote:wait()
+  local weft = require "weft"
+  while true do
+    local st = self:status()
+    if _M.TERMINAL[st] or st == "idle" then break end
+    weft.sleep(_M.POLL)
+  end
+  local d = self.last
+  return { status = d.status, outputs = d.outputs or {}, error = d.error, requests = d.requests,
+           supersteps = d.supersteps, duration_ms = d.duration_ms, run_id = d.id }
+end
+
+--- Ask for the execution to be cancelled (it ends cancelled soon after).
+function Remote:cancel() return _M.cancel(self.store, self.id) end
+
+--- Answer request request_id of the paused execution: true, or nil, err.
+function Remote:respond(request_id, value) return _M.answer(self.store, self.id, request_id, value) end
+
+--- The execution's events from number `from` (default 1): {{n, event}}.
+function Remote:events(from) return _M.events(self.store, self.id, from) end
 
 return _M

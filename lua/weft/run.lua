@@ -62,6 +62,9 @@ _M.OPTIONS = check.spec("run", { properties = {
   propagate = { type = "boolean" },
   store = { type = "any" },
   script = { type = "any" },
+  -- submit to the worker pool of this store instead (weft.pool.spawn)
+  queue = { type = "any", expect = "a store or a store URL" },
+  workflow = { type = "string", minLength = 1 },
   lease = { type = "table", properties = { ttl = { type = "number", minimum = 0.001 },
     renew = { type = "number", minimum = 0.001 }, wait = { type = "boolean" },
     -- while waiting: a function returning true stops the wait (cancelled)
@@ -142,6 +145,7 @@ function _M.spawn(wf, input, opts, level)
       if e then error("run: " .. e, level + 1) end
     end
   end
+  if opts.queue ~= nil then return require("weft.pool").spawn(wf, input, opts) end
   return _M.start(wf, input, opts, level + 1)
 end
 

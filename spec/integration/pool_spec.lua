@@ -1,0 +1,205 @@
+-- weft.pool and weft.worker in one process: executions submitted to the
+-- store's queue, run by a worker (taken, run durably, events logged,
+-- acknowledged with the summary), paused and answered, cancelled, left for
+-- another worker when the version differs, reclaimed from a worker that
+-- stopped touching them, failed after an executor blocked workers too
+-- often. On SQLite and on a real redis-server started here (#redis); the
+-- multi-process pool is in pool_processes_spec.lua.
+local weft = require "weft"
+local json = weft.json
+local pool = require "weft.pool"
+local worker = require "weft.worker"
+local procs = require "support.procs"
+local files = require "support.files"
+
+local undo = {}
+local function later(fn) undo[#undo + 1] = fn end
+after_each(function()
+  for i = #undo, 1, -1 do undo[i]() end
+  undo = {}
+end)
+
+local function tmpdir()
+  local dir = files.tempdir()
+  later(function() files.remove(dir) end)
+  return dir
+end
+
+local ECHO = [[
+local weft = require "weft"
+local up = weft.executor("up", function(m, ctx) ctx:send(m:upper()) end)
+local bang = weft.executor("bang", function(m, ctx) ctx:yield_output(m .. "!") end)
+return weft.workflow("echo"):start(up):edge(up, bang):build()
+]]
+
+local ASK = [[
+local weft = require "weft"
+local ask = weft.executor("ask", function(m, ctx)
+  local a = ctx:request_info({ question = m .. "?" })
+  ctx:yield_output(m .. ": " .. tostring(a))
+end)
+return weft.workflow("ask"):start(ask):build()
+]]
+
+-- A scripts dir with ECHO and ASK; returns it and the hashes by id.
+local function scripts()
+  local dir = tmpdir()
+  files.write(dir .. "/echo.lua", ECHO)
+  files.write(dir .. "/ask.lua", ASK)
+  local hashes = {}
+  for _, id in ipairs({ "echo", "ask" }) do
+    hashes[id] = weft.durable.hash(assert(weft.script.load(dir .. "/" .. id .. ".lua")))
+  end
+  return dir, hashes
+end
+
+-- A worker on store st over dir, running in a task until the test ends.
+local function start_worker(st, dir, opts)
+  local o = { store = st, scripts_dir = dir, name = "w1", lease_ttl = 0.3, log = function() end }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local w = worker.new(o)
+  local t = weft.go(function() w:run() end)
+  later(function() w:stop(); t:wait() end)
+  return w
+end
+
+-- Poll the summary of id until its status is one of `want` (a set).
+local function until_status(st, id, want)
+  local deadline = weft.clock() + 30
+  while true do
+    local d = assert(pool.get(st, id))
+    if want[d.status] then return d end
+    assert(weft.clock() < deadline, "execution " .. id .. " stayed " .. tostring(d.status))
+    weft.sleep(0.01)
+  end
+end
+
+local ENDED = { completed = true, failed = true, cancelled = true }
+
+local function each_store(fn)
+  procs.each_store({ it = it, pending = pending, defer = later }, tmpdir, function(url)
+    local st = assert(weft.store.open(url))
+    later(function() st:close() end)
+    fn(st)
+  end)
+end
+
+describe("a worker", function()
+  describe("runs a submitted execution, logs its events and acknowledges its item", function()
+    each_store(function(st)
+      local dir, hashes = scripts()
+      start_worker(st, dir)
+      local d = pool.submit(st, { workflow = "echo", hash = hashes.echo, input = "hi" })
+      assert.equal("pending", d.status)
+      d = until_status(st, d.id, ENDED)
+      assert.equal("completed", d.status, json.encode(d))
+      assert.same({ "HI!" }, d.outputs)
+      assert.equal("w1", d.worker)
+      assert.equal(1, d.attempts)
+      local evs = assert(pool.events(st, d.id))
+      assert.equal("workflow_started", evs[1].event.type)
+      assert.equal("workflow_completed", evs[#evs].event.type)
+      for i, e in ipairs(evs) do assert.equal(i, e.n) end
+      local info = assert(st:queue_info(pool.QUEUE))
+      assert.equal(0, info.waiting)
+      assert.equal(0, info.taken)
+    end)
+  end)
+
+  describe("runs what Lua submits with wf:spawn(input, {queue = store})", function()
+    each_store(function(st)
+      local dir = scripts()
+      start_worker(st, dir)
+      local wf = assert(weft.script.load(dir .. "/echo.lua"))
+      local h = wf:spawn("lua", { queue = st, workflow = "echo" })
+      assert.matches("^exec%-", h.id)
+      local res = h:wait()
+      assert.equal("completed", res.status, tostring(res.error))
+      assert.same({ "LUA!" }, res.outputs)
+      assert.equal(h.id, res.run_id)
+    end)
+  end)
+
+  describe("leaves a paused execution (no worker holds it) and resumes it once answered", function()
+    each_store(function(st)
+      local dir, hashes = scripts()
+      start_worker(st, dir)
+      local d = pool.submit(st, { workflow = "ask", hash = hashes.ask, input = "deploy" })
+      d = until_status(st, d.id, { idle = true })
+      assert.equal("deploy?", d.requests[1].request.question)
+      assert.equal(0, assert(st:queue_info(pool.QUEUE)).taken)
+      assert.is_true(pool.answer(st, d.id, d.requests[1].request_id, "yes"))
+      d = until_status(st, d.id, ENDED)
+      assert.equal("completed", d.status, json.encode(d))
+      assert.same({ "deploy: yes" }, d.outputs)
+      local again, err = pool.answer(st, d.id, "req-0-0-1-1", "no")
+      assert.is_nil(again)
+      assert.truthy(err)
+    end)
+  end)
+
+  describe("cancels a pending execution when it takes it, and a paused one", function()
+    each_store(function(st)
+      local dir, hashes = scripts()
+      local d = pool.submit(st, { workflow = "echo", hash = hashes.echo, input = "x" })
+      assert(pool.cancel(st, d.id))
+      start_worker(st, dir)
+      d = until_status(st, d.id, ENDED)
+      assert.equal("cancelled", d.status)
+      assert.is_nil(d.outputs[1])
+      local p = pool.submit(st, { workflow = "ask", hash = hashes.ask, input = "x" })
+      until_status(st, p.id, { idle = true })
+      assert(pool.cancel(st, p.id))
+      p = until_status(st, p.id, ENDED)
+      assert.equal("cancelled", p.status, json.encode(p))
+      assert.equal("cancelled", assert(require("weft.durable").record(st, p.id)).status)
+    end)
+  end)
+
+  describe("leaves an execution of another version for another worker, saying why", function()
+    each_store(function(st)
+      local dir = scripts()
+      start_worker(st, dir)
+      local d = pool.submit(st, { workflow = "echo", hash = "0000", input = "x" })
+      local deadline = weft.clock() + 30
+      repeat
+        d = assert(pool.get(st, d.id))
+        weft.sleep(0.01)
+      until d.waiting or weft.clock() > deadline
+      assert.equal("pending", d.status)
+      assert.truthy(d.waiting:find("worker w1 has workflow 'echo' at version", 1, true), d.waiting)
+      assert.truthy(d.waiting:find("not 0000", 1, true), d.waiting)
+      assert.equal(1, assert(st:queue_info(pool.QUEUE)).waiting + assert(st:queue_info(pool.QUEUE)).taken)
+    end)
+  end)
+
+  describe("reclaims the execution of a worker that stopped touching it", function()
+    each_store(function(st)
+      local dir, hashes = scripts()
+      local d = pool.submit(st, { workflow = "echo", hash = hashes.echo, input = "late" })
+      -- a worker that died right after taking it
+      local taken = assert(st:queue_take(pool.QUEUE, "ghost", 10))
+      assert.equal(1, #taken)
+      start_worker(st, dir, { lease_ttl = 0.2 })
+      d = until_status(st, d.id, ENDED)
+      assert.equal("completed", d.status, json.encode(d))
+      assert.same({ "LATE!" }, d.outputs)
+      assert.equal(1, d.attempts) -- the ghost never ran it
+    end)
+  end)
+
+  describe("fails an execution whose executor blocked workers max_blocked times", function()
+    each_store(function(st)
+      local dir, hashes = scripts()
+      local d = pool.submit(st, { workflow = "echo", hash = hashes.echo, input = "x" })
+      assert(st:queue_take(pool.QUEUE, "ghost", 10))
+      local what = "executor 'up' of run " .. d.id .. " did not yield for 60 s"
+      assert(st:put("blocked", d.id, json.encode({ what = what, executor_id = "up", count = 2 })))
+      start_worker(st, dir, { lease_ttl = 0.2 })
+      d = until_status(st, d.id, ENDED)
+      assert.equal("failed", d.status)
+      assert.truthy(d.error:find(what, 1, true), d.error)
+      assert.truthy(d.error:find("tried 2 times", 1, true), d.error)
+    end)
+  end)
+end)
