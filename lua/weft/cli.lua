@@ -115,7 +115,7 @@ COMMANDS.serve = {
       .. "(Lua modules in its subdirectories too)" },
     { "--keys", arg = "FILE", help = "API keys (JSON [{id, key | sha256, scopes, rate}]; or env WEFT_API_KEYS)" },
     { "--cors", arg = "ORIGIN", help = "allow browser calls from ORIGIN (or *)" },
-    { "--workers", arg = "N", int = true, help = "run executions in N worker processes through the store's "
+    { "--workers", arg = "N", int = true, min = 0, help = "run executions in N worker processes through the store's "
       .. "queue (0: only queue them, for workers started elsewhere; docs/scale.md)" },
     { "--queue", arg = "NAME", help = "with --workers: the queue's name (default weft)" },
   },
@@ -146,7 +146,7 @@ COMMANDS.worker = {
     { "--queue", arg = "NAME", help = "the queue to take from (default weft)" },
     { "--processes", arg = "N", int = true, help = "worker processes to start and supervise (default 1)" },
     { "--block-limit", arg = "SECONDS", int = true, help = "kill a worker process whose executor did not "
-      .. "yield for SECONDS (default 60); its execution is retried elsewhere, then failed" },
+      .. "yield for SECONDS (default 20); its execution is retried elsewhere once, then failed" },
     { "--child", flag = true, help = "(internal) be one worker process of a supervisor" },
   },
   text = [[
@@ -338,9 +338,9 @@ function _M.parse(cmd, args, first)
         return nil, format("option %s: '%s' is not one of %s", name, value, o.arg)
       end
       if o.int then
-        local n = tonumber(value)
-        if not n or n ~= math.floor(n) or n < 1 then
-          return nil, format("option %s: '%s' is not an integer >= 1", name, value)
+        local n, least = tonumber(value), o.min or 1
+        if not n or n ~= math.floor(n) or n < least then
+          return nil, format("option %s: '%s' is not an integer >= %d", name, value, least)
         end
         value = n
       end
@@ -906,7 +906,7 @@ end
 -- executor blocks its loop).
 local function worker_child(opts, url)
   local weft = require "weft"
-  local limit = opts["--block-limit"] or 60
+  local limit = opts["--block-limit"] or require("weft.worker").BLOCK_LIMIT
   local report = os.getenv("WEFT_WATCHDOG_REPORT")
   local dog = require("weft.core.watchdog").start(limit, report or "")
   local ok, w = pcall(require("weft.worker").new, {

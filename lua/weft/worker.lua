@@ -31,6 +31,12 @@ local _M = {}
 -- when the queue was empty, and how many times an execution whose executor
 -- blocked a worker (killed by its watchdog) is tried before it fails.
 _M.CONCURRENCY, _M.POLL, _M.MAX_BLOCKED = 1000, 0.02, 2
+--- Seconds an executor may keep a worker's loop from turning before the
+-- worker's watchdog kills the process (weft worker --block-limit). Below
+-- the lease (30 s), so that a blocked execution fails within 60 s: killed
+-- at 20 s, reclaimed by 30 s, killed again by 50 s, then failed.
+_M.BLOCK_LIMIT = 20
+
 --- Seconds a worker waits before its next take after it left an execution
 -- to another worker (so that it does not take the same item back at once).
 _M.DEFER_PAUSE = 0.25
@@ -221,6 +227,12 @@ local function blocked_note(w, id)
   return s and ok and type(note) == "table" and note or nil
 end
 
+-- The error of an execution failed after note.count blocked workers.
+local function blocked_error(note)
+  return fmt("%s (the execution was tried %d times; each time the worker was killed)",
+    tostring(note.what), note.count or 1)
+end
+
 -- Run queue item (taken, or reclaimed from a worker that died).
 local function run_item(w, item, reclaimed)
   local ok, p = pcall(decode, item.payload)
@@ -241,8 +253,7 @@ local function run_item(w, item, reclaimed)
   local note = reclaimed and blocked_note(w, p.id)
   if note and (note.count or 1) >= w.max_blocked then
     -- tried max_blocked times, each killed a worker: fail it here
-    local msg = fmt("%s (the execution was tried %d times; each time the worker was killed)",
-      tostring(note.what), note.count or 1)
+    local msg = blocked_error(note)
     pcall(durable.abandon, w.store, p.id, msg)
     finish(w, x, { status = "failed", error = msg, outputs = {} }, item.id)
     return
@@ -331,8 +342,12 @@ end
 local function keep_loop(w)
   local weft = require "weft"
   local every = max(0.02, w.ttl / 3)
+  local next_at = weft.clock() + every
   while not w.stopped do
-    weft.sleep(every)
+    w.wake:wait(max(0.001, next_at - weft.clock())) -- early on stop (and when items end)
+    if w.stopped then break end
+    if weft.clock() < next_at then goto continue end
+    next_at = weft.clock() + every
     local ids = {}
     for id in pairs(w.held) do ids[#ids + 1] = id end
     if #ids > 0 then
@@ -348,6 +363,7 @@ local function keep_loop(w)
         start_item(w, item, true)
       end
     end
+    ::continue::
   end
 end
 
@@ -415,16 +431,37 @@ local function take_report(path)
   return ok and type(rep) == "table" and rep or nil
 end
 
--- Record that an executor of execution rep.run_id blocked worker name:
--- the note (count of such kills) the next taker reads (run_item).
-local function note_blocked(sup, name, rep)
+-- Record that an executor of execution rep.run_id blocked worker `name`
+-- (process pid, dead now): the note (count of such kills) the next taker
+-- reads (run_item). The run's lease, held by the dead process, is given up
+-- now (it can renew nothing), so that the execution goes on without
+-- waiting for it to expire; after max_blocked kills the execution is
+-- failed here.
+local function note_blocked(sup, name, pid, rep)
   local id = rep.run_id
   if type(id) ~= "string" then return end
+  local st = sup.store
   local old = blocked_note(sup, id)
   local note = { what = rep.what, executor_id = rep.executor_id, seconds = rep.seconds,
                  worker = name, count = (old and old.count or 0) + 1 }
-  local ok, err = sup.store:put("blocked", id, encode(note))
+  local ok, err = st:put("blocked", id, encode(note))
   if not ok then sup.log(fmt("store: recording the blocked execution %s: %s", id, tostring(err))) end
+  local l = st:lease(id)
+  if l and l.held and l.pid == pid and l.host == require("weft.store").owner().host then
+    st:lease_release(l)
+  end
+  if note.count < sup.max_blocked then return end
+  local msg = blocked_error(note)
+  local fok, ferr = pcall(require("weft.durable").abandon, st, id, msg)
+  if not fok and not tostring(ferr):find("unknown run", 1, true) then
+    sup.log(fmt("execution %s: failing it: %s", id, tostring(ferr)))
+  end
+  local x = pool.get(st, id)
+  if x and not pool.TERMINAL[x.status] then
+    result_into(x, { status = "failed", error = msg, outputs = {} })
+    local sok, serr = st:put("executions", id, encode(pool.summary(x)))
+    if not sok then sup.log(fmt("store: execution %s: %s", id, tostring(serr))) end
+  end
 end
 
 -- Keep worker process `slot` running until sup:stop().
@@ -450,7 +487,7 @@ local function keep_slot(sup, slot)
       local rep = take_report(report)
       if rep then
         sup.log(fmt("worker %s (pid %s) was killed by its watchdog: %s", name, tostring(rep.pid), tostring(rep.what)))
-        note_blocked(sup, name, rep)
+        note_blocked(sup, name, c:pid(), rep)
       else
         sup.log(fmt("worker %s (pid %d) exited (%s); starting another", name, c:pid(),
           st.signal and ("signal " .. st.signal) or ("status " .. tostring(st.code))))
@@ -464,14 +501,16 @@ end
 --- Start opts.processes worker processes (opts.argv: the command line of
 -- one, `weft worker --child ...`) and keep that many running: one that
 -- exits is started again; one its watchdog killed leaves a blocked note
--- for its execution (store ns "blocked"). opts: processes, argv, store,
--- name (prefix of the workers' names), log. Returns the supervisor:
+-- for its execution (store ns "blocked"; the execution fails after
+-- max_blocked such kills). opts: processes, argv, store, name (prefix of
+-- the workers' names), max_blocked (default 2), log. Returns the supervisor:
 -- sup:stop() terminates the processes (SIGTERM, then SIGKILL after
 -- opts.grace seconds, default 10) and waits for them; sup:pids().
 function _M.supervise(opts)
   local weft = require "weft"
   local sup = {
     store = opts.store, argv = opts.argv, name = opts.name, children = {}, stopped = false,
+    max_blocked = opts.max_blocked or _M.MAX_BLOCKED,
     dir = require("weft.sandbox").tempdir("weft-workers-"), grace = opts.grace or 10,
     log = opts.log or function(line) io.stderr:write("weft: ", line, "\n") end, tasks = {},
   }
