@@ -126,6 +126,22 @@ describe("weft.serve.security requests", function()
     assert.equal(429, call(app, "GET", "/api/v1/agents", { headers = h }).status_code)
   end)
 
+  it("shares one bucket per key between the replicas of a pool (weft serve --workers)", function()
+    local st = assert(weft.store.open("memory:"))
+    local sec = { keys = { { id = "runner", key = RUN, scopes = { "run" }, rate = { per_second = 0.001, burst = 2 } } } }
+    local a = serve.new{ store = st, security = sec }
+    local b = serve.new{ store = st, security = sec }
+    a.pool, b.pool = { queue = "weft" }, { queue = "weft" }
+    local h = bearer(RUN)
+    assert.equal(200, call(a, "GET", "/api/v1/agents", { headers = h }).status_code)
+    assert.equal(200, call(b, "GET", "/api/v1/agents", { headers = h }).status_code)
+    -- the burst of 2 is spent across both: each replica alone would allow it
+    local res = call(a, "GET", "/api/v1/agents", { headers = h })
+    assert.equal(429, res.status_code)
+    assert.equal(429, call(b, "GET", "/api/v1/agents", { headers = h }).status_code)
+    assert.truthy(tonumber(res.headers["retry-after"]) >= 1)
+  end)
+
   it("audits mutating calls with the key id and status, readable by admin only", function()
     local app = new_app()
     call(app, "POST", "/api/v1/workflows", { body = WF, headers = bearer(ADMIN) })

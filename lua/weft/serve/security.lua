@@ -145,16 +145,9 @@ end
 
 -- Token buckets ---------------------------------------------------------------
 
--- Take one token from key k's bucket at time now: true, or false, the
--- seconds until a token is available.
-local function take(buckets, k, now)
-  local r = k.rate
-  if not r then return true end
-  local b = buckets[k.id]
-  if not b then
-    b = { tokens = r.burst, t = now }
-    buckets[k.id] = b
-  end
+-- Refill bucket b (rate r) up to time now, then take one token from it:
+-- true, or false, the seconds until a token is available.
+local function draw(b, r, now)
   local dt = now - b.t
   if dt > 0 then
     b.tokens = math.min(r.burst, b.tokens + dt * r.per_second)
@@ -165,6 +158,50 @@ local function take(buckets, k, now)
     return true
   end
   return false, (1 - b.tokens) / r.per_second
+end
+
+-- Take one token from key k's bucket at time now: true, or false, the
+-- seconds until a token is available.
+local function take(buckets, k, now)
+  local r = k.rate
+  if not r then return true end
+  local b = buckets[k.id]
+  if not b then
+    b = { tokens = r.burst, t = now }
+    buckets[k.id] = b
+  end
+  return draw(b, r, now)
+end
+
+--- Attempts at a shared bucket's update before a request is let through
+-- (every attempt lost a race with another replica).
+_M.SHARED_TRIES = 8
+
+-- take() on the bucket of key k kept in store (record "ratelimit", k.id),
+-- so that every replica of a pool draws on one bucket (weft serve
+-- --workers): updated with an expectation, retried when another replica
+-- updated it meanwhile; the store's clock. A store failure lets the
+-- request through (and says so on stderr).
+local function take_shared(store, k)
+  local r = k.rate
+  if not r then return true end
+  for _ = 1, _M.SHARED_TRIES do
+    local ms, terr = store:time()
+    local cur, gerr = store:get("ratelimit", k.id)
+    if not ms or (cur == nil and gerr) then
+      io.stderr:write("weft serve: rate limit of key ", k.id, ": store: ", tostring(terr or gerr), "\n")
+      return true
+    end
+    local now = ms / 1000
+    local ok, b = pcall(json.decode, cur or "")
+    if not ok or type(b) ~= "table" then b = { tokens = r.burst, t = now } end
+    local took, wait = draw(b, r, now)
+    local done, _, code = store:batch():expect("ratelimit", k.id, cur or false)
+      :put("ratelimit", k.id, json.encode(b)):commit()
+    if done then return took, wait end
+    if code ~= "conflict" then return true end
+  end
+  return true
 end
 
 -- CORS ------------------------------------------------------------------------
@@ -254,7 +291,12 @@ function _M.install(app, opts)
       throw(403, "forbidden", ("API key '%s' lacks the '%s' scope for %s %s"):format(k.id, need, req.method, req.path),
             { required_scope = need })
     end
-    local ok, wait = take(buckets, k, clock())
+    local ok, wait
+    if app.pool then
+      ok, wait = take_shared(app.store, k)
+    else
+      ok, wait = take(buckets, k, clock())
+    end
     if not ok then
       local secs = math.max(1, ceil(wait))
       local e = errors.new(429, "rate_limited",
