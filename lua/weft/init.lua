@@ -58,7 +58,7 @@ _M.agent = require "weft.agent"
 -- weft.tcp, weft.std (the built-in executors), weft.patterns, weft.flow,
 -- weft.agents, weft.tool, weft.thread, weft.memory, weft.window
 -- (context-window reducers), weft.schema, weft.store, weft.durable,
--- weft.server, weft.host, weft.script. A name maps to its module, or to a
+-- weft.server, weft.host, weft.script, weft.pool, weft.worker. A name maps to its module, or to a
 -- function making the public face of a module that also holds internals.
 local LAZY = {
   http = "weft.http", llm = "weft.llm", sandbox = "weft.sandbox", tcp = "weft.tcp",
@@ -70,6 +70,16 @@ local LAZY = {
   durable = function()
     local d = require "weft.durable"
     return { cleanup = d.cleanup, hash = d.hash }
+  end,
+  -- the worker pool (docs/scale.md): submitting and following executions
+  pool = function()
+    local p = require "weft.pool"
+    return { submit = p.submit, get = p.get, cancel = p.cancel, answer = p.answer, events = p.events,
+             spawn = p.spawn, QUEUE = p.QUEUE }
+  end,
+  worker = function()
+    local w = require "weft.worker"
+    return { new = w.new, supervise = w.supervise }
   end,
 }
 -- Deprecated names, resolved on every access (never cached, so pairs()

@@ -15,8 +15,8 @@ local EAGER = {
 }
 -- Loaded on first access.
 local LAZY = {
-  "agents", "durable", "flow", "host", "http", "llm", "memory", "patterns", "sandbox", "schema",
-  "script", "server", "std", "store", "tcp", "thread", "tool", "window",
+  "agents", "durable", "flow", "host", "http", "llm", "memory", "patterns", "pool", "sandbox", "schema",
+  "script", "server", "std", "store", "tcp", "thread", "tool", "window", "worker",
 }
 
 -- The sorted keys of t.
@@ -61,6 +61,13 @@ describe("the weft table", function()
     assert.same({ "cleanup", "hash" }, keys(weft.durable))
     assert.is_nil(weft.durable.record_effects)
     assert.is_nil(weft.durable.replay_of)
+  end)
+
+  it("gives weft.pool and weft.worker their public functions only", function()
+    assert.same({ "QUEUE", "answer", "cancel", "events", "get", "spawn", "submit" }, keys(weft.pool))
+    assert.same({ "new", "supervise" }, keys(weft.worker))
+    assert.is_nil(weft.pool.summary)
+    assert.is_nil(weft.pool.enqueue)
   end)
 
   it("keeps weft.reducers as an alias of weft.window that pairs() does not list", function()
