@@ -337,8 +337,23 @@ local function take_loop(w)
   end
 end
 
+-- Publish the worker's counters (and its model calls') as record
+-- ("workers", name), for the API's /metrics and for operators.
+local function publish(w)
+  local llm = package.loaded["weft.llm"]
+  local c = llm and llm.counters
+  local me = require("weft.store").owner()
+  local t = w:stats()
+  t.host, t.pid, t.updated = me.host, me.pid, require("weft").now()
+  t.llm_requests = c and c.requests or nil
+  t.tokens = c and c.tokens or nil
+  local ok, err = w.store:put("workers", w.name, encode(t))
+  if not ok then w.log("store: publishing the counters: " .. tostring(err)) end
+end
+
 -- Every ttl/3 s: touch the items this worker holds (so that nobody
--- reclaims them), and reclaim the items of workers that died.
+-- reclaims them), reclaim the items of workers that died, publish the
+-- counters.
 local function keep_loop(w)
   local weft = require "weft"
   local every = max(0.02, w.ttl / 3)
@@ -354,6 +369,7 @@ local function keep_loop(w)
       local n, err = w.store:queue_touch(w.queue, w.name, ids)
       if not n then w.log("store: touching held items: " .. tostring(err)) end
     end
+    publish(w)
     local room = w.concurrency - w.running
     if room > 0 and not w.stopped then
       local items = w.store:queue_reclaim(w.queue, w.name, w.ttl, min(room, 100))
@@ -396,10 +412,12 @@ function Worker:run()
   local weft = require "weft"
   self.log(fmt("%s: taking executions from queue '%s' (concurrency %d)", self.name, self.queue,
     self.concurrency))
+  publish(self)
   local tasks = {
     weft.go(take_loop, self), weft.go(keep_loop, self), weft.go(flush_loop, self),
   }
   for _, t in ipairs(tasks) do t:wait() end
+  self.store:del("workers", self.name)
 end
 
 --- Stop taking executions (run returns soon after).

@@ -11,6 +11,7 @@ local pool = require "weft.pool"
 local worker = require "weft.worker"
 local procs = require "support.procs"
 local files = require "support.files"
+local fake = require "support.fake_res"
 
 local undo = {}
 local function later(fn) undo[#undo + 1] = fn end
@@ -185,6 +186,30 @@ describe("a worker", function()
       assert.equal("completed", d.status, json.encode(d))
       assert.same({ "LATE!" }, d.outputs)
       assert.equal(1, d.attempts) -- the ghost never ran it
+    end)
+  end)
+
+  describe("publishes its counters: the /metrics and health of a pool replica show them", function()
+    each_store(function(st)
+      local dir, hashes = scripts()
+      start_worker(st, dir, { lease_ttl = 0.1 })
+      local app = require("weft.serve.app").new{ store = st, scripts_dir = dir }
+      app.pool = { queue = pool.QUEUE }
+      local d = pool.submit(st, { workflow = "echo", hash = hashes.echo, input = "m" })
+      until_status(st, d.id, ENDED)
+      local text, deadline = "", weft.clock() + 30
+      repeat -- the counters are published every lease/3 s
+        weft.sleep(0.02)
+        text = fake.call(app, "GET", "/metrics").body
+      until text:find('weft_worker_executions_total{worker="w1",outcome="completed"} 1', 1, true)
+        or weft.clock() > deadline
+      assert.truthy(text:find('weft_worker_executions_total{worker="w1",outcome="completed"} 1', 1, true), text)
+      assert.truthy(text:find('weft_process_info{name="', 1, true), text)
+      assert.truthy(text:find('role="api",queue="weft"} 1', 1, true), text)
+      local health = fake.call(app, "GET", "/api/v1/health"):decoded()
+      assert.equal(1, health.workers)
+      assert.equal("weft", health.queue)
+      assert.equal(0, health.queued)
     end)
   end)
 

@@ -3,9 +3,15 @@
 -- weft_supersteps_total, weft_executor_duration_seconds (histogram of
 -- executor invocation durations), weft_run_duration_seconds (histogram of
 -- run durations), weft_http_requests_total{method,code},
--- weft_executions_running, weft_llm_requests_total, weft_tokens_total. `metrics()` makes the counters the app updates.
--- Uses weft, weft.serve.executions (TERMINAL).
-local pairs, ipairs, tostring, fmt = pairs, ipairs, tostring, string.format
+-- weft_executions_running, weft_llm_requests_total, weft_tokens_total;
+-- with a worker pool (weft serve --workers) also weft_process_info and the
+-- counters each live worker publishes (weft_worker_*{worker}).
+-- `metrics()` makes the counters the app updates.
+-- Uses weft, weft.json, weft.store, weft.serve.executions (TERMINAL).
+local json = require "weft.json"
+
+local pairs, ipairs, tostring, tonumber, type, pcall, fmt =
+  pairs, ipairs, tostring, tonumber, type, pcall, string.format
 
 local _M = {}
 
@@ -118,6 +124,7 @@ function _M.prometheus(app, srv)
       add('weft_llm_requests_total{provider="%s",status="%s"} %d', esc(p), esc(st), c.requests[p][st])
     end
   end
+  if app.pool then _M.pool_metrics(app, add) end
   add("# HELP weft_tokens_total Tokens used by model calls of this process.")
   add("# TYPE weft_tokens_total counter")
   for _, p in ipairs(keys(c.tokens)) do
@@ -125,6 +132,52 @@ function _M.prometheus(app, srv)
     add('weft_tokens_total{provider="%s",kind="output"} %d', esc(p), c.tokens[p].output)
   end
   return table.concat(out, "\n") .. "\n"
+end
+
+--- Seconds after which a worker that published no counters is left out
+-- of /metrics (it died or stopped).
+_M.WORKER_STALE = 120
+
+-- The live workers of app's pool: their published counters (record
+-- "workers", name), sorted by name.
+local function workers(app)
+  local out, now = {}, require("weft").now()
+  for _, row in ipairs(app.store:scan("workers", "") or {}) do
+    local ok, t = pcall(json.decode, row.value)
+    if ok and type(t) == "table" and now - (tonumber(t.updated) or 0) < _M.WORKER_STALE then out[#out + 1] = t end
+  end
+  table.sort(out, function(a, b) return tostring(a.name) < tostring(b.name) end)
+  return out
+end
+
+--- Add the pool's lines to /metrics (add(fmt, ...)): which process this is
+-- and, per live worker (label worker), the counters it published.
+function _M.pool_metrics(app, add)
+  local me = require("weft.store").owner()
+  add("# HELP weft_process_info This process: an API replica of a worker pool.")
+  add("# TYPE weft_process_info gauge")
+  add('weft_process_info{name="%s",role="api",queue="%s"} 1', esc(me.host .. ":" .. me.pid), esc(app.pool.queue))
+  local ws = workers(app)
+  add("# HELP weft_worker_executions_running Executions a worker of the pool runs now.")
+  add("# TYPE weft_worker_executions_running gauge")
+  for _, t in ipairs(ws) do add('weft_worker_executions_running{worker="%s"} %d', esc(t.name), t.running or 0) end
+  add("# HELP weft_worker_executions_total Executions a worker took, by what became of them.")
+  add("# TYPE weft_worker_executions_total counter")
+  for _, t in ipairs(ws) do
+    for _, k in ipairs({ "started", "resumed", "completed", "failed", "cancelled", "idle", "deferred", "reclaimed" }) do
+      add('weft_worker_executions_total{worker="%s",outcome="%s"} %d', esc(t.name), k, tonumber(t[k]) or 0)
+    end
+  end
+  add("# HELP weft_worker_llm_requests_total Model calls of a worker, by provider and outcome.")
+  add("# TYPE weft_worker_llm_requests_total counter")
+  for _, t in ipairs(ws) do
+    for _, p in ipairs(keys(type(t.llm_requests) == "table" and t.llm_requests or {})) do
+      for _, st in ipairs(keys(t.llm_requests[p])) do
+        add('weft_worker_llm_requests_total{worker="%s",provider="%s",status="%s"} %d', esc(t.name), esc(p),
+          esc(st), tonumber(t.llm_requests[p][st]) or 0)
+      end
+    end
+  end
 end
 
 --- Install /api/v1/health and /metrics on app.
@@ -135,8 +188,14 @@ function _M.install(app)
     for _, x in pairs(self.executions) do
       if x.status == "running" or x.status == "idle" then running = running + 1 end
     end
-    return 200, { status = "ok", version = weft.version, uptime_seconds = weft.now() - self.started,
-                  store = self.store.kind, durable = self.durable, executions_running = running }
+    local body = { status = "ok", version = weft.version, uptime_seconds = weft.now() - self.started,
+                   store = self.store.kind, durable = self.durable, executions_running = running }
+    if self.pool then
+      body.queue, body.workers = self.pool.queue, #workers(self)
+      local info = self.store:queue_info(self.pool.queue)
+      body.queued = info and info.waiting or nil
+    end
+    return 200, body
   end)
 
   app:route("GET", "/metrics", function(self, req, _, res)
