@@ -824,8 +824,8 @@ static int cmd(rs_t *rs, rop_t *o, int argc, const char **argv,
 static int send_cmds(rs_t *rs, wf_store_batch_t *b, const wf_store_op_t *op,
                      const kcmd_t *c) {
   const char *ns = wf_sop_ns(b, op), *key = wf_sop_key(b, op);
-  const char *av[4];
-  size_t al[4];
+  const char *av[5]; /* verb, key, at most 3 arguments (XADD) */
+  size_t al[5];
   int rc = 0;
   for (; c->verb; c++) {
     int n = 2;

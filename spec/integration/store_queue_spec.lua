@@ -229,9 +229,9 @@ local function two_processes(url)
   for k = 1, 2 do
     kids[k] = procs.spawn({ procs.weft_bin(), "exec", script, url, q, "worker" .. k, dir })
   end
-  for k = 1, 2 do -- a start barrier: both ready, then go
+  for k = 1, 2 do -- a start barrier: both ready (or gone), then go
     for _ = 1, 6000 do
-      if io.open(dir .. "/ready-worker" .. k) then break end
+      if io.open(dir .. "/ready-worker" .. k) or procs.slurp(kids[k].rc) then break end
       weft.sleep(0.005)
     end
   end
