@@ -134,6 +134,69 @@ function _M.events(store, id, from)
 end
 
 -- ---------------------------------------------------------------------------
+-- calls: work of the API that is not an execution (a chat completion, a
+-- builder request) done by a worker, so that a replica never calls a model
+
+-- name -> fn(app, args, chunk) -> result (a JSON value); raises an error
+-- object of weft.serve.errors (or a string) on failure; chunk(text)
+-- streams a piece of the reply.
+local calls = {}
+
+--- Register call `name` (weft.serve modules register theirs when loaded:
+-- "chat", "builder").
+function _M.register_call(name, fn) calls[name] = fn end
+
+--- The function of call `name`, or nil.
+function _M.call_fn(name) return calls[name] end
+
+--- Seconds a replica waits for a call's result before it gives up (the
+-- call may still run on a worker).
+_M.CALL_TIMEOUT = 600
+
+--- Have a worker do call `name` with args and wait for it: its result, or
+-- raises its error object (an API error keeps its status). opts: queue,
+-- on_chunk (function(text), for the pieces the call streams), timeout.
+-- The record ("calls", id) and the log ("events", id) are removed after.
+function _M.call(store, name, args, opts)
+  opts = opts or {}
+  local weft = require "weft"
+  local errors = require "weft.serve.errors"
+  local id = _M.new_id():gsub("^exec", "call")
+  local ok, err = store:queue_push(opts.queue or _M.QUEUE, encode({ id = id, kind = "call", call = name, args = args }))
+  if not ok then errors.throw(503, "store_unavailable", "store: " .. tostring(err)) end
+  local n, deadline = 0, weft.clock() + (opts.timeout or _M.CALL_TIMEOUT)
+  local done
+  while true do
+    if opts.on_chunk then
+      for _, e in ipairs(_M.events(store, id, n + 1) or {}) do
+        n = e.n
+        if type(e.event) == "table" and type(e.event.chunk) == "string" then opts.on_chunk(e.event.chunk) end
+      end
+    end
+    local s = store:get("calls", id)
+    if s then
+      done = decode(s)
+      if opts.on_chunk then -- the last pieces were written with the result
+        for _, e in ipairs(_M.events(store, id, n + 1) or {}) do
+          if type(e.event) == "table" and type(e.event.chunk) == "string" then opts.on_chunk(e.event.chunk) end
+        end
+      end
+      break
+    end
+    if weft.clock() > deadline then
+      errors.throw(504, "worker_timeout", fmt("no worker answered call %s (%s) within %d s", id, name,
+        opts.timeout or _M.CALL_TIMEOUT))
+    end
+    weft.sleep(_M.POLL)
+  end
+  store:batch():del("calls", id):del("events", id):commit()
+  if done.ok then return done.result end
+  local e = done.error or {}
+  if e.status then error(errors.new(e.status, e.code or "error", e.message or "call failed", e.details), 0) end
+  error(tostring(e.message or "call failed"), 0)
+end
+
+-- ---------------------------------------------------------------------------
 -- submitting from Lua: wf:spawn(input, {queue = store})
 
 local Remote = {}

@@ -83,7 +83,7 @@ function _M.new(opts)
     pending = {},   -- execution id -> list of events not yet in its log
     running = 0, stopped = false, wake = weft.cond(),
     counts = { started = 0, resumed = 0, completed = 0, failed = 0, cancelled = 0, idle = 0,
-               deferred = 0, reclaimed = 0 },
+               deferred = 0, reclaimed = 0, calls = 0 },
   }, Worker)
 end
 
@@ -233,6 +233,39 @@ local function blocked_error(note)
     tostring(note.what), note.count or 1)
 end
 
+-- Do call item p (weft.pool.call): its streamed pieces go to log
+-- ("events", p.id) as {chunk = text}, its outcome to record ("calls",
+-- p.id), written with the acknowledgement of queue item qid.
+local function run_call(w, p, qid)
+  local fn = pool.call_fn(tostring(p.call))
+  local ok, res
+  if not fn then
+    ok, res = false, { status = 500, code = "unknown_call", message = "no call '" .. tostring(p.call) .. "'" }
+  else
+    ok, res = pcall(fn, w.app, p.args, function(text)
+      local q = w.pending[p.id]
+      if not q then q = {}; w.pending[p.id] = q end
+      q[#q + 1] = { chunk = text }
+      w.dirty = true
+    end)
+    if not ok then
+      local e = res
+      res = type(e) == "table" and { status = e.status, code = e.code, message = e.message, details = e.details }
+        or { message = tostring(e) }
+    end
+  end
+  local out = ok and { ok = true, result = res } or { ok = false, error = res }
+  local eok, s = pcall(encode, out)
+  if not eok then s = encode({ ok = false, error = { message = "the result is not JSON: " .. tostring(s) } }) end
+  local b = w.store:batch()
+  add_events(w, b, p.id)
+  b:put("calls", p.id, s):queue_ack(w.queue, qid)
+  local cok, cerr = b:commit()
+  if not cok then w.log(fmt("store: call %s: %s", p.id, tostring(cerr))) end
+  w.pending[p.id] = nil
+  w.counts.calls = w.counts.calls + 1
+end
+
 -- Run queue item (taken, or reclaimed from a worker that died).
 local function run_item(w, item, reclaimed)
   local ok, p = pcall(decode, item.payload)
@@ -241,6 +274,7 @@ local function run_item(w, item, reclaimed)
     w.store:queue_ack(w.queue, item.id)
     return
   end
+  if p.kind == "call" then return run_call(w, p, item.id) end
   local x = pool.get(w.store, p.id)
   if not x or pool.TERMINAL[x.status] then
     w.store:queue_ack(w.queue, item.id) -- unknown, or ended meanwhile

@@ -213,6 +213,34 @@ describe("a worker", function()
     end)
   end)
 
+  describe("answers a replica's chat completions (streamed or not): the replica calls no model", function()
+    each_store(function(st)
+      local dir = scripts()
+      local w = start_worker(st, dir)
+      local app = require("weft.serve.app").new{ store = st, scripts_dir = dir }
+      app.pool = { queue = pool.QUEUE }
+      local writer = { id = "writer", name = "writer", model = "mock:echo", instructions = "You write." }
+      assert.equal(201, fake.call(app, "POST", "/api/v1/agents", { body = writer }).status_code)
+      local res = fake.call(app, "POST", "/v1/chat/completions",
+        { body = { model = "agent:writer", messages = { { role = "user", content = "ping pong" } } } })
+      assert.equal(200, res.status_code, res.body)
+      assert.matches("ping pong", res:decoded().choices[1].message.content, 1, true)
+      res = fake.call(app, "POST", "/v1/chat/completions",
+        { body = { model = "workflow:echo", stream = true, messages = { { role = "user", content = "up" } } } })
+      assert.equal(200, res.status_code, res.body)
+      local text = res:text()
+      assert.truthy(text:find('"content":"UP!"', 1, true), text)
+      assert.truthy(text:find("data: [DONE]", 1, true), text)
+      res = fake.call(app, "POST", "/v1/chat/completions",
+        { body = { model = "agent:nobody", messages = { { role = "user", content = "x" } } } })
+      assert.equal(404, res.status_code)
+      -- both went through the worker (the 404 was the replica's own check),
+      -- and the replica removed the calls' records
+      assert.equal(2, w:stats().calls)
+      assert.same({}, assert(st:scan("calls", "")))
+    end)
+  end)
+
   describe("fails an execution whose executor blocked workers max_blocked times", function()
     each_store(function(st)
       local dir, hashes = scripts()

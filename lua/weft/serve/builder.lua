@@ -466,6 +466,9 @@ function _M.execute(app, body)
            model = caps.model }
 end
 
+-- A builder request on a worker of the pool (weft.pool.call "builder").
+require("weft.pool").register_call("builder", function(app, body) return _M.execute(app, body) end)
+
 --- Install the builder routes on app; opts: builder_model, builder_retries.
 function _M.install(app, opts)
   opts = opts or {}
@@ -478,7 +481,12 @@ function _M.install(app, opts)
     return 200, _M.capabilities(self)
   end)
   app:route("POST", "/api/v1/builder/execute", function(self, req)
-    return 200, _M.execute(self, self:body(req, { required = true }))
+    local body = self:body(req, { required = true })
+    if self.pool then
+      errors.check_body(_M.BODY, body, "validation_error") -- refused here, not on a worker
+      return 200, require("weft.pool").call(self.store, "builder", body, { queue = self.pool.queue })
+    end
+    return 200, _M.execute(self, body)
   end)
 end
 

@@ -150,23 +150,49 @@ local function chunk(base, delta, fin, u)
   return "data: " .. json.encode(c) .. "\n\n"
 end
 
--- Answer a streamed completion: run the agent in a task of its own, write
--- the text chunks it produces as they come.
-local function stream(app, req, res, agent, msgs, base, include_usage)
+-- Run the chat completion args = {model, messages, stream} on app (in
+-- this process, or on a worker: weft.pool.call "chat"): {text, usage,
+-- finish_reason}; chunk(text) gets the pieces of a streamed reply. Raises
+-- an API error (404 model_not_found, 500 agent_failed).
+local function chat_call(app, args, chunk)
+  local agent = resolve(app, args.model)
+  local ok, r, err
+  if args.stream then
+    ok, r, err = pcall(agent.stream, agent, args.messages, nil, function(c)
+      if type(c) == "table" and type(c.text) == "string" and c.text ~= "" then chunk(c.text) end
+    end)
+  else
+    ok, r, err = pcall(agent.run, agent, args.messages)
+  end
+  if not ok then r, err = nil, tostring(r) end
+  if not r then throw(500, "agent_failed", tostring(err)) end
+  return { text = r.text, usage = r.usage, finish_reason = r.finish_reason }
+end
+require("weft.pool").register_call("chat", chat_call)
+
+-- Do chat completion args here, or with a worker pool on a worker.
+local function complete(app, args, chunk)
+  if app.pool then
+    return require("weft.pool").call(app.store, "chat", args, { queue = app.pool.queue, on_chunk = chunk })
+  end
+  return chat_call(app, args, chunk)
+end
+
+-- Answer a streamed completion: run it (complete) in a task of its own,
+-- write the text chunks it produces as they come.
+local function stream(app, res, args, base, include_usage)
   local weft = require "weft"
   local q, done, result, rerr = {}, false, nil, nil
   local cond = weft.cond()
   local streamed = false
   local runner = weft.go(function()
-    local ok, r, err = pcall(agent.stream, agent, msgs, nil, function(c)
-      if type(c) == "table" and type(c.text) == "string" and c.text ~= "" then
-        q[#q + 1] = c.text
-        streamed = true
-        cond:signal()
-      end
+    local ok, r = pcall(complete, app, args, function(text)
+      q[#q + 1] = text
+      streamed = true
+      cond:signal()
     end)
-    if not ok then r, err = nil, tostring(r) end
-    result, rerr, done = r, err, true
+    if ok then result = r else rerr = errors.is_error(r) and r.message or tostring(r) end
+    done = true
     cond:signal()
   end)
   local w = res:stream(200, { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache" })
@@ -237,16 +263,15 @@ function _M.install(app)
     local msgs = messages(body.messages)
     -- one user message goes in as a string (a workflow then gets the text itself)
     if #msgs == 1 and msgs[1].role == "user" then msgs = msgs[1].content end
-    local agent = resolve(self, body.model)
+    resolve(self, body.model) -- an unknown model is a 404 before anything runs
     local base = { id = new_id(), created = os.time(), model = body.model }
+    local args = { model = body.model, messages = msgs, stream = body.stream == true }
     if body.stream then
       local so = body.stream_options
-      stream(self, req, res, agent, msgs, base, type(so) == "table" and so.include_usage == true)
+      stream(self, res, args, base, type(so) == "table" and so.include_usage == true)
       return
     end
-    local ok, r, err = pcall(agent.run, agent, msgs)
-    if not ok then r, err = nil, tostring(r) end
-    if not r then throw(500, "agent_failed", tostring(err)) end
+    local r = complete(self, args)
     return 200, {
       id = base.id, object = "chat.completion", created = base.created, model = base.model,
       system_fingerprint = json.null,
