@@ -569,8 +569,9 @@ function Batch:count()
 end
 
 --- Apply every write atomically: true, the list of the numbers given to
--- the appended entries (in order) and the list of the ids given to the
--- queue pushes (in order), or nil, err (then nothing was written;
+-- the appended entries (in order) and, when the batch pushed to queues,
+-- the list of the ids given to the pushes (in order), or nil, err (then
+-- nothing was written;
 -- on Redis see docs/store.md), or nil, err, "conflict" when an expectation
 -- (expect, expect_last, fence) did not hold (nothing was written). A batch
 -- commits once.
@@ -581,6 +582,7 @@ function Batch:commit()
   local ok, seqs, ids = raw_commit(self._s._u, self.ops, self.n)
   self.ops = nil
   if not ok then return nil, seqs, ids end
+  if ids[1] == nil then return true, seqs end -- as before queues
   return true, seqs, ids
 end
 
