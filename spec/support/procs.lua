@@ -74,6 +74,25 @@ function _M.kill(p)
   os.execute("kill -9 " .. p.pid .. " 2>/dev/null")
 end
 
+--- The pids of the live child processes of process pid (a sorted list;
+-- read from /proc).
+function _M.children(pid)
+  local out = {}
+  local ls = io.popen("ls /proc 2>/dev/null")
+  for name in ls:lines() do
+    if name:match("^%d+$") then
+      local st = slurp("/proc/" .. name .. "/stat")
+      -- "pid (comm) state ppid ...": comm may hold spaces and parentheses
+      local state, ppid
+      if st then state, ppid = st:match("%) (%S) (%d+)") end
+      if ppid and tonumber(ppid) == pid and state ~= "Z" then out[#out + 1] = tonumber(name) end
+    end
+  end
+  ls:close()
+  table.sort(out)
+  return out
+end
+
 --- Run argv to completion (yielding); returns status, stdout, stderr.
 function _M.run(argv, env, timeout)
   return _M.wait(_M.spawn(argv, env), timeout)

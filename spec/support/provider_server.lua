@@ -10,6 +10,8 @@
 --     srv.port, srv.url, srv:stats(), srv:reset(), srv:stop()
 --     srv:last_request([path]) -- the last request seen ({method, path,
 --                               -- target, headers, body, json}), for specs
+--     ps.start{ count_bodies = true }: srv:body_counts() -- {[body] = n}, how
+--                               -- many times each request body came
 -- As a process (serves until killed; raises the open-files limit first):
 --     weft exec spec/support/provider_server.lua [--port N] [--host H]
 --     -> prints "listening PORT" on stdout
@@ -295,6 +297,7 @@ end
 local function handle(srv, req, res)
   local path = req.path
   local faults = {}
+  if srv.bodies then srv.bodies[req.body or ""] = (srv.bodies[req.body or ""] or 0) + 1 end
   srv.last[#srv.last + 1] = req
   if #srv.last > 64 then table.remove(srv.last, 1) end
   local spec, rest = path:match("^/_f/([^/]*)(/.*)$")
@@ -341,10 +344,11 @@ local function handle(srv, req, res)
   srv:fail(res, nil, 404, "no such endpoint: " .. path)
 end
 
---- Start the server: opts = {host = "127.0.0.1", port = 0, backlog}.
+--- Start the server: opts = {host = "127.0.0.1", port = 0, backlog,
+-- count_bodies (count the requests per body: srv:body_counts())}.
 function _M.start(opts)
   opts = opts or {}
-  local srv = setmetatable({ fault_counts = {}, last = {} }, Server)
+  local srv = setmetatable({ fault_counts = {}, last = {}, bodies = opts.count_bodies and {} or nil }, Server)
   srv.http = hs.start{
     host = opts.host or "127.0.0.1", port = opts.port or 0, backlog = opts.backlog,
     handler = function(req, res) return handle(srv, req, res) end,
@@ -361,7 +365,12 @@ function Server:reset()
   self.http:reset()
   self.fault_counts = {}
   self.last = {}
+  if self.bodies then self.bodies = {} end
 end
+
+--- How many requests came with each body ({[body] = n}; started with
+-- count_bodies, else empty).
+function Server:body_counts() return self.bodies or {} end
 
 --- The last request seen (whose path is `path`, when given), or nil.
 function Server:last_request(path)
