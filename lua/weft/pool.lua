@@ -30,6 +30,23 @@ _M.QUEUE = "weft"
 --- Events kept per execution in its event log (older ones are trimmed).
 _M.EVENTS_MAX = 10000
 
+--- Polling of the store (takes, waits for a summary, a call or events):
+-- the first wait after activity is POLL_MIN seconds, each idle one twice
+-- the last, up to POLL_MAX.
+_M.POLL_MIN, _M.POLL_MAX = 0.001, 0.02
+
+--- A poller: p(busy) sleeps before the next read of the store — POLL_MIN
+-- after a read that found something (busy true), else twice the last
+-- sleep up to max (default POLL_MAX).
+function _M.poller(max)
+  local weft = require "weft"
+  local cur, top = _M.POLL_MIN, max or _M.POLL_MAX
+  return function(busy)
+    if busy then cur = _M.POLL_MIN else cur = math.min(top, cur * 2) end
+    weft.sleep(cur)
+  end
+end
+
 --- Statuses of an execution that ended.
 _M.TERMINAL = { completed = true, failed = true, cancelled = true }
 
@@ -165,11 +182,12 @@ function _M.call(store, name, args, opts)
   local ok, err = store:queue_push(opts.queue or _M.QUEUE, encode({ id = id, kind = "call", call = name, args = args }))
   if not ok then errors.throw(503, "store_unavailable", "store: " .. tostring(err)) end
   local n, deadline = 0, weft.clock() + (opts.timeout or _M.CALL_TIMEOUT)
-  local done
+  local done, poll = nil, _M.poller()
   while true do
+    local busy = false
     if opts.on_chunk then
       for _, e in ipairs(_M.events(store, id, n + 1) or {}) do
-        n = e.n
+        n, busy = e.n, true
         if type(e.event) == "table" and type(e.event.chunk) == "string" then opts.on_chunk(e.event.chunk) end
       end
     end
@@ -187,7 +205,7 @@ function _M.call(store, name, args, opts)
       errors.throw(504, "worker_timeout", fmt("no worker answered call %s (%s) within %d s", id, name,
         opts.timeout or _M.CALL_TIMEOUT))
     end
-    weft.sleep(_M.POLL)
+    poll(busy)
   end
   store:batch():del("calls", id):del("events", id):commit()
   if done.ok then return done.result end
@@ -201,9 +219,6 @@ end
 
 local Remote = {}
 Remote.__index = Remote
-
--- Seconds between two reads of the summary while waiting.
-_M.POLL = 0.02
 
 --- Submit a run of wf to the worker pool of opts.queue (a store or a store
 -- URL): opts.workflow names it for the workers (their script or definition
@@ -233,11 +248,11 @@ end
 --- Wait until the execution ends or pauses; returns {status, outputs,
 -- error, requests, supersteps, duration_ms, run_id}.
 function Remote:wait()
-  local weft = require "weft"
+  local poll = _M.poller()
   while true do
     local st = self:status()
     if _M.TERMINAL[st] or st == "idle" then break end
-    weft.sleep(_M.POLL)
+    poll(false)
   end
   local d = self.last
   return { status = d.status, outputs = d.outputs or {}, error = d.error, requests = d.requests,

@@ -347,10 +347,11 @@ end
 -- ---------------------------------------------------------------------------
 -- the loops
 
--- Take new items while there is room; sleep `poll` when the queue is empty.
+-- Take new items while there is room; when the queue is empty, wait
+-- (weft.pool.poller) from 1 ms up to `poll` seconds.
 local function take_loop(w)
   local weft = require "weft"
-  local idle = w.poll
+  local poll = pool.poller(w.poll)
   while not w.stopped do
     local room = w.concurrency - w.running
     if room <= 0 then
@@ -361,11 +362,12 @@ local function take_loop(w)
       local items, err = w.store:queue_take(w.queue, w.name, min(room, 100))
       if not items then
         w.log("store: taking from the queue: " .. tostring(err))
-        weft.sleep(min(1, idle * 10))
+        weft.sleep(min(1, w.poll * 10))
       elseif #items == 0 then
-        weft.sleep(idle)
+        poll(false)
       else
         for _, item in ipairs(items) do start_item(w, item, false) end
+        poll(true)
       end
     end
   end

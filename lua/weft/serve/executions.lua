@@ -269,10 +269,6 @@ end
 -- for worker processes; everything about them is read from the store, so
 -- that any replica answers for any execution.
 
---- Seconds between two reads of the store while a pool-mode request waits
--- for an execution (a sync execute, an event stream).
-_M.POOL_POLL = 0.02
-
 -- The stored summary of execution id (404 when unknown, 503 when the
 -- store fails).
 local function stored(app, id)
@@ -293,9 +289,9 @@ local function pool_execute(app, wid, wf, input, async)
   if async then
     return 202, { id = d.id, status = d.status, workflow = wid }, { location = "/api/v1/executions/" .. d.id }
   end
-  local weft = require "weft"
+  local poll = pool.poller()
   while not TERMINAL[d.status] and d.status ~= "idle" do
-    weft.sleep(_M.POOL_POLL)
+    poll(false)
     d = stored(app, d.id)
   end
   return 200, answerable(d)
@@ -330,10 +326,11 @@ end
 -- store (the same ids on every replica), then the end event.
 local function pool_events(app, id, from, res)
   local weft = require "weft"
+  local poll = pool.poller()
   local d = stored(app, id)
   local w = res:stream(200, { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache" })
   res.streaming = true
-  local n, quiet = from, 0
+  local n, quiet = from, weft.clock()
   while true do
     local list = pool.events(app.store, id, n + 1)
     for _, e in ipairs(list or {}) do
@@ -341,15 +338,15 @@ local function pool_events(app, id, from, res)
       if not w:write(sse(n, e.event)) then return end -- the client left
     end
     if list and #list > 0 then
-      quiet = 0
+      quiet = weft.clock()
+      poll(true)
     else
       if TERMINAL[d.status] then break end
-      quiet = quiet + _M.POOL_POLL
-      if quiet >= _M.HEARTBEAT then
-        quiet = 0
+      if weft.clock() - quiet >= _M.HEARTBEAT then
+        quiet = weft.clock()
         if not w:write(": keep-alive\n\n") then return end
       end
-      weft.sleep(_M.POOL_POLL)
+      poll(false)
     end
     d = pool.get(app.store, id) or d
   end
