@@ -294,4 +294,140 @@ describe("the worker pool in processes", function()
     local info = assert(st:queue_info("weft"))
     assert.equal(0, info.waiting + info.taken)
   end)
+
+  it("keeps both replicas answering while an executor never yields, replaces the worker and fails that execution #redis", function()
+    local r = procs.redis()
+    if not r then return pending("redis-server is not installed") end
+    later(r.stop)
+    local dir = scripts()
+    local env = { WEFT_LEASE_TTL = "2" }
+    local a, b = serve(r.url, dir, 0, env), serve(r.url, dir, 0, env)
+    local w = worker(r.url, dir, env, { "--processes", "2" })
+    local before = {}
+    for _, pid in ipairs(worker_pids(w, 2)) do before[pid] = true end
+    local spin = submit(a.base, "busy", "spin")
+    -- while it blocks a worker (killed after 1 s, twice): both replicas
+    -- answer, and the other executions complete
+    local others, health = {}, 0
+    local d
+    repeat
+      for _, base in ipairs({ a.base, b.base }) do
+        local st, h, raw = call("GET", base .. "/health", nil, 5)
+        assert.equal(200, st, raw)
+        assert.equal("ok", h.status)
+        health = health + 1
+      end
+      if #others < 20 then others[#others + 1] = submit(b.base, "busy", "ok" .. #others) end
+      local _, x = call("GET", b.base .. "/executions/" .. spin)
+      d = x
+      weft.sleep(0.05)
+    until ENDED[d.status]
+    assert.equal("failed", d.status)
+    assert.truthy(d.error:find("executor 'spin' of run " .. spin .. " did not yield", 1, true), d.error)
+    assert.truthy(d.error:find("tried 2 times", 1, true), d.error)
+    -- the supervisor said so, and started new processes
+    local log = procs.slurp(w.err) or ""
+    assert.truthy(log:find("was killed by its watchdog", 1, true), log)
+    local now = worker_pids(w, 2)
+    local replaced = 0
+    for _, pid in ipairs(now) do if not before[pid] then replaced = replaced + 1 end end
+    assert.is_true(replaced >= 1, "no worker process was replaced")
+    for i, id in ipairs(others) do
+      local x = until_ended(a.base, id)
+      assert.equal("completed", x.status, json.encode(x))
+      assert.same({ "ok" .. (i - 1) }, x.outputs)
+    end
+    assert.is_true(health > 2)
+  end)
+
+  it("runs 100 executions exactly once with weft serve --workers 2 on SQLite while one worker is SIGKILLed", function()
+    local srv, llm = provider(50)
+    local dir = scripts()
+    local url = "sqlite:" .. tmpdir() .. "/weft.db"
+    local s = serve(url, dir, 2, { WEFT_TEST_LLM_URL = llm, WEFT_LEASE_TTL = "2" })
+    local pids = worker_pids(s, 2)
+    local killed
+    local done = drive({ s.base }, 100, 20, "s", function(count)
+      if count == 30 and not killed then
+        killed = pids[1]
+        os.execute("kill -9 " .. killed)
+      end
+    end)
+    assert.truthy(killed)
+    -- the supervisor started another
+    worker_pids(s, 2, { [killed] = true })
+    local log = procs.slurp(s.err) or ""
+    assert.truthy(log:find("(pid " .. killed .. ") exited (signal 9)", 1, true), log)
+    local st = assert(weft.store.open(url))
+    later(function() st:close() end)
+    -- the killed worker held at most what 20 clients had in flight
+    check_once(st, srv, done, 20)
+  end)
+
+  it("continues a paused execution answered through the other replica, and refuses a second answer #redis", function()
+    local r = procs.redis()
+    if not r then return pending("redis-server is not installed") end
+    later(r.stop)
+    local dir = scripts()
+    local env = { WEFT_LEASE_TTL = "2" }
+    local a, b = serve(r.url, dir, 0, env), serve(r.url, dir, 0, env)
+    worker(r.url, dir, env, { "--processes", "2" })
+    local id = submit(a.base, "ask", "deploy")
+    local d
+    local deadline = weft.clock() + 60
+    repeat
+      local st, x, raw = call("GET", a.base .. "/executions/" .. id)
+      assert.equal(200, st, raw)
+      d = x
+      assert(weft.clock() < deadline, "execution " .. id .. " did not pause: " .. raw)
+      weft.sleep(0.02)
+    until d.status == "idle"
+    local rid = d.requests[1].request_id
+    assert.equal("deploy", d.requests[1].request.question)
+    local st, ans, raw = call("POST", b.base .. "/executions/" .. id .. "/responses", { request_id = rid, value = "yes" })
+    assert.equal(202, st, raw)
+    assert.equal("running", ans.status)
+    -- the same answer again: refused whatever the execution's state now
+    -- (404 unknown_request while the answer waits for a worker, 409 once
+    -- a worker runs or ended it)
+    st, ans, raw = call("POST", b.base .. "/executions/" .. id .. "/responses", { request_id = rid, value = "no" })
+    assert.truthy(st == 404 or st == 409, raw)
+    assert.truthy(st == 404 and ans.error.code == "unknown_request" or st == 409 and ans.error.code == "conflict", raw)
+    d = until_ended(b.base, id)
+    assert.equal("completed", d.status, json.encode(d))
+    assert.same({ "deploy: yes" }, d.outputs)
+    st, ans, raw = call("POST", a.base .. "/executions/" .. id .. "/responses", { request_id = rid, value = "no" })
+    assert.equal(409, st, raw)
+  end)
+
+  it("completes the queued and running executions after Redis restarts with its append-only file #redis", function()
+    local r = procs.redis{ persist = true, dir = tmpdir() }
+    if not r then return pending("redis-server is not installed") end
+    later(r.stop)
+    local srv, llm = provider(100)
+    local dir = scripts()
+    local env = { WEFT_TEST_LLM_URL = llm, WEFT_LEASE_TTL = "2" }
+    local a = serve(r.url, dir, 0, env)
+    worker(r.url, dir, env, { "--processes", "1", "--concurrency", "5" })
+    local ids = {}
+    for i = 1, 30 do ids["r" .. i] = submit(a.base, "two", "r" .. i) end
+    -- once some are done (and others run or wait in the queue): restart
+    local deadline = weft.clock() + 60
+    while true do
+      local n = 0
+      for _, c in pairs(srv:body_counts()) do n = n + c end
+      if n >= 10 then break end
+      assert(weft.clock() < deadline, "no execution ran")
+      weft.sleep(0.01)
+    end
+    r.stop()
+    local st = call("GET", a.base .. "/executions/" .. ids.r1, nil, 10)
+    assert.is_true(st == nil or st == 503, "the store was down, yet the replica answered " .. tostring(st))
+    r.start()
+    local done = {}
+    for input, id in pairs(ids) do done[input] = until_ended(a.base, id) end
+    local store = assert(weft.store.open(r.url))
+    later(function() store:close() end)
+    check_once(store, srv, done, 5)
+  end)
 end)
