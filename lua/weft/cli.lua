@@ -861,8 +861,10 @@ local function cmd_serve(parsed)
       if watch then argv[#argv + 1] = "--watch"; argv[#argv + 1] = watch end
       if opts["--scripts"] then argv[#argv + 1] = "--scripts"; argv[#argv + 1] = opts["--scripts"] end
       local me = require("weft.store").owner()
+      app.pool.notices = require("weft.pool").notices()
       sup = require("weft.worker").supervise{ processes = nworkers, argv = argv, store = store,
-        name = me.host .. ":" .. me.pid .. "/worker" }
+        name = me.host .. ":" .. me.pid .. "/worker", notices = app.pool.notices }
+      app.pool.wake = sup.wake
     end
   end
   local rok, nres, rfailed, nwait = true, 0, {}, 0
@@ -912,7 +914,8 @@ local function worker_child(opts, url)
   local ok, w = pcall(require("weft.worker").new, {
     store = url, scripts_dir = opts["--watch"] or opts["--scripts"], watch = opts["--watch"] ~= nil,
     concurrency = opts["--concurrency"], name = os.getenv("WEFT_WORKER_NAME") or opts["--name"],
-    queue = opts["--queue"],
+    queue = opts["--queue"], wake_file = os.getenv("WEFT_WAKE_FILE"),
+    notify_port = tonumber(os.getenv("WEFT_NOTIFY_PORT") or ""),
   })
   if not ok then
     dog:stop()

@@ -35,16 +35,44 @@ _M.EVENTS_MAX = 10000
 -- the last, up to POLL_MAX.
 _M.POLL_MIN, _M.POLL_MAX = 0.001, 0.02
 
---- A poller: p(busy) sleeps before the next read of the store — POLL_MIN
+--- A poller: p(busy) waits before the next read of the store — POLL_MIN
 -- after a read that found something (busy true), else twice the last
--- sleep up to max (default POLL_MAX).
-function _M.poller(max)
+-- wait up to max (default POLL_MAX). With cond (a weft.cond signalled when
+-- what is waited for may have changed: the workers' notices, see
+-- weft.worker.supervise) the wait ends early when it is signalled.
+function _M.poller(max, cond)
   local weft = require "weft"
   local cur, top = _M.POLL_MIN, max or _M.POLL_MAX
   return function(busy)
     if busy then cur = _M.POLL_MIN else cur = math.min(top, cur * 2) end
-    weft.sleep(cur)
+    if cond then cond:wait(cur) else weft.sleep(cur) end
   end
+end
+
+--- Notices of a pool on this machine (weft serve --workers): the
+-- supervisor's workers tell it when an execution or call changed; waiters
+-- of an id wait on its cond. `notices.wait_cond(id)` -> cond (take it
+-- before reading the store, give it back with `done(id)`), `changed(id)`
+-- signals it.
+function _M.notices()
+  local weft = require "weft"
+  local conds, users = {}, {}
+  local n = {}
+  function n.wait_cond(id)
+    local c = conds[id]
+    if not c then c = weft.cond(); conds[id] = c end
+    users[id] = (users[id] or 0) + 1
+    return c
+  end
+  function n.done(id)
+    users[id] = (users[id] or 1) - 1
+    if users[id] <= 0 then conds[id], users[id] = nil, nil end
+  end
+  function n.changed(id)
+    local c = conds[id]
+    if c then c:signal() end
+  end
+  return n
 end
 
 --- Statuses of an execution that ended.
@@ -171,18 +199,22 @@ function _M.call_fn(name) return calls[name] end
 _M.CALL_TIMEOUT = 600
 
 --- Have a worker do call `name` with args and wait for it: its result, or
--- raises its error object (an API error keeps its status). opts: queue,
--- on_chunk (function(text), for the pieces the call streams), timeout.
+-- raises its error object (an API error keeps its status). opts: pool
+-- (a replica's app.pool: {queue, notices, wake}), on_chunk
+-- (function(text), for the pieces the call streams), timeout.
 -- The record ("calls", id) and the log ("events", id) are removed after.
 function _M.call(store, name, args, opts)
   opts = opts or {}
   local weft = require "weft"
   local errors = require "weft.serve.errors"
   local id = _M.new_id():gsub("^exec", "call")
-  local ok, err = store:queue_push(opts.queue or _M.QUEUE, encode({ id = id, kind = "call", call = name, args = args }))
+  local p = opts.pool or {}
+  local ok, err = store:queue_push(p.queue or _M.QUEUE, encode({ id = id, kind = "call", call = name, args = args }))
   if not ok then errors.throw(503, "store_unavailable", "store: " .. tostring(err)) end
   local n, deadline = 0, weft.clock() + (opts.timeout or _M.CALL_TIMEOUT)
-  local done, poll = nil, _M.poller()
+  local nt = p.notices
+  local done, poll = nil, _M.poller(nil, nt and nt.wait_cond(id))
+  if p.wake then p.wake() end
   while true do
     local busy = false
     if opts.on_chunk then
@@ -202,11 +234,13 @@ function _M.call(store, name, args, opts)
       break
     end
     if weft.clock() > deadline then
+      if nt then nt.done(id) end
       errors.throw(504, "worker_timeout", fmt("no worker answered call %s (%s) within %d s", id, name,
         opts.timeout or _M.CALL_TIMEOUT))
     end
     poll(busy)
   end
+  if nt then nt.done(id) end
   store:batch():del("calls", id):del("events", id):commit()
   if done.ok then return done.result end
   local e = done.error or {}

@@ -53,6 +53,11 @@ _M.OPTIONS = check.spec("worker.new", { properties = {
   poll = { type = "number", minimum = 0.001 },
   max_blocked = { type = "integer", minimum = 1 },
   log = { type = "callable", expect = "a function(line)" },
+  -- a pool on this machine (weft.worker.supervise): where to write the
+  -- port this worker listens on for wake-ups, and the supervisor's port
+  -- for the notices of changed executions
+  wake_file = { type = "string", minLength = 1 },
+  notify_port = { type = "integer", minimum = 1, maximum = 65535 },
 } })
 
 local Worker = {}
@@ -82,9 +87,79 @@ function _M.new(opts)
     handles = {},   -- execution id -> run handle (cancel requests reach it)
     pending = {},   -- execution id -> list of events not yet in its log
     running = 0, stopped = false, wake = weft.cond(),
+    wake_file = opts.wake_file, notify_port = opts.notify_port, told = {}, tell_cond = weft.cond(),
     counts = { started = 0, resumed = 0, completed = 0, failed = 0, cancelled = 0, idle = 0,
                deferred = 0, reclaimed = 0, calls = 0 },
   }, Worker)
+end
+
+-- ---------------------------------------------------------------------------
+-- notices (a pool on this machine: weft.worker.supervise)
+
+-- Tell the supervisor that execution (or call) id changed: its summary,
+-- its events or its result (sent by the notice task; never waits).
+local function tell(w, id)
+  if not w.notify_port then return end
+  w.told[#w.told + 1] = id
+  w.tell_cond:signal()
+end
+
+-- The notice task: a connection to the supervisor's port, one line
+-- "c ID" per change.
+local function notice_loop(w)
+  local tcp = require "weft.tcp"
+  local c, err = tcp.connect("127.0.0.1", w.notify_port, 5)
+  if not c then
+    w.log("no notices to the supervisor: " .. tostring(err))
+    w.notify_port = nil
+    return
+  end
+  while not w.stopped do
+    if #w.told == 0 then w.tell_cond:wait(1) end
+    if #w.told > 0 then
+      local lines = {}
+      for i, id in ipairs(w.told) do lines[i] = "c " .. id .. "\n" end
+      w.told = {}
+      if not c:send(table.concat(lines), 5) then
+        w.log("notices to the supervisor stopped: its connection closed")
+        w.notify_port = nil
+        break
+      end
+    end
+  end
+  c:close()
+end
+
+-- The wake task: listen on a loopback port (written to wake_file) for the
+-- supervisor's wake-ups (a line per new item): each one makes the take
+-- loop take at once.
+local function wake_loop(w)
+  local weft = require "weft"
+  local tcp = require "weft.tcp"
+  local srv, err = tcp.listen("127.0.0.1", 0)
+  if not srv then
+    w.log("no wake-ups from the supervisor: " .. tostring(err))
+    return
+  end
+  local tmp = w.wake_file .. ".tmp"
+  local f = assert(io.open(tmp, "w"))
+  f:write(tostring(srv:port()))
+  f:close()
+  assert(os.rename(tmp, w.wake_file))
+  while not w.stopped do
+    local c = srv:accept(1)
+    if c then
+      weft.go(function()
+        while not w.stopped do
+          local line, rerr = c:receive("*l", 1)
+          if line then w.wake:signal()
+          elseif rerr ~= "timeout" then break end
+        end
+        c:close()
+      end)
+    end
+  end
+  srv:close()
 end
 
 -- ---------------------------------------------------------------------------
@@ -97,6 +172,7 @@ local function save(w, x, f)
   if f then f(b) end
   local ok, err = b:commit()
   if not ok then w.log(fmt("store: execution %s: %s", x.id, tostring(err))) end
+  tell(w, x.id)
   return ok
 end
 
@@ -128,6 +204,7 @@ local function flush(w)
     w.log("store: appending events: " .. tostring(seqs))
     return
   end
+  for _, id in ipairs(ids) do tell(w, id) end
   local last = seqs[#seqs]
   if last and last > pool.EVENTS_MAX + 1000 then
     for _, id in ipairs(ids) do w.store:trim("events", id, last - pool.EVENTS_MAX + 1) end
@@ -262,6 +339,7 @@ local function run_call(w, p, qid)
   b:put("calls", p.id, s):queue_ack(w.queue, qid)
   local cok, cerr = b:commit()
   if not cok then w.log(fmt("store: call %s: %s", p.id, tostring(cerr))) end
+  tell(w, p.id)
   w.pending[p.id] = nil
   w.counts.calls = w.counts.calls + 1
 end
@@ -351,7 +429,7 @@ end
 -- (weft.pool.poller) from 1 ms up to `poll` seconds.
 local function take_loop(w)
   local weft = require "weft"
-  local poll = pool.poller(w.poll)
+  local poll = pool.poller(w.poll, w.wake)
   while not w.stopped do
     local room = w.concurrency - w.running
     if room <= 0 then
@@ -452,6 +530,8 @@ function Worker:run()
   local tasks = {
     weft.go(take_loop, self), weft.go(keep_loop, self), weft.go(flush_loop, self),
   }
+  if self.wake_file then tasks[#tasks + 1] = weft.go(wake_loop, self) end
+  if self.notify_port then tasks[#tasks + 1] = weft.go(notice_loop, self) end
   for _, t in ipairs(tasks) do t:wait() end
   self.store:del("workers", self.name)
 end
@@ -460,6 +540,7 @@ end
 function Worker:stop()
   self.stopped = true
   self.wake:signal()
+  self.tell_cond:signal()
 end
 
 --- Counters of the worker: {name, running, started, resumed, completed,
@@ -518,6 +599,49 @@ local function note_blocked(sup, name, pid, rep)
   end
 end
 
+-- Connect to the wake port of worker process c of slot (it writes it to
+-- wake_file once it listens): sup.wake() writes to it from then on.
+local function connect_waker(sup, slot, c, wake_file)
+  local weft = require "weft"
+  local deadline = weft.clock() + 30
+  while c:running() and weft.clock() < deadline and not sup.stopped do
+    local f = io.open(wake_file, "r")
+    local port = f and tonumber(f:read("*a"))
+    if f then f:close() end
+    if port then
+      local conn = require("weft.tcp").connect("127.0.0.1", port, 5)
+      if conn and sup.children[slot] == c then sup.wakers[slot] = conn end
+      return
+    end
+    weft.sleep(0.01)
+  end
+end
+
+-- Read the notices of one worker's connection: each line "c ID" signals
+-- the waiters of ID (sup.notices.changed).
+local function read_notices(sup, conn)
+  while true do
+    local line, err = conn:receive("*l")
+    if not line then
+      if err ~= "timeout" then break end
+    else
+      local id = line:match("^c (.+)$")
+      if id then sup.notices.changed(id) end
+    end
+  end
+  conn:close()
+end
+
+-- Accept the workers' notice connections until sup:stop().
+local function accept_notices(sup)
+  local weft = require "weft"
+  while not sup.stopped do
+    local conn = sup.notice_srv:accept(0.5)
+    if conn then weft.go(read_notices, sup, conn) end
+  end
+  sup.notice_srv:close()
+end
+
 -- Keep worker process `slot` running until sup:stop().
 local function keep_slot(sup, slot)
   local weft = require "weft"
@@ -529,14 +653,24 @@ local function keep_slot(sup, slot)
     os.remove(report)
     local argv = {}
     for i, a in ipairs(sup.argv) do argv[i] = a end
-    local c, err = child.spawn{ argv = argv, env = { WEFT_WATCHDOG_REPORT = report, WEFT_WORKER_NAME = name } }
+    local env = { WEFT_WATCHDOG_REPORT = report, WEFT_WORKER_NAME = name }
+    local wake_file = sup.dir .. "/" .. slot .. ".port"
+    os.remove(wake_file)
+    if sup.notice_port then
+      env.WEFT_NOTIFY_PORT, env.WEFT_WAKE_FILE = tostring(sup.notice_port), wake_file
+    end
+    local c, err = child.spawn{ argv = argv, env = env }
     if not c then
       sup.log(fmt("cannot start worker %s: %s", name, tostring(err)))
     else
       sup.children[slot] = c
+      if sup.notice_port then weft.go(connect_waker, sup, slot, c, wake_file) end
       local t0 = weft.clock()
       local st = c:wait()
       sup.children[slot] = nil
+      local wk = sup.wakers[slot]
+      sup.wakers[slot] = nil
+      if wk then wk:close() end
       if sup.stopped then break end
       local rep = take_report(report)
       if rep then
@@ -557,7 +691,10 @@ end
 -- exits is started again; one its watchdog killed leaves a blocked note
 -- for its execution (store ns "blocked"; the execution fails after
 -- max_blocked such kills). opts: processes, argv, store, name (prefix of
--- the workers' names), max_blocked (default 2), log. Returns the supervisor:
+-- the workers' names), max_blocked (default 2), log, notices (a
+-- weft.pool.notices(): the workers tell it which executions and calls
+-- changed, over loopback connections, and sup:wake() makes them take new
+-- items at once — no polling delay on one machine). Returns the supervisor:
 -- sup:stop() terminates the processes (SIGTERM, then SIGKILL after
 -- opts.grace seconds, default 10) and waits for them; sup:pids().
 function _M.supervise(opts)
@@ -567,8 +704,33 @@ function _M.supervise(opts)
     max_blocked = opts.max_blocked or _M.MAX_BLOCKED,
     dir = require("weft.sandbox").tempdir("weft-workers-"), grace = opts.grace or 10,
     log = opts.log or function(line) io.stderr:write("weft: ", line, "\n") end, tasks = {},
+    notices = opts.notices, wakers = {},
   }
-  for slot = 1, opts.processes do sup.tasks[slot] = weft.go(keep_slot, sup, slot) end
+  if sup.notices then
+    local srv, err = require("weft.tcp").listen("127.0.0.1", 0)
+    if srv then
+      sup.notice_srv, sup.notice_port = srv, srv:port()
+      sup.tasks[#sup.tasks + 1] = weft.go(accept_notices, sup)
+    else
+      sup.log("no notices from the workers (they are polled): " .. tostring(err))
+    end
+  end
+  for slot = 1, opts.processes do sup.tasks[#sup.tasks + 1] = weft.go(keep_slot, sup, slot) end
+  --- Tell the workers that there are new items (each takes at once); the
+  -- waker task writes, so that callers never wait.
+  sup.wake_cond = weft.cond()
+  function sup.wake() sup.wake_cond:signal() end
+  if sup.notices then
+    sup.tasks[#sup.tasks + 1] = weft.go(function()
+      while not sup.stopped do
+        if sup.wake_cond:wait(1) then
+          for slot, conn in pairs(sup.wakers) do
+            if not conn:send("w\n", 1) then sup.wakers[slot] = nil; conn:close() end
+          end
+        end
+      end
+    end)
+  end
   function sup.pids()
     local out = {}
     for slot, c in pairs(sup.children) do out[slot] = c:pid() end
@@ -576,10 +738,13 @@ function _M.supervise(opts)
   end
   function sup.stop()
     sup.stopped = true
+    sup.wake_cond:signal()
     for _, c in pairs(sup.children) do c:kill("TERM") end
     local deadline = weft.clock() + sup.grace
     while next(sup.children) and weft.clock() < deadline do weft.sleep(0.05) end
     for _, c in pairs(sup.children) do c:kill("KILL") end
+    for _, conn in pairs(sup.wakers) do conn:close() end
+    sup.wakers = {}
     for _, t in ipairs(sup.tasks) do t:wait() end
     require("weft.sandbox").remove(sup.dir)
   end

@@ -484,7 +484,7 @@ function _M.install(app, opts)
     local body = self:body(req, { required = true })
     if self.pool then
       errors.check_body(_M.BODY, body, "validation_error") -- refused here, not on a worker
-      return 200, require("weft.pool").call(self.store, "builder", body, { queue = self.pool.queue })
+      return 200, require("weft.pool").call(self.store, "builder", body, { pool = self.pool })
     end
     return 200, _M.execute(self, body)
   end)

@@ -286,14 +286,20 @@ local function pool_execute(app, wid, wf, input, async)
     input = input, async = async, queue = app.pool.queue })
   if not ok then throw(503, "store_unavailable", tostring(d)) end
   app.metrics.runs_started = app.metrics.runs_started + 1
+  if app.pool.wake then app.pool.wake() end
   if async then
     return 202, { id = d.id, status = d.status, workflow = wid }, { location = "/api/v1/executions/" .. d.id }
   end
-  local poll = pool.poller()
-  while not TERMINAL[d.status] and d.status ~= "idle" do
-    poll(false)
-    d = stored(app, d.id)
-  end
+  local nt = app.pool.notices
+  local poll = pool.poller(nil, nt and nt.wait_cond(d.id))
+  local ok, err = pcall(function()
+    while not TERMINAL[d.status] and d.status ~= "idle" do
+      poll(false)
+      d = stored(app, d.id)
+    end
+  end)
+  if nt then nt.done(d.id) end
+  if not ok then error(err, 0) end
   return 200, answerable(d)
 end
 
@@ -306,6 +312,7 @@ local function pool_cancel(app, id)
   end
   local ok, err = pcall(pool.cancel, app.store, id, app.pool.queue)
   if not ok then throw(503, "store_unavailable", tostring(err)) end
+  if app.pool.wake then app.pool.wake() end
   return 202, { id = id, status = d.status }
 end
 
@@ -319,15 +326,15 @@ local function pool_respond(app, id, request_id, value)
   local ok, aok, aerr = pcall(pool.answer, app.store, id, request_id, value, app.pool.queue)
   if not ok then throw(503, "store_unavailable", tostring(aok)) end
   if not aok then throw(404, "unknown_request", tostring(aerr), { request_id = request_id }) end
+  if app.pool.wake then app.pool.wake() end
   return 202, { id = id, status = "running" }
 end
 
--- GET …/events of a queued execution: its event log, numbered by the
--- store (the same ids on every replica), then the end event.
-local function pool_events(app, id, from, res)
+-- The event stream of execution d (its stored summary) from event number
+-- `from` on; poll: the poller between two reads of the store.
+local function pool_stream(app, d, from, res, poll)
   local weft = require "weft"
-  local poll = pool.poller()
-  local d = stored(app, id)
+  local id = d.id
   local w = res:stream(200, { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache" })
   res.streaming = true
   local n, quiet = from, weft.clock()
@@ -352,6 +359,16 @@ local function pool_events(app, id, from, res)
   end
   w:write(fmt("event: end\ndata: %s\n\n", json.encode({ id = id, status = d.status })))
   w:close()
+end
+
+-- GET …/events of a queued execution: its event log, numbered by the
+-- store (the same ids on every replica), then the end event.
+local function pool_events(app, id, from, res)
+  local d = stored(app, id)
+  local nt = app.pool.notices
+  local ok, err = pcall(pool_stream, app, d, from, res, pool.poller(nil, nt and nt.wait_cond(id)))
+  if nt then nt.done(id) end
+  if not ok then error(err, 0) end
 end
 
 --- Install the execution routes on app.

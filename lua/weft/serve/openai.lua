@@ -173,7 +173,7 @@ require("weft.pool").register_call("chat", chat_call)
 -- Do chat completion args here, or with a worker pool on a worker.
 local function complete(app, args, chunk)
   if app.pool then
-    return require("weft.pool").call(app.store, "chat", args, { queue = app.pool.queue, on_chunk = chunk })
+    return require("weft.pool").call(app.store, "chat", args, { pool = app.pool, on_chunk = chunk })
   end
   return chat_call(app, args, chunk)
 end
