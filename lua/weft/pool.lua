@@ -17,7 +17,8 @@
 -- Uses weft.json, weft.durable, weft.store.
 local json = require "weft.json"
 
-local type, tostring, ipairs, pcall, error, setmetatable = type, tostring, ipairs, pcall, error, setmetatable
+local type, tostring, tonumber, ipairs, pcall, error, setmetatable =
+  type, tostring, tonumber, ipairs, pcall, error, setmetatable
 local fmt = string.format
 local encode, decode = json.encode, json.decode
 
@@ -32,8 +33,10 @@ _M.EVENTS_MAX = 10000
 
 --- Polling of the store (takes, waits for a summary, a call or events):
 -- the first wait after activity is POLL_MIN seconds, each idle one twice
--- the last, up to POLL_MAX.
-_M.POLL_MIN, _M.POLL_MAX = 0.001, 0.02
+-- the last, up to POLL_MAX (env WEFT_POOL_POLL_MIN and WEFT_POOL_POLL_MAX
+-- override them: tests make polling useless to show that notices work).
+_M.POLL_MIN = tonumber(os.getenv("WEFT_POOL_POLL_MIN") or "") or 0.001
+_M.POLL_MAX = tonumber(os.getenv("WEFT_POOL_POLL_MAX") or "") or 0.02
 
 --- A poller: p(busy) waits before the next read of the store — POLL_MIN
 -- after a read that found something (busy true), else twice the last
@@ -42,9 +45,9 @@ _M.POLL_MIN, _M.POLL_MAX = 0.001, 0.02
 -- weft.worker.supervise) the wait ends early when it is signalled.
 function _M.poller(max, cond)
   local weft = require "weft"
-  local cur, top = _M.POLL_MIN, max or _M.POLL_MAX
+  local cur, top = _M.POLL_MIN, math.max(max or _M.POLL_MAX, _M.POLL_MIN)
   return function(busy)
-    if busy then cur = _M.POLL_MIN else cur = math.min(top, cur * 2) end
+    if busy then cur = _M.POLL_MIN else cur = math.min(top, math.max(cur * 2, _M.POLL_MIN)) end
     if cond then cond:wait(cur) else weft.sleep(cur) end
   end
 end

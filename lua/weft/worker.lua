@@ -30,7 +30,7 @@ local _M = {}
 --- Defaults: executions run at once per worker, seconds between two takes
 -- when the queue was empty, and how many times an execution whose executor
 -- blocked a worker (killed by its watchdog) is tried before it fails.
-_M.CONCURRENCY, _M.POLL, _M.MAX_BLOCKED = 1000, 0.02, 2
+_M.CONCURRENCY, _M.POLL, _M.MAX_BLOCKED = 1000, pool.POLL_MAX, 2
 --- Seconds an executor may keep a worker's loop from turning before the
 -- worker's watchdog kills the process (weft worker --block-limit). Below
 -- the lease (30 s), so that a blocked execution fails within 60 s: killed
@@ -610,7 +610,10 @@ local function connect_waker(sup, slot, c, wake_file)
     if f then f:close() end
     if port then
       local conn = require("weft.tcp").connect("127.0.0.1", port, 5)
-      if conn and sup.children[slot] == c then sup.wakers[slot] = conn end
+      if conn and sup.children[slot] == c then
+        sup.wakers[slot] = conn
+        sup.wake() -- what was queued before it listened
+      end
       return
     end
     weft.sleep(0.01)

@@ -345,8 +345,7 @@ local function pool_stream(app, d, from, res, poll)
       if not w:write(sse(n, e.event)) then return end -- the client left
     end
     if list and #list > 0 then
-      quiet = weft.clock()
-      poll(true)
+      quiet = weft.clock() -- read again at once: more may have come meanwhile
     else
       if TERMINAL[d.status] then break end
       if weft.clock() - quiet >= _M.HEARTBEAT then
