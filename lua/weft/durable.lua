@@ -795,6 +795,19 @@ local function rebuild(wf, store, rec, upto)
   }, last, tail
 end
 
+--- The result of run id of workflow wf as stored, once it ended:
+-- {status, error, outputs, supersteps, run_id} (outputs rebuilt from its
+-- checkpoints), or nil when the run has not ended (or is unknown: nil,
+-- err).
+function _M.result(wf, store, id)
+  local rec, err = _M.record(store, id)
+  if not rec then return nil, err end
+  if not TERMINAL[rec.status] then return nil end
+  local restore = rebuild(wf, store, rec)
+  return { status = rec.status, error = rec.error, outputs = restore and restore.outputs or {},
+           supersteps = rec.superstep, run_id = id }
+end
+
 -- Everything recorded for run id in namespace ns, by key.
 local function scan_map(store, ns, id, decode_rows)
   local map, eid = {}, esc(id)

@@ -379,7 +379,14 @@ local function run_item(w, item, reclaimed)
     w.log(fmt("execution %s: %s; left for another worker", p.id, why))
     return defer(w, x, item, why)
   end
-  local has_record = durable.record(w.store, p.id) ~= nil
+  local rec = durable.record(w.store, p.id)
+  local has_record = rec ~= nil
+  if rec and pool.TERMINAL[rec.status] then
+    -- its worker died after the run ended, before the summary said so
+    local rok, res = pcall(durable.result, wf, w.store, p.id)
+    finish(w, x, rok and res or { status = rec.status, error = rec.error, outputs = {} }, item.id)
+    return
+  end
   if cancel and not has_record then
     finish(w, x, { status = "cancelled", error = "cancelled before it ran", outputs = {} }, item.id)
     return
