@@ -103,7 +103,7 @@ unknown or answered request: nothing was changed); 3 paused on requests.]],
 COMMANDS.serve = {
   synopsis = "serve",
   usage = "weft serve [--host HOST] [--port PORT] [--store URL] [--scripts DIR] [--keys FILE] [--cors ORIGIN] "
-    .. "[--workers N] [--queue NAME]",
+    .. "[--workers N | --in-process] [--queue NAME]",
   summary = "the HTTP API: agents, workflows, executions (SSE), tools, health, metrics",
   options = {
     { "--host", arg = "HOST", help = "address to listen on (default 127.0.0.1)" },
@@ -116,7 +116,9 @@ COMMANDS.serve = {
     { "--keys", arg = "FILE", help = "API keys (JSON [{id, key | sha256, scopes, rate}]; or env WEFT_API_KEYS)" },
     { "--cors", arg = "ORIGIN", help = "allow browser calls from ORIGIN (or *)" },
     { "--workers", arg = "N", int = true, min = 0, help = "run executions in N worker processes through the store's "
-      .. "queue (0: only queue them, for workers started elsewhere; docs/scale.md)" },
+      .. "queue (default: one per CPU; 0: only queue them, for workers started elsewhere; docs/scale.md)" },
+    { "--in-process", flag = true, help = "run executions in this process, without workers (the default "
+      .. "with --store memory:, which worker processes cannot share)" },
     { "--queue", arg = "NAME", help = "with --workers: the queue's name (default weft)" },
   },
   text = [[
@@ -851,6 +853,10 @@ local function cmd_serve(parsed)
     app.host = host
   end
   local nworkers, sup = opts["--workers"], nil
+  if nworkers and opts["--in-process"] then return usage_error("serve", "give --workers or --in-process, not both") end
+  if nworkers == nil and not opts["--in-process"] and store.kind ~= "memory" then
+    nworkers = require("weft.worker").cores()
+  end
   if nworkers then
     if store.kind == "memory" then
       return usage_error("serve", "--workers needs a store that worker processes share (sqlite:PATH or redis://...)")

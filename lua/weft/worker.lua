@@ -60,6 +60,26 @@ _M.OPTIONS = check.spec("worker.new", { properties = {
   notify_port = { type = "integer", minimum = 1, maximum = 65535 },
 } })
 
+--- The number of CPUs this process may use (the default number of worker
+-- processes of `weft serve`): /sys/devices/system/cpu/online, else the
+-- processors of /proc/cpuinfo, else 1.
+function _M.cores()
+  local f = io.open("/sys/devices/system/cpu/online", "r")
+  local s = f and f:read("*l")
+  if f then f:close() end
+  local n = 0
+  for a, b in (s or ""):gmatch("(%d+)%-?(%d*)") do
+    n = n + (b ~= "" and (tonumber(b) - tonumber(a) + 1) or 1)
+  end
+  if n > 0 then return n end
+  f = io.open("/proc/cpuinfo", "r")
+  if f then
+    for line in f:lines() do if line:match("^processor%s*:") then n = n + 1 end end
+    f:close()
+  end
+  return n > 0 and n or 1
+end
+
 local Worker = {}
 Worker.__index = Worker
 

@@ -64,7 +64,7 @@ end
 
 -- A weft serve on store url with the scripts in dir; env adds variables.
 local function serve(url, dir, port, env)
-  local p = procs.spawn({ bin, "serve", "--port", tostring(port), "--store", url, "--scripts", dir }, env)
+  local p = procs.spawn({ bin, "serve", "--port", tostring(port), "--store", url, "--scripts", dir, "--in-process" }, env)
   procs.wait_port(port)
   return p
 end
