@@ -103,6 +103,23 @@ function _M.summary(x)
            hash = x.hash, worker = x.worker, attempts = x.attempts, waiting = x.waiting }
 end
 
+--- Copy run result res ({status, error, outputs, supersteps, duration_ms,
+-- requests}) into execution x (a summary's fields): outputs and requests
+-- as JSON arrays, updated_at now, finished_at once it ended (kept if set).
+function _M.apply_result(x, res)
+  x.status, x.error, x.resuming, x.waiting = res.status, res.error, nil, nil
+  x.outputs = json.array()
+  for i, o in ipairs(res.outputs or {}) do x.outputs[i] = o end
+  x.supersteps, x.duration_ms = res.supersteps, res.duration_ms
+  x.updated_at = require("weft").now()
+  x.requests = nil
+  if res.status == "idle" then
+    x.requests = json.array()
+    for i, q in ipairs(res.requests or {}) do x.requests[i] = q end
+  end
+  if _M.TERMINAL[res.status] and not x.finished_at then x.finished_at = x.updated_at end
+end
+
 --- The stored summary of execution id: a table, nil (absent), or nil, err.
 function _M.get(store, id)
   local s, err = store:get("executions", id)

@@ -60,23 +60,25 @@ _M.OPTIONS = check.spec("worker.new", { properties = {
   notify_port = { type = "integer", minimum = 1, maximum = 65535 },
 } })
 
+-- The contents of file path (its first line with `line`), or nil.
+local function read_file(path, line)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read(line and "*l" or "*a")
+  f:close()
+  return s
+end
+
 --- The number of CPUs this process may use (the default number of worker
 -- processes of `weft serve`): /sys/devices/system/cpu/online, else the
 -- processors of /proc/cpuinfo, else 1.
 function _M.cores()
-  local f = io.open("/sys/devices/system/cpu/online", "r")
-  local s = f and f:read("*l")
-  if f then f:close() end
   local n = 0
-  for a, b in (s or ""):gmatch("(%d+)%-?(%d*)") do
+  for a, b in (read_file("/sys/devices/system/cpu/online", true) or ""):gmatch("(%d+)%-?(%d*)") do
     n = n + (b ~= "" and (tonumber(b) - tonumber(a) + 1) or 1)
   end
   if n > 0 then return n end
-  f = io.open("/proc/cpuinfo", "r")
-  if f then
-    for line in f:lines() do if line:match("^processor%s*:") then n = n + 1 end end
-    f:close()
-  end
+  for _ in ("\n" .. (read_file("/proc/cpuinfo") or "")):gmatch("\nprocessor%s*:") do n = n + 1 end
   return n > 0 and n or 1
 end
 
@@ -231,29 +233,10 @@ local function flush(w)
   end
 end
 
--- Copy run result res into summary x.
-local function result_into(x, res)
-  local weft = require "weft"
-  x.status, x.error, x.resuming, x.waiting = res.status, res.error, nil, nil
-  local outs = json.array()
-  for i, o in ipairs(res.outputs or {}) do outs[i] = o end
-  x.outputs = outs
-  x.supersteps, x.duration_ms = res.supersteps, res.duration_ms
-  x.updated_at = weft.now()
-  if res.status == "idle" then
-    local rq = json.array()
-    for i, q in ipairs(res.requests or {}) do rq[i] = q end
-    x.requests = rq
-  else
-    x.requests = nil
-  end
-  if pool.TERMINAL[res.status] then x.finished_at = x.updated_at end
-end
-
 -- Execution x ended or paused with result res: its summary, its last
 -- events and the acknowledgement of queue item qid in one batch.
 local function finish(w, x, res, qid)
-  result_into(x, res)
+  pool.apply_result(x, res)
   local c = w.counts
   c[res.status] = (c[res.status] or 0) + 1
   save(w, x, function(b)
@@ -584,10 +567,8 @@ end
 -- The watchdog report at path (a JSON line: {pid, seconds, run_id,
 -- executor_id, what}) removed, or nil.
 local function take_report(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
+  local s = read_file(path)
+  if not s then return nil end
   os.remove(path)
   local ok, rep = pcall(decode, (s or ""):match("^[^\n]*"))
   return ok and type(rep) == "table" and rep or nil
@@ -620,7 +601,7 @@ local function note_blocked(sup, name, pid, rep)
   end
   local x = pool.get(st, id)
   if x and not pool.TERMINAL[x.status] then
-    result_into(x, { status = "failed", error = msg, outputs = {} })
+    pool.apply_result(x, { status = "failed", error = msg, outputs = {} })
     local sok, serr = st:put("executions", id, encode(pool.summary(x)))
     if not sok then sup.log(fmt("store: execution %s: %s", id, tostring(serr))) end
   end
@@ -632,9 +613,7 @@ local function connect_waker(sup, slot, c, wake_file)
   local weft = require "weft"
   local deadline = weft.clock() + 30
   while c:running() and weft.clock() < deadline and not sup.stopped do
-    local f = io.open(wake_file, "r")
-    local port = f and tonumber(f:read("*a"))
-    if f then f:close() end
+    local port = tonumber(read_file(wake_file) or "")
     if port then
       local conn = require("weft.tcp").connect("127.0.0.1", port, 5)
       if conn and sup.children[slot] == c then

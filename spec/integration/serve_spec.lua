@@ -35,7 +35,17 @@ describe("weft serve", function()
     assert.truthy(err:find("weft: stopped", 1, true))
   end)
 
-  it("resumes on start the executions a killed server left paused", function()
+  -- The command line of a server on port and store, with extra flags.
+  local function serve_argv(port, store, flags)
+    local argv = { bin, "serve", "--port", tostring(port), "--store", store }
+    for _, f in ipairs(flags) do argv[#argv + 1] = f end
+    return argv
+  end
+
+  -- A paused execution of a server killed by SIGKILL, answered through the
+  -- server started again on the same store (with flags); returns the
+  -- second server's stderr.
+  local function paused_restart(flags)
     local dir = os.tmpname()
     os.remove(dir)
     os.execute("mkdir -p " .. dir)
@@ -43,7 +53,7 @@ describe("weft serve", function()
     local store = "sqlite:" .. dir .. "/serve.db"
     local port = procs.free_port()
     local base = ("http://127.0.0.1:%d/api/v1"):format(port)
-    local p = procs.spawn({ bin, "serve", "--port", tostring(port), "--store", store, "--in-process" })
+    local p = procs.spawn(serve_argv(port, store, flags))
     wait_port(port)
     local res = assert(weft.http.request{ method = "POST", url = base .. "/workflows",
       headers = { ["content-type"] = "application/json" },
@@ -55,7 +65,7 @@ describe("weft serve", function()
     assert.equal("idle", x.status, res.body)
     procs.kill(p) -- no goodbye: the run only exists in the store now
     procs.wait(p, 10)
-    local p2 = procs.spawn({ bin, "serve", "--port", tostring(port), "--store", store, "--in-process" })
+    local p2 = procs.spawn(serve_argv(port, store, flags))
     wait_port(port)
     res = assert(weft.http.request{ url = base .. "/executions/" .. x.id })
     local again = json.decode(res.body)
@@ -73,54 +83,16 @@ describe("weft serve", function()
     os.execute("kill -TERM " .. p2.pid)
     local rc, _, err = procs.wait(p2, 20)
     assert.equal(0, rc, err)
+    return err
+  end
+
+  it("resumes on start the executions a killed server left paused (--in-process)", function()
+    local err = paused_restart({ "--in-process" })
     assert.truthy(err:find("resumed 1 execution", 1, true), err)
   end)
 
-  it("requires an API key with the right scope when keys are configured", function()
-    local keys = os.tmpname()
-    finally(function() os.remove(keys) end)
-    local f = assert(io.open(keys, "w"))
-
-  end)
-
   it("answers, by default through its worker processes, a paused execution of a killed server", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    os.execute("mkdir -p " .. dir)
-    finally(function() os.execute("rm -rf " .. dir) end)
-    local store = "sqlite:" .. dir .. "/serve.db"
-    local port = procs.free_port()
-    local base = ("http://127.0.0.1:%d/api/v1"):format(port)
-    local p = procs.spawn({ bin, "serve", "--port", tostring(port), "--store", store })
-    wait_port(port)
-    local res = assert(weft.http.request{ method = "POST", url = base .. "/workflows",
-      headers = { ["content-type"] = "application/json" },
-      body = { id = "ok", name = "ok", nodes = { { id = "ask", builtin = "approval" } }, start = "ask" } })
-    assert.equal(201, res.status, res.body)
-    res = assert(weft.http.request{ method = "POST", url = base .. "/workflows/ok/execute",
-      headers = { ["content-type"] = "application/json" }, body = { input = "deploy?" } })
-    local x = json.decode(res.body)
-    assert.equal("idle", x.status, res.body)
-    procs.kill(p) -- no goodbye: the run only exists in the store now
-    procs.wait(p, 10)
-    local p2 = procs.spawn({ bin, "serve", "--port", tostring(port), "--store", store })
-    wait_port(port)
-    res = assert(weft.http.request{ url = base .. "/executions/" .. x.id })
-    local again = json.decode(res.body)
-    assert.equal("idle", again.status, res.body)
-    res = assert(weft.http.request{ method = "POST", url = base .. "/executions/" .. x.id .. "/responses",
-      headers = { ["content-type"] = "application/json" },
-      body = { request_id = again.requests[1].request_id, value = "yes" } })
-    assert.equal(202, res.status, res.body)
-    for _ = 1, 200 do
-      res = assert(weft.http.request{ url = base .. "/executions/" .. x.id })
-      if json.decode(res.body).status == "completed" then break end
-      weft.sleep(0.01)
-    end
-    assert.equal("completed", json.decode(res.body).status, res.body)
-    os.execute("kill -TERM " .. p2.pid)
-    local rc, _, err = procs.wait(p2, 20)
-    assert.equal(0, rc, err)
+    local err = paused_restart({})
     -- no execution ran in the server process: its workers (one per CPU) did
     assert.falsy(err:find("resumed", 1, true), err)
     assert.truthy(err:find("weft worker: ", 1, true), err)

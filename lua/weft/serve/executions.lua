@@ -68,23 +68,9 @@ end
 
 -- Copy result res into execution x, count it, persist it, wake watchers.
 local function finish(app, x, res)
-  local weft = require "weft"
-  x.status, x.resuming = res.status, nil
-  x.error = res.error
-  local outs = json.array()
-  for i, o in ipairs(res.outputs or {}) do outs[i] = o end
-  x.outputs = outs
-  x.supersteps, x.duration_ms = res.supersteps, res.duration_ms
-  x.updated_at = weft.now()
-  if res.status == "idle" then
-    local rq = json.array()
-    for i, q in ipairs(res.requests or {}) do rq[i] = q end
-    x.requests = rq
-  else
-    x.requests = nil
-  end
-  if TERMINAL[res.status] and not x.finished_at then
-    x.finished_at = x.updated_at
+  local ended = TERMINAL[res.status] and not x.finished_at
+  pool.apply_result(x, res)
+  if ended then
     app.metrics:run_finished(res.status, res.supersteps or 0, (res.duration_ms or 0) / 1000)
     -- keep the last MAX_FINISHED finished executions in memory (events for
     -- SSE replay); older ones are served from their stored summary
