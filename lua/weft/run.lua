@@ -170,11 +170,12 @@ function _M.start(wf, input, opts, level, d, restore, gate)
   if d then -- the run record must exist before the first checkpoint
     r.id = opts.run_id or (d.record and d.record.run_id)
   end
+  -- absent keys cost nothing in run_new: defaults are left out
   local c, err = run_new(wf._graph, r, restore and nil or input, {
     id = r.id or opts.run_id, max_supersteps = opts.max_supersteps,
-    max_concurrency = opts.max_concurrency, limits = opts.limits, keep_events = opts.events == false and 0 or 1,
-    on_event = opts.on_event, durable = (d or gate) and 1 or 0, restore = restore,
-    undelivered_error = opts.on_undelivered == "error" and 1 or 0,
+    max_concurrency = opts.max_concurrency, limits = opts.limits, keep_events = opts.events == false and 0 or nil,
+    on_event = opts.on_event, durable = (d or gate) and 1 or nil, restore = restore,
+    undelivered_error = opts.on_undelivered == "error" and 1 or nil,
   })
   if not c then error("run: " .. tostring(err), level + 1) end
   r.c = c

@@ -68,19 +68,48 @@ static int l_run_gc(lua_State *L) {
  * values past INT_MAX are clamped. */
 static void read_limits(lua_State *L, int idx, wf_run_limits_t *lim) {
   int k, step;
-  lua_getfield(L, idx, "limits");
-  if (lua_istable(L, -1)) {
-    for (k = 0; k < WF_LIM__COUNT; k++)
-      for (step = 0; step < 2; step++) {
-        lua_Number v;
-        lua_getfield(L, -1, wf_run_limit_name(k, step));
-        v = lua_tonumber(L, -1);
-        lua_pop(L, 1);
-        (step ? lim->per_step : lim->per_inv)[k] =
-            v >= (lua_Number)INT_MAX ? INT_MAX : v >= 1 ? (int)v : 0;
-      }
+  for (k = 0; k < WF_LIM__COUNT; k++)
+    for (step = 0; step < 2; step++) {
+      lua_Number v;
+      lua_getfield(L, idx, wf_run_limit_name(k, step));
+      v = lua_tonumber(L, -1);
+      lua_pop(L, 1);
+      (step ? lim->per_step : lim->per_inv)[k] =
+          v >= (lua_Number)INT_MAX ? INT_MAX : v >= 1 ? (int)v : 0;
+    }
+}
+
+/* Stack slots of run_new's options that stay while the run is made. */
+enum { RUN_ID = 5, RUN_ON_EVENT, RUN_RESTORE, RUN_TOP = RUN_RESTORE };
+
+/* Read run_new's options (the table at slot 4) into o: one pass over the
+ * keys present (the common run gives none), so that an option costs
+ * nothing when absent. id, on_event and restore are left in their slots
+ * (id's string stays referenced while o is used). Raises on an unknown
+ * key (run.lua is the only caller). */
+static void read_run_opts(lua_State *L, wf_run_opts_t *o) {
+  memset(o, 0, sizeof(*o));
+  o->keep_events = 1;
+  lua_settop(L, 4);
+  lua_settop(L, RUN_TOP);
+  lua_pushnil(L);
+  while (lua_next(L, 4)) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+    int v = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 0;
+    if (!strcmp(k, "id")) lua_replace(L, RUN_ID), lua_pushnil(L);
+    else if (!strcmp(k, "on_event")) lua_replace(L, RUN_ON_EVENT), lua_pushnil(L);
+    else if (!strcmp(k, "restore")) lua_replace(L, RUN_RESTORE), lua_pushnil(L);
+    else if (!strcmp(k, "max_supersteps")) o->max_supersteps = v;
+    else if (!strcmp(k, "max_concurrency")) o->max_concurrency = v;
+    else if (!strcmp(k, "keep_events")) o->keep_events = v;
+    else if (!strcmp(k, "durable")) o->durable = v;
+    else if (!strcmp(k, "undelivered_error")) o->undelivered_error = v;
+    else if (!strcmp(k, "limits")) {
+      if (lua_istable(L, -1)) read_limits(L, lua_gettop(L), &o->limits);
+    } else luaL_error(L, "run_new: unknown option '%s'", k);
+    lua_pop(L, 1);
   }
-  lua_pop(L, 1);
+  o->id = lua_tostring(L, RUN_ID);
 }
 
 /* core.run_new(graph, run_table, input, opts) -> run userdata | nil, err.
@@ -96,16 +125,7 @@ static int l_run_new(lua_State *L) {
   wf_val_t in;
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 4, LUA_TTABLE);
-  memset(&o, 0, sizeof(o));
-  lua_getfield(L, 4, "id");
-  o.id = lua_tostring(L, -1); /* stays on the stack while used */
-  o.max_supersteps = wf_lua_sched_opt_int(L, 4, "max_supersteps", 0);
-  o.max_concurrency = wf_lua_sched_opt_int(L, 4, "max_concurrency", 0);
-  read_limits(L, 4, &o.limits);
-  o.keep_events = wf_lua_sched_opt_int(L, 4, "keep_events", 1);
-  o.durable = wf_lua_sched_opt_int(L, 4, "durable", 0);
-  o.undelivered_error = wf_lua_sched_opt_int(L, 4, "undelivered_error", 0);
-  lua_getfield(L, 4, "on_event");
+  read_run_opts(L, &o);
 
   lr = lua_newuserdata(L, sizeof(*lr));
   memset(lr, 0, sizeof(*lr));
@@ -122,19 +142,17 @@ static int l_run_new(lua_State *L) {
   lr->next = rt->runs;
   if (rt->runs) rt->runs->prev = lr;
   rt->runs = lr;
-  if (lua_isfunction(L, -2)) {
-    lua_pushvalue(L, -2);
+  if (lua_isfunction(L, RUN_ON_EVENT)) {
+    lua_pushvalue(L, RUN_ON_EVENT);
     lr->on_event_ref = wf_lua_ref(rt, L);
   }
   lua_pushvalue(L, 2);
   lr->table_ref = wf_lua_ref(rt, L);
-  lua_getfield(L, 4, "restore");
-  if (lua_istable(L, -1) &&
-      wf_lua_snapshot_restore(L, lr, lua_gettop(L), &err) != WF_OK) {
+  if (lua_istable(L, RUN_RESTORE) &&
+      wf_lua_snapshot_restore(L, lr, RUN_RESTORE, &err) != WF_OK) {
     wf_lua_run_release(lr);
     return wf_lua_fail(L, err.msg, NULL);
   }
-  lua_pop(L, 1);
   in = lua_isnil(L, 3) ? 0 : wf_lua_val_put(rt, L, 3);
   if (wf_run_start(lr->run, in, &err) != WF_OK) {
     wf_lua_run_release(lr);

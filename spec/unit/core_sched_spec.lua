@@ -90,6 +90,20 @@ describe("weft.core.sched", function()
     assert.same({ { "a", "seen", "x" } }, custom)
   end)
 
+  it("run_new reads only the options given and refuses an unknown one", function()
+    local weft = require "weft"
+    local wf = weft.workflow("opts"):start(weft.executor("a", function(m, ctx) ctx:yield_output(m) end)):build()
+    local sched = require "weft.core.sched"
+    local ok, err = pcall(sched.run_new, wf._graph, {}, "x", { max_superstep = 3 })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("run_new: unknown option 'max_superstep'", 1, true), err)
+    -- every option the run module passes is known (and an id is kept)
+    local res = wf:run("y", { run_id = "opts-1", max_supersteps = 2, max_concurrency = 1, events = false,
+                              on_undelivered = "error", limits = { messages_per_invocation = 5 } })
+    assert.equals("completed", res.status)
+    assert.equals("opts-1", res.run_id)
+  end)
+
   describe("request_answer", function()
     -- "ask" asks once and outputs the type and value of the answer.
     local function asking()
