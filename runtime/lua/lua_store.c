@@ -485,66 +485,47 @@ static lua_Number check_count(lua_State *L, int idx, lua_Number dflt) {
   return v;
 }
 
-/* get(store, ns, key) -> value | nil (absent) | nil, err, code */
-static int l_get(lua_State *L) {
-  lstore_t *ls = check_store(L);
-  opargs_t a = {W_GET, check_name(L, 2), check_name(L, 3),
-                0, 0, NULL, NULL, 0};
-  return op_call(L, ls, &a, "store:get");
-}
+/* The read operations (they write nothing, or only queue ownership): the
+ * kind, the name errors use, how many name arguments follow the store (the
+ * missing ones are ""), and up to two counts: the argument each is read
+ * from (0: none) and its default. */
+typedef struct readop {
+  const char *name, *fname; /* the field, and "store:<name>" */
+  int kind, names;
+  int n1_arg, n2_arg;
+  lua_Number n1_dflt, n2_dflt;
+} readop_t;
 
-/* scan(store, ns, prefix, limit) -> {{key=, value=}...} | nil, err, code */
-static int l_scan(lua_State *L) {
-  lstore_t *ls = check_store(L);
-  opargs_t a = {W_SCAN, check_name(L, 2), check_name(L, 3),
-                0, 0, NULL, NULL, 0};
-  a.n1 = check_count(L, 4, 0);
-  return op_call(L, ls, &a, "store:scan");
-}
+static const readop_t readops[] = {
+    /* get(store, ns, key) -> value | nil (absent) | nil, err, code */
+    {"get", "store:get", W_GET, 2, 0, 0, 0, 0},
+    /* scan(store, ns, prefix, limit) -> {{key=, value=}...} */
+    {"scan", "store:scan", W_SCAN, 2, 4, 0, 0, 0},
+    /* range(store, ns, key, from, to) -> {{seq=, value=}...} */
+    {"range", "store:range", W_RANGE, 2, 4, 5, 1, 0},
+    /* size(store, ns) -> bytes */
+    {"size", "store:size", W_SIZE, 1, 0, 0, 0, 0},
+    /* time(store) -> the store's clock in ms */
+    {"time", "store:time", W_TIME, 0, 0, 0, 0, 0},
+    /* queue_take(store, q, consumer, n) -> {{id=, payload=}...} */
+    {"queue_take", "store:queue_take", W_QTAKE, 2, 4, 0, 1, 0},
+    /* queue_reclaim(store, q, consumer, min_idle_ms, n) -> {{id=,
+     * payload=, owner=}...} */
+    {"queue_reclaim", "store:queue_reclaim", W_QRECLAIM, 2, 5, 4, 1, 0},
+    /* queue_info(store, q) -> {waiting=, taken=, consumers={}} */
+    {"queue_info", "store:queue_info", W_QINFO, 1, 0, 0, 0, 0},
+};
 
-/* range(store, ns, key, from, to) -> {{seq=, value=}...} | nil, err, code */
-static int l_range(lua_State *L) {
+/* A read operation of readops (upvalue 1): its result, or nil, err, code
+ * (code "closed" once the store is closed). */
+static int l_read(lua_State *L) {
+  const readop_t *r = lua_touserdata(L, lua_upvalueindex(1));
   lstore_t *ls = check_store(L);
-  opargs_t a = {W_RANGE, check_name(L, 2), check_name(L, 3),
-                0, 0, NULL, NULL, 0};
-  a.n1 = check_count(L, 4, 1);
-  a.n2 = check_count(L, 5, 0);
-  return op_call(L, ls, &a, "store:range");
-}
-
-/* size(store, ns) -> bytes | nil, err, code */
-static int l_size(lua_State *L) {
-  lstore_t *ls = check_store(L);
-  opargs_t a = {W_SIZE, check_name(L, 2), "", 0, 0, NULL, NULL, 0};
-  return op_call(L, ls, &a, "store:size");
-}
-
-/* time(store) -> the store's clock in ms | nil, err, code */
-static int l_time(lua_State *L) {
-  lstore_t *ls = check_store(L);
-  opargs_t a = {W_TIME, "", "", 0, 0, NULL, NULL, 0};
-  return op_call(L, ls, &a, "store:time");
-}
-
-/* queue_take(store, q, consumer, n) -> {{id=, payload=}...} | nil, err,
- * code */
-static int l_queue_take(lua_State *L) {
-  lstore_t *ls = check_store(L);
-  opargs_t a = {W_QTAKE, check_name(L, 2), check_name(L, 3),
-                0, 0, NULL, NULL, 0};
-  a.n1 = check_count(L, 4, 1);
-  return op_call(L, ls, &a, "store:queue_take");
-}
-
-/* queue_reclaim(store, q, consumer, min_idle_ms, n) -> {{id=, payload=,
- * owner=}...} | nil, err, code */
-static int l_queue_reclaim(lua_State *L) {
-  lstore_t *ls = check_store(L);
-  opargs_t a = {W_QRECLAIM, check_name(L, 2), check_name(L, 3),
-                0, 0, NULL, NULL, 0};
-  a.n2 = check_count(L, 4, 0);
-  a.n1 = check_count(L, 5, 1);
-  return op_call(L, ls, &a, "store:queue_reclaim");
+  opargs_t a = {r->kind, r->names > 0 ? check_name(L, 2) : "",
+                r->names > 1 ? check_name(L, 3) : "", 0, 0, NULL, NULL, 0};
+  if (r->n1_arg) a.n1 = check_count(L, r->n1_arg, r->n1_dflt);
+  if (r->n2_arg) a.n2 = check_count(L, r->n2_arg, r->n2_dflt);
+  return op_call(L, ls, &a, r->fname);
 }
 
 /* queue_touch(store, q, consumer, {id...}) -> count | nil, err, code */
@@ -574,14 +555,6 @@ static int l_queue_touch(lua_State *L) {
     return wf_lua_fail(L, "store closed", "closed");
   }
   return op_call(L, ls, &a, "store:queue_touch");
-}
-
-/* queue_info(store, q) -> {waiting=, taken=, consumers={}} | nil, err,
- * code */
-static int l_queue_info(lua_State *L) {
-  lstore_t *ls = check_store(L);
-  opargs_t a = {W_QINFO, check_name(L, 2), "", 0, 0, NULL, NULL, 0};
-  return op_call(L, ls, &a, "store:queue_info");
 }
 
 /* Batch op codes of the flat ops list (lua/weft/store.lua uses them). */
@@ -689,16 +662,8 @@ static const luaL_Reg store_fns[] = {{"open", l_open},
                                      {"add_secret", l_add_secret},
                                      {"close", l_close},
                                      {"is_closed", l_is_closed},
-                                     {"get", l_get},
-                                     {"scan", l_scan},
-                                     {"range", l_range},
-                                     {"size", l_size},
-                                     {"time", l_time},
                                      {"commit", l_commit},
-                                     {"queue_take", l_queue_take},
-                                     {"queue_reclaim", l_queue_reclaim},
                                      {"queue_touch", l_queue_touch},
-                                     {"queue_info", l_queue_info},
                                      {"inject_failure", l_inject_failure},
                                      {NULL, NULL}};
 
@@ -712,5 +677,10 @@ int wf_lua_open_store(lua_State *L) {
   lua_pop(L, 1);
   lua_newtable(L);
   luaL_register(L, NULL, store_fns);
+  for (size_t i = 0; i < sizeof readops / sizeof *readops; i++) {
+    lua_pushlightuserdata(L, (void *)&readops[i]);
+    lua_pushcclosure(L, l_read, 1);
+    lua_setfield(L, -2, readops[i].name);
+  }
   return 1;
 }
