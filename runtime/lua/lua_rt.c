@@ -253,9 +253,16 @@ static void task_release(wf_task_t *t) {
   rt->npool++;
 }
 
+/* Stop t's timeout. An expired one-shot timer is no longer active but
+ * still pending (its callback not run yet): ev_timer_stop clears both, so
+ * the callback never sees a wait that ended another way. */
+static inline void task_timer_stop(wf_task_t *t) {
+  ev_timer_stop(wf_loop_ev(t->rt->loop), &t->timer);
+}
+
 /* Drop a task whose coroutine is unusable (died, aborted, yielded oddly). */
 static void task_discard(wf_task_t *t) {
-  if (ev_is_active(&t->timer)) ev_timer_stop(wf_loop_ev(t->rt->loop), &t->timer);
+  task_timer_stop(t);
   if (t->defer.queued) wf_loop_undefer(t->rt->loop, &t->defer);
   task_free(t);
 }
@@ -286,7 +293,7 @@ void wf_task_resume(wf_task_t *t) {
   int st, nargs = t->nret;
   /* the wait is over: stop its timeout, build the results here (never in
    * the event callback), forget the wait */
-  if (ev_is_active(&t->timer)) ev_timer_stop(wf_loop_ev(rt->loop), &t->timer);
+  task_timer_stop(t);
   if (t->prepare) nargs += t->prepare(t, co);
   t->prepare = NULL;
   t->cancel = NULL;
@@ -346,7 +353,7 @@ void wf_task_resume(wf_task_t *t) {
 
 void wf_task_ready(wf_task_t *t) {
   /* the wait is over: its timeout must not fire any more */
-  if (ev_is_active(&t->timer)) ev_timer_stop(wf_loop_ev(t->rt->loop), &t->timer);
+  task_timer_stop(t);
   if (t->main) {
     t->woken = 1;
     return;
@@ -443,7 +450,7 @@ int wf_task_suspend(wf_task_t *t, lua_State *L, const char *fname) {
     return lua_yield(L, 0);
   }
   if (wf_lua_block(rt, waiter_woken, t) != WF_OK) {
-    if (ev_is_active(&t->timer)) ev_timer_stop(wf_loop_ev(rt->loop), &t->timer);
+    task_timer_stop(t);
     if (t->cancel) t->cancel(t);
     thread_reclaim(L); /* before raising on L: see there */
     if (t->what)
@@ -452,7 +459,7 @@ int wf_task_suspend(wf_task_t *t, lua_State *L, const char *fname) {
   }
   thread_reclaim(L); /* a prepare or the caller may raise */
   /* the main thread's resume: the same steps as wf_task_resume's */
-  if (ev_is_active(&t->timer)) ev_timer_stop(wf_loop_ev(rt->loop), &t->timer);
+  task_timer_stop(t);
   if (t->prepare) n = t->prepare(t, L);
   t->prepare = NULL;
   t->cancel = NULL;

@@ -82,6 +82,28 @@ describe("cond:wait", function()
     assert.is_true(waited >= 0.1, "waited only " .. waited .. " s")
   end)
 
+  -- The timeout of a wait expires while the loop is busy and the cond is
+  -- signalled in the same loop turn, before the expired timer's callback
+  -- runs: the expired one-shot timer is no longer active but still pending,
+  -- and the end of the wait must stop it too (it crashed the worker
+  -- processes under CPU load: a timer callback for a wait that had ended).
+  it("is signalled cleanly in the loop turn where its timeout expired", function()
+    local c, go1, go2 = weft.cond(), weft.cond(), weft.cond()
+    local result
+    weft.go(function() result = c:wait(0.005) end)
+    -- y readies b while the loop drains its queue before polling; b then
+    -- runs from the loop's check watcher, inside the poll's turn, after
+    -- the expired timer was queued and before its callback
+    weft.go(function() go2:wait(); c:signal() end) -- b
+    weft.go(function() go1:wait(); go2:signal() end) -- y
+    weft.sleep(0) -- all three are parked; the first one's timer runs
+    busy(0.02) -- that timer expires while the loop does not turn
+    go1:signal()
+    helpers.poll_until(function() return result ~= nil end)
+    assert.is_true(result) -- signalled, not timed out (and no crash)
+    weft.sleep(0.01) -- nothing fires for the ended wait afterwards
+  end)
+
   -- A cond that nothing but the waiting task references: the task's C
   -- frame (where the cond was the argument) is gone once it yields, so
   -- only the cond's own anchor keeps it alive until the wait ends.
