@@ -1,7 +1,7 @@
 --- bench/pool.lua — the worker pool (docs/scale.md): `weft serve --workers N`
 -- on a SQLite store (the single-machine case), separate processes.
 --
--- Run: build/weft exec bench/pool.lua [--seconds N] [--runs N] [--inflight N] [--quick]
+-- Run: build/weft exec bench/pool.lua [--seconds N] [--runs N] [--inflight N] [--cpu-ms N] [--quick]
 --   (defaults: 5 s per timed window, median of 3 windows, 128 requests in
 --   flight; --quick: 2 s, 1 window, and no crash measure with the default
 --   30 s lease)
@@ -10,7 +10,7 @@
 --   1. executions/s through `weft serve --workers N` (N = 1, 2, 4) for
 --      I/O-bound executions (one model call answered in 20 ms by the
 --      project's provider test server, a separate process) and CPU-bound
---      ones (one executor doing ~2 ms of Lua arithmetic), driven by K
+--      ones (one executor doing --cpu-ms, default 20, ms of Lua arithmetic), driven by K
 --      concurrent sync `POST /workflows/{id}/execute` requests (weft.http
 --      tasks in this process); the ratio N workers / 1 worker.
 --   2. the queue's cost: enqueue -> start (an execution's `created_at`,
@@ -35,9 +35,9 @@ local http = weft.http
 
 local fmt, sort, ceil = string.format, table.sort, math.ceil
 
-local opts = { seconds = 5, runs = 3, inflight = 128 }
+local opts = { seconds = 5, runs = 3, inflight = 128, cpu_ms = 20 }
 blib.parse_flags("bench/pool.lua", { ... }, opts,
-  { ["--seconds"] = "seconds", ["--runs"] = "runs", ["--inflight"] = "inflight" },
+  { ["--seconds"] = "seconds", ["--runs"] = "runs", ["--inflight"] = "inflight", ["--cpu-ms"] = "cpu_ms" },
   function(o) o.seconds, o.runs, o.quick = 2, 1, true end)
 assert(opts.seconds and opts.seconds > 0, "--seconds must be a positive number")
 assert(opts.runs and opts.runs >= 1, "--runs must be a positive number")
@@ -58,8 +58,10 @@ local function pct(s, q)
   return s[math.max(1, ceil(q * #s))]
 end
 
--- Lua arithmetic of ~2 ms: the iterations, measured here (the workers run
--- the same LuaJIT).
+-- Lua arithmetic of --cpu-ms milliseconds (default 20: the work of an
+-- execution dominates the pool's own cost per execution, ~1-2 ms of CPU
+-- spread over the replica, the store and this client): the iterations,
+-- measured here (the workers run the same LuaJIT).
 local SPIN = [[
 local x = 0
 for i = 1, n do x = (x * 31 + i) % 1000003 end
@@ -73,7 +75,7 @@ do
   local t0 = weft.clock()
   for _ = 1, 10 do f(n) end
   local per = (weft.clock() - t0) / 10
-  spin_n = math.floor(n * 0.002 / per)
+  spin_n = math.floor(n * opts.cpu_ms / 1000 / per)
 end
 
 local dir = files.tempdir()
@@ -171,7 +173,7 @@ blib.header("weft worker pool benchmark (bench/pool.lua)",
   fmt("weft serve --workers N on sqlite:, separate processes; provider test server (pid %d)", provider.pid))
 print(fmt("  %d sync executions in flight; %g s windows after a 1 s warm-up, median of %d", opts.inflight,
   opts.seconds, opts.runs))
-print(fmt("  io: one model call, 20 ms reply; cpu: one executor, %d iterations of Lua arithmetic (~2 ms here)",
+print(fmt("  io: one model call, 20 ms reply; cpu: one executor, %d iterations of Lua arithmetic (~" .. opts.cpu_ms .. " ms here)",
   spin_n))
 
 -- 1. throughput
