@@ -181,7 +181,14 @@ function _M.answer(store, id, request_id, value, queue)
   if not d then return nil, err or fmt("unknown execution '%s'", id) end
   local ok, aerr = require("weft.durable").answer(store, id, request_id, value)
   if not ok then return nil, aerr end
-  _M.enqueue(store, d, "resume", queue)
+  -- the summary says it goes on (no open request any more), in the batch
+  -- that queues it again
+  d.status, d.requests, d.updated_at = "running", nil, require("weft").now()
+  local qok, qerr = store:batch()
+    :put("executions", id, encode(_M.summary(d)))
+    :queue_push(queue or _M.QUEUE, encode({ id = d.id, workflow = d.workflow, hash = d.hash, kind = "resume" }))
+    :commit()
+  must(qok, qerr, "queueing execution " .. id)
   return true
 end
 
