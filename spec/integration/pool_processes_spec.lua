@@ -18,18 +18,9 @@ local ps = require "support.provider_server"
 local bin = procs.weft_bin()
 local fmt = string.format
 
-local undo = {}
-local function later(fn) undo[#undo + 1] = fn end
-after_each(function()
-  for i = #undo, 1, -1 do undo[i]() end
-  undo = {}
-end)
-
-local function tmpdir()
-  local dir = files.tempdir()
-  later(function() files.remove(dir) end)
-  return dir
-end
+-- What to undo after each test (support/scope.lua).
+local scope = require("support.scope")(after_each)
+local later, tmpdir = scope.later, scope.tmpdir
 
 -- Two supersteps, one model call each; the prompts name the step and the
 -- input, so that each is unique per execution and step.

@@ -8,82 +8,14 @@
 local weft = require "weft"
 local json = weft.json
 local pool = require "weft.pool"
-local worker = require "weft.worker"
-local procs = require "support.procs"
-local files = require "support.files"
 local fake = require "support.fake_res"
 
-local undo = {}
-local function later(fn) undo[#undo + 1] = fn end
-after_each(function()
-  for i = #undo, 1, -1 do undo[i]() end
-  undo = {}
-end)
+-- What to undo after each test (support/scope.lua).
+local scope = require("support.scope")(after_each)
 
-local function tmpdir()
-  local dir = files.tempdir()
-  later(function() files.remove(dir) end)
-  return dir
-end
-
-local ECHO = [[
-local weft = require "weft"
-local up = weft.executor("up", function(m, ctx) ctx:send(m:upper()) end)
-local bang = weft.executor("bang", function(m, ctx) ctx:yield_output(m .. "!") end)
-return weft.workflow("echo"):start(up):edge(up, bang):build()
-]]
-
-local ASK = [[
-local weft = require "weft"
-local ask = weft.executor("ask", function(m, ctx)
-  local a = ctx:request_info({ question = m .. "?" })
-  ctx:yield_output(m .. ": " .. tostring(a))
-end)
-return weft.workflow("ask"):start(ask):build()
-]]
-
--- A scripts dir with ECHO and ASK; returns it and the hashes by id.
-local function scripts()
-  local dir = tmpdir()
-  files.write(dir .. "/echo.lua", ECHO)
-  files.write(dir .. "/ask.lua", ASK)
-  local hashes = {}
-  for _, id in ipairs({ "echo", "ask" }) do
-    hashes[id] = weft.durable.hash(assert(weft.script.load(dir .. "/" .. id .. ".lua")))
-  end
-  return dir, hashes
-end
-
--- A worker on store st over dir, running in a task until the test ends.
-local function start_worker(st, dir, opts)
-  local o = { store = st, scripts_dir = dir, name = "w1", lease_ttl = 0.3, log = function() end }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  local w = worker.new(o)
-  local t = weft.go(function() w:run() end)
-  later(function() w:stop(); t:wait() end)
-  return w
-end
-
--- Poll the summary of id until its status is one of `want` (a set).
-local function until_status(st, id, want)
-  local deadline = weft.clock() + 30
-  while true do
-    local d = assert(pool.get(st, id))
-    if want[d.status] then return d end
-    assert(weft.clock() < deadline, "execution " .. id .. " stayed " .. tostring(d.status))
-    weft.sleep(0.01)
-  end
-end
-
-local ENDED = { completed = true, failed = true, cancelled = true }
-
-local function each_store(fn)
-  procs.each_store({ it = it, pending = pending, defer = later }, tmpdir, function(url)
-    local st = assert(weft.store.open(url))
-    later(function() st:close() end)
-    fn(st)
-  end)
-end
+local fx = require("support.pool_fixture")(scope, { it = it, pending = pending })
+local scripts, start_worker, until_status, each_store = fx.scripts, fx.start_worker, fx.until_status, fx.each_store
+local ENDED = fx.ENDED
 
 describe("a worker", function()
   describe("runs a submitted execution, logs its events and acknowledges its item", function()

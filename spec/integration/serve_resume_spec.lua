@@ -12,21 +12,9 @@ local hs = require "support.http_server"
 
 local bin = procs.weft_bin()
 
--- What to undo after each test, last first (busted keeps one `finally`
--- per test: this list holds them all).
-local undo = {}
-local function later(fn) undo[#undo + 1] = fn end
-after_each(function()
-  for i = #undo, 1, -1 do undo[i]() end
-  undo = {}
-end)
-
--- A private temp dir, removed after the test.
-local function tmpdir()
-  local dir = files.tempdir()
-  later(function() files.remove(dir) end)
-  return dir
-end
+-- What to undo after each test (support/scope.lua).
+local scope = require("support.scope")(after_each)
+local later, tmpdir = scope.later, scope.tmpdir
 
 -- Two supersteps: "first" passes the input on (a checkpoint), "fetch" asks
 -- the gate server (WEFT_TEST_GATE) and outputs its answer.
