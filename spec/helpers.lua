@@ -19,6 +19,14 @@ local concat = table.concat
 
 local M = {}
 
+--- The keys of t, sorted.
+function M.keys(t)
+  local out = {}
+  for k in pairs(t) do out[#out + 1] = k end
+  table.sort(out)
+  return out
+end
+
 --- Path of the repository root, with a trailing slash ("" when relative).
 M.root = (debug.getinfo(1, "S").source:match("^@(.-)spec[/\\]helpers%.lua$")) or ""
 

@@ -25,6 +25,7 @@ local sandbox = require "weft.sandbox"
 local proc = require "weft.core.proc"
 
 local procs = require "support.procs"
+local files = require "support.files"
 
 local ROOT = proc.geteuid() == 0
 local SRC = os.getenv("WEFT_SOURCE_DIR") or "."
@@ -34,13 +35,7 @@ assert(BWRAP == "bwrap", "the sandbox specs need a working bubblewrap (scripts/d
   .. tostring(BWRAP_ERR))
 
 -- Contents of a file, or nil.
-local function read_file(path)
-  local fh = io.open(path, "rb")
-  if not fh then return nil end
-  local s = fh:read("*a")
-  fh:close()
-  return s
-end
+local read_file = files.slurp
 
 -- The numbers of a file with one per line (empty list when absent).
 local function pids_of(path)

@@ -21,13 +21,7 @@ local NAMES = {
   sched = { "DONE" },
 }
 
--- The sorted keys of t.
-local function keys(t)
-  local out = {}
-  for k in pairs(t) do out[#out + 1] = k end
-  table.sort(out)
-  return out
-end
+local keys = require("helpers").keys
 
 describe("weft.core.sched", function()
   it("holds exactly the names of its six concept files and the DONE sentinel", function()

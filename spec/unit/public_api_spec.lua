@@ -19,13 +19,7 @@ local LAZY = {
   "script", "server", "std", "store", "tcp", "thread", "tool", "window", "worker",
 }
 
--- The sorted keys of t.
-local function keys(t)
-  local out = {}
-  for k in pairs(t) do out[#out + 1] = k end
-  table.sort(out)
-  return out
-end
+local keys = require("helpers").keys
 
 -- The sorted union of lists a and b.
 local function union(a, b)

@@ -30,6 +30,14 @@ _M.DEFAULT_LIMIT, _M.MAX_LIMIT = 50, 1000
 -- (a run's input) can be embedded in any response (summaries, events).
 _M.MAX_BODY_DEPTH = 100
 
+--- The keys of t, sorted (listings and metrics print them in order).
+function _M.sorted_keys(t)
+  local out = {}
+  for k in pairs(t) do out[#out + 1] = k end
+  sort(out)
+  return out
+end
+
 --- True when s is a valid id: 1-64 of A-Z a-z 0-9 _ . - and not "." or "..".
 function _M.valid_id(s)
   return type(s) == "string" and #s >= 1 and #s <= _M.ID_MAX and s:match(_M.ID_PATTERN) ~= nil

@@ -63,12 +63,7 @@ function _M.model(app)
 end
 
 -- Sorted keys of a table.
-local function keys(t)
-  local out = {}
-  for k in pairs(t) do out[#out + 1] = k end
-  sort(out)
-  return out
-end
+local keys = require("weft.serve.app").sorted_keys
 
 -- Ids of the Lua workflow scripts of app (scripts_dir/*.lua).
 local function script_ids(app)

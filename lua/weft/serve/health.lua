@@ -60,13 +60,8 @@ function Metrics:count_http(method, code)
   self.http_counts[k] = (self.http_counts[k] or 0) + 1
 end
 
--- Sorted keys of t.
-local function keys(t)
-  local ks = {}
-  for k in pairs(t) do ks[#ks + 1] = k end
-  table.sort(ks)
-  return ks
-end
+-- Sorted keys of a table.
+local keys = require("weft.serve.app").sorted_keys
 
 -- Escape a label value.
 local function esc(v) return (tostring(v):gsub("[\\\"\n]", { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" })) end

@@ -41,13 +41,24 @@ static const char *slurp(const char *path) {
 /* Fork a child that starts a watchdog (limit s) on a fresh loop, sets what
  * runs (run, exec; NULL: nothing), turns the loop once and spins forever.
  * An alarm ends it (SIGALRM) if the watchdog does not. The wait status. */
+
+/* A loop on a libev loop of its own (freed with free_loop). */
+static wf_loop_t *own_loop(void) { return wf_loop_new(ev_loop_new(0)); }
+
+/* Free l and its libev loop. */
+static void free_loop(wf_loop_t *l) {
+  struct ev_loop *evl = wf_loop_ev(l);
+  wf_loop_free(l);
+  ev_loop_destroy(evl);
+}
+
 static int blocked_child(double limit, const char *path, const char *run,
                          const char *exec) {
   pid_t pid = fork();
   int st = 0;
   if (pid == 0) {
     wf_err_t err;
-    wf_loop_t *l = wf_loop_new(ev_loop_new(0));
+    wf_loop_t *l = own_loop();
     wf_watchdog_t *w = wf_watchdog_start(l, limit, path, &err);
     volatile unsigned long spin = 0;
     if (!w) _exit(3);
@@ -69,7 +80,7 @@ static int turning_child(double limit, const char *path,
   int st = 0;
   if (pid == 0) {
     wf_err_t err;
-    wf_loop_t *l = wf_loop_new(ev_loop_new(0));
+    wf_loop_t *l = own_loop();
     wf_watchdog_t *w = wf_watchdog_start(l, limit, path, &err);
     if (!w) _exit(3);
     alarm(30);
@@ -166,22 +177,19 @@ static void test_turning_loops_are_not_killed(void) {
 
 static void test_watchers_do_not_keep_the_loop_alive(void) {
   wf_err_t err;
-  wf_loop_t *l = wf_loop_new(ev_loop_new(0));
+  wf_loop_t *l = own_loop();
   wf_watchdog_t *w = wf_watchdog_start(l, 10, NULL, &err);
   CHECK(w != NULL);
   /* nothing else is active: a step has nothing to wait on */
   CHECK_INT(wf_loop_step(l), 0);
   wf_watchdog_stop(w);
   CHECK_INT(wf_loop_step(l), 0);
-  struct ev_loop *evl = wf_loop_ev(l);
-  wf_loop_free(l);
-  ev_loop_destroy(evl);
+  free_loop(l);
 }
 
 static void test_stop_joins(void) {
   wf_err_t err;
-  wf_loop_t *l = wf_loop_new(ev_loop_new(0));
-  struct ev_loop *evl = wf_loop_ev(l);
+  wf_loop_t *l = own_loop();
   /* at once, and after the thread has sampled a few times */
   wf_watchdog_stop(wf_watchdog_start(l, 60, NULL, &err));
   wf_watchdog_t *w = wf_watchdog_start(l, 0.2, NULL, &err);
@@ -192,14 +200,12 @@ static void test_stop_joins(void) {
   /* a bad limit */
   CHECK(wf_watchdog_start(l, 0, NULL, &err) == NULL);
   CHECK(strstr(err.msg, "limit") != NULL);
-  wf_loop_free(l);
-  ev_loop_destroy(evl);
+  free_loop(l);
 }
 
 static void test_report_format(void) {
   wf_err_t err;
-  wf_loop_t *l = wf_loop_new(ev_loop_new(0));
-  struct ev_loop *evl = wf_loop_ev(l);
+  wf_loop_t *l = own_loop();
   wf_watchdog_t *w = wf_watchdog_start(l, 60, NULL, &err);
   char buf[512], want[512];
   size_t n = wf_watchdog_report(w, 61.26, buf, sizeof buf);
@@ -226,8 +232,7 @@ static void test_report_format(void) {
   CHECK_INT(n, 9);
   CHECK_INT(strlen(buf), 9);
   wf_watchdog_stop(w);
-  wf_loop_free(l);
-  ev_loop_destroy(evl);
+  free_loop(l);
 }
 
 int main(void) {
