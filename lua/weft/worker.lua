@@ -307,6 +307,9 @@ local function blocked_note(w, id)
   return s and ok and type(note) == "table" and note or nil
 end
 
+-- The events that end a run's event log.
+local END_EVENT = { workflow_completed = true, workflow_failed = true, workflow_cancelled = true }
+
 -- The error of an execution failed after note.count blocked workers.
 local function blocked_error(note)
   return fmt("%s (the execution was tried %d times; each time the worker was killed)",
@@ -386,8 +389,20 @@ local function run_item(w, item, reclaimed)
   local has_record = rec ~= nil
   if rec and pool.TERMINAL[rec.status] then
     -- its worker died after the run ended, before the summary said so
+    -- (and maybe before its last events reached the log: the end event is
+    -- written here then, so that event streams end)
     local rok, res = pcall(durable.result, wf, w.store, p.id)
-    finish(w, x, rok and res or { status = rec.status, error = rec.error, outputs = {} }, item.id)
+    res = rok and res or { status = rec.status, error = rec.error, outputs = {} }
+    local ended = false
+    for _, e in ipairs(pool.events(w.store, p.id) or {}) do
+      if END_EVENT[e.event.type] then ended = true end
+    end
+    if not ended then
+      local ev = { type = "workflow_" .. res.status, run_id = p.id, superstep = rec.superstep,
+                   ts = require("weft").now(), data = res.error and { error = res.error } or nil }
+      w.pending[p.id] = { ev }
+    end
+    finish(w, x, res, item.id)
     return
   end
   if cancel and not has_record then

@@ -237,15 +237,24 @@ local function sse(base, id, from, stop)
   return got
 end
 
+
+-- A private redis-server (stopped after the test), the scripts dir and two
+-- `weft serve --workers 0` replicas on it with env (plus a 2 s lease):
+-- r, dir, env, a, b; nothing when redis-server is not installed.
+local function replicas(env)
+  local r = procs.redis()
+  if not r then return nil end
+  later(r.stop)
+  local dir = scripts()
+  env.WEFT_LEASE_TTL = "2"
+  return r, dir, env, serve(r.url, dir, 0, env), serve(r.url, dir, 0, env)
+end
+
 describe("the worker pool in processes", function()
   it("runs 300 executions exactly once on 3 workers behind 2 replicas while a worker is SIGKILLed #redis", function()
-    local r = procs.redis()
-    if not r then return pending("redis-server is not installed") end
-    later(r.stop)
     local srv, llm = provider(25)
-    local dir = scripts()
-    local env = { WEFT_TEST_LLM_URL = llm, WEFT_LEASE_TTL = "2" }
-    local a, b = serve(r.url, dir, 0, env), serve(r.url, dir, 0, env)
+    local r, dir, env, a, b = replicas({ WEFT_TEST_LLM_URL = llm })
+    if not r then return pending("redis-server is not installed") end
     local ws = {}
     for i = 1, 3 do ws[i] = worker(r.url, dir, env, { "--processes", "1", "--concurrency", "10" }) end
     local victim = worker_pids(ws[1], 1)[1]
@@ -287,12 +296,8 @@ describe("the worker pool in processes", function()
   end)
 
   it("keeps both replicas answering while an executor never yields, replaces the worker and fails that execution #redis", function()
-    local r = procs.redis()
+    local r, dir, env, a, b = replicas({})
     if not r then return pending("redis-server is not installed") end
-    later(r.stop)
-    local dir = scripts()
-    local env = { WEFT_LEASE_TTL = "2" }
-    local a, b = serve(r.url, dir, 0, env), serve(r.url, dir, 0, env)
     local w = worker(r.url, dir, env, { "--processes", "2" })
     local before = {}
     for _, pid in ipairs(worker_pids(w, 2)) do before[pid] = true end
@@ -356,12 +361,8 @@ describe("the worker pool in processes", function()
   end)
 
   it("continues a paused execution answered through the other replica, and refuses a second answer #redis", function()
-    local r = procs.redis()
+    local r, dir, env, a, b = replicas({})
     if not r then return pending("redis-server is not installed") end
-    later(r.stop)
-    local dir = scripts()
-    local env = { WEFT_LEASE_TTL = "2" }
-    local a, b = serve(r.url, dir, 0, env), serve(r.url, dir, 0, env)
     worker(r.url, dir, env, { "--processes", "2" })
     local id = submit(a.base, "ask", "deploy")
     local d

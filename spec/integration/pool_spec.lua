@@ -19,9 +19,7 @@ local ENDED = fx.ENDED
 
 describe("a worker", function()
   describe("runs a submitted execution, logs its events and acknowledges its item", function()
-    each_store(function(st)
-      local dir, hashes = scripts()
-      start_worker(st, dir)
+    fx.with_worker(function(st, _, hashes)
       local d = pool.submit(st, { workflow = "echo", hash = hashes.echo, input = "hi" })
       assert.equal("pending", d.status)
       d = until_status(st, d.id, ENDED)
@@ -40,9 +38,7 @@ describe("a worker", function()
   end)
 
   describe("runs what Lua submits with wf:spawn(input, {queue = store})", function()
-    each_store(function(st)
-      local dir = scripts()
-      start_worker(st, dir)
+    fx.with_worker(function(st, dir)
       local wf = assert(weft.script.load(dir .. "/echo.lua"))
       local h = wf:spawn("lua", { queue = st, workflow = "echo" })
       assert.matches("^exec%-", h.id)
@@ -54,9 +50,7 @@ describe("a worker", function()
   end)
 
   describe("leaves a paused execution (no worker holds it) and resumes it once answered", function()
-    each_store(function(st)
-      local dir, hashes = scripts()
-      local w = start_worker(st, dir)
+    fx.with_worker(function(st, dir, hashes, w)
       local function w_stop() w:stop() end
       local d = pool.submit(st, { workflow = "ask", hash = hashes.ask, input = "deploy" })
       d = until_status(st, d.id, { idle = true })
@@ -97,9 +91,7 @@ describe("a worker", function()
   end)
 
   describe("leaves an execution of another version for another worker, saying why", function()
-    each_store(function(st)
-      local dir = scripts()
-      start_worker(st, dir)
+    fx.with_worker(function(st, dir)
       local d = pool.submit(st, { workflow = "echo", hash = "0000", input = "x" })
       local deadline = weft.clock() + 30
       repeat
@@ -129,9 +121,7 @@ describe("a worker", function()
   end)
 
   describe("publishes its counters: the /metrics and health of a pool replica show them", function()
-    each_store(function(st)
-      local dir, hashes = scripts()
-      start_worker(st, dir, { lease_ttl = 0.1 })
+    fx.with_worker(function(st, dir, hashes)
       local app = require("weft.serve.app").new{ store = st, scripts_dir = dir }
       app.pool = { queue = pool.QUEUE }
       local d = pool.submit(st, { workflow = "echo", hash = hashes.echo, input = "m" })
@@ -149,13 +139,11 @@ describe("a worker", function()
       assert.equal(1, health.workers)
       assert.equal("weft", health.queue)
       assert.equal(0, health.queued)
-    end)
+    end, { lease_ttl = 0.1 })
   end)
 
   describe("answers a replica's chat completions (streamed or not): the replica calls no model", function()
-    each_store(function(st)
-      local dir = scripts()
-      local w = start_worker(st, dir)
+    fx.with_worker(function(st, dir, _, w)
       local app = require("weft.serve.app").new{ store = st, scripts_dir = dir }
       app.pool = { queue = pool.QUEUE }
       local writer = { id = "writer", name = "writer", model = "mock:echo", instructions = "You write." }

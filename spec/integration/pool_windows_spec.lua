@@ -3,7 +3,8 @@
 -- queue item taken by a "ghost" consumer that never touches it again),
 -- then a real worker (in this process) reclaims the item. Found by
 -- pool_processes_spec.lua under ASan: a worker killed after its run
--- completed but before the summary and the acknowledgement were written.
+-- completed but before the summary and the acknowledgement were written
+-- (and before its last events reached the log).
 -- On SQLite and on a real redis-server started here (#redis).
 local weft = require "weft"
 local json = weft.json
@@ -31,6 +32,11 @@ describe("a worker reclaiming the execution of a worker killed", function()
       d = fx.until_status(st, d.id)
       assert.equal("completed", d.status, json.encode(d))
       assert.same({ "DONE!" }, d.outputs)
+      -- its events died with it: the log gets the end event (one), so that
+      -- event streams end
+      local evs = assert(pool.events(st, d.id))
+      assert.equal(1, #evs)
+      assert.equal("workflow_completed", evs[1].event.type)
       local info = assert(st:queue_info(pool.QUEUE))
       assert.equal(0, info.waiting + info.taken)
     end)

@@ -80,5 +80,14 @@ return function(scope, b)
     end)
   end
 
+  --- each_store with a scripts dir and a worker started on it (opts: the
+  -- worker's): fn(store, dir, hashes, worker).
+  function fx.with_worker(fn, opts)
+    fx.each_store(function(st)
+      local dir, hashes = fx.scripts()
+      fn(st, dir, hashes, fx.start_worker(st, dir, opts))
+    end)
+  end
+
   return fx
 end
