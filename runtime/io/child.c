@@ -7,8 +7,9 @@
  * through a close-on-exec pipe that the parent reads right after fork: EOF
  * means the exec succeeded. The exit is learnt through an ev_child watcher
  * (default loop only: libev reaps on SIGCHLD there).
- * Depends on loop.h, common.h, libev, libc. */
+ * Depends on loop.h, common.h, proc.h (wf_proc_cloexec_all), libev, libc. */
 #include "child.h"
+#include "proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,17 +35,6 @@ struct wf_child {
 
 /* ---- the child, between fork and exec (async-signal-safe calls) ---- */
 
-/* Mark every fd >= 3 close-on-exec (close_range, or one by one). */
-static void child_cloexec_all(void) {
-  struct rlimit rl;
-  long max = 65536;
-  if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-      (long)rl.rlim_cur < max)
-    max = (long)rl.rlim_cur;
-  for (long fd = 3; fd < max; fd++) fcntl((int)fd, F_SETFD, FD_CLOEXEC);
-}
-
 /* Set up and exec; on failure write errno to rep and exit 127. */
 static void child_main(char *const *argv, char *const *envp, int nul, int rep,
                        pid_t parent) {
@@ -62,7 +52,7 @@ static void child_main(char *const *argv, char *const *envp, int nul, int rep,
   if (getppid() != parent) _exit(127);
   if (nul != 0 && dup2(nul, 0) < 0) goto fail;
   if (nul == 0) fcntl(0, F_SETFD, 0); /* stdin was closed: keep the new one */
-  child_cloexec_all();
+  wf_proc_cloexec_all();
   execvpe(argv[0], argv, envp);
 fail:
   e = errno;

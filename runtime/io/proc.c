@@ -126,8 +126,7 @@ static int child_limit(int res, rlim_t soft, rlim_t hard) {
   return setrlimit(res, &rl);
 }
 
-/* Mark every fd >= 3 close-on-exec (close_range, or one by one). */
-static void child_cloexec_all(void) {
+void wf_proc_cloexec_all(void) {
   if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
   struct rlimit rl;
   long max = 65536;
@@ -159,7 +158,7 @@ static void child_main(const proc_child_t *c) {
       child_fail(rep, PROC_STAGE_SETUP, errno, 0);
   for (int i = 0; i < 3; i++)
     if (dup2(tmp[i], i) < 0) child_fail(rep, PROC_STAGE_SETUP, errno, 0);
-  child_cloexec_all();
+  wf_proc_cloexec_all();
 
   if (c->memory_mb > 0) {
     rlim_t b = (rlim_t)c->memory_mb * 1024 * 1024;

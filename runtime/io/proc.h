@@ -87,6 +87,9 @@ const char *wf_proc_exec_error(const wf_proc_t *p);
  * same uid can no longer read its /proc/<pid>/environ, mem, fd or maps,
  * nor ptrace it, and it leaves no core dump. WF_OK or WF_ERR. */
 int wf_proc_nondumpable(wf_err_t *err);
+/* Mark every fd >= 3 close-on-exec (close_range, or one by one); for a
+ * child between fork and exec (async-signal-safe calls only). */
+void wf_proc_cloexec_all(void);
 
 /* Remove path and everything below it without following symbolic links or
  * crossing into other file systems; directories the caller cannot enter

@@ -89,5 +89,14 @@ return function(scope, b)
     end)
   end
 
+  --- each_store with a scripts dir and an execution of ECHO submitted
+  -- with input (no worker yet): fn(store, dir, summary, hashes).
+  function fx.with_echo(input, fn)
+    fx.each_store(function(st)
+      local dir, hashes = fx.scripts()
+      fn(st, dir, pool.submit(st, { workflow = "echo", hash = hashes.echo, input = input }), hashes)
+    end)
+  end
+
   return fx
 end

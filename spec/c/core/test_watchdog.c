@@ -135,36 +135,32 @@ static void busy_cb(struct ev_loop *evl, ev_timer *t, int revents) {
   if (++*n >= 12) ev_timer_stop(evl, t);
 }
 
-/* A loop busy in short callbacks (1.5 s in all, limit 0.5 s). */
-static void busy_loop(wf_loop_t *l) {
+/* Run l until nothing is left, with one timer (cb, after, repeat) whose
+ * callback counts into its data; exit 4 unless it counted want. */
+static void timer_loop(wf_loop_t *l, void (*cb)(struct ev_loop *, ev_timer *, int),
+                       ev_tstamp after, ev_tstamp repeat, int want) {
   int n = 0;
   ev_timer t;
-  ev_timer_init(&t, busy_cb, 0, 0.001);
+  ev_timer_init(&t, cb, after, repeat);
   t.data = &n;
   ev_timer_start(wf_loop_ev(l), &t);
   while (wf_loop_step(l)) {
   }
-  if (n != 12) _exit(4);
+  if (n != want) _exit(4);
 }
 
-/* One-shot timer: note that it fired. */
+/* A loop busy in short callbacks (1.5 s in all, limit 0.5 s). */
+static void busy_loop(wf_loop_t *l) { timer_loop(l, busy_cb, 0, 0.001, 12); }
+
+/* One-shot timer: count that it fired. */
 static void once_cb(struct ev_loop *evl, ev_timer *t, int revents) {
   (void)evl;
   (void)revents;
-  *(int *)t->data = 1;
+  ++*(int *)t->data;
 }
 
 /* A loop idle in its poll for 1.5 s (limit 0.5 s). */
-static void idle_loop(wf_loop_t *l) {
-  int fired = 0;
-  ev_timer t;
-  ev_timer_init(&t, once_cb, 1.5, 0);
-  t.data = &fired;
-  ev_timer_start(wf_loop_ev(l), &t);
-  while (wf_loop_step(l)) {
-  }
-  if (!fired) _exit(4);
-}
+static void idle_loop(wf_loop_t *l) { timer_loop(l, once_cb, 1.5, 0, 1); }
 
 static void test_turning_loops_are_not_killed(void) {
   const char *path = report_path("turning");
