@@ -279,14 +279,7 @@ static const luaL_Reg handle_fns[] = {{"pid", l_pid},
                                       {NULL, NULL}};
 
 int wf_lua_open_child(lua_State *L) {
-  if (luaL_newmetatable(L, LC_MT)) {
-    lua_newtable(L);
-    luaL_register(L, NULL, handle_fns);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
+  wf_lua_class(L, LC_MT, handle_fns, l_gc);
   lua_newtable(L);
   lua_pushcfunction(L, l_spawn);
   lua_setfield(L, -2, "spawn");

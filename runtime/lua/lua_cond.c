@@ -91,15 +91,9 @@ static int l_cond_signal(lua_State *L) {
 }
 
 void wf_lua_loop_cond(lua_State *L) {
-  if (luaL_newmetatable(L, COND_MT)) {
-    lua_newtable(L);
-    lua_pushcfunction(L, l_cond_wait);
-    lua_setfield(L, -2, "wait");
-    lua_pushcfunction(L, l_cond_signal);
-    lua_setfield(L, -2, "signal");
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg methods[] = {
+      {"wait", l_cond_wait}, {"signal", l_cond_signal}, {NULL, NULL}};
+  wf_lua_class(L, COND_MT, methods, NULL);
   lua_pushcfunction(L, l_cond);
   lua_setfield(L, -2, "cond");
 }

@@ -483,22 +483,10 @@ static const luaL_Reg http_fns[] = {{"start", l_start},
 int wf_lua_open_http(lua_State *L) {
   int i;
   wf_lua_rt(L);
-  if (luaL_newmetatable(L, CLIENT_MT)) {
-    lua_pushcfunction(L, client_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
-  if (luaL_newmetatable(L, REQ_MT)) {
-    lua_newtable(L);
-    lua_pushcfunction(L, l_next);
-    lua_setfield(L, -2, "next");
-    lua_pushcfunction(L, l_cancel);
-    lua_setfield(L, -2, "cancel");
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_req_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg req_methods[] = {
+      {"next", l_next}, {"cancel", l_cancel}, {NULL, NULL}};
+  wf_lua_class(L, CLIENT_MT, NULL, client_gc);
+  wf_lua_class(L, REQ_MT, req_methods, l_req_gc);
   lua_newtable(L);
   luaL_register(L, NULL, http_fns);
   lua_newtable(L);

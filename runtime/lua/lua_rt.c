@@ -508,6 +508,22 @@ int wf_lua_block(wf_lua_rt_t *rt, int (*done)(void *ud), void *ud) {
   return WF_OK;
 }
 
+void wf_lua_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                  lua_CFunction gc) {
+  if (luaL_newmetatable(L, name)) {
+    if (methods) {
+      lua_newtable(L);
+      luaL_register(L, NULL, methods);
+      lua_setfield(L, -2, "__index");
+    }
+    if (gc) {
+      lua_pushcfunction(L, gc);
+      lua_setfield(L, -2, "__gc");
+    }
+  }
+  lua_pop(L, 1);
+}
+
 int wf_lua_fail(lua_State *L, const char *msg, const char *code) {
   lua_pushnil(L);
   lua_pushstring(L, msg);

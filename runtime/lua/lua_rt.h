@@ -106,6 +106,11 @@ wf_lua_hook_t *wf_lua_rt_hook(wf_lua_rt_t *rt,
  * NULL, code (a short word: "error", "cancelled", "conflict", ...);
  * returns the number pushed (3, or 2 without a code). */
 int wf_lua_fail(lua_State *L, const char *msg, const char *code);
+/* Register the metatable `name` of a userdata type once: methods (NULL:
+ * none) as its __index table, gc (NULL: none) as its __gc. Leaves the
+ * stack as it was. */
+void wf_lua_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                  lua_CFunction gc);
 
 /* Take a registry ref to the value on top of L's stack (popped); counted
  * (nil gives LUA_REFNIL, not counted). */

@@ -94,12 +94,7 @@ static const luaL_Reg handle_fns[] = {
     {"stop", l_stop}, {"running", l_running}, {NULL, NULL}};
 
 int wf_lua_open_watchdog(lua_State *L) {
-  if (luaL_newmetatable(L, LW_MT)) {
-    lua_newtable(L);
-    luaL_register(L, NULL, handle_fns);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  wf_lua_class(L, LW_MT, handle_fns, NULL);
   lua_newtable(L);
   lua_pushcfunction(L, l_start);
   lua_setfield(L, -2, "start");

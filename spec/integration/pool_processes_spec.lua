@@ -10,7 +10,6 @@
 -- append-only file. The one-process pool is in pool_spec.lua. #redis
 local weft = require "weft"
 local json = weft.json
-local durable = require "weft.durable"
 local procs = require "support.procs"
 local files = require "support.files"
 local ps = require "support.provider_server"
@@ -192,7 +191,7 @@ local function check_once(st, srv, done, most)
   for input, d in pairs(done) do
     assert.equal("completed", d.status, json.encode(d))
     assert.same({ two_output(input) }, d.outputs)
-    local rec = assert(durable.record(st, d.id))
+    local rec = assert(require("weft.durable").record(st, d.id))
     assert.equal("completed", rec.status, d.id)
     local n = 0
     for _, e in ipairs(assert(st:range("events", d.id))) do

@@ -52,45 +52,61 @@ static void free_loop(wf_loop_t *l) {
   ev_loop_destroy(evl);
 }
 
-static int blocked_child(double limit, const char *path, const char *run,
-                         const char *exec) {
+/* Fork a child that runs body(l, w, ud) on a fresh loop l with a
+ * watchdog w (limit, report at path), then exits 0 (3: no watchdog; an
+ * alarm ends a hung child). The wait status. */
+static int with_watchdog(double limit, const char *path,
+                         void (*body)(wf_loop_t *, wf_watchdog_t *, const void *),
+                         const void *ud) {
   pid_t pid = fork();
   int st = 0;
   if (pid == 0) {
     wf_err_t err;
     wf_loop_t *l = own_loop();
     wf_watchdog_t *w = wf_watchdog_start(l, limit, path, &err);
-    volatile unsigned long spin = 0;
     if (!w) _exit(3);
     alarm(30);
-    wf_watchdog_set_current(w, run, exec);
-    wf_loop_poll(l);
-    for (;;) spin++;
+    body(l, w, ud);
+    _exit(0);
   }
   while (waitpid(pid, &st, 0) < 0) {
   }
   return st;
 }
 
-/* Fork a child that runs fn(limit) with a watchdog on a fresh loop, then
- * stops it and exits 0. The wait status. */
+/* The run and executor a blocked child says it runs. */
+typedef struct current {
+  const char *run, *exec;
+} current_t;
+
+/* with_watchdog body: say what runs, turn once, then spin forever. */
+static void spin_body(wf_loop_t *l, wf_watchdog_t *w, const void *ud) {
+  const current_t *c = ud;
+  volatile unsigned long spin = 0;
+  wf_watchdog_set_current(w, c->run, c->exec);
+  wf_loop_poll(l);
+  for (;;) spin++;
+}
+
+/* A child whose loop blocks (in executor exec of run, or none). */
+static int blocked_child(double limit, const char *path, const char *run,
+                         const char *exec) {
+  current_t c = {run, exec};
+  return with_watchdog(limit, path, spin_body, &c);
+}
+
+/* with_watchdog body: run the loop function ud, then stop the watchdog. */
+static void turning_body(wf_loop_t *l, wf_watchdog_t *w, const void *ud) {
+  void (*fn)(wf_loop_t *);
+  memcpy(&fn, ud, sizeof fn);
+  fn(l);
+  wf_watchdog_stop(w);
+}
+
+/* A child whose loop keeps turning in fn(l). */
 static int turning_child(double limit, const char *path,
                          void (*fn)(wf_loop_t *)) {
-  pid_t pid = fork();
-  int st = 0;
-  if (pid == 0) {
-    wf_err_t err;
-    wf_loop_t *l = own_loop();
-    wf_watchdog_t *w = wf_watchdog_start(l, limit, path, &err);
-    if (!w) _exit(3);
-    alarm(30);
-    fn(l);
-    wf_watchdog_stop(w);
-    _exit(0);
-  }
-  while (waitpid(pid, &st, 0) < 0) {
-  }
-  return st;
+  return with_watchdog(limit, path, turning_body, &fn);
 }
 
 static void test_blocked_executor_is_reported_and_killed(void) {
