@@ -37,6 +37,11 @@ _M.CONCURRENCY, _M.POLL, _M.MAX_BLOCKED = 1000, pool.POLL_MAX, 2
 -- at 20 s, reclaimed by 30 s, killed again by 50 s, then failed.
 _M.BLOCK_LIMIT = 20
 
+--- Items a take asks for at first and at most (the batch doubles while
+-- the worker's loop keeps up), and the length of a loop turn (seconds)
+-- past which a worker takes nothing: its executors keep its core busy.
+_M.TAKE_MIN, _M.TAKE_MAX, _M.BUSY_TURN = 4, 100, 0.01
+
 --- Seconds a worker waits before its next take after it left an execution
 -- to another worker (so that it does not take the same item back at once).
 _M.DEFER_PAUSE = 0.25
@@ -450,19 +455,30 @@ end
 -- ---------------------------------------------------------------------------
 -- the loops
 
--- Take new items while there is room; when the queue is empty, wait
--- (weft.pool.poller) from 1 ms up to `poll` seconds.
+-- Take new items while there is room and this worker's loop is not
+-- saturated; when the queue is empty, wait (weft.pool.poller) from 1 ms up
+-- to `poll` seconds. A take asks for `batch` items: TAKE_MIN at first,
+-- doubling while the loop keeps up (I/O-bound executions: thousands at
+-- once), back to TAKE_MIN when one turn of the loop takes longer than
+-- BUSY_TURN — then nothing is taken until it is shorter, so that the
+-- items go to workers with idle cores (CPU-bound executions would
+-- otherwise all land on the first worker to take).
 local function take_loop(w)
   local weft = require "weft"
   local poll = pool.poller(w.poll, w.wake)
+  local batch = _M.TAKE_MIN
   while not w.stopped do
     local room = w.concurrency - w.running
-    if room <= 0 then
-      w.wake:wait(1)
+    local t0 = weft.clock()
+    weft.sleep(0) -- one turn of this worker's loop
+    local busy = w.running > 0 and weft.clock() - t0 > _M.BUSY_TURN
+    if busy then batch = _M.TAKE_MIN end
+    if room <= 0 or busy then
+      w.wake:wait(busy and _M.BUSY_TURN or 1)
     elseif w.backoff_until and weft.clock() < w.backoff_until then
       weft.sleep(w.backoff_until - weft.clock())
     else
-      local items, err = w.store:queue_take(w.queue, w.name, min(room, 100))
+      local items, err = w.store:queue_take(w.queue, w.name, min(room, batch))
       if not items then
         w.log("store: taking from the queue: " .. tostring(err))
         weft.sleep(min(1, w.poll * 10))
@@ -470,6 +486,7 @@ local function take_loop(w)
         poll(false)
       else
         for _, item in ipairs(items) do start_item(w, item, false) end
+        if #items == batch then batch = min(_M.TAKE_MAX, batch * 2) end
         poll(true)
       end
     end
