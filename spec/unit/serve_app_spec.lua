@@ -360,6 +360,36 @@ return weft.workflow("hello"):start(weft.executor("h", function(m, ctx) ctx:yiel
     os.remove(dir .. "/hello.lua")
     require("lfs").rmdir(dir)
   end)
+
+  it("lists the scripts dir once for many executions, again for a script added or removed", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(require("lfs").mkdir(dir))
+    local function put(id)
+      local f = assert(io.open(dir .. "/" .. id .. ".lua", "w"))
+      f:write(([[local weft = require "weft"
+return weft.workflow("%s"):start(weft.executor("h", function(m, ctx) ctx:yield_output(m) end)):build()]]):format(id))
+      f:close()
+    end
+    put("one")
+    local host = require "weft.host"
+    local find, listings = host.find, 0
+    host.find = function(...) listings = listings + 1; return find(...) end
+    finally(function()
+      host.find = find
+      os.remove(dir .. "/one.lua")
+      os.remove(dir .. "/two.lua")
+      require("lfs").rmdir(dir)
+    end)
+    local app = new_app({ scripts_dir = dir })
+    for i = 1, 5 do assert.same({ "x" .. i }, execute(app, "one", "x" .. i):decoded().outputs) end
+    assert.equal(1, listings) -- before: one `find` process per execution
+    put("two")
+    assert.same({ "y" }, execute(app, "two", "y"):decoded().outputs)
+    assert.equal(2, listings)
+    os.remove(dir .. "/one.lua")
+    assert.equal(404, call(app, "GET", "/api/v1/workflows/one").status_code)
+  end)
 end)
 
 -- A workflow whose single node asks a human, then outputs the answer.

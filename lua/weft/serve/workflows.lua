@@ -244,7 +244,7 @@ local function lua_files(dir)
   return out
 end
 
--- The script ids of app's scripts_dir: id -> path.
+-- The script ids of app's scripts_dir: id -> path, listed afresh.
 local function scripts(app)
   local out = {}
   if not app.scripts_dir then return out end
@@ -252,7 +252,21 @@ local function scripts(app)
     local id = f:gsub("%.lua$", "")
     if require("weft.serve.app").valid_id(id) then out[id] = app.scripts_dir .. "/" .. f end
   end
+  app.script_paths = out
   return out
+end
+
+-- The path of script id: from the last listing when it has the id and the
+-- file is still there (a listing runs `find`: not once per execution),
+-- else from a new one (a script added or removed since).
+local function script_path(app, id)
+  local path = app.script_paths and app.script_paths[id]
+  local f = path and io.open(path, "r")
+  if f then
+    f:close()
+    return path
+  end
+  return scripts(app)[id]
 end
 
 -- The built workflow of script id at path (cached), or nil, err. With a
@@ -305,7 +319,7 @@ function _M.get(app, id)
     end
     return wf
   end
-  local path = scripts(app)[id]
+  local path = script_path(app, id)
   if path then
     local wf, err = load_script(app, id, path)
     if not wf then throw(500, "script_error", ("workflow script '%s': %s"):format(id, tostring(err))) end
