@@ -239,7 +239,7 @@ do
   end
   for _, t in ipairs(tasks) do t:wait() end
   for _, id in ipairs(burst) do ended(id) end
-  print("enqueue -> start (2 workers, a trivial execution; the workers poll an empty queue every 20 ms):")
+  print("enqueue -> start (2 workers, a trivial execution; on one machine the replica wakes its workers):")
   for _, row in ipairs({ { "one at a time (100)", seq }, { "burst of 200", burst } }) do
     local l = start_latencies(st, row[2])
     print(fmt("  %-22s median %7.1f ms   p99 %7.1f ms", row[1], pct(l, 0.5) * 1000, pct(l, 0.99) * 1000))
