@@ -110,7 +110,7 @@ function _M.new(opts)
     queue = opts.queue or pool.QUEUE, concurrency = opts.concurrency or _M.CONCURRENCY,
     ttl = ttl, poll = opts.poll or _M.POLL, max_blocked = opts.max_blocked or _M.MAX_BLOCKED,
     log = opts.log or function(line) io.stderr:write("weft worker: ", line, "\n") end,
-    held = {},      -- queue item id -> execution id (touched while held)
+    held = {},      -- queue item id -> true while this worker runs it (touched)
     handles = {},   -- execution id -> run handle (cancel requests reach it)
     pending = {},   -- execution id -> list of events not yet in its log
     running = 0, stopped = false, wake = weft.cond(),
