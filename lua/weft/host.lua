@@ -31,16 +31,26 @@ Host.__index = Host
 -- The content of a file, or nil.
 local function slurp(path) return (script.read(path)) end
 
---- The paths of the files matching `-name pattern` under dir (sorted);
--- maxdepth 1 for the top level only, nil for every level.
+--- The paths of the files matching `-name pattern` (a glob: `*`, `?`)
+-- under dir (sorted, as `find DIR -type f -name PATTERN | sort`); maxdepth
+-- 1 for the top level only, nil for every level. Reads the directories in
+-- this process (no `find`, no fork: it runs on request paths).
 function _M.find(dir, pattern, maxdepth)
-  local q = "'" .. dir:gsub("'", "'\\''") .. "'"
-  local p = io.popen(("find %s %s -type f -name '%s' 2>/dev/null | sort"):format(
-    q, maxdepth and ("-maxdepth " .. maxdepth) or "", pattern))
+  local listdir = require("weft.core.proc").listdir
+  local lp = "^" .. pattern:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
   local out = {}
-  if not p then return out end
-  for line in p:lines() do out[#out + 1] = line end
-  p:close()
+  local function walk(d, depth)
+    local files, dirs = listdir(d)
+    if not files then return end
+    for _, f in ipairs(files) do
+      if f:match(lp) then out[#out + 1] = d .. "/" .. f end
+    end
+    if not maxdepth or depth < maxdepth then
+      for _, sub in ipairs(dirs) do walk(d .. "/" .. sub, depth + 1) end
+    end
+  end
+  walk(dir, 1)
+  table.sort(out)
   return out
 end
 

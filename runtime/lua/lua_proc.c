@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -335,12 +336,47 @@ static int l_fd_count(lua_State *L) {
   return 1;
 }
 
+/* proc.listdir(path) -> {file names}, {subdirectory names} | nil, err,
+ * "io": the regular files and directories of path (not followed through
+ * symbolic links, as `find -type f`), unsorted, without "." and "..". */
+static int l_listdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR *d = opendir(path);
+  struct dirent *e;
+  int nf = 0, nd = 0;
+  if (!d) return lp_fail(L, path);
+  lua_newtable(L);
+  lua_newtable(L);
+  while ((e = readdir(d))) {
+    int type = e->d_type;
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    if (type == DT_UNKNOWN) { /* some file systems do not say: lstat */
+      struct stat st;
+      char full[PATH_MAX];
+      snprintf(full, sizeof full, "%s/%s", path, e->d_name);
+      type = lstat(full, &st) < 0     ? DT_UNKNOWN
+             : S_ISREG(st.st_mode) ? DT_REG
+             : S_ISDIR(st.st_mode) ? DT_DIR
+                                   : DT_UNKNOWN;
+    }
+    if (type == DT_REG) {
+      lua_pushstring(L, e->d_name);
+      lua_rawseti(L, -3, ++nf);
+    } else if (type == DT_DIR) {
+      lua_pushstring(L, e->d_name);
+      lua_rawseti(L, -2, ++nd);
+    }
+  }
+  closedir(d);
+  return 2;
+}
+
 static const luaL_Reg proc_fns[] = {
     {"run", l_run},         {"mkdtemp", l_mkdtemp},
     {"chown", l_chown},     {"rmtree", l_rmtree},
     {"realpath", l_realpath}, {"executable", l_executable},
     {"geteuid", l_geteuid}, {"fd_count", l_fd_count},
-    {"nondumpable", l_nondumpable},
+    {"nondumpable", l_nondumpable}, {"listdir", l_listdir},
     {NULL, NULL}};
 
 int wf_lua_open_proc(lua_State *L) {
