@@ -216,13 +216,19 @@ problem = function(s, opts, prefix, what)
   -- unknown names first, the least in sorted order (deterministic); a spec
   -- without required names and good values is done here
   local unknown, bad
-  for k, v in pairs(opts) do
+  -- next() called, not `for ... in pairs`: the LuaJIT of Debian 12
+  -- (2.1.0-beta3+git20220320) can end a pairs loop early once its trace
+  -- was blacklisted and the loop patched to ITERC (LuaJIT issue #827,
+  -- fixed upstream in 2022-04): an unknown option went unseen.
+  local k, v = next(opts)
+  while k ~= nil do
     local p = props[k]
     if p == nil then
       if closed and (unknown == nil or tostring(k) < tostring(unknown)) then unknown = k end
     elseif not bad and value_problem(p, v, prefix == "" and k or prefix .. k, what) then
       bad = true
     end
+    k, v = next(opts, k)
   end
   if unknown ~= nil then
     return sformat("unknown %s '%s%s' (%ss: %s)%s", c.noun, prefix, tostring(unknown), c.noun,
