@@ -405,6 +405,34 @@ local function bench_fan()
     stats(per_round(function(x) return x / FAN * 1e6 end, t[1])))
 end
 
+--- src fans out to n targets that each append their number to the state
+-- key "items" (weft.reduce.append): one commit folds n writes. 2 supersteps.
+local function build_fan_append(n)
+  local src = weft.executor("src", forward)
+  local targets = {}
+  for k = 1, n do
+    targets[k] = weft.executor("t" .. k, function(_, ctx) ctx:set_state("items", k) end)
+  end
+  return weft.workflow("fan_append" .. n):start(src):fan_out(src, targets)
+    :state{ items = weft.reduce.append }:build()
+end
+
+-- fan-out of FAN writers into one append reducer (issue 14's row).
+local function bench_fan_append()
+  local wf = build_fan_append(FAN)
+  local t = interleaved { {
+    wf = wf, input = "x", opts = { events = false },
+    check = function(res)
+      check("fan-out append", res, 2)
+      if #res.state.items ~= FAN then
+        error(fmt("fan-out append: %d items in state (expected %d)", #res.state.items, FAN), 0)
+      end
+    end,
+  } }
+  row("fan 1000 -> append reducer: per branch", "us",
+    stats(per_round(function(x) return x / FAN * 1e6 end, t[1])), 0.7)
+end
+
 ---------------------------------------------------------------------------
 -- Main
 ---------------------------------------------------------------------------
@@ -439,6 +467,7 @@ bench_single()
 bench_chains()
 bench_loop()
 bench_fan()
+bench_fan_append()
 
 p("")
 

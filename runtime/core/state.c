@@ -19,6 +19,7 @@ typedef struct wf_bkey {
   char *key;
   uint32_t hash;
   int reducer;  /* reducer id or -1 */
+  int folded;   /* the entry holds a reducer's output of this batch */
   int *writers; /* distinct consecutive writers, in write order */
   int nw, cw;
 } wf_bkey_t;
@@ -249,6 +250,7 @@ int wf_state_apply(wf_state_t *s, const char *key, wf_val_t val, int writer,
   }
   if (!val) {
     entry_del(s, key, hash);
+    b->folded = 0;
     return WF_OK;
   }
   if (b->reducer >= 0 && reduce) {
@@ -256,7 +258,8 @@ int wf_state_apply(wf_state_t *s, const char *key, wf_val_t val, int writer,
     wf_val_t acc = i >= 0 ? s->e[i].val : 0, out = 0;
     wf_err_t sub;
     sub.msg[0] = 0;
-    int rc = reduce(ud, s->g, b->reducer, acc, val, &out, &sub);
+    int rc = reduce(ud, s->g, b->reducer, acc, b->folded && acc, val, &out,
+                    &sub);
     wf_vals_release(s->vals, val);
     if (rc != WF_OK) {
       wf_vals_release(s->vals, out);
@@ -267,9 +270,11 @@ int wf_state_apply(wf_state_t *s, const char *key, wf_val_t val, int writer,
       entry_set(s, key, hash, out);
     else
       entry_del(s, key, hash);
+    b->folded = out != 0;
     return WF_OK;
   }
   entry_set(s, key, hash, val);
+  b->folded = 0;
   return WF_OK;
 }
 

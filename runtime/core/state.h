@@ -12,10 +12,14 @@
 typedef struct wf_state wf_state_t;
 
 /* Reducer callback: *out = reduce(acc, val) as a new handle with count 1.
- * acc may be 0 (no value yet). Must not consume acc or val. */
+ * acc may be 0 (no value yet). Must not consume acc or val. acc_fresh is
+ * 1 when acc is what this reducer returned for an earlier write of the
+ * same batch: no one else holds it, so the host may update it in place
+ * (an append need not copy the list for every write); 0 when acc is the
+ * committed value, which readers may still hold. */
 typedef int (*wf_reduce_fn)(void *ud, const wf_graph_t *g, int reducer,
-                            wf_val_t acc, wf_val_t val, wf_val_t *out,
-                            wf_err_t *err);
+                            wf_val_t acc, int acc_fresh, wf_val_t val,
+                            wf_val_t *out, wf_err_t *err);
 /* Called once per key written by more than one writer without a reducer;
  * writers are the writer ids given to wf_state_apply, in write order. */
 typedef void (*wf_conflict_fn)(void *ud, const char *key, const int *writers,

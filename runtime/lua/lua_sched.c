@@ -135,15 +135,18 @@ static wf_val_t hook_make_list(void *ud, const wf_val_t *vals, int n) {
   return h;
 }
 
-/* state hook: reducers[r](acc, val) -> new value. */
+/* state hook: reducers[r](acc, val, fresh) -> new value (fresh: acc is
+ * this reducer's own output earlier in the commit, free to update). */
 static int hook_reduce(void *ud, const wf_graph_t *g, int r, wf_val_t acc,
-                       wf_val_t val, wf_val_t *out, wf_err_t *err) {
+                       int acc_fresh, wf_val_t val, wf_val_t *out,
+                       wf_err_t *err) {
   wf_lua_rt_t *rt = ud;
   lua_State *L = rt->aux;
   push_fn(rt, g, "reducers", r, -1);
   wf_lua_val_push(rt, L, acc);
   wf_lua_val_push(rt, L, val);
-  if (aux_pcall(rt, 2, 1, err) != WF_OK) return WF_ERR;
+  lua_pushboolean(L, acc_fresh);
+  if (aux_pcall(rt, 3, 1, err) != WF_OK) return WF_ERR;
   *out = lua_isnil(L, -1) ? 0 : wf_lua_val_put(rt, L, -1);
   lua_pop(L, 1);
   return WF_OK;

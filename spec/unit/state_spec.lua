@@ -116,6 +116,30 @@ describe("shared state", function()
       assert.same({ "a", "b1", "b2", "c" }, res.state.log)
     end)
 
+    it("appends in place within a commit but never into a list a reader holds", function()
+      -- superstep 1: three branches append (one list, grown in place);
+      -- superstep 2: "look" keeps the committed list, two more writers
+      -- append in that commit; what "look" holds must not change
+      local held, seen
+      local a = h.forward("a")
+      local fan = {}
+      for i = 1, 3 do
+        fan[i] = weft.executor("w" .. i, function(_, ctx) ctx:set_state("log", "x" .. i); ctx:send("go") end)
+      end
+      local look = weft.executor("look", function(_, ctx)
+        held = held or ctx:get_state("log")
+        ctx:set_state("log", "look")
+      end)
+      local wf = weft.workflow("inplace"):start(a):fan_out(a, fan):fan_in(fan, look)
+        :state{ log = weft.reduce.append }:build()
+      local res = wf:run("go")
+      assert.equal("completed", res.status, res.error)
+      seen = { (unpack or table.unpack)(held) }
+      assert.same({ "x1", "x2", "x3" }, seen)
+      assert.equal(3, #held) -- the committed list was not appended to in place
+      assert.same({ "x1", "x2", "x3", "look" }, res.state.log)
+    end)
+
     it("merges tables shallowly with weft.reduce.merge, later writes winning", function()
       local values = { b = { x = 1, y = 1 }, c = { y = 2 }, d = { z = { 3 } } }
       local wf = three_branches("merge", function(id, ctx) ctx:set_state("m", values[id]) end,
@@ -194,6 +218,16 @@ describe("shared state", function()
       assert.same({ 1, 2 }, weft.reduce.append(acc, 2))
       assert.same({ 1 }, acc)
       assert.same({ "x" }, weft.reduce.append(nil, "x"))
+    end)
+
+    it("append, concat and merge update a fresh acc (their own output in this commit) in place", function()
+      local acc = { 1 }
+      assert.equal(acc, weft.reduce.append(acc, 2, true))
+      assert.equal(acc, weft.reduce.concat(acc, { 3, 4 }, true))
+      assert.same({ 1, 2, 3, 4 }, acc)
+      local m = { a = 1 }
+      assert.equal(m, weft.reduce.merge(m, { b = 2 }, true))
+      assert.same({ a = 1, b = 2 }, m)
     end)
 
     it("append adds a table value as one element", function()

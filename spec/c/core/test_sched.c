@@ -204,7 +204,9 @@ static wf_val_t h_list(void *ud, const wf_val_t *vals, int n) {
 
 /* Reducer: sum; fails on 13. */
 static int h_reduce(void *ud, const wf_graph_t *g, int red, wf_val_t acc,
-                    wf_val_t val, wf_val_t *out, wf_err_t *err) {
+                    int fresh, wf_val_t val, wf_val_t *out,
+                  wf_err_t *err) {
+  (void)fresh;
   (void)ud;
   (void)g;
   (void)red;

@@ -6,8 +6,13 @@
 #include "state.h"
 
 /* Reducer 0 ("sum") adds; reducer 1 ("bad") fails on 13. */
+/* The acc_fresh of each reducer call, in order (the test reads them). */
+static int freshes[16], nfresh;
+
 static int reduce(void *ud, const wf_graph_t *g, int red, wf_val_t acc,
-                  wf_val_t val, wf_val_t *out, wf_err_t *err) {
+                  int fresh, wf_val_t val, wf_val_t *out,
+                  wf_err_t *err) {
+  if (nfresh < 16) freshes[nfresh++] = fresh;
   (void)ud;
   (void)g;
   if (red == 1 && hv_get(val) == 13) return wf_err_set(err, "unlucky");
@@ -126,6 +131,35 @@ static void test_delete(void) {
   HV_DONE();
 }
 
+/* acc is fresh (the reducer's own output) from the second fold of a key in
+ * a batch on; never for the committed value, nor after a delete. */
+static void test_fresh_acc(void) {
+  hv_init();
+  wf_graph_t *g = wf_graph_new("s");
+  wf_graph_add_reducer(g, "sum");
+  wf_state_t *s = wf_state_new(g, HV);
+  wf_err_t err;
+  nfresh = 0;
+  wf_state_begin(s);
+  CHECK_INT(put(s, "sum", 1, 0, 0, &err), WF_OK);  /* acc 0: not fresh */
+  CHECK_INT(put(s, "sum", 2, 0, 1, &err), WF_OK);  /* own output: fresh */
+  CHECK_INT(put(s, "sum", 3, 0, 2, &err), WF_OK);  /* fresh */
+  wf_state_end(s, NULL, NULL);
+  wf_state_begin(s);
+  CHECK_INT(put(s, "sum", 4, 0, 0, &err), WF_OK);  /* committed: not fresh */
+  CHECK_INT(put(s, "sum", 0, 1, 1, &err), WF_OK);  /* delete */
+  CHECK_INT(put(s, "sum", 5, 0, 2, &err), WF_OK);  /* acc 0 again */
+  CHECK_INT(put(s, "sum", 6, 0, 3, &err), WF_OK);  /* fresh */
+  wf_state_end(s, NULL, NULL);
+  CHECK_INT(hv_get(wf_state_get(s, "sum")), 11);
+  CHECK_INT(nfresh, 6);
+  int want[] = {0, 1, 1, 0, 0, 1};
+  for (int i = 0; i < 6; i++) CHECK_INT(freshes[i], want[i]);
+  wf_state_free(s);
+  wf_graph_free(g);
+  HV_DONE();
+}
+
 static void test_reducer_failure(void) {
   hv_init();
   wf_graph_t *g = wf_graph_new("s");
@@ -155,5 +189,6 @@ int main(void) {
   RUN(test_last_writer_and_conflicts);
   RUN(test_delete);
   RUN(test_reducer_failure);
+  RUN(test_fresh_acc);
   return harness_end(__FILE__);
 }
