@@ -74,12 +74,13 @@ end
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 --- Run a shell command; its whole output (stdout and stderr) and whether
--- it exited 0.
+-- it exited 0 (the shell reports it: LuaJIT's pipe close does not).
 local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
+  local p = assert(io.popen("{ " .. cmd .. "; } 2>&1; echo \"exit=$?\""))
   local out = p:read("*a")
-  local ok = p:close()
-  return out, ok == true or ok == 0
+  p:close()
+  local body, code = out:match("^(.-)exit=(%d+)%s*$")
+  return body or out, code == "0"
 end
 
 -- The weft binary running this script (the children use the same one).
