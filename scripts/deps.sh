@@ -16,6 +16,13 @@ for p in $PKGS; do
   fi
 done
 
+# node and npm (the peer bench, bench/peers; npm packages run by node in
+# tests): Debian's, unless a node and an npm are on PATH already (another
+# distribution of them, e.g. NodeSource's, would conflict with Debian's npm)
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing="$missing nodejs npm"
+fi
+
 if [ -z "$missing" ]; then
   exit 0
 fi
