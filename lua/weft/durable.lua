@@ -230,72 +230,74 @@ local function full_due(d, entry_len)
   return d.since_full + entry_len > math.max(d.full_size, 4096)
 end
 
+-- The checkpoint of run r (durable state d) after a commit: its entry
+-- appended and, now and then, the run record rewritten, in one batch owned
+-- by d's lease; raises naming what failed.
+local function write_checkpoint(r, d)
+  local snap = sched.snapshot(r.c)
+  local new, nouts = sched.run_outputs(r.c, d.nout + 1) -- only the new ones
+  local entry = {
+    superstep = snap.superstep, supersteps = snap.supersteps,
+    pending = json.array(snap.pending), fanin = json.array(snap.fanin),
+    writes = json.array(snap.writes), outputs = json.array(new),
+  }
+  local body = encode(entry)
+  local full = full_due(d, #body)
+  if full then
+    entry.state = json.object(sched.run_state(r.c))
+    entry.all_outputs = json.array((sched.run_outputs(r.c)))
+    body = encode(entry)
+  end
+  -- the checkpoint's number is known in advance (the log numbers its
+  -- entries 1, 2, ...); the run record is rewritten in the same atomic
+  -- batch when it changes materially (a full snapshot) and every 16
+  -- checkpoints, so that it stays cheap: resume reads the log's tail
+  local seq = (d.seq or 0) + 1
+  local rec = d.record
+  local write_rec = full or seq % 16 == 0
+  local old_fulls = rec.fulls
+  if full then
+    local fulls = json.array()
+    for i, f in ipairs(rec.fulls or {}) do fulls[i] = f end
+    fulls[#fulls + 1] = seq
+    rec.fulls = fulls
+  end
+  local b = d.store:batch()
+  b:expect_last("ckpt", r.id, d.seq or 0)
+  b:append("ckpt", r.id, body)
+  if d.pw_written then
+    b:del_prefix("pw", fmt("%s/%08d/", esc(r.id), snap.superstep))
+    d.pw_written = false
+  end
+  if write_rec then
+    rec.checkpoints, rec.superstep = seq, snap.supersteps
+    rec.status, rec.updated = "running", os.time()
+    b:put("runs", r.id, encode(rec))
+  end
+  local okc, seqs = pcall(commit_owned, d, r.id, b, "checkpoint")
+  if not okc then
+    rec.fulls = old_fulls
+    error(seqs, 0)
+  end
+  if type(seqs) == "table" and seqs[1] and seqs[1] ~= seq then
+    error(fmt("checkpoint log of run %s is out of step (entry %d, expected %d)", r.id, seqs[1], seq), 0)
+  end
+  d.seq = seq
+  d.nout = nouts
+  -- every invocation of the superstep ended: drop the journal positions
+  -- that failed invocations left
+  if next(d.inv) then d.inv = {} end
+  if full then
+    d.last_full, d.full_size, d.since_full = seq, #body, 0
+  else
+    d.since_full = d.since_full + #body
+  end
+end
+
 --- The checkpoint of run r after a commit (called in a task by the
 -- scheduler; the run waits for checkpoint_done).
 function _M.checkpoint(r)
-  local d = r.durable
-  local ok, err = pcall(function()
-    local snap = sched.snapshot(r.c)
-    local outs = sched.run_outputs(r.c)
-    local new = json.array()
-    for i = d.nout + 1, #outs do new[#new + 1] = outs[i] end
-    local entry = {
-      superstep = snap.superstep, supersteps = snap.supersteps,
-      pending = json.array(snap.pending), fanin = json.array(snap.fanin),
-      writes = json.array(snap.writes), outputs = new,
-    }
-    local body = encode(entry)
-    local full = full_due(d, #body)
-    if full then
-      entry.state = json.object(sched.run_state(r.c))
-      entry.all_outputs = json.array(outs)
-      body = encode(entry)
-    end
-    -- the checkpoint's number is known in advance (the log numbers its
-    -- entries 1, 2, ...); the run record is rewritten in the same atomic
-    -- batch when it changes materially (a full snapshot) and every 16
-    -- checkpoints, so that it stays cheap: resume reads the log's tail
-    local seq = (d.seq or 0) + 1
-    local rec = d.record
-    local write_rec = full or seq % 16 == 0
-    local old_fulls = rec.fulls
-    if full then
-      local fulls = json.array()
-      for i, f in ipairs(rec.fulls or {}) do fulls[i] = f end
-      fulls[#fulls + 1] = seq
-      rec.fulls = fulls
-    end
-    local b = d.store:batch()
-    b:expect_last("ckpt", r.id, d.seq or 0)
-    b:append("ckpt", r.id, body)
-    if d.pw_written then
-      b:del_prefix("pw", fmt("%s/%08d/", esc(r.id), snap.superstep))
-      d.pw_written = false
-    end
-    if write_rec then
-      rec.checkpoints, rec.superstep = seq, snap.supersteps
-      rec.status, rec.updated = "running", os.time()
-      b:put("runs", r.id, encode(rec))
-    end
-    local okc, seqs = pcall(commit_owned, d, r.id, b, "checkpoint")
-    if not okc then
-      rec.fulls = old_fulls
-      error(seqs, 0)
-    end
-    if type(seqs) == "table" and seqs[1] and seqs[1] ~= seq then
-      error(fmt("checkpoint log of run %s is out of step (entry %d, expected %d)", r.id, seqs[1], seq), 0)
-    end
-    d.seq = seq
-    d.nout = #outs
-    -- every invocation of the superstep ended: drop the journal positions
-    -- that failed invocations left
-    if next(d.inv) then d.inv = {} end
-    if full then
-      d.last_full, d.full_size, d.since_full = seq, #body, 0
-    else
-      d.since_full = d.since_full + #body
-    end
-  end)
+  local ok, err = pcall(write_checkpoint, r, r.durable)
   sched.checkpoint_done(r.c, ok, not ok and tostring(err) or nil)
 end
 
@@ -688,7 +690,7 @@ function _M.finish(r)
   d.record.status = status
   d.record.error = err
   d.record.updated = os.time()
-  d.record.outputs = #sched.run_outputs(r.c)
+  d.record.outputs = select(2, sched.run_outputs(r.c, 2147483647)) -- the count alone
   if d.seq then d.record.checkpoints, d.record.superstep = d.seq, supersteps end
   if not d.lost then
     pcall(commit_owned, d, r.id, d.store:batch():put("runs", r.id, encode(d.record)), "store: writing the run record")

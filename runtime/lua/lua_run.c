@@ -204,17 +204,20 @@ static int l_run_status(lua_State *L) {
   return 1;
 }
 
-/* core.run_outputs(run) -> list of outputs */
+/* core.run_outputs(run[, from]) -> list of the outputs numbered from..the
+ * last (from defaults to 1), and the number of outputs in all */
 static int l_run_outputs(lua_State *L) {
   wf_lua_run_t *lr = wf_lua_run_check(L, 1);
-  int n, i;
+  int n, i, from = (int)luaL_optinteger(L, 2, 1);
   const wf_val_t *v = wf_run_outputs(lr->run, &n);
-  lua_createtable(L, n, 0);
-  for (i = 0; i < n; i++) {
+  if (from < 1) from = 1;
+  lua_createtable(L, n >= from ? n - from + 1 : 0, 0);
+  for (i = from - 1; i < n; i++) {
     wf_lua_val_push(lr->rt, L, v[i]);
-    lua_rawseti(L, -2, i + 1);
+    lua_rawseti(L, -2, i - from + 2);
   }
-  return 1;
+  lua_pushinteger(L, n);
+  return 2;
 }
 
 /* core.run_state(run) -> table of the committed shared state */
