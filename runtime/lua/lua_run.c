@@ -32,8 +32,9 @@ void wf_lua_run_release(wf_lua_run_t *lr) {
 }
 
 /* The run ended or went idle (and its on_end, if any, is done): mark it,
- * wake its waiters; a terminal run also drops its anchor (an idle one
- * keeps it: its tasks are suspended). */
+ * wake its waiters; a terminal run also drops its anchor and its
+ * subscriber (an idle one keeps both: its tasks are suspended, and it
+ * publishes again when answered). */
 void wf_lua_run_ended(wf_lua_rt_t *rt, wf_lua_run_t *lr) {
   wf_task_t *t;
   wf_run_status_t st = wf_run_status(lr->run);
@@ -51,8 +52,12 @@ void wf_lua_run_ended(wf_lua_rt_t *rt, wf_lua_run_t *lr) {
     wf_task_ready(t);
   }
   if (lr->finished) {
+    /* a terminal run publishes nothing more: its subscriber goes too (it
+     * often holds what holds the run — the server's execution, the run
+     * handle —, and the registry ref would keep that cycle forever) */
     wf_lua_unref(rt, lr->table_ref);
-    lr->table_ref = LUA_NOREF;
+    wf_lua_unref(rt, lr->on_event_ref);
+    lr->table_ref = lr->on_event_ref = LUA_NOREF;
   }
 }
 
