@@ -118,4 +118,56 @@ function _M.heap_kib()
   return collectgarbage("count") + c
 end
 
+--- A buffered printer: p(fmt, ...) adds a line, flush() writes them.
+function _M.printer()
+  local out = {}
+  local function p(...) out[#out + 1] = string.format(...) end
+  local function flush()
+    io.write(table.concat(out, "\n"), "\n")
+    io.stdout:flush()
+    out = {}
+  end
+  return p, flush
+end
+
+--- The script's command-line arguments: the chunk's varargs, or the
+-- global arg when `weft exec` passed them there.
+function _M.argv(...)
+  local argv = { ... }
+  if #argv == 0 and type(rawget(_G, "arg")) == "table" then
+    for k = 1, #_G.arg do argv[k] = _G.arg[k] end
+  end
+  return argv
+end
+
+--- Raise o.runs to min (noting it in o.notes) when it is below.
+function _M.min_runs(o, min)
+  if o.runs < min then
+    o.notes[#o.notes + 1] = ("--runs %d raised to the minimum of %d"):format(o.runs, min)
+    o.runs = min
+  end
+end
+
+--- Raise unless res is a completed run (label names it) with the expected
+-- supersteps and first output (nil: not checked).
+function _M.check_run(label, res, supersteps, output)
+  local fmt = string.format
+  if type(res) ~= "table" then
+    error(fmt("%s: wf:run returned %s, not a result table", label, type(res)), 0)
+  end
+  if res.status ~= "completed" then
+    error(fmt("%s: run status '%s' (expected 'completed')%s", label, tostring(res.status),
+      res.error and (": " .. tostring(res.error)) or ""), 0)
+  end
+  if supersteps and res.supersteps ~= supersteps then
+    error(fmt("%s: %s supersteps (expected %d)", label, tostring(res.supersteps), supersteps), 0)
+  end
+  if output ~= nil then
+    local got = res.outputs and res.outputs[1]
+    if got ~= output then
+      error(fmt("%s: output %s (expected %s)", label, tostring(got), tostring(output)), 0)
+    end
+  end
+end
+
 return _M

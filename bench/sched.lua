@@ -58,18 +58,12 @@ local function parse_args(argv)
     i = i + 1
   end
   if o.quick then o.runs = MIN_RUNS end
-  if o.runs < MIN_RUNS then
-    o.notes[#o.notes + 1] = fmt("--runs %d raised to the minimum of %d", o.runs, MIN_RUNS)
-    o.runs = MIN_RUNS
-  end
+  blib.min_runs(o, MIN_RUNS)
   return o
 end
 
 -- `weft exec` may pass arguments as the chunk's varargs or in the global arg.
-local argv = { ... }
-if #argv == 0 and type(rawget(_G, "arg")) == "table" then
-  for k = 1, #_G.arg do argv[k] = _G.arg[k] end
-end
+local argv = blib.argv(...)
 local opts = parse_args(argv)
 if opts.help then
   io.write([[
@@ -175,24 +169,7 @@ end
 
 --- Raise unless res is a completed run with the expected supersteps and
 -- first output (nil: not checked).
-local function check(label, res, supersteps, output)
-  if type(res) ~= "table" then
-    error(fmt("%s: wf:run returned %s, not a result table", label, type(res)), 0)
-  end
-  if res.status ~= "completed" then
-    error(fmt("%s: run status '%s' (expected 'completed')%s", label, tostring(res.status),
-      res.error and (": " .. tostring(res.error)) or ""), 0)
-  end
-  if supersteps and res.supersteps ~= supersteps then
-    error(fmt("%s: %s supersteps (expected %d)", label, tostring(res.supersteps), supersteps), 0)
-  end
-  if output ~= nil then
-    local got = res.outputs and res.outputs[1]
-    if got ~= output then
-      error(fmt("%s: output %s (expected %s)", label, tostring(got), tostring(output)), 0)
-    end
-  end
-end
+local check = blib.check_run
 
 --- Time fn (which builds and returns something) once, in seconds.
 local function timed_build(fn)
@@ -438,13 +415,7 @@ end
 ---------------------------------------------------------------------------
 
 local m = machine()
-local out = {}
-local function p(...) out[#out + 1] = fmt(...) end
-local function flush()
-  io.write(concat(out, "\n"), "\n")
-  io.stdout:flush()
-  out = {}
-end
+local p, flush = blib.printer()
 local loadavg = blib.loadavg
 
 p("weft scheduler benchmarks (bench/sched.lua)")

@@ -32,10 +32,7 @@ local DEFAULT_RUNS, MIN_RUNS = 5, 5
 local WARM, REPS = 10, 7
 
 -- `weft exec` may pass arguments as the chunk's varargs or in the global arg.
-local argv = { ... }
-if #argv == 0 and type(rawget(_G, "arg")) == "table" then
-  for k = 1, #_G.arg do argv[k] = _G.arg[k] end
-end
+local argv = blib.argv(...)
 
 local USAGE = "usage: build/weft exec bench/peers/peers.lua [--runs N] [--quick] [--node PATH]"
 local opts = { runs = DEFAULT_RUNS, node = "node", notes = {} }
@@ -64,10 +61,7 @@ do
     i = i + 1
   end
   if opts.quick then opts.runs = MIN_RUNS end
-  if opts.runs < MIN_RUNS then
-    opts.notes[#opts.notes + 1] = fmt("--runs %d raised to the minimum of %d", opts.runs, MIN_RUNS)
-    opts.runs = MIN_RUNS
-  end
+  blib.min_runs(opts, MIN_RUNS)
 end
 
 --- Quote s for sh.
@@ -143,13 +137,7 @@ local function measure(side, id)
 end
 
 local m = blib.machine()
-local out = {}
-local function p(...) out[#out + 1] = fmt(...) end
-local function flush()
-  io.write(concat(out, "\n"), "\n")
-  io.stdout:flush()
-  out = {}
-end
+local p, flush = blib.printer()
 
 p("weft vs PocketFlow (JS): the same graphs, the same work (bench/peers/peers.lua, issue 14)")
 p("  cpu:     %s", m.cpu)

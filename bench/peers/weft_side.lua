@@ -59,16 +59,8 @@ local function median(xs)
   return n % 2 == 1 and xs[(n + 1) / 2] or (xs[n / 2] + xs[n / 2 + 1]) / 2
 end
 
---- Raise unless res is a completed run with the expected supersteps.
-local function check(label, res, supersteps)
-  if res.status ~= "completed" then
-    error(fmt("%s: run status '%s' (expected 'completed')%s", label, tostring(res.status),
-      res.error and (": " .. tostring(res.error)) or ""), 0)
-  end
-  if supersteps and res.supersteps ~= supersteps then
-    error(fmt("%s: %s supersteps (expected %d)", label, tostring(res.supersteps), supersteps), 0)
-  end
-end
+-- Raise unless res is a completed run with the expected supersteps.
+local check = blib.check_run
 
 --- Call once() warm times untimed, then reps times after a full GC (not
 -- timed); once returns seconds. Returns the median in µs divided by per.
