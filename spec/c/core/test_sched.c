@@ -468,7 +468,15 @@ static void test_chain_events(void) {
   CHECK_INT(EV[2].attempt, 1);
   CHECK(wf_run_duration_ms(r) >= 0);
   CHECK_INT(wf_sched_active(S), 0);
-  CHECK(!strncmp(wf_run_id(r), "run-", 4));
+  {
+    /* "run-N-XXXXXXXX": the counter in decimal, eight lower-case hex digits */
+    const char *id = wf_run_id(r), *p = id + 4;
+    CHECK(!strncmp(id, "run-", 4));
+    while (*p >= '0' && *p <= '9') p++;
+    CHECK(p > id + 4 && *p == '-');
+    CHECK_INT(strlen(p + 1), 8);
+    CHECK_INT(strspn(p + 1, "0123456789abcdef"), 8);
+  }
   CHECK_STR(wf_run_status_name(wf_run_status(r)), "completed");
   wf_run_free(r);
   wf_graph_free(g);
