@@ -98,8 +98,11 @@ end
 
 -- Validate run options, raising at the caller's level; no options (nil
 -- or {}) skip the spec walk (nil gives an empty table, as check.options).
+-- The options of a run given none (shared, never written: a write raises).
+local NO_OPTS = setmetatable({}, { __newindex = function() error("run: NO_OPTS is read-only", 2) end })
+
 local function check_opts(opts, level)
-  if opts == nil then return {} end
+  if opts == nil then return NO_OPTS end
   if type(opts) == "table" and next(opts) == nil then return opts end
   local o = check.options(_M.OPTIONS, opts, level + 1)
   return o -- not a tail call: error levels
@@ -170,13 +173,18 @@ function _M.start(wf, input, opts, level, d, restore, gate)
   if d then -- the run record must exist before the first checkpoint
     r.id = opts.run_id or (d.record and d.record.run_id)
   end
-  -- absent keys cost nothing in run_new: defaults are left out
-  local c, err = run_new(wf._graph, r, restore and nil or input, {
-    id = r.id or opts.run_id, max_supersteps = opts.max_supersteps,
-    max_concurrency = opts.max_concurrency, limits = opts.limits, keep_events = opts.events == false and 0 or nil,
-    on_event = opts.on_event, durable = (d or gate) and 1 or nil, restore = restore,
-    undelivered_error = opts.on_undelivered == "error" and 1 or nil,
-  })
+  -- absent keys cost nothing in run_new: defaults are left out, and a run
+  -- with none at all passes no table
+  local ro
+  if opts ~= NO_OPTS or r.id or d or gate or restore then
+    ro = {
+      id = r.id or opts.run_id, max_supersteps = opts.max_supersteps,
+      max_concurrency = opts.max_concurrency, limits = opts.limits, keep_events = opts.events == false and 0 or nil,
+      on_event = opts.on_event, durable = (d or gate) and 1 or nil, restore = restore,
+      undelivered_error = opts.on_undelivered == "error" and 1 or nil,
+    }
+  end
+  local c, err = run_new(wf._graph, r, restore and nil or input, ro)
   if not c then error("run: " .. tostring(err), level + 1) end
   r.c = c
   local _

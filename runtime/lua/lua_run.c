@@ -97,6 +97,7 @@ static void read_run_opts(lua_State *L, wf_run_opts_t *o) {
   o->keep_events = 1;
   lua_settop(L, 4);
   lua_settop(L, RUN_TOP);
+  if (lua_isnil(L, 4)) return; /* no options: every default */
   lua_pushnil(L);
   while (lua_next(L, 4)) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
@@ -117,7 +118,7 @@ static void read_run_opts(lua_State *L, wf_run_opts_t *o) {
   o->id = lua_tostring(L, RUN_ID);
 }
 
-/* core.run_new(graph, run_table, input, opts) -> run userdata | nil, err.
+/* core.run_new(graph, run_table, input, opts|nil) -> run userdata | nil, err.
  * opts: {id, max_supersteps, max_concurrency, limits = {name = n},
  * keep_events, on_event, undelivered_error = 0|1}. The run starts from the
  * loop (never inside this call). */
@@ -129,7 +130,7 @@ static int l_run_new(lua_State *L) {
   wf_err_t err;
   wf_val_t in;
   luaL_checktype(L, 2, LUA_TTABLE);
-  luaL_checktype(L, 4, LUA_TTABLE);
+  if (!lua_isnil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
   read_run_opts(L, &o);
 
   lr = lua_newuserdata(L, sizeof(*lr));

@@ -91,6 +91,10 @@ describe("weft.core.sched", function()
     local ok, err = pcall(sched.run_new, wf._graph, {}, "x", { max_superstep = 3 })
     assert.is_false(ok)
     assert.truthy(tostring(err):find("run_new: unknown option 'max_superstep'", 1, true), err)
+    -- no options at all (what a plain wf:run passes): every default
+    local c = assert(sched.run_new(wf._graph, {}, "z", nil))
+    sched.run_wait(c)
+    assert.equals("completed", (sched.run_info(c)))
     -- every option the run module passes is known (and an id is kept)
     local res = wf:run("y", { run_id = "opts-1", max_supersteps = 2, max_concurrency = 1, events = false,
                               on_undelivered = "error", limits = { messages_per_invocation = 5 } })
