@@ -93,8 +93,10 @@ describe("weft.core.sched", function()
     assert.truthy(tostring(err):find("run_new: unknown option 'max_superstep'", 1, true), err)
     -- no options at all (what a plain wf:run passes): every default
     local c = assert(sched.run_new(wf._graph, {}, "z", nil))
-    sched.run_wait(c)
-    assert.equals("completed", (sched.run_info(c)))
+    assert.equals("userdata", type(c))
+    assert.matches("^run%-%d+%-%x+$", select(5, sched.run_info(c)))
+    sched.run_cancel(c)
+    assert.equals("completed", wf:run("z").status)
     -- every option the run module passes is known (and an id is kept)
     local res = wf:run("y", { run_id = "opts-1", max_supersteps = 2, max_concurrency = 1, events = false,
                               on_undelivered = "error", limits = { messages_per_invocation = 5 } })
