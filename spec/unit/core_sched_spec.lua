@@ -94,7 +94,7 @@ describe("weft.core.sched", function()
     -- no options at all (what a plain wf:run passes): every default
     local c = assert(sched.run_new(wf._graph, {}, "z", nil))
     assert.equals("userdata", type(c))
-    assert.matches("^run%-%d+%-%x+$", select(5, sched.run_info(c)))
+    assert.matches("^run%-%d+%-%x+$", (select(5, sched.run_info(c))))
     sched.run_cancel(c)
     assert.equals("completed", wf:run("z").status)
     -- every option the run module passes is known (and an id is kept)
