@@ -48,7 +48,18 @@ static int traceback_handler(lua_State *L) {
 static int aux_pcall(wf_lua_rt_t *rt, int nargs, int nres, wf_err_t *err) {
   lua_State *L = rt->aux;
   int base = lua_gettop(L) - nargs, st;
-  lua_pushcfunction(L, traceback_handler);
+  /* the handler is made once per state and kept in the registry (under
+   * its own address): lua_pushcfunction would allocate a closure for every
+   * condition, selector, reducer and subscriber call */
+  lua_pushlightuserdata(L, (void *)traceback_handler);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushcfunction(L, traceback_handler);
+    lua_pushlightuserdata(L, (void *)traceback_handler);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
   lua_insert(L, base);
   rt->callback_depth++;
   st = lua_pcall(L, nargs, nres, base);
