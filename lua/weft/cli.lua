@@ -943,6 +943,10 @@ local function cmd_worker(parsed)
   local weft = require "weft"
   local ok, store = pcall(weft.store.open, url)
   if not ok or not store then return fail(EXIT_USAGE, "worker: store " .. url .. ": " .. tostring(store)) end
+  if store.kind == "memory" then
+    return usage_error("worker", "--store memory: is private to one process: give a store the API and the workers "
+      .. "share (sqlite:PATH or redis://...)")
+  end
   if opts["--child"] then return worker_child(opts, url) end
   local argv = { exe_path, "worker", "--child", "--store", url }
   for _, k in ipairs({ "--scripts", "--watch", "--concurrency", "--queue", "--block-limit" }) do

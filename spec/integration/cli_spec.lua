@@ -219,6 +219,12 @@ describe("weft CLI", function()
       { "two inputs at once", { "run", FIX .. "good.lua", "--input", "a", "--input-json", "1" }, "exclusive" },
       { "a missing file argument", { "graph" }, "missing FILE.lua" },
       { "a bad --format", { "graph", FIX .. "shapes.lua", "--format", "png" }, "not one of mermaid|dot" },
+      { "a worker on a store no other process sees", { "worker", "--store", "memory:" }, "memory: is private to one process" },
+      { "a worker given --scripts and --watch", { "worker", "--store", "memory:", "--scripts", "a", "--watch", "b" },
+        "give %-%-scripts or %-%-watch, not both" },
+      { "serve given --workers and --in-process", { "serve", "--store", "memory:", "--workers", "1", "--in-process" },
+        "give %-%-workers or %-%-in%-process, not both" },
+      { "a negative --workers", { "serve", "--workers", "-1" }, "not an integer >= 0" },
     })
   end)
 
