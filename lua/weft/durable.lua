@@ -89,12 +89,16 @@ end
 --- The hash of a workflow definition: its graph (executors, kinds, edges,
 -- labels) and executor options. Two loads of the same script agree.
 function _M.hash(wf)
+  local h = rawget(wf, "_hash") -- a built workflow does not change: once
+  if h then return h end
   local d = wf:describe()
   for i, ex in ipairs(wf._order) do
     d.executors[i].retry, d.executors[i].timeout = ex.retry, ex.timeout
     d.executors[i].on_error = ex.on_error
   end
-  return require("weft.sha256")(encode(d)):sub(1, 16)
+  h = require("weft.sha256")(encode(d)):sub(1, 16)
+  rawset(wf, "_hash", h)
+  return h
 end
 
 -- Values and their count (results may hold nils).
