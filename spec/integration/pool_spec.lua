@@ -164,6 +164,35 @@ describe("a worker", function()
     end)
   end)
 
+  describe("runs at most `concurrency` executions at once", function()
+    each_store(function(st)
+      local dir = scripts()
+      require("support.files").write(dir .. "/slow.lua", [[
+local weft = require "weft"
+return weft.workflow("slow"):start(weft.executor("s", function(m, ctx)
+  weft.sleep(0.05)
+  ctx:yield_output(m)
+end)):build()
+]])
+      local hash = weft.durable.hash(assert(weft.script.load(dir .. "/slow.lua")))
+      local w = start_worker(st, dir, { concurrency = 2 })
+      local ids = {}
+      for i = 1, 8 do ids[i] = pool.submit(st, { workflow = "slow", hash = hash, input = "s" .. i }).id end
+      local most, done = 0, 0
+      local deadline = weft.clock() + 30
+      repeat
+        most = math.max(most, w:stats().running)
+        done = 0
+        for _, id in ipairs(ids) do
+          if ENDED[assert(pool.get(st, id)).status] then done = done + 1 end
+        end
+        weft.sleep(0.005)
+      until done == #ids or weft.clock() > deadline
+      assert.equal(#ids, done)
+      assert.equal(2, most)
+    end)
+  end)
+
   describe("fails an execution whose executor blocked workers max_blocked times", function()
     fx.with_echo("x", function(st, dir, d, hashes)
       assert(st:queue_take(pool.QUEUE, "ghost", 10))
