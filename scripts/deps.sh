@@ -6,7 +6,7 @@ set -eu
 
 PKGS="luajit libluajit-5.1-dev lua-cjson libev-dev libcurl4-openssl-dev
 libhiredis-dev libsqlite3-dev libmicrohttpd-dev lua-busted lua-check luarocks
-redis-server bubblewrap cmake pkg-config gcc make"
+redis-server bubblewrap cmake pkg-config gcc make libgraphviz-dev chromium"
 
 missing=""
 for p in $PKGS; do
