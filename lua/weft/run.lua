@@ -111,10 +111,10 @@ end
 -- A run started inside an executor is nested: its agent_update events are
 -- republished live on the parent invocation, with data.path the executor
 -- ids from the outermost run down to the one that streamed.
-local function propagating(opts)
-  if opts.propagate == false then return opts end
-  local parent = current()
-  if not parent then return opts end
+-- (The options of a nested run are built apart from propagating so that its
+-- common path, no parent, closes no upvalues: UCLO is NYI for the JIT and
+-- aborted the trace of every run.)
+local function nested_opts(opts, parent)
   local pexec = parent.executor_id
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
@@ -135,6 +135,13 @@ local function propagating(opts)
     if user then user(ev) end
   end
   return o
+end
+
+local function propagating(opts)
+  if opts.propagate == false then return opts end
+  local parent = current()
+  if not parent then return opts end
+  return nested_opts(opts, parent)
 end
 
 --- Start a run of workflow wf (used by Workflow:spawn / :run).

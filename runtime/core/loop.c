@@ -22,6 +22,7 @@ struct wf_loop {
   wf_defer_t *head, *tail; /* the queue */
   wf_batch_t *batches;     /* innermost drain first */
   int n;                   /* nodes queued or in a batch not yet run */
+  double polled;           /* wf_time_mono() of the last I/O poll */
 };
 
 /* After each poll: run what was deferred. */
@@ -137,10 +138,16 @@ int wf_loop_pending(const wf_loop_t *l) { return l->n; }
 /* Drain, run one libev iteration (non-blocking while work is queued), drain
  * again. Nonzero while watchers or deferred work remain. */
 int wf_loop_step(wf_loop_t *l) {
-  /* ready work counts as "something happened": run it and poll I/O without
-   * blocking; block for I/O only when nothing was ready */
-  if (wf_loop_drain(l) > 0) return wf_loop_poll(l) || l->n > 0;
+  /* ready work counts as "something happened": run it, and poll I/O without
+   * blocking when the last poll is WF_LOOP_POLL_EVERY old (a poll is a
+   * syscall: once per step it was a fifth of a one-executor run); block for
+   * I/O only when nothing was ready */
+  if (wf_loop_drain(l) > 0) {
+    if (wf_time_mono() - l->polled < WF_LOOP_POLL_EVERY) return 1;
+    return wf_loop_poll(l) || l->n > 0;
+  }
   int active = ev_run(l->evl, EVRUN_ONCE);
+  l->polled = wf_time_mono();
   wf_loop_drain(l);
   return active || l->n > 0;
 }
@@ -149,6 +156,7 @@ int wf_loop_step(wf_loop_t *l) {
 int wf_loop_poll(wf_loop_t *l) {
   wf_loop_drain(l);
   int active = ev_run(l->evl, EVRUN_NOWAIT);
+  l->polled = wf_time_mono();
   wf_loop_drain(l);
   return active || l->n > 0;
 }

@@ -37,10 +37,14 @@ int wf_loop_drain(wf_loop_t *l);
 /* Number of queued nodes. */
 int wf_loop_pending(const wf_loop_t *l);
 /* One loop iteration: if deferred work was ready, run it and poll I/O
- * without blocking; otherwise block in ev_run(EV_RUN_ONCE) until some event
+ * without blocking when the last poll is WF_LOOP_POLL_EVERY old (else
+ * return 1 at once); otherwise block in ev_run(EV_RUN_ONCE) until some event
  * arrives, then drain. Returns nonzero if the loop still has active watchers
  * or deferred work. */
 int wf_loop_step(wf_loop_t *l);
+/* While ready work keeps coming, wf_loop_step polls I/O at most this often
+ * (seconds): I/O readiness and timers wait at most this long behind it. */
+#define WF_LOOP_POLL_EVERY 100e-6
 /* Like wf_loop_step but never blocks (EV_RUN_NOWAIT). */
 int wf_loop_poll(wf_loop_t *l);
 

@@ -1,8 +1,11 @@
 /* test_loop.c — the deferred-work queue: FIFO order, re-deferral during a
  * drain, undefer (also of nodes in a drain in progress), nested drains,
- * libev integration (ev_run does not block while work is queued), two loops
+ * libev integration (ev_run does not block while work is queued; ready work
+ * that never ends does not starve I/O), two loops
  * side by side. Also the value handle table. Depends on loop.c, val.c and
  * the harness. */
+#include <unistd.h>
+
 #include "harness.h"
 #include "loop.h"
 
@@ -151,6 +154,47 @@ static void test_step_with_libev(void) {
   ev_loop_destroy(evl);
 }
 
+static int io_seen;
+/* I/O callback of the starvation test: read the byte, stop the watcher. */
+static void iocb(struct ev_loop *evl, ev_io *w, int revents) {
+  char c;
+  (void)revents;
+  CHECK_INT((int)read(w->fd, &c, 1), 1);
+  ev_io_stop(evl, w);
+  io_seen++;
+}
+
+/* Ready work that never ends does not starve I/O: steps poll it at most
+ * WF_LOOP_POLL_EVERY apart (not at every step), so a readable pipe is
+ * seen while the node keeps re-deferring itself. */
+static void test_ready_work_polls_io(void) {
+  struct ev_loop *evl = ev_loop_new(0);
+  wf_loop_t *l = wf_loop_new(evl);
+  node_t a = mk(l, 1);
+  int fds[2];
+  CHECK_INT(pipe(fds), 0);
+  ev_io w;
+  ev_io_init(&w, iocb, fds[0], EV_READ);
+  ev_io_start(evl, &w);
+  CHECK_INT((int)write(fds[1], "x", 1), 1);
+  io_seen = 0;
+  a.redefer = 1 << 30;
+  wf_loop_defer(l, &a.d);
+  long steps = 0;
+  while (!io_seen && steps < 100000000L) {
+    ntrace = 0;
+    CHECK_INT(wf_loop_step(l), 1);
+    steps++;
+  }
+  CHECK_INT(io_seen, 1);
+  CHECK(a.runs >= 1);
+  wf_loop_undefer(l, &a.d);
+  close(fds[0]);
+  close(fds[1]);
+  wf_loop_free(l);
+  ev_loop_destroy(evl);
+}
+
 static int freed[8], nfreed;
 /* Free callback of the value table. */
 static void on_free(void *ud, wf_val_t h) {
@@ -191,6 +235,7 @@ int main(void) {
   RUN(test_undefer);
   RUN(test_nested_drain);
   RUN(test_step_with_libev);
+  RUN(test_ready_work_polls_io);
   RUN(test_vals);
   return harness_end(__FILE__);
 }
