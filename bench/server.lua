@@ -15,7 +15,10 @@
 -- same connections. Printed per phase: requests/s, latency p50/p99/max (ms,
 -- from sending the request to the end of the answer), error counts (a
 -- status other than 200, an answer without the expected content, a
--- connection failure), and the CPU seconds the server and the client used.
+-- connection failure), the CPU seconds the server and the client used, and
+-- the requests per server CPU-second ("per core": requests / server CPU
+-- seconds, the figure of issue 14's row, independent of how much of a core
+-- the server got on a shared machine).
 -- The client is one thread too, so the figures are those of the pair:
 -- compare them only within one run of the script. Timings are printed,
 -- never asserted; the script exits non-zero only when setup fails.
@@ -221,13 +224,14 @@ local phases = {
   { name = "POST /api/v1/workflows/bench/execute", req = exec_req,
     check = function(b) return b:find('"status":"completed"', 1, true) ~= nil end },
 }
-print(fmt("%-38s %10s %9s %9s %9s %9s %22s %11s", "endpoint", "req/s", "requests", "p50 ms", "p99 ms",
-  "max ms", "errors status/body/conn", "cpu srv/cli"))
+print(fmt("%-38s %10s %9s %9s %9s %9s %22s %11s %9s", "endpoint", "req/s", "requests", "p50 ms", "p99 ms",
+  "max ms", "errors status/body/conn", "cpu srv/cli", "per core"))
 for _, ph in ipairs(phases) do
   local r = phase(ph.req, ph.check, opts.seconds, opts.connections)
-  print(fmt("%-38s %10.0f %9d %9.2f %9.2f %9.2f %22s %11s", ph.name, r.rps, r.requests, r.p50, r.p99, r.max,
+  print(fmt("%-38s %10.0f %9d %9.2f %9.2f %9.2f %22s %11s %9.0f", ph.name, r.rps, r.requests, r.p50, r.p99, r.max,
     fmt("%d/%d/%d", r.errs.status, r.errs.content, r.errs.connection),
-    fmt("%.1f/%.1f", r.server_cpu, r.client_cpu)))
+    fmt("%.1f/%.1f", r.server_cpu, r.client_cpu),
+    r.server_cpu > 0 and r.requests / r.server_cpu or 0 / 0))
   if r.opened < opts.connections then
     print(fmt("  (only %d of %d connections could be opened)", r.opened, opts.connections))
   end
