@@ -179,10 +179,10 @@ error or the build validation error, with file:line when known).]],
 
 COMMANDS.graph = {
   synopsis = "graph FILE.lua",
-  usage = "weft graph FILE.lua [--format mermaid|dot] [-- ARGS...]",
-  summary = "print the workflow graph (Mermaid or Graphviz dot)",
+  usage = "weft graph FILE.lua [--format mermaid|dot|svg] [-- ARGS...]",
+  summary = "print the workflow graph (Mermaid, Graphviz dot or SVG)",
   options = {
-    { "--format", arg = "mermaid|dot", values = { mermaid = true, dot = true },
+    { "--format", arg = "mermaid|dot|svg", values = { mermaid = true, dot = true, svg = true },
       help = "output format (default mermaid)" },
   },
   text = [[
@@ -191,8 +191,12 @@ name the kind: a conditional edge shows its name (or "when"), switch cases
 "case N: name" and "default", fan-out edges "fan-out" (or "select" when a
 selector picks the targets), fan-in edges "fan-in". The start executor is
 drawn as a rounded node; validators and orchestrators have their own shapes.
-Render with e.g. `dot -Tsvg` or any Mermaid viewer.
-Exit status: 0 printed; 2 usage or script error.]],
+mermaid and dot print the source (render it with any Mermaid viewer or
+`dot -Tsvg`); svg lays the graph out with Graphviz's dot engine (built in)
+and prints an SVG drawing to inline in a web page: no XML prolog, scales to
+its container, each executor a <g class="node" data-executor="ID">.
+Exit status: 0 printed; 1 the layout failed (e.g. a graph over Graphviz's
+size limits); 2 usage or script error.]],
 }
 
 COMMANDS.exec = {
@@ -772,7 +776,9 @@ local function cmd_graph(parsed)
   if not wf then return code end
   local graphviz = require("weft.graphviz")
   local render = graphviz[parsed.opts["--format"] or "mermaid"]
-  stdout:write(render(wf:describe()))
+  local text, err = render(wf:describe())
+  if not text then return fail(EXIT_FAILED, err) end
+  stdout:write(text)
   return EXIT_OK
 end
 

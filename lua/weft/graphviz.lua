@@ -1,6 +1,8 @@
 --- weft.graphviz: render a workflow description (`wf:describe()`) as a
--- Mermaid flowchart or a Graphviz dot digraph. Pure string work: no weft
--- runtime needed. Executor ids are always quoted/escaped, so any id is safe.
+-- Mermaid flowchart, a Graphviz dot digraph, or an SVG drawing laid out by
+-- Graphviz's dot engine (`svg`, through weft.core.gv: libgvc). mermaid and
+-- dot are pure string work (no weft runtime needed). Executor ids are always
+-- quoted/escaped, so any id is safe.
 --
 -- Edge labels: conditional → its name or "when"; switch → "case N: name"
 -- (or "case N") and "default"; fan-out → "fan-out" or "select" when a
@@ -8,16 +10,17 @@
 local _M = {}
 
 local concat, format = table.concat, string.format
-local ipairs, tostring = ipairs, tostring
+local ipairs, tostring, tonumber, type = ipairs, tostring, tonumber, type
 
--- The edges of one description edge, flattened: {from, to, label, style}
--- with style "plain" | "cond" | "thick".
+-- The edges of one description edge, flattened: {from, to, label, style,
+-- kind} with style "plain" | "cond" | "thick" and kind the description's
+-- kind (nil for an edge that has none).
 local function flatten(edge)
   local out = {}
   local kind = edge.kind
   local from, to = edge.from or {}, edge.to or {}
   local function add(f, t, label, style)
-    out[#out + 1] = { from = f, to = t, label = label, style = style }
+    out[#out + 1] = { from = f, to = t, label = label, style = style, kind = kind }
   end
   if kind == "switch" then
     local src = from[1]
@@ -133,36 +136,152 @@ local function dq(s)
   return '"' .. s .. '"'
 end
 
-local DOT_SHAPE = { worker = "box", validator = "hexagon", orchestrator = "component" }
-local DOT_STYLE = { plain = "", cond = ", style=dashed", thick = ", style=bold" }
+local U_FFFD = "\239\191\189"
+-- C0 controls that XML 1.0 forbids (all but tab, newline, carriage return).
+local XML_FORBIDDEN = "[%z\1-\8\11\12\14-\31]"
 
---- Graphviz dot text for a workflow description.
-function _M.dot(desc)
+-- Bytes that are not UTF-8 become U+FFFD (weft.core.json's fix_utf8).
+local function fix_utf8(s)
+  return require("weft.core.json").fix_utf8(s)
+end
+
+-- A dot label that Graphviz shows as written: valid UTF-8, "&" as "&amp;"
+-- (Graphviz decodes entities in labels), no control characters but line
+-- breaks (a lone CR and the ones XML forbids become U+FFFD).
+local function gv_label(s)
+  s = fix_utf8(tostring(s)):gsub("\r\n", "\n"):gsub("\r", U_FFFD)
+  s = s:gsub(XML_FORBIDDEN, U_FFFD):gsub("&", "&amp;")
+  return dq(s)
+end
+
+--- The SVG element id of executor id's node in `svg` output: "wfn_" then
+-- the id's bytes, each byte outside [0-9A-Za-z] written as "_" and two
+-- lowercase hex digits ("fetch-page" → "wfn_fetch_2dpage").
+function _M.node_id(id)
+  return "wfn_" .. (tostring(id):gsub("[^0-9A-Za-z]", function(c)
+    return format("_%02x", c:byte())
+  end))
+end
+
+local DOT_SHAPE = { worker = "box", validator = "hexagon", orchestrator = "component" }
+local DOT_STYLE = { cond = "style=dashed", thick = "style=bold" }
+
+-- dot text of desc; with svg, also its nodes and flattened edges in order.
+-- For svg, nodes are named by node_id and labelled with the executor id,
+-- edges get ids "wfe_<n>" (n: position among the flattened edges), so that
+-- the SVG can be annotated afterwards; no tooltips (SVG makes them links).
+local function dot_text(desc, svg)
   local nodes = nodes_of(desc)
+  local name = svg and _M.node_id or dq
   local out = {
-    "digraph " .. dq(desc.name or "workflow") .. " {",
+    "digraph " .. (svg and "wf" or dq(desc.name or "workflow")) .. " {",
     "  rankdir=TB;",
     "  node [shape=box, fontname=\"Helvetica\"];",
     "  edge [fontname=\"Helvetica\", fontsize=10];",
   }
+  if svg then out[#out + 1] = "  bgcolor=transparent;" end
   for _, n in ipairs(nodes) do
     local attrs = { "shape=" .. (DOT_SHAPE[n.kind] or "box") }
     if n.id == desc.start then attrs[#attrs + 1] = "style=\"rounded,bold\"" end
-    if n.kind ~= "worker" then attrs[#attrs + 1] = "tooltip=" .. dq(n.kind) end
-    out[#out + 1] = format("  %s [%s];", dq(n.id), concat(attrs, ", "))
+    if svg then
+      attrs[#attrs + 1] = "id=" .. name(n.id)
+      attrs[#attrs + 1] = "label=" .. gv_label(n.id)
+    elseif n.kind ~= "worker" then
+      attrs[#attrs + 1] = "tooltip=" .. dq(n.kind)
+    end
+    out[#out + 1] = format("  %s [%s];", name(n.id), concat(attrs, ", "))
   end
+  local flat = {}
   for _, edge in ipairs(desc.edges or {}) do
     for _, e in ipairs(flatten(edge)) do
-      local attrs = e.label and ("label=" .. dq(e.label)) or ""
-      local style = DOT_STYLE[e.style]
-      if attrs == "" then style = style:gsub("^, ", "") end
-      local all = attrs .. style
-      out[#out + 1] = format("  %s -> %s%s;", dq(e.from), dq(e.to),
-        all ~= "" and (" [" .. all .. "]") or "")
+      flat[#flat + 1] = e
+      local attrs = {}
+      if e.label then attrs[#attrs + 1] = "label=" .. (svg and gv_label or dq)(e.label) end
+      attrs[#attrs + 1] = DOT_STYLE[e.style]
+      if svg then attrs[#attrs + 1] = "id=wfe_" .. #flat end
+      out[#out + 1] = format("  %s -> %s%s;", name(e.from), name(e.to),
+        #attrs > 0 and (" [" .. concat(attrs, ", ") .. "]") or "")
     end
   end
   out[#out + 1] = "}"
-  return concat(out, "\n") .. "\n"
+  return concat(out, "\n") .. "\n", nodes, flat
+end
+
+--- Graphviz dot text for a workflow description.
+function _M.dot(desc)
+  return (dot_text(desc, false))
+end
+
+---------------------------------------------------------------------------
+-- SVG (Graphviz dot layout)
+
+local XML_REF = {
+  ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;",
+  ["\n"] = "&#10;", ["\r"] = "&#13;", ["\t"] = "&#9;",
+}
+
+-- s as XML text or attribute value: valid UTF-8, markup and whitespace
+-- characters as references (an attribute keeps its newlines), the control
+-- characters XML forbids as U+FFFD.
+local function xml(s)
+  s = fix_utf8(tostring(s)):gsub(XML_FORBIDDEN, U_FFFD)
+  return (s:gsub("[&<>\"'\n\r\t]", XML_REF))
+end
+
+local NODE_CLASS = { worker = "worker", validator = "validator", orchestrator = "orchestrator" }
+local EDGE_CLASS = {
+  direct = "direct", conditional = "cond", switch = "switch", fan_out = "fan-out", fan_in = "fan-in",
+}
+
+--- SVG drawing of a workflow description, laid out by Graphviz (dot),
+-- ready to inline in an HTML page: no XML prolog, DOCTYPE or comments; no
+-- width/height (it scales to its container; viewBox kept); <svg
+-- class="weft-graph">. Each executor is a <g id="<node_id(id)>"
+-- class="node <worker|validator|orchestrator|other>[ start]"
+-- data-executor="<id>"> holding <title><id></title>; each edge a <g
+-- id="wfe_<n>" class="edge <direct|cond|switch|fan-out|fan-in|other>"
+-- data-kind="<kind>" data-from="<id>" data-to="<id>">. Every id, name and
+-- label is escaped. Returns svg, or nil and Graphviz's error (syntax,
+-- limits: weft.core.gv MAX_NODES/MAX_EDGES/MAX_SOURCE). Synchronous: the
+-- layout blocks the caller's loop (~1-2 ms for 20 executors, more for
+-- large graphs: docs/api.md).
+function _M.svg(desc)
+  if type(desc) ~= "table" then
+    error("graphviz.svg: desc must be a table (wf:describe()), got " .. type(desc), 2)
+  end
+  local src, nodes, edges = dot_text(desc, true)
+  local raw, err = require("weft.core.gv").render(src, "svg")
+  if not raw then return nil, err end
+  local by_key = {}
+  for _, n in ipairs(nodes) do by_key[_M.node_id(n.id)] = n end
+  local start = raw:find("<svg", 1, true)
+  if not start then return nil, "graphviz: no <svg> element in Graphviz's output" end
+  local out = raw:sub(start):gsub("<!%-%-.-%-%->\n?", "")
+  out = out:gsub("^<svg([^>]*)>", function(attrs)
+    attrs = attrs:gsub("%s+width=\"[^\"]*\"", ""):gsub("%s+height=\"[^\"]*\"", "")
+    return "<svg class=\"weft-graph\"" .. attrs .. ">"
+  end, 1)
+  out = out:gsub("<title>wf</title>", function()
+    return "<title>" .. xml(desc.name or "workflow") .. "</title>"
+  end, 1)
+  local n_nodes, n_edges
+  out, n_nodes = out:gsub("<g id=\"(wfn_[%w_]*)\" class=\"node\">\n<title>[^<]*</title>", function(key)
+    local n = by_key[key]
+    local id = xml(n.id)
+    return format("<g id=\"%s\" class=\"node %s%s\" data-executor=\"%s\">\n<title>%s</title>",
+      key, NODE_CLASS[n.kind] or "other", n.id == desc.start and " start" or "", id, id)
+  end)
+  out, n_edges = out:gsub("<g id=\"wfe_(%d+)\" class=\"edge\">\n<title>[^<]*</title>", function(k)
+    local e = edges[tonumber(k)]
+    local from, to = xml(e.from), xml(e.to)
+    return format("<g id=\"wfe_%s\" class=\"edge %s\" data-kind=\"%s\" data-from=\"%s\" data-to=\"%s\">\n<title>%s &#8594; %s</title>",
+      k, EDGE_CLASS[e.kind or "direct"] or "other", xml(e.kind or "direct"), from, to, from, to)
+  end)
+  if n_nodes ~= #nodes or n_edges ~= #edges then
+    return nil, format("graphviz: unexpected SVG output (%d of %d nodes, %d of %d edges found)",
+      n_nodes, #nodes, n_edges, #edges)
+  end
+  return out
 end
 
 return _M
