@@ -34,6 +34,10 @@
 
 #define GV_MSG_MAX 1024 /* bytes of Graphviz messages kept per call */
 
+/* The dot scanner's reset (flex's yylex_destroy, exported by libcgraph
+ * but in no public header; weak, in case a build of it lacks it). */
+extern int aaglex_destroy(void) __attribute__((weak));
+
 static once_flag gv_once = ONCE_FLAG_INIT;
 static mtx_t gv_mtx;
 static GVC_t *gv_ctx;        /* NULL when init failed: gv_init_err says why */
@@ -143,9 +147,17 @@ int wf_gv_render(const char *src, size_t len, const char *format, char **out,
   gv_msg_len = 0;
   gv_msg[0] = '\0';
   agreseterrors();
+  /* Graphviz 2.43's scanner keeps counting lines across reads: restart
+   * it, so a syntax error names the line of this source. */
+  agsetfile(NULL);
   /* agmemread reads up to the NUL: src[len] is one (Lua strings and the
    * callers' buffers are NUL-terminated, and there is none inside). */
-  if (!(g = agmemread(src))) {
+  g = agmemread(src);
+  /* The scanner keeps what it buffered past the graph's end (the rest of
+   * its last line) and the next read would parse it first: another
+   * caller's source. Drop it. */
+  if (aaglex_destroy) aaglex_destroy();
+  if (!g) {
     gv_fail(err, "dot source", "not a graph");
     goto out;
   }
