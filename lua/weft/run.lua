@@ -12,7 +12,8 @@ local check = require "weft.check"
 local json = require "weft.json"
 local invocation = require "weft.invocation"
 
-local type, error, setmetatable, rawget, rawset, tostring, next = type, error, setmetatable, rawget, rawset, tostring, next
+local getmetatable, type, error, setmetatable, rawget, rawset, tostring, next =
+  getmetatable, type, error, setmetatable, rawget, rawset, tostring, next
 local jcheck, current = json.check, invocation.current
 local info, run_new, run_wait = sched.run_info, sched.run_new, sched.run_wait
 local LIMIT_DEFAULTS = sched.LIMIT_DEFAULTS
@@ -22,27 +23,26 @@ local Run = {}
 Run.__index = Run
 _M.Run = Run
 
--- Results keep their C run here, so pairs(result) shows only data fields.
-local result_run = setmetatable({}, { __mode = "k" })
-
 -- Runs of this process by id (weak: a finished, forgotten run goes away).
 local by_id = setmetatable({}, { __mode = "v" })
 
-local Result = {
-  __index = function(t, k)
-    local c = result_run[t]
-    if not c then return nil end
-    if k == "events" then
-      local ev = sched.run_events(c)
-      rawset(t, "events", ev)
-      return ev
-    elseif k == "state" then
-      local st = sched.run_state(c)
-      rawset(t, "state", st)
-      return st
-    end
-  end,
-}
+-- A result's lazy fields (events, state) read the C run. The metatable of a
+-- result is its run table (with this function as its __index), so that
+-- pairs(result) shows only data fields and the result keeps its run alive
+-- without a weak table (its insert was 5% of a one-executor run).
+local function result_index(t, k)
+  local c = getmetatable(t).c
+  if not c then return nil end
+  if k == "events" then
+    local ev = sched.run_events(c)
+    rawset(t, "events", ev)
+    return ev
+  elseif k == "state" then
+    local st = sched.run_state(c)
+    rawset(t, "state", st)
+    return st
+  end
+end
 
 local LIMITS = { type = "table", noun = "limit", properties = {} }
 for k in pairs(LIMIT_DEFAULTS) do
@@ -176,10 +176,11 @@ function _M.start(wf, input, opts, level, d, restore, gate)
   if opts.store and not d then
     d = require("weft.durable").begin(wf, opts, input)
   end
-  local r = setmetatable({ wf = wf }, Run)
-  if d then -- the run record must exist before the first checkpoint
-    r.id = opts.run_id or (d.record and d.record.run_id)
-  end
+  local id -- the run record must exist before the first checkpoint
+  if d then id = opts.run_id or (d.record and d.record.run_id) end
+  -- (the table is made with room for the fields every run gets: no resize)
+  local none
+  local r = setmetatable({ wf = wf, id = id, c = none, _result = none, __index = result_index }, Run)
   -- absent keys cost nothing in run_new: defaults are left out, and a run
   -- with none at all passes no table
   local ro
@@ -191,11 +192,9 @@ function _M.start(wf, input, opts, level, d, restore, gate)
       undelivered_error = opts.on_undelivered == "error" and 1 or nil,
     }
   end
-  local c, err = run_new(wf._graph, r, restore and nil or input, ro)
-  if not c then error("run: " .. tostring(err), level + 1) end
-  r.c = c
-  local _
-  _, _, _, _, r.id = info(c)
+  local c, rid = run_new(wf._graph, r, restore and nil or input, ro)
+  if not c then error("run: " .. tostring(rid), level + 1) end
+  r.c, r.id = c, rid
   if d then require("weft.durable").attach(r, d) end
   by_id[r.id] = r
   return r
@@ -257,8 +256,7 @@ function Run:result()
   res = setmetatable({
     status = status, error = err, supersteps = supersteps, duration_ms = duration,
     run_id = id, outputs = sched.run_outputs(self.c),
-  }, Result)
-  result_run[res] = self.c
+  }, self)
   if idle then
     res.requests = self:requests()
   else

@@ -118,7 +118,8 @@ static void read_run_opts(lua_State *L, wf_run_opts_t *o) {
   o->id = lua_tostring(L, RUN_ID);
 }
 
-/* core.run_new(graph, run_table, input, opts|nil) -> run userdata | nil, err.
+/* core.run_new(graph, run_table, input, opts|nil) -> run userdata, run id |
+ * nil, err.
  * opts: {id, max_supersteps, max_concurrency, limits = {name = n},
  * keep_events, on_event, undelivered_error = 0|1}. The run starts from the
  * loop (never inside this call). */
@@ -164,7 +165,8 @@ static int l_run_new(lua_State *L) {
     wf_lua_run_release(lr);
     return wf_lua_fail(L, err.msg, NULL);
   }
-  return 1;
+  lua_pushstring(L, wf_run_id(lr->run));
+  return 2;
 }
 
 /* Cancel callback of a task waiting for a run (abort, deadlock): leave the
