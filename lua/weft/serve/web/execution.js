@@ -20,6 +20,13 @@ function chunkText(d) {
   return show(d);
 }
 
+// Event data: short values on the line, longer ones in a block.
+function brief(data) {
+  const text = typeof data === 'string' ? data : JSON.stringify(data);
+  if (text !== undefined && text.length <= 80 && !text.includes('\n')) return h('code', { class: 'inline' }, ` ${text}`);
+  return pre(data);
+}
+
 /** #/executions/{id} */
 export async function render(main, [id], signal) {
   const head = h('div', { class: 'xhead' });
@@ -65,7 +72,7 @@ export async function render(main, [id], signal) {
       h('dt', null, 'Workflow'), h('dd', null, h('a', { href: `#/workflows/${encodeURIComponent(d.workflow)}` }, d.workflow)),
       h('dt', null, 'Status'), h('dd', { id: 'xstatus', 'data-status': d.status }, badge(d.status)),
       h('dt', null, 'Started'), h('dd', null, when(d.created_at)),
-      h('dt', null, 'Duration'), h('dd', null, dur(d.duration_ms)),
+      h('dt', null, 'Duration'), h('dd', null, dur(d.duration_ms !== undefined ? d.duration_ms : (d.created_at && !TERMINAL.has(d.status) ? Date.now() - d.created_at * 1000 : undefined))),
       h('dt', null, 'Supersteps'), h('dd', null, d.supersteps !== undefined ? String(d.supersteps) : ''),
       d.durable ? [h('dt', null, 'Durable'), h('dd', null, 'yes (checkpointed)')] : null));
     fill(errBox);
@@ -173,7 +180,7 @@ export async function render(main, [id], signal) {
     const data = d.data;
     gr.list.append(h('li', { 'data-type': type },
       h('span', { class: 'tag' }, `${typeof ss === 'number' ? '#' + ss + ' ' : ''}${type}`),
-      data !== undefined && data !== null && type !== 'executor_failed' ? (typeof data === 'object' ? pre(data) : ` ${show(data)}`) : null));
+      data !== undefined && data !== null && type !== 'executor_failed' ? brief(data) : null));
     if (type === 'workflow_completed' || type === 'workflow_failed' || type === 'workflow_cancelled' || type === 'workflow_idle') refresh();
   };
 

@@ -30,7 +30,7 @@ export async function checkpoints(id, signal) {
   }
   const list = r.checkpoints || [];
   if (!list.length) return h('p', { class: 'muted' }, 'No checkpoint yet.');
-  const a = { seq: list.length > 1 ? list[list.length - 2].seq : list[0].seq };
+  const a = { seq: list[0].seq };
   const b = { seq: list[list.length - 1].seq };
   const view = h('div', { class: 'state-view' });
   const radio = (name, seq, sel) => {

@@ -80,7 +80,7 @@ export async function render(main, _, signal) {
       fill(totals, h('table', { class: 'grid small' }, h('caption', null, 'Totals since the server started'),
         h('tbody', null,
           h('tr', null, h('th', { scope: 'row' }, 'Executions started'), h('td', null, String(cur.started))),
-          ['completed', 'failed', 'cancelled'].map((st) => h('tr', null, h('th', { scope: 'row' }, `Runs ${st}`), h('td', null, String(sum(ms, 'weft_runs_total', (l) => l.status === st)))),
+          ['completed', 'failed', 'cancelled'].map((st) => h('tr', null, h('th', { scope: 'row' }, `Runs ${st}`), h('td', null, String(sum(ms, 'weft_runs_total', (l) => l.status === st))))),
           h('tr', null, h('th', { scope: 'row' }, 'Running now'), h('td', null, String(sum(ms, 'weft_executions_running')))),
           Object.entries(cur.tokens).map(([p, v]) => h('tr', null, h('th', { scope: 'row' }, `Tokens, ${p}`), h('td', null, String(v)))))));
     } catch (e) {

@@ -1,0 +1,168 @@
+// spec/browser/dashboard.mjs — drives headless Chromium (puppeteer-core,
+// Debian's /usr/bin/chromium) against a running `weft serve`; run by
+// spec/integration/dashboard_spec.lua, which starts the server with the
+// scripts ask.lua and xss.lua and an admin key. Env: WEFT_URL (base URL),
+// WEFT_KEY (admin key), SHOTS (directory for screenshots), CHROMIUM.
+// Prints one line per check; exits 1 at the first failure, naming it.
+import puppeteer from 'puppeteer-core';
+import { mkdirSync } from 'node:fs';
+
+const BASE = process.env.WEFT_URL;
+const KEY = process.env.WEFT_KEY;
+const SHOTS = process.env.SHOTS;
+const STEP_MS = Number(process.env.STEP_MS || 30000);
+if (!BASE || !KEY || !SHOTS) { console.error('WEFT_URL, WEFT_KEY and SHOTS are required'); process.exit(2); }
+mkdirSync(SHOTS, { recursive: true });
+
+const PAYLOAD = '<img src=x onerror="window.__xss=1;alert(1)">';
+
+// The REST API from node (not through the page).
+async function call(method, path, body) {
+  const res = await fetch(BASE + path, {
+    method, headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+let failures = 0;
+const consoleErrors = [];
+const dialogs = [];
+function ok(what) { console.log(`ok - ${what}`); }
+function fail(what, detail) { console.log(`not ok - ${what}${detail ? ': ' + detail : ''}`); failures++; }
+function check(cond, what, detail) { if (cond) ok(what); else fail(what, detail); return cond; }
+
+const browser = await puppeteer.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  // root in CI: Chromium's sandbox needs an unprivileged user
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run'],
+});
+let page;
+try {
+  page = await browser.newPage();
+  await page.setViewport({ width: 1280, height: 900 });
+  page.setDefaultTimeout(STEP_MS);
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  page.on('pageerror', (e) => consoleErrors.push(`page error: ${e.message}`));
+  page.on('dialog', async (d) => { dialogs.push(d.message()); await d.dismiss(); });
+
+  const view = async (hash, ready, name) => {
+    consoleErrors.length = 0;
+    await page.goto(`${BASE}/${hash}`, { waitUntil: 'domcontentloaded' });
+    await page.waitForSelector(ready);
+    await page.screenshot({ path: `${SHOTS}/dashboard-${name}.png`, fullPage: false });
+    check(consoleErrors.length === 0, `view ${name} loads with no console error`, consoleErrors.join(' | '));
+  };
+
+  // 1. no key yet: the page loads, the API refuses, the page says so
+  await page.goto(`${BASE}/`, { waitUntil: 'domcontentloaded' });
+  await page.waitForFunction(() => /API key/.test(document.getElementById('status').textContent));
+  ok('without a key the page asks for one');
+  const csp = await page.evaluate(async () => (await fetch('/')).headers.get('content-security-policy'));
+  check(csp && csp.includes("script-src 'self'"), 'the page comes with its Content-Security-Policy', csp);
+  // type the key once: kept in sessionStorage, never in the URL
+  await page.type('#apikey', KEY);
+  await page.click('#keyform button[type=submit]');
+  await page.waitForSelector('a[href="#/workflows/ask"]');
+  check(!page.url().includes(KEY), 'the key is not in the URL');
+  check(await page.evaluate(() => sessionStorage.getItem('weft.apiKey') !== null), 'the key is kept in the tab\'s sessionStorage');
+
+  // 2. each view
+  await view('#/workflows', 'a[href="#/workflows/ask"]', 'workflows');
+  await view('#/workflows/ask', '.graphbox', 'workflow');
+  check(await page.evaluate(() => document.querySelector('pre.code').textContent.includes('request_info')), 'the workflow view shows the Lua source');
+  const svg = await page.evaluate(() => !!document.querySelector('.graph svg g.node'));
+  console.log(`# graph drawn as SVG: ${svg}`);
+
+  // 3. a run started over the API appears, and lights up as events arrive
+  const a = await call('POST', '/api/v1/workflows/ask/execute', { input: 'laptop', async: true });
+  await view('#/executions', `tr[data-id="${a.id}"]`, 'executions');
+  ok('a run started over the API appears in the list');
+  await view(`#/executions/${a.id}`, '.exec[data-executor="approve"][data-state="waiting"]', 'execution');
+  check(await page.evaluate(() => document.querySelector('.exec[data-executor="draft"]').dataset.state === 'completed'),
+    'draft is lit completed and approve waiting for its request');
+  if (svg) {
+    check(await page.evaluate(() => document.querySelector('.graph g.node[data-executor="draft"]').classList.contains('x-completed')),
+      'the SVG node of draft is lit completed');
+  }
+  // answered over the API while the page is open: book lights up live
+  const x = await call('GET', `/api/v1/executions/${a.id}`);
+  await call('POST', `/api/v1/executions/${a.id}/responses`, { request_id: x.requests[0].request_id, value: { approved: true, by: 'api' } });
+  await page.waitForSelector('.exec[data-executor="book"][data-state="completed"]');
+  ok('book lights up completed as its events arrive on the open page');
+  await page.waitForFunction(() => document.querySelector('#xstatus') && document.querySelector('#xstatus').dataset.status === 'completed');
+  await page.waitForFunction(() => document.querySelector('ol.outputs').textContent.includes('booked laptop by api'));
+  ok('the page shows the run completed with its output');
+  await page.waitForSelector('.state-view table.diff, .state-view p');
+  await page.screenshot({ path: `${SHOTS}/dashboard-state.png`, fullPage: true });
+  check(await page.evaluate(() => document.querySelector('.state-view').textContent.includes('approved_by')),
+    'state over time shows the shared state written between checkpoints');
+  check(consoleErrors.length === 0, 'the live execution view has no console error', consoleErrors.join(' | '));
+
+  // 4. the inbox: answering continues the run
+  const b = await call('POST', '/api/v1/workflows/ask/execute', { input: 'desk', async: true });
+  for (let i = 0; i < 200; i++) { // the run pauses on its request
+    const d = await call('GET', `/api/v1/executions/${b.id}`);
+    if (d.status === 'idle') break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await view('#/inbox', `article.request[data-execution="${b.id}"]`, 'inbox');
+  const form = `article.request[data-execution="${b.id}"] form`;
+  // the request carries a JSON schema: a form with its fields
+  await page.type(`${form} input[type=text]`, 'ana');
+  await page.click(`${form} input[type=checkbox]`);
+  await page.click(`${form} button[type=submit]`);
+  await page.waitForSelector(`article.request[data-execution="${b.id}"] .continued[data-status="completed"]`);
+  const out = await call('GET', `/api/v1/executions/${b.id}`);
+  check(out.status === 'completed' && out.outputs[0] === 'booked desk by ana', 'answering in the inbox continues the run', JSON.stringify(out));
+  check(consoleErrors.length === 0, 'the inbox has no console error', consoleErrors.join(' | '));
+
+  // 5. hostile ids and outputs render as text
+  const h = await call('POST', '/api/v1/workflows/xss/execute', { input: PAYLOAD, async: true });
+  for (let i = 0; i < 200; i++) {
+    const d = await call('GET', `/api/v1/executions/${h.id}`);
+    if (d.status === 'completed' || d.status === 'failed') break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await view(`#/executions/${h.id}`, '#xstatus[data-status="completed"]', 'xss-execution');
+  await page.waitForFunction((p) => document.querySelector('ol.outputs').textContent.includes(p), {}, PAYLOAD);
+  await view('#/workflows/xss', '.graphbox', 'xss-workflow');
+  const inert = await page.evaluate((p) => ({
+    xss: window.__xss, imgs: document.querySelectorAll('img').length,
+    scripts: document.querySelectorAll('script').length, bold: document.querySelectorAll('main b').length,
+    text: document.body.textContent.includes(p),
+  }), PAYLOAD);
+  check(inert.xss === undefined && inert.imgs === 0 && inert.scripts === 1 && inert.bold === 0 && inert.text,
+    'HTML/JS in executor ids and outputs renders as inert text', JSON.stringify(inert));
+  const cleaned = await page.evaluate(async () => {
+    const { safeSvg } = await import('/ui/dom.js');
+    const el = safeSvg('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" onload="window.__xss=7">'
+      + '<script>window.__xss=8</script><foreignObject><div xmlns="http://www.w3.org/1999/xhtml">x</div></foreignObject>'
+      + '<g class="node" onclick="window.__xss=9"><title>n</title><a xlink:href="javascript:window.__xss=10"><text>t</text></a>'
+      + '<image href="http://evil/x.png"/><use href="#x"/><animate attributeName="href" to="javascript:1"/></g></svg>');
+    document.body.appendChild(el);
+    const html = el.outerHTML;
+    el.remove();
+    return html;
+  });
+  check(!/script|foreignObject|onload|onclick|javascript|<a|image|<use|animate/i.test(cleaned),
+    'safeSvg drops scripts, foreignObject, event handlers, links and external content', cleaned);
+  check(dialogs.length === 0, 'no dialog was ever opened', dialogs.join(' | '));
+
+  // 6. playground and operations
+  await view('#/playground', '#pg-model option', 'playground');
+  await view('#/operations', '#audit table', 'operations');
+  await page.waitForFunction(() => document.querySelectorAll('#charts figure').length >= 3);
+  await page.screenshot({ path: `${SHOTS}/dashboard-operations.png` });
+  check(consoleErrors.length === 0, 'operations draws its charts with no console error', consoleErrors.join(' | '));
+} catch (e) {
+  fail('the browser run', (e && e.stack ? e.stack : String(e)) + (consoleErrors.length ? '\nconsole: ' + consoleErrors.join(' | ') : ''));
+  if (page) await page.screenshot({ path: `${SHOTS}/dashboard-failure.png` }).catch(() => {});
+} finally {
+  await browser.close();
+}
+console.log(failures ? `# ${failures} failure(s)` : '# all checks passed');
+process.exit(failures ? 1 : 0);
