@@ -30,6 +30,13 @@
 
 #define SCHEMA_VERSION 1
 #define BUSY_TIMEOUT_MS 5000
+/* Page size of new files. Every commit writes each page it changes whole
+ * to the WAL: a small checkpoint changes three (the log's table and index,
+ * its head), 12 KiB of WAL per commit with SQLite's default of 4096 and
+ * 3 KiB with 1024 (less to copy and checksum, and 4x fewer dirty OS pages
+ * for the WAL checkpoint to write back). Large values take overflow pages
+ * either way. */
+static const char page_size_sql[] = "PRAGMA page_size=1024";
 
 enum {
   Q_BEGIN, Q_COMMIT, Q_ROLLBACK,
@@ -38,7 +45,7 @@ enum {
   Q_DELP_REC, Q_DELP_LOG, Q_DELP_HEAD,             /* key in [lo, hi) */
   Q_DELP_REC_ALL, Q_DELP_LOG_ALL, Q_DELP_HEAD_ALL, /* key >= lo */
   Q_SCAN, Q_SCAN_ALL,
-  Q_RANGE, Q_HEAD_NEXT, Q_APPEND, Q_TRIM,
+  Q_RANGE, Q_HEAD_NEXT, Q_HEAD_SET, Q_HEAD_INS, Q_APPEND, Q_TRIM,
   Q_SIZE_REC, Q_SIZE_LOG, Q_HEAD_LAST,
   Q_QHEAD_NEXT, Q_QPUSH, Q_QACK, Q_QWAITING, Q_QIDLE, Q_QOWN, Q_QTOUCH,
   Q_QINFO,
@@ -71,6 +78,8 @@ static const char *const sql[Q_COUNT] = {
     [Q_HEAD_NEXT] = "INSERT INTO log_heads(ns, key, last) VALUES(?1, ?2, 1) "
                     "ON CONFLICT(ns, key) DO UPDATE SET last=last+1 "
                     "RETURNING last",
+    [Q_HEAD_SET] = "UPDATE log_heads SET last=?3 WHERE ns=?1 AND key=?2",
+    [Q_HEAD_INS] = "INSERT INTO log_heads(ns, key, last) VALUES(?1, ?2, ?3)",
     [Q_APPEND] = "INSERT INTO logs(ns, key, seq, value) VALUES(?1, ?2, ?3, ?4)",
     [Q_TRIM] = "DELETE FROM logs WHERE ns=?1 AND key=?2 AND seq<?3",
     [Q_SIZE_REC] = "SELECT coalesce(sum(length(CAST(key AS BLOB)) + "
@@ -118,10 +127,20 @@ static const char queue_sql[] =
     "CREATE TABLE IF NOT EXISTS queue_heads(q TEXT NOT NULL PRIMARY KEY, "
     "last INTEGER NOT NULL) WITHOUT ROWID;";
 
+/* The head of one log as the running commit knows it: read by an
+ * expect_last that held or given by an append, so that the next append to
+ * that log numbers its entry without reading the head again. */
+typedef struct sq_head {
+  const char *ns, *key; /* in the batch's buffer; ns NULL: none known */
+  size_t nslen, klen;
+  long long last;
+} sq_head_t;
+
 typedef struct sq {
   sqlite3 *db;
   char *path;
   sqlite3_stmt *st[Q_COUNT];
+  sq_head_t head; /* valid during sq_commit only */
 } sq_t;
 
 static const char empty[1] = "";
@@ -381,6 +400,11 @@ int wf_store_sqlite_open(wf_store_t *s, const char *path, wf_err_t *err) {
       goto err;
     }
   }
+  /* a new file gets small pages; an existing one keeps its size */
+  if (exec(q->db, page_size_sql) != SQLITE_OK) {
+    sq_fail(q, err, NULL);
+    goto err;
+  }
   rc = sqlite3_prepare_v2(q->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
   if (rc != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
     sq_fail(q, err, "enabling WAL");
@@ -510,6 +534,51 @@ static void sq_size(wf_store_t *s, const char *ns, wf_store_cb cb, void *ud) {
 
 /* ---- writes ------------------------------------------------------------ */
 
+/* Whether q->head is the head of log (ns, key). */
+static int head_known(const sq_t *q, const char *ns, size_t nslen,
+                      const char *key, size_t klen) {
+  const sq_head_t *h = &q->head;
+  return h->ns && h->nslen == nslen && h->klen == klen &&
+         memcmp(h->ns, ns, nslen) == 0 && memcmp(h->key, key, klen) == 0;
+}
+
+/* Remember last as the head of log (ns, key) for the running commit. */
+static void head_keep(sq_t *q, const char *ns, size_t nslen, const char *key,
+                      size_t klen, long long last) {
+  q->head = (sq_head_t){ns, key, nslen, klen, last};
+}
+
+/* Give log (ns, key) its next number (*seq), inside the transaction: from
+ * the head the commit knows (one UPDATE, or an INSERT for a log without
+ * a head row), else by one upsert that returns it. SQLITE_DONE or an
+ * error code. */
+static int head_next(sq_t *q, const char *ns, size_t nslen, const char *key,
+                     size_t klen, long long *seq) {
+  sqlite3_stmt *st;
+  int rc;
+  if (head_known(q, ns, nslen, key, klen)) {
+    *seq = q->head.last + 1;
+    for (int i = Q_HEAD_SET; i <= Q_HEAD_INS; i++) {
+      st = q->st[i];
+      bind_text(st, 1, ns, nslen);
+      bind_text(st, 2, key, klen);
+      sqlite3_bind_int64(st, 3, *seq);
+      if ((rc = run(st)) != SQLITE_DONE) return rc;
+      if (sqlite3_changes(q->db) > 0) break; /* updated: no insert */
+    }
+  } else {
+    st = q->st[Q_HEAD_NEXT];
+    bind_text(st, 1, ns, nslen);
+    bind_text(st, 2, key, klen);
+    rc = sqlite3_step(st);
+    *seq = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? SQLITE_ERROR : rc;
+  }
+  head_keep(q, ns, nslen, key, klen, *seq);
+  return SQLITE_DONE;
+}
+
 /* Apply op o of b inside the transaction; SQLITE_DONE or an error code. */
 static int apply(sq_t *q, wf_store_batch_t *b, const wf_store_op_t *o,
                  wf_store_done_t *d) {
@@ -524,6 +593,7 @@ static int apply(sq_t *q, wf_store_batch_t *b, const wf_store_op_t *o,
       bind_blob(st, 3, wf_sop_val(b, o), o->vlen);
       return run(st);
     case WF_SOP_DEL:
+      q->head.ns = NULL;
       for (int i = Q_DEL_REC; i <= Q_DEL_HEAD; i++) {
         st = q->st[i];
         bind_text(st, 1, ns, o->nslen);
@@ -532,6 +602,7 @@ static int apply(sq_t *q, wf_store_batch_t *b, const wf_store_op_t *o,
       }
       return SQLITE_DONE;
     case WF_SOP_DEL_PREFIX: {
+      q->head.ns = NULL;
       char *hi = wf_xmalloc(o->klen + 1);
       size_t hl = 0;
       int bounded = wf_store_prefix_succ(key, o->klen, hi, &hl);
@@ -548,13 +619,8 @@ static int apply(sq_t *q, wf_store_batch_t *b, const wf_store_op_t *o,
     }
     case WF_SOP_APPEND: {
       long long seq;
-      st = q->st[Q_HEAD_NEXT];
-      bind_text(st, 1, ns, o->nslen);
-      bind_text(st, 2, key, o->klen);
-      rc = sqlite3_step(st);
-      seq = sqlite3_column_int64(st, 0);
-      sqlite3_reset(st);
-      if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? SQLITE_ERROR : rc;
+      if ((rc = head_next(q, ns, o->nslen, key, o->klen, &seq)) != SQLITE_DONE)
+        return rc;
       st = q->st[Q_APPEND];
       bind_text(st, 1, ns, o->nslen);
       bind_text(st, 2, key, o->klen);
@@ -628,6 +694,8 @@ static int check(void *be, wf_store_batch_t *b, const wf_store_op_t *o,
   }
   ok = wf_store_expect_holds(d, b, o, n, rc == SQLITE_ROW, val, vlen);
   sqlite3_reset(st);
+  if (ok == 1 && last)
+    head_keep(q, wf_sop_ns(b, o), o->nslen, wf_sop_key(b, o), o->klen, n);
   return ok;
 }
 
@@ -640,6 +708,7 @@ static void sq_commit(wf_store_batch_t *b, wf_store_cb cb, void *ud) {
   size_t after = 0;
   int inject = wf_store_take_injection(s, &after);
   int rc = run(q->st[Q_BEGIN]);
+  q->head.ns = NULL;
   if (rc != SQLITE_DONE) {
     done_sqerr(q, d);
     goto out;

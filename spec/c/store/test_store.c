@@ -599,6 +599,75 @@ static void t_batch_atomic(void) {
   wf_store_close(s);
 }
 
+/* Commit b, which must succeed giving its appends the numbers want
+ * ("2,3"). */
+static void commit_seqs(wf_store_batch_t *b, const char *want) {
+  char got[256] = "";
+  res_t r = do_commit(b);
+  CHECK_INT(r.status, WF_OK);
+  for (size_t i = 0; i < r.n; i++)
+    snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld",
+             i ? "," : "", r.seqs[i]);
+  CHECK_STR(got, want);
+  res_free(&r);
+}
+
+/* A batch that checked a log's position (expect_last) numbers its appends
+ * to that log on from it: two appends, a log without entries (expected at
+ * 0), appends to two logs in turn, a log deleted (del, del_prefix) or
+ * trimmed after the check; the commits after go on from the right
+ * number (the head was written). */
+static void t_expect_appends(void) {
+  wf_store_t *s = fresh();
+  if (!s) return;
+  CHECK_INT(append(s, "xa", "a", "A1"), 1);
+  CHECK_INT(append(s, "xa", "b", "B1"), 1);
+  CHECK_INT(append(s, "xa", "p/c", "C1"), 1);
+  wf_store_batch_t *b = wf_store_batch(s);
+  wf_store_expect_last(b, "xa", "a", 1);
+  wf_store_append(b, "xa", "a", "A2", 2);
+  wf_store_append(b, "xa", "a", "A3", 2);
+  commit_seqs(b, "2,3");
+  b = wf_store_batch(s);
+  wf_store_expect_last(b, "xa", "new", 0);
+  wf_store_append(b, "xa", "new", "N1", 2);
+  wf_store_append(b, "xa", "new", "N2", 2);
+  commit_seqs(b, "1,2");
+  b = wf_store_batch(s);
+  wf_store_expect_last(b, "xa", "a", 3);
+  wf_store_append(b, "xa", "b", "B2", 2);
+  wf_store_append(b, "xa", "a", "A4", 2);
+  wf_store_append(b, "xa", "b", "B3", 2);
+  commit_seqs(b, "2,4,3");
+  CHECK_INT(append(s, "xa", "a", "A5"), 5);
+  CHECK_INT(append(s, "xa", "new", "N3"), 3);
+  CHECK_INT(append(s, "xa", "b", "B4"), 4);
+  CHECK_STR(rangev(s, "xa", "a", 1, 0), "1:A1,2:A2,3:A3,4:A4,5:A5");
+  CHECK_STR(rangev(s, "xa", "new", 1, 0), "1:N1,2:N2,3:N3");
+  /* deleted after the check: the log starts again at 1 */
+  b = wf_store_batch(s);
+  wf_store_expect_last(b, "xa", "a", 5);
+  wf_store_del(b, "xa", "a");
+  wf_store_append(b, "xa", "a", "A1'", 3);
+  commit_seqs(b, "1");
+  b = wf_store_batch(s);
+  wf_store_expect_last(b, "xa", "p/c", 1);
+  wf_store_del_prefix(b, "xa", "p/");
+  wf_store_append(b, "xa", "p/c", "C1'", 3);
+  commit_seqs(b, "1");
+  CHECK_INT(append(s, "xa", "a", "A2'"), 2);
+  CHECK_INT(append(s, "xa", "p/c", "C2'"), 2);
+  CHECK_STR(rangev(s, "xa", "a", 1, 0), "1:A1',2:A2'");
+  /* trimmed after the check: the numbers go on */
+  b = wf_store_batch(s);
+  wf_store_expect_last(b, "xa", "a", 2);
+  wf_store_trim(b, "xa", "a", 3);
+  wf_store_append(b, "xa", "a", "A3'", 3);
+  commit_seqs(b, "3");
+  CHECK_STR(rangev(s, "xa", "a", 1, 0), "3:A3'");
+  wf_store_close(s);
+}
+
 /* Conditional batches: expectations are checked before any write, and a
  * failed one writes nothing and says which record or log. */
 static void t_expect(void) {
@@ -1117,6 +1186,7 @@ static void run_suite(const char *url) {
   RUN(t_logs);
   RUN(t_batch_atomic);
   RUN(t_expect);
+  RUN(t_expect_appends);
   RUN(t_del_prefix);
   RUN(t_size);
   RUN(t_binary);
