@@ -45,7 +45,7 @@ enum {
   Q_DELP_REC, Q_DELP_LOG, Q_DELP_HEAD,             /* key in [lo, hi) */
   Q_DELP_REC_ALL, Q_DELP_LOG_ALL, Q_DELP_HEAD_ALL, /* key >= lo */
   Q_SCAN, Q_SCAN_ALL,
-  Q_RANGE, Q_HEAD_NEXT, Q_HEAD_SET, Q_HEAD_INS, Q_APPEND, Q_TRIM,
+  Q_RANGE, Q_HEAD_SET, Q_HEAD_INS, Q_APPEND, Q_TRIM,
   Q_SIZE_REC, Q_SIZE_LOG, Q_HEAD_LAST,
   Q_QHEAD_NEXT, Q_QPUSH, Q_QACK, Q_QWAITING, Q_QIDLE, Q_QOWN, Q_QTOUCH,
   Q_QINFO,
@@ -75,9 +75,6 @@ static const char *const sql[Q_COUNT] = {
                    "ORDER BY key LIMIT ?4",
     [Q_RANGE] = "SELECT seq, value FROM logs WHERE ns=?1 AND key=?2 "
                 "AND seq>=?3 AND seq<=?4 ORDER BY seq",
-    [Q_HEAD_NEXT] = "INSERT INTO log_heads(ns, key, last) VALUES(?1, ?2, 1) "
-                    "ON CONFLICT(ns, key) DO UPDATE SET last=last+1 "
-                    "RETURNING last",
     [Q_HEAD_SET] = "UPDATE log_heads SET last=?3 WHERE ns=?1 AND key=?2",
     [Q_HEAD_INS] = "INSERT INTO log_heads(ns, key, last) VALUES(?1, ?2, ?3)",
     [Q_APPEND] = "INSERT INTO logs(ns, key, seq, value) VALUES(?1, ?2, ?3, ?4)",
@@ -548,34 +545,36 @@ static void head_keep(sq_t *q, const char *ns, size_t nslen, const char *key,
   q->head = (sq_head_t){ns, key, nslen, klen, last};
 }
 
-/* Give log (ns, key) its next number (*seq), inside the transaction: from
- * the head the commit knows (one UPDATE, or an INSERT for a log without
- * a head row), else by one upsert that returns it. SQLITE_DONE or an
- * error code. */
+/* Give log (ns, key) its next number (*seq), inside the transaction: one
+ * past the head the commit knows (read by expect_last or given by an
+ * earlier append), else read first; then the head is set by one UPDATE,
+ * or an INSERT for a log without a head row. (An upsert with RETURNING
+ * would be one statement, but opens a statement journal each time.)
+ * SQLITE_DONE or an error code. */
 static int head_next(sq_t *q, const char *ns, size_t nslen, const char *key,
                      size_t klen, long long *seq) {
   sqlite3_stmt *st;
   int rc;
-  if (head_known(q, ns, nslen, key, klen)) {
-    *seq = q->head.last + 1;
-    for (int i = Q_HEAD_SET; i <= Q_HEAD_INS; i++) {
-      st = q->st[i];
-      bind_text(st, 1, ns, nslen);
-      bind_text(st, 2, key, klen);
-      sqlite3_bind_int64(st, 3, *seq);
-      if ((rc = run(st)) != SQLITE_DONE) return rc;
-      if (sqlite3_changes(q->db) > 0) break; /* updated: no insert */
-    }
-  } else {
-    st = q->st[Q_HEAD_NEXT];
+  if (!head_known(q, ns, nslen, key, klen)) {
+    st = q->st[Q_HEAD_LAST];
     bind_text(st, 1, ns, nslen);
     bind_text(st, 2, key, klen);
     rc = sqlite3_step(st);
-    *seq = sqlite3_column_int64(st, 0);
+    *seq = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_reset(st);
-    if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? SQLITE_ERROR : rc;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
+    head_keep(q, ns, nslen, key, klen, *seq);
   }
-  head_keep(q, ns, nslen, key, klen, *seq);
+  *seq = q->head.last + 1;
+  for (int i = Q_HEAD_SET; i <= Q_HEAD_INS; i++) {
+    st = q->st[i];
+    bind_text(st, 1, ns, nslen);
+    bind_text(st, 2, key, klen);
+    sqlite3_bind_int64(st, 3, *seq);
+    if ((rc = run(st)) != SQLITE_DONE) return rc;
+    if (sqlite3_changes(q->db) > 0) break; /* updated: no insert */
+  }
+  q->head.last = *seq;
   return SQLITE_DONE;
 }
 
