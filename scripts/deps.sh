@@ -23,7 +23,29 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   missing="$missing nodejs npm"
 fi
 
+# npm packages of the browser tests (spec/browser/package-lock.json:
+# puppeteer-core, which drives the chromium above): `npm ci` when
+# spec/browser/node_modules lacks the pinned version; nothing is fetched
+# when it is there (offline-safe). A failure is a warning: only
+# spec/integration/dashboard_spec.lua needs them, and it says so.
+npm_deps() {
+  local dir want have
+  dir="$(cd "$(dirname "$0")/.." && pwd)/spec/browser"
+  [ -f "$dir/package-lock.json" ] || return 0
+  want=$(sed -n 's/.*"puppeteer-core": *"\([^"]*\)".*/\1/p' "$dir/package.json" | head -n 1)
+  have=$(sed -n 's/^  "version": *"\([^"]*\)".*/\1/p' "$dir/node_modules/puppeteer-core/package.json" 2>/dev/null | head -n 1)
+  if [ -n "$want" ] && [ "$want" = "$have" ]; then return 0; fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "deps: no npm: the browser tests' packages (spec/browser) are not installed" >&2
+    return 0
+  fi
+  echo "deps: npm ci in spec/browser (puppeteer-core $want)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) ||
+    echo "deps: npm ci in spec/browser failed: the browser spec will fail naming it" >&2
+}
+
 if [ -z "$missing" ]; then
+  npm_deps
   exit 0
 fi
 
@@ -43,3 +65,4 @@ $sudo apt-get update -qq
 # shellcheck disable=SC2086 # word splitting of the package list is intended
 $sudo apt-get install -y -qq -o Dpkg::Options::=--force-confdef \
   -o Dpkg::Options::=--force-confold $missing
+npm_deps
