@@ -183,8 +183,8 @@ function Ctx:request_info(req)
     if answered then return value end
   end
   run._requests = run._requests or {}
-  run._requests[id] = { request_id = id, executor_id = self.executor_id, superstep = self.superstep,
-                       request = req, seq = self._seq }
+  -- {seq, executor_id, superstep, request} (an array: a paused run keeps it)
+  run._requests[id] = { self._seq, self.executor_id, self.superstep, req }
   local ok, err = clive(self._run.c, self._seq, "request_info", self.executor_id,
                         { request_id = id, request = req })
   if not ok then fail(self, "ctx:request_info", err) end
@@ -194,6 +194,10 @@ function Ctx:request_info(req)
 end
 
 local NO_ERRORS = setmetatable({}, { __newindex = function() error("ctx.previous_errors is read-only", 2) end })
+-- The fields of a first attempt, read through the metatable: a ctx is made
+-- with six fields, so that it keeps room for the ones it may get later
+-- (_nreq) without growing its hash part (8 -> 16 slots: 192 bytes).
+Ctx.attempt, Ctx.previous_errors = 1, NO_ERRORS
 
 -- Error handler of an invocation: keep the message and the stack.
 local function on_error(e)
@@ -213,11 +217,19 @@ end
 function _M.worker(run, seq, exec, superstep, attempt, msg, order)
   while true do
     local c = run.c
-    local ctx = setmetatable({
-      run_id = run.id, executor_id = run.wf._ids[exec], superstep = superstep,
-      attempt = attempt, previous_errors = attempt > 1 and cprev(c, seq) or NO_ERRORS,
-      _run = run, _seq = seq, _order = order,
-    }, Ctx)
+    local ctx
+    if attempt > 1 then
+      ctx = setmetatable({
+        run_id = run.id, executor_id = run.wf._ids[exec], superstep = superstep,
+        attempt = attempt, previous_errors = cprev(c, seq),
+        _run = run, _seq = seq, _order = order,
+      }, Ctx)
+    else -- a first attempt: attempt and previous_errors are Ctx's defaults
+      ctx = setmetatable({
+        run_id = run.id, executor_id = run.wf._ids[exec], superstep = superstep,
+        _run = run, _seq = seq, _order = order,
+      }, Ctx)
+    end
     local ok, err
     local invoke = run.invoke
     if invoke then

@@ -710,7 +710,7 @@ function _M.finish(r)
   end
   for _, a in ipairs(answers) do
     local q = r._requests and r._requests[a.request_id]
-    if q and sched.request_answer(r.c, q.seq, a.value) then r._requests[a.request_id] = nil end
+    if q and sched.request_answer(r.c, q[1], a.value) then r._requests[a.request_id] = nil end
   end
 end
 

@@ -219,9 +219,8 @@ function Run:requests()
   local out = {}
   local st = info(self.c)
   if st ~= "idle" and st ~= "running" then return out end
-  for _, q in pairs(self._requests or {}) do
-    out[#out + 1] = { request_id = q.request_id, executor_id = q.executor_id,
-                      superstep = q.superstep, request = q.request }
+  for id, q in pairs(self._requests or {}) do
+    out[#out + 1] = { request_id = id, executor_id = q[2], superstep = q[3], request = q[4] }
   end
   table.sort(out, function(a, b) return a.request_id < b.request_id end)
   return out
@@ -241,7 +240,7 @@ function Run:respond(request_id, value)
       if e then error("respond: " .. e, 2) end
     end
   end
-  local ok, err = sched.request_answer(self.c, q.seq, value)
+  local ok, err = sched.request_answer(self.c, q[1], value)
   if not ok then return nil, err end
   self._requests[request_id] = nil
   return true
