@@ -380,6 +380,18 @@ return weft.workflow("hello"):start(weft.executor("h", function(m, ctx) ctx:yiel
     assert.is_true(refs() - before < 10, ("registry grew by %d over 200 executions"):format(refs() - before))
   end)
 
+  it("builds a declarative workflow again when its stored definition was replaced (by another app on the store)", function()
+    local app, store = app_with({ id = "w", nodes = { { id = "first", agent = "writer" } } })
+    assert.equal("first", execute(app, "w", "a"):decoded().outputs[1].executor_id)
+    local other = new_app({ store = store })
+    assert.equal(204, call(other, "DELETE", "/api/v1/workflows/w").status_code)
+    assert.equal(201, call(other, "POST", "/api/v1/workflows",
+      { body = { id = "w", nodes = { { id = "second", agent = "writer" } } } }).status_code)
+    assert.equal("second", execute(app, "w", "b"):decoded().outputs[1].executor_id)
+    assert.equal(204, call(other, "DELETE", "/api/v1/workflows/w").status_code)
+    assert.equal(404, execute(app, "w", "c").status_code)
+  end)
+
   it("lists the scripts dir once for many executions, again for a script added or removed", function()
     local dir = os.tmpname()
     os.remove(dir)
@@ -393,7 +405,8 @@ return weft.workflow("%s"):start(weft.executor("h", function(m, ctx) ctx:yield_o
     put("one")
     local host = require "weft.host"
     local find, listings = host.find, 0
-    host.find = function(...) listings = listings + 1; return find(...) end
+    -- only listings of the scripts dir count (the dashboard lists its own files once)
+    host.find = function(d, ...) if d == dir then listings = listings + 1 end; return find(d, ...) end
     finally(function()
       host.find = find
       os.remove(dir .. "/one.lua")
@@ -538,13 +551,32 @@ describe("weft.serve executions", function()
   end)
 
   it("makes runs durable in the app's store", function()
-    local app, store = app_with({ id = "one", nodes = { { id = "w", agent = "writer" } } })
+    local path = os.tmpname()
+    finally(function() os.remove(path); os.remove(path .. "-wal"); os.remove(path .. "-shm") end)
+    local store = assert(require("weft").store.open("sqlite:" .. path))
+    local app = app_with({ id = "one", nodes = { { id = "w", agent = "writer" } } }, { store = store })
     local x = execute(app, "one", "hi"):decoded()
+    assert.is_true(x.durable)
     local rec = json.decode(assert(store:get("runs", x.id)))
     assert.equal("completed", rec.status)
     -- the summary survives a new app on the same store
     local app2 = new_app({ store = store })
     assert.equal("completed", call(app2, "GET", "/api/v1/executions/" .. x.id):decoded().status)
+  end)
+
+  it("makes runs durable in a memory store only when asked (it ends with the process)", function()
+    local app, store = app_with({ id = "one", nodes = { { id = "w", agent = "writer" } } })
+    local x = execute(app, "one", "hi"):decoded()
+    assert.equal("completed", x.status)
+    assert.is_nil(x.durable)
+    assert.is_nil(store:get("runs", x.id))
+    assert.is_nil(store:range("ckpt", x.id)[1])
+    -- its summary is still kept in the store
+    assert.equal("completed", call(new_app({ store = store }), "GET", "/api/v1/executions/" .. x.id):decoded().status)
+    local app2, store2 = app_with({ id = "one", nodes = { { id = "w", agent = "writer" } } }, { durable = true })
+    local x2 = execute(app2, "one", "hi"):decoded()
+    assert.is_true(x2.durable)
+    assert.equal("completed", json.decode(assert(store2:get("runs", x2.id))).status)
   end)
 end)
 

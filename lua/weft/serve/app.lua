@@ -13,6 +13,7 @@ local errors = require "weft.serve.errors"
 local type, pairs, ipairs, tostring, tonumber, setmetatable, xpcall, error =
   type, pairs, ipairs, tostring, tonumber, setmetatable, xpcall, error
 local concat, sort = table.concat, table.sort
+local find, gmatch = string.find, string.gmatch
 local throw = errors.throw
 
 local _M = {}
@@ -70,12 +71,22 @@ local function segments(path)
   if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
     throw(400, "bad_request", "the path must start with '/'")
   end
+  -- without an escape or a backslash no segment can hold "/" or "\\"
+  -- once decoded: only "." and ".." are traversal (the common case)
+  local plain = not find(path, "[%%\\]")
   local out = {}
-  for raw in path:gmatch("[^/]+") do
-    local s = unescape(raw)
-    if s == nil then throw(400, "invalid_path", ("malformed percent-escape in path segment %q"):format(raw)) end
-    if s == "." or s == ".." or s:find("%.%.[/\\]") or s:find("[/\\]%.%.") then
-      throw(400, "invalid_path", ("path segment %q is not allowed (path traversal)"):format(raw))
+  for raw in gmatch(path, "[^/]+") do
+    local s = raw
+    if plain then
+      if s == "." or s == ".." then
+        throw(400, "invalid_path", ("path segment %q is not allowed (path traversal)"):format(raw))
+      end
+    else
+      s = unescape(raw)
+      if s == nil then throw(400, "invalid_path", ("malformed percent-escape in path segment %q"):format(raw)) end
+      if s == "." or s == ".." or s:find("%.%.[/\\]") or s:find("[/\\]%.%.") then
+        throw(400, "invalid_path", ("path segment %q is not allowed (path traversal)"):format(raw))
+      end
     end
     out[#out + 1] = s
   end
@@ -92,19 +103,31 @@ function App:route(method, pattern, fn)
     segs[#segs + 1] = name and true or s
     names[#segs] = name
   end
-  self.routes[#self.routes + 1] = { method = method, pattern = pattern, segs = segs, names = names, fn = fn }
+  local r = { method = method, pattern = pattern, segs = segs, names = names, fn = fn }
+  self.routes[#self.routes + 1] = r
+  -- routes by segment count, in the order they were added: a request is
+  -- matched against the routes of its length only
+  local by = self.by_length[#segs]
+  if not by then by = {}; self.by_length[#segs] = by end
+  by[#by + 1] = r
 end
 
--- The params of route r for segments segs, or nil when it does not match.
+-- True when route r matches segments segs (of r's length).
 local function match(r, segs)
-  if #segs ~= #r.segs then return nil end
-  local params = {}
-  for i, s in ipairs(r.segs) do
-    if s == true then
-      params[r.names[i]] = segs[i]
-    elseif s ~= segs[i] then
-      return nil
-    end
+  local rs = r.segs
+  for i = 1, #rs do
+    local s = rs[i]
+    if s ~= true and s ~= segs[i] then return false end
+  end
+  return true
+end
+
+-- The params of route r for segments segs (r matches them).
+local function params_of(r, segs)
+  local params, names = {}, r.names
+  for i = 1, #r.segs do
+    local name = names[i]
+    if name then params[name] = segs[i] end
   end
   return params
 end
@@ -113,8 +136,11 @@ end
 -- or nil when empty and not opts.required. Raises 415 for a body that is
 -- not JSON, 400 (with line and column) for invalid JSON or a body nested
 -- deeper than MAX_BODY_DEPTH.
+local NO_OPTS = {}
+local DECODE_OPTS = { max_depth = _M.MAX_BODY_DEPTH }
+
 function App:body(req, opts)
-  opts = opts or {}
+  opts = opts or NO_OPTS
   local body = req.body
   if body == nil or body == "" then
     if opts.required then throw(400, "bad_request", "a JSON request body is required") end
@@ -128,7 +154,7 @@ function App:body(req, opts)
           ("request bodies must be application/json, got %s"):format(ct == "" and "no content-type" or ("'" .. ct .. "'")),
           { content_type = ct })
   end
-  local v, err = json.decode(body, { max_depth = _M.MAX_BODY_DEPTH })
+  local v, err = json.decode(body, DECODE_OPTS)
   if v == nil then
     local line, col = tostring(err):match("line (%d+) column (%d+)")
     local details = { line = tonumber(line), column = tonumber(col) }
@@ -166,10 +192,18 @@ end
 
 -- Definitions (namespace "defs", keys "<kind>/<id>") -----------------------
 
---- The stored definition of kind ("agent", "workflow") id, or nil.
-function App:def_get(kind, id)
+--- The stored definition of kind ("agent", "workflow") id as stored (a
+-- JSON string), or nil.
+function App:def_raw(kind, id)
   local v, err = self.store:get("defs", kind .. "/" .. id)
   if v == nil and err then throw(503, "store_unavailable", "store: " .. tostring(err)) end
+  return v
+end
+
+--- The stored definition of kind ("agent", "workflow") id, or nil; v: its
+-- stored JSON when the caller already read it (def_raw).
+function App:def_get(kind, id, v)
+  if v == nil then v = self:def_raw(kind, id) end
   if v == nil then return nil end
   local d, derr = json.decode(v)
   if type(d) ~= "table" then throw(500, "internal", ("corrupt %s definition '%s': %s"):format(kind, id, tostring(derr))) end
@@ -224,54 +258,64 @@ end
 
 local internal_seq = 0
 
+-- Route req (in app:handle's protected call): runs the before hooks, then
+-- the route; returns the status answered.
+local function dispatch(self, req, res)
+  local before = self.before
+  for i = 1, #before do
+    if before[i](self, req, res) then -- the hook answered the request itself
+      return res.status_code or 200
+    end
+  end
+  local segs = segments(req.raw_path or req.path)
+  local allowed, seen
+  local routes = self.by_length[#segs]
+  for i = 1, routes and #routes or 0 do
+    local r = routes[i]
+    if match(r, segs) then
+      if r.method == req.method then
+        local params = params_of(r, segs)
+        for name, v in pairs(params) do
+          _M.check_id(v, name)
+        end
+        local st, body, headers = r.fn(self, req, params, res)
+        if st then
+          respond(res, st, body, headers)
+          return st
+        end
+        return res.status_code or 200
+      end
+      allowed, seen = allowed or {}, seen or {}
+      if not seen[r.method] then
+        seen[r.method] = true
+        allowed[#allowed + 1] = r.method
+      end
+    end
+  end
+  if allowed then
+    sort(allowed)
+    local e = errors.new(405, "method_not_allowed",
+      ("method %s is not allowed on %s (allowed: %s)"):format(tostring(req.method), req.raw_path or req.path,
+        concat(allowed, ", ")),
+      { allowed = allowed })
+    e.headers = { allow = concat(allowed, ", ") }
+    error(e, 0)
+  end
+  throw(404, "not_found", ("no route for %s %s"):format(tostring(req.method), tostring(req.raw_path or req.path)))
+end
+
+-- The error handler of dispatch: error objects as they are, anything else
+-- with its traceback (for the log).
+local function caught(e)
+  if errors.is_error(e) then return e end
+  return { internal = tostring(e), traceback = debug.traceback(tostring(e), 2) }
+end
+
 --- Serve one request (never raises).
 function App:handle(req, res)
-  local status
-  local ok, err = xpcall(function()
-    for _, hook in ipairs(self.before) do
-      if hook(self, req, res) then -- the hook answered the request itself
-        status = res.status_code or 200
-        return
-      end
-    end
-    local segs = segments(req.raw_path or req.path)
-    local allowed, seen = {}, {}
-    for _, r in ipairs(self.routes) do
-      local params = match(r, segs)
-      if params then
-        if r.method == req.method then
-          for name, v in pairs(params) do
-            _M.check_id(v, name)
-          end
-          local st, body, headers = r.fn(self, req, params, res)
-          if st then
-            status = st
-            respond(res, st, body, headers)
-          else
-            status = res.status_code or 200
-          end
-          return
-        elseif not seen[r.method] then
-          seen[r.method] = true
-          allowed[#allowed + 1] = r.method
-        end
-      end
-    end
-    if #allowed > 0 then
-      sort(allowed)
-      local e = errors.new(405, "method_not_allowed",
-        ("method %s is not allowed on %s (allowed: %s)"):format(tostring(req.method), req.raw_path or req.path,
-          concat(allowed, ", ")),
-        { allowed = allowed })
-      e.headers = { allow = concat(allowed, ", ") }
-      error(e, 0)
-    end
-    throw(404, "not_found", ("no route for %s %s"):format(tostring(req.method), tostring(req.raw_path or req.path)))
-  end, function(e)
-    if errors.is_error(e) then return e end
-    return { internal = tostring(e), traceback = debug.traceback(tostring(e), 2) }
-  end)
+  local ok, status = xpcall(dispatch, caught, self, req, res)
   if not ok then
+    local err = status
     if not errors.is_error(err) then
       -- the message and traceback name server files: the log gets them,
       -- the client a reference to find them there
@@ -285,15 +329,16 @@ function App:handle(req, res)
     if not res.streaming then pcall(self.send_error or errors.send, res, err, req) end
   end
   self.metrics:count_http(req.method, status or 500)
-  for _, hook in ipairs(self.after) do
-    local hok, herr = pcall(hook, self, req, status or 500)
+  local after = self.after
+  for i = 1, #after do
+    local hok, herr = pcall(after[i], self, req, status or 500)
     if not hok then io.stderr:write("weft serve: after hook: ", tostring(herr), "\n") end
   end
 end
 
 --- Create the app. opts: store (a weft.store object or URL; default an
--- in-memory store), durable (default true when a store is given: async
--- runs are durable), scripts_dir (Lua workflow files, listed read-only),
+-- in-memory store), durable (runs are durable in the store; default true
+-- when a store is given that outlives the process: not for memory:), scripts_dir (Lua workflow files, listed read-only),
 -- tools (a list of weft.tool objects to register), security (options of
 -- weft.serve.security.install: keys, keys_file, cors, clock, now).
 -- app.before: hooks fn(app, req, res) run first, which may raise an error
@@ -310,11 +355,14 @@ function _M.new(opts)
     store = s
   end
   local durable = opts.durable
-  if durable == nil then durable = store ~= nil end
+  -- a memory store ends with this process: a checkpoint in it could never
+  -- be resumed, so runs are not made durable there unless asked (tests or
+  -- an embedder sharing one memory store)
+  if durable == nil then durable = store ~= nil and store.kind ~= "memory" end
   if store == nil then store = assert(require("weft.store").open("memory:")) end
   local self = setmetatable({
     store = store, durable = durable, scripts_dir = opts.scripts_dir,
-    routes = {}, tools = {}, built = {}, executions = {}, started = require("weft").now(),
+    routes = {}, by_length = {}, tools = {}, built = {}, built_src = {}, executions = {}, started = require("weft").now(),
     before = {}, after = {},
   }, App)
   self.metrics = require("weft.serve.health").metrics()

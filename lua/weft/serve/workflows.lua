@@ -308,14 +308,18 @@ end
 --- The weft workflow of id (declarative or Lua), built and cached; raises
 -- 404 when there is none.
 function _M.get(app, id)
-  local d = app:def_get("workflow", id)
-  if d then
+  local raw = app:def_raw("workflow", id)
+  if raw then
+    -- built once per stored definition: the stored JSON is compared, not
+    -- decoded, on every execution (a definition replaced meanwhile, by
+    -- this process or another one on the store, is built again)
     local key = "json/" .. id
     local wf = app.built[key]
-    if not wf then
+    if not wf or app.built_src[key] ~= raw then
+      local d = app:def_get("workflow", id, raw)
       d.created_at, d.updated_at = nil, nil
       wf = _M.build(app, d)
-      app.built[key] = wf
+      app.built[key], app.built_src[key] = wf, raw
     end
     return wf
   end
