@@ -1387,6 +1387,71 @@ static int sql_exec(const char *path, const char *sql) {
   return ok;
 }
 
+/* The integer result of PRAGMA name on the database file at path (-1 on
+ * failure); mode: the text result (journal_mode), copied. */
+static long pragma_of(const char *path, const char *name, char *mode,
+                      size_t n) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  char sql[64];
+  long v = -1;
+  snprintf(sql, sizeof sql, "PRAGMA %s", name);
+  if (sqlite3_open(path, &db) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    v = (long)sqlite3_column_int64(st, 0);
+    if (mode)
+      snprintf(mode, n, "%s", (const char *)sqlite3_column_text(st, 0));
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+/* A new file gets 1 KiB pages in WAL mode (what a checkpoint writes to the
+ * WAL per changed page); a store made with SQLite's default 4 KiB pages
+ * keeps them and works as before. */
+static void t_sqlite_pages(void) {
+  char path[512], url[600], mode[16] = "";
+  wf_err_t err;
+  snprintf(path, sizeof path, "%s/pages-new.db", tmpdir);
+  snprintf(url, sizeof url, "sqlite:%s", path);
+  wf_store_t *s = wf_store_open(LP, url, &err);
+  CHECK(s != NULL);
+  if (!s) return;
+  CHECK_INT(append(s, "pg", "l", "e1"), 1);
+  wf_store_close(s);
+  CHECK_INT(pragma_of(path, "page_size", NULL, 0), 1024);
+  pragma_of(path, "journal_mode", mode, sizeof mode);
+  CHECK_STR(mode, "wal");
+  /* an older file with 4 KiB pages (weft's schema, SQLite's default) */
+  snprintf(path, sizeof path, "%s/pages-old.db", tmpdir);
+  snprintf(url, sizeof url, "sqlite:%s", path);
+  CHECK(sql_exec(path,
+                 "PRAGMA page_size=4096; PRAGMA journal_mode=WAL;"
+                 "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT "
+                 "NULL) WITHOUT ROWID;"
+                 "INSERT INTO meta VALUES('schema_version', '1');"
+                 "CREATE TABLE records(ns TEXT NOT NULL, key TEXT NOT NULL, "
+                 "value BLOB NOT NULL, PRIMARY KEY(ns, key));"
+                 "CREATE TABLE logs(ns TEXT NOT NULL, key TEXT NOT NULL, "
+                 "seq INTEGER NOT NULL, value BLOB NOT NULL, "
+                 "PRIMARY KEY(ns, key, seq));"
+                 "CREATE TABLE log_heads(ns TEXT NOT NULL, key TEXT NOT "
+                 "NULL, last INTEGER NOT NULL, PRIMARY KEY(ns, key)) "
+                 "WITHOUT ROWID;"
+                 "INSERT INTO logs VALUES('pg', 'l', 1, 'old');"
+                 "INSERT INTO log_heads VALUES('pg', 'l', 1);"));
+  s = wf_store_open(LP, url, &err);
+  CHECK(s != NULL);
+  if (!s) return;
+  CHECK_INT(append(s, "pg", "l", "e2"), 2);
+  CHECK_INT(put(s, "pg", "k", "v"), WF_OK);
+  CHECK_STR(rangev(s, "pg", "l", 1, 0), "1:old,2:e2");
+  wf_store_close(s);
+  CHECK_INT(pragma_of(path, "page_size", NULL, 0), 4096);
+}
+
 static void t_sqlite_bad_files(void) {
   char path[512];
   size_t n;
@@ -1766,6 +1831,7 @@ int main(void) {
   RUN(t_urls);
   RUN(t_sqlite_reopen);
   RUN(t_sqlite_bad_files);
+  RUN(t_sqlite_pages);
   RUN(t_sqlite_readonly);
   RUN(t_sqlite_modes);
   if (have_redis() && (redis_port = free_port()) > 0 && redis_start()) {
