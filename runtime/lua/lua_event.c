@@ -5,87 +5,164 @@
  * sched.h), lua_rt.h, lua_sched_int.h. */
 #include "lua_sched_int.h"
 
+/* The keys of event tables, then the event type names, then the graph's
+ * executor ids: the strings of a graph's strs table, by index. Pushing a
+ * string from it is an array read; lua_setfield/lua_pushstring intern their
+ * string at every call (they were 3/4 of a subscriber's cost). */
+enum {
+  K_TYPE = 1, K_RUN_ID, K_SUPERSTEP, K_EXECUTOR_ID, K_TS, K_DATA, K_ATTEMPT,
+  K_WORKFLOW, K_ERROR, K_TRACEBACK, K_RETRYING, K_CONTINUED, K_TIMED_OUT,
+  K_LEVEL, K_MESSAGE, K_KEY, K_WRITERS, K_FROM, K_TARGET, K_EDGES, K_NAME,
+  K_TYPES /* type names from here, executor ids after them */
+};
+static const char *const key_names[] = {
+  NULL, "type", "run_id", "superstep", "executor_id", "ts", "data",
+  "attempt", "workflow", "error", "traceback", "retrying", "continued",
+  "timed_out", "level", "message", "key", "writers", "from", "target",
+  "edges", "name"};
+#define K_EXEC (K_TYPES + WF_EV__COUNT)
+
+/* Push the strs table of graph lg (made at the first call) on L. */
+static void push_strs(lua_State *L, wf_lua_graph_t *lg) {
+  const wf_graph_t *g = lg->g;
+  int i;
+  if (lg->strs_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lg->strs_ref);
+    return;
+  }
+  lua_createtable(L, K_EXEC + g->nexec, 0);
+  for (i = 1; i < K_TYPES; i++) {
+    lua_pushstring(L, key_names[i]);
+    lua_rawseti(L, -2, i);
+  }
+  for (i = 0; i < WF_EV__COUNT; i++) {
+    lua_pushstring(L, wf_event_type_name(i));
+    lua_rawseti(L, -2, K_TYPES + i);
+  }
+  for (i = 0; i < g->nexec; i++) {
+    lua_pushstring(L, g->execs[i].id);
+    lua_rawseti(L, -2, K_EXEC + i);
+  }
+  lua_pushvalue(L, -1);
+  lg->strs_ref = wf_lua_ref(lg->rt, L);
+}
+
+/* t[strs[k]] = value at the top of L, for the table t just below it and
+ * the strs table at index s. */
+static void set_k(lua_State *L, int s, int k) {
+  lua_rawgeti(L, s, k);
+  lua_insert(L, -2);
+  lua_rawset(L, -3);
+}
+
+/* t[strs[k]] = string v (skipped when NULL). */
+static void set_str(lua_State *L, int s, int k, const char *v) {
+  if (!v) return;
+  lua_pushstring(L, v);
+  set_k(L, s, k);
+}
+
+/* t[strs[k]] = integer v. */
+static void set_int(lua_State *L, int s, int k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  set_k(L, s, k);
+}
+
+/* t[strs[k]] = boolean v. */
+static void set_bool(lua_State *L, int s, int k, int v) {
+  lua_pushboolean(L, v);
+  set_k(L, s, k);
+}
+
 /* Push the Lua table of event ev of run lr on L. */
 void wf_lua_event_push(lua_State *L, wf_lua_run_t *lr, const wf_event_t *ev) {
   wf_lua_rt_t *rt = lr->rt;
   const wf_graph_t *g = lr->lg->g;
-  int i;
+  int i, s;
+  push_strs(L, lr->lg);
+  s = lua_gettop(L);
   lua_createtable(L, 0, 8);
-  wf_lua_sched_set_str(L, "type", wf_event_type_name(ev->type));
-  wf_lua_sched_set_str(L, "run_id", wf_run_id(lr->run));
-  wf_lua_sched_set_int(L, "superstep", ev->superstep);
-  if (ev->exec >= 0 && ev->exec < g->nexec)
-    wf_lua_sched_set_str(L, "executor_id", g->execs[ev->exec].id);
+  lua_rawgeti(L, s, K_TYPES + ev->type);
+  set_k(L, s, K_TYPE);
+  set_str(L, s, K_RUN_ID, wf_run_id(lr->run));
+  set_int(L, s, K_SUPERSTEP, ev->superstep);
+  if (ev->exec >= 0 && ev->exec < g->nexec) {
+    lua_rawgeti(L, s, K_EXEC + ev->exec);
+    set_k(L, s, K_EXECUTOR_ID);
+  }
   lua_pushnumber(L, ev->ts);
-  lua_setfield(L, -2, "ts");
+  set_k(L, s, K_TS);
   switch (ev->type) {
   case WF_EV_WORKFLOW_STARTED:
     lua_createtable(L, 0, 1);
-    wf_lua_sched_set_str(L, "workflow", g->name);
+    set_str(L, s, K_WORKFLOW, g->name);
     break;
   case WF_EV_EXECUTOR_INVOKED:
   case WF_EV_EXECUTOR_COMPLETED:
     lua_createtable(L, 0, 1);
-    wf_lua_sched_set_int(L, "attempt", ev->attempt);
+    set_int(L, s, K_ATTEMPT, ev->attempt);
     break;
   case WF_EV_EXECUTOR_FAILED:
     lua_createtable(L, 0, 6);
-    wf_lua_sched_set_str(L, "error", ev->str);
-    wf_lua_sched_set_str(L, "traceback", ev->str2);
-    wf_lua_sched_set_int(L, "attempt", ev->attempt);
-    wf_lua_sched_set_bool(L, "retrying", ev->flags & WF_EVF_RETRYING);
-    wf_lua_sched_set_bool(L, "continued", ev->flags & WF_EVF_CONTINUED);
-    wf_lua_sched_set_bool(L, "timed_out", ev->flags & WF_EVF_TIMEOUT);
+    set_str(L, s, K_ERROR, ev->str);
+    set_str(L, s, K_TRACEBACK, ev->str2);
+    set_int(L, s, K_ATTEMPT, ev->attempt);
+    set_bool(L, s, K_RETRYING, ev->flags & WF_EVF_RETRYING);
+    set_bool(L, s, K_CONTINUED, ev->flags & WF_EVF_CONTINUED);
+    set_bool(L, s, K_TIMED_OUT, ev->flags & WF_EVF_TIMEOUT);
     break;
   case WF_EV_LOG:
     lua_createtable(L, 0, 2);
-    wf_lua_sched_set_str(L, "level", ev->str2);
-    wf_lua_sched_set_str(L, "message", ev->str);
+    set_str(L, s, K_LEVEL, ev->str2);
+    set_str(L, s, K_MESSAGE, ev->str);
     break;
   case WF_EV_STATE_CONFLICT:
     lua_createtable(L, 0, 2);
-    wf_lua_sched_set_str(L, "key", ev->str);
+    set_str(L, s, K_KEY, ev->str);
     lua_createtable(L, ev->nints, 0);
     for (i = 0; i < ev->nints; i++) {
       int x = ev->ints[i];
-      lua_pushstring(L, (x >= 0 && x < g->nexec) ? g->execs[x].id : "?");
+      if (x >= 0 && x < g->nexec) lua_rawgeti(L, s, K_EXEC + x);
+      else lua_pushliteral(L, "?");
       lua_rawseti(L, -2, i + 1);
     }
-    lua_setfield(L, -2, "writers");
+    set_k(L, s, K_WRITERS);
     break;
   case WF_EV_WORKFLOW_FAILED:
     lua_createtable(L, 0, 1);
-    wf_lua_sched_set_str(L, "error", ev->str);
+    set_str(L, s, K_ERROR, ev->str);
     break;
   case WF_EV_MESSAGE_UNDELIVERED: { /* exec = the sender, ints = the refusing
                                      edges, str2 = the target of a targeted
                                      send, data = the message */
       char label[256];
       lua_createtable(L, 0, 4);
-      wf_lua_sched_set_str(L, "from", g->execs[ev->exec].id);
-      if (ev->str2) wf_lua_sched_set_str(L, "target", ev->str2);
+      lua_rawgeti(L, s, K_EXEC + ev->exec);
+      set_k(L, s, K_FROM);
+      set_str(L, s, K_TARGET, ev->str2);
       lua_createtable(L, ev->nints, 0); /* data.edges: labels */
       for (i = 0; i < ev->nints; i++) {
         lua_pushstring(L, wf_graph_edge_label(g, ev->ints[i], label,
                                               sizeof label));
         lua_rawseti(L, -2, i + 1);
       }
-      lua_setfield(L, -2, "edges");
+      set_k(L, s, K_EDGES);
       wf_lua_val_push(rt, L, ev->data);
-      lua_setfield(L, -2, "message");
+      set_k(L, s, K_MESSAGE);
       break;
     }
   case WF_EV_CUSTOM:
   case WF_EV_AGENT_UPDATE:
   case WF_EV_REQUEST_INFO:
-    wf_lua_sched_set_str(L, "name", ev->str);
+    set_str(L, s, K_NAME, ev->str);
     wf_lua_val_push(rt, L, ev->data);
     break;
   default:
     wf_lua_val_push(rt, L, ev->data);
     break;
   }
-  lua_setfield(L, -2, "data");
+  set_k(L, s, K_DATA);
+  lua_remove(L, s);
 }
 
 /* core.run_events(run) -> list of event tables (from the kept log) */

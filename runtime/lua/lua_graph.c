@@ -16,6 +16,7 @@ void wf_lua_graph_unref(wf_lua_graph_t *lg) {
   else if (lg->rt) lg->rt->graphs = lg->next;
   if (lg->next) lg->next->prev = lg->prev;
   wf_lua_unref(lg->rt, lg->fns_ref);
+  wf_lua_unref(lg->rt, lg->strs_ref);
   if (lg->box) *lg->box = NULL;
   wf_graph_free(lg->g);
   free(lg);
@@ -41,7 +42,7 @@ static int l_graph_new(lua_State *L) {
   lg->g = wf_graph_new(name);
   lg->g->host = lg;
   lg->rt = rt;
-  lg->fns_ref = LUA_NOREF;
+  lg->fns_ref = lg->strs_ref = LUA_NOREF;
   lg->refs = 1;
   lg->box = p;
   lg->next = rt->graphs;

@@ -25,6 +25,8 @@ typedef struct wf_lua_graph {
   int fns_ref;  /* {conds = {[e] = {[i] = fn}}, selects = {[e] = fn},
                    reducers = {[r] = fn}} (1-based) */
   int refs;     /* the userdata + one per run */
+  int strs_ref; /* the strings of its event tables (lua_event.c), made at
+                   the first event pushed; LUA_NOREF until then */
   struct wf_lua_graph **box; /* the userdata's pointer, cleared on free */
   struct wf_lua_graph *prev, *next;
 } wf_lua_graph_t;
