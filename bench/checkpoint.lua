@@ -10,7 +10,8 @@
 -- superstep writes one small key. "100 KB state": the state also holds a
 -- 100 KB value written once, so every full snapshot carries it (deltas do
 -- not). Redis: a private redis-server on a free loopback port (skipped when
--- not installed). Uses weft, weft.store, bench/bench_lib.lua.
+-- not installed). Memory: a store that writes nothing, so its figure is
+-- what is not the backend's (snapshot, encoding, the batch, task switches). Uses weft, weft.store, bench/bench_lib.lua.
 local weft = require "weft"
 package.path = (arg and arg[0] and arg[0]:match("^(.*/)") or "bench/") .. "?.lua;" .. package.path
 local blib = require "bench_lib"
@@ -80,6 +81,7 @@ os.execute("mkdir -m 700 -p " .. dir)
 local stores = { { "sqlite", "sqlite:" .. dir .. "/bench.db", 40 } }
 local rurl, rstop = redis()
 if rurl then stores[#stores + 1] = { "redis", rurl, 100 } end
+stores[#stores + 1] = { "memory", "memory:" }
 
 local m = blib.machine()
 print("weft checkpoint benchmark (bench/checkpoint.lua)")
@@ -102,8 +104,10 @@ for _, big in ipairs({ false, true }) do
       xs[r] = (durable - plain) / opts.steps * 1e6
     end
     local s = blib.stats(xs)
+    local budget = not big and st[3]
     print(fmt("%-40s %10.2f %10.2f %10.2f %10s  %s", fmt("%s, %s state", st[1], big and "100 KB" or "small"),
-      s.median, s.min, s.max, "<= " .. st[3], big and "" or (s.median <= st[3] and "ok" or "OVER")))
+      s.median, s.min, s.max, st[3] and "<= " .. st[3] or "-",
+      budget and (s.median <= budget and "ok" or "OVER") or ""))
     store:close()
   end
 end
