@@ -306,7 +306,8 @@ local function bench_single()
     stats(times))
 end
 
--- 1 + 4. chains of 1000 and 10,000, with and without the event log.
+-- 1 + 4 + 5. chains of 1000 and 10,000, with and without the event log,
+-- and the chain of 1000 with one on_event subscriber.
 local function bench_chains()
   local sizes = { 1000, 10000 }
   local cases = {}
@@ -330,7 +331,18 @@ local function bench_chains()
       }
     end
   end
+  -- 5. the chain of 1000 again, with one on_event subscriber that only
+  -- counts: what a subscriber costs per event it receives
+  local sub_wf = build_chain(1000)
+  local nev = 0
+  local sub_opts = run_opts(1010, true)
+  sub_opts.on_event = function() nev = nev + 1 end
+  cases[#cases + 1] = {
+    wf = sub_wf, input = "x", opts = sub_opts,
+    check = function(res) check("chain 1000 [on_event]", res, 1000) end,
+  }
   local t = interleaved(cases)
+  local ev_per_run = nev / (N + 1)
   local function per_inv(n) return function(x) return x / n * 1e6 end end
   local us1, us10 = per_round(per_inv(1000), t[1]), per_round(per_inv(10000), t[2])
   local us1n, us10n = per_round(per_inv(1000), t[3]), per_round(per_inv(10000), t[4])
@@ -344,6 +356,8 @@ local function bench_chains()
   row("chain 10k/1k ratio [events=false]", "x", stats(per_round(ratio, us1n, us10n)))
   row("event log cost: chain 1k, per invocation", "us", stats(per_round(diff, us1, us1n)))
   row("event log cost: chain 10k, per invocation", "us", stats(per_round(diff, us10, us10n)))
+  row(fmt("one on_event subscriber: chain 1k, per event (%d events a run)", ev_per_run), "us",
+    stats(per_round(function(a, b) return (b - a) * 1e6 / ev_per_run end, t[1], t[5])), 0.1)
 end
 
 -- 2 + 4. 10,000-superstep two-executor loop, with and without the log.
