@@ -2,8 +2,9 @@
 // Debian's /usr/bin/chromium) against a running `weft serve`; run by
 // spec/integration/dashboard_spec.lua, which starts the server with the
 // scripts ask.lua and xss.lua and an admin key. Env: WEFT_URL (base URL),
-// WEFT_KEY (admin key), SHOTS (directory for screenshots), CHROMIUM.
-// Prints one line per check; exits 1 at the first failure, naming it.
+// WEFT_KEY (admin key), SHOTS (directory for screenshots), CHROMIUM, or
+// BROWSER=firefox and FIREFOX.
+// Prints one line per check (ok / not ok); exits 1 when one failed.
 import puppeteer from 'puppeteer-core';
 import { mkdirSync } from 'node:fs';
 
@@ -34,12 +35,17 @@ function ok(what) { console.log(`ok - ${what}`); }
 function fail(what, detail) { console.log(`not ok - ${what}${detail ? ': ' + detail : ''}`); failures++; }
 function check(cond, what, detail) { if (cond) ok(what); else fail(what, detail); return cond; }
 
-const browser = await puppeteer.launch({
+// BROWSER=firefox drives Firefox (WebDriver BiDi; FIREFOX: its path)
+const FIREFOX = process.env.BROWSER === 'firefox';
+const browser = await puppeteer.launch(FIREFOX ? {
+  browser: 'firefox', executablePath: process.env.FIREFOX || '/usr/bin/firefox-esr', headless: true,
+} : {
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,
   // root in CI: Chromium's sandbox needs an unprivileged user
   args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run'],
 });
+console.log(`# ${await browser.version()}`);
 let page;
 try {
   page = await browser.newPage();
@@ -153,9 +159,35 @@ try {
   check(dialogs.length === 0, 'no dialog was ever opened', dialogs.join(' | '));
 
   // 6. playground and operations
-  await view('#/playground', '#pg-model option', 'playground');
+  // chat with an agent, streamed through /v1/chat/completions
+  await call('POST', '/api/v1/agents', { id: 'echo', name: 'echo', model: 'mock:echo', instructions: 'Echo <b>it</b>.' });
+  await view('#/playground', '#pg-model option[value="agent:echo"]', 'playground');
+  await page.select('#pg-model', 'agent:echo');
+  await page.type('#pg-msg', 'hello <i>there</i>');
+  await page.click('form.chatform button[type=submit]');
+  await page.waitForFunction(() => /echo: hello <i>there<\/i>/.test((document.querySelector('.chat li.assistant .text') || {}).textContent || ''));
+  check(await page.evaluate(() => document.querySelectorAll('.chat i').length === 0), 'the streamed chat answer appears, as text');
+  // the builder: a dry run shows the proposal, Apply stores it
+  await page.type('#b-req', 'an agent that reviews code');
+  await page.click('form.builder button[type=submit]');
+  await page.waitForFunction(() => /would_be_created/.test(document.getElementById('b-out').textContent));
+  await page.screenshot({ path: `${SHOTS}/dashboard-playground.png` });
+  const before = await fetch(`${BASE}/api/v1/agents/reviewer`, { headers: { Authorization: `Bearer ${KEY}` } });
+  check(before.status === 404, 'the builder\'s dry run changes nothing', String(before.status));
+  await page.click('#b-out button');
+  await page.waitForFunction(() => /Applied/.test(document.getElementById('b-out').textContent));
+  const agent = await call('GET', '/api/v1/agents/reviewer');
+  check(agent.model === 'mock:echo', 'applying the builder\'s proposal creates the agent', JSON.stringify(agent));
+  check(consoleErrors.length === 0, 'the playground has no console error', consoleErrors.join(' | '));
   await view('#/operations', '#audit table', 'operations');
   await page.waitForFunction(() => document.querySelectorAll('#charts figure').length >= 3);
+  // runs while the view samples: the executions chart rises
+  for (let i = 0; i < 5; i++) await call('POST', '/api/v1/workflows/xss/execute', { input: `run ${i}` });
+  await page.waitForFunction(() => {
+    const f = document.querySelector('#charts figure');
+    return Number(f.dataset.points) >= 3 && !/max 0\.00\)/.test(f.textContent);
+  });
+  ok('the executions chart shows the runs started while the view is open');
   await page.screenshot({ path: `${SHOTS}/dashboard-operations.png` });
   check(consoleErrors.length === 0, 'operations draws its charts with no console error', consoleErrors.join(' | '));
 } catch (e) {

@@ -3,7 +3,8 @@
 -- Chromium driven by spec/browser/dashboard.mjs (puppeteer-core from npm,
 -- installed by scripts/deps.sh). Each view loads without a console error;
 -- a run started over the API appears and its executors light up as its
--- events arrive; answering a request in the inbox continues the run; HTML
+-- events arrive; answering a request in the inbox continues the run; the
+-- playground chats (streamed) and the builder proposes then applies; HTML
 -- and JS in executor ids and outputs stay inert text. Screenshots of each
 -- view go to $WEFT_BUILD_DIR/dashboard-screens/. #browser
 local weft = require "weft"
@@ -56,15 +57,22 @@ describe("the dashboard in headless Chromium", function()
     files.write(dir .. "/scripts/ask.lua", ASK)
     files.write(dir .. "/scripts/xss.lua", XSS)
     files.write(dir .. "/keys.json", json.encode({ { id = "admin", key = KEY, scopes = { "admin" } } }))
+    -- the builder's model (mock:builder) proposes one agent
+    files.write(dir .. "/mock.json", json.encode({ builder = { { reply = json.encode({
+      summary = "an agent that reviews", actions = { { op = "create_agent", id = "reviewer",
+        definition = { name = "reviewer", model = "mock:echo", instructions = "Review <b>code</b>." } } } }) } } }))
     local port = procs.free_port()
     local p = procs.spawn({ bin, "serve", "--port", tostring(port), "--store", "sqlite:" .. dir .. "/weft.db",
-      "--scripts", dir .. "/scripts", "--keys", dir .. "/keys.json", "--in-process" })
+      "--scripts", dir .. "/scripts", "--keys", dir .. "/keys.json", "--in-process" },
+      { WEFT_MOCK_SCRIPT = dir .. "/mock.json" })
     scope.later(function() procs.kill(p); procs.wait(p, 20) end)
     procs.wait_port(port)
     local shots = build .. "/dashboard-screens"
     local rc, out, err = procs.run({ "node", src .. "/spec/browser/dashboard.mjs" }, {
       WEFT_URL = ("http://127.0.0.1:%d"):format(port), WEFT_KEY = KEY, SHOTS = shots,
       CHROMIUM = os.getenv("CHROMIUM") or "/usr/bin/chromium", HOME = dir,
+      -- BROWSER=firefox (and FIREFOX=path) runs the same checks in Firefox
+      BROWSER = os.getenv("BROWSER"), FIREFOX = os.getenv("FIREFOX"),
     }, 300)
     assert.equal(0, rc, out .. "\n" .. err .. "\nserver stderr:\n" .. (procs.slurp(p.err) or ""))
     assert.truthy(out:find("# all checks passed", 1, true), out)

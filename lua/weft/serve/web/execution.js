@@ -72,7 +72,7 @@ export async function render(main, [id], signal) {
       h('dt', null, 'Workflow'), h('dd', null, h('a', { href: `#/workflows/${encodeURIComponent(d.workflow)}` }, d.workflow)),
       h('dt', null, 'Status'), h('dd', { id: 'xstatus', 'data-status': d.status }, badge(d.status)),
       h('dt', null, 'Started'), h('dd', null, when(d.created_at)),
-      h('dt', null, 'Duration'), h('dd', null, dur(d.duration_ms !== undefined ? d.duration_ms : (d.created_at && !TERMINAL.has(d.status) ? Date.now() - d.created_at * 1000 : undefined))),
+      h('dt', null, 'Duration'), h('dd', null, dur(TERMINAL.has(d.status) ? d.duration_ms : (d.created_at ? Date.now() - d.created_at * 1000 : undefined))),
       h('dt', null, 'Supersteps'), h('dd', null, d.supersteps !== undefined ? String(d.supersteps) : ''),
       d.durable ? [h('dt', null, 'Durable'), h('dd', null, 'yes (checkpointed)')] : null));
     fill(errBox);
@@ -155,6 +155,7 @@ export async function render(main, [id], signal) {
         ` failed in superstep ${ss}${data.retrying ? ' (retrying)' : ''}: `, h('pre', { class: 'err' }, String(data.error || '')),
         data.traceback ? h('details', null, h('summary', null, 'Traceback'), h('pre', { class: 'err' }, String(data.traceback))) : null));
     } else if (type === 'request_info') {
+      const c = cell(ex, ss); c.state = 'waiting'; redraw();
       if (g && ex) g.light(ex, 'waiting', `(request ${(d.data || {}).request_id || ''})`);
     } else if (type === 'output') {
       if (!TERMINAL.has(x.status)) outList.append(h('li', null, pre(d.data)));

@@ -6,7 +6,7 @@ import { h, fill, problem, when, dur, badge } from './dom.js';
 
 const STATUSES = ['', 'pending', 'running', 'idle', 'completed', 'failed', 'cancelled'];
 const PAGE = 50;
-const REFRESH_MS = 2000;
+const REFRESH_MS = 3000;
 
 /** #/executions (query in the hash: #/executions?status=&workflow=&offset=) */
 export async function list(main, _, signal) {
@@ -53,6 +53,7 @@ export async function list(main, _, signal) {
   signal.addEventListener('abort', () => clearTimeout(timer));
   async function load() {
     clearTimeout(timer);
+    if (document.hidden) { timer = setTimeout(load, REFRESH_MS); return; } // not while nobody looks
     const p = new URLSearchParams({ limit: String(PAGE), offset: String(state.offset) });
     if (state.status) p.set('status', state.status);
     if (state.workflow) p.set('workflow', state.workflow);

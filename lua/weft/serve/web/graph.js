@@ -25,6 +25,9 @@ export function graphView(doc) {
     svg.setAttribute('aria-label', `graph of workflow ${doc.name || doc.id}`);
     svg.removeAttribute('width');
     svg.removeAttribute('height');
+    // as wide as the container, but never larger than drawn (points -> px)
+    const vb = (svg.getAttribute('viewBox') || '').split(/[\s,]+/).map(Number);
+    if (vb.length === 4 && vb[2] > 0) svg.style.maxWidth = `${Math.ceil(vb[2] * 4 / 3)}px`;
     for (const g of svg.querySelectorAll('g.node')) {
       const id = nodeId(g);
       if (id !== null) { g.setAttribute('data-executor', id); add(id, g); }

@@ -38,7 +38,8 @@ function schemaFields(s, prefix) {
       input = h('textarea', { id: fid, rows: 2, spellcheck: 'false' }, p.default !== undefined ? JSON.stringify(p.default) : '');
       read = () => (input.value.trim() === '' ? undefined : JSON.parse(input.value));
     }
-    els.push(h('div', { class: 'field' }, label, input, p.description ? h('span', { class: 'muted small' }, p.description) : null));
+    els.push(h('div', { class: p.type === 'boolean' ? 'field check' : 'field' }, label, input,
+      p.description ? h('span', { class: 'muted small' }, p.description) : null));
     readers.push([name, read]);
   }
   return { els, read: () => { const v = {}; for (const [n, r] of readers) { const x = r(); if (x !== undefined) v[n] = x; } return v; } };
@@ -77,9 +78,24 @@ export function requestForm(id, req, then) {
       fill(status, problem('answer', err));
     }
   });
+  // the question on its own line; the rest of the request (not the
+  // schema, which the form shows) as JSON
+  const q = req.request;
+  let text = null;
+  let rest = q;
+  if (q && typeof q === 'object' && !Array.isArray(q)) {
+    rest = { ...q };
+    for (const k of ['question', 'prompt', 'message']) {
+      if (typeof rest[k] === 'string') { text = rest[k]; delete rest[k]; break; }
+    }
+    if (schema) delete rest.schema;
+    if (!Object.keys(rest).length) rest = undefined;
+  } else if (typeof q === 'string') { text = q; rest = undefined; }
   return h('article', { class: 'request card', 'data-request': req.request_id, 'data-execution': id },
     h('h3', null, 'Request ', h('code', null, req.request_id), req.executor_id ? [' from ', h('code', null, req.executor_id)] : null),
-    pre(req.request), form);
+    text !== null ? h('p', { class: 'question' }, text) : null,
+    rest !== undefined ? h('details', { open: text === null }, h('summary', null, 'Request data'), pre(rest)) : null,
+    form);
 }
 
 // Watch execution id after an answer (its summary, every half second)

@@ -32,7 +32,7 @@ function chart(title, points, unit) {
   const t1 = points.length ? points[points.length - 1][0] : 1;
   const xy = points.map(([t, v]) => `${((t - t0) / Math.max(1e-9, t1 - t0)) * W},${H - (v / max) * (H - 4) - 2}`).join(' ');
   const last = vs.length ? vs[vs.length - 1] : 0;
-  return h('figure', { class: 'chart' },
+  return h('figure', { class: 'chart', 'data-points': String(points.length) },
     s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `${title}: ${last.toFixed(2)} ${unit}` },
       s('polyline', { points: points.length > 1 ? xy : `0,${H - 2} ${W},${H - 2}`, class: 'line' })),
     h('figcaption', null, title, ': ', h('strong', null, `${last.toFixed(last < 10 ? 2 : 0)} ${unit}`), h('span', { class: 'muted' }, ` (max ${max.toFixed(2)})`)));
@@ -66,7 +66,7 @@ export async function render(main, _, signal) {
         const dt = Math.max(1e-3, t - prev.t);
         push(series.rate, [t, Math.max(0, cur.started - prev.started) / dt]);
         const dc = cur.dcount - prev.dcount;
-        push(series.dur, [t, dc > 0 ? (cur.dsum - prev.dsum) / dc : (series.dur.length ? series.dur[series.dur.length - 1][1] : 0)]);
+        push(series.dur, [t, dc > 0 ? ((cur.dsum - prev.dsum) / dc) * 1000 : (series.dur.length ? series.dur[series.dur.length - 1][1] : 0)]);
         push(series.errors, [t, Math.max(0, cur.failed - prev.failed)]);
         for (const [p, v] of Object.entries(cur.tokens)) {
           series.tokens[p] = series.tokens[p] || [];
@@ -74,7 +74,7 @@ export async function render(main, _, signal) {
         }
       }
       prev = cur;
-      fill(charts, chart('Executions started', series.rate, '/s'), chart('Mean run duration', series.dur, 's'),
+      fill(charts, chart('Executions started', series.rate, '/s'), chart('Mean run duration', series.dur, 'ms'),
         chart('Errors (failed runs, HTTP 5xx)', series.errors, 'per sample'),
         Object.entries(series.tokens).map(([p, pts]) => chart(`Tokens, ${p}`, pts, '/s')));
       fill(totals, h('table', { class: 'grid small' }, h('caption', null, 'Totals since the server started'),

@@ -2,7 +2,7 @@
 // JSON workflows, agents, reload events of --watch) and one workflow (its
 // graph, source or definition, version and hash, reload error, a run).
 import { api, path } from './api.js';
-import { h, fill, pre, problem } from './dom.js';
+import { h, fill, pre, problem, when } from './dom.js';
 import { graphView } from './graph.js';
 
 /** #/workflows */
@@ -39,9 +39,10 @@ export async function list(main, _, signal) {
   if (reloads.status === 'fulfilled') {
     const r = reloads.value;
     const evs = (r.events || []).slice(-20).reverse();
-    rlBox.append(h('p', { class: 'muted' }, r.watching ? 'Scripts are watched (--watch): a saved change is reloaded.' : 'Scripts are not watched (start weft serve with --watch to reload on save).'),
+    fill(rlBox, h('h2', { id: 'rl-h' }, 'Reloads'), h('p', { class: 'muted' }, r.watching ? 'Scripts are watched (--watch): a saved change is reloaded.' : 'Scripts are not watched (start weft serve with --watch to reload on save).'),
       evs.length ? h('ul', { class: 'plain' }, evs.map((e) => h('li', { class: e.error ? 'bad' : '' },
-        h('code', null, e.type || ''), ' ', e.name || e.script || '', e.version !== undefined ? ` v${e.version}` : '',
+        h('span', { class: 'muted' }, when(e.ts)), ' ', h('code', null, e.type || ''), ' ', e.script || e.name || '',
+        e.version !== undefined ? ` → version ${e.version}` : '',
         e.error ? h('pre', { class: 'err' }, e.error) : null))) : null);
   } else rlBox.append(problem('reloads', reloads.reason));
 }
