@@ -10,8 +10,8 @@
 local json = require "weft.json"
 local errors = require "weft.serve.errors"
 
-local type, pairs, ipairs, tostring, tonumber, setmetatable, xpcall, error =
-  type, pairs, ipairs, tostring, tonumber, setmetatable, xpcall, error
+local type, pairs, ipairs, tostring, tonumber, setmetatable, getmetatable, xpcall, error =
+  type, pairs, ipairs, tostring, tonumber, setmetatable, getmetatable, xpcall, error
 local concat, sort = table.concat, table.sort
 local find, gmatch = string.find, string.gmatch
 local throw = errors.throw
@@ -94,8 +94,9 @@ local function segments(path)
 end
 
 --- Add a route: method ("GET"...), pattern ("/api/v1/agents/{id}"),
--- fn(app, req, params, res) -> status, body[, headers] (nothing when fn
--- wrote the response itself, e.g. a stream).
+-- fn(app, req, params, res) -> status, body[, headers] (body: a value
+-- answered as JSON, or app.encoded(json_string); nothing when fn wrote
+-- the response itself, e.g. a stream).
 function App:route(method, pattern, fn)
   local segs, names = {}, {}
   for s in pattern:gmatch("[^/]+") do
@@ -245,12 +246,24 @@ end
 
 -- Handling -----------------------------------------------------------------
 
+local Encoded = {}
+
+--- A response body already encoded as JSON (string s): a route returns
+-- status, app.encoded(s) to answer it as it is.
+function _M.encoded(s)
+  return setmetatable({ s }, Encoded)
+end
+
 -- Write the (status, body, headers) a route returned.
 local function respond(res, status, body, headers)
   if headers then for k, v in pairs(headers) do res:header(k, v) end end
   if body == nil then
     res:status(status)
     res:send("")
+  elseif getmetatable(body) == Encoded then
+    res:header("Content-Type", "application/json")
+    res:status(status)
+    res:send(body[1])
   else
     res:json(status, body)
   end

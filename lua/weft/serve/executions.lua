@@ -60,13 +60,17 @@ local function answerable(d)
   return d
 end
 
--- Persist x's summary (best effort: a store failure is logged).
+-- Persist x's summary (best effort: a store failure is logged); returns
+-- the summary as JSON.
 local function save(app, x)
-  local ok, err = app.store:put("executions", x.id, json.encode(summary(x)))
+  local s = json.encode(summary(x))
+  local ok, err = app.store:put("executions", x.id, s)
   if not ok then io.stderr:write("weft serve: store: execution ", x.id, ": ", tostring(err), "\n") end
+  return s
 end
 
--- Copy result res into execution x, count it, persist it, wake watchers.
+-- Copy result res into execution x, count it, persist it, wake watchers;
+-- returns x's summary as JSON.
 local function finish(app, x, res)
   local ended = TERMINAL[res.status] and not x.finished_at
   pool.apply_result(x, res)
@@ -84,8 +88,9 @@ local function finish(app, x, res)
       q.head = q.head + 1
     end
   end
-  save(app, x)
+  local encoded = save(app, x)
   x.cond:signal()
+  return encoded
 end
 
 -- Wait for x's run in a task of its own (async runs, resumed runs).
@@ -103,36 +108,49 @@ _M.MAX_FINISHED = 1000
 -- (": keep-alive").
 _M.HEARTBEAT = 15
 
+-- The subscriber of execution x's run: keeps its events (SSE replay),
+-- counts supersteps and times executor invocations for the metrics, and
+-- wakes whoever waits on x.
+local function subscriber(app, x, clock)
+  local events, metrics, cond = x.events, app.metrics, x.cond
+  -- "executor\0superstep" -> start clocks: invocations of one executor in
+  -- one superstep start in order and their completions are published in
+  -- the same order
+  local started
+  return function(ev)
+    events[#events + 1] = ev
+    local t = ev.type
+    if t == "superstep_completed" then
+      metrics.supersteps = metrics.supersteps + 1
+    elseif t == "executor_invoked" then
+      local k = ev.executor_id .. "\0" .. ev.superstep
+      started = started or {}
+      local q = started[k]
+      if not q then q = { head = 1, tail = 0 }; started[k] = q end
+      q.tail = q.tail + 1
+      q[q.tail] = clock()
+    elseif t == "executor_completed" or t == "executor_failed" then
+      local k = ev.executor_id .. "\0" .. ev.superstep
+      local q = started and started[k]
+      if q and q.head <= q.tail then
+        local t0 = q[q.head]
+        q[q.head] = nil
+        q.head = q.head + 1
+        if q.head > q.tail then started[k] = nil end
+        metrics:executor_done(clock() - t0)
+      end
+    end
+    cond:signal()
+  end
+end
+
 --- Start an execution of workflow wf (id wid) with input; returns it.
 function _M.start(app, wid, wf, input, async)
   local weft = require "weft"
   local x = { id = new_id(), workflow = wid, status = "running", created_at = weft.now(),
               events = {}, cond = weft.cond(), async = async, durable = app.durable }
   x.updated_at = x.created_at
-  local opts = {
-    run_id = x.id,
-    on_event = function(ev)
-      x.events[#x.events + 1] = ev
-      local t = ev.type
-      if t == "superstep_completed" then
-        app.metrics.supersteps = app.metrics.supersteps + 1
-      elseif t == "executor_invoked" then
-        -- invocations of one executor in one superstep start in order and
-        -- their completions are published in the same order
-        local k = ev.executor_id .. "\0" .. ev.superstep
-        local q = x.inv_started or {}
-        x.inv_started = q
-        q[k] = q[k] or {}
-        q[k][#q[k] + 1] = weft.clock()
-      elseif t == "executor_completed" or t == "executor_failed" then
-        local q = x.inv_started and x.inv_started[ev.executor_id .. "\0" .. ev.superstep]
-        local t0 = q and table.remove(q, 1)
-        if t0 then app.metrics:executor_done(weft.clock() - t0) end
-      end
-      x.cond:signal()
-    end,
-    events = false,
-  }
+  local opts = { run_id = x.id, on_event = subscriber(app, x, weft.clock), events = false }
   if app.durable then opts.store = app.store end
   local ok, h
   if app.host and app.host:has(wid) then
@@ -371,8 +389,8 @@ function _M.install(app)
       return 202, { id = x.id, status = x.status, workflow = p.id },
              { location = "/api/v1/executions/" .. x.id }
     end
-    finish(self, x, x.handle:wait())
-    return 200, summary(x)
+    -- the summary just stored is the answer: encoded once
+    return 200, require("weft.serve.app").encoded(finish(self, x, x.handle:wait()))
   end)
 
   app:route("GET", "/api/v1/executions", function(self, req)
