@@ -6,7 +6,7 @@
 // BROWSER=firefox and FIREFOX.
 // Prints one line per check (ok / not ok); exits 1 when one failed.
 import puppeteer from 'puppeteer-core';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 
 const BASE = process.env.WEFT_URL;
 const KEY = process.env.WEFT_KEY;
@@ -61,6 +61,13 @@ try {
     await page.waitForSelector(ready);
     await page.screenshot({ path: `${SHOTS}/dashboard-${name}.png`, fullPage: false });
     check(consoleErrors.length === 0, `view ${name} loads with no console error`, consoleErrors.join(' | '));
+    // keyboard and screen readers: every control has a label, and the
+    // controls are real ones (buttons, links, inputs)
+    const unlabelled = await page.evaluate(() => Array.from(document.querySelectorAll('input, select, textarea'))
+      .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')).map((el) => el.outerHTML));
+    check(unlabelled.length === 0, `view ${name}: every control has a label`, unlabelled.join(' '));
+    const clickable = await page.evaluate(() => Array.from(document.querySelectorAll('main div[onclick], main span[onclick], main [role=button]')).length);
+    check(clickable === 0, `view ${name}: no div or span acts as a button`);
   };
 
   // 1. no key yet: the page loads, the API refuses, the page says so
@@ -76,7 +83,21 @@ try {
   check(!page.url().includes(KEY), 'the key is not in the URL');
   check(await page.evaluate(() => sessionStorage.getItem('weft.apiKey') !== null), 'the key is kept in the tab\'s sessionStorage');
 
-  // 2. each view
+  // 2. each view (with --watch: a broken save shows its file:line)
+  if (process.env.WATCH_DIR) {
+    writeFileSync(`${process.env.WATCH_DIR}/edit.lua`, 'local weft = require "weft"\nreturn weft.workflow("edit"):start(\n');
+    let failed = null;
+    for (let i = 0; i < 600 && !failed; i++) { // the host notices the save
+      const r = await call('GET', '/api/v1/reloads');
+      failed = (r.events || []).find((e) => e.type === 'reload_failed' && e.script === 'edit');
+      if (!failed) await new Promise((res) => setTimeout(res, 50));
+    }
+    check(failed, 'the server reports the broken save');
+    await view('#/workflows/edit', '.problem pre.err', 'reload');
+    const msg = await page.evaluate(() => document.querySelector('.problem pre.err').textContent);
+    check(/edit\.lua:\d+/.test(msg) && !msg.includes(process.env.WATCH_DIR || '\u0000'), 'the workflow view shows the reload error with file:line', msg);
+    await view('#/workflows', 'li.bad', 'workflows-reload');
+  }
   await view('#/workflows', 'a[href="#/workflows/ask"]', 'workflows');
   await view('#/workflows/ask', '.graphbox', 'workflow');
   check(await page.evaluate(() => document.querySelector('pre.code').textContent.includes('request_info')), 'the workflow view shows the Lua source');

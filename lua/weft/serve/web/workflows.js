@@ -66,7 +66,9 @@ export async function detail(main, [id], signal) {
   if (doc.reload_error) main.append(h('div', { class: 'problem', role: 'alert' }, h('strong', null, 'Last reload failed: '), h('pre', { class: 'err' }, doc.reload_error)));
   const g = graphView(doc);
   const src = doc.source === 'lua'
-    ? h('section', { class: 'source', 'aria-label': 'source' }, h('h2', null, 'Source'), pre(doc.lua || '(source not readable)', 'code'))
+    ? h('section', { class: 'source', 'aria-label': 'source' },
+      h('h2', null, doc.reload_error ? 'Source on disk (not loaded: its last reload failed)' : 'Source'),
+      pre(doc.lua || '(source not readable)', 'code'))
     : h('section', { class: 'source', 'aria-label': 'definition' }, h('h2', null, 'Definition'), pre(doc.definition));
   main.append(h('div', { class: 'split' }, h('section', { 'aria-label': 'graph' }, h('h2', null, 'Graph'), g.el), src));
   // start a run
