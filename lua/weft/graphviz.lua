@@ -166,6 +166,45 @@ end
 local DOT_SHAPE = { worker = "box", validator = "hexagon", orchestrator = "component" }
 local DOT_STYLE = { cond = "style=dashed", thick = "style=bold" }
 
+-- The flattened edges that close a cycle: back edges of a depth-first walk
+-- from the start, then from the other nodes in order (a set of edges).
+-- Marked constraint=false for dot, the graph it ranks has no cycle left to
+-- break: Graphviz 2.43 leaks the edges it reverses to break one (acyclic()),
+-- and a loop drawn against the flow reads as a loop.
+local function back_edges(nodes, flat, start)
+  local out_of, state, back = {}, {}, {}
+  for _, e in ipairs(flat) do
+    local list = out_of[e.from]
+    if not list then list = {}; out_of[e.from] = list end
+    list[#list + 1] = e
+  end
+  local function walk(root)
+    if root == nil or state[root] then return end
+    -- stack of {node, next edge index}; state: 1 on the stack, 2 done
+    local stack = { { root, 1 } }
+    state[root] = 1
+    while #stack > 0 do
+      local top = stack[#stack]
+      local e = (out_of[top[1]] or {})[top[2]]
+      if e == nil then
+        state[top[1]] = 2
+        stack[#stack] = nil
+      else
+        top[2] = top[2] + 1
+        if state[e.to] == 1 then
+          back[e] = true
+        elseif not state[e.to] then
+          state[e.to] = 1
+          stack[#stack + 1] = { e.to, 1 }
+        end
+      end
+    end
+  end
+  walk(start)
+  for _, n in ipairs(nodes) do walk(n.id) end
+  return back
+end
+
 -- dot text of desc; with svg, also its nodes and flattened edges in order.
 -- For svg, nodes are named by node_id and labelled with the executor id,
 -- edges get ids "wfe_<n>" (n: position among the flattened edges), so that
@@ -193,15 +232,17 @@ local function dot_text(desc, svg)
   end
   local flat = {}
   for _, edge in ipairs(desc.edges or {}) do
-    for _, e in ipairs(flatten(edge)) do
-      flat[#flat + 1] = e
-      local attrs = {}
-      if e.label then attrs[#attrs + 1] = "label=" .. (svg and gv_label or dq)(e.label) end
-      attrs[#attrs + 1] = DOT_STYLE[e.style]
-      if svg then attrs[#attrs + 1] = "id=wfe_" .. #flat end
-      out[#out + 1] = format("  %s -> %s%s;", name(e.from), name(e.to),
-        #attrs > 0 and (" [" .. concat(attrs, ", ") .. "]") or "")
-    end
+    for _, e in ipairs(flatten(edge)) do flat[#flat + 1] = e end
+  end
+  local back = svg and back_edges(nodes, flat, desc.start) or {}
+  for i, e in ipairs(flat) do
+    local attrs = {}
+    if e.label then attrs[#attrs + 1] = "label=" .. (svg and gv_label or dq)(e.label) end
+    attrs[#attrs + 1] = DOT_STYLE[e.style]
+    if svg then attrs[#attrs + 1] = "id=wfe_" .. i end
+    if back[e] then attrs[#attrs + 1] = "constraint=false" end
+    out[#out + 1] = format("  %s -> %s%s;", name(e.from), name(e.to),
+      #attrs > 0 and (" [" .. concat(attrs, ", ") .. "]") or "")
   end
   out[#out + 1] = "}"
   return concat(out, "\n") .. "\n", nodes, flat

@@ -262,6 +262,23 @@ describe("graphviz.svg", function()
     assert.are.same(names, labels)
   end)
 
+  it("draws loops: a cycle back to the start, a two-node cycle and a self-loop", function()
+    local a, b, c = weft.executor("a", noop), weft.executor("b", noop), weft.executor("c", noop)
+    local yes = function() return true end
+    local desc = weft.workflow("loops"):start(a)
+      :edge(a, b):edge(b, c)
+      :edge(c, a, { when = yes, name = "again" })
+      :edge(c, b, { when = yes, name = "retry" })
+      :edge(b, b, { when = yes, name = "self" })
+      :build():describe()
+    local root = parse(assert(graphviz.svg(desc)))
+    assert.are.equal(3, #groups(root, "node"))
+    local labels = {}
+    for _, g in ipairs(groups(root, "edge")) do labels[#labels + 1] = drawn_label(g) end
+    table.sort(labels)
+    assert.are.same({ "", "", "again", "retry", "self" }, labels)
+  end)
+
   it("replaces bytes that are not UTF-8 and control characters XML forbids", function()
     local desc = { name = "w", start = "a\255b", executors = {
       { id = "a\255b", kind = "worker" }, { id = "c\1d\0e", kind = "worker" } },
