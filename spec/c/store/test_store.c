@@ -1452,6 +1452,40 @@ static void t_sqlite_pages(void) {
   CHECK_INT(pragma_of(path, "page_size", NULL, 0), 4096);
 }
 
+/* The WAL is folded back into the database every 4000 pages, not at
+ * SQLite's default 1000: 600 small commits (3-5 pages each) grow the -wal
+ * file past 1000 pages of 1 KiB (with 1000, it is reused from its start
+ * and stays at about 1000 pages); closing folds it back and removes it. */
+static void t_sqlite_wal_size(void) {
+  char path[512], wal[520], url[600];
+  wf_err_t err;
+  struct stat st;
+  snprintf(path, sizeof path, "%s/walsize.db", tmpdir);
+  snprintf(wal, sizeof wal, "%s-wal", path);
+  snprintf(url, sizeof url, "sqlite:%s", path);
+  wf_store_t *s = wf_store_open(LP, url, &err);
+  CHECK(s != NULL);
+  if (!s) return;
+  char val[200];
+  memset(val, 'v', sizeof val);
+  for (int i = 0; i < 600; i++) {
+    wf_store_batch_t *b = wf_store_batch(s);
+    wf_store_put(b, "ws", "rec", val, sizeof val);
+    wf_store_append(b, "ws", "log", val, sizeof val);
+    res_t r = do_commit(b);
+    CHECK_INT(r.status, WF_OK);
+    res_free(&r);
+  }
+  CHECK_INT(stat(wal, &st), 0);
+  if (st.st_size <= 1100L * (1024 + 24))
+    fprintf(stderr, "  -wal has %ld bytes\n", (long)st.st_size);
+  CHECK(st.st_size > 1100L * (1024 + 24));
+  CHECK(st.st_size < 4100L * (1024 + 24));
+  wf_store_close(s);
+  CHECK(stat(wal, &st) != 0);
+  CHECK_INT(pragma_of(path, "page_size", NULL, 0), 1024);
+}
+
 static void t_sqlite_bad_files(void) {
   char path[512];
   size_t n;
@@ -1832,6 +1866,7 @@ int main(void) {
   RUN(t_sqlite_reopen);
   RUN(t_sqlite_bad_files);
   RUN(t_sqlite_pages);
+  RUN(t_sqlite_wal_size);
   RUN(t_sqlite_readonly);
   RUN(t_sqlite_modes);
   if (have_redis() && (redis_port = free_port()) > 0 && redis_start()) {
