@@ -147,6 +147,12 @@ try {
   check(out.status === 'completed' && out.outputs[0] === 'booked desk by ana', 'answering in the inbox continues the run', JSON.stringify(out));
   check(consoleErrors.length === 0, 'the inbox has no console error', consoleErrors.join(' | '));
 
+  // model tokens (agent_update) in the executor's group of the event log
+  const t = await call('POST', '/api/v1/workflows/talk/execute', { input: 'one two <b>three</b>' });
+  await view(`#/executions/${t.id}`, 'details[data-executor="writer"] pre.tokens', 'tokens');
+  await page.waitForFunction(() => document.querySelector('details[data-executor="writer"] pre.tokens').textContent === 'echo: one two <b>three</b>');
+  check(await page.evaluate(() => document.querySelectorAll('main b').length === 0), 'the streamed model tokens are shown, as text, in their executor\'s group');
+
   // 5. hostile ids and outputs render as text
   const h = await call('POST', '/api/v1/workflows/xss/execute', { input: PAYLOAD, async: true });
   for (let i = 0; i < 200; i++) {

@@ -48,6 +48,16 @@ local two = weft.executor("<svg onload=alert(4)>", function(m, ctx) ctx:yield_ou
 return weft.workflow("xss<script>alert(6)</script>"):start(bad):edge(bad, two):build()
 ]]
 
+-- An agent's streamed reply (live agent_update events).
+local TALK = [[
+local weft = require "weft"
+local a = weft.agent{ name = "writer", model = "mock:echo", instructions = "Write." }
+return weft.workflow("talk"):start(weft.executor("writer", function(m, ctx)
+  local res = assert(a:stream(m, function() end))
+  ctx:yield_output(res.text)
+end)):build()
+]]
+
 -- A workflow a --watch server reloads (the spec breaks it on disk).
 local EDIT = [[
 local weft = require "weft"
@@ -66,6 +76,7 @@ local function browse(mode, watch)
   files.write(dir .. "/scripts/ask.lua", ASK)
   files.write(dir .. "/scripts/xss.lua", XSS)
   files.write(dir .. "/scripts/edit.lua", EDIT)
+  files.write(dir .. "/scripts/talk.lua", TALK)
   files.write(dir .. "/keys.json", json.encode({ { id = "admin", key = KEY, scopes = { "admin" } } }))
   -- the builder's model (mock:builder) proposes one agent
   files.write(dir .. "/mock.json", json.encode({ builder = { { reply = json.encode({

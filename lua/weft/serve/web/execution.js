@@ -16,6 +16,8 @@ function chunkText(d) {
   if (typeof d === 'string') return d;
   if (d && typeof d === 'object') {
     for (const k of ['text', 'delta', 'content']) if (typeof d[k] === 'string') return d[k];
+    if (d.done) return ''; // the end of a reply: usage, finish_reason
+    if (d.tool_call_delta) return ` [tool call ${show(d.tool_call_delta)}] `;
   }
   return show(d);
 }
@@ -160,6 +162,10 @@ export async function render(main, [id], signal) {
     } else if (type === 'output') {
       if (!TERMINAL.has(x.status)) outList.append(h('li', null, pre(d.data)));
     }
+    if (ev.event === 'end') {
+      liveNote.textContent = `ended: ${(d && d.status) || ''}`;
+      return;
+    }
     const gr = group(ex);
     gr.n++;
     gr.sum.querySelector('.count').textContent = ` (${gr.n})`;
@@ -172,10 +178,6 @@ export async function render(main, [id], signal) {
         gr.tokens.set(k, t);
       }
       t.append(document.createTextNode(chunkText(d.data)));
-      return;
-    }
-    if (ev.event === 'end') {
-      liveNote.textContent = `ended: ${(d && d.status) || ''}`;
       return;
     }
     const data = d.data;
