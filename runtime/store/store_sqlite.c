@@ -1,6 +1,7 @@
 /* store_sqlite.c — the "sqlite:PATH" backend of store.h: one connection in
  * WAL mode with synchronous=NORMAL (durable across process crashes; a
  * power loss may lose the last commits, never corrupts — docs/store.md),
+ * 1 KiB pages in new files and the WAL folded back every 4000 pages,
  * a busy timeout for other processes sharing the file, the schema
  * (meta, records, logs, log_heads) created on first use and its version
  * checked on open, the queue tables (queue, queue_heads) added to files
