@@ -133,13 +133,13 @@ local function params_of(r, segs)
   return params
 end
 
+local NO_OPTS = {}
+local DECODE_OPTS = {} -- json.decode options of request bodies (reused)
+
 --- The decoded JSON body of req: a table (an object unless opts.any),
 -- or nil when empty and not opts.required. Raises 415 for a body that is
 -- not JSON, 400 (with line and column) for invalid JSON or a body nested
 -- deeper than MAX_BODY_DEPTH.
-local NO_OPTS = {}
-local DECODE_OPTS = { max_depth = _M.MAX_BODY_DEPTH }
-
 function App:body(req, opts)
   opts = opts or NO_OPTS
   local body = req.body
@@ -155,6 +155,7 @@ function App:body(req, opts)
           ("request bodies must be application/json, got %s"):format(ct == "" and "no content-type" or ("'" .. ct .. "'")),
           { content_type = ct })
   end
+  DECODE_OPTS.max_depth = _M.MAX_BODY_DEPTH -- (a public setting: read on every call)
   local v, err = json.decode(body, DECODE_OPTS)
   if v == nil then
     local line, col = tostring(err):match("line (%d+) column (%d+)")
