@@ -185,6 +185,20 @@ try {
     'safeSvg drops scripts, foreignObject, event handlers, links and external content', cleaned);
   check(dialogs.length === 0, 'no dialog was ever opened', dialogs.join(' | '));
 
+  // the page's pure helpers, on tricky input
+  const helpers = await page.evaluate(async () => {
+    const { diff } = await import('/ui/history.js');
+    const { parseMetrics } = await import('/ui/operations.js');
+    const d = diff({ a: 1, b: [1, 2], c: { x: 1 }, gone: true }, { a: 1, b: [1, 2, 3], c: { x: 1 }, added: null });
+    const m = parseMetrics('# HELP x y\nweft_tokens_total{provider="mo\\"ck",kind="in"} 12\nweft_runs_started_total 3\n\nbad line\n');
+    return { d, m };
+  });
+  check(JSON.stringify(helpers.d) === JSON.stringify([
+    { key: 'added', change: 'added', after: null }, { key: 'b', change: 'changed', before: [1, 2], after: [1, 2, 3] },
+    { key: 'gone', change: 'removed', before: true }]), 'diff names the keys added, changed and removed', JSON.stringify(helpers.d));
+  check(helpers.m.length === 2 && helpers.m[0].labels.provider === 'mo"ck' && helpers.m[0].value === 12 && helpers.m[1].value === 3,
+    'parseMetrics reads labels (escaped quotes included) and values, skipping comments and junk', JSON.stringify(helpers.m));
+
   // 6. playground and operations
   // chat with an agent, streamed through /v1/chat/completions
   await call('POST', '/api/v1/agents', { id: 'echo', name: 'echo', model: 'mock:echo', instructions: 'Echo <b>it</b>.' });

@@ -14,9 +14,15 @@ export function parseMetrics(text) {
     if (!line || line[0] === '#') continue;
     const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)/);
     if (!m) continue;
+    const value = Number(m[4]);
+    if (Number.isNaN(value) && m[4] !== 'NaN') continue; // not a sample
     const labels = {};
-    if (m[3]) for (const l of m[3].matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
-    out.push({ name: m[1], labels, value: Number(m[4]) });
+    if (m[3]) {
+      for (const l of m[3].matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+        labels[l[1]] = l[2].replace(/\\(.)/g, (_, c) => (c === 'n' ? '\n' : c));
+      }
+    }
+    out.push({ name: m[1], labels, value });
   }
   return out;
 }
