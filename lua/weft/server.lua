@@ -45,9 +45,13 @@ local OPTIONS = {
   header_timeout = "number", body_timeout = "number", idle_timeout = "number",
 }
 
+-- The byte of two hex digits.
+local function hex_byte(h) return char(tonumber(h, 16)) end
+
 -- Percent-decoding (malformed escapes are kept as they are).
 local function pct_decode(s)
-  return (gsub(s, "%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
+  if not find(s, "%", 1, true) then return s end
+  return (gsub(s, "%%(%x%x)", hex_byte))
 end
 
 -- Percent-decoding of a query component ("+" is a space).
@@ -69,14 +73,22 @@ function _M.parse_query(raw)
   return q
 end
 
+-- Header names already found valid (responses set the same few; at most
+-- GOOD_NAMES_MAX are remembered, so names made from request data cannot
+-- grow it without bound).
+local good_names, n_good, GOOD_NAMES_MAX = {}, 0, 256
+
 -- Header table {name = value} -> flat list for the C side; raises on bad
 -- names/values (CR/LF would split the response).
 local function header_list(list, headers, level)
   if headers == nil then return list end
   if type(headers) ~= "table" then error("headers must be a table", level) end
   for k, v in pairs(headers) do
-    if type(k) ~= "string" or not find(k, "^[!#$%%&'*+%-.^_`|~%w]+$") then
-      error("bad header name " .. tostring(k), level)
+    if not good_names[k] then
+      if type(k) ~= "string" or not find(k, "^[!#$%%&'*+%-.^_`|~%w]+$") then
+        error("bad header name " .. tostring(k), level)
+      end
+      if n_good < GOOD_NAMES_MAX then good_names[k], n_good = true, n_good + 1 end
     end
     if type(v) == "number" then v = tostring(v) end
     if type(v) ~= "string" or find(v, "[\r\n%z]") then

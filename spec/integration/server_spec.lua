@@ -109,6 +109,21 @@ describe("weft.server", function()
       assert.equal("q=1", seen.raw_query)
     end)
 
+    it("refuses bad response header names and values, however often a good name was used before", function()
+      local srv = start(function(req, res)
+        local results = {}
+        for i, h in ipairs({ { "X-Ok", "1" }, { "X-Ok", "2" }, { "bad name", "v" }, { "X-Ok", "a\r\nb" },
+                             { "X-Ok", "3" }, { "bad name", "v" } }) do
+          results[i] = (pcall(res.header, res, h[1], h[2]))
+        end
+        res:json(200, results)
+      end)
+      local res = assert(http.request{ url = url(srv, "/h") })
+      assert.equal(200, res.status)
+      assert.same({ true, true, false, false, true, false }, json.decode(res.body))
+      assert.equal("3", res.headers["x-ok"])
+    end)
+
     it("collects a POST body and answers JSON", function()
       local srv = start(function(req, res)
         local v = json.decode(req.body)
