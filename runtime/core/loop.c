@@ -143,8 +143,12 @@ int wf_loop_step(wf_loop_t *l) {
    * syscall: once per step it was a fifth of a one-executor run); block for
    * I/O only when nothing was ready */
   if (wf_loop_drain(l) > 0) {
-    if (wf_time_mono() - l->polled < WF_LOOP_POLL_EVERY) return 1;
-    return wf_loop_poll(l) || l->n > 0;
+    if (wf_time_mono() - l->polled >= WF_LOOP_POLL_EVERY)
+      return wf_loop_poll(l) || l->n > 0;
+    /* as wf_loop_poll without its ev_run: what that work queued (a run's
+     * end notice) runs before the step returns */
+    wf_loop_drain(l);
+    return 1;
   }
   int active = ev_run(l->evl, EVRUN_ONCE);
   l->polled = wf_time_mono();

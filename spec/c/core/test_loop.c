@@ -14,6 +14,7 @@ typedef struct node {
   wf_loop_t *l;
   int id, runs, redefer;
   struct node *kill; /* undefer this one when run */
+  struct node *chain; /* defer this one when run */
   int nest;          /* drain the loop from inside */
 } node_t;
 
@@ -26,6 +27,7 @@ static void node_cb(wf_defer_t *d) {
   trace[ntrace++] = n->id;
   if (n->redefer-- > 0) wf_loop_defer(n->l, &n->d);
   if (n->kill) wf_loop_undefer(n->l, &n->kill->d);
+  if (n->chain) wf_loop_defer(n->l, &n->chain->d);
   if (n->nest) wf_loop_drain(n->l);
 }
 
@@ -195,6 +197,29 @@ static void test_ready_work_polls_io(void) {
   ev_loop_destroy(evl);
 }
 
+/* What a step's ready work queues runs before the step returns (a run's end
+ * notice: the embedding API reads the result once no run is running),
+ * whether the step polls I/O or not. */
+static void test_step_runs_what_work_queued(void) {
+  struct ev_loop *evl = ev_loop_new(0);
+  wf_loop_t *l = wf_loop_new(evl);
+  node_t a = mk(l, 1), b = mk(l, 2);
+  ntrace = 0;
+  a.redefer = 0;
+  for (int round = 0; round < 100; round++) {
+    a.runs = b.runs = 0;
+    a.chain = &b;
+    wf_loop_poll(l); /* just polled: the next step may skip its poll */
+    wf_loop_defer(l, &a.d);
+    wf_loop_step(l);
+    CHECK_INT(a.runs, 1);
+    CHECK_INT(b.runs, 1);
+    ntrace = 0;
+  }
+  wf_loop_free(l);
+  ev_loop_destroy(evl);
+}
+
 static int freed[8], nfreed;
 /* Free callback of the value table. */
 static void on_free(void *ud, wf_val_t h) {
@@ -236,6 +261,7 @@ int main(void) {
   RUN(test_nested_drain);
   RUN(test_step_with_libev);
   RUN(test_ready_work_polls_io);
+  RUN(test_step_runs_what_work_queued);
   RUN(test_vals);
   return harness_end(__FILE__);
 }
