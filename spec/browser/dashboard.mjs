@@ -83,6 +83,19 @@ try {
   check(!page.url().includes(KEY), 'the key is not in the URL');
   check(await page.evaluate(() => sessionStorage.getItem('weft.apiKey') !== null), 'the key is kept in the tab\'s sessionStorage');
 
+  // keyboard: the skip link first, then the views in order; Enter opens one
+  const focused = async () => page.evaluate(() => document.activeElement && document.activeElement.textContent.trim());
+  await page.reload({ waitUntil: 'domcontentloaded' }); // focus starts at the top again
+  await page.waitForSelector('a[href="#/workflows/ask"]');
+  await page.keyboard.press('Tab');
+  const order = [await focused()];
+  for (let i = 0; i < 3; i++) { await page.keyboard.press('Tab'); order.push(await focused()); }
+  check(JSON.stringify(order) === JSON.stringify(['Skip to content', 'Workflows', 'Executions', 'Requests']),
+    'Tab goes to the skip link, then the views in order', JSON.stringify(order));
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => location.hash === '#/inbox');
+  ok('Enter on a view\'s link opens it');
+
   // 2. each view (with --watch: a broken save shows its file:line)
   if (process.env.WATCH_DIR) {
     writeFileSync(`${process.env.WATCH_DIR}/edit.lua`, 'local weft = require "weft"\nreturn weft.workflow("edit"):start(\n');
