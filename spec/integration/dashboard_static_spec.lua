@@ -54,6 +54,15 @@ local function raw(port, method, target, headers)
 end
 
 describe("the dashboard's static files", function()
+  it("says the dashboard is not installed when its files are missing (404, no server path)", function()
+    local fake = require "support.fake_res"
+    local app = fake.app{ dashboard_dir = scope.tmpdir() .. "/none" }
+    local res = fake.call(app, "GET", "/")
+    local e = fake.err_of(res, 404)
+    assert.matches("dashboard is not installed", e.message)
+    assert.falsy(e.message:find("/tmp", 1, true))
+  end)
+
   it("serves the page publicly with a strict CSP, nosniff, a content type and an ETag", function()
     local port = serve()
     local st, hs, body = raw(port, "GET", "/")

@@ -131,6 +131,9 @@ function _M.install(app, opts)
       error(e, 0)
     end
     if not name then
+      if path == "/" or path == "/index.html" then
+        errors.throw(404, "not_found", "the dashboard is not installed with this weft (web/index.html is missing)")
+      end
       errors.throw(404, "not_found", ("no dashboard file named '%s'"):format(path:sub(5)))
     end
     serve(req, res, name)
