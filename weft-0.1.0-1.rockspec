@@ -5,7 +5,7 @@
 --   luarocks --lua-version=5.1 make --tree DIR
 -- weft is for LuaJIT (it uses the ffi library and links core.so against the
 -- LuaJIT that loads it); its C libraries are found with pkg-config (luajit,
--- libcurl, sqlite3, hiredis, libmicrohttpd) plus libev. The version must
+-- libcurl, sqlite3, hiredis, libmicrohttpd, libgvc) plus libev. The version must
 -- equal project(VERSION) in CMakeLists.txt (checked by
 -- spec/integration/rockspec_spec.lua).
 rockspec_format = "3.0"
