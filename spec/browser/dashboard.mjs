@@ -95,6 +95,7 @@ try {
   await page.keyboard.press('Enter');
   await page.waitForFunction(() => location.hash === '#/inbox');
   ok('Enter on a view\'s link opens it');
+  await page.evaluate(() => document.activeElement.blur());
 
   // 2. each view (with --watch: a broken save shows its file:line)
   if (process.env.WATCH_DIR) {
@@ -112,10 +113,27 @@ try {
     await view('#/workflows', 'li.bad', 'workflows-reload');
   }
   await view('#/workflows', 'a[href="#/workflows/ask"]', 'workflows');
-  await view('#/workflows/ask', '.graphbox', 'workflow');
+  await view('#/workflows/ask', '.graphbox', 'workflow-ask');
   check(await page.evaluate(() => document.querySelector('pre.code').textContent.includes('request_info')), 'the workflow view shows the Lua source');
   const svg = await page.evaluate(() => !!document.querySelector('.graph svg g.node'));
   console.log(`# graph drawn as SVG: ${svg}`);
+  // examples/branching.lua: every executor drawn, edges by kind
+  await view('#/workflows/branching', '.graphbox', 'workflow');
+  if (svg) {
+    const g = await page.evaluate(() => ({
+      nodes: Array.from(document.querySelectorAll('.graph g.node')).map((n) => n.dataset.executor).sort(),
+      listed: Array.from(document.querySelectorAll('li.exec')).map((n) => n.dataset.executor).sort(),
+      kinds: Array.from(new Set(Array.from(document.querySelectorAll('.graph g.edge')).map((e) => e.dataset.kind))).sort(),
+    }));
+    check(JSON.stringify(g.nodes) === JSON.stringify(g.listed) && g.nodes.length === 12, 'each executor of branching is drawn', JSON.stringify(g));
+    check(['fan_in', 'fan_out', 'switch'].every((k) => g.kinds.includes(k)), 'the edges carry their kind (switch, fan-out, fan-in)', JSON.stringify(g.kinds));
+  }
+  const br = await call('POST', '/api/v1/workflows/branching/execute', { input: 'The quick brown fox jumps over the lazy dog' });
+  await view(`#/executions/${br.id}`, '#xstatus[data-status="completed"]', 'execution-branching');
+  await page.waitForFunction(() => document.querySelectorAll('.exec[data-state="completed"]').length >= 8);
+  ok('a finished run of branching shows its executors lit completed');
+  await page.waitForSelector('table.tl tbody tr');
+  await (await page.$('section[aria-labelledby="t-h"]')).screenshot({ path: `${SHOTS}/dashboard-timeline.png` });
 
   // 3. a run started over the API appears, and lights up as events arrive
   const a = await call('POST', '/api/v1/workflows/ask/execute', { input: 'laptop', async: true });

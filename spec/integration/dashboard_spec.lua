@@ -77,6 +77,8 @@ local function browse(mode, watch)
   files.write(dir .. "/scripts/xss.lua", XSS)
   files.write(dir .. "/scripts/edit.lua", EDIT)
   files.write(dir .. "/scripts/talk.lua", TALK)
+  -- a real example: a switch, a fan-out/fan-in, a loop, a selector
+  files.write(dir .. "/scripts/branching.lua", assert(files.slurp(src .. "/examples/branching.lua")))
   files.write(dir .. "/keys.json", json.encode({ { id = "admin", key = KEY, scopes = { "admin" } } }))
   -- the builder's model (mock:builder) proposes one agent
   files.write(dir .. "/mock.json", json.encode({ builder = { { reply = json.encode({
@@ -99,7 +101,8 @@ local function browse(mode, watch)
   }, 300)
   assert.equal(0, rc, out .. "\n" .. err .. "\nserver stderr:\n" .. (procs.slurp(p.err) or ""))
   assert.truthy(out:find("# all checks passed", 1, true), out)
-  for _, v in ipairs({ "workflows", "workflow", "executions", "execution", "state", "inbox", "playground", "operations" }) do
+  for _, v in ipairs({ "workflows", "workflow", "executions", "execution", "execution-branching", "timeline", "state",
+                       "inbox", "playground", "operations" }) do
     assert(io.open(shots .. "/dashboard-" .. v .. ".png"), "no screenshot of " .. v)
   end
   return shots

@@ -48,7 +48,7 @@ export async function render(main, [id], signal) {
   const histBox = h('section', { 'aria-labelledby': 'c-h' }, h('h2', { id: 'c-h' }, 'State over time'));
   fill(main, h('p', null, h('a', { href: '#/executions' }, '← Executions')),
     h('h1', null, 'Execution ', h('code', null, id)), head, errBox, reqBox,
-    h('div', { class: 'split' }, graphBox, h('div', null, timeline, outBox)), logBox, histBox);
+    h('div', { class: 'split' }, graphBox, outBox), timeline, logBox, histBox);
 
   let x;
   try {
