@@ -155,7 +155,7 @@ try {
   await page.waitForFunction(() => document.querySelector('ol.outputs').textContent.includes('booked laptop by api'));
   ok('the page shows the run completed with its output');
   await page.waitForSelector('.state-view table.diff, .state-view p');
-  await page.screenshot({ path: `${SHOTS}/dashboard-state.png`, fullPage: true });
+  await (await page.$('section[aria-labelledby="c-h"]')).screenshot({ path: `${SHOTS}/dashboard-state.png` });
   check(await page.evaluate(() => document.querySelector('.state-view').textContent.includes('approved_by')),
     'state over time shows the shared state written between checkpoints');
   check(consoleErrors.length === 0, 'the live execution view has no console error', consoleErrors.join(' | '));
