@@ -57,7 +57,8 @@ enum {
   Q_SCAN, Q_SCAN_ALL,
   Q_RANGE, Q_HEAD_SET, Q_HEAD_INS, Q_APPEND, Q_TRIM,
   Q_SIZE_REC, Q_SIZE_LOG, Q_HEAD_LAST,
-  Q_QHEAD_NEXT, Q_QPUSH, Q_QACK, Q_QWAITING, Q_QIDLE, Q_QOWN, Q_QTOUCH,
+  Q_QHEAD_LAST, Q_QHEAD_SET, Q_QHEAD_INS, /* each *_INS right after *_SET */
+  Q_QPUSH, Q_QACK, Q_QWAITING, Q_QIDLE, Q_QOWN, Q_QTOUCH,
   Q_QINFO,
   Q_COUNT
 };
@@ -94,8 +95,9 @@ static const char *const sql[Q_COUNT] = {
     [Q_SIZE_LOG] = "SELECT coalesce(sum(length(CAST(key AS BLOB)) + "
                    "length(value)), 0) FROM logs WHERE ns=?1",
     [Q_HEAD_LAST] = "SELECT last FROM log_heads WHERE ns=?1 AND key=?2",
-    [Q_QHEAD_NEXT] = "INSERT INTO queue_heads(q, last) VALUES(?1, 1) "
-                     "ON CONFLICT(q) DO UPDATE SET last=last+1 RETURNING last",
+    [Q_QHEAD_LAST] = "SELECT last FROM queue_heads WHERE q=?1",
+    [Q_QHEAD_SET] = "UPDATE queue_heads SET last=?2 WHERE q=?1",
+    [Q_QHEAD_INS] = "INSERT INTO queue_heads(q, last) VALUES(?1, ?2)",
     [Q_QPUSH] = "INSERT INTO queue(q, id, payload, owner, touched) "
                 "VALUES(?1, ?2, ?3, NULL, ?4)",
     [Q_QACK] = "DELETE FROM queue WHERE q=?1 AND id=?2",
@@ -555,35 +557,60 @@ static void head_keep(sq_t *q, const char *ns, size_t nslen, const char *key,
   q->head = (sq_head_t){ns, key, nslen, klen, last};
 }
 
+/* Bind the name of a head row to st: (ns, key) of a log, or a queue's
+ * name alone (key NULL); returns the index of the number's parameter. */
+static int bind_head(sqlite3_stmt *st, const char *ns, size_t nslen,
+                     const char *key, size_t klen) {
+  bind_text(st, 1, ns, nslen);
+  if (!key) return 2;
+  bind_text(st, 2, key, klen);
+  return 3;
+}
+
+/* The last number of a head row (0 when there is none) by statement
+ * read: SQLITE_DONE or an error code. */
+static int head_read(sq_t *q, int read, const char *ns, size_t nslen,
+                     const char *key, size_t klen, long long *last) {
+  sqlite3_stmt *st = q->st[read];
+  bind_head(st, ns, nslen, key, klen);
+  int rc = sqlite3_step(st);
+  *last = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  sqlite3_reset(st);
+  return rc == SQLITE_ROW ? SQLITE_DONE : rc;
+}
+
+/* Set a head row to n by statement set (an UPDATE), or set + 1 (its
+ * INSERT) when there is no row. An upsert with RETURNING would number in
+ * one statement, but opens a statement journal each time, which costs
+ * more. SQLITE_DONE or an error code. */
+static int head_write(sq_t *q, int set, const char *ns, size_t nslen,
+                      const char *key, size_t klen, long long n) {
+  for (int i = set; i <= set + 1; i++) {
+    sqlite3_stmt *st = q->st[i];
+    sqlite3_bind_int64(st, bind_head(st, ns, nslen, key, klen), n);
+    int rc = run(st);
+    if (rc != SQLITE_DONE) return rc;
+    if (sqlite3_changes(q->db) > 0) break; /* updated: no insert */
+  }
+  return SQLITE_DONE;
+}
+
 /* Give log (ns, key) its next number (*seq), inside the transaction: one
  * past the head the commit knows (read by expect_last or given by an
- * earlier append), else read first; then the head is set by one UPDATE,
- * or an INSERT for a log without a head row. (An upsert with RETURNING
- * would be one statement, but opens a statement journal each time.)
- * SQLITE_DONE or an error code. */
+ * earlier append), else read first. SQLITE_DONE or an error code. */
 static int head_next(sq_t *q, const char *ns, size_t nslen, const char *key,
                      size_t klen, long long *seq) {
-  sqlite3_stmt *st;
   int rc;
   if (!head_known(q, ns, nslen, key, klen)) {
-    st = q->st[Q_HEAD_LAST];
-    bind_text(st, 1, ns, nslen);
-    bind_text(st, 2, key, klen);
-    rc = sqlite3_step(st);
-    *seq = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
+    if ((rc = head_read(q, Q_HEAD_LAST, ns, nslen, key, klen, seq)) !=
+        SQLITE_DONE)
+      return rc;
     head_keep(q, ns, nslen, key, klen, *seq);
   }
   *seq = q->head.last + 1;
-  for (int i = Q_HEAD_SET; i <= Q_HEAD_INS; i++) {
-    st = q->st[i];
-    bind_text(st, 1, ns, nslen);
-    bind_text(st, 2, key, klen);
-    sqlite3_bind_int64(st, 3, *seq);
-    if ((rc = run(st)) != SQLITE_DONE) return rc;
-    if (sqlite3_changes(q->db) > 0) break; /* updated: no insert */
-  }
+  if ((rc = head_write(q, Q_HEAD_SET, ns, nslen, key, klen, *seq)) !=
+      SQLITE_DONE)
+    return rc;
   q->head.last = *seq;
   return SQLITE_DONE;
 }
@@ -647,12 +674,11 @@ static int apply(sq_t *q, wf_store_batch_t *b, const wf_store_op_t *o,
     case WF_SOP_QPUSH: {
       long long id;
       char num[24];
-      st = q->st[Q_QHEAD_NEXT];
-      bind_text(st, 1, ns, o->nslen);
-      rc = sqlite3_step(st);
-      id = sqlite3_column_int64(st, 0);
-      sqlite3_reset(st);
-      if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? SQLITE_ERROR : rc;
+      if ((rc = head_read(q, Q_QHEAD_LAST, ns, o->nslen, NULL, 0, &id)) !=
+              SQLITE_DONE ||
+          (rc = head_write(q, Q_QHEAD_SET, ns, o->nslen, NULL, 0, ++id)) !=
+              SQLITE_DONE)
+        return rc;
       st = q->st[Q_QPUSH];
       bind_text(st, 1, ns, o->nslen);
       sqlite3_bind_int64(st, 2, id);
