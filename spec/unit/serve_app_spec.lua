@@ -603,6 +603,28 @@ describe("weft.serve health and metrics", function()
     assert.matches('weft_http_requests_total{method="POST",code="200"} 2', text, 1, true)
   end)
 
+  it("times every invocation, several of one executor in one superstep included", function()
+    -- b and c both send to d: d runs twice in one superstep, and so does
+    -- the implicit output node after it
+    local app = app_with({ id = "fan", start = "a", nodes = {
+      { id = "a", builtin = "passthrough" }, { id = "b", builtin = "passthrough" },
+      { id = "c", builtin = "passthrough" }, { id = "d", builtin = "passthrough" } },
+      edges = { { from = "a", to = { "b", "c" } }, { from = "b", to = "d" }, { from = "c", to = "d" } } })
+    local x = execute(app, "fan", "m"):decoded()
+    assert.equal("completed", x.status)
+    assert.same({ "m", "m" }, x.outputs)
+    local invoked, completed = 0, 0
+    for _, ev in ipairs(app.executions[x.id].events) do
+      if ev.type == "executor_invoked" then invoked = invoked + 1 end
+      if ev.type == "executor_completed" then completed = completed + 1 end
+    end
+    assert.equal(7, invoked)
+    assert.equal(7, completed)
+    local text = call(app, "GET", "/metrics").body
+    assert.matches("weft_executor_duration_seconds_count 7", text, 1, true)
+    assert.matches('weft_executor_duration_seconds_bucket{le="+Inf"} 7', text, 1, true)
+  end)
+
   it("counts model calls and tokens by provider", function()
     local llm = require "weft.llm"
     local before = (llm.counters.requests.mock or {}).ok or 0

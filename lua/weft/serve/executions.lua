@@ -113,32 +113,38 @@ _M.HEARTBEAT = 15
 -- wakes whoever waits on x.
 local function subscriber(app, x, clock)
   local events, metrics, cond = x.events, app.metrics, x.cond
-  -- "executor\0superstep" -> start clocks: invocations of one executor in
-  -- one superstep start in order and their completions are published in
-  -- the same order
-  local started
+  -- executor id -> the start clock of its invocation, or a queue {head,
+  -- tail, ...} of them when it has several at once: the invocations of an
+  -- executor start in order and their completions are published in the
+  -- same order (a superstep's all end before the next one's start)
+  local started = {}
   return function(ev)
     events[#events + 1] = ev
     local t = ev.type
-    if t == "superstep_completed" then
-      metrics.supersteps = metrics.supersteps + 1
-    elseif t == "executor_invoked" then
-      local k = ev.executor_id .. "\0" .. ev.superstep
-      started = started or {}
-      local q = started[k]
-      if not q then q = { head = 1, tail = 0 }; started[k] = q end
-      q.tail = q.tail + 1
-      q[q.tail] = clock()
-    elseif t == "executor_completed" or t == "executor_failed" then
-      local k = ev.executor_id .. "\0" .. ev.superstep
-      local q = started and started[k]
-      if q and q.head <= q.tail then
-        local t0 = q[q.head]
-        q[q.head] = nil
-        q.head = q.head + 1
-        if q.head > q.tail then started[k] = nil end
-        metrics:executor_done(clock() - t0)
+    if t == "executor_invoked" then
+      local id, now = ev.executor_id, clock()
+      local q = started[id]
+      if q == nil then
+        started[id] = now
+      elseif type(q) == "number" then
+        started[id] = { head = 1, tail = 2, q, now }
+      else
+        q.tail = q.tail + 1
+        q[q.tail] = now
       end
+    elseif t == "executor_completed" or t == "executor_failed" then
+      local id = ev.executor_id
+      local q, t0 = started[id], nil
+      if type(q) == "number" then
+        t0, started[id] = q, nil
+      elseif q then
+        t0, q[q.head] = q[q.head], nil
+        q.head = q.head + 1
+        if q.head > q.tail then started[id] = nil end
+      end
+      if t0 then metrics:executor_done(clock() - t0) end
+    elseif t == "superstep_completed" then
+      metrics.supersteps = metrics.supersteps + 1
     end
     cond:signal()
   end
