@@ -6,7 +6,8 @@ set -eu
 
 PKGS="luajit libluajit-5.1-dev lua-cjson libev-dev libcurl4-openssl-dev
 libhiredis-dev libsqlite3-dev libmicrohttpd-dev lua-busted lua-check luarocks
-redis-server bubblewrap cmake pkg-config gcc make libgraphviz-dev chromium"
+redis-server bubblewrap cmake pkg-config gcc make libgraphviz-dev chromium
+firefox-esr"
 
 missing=""
 for p in $PKGS; do
@@ -23,25 +24,32 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   missing="$missing nodejs npm"
 fi
 
-# npm packages of the browser tests (spec/browser/package-lock.json:
-# puppeteer-core, which drives the chromium above): `npm ci` when
-# spec/browser/node_modules lacks the pinned version; nothing is fetched
-# when it is there (offline-safe). A failure is a warning: only
-# spec/integration/dashboard_spec.lua needs them, and it says so.
+# npm packages of the tests: spec/browser (puppeteer-core, which drives the
+# chromium above) and spec/interop/<protocol> (the official implementations
+# of the protocols weft speaks), each pinned by its package-lock.json.
+# `npm ci` runs in a directory only when its lock file changed since the
+# last install (a stamp in node_modules holds the lock's sha256): nothing is
+# fetched when they are there (offline-safe). A failure is a warning: only
+# the specs using that directory need it, and they say so.
 npm_deps() {
-  local dir want have
-  dir="$(cd "$(dirname "$0")/.." && pwd)/spec/browser"
-  [ -f "$dir/package-lock.json" ] || return 0
-  want=$(sed -n 's/.*"puppeteer-core": *"\([^"]*\)".*/\1/p' "$dir/package.json" | head -n 1)
-  have=$(sed -n 's/^  "version": *"\([^"]*\)".*/\1/p' "$dir/node_modules/puppeteer-core/package.json" 2>/dev/null | head -n 1)
-  if [ -n "$want" ] && [ "$want" = "$have" ]; then return 0; fi
-  if ! command -v npm >/dev/null 2>&1; then
-    echo "deps: no npm: the browser tests' packages (spec/browser) are not installed" >&2
-    return 0
-  fi
-  echo "deps: npm ci in spec/browser (puppeteer-core $want)"
-  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) ||
-    echo "deps: npm ci in spec/browser failed: the browser spec will fail naming it" >&2
+  local root dir lock sum
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  for lock in "$root"/spec/browser/package-lock.json "$root"/spec/interop/*/package-lock.json; do
+    [ -f "$lock" ] || continue
+    dir=$(dirname "$lock")
+    sum=$(sha256sum "$lock" | cut -d' ' -f1)
+    if [ "$(cat "$dir/node_modules/.weft-lock-sha256" 2>/dev/null)" = "$sum" ]; then continue; fi
+    if ! command -v npm >/dev/null 2>&1; then
+      echo "deps: no npm: the test packages of ${dir#"$root"/} are not installed" >&2
+      continue
+    fi
+    echo "deps: npm ci in ${dir#"$root"/}"
+    if (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error); then
+      echo "$sum" > "$dir/node_modules/.weft-lock-sha256"
+    else
+      echo "deps: npm ci in ${dir#"$root"/} failed: the specs using it will fail naming it" >&2
+    fi
+  done
 }
 
 if [ -z "$missing" ]; then

@@ -68,7 +68,7 @@ return weft.workflow("edit"):start(weft.executor("e", function(m, ctx) ctx:yield
 -- from) on a SQLite store with an admin key, run the browser checks
 -- against it (env: more variables for dashboard.mjs); returns the
 -- screenshots' directory.
-local function browse(mode, watch)
+local function browse(mode, watch, browser)
   local mods = src .. "/spec/browser/node_modules/puppeteer-core"
   assert(io.open(mods .. "/package.json"), "puppeteer-core is not installed: run scripts/deps.sh (npm ci in spec/browser)")
   local dir = scope.tmpdir()
@@ -92,12 +92,13 @@ local function browse(mode, watch)
   scope.later(function() procs.kill(p); procs.wait(p, 20) end)
   procs.wait_port(port)
   local shots = build .. "/dashboard-screens" .. (mode == "in-process" and "" or "-" .. mode)
+    .. (browser and "-" .. browser or "")
   local rc, out, err = procs.run({ "node", src .. "/spec/browser/dashboard.mjs" }, {
     WEFT_URL = ("http://127.0.0.1:%d"):format(port), WEFT_KEY = KEY, SHOTS = shots,
     CHROMIUM = os.getenv("CHROMIUM") or "/usr/bin/chromium", HOME = dir,
     WATCH_DIR = watch and (dir .. "/scripts") or nil,
     -- BROWSER=firefox (and FIREFOX=path) runs the same checks in Firefox
-    BROWSER = os.getenv("BROWSER"), FIREFOX = os.getenv("FIREFOX"),
+    BROWSER = browser or os.getenv("BROWSER"), FIREFOX = os.getenv("FIREFOX"),
   }, 300)
   assert.equal(0, rc, out .. "\n" .. err .. "\nserver stderr:\n" .. (procs.slurp(p.err) or ""))
   assert.truthy(out:find("# all checks passed", 1, true), out)
@@ -116,5 +117,13 @@ describe("the dashboard in headless Chromium", function()
 
   it("does the same with executions in a worker process (weft serve --workers 1)", function()
     browse("workers", false)
+  end)
+end)
+
+describe("the dashboard in headless Firefox", function()
+  it("passes the same checks (firefox-esr, WebDriver BiDi)", function()
+    assert(io.open(os.getenv("FIREFOX") or "/usr/bin/firefox-esr"),
+      "no firefox-esr: scripts/deps.sh installs it")
+    browse("in-process", false, "firefox")
   end)
 end)
