@@ -163,6 +163,10 @@ function _M.node_id(id)
   end))
 end
 
+-- Above this many executors or drawn edges, svg lays the graph out for
+-- speed (dot_text).
+local LARGE_NODES, LARGE_EDGES = 100, 200
+
 local DOT_SHAPE = { worker = "box", validator = "hexagon", orchestrator = "component" }
 local DOT_STYLE = { cond = "style=dashed", thick = "style=bold" }
 
@@ -211,6 +215,10 @@ end
 -- the SVG can be annotated afterwards; no tooltips (SVG makes them links).
 local function dot_text(desc, svg)
   local nodes = nodes_of(desc)
+  local flat = {}
+  for _, edge in ipairs(desc.edges or {}) do
+    for _, e in ipairs(flatten(edge)) do flat[#flat + 1] = e end
+  end
   local name = svg and _M.node_id or dq
   local out = {
     "digraph " .. (svg and "wf" or dq(desc.name or "workflow")) .. " {",
@@ -219,6 +227,10 @@ local function dot_text(desc, svg)
     "  edge [fontname=\"Helvetica\", fontsize=10];",
   }
   if svg then out[#out + 1] = "  bgcolor=transparent;" end
+  -- Large graphs: straight edges and one network-simplex pass for the
+  -- coordinates; dot's curved routing and full positioning take 1-2 s at
+  -- 200 nodes and 400 edges, this ~0.1 s (docs/api.md).
+  if svg and (#nodes > LARGE_NODES or #flat > LARGE_EDGES) then out[#out + 1] = "  splines=line; nslimit=1;" end
   for _, n in ipairs(nodes) do
     local attrs = { "shape=" .. (DOT_SHAPE[n.kind] or "box") }
     if n.id == desc.start then attrs[#attrs + 1] = "style=\"rounded,bold\"" end
@@ -229,10 +241,6 @@ local function dot_text(desc, svg)
       attrs[#attrs + 1] = "tooltip=" .. dq(n.kind)
     end
     out[#out + 1] = format("  %s [%s];", name(n.id), concat(attrs, ", "))
-  end
-  local flat = {}
-  for _, edge in ipairs(desc.edges or {}) do
-    for _, e in ipairs(flatten(edge)) do flat[#flat + 1] = e end
   end
   local back = svg and back_edges(nodes, flat, desc.start) or {}
   for i, e in ipairs(flat) do

@@ -1,7 +1,7 @@
 /* gv.h — graph layout with Graphviz (libgvc): dot source in, SVG out, the
  * `dot` layout engine. Synchronous CPU work on the caller's thread (it
- * blocks an event loop while it runs: about 1-2 ms for 20 nodes, tens of ms
- * for 200, see docs), serialised process-wide by a mutex because Graphviz
+ * blocks an event loop while it runs: ~2 ms for 20 nodes, ~0.1 s for 100,
+ * 1-2 s for 200 with curved edges; see docs/api.md), serialised process-wide by a mutex because Graphviz
  * keeps global state (its parser, its error reporting). Graphviz's own
  * messages are captured and returned as the error; nothing is printed.
  * Depends on common.h, libgvc/libcgraph, C11 threads, dlopen. */
@@ -12,9 +12,12 @@
 
 /* Largest dot source accepted, in bytes. */
 #define WF_GV_MAX_SOURCE (1024 * 1024)
-/* Largest graph laid out: nodes and edges (dot's layout is superlinear). */
-#define WF_GV_MAX_NODES 2000
-#define WF_GV_MAX_EDGES 8000
+/* Largest graph laid out: nodes and edges. dot's layout is superlinear: a
+ * layered graph of 500 nodes and ~1000 edges takes ~3 s even with straight
+ * edges and one network-simplex pass (graphviz.svg's settings for large
+ * graphs), 1000 nodes ~20 s, and the caller's loop waits that long. */
+#define WF_GV_MAX_NODES 500
+#define WF_GV_MAX_EDGES 2000
 
 /* Lay out the dot source src (len bytes, NUL-terminated at src[len], no
  * NUL before) with the dot

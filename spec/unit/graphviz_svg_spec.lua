@@ -290,6 +290,17 @@ describe("graphviz.svg", function()
     assert.are.same({ "a\239\191\189b", "c\239\191\189d\239\191\189e" }, ids)
   end)
 
+  it("draws a large graph (laid out for speed: straight edges) with every executor and edge", function()
+    local execs, edges = {}, {}
+    for i = 1, 150 do
+      execs[i] = { id = "e" .. i, kind = "worker" }
+      if i > 1 then edges[#edges + 1] = { kind = "direct", from = { "e" .. (i - 1) }, to = { "e" .. i } } end
+    end
+    local root = parse(assert(graphviz.svg({ name = "large", start = "e1", executors = execs, edges = edges })))
+    assert.are.equal(150, #groups(root, "node"))
+    assert.are.equal(149, #groups(root, "edge"))
+  end)
+
   it("returns nil and an error naming the limit for a graph over Graphviz's size limits", function()
     local execs = {}
     for i = 1, gv.MAX_NODES + 1 do execs[i] = { id = "e" .. i, kind = "worker" } end
