@@ -80,10 +80,13 @@ local function register_secret(v)
   if cred then secrets.add(cred) end
 end
 
--- The caller's secret_headers (a list of names) -> the same list and a set
--- of the lower-cased names.
+-- An empty set, shared (never written).
+local NONE = {}
+
+-- The caller's secret_headers (a list of names) -> a set of the
+-- lower-cased names (the shared empty set without any).
 local function secret_names(list)
-  if list == nil then return nil, {} end
+  if list == nil then return NONE end
   local set = {}
   for i = 1, #list do
     local n = list[i]
@@ -92,15 +95,16 @@ local function secret_names(list)
     end
     set[lower(n)] = true
   end
-  return list, set
+  return set
 end
 
--- Request headers table -> list of "Name: value" lines; also whether a
--- content-type was given. Values of secret headers (SECRET or extra, a
--- set of lower-cased names) are registered with weft.secrets.
-local function header_lines(headers, extra)
-  local out, has_ct = {}, false
-  if headers == nil then return out, false end
+-- Check the request headers table (weft.core.http makes the "Name: value"
+-- lines from it, with no Lua table or string per request); returns
+-- whether a content-type was given. Values of secret headers (SECRET or
+-- extra, a set of lower-cased names) are registered with weft.secrets.
+local function check_headers(headers, extra)
+  local has_ct = false
+  if headers == nil then return false end
   for k, v in pairs(headers) do
     if type(k) ~= "string" or not find(k, "^[!#$%%&'*+%-.^_`|~%w]+$") then
       misuse("bad header name " .. (type(k) == "string" and ("'" .. k .. "'") or tostring(k)))
@@ -117,34 +121,29 @@ local function header_lines(headers, extra)
     local lk = lower(k)
     if lk == "content-type" then has_ct = true end
     if SECRET[lk] or extra[lk] then register_secret(v) end
-    out[#out + 1] = k .. ": " .. v
   end
-  return out, has_ct
+  return has_ct
 end
 
--- Check opts and build what weft.core.http.start takes.
+-- Check opts and compute what weft.core.http.start takes besides them:
+-- method, body (a string or nil), framing, an extra header line (the
+-- content type of a JSON body) or nil, and the stream callback. No table
+-- is made per request: core.start reads the other options from opts.
 local function build(opts)
   check.options(_M.OPTIONS, opts, 3)
   local method = opts.method
   if method ~= nil then method = upper(method) end
-  local secret_list, secret_set = secret_names(opts.secret_headers)
-  local headers, has_ct = header_lines(opts.headers, secret_set)
-  local body = opts.body
+  local has_ct = check_headers(opts.headers, secret_names(opts.secret_headers))
+  local body, ct = opts.body, nil
   if type(body) == "table" then
     local ok, s = pcall(json.encode, body, { root = "body" })
     if not ok then misuse(tostring(s)) end
     body = s
-    if not has_ct then headers[#headers + 1] = "Content-Type: application/json" end
+    if not has_ct then ct = "Content-Type: application/json" end
   end
   local stream, framing = opts.stream, opts.framing
   if framing ~= nil and not stream then misuse("framing needs a stream callback") end
-  return {
-    method = method or (body and "POST" or "GET"), url = opts.url, headers = headers,
-    body = body, secret_headers = secret_list, max_redirects = opts.max_redirects,
-    cross_origin = opts.cross_origin_redirects, timeout = opts.timeout,
-    connect_timeout = opts.connect_timeout, idle_timeout = opts.idle_timeout,
-    max_body = opts.max_body, framing = stream and (framing or "raw") or "buffer",
-  }, stream
+  return method or (body and "POST" or "GET"), body, stream and (framing or "raw") or "buffer", ct, stream
 end
 
 -- next() until it returns something (a wake-up returns nothing).
@@ -185,19 +184,22 @@ local perform -- below
 -- cross_origin_redirects, secret_headers} -> res | nil, err, code.
 -- res = {status, headers, body}; see docs/io.md.
 function _M.request(opts)
-  local o, stream = build(opts)
+  local method, body, framing, ct, stream = build(opts)
   -- journaled in durable runs: a re-executed invocation gets this result
-  return require("weft.journal").call("http", { what = o.method .. " " .. o.url, body = o.body }, perform, o, stream)
+  return require("weft.journal").call("http", { what = method .. " " .. opts.url, body = body }, perform,
+    opts, method, body, framing, ct, stream)
 end
 
--- Start request o and wait for its result (streaming to stream if given).
-perform = function(o, stream)
-  local req, err, code = core.start(o)
+-- Start request opts (checked by build; method, body, framing and the
+-- extra header line computed from them) and wait for its result
+-- (streaming to stream if given).
+perform = function(opts, method, body, framing, ct, stream)
+  local req, err, code = core.start(opts, method, body, framing, ct)
   if not req then return nil, err, code end
   if stream then return run_stream(req, stream) end
-  local status, lines, body = wait(req)
-  if not status then return nil, lines, body end
-  return { status = status, headers = fold_headers(lines), body = body }
+  local status, lines, rbody = wait(req)
+  if not status then return nil, lines, rbody end
+  return { status = status, headers = fold_headers(lines), body = rbody }
 end
 
 --- configure{max_per_host = n}: at most n transfers at once per host

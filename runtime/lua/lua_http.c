@@ -1,5 +1,6 @@
 /* lua_http.c — Lua binding of the HTTP client (package "weft.core.http"):
- * start(opts) -> request object with next(), cancel(); configure(n),
+ * start(opts, method, body, framing, header) -> request object with next(),
+ * cancel(); configure(n),
  * stats(), SECRET_HEADERS (the header names that always count as secret),
  * and sse_bench() for bench/sse.lua. Deliberately thin: headers,
  * JSON bodies, response-header folding and the stream callback live in
@@ -42,6 +43,10 @@ struct lhttp_req {
   lhttp_client_t *cl;  /* NULL once the client is gone */
   wf_http_req_t *req;  /* NULL once finished or cancelled */
   wf_task_t *task;     /* task waiting in next(), or NULL */
+  int ref;             /* registry ref anchoring this userdata while task
+                          waits: next() may be tail-called, and a yield
+                          from it leaves its arguments above the stack top
+                          the GC marks */
   int framing;
   int finished;        /* the final result was returned */
   char *cancel_msg;    /* set by a cancel: what next() then returns */
@@ -131,11 +136,19 @@ static void on_notify(void *ud, wf_http_req_t *req) {
   req_wake(ud);
 }
 
+/* The wait on lr is over: forget the waiter, drop the anchor. */
+static void req_unwait(lhttp_req_t *lr, wf_task_t *t) {
+  int ref = lr->ref;
+  lr->task = NULL;
+  lr->ref = LUA_NOREF;
+  wf_lua_unref(t->rt, ref); /* lr may be collected from here on */
+}
+
 /* Waiter abort (run cancelled, executor timeout): stop the transfer. */
 static void task_cancel(wf_task_t *t) {
   lhttp_req_t *lr = t->wait;
-  lr->task = NULL;
   req_cancel(lr);
+  req_unwait(lr, t);
 }
 
 /* Number field k of the options table (1), or dflt; raises if not a
@@ -197,17 +210,74 @@ static void fill_strings(lua_State *L, int idx, const char **out, int n) {
   out[n] = NULL;
 }
 
-/* core.http.start{method, url, headers = {"Name: value", ...}, body,
- * timeout, connect_timeout, idle_timeout, max_body, framing =
- * "buffer"|"raw"|"sse"|"ndjson", max_redirects (0: none, default 10),
- * cross_origin = "strip"|"refuse", secret_headers = {name, ...}} ->
- * request | nil, err, "error" */
+/* Check the headers map at field "headers" of the options table (1):
+ * string names, string or number values. Leaves the map (or nil) on the
+ * stack; returns the number of headers and adds the bytes their
+ * "Name: value" lines take (NULs included) to *bytes. */
+static int opt_header_map(lua_State *L, size_t *bytes) {
+  int n = 0;
+  int t;
+  lua_getfield(L, 1, "headers");
+  if (lua_isnil(L, -1)) return 0;
+  if (!lua_istable(L, -1))
+    return luaL_error(L, "http: headers must be a table of name = value");
+  t = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, t)) { /* stack: ..., map, name, value */
+    size_t kl, vl;
+    if (lua_type(L, -2) != LUA_TSTRING)
+      return luaL_error(L, "http: header names must be strings, got %s",
+                        luaL_typename(L, -2));
+    if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
+      return luaL_error(L, "http: header '%s' must be a string, got %s",
+                        lua_tostring(L, -2), luaL_typename(L, -1));
+    lua_tolstring(L, -2, &kl);
+    lua_tolstring(L, -1, &vl); /* a number becomes a string on the stack only */
+    *bytes += kl + 2 + vl + 1;
+    n++;
+    lua_pop(L, 1);
+  }
+  return n;
+}
+
+/* Write the "Name: value" lines of the map at idx into text, their
+ * addresses into out[0..]; returns the next free slot of out. */
+static const char **fill_header_map(lua_State *L, int idx, const char **out,
+                                    char *text) {
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    size_t kl, vl;
+    const char *k = lua_tolstring(L, -2, &kl), *v = lua_tolstring(L, -1, &vl);
+    *out++ = text;
+    memcpy(text, k, kl);
+    memcpy(text + kl, ": ", 2);
+    memcpy(text + kl + 2, v, vl);
+    text[kl + 2 + vl] = 0;
+    text += kl + 2 + vl + 1;
+    lua_pop(L, 1);
+  }
+  return out;
+}
+
+/* core.start(opts, method, body, framing, extra_header) -> request | nil,
+ * err, "error". opts are weft.http.request's options (only these are read:
+ * url, headers = {name = value}, timeout, connect_timeout, idle_timeout,
+ * max_body, max_redirects (0: none, default 10), cross_origin_redirects =
+ * "strip"|"refuse", secret_headers = {name, ...}); what weft.http computes
+ * is passed apart: method (default GET), body (a string, or nil), framing
+ * ("buffer"|"raw"|"sse"|"ndjson", default buffer) and one more header line
+ * ("Name: value", e.g. the content type of a JSON body). So no table is
+ * built per request: the header lines are made here and freed once the
+ * request has copied them. */
 static int l_start(lua_State *L) {
   static const char *const framings[] = {"buffer", "raw", "sse", "ndjson", NULL};
   wf_http_opts_t o;
   wf_err_t err;
-  const char *stack_hdrs[33], **hdrs = stack_hdrs;
+  const char *stack_hdrs[33], **hdrs = stack_hdrs, **hp;
   const char *stack_sec[9], **sec = stack_sec;
+  char stack_text[1024], *text = stack_text;
+  const char *extra;
+  size_t text_len = 0;
   int nh = 0, ns = 0, i;
   double redirects;
   lhttp_client_t *cl;
@@ -215,10 +285,20 @@ static int l_start(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   memset(&o, 0, sizeof o);
   /* every check first: nothing below may raise while holding memory */
+  o.method = luaL_optstring(L, 2, NULL);
+  o.body = luaL_optlstring(L, 3, NULL, &o.body_len);
+  {
+    const char *f = luaL_optstring(L, 4, NULL);
+    for (i = 0; f && framings[i] && strcmp(framings[i], f) != 0; i++) {}
+    if (f && !framings[i])
+      return luaL_error(L, "http: framing must be \"buffer\", \"raw\", \"sse\" "
+                        "or \"ndjson\", got \"%s\"", f);
+    o.framing = f ? (wf_http_framing_t)i : WF_HTTP_BUFFER;
+  }
+  extra = luaL_optstring(L, 5, NULL);
+  lua_settop(L, 5); /* the arguments stay: they anchor the strings */
   o.url = opt_str(L, "url", NULL);
   if (!o.url) return luaL_error(L, "http: url is required");
-  o.method = opt_str(L, "method", NULL);
-  o.body = opt_str(L, "body", &o.body_len);
   o.timeout = opt_num(L, "timeout", 0);
   o.connect_timeout = opt_num(L, "connect_timeout", 0);
   o.idle_timeout = opt_num(L, "idle_timeout", 0);
@@ -228,46 +308,43 @@ static int l_start(lua_State *L) {
     return luaL_error(L, "http: max_redirects must be at most 1000");
   o.max_redirects = redirects < 0 ? 0 : redirects == 0 ? -1 : (int)redirects;
   {
-    const char *x = opt_str(L, "cross_origin", NULL);
+    const char *x = opt_str(L, "cross_origin_redirects", NULL);
     if (x && strcmp(x, "strip") != 0 && strcmp(x, "refuse") != 0)
-      return luaL_error(L, "http: cross_origin must be \"strip\" or "
+      return luaL_error(L, "http: cross_origin_redirects must be \"strip\" or "
                         "\"refuse\", got \"%s\"", x);
     o.cross_origin = x && strcmp(x, "refuse") == 0 ? WF_HTTP_XO_REFUSE
                                                    : WF_HTTP_XO_STRIP;
   }
-  {
-    const char *f = opt_str(L, "framing", NULL);
-    for (i = 0; f && framings[i] && strcmp(framings[i], f) != 0; i++) {}
-    if (f && !framings[i])
-      return luaL_error(L, "http: framing must be \"raw\", \"sse\" or "
-                        "\"ndjson\", got \"%s\"", f);
-    o.framing = f ? (wf_http_framing_t)i : WF_HTTP_BUFFER;
-  }
-  nh = opt_strings(L, "headers");
-  ns = opt_strings(L, "secret_headers");
+  nh = opt_header_map(L, &text_len); /* stack: opts, 4 args, headers */
+  lua_settop(L, 6);
+  ns = opt_strings(L, "secret_headers"); /* ..., headers, secret */
   cl = client_get(L);
-  lr = lua_newuserdata(L, sizeof *lr); /* stack: opts, headers, secret, lr */
+  lr = lua_newuserdata(L, sizeof *lr); /* ..., headers, secret, lr */
   memset(lr, 0, sizeof *lr);
+  lr->ref = LUA_NOREF;
   lr->framing = o.framing;
   luaL_getmetatable(L, REQ_MT);
   lua_setmetatable(L, -2);
-  if (nh >= (int)(sizeof stack_hdrs / sizeof *stack_hdrs)) {
-    hdrs = malloc(sizeof(*hdrs) * (size_t)(nh + 1));
-    if (!hdrs) return luaL_error(L, "http: out of memory");
-  }
-  if (ns >= (int)(sizeof stack_sec / sizeof *stack_sec)) {
+  if (nh + 1 >= (int)(sizeof stack_hdrs / sizeof *stack_hdrs))
+    hdrs = malloc(sizeof(*hdrs) * (size_t)(nh + 2));
+  if (text_len > sizeof stack_text) text = malloc(text_len);
+  if (ns >= (int)(sizeof stack_sec / sizeof *stack_sec))
     sec = malloc(sizeof(*sec) * (size_t)(ns + 1));
-    if (!sec) {
-      if (hdrs != stack_hdrs) free(hdrs);
-      return luaL_error(L, "http: out of memory");
-    }
+  if (!hdrs || !text || !sec) {
+    if (hdrs != stack_hdrs) free(hdrs);
+    if (text != stack_text) free(text);
+    if (sec != stack_sec) free(sec);
+    return luaL_error(L, "http: out of memory");
   }
-  fill_strings(L, -3, hdrs, nh); /* strings anchored by the lists */
-  fill_strings(L, -2, sec, ns);
+  hp = nh ? fill_header_map(L, 6, hdrs, text) : hdrs;
+  if (extra) *hp++ = extra;
+  *hp = NULL;
+  fill_strings(L, 7, sec, ns); /* strings anchored by the list */
   o.headers = hdrs;
   o.secret_headers = sec;
-  lr->req = wf_http_start(cl->h, &o, on_notify, lr, &err);
+  lr->req = wf_http_start(cl->h, &o, on_notify, lr, &err); /* copies them */
   if (hdrs != stack_hdrs) free(hdrs);
+  if (text != stack_text) free(text);
   if (sec != stack_sec) free(sec);
   if (!lr->req) return wf_lua_fail(L, err.msg, "error");
   lr->cl = cl;
@@ -373,8 +450,14 @@ static int next_results(lua_State *L, lhttp_req_t *lr) {
  * the caller calls next() again). */
 static int next_prepare(wf_task_t *t, lua_State *L) {
   lhttp_req_t *lr = t->wait;
-  lr->task = NULL;
-  return next_results(L, lr);
+  int n;
+  /* lr stays anchored on L (pushed from its ref) while its results are
+   * built, then goes: only the caller's own references keep it */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lr->ref);
+  req_unwait(lr, t);
+  n = next_results(L, lr);
+  lua_remove(L, -n - 1);
+  return n;
 }
 
 /* req:next() -> a list of records | status, header lines, body | nil, err,
@@ -392,6 +475,8 @@ static int l_next(lua_State *L) {
   if (lr->task) return luaL_error(L, "http: another task waits on this request");
   t = wf_task_waiter(rt, L, "http.request", &mw);
   lua_settop(L, 1);
+  lua_pushvalue(L, 1);
+  lr->ref = wf_lua_ref(rt, L);
   lr->task = t;
   t->wait = lr;
   t->cancel = task_cancel;

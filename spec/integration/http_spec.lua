@@ -507,6 +507,26 @@ describe("http.request callers #http", function()
     assert.truthy(eventually(function() return s:stats().open == 0 end))
   end))
 
+  it("keeps a request alive while a task waits on it in a tail call of next()", with_server(function(s)
+    local core = require "weft.core.http"
+    -- a tail call leaves no frame of the caller holding the request: only
+    -- the wait anchors it (it was collected, and its transfer cancelled
+    -- with no notification: the task then waited forever)
+    local t = weft.go(function() return core.start({ url = s.url .. "/hang" }):next() end)
+    assert.truthy(eventually(function() return s:stats().open == 1 end))
+    for _ = 1, 3 do
+      collectgarbage("collect")
+      for _ = 1, 1000 do local _ = tostring({}) end -- reuse what was freed
+    end
+    assert.equal(1, http.stats().running)
+    s:stop() -- the transfer fails: the task gets its error
+    local ok, a, err, code = pcall(t.wait, t)
+    assert.is_true(ok, tostring(a))
+    assert.is_nil(a)
+    assert.is_string(err)
+    assert.is_string(code)
+  end))
+
   it("handles many concurrent requests", function()
     http.configure { max_per_host = 200 }
     local out = in_tasks(200, function(i)
@@ -516,4 +536,48 @@ describe("http.request callers #http", function()
     http.configure { max_per_host = 64 }
     for i = 1, 200 do assert.equal(tostring(i), out[i][1]) end
   end)
+end)
+
+describe("http.request memory #http", function()
+  -- Lua heap (bytes, after a full collection) per task of n weft.go tasks
+  -- running fn, measured once blocked() says they all wait; returns it and
+  -- the tasks.
+  local function per_task(n, fn, blocked)
+    collectgarbage("collect")
+    collectgarbage("collect")
+    local before = collectgarbage("count")
+    local tasks = {}
+    for i = 1, n do tasks[i] = weft.go(fn) end
+    assert.truthy(eventually(blocked))
+    collectgarbage("collect")
+    collectgarbage("collect")
+    return (collectgarbage("count") - before) * 1024 / n, tasks
+  end
+
+  it("keeps no Lua table or string of its own for a request waiting in its host's queue (issue 14)",
+    with_server(function(s)
+      local n = 200
+      http.configure { max_per_host = 1 }
+      local opts = { url = s.url .. "/hang", body = "{}", timeout = 60,
+                     headers = { ["X-Trace"] = "abc", authorization = "Bearer k-123" } }
+      -- the same tasks blocked on a condition, as the baseline
+      local gate, waiting = weft.cond(), 0
+      local base, ctl = per_task(n, function()
+        waiting = waiting + 1
+        gate:wait()
+      end, function() return waiting == n end)
+      local held, tasks = per_task(n, function() return http.request(opts) end, function()
+        local st = http.stats()
+        return st.running == 1 and st.queued == n - 1
+      end)
+      http.configure { max_per_host = 64 }
+      gate:signal()
+      s:stop() -- every request fails; the tasks end
+      for i = 1, n do tasks[i]:wait(); ctl[i]:wait() end
+      -- what a request adds to a waiting task: the deeper stack of its
+      -- coroutine (~350 bytes) and its request userdata, not a copy of its
+      -- options, header lines or the like (~1180 bytes in all with them,
+      -- ~600-730 without)
+      assert.is_true(held - base < 900, string.format("%.0f bytes per request (baseline %.0f)", held - base, base))
+    end))
 end)
