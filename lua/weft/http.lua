@@ -15,7 +15,7 @@ local json = require "weft.json"
 local secrets = require "weft.secrets"
 local check = require "weft.check"
 
-local type, pairs, ipairs, tostring, error, pcall = type, pairs, ipairs, tostring, error, pcall
+local type, next, ipairs, tostring, error, pcall = type, next, ipairs, tostring, error, pcall
 local huge = math.huge
 local lower, upper, find, match = string.lower, string.upper, string.find, string.match
 
@@ -105,7 +105,11 @@ end
 local function check_headers(headers, extra)
   local has_ct = false
   if headers == nil then return false end
-  for k, v in pairs(headers) do
+  -- next() called, not `for ... in pairs` (see weft.check: Debian 12's
+  -- LuaJIT can end a pairs loop early), since core.start sends every
+  -- header, checked here or not
+  local k, v = next(headers)
+  while k ~= nil do
     if type(k) ~= "string" or not find(k, "^[!#$%%&'*+%-.^_`|~%w]+$") then
       misuse("bad header name " .. (type(k) == "string" and ("'" .. k .. "'") or tostring(k)))
     end
@@ -121,6 +125,7 @@ local function check_headers(headers, extra)
     local lk = lower(k)
     if lk == "content-type" then has_ct = true end
     if SECRET[lk] or extra[lk] then register_secret(v) end
+    k, v = next(headers, k)
   end
   return has_ct
 end

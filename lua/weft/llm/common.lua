@@ -220,17 +220,36 @@ function _M.retry_after(headers)
 end
 
 --- The retry policy of a call from its options: {retries, base, factor,
--- cap, after_cap}.
+-- cap, after_cap}; read-only (calls with the same options share one).
+-- Policies of calls that set no retry option but retries (0 to 10), by
+-- retries + 1: shared, so that a call in flight holds no table of its own
+-- (they follow _M.RETRY as it is when first made; policy() drops them
+-- when _M.RETRY is replaced).
+local shared_policies, shared_for = {}, nil
+
 function _M.policy(opts)
   local d = _M.RETRY
   opts = opts or {}
-  return {
-    retries = opts.retries or d.retries,
+  local r = opts.retries
+  local share = opts.retry_base == nil and opts.retry_factor == nil and opts.retry_max == nil
+    and opts.retry_after_max == nil and (r == nil or (r >= 0 and r <= 10 and r % 1 == 0))
+  if share then
+    if shared_for ~= d then shared_policies, shared_for = {}, d end
+    local p = shared_policies[(r or -1) + 2]
+    if p and p.retries == (r or d.retries) and p.base == d.base and p.factor == d.factor
+        and p.cap == d.cap and p.after_cap == d.after_cap then
+      return p
+    end
+  end
+  local p = {
+    retries = r or d.retries,
     base = opts.retry_base or d.base,
     factor = opts.retry_factor or d.factor,
     cap = opts.retry_max or d.cap,
     after_cap = opts.retry_after_max or d.after_cap,
   }
+  if share then shared_policies[(r or -1) + 2] = p end
+  return p
 end
 
 --- Seconds to wait before retry number `attempt` (1 for the first retry):
@@ -394,6 +413,27 @@ function _M.misuse(e)
   if getmetatable(e) == MISUSE then return e.msg end
 end
 
+-- Whether message m (checked) is in normal form already: a string
+-- content, and no field but role, content, name (not null) and, in a tool
+-- result, tool_call_id. Such a message goes into the request as it is (a
+-- call in flight holds no copy); others are copied, normalised.
+-- next() called, not `for ... in pairs` (see weft.check).
+local function normal(m)
+  if type(m.content) ~= "string" then return false end
+  local k, v = next(m)
+  while k ~= nil do
+    if k == "name" then
+      if v == NULL then return false end
+    elseif k == "tool_call_id" then
+      if m.role ~= "tool" then return false end
+    elseif k ~= "role" and k ~= "content" then
+      return false
+    end
+    k, v = next(m, k)
+  end
+  return true
+end
+
 --- Validate the options of llm.chat (raising a misuse error, see
 -- misuse(), on bad input) and return the normalised request {model, messages, tools, tool_choice,
 -- temperature, max_tokens, stream = bool}. model is the part after
@@ -404,23 +444,30 @@ function _M.request(opts, model, checked)
     if err then bad_raw(err) end
   end
   local msgs = opts.messages
-  local out = {}
+  local out, copied, count = {}, false, 0
   for i, m in ipairs(msgs) do
     local err = message_problem(m, "messages[" .. i .. "]")
     if err then bad(err) end
-    local c = m.content
-    local n = { role = m.role, content = c ~= NULL and c or "" }
-    if m.name ~= nil and m.name ~= NULL then n.name = m.name end
-    if m.role == "assistant" and m.tool_calls ~= nil and m.tool_calls ~= NULL then
-      n.tool_calls = {}
-      for j, tc in ipairs(m.tool_calls) do
-        n.tool_calls[j] = { id = tc.id, name = tc.name, arguments = tc.arguments }
+    local n = m
+    if not normal(m) then
+      local c = m.content
+      n = { role = m.role, content = c ~= NULL and c or "" }
+      if m.name ~= nil and m.name ~= NULL then n.name = m.name end
+      if m.role == "assistant" and m.tool_calls ~= nil and m.tool_calls ~= NULL then
+        n.tool_calls = {}
+        for j, tc in ipairs(m.tool_calls) do
+          n.tool_calls[j] = { id = tc.id, name = tc.name, arguments = tc.arguments }
+        end
+      elseif m.role == "tool" then
+        n.tool_call_id = m.tool_call_id
       end
-    elseif m.role == "tool" then
-      n.tool_call_id = m.tool_call_id
+      copied = true
     end
     out[i] = n
+    count = i
   end
+  -- messages that are all in normal form are the request's as they are
+  if not copied and #msgs == count then out = msgs end
   local tools
   if opts.tools ~= nil then
     tools = {}
@@ -444,9 +491,13 @@ function _M.request(opts, model, checked)
   }
 end
 
+-- provider module -> its last config (see config)
+local last_config = {}
+
 --- The key and base URL of provider P for a call: options first, then the
--- environment, then P's default base. Returns {api_key, base_url} or nil,
--- err, "config" when P needs a key and none is set.
+-- environment, then P's default base. Returns {api_key, base_url}
+-- (read-only: calls with the same config share it) or nil, err, "config"
+-- when P needs a key and none is set.
 function _M.config(P, opts)
   local getenv = _M.getenv
   local key = opts.api_key
@@ -460,7 +511,14 @@ function _M.config(P, opts)
   if (base == nil or base == "") and P.base_env then base = getenv(P.base_env) end
   if base == nil or base == "" then base = P.default_base end
   if P.normalise_base then base = P.normalise_base(base) end
-  return { api_key = key, base_url = base and _M.trim_url(base) }
+  base = base and _M.trim_url(base)
+  -- the last config of each provider is shared by the calls that have the
+  -- same one (read-only), so a call in flight holds no table of its own
+  local c = last_config[P]
+  if c and c.api_key == key and c.base_url == base then return c end
+  c = { api_key = key, base_url = base }
+  last_config[P] = c
+  return c
 end
 
 --- Words in s (whitespace-separated runs), for the mock's usage.
