@@ -182,15 +182,62 @@ function Ctx:request_info(req)
     local answered, value = hook(run, self, id, req)
     if answered then return value end
   end
-  run._requests = run._requests or {}
-  -- {seq, executor_id, superstep, request} (an array: a paused run keeps it)
-  run._requests[id] = { self._seq, self.executor_id, self.superstep, req }
+  _M.request_add(run, id, self._seq, self.executor_id, self.superstep, req)
   local ok, err = clive(self._run.c, self._seq, "request_info", self.executor_id,
                         { request_id = id, request = req })
   if not ok then fail(self, "ctx:request_info", err) end
   local value = cwait(self._run.c, self._seq)
-  run._requests[id] = nil
+  _M.request_drop(run, id)
   return value
+end
+
+-- The outstanding requests of a run are kept in run._requests as one flat
+-- list of 5-tuples (request id, invocation seq, executor id, superstep,
+-- request): a paused run holds one small array, not a table of tables.
+local REQ = 5
+
+--- Record outstanding request id of run (asked by invocation seq).
+function _M.request_add(run, id, seq, executor_id, superstep, req)
+  local t = run._requests
+  if not t then
+    run._requests = { id, seq, executor_id, superstep, req }
+    return
+  end
+  local n = #t
+  t[n + 1], t[n + 2], t[n + 3], t[n + 4], t[n + 5] = id, seq, executor_id, superstep, req
+end
+
+--- The seq, executor id, superstep and request of run's outstanding
+-- request id, or nil.
+function _M.request_get(run, id)
+  local t = run._requests
+  if not t then return nil end
+  for i = 1, #t, REQ do
+    if t[i] == id then return t[i + 1], t[i + 2], t[i + 3], t[i + 4] end
+  end
+end
+
+--- Forget run's outstanding request id (no-op when unknown).
+function _M.request_drop(run, id)
+  local t = run._requests
+  if not t then return end
+  local n = #t
+  for i = 1, n, REQ do
+    if t[i] == id then
+      for k = 0, REQ - 1 do t[i + k] = t[n - REQ + 1 + k] end
+      for k = n, n - REQ + 1, -1 do t[k] = nil end
+      return
+    end
+  end
+end
+
+--- The ids of run's outstanding requests, in the order asked (a new list).
+function _M.request_ids(run)
+  local t, out = run._requests, {}
+  if t then
+    for i = 1, #t, REQ do out[#out + 1] = t[i] end
+  end
+  return out
 end
 
 local NO_ERRORS = setmetatable({}, { __newindex = function() error("ctx.previous_errors is read-only", 2) end })

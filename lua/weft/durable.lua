@@ -644,7 +644,7 @@ end
 -- the idle run r waits on: a list of {request_id, value}.
 local function stored_answers(r)
   local d, out = r.durable, {}
-  for id in pairs(r._requests or {}) do
+  for _, id in ipairs(context.request_ids(r)) do
     local s = d.store:get("req", esc(r.id) .. "/" .. id)
     local ok, rec = pcall(decode, s or "")
     if s and ok and type(rec) == "table" and rec.status == "answered" then
@@ -709,8 +709,8 @@ function _M.finish(r)
     return
   end
   for _, a in ipairs(answers) do
-    local q = r._requests and r._requests[a.request_id]
-    if q and sched.request_answer(r.c, q[1], a.value) then r._requests[a.request_id] = nil end
+    local seq = context.request_get(r, a.request_id)
+    if seq and sched.request_answer(r.c, seq, a.value) then context.request_drop(r, a.request_id) end
   end
 end
 

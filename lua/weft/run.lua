@@ -7,7 +7,7 @@ local _M = {}
 
 local sched = require "weft.core.sched"
 local loop = require "weft.core.loop"
-require "weft.context" -- sets the worker body every invocation runs
+local context = require "weft.context" -- sets the worker body every invocation runs
 local check = require "weft.check"
 local json = require "weft.json"
 local invocation = require "weft.invocation"
@@ -219,8 +219,9 @@ function Run:requests()
   local out = {}
   local st = info(self.c)
   if st ~= "idle" and st ~= "running" then return out end
-  for id, q in pairs(self._requests or {}) do
-    out[#out + 1] = { request_id = id, executor_id = q[2], superstep = q[3], request = q[4] }
+  for _, id in ipairs(context.request_ids(self)) do
+    local _, exec, superstep, req = context.request_get(self, id)
+    out[#out + 1] = { request_id = id, executor_id = exec, superstep = superstep, request = req }
   end
   table.sort(out, function(a, b) return a.request_id < b.request_id end)
   return out
@@ -229,8 +230,8 @@ end
 --- Answer the outstanding request request_id with value: the waiting
 -- invocation resumes (true), or nil, err for an unknown request.
 function Run:respond(request_id, value)
-  local q = self._requests and self._requests[request_id]
-  if not q then
+  local seq = context.request_get(self, request_id)
+  if not seq then
     return nil, ("run %s has no outstanding request '%s'"):format(self.id, tostring(request_id))
   end
   if value ~= nil then
@@ -240,9 +241,9 @@ function Run:respond(request_id, value)
       if e then error("respond: " .. e, 2) end
     end
   end
-  local ok, err = sched.request_answer(self.c, q[1], value)
+  local ok, err = sched.request_answer(self.c, seq, value)
   if not ok then return nil, err end
-  self._requests[request_id] = nil
+  context.request_drop(self, request_id)
   return true
 end
 

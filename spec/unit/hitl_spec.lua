@@ -83,6 +83,42 @@ describe("ctx:request_info", function()
     assert.same({ "A", "B" }, r.outputs)
   end)
 
+  it("keeps every outstanding request's fields when others are answered in any order", function()
+    local src = weft.executor("src", function(m, ctx) ctx:send("a"); ctx:send("b"); ctx:send("c") end)
+    local ask = weft.executor("ask", function(m, ctx) ctx:send(ctx:request_info({ q = m })) end)
+    local fin = weft.executor("fin", function(m, ctx) ctx:yield_output(m) end)
+    local wf = weft.workflow("three"):start(src):edge(src, ask):edge(ask, fin):build()
+    local h = wf:spawn(0)
+    local r = h:wait()
+    local function asked(res)
+      local out = {}
+      for _, q in ipairs(res.requests) do
+        assert.equal("ask", q.executor_id)
+        assert.equal(1, q.superstep) -- src ran in superstep 0
+        out[#out + 1] = q.request.q
+      end
+      return out
+    end
+    assert.same({ "a", "b", "c" }, asked(r))
+    local ids = { r.requests[1].request_id, r.requests[2].request_id, r.requests[3].request_id }
+    assert.is_true(h:respond(ids[2], "B"))
+    local ok, err = h:respond(ids[2], "again")
+    assert.is_nil(ok)
+    assert.equal("run " .. h.id .. " has no outstanding request '" .. ids[2] .. "'", err)
+    r = h:wait()
+    assert.same({ "a", "c" }, asked(r))
+    assert.is_true(h:respond(ids[1], "A"))
+    r = h:wait()
+    assert.same({ "c" }, asked(r))
+    assert.equal(ids[3], r.requests[1].request_id)
+    assert.is_true(h:respond(ids[3], "C"))
+    r = h:wait()
+    assert.equal("completed", r.status)
+    table.sort(r.outputs)
+    assert.same({ "A", "B", "C" }, r.outputs)
+    assert.same({}, h:requests())
+  end)
+
   it("does not time out while waiting on a human", function()
     local wf = asking({ timeout = 0.01 })
     local h = wf:spawn("x")
