@@ -751,32 +751,35 @@ local function log_tail(store, rec)
   return last and last.seq or (rec.checkpoints or 0)
 end
 
--- Rebuild the restore table of a run from its checkpoints up to `upto`
--- (nil: the last). Returns restore (nil when the run has no checkpoint)
--- and the number of the checkpoint it stands for.
-local function rebuild(wf, store, rec, upto)
-  local tail = log_tail(store, rec)
-  local last = upto or tail
-  if last == 0 then return nil, 0 end
-  if upto and upto > tail then
-    error(fmt("run '%s' has no checkpoint %d (it has %d)", rec.run_id, upto, tail), 0)
-  end
+-- Fold the checkpoints of run rec from the newest full snapshot at or
+-- before `last` up to `last` with wf's reducers (wf nil: a written value
+-- replaces the old one). Returns {supersteps, superstep, pending, fanin,
+-- state, outputs}, or nil, err, code: "no_snapshot", "missing",
+-- "corrupt", "reducer", "store". Reads only.
+local function fold(wf, store, rec, last)
+  local id = rec.run_id
   local from
   for _, f in ipairs(rec.fulls or {}) do
     if f <= last then from = f end
   end
-  if not from then error(fmt("run '%s': no full snapshot at or before checkpoint %d", rec.run_id, last), 0) end
-  local rows = check(store:range("ckpt", rec.run_id, from, last))
-  if not rows or #rows == 0 or rows[1].seq ~= from then
-    error(fmt("run '%s': checkpoints %d..%d are missing from the store", rec.run_id, from, last), 0)
+  if not from then return nil, fmt("run '%s': no full snapshot at or before checkpoint %d", id, last), "no_snapshot" end
+  local rows, serr = store:range("ckpt", id, from, last)
+  if not rows then return nil, "store: " .. tostring(serr), "store" end
+  if #rows == 0 or rows[1].seq ~= from or rows[#rows].seq ~= last then
+    return nil, fmt("run '%s': checkpoints %d..%d are missing from the store", id, from, last), "missing"
   end
-  local reducers = wf._reducer_fns or {}
+  local reducers = wf and wf._reducer_fns or {}
   local state, outputs, entry = {}, {}, nil
   for i, row in ipairs(rows) do
-    entry = load(row.value, fmt("checkpoint %d of run %s", row.seq, rec.run_id))
+    local dok, derr
+    dok, entry, derr = pcall(decode, row.value)
+    if not dok then entry, derr = nil, entry end
+    if type(entry) ~= "table" then
+      return nil, fmt("corrupt checkpoint %d of run %s: %s", row.seq, id, tostring(derr or "not an object")), "corrupt"
+    end
     if i == 1 then
       if type(entry.state) ~= "table" or type(entry.all_outputs) ~= "table" then
-        error(fmt("corrupt checkpoint %d of run %s: no full snapshot", row.seq, rec.run_id), 0)
+        return nil, fmt("corrupt checkpoint %d of run %s: no full snapshot", row.seq, id), "corrupt"
       end
       for k, v in pairs(entry.state) do state[k] = v end
       for j, v in ipairs(entry.all_outputs) do outputs[j] = v end
@@ -786,7 +789,13 @@ local function rebuild(wf, store, rec, upto)
         if v == json.null then v = nil end
         local red = reducers[k]
         if v == nil then state[k] = nil
-        elseif red then state[k] = red(state[k], v)
+        elseif red then
+          local ok, nv = pcall(red, state[k], v)
+          if not ok then
+            return nil, fmt("run '%s': the reducer of state key '%s' failed at checkpoint %d: %s", id,
+              tostring(k), row.seq, tostring(nv)), "reducer"
+          end
+          state[k] = nv
         else state[k] = v end
       end
       for _, v in ipairs(entry.outputs or {}) do outputs[#outputs + 1] = v end
@@ -796,9 +805,46 @@ local function rebuild(wf, store, rec, upto)
     if p.msg == json.null then p.msg = nil end
   end
   return {
-    supersteps = entry.supersteps, pending = entry.pending, fanin = entry.fanin,
+    supersteps = entry.supersteps, superstep = entry.superstep, pending = entry.pending, fanin = entry.fanin,
     state = state, outputs = outputs,
-  }, last, tail
+  }
+end
+
+-- Rebuild the restore table of a run from its checkpoints up to `upto`
+-- (nil: the last). Returns restore (nil when the run has no checkpoint)
+-- and the number of the checkpoint it stands for; raises when it cannot.
+local function rebuild(wf, store, rec, upto)
+  local tail = log_tail(store, rec)
+  local last = upto or tail
+  if last == 0 then return nil, 0 end
+  if upto and upto > tail then
+    error(fmt("run '%s' has no checkpoint %d (it has %d)", rec.run_id, upto, tail), 0)
+  end
+  local restore, err = fold(wf, store, rec, last)
+  if not restore then error(err, 0) end
+  return restore, last, tail
+end
+
+--- The state of run run_id at checkpoint n, read from store without
+-- changing anything (the fold a resume from n starts with; wf gives the
+-- reducers, nil: written values replace): {state, outputs, pending =
+-- {{src, msg}}, supersteps, superstep, fanin}, or nil, err, code — code
+-- "unknown" (no such run), "no_checkpoint" (beyond the log, or < 1),
+-- "no_snapshot", "missing", "corrupt", "reducer" or "store".
+function _M.state_at(wf, store, run_id, n)
+  store = _M.store(store)
+  local ok, rec, err = pcall(_M.record, store, run_id)
+  if not ok then return nil, tostring(rec), "corrupt" end
+  if not rec then
+    if tostring(err):find("unknown run", 1, true) then return nil, err, "unknown" end
+    return nil, "store: " .. tostring(err), "store"
+  end
+  local tok, tail = pcall(log_tail, store, rec)
+  if not tok then return nil, tostring(tail), "store" end
+  if type(n) ~= "number" or n < 1 or n > tail then
+    return nil, fmt("run '%s' has no checkpoint %s (it has %d)", run_id, tostring(n), tail), "no_checkpoint"
+  end
+  return fold(wf, store, rec, n)
 end
 
 --- The result of run id of workflow wf as stored, once it ended:

@@ -91,3 +91,21 @@ describe("GET /api/v1/executions/{id}/checkpoints", function()
     assert.equal("not_durable", err_of(call(a, "GET", "/api/v1/executions/nope/checkpoints"), 404).code)
   end)
 end)
+
+describe("weft.durable.state_at", function()
+  it("folds a run's checkpoints read-only, and names what is missing by code", function()
+    local a, store = app()
+    local id = call(a, "POST", "/api/v1/workflows/steps/execute", { body = { input = "go" } }):decoded().id
+    local wf = require("weft.serve.workflows").get(a, "steps")
+    local durable = require "weft.durable"
+    local before = store:get("runs", id)
+    local st = assert(durable.state_at(wf, store, id, 2))
+    assert.same({ log = { "a", "b" }, last = "b" }, st.state)
+    assert.equal(2, st.supersteps)
+    assert.equal(before, store:get("runs", id))
+    -- without the workflow (no reducers) a written value replaces
+    assert.equal("b", assert(durable.state_at(nil, store, id, 2)).state.log)
+    assert.equal("no_checkpoint", select(3, durable.state_at(wf, store, id, 4)))
+    assert.equal("unknown", select(3, durable.state_at(wf, store, "nope", 1)))
+  end)
+end)

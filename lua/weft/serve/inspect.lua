@@ -13,7 +13,7 @@
 local json = require "weft.json"
 local errors = require "weft.serve.errors"
 
-local type, pairs, ipairs, tostring, tonumber, pcall = type, pairs, ipairs, tostring, tonumber, pcall
+local type, ipairs, tostring, tonumber, pcall = type, ipairs, tostring, tonumber, pcall
 local throw = errors.throw
 
 local _M = {}
@@ -72,43 +72,25 @@ local function entry(id, r)
   return e
 end
 
--- State, outputs and the last entry at checkpoint n of execution id (rec:
--- its record), folding the writes since the last full snapshot with the
--- workflow's reducers (wf, or nil when it cannot be loaded: the written
--- values then replace).
--- NOTE: weft.durable's rebuild() does the same fold for resume but is not
--- exported; this should call it once it is (reported in docs/dashboard.md).
-local function state_at(app, id, rec, n, wf)
-  local from
-  for _, f in ipairs(rec.fulls or {}) do if f <= n then from = f end end
-  if not from then throw(404, "no_snapshot", ("execution '%s' has no full snapshot at or before checkpoint %d"):format(id, n)) end
-  local list = rows(app, id, from, n)
-  if #list == 0 or list[1].seq ~= from or list[#list].seq ~= n then
-    throw(404, "not_found", ("execution '%s' has no checkpoint %d (it has %d)"):format(id, n, (list[#list] or {}).seq or 0),
-      { checkpoint = n })
+-- weft.durable.state_at's failure codes -> HTTP status and error code.
+local STATE_ERRORS = {
+  unknown = { 404, "not_durable" }, no_checkpoint = { 404, "not_found" }, no_snapshot = { 404, "no_snapshot" },
+  missing = { 404, "not_found" }, corrupt = { 500, "corrupt_checkpoint" }, reducer = { 500, "reducer_failed" },
+  store = { 503, "store_unavailable" },
+}
+
+-- State, outputs and pending messages at checkpoint n of execution id:
+-- weft.durable's fold (the one a resume from n starts with), with the
+-- reducers of wf (nil when it cannot be loaded: written values replace).
+local function state_at(app, id, n, wf)
+  local st, err, code = require("weft.durable").state_at(wf, app.store, id, n)
+  if not st then
+    local e = STATE_ERRORS[code] or STATE_ERRORS.store
+    throw(e[1], e[2], errors.scrub(tostring(err)), { checkpoint = n })
   end
-  local reducers = wf and wf._reducer_fns or {}
-  local state, outputs, e = {}, json.array(), nil
-  for i, r in ipairs(list) do
-    e = entry(id, r)
-    if i == 1 then
-      for k, v in pairs(e.state or {}) do state[k] = v end
-      for j, v in ipairs(e.all_outputs or {}) do outputs[j] = v end
-    else
-      for _, w in ipairs(e.writes or {}) do
-        local k, v = w[1], w[2]
-        if v == json.null then v = nil end
-        local red = reducers[k]
-        if v == nil then state[k] = nil
-        elseif red then
-          local ok, nv = pcall(red, state[k], v)
-          state[k] = ok and nv or v
-        else state[k] = v end
-      end
-      for _, v in ipairs(e.outputs or {}) do outputs[#outputs + 1] = v end
-    end
-  end
-  return json.object(state), outputs, e
+  local outputs = json.array()
+  for i, v in ipairs(st.outputs) do outputs[i] = v end
+  return json.object(st.state), outputs, st
 end
 
 --- How many drawn graphs are kept (by definition hash).
@@ -172,7 +154,7 @@ function _M.install(app)
     end
     local rec = record(self, id)
     local okw, wf = pcall(require("weft.serve.workflows").get, self, rec.workflow)
-    local state, outputs, e = state_at(self, id, rec, n, okw and wf or nil)
+    local state, outputs, e = state_at(self, id, n, okw and wf or nil)
     -- a pending message names its sender by index in the graph's order
     local execs = okw and wf:describe().executors or {}
     local pending = json.array()
