@@ -332,12 +332,33 @@ function _M.get(app, id)
   errors.not_found("workflow", id)
 end
 
+-- Host event ev as the API shows it (a copy): its file named relative to
+-- the scripts dir (`file`; the last component when it is elsewhere), never
+-- the server's path; messages scrubbed (file:line kept, no traceback).
+local function public_event(app, ev)
+  local out = {}
+  for k, v in pairs(ev) do out[k] = v end
+  if type(ev.path) == "string" then
+    local dir = app.scripts_dir and app.scripts_dir:gsub("/+$", "")
+    local p = ev.path
+    out.path = nil
+    if dir and dir ~= "" and p:sub(1, #dir + 1) == dir .. "/" then
+      out.file = p:sub(#dir + 2):gsub("^%./", "")
+    else
+      out.file = p:match("([^/]*)$")
+    end
+  end
+  out.error, out.reason = errors.scrub(ev.error), errors.scrub(ev.reason)
+  return out
+end
+_M.public_event = public_event
+
 --- Install the workflow routes on app.
 function _M.install(app)
   -- reload events of a watching host (weft serve --watch)
   app:route("GET", "/api/v1/reloads", function(self)
     local list = require("weft.json").array()
-    for k, ev in ipairs(self.host and self.host:recent_events() or {}) do list[k] = ev end
+    for k, ev in ipairs(self.host and self.host:recent_events() or {}) do list[k] = public_event(self, ev) end
     return 200, { watching = self.host ~= nil, events = list }
   end)
   app:route("POST", "/api/v1/workflows", function(self, req)
