@@ -86,11 +86,17 @@ typedef struct wf_http_sock {
   struct wf_http_sock *prev, *next;
 } wf_http_sock_t;
 
-/* A pooled easy handle with its error buffer. */
+/* A pooled easy handle with its error buffer, and the state of the
+ * transfer it runs (kept here, not in every request: most requests of a
+ * burst wait in a host queue with no transfer). */
 typedef struct wf_http_easy {
   CURL *curl;
+  struct wf_http_easy *next; /* pool */
+  wf_http_lane_t *lane;      /* the lane running the transfer */
+  ev_timer idle;             /* the transfer's idle timeout */
+  ev_tstamp last;            /* time of the last byte received */
+  int paused;                /* reading paused: records wait to be taken */
   char errbuf[CURL_ERROR_SIZE];
-  struct wf_http_easy *next;
 } wf_http_easy_t;
 
 /* Per-host accounting: running transfers and the FIFO of waiting ones. */
@@ -103,14 +109,14 @@ typedef struct wf_http_host {
 
 enum { REQ_QUEUED, REQ_RUNNING, REQ_DONE };
 
+/* A request: 10,000 of them may wait at once, so flags are bytes and what
+ * only a running transfer needs is in its wf_http_easy_t. */
 struct wf_http_req {
   wf_http_t *h; /* NULL once done and notified */
-  int state;
   wf_http_host_t *host;
   wf_http_req_t *qnext;        /* host FIFO */
   wf_http_req_t *prev, *next;  /* h->live: queued and running */
   wf_http_req_t *pprev, *pnext; /* h->pending notifications */
-  int pending;
   wf_http_notify_fn notify;
   void *ud;
   /* the request: one block holding url, method, "host:port", the origin
@@ -121,36 +127,34 @@ struct wf_http_req {
   const char *url, *method, *hostport, *origin, *hdrtext, *body;
   char *url_own, *hostport_own; /* url and hostport after a redirect */
   size_t body_len;
-  int has_expect;
-  int max_redirects, nredirects;
-  int xo_refuse;   /* a cross-origin redirect fails the request */
-  int left_origin; /* a redirect left the origin: no secret headers since */
+  short max_redirects, nredirects;
+  unsigned char state;       /* REQ_* */
+  unsigned char pending;     /* on the notification queue */
+  unsigned char has_expect;
+  unsigned char xo_refuse;   /* a cross-origin redirect fails the request */
+  unsigned char left_origin; /* a redirect left the origin: no secret
+                                headers since */
+  unsigned char hdr_done;    /* blank line seen: later lines are trailers */
+  unsigned char framing;     /* wf_http_framing_t as requested */
+  unsigned char mode;        /* of the current response: a non-2xx final
+                                response is buffered, not framed */
+  unsigned char code;        /* wf_http_errcode_t */
+  int status;                /* response status */
   ev_tstamp t_first; /* first activation: the total timeout runs from it */
   double t_left;     /* total timeout left at the current activation */
   struct curl_slist *hdrs; /* built when the transfer starts */
   double connect_timeout, timeout, idle_timeout;
-  wf_http_framing_t framing; /* as requested */
-  wf_http_framing_t mode;    /* of the current response: a non-2xx final
-                                response is buffered, not framed */
   size_t max_body;
-  /* the transfer */
-  wf_http_easy_t *easy;
-  wf_http_lane_t *lane;
-  ev_timer idle;
-  ev_tstamp last; /* time of the last byte received */
-  int paused;
+  wf_http_easy_t *easy; /* the running transfer */
   /* the response */
-  int status;
   char **hdr; /* "Name: value", NULL-terminated */
   size_t nhdr, caphdr;
-  int hdr_done; /* blank line seen: later lines are trailers */
   char *buf;    /* BUFFER body */
   size_t nbuf, capbuf;
   wf_sse_t *sse;
   wf_ndjson_t *nd;
   wf_http_record_t *rhead, *rtail;
   size_t rbytes; /* record bytes not yet taken */
-  wf_http_errcode_t code;
   char *errmsg;
 };
 
@@ -329,11 +333,11 @@ static size_t on_write(char *p, size_t sz, size_t n, void *ud) {
   wf_http_req_t *r = ud;
   size_t len = sz * n;
   wf_err_t err;
-  r->last = ev_now(r->h->evl);
+  r->easy->last = ev_now(r->h->evl);
   if (r->mode != WF_HTTP_BUFFER && r->rbytes > WF_HTTP_PAUSE_HIGH) {
     /* the owner is not taking records: stop reading until it does */
-    r->paused = 1;
-    ev_timer_stop(r->h->evl, &r->idle);
+    r->easy->paused = 1;
+    ev_timer_stop(r->h->evl, &r->easy->idle);
     return CURL_WRITEFUNC_PAUSE;
   }
   switch (r->mode) {
@@ -389,7 +393,7 @@ static void hdr_clear(wf_http_req_t *r) {
 static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
   wf_http_req_t *r = ud;
   size_t len = sz * n, all = len;
-  r->last = ev_now(r->h->evl);
+  r->easy->last = ev_now(r->h->evl);
   while (len && (p[len - 1] == '\n' || p[len - 1] == '\r')) len--;
   if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
     const char *sp = memchr(p, ' ', len);
@@ -431,7 +435,7 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
 static void idle_cb(struct ev_loop *evl, ev_timer *w, int revents) {
   wf_http_req_t *r = w->data;
   wf_http_t *h = r->h;
-  ev_tstamp left = r->last + r->idle_timeout - ev_now(evl);
+  ev_tstamp left = r->easy->last + r->idle_timeout - ev_now(evl);
   (void)revents;
   if (left > 1e-6) { /* bytes arrived meanwhile: wait for the rest */
     ev_timer_set(w, left, 0);
@@ -453,11 +457,12 @@ static int on_prereq(void *ud, char *ip, char *lip, int rport, int lport) {
   (void)lip;
   (void)rport;
   (void)lport;
-  if (r->idle_timeout > 0 && !r->paused) {
-    r->last = ev_now(r->h->evl);
-    ev_timer_stop(r->h->evl, &r->idle);
-    ev_timer_set(&r->idle, r->idle_timeout, 0);
-    ev_timer_start(r->h->evl, &r->idle);
+  wf_http_easy_t *e = r->easy;
+  if (r->idle_timeout > 0 && !e->paused) {
+    e->last = ev_now(r->h->evl);
+    ev_timer_stop(r->h->evl, &e->idle);
+    ev_timer_set(&e->idle, r->idle_timeout, 0);
+    ev_timer_start(r->h->evl, &e->idle);
   }
   return CURL_PREREQFUNC_OK;
 }
@@ -835,7 +840,14 @@ static int req_activate(wf_http_t *h, wf_http_req_t *r) {
     e = wf_xcalloc(1, sizeof *e);
     if ((e->curl = curl_easy_init())) cc = easy_setup(h, r, e, &what);
   }
-  if (cc == CURLE_OK) r->easy = e;
+  if (cc == CURLE_OK) {
+    r->easy = e;
+    e->lane = ln;
+    e->paused = 0;
+    e->last = 0;
+    ev_init(&e->idle, idle_cb);
+    e->idle.data = r;
+  }
   if (cc != CURLE_OK || curl_multi_add_handle(ln->multi, e->curl) != CURLM_OK) {
     r->easy = NULL;
     if (e->curl)
@@ -854,7 +866,6 @@ static int req_activate(wf_http_t *h, wf_http_req_t *r) {
     return WF_ERR;
   }
   r->state = REQ_RUNNING;
-  r->lane = ln;
   ln->running++;
   r->host->running++;
   h->running++;
@@ -882,14 +893,13 @@ static void host_pump(wf_http_t *h, wf_http_host_t *ho) {
  * easy handle goes back to the pool only when the transfer ended cleanly
  * (clean = 1). */
 static void req_detach(wf_http_t *h, wf_http_req_t *r, int clean) {
-  ev_timer_stop(h->evl, &r->idle);
   if (r->state == REQ_RUNNING) {
     if (r->easy) {
-      wf_http_lane_t *ln = r->lane;
+      wf_http_lane_t *ln = r->easy->lane;
+      ev_timer_stop(h->evl, &r->easy->idle);
       curl_multi_remove_handle(ln->multi, r->easy->curl);
       easy_put(h, r->easy, clean);
       r->easy = NULL;
-      r->lane = NULL;
       curl_slist_free_all(r->hdrs);
       r->hdrs = NULL;
       if (--ln->running == 0 && ln->idx > 0 && !ev_is_active(&h->reap)) {
@@ -1241,15 +1251,14 @@ wf_http_req_t *wf_http_start(wf_http_t *h, const wf_http_opts_t *o,
   r->has_expect = has_expect;
   r->max_redirects = o->max_redirects == 0 ? WF_HTTP_MAX_REDIRECTS
                      : o->max_redirects < 0 ? -1
-                                            : o->max_redirects;
+                     : o->max_redirects > 30000 ? 30000 /* fits a short */
+                                               : (short)o->max_redirects;
   r->xo_refuse = o->cross_origin == WF_HTTP_XO_REFUSE;
   r->connect_timeout = o->connect_timeout > 0 ? o->connect_timeout : 10;
   r->timeout = o->timeout;
   r->idle_timeout = o->idle_timeout;
-  r->framing = r->mode = o->framing;
+  r->framing = r->mode = (unsigned char)o->framing;
   r->max_body = o->max_body ? o->max_body : WF_HTTP_MAX_BODY;
-  ev_init(&r->idle, idle_cb);
-  r->idle.data = r;
   r->host = host_get(h, key);
   free(key);
 
@@ -1287,15 +1296,16 @@ wf_http_record_t *wf_http_take(wf_http_req_t *r) {
   wf_http_record_t *rec = r->rhead;
   r->rhead = r->rtail = NULL;
   r->rbytes = 0;
-  if (r->paused && r->state == REQ_RUNNING && r->easy) {
+  if (r->state == REQ_RUNNING && r->easy && r->easy->paused) {
     /* resume reading; curl may deliver its held data right here, which
      * only appends records and queues a notification */
     wf_http_t *h = r->h;
-    r->paused = 0;
+    wf_http_easy_t *e = r->easy;
+    e->paused = 0;
     if (r->idle_timeout > 0) {
-      r->last = ev_now(h->evl);
-      ev_timer_set(&r->idle, r->idle_timeout, 0);
-      ev_timer_start(h->evl, &r->idle);
+      e->last = ev_now(h->evl);
+      ev_timer_set(&e->idle, r->idle_timeout, 0);
+      ev_timer_start(h->evl, &e->idle);
     }
     curl_easy_pause(r->easy->curl, CURLPAUSE_CONT);
   }

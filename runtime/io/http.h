@@ -51,7 +51,8 @@ typedef struct wf_http_opts {
   wf_http_framing_t framing;
   size_t max_body;              /* cap on a buffered body, 0: 64 MiB */
   int max_redirects;            /* redirects followed, 0: 10, < 0: none (a
-                                   3xx reply is then the response) */
+                                   3xx reply is then the response); at
+                                   most 30000 */
   wf_http_cross_origin_t cross_origin;
   const char *const *secret_headers; /* more secret header names (any
                                    case), NULL-terminated; may be NULL */
