@@ -6,7 +6,8 @@
 -- `GET /api/v1/executions/{id}/events` (server-sent events, `id: n` per
 -- event, replay after the `last-event-id` header) and
 -- `POST /api/v1/executions/{id}/responses {request_id, value}` (human in
--- the loop). Summaries are kept in the store (namespace "executions");
+-- the loop), `POST /api/v1/executions/{id}/resume {from, force}` (continue
+-- a durable execution from one of its checkpoints). Summaries are kept in the store (namespace "executions");
 -- handles and events live in this process.
 -- With app.pool (weft serve --workers) executions are queued for worker
 -- processes and read from the store instead (weft.pool, docs/scale.md).
@@ -31,6 +32,11 @@ _M.EXECUTE = errors.schema("execute", { properties = {
 _M.RESPONSE = errors.schema("response", { properties = {
   request_id = { type = "string", minLength = 1, required = true },
   value = { type = "any", required = true, description = "the answer", aliases = { "answer", "response" } },
+} })
+_M.RESUME = errors.schema("resume", { properties = {
+  from = { type = "integer", minimum = 1, description = "the checkpoint to continue from (default: the last)",
+           aliases = { "checkpoint", "seq" } },
+  force = { type = "boolean", description = "continue even if the workflow's definition changed since" },
 } })
 _M.TERMINAL = TERMINAL
 
@@ -83,7 +89,10 @@ local function finish(app, x, res)
     q.tail = q.tail + 1
     q[q.tail] = x.id
     while q.tail - q.head + 1 > _M.MAX_FINISHED do
-      app.executions[q[q.head]] = nil
+      -- an execution resumed since it was queued here is live again (its
+      -- next end queues it anew)
+      local old = app.executions[q[q.head]]
+      if old and TERMINAL[old.status] then app.executions[q[q.head]] = nil end
       q[q.head] = nil
       q.head = q.head + 1
     end
@@ -257,7 +266,72 @@ function _M.resume_running(app)
 end
 
 -- The execution id: in this process, else its stored summary (x, stored).
-local function lookup(app, id)
+local lookup
+
+-- Refuse (409) to resume execution id when the lease of its run is held
+-- (another process, or a worker, runs it).
+local function not_owned(app, id)
+  local l = app.store:lease(id)
+  if l and l.held then
+    errors.conflict(("execution '%s' is run by another process (%s): it cannot be resumed here")
+      :format(id, require("weft.store").describe_lease(l)), { owner = l.owner })
+  end
+end
+
+-- The checkpoint `from` of execution id checked against its log (400
+-- naming what is missing), wf: its workflow; the definition check
+-- (force) of weft.durable, which changes nothing when it refuses.
+local function check_resume(app, id, wf, from, force)
+  local durable = require "weft.durable"
+  local ok, err = pcall(durable.check_resumable, wf, app.store, id, { force = force })
+  if not ok then
+    if tostring(err):find("unknown run", 1, true) then
+      throw(400, "not_durable", ("execution '%s' has no checkpoints (it is not durable): it cannot be resumed"):format(id))
+    end
+    throw(400, "not_resumable", message(err))
+  end
+  if from then
+    local st, serr, code = durable.state_at(wf, app.store, id, from)
+    if not st then
+      throw(code == "store" and 503 or 400, code == "store" and "store_unavailable" or "not_resumable",
+        message(serr), { from = from })
+    end
+  end
+end
+
+--- Continue execution id in this process from checkpoint `from` (nil:
+-- its last) as `resume_running` does at start: a new run of its record
+-- (events from 1, watched to its end, the summary saved). force: even if
+-- the definition changed. Raises 409 when it is live here or owned
+-- elsewhere, 400 with weft.durable's refusal otherwise. Returns it.
+function _M.resume(app, id, from, force)
+  local weft = require "weft"
+  local x, d = lookup(app, id)
+  if x and not TERMINAL[x.status] then
+    errors.conflict(("execution '%s' is %s in this process: cancel it first, or answer its requests")
+      :format(id, x.status), { status = x.status })
+  end
+  d = x and summary(x) or d
+  local wf = require("weft.serve.workflows").get(app, d.workflow)
+  not_owned(app, id)
+  check_resume(app, id, wf, from, force)
+  local nx = { id = id, workflow = d.workflow, status = "running", created_at = d.created_at,
+               events = {}, cond = weft.cond(), async = true, durable = true, resumed = true }
+  nx.updated_at = weft.now()
+  local opts = { store = app.store, from = from, force = force, events = false,
+                 on_event = subscriber(app, nx, weft.clock) }
+  local ok, h = pcall(wf.resume, wf, id, opts)
+  if not ok then
+    not_owned(app, id) -- taken meanwhile
+    throw(400, "not_resumable", message(h))
+  end
+  nx.handle = h
+  app.executions[id] = nx
+  save(app, nx)
+  watch(app, nx)
+  return nx
+end
+function lookup(app, id)
   local x = app.executions[id]
   if x then return x end
   local v, err = app.store:get("executions", id)
@@ -380,6 +454,31 @@ local function pool_events(app, id, from, res)
   if not ok then error(err, 0) end
 end
 
+-- POST …/resume of a queued execution: the summary says it is pending
+-- again and a "rewind" item carrying `from` and `force` is queued in the
+-- same batch (weft.pool's way); a worker continues it from there. 409 while a worker
+-- has it (pending, running, or its run's lease held).
+local function pool_resume(app, id, from, force)
+  local d = stored(app, id)
+  if d.status == "pending" or d.status == "running" then
+    errors.conflict(("execution '%s' is %s: cancel it first"):format(id, d.status), { status = d.status })
+  end
+  local wf = require("weft.serve.workflows").get(app, d.workflow)
+  not_owned(app, id)
+  check_resume(app, id, wf, from, force)
+  local hash = require("weft.durable").hash(wf)
+  d.status, d.hash, d.updated_at = "pending", hash, require("weft").now()
+  d.requests, d.outputs, d.error, d.finished_at, d.duration_ms, d.waiting = nil, nil, nil, nil, nil, nil
+  local ok, err = app.store:batch()
+    :put("executions", id, json.encode(summary(d)))
+    :queue_push(app.pool.queue or pool.QUEUE, json.encode({ id = id, workflow = d.workflow, hash = hash,
+      kind = "rewind", from = from, force = force or nil }))
+    :commit()
+  if not ok then throw(503, "store_unavailable", "store: queueing execution " .. id .. ": " .. tostring(err)) end
+  if app.pool.wake then app.pool.wake() end
+  return 202, { id = id, status = d.status, from = from }
+end
+
 --- Install the execution routes on app.
 function _M.install(app)
   app:route("POST", "/api/v1/workflows/{id}/execute", function(self, req, p)
@@ -486,6 +585,16 @@ function _M.install(app)
     end
     w:write(fmt("event: end\ndata: %s\n\n", json.encode({ id = x.id, status = x.status })))
     w:close()
+  end)
+
+  app:route("POST", "/api/v1/executions/{id}/resume", function(self, req, p)
+    local body = self:body(req) or {}
+    errors.check_body(_M.RESUME, body, "validation_error")
+    local from = body.from
+    if from == json.null then from = nil end
+    if self.pool then return pool_resume(self, p.id, from, body.force == true) end
+    local x = _M.resume(self, p.id, from, body.force == true)
+    return 202, { id = x.id, status = x.status, from = from }, { location = "/api/v1/executions/" .. x.id }
   end)
 
   app:route("POST", "/api/v1/executions/{id}/responses", function(self, req, p)
