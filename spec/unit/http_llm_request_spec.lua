@@ -1,8 +1,9 @@
 -- spec/unit/http_llm_request_spec.lua — what an LLM call in flight holds
 -- of its request (issue 14, memory per run waiting on an HTTP/LLM call):
 -- weft.llm.common's request building uses messages already in normal form
--- as they are, and shares read-only retry policies and provider configs
--- between calls, while anything that needs normalising is still copied.
+-- as they are, shares read-only retry policies and provider configs
+-- between calls (anything that needs normalising is still copied), and
+-- with_retries hands its attempts their arguments (no closure per call).
 local common = require "weft.llm.common"
 local json = require "weft.json"
 local openai = require "weft.llm.openai"
@@ -72,6 +73,20 @@ describe("llm.common request building", function()
       local ok, err = pcall(function() assert.equal(saved.cap, common.policy {}.cap) end)
       saved.cap = saved.cap - 1
       assert.is_true(ok, tostring(err))
+    end)
+  end)
+
+  describe("with_retries", function()
+    it("passes the arguments after deps on to every attempt (no closure per call)", function()
+      local seen = {}
+      local function attempt(n, left, a, b)
+        seen[#seen + 1] = { n, left, a, b }
+        if n == 1 then return false, { status = 503, headers = {} }, "http_503", "busy" end
+        return true, a .. b
+      end
+      local deps = { sleep = function() end, rand = function() return 0 end }
+      assert.equal("xy", common.with_retries(common.policy { retries = 1 }, attempt, deps, "x", "y"))
+      assert.same({ { 1, nil, "x", "y" }, { 2, nil, "x", "y" } }, seen)
     end)
   end)
 

@@ -283,15 +283,16 @@ local function attempts(n) return n == 1 and "1 attempt" or (n .. " attempts") e
 -- retry (retry-after included) that would end past the timeout is not
 -- made: the call fails at once with code "timeout". Returns result, or
 -- nil, err, code (the error of the last attempt, with the attempt count
--- when there were several).
-function _M.with_retries(policy, attempt, deps)
+-- when there were several). Arguments after deps are passed on to
+-- attempt(n, left, ...), so that a caller needs no closure per call.
+function _M.with_retries(policy, attempt, deps, ...)
   local sleep, rand, clock, timeout = deps.sleep, deps.rand, deps.clock, deps.timeout
   local deadline = timeout and clock() + timeout
   local n = 0
   while true do
     n = n + 1
     local left = deadline and (n == 1 and timeout or deadline - clock())
-    local ok, res, code, err, no_retry = attempt(n, left)
+    local ok, res, code, err, no_retry = attempt(n, left, ...)
     if ok then return res end
     if deadline and code == "timeout" and clock() >= deadline - 0.01 then
       return nil, sformat("%s (the call's timeout of %g s is spent after %s)", err, timeout,
