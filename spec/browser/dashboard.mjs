@@ -107,10 +107,14 @@ try {
       if (!failed) await new Promise((res) => setTimeout(res, 50));
     }
     check(failed, 'the server reports the broken save');
+    check(failed && failed.file === 'edit.lua' && failed.path === undefined && !JSON.stringify(failed).includes(process.env.WATCH_DIR),
+      'the reload event names the script\'s file, not the server\'s path', JSON.stringify(failed));
     await view('#/workflows/edit', '.problem pre.err', 'reload');
     const msg = await page.evaluate(() => document.querySelector('.problem pre.err').textContent);
     check(/edit\.lua:\d+/.test(msg) && !msg.includes(process.env.WATCH_DIR || '\u0000'), 'the workflow view shows the reload error with file:line', msg);
     await view('#/workflows', 'li.bad', 'workflows-reload');
+    check(!(await page.evaluate(() => document.body.textContent)).includes(process.env.WATCH_DIR),
+      'the reload list shows no server path');
   }
   await view('#/workflows', 'a[href="#/workflows/ask"]', 'workflows');
   await view('#/workflows/ask', '.graphbox', 'workflow-ask');
@@ -159,6 +163,27 @@ try {
   check(await page.evaluate(() => document.querySelector('.state-view').textContent.includes('approved_by')),
     'state over time shows the shared state written between checkpoints');
   check(consoleErrors.length === 0, 'the live execution view has no console error', consoleErrors.join(' | '));
+
+  // "resume from here": a failed durable run continued from checkpoint 1
+  if (process.env.RESUME) {
+    const f = await call('POST', '/api/v1/workflows/flaky/execute', { input: 'go' });
+    check(f.status === 'failed', 'the flaky run fails first', JSON.stringify(f));
+    await view(`#/executions/${f.id}`, '#resume-ask', 'resume');
+    await page.click('#ck-B-1');
+    await page.waitForFunction(() => /checkpoint 1/.test(document.getElementById('resume-ask').textContent));
+    await page.click('#resume-ask');
+    await page.waitForSelector('#resume-confirm');
+    await (await page.$('section[aria-labelledby="c-h"]')).screenshot({ path: `${SHOTS}/dashboard-resume.png` });
+    await page.click('#resume-confirm');
+    await page.waitForFunction(() => document.querySelector('#xstatus') && document.querySelector('#xstatus').dataset.status === 'completed');
+    await page.waitForFunction(() => document.querySelector('ol.outputs').textContent.includes('a,b #2'));
+    await page.waitForSelector('.exec[data-executor="c"][data-state="completed"]');
+    const lit = await page.evaluate(() => Array.from(document.querySelectorAll('.exec')).map((e) => `${e.dataset.executor}:${e.dataset.state || ''}`));
+    check(!lit.includes('a:completed') && lit.includes('b:completed'), 'resumed from checkpoint 1, the page follows b and c running again', JSON.stringify(lit));
+    const r = await call('GET', `/api/v1/executions/${f.id}`);
+    check(r.status === 'completed' && r.outputs[0] === 'a,b #2', 'the resumed execution completes with its output', JSON.stringify(r));
+    check(consoleErrors.length === 0, 'resuming has no console error', consoleErrors.join(' | '));
+  }
 
   // 4. the inbox: answering continues the run
   const b = await call('POST', '/api/v1/workflows/ask/execute', { input: 'desk', async: true });

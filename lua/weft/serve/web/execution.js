@@ -210,7 +210,8 @@ export async function render(main, [id], signal) {
     loadHistory();
   };
   const loadHistory = async () => {
-    const el = await checkpoints(id, signal);
+    // resumed from a checkpoint: this view again, following the new run
+    const el = await checkpoints(id, signal, () => window.dispatchEvent(new HashChangeEvent('hashchange')));
     if (!signal.aborted) fill(histBox, h('h2', { id: 'c-h' }, 'State over time'), el);
   };
   loadHistory();

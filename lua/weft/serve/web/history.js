@@ -19,8 +19,52 @@ export function diff(a, b) {
   return out;
 }
 
-/** The "state over time" element of execution id. */
-export async function checkpoints(id, signal) {
+/** "Resume from here": a button for the checkpoint chosen as B, then a
+ * confirm step (with "force" for a changed definition) that posts
+ * POST …/resume {from, force}; onResumed() once the server took it. */
+function resumeBox(id, b, onResumed) {
+  const box = h('div', { class: 'resume', id: 'resume' });
+  const start = () => {
+    const seq = b.seq;
+    const force = h('input', { type: 'checkbox', id: 'resume-force' });
+    const status = h('p', { role: 'status', class: 'muted' });
+    const ok = h('button', { type: 'button', id: 'resume-confirm' }, `Confirm: resume from checkpoint ${seq}`);
+    const no = h('button', { type: 'button', id: 'resume-cancel' }, 'Cancel');
+    no.addEventListener('click', () => { fill(box, askButton()); box.querySelector('button').focus(); });
+    ok.addEventListener('click', async () => {
+      ok.disabled = true;
+      no.disabled = true;
+      status.textContent = 'resuming…';
+      try {
+        await api('POST', path`/api/v1/executions/${id}/resume`, { from: seq, force: force.checked });
+        status.textContent = `resumed from checkpoint ${seq}`;
+        onResumed();
+      } catch (e) {
+        fill(status);
+        status.append(problem('resume', e));
+        ok.disabled = false;
+        no.disabled = false;
+      }
+    });
+    fill(box,
+      h('p', null, `Resume this execution from checkpoint ${seq}? Everything after it runs again (model calls and other effects included); the state and outputs are those at checkpoint ${seq}.`),
+      h('p', null, force, h('label', { for: 'resume-force' }, ' even if the workflow changed since (force)')),
+      h('p', null, ok, ' ', no), status);
+    ok.focus();
+  };
+  const askButton = () => {
+    const btn = h('button', { type: 'button', id: 'resume-ask' }, `Resume from checkpoint ${b.seq}…`);
+    btn.addEventListener('click', start);
+    return btn;
+  };
+  box.refresh = () => fill(box, askButton());
+  box.refresh();
+  return box;
+}
+
+/** The "state over time" element of execution id; onResumed() is called
+ * once the execution was resumed from a checkpoint ("resume from here"). */
+export async function checkpoints(id, signal, onResumed) {
   let r;
   try {
     r = await api('GET', path`/api/v1/executions/${id}/checkpoints`, undefined, { signal });
@@ -48,7 +92,9 @@ export async function checkpoints(id, signal) {
       h('td', null, c.superstep !== undefined ? String(c.superstep) : ''),
       h('td', null, (c.writes || []).join(', ')),
       h('td', null, String(c.outputs || 0)), h('td', null, String(c.pending || 0))))));
+  const resume = r.resumable && onResumed ? resumeBox(id, b, onResumed) : null;
   async function showStates() {
+    if (resume) resume.refresh();
     fill(view, h('p', { class: 'muted' }, 'loading…'));
     try {
       const [sa, sb] = await Promise.all([
@@ -75,5 +121,6 @@ export async function checkpoints(id, signal) {
     }
   }
   showStates();
-  return h('div', null, r.resumable ? h('p', { class: 'muted' }, 'This run can be continued from a checkpoint: weft runs resume RUN --from N (docs/durability.md).') : null, table, view);
+  return h('div', null, r.resumable ? h('p', { class: 'muted' }, 'This run can be continued from a checkpoint: pick it as B, then resume (or weft runs resume RUN --from N, docs/durability.md).') : null,
+    table, resume, view);
 }
