@@ -122,4 +122,13 @@ function Tool:invoke(args, ctx)
   return true, text
 end
 
+--- weft.tool.mcp{command = {argv} | url = ..., prefix, name, env, headers,
+-- timeout, ...}: the tools of an MCP server as a list of weft tools (the
+-- server's names, descriptions and schemas), or nil, err, code when the
+-- server cannot be reached (weft.mcp, docs/interop.md). Raises on bad options.
+function _M.mcp(opts)
+  local tools, err, code = require("weft.mcp").tools(opts, 2)
+  return tools, err, code
+end
+
 return check.constructor(_M)
