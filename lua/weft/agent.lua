@@ -483,4 +483,11 @@ function _M.is_agent_like(v)
   return mt == Agent or mt == WorkflowAgent
 end
 
+--- A remote agent over A2A (weft.a2a): `weft.agent.remote{url = BASE,
+-- headers, name, ...}`, with the agent interface (see docs/interop.md).
+function _M.remote(opts)
+  local a = require("weft.a2a").remote(opts, 2) -- not a tail call: error levels
+  return a
+end
+
 return check.constructor(_M)
