@@ -144,6 +144,17 @@ local function propagating(opts)
   return nested_opts(opts, parent)
 end
 
+-- The tracer every run's options go through (weft.otel's, while tracing
+-- is on; nil otherwise: one upvalue test per run).
+local tracer
+
+--- Set the tracer: fn(wf, opts) -> opts is called as each run starts
+-- (weft.otel wraps opts.on_event with it); nil removes it.
+function _M.set_tracer(fn)
+  if fn ~= nil and type(fn) ~= "function" then error("run.set_tracer: expects a function or nil", 2) end
+  tracer = fn
+end
+
 --- Start a run of workflow wf (used by Workflow:spawn / :run).
 function _M.spawn(wf, input, opts, level)
   level = level or 1
@@ -173,6 +184,7 @@ function _M.start(wf, input, opts, level, d, restore, gate)
     if (input == nil or input == "") and dflt.input ~= nil then input = dflt.input end
   end
   opts = propagating(opts)
+  if tracer then opts = tracer(wf, opts) end
   if opts.store and not d then
     d = require("weft.durable").begin(wf, opts, input)
   end
