@@ -330,7 +330,11 @@ function Http:post(text, id, deadline)
   if ferr then return nil, ferr, "too_large" end
   local st = res.status
   if res.headers["mcp-session-id"] and not self.session then self.session = res.headers["mcp-session-id"] end
-  if st == 404 and self.session then return nil, "session expired (404)", "session" end
+  -- 404 is the protocol's answer for a session the server forgot; the
+  -- reference servers of the SDK answer 400 "No valid session ID"
+  if self.session and (st == 404 or (st == 400 and (res.body or ""):find("[Ss]ession"))) then
+    return nil, sformat("session expired (HTTP %d)", st), "session"
+  end
   if st < 200 or st >= 300 then
     local body = (res.body or ""):sub(1, 300)
     return nil, sformat("HTTP %d: %s", st, body), "http"
