@@ -101,8 +101,10 @@ local function messages(msgs)
   return out
 end
 
--- The agent object for model name m ("agent:<id>" | "workflow:<id>").
-local function resolve(app, m)
+--- The target of model name m ("agent:<id>" | "workflow:<id>"): "agent",
+-- the built agent, or "workflow", the workflow. Raises 404
+-- model_not_found.
+function _M.target(app, m)
   if type(m) ~= "string" then throw(400, "invalid_model", "model is required", { field = "model" }) end
   local kind, id = m:match("^(%a+):(.+)$")
   local appmod = require "weft.serve.app"
@@ -114,7 +116,7 @@ local function resolve(app, m)
     if not app:def_get("agent", id) then
       throw(404, "model_not_found", fmt("the model '%s' does not exist (no agent '%s')", m, id), { field = "model" })
     end
-    return require("weft.serve.agents").build(app, id)
+    return "agent", require("weft.serve.agents").build(app, id)
   end
   local ok, wf = pcall(require("weft.serve.workflows").get, app, id)
   if not ok then
@@ -123,7 +125,14 @@ local function resolve(app, m)
     end
     error(wf, 0)
   end
-  return wf:as_agent(id)
+  return "workflow", wf
+end
+
+-- The agent object for model name m (see target).
+local function resolve(app, m)
+  local kind, t = _M.target(app, m)
+  if kind == "agent" then return t end
+  return t:as_agent(m:sub(10))
 end
 
 -- OpenAI usage of a weft usage.
@@ -156,16 +165,23 @@ end
 -- an API error (404 model_not_found, 500 agent_failed).
 local function chat_call(app, args, chunk)
   local agent = resolve(app, args.model)
-  local ok, r, err
+  local ok, r, err, code
   if args.stream then
-    ok, r, err = pcall(agent.stream, agent, args.messages, nil, function(c)
+    ok, r, err, code = pcall(agent.stream, agent, args.messages, nil, function(c)
       if type(c) == "table" and type(c.text) == "string" and c.text ~= "" then chunk(c.text) end
     end)
   else
-    ok, r, err = pcall(agent.run, agent, args.messages)
+    ok, r, err, code = pcall(agent.run, agent, args.messages)
   end
-  if not ok then r, err = nil, tostring(r) end
-  if not r then throw(500, "agent_failed", tostring(err)) end
+  if not ok then
+    if errors.is_error(r) then error(r, 0) end
+    r, err, code = nil, tostring(r), nil
+  end
+  if not r then
+    -- a provider's 4xx is the client's 4xx (not retried), its 5xx a 502, a timeout a 504
+    local st = require("weft.serve.responses").status_of(code)
+    throw(st, st == 500 and "agent_failed" or (code or "agent_failed"), tostring(err))
+  end
   return { text = r.text, usage = r.usage, finish_reason = r.finish_reason }
 end
 require("weft.pool").register_call("chat", chat_call)
@@ -182,7 +198,7 @@ end
 -- write the text chunks it produces as they come.
 local function stream(app, res, args, base, include_usage)
   local weft = require "weft"
-  local q, done, result, rerr = {}, false, nil, nil
+  local q, done, result, rerr, eobj = {}, false, nil, nil, nil
   local cond = weft.cond()
   local streamed = false
   local runner = weft.go(function()
@@ -192,9 +208,13 @@ local function stream(app, res, args, base, include_usage)
       cond:signal()
     end)
     if ok then result = r else rerr = errors.is_error(r) and r.message or tostring(r) end
+    if not ok and errors.is_error(r) then eobj = r end
     done = true
     cond:signal()
   end)
+  -- the status line waits for the first piece: a failure before it is an error status
+  while #q == 0 and not done do cond:wait() end
+  if done and eobj and #q == 0 then error(eobj, 0) end
   local w = res:stream(200, { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache" })
   res.streaming = true
   local function put(s)
@@ -216,7 +236,7 @@ local function stream(app, res, args, base, include_usage)
     cond:wait()
   end
   if not result then
-    local e = errors.new(500, "agent_failed", tostring(rerr))
+    local e = eobj or errors.new(500, "agent_failed", tostring(rerr))
     put("data: " .. json.encode(_M.error_body(e)) .. "\n\n")
   else
     if not streamed and result.text and result.text ~= "" then
@@ -231,28 +251,134 @@ local function stream(app, res, args, base, include_usage)
   w:close()
 end
 
+-- The model objects of app: its agents and workflows.
+local function models(app)
+  local data = json.array()
+  for _, d in ipairs(app:def_list("agent")) do
+    data[#data + 1] = { id = "agent:" .. tostring(d.id), object = "model",
+                        created = math.floor(d.created_at or 0), owned_by = "weft" }
+  end
+  -- the workflow list route knows both declarative and script workflows
+  for _, r in ipairs(app.routes) do
+    if r.method == "GET" and r.pattern == "/api/v1/workflows" then
+      local _, page = r.fn(app, { query = { limit = tostring(require("weft.serve.app").MAX_LIMIT) } }, {})
+      for _, d in ipairs(page and page.items or {}) do
+        data[#data + 1] = { id = "workflow:" .. tostring(d.id), object = "model",
+                            created = math.floor(tonumber(d.created_at) or 0), owned_by = "weft" }
+      end
+    end
+  end
+  return data
+end
+
+-- The client's answers to calls of a paused run at the end of raw
+-- OpenAI messages msgs: the paused response and its outputs, or nil.
+local function tool_answers(app, msgs)
+  local outs, n = {}, #msgs
+  while n > 0 and type(msgs[n]) == "table" and msgs[n].role == "tool" do n = n - 1 end
+  for i = n + 1, #msgs do
+    local m = msgs[i]
+    local c = m.content
+    if type(c) ~= "string" then
+      local ok, t = pcall(json.encode, c)
+      c = ok and t or ""
+    end
+    outs[#outs + 1] = { call_id = m.tool_call_id, output = c }
+  end
+  local b = app._responses
+  local first = outs[1]
+  if not (b and first and type(first.call_id) == "string") then return nil end
+  local rec = b.calls[first.call_id]
+  if not rec then return nil end
+  return rec, outs
+end
+
+-- The chat.completion message of response rec: its text and its
+-- function calls as tool_calls.
+local function rec_message(rec)
+  local text, calls = {}, json.array()
+  for _, it in ipairs(rec.output) do
+    if it.type == "message" then
+      for _, p in ipairs(it.content) do text[#text + 1] = p.text end
+    elseif it.type == "function_call" then
+      calls[#calls + 1] = { id = it.call_id, type = "function", ["function"] = { name = it.name, arguments = it.arguments } }
+    end
+  end
+  return concat(text), calls
+end
+
+-- Answer a chat completion through a Responses session (a workflow
+-- model, or the answers to a paused run's calls): the run's requests come
+-- back as tool calls of weft_request (finish_reason "tool_calls"), the
+-- client answers them with tool messages.
+local function session_chat(app, res, t, base, stream_it, include_usage)
+  local rsp = require "weft.serve.responses"
+  t.stream = stream_it
+  local rec = rsp.begin(app, t)
+  if not stream_it then
+    rsp.wait(rec)
+    if rec.status == "failed" then error(rsp.failure(rec), 0) end
+    local text, calls = rec_message(rec)
+    local msg = { role = "assistant", content = text, refusal = json.null }
+    if #calls > 0 then msg.tool_calls = calls end
+    return 200, {
+      id = base.id, object = "chat.completion", created = base.created, model = base.model,
+      system_fingerprint = json.null,
+      choices = json.array({ { index = 0, message = msg, logprobs = json.null,
+                               finish_reason = #calls > 0 and "tool_calls" or "stop" } }),
+      usage = usage(rec.usage),
+    }
+  end
+  local w = res:stream(200, { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache" })
+  res.streaming = true
+  if not w:write(chunk(base, { role = "assistant", content = "" })) then return end
+  local ok = rsp.follow(rec, -1, function(ev)
+    if ev.type == "response.output_text.delta" then return w:write(chunk(base, { content = ev.delta })) end
+    return true
+  end)
+  rec.events = nil
+  if not ok then return end
+  if rec.status == "failed" then
+    w:write("data: " .. json.encode(_M.error_body(rsp.failure(rec))) .. "\n\n")
+  else
+    local _, calls = rec_message(rec)
+    local fin = "stop"
+    if #calls > 0 then
+      fin = "tool_calls"
+      for i, c in ipairs(calls) do c.index = i - 1 end
+      if not w:write(chunk(base, { tool_calls = calls })) then return end
+    end
+    if not w:write(chunk(base, json.object(), fin)) then return end
+    if include_usage and not w:write(chunk(base, nil, nil, usage(rec.usage))) then return end
+  end
+  w:write("data: [DONE]\n\n")
+  w:close()
+end
+
 --- Install the /v1 routes on app and the OpenAI error writer.
 function _M.install(app)
   app.send_error = _M.send_error
+  require("weft.serve.responses").install(app)
 
   app:route("GET", "/v1/models", function(self)
-    local data = json.array()
-    for _, d in ipairs(self:def_list("agent")) do
-      data[#data + 1] = { id = "agent:" .. tostring(d.id), object = "model",
-                          created = math.floor(d.created_at or 0), owned_by = "weft" }
-    end
-    -- the workflow list route knows both declarative and script workflows
-    for _, r in ipairs(self.routes) do
-      if r.method == "GET" and r.pattern == "/api/v1/workflows" then
-        local _, page = r.fn(self, { query = { limit = tostring(require("weft.serve.app").MAX_LIMIT) } }, {})
-        for _, d in ipairs(page and page.items or {}) do
-          data[#data + 1] = { id = "workflow:" .. tostring(d.id), object = "model",
-                              created = math.floor(tonumber(d.created_at) or 0), owned_by = "weft" }
-        end
+    return 200, { object = "list", data = models(self) }
+  end)
+
+  -- GET /v1/models/{id}: ids hold ':' (agent:<id>), which route parameters
+  -- refuse; sent unescaped by the SDK or as %3A (req.path is decoded once)
+  app.before[#app.before + 1] = function(self, req, res)
+    if req.method ~= "GET" then return false end
+    local id = type(req.path) == "string" and req.path:match("^/v1/models/([^/]+)/?$")
+    if not id then return false end
+    for _, m in ipairs(models(self)) do
+      if m.id == id then
+        res:json(200, m)
+        return true
       end
     end
-    return 200, { object = "list", data = data }
-  end)
+    throw(404, "model_not_found", fmt("the model '%s' does not exist: use agent:<id> or workflow:<id> (GET /v1/models)",
+          id), { field = "model" })
+  end
 
   app:route("POST", "/v1/chat/completions", function(self, req, _, res)
     local body = self:body(req, { required = true })
@@ -261,14 +387,28 @@ function _M.install(app)
     end
     if body.model ~= nil and body.messages ~= nil then errors.check_body(_M.CHAT, body, "invalid_request") end
     local msgs = messages(body.messages)
-    -- one user message goes in as a string (a workflow then gets the text itself)
-    if #msgs == 1 and msgs[1].role == "user" then msgs = msgs[1].content end
-    resolve(self, body.model) -- an unknown model is a 404 before anything runs
     local base = { id = new_id(), created = os.time(), model = body.model }
+    local so = body.stream_options
+    local with_usage = type(so) == "table" and so.include_usage == true
+    local prev, outs = tool_answers(self, body.messages)
+    if prev then
+      if prev.model ~= body.model then
+        throw(400, "invalid_messages", fmt("tool call '%s' belongs to model '%s'", outs[1].call_id, prev.model),
+              { field = "messages" })
+      end
+      return session_chat(self, res, { model = body.model, msgs = {}, outs = outs, prev = prev }, base,
+                          body.stream == true, with_usage)
+    end
+    -- an unknown model is a 404 before anything runs
+    if _M.target(self, body.model) == "workflow" then
+      return session_chat(self, res, { model = body.model, msgs = msgs, outs = {} }, base, body.stream == true,
+                          with_usage)
+    end
+    -- one user message goes in as a string
+    if #msgs == 1 and msgs[1].role == "user" then msgs = msgs[1].content end
     local args = { model = body.model, messages = msgs, stream = body.stream == true }
     if body.stream then
-      local so = body.stream_options
-      stream(self, res, args, base, type(so) == "table" and so.include_usage == true)
+      stream(self, res, args, base, with_usage)
       return
     end
     local r = complete(self, args)
