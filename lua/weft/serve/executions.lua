@@ -479,6 +479,99 @@ local function pool_resume(app, id, from, force)
   return 202, { id = id, status = d.status, from = from }
 end
 
+-- ---------------------------------------------------------------------------
+-- the listing (GET /api/v1/executions): a page costs the store's scan, a
+-- table lookup per summary, and the decoding of the page's items only
+
+--- How many stored summaries the listing keeps indexed (by their stored
+-- JSON: a summary rewritten is indexed anew; the index starts afresh when
+-- full).
+_M.MAX_INDEXED = 50000
+
+-- The listing's entry of stored summary `value`: {id, t (created_at, a
+-- number), workflow, status, value}, false when it is not a summary (an
+-- object with an id); decoded once per stored string.
+local function indexed(app, value)
+  local idx = app.exec_index
+  local e = idx and idx[value]
+  if e ~= nil then return e end
+  if not idx or idx.n >= _M.MAX_INDEXED then idx = { n = 0 }; app.exec_index = idx end
+  local ok, d = pcall(json.decode, value)
+  if ok and type(d) == "table" and type(d.id) == "string" then
+    e = { id = d.id, t = tonumber(d.created_at) or 0,
+          workflow = d.workflow, status = d.status, value = value }
+  else
+    e = false
+  end
+  idx[value], idx.n = e, idx.n + 1
+  return e
+end
+
+-- Listing order: newest first, then by id (descending).
+local function before(a, b)
+  if a.t ~= b.t then return a.t > b.t end
+  return a.id > b.id
+end
+
+-- The first k entries of list in listing order (list is not changed when
+-- k is small; sorted in place otherwise).
+local function first(list, k)
+  local n = #list
+  if k <= 0 then return {} end
+  if k * 4 >= n then
+    table.sort(list, before)
+    return list
+  end
+  -- keep the k best in order; the scan is in key order (ids start with
+  -- their creation time) so walking backwards meets the newest first and
+  -- most entries are refused by one comparison
+  local top, m = {}, 0
+  for i = n, 1, -1 do
+    local e = list[i]
+    if m < k or before(e, top[m]) then
+      local lo, hi = 1, m + 1 -- the first position whose entry e goes before
+      while lo < hi do
+        local mid = math.floor((lo + hi) / 2)
+        if before(e, top[mid]) then hi = mid else lo = mid + 1 end
+      end
+      if m < k then m = m + 1 end
+      for j = m, lo + 1, -1 do top[j] = top[j - 1] end
+      top[lo] = e
+    end
+  end
+  return top
+end
+
+--- One page of the executions (query: workflow, status), newest first:
+-- {items, total, limit, offset}. An execution of this process is listed as
+-- it is now, the others as stored; items carry no outputs.
+function _M.list(app, q, limit, offset)
+  local rows, err = app.store:scan("executions")
+  if not rows then throw(503, "store_unavailable", "store: " .. tostring(err)) end
+  local wf, st = q.workflow, q.status
+  local live = app.executions
+  local list = {}
+  for _, r in ipairs(rows) do
+    local x = live[r.key]
+    local e
+    if x then
+      e = { id = x.id, t = tonumber(x.created_at) or 0, workflow = x.workflow, status = x.status, live = x }
+    else
+      e = indexed(app, r.value)
+    end
+    if e and (wf == nil or e.workflow == wf) and (st == nil or e.status == st) then list[#list + 1] = e end
+  end
+  local top = first(list, offset + limit)
+  local items = json.array()
+  for i = offset + 1, math.min(#top, offset + limit) do
+    local e = top[i]
+    local d = e.live and summary(e.live) or json.decode(e.value)
+    d.outputs = nil -- lists stay small; GET one execution for its outputs
+    items[#items + 1] = answerable(d)
+  end
+  return { items = items, total = #list, limit = limit, offset = offset }
+end
+
 --- Install the execution routes on app.
 function _M.install(app)
   app:route("POST", "/api/v1/workflows/{id}/execute", function(self, req, p)
@@ -500,24 +593,7 @@ function _M.install(app)
 
   app:route("GET", "/api/v1/executions", function(self, req)
     local limit, offset = self:page(req)
-    local q = req.query or {}
-    local rows, err = self.store:scan("executions")
-    if not rows then throw(503, "store_unavailable", "store: " .. tostring(err)) end
-    local list = {}
-    for _, r in ipairs(rows) do
-      local live = self.executions[r.key]
-      local d = live and summary(live) or json.decode(r.value)
-      if type(d) == "table" and (q.workflow == nil or d.workflow == q.workflow)
-         and (q.status == nil or d.status == q.status) then
-        d.outputs = nil -- lists stay small; GET one execution for its outputs
-        list[#list + 1] = answerable(d)
-      end
-    end
-    table.sort(list, function(a, b)
-      if a.created_at ~= b.created_at then return (a.created_at or 0) > (b.created_at or 0) end
-      return a.id > b.id
-    end)
-    return 200, require("weft.serve.app").paginate(list, limit, offset)
+    return 200, _M.list(self, req.query or {}, limit, offset)
   end)
 
   app:route("GET", "/api/v1/executions/{id}", function(self, _, p)
