@@ -973,6 +973,21 @@ end
 
 local HANDLERS = { run = cmd_run, runs = cmd_runs, serve = cmd_serve, worker = cmd_worker, check = cmd_check, graph = cmd_graph }
 
+-- Commands traced when the OTEL_* variables ask for it (docs/interop.md).
+local TRACED = { run = true, serve = true, worker = true }
+
+-- Before the command returns status: export the spans weft.otel holds
+-- (when a script or TRACED loaded it); a failed export is reported on
+-- stderr and never changes the status.
+local function flush_traces(status)
+  local otel = package.loaded["weft.otel"]
+  if otel then
+    local ok, err = otel.shutdown()
+    if not ok then say(stderr, "weft: traces: spans not exported: ", tostring(err)) end
+  end
+  return status
+end
+
 --- Entry point: args = the command line without the program name; info =
 -- {exe, root, version} from main.c. Returns the exit status.
 function _M.main(args, info)
@@ -1009,7 +1024,7 @@ function _M.main(args, info)
     stdout:write(text)
     return EXIT_OK
   end
-  if cmd == "exec" then return cmd_exec(args, info) end
+  if cmd == "exec" then return flush_traces(cmd_exec(args, info)) end
 
   local handler_fn = HANDLERS[cmd]
   if not handler_fn then
@@ -1022,7 +1037,11 @@ function _M.main(args, info)
     stdout:write(_M.help_text(cmd))
     return EXIT_OK
   end
-  return handler_fn(parsed)
+  if TRACED[cmd] then
+    local on, terr = require("weft.otel").setup_from_env()
+    if on == nil then say(stderr, "weft: traces off: ", tostring(terr)) end
+  end
+  return flush_traces(handler_fn(parsed))
 end
 
 return _M
