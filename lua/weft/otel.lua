@@ -51,7 +51,8 @@ local cfg         -- the configuration while tracing is on, else nil
 local queue, qn = {}, 0 -- finished spans waiting for export
 local exporting   -- the weft.go task exporting, or nil
 local counts = { exported = 0, dropped = 0, failed_exports = 0 }
-local last_error  -- of the last failed export
+local last_error  -- of the last failed export (or queue overflow)
+local reported = 0 -- counts.dropped at the end of the last flush
 
 ---------------------------------------------------------------------------
 -- Configuration
@@ -231,6 +232,7 @@ local function finish(s, t, err)
   if not cfg then return end
   if qn >= cfg.max_queue then
     counts.dropped = counts.dropped + 1
+    last_error = format("the span queue is full (max_queue %d): spans dropped", cfg.max_queue)
     return
   end
   qn = qn + 1
@@ -308,14 +310,10 @@ end
 local ENDS = { workflow_completed = "completed", workflow_failed = "failed", workflow_idle = "idle",
                workflow_cancelled = "cancelled" }
 
--- The spans of one run from its events: returns on_event(ev). parent: the
--- invocation that started the run (weft.invocation), or nil.
-local function run_tracer(wf, parent)
-  local ptrace, pid
-  if parent then
-    local ps = inv_span(parent)
-    if ps then ptrace, pid = ps.trace, ps.id end
-  end
+-- The spans of one run from its events: returns on_event(ev). ptrace,
+-- pid: the trace and span the run was started in (a model or tool call,
+-- or an executor invocation), or nil for a new trace.
+local function run_tracer(wf, ptrace, pid)
   local r -- runs[run_id], made by the first event
   return function(ev)
     local et, ts = ev.type, ev.ts
@@ -398,8 +396,7 @@ local orig_call, orig_invoke -- the modules' own functions while hooked
 
 -- weft.run's tracer: every run's on_event goes through run_tracer too.
 local function trace_run(wf, opts)
-  local parent = require("weft.invocation").current()
-  local on_ev = run_tracer(wf, parent)
+  local on_ev = run_tracer(wf, context_of())
   local user = opts.on_event
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
@@ -774,10 +771,11 @@ function _M.enabled() return cfg ~= nil end
 -- previous flush (never raises).
 function _M.flush()
   if not cfg then return true end
-  local before = counts.dropped
   if exporting then pcall(exporting.wait, exporting) end
   drain()
-  if counts.dropped > before then return nil, last_error or "spans dropped" end
+  local lost = counts.dropped - reported
+  reported = counts.dropped
+  if lost > 0 then return nil, format("%d span(s) lost: %s", lost, tostring(last_error)) end
   return true
 end
 
