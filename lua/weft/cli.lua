@@ -103,7 +103,7 @@ unknown or answered request: nothing was changed); 3 paused on requests.]],
 COMMANDS.serve = {
   synopsis = "serve",
   usage = "weft serve [--host HOST] [--port PORT] [--store URL] [--scripts DIR] [--keys FILE] [--cors ORIGIN] "
-    .. "[--workers N | --in-process] [--queue NAME]",
+    .. "[--workers N | --in-process] [--queue NAME] [--tools FILE_OR_DIR]",
   summary = "the HTTP API: agents, workflows, executions (SSE), tools, health, metrics",
   options = {
     { "--host", arg = "HOST", help = "address to listen on (default 127.0.0.1)" },
@@ -120,6 +120,8 @@ COMMANDS.serve = {
     { "--in-process", flag = true, help = "run executions in this process, without workers (the default "
       .. "with --store memory:, which worker processes cannot share)" },
     { "--queue", arg = "NAME", help = "with --workers: the queue's name (default weft)" },
+    { "--tools", arg = "FILE_OR_DIR", help = "register the tools of a Lua file, or of the *.lua files of a "
+      .. "directory (each returns a weft.tool or a list of tools) for agents created over REST" },
   },
   text = [[
 Serves the REST API under /api/v1 (docs/server.md): agents, workflows
@@ -847,6 +849,10 @@ local function cmd_serve(parsed)
   local aok, app = pcall(require("weft.serve.app").new, { store = store, scripts_dir = watch or opts["--scripts"],
     security = { keys_file = opts["--keys"], cors = opts["--cors"] } })
   if not aok then return fail(EXIT_USAGE, "serve: " .. tostring(app)) end
+  if opts["--tools"] then
+    local tok, n, terr = pcall(require("weft.serve.tools").load, app, opts["--tools"])
+    if not tok or not n then return fail(EXIT_USAGE, "serve: --tools " .. one_line(tostring(tok and terr or n), 400)) end
+  end
   if watch then
     local hok, host = pcall(weft.host.new, { dir = watch, watch = true, on_event = function(ev)
       if ev.type == "reloaded" then

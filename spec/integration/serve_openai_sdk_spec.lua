@@ -22,6 +22,14 @@ return weft.workflow("ask"):start(weft.executor("ask", function(m, ctx)
 end)):build()
 ]]
 
+-- A tools file for --tools: one weft.tool.
+local ADD = [[
+local weft = require "weft"
+return weft.tool{ name = "add", description = "a + b",
+  parameters = { type = "object", properties = { a = { type = "number" }, b = { type = "number" } } },
+  handler = function(args) return args.a + args.b end }
+]]
+
 describe("weft serve with the openai SDK", function()
   local serve, srv, base, tmp
 
@@ -36,19 +44,20 @@ describe("weft serve with the openai SDK", function()
   setup(function()
     assert(io.open(dir .. "/node_modules/openai/package.json"),
       "the openai SDK is not installed: run scripts/deps.sh (npm ci in spec/interop/openai)")
-    tmp = files.tempdir("weft-openai-sdk", { "scripts" })
+    tmp = files.tempdir("weft-openai-sdk", { "scripts", "tools" })
     files.write(tmp .. "/scripts/ask.lua", ASK)
+    files.write(tmp .. "/tools/add.lua", ADD)
     -- the mock's slow reply keeps a background response running until cancelled
     files.write(tmp .. "/mock.json", json.encode({ { match = "slow", latency = 600, reply = "late" } }))
     srv = ps.start{ host = "127.0.0.1", port = 0 }
     local port = procs.free_port()
     serve = procs.spawn({ procs.weft_bin(), "serve", "--port", tostring(port), "--store", "memory:",
-                          "--scripts", tmp .. "/scripts" },
+                          "--scripts", tmp .. "/scripts", "--tools", tmp .. "/tools" },
       { OPENAI_BASE_URL = srv.url .. "/_f/status=400/v1", OPENAI_API_KEY = "test-key",
         WEFT_MOCK_SCRIPT = tmp .. "/mock.json" })
     procs.wait_port(port)
     base = ("http://127.0.0.1:%d"):format(port)
-    assert.same({ writer = 201, bad = 201 }, sdk("setup"))
+    assert.same({ writer = 201, bad = 201, calc = 201 }, sdk("setup"))
   end)
 
   teardown(function()
@@ -59,7 +68,7 @@ describe("weft serve with the openai SDK", function()
 
   it("lists models and retrieves them by ids holding ':'", function()
     local r = sdk("models")
-    assert.same({ "agent:bad", "agent:writer", "workflow:ask" }, r.ids)
+    assert.same({ "agent:bad", "agent:calc", "agent:writer", "workflow:ask" }, r.ids)
     assert.equal("agent:writer", r.agent.id)
     assert.equal("model", r.agent.object)
     assert.equal("workflow:ask", r.workflow)
@@ -134,5 +143,11 @@ describe("weft serve with the openai SDK", function()
     local calls = 0
     for _, n in pairs(srv:stats().by_path or {}) do calls = calls + n end
     assert.equal(2, calls) -- one per SDK call: neither the SDK nor weft retried
+  end)
+
+  it("gives agents created over REST the tools of --tools", function()
+    local r = sdk("tools_dir")
+    assert.same({ "add" }, r.listed)
+    assert.equal("tool said: 5", r.text)
   end)
 end)

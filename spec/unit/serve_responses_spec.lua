@@ -246,3 +246,43 @@ describe("POST /v1/chat/completions", function()
     oerr(create(app, { model = "agent:down", input = "x" }), 502)
   end)
 end)
+
+describe("weft.serve.tools.load (weft serve --tools)", function()
+  local tools = require "weft.serve.tools"
+  local TOOL = [[return require("weft").tool{ name = "%s", handler = function() return "ok" end }]]
+
+  it("registers the tools of a file or of a directory's *.lua files", function()
+    local dir = scope.tmpdir()
+    files.write(dir .. "/a.lua", TOOL:format("one"))
+    files.write(dir .. "/b.lua", [[return { { name = "two", handler = function() return 2 end },
+      require("weft").tool{ name = "three", handler = function() return 3 end } }]])
+    files.write(dir .. "/notes.txt", "not a tool")
+    local app = fake.app{}
+    assert.equal(3, tools.load(app, dir))
+    local names = {}
+    for _, t in ipairs(call(app, "GET", "/api/v1/tools"):decoded().items) do names[#names + 1] = t.name end
+    assert.same({ "one", "three", "two" }, names)
+    assert.equal(201, call(app, "POST", "/api/v1/agents", { body = { name = "t", model = "mock:echo",
+                                                                   tools = { "two" } } }).status_code)
+    local app2 = fake.app{}
+    assert.equal(1, tools.load(app2, dir .. "/a.lua"))
+  end)
+
+  it("refuses a bad tools file naming it, and registers nothing", function()
+    local dir = scope.tmpdir()
+    files.write(dir .. "/a.lua", TOOL:format("one"))
+    files.write(dir .. "/b.lua", TOOL:format("one"))
+    local app = fake.app{}
+    local n, err = tools.load(app, dir)
+    assert.is_nil(n)
+    assert.matches("b.lua: tool 'one' is defined in .*a.lua too", err)
+    assert.is_nil(next(app.tools))
+    files.write(dir .. "/b.lua", "return 42")
+    assert.matches("b.lua: returned number", select(2, tools.load(app, dir)))
+    files.write(dir .. "/b.lua", "return { { name = 'x y' } }")
+    assert.matches("b.lua: tool 1:", select(2, tools.load(app, dir)))
+    files.write(dir .. "/b.lua", "error('boom')")
+    assert.matches("b.lua:1: boom", select(2, tools.load(app, dir)))
+    assert.matches("no such file", select(2, tools.load(app, dir .. "/missing.lua")):lower())
+  end)
+end)

@@ -30,6 +30,7 @@ const scenarios = {
     return {
       writer: await rest("/api/v1/agents", { id: "writer", name: "writer", model: "mock:echo", instructions: "You write." }),
       bad: await rest("/api/v1/agents", { id: "bad", name: "bad", model: "openai:gpt-test" }),
+      calc: await rest("/api/v1/agents", { id: "calc", name: "calc", model: "mock:echo", tools: ["add"] }),
     };
   },
 
@@ -114,6 +115,13 @@ const scenarios = {
       input: [{ type: "function_call_output", call_id: fc.call_id, output: '"yes"' }] });
     return { finish: c1.choices[0].finish_reason, tool: tc.function.name, request: JSON.parse(tc.function.arguments),
              chat_text: c2.choices[0].message.content, fc: fc.name, text: r2.output_text };
+  },
+
+  async tools_dir() {
+    const tools = await (await fetch(base + "/api/v1/tools")).json();
+    const c = await client.chat.completions.create({ model: "agent:calc",
+      messages: [{ role: "user", content: 'call add {"a": 2, "b": 3}' }] });
+    return { listed: tools.items.map((t) => t.name), text: c.choices[0].message.content };
   },
 
   async provider_error() {
