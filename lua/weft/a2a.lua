@@ -347,7 +347,8 @@ local function follow(self, t)
   while type(t) == "table" and type(t.status) == "table" and not _M.TERMINAL[t.status.state]
         and not _M.INTERRUPTED[t.status.state] do
     sleep(wait)
-    if wait < 5 then wait = wait * 2 end
+    wait = wait * 2
+    if wait > 5 then wait = 5 end
     local nt, err, code = self:get_task(t.id)
     if not nt then return nil, err, code end
     t = nt
@@ -388,7 +389,7 @@ local function exchange(self, parts, st, emit)
     if type(su) == "table" and type(su.status) == "table" then
       task = task or { id = su.taskId, contextId = su.contextId }
       task.status = su.status
-      emit({ status = su.status.state })
+      emit({ status = su.status.state, task_id = task.id })
     elseif type(au) == "table" and type(au.artifact) == "table" then
       task = task or { id = au.taskId, contextId = au.contextId }
       local arts = task.artifacts
@@ -406,7 +407,9 @@ local function exchange(self, parts, st, emit)
       local text = _M.parts_text(a.parts)
       if text ~= "" then emit({ text = text }) end
     end
-    local s = task and type(task.status) == "table" and task.status.state
+    -- a status update ends the stream (not the first task event: the
+    -- snapshot of a task that was waiting for this very message)
+    local s = type(su) == "table" and task and type(task.status) == "table" and task.status.state
     if s and (_M.TERMINAL[s] or _M.INTERRUPTED[s]) then return true end
   end)
   if not ok then return nil, err, code end
@@ -501,7 +504,7 @@ function RemoteAgent:run(input, th)
 end
 
 --- Like run, streamed: on_chunk receives {text} for artifact updates,
--- {status = state} for status updates, then {done, finish_reason};
+-- {status = state, task_id} for status updates, then {done, finish_reason};
 -- inside an executor the chunks are also agent_update events.
 function RemoteAgent:stream(input, th, on_chunk)
   if on_chunk == nil and check.callable(th) then th, on_chunk = nil, th end
