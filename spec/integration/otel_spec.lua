@@ -252,6 +252,28 @@ describe("traces over OTLP/HTTP (official OTLP definitions) #http", function()
     assert.mentions("weft: traces: spans not exported", stderr)
   end)
 
+  it("traces the executions of weft serve and exports them by its shutdown", function()
+    local sport = procs.free_port()
+    local p = procs.spawn({ bin, "serve", "--port", tostring(sport), "--store", "memory:" },
+                          env({ OTEL_EXPORTER_OTLP_ENDPOINT = "http://127.0.0.1:" .. port }))
+    procs.wait_port(sport)
+    local base = ("http://127.0.0.1:%d/api/v1"):format(sport)
+    local res = assert(weft.http.request{ method = "POST", url = base .. "/workflows",
+      body = { id = "w1", name = "w1", nodes = { { id = "o", builtin = "passthrough" } }, start = "o" } })
+    assert.equal(201, res.status)
+    res = assert(weft.http.request{ method = "POST", url = base .. "/workflows/w1/execute", body = { input = "hi" } })
+    assert.equal(200, res.status)
+    local run_id = weft.json.decode(res.body).id
+    os.execute("kill -TERM " .. p.pid)
+    local rc, _, err = procs.wait(p, 20)
+    assert.equal(0, rc, err)
+    local spans = spans_of(requests())
+    local root = check_tree(spans)
+    assert.equal("weft.run w1", root.name)
+    assert.equal(run_id, root.attributes["weft.run.id"])
+    assert.equal(1, #named(spans, "weft.executor o"))
+  end)
+
   it("refuses a protocol weft does not export, naming it, and runs untraced", function()
     local rc, stdout, stderr = run("workflow.lua", { OTEL_EXPORTER_OTLP_ENDPOINT = "http://127.0.0.1:" .. port,
                                                      OTEL_EXPORTER_OTLP_PROTOCOL = "grpc" })
