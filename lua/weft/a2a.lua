@@ -257,14 +257,14 @@ function RemoteAgent:call_stream(method, params, on_event)
   local _, cerr, ccode = self:card()
   if cerr then return nil, cerr, ccode end
   local body, id = envelope(method, params)
-  local failure, received = nil, 0
+  local failure, received, events = nil, 0, 0
   local limit = self.max_bytes
   local res, err, code = request(self, {
     method = "POST", url = self._endpoint, body = body, headers = rpc_headers(self, "text/event-stream"),
     framing = "sse", max_body = self.max_event,
     stream = function(ev)
       local data = ev.data or ""
-      received = received + #data
+      received, events = received + #data, events + 1
       if received > limit then
         failure = { sformat("%s: %s: the stream passed max_bytes (%d bytes)", who(self), method, limit), "too_large" }
         return false
@@ -295,6 +295,14 @@ function RemoteAgent:call_stream(method, params, on_event)
     local d = json.decode(res.body or "")
     if type(d) == "table" and type(d.error) == "table" then return nil, rpc_error(self, method, d.error) end
     return nil, sformat("%s: %s: HTTP %d", who(self), method, res.status), "http_" .. res.status
+  end
+  local ct = res.headers and res.headers["content-type"] or ""
+  if events == 0 and not find(ct, "^text/event%-stream") then
+    -- an SDK server answers a stream it refuses with a JSON-RPC error in a
+    -- plain JSON body, which the event framing does not read
+    return nil, sformat("%s: %s: the server answered %s, not a stream of events (a refused request: "
+                        .. "send it with agent:run to read its JSON-RPC error)", who(self), method,
+                        ct ~= "" and ct or "without a content type"), "protocol"
   end
   return true
 end
@@ -464,6 +472,10 @@ local function run(self, input, th, on_chunk, what)
     st.task_id = r.id
     local answer, asked = ask(self, r, _M.task_text(r))
     if not asked then break end
+    if answer == nil then
+      return nil, sformat("%s: task %s asks for input and no answer came: %s", who(self), tostring(r.id),
+                          _M.task_text(r)), "input_required"
+    end
     parts = { _M.part(answer) }
     pending[#pending + 1] = { role = "assistant", content = _M.task_text(r) }
     pending[#pending + 1] = { role = "user", content = type(answer) == "string" and answer or json.encode(answer) }

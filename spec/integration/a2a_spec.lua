@@ -148,6 +148,26 @@ describe("weft.agent.remote against the A2A SDK's server", function()
     assert.equal("echo[1]: x", r.text)
   end)
 
+  it("says so when a stream is refused with a plain JSON-RPC error", function()
+    local a2a = require "weft.a2a"
+    local a = remote("echo")
+    local msg = a2a.message("ROLE_USER", { { text = "x" } }, nil, "no-such-task")
+    local ok, err, code = a:call_stream("SendStreamingMessage", { message = msg }, function() end)
+    assert.is_nil(ok)
+    assert.equal("protocol", code)
+    assert.matches("answered application/json.*not a stream of events", err)
+    local r
+    r, err, code = a:call("SendMessage", { message = msg })
+    assert.is_nil(r); assert.equal("rpc", code); assert.matches("%-32001", err)
+  end)
+
+  it("fails with input_required when on_input gives no answer", function()
+    local r, err, code = remote("ask", { on_input = function() return nil end }):run("hello")
+    assert.is_nil(r)
+    assert.equal("input_required", code)
+    assert.matches("What is your name%?", err)
+  end)
+
   it("bounds hostile streams: a huge event, garbage, an endless flood", function()
     local r, err, code = remote("huge", { max_event = 64 * 1024 }):stream("x", function() end)
     assert.is_nil(r); assert.equal("too_large", code); assert.matches("max_event %(65536 bytes%)", err)

@@ -27,7 +27,9 @@ local E, TERMINAL, INTERRUPTED = a2a.ERRORS, a2a.TERMINAL, a2a.INTERRUPTED
 
 local _M = {}
 
---- How many tasks stay in memory (the oldest ended ones go first).
+--- How many tasks stay in memory (the oldest ended ones go first), and
+-- how many contexts keep their thread (a message to a forgotten context
+-- starts a new thread under its id).
 _M.MAX_TASKS = 1000
 --- Seconds without an update after which a stream gets a comment line.
 _M.HEARTBEAT = 15
@@ -55,7 +57,7 @@ end
 local function state(app)
   local s = app.a2a
   if not s then
-    s = { tasks = {}, order = { head = 1, tail = 0 }, contexts = {} }
+    s = { tasks = {}, order = { head = 1, tail = 0 }, contexts = {}, ctx_order = { head = 1, tail = 0 } }
     app.a2a = s
   end
   return s
@@ -352,6 +354,15 @@ local function send(app, id, kind, params)
   if not ctx then
     ctx = { id = cid, target = id, thread = require("weft.thread").new() }
     s.contexts[cid] = ctx
+    -- keep the threads of the last MAX_TASKS contexts
+    local o = s.ctx_order
+    o.tail = o.tail + 1
+    o[o.tail] = cid
+    if o.tail - o.head + 1 > _M.MAX_TASKS then
+      s.contexts[o[o.head]] = nil
+      o[o.head] = nil
+      o.head = o.head + 1
+    end
   end
   m.contextId = cid
   if not t then t = new_task(app, kind, id, ctx) end
