@@ -122,7 +122,7 @@ struct wf_http_req {
   /* the request: one block holding url, method, "host:port", the origin
    * ("scheme://host:port" of the first URL), the header lines (each one
    * flag byte, 's' secret or '-', then "Name: value", NUL-terminated; then
-   * an empty string) and the body */
+   * an empty string) and the body (unless borrowed: then the caller's) */
   char *blob;
   const char *url, *method, *hostport, *origin, *hdrtext, *body;
   char *url_own, *hostport_own; /* url and hostport after a redirect */
@@ -1229,7 +1229,7 @@ wf_http_req_t *wf_http_start(wf_http_t *h, const wf_http_opts_t *o,
   hl = strlen(hostport) + 1;
   kl = strlen(key) + 1;
   p = r->blob = wf_xmalloc(ul + ml + hl + kl + hdrlen +
-                           (o->body ? o->body_len + 1 : 0));
+                           (o->body && !o->body_borrowed ? o->body_len + 1 : 0));
   r->url = memcpy(p, o->url, ul);
   r->method = memcpy(p += ul, method, ml);
   r->hostport = memcpy(p += ml, hostport, hl);
@@ -1242,7 +1242,10 @@ wf_http_req_t *wf_http_start(wf_http_t *h, const wf_http_opts_t *o,
     p += n;
   }
   *p++ = 0;
-  if (o->body) {
+  if (o->body && o->body_borrowed) {
+    r->body = o->body;
+    r->body_len = o->body_len;
+  } else if (o->body) {
     r->body = memcpy(p, o->body, o->body_len);
     p[o->body_len] = 0;
     r->body_len = o->body_len;

@@ -41,8 +41,12 @@ typedef struct wf_http_opts {
   const char *method;           /* "GET", "POST", ... (NULL: GET) */
   const char *url;
   const char *const *headers;   /* "Name: value" strings, NULL-terminated */
-  const char *body;             /* copied */
+  const char *body;             /* copied, unless body_borrowed */
   size_t body_len;
+  int body_borrowed;            /* 1: body is not copied; the caller keeps
+                                   it alive and unchanged until the request
+                                   is freed (a large prompt is then not
+                                   held twice) */
   double connect_timeout;       /* seconds, 0: 10 */
   double timeout;               /* total seconds, 0: none */
   double idle_timeout;          /* max seconds without a byte from the server

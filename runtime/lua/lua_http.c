@@ -35,6 +35,7 @@ typedef struct lhttp_req lhttp_req_t;
 /* The per-state client userdata. */
 typedef struct lhttp_client {
   wf_http_t *h;
+  wf_lua_rt_t *rt;
   lhttp_req_t *reqs; /* requests with a live C request */
 } lhttp_client_t;
 
@@ -43,6 +44,8 @@ struct lhttp_req {
   lhttp_client_t *cl;  /* NULL once the client is gone */
   wf_http_req_t *req;  /* NULL once finished or cancelled */
   wf_task_t *task;     /* task waiting in next(), or NULL */
+  int body_ref;        /* registry ref to the request body (a string),
+                          which the C request borrows instead of copying */
   int ref;             /* registry ref anchoring this userdata while task
                           waits: next() may be tail-called, and a yield
                           from it leaves its arguments above the stack top
@@ -55,16 +58,15 @@ struct lhttp_req {
 
 /* ---- the client -------------------------------------------------------- */
 
+static void req_drop(lhttp_req_t *lr);
+
 /* __gc of the client: cancel every request still running, free it. */
 static int client_gc(lua_State *L) {
   lhttp_client_t *cl = lua_touserdata(L, 1);
   lhttp_req_t *lr;
   while ((lr = cl->reqs)) {
-    cl->reqs = lr->next;
-    wf_http_cancel(lr->req);
-    lr->req = NULL;
+    req_drop(lr); /* unlinks it */
     lr->cl = NULL;
-    lr->prev = lr->next = NULL;
   }
   wf_http_free(cl->h);
   cl->h = NULL;
@@ -82,6 +84,7 @@ static lhttp_client_t *client_get(lua_State *L) {
   wf_lua_rt_t *rt = wf_lua_rt(L);
   cl = lua_newuserdata(L, sizeof *cl);
   memset(cl, 0, sizeof *cl);
+  cl->rt = rt;
   luaL_getmetatable(L, CLIENT_MT);
   lua_setmetatable(L, -2);
   cl->h = wf_http_new(rt->loop, 0);
@@ -117,6 +120,19 @@ static void req_wake(lhttp_req_t *lr) {
   if (lr->task) wf_task_ready(lr->task);
 }
 
+/* Free lr's C request (stopping its transfer if it runs), unlink lr from
+ * its client and release the body the request borrowed. lr->req must be
+ * set (then lr->cl is too). */
+static void req_drop(lhttp_req_t *lr) {
+  wf_lua_rt_t *rt = lr->cl->rt;
+  int ref = lr->body_ref;
+  wf_http_cancel(lr->req); /* frees a finished request too */
+  lr->req = NULL;
+  lr->body_ref = LUA_NOREF;
+  req_unlink(lr);
+  wf_lua_unref(rt, ref);
+}
+
 /* Cancel lr's transfer, remembering a message for next(). */
 static void req_cancel(lhttp_req_t *lr) {
   if (!lr->req) return;
@@ -125,9 +141,7 @@ static void req_cancel(lhttp_req_t *lr) {
   lr->cancel_msg = malloc(n);
   if (lr->cancel_msg)
     snprintf(lr->cancel_msg, n, "request to %s cancelled", wf_http_host(lr->req));
-  wf_http_cancel(lr->req);
-  lr->req = NULL;
-  req_unlink(lr);
+  req_drop(lr);
 }
 
 /* Notification from the client: wake the waiter (never runs Lua). */
@@ -321,7 +335,7 @@ static int l_start(lua_State *L) {
   cl = client_get(L);
   lr = lua_newuserdata(L, sizeof *lr); /* ..., headers, secret, lr */
   memset(lr, 0, sizeof *lr);
-  lr->ref = LUA_NOREF;
+  lr->ref = lr->body_ref = LUA_NOREF;
   lr->framing = o.framing;
   luaL_getmetatable(L, REQ_MT);
   lua_setmetatable(L, -2);
@@ -342,11 +356,16 @@ static int l_start(lua_State *L) {
   fill_strings(L, 7, sec, ns); /* strings anchored by the list */
   o.headers = hdrs;
   o.secret_headers = sec;
-  lr->req = wf_http_start(cl->h, &o, on_notify, lr, &err); /* copies them */
+  o.body_borrowed = 1; /* anchored below, for as long as the request lives */
+  lr->req = wf_http_start(cl->h, &o, on_notify, lr, &err); /* copies the rest */
   if (hdrs != stack_hdrs) free(hdrs);
   if (text != stack_text) free(text);
   if (sec != stack_sec) free(sec);
   if (!lr->req) return wf_lua_fail(L, err.msg, "error");
+  if (o.body) {
+    lua_pushvalue(L, 3);
+    lr->body_ref = wf_lua_ref(cl->rt, L);
+  }
   lr->cl = cl;
   lr->next = cl->reqs;
   if (cl->reqs) cl->reqs->prev = lr;
@@ -423,10 +442,8 @@ static int push_result(lua_State *L, lhttp_req_t *lr) {
       lua_pushnil(L);
     n = 3;
   }
-  wf_http_free_req(req);
-  lr->req = NULL;
+  req_drop(lr);
   lr->finished = 1;
-  req_unlink(lr);
   return n;
 }
 
@@ -503,11 +520,7 @@ static int l_cancel(lua_State *L) {
 /* __gc of a request: a transfer nobody can wait for any more is stopped. */
 static int l_req_gc(lua_State *L) {
   lhttp_req_t *lr = lua_touserdata(L, 1);
-  if (lr->req) {
-    wf_http_cancel(lr->req);
-    lr->req = NULL;
-    req_unlink(lr);
-  }
+  if (lr->req) req_drop(lr);
   free(lr->cancel_msg);
   lr->cancel_msg = NULL;
   return 0;
