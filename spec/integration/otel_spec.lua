@@ -207,6 +207,29 @@ describe("traces over OTLP/HTTP (official OTLP definitions) #http", function()
     end)
   end
 
+  for _, proto in ipairs({ "http/protobuf", "http/json" }) do
+    it("encodes every kind of attribute value as the official definitions read it (" .. proto .. ")", function()
+      local otel = require "weft.otel"
+      local span = { name = "values", trace = string.rep("ab", 16), id = string.rep("cd", 8), parent = string.rep("ef", 8),
+                     kind = 3, start = 1796400000.25, finish = 1796400001.5, status = 2, message = "bad \226\128\148 thing",
+                     attrs = { "neg", -5, "big", 2 ^ 40, "dbl", 1.5, "yes", true, "no", false, "s", "caf\195\169",
+                               "list", { "a", "b" }, "empty", "" } }
+      local body, ctype = otel.encode({ span }, proto, { "service.name", "enc" })
+      local res = assert(weft.http.request{ method = "POST", url = "http://127.0.0.1:" .. port .. "/v1/traces",
+                                            headers = { ["Content-Type"] = ctype }, body = body })
+      assert.equal(200, res.status)
+      local s = spans_of(requests())[1]
+      assert.equal("enc", s.resource["service.name"])
+      assert.same({ traceId = span.trace, spanId = span.id, parentSpanId = span.parent, name = "values", kind = 3,
+                    start = "1796400000250000000", ["end"] = "1796400001500000000",
+                    status = { code = 2, message = span.message },
+                    attributes = { neg = -5, big = 2 ^ 40, dbl = 1.5, yes = true, no = false, s = "caf\195\169",
+                                   list = { "a", "b" }, empty = "" } },
+                  { traceId = s.traceId, spanId = s.spanId, parentSpanId = s.parentSpanId, name = s.name, kind = s.kind,
+                    start = s.start, ["end"] = s["end"], status = s.status, attributes = s.attributes })
+    end)
+  end
+
   it("marks failed attempts and a failed run as errors, and exports them before exiting", function()
     local rc, _, stderr = run("failing.lua", { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = "http://127.0.0.1:" .. port .. "/custom/path",
                                                 OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = "http/json" })
