@@ -260,6 +260,9 @@ describe("weft serve as an A2A server, driven by the SDK's client", function()
     st, r = post(url .. "/a2a/helper", { jsonrpc = "2.0", id = 7, method = "SendMessage", params = { message = msg } })
     local task = r.result.task
     assert.equal("TASK_STATE_COMPLETED", task.status.state)
+    local texts = {}
+    for i, part in ipairs(task.artifacts[1].parts) do texts[i] = part.text end
+    assert.same({ "echo: ", "hi" }, texts) -- the streamed chunks, without the empty closing one
     msg.taskId = task.id
     st, r = post(url .. "/a2a/helper", { jsonrpc = "2.0", id = 8, method = "SendMessage", params = { message = msg } })
     assert.equal(-32004, r.error.code)

@@ -138,7 +138,9 @@ local function artifact(t, a, append, last)
   local cur
   for _, x in ipairs(t.artifacts) do if x.artifactId == a.artifactId then cur = x end end
   if cur and append then
-    for _, p in ipairs(a.parts) do cur.parts[#cur.parts + 1] = p end
+    for _, p in ipairs(a.parts) do
+      if p.text ~= "" then cur.parts[#cur.parts + 1] = p end -- (the empty closing chunk is not kept)
+    end
   elseif cur then
     cur.parts = json.array()
     for i, p in ipairs(a.parts) do cur.parts[i] = p end

@@ -77,10 +77,11 @@ const many = await client(MANY);
 const m = await many.sendMessage(send("x"));
 out.many = { state: state(m), artifacts: m.artifacts.map((x) => textOf(x.parts)) };
 
-// a read-only key reads the card and tasks but cannot send
+// a read-only key cannot send; a wrong key gets nothing (no card, or no task
+// where cards are public)
 const ro = await client(AGENT, WEFT_READ_KEY);
 out.read_get = await ro.getTask({ id: t1.id }).then((t) => state(t), (e) => ({ message: String(e.message) }));
 out.read_send = await err(() => ro.sendMessage(send("nope")));
-out.no_key = await err(() => client(AGENT, "wrong-key-123"));
+out.no_key = await err(async () => { const c = await client(AGENT, "wrong-key-123"); await c.getTask({ id: t1.id }); });
 
 process.stdout.write(JSON.stringify(out) + "\n");
