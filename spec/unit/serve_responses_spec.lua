@@ -90,6 +90,35 @@ describe("POST /v1/responses", function()
     assert.equal("tool said: sunny", r2.output_text)
   end)
 
+  it("tells every client call of one model reply in one response, and takes their outputs together", function()
+    local app = new_app()
+    local tools = { { type = "function", name = "f" }, { type = "function", name = "g" } }
+    local r1 = create(app, { model = "agent:writer", tools = tools, input = 'call f {"x": 1} call g {"y": 2}' }):decoded()
+    assert.equal(2, #r1.output)
+    assert.same({ "f", "g" }, { r1.output[1].name, r1.output[2].name })
+    assert.same({ y = 2 }, json.decode(r1.output[2].arguments))
+    -- one output missing: refused, the run still waits
+    local e = oerr(create(app, { model = "agent:writer", previous_response_id = r1.id,
+      input = { { type = "function_call_output", call_id = r1.output[1].call_id, output = "A" } } }), 400)
+    assert.matches(r1.output[2].call_id, e.message, 1, true)
+    local r2 = create(app, { model = "agent:writer", previous_response_id = r1.id, input = {
+      { type = "function_call_output", call_id = r1.output[1].call_id, output = "A" },
+      { type = "function_call_output", call_id = r1.output[2].call_id, output = "B" } } }):decoded()
+    assert.equal("tool said: A; B", r2.output_text)
+    -- the paused response was continued once: a second continuation is refused
+    oerr(create(app, { model = "agent:writer", previous_response_id = r1.id, input = {
+      { type = "function_call_output", call_id = r1.output[1].call_id, output = "A" } } }), 400)
+  end)
+
+  it("takes a whole conversation with function calls and outputs as input (no previous_response_id)", function()
+    local r = create(new_app(), { model = "agent:writer", input = {
+      { role = "user", content = "call f" },
+      { type = "function_call", call_id = "c1", name = "f", arguments = "{}" },
+      { type = "function_call_output", call_id = "c1", output = "done" } } })
+    assert.equal(200, r.status_code, r.body)
+    assert.equal("tool said: done", r:decoded().output_text)
+  end)
+
   it("streams the Responses events in order with sequence numbers", function()
     local res = create(new_app(), { model = "agent:writer", input = "stream me", stream = true })
     assert.equal(200, res.status_code)

@@ -596,9 +596,18 @@ function _M.begin(app, t)
     prev.sess = nil
     s.current, rec.sess = rec, s
   else
-    if #t.outs > 0 and not (prev and prev.history) then
-      throw(400, "invalid_input", fmt("function_call_output for call '%s' without a response waiting for it "
-            .. "(previous_response_id)", t.outs[1].call_id), { field = "input" })
+    -- outputs replayed statelessly follow their function_call items
+    local known = {}
+    for _, list in ipairs({ prev and prev.history or {}, t.msgs }) do
+      for _, m in ipairs(list) do
+        for _, c in ipairs(m.tool_calls or {}) do known[c.id] = true end
+      end
+    end
+    for _, o in ipairs(t.outs) do
+      if not known[o.call_id] then
+        throw(400, "invalid_input", fmt("function_call_output for call '%s' without its function_call item or a "
+              .. "response waiting for it (previous_response_id)", o.call_id), { field = "input" })
+      end
     end
     if prev and not prev.history then
       throw(400, "invalid_previous_response", fmt("response '%s' is %s: it has no conversation to continue", prev.id,
