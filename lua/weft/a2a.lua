@@ -390,9 +390,19 @@ local function exchange(self, parts, st, emit)
     return follow(self, r.task)
   end
   local task, final = nil, nil
+  local by_id = {} -- artifacts of the task by id (a stream may carry many)
   local ok, err, code = self:call_stream("SendStreamingMessage", params, function(ev)
     if type(ev.message) == "table" then final = ev.message; return true end
-    if type(ev.task) == "table" then task = ev.task end
+    if type(ev.task) == "table" then
+      task = ev.task
+      if type(task.artifacts) ~= "table" then task.artifacts = nil end
+      for _, a in ipairs(task.artifacts or {}) do
+        if type(a) == "table" then
+          if type(a.parts) ~= "table" then a.parts = json.array() end
+          by_id[tostring(a.artifactId)] = a
+        end
+      end
+    end
     local su, au = ev.statusUpdate, ev.artifactUpdate
     if type(su) == "table" and type(su.status) == "table" then
       task = task or { id = su.taskId, contextId = su.contextId }
@@ -403,16 +413,20 @@ local function exchange(self, parts, st, emit)
       local arts = task.artifacts
       if type(arts) ~= "table" then arts = json.array(); task.artifacts = arts end
       local a = au.artifact
-      local prev
-      for _, x in ipairs(arts) do if x.artifactId == a.artifactId then prev = x end end
+      local parts = json.array()
+      for _, p in ipairs(type(a.parts) == "table" and a.parts or {}) do parts[#parts + 1] = p end
+      local aid = tostring(a.artifactId)
+      local prev = by_id[aid]
       if prev and au.append then
-        for _, p in ipairs(type(a.parts) == "table" and a.parts or {}) do prev.parts[#prev.parts + 1] = p end
+        for _, p in ipairs(parts) do prev.parts[#prev.parts + 1] = p end
       elseif prev then
-        prev.parts = json.array(a.parts or {})
+        prev.parts = parts
       else
-        arts[#arts + 1] = { artifactId = a.artifactId, name = a.name, parts = json.array(a.parts or {}) }
+        prev = { artifactId = a.artifactId, name = a.name, parts = parts }
+        by_id[aid] = prev
+        arts[#arts + 1] = prev
       end
-      local text = _M.parts_text(a.parts)
+      local text = _M.parts_text(parts)
       if text ~= "" then emit({ text = text }) end
     end
     -- a status update ends the stream (not the first task event: the

@@ -175,6 +175,8 @@ describe("weft.agent.remote against the A2A SDK's server", function()
     assert.is_nil(r); assert.equal("protocol", code); assert.matches("not a JSON%-RPC 2.0 response", err)
     r, err, code = remote("flood", { max_bytes = 1000000 }):stream("x", function() end)
     assert.is_nil(r); assert.equal("too_large", code); assert.matches("max_bytes %(1000000 bytes%)", err)
+    r = assert(remote("badparts"):stream("x", function() end)) -- parts that are not a list count as none
+    assert.equal("ok", r.text)
   end)
 
   it("raises on misuse naming the option", function()

@@ -10,7 +10,8 @@
 //   msg    a direct message (no task)
 //   secure echo, only with "Authorization: Bearer s3cret"
 // And hostile endpoints that are not the SDK's (a card pointing at a JSON-RPC
-// URL whose stream misbehaves): /huge (one 2 MB event), /garbage (events
+// URL whose stream misbehaves): /huge (one 2 MB event), /badparts (an
+// artifact whose parts are not a list), /garbage (events
 // that are not JSON-RPC), /flood (endless valid status events), /badcard
 // (a card that is not JSON), /nointerface (a card without interfaces).
 import express from "express";
@@ -122,6 +123,12 @@ function mount(base) {
   };
   hostile("huge", (id, res) => {
     res.end(`data: ${JSON.stringify({ jsonrpc: "2.0", id, result: { message: { parts: [{ text: "x".repeat(2 << 20) }] } } })}\n\n`);
+  });
+  hostile("badparts", (id, res) => {
+    const ev = (result) => `data: ${JSON.stringify({ jsonrpc: "2.0", id, result })}\n\n`;
+    res.write(ev({ artifactUpdate: { taskId: "t", contextId: "c", artifact: { artifactId: "a", parts: "not a list" } } }));
+    res.write(ev({ artifactUpdate: { taskId: "t", contextId: "c", append: true, artifact: { artifactId: "a", parts: [{ text: "ok" }] } } }));
+    res.end(ev({ statusUpdate: { taskId: "t", contextId: "c", status: { state: "TASK_STATE_COMPLETED" } } }));
   });
   hostile("garbage", (id, res) => { res.end("data: \u0000\u0001 not json at all\n\n"); });
   hostile("flood", (id, res) => {
