@@ -208,10 +208,16 @@ local function new_id(n)
   return concat(t)
 end
 
+-- Span ids: 4 random bytes of this process, then a counter (unique in the
+-- process, and so in every trace it makes; half the cost of a span).
+local id_prefix, id_count = new_id(4), 0
+
 -- A started span: {name, trace, id, parent, kind, start, attrs = {k, v,
 -- k, v, ...}}; finish() sets its end and status and queues it.
 local function span(name, trace, parent, kind, start)
-  return { name = name, trace = trace or new_id(16), id = new_id(8), parent = parent,
+  id_count = id_count + 1
+  if id_count > 0xffffffff then id_prefix, id_count = new_id(4), 1 end
+  return { name = name, trace = trace or new_id(16), id = format("%s%08x", id_prefix, id_count), parent = parent,
            kind = kind or KIND_INTERNAL, start = start or now(), attrs = {} }
 end
 
@@ -245,7 +251,7 @@ local runs = {}
 
 -- The key of an executor invocation in runs[id].ex.
 local function inv_key(superstep, exec, attempt)
-  return format("%s\0%s\0%s", tostring(superstep), tostring(exec), tostring(attempt or 1))
+  return superstep .. "\0" .. exec .. "\0" .. (attempt or 1)
 end
 
 -- The open span of the invocation inv (weft.invocation), or nil.
@@ -542,6 +548,10 @@ end
 
 -- OTLP protobuf (opentelemetry/proto/collector/trace/v1).
 local function varint(n, out)
+  if n < 128 and n >= 0 then
+    out[#out + 1] = char(n)
+    return
+  end
   if n < 0 then -- int64 two's complement: ten bytes
     local u = ffi.new("uint64_t", ffi.new("int64_t", n))
     for _ = 1, 9 do
@@ -566,26 +576,31 @@ local function bytes_field(field, s, out) -- wire type 2: length-delimited
   out[#out + 1] = s
 end
 
+local LE = ffi.abi("le")
+local u64 = ffi.new("union { uint64_t u; double d; char b[8]; }")
 local function fixed64(s, ns) -- seconds + nanoseconds -> 8 bytes LE
-  local u = ffi.new("uint64_t", s) * 1000000000ULL + ns
-  local b = {}
-  for i = 1, 8 do
-    b[i] = char(tonumber(u % 256))
-    u = u / 256
-  end
-  return concat(b)
+  u64.u = s * 1000000000ULL + ns
+  local b = ffi.string(u64.b, 8)
+  return LE and b or b:reverse()
 end
 
-local dbl = ffi.new("double[1]")
 local function double_le(v)
-  dbl[0] = v
-  local s = ffi.string(dbl, 8)
-  if ffi.abi("be") then s = s:reverse() end
-  return s
+  u64.d = v
+  local b = ffi.string(u64.b, 8)
+  return LE and b or b:reverse()
 end
 
+local bit = require "bit"
+local band, rshift = bit.band, bit.rshift
+local sub = string.sub
+-- Hex ids (16 or 32 digits) -> their bytes, 8 digits at a time.
 local function hex_bytes(h)
-  return (h:gsub("%x%x", function(x) return char(tonumber(x, 16)) end))
+  local out = {}
+  for i = 1, #h, 8 do
+    local n = tonumber(sub(h, i, i + 7), 16)
+    out[#out + 1] = char(band(rshift(n, 24), 255), band(rshift(n, 16), 255), band(rshift(n, 8), 255), band(n, 255))
+  end
+  return concat(out)
 end
 
 local function pb_value(v)
