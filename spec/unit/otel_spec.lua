@@ -161,6 +161,29 @@ describe("weft.otel", function()
       assert.equal("[redacted]", require("weft.secrets").redact("otel-secret-123"))
     end)
 
+    it("ends the spans a cancelled run left open, the executor's as an error", function()
+      assert.is_true(otel.setup{ endpoint = srv.url .. "/v1/traces", protocol = "http/json" })
+      local started = weft.cond()
+      local slow = weft.workflow("slow"):start(weft.executor("wait", function()
+        started:signal()
+        weft.sleep(30)
+      end)):build()
+      local h = slow:spawn("x")
+      started:wait()
+      h:cancel()
+      assert.equal("cancelled", h:wait().status)
+      assert.is_true(otel.flush())
+      local by = {}
+      for _, sp in ipairs(spans()) do by[sp.name] = sp end
+      assert.equal(2, by["weft.executor wait"].status.code)
+      assert.equal("cancelled", by["weft.executor wait"].status.message)
+      local root = by["weft.run slow"]
+      local attrs = {}
+      for _, a in ipairs(root.attributes) do attrs[a.key] = a.value.stringValue end
+      assert.equal("cancelled", attrs["weft.run.status"])
+      assert.truthy(by["weft.superstep 0"].endTimeUnixNano)
+    end)
+
     it("traces a model call outside any run as the root of its own trace", function()
       assert.is_true(otel.setup{ endpoint = srv.url .. "/v1/traces", protocol = "http/json" })
       local res = assert(weft.llm.chat{ model = "mock:echo", messages = { { role = "user", content = "hello there" } } })
