@@ -226,6 +226,13 @@ describe("POST /v1/responses", function()
     assert.equal(404, call(app, "GET", "/v1/responses/" .. ids[2]).status_code)
     for i = 3, 5 do assert.equal(200, call(app, "GET", "/v1/responses/" .. ids[i]).status_code) end
     assert.equal(3, app._responses.n)
+    -- past their TTL, finished responses are forgotten by the next create
+    local ttl = responses.TTL
+    responses.TTL = 0
+    finally(function() responses.TTL = ttl end)
+    create(app, { model = "agent:writer", input = "n6" })
+    assert.equal(1, app._responses.n)
+    assert.equal(404, call(app, "GET", "/v1/responses/" .. ids[5]).status_code)
   end)
 end)
 
