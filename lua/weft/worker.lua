@@ -392,7 +392,7 @@ local function run_item(w, item, reclaimed)
   end
   local rec = durable.record(w.store, p.id)
   local has_record = rec ~= nil
-  if rec and pool.TERMINAL[rec.status] then
+  if rec and pool.TERMINAL[rec.status] and p.kind ~= "rewind" then
     -- its worker died after the run ended, before the summary said so
     -- (and maybe before its last events reached the log: the end event is
     -- written here then, so that event streams end)
@@ -417,6 +417,11 @@ local function run_item(w, item, reclaimed)
   x.status = "running"
   save(w, x)
   local opts = run_opts(w, x)
+  if p.kind == "rewind" then
+    -- POST …/resume {from, force}: continue from that checkpoint (a
+    -- failed run included)
+    opts.from, opts.force = p.from, p.force
+  end
   local rok, h
   if has_record then
     w.counts.resumed = w.counts.resumed + 1

@@ -117,9 +117,8 @@ local function browse(mode, watch, browser)
     WEFT_URL = ("http://127.0.0.1:%d"):format(port), WEFT_KEY = KEY, SHOTS = shots,
     CHROMIUM = os.getenv("CHROMIUM") or "/usr/bin/chromium", HOME = dir,
     WATCH_DIR = watch and (dir .. "/scripts") or nil,
-    -- "resume from here" on a failed run; with workers it needs them to
-    -- honour the queue's "rewind" items (weft.worker: not yet)
-    RESUME = mode == "in-process" and "1" or nil,
+    -- "resume from here" on a failed run (with workers: a "rewind" queue item)
+    RESUME = mode,
     -- BROWSER=firefox (and FIREFOX=path) runs the same checks in Firefox
     BROWSER = browser or os.getenv("BROWSER"), FIREFOX = os.getenv("FIREFOX"),
   }, 300)

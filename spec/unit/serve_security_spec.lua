@@ -110,6 +110,19 @@ describe("weft.serve.security requests", function()
     assert.equal(403, call(app, "GET", "/api/v1/audit", { headers = bearer(RUN) }).status_code)
   end)
 
+  it("asks the run scope for the routes that start or answer work, read for A2A calls, none for cards", function()
+    local need = security.needed_scope
+    for _, c in ipairs({
+      { "POST", "/api/v1/executions/x/resume", "run" }, { "POST", "/v1/responses", "run" },
+      { "POST", "/v1/responses/resp_1/cancel", "run" }, { "DELETE", "/v1/responses/resp_1", "run" },
+      { "GET", "/v1/responses/resp_1", "read" }, { "POST", "/a2a/w1", "read" },
+      { "GET", "/a2a/w1/.well-known/agent-card.json", nil }, { "POST", "/a2a/w1/x", "admin" },
+      { "POST", "/api/v1/executions/x/other", "admin" }, { "PUT", "/v1/responses", "admin" },
+    }) do
+      assert.equal(c[3], need(c[1], c[2]), c[1] .. " " .. c[2])
+    end
+  end)
+
   it("rate-limits per key with a token bucket and retry-after", function()
     local app, clock = new_app()
     local h = bearer(RUN)

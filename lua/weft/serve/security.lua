@@ -119,14 +119,24 @@ end
 function _M.needed_scope(method, path)
   if path == "/api/v1/health" or path == "/api/v1/health/" then return nil end
   if path:match("^/api/v1/audit") then return "admin" end
+  -- A2A (weft.serve.a2a): cards are public; a JSON-RPC call needs a read key
+  -- (the module refuses SendMessage without the run scope)
+  if path:match("^/a2a/[^/]+/%.well%-known/agent%-card%.json$") then return nil end
+  if method == "POST" and path:match("^/a2a/[^/]+/?$") then return "read" end
   if method == "GET" or method == "HEAD" then return "read" end
   if method == "POST" and (path:match("^/api/v1/workflows/[^/]+/execute/?$")
       or path:match("^/api/v1/tools/[^/]+/execute/?$")
       or path:match("^/api/v1/executions/[^/]+/responses/?$")
-      or path:match("^/v1/chat/completions/?$")) then
+      or path:match("^/api/v1/executions/[^/]+/resume/?$")
+      or path:match("^/v1/chat/completions/?$")
+      or path:match("^/v1/responses/?$")
+      or path:match("^/v1/responses/[^/]+/cancel/?$")) then
     return "run"
   end
-  if method == "DELETE" and path:match("^/api/v1/executions/[^/]+/?$") then return "run" end
+  if method == "DELETE" and (path:match("^/api/v1/executions/[^/]+/?$")
+      or path:match("^/v1/responses/[^/]+/?$")) then
+    return "run"
+  end
   return "admin"
 end
 
