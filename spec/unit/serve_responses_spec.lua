@@ -84,6 +84,9 @@ describe("POST /v1/responses", function()
     local bad = create(app, { model = "agent:writer", previous_response_id = r1.id,
                               input = { { type = "function_call_output", call_id = "nope", output = "x" } } })
     assert.equal("input", oerr(bad, 400).param)
+    bad = create(app, { model = "workflow:ask", previous_response_id = r1.id,
+                        input = { { type = "function_call_output", call_id = fc.call_id, output = "x" } } })
+    assert.equal("model", oerr(bad, 400).param)
     local r2 = create(app, { model = "agent:writer", previous_response_id = r1.id, tools = tools,
       input = { { type = "function_call_output", call_id = fc.call_id, output = "sunny" } } }):decoded()
     assert.equal("completed", r2.status)

@@ -43,7 +43,7 @@ _M.REQUEST_TOOL = "weft_request"
 
 --- The body of POST /v1/responses (weft.check object schema; open: other
 -- OpenAI fields are accepted and ignored).
-_M.BODY = errors.schema("response", { additionalProperties = true, properties = {
+_M.BODY = errors.schema("responses.create", { additionalProperties = true, properties = {
   model = { type = "string", required = true, expect = "agent:<id> or workflow:<id>" },
   instructions = { type = "string" },
   previous_response_id = { type = "string" },
@@ -588,6 +588,10 @@ function _M.begin(app, t)
   if prev and prev.sess and prev.sess.current == prev and #prev.sess.waiting > 0 then
     -- continue the paused run with the client's outputs
     s = prev.sess
+    if t.model ~= prev.model then
+      throw(400, "invalid_request", fmt("response '%s' waits for function outputs of model '%s', not '%s'", prev.id,
+            prev.model, tostring(t.model)), { field = "model" })
+    end
     if #t.msgs > #t.outs then
       throw(400, "invalid_input", fmt("response '%s' waits for function_call_output items only", prev.id),
             { field = "input" })
