@@ -65,7 +65,7 @@ local LAZY = {
   std = "weft.std", patterns = "weft.patterns", flow = "weft.flow", agents = "weft.agents",
   tool = "weft.tool", thread = "weft.thread", memory = "weft.memory", window = "weft.window",
   schema = "weft.schema", store = "weft.store", server = "weft.server", host = "weft.host",
-  script = "weft.script",
+  script = "weft.script", otel = "weft.otel",
   -- the run journal (record_effects, replay_of, ...) stays internal
   durable = function()
     local d = require "weft.durable"
