@@ -268,6 +268,31 @@ describe("POST /v1/chat/completions", function()
     assert.equal("stop", res2:decoded().choices[1].finish_reason)
   end)
 
+  it("streams a paused workflow's request as a tool_calls delta", function()
+    local app = new_app()
+    local res = call(app, "POST", "/v1/chat/completions",
+      { body = { model = "workflow:ask", stream = true, messages = { { role = "user", content = "trip" } } } })
+    assert.equal(200, res.status_code)
+    assert.equal("data: [DONE]\n\n", res:text():sub(-14))
+    local tc, fin
+    for _, e in ipairs(res:events()) do
+      local c = type(e.data) == "table" and e.data.choices[1]
+      if c and c.delta.tool_calls then tc = c.delta.tool_calls[1] end
+      if c and c.finish_reason ~= json.null then fin = c.finish_reason end
+    end
+    assert.equal(0, tc.index)
+    assert.equal("weft_request", tc["function"].name)
+    assert.equal("tool_calls", fin)
+    local res2 = call(app, "POST", "/v1/chat/completions", { body = { model = "workflow:ask", stream = true,
+      messages = { { role = "tool", tool_call_id = tc.id, content = "ok" } } } })
+    local text = {}
+    for _, e in ipairs(res2:events()) do
+      local d = type(e.data) == "table" and e.data.choices and e.data.choices[1]
+      if d and d.delta and type(d.delta.content) == "string" then text[#text + 1] = d.delta.content end
+    end
+    assert.equal("trip: ok", table.concat(text))
+  end)
+
   it("answers a provider's 400 as a 400 with its message, a 503 as a 502", function()
     local mock = require "weft.llm.mock"
     mock.register("bad", { { fail = { status = 400, times = 100 } } })
