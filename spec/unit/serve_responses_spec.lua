@@ -146,6 +146,18 @@ describe("POST /v1/responses", function()
     assert.matches("stream me", evs[#evs].data.response.output_text, 1, true)
   end)
 
+  it("keeps no events of a streamed foreground response once done, also when its client left", function()
+    local app = new_app()
+    local res = call(app, "POST", "/v1/responses", { res = { fail_after = 1 },
+      body = { model = "agent:writer", input = "leaving", stream = true } })
+    assert.equal(1, #res.chunks)
+    local id = json.decode(res.chunks[1]:match("data: (.-)\n")).response.id
+    local rec = responses.get(app, id)
+    require("weft").go(function() responses.wait(rec) end):wait()
+    assert.equal("completed", rec.status)
+    assert.is_nil(rec.events)
+  end)
+
   it("runs in the background: retrieve, stream by id after a sequence number, cancel", function()
     local app = new_app()
     local r = create(app, { model = "agent:writer", input = "in the back", background = true }):decoded()

@@ -738,6 +738,8 @@ function _M.install(app)
                                  stream = body.stream == true })
     if body.stream then
       stream_events(rec, res, -1)
+      -- done or the client left: a foreground response keeps no events
+      rec.streamed = false
       if not rec.background and FINAL[rec.status] then rec.events = nil end
       return
     end
