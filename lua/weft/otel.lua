@@ -8,20 +8,20 @@
 --     `weft.run <workflow>` (the trace's root; a run started inside an
 --     executor is a child of that executor's span), `weft.superstep <n>`,
 --     `weft.executor <id>` (one per attempt), with the events' timestamps;
---   * weft.journal.call (every model call, HTTP request and sandbox run goes
---     through it): model calls become `chat <model>` spans with the GenAI
---     semantic conventions (gen_ai.*: provider, model, token usage, finish
---     reasons);
---   * weft.tool's Tool:invoke: tool calls become `execute_tool <name>`.
--- The two wrappers are installed by setup and removed by shutdown: while
--- tracing is off those functions are the modules' own.
+--   * the observer of weft.journal (every model call, HTTP request, sandbox
+--     run, MCP call and tool call goes through journal.call): model calls
+--     become `chat <model>` spans with the GenAI semantic conventions
+--     (gen_ai.*: provider, model, token usage, finish reasons), tool calls
+--     `execute_tool <name>` spans.
+-- The observer and weft.run's tracer are set by setup and removed by
+-- shutdown: while tracing is off, nothing is in the way.
 --
 -- Finished spans wait in a bounded queue (spans beyond it are dropped and
 -- counted) and are exported in batches by a weft.go task over weft.http,
 -- when a top-level run ends or a batch is full, and by flush(). An export
 -- failure is counted (stats()) and never reaches a run. Payloads are OTLP
 -- protobuf (http/protobuf, the default) or OTLP JSON (http/json).
--- Uses weft.run, weft.journal, weft.tool, weft.invocation, weft.task,
+-- Uses weft.run, weft.journal, weft.invocation, weft.task,
 -- weft.http, weft.json, weft.urandom, weft.core.loop, ffi (protobuf numbers).
 local _M = {}
 
@@ -398,7 +398,7 @@ end
 -- Hooks (installed while tracing is on)
 ---------------------------------------------------------------------------
 
-local orig_call, orig_invoke -- the modules' own functions while hooked
+local hooked -- true while the hooks are installed
 
 -- weft.run's tracer: every run's on_event goes through run_tracer too.
 local function trace_run(wf, opts)
@@ -431,10 +431,32 @@ end
 -- Results with their count (they may hold nils).
 local function pack(...) return { n = select("#", ...), ... } end
 
--- weft.journal.call while tracing: model calls ("llm") get a `chat` span.
-local function traced_call(kind, request, fn, ...)
+-- Tool calls ("tool"): an `execute_tool` span per call.
+local function traced_tool(call, kind, request, fn, tool, args, ctx)
+  local name = tostring(tool.name)
+  local s, co = begin_call("execute_tool " .. name, KIND_INTERNAL)
+  attr(s, "gen_ai.operation.name", "execute_tool")
+  attr(s, "gen_ai.tool.name", name)
+  attr(s, "gen_ai.tool.type", "function")
+  attr(s, "gen_ai.tool.call.id", type(ctx) == "table" and str(ctx.call_id) or nil)
+  local ok, good, text = pcall(call, kind, request, fn, tool, args, ctx)
+  if not ok then
+    end_call(s, co, good)
+    error(good, 0)
+  end
+  if good then end_call(s, co) else
+    attr(s, "error.type", "tool_error")
+    end_call(s, co, text)
+  end
+  return good, text
+end
+
+-- The journal's observer while tracing: model calls ("llm") get a `chat`
+-- span, tool calls an `execute_tool` span; other requests pass.
+local function traced_call(kind, request, call, fn, ...)
+  if kind == "tool" then return traced_tool(call, kind, request, fn, ...) end
   if kind ~= "llm" or type(request) ~= "table" or type(request.what) ~= "string" then
-    return orig_call(kind, request, fn, ...)
+    return call(kind, request, fn, ...)
   end
   local provider, model = request.what:match("^([%w_%-]+):(.+)$")
   model = model or request.what
@@ -443,7 +465,7 @@ local function traced_call(kind, request, fn, ...)
   attr(s, "gen_ai.provider.name", provider)
   attr(s, "gen_ai.system", provider)
   attr(s, "gen_ai.request.model", model)
-  local r = pack(pcall(orig_call, kind, request, fn, ...))
+  local r = pack(pcall(call, kind, request, fn, ...))
   if not r[1] then
     end_call(s, co, r[2])
     error(r[2], 0)
@@ -459,37 +481,17 @@ local function traced_call(kind, request, fn, ...)
   return unpack(r, 2, r.n)
 end
 
--- Tool:invoke while tracing: an `execute_tool` span per call.
-local function traced_invoke(tool, args, ctx)
-  local name = tostring(tool.name)
-  local s, co = begin_call("execute_tool " .. name, KIND_INTERNAL)
-  attr(s, "gen_ai.operation.name", "execute_tool")
-  attr(s, "gen_ai.tool.name", name)
-  attr(s, "gen_ai.tool.type", "function")
-  attr(s, "gen_ai.tool.call.id", type(ctx) == "table" and str(ctx.call_id) or nil)
-  local ok, good, text = pcall(orig_invoke, tool, args, ctx)
-  if not ok then
-    end_call(s, co, good)
-    error(good, 0)
-  end
-  if good then end_call(s, co) else
-    attr(s, "error.type", "tool_error")
-    end_call(s, co, text)
-  end
-  return good, text
-end
-
 -- Install (on) or remove the hooks.
 local function hooks(on)
-  local run, journal, tool = require "weft.run", require "weft.journal", require("weft.tool").Tool
+  local run, journal = require "weft.run", require "weft.journal"
   if on then
-    if orig_call then return end
-    orig_call, orig_invoke = journal.call, tool.invoke
-    journal.call, tool.invoke = traced_call, traced_invoke
+    if hooked then return end
+    hooked = true
+    journal.observe(traced_call)
     run.set_tracer(trace_run)
-  elseif orig_call then
-    journal.call, tool.invoke = orig_call, orig_invoke
-    orig_call, orig_invoke = nil, nil
+  elseif hooked then
+    hooked = nil
+    journal.observe(nil)
     run.set_tracer(nil)
   end
 end

@@ -7,10 +7,12 @@
 -- value (a string as is), or `{"error": "..."}` for invalid arguments, a
 -- handler that raises or returns nil, err, and a value JSON cannot hold
 -- (invalid UTF-8 included: every result can be stored and read back).
--- It never raises. Uses weft.json, weft.schema.
+-- It never raises. Uses weft.json, weft.schema, weft.journal (tool calls are
+-- observed, not journaled).
 local json = require "weft.json"
 local schema = require "weft.schema"
 local check = require "weft.check"
+local journal = require "weft.journal"
 
 local type, tostring, error, setmetatable, getmetatable, pcall, select =
   type, tostring, error, setmetatable, getmetatable, pcall, select
@@ -94,6 +96,18 @@ local function pack_call(ok, ...)
   return ok, select("#", ...), ...
 end
 
+-- Run tool's handler on checked args: true, text or false, error result.
+local function run_handler(tool, args, ctx)
+  local name = tool.name
+  local ok, n, v, err = pack_call(pcall(tool.handler, args, ctx))
+  if not ok then
+    return false, _M.error_result(sformat("tool '%s' failed: %s", name, tostring(v)))
+  end
+  local good, text = result_text(name, n, v, err)
+  if not good then return false, _M.error_result(text) end
+  return true, text
+end
+
 --- Validate args and run the handler: returns ok, text where text is the
 -- tool result to send to the model (`{"error": "..."}` when not ok).
 -- args may be a table or a JSON string; ctx = {agent, thread, call_id}.
@@ -113,13 +127,9 @@ function Tool:invoke(args, ctx)
   if verr then
     return false, _M.error_result(sformat("invalid arguments for tool '%s': %s", name, verr))
   end
-  local ok, n, v, err = pack_call(pcall(self.handler, args, ctx))
-  if not ok then
-    return false, _M.error_result(sformat("tool '%s' failed: %s", name, tostring(v)))
-  end
-  local good, text = result_text(name, n, v, err)
-  if not good then return false, _M.error_result(text) end
-  return true, text
+  -- observed (weft.otel's spans), never journaled: a re-executed durable
+  -- invocation runs its tools again (docs/durability.md, "Tool calls")
+  return journal.observed("tool", { what = "tool " .. name, args = args }, run_handler, self, args, ctx)
 end
 
 --- weft.tool.mcp{command = {argv} | url = ..., prefix, name, env, headers,

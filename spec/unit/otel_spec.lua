@@ -84,12 +84,17 @@ describe("weft.otel", function()
       assert.error_matches(function() otel.setup{ headers = { a = 1 } } end, "headers must map names to strings")
     end)
 
-    it("leaves the traced functions as they were after shutdown", function()
+    it("observes the journal while tracing and leaves it unobserved after shutdown", function()
       local journal, Tool = require "weft.journal", require("weft.tool").Tool
       local call, invoke = journal.call, Tool.invoke
+      assert.is_nil(journal.observe(nil))
       assert.is_true(otel.setup{ endpoint = "http://127.0.0.1:9/v1/traces" })
-      assert.are_not.equal(call, journal.call)
+      local o = journal.observe(nil)
+      assert.is_function(o)
+      journal.observe(o)
       otel.shutdown()
+      assert.is_nil(journal.observe(nil))
+      -- the modules' functions are never replaced
       assert.equal(call, journal.call)
       assert.equal(invoke, Tool.invoke)
       assert.is_false(otel.enabled())

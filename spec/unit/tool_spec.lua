@@ -77,6 +77,29 @@ describe("weft.tool", function()
       assert.equals("c1", seen.call_id)
     end)
 
+    it("shows each call to the journal's observer (kind 'tool') but never to its hook: tools run again on replay", function()
+      local journal = require "weft.journal"
+      local calls, hooked, seen = 0, 0, {}
+      local t = add_tool(function(args) calls = calls + 1; return { sum = args.a + args.b } end)
+      local old_hook = journal.set(function(kind, request, fn, ...) hooked = hooked + 1; return fn(...) end)
+      local old_obs = journal.observe(function(kind, request, call, fn, ...)
+        seen[#seen + 1] = { kind = kind, what = request.what, a = request.args.a, call_id = select(3, ...).call_id }
+        return call(kind, request, fn, ...)
+      end)
+      local ok1, text1 = t:invoke({ a = 2, b = 3 }, { call_id = "c1" })
+      local ok2, text2 = t:invoke('{"a":100,"b":1}', { call_id = "c2" })
+      local ok3, text3 = t:invoke({ a = "x", b = 1 }, { call_id = "c3" }) -- refused before it is observed
+      journal.set(old_hook)
+      journal.observe(old_obs)
+      assert.same({ true, '{"sum":5}', true, '{"sum":101}' }, { ok1, text1, ok2, text2 })
+      assert.is_false(ok3)
+      assert.truthy(err_of(text3):find("invalid arguments", 1, true))
+      assert.equal(2, calls)
+      assert.equal(0, hooked)
+      assert.same({ { kind = "tool", what = "tool add", a = 2, call_id = "c1" },
+                    { kind = "tool", what = "tool add", a = 100, call_id = "c2" } }, seen)
+    end)
+
     it("sends a string result as is", function()
       local t = weft.tool { name = "say", handler = function() return "hello \"there\"" end }
       assert.same({ true, 'hello "there"' }, { t:invoke({}) })
