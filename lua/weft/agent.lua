@@ -431,7 +431,17 @@ local function wf_run(self, input, thread, on_chunk, what)
       if ev.type == "agent_update" then on_chunk(ev.data) end
     end
   end
-  local res = self.workflow:run(wf_input, opts)
+  local h = self.workflow:spawn(wf_input, opts)
+  local res = h:wait()
+  if res.status == "idle" then
+    -- paused on ctx:request_info: nobody here can answer it (weft serve
+    -- answers a workflow model's requests itself, docs/server.md)
+    h:cancel()
+    local q = res.requests and res.requests[1] or {}
+    return nil, sformat("agent '%s': workflow '%s' paused on a request of executor '%s' (ctx:request_info),"
+      .. " which a workflow run as an agent cannot answer: it was cancelled", self.name, self.workflow.name,
+      tostring(q.executor_id)), "paused"
+  end
   if res.status ~= "completed" then
     return nil, sformat("agent '%s': workflow '%s' %s: %s", self.name, self.workflow.name, res.status,
                         tostring(res.error or "no error message")), "workflow"

@@ -574,6 +574,25 @@ describe("weft.agent", function()
       assert.equals(0, th:len())
     end)
 
+    it("cancels a workflow that pauses on a request and says so (code 'paused')", function()
+      local after = 0
+      local ex = weft.executor("ask", function(msg, ctx)
+        local v = ctx:request_info({ q = msg })
+        after = after + 1
+        ctx:yield_output(v)
+      end)
+      local ag = weft.workflow("asker"):start(ex):build():as_agent("asker")
+      local th = ag:new_thread()
+      local res, err, code = ag:run("x", th)
+      assert.is_nil(res)
+      assert.equals("paused", code)
+      assert.mentions("agent 'asker': workflow 'asker' paused on a request of executor 'ask'", err)
+      assert.mentions("it was cancelled", err)
+      assert.equals(0, th:len())
+      weft.poll()
+      assert.equals(0, after)
+    end)
+
     it("streams the agent_update chunks of the agents inside", function()
       local a = weft.agent { name = "w", model = "mock:echo" }
       local ex = weft.executor("talk", function(msg, ctx)

@@ -179,6 +179,7 @@ local function chat_call(app, args, chunk)
   end
   if not r then
     -- a provider's 4xx is the client's 4xx (not retried), its 5xx a 502, a timeout a 504
+    if code == "paused" then throw(409, "workflow_paused", tostring(err)) end
     local st = require("weft.serve.responses").status_of(code)
     throw(st, st == 500 and "agent_failed" or (code or "agent_failed"), tostring(err))
   end
@@ -399,8 +400,10 @@ function _M.install(app)
       return session_chat(self, res, { model = body.model, msgs = {}, outs = outs, prev = prev }, base,
                           body.stream == true, with_usage)
     end
-    -- an unknown model is a 404 before anything runs
-    if _M.target(self, body.model) == "workflow" then
+    -- an unknown model is a 404 before anything runs; a workflow model is a
+    -- session (its requests answered as tool calls) in this process, and a
+    -- call on a worker with a pool (a request it makes is then a 409)
+    if _M.target(self, body.model) == "workflow" and not self.pool then
       return session_chat(self, res, { model = body.model, msgs = msgs, outs = {} }, base, body.stream == true,
                           with_usage)
     end
