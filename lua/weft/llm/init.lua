@@ -105,13 +105,14 @@ end
 -- none): true, response; or false, res, code, err, no_retry (see
 -- common.with_retries). The key goes to the configured host only: a
 -- redirect to another origin fails the attempt ("protocol").
-local function attempt(P, call, cfg, opts, body, built, emit, left)
+local function attempt(_, left, P, call, cfg, opts, body, built, emit)
   local key = cfg.api_key
   local max_bytes = opts.max_bytes or _M.MAX_BYTES
   local req = { method = "POST", url = built.url, headers = built.headers, body = body,
                 timeout = left, cross_origin_redirects = "refuse" }
-  local asm, failure, seen, seen_len, received = nil, nil, {}, 0, 0
+  local asm, failure, seen, seen_len, received = nil, nil, nil, 0, 0
   if call.stream then
+    seen = {}
     req.idle_timeout = opts.idle_timeout or _M.STREAM_IDLE_TIMEOUT
     req.framing = P.framing
     req.max_body = max_bytes -- per event
@@ -148,7 +149,7 @@ local function attempt(P, call, cfg, opts, body, built, emit, left)
   end
   local status = res.status
   if type(status) ~= "number" or status < 200 or status > 299 then
-    local text = res.body or concat(seen, "\n")
+    local text = res.body or concat(seen or {}, "\n")
     return false, res, "http_" .. tostring(status), common.status_error(P.name, status or 0, text, key), delivered
   end
   if failure then return false, nil, failure.code, common.redact(failure.err, key), true end
@@ -215,6 +216,8 @@ local function journal(...)
   return require("weft.journal").call(...)
 end
 
+local deps_by_timeout = setmetatable({}, { __mode = "v" })
+
 function _M.chat(opts)
   local perr = check.problem(common.OPTIONS, opts)
   if perr then error(perr, 2) end
@@ -237,13 +240,18 @@ function _M.chat(opts)
   if not cfg then return nil, err, code end
   local built = P.build(call, cfg)
   local body = json.encode(built.body)
+  built.body = nil -- encoded: a call in flight keeps the string only
   local emit = call.stream and sink(opts) or nil
   local policy = common.policy(opts)
   local timeout = opts.timeout or (not call.stream and _M.TIMEOUT) or nil
   -- journaled in durable runs: a re-executed invocation gets this result
-  local res, rerr, rcode = journal("llm", { what = model, body = body }, common.with_retries, policy, function(_, left)
-    return attempt(P, call, cfg, opts, body, built, emit, left)
-  end, { sleep = _M.sleep, rand = random, clock = _M.clock, timeout = timeout })
+  local deps = deps_by_timeout[timeout or false]
+  if not deps or deps.sleep ~= _M.sleep or deps.clock ~= _M.clock then
+    deps = { sleep = _M.sleep, rand = random, clock = _M.clock, timeout = timeout }
+    deps_by_timeout[timeout or false] = deps
+  end
+  local res, rerr, rcode = journal("llm", { what = model, body = body }, common.with_retries, policy, attempt,
+    deps, P, call, cfg, opts, body, built, emit)
   count(pname, res, rcode)
   return res, rerr, rcode
 end
