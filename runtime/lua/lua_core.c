@@ -16,6 +16,7 @@ static const luaL_Reg mods[] = {{"weft.core.json", wf_lua_open_json},
                                 {"weft.core.watchdog", wf_lua_open_watchdog},
                                 {"weft.core.child", wf_lua_open_child},
                                 {"weft.core.gv", wf_lua_open_gv},
+                                {"weft.core.notify", wf_lua_open_notify},
                                 {NULL, NULL}};
 
 /* preload loader for "weft.core". */

@@ -27,5 +27,6 @@ int wf_lua_open_server(lua_State *L);
 int wf_lua_open_watchdog(lua_State *L);
 int wf_lua_open_child(lua_State *L);
 int wf_lua_open_gv(lua_State *L);
+int wf_lua_open_notify(lua_State *L);
 
 #endif
