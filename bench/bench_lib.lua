@@ -33,6 +33,8 @@ function _M.machine()
   end
   local jit_ok, jit = pcall(require, "jit")
   local jitv = jit_ok and jit.version or _VERSION
+  -- OpenResty's branch (Debian luajit2) has its table.nkeys extension
+  if jit_ok then jitv = jitv .. (pcall(require, "table.nkeys") and ", OpenResty branch" or ", upstream") end
   local jit_on = jit_ok and (jit.status() and "JIT on" or "JIT off") or "no JIT"
   return {
     cpu = cpu,

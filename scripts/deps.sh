@@ -4,7 +4,7 @@
 # so a second run does nothing. Needs root (or sudo) when something is missing.
 set -eu
 
-PKGS="luajit libluajit-5.1-dev lua-cjson libev-dev libcurl4-openssl-dev
+PKGS="luajit2 libluajit2-5.1-dev lua-cjson libev-dev libcurl4-openssl-dev
 libhiredis-dev libsqlite3-dev libmicrohttpd-dev lua-busted lua-check luarocks
 redis-server bubblewrap cmake pkg-config gcc make libgraphviz-dev chromium
 firefox-esr"
