@@ -144,7 +144,7 @@ function Stdio:open(deadline)
   env.WEFT_MCP_TOKEN = token
   local argv = { "bash", "-c", BRIDGE, "weft-mcp", tostring(srv:port()) }
   for i, a in ipairs(o.command) do argv[5 + i] = a end
-  local proc = { done = false }
+  local proc = { done = false, ended = task.cond() }
   self.proc = proc
   proc.task = detached(function()
     local ok, r, err = pcall(sandbox.run, {
@@ -162,6 +162,7 @@ function Stdio:open(deadline)
     end
     srv:close()
     if proc.sock then proc.sock:close() end
+    proc.ended:signal()
   end)
   while true do
     local left = deadline - clock()
@@ -200,9 +201,11 @@ function Stdio:close()
   -- supervisor kills the rest when weft exits
 end
 
--- Why the transport failed (the child's exit when known).
+-- Why the transport failed (the child's exit when known: its end of the
+-- connection closes just before the sandbox reports the exit).
 local function stdio_failure(self, err)
   local p = self.proc
+  if p and not p.done and err ~= "timeout" then p.ended:wait(2) end
   if p and p.done and p.err then return "the server " .. p.err end
   if err == "closed" then return "the server closed its stdout" end
   return tostring(err)
@@ -422,7 +425,10 @@ local function connect(self)
     protocolVersion = _M.VERSIONS[1], capabilities = json.object(),
     clientInfo = { name = "weft", version = tostring(require("weft").version or "0") },
   }, math.max(deadline - clock(), 0.001))
-  if not res then tr:close(); return nil, "initialize: " .. tostring(rerr), code end
+  if not res then
+    tr:close()
+    return nil, "initialize: " .. tostring(rerr), code == "transport" and "connect" or code
+  end
   local v = res.protocolVersion
   if not SUPPORTED[v] then
     tr:close()
