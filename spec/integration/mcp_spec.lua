@@ -280,3 +280,37 @@ describe("weft serve /mcp", function()
     assert.same({ true, "echo: hi there" }, { by_name(tools).agent_helper:invoke({ message = "hi there" }) })
   end)
 end)
+
+describe("weft.tool.mcp in durable runs", function()
+  local FLOW = [[
+local weft = require "weft"
+local dir, hostile = os.getenv("WEFT_TEST_DIR"), os.getenv("WEFT_TEST_HOSTILE")
+local tools = assert(weft.tool.mcp { command = { "node", hostile, "count" }, ro_paths = { hostile:match("^(.*)/") },
+                                     cwd = dir })
+local ex = weft.executor("caller", function(_, ctx)
+  local ok, text = tools[1]:invoke({})
+  local answer = ctx:request_info({ question = "ok?" })
+  ctx:yield_output({ ok = ok, text = text, answer = answer })
+end)
+return weft.workflow("mcp-durable"):start(ex):build()
+]]
+
+  it("journals tools/call: a re-executed invocation gets the recorded result, the server is not called again", function()
+    local files = require "support.files"
+    local d = assert(weft.sandbox.tempdir("mcp-durable"))
+    finally(function() weft.sandbox.remove(d) end)
+    os.execute("chmod 777 " .. procs.quote(d))
+    local path = files.write(d .. "/flow.lua", FLOW)
+    local store = "sqlite:" .. d .. "/weft.db"
+    local env = { WEFT_TEST_DIR = d, WEFT_TEST_HOSTILE = dir .. "/hostile.mjs" }
+    local bin = procs.weft_bin()
+    local rc, out, err = procs.run({ bin, "run", path, "--store", store, "--run-id", "m1" }, env, 60)
+    assert.equal(3, rc, out .. err) -- waits on its request
+    assert.equal("called\n", procs.slurp(d .. "/calls"))
+    local rc2, out2, err2 = procs.run({ bin, "runs", "respond", "m1", "req-0-0-1-1", '"yes"', "--store", store }, env, 60)
+    assert.equal(0, rc2, out2 .. err2)
+    local got = json.decode(procs.last_line(out2))
+    assert.same({ ok = true, text = "pong 1", answer = "yes" }, got)
+    assert.equal("called\n", procs.slurp(d .. "/calls"))
+  end)
+end)
