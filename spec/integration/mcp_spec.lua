@@ -275,6 +275,32 @@ describe("weft serve /mcp", function()
     rc, out = procs.run({ "node", dir .. "/client.mjs", base .. "/mcp", "" }, nil, 60)
     assert.equal(0, rc)
     assert.truthy(json.decode(out).error:find("an API key is required", 1, true), out)
+    -- sessions: required, checked and ended by DELETE; no GET stream
+    local mh = { authorization = "Bearer b-secret", ["content-type"] = "application/json" }
+    local function post(msg)
+      local r = assert(weft.http.request { method = "POST", url = base .. "/mcp", headers = mh, body = msg })
+      return r.status, r.body ~= "" and json.decode(r.body) or nil, r.headers
+    end
+    local st, b = post({ jsonrpc = "2.0", id = 1, method = "ping" })
+    assert.equal(400, st)
+    assert.equal(-32600, b.error.code)
+    st, b = post({ jsonrpc = "2.0", id = 1, method = "initialize", params = { protocolVersion = "2025-03-26" } })
+    assert.equal(200, st)
+    assert.equal("2025-03-26", b.result.protocolVersion)
+    local _, _, hd = post({ jsonrpc = "2.0", id = 1, method = "initialize", params = { protocolVersion = "1999-01-01" } })
+    mh["mcp-session-id"] = hd["mcp-session-id"]
+    st, b = post({ jsonrpc = "2.0", id = 2, method = "ping" })
+    assert.equal(200, st)
+    assert.same({ jsonrpc = "2.0", id = 2, result = {} }, b)
+    assert.equal(202, (post({ jsonrpc = "2.0", method = "notifications/initialized" })))
+    st, b = post({ jsonrpc = "2.0", id = 3, method = "resources/list" })
+    assert.equal(-32601, b.error.code)
+    assert.equal(400, (post({ { jsonrpc = "2.0", id = 4, method = "ping" } })))
+    res = assert(weft.http.request { url = base .. "/mcp", headers = mh })
+    assert.equal(405, res.status)
+    res = assert(weft.http.request { method = "DELETE", url = base .. "/mcp", headers = mh })
+    assert.equal(200, res.status)
+    assert.equal(404, (post({ jsonrpc = "2.0", id = 5, method = "ping" })))
     -- weft's own client against weft serve
     tools = assert(weft.tool.mcp { url = base .. "/mcp", headers = { authorization = "Bearer b-secret" } })
     assert.same({ true, "echo: hi there" }, { by_name(tools).agent_helper:invoke({ message = "hi there" }) })
