@@ -58,24 +58,8 @@ return weft.workflow("talk"):start(weft.executor("writer", function(m, ctx)
 end)):build()
 ]]
 
--- a, b, c in three supersteps appending to "log"; c fails its first
--- invocation (the run fails), then outputs the log: resumed from a
--- checkpoint, what follows it runs again.
-local FLAKY = [[
-local weft = require "weft"
-local calls = 0
-local function step(id)
-  return weft.executor(id, function(m, ctx) ctx:set_state("log", id); ctx:send(m) end)
-end
-local a, b = step("a"), step("b")
-local c = weft.executor("c", function(m, ctx)
-  calls = calls + 1
-  if calls == 1 then error("c fails once") end
-  ctx:yield_output(table.concat(ctx:get_state("log"), ",") .. " #" .. calls)
-end)
-return weft.workflow("flaky"):state{ log = weft.reduce.append }
-  :start(a):edge(a, b):edge(b, c):build()
-]]
+-- the flaky workflow of spec/fixtures/flaky.lua (c fails once)
+local FLAKY = assert(files.slurp(os.getenv("WEFT_SOURCE_DIR") .. "/spec/fixtures/flaky.lua"))
 
 -- A workflow a --watch server reloads (the spec breaks it on disk).
 local EDIT = [[

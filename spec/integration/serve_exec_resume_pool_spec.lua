@@ -13,24 +13,8 @@ local call, err_of = fake.call, fake.err_of
 local scope = require("support.scope")(after_each)
 local fx = require("support.pool_fixture")(scope, { it = it, pending = pending })
 
--- a, b, c in three supersteps appending to "log"; c fails its first
--- invocation, then outputs the log (as of its superstep's start) and how
--- many times it ran.
-local FLAKY = [[
-local weft = require "weft"
-local calls = 0
-local function step(id)
-  return weft.executor(id, function(m, ctx) ctx:set_state("log", id); ctx:send(m) end)
-end
-local a, b = step("a"), step("b")
-local c = weft.executor("c", function(m, ctx)
-  calls = calls + 1
-  if calls == 1 then error("c fails once") end
-  ctx:yield_output(table.concat(ctx:get_state("log"), ",") .. " #" .. calls)
-end)
-return weft.workflow("flaky"):state{ log = weft.reduce.append }
-  :start(a):edge(a, b):edge(b, c):build()
-]]
+-- the flaky workflow of spec/fixtures/flaky.lua (c fails once)
+local FLAKY = assert(files.slurp(os.getenv("WEFT_SOURCE_DIR") .. "/spec/fixtures/flaky.lua"))
 
 describe("POST /api/v1/executions/{id}/resume with workers", function()
   fx.each_store(function(st)

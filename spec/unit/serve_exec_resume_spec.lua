@@ -9,28 +9,8 @@ local files = require "support.files"
 local call, err_of = fake.call, fake.err_of
 local scope = require("support.scope")(after_each)
 
--- a, b, c in three supersteps, each appending its id to "log" (a
--- reducer); c fails its first invocation, then outputs the log (as of its
--- superstep's start) and how many times it ran.
-local FLAKY = [[
-local weft = require "weft"
-local calls = 0
-local function step(id, nxt)
-  return weft.executor(id, function(m, ctx)
-    ctx:set_state("log", id)
-    ctx:send(m)
-  end)
-end
-local a, b = step("a"), step("b")
-local c = weft.executor("c", function(m, ctx)
-  calls = calls + 1
-  if calls == 1 then error("c fails once") end
-  ctx:set_state("log", "c")
-  ctx:yield_output(table.concat(ctx:get_state("log"), ",") .. " #" .. calls)
-end)
-return weft.workflow("flaky"):state{ log = weft.reduce.append }
-  :start(a):edge(a, b):edge(b, c):build()
-]]
+-- the flaky workflow of spec/fixtures/flaky.lua (c fails once)
+local FLAKY = assert(files.slurp(os.getenv("WEFT_SOURCE_DIR") .. "/spec/fixtures/flaky.lua"))
 
 -- One question to a human.
 local ASK = [[
