@@ -389,6 +389,7 @@ function _M.new(opts)
   require("weft.serve.security").install(self, opts.security)
   require("weft.serve.openai").install(self)
   require("weft.serve.a2a").install(self)
+  require("weft.serve.mcp").install(self)
   require("weft.serve.builder").install(self, opts)
   require("weft.serve.dashboard").install(self, opts)
   -- the request bodies' schemas: the definitions the endpoints check
