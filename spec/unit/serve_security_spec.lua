@@ -118,6 +118,7 @@ describe("weft.serve.security requests", function()
       { "GET", "/v1/responses/resp_1", "read" }, { "POST", "/a2a/w1", "read" },
       { "GET", "/a2a/w1/.well-known/agent-card.json", nil }, { "POST", "/a2a/w1/x", "admin" },
       { "POST", "/api/v1/executions/x/other", "admin" }, { "PUT", "/v1/responses", "admin" },
+      { "POST", "/mcp", "read" }, { "DELETE", "/mcp", "read" }, { "PUT", "/mcp", "admin" },
     }) do
       assert.equal(c[3], need(c[1], c[2]), c[1] .. " " .. c[2])
     end

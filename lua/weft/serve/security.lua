@@ -123,6 +123,8 @@ function _M.needed_scope(method, path)
   -- (the module refuses SendMessage without the run scope)
   if path:match("^/a2a/[^/]+/%.well%-known/agent%-card%.json$") then return nil end
   if method == "POST" and path:match("^/a2a/[^/]+/?$") then return "read" end
+  -- MCP (weft.serve.mcp): a session needs a read key (tools/call: run)
+  if (method == "POST" or method == "DELETE") and path:match("^/mcp/?$") then return "read" end
   if method == "GET" or method == "HEAD" then return "read" end
   if method == "POST" and (path:match("^/api/v1/workflows/[^/]+/execute/?$")
       or path:match("^/api/v1/tools/[^/]+/execute/?$")
