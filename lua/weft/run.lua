@@ -15,6 +15,7 @@ local invocation = require "weft.invocation"
 local getmetatable, type, error, setmetatable, rawget, rawset, tostring, next =
   getmetatable, type, error, setmetatable, rawget, rawset, tostring, next
 local jcheck, current = json.check, invocation.current
+local running = coroutine.running
 local info, run_new, run_wait = sched.run_info, sched.run_new, sched.run_wait
 local LIMIT_DEFAULTS = sched.LIMIT_DEFAULTS
 local LIMIT_MAX = 2147483647
@@ -138,7 +139,8 @@ local function nested_opts(opts, parent)
 end
 
 local function propagating(opts)
-  if opts.propagate == false then return opts end
+  -- the main thread is never inside an invocation (executors run in tasks)
+  if opts.propagate == false or running() == nil then return opts end
   local parent = current()
   if not parent then return opts end
   return nested_opts(opts, parent)
