@@ -93,6 +93,8 @@ end)):build()
       os.execute("kill -TERM " .. ng.pid)
       procs.wait(ng)
     end
+    released = true -- a pending /slow ends, so the server can stop
+    gate:signal()
     if srv then srv:stop() end
     if prefix then files.remove(prefix) end
   end)
