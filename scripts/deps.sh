@@ -7,7 +7,10 @@ set -eu
 PKGS="luajit2 libluajit2-5.1-dev lua-cjson libev-dev libcurl4-openssl-dev
 libhiredis-dev libsqlite3-dev libmicrohttpd-dev lua-busted lua-check luarocks
 redis-server bubblewrap cmake pkg-config gcc make libgraphviz-dev chromium
-firefox-esr"
+firefox-esr
+neovim nginx libnginx-mod-http-lua"
+# neovim, nginx and its Lua module (with lua-resty-core): the real Lua hosts
+# weft is embedded in by spec/integration/nvim_spec.lua and nginx_spec.lua
 
 missing=""
 for p in $PKGS; do
