@@ -35,6 +35,14 @@ local function host_env(extra)
   return env
 end
 
+-- Raise naming the package when prog is not installed (never skipped).
+local function need(prog, pkgs)
+  local rc = os.execute("command -v " .. prog .. " >/dev/null 2>&1")
+  if rc ~= 0 and rc ~= true then
+    error(prog .. " is not installed: scripts/deps.sh installs it (" .. pkgs .. ")", 2)
+  end
+end
+
 -- Wait (driving the loop) until cond() holds; raises naming what after
 -- `seconds`.
 local function eventually(what, cond, seconds)
@@ -54,6 +62,7 @@ describe("examples/nginx/nginx.conf #http", function()
 
   setup(function()
     assert.is_string(build, "WEFT_BUILD_DIR")
+    need("nginx", "nginx libnginx-mod-http-lua")
     -- /slow answers once released: the test releases it only after all N
     -- calls arrived, so the runs must be in flight together
     srv = hs.start{ port = 0, handler = function(req, res)

@@ -33,6 +33,14 @@ local function host_env()
   return env
 end
 
+-- Raise naming the package when prog is not installed (never skipped).
+local function need(prog, pkgs)
+  local rc = os.execute("command -v " .. prog .. " >/dev/null 2>&1")
+  if rc ~= 0 and rc ~= true then
+    error(prog .. " is not installed: scripts/deps.sh installs it (" .. pkgs .. ")", 2)
+  end
+end
+
 -- Wait (driving the loop) until cond() holds; raises naming what after
 -- `seconds`.
 local function eventually(what, cond, seconds)
@@ -72,6 +80,7 @@ end })
 describe("examples/nvim (weft_nvim) #http", function()
   it("runs a workflow with a slow HTTP call while Neovim's timers and RPC keep going", function()
     assert.is_string(build, "WEFT_BUILD_DIR")
+    need("nvim", "neovim")
     local arrived, released = 0, false
     local gate = weft.cond()
     local srv = hs.start{ port = 0, handler = function(req, res)

@@ -8,6 +8,7 @@
 -- while the editor keeps handling keys, timers and its own I/O. `:WeftRun
 -- file.lua [input]` starts a run of the workflow script and shows its
 -- events and outputs in a scratch buffer.
+local vim = vim -- luacheck: ignore (Neovim's global)
 local M = {}
 
 local uv = vim.loop
