@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,7 +187,15 @@ static int notify_start(wf_notify_t *n, char *err, size_t errlen) {
     snprintf(err, errlen, "weft.notify: pipe: %s", strerror(errno));
     return -1;
   }
-  if (thrd_create(&n->th, notify_main, n) != thrd_success) {
+  /* the thread inherits a full mask, as watchdog.c's: the host's signals
+   * (nginx's SIGQUIT, SIGCHLD, ...) must interrupt its own loop, not land
+   * on a thread that ignores them */
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_SETMASK, &all, &old);
+  int rc = thrd_create(&n->th, notify_main, n);
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  if (rc != thrd_success) {
     snprintf(err, errlen, "weft.notify: cannot start the waiter thread");
     return -1;
   }

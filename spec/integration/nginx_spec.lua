@@ -142,6 +142,28 @@ end)):build()
     assert.are.equal(1, workers, log)
   end)
 
+  it("keeps the worker's signals off weft's waiter thread", function()
+    local workers = procs.children(ng.pid)
+    assert.are.equal(1, #workers)
+    local w = workers[1]
+    local ls = assert(io.popen("ls /proc/" .. w .. "/task"))
+    local others = {}
+    for tid in ls:lines() do
+      if tonumber(tid) ~= w then others[#others + 1] = tid end
+    end
+    ls:close()
+    assert.is_true(#others >= 1, "no waiter thread in worker " .. w)
+    for _, tid in ipairs(others) do
+      local st = assert(files.slurp(("/proc/%d/task/%s/status"):format(w, tid)))
+      -- the low 32 signals of the blocked mask (a hex string)
+      local blk = tonumber(assert(st:match("SigBlk:%s*(%x+)")):sub(-8), 16)
+      for _, sig in ipairs({ 1, 3, 15, 17 }) do -- SIGHUP, SIGQUIT, SIGTERM, SIGCHLD
+        assert.are_not.equal(0, bit.band(blk, bit.lshift(1, sig - 1)),
+                             "signal " .. sig .. " reaches thread " .. tid)
+      end
+    end
+  end)
+
   it("starts a run again once the worker's driver went idle", function()
     -- the runs above ended: the driver sleeps until run() wakes it
     local res = assert(http.request{ method = "POST", url = "http://127.0.0.1:" .. port .. "/run",
