@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <threads.h>
@@ -121,6 +122,7 @@ static void notify_serve(wf_notify_t *n, int c) {
 /* The waiter thread: accept the host's one connection, then serve it. */
 static int notify_main(void *arg) {
   wf_notify_t *n = arg;
+  prctl(PR_SET_NAME, "weft-notify"); /* as ps and /proc name it */
   struct pollfd p[2] = {{n->lfd, POLLIN, 0}, {n->stop[0], POLLIN, 0}};
   for (;;) {
     if (poll(p, 2, -1) >= 0) break;

@@ -7,51 +7,10 @@ local http = require "weft.http"
 local hs = require "support.http_server"
 local procs = require "support.procs"
 local files = require "support.files"
+local hosts = require "support.lua_hosts"
 
 local src = os.getenv("WEFT_SOURCE_DIR") or "."
 local build = os.getenv("WEFT_BUILD_DIR")
-
--- The environment a host program needs to load weft from this tree: its
--- Lua modules and the build's core.so; under ASan the sanitizer runtimes
--- are preloaded, as a program not built with them cannot load core.so.
-local function host_env(extra)
-  local env = {
-    LUA_PATH = src .. "/lua/?.lua;" .. src .. "/lua/?/init.lua;" ..
-               src .. "/stdlib/?.lua;" .. src .. "/stdlib/?/init.lua;;",
-    LUA_CPATH = build .. "/lib/?.so;;",
-  }
-  if os.getenv("ASAN_OPTIONS") then
-    local libs = {}
-    for _, lib in ipairs({ "libasan.so", "libubsan.so" }) do
-      local p = io.popen("gcc -print-file-name=" .. lib)
-      libs[#libs + 1] = p:read("*l")
-      p:close()
-    end
-    env.LD_PRELOAD = table.concat(libs, " ")
-    env.ASAN_OPTIONS = "detect_leaks=0"
-  end
-  for k, v in pairs(extra or {}) do env[k] = v end
-  return env
-end
-
--- Raise naming the package when prog is not installed (never skipped).
-local function need(prog, pkgs)
-  local rc = os.execute("command -v " .. prog .. " >/dev/null 2>&1")
-  if rc ~= 0 and rc ~= true then
-    error(prog .. " is not installed: scripts/deps.sh installs it (" .. pkgs .. ")", 2)
-  end
-end
-
--- Wait (driving the loop) until cond() holds; raises naming what after
--- `seconds`.
-local function eventually(what, cond, seconds)
-  local c = weft.cond()
-  local deadline = weft.clock() + (seconds or 30)
-  while not cond() do
-    if weft.clock() > deadline then error("timed out waiting for " .. what, 2) end
-    c:wait(0.01)
-  end
-end
 
 describe("examples/nginx/nginx.conf #http", function()
   local N = 4
@@ -61,7 +20,7 @@ describe("examples/nginx/nginx.conf #http", function()
 
   setup(function()
     assert.is_string(build, "WEFT_BUILD_DIR")
-    need("nginx", "nginx libnginx-mod-http-lua")
+    hosts.need("nginx", "nginx libnginx-mod-http-lua")
     -- /slow answers once released: the test releases it only after all N
     -- calls arrived, so the runs must be in flight together
     srv = hs.start{ port = 0, handler = function(req, res)
@@ -96,7 +55,7 @@ return weft.workflow("slow_answer"):start(weft.executor("a", function(msg, ctx)
 end)):build()
 ]]):format(srv.url .. "/slow?"))
     ng = procs.spawn({ "nginx", "-p", prefix .. "/", "-c", "nginx.conf" },
-                     host_env{ WEFT_MODEL = "mock:echo" })
+                     hosts.env(build, { WEFT_MODEL = "mock:echo" }))
     if not procs.accepting(port) then
       error("nginx did not start: " .. (files.slurp(ng.err) or ""))
     end
@@ -125,7 +84,7 @@ end)):build()
     end
     -- all N workflows wait on /slow at the same time: one worker did not
     -- block on the first
-    eventually("the test server to see " .. N .. " calls", function() return arrived == N end)
+    hosts.eventually("the test server to see " .. N .. " calls", function() return arrived == N end)
     -- another location answers while they wait
     local ping = assert(http.request{ url = "http://127.0.0.1:" .. port .. "/ping", timeout = 30 })
     order[#order + 1] = "ping"
@@ -133,7 +92,7 @@ end)):build()
     assert.are.equal("pong\n", ping.body)
     released = true
     gate:signal()
-    eventually("the answers", function() return #order == N + 1 end)
+    hosts.eventually("the answers", function() return #order == N + 1 end)
     assert.are.equal("ping", order[1])
     for i = 1, N do
       assert.are.equal("200 echo: slow:r" .. i .. "\n", answers[i])
@@ -151,13 +110,15 @@ end)):build()
     local workers = procs.children(ng.pid)
     assert.are.equal(1, #workers)
     local w = workers[1]
+    -- the waiter thread is named weft-notify
     local ls = assert(io.popen("ls /proc/" .. w .. "/task"))
     local others = {}
     for tid in ls:lines() do
-      if tonumber(tid) ~= w then others[#others + 1] = tid end
+      local comm = files.slurp(("/proc/%d/task/%s/comm"):format(w, tid)) or ""
+      if comm:match("^weft%-notify") then others[#others + 1] = tid end
     end
     ls:close()
-    assert.is_true(#others >= 1, "no waiter thread in worker " .. w)
+    assert.are.equal(1, #others, "no weft-notify thread in worker " .. w)
     for _, tid in ipairs(others) do
       local st = assert(files.slurp(("/proc/%d/task/%s/status"):format(w, tid)))
       -- the low 32 signals of the blocked mask (a hex string)

@@ -7,50 +7,10 @@ local weft = require "weft"
 local hs = require "support.http_server"
 local procs = require "support.procs"
 local files = require "support.files"
+local hosts = require "support.lua_hosts"
 
 local src = os.getenv("WEFT_SOURCE_DIR") or "."
 local build = os.getenv("WEFT_BUILD_DIR")
-
--- The environment a host program needs to load weft from this tree (see
--- nginx_spec.lua): Lua modules, the build's core.so, and under ASan the
--- sanitizer runtimes preloaded.
-local function host_env()
-  local env = {
-    LUA_PATH = src .. "/lua/?.lua;" .. src .. "/lua/?/init.lua;" ..
-               src .. "/stdlib/?.lua;" .. src .. "/stdlib/?/init.lua;;",
-    LUA_CPATH = build .. "/lib/?.so;;",
-  }
-  if os.getenv("ASAN_OPTIONS") then
-    local libs = {}
-    for _, lib in ipairs({ "libasan.so", "libubsan.so" }) do
-      local p = io.popen("gcc -print-file-name=" .. lib)
-      libs[#libs + 1] = p:read("*l")
-      p:close()
-    end
-    env.LD_PRELOAD = table.concat(libs, " ")
-    env.ASAN_OPTIONS = "detect_leaks=0"
-  end
-  return env
-end
-
--- Raise naming the package when prog is not installed (never skipped).
-local function need(prog, pkgs)
-  local rc = os.execute("command -v " .. prog .. " >/dev/null 2>&1")
-  if rc ~= 0 and rc ~= true then
-    error(prog .. " is not installed: scripts/deps.sh installs it (" .. pkgs .. ")", 2)
-  end
-end
-
--- Wait (driving the loop) until cond() holds; raises naming what after
--- `seconds`.
-local function eventually(what, cond, seconds)
-  local c = weft.cond()
-  local deadline = weft.clock() + (seconds or 30)
-  while not cond() do
-    if weft.clock() > deadline then error("timed out waiting for " .. what, 2) end
-    c:wait(0.01)
-  end
-end
 
 -- The driver nvim runs: the plugin's setup(), a timer counting ticks
 -- (read over RPC), :WeftRun, and the run's buffer written to RESULT once
@@ -80,7 +40,7 @@ end })
 describe("examples/nvim (weft_nvim) #http", function()
   it("runs a workflow with a slow HTTP call while Neovim's timers and RPC keep going", function()
     assert.is_string(build, "WEFT_BUILD_DIR")
-    need("nvim", "neovim")
+    hosts.need("nvim", "neovim")
     local arrived, released = 0, false
     local gate = weft.cond()
     local srv = hs.start{ port = 0, handler = function(req, res)
@@ -111,7 +71,7 @@ end)):build()
     local sock = dir .. "/nvim.sock"
     nv = procs.spawn({ "nvim", "--headless", "--clean", "--listen", sock,
                        "--cmd", "set rtp^=" .. src .. "/examples/nvim",
-                       "-c", "luafile " .. dir .. "/driver.lua" }, host_env())
+                       "-c", "luafile " .. dir .. "/driver.lua" }, hosts.env(build))
 
     -- Neovim's tick counter, asked over its RPC socket
     local function ticks()
@@ -120,10 +80,10 @@ end)):build()
       return tonumber(((out or "") .. (err or "")):match("%d+"))
     end
 
-    eventually("the workflow's HTTP call", function() return arrived == 1 end)
+    hosts.eventually("the workflow's HTTP call", function() return arrived == 1 end)
     -- the call is pending: the editor answers RPC and its timer ticks on
     local t1 = assert(ticks())
-    eventually("Neovim's timer to tick during the call", function()
+    hosts.eventually("Neovim's timer to tick during the call", function()
       local t = ticks()
       return t and t >= t1 + 3
     end)
