@@ -7,9 +7,10 @@
  *     waiter thread. The host connects to notifier:path() once, then for
  *     each wait writes "<ms>\n" (-1: no limit) and reads one line: "r" when
  *     weft.fd() polled readable, "t" when the time passed. The thread only
- *     poll(2)s the epoll descriptor (never touches libev or Lua), and only
- *     while the host is waiting for its reply, so the two threads never
- *     race on weft's state. The path is removed once the host connected.
+ *     poll(2)s the epoll descriptor, which the kernel allows alongside
+ *     weft's loop using it; it never touches libev's or Lua's memory, so
+ *     the two threads share nothing else. The path is removed once the
+ *     host connected (notifier:unlink).
  *   poll() -> true while work remains: weft.poll() for a coroutine weft does
  *     not manage (nginx runs every handler and timer in one), allowed when
  *     no weft task or weft callback is running (then no task can be resumed
