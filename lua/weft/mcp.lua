@@ -102,21 +102,6 @@ local function answer_text(m)
     message = "weft's MCP client does not offer " .. tostring(m.method) } })
 end
 
--- A task detached from the invocation that starts it: the child server
--- outlives the tool call, and its sandbox run must not count as a journaled
--- call of the invocation (weft.task.current reads the handle's fields).
-local function detached(fn)
-  local gate, open = task.cond(), false
-  local t = task.go(function()
-    while not open do gate:wait() end
-    return fn()
-  end)
-  t.run, t.seq, t.exec, t.ss, t.order, t.attempt = nil, nil, nil, nil, nil, nil
-  open = true
-  gate:signal()
-  return t
-end
-
 -- stdio transport ---------------------------------------------------------
 
 local Stdio = {}
@@ -146,7 +131,7 @@ function Stdio:open(deadline)
   for i, a in ipairs(o.command) do argv[5 + i] = a end
   local proc = { done = false, ended = task.cond() }
   self.proc = proc
-  proc.task = detached(function()
+  proc.task = task.go_detached(function()
     local ok, r, err = pcall(sandbox.run, {
       argv = argv, env = env, cwd = o.cwd, ro_paths = o.ro_paths, network = true,
       isolation = o.isolation, memory_mb = o.memory_mb or 4096, timeout = 1e9, max_output = 64 * 1024,
@@ -305,7 +290,7 @@ function Http:post(text, id, deadline)
     if m.method ~= nil and m.id ~= nil then
       -- a request of the server (e.g. ping) within the stream: answered by a POST of its own
       local me = self
-      detached(function() me:post(answer_text(m), nil, deadline) end)
+      task.go_detached(function() me:post(answer_text(m), nil, deadline) end)
     elseif m.method == nil and m.id == id then
       found = m
       return false

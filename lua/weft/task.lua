@@ -43,11 +43,22 @@ local function body(t, fn, ...)
   yield(DONE, true)
 end
 
---- Run fn(...) in a new task; returns its handle.
+--- Run fn(...) in a new task; returns its handle. The task works for the
+-- invocation that starts it (weft.task.current: events, journaled I/O).
 function _M.go(fn, ...)
   if type(fn) ~= "function" then error("weft.go: expects a function", 2) end
   local t = setmetatable({ done = false, waiters = 0, cond = loop.cond() }, Task)
   t.run, t.seq, t.exec, t.ss, t.order, t.attempt = _M.current()
+  loop.go(body, t, fn, ...)
+  return t
+end
+
+--- Run fn(...) in a new task that works for no invocation, whoever starts
+-- it: what outlives a call (a server process kept for later calls) and
+-- must not count as the invocation's I/O. Returns its handle.
+function _M.go_detached(fn, ...)
+  if type(fn) ~= "function" then error("weft.task.go_detached: expects a function", 2) end
+  local t = setmetatable({ done = false, waiters = 0, cond = loop.cond() }, Task)
   loop.go(body, t, fn, ...)
   return t
 end

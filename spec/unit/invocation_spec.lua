@@ -29,6 +29,22 @@ describe("weft.invocation.current", function()
       assert.equal(1, inv.attempt, which)
     end
   end)
+
+  it("is nil in a task started with weft.task.go_detached, even from an executor", function()
+    local task = require "weft.task"
+    local seen = {}
+    local a = weft.executor("a", function(_, ctx)
+      seen.detached = task.go_detached(function() return invocation.current() or false end):wait()
+      seen.nested = task.go_detached(function()
+        return weft.go(function() return invocation.current() or false end):wait()
+      end):wait()
+      ctx:yield_output("ok")
+    end)
+    local res = weft.workflow("w"):start(a):build():run("x")
+    assert.equal("completed", res.status, res.error)
+    assert.is_false(seen.detached)
+    assert.is_false(seen.nested)
+  end)
 end)
 
 describe("invocation:emit_live and :publish_chunk", function()
