@@ -37,6 +37,8 @@ COMMANDS.run = {
     { "--run-id", arg = "ID", help = "the run's id (default: generated)" },
     { "--store", arg = "URL", help = "make the run durable: checkpoints in URL (sqlite:PATH, "
       .. "redis://HOST:PORT/DB; `--store default` = " .. DEFAULT_STORE .. ")" },
+    { "--wait", flag = true, help = "with --store and --run-id: when another process owns that run id, "
+      .. "wait until it lets go (or its lease expires) instead of refusing" },
   },
   text = [[
 FILE.lua must return a workflow (weft.workflow(...):build()) or an unbuilt
@@ -635,6 +637,7 @@ local function cmd_run(parsed)
     if not durable then return wf:spawn(input, run_opts) end
     run_opts.store = store_url(opts)
     run_opts.script = _M.script_record(parsed)
+    if opts["--wait"] then run_opts.lease = { wait = true } end
     -- the run id's lease and record are written before anything runs: a
     -- refusal (an id in use, the store down) is a store error
     local ok, h = pcall(wf.spawn, wf, input, run_opts)

@@ -78,8 +78,9 @@ describe("crash recovery", function()
     end
     if rc2 == 2 and err2:find("unknown run", 1, true) then
       -- killed before the run record was written: nothing started; run it
+      -- (its lease may have been taken before the kill: wait for it)
       local rc3, out3, err3 = procs.run({ bin, "run", fixture .. "crashy.lua", "--store", store,
-                                          "--run-id", id }, env, 60)
+                                          "--run-id", id, "--wait" }, env, 60)
       assert.equal(0, rc3, err3)
       return last_line(out3), false
     end

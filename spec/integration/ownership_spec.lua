@@ -119,6 +119,25 @@ describe("run ownership", function()
     end)
   end)
 
+  describe("weft run --run-id waits with --wait for an owner that died before writing the run", function()
+    each_store(function(url)
+      -- a process took the lease of w1 and was killed before its run
+      -- record: only the lease is there, for 0.5 s more
+      local st = assert(weft.store.open(url))
+      assert(st:lease_acquire("w1", 0.5, { id = "dead", host = "h", pid = 1 }))
+      st:close()
+      local argv = { bin, "run", loop_fixture, "2", "0", "--input-json", "0", "--store", url, "--run-id", "w1" }
+      local rc, _, err = procs.run(argv)
+      assert.equal(2, rc, err)
+      assert.truthy(err:find("run 'w1' is owned by ", 1, true), err)
+      assert.truthy(err:find("--wait", 1, true), err) -- what the message offers, run accepts
+      argv[#argv + 1] = "--wait"
+      local rc2, out2, err2 = procs.run(argv, nil, 30)
+      assert.equal(0, rc2, err2)
+      assert.truthy(out2:find('"steps":3', 1, true), out2)
+    end)
+  end)
+
   describe("never lets a stale owner append", function()
     each_store(function(url)
       -- a tiny lease: stopped for longer than it lasts, A loses the run
