@@ -50,6 +50,56 @@ for k in pairs(LIMIT_DEFAULTS) do
   LIMITS.properties[k] = { type = "integer", minimum = 1, maximum = LIMIT_MAX }
 end
 
+-- A list (a table whose elements 1..n are all that it holds) of values
+-- passing ok(v); the empty table is a list.
+local function list_of(ok)
+  return function(t)
+    local n = #t
+    for k, v in pairs(t) do
+      if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 or not ok(v) then return false end
+    end
+    return true
+  end
+end
+
+local function host_pattern(v) return type(v) == "string" and v ~= "" and not v:find("[%s/@]") end
+local function port(v) return type(v) == "number" and v % 1 == 0 and v >= 1 and v <= 65535 end
+local function cidr(v) return type(v) == "string" and v:find("^[%x:.]+/%d+$") ~= nil end
+local function nonneg(v) return type(v) == "number" and v >= 0 and v < math.huge end
+
+--- The spec of a network policy (run option `network`,
+-- weft.http.configure{network =} and request option `network`).
+_M.NETWORK = { type = "table", noun = "network option", properties = {
+  allow_hosts = { type = "table", expect = 'a list of host names or "*.domain" wildcards',
+                  test = list_of(host_pattern) },
+  block_ports = { type = "table", expect = "a list of ports (1 to 65535)", test = list_of(port) },
+  allow_private = { type = "boolean" },
+  allow_cidrs = { type = "table", expect = 'a list of address ranges such as "10.1.0.0/16"',
+                  test = list_of(cidr) },
+} }
+
+-- prices: "provider:model" -> {input = USD per 1M tokens, output = ...}
+local function prices(t)
+  for k, v in pairs(t) do
+    if type(k) ~= "string" or not k:find("^[^:]+:.+$") or type(v) ~= "table" then return false end
+    for f, x in pairs(v) do
+      if (f ~= "input" and f ~= "output") or not nonneg(x) then return false end
+    end
+  end
+  return true
+end
+
+--- The spec of a run budget (run option `budget`).
+_M.BUDGET = { type = "table", noun = "budget option", properties = {
+  seconds = { type = "number", expect = "a number of seconds > 0",
+              test = function(v) return v > 0 and v < math.huge end },
+  tokens = { type = "integer", minimum = 1 },
+  cost = { type = "number", minimum = 0, expect = "an amount of USD >= 0",
+           test = function(v) return v < math.huge end },
+  prices = { type = "table", test = prices,
+             expect = 'a table of "provider:model" = {input = USD per 1M tokens, output = ...}' },
+} }
+
 --- The spec of run options (weft.check); workflow defaults share its
 -- entries.
 _M.OPTIONS = check.spec("run", { properties = {
@@ -70,6 +120,12 @@ _M.OPTIONS = check.spec("run", { properties = {
     renew = { type = "number", minimum = 0.001 }, wait = { type = "boolean" },
     -- while waiting: a function returning true stops the wait (cancelled)
     cancel = { type = "callable" } } },
+  -- guardrails (weft.guardrails' policy), network policy and budget: kept
+  -- on the run table (run.guardrails, run.network, run.budget) and
+  -- inherited by nested runs
+  guardrails = { type = "table" },
+  network = _M.NETWORK,
+  budget = _M.BUDGET,
 } })
 local LIMITS_SPEC = check.spec("run", LIMITS)
 
@@ -119,6 +175,13 @@ local function nested_opts(opts, parent)
   local pexec = parent.executor_id
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
+  -- the policies of the enclosing run hold in the nested one unless it
+  -- gives its own
+  local prun = parent._run
+  if o.guardrails == nil then o.guardrails = prun.guardrails end
+  if o.network == nil then o.network = prun.network end
+  if o.budget == nil then o.budget = prun.budget end
+  o._parent_run = prun
   local user = opts.on_event
   o.on_event = function(ev)
     if ev.type == "agent_update" then
@@ -194,7 +257,8 @@ function _M.start(wf, input, opts, level, d, restore, gate)
   if d then id = opts.run_id or (d.record and d.record.run_id) end
   -- (the table is made with room for the fields every run gets: no resize)
   local none
-  local r = setmetatable({ wf = wf, id = id, c = none, _result = none, __index = result_index }, Run)
+  local r = setmetatable({ wf = wf, id = id, c = none, _result = none, __index = result_index,
+    guardrails = opts.guardrails, network = opts.network, budget = opts.budget, _parent = opts._parent_run }, Run)
   -- absent keys cost nothing in run_new: defaults are left out, and a run
   -- with none at all passes no table
   local ro
