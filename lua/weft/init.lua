@@ -58,14 +58,15 @@ _M.agent = require "weft.agent"
 -- weft.tcp, weft.std (the built-in executors), weft.patterns, weft.flow,
 -- weft.agents, weft.tool, weft.thread, weft.memory, weft.window
 -- (context-window reducers), weft.schema, weft.store, weft.durable,
--- weft.server, weft.host, weft.script, weft.pool, weft.worker. A name maps to its module, or to a
+-- weft.server, weft.host, weft.script, weft.pool, weft.worker, weft.guard,
+-- weft.guardrails (docs/guardrails.md). A name maps to its module, or to a
 -- function making the public face of a module that also holds internals.
 local LAZY = {
   http = "weft.http", llm = "weft.llm", sandbox = "weft.sandbox", tcp = "weft.tcp",
   std = "weft.std", patterns = "weft.patterns", flow = "weft.flow", agents = "weft.agents",
   tool = "weft.tool", thread = "weft.thread", memory = "weft.memory", window = "weft.window",
   schema = "weft.schema", store = "weft.store", server = "weft.server", host = "weft.host",
-  script = "weft.script", otel = "weft.otel",
+  script = "weft.script", otel = "weft.otel", guard = "weft.guard", guardrails = "weft.guardrails",
   -- the run journal (record_effects, replay_of, ...) stays internal
   durable = function()
     local d = require "weft.durable"
