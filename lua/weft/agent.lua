@@ -360,10 +360,15 @@ local EXEC_OPTS = check.spec("as_executor", { properties = EXEC_PROPS })
 
 --- An executor (id defaults to the agent's name) running the agent on each
 -- message (see executor_input) in a new thread, or in the serialized
--- thread it carries; it sends {executor_id, response, conversation}.
+-- thread it carries; it sends {executor_id, response, conversation}. A
+-- weft.agent or a workflow agent runs with agent:stream, so its model
+-- chunks are agent_update events of the executor (a remote agent runs).
 -- opts: executor options (retry, timeout, on_error, kind, description).
 function Agent:as_executor(id, opts)
   local agent = self
+  -- on_chunk of the streamed run: the chunks are already agent_update
+  -- events of the invocation (weft.llm, nested runs)
+  local function ignore_chunk() end
   id = id or self.name
   if type(id) ~= "string" or id == "" then error("as_executor: id must be a non-empty string", 2) end
   local eo = { description = self.description or ("agent '" .. self.name .. "'") }
@@ -371,7 +376,12 @@ function Agent:as_executor(id, opts)
   eo.handle = function(msg, ctx)
     local input, th = executor_input(agent, msg)
     th = th or agent:new_thread()
-    local res, err = agent:run(input, th)
+    local res, err
+    if _M.is_agent_like(agent) then
+      res, err = agent:stream(input, th, ignore_chunk)
+    else
+      res, err = agent:run(input, th)
+    end
     if not res then error(err, 0) end
     local conv = json.array()
     for i, m in ipairs(th.messages) do conv[i] = m end

@@ -4,11 +4,14 @@
 -- fresh thread (errors become `nil, err` naming the agent), finding
 -- participant names in a text, and a default `max_supersteps` for the
 -- built workflow (a pattern's loop may need more than the run default of
--- 100 supersteps), and the participants' executors. Uses weft,
--- weft.json.
+-- 100 supersteps), and the participants' executors. Participants are
+-- called with agent:stream, so their model chunks are agent_update events
+-- of the executor that runs them. Uses weft, weft.json, weft.check,
+-- weft.agent.
 local weft = require "weft"
 local json = require "weft.json"
 local check = require "weft.check"
+local agent_mod = require "weft.agent"
 
 local type, error, pairs, ipairs, tostring, pcall, select, setmetatable =
   type, error, pairs, ipairs, tostring, pcall, select, setmetatable
@@ -130,8 +133,23 @@ function _M.append(list, ...)
   return out
 end
 
---- Call agent:run(messages, thread) on a copy of the messages and thread
--- (default: a fresh one). Returns the run result, or nil and an error
+-- The on_chunk of a streamed participant run: inside an executor the
+-- model's chunks are already published as agent_update events of the
+-- invocation (weft.llm, nested workflow runs), so nothing more to do.
+local function ignore_chunk() end
+
+--- True when agent is called with agent:stream rather than agent:run: a
+-- weft.agent or a workflow agent (weft.agent.is_agent_like), whose stream
+-- is run plus chunks. Other agents (a remote A2A agent, whose stream is a
+-- capability of the remote server, or any table with a run method) run.
+function _M.streams(agent)
+  return agent_mod.is_agent_like(agent)
+end
+
+--- Call agent:stream (see streams, else agent:run) with (messages,
+-- thread) on a copy of the messages and thread (default: a fresh one), so
+-- that inside a workflow the participant's model chunks are agent_update
+-- events of the executor. Returns the run result, or nil and an error
 -- naming the agent (for a returned error, a raised one, or a result that
 -- is not a table).
 function _M.call_agent(agent, messages, thread)
@@ -141,7 +159,12 @@ function _M.call_agent(agent, messages, thread)
     local ok, th = pcall(agent.new_thread, agent)
     if ok then thread = th end
   end
-  local ok, res, err = pcall(agent.run, agent, input, thread)
+  local ok, res, err
+  if _M.streams(agent) then
+    ok, res, err = pcall(agent.stream, agent, input, thread, ignore_chunk)
+  else
+    ok, res, err = pcall(agent.run, agent, input, thread)
+  end
   local name = agent.name
   local msg
   if not ok then
