@@ -119,12 +119,20 @@ describe("weft.patterns.concurrent", function()
       assert.mentions("exploded", res.outputs[1][1].error)
     end)
 
-    it("completes with every agent failed, the default aggregator listing the errors", function()
+    it("fails when every agent failed, naming each one and its error, without calling the aggregator", function()
+      llm.mock.register("down", { { fail = { status = 400 } } })
+      local called = false
       local res = patterns.concurrent { agents = {
-        weft.agent { name = "x", model = "mock:nobody" }, weft.agent { name = "y", model = "mock:nobody" } } }:run("q")
-      assert.equal("completed", res.status)
-      assert.mentions("agent 'x'", res.outputs[1][1].error)
-      assert.mentions("agent 'y'", res.outputs[1][2].error)
+        weft.agent { name = "x", model = "mock:nobody" }, weft.agent { name = "y", model = "mock:down" } },
+        aggregator = function() called = true; return "never" end }:run("q")
+      assert.equal("failed", res.status)
+      assert.mentions("concurrent: every participant failed (2 of 2): 'x': agent 'x'", res.error)
+      assert.mentions("; 'y': agent 'y'", res.error)
+      assert.mentions("400", res.error)
+      assert.equal(0, #res.outputs)
+      assert.is_false(called)
+      -- the failure is the aggregator executor's
+      assert.equal("aggregator", h.find(res.events, "executor_failed").executor_id)
     end)
   end)
 
@@ -156,13 +164,14 @@ describe("weft.patterns.concurrent", function()
       assert.mentions("## gone\n(failed: agent 'gone'", prompt)
     end)
 
-    it("synthesize fails the run when every agent failed", function()
-      scripted("merger", "never")
+    it("synthesize is not called when every agent failed: the run fails naming them", function()
+      local merged = scripted("merger", "never")
       local res = patterns.concurrent {
         agents = { weft.agent { name = "x", model = "mock:nobody" } },
         aggregator = aggregators.synthesize(weft.agent { name = "merger", model = "mock:merger" }) }:run("q")
       assert.equal("failed", res.status)
-      assert.mentions("synthesize('merger'): every agent failed", res.error)
+      assert.mentions("concurrent: every participant failed (1 of 1): 'x': agent 'x'", res.error)
+      assert.equal(0, #merged)
     end)
 
     it("synthesize fails the run naming the merging agent when it fails", function()

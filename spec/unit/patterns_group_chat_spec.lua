@@ -91,6 +91,34 @@ describe("weft.patterns.group_chat", function()
       assert.equal("Looks good: APPROVED", res.outputs[1].messages[5].content)
     end)
 
+    it("applies to the input messages: a conversation that already satisfies it ends at once", function()
+      local a = member("a")
+      local input = { { role = "user", content = "review this" }, { role = "assistant", name = "a", content = "ok" },
+                      { role = "assistant", name = "b", content = "APPROVED" } }
+      local res = patterns.group_chat { agents = { a, member("b") },
+                                        termination = terminations.keyword("approved") }:run(input)
+      assert.equal("completed", res.status, res.error)
+      local out = res.outputs[1]
+      assert.equal("keyword", out.reason)
+      assert.equal(0, out.rounds)
+      assert.same({}, out.speakers)
+      assert.equal(3, #out.messages)
+      assert.same({ "orchestrator" }, invoked(res.events))
+      assert.equal(0, #calls_of.a)
+      -- max_messages and custom terminations too
+      res = patterns.group_chat { agents = { a }, termination = terminations.max_messages(3) }:run(input)
+      assert.equal("max_messages", res.outputs[1].reason)
+      local seen
+      res = patterns.group_chat { agents = { a }, termination = function(st)
+        seen = seen or st
+        return #st.messages >= 1 and "enough"
+      end }:run("hi")
+      assert.equal("enough", res.outputs[1].reason)
+      assert.equal(0, seen.rounds)
+      assert.is_nil(seen.last_speaker)
+      assert.equal(0, #calls_of.a)
+    end)
+
     it("keyword does not fire on the user's input", function()
       local res = patterns.group_chat { agents = { member("a") }, max_iterations = 2,
                                         termination = terminations.keyword("done") }:run("say done")

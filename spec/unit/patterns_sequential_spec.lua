@@ -48,6 +48,30 @@ describe("weft.patterns.sequential", function()
                   { "assistant", "polisher", "Ride far, spend less, smile more." } }, triples(out.messages))
   end)
 
+  it("passes the full conversation on: an agent's tool calls and tool results reach the next agent", function()
+    local seen = scripted("checker", "3 is right")
+    local wf = patterns.sequential { agents = {
+      weft.agent { name = "calc", model = "mock:echo", tools = { h.add_tool() } },
+      weft.agent { name = "checker", model = "mock:checker" } } }
+    local res = wf:run('call add {"a":1,"b":2}')
+    assert.equal("completed", res.status, res.error)
+    local got = seen[1]
+    assert.same({ "user", "assistant", "tool", "assistant" },
+                { got[1].role, got[2].role, got[3].role, got[4].role })
+    assert.equal(4, #got)
+    assert.equal("add", got[2].tool_calls[1].name)
+    assert.same({ a = 1, b = 2 }, got[2].tool_calls[1].arguments)
+    assert.equal(got[2].tool_calls[1].id, got[3].tool_call_id)
+    assert.equal("3", got[3].content)
+    assert.equal("tool said: 3", got[4].content)
+    -- the output's conversation too, the calc agent's messages named after it
+    local out = res.outputs[1]
+    assert.same({ { "user", "", 'call add {"a":1,"b":2}' }, { "assistant", "calc", "" }, { "tool", "add", "3" },
+                  { "assistant", "calc", "tool said: 3" }, { "assistant", "checker", "3 is right" } },
+                triples(out.messages))
+    assert.equal("3 is right", out.text)
+  end)
+
   it("shows each agent as an executor, one superstep after the other", function()
     scripted("s1", "one"); scripted("s2", "two")
     local wf = patterns.sequential { agents = {

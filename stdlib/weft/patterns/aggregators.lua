@@ -44,8 +44,9 @@ local SYNTH_PROMPT = "Several experts answered the same request. Merge their ans
 --- An aggregator asking agent to merge the answers: it receives the
 -- request, then each answer ("## name" sections, failures marked as such)
 -- and opts.prompt (a default instruction otherwise). Output `{text =
--- merged, results = results}`. Fails the run when every agent failed or
--- the merging agent fails (naming it).
+-- merged, results = results}`. Fails the run when the merging agent fails
+-- (naming it); when every agent failed, concurrent fails before any
+-- aggregator runs.
 function _M.synthesize(agent, opts)
   if not common.is_agent(agent) then
     error("aggregators.synthesize: expects an agent (a table with a name and a run method)", 2)
@@ -57,18 +58,13 @@ function _M.synthesize(agent, opts)
   end
   local prompt = opts.prompt or SYNTH_PROMPT
   return function(results, info)
-    local parts, ok, failed = {}, 0, {}
+    local parts = {}
     for _, r in ipairs(results) do
       if r.error ~= nil then
-        failed[#failed + 1] = sformat("%s: %s", tostring(r.agent), tostring(r.error))
         parts[#parts + 1] = sformat("## %s\n(failed: %s)", tostring(r.agent), tostring(r.error))
       else
-        ok = ok + 1
         parts[#parts + 1] = sformat("## %s\n%s", tostring(r.agent), tostring(r.text or ""))
       end
-    end
-    if ok == 0 then
-      error(sformat("concurrent: synthesize('%s'): every agent failed (%s)", agent.name, concat(failed, "; ")), 0)
     end
     local request = info and info.messages and common.transcript(info.messages) or ""
     local content = sformat("%s\n\nRequest:\n%s\n\nAnswers:\n\n%s", prompt, request, concat(parts, "\n\n"))

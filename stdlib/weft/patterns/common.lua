@@ -181,6 +181,25 @@ function _M.call_agent(agent, messages, thread)
   return nil, msg
 end
 
+--- The messages an agent's run added after the conversation conv it was
+-- given (res.messages holds the run's input then what it added): its
+-- assistant messages (with their tool calls) named after the agent, and
+-- its tool results; the reply alone when the result has no such list.
+function _M.run_messages(name, conv, res)
+  local msgs = type(res.messages) == "table" and res.messages or nil
+  local out = {}
+  if msgs and #msgs > #conv then
+    for i = #conv + 1, #msgs do
+      local m = copy_message(msgs[i])
+      if m.role == "assistant" then m.name = name end
+      out[#out + 1] = m
+    end
+    local last = out[#out]
+    if last.role == "assistant" and last.tool_calls == nil then return out end
+  end
+  return { _M.reply_message(name, res.text) }
+end
+
 --- The assistant message of an agent's reply in a shared conversation.
 function _M.reply_message(name, text)
   return { role = "assistant", name = name, content = text or "" }

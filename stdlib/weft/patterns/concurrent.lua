@@ -8,7 +8,9 @@
 -- which yields the aggregator's return value as the output. An agent
 -- executor never fails: a run that returns an error or raises sends
 -- `{agent = name, error = message}` instead of `{agent = name, text =
--- reply}`, so partial failures reach the aggregator and the run completes.
+-- reply}`, so partial failures reach the aggregator and the run completes;
+-- when every participant failed, the aggregator is not called and the run
+-- fails naming each participant and its error.
 -- The default aggregator returns the list of results in agent order (see
 -- weft.patterns.aggregators). Uses weft, weft.patterns.common,
 -- weft.patterns.aggregators.
@@ -16,7 +18,8 @@ local weft = require "weft"
 local common = require "weft.patterns.common"
 local aggregators = require "weft.patterns.aggregators"
 
-local error = error
+local error, ipairs, tostring = error, ipairs, tostring
+local sformat, concat = string.format, table.concat
 
 local OPTIONS = { agents = true, aggregator = true, name = true }
 local RESERVED = { dispatcher = true, aggregator = true }
@@ -52,6 +55,15 @@ return function(opts)
   local aggregator = weft.executor("aggregator", {
     description = "combines the answers",
     handle = function(results, ctx)
+      local failed = {}
+      for _, r in ipairs(results) do
+        if r.error == nil then failed = nil; break end
+        failed[#failed + 1] = sformat("'%s': %s", tostring(r.agent), tostring(r.error))
+      end
+      if failed then
+        error(sformat("concurrent: every participant failed (%d of %d): %s", #failed, #results,
+                      concat(failed, "; ")), 0)
+      end
       local out = aggregate(results, { messages = ctx:get_state("input"), ctx = ctx })
       if out == nil then error("concurrent: the aggregator returned nil (it must return the output)", 0) end
       ctx:yield_output(out)

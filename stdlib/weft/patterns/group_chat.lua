@@ -9,7 +9,9 @@
 -- agent runs on a fresh thread with the whole conversation and its reply
 -- is appended as `{role = "assistant", name = <agent>, content = text}`.
 --
--- After each turn the orchestrator checks the termination (see
+-- Before the first turn (on the input messages: a conversation given as
+-- input that already satisfies it ends at once, with 0 rounds) and after
+-- each turn the orchestrator checks the termination (see
 -- weft.patterns.terminations), then the hard limit `max_iterations` turns
 -- (reason "max_iterations": the run ends even if the termination never
 -- fires); otherwise it asks the manager (like selectors.llm(manager)) or
@@ -70,13 +72,13 @@ return function(opts)
         ctx:yield_output({ messages = conv, rounds = rounds, reason = reason,
                            speakers = json.array(common.append(speakers)) })
       end
-      if rounds > 0 then
-        if termination then
-          local reason = terminations.reason_of(termination(state))
-          if reason then return finish(reason) end
-        end
-        if rounds >= max_iterations then return finish("max_iterations") end
+      -- the input messages too: a conversation that already satisfies the
+      -- termination ends at once, with no turn
+      if termination then
+        local reason = terminations.reason_of(termination(state))
+        if reason then return finish(reason) end
       end
+      if rounds >= max_iterations then return finish("max_iterations") end
       local pick = choose(state)
       if type(pick) == "table" and type(pick.name) == "string" then pick = pick.name end
       if type(pick) ~= "string" or byname[pick] == nil then

@@ -4,15 +4,16 @@
 -- `sequential{agents = {a, b, c}, name = "sequential"}` builds the workflow
 -- a -> b -> c (one executor per agent, its id the agent's name). The input
 -- (a string, a message or a list of messages) becomes the conversation; each
--- agent runs on a fresh thread with the conversation as its input, and its
--- reply is appended as `{role = "assistant", name = <agent>, content =
--- text}` (its tool traffic stays in its own thread). The last agent yields
+-- agent runs on a fresh thread with the conversation as its input, and
+-- what its run added is appended — its assistant messages (`{role =
+-- "assistant", name = <agent>, content, tool_calls}`) and tool results,
+-- as Agent Framework passes the full conversation on. The last agent yields
 -- the output `{messages = conversation, text = its reply}`. An agent whose
 -- run fails fails the run, naming the agent. Uses weft, weft.patterns.common.
 local weft = require "weft"
 local common = require "weft.patterns.common"
 
-local ipairs, error = ipairs, error
+local ipairs, error, unpack = ipairs, error, unpack
 
 local OPTIONS = { agents = true, name = true }
 
@@ -31,7 +32,7 @@ return function(opts)
         local conv = first and common.to_messages("sequential", msg) or msg.messages
         local res, err = common.call_agent(agent, conv)
         if not res then error("sequential: " .. err, 0) end
-        local out = common.append(conv, common.reply_message(agent.name, res.text))
+        local out = common.append(conv, unpack(common.run_messages(agent.name, conv, res)))
         if last then
           ctx:yield_output({ messages = out, text = res.text or "" })
         else

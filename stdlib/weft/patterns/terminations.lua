@@ -1,17 +1,19 @@
 --- weft.patterns.terminations — when a group chat ends.
 --
 -- A termination is `fn(state) -> reason | nil`, checked by the
--- orchestrator after each turn with `state = {messages = conversation
--- (the input messages included), rounds = turns done, last_speaker = name,
--- speakers = {name of each turn}, participants = {names}}`. A true value
--- ends the chat; a string is reported as the output's reason (`true` is
--- reported as "termination").
+-- orchestrator on the input messages (before any turn: rounds = 0,
+-- last_speaker = nil) and after each turn, with `state = {messages =
+-- conversation (the input messages included), rounds = turns done,
+-- last_speaker = name | nil, speakers = {name of each turn}, participants =
+-- {names}}`. A true value ends the chat; a string is reported as the
+-- output's reason (`true` is reported as "termination").
 --
 -- `max_messages(n)` ("max_messages": the conversation holds n messages or
 -- more), `max_rounds(n)` ("max_rounds": n turns done), `keyword(word)`
--- ("keyword": the last reply contains word, case insensitive), `any{...}`
--- (the reason of the first that fires), `all{...}` (all fire at once;
--- reason "all(r1, r2, ...)"). Uses weft.patterns.common.
+-- ("keyword": the last message is a reply containing word, case
+-- insensitive), `any{...}` (the reason of the first that fires),
+-- `all{...}` (all fire at once; reason "all(r1, r2, ...)").
+-- Uses weft.patterns.common, weft.check.
 local common = require "weft.patterns.common"
 local check = require "weft.check"
 
@@ -43,13 +45,15 @@ function _M.max_rounds(n)
   end
 end
 
---- Ends when the last reply contains word (plain text, case insensitive).
+--- Ends when the last message is a reply (an assistant message: a turn's,
+-- or the last of a conversation given as input) containing word (plain
+-- text, case insensitive); the user's own words never end the chat.
 function _M.keyword(word)
   if type(word) ~= "string" or word == "" then error("terminations.keyword: word must be a non-empty string", 2) end
   local w = lower(word)
   return function(state)
     local last = state.messages[#state.messages]
-    local text = last and last.content
+    local text = last and last.role == "assistant" and last.content
     if type(text) == "string" and lower(text):find(w, 1, true) then return "keyword" end
   end
 end
