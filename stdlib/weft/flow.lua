@@ -40,8 +40,31 @@
 --   * Every phase may yield (weft.llm, agents, weft.sleep) when the flow
 --     runs inside an executor or a weft.go task.
 --
+-- Every phase gets, as its last argument, the node as the run sees it
+-- (`prep(shared, node)`, `exec(prep_res, attempt, node)`, `post(shared,
+-- prep_res, exec_res, node)`, `exec_fallback(prep_res, err, node)`): its
+-- fields plus `node.params`, PocketFlow's `self.params`. A node or flow run
+-- alone has its own params (`Node{params = t}` or `node:set_params(t)`); a
+-- flow gives each of its nodes a copy of its params taken at the start of
+-- the run (a node's own params count only when it runs alone), as
+-- PocketFlow does.
+--
 -- `BatchNode` calls exec once per item of the list prep returns (each item
 -- with its own retries and fallback) and hands the list of results to post.
+-- `BatchFlow`: prep returns a list of params tables and the flow's nodes
+-- run once per set, each merged over the flow's params; post(shared, list,
+-- nil) (default action "default"). Errors name the item ("item 2 of 3",
+-- "params set 2 of 3").
+--
+-- The async family: every phase may yield already, so `AsyncNode`,
+-- `AsyncBatchNode`, `AsyncFlow` and `AsyncBatchFlow` are Node, BatchNode,
+-- Flow and BatchFlow that also take PocketFlow's names `prep_async`,
+-- `exec_async`, `post_async`, `exec_fallback_async` (and `run_async`).
+-- `AsyncParallelBatchNode` and `AsyncParallelBatchFlow` (PocketFlow JS:
+-- `ParallelBatchNode`, `ParallelBatchFlow`) run their items concurrently,
+-- each in a weft task (weft.go), at most `max_parallel` at once (default
+-- all); results keep the item order; after a failure no new item starts,
+-- those in flight finish, and the lowest failed item's error is raised.
 --
 -- `flow:as_executor(id [, {output = true}])` wraps a flow as a workflow
 -- executor: a table input (not a list) is copied as the shared table, any
@@ -50,19 +73,23 @@
 -- table to its successors and (unless output = false) yields it as a
 -- workflow output. `flow:as_workflow(name)` builds the one-executor
 -- workflow around it.
--- Uses weft (executor, workflow, sleep, json).
+-- Uses weft (executor, workflow, sleep, go, json), weft.check.
 local weft = require "weft"
 local check = require "weft.check"
 
 local type, error, pairs, ipairs, tostring, setmetatable, getmetatable, pcall =
   type, error, pairs, ipairs, tostring, setmetatable, getmetatable, pcall
-local sformat, concat, sort, floor = string.format, table.concat, table.sort, math.floor
+local sformat, concat, min = string.format, table.concat, math.min
 
 local _M = {}
 
 --- The default bound on node runs of one flow run.
 _M.MAX_STEPS = 1000
 
+-- Classes are behaviours (how _run works); the kind (Node, AsyncNode,
+-- AsyncParallelBatchNode...) is the name a node shows in errors. A batch
+-- node or batch flow runs its items one after the other, or concurrently
+-- when its `parallel` field is set.
 local Node = {}
 Node.__index = Node
 Node.__tostring = function(n) return n.kind .. " '" .. n.name .. "'" end
@@ -75,42 +102,81 @@ local Flow = setmetatable({}, { __index = Node })
 Flow.__index = Flow
 Flow.__tostring = Node.__tostring
 
-local CLASSES = { [Node] = true, [BatchNode] = true, [Flow] = true }
+local BatchFlow = setmetatable({}, { __index = Flow })
+BatchFlow.__index = BatchFlow
+BatchFlow.__tostring = Node.__tostring
 
-local FN = { type = "callable" }
-local NAME = { type = "string", minLength = 1 }
-local NODE_SPEC = check.spec("weft.flow.Node", { noun = "field", properties = {
-  name = NAME, prep = FN, exec = FN, post = FN, exec_fallback = FN,
-  max_retries = { type = "integer", minimum = 1, aliases = { "retries", "max_attempts" } },
-  wait = { type = "number", minimum = 0, unit = "seconds" },
-} })
-local FLOW_SPEC = check.spec("weft.flow.Flow", { noun = "field", properties = {
-  name = NAME, prep = FN, post = FN, start = { type = "any" },
-  max_steps = { type = "integer", minimum = 1 },
-  unmatched = { enum = { "end", "error" } },
-} })
+local NODES = { [Node] = true, [BatchNode] = true, [Flow] = true, [BatchFlow] = true }
+local FLOWS = { [Flow] = true, [BatchFlow] = true }
+
+-- The kinds: class, whether the PocketFlow *_async names are accepted,
+-- whether items run concurrently. PocketFlow (Python) has the Async*
+-- names, its JavaScript port the Parallel* ones.
+local KINDS = {
+  Node = { cls = Node }, AsyncNode = { cls = Node, async = true },
+  BatchNode = { cls = BatchNode }, AsyncBatchNode = { cls = BatchNode, async = true },
+  ParallelBatchNode = { cls = BatchNode, parallel = true },
+  AsyncParallelBatchNode = { cls = BatchNode, async = true, parallel = true },
+  Flow = { cls = Flow }, AsyncFlow = { cls = Flow, async = true },
+  BatchFlow = { cls = BatchFlow }, AsyncBatchFlow = { cls = BatchFlow, async = true },
+  ParallelBatchFlow = { cls = BatchFlow, parallel = true },
+  AsyncParallelBatchFlow = { cls = BatchFlow, async = true, parallel = true },
+}
+
+-- The phases of nodes and flows; each may also be given by its PocketFlow
+-- async name (prep_async...) in an Async kind.
+local NODE_PHASES = { "prep", "exec", "post", "exec_fallback" }
+local FLOW_PHASES = { "prep", "post" }
+
+-- The field spec of a kind (built once per kind, at load time).
+local function field_spec(kind, k)
+  local flowish = FLOWS[k.cls]
+  local props = {
+    name = { type = "string", minLength = 1 },
+    params = { type = "table" },
+  }
+  for _, ph in ipairs(flowish and FLOW_PHASES or NODE_PHASES) do
+    local p = { type = "callable" }
+    if k.async then
+      props[ph .. "_async"] = { type = "callable" }
+    else
+      p.aliases = { ph .. "_async" }
+    end
+    props[ph] = p
+  end
+  if flowish then
+    props.start = { type = "any" }
+    props.max_steps = { type = "integer", minimum = 1 }
+    props.unmatched = { enum = { "end", "error" } }
+  else
+    props.max_retries = { type = "integer", minimum = 1, aliases = { "retries", "max_attempts" } }
+    props.wait = { type = "number", minimum = 0, unit = "seconds" }
+  end
+  if k.parallel then props.max_parallel = { type = "integer", minimum = 1, aliases = { "concurrency" } } end
+  return check.spec("weft.flow." .. kind, { noun = "field", properties = props })
+end
+for kind, k in pairs(KINDS) do k.spec = field_spec(kind, k) end
 
 local counter = 0
 
---- True when v is a node (a Node, BatchNode or Flow).
+--- True when v is a node (any kind of node or flow).
 function _M.is_node(v)
-  return CLASSES[getmetatable(v)] == true
+  return NODES[getmetatable(v)] == true
 end
 
---- True when v is a Flow.
+--- True when v is a flow (Flow, BatchFlow or one of their Async/Parallel kinds).
 function _M.is_flow(v)
-  return getmetatable(v) == Flow
+  return FLOWS[getmetatable(v)] == true
 end
-
-local callable = check.callable
 
 -- Raise a misuse error at the caller of the public function.
 local function bad(what, msg, level)
   error(what .. ": " .. msg, level + 1)
 end
 
--- Common checks of a constructor table; returns the node's name.
-local function check_spec(kind, spec, s, level)
+-- Check a constructor table against the fields of its kind; returns the
+-- node's name and how errors name it.
+local function check_spec(kind, spec, level)
   if type(spec) ~= "table" then
     bad("weft.flow." .. kind, "expects a table of fields, got " .. type(spec), level + 1)
   end
@@ -122,50 +188,104 @@ local function check_spec(kind, spec, s, level)
     bad("weft.flow." .. kind, "name must be a non-empty string", level + 1)
   end
   local what = kind .. " '" .. name .. "'"
-  check.options(s, spec, level + 1, what)
+  check.options(KINDS[kind].spec, spec, level + 1, what)
   return name, what
 end
 
--- A new node object of class cls from a checked spec.
-local function new_node(cls, kind, spec, level)
-  local name = check_spec(kind, spec, NODE_SPEC, level + 1)
-  local retries, wait = spec.max_retries or 1, spec.wait or 0
-  return setmetatable({
-    kind = kind, name = name, prep = spec.prep, exec = spec.exec, post = spec.post,
-    exec_fallback = spec.exec_fallback, max_retries = retries, wait = wait,
-    successors = {}, actions = {},
-  }, cls)
+-- A phase given by its plain or its async name (not both).
+local function phase(spec, ph, what, level)
+  local plain, async = spec[ph], spec[ph .. "_async"]
+  if plain ~= nil and async ~= nil then
+    bad(what, sformat("give %s or %s_async, not both (they are the same phase: every phase may yield)", ph, ph),
+        level + 1)
+  end
+  if plain ~= nil then return plain end
+  return async
 end
 
---- A node: `Node{name, prep = fn(shared), exec = fn(prep_res, attempt),
--- post = fn(shared, prep_res, exec_res) -> action, max_retries = 1,
--- wait = 0, exec_fallback = fn(prep_res, err)}`.
-function _M.Node(spec)
-  local n = new_node(Node, "Node", spec, 2)
-  return n
+-- A new node or flow of this kind from its constructor table.
+local function new(kind, spec, level)
+  local k = KINDS[kind]
+  local name, what = check_spec(kind, spec, level + 1)
+  local n = { kind = kind, name = name, params = spec.params or {}, successors = {}, actions = {},
+              parallel = k.parallel or false, max_parallel = spec.max_parallel }
+  for _, ph in ipairs(FLOWS[k.cls] and FLOW_PHASES or NODE_PHASES) do
+    n[ph] = phase(spec, ph, what, level + 1)
+  end
+  if FLOWS[k.cls] then
+    if not _M.is_node(spec.start) then
+      bad(what, "start must be a node (weft.flow.Node, BatchNode or Flow), got "
+        .. (spec.start == nil and "nothing" or type(spec.start)), level + 1)
+    end
+    n.start, n.max_steps, n.unmatched = spec.start, spec.max_steps or _M.MAX_STEPS, spec.unmatched or "end"
+  else
+    n.max_retries, n.wait = spec.max_retries or 1, spec.wait or 0
+  end
+  -- what the phases receive as their last argument: the node seen from one
+  -- run, with the params of that run (see `view`)
+  n.view_mt = { __index = n, __tostring = function() return what end }
+  return setmetatable(n, k.cls)
 end
+
+--- A node: `Node{name, prep = fn(shared, node), exec = fn(prep_res,
+-- attempt, node), post = fn(shared, prep_res, exec_res, node) -> action,
+-- max_retries = 1, wait = 0, exec_fallback = fn(prep_res, err, node),
+-- params = {}}`; `node.params` are the params of the run.
+function _M.Node(spec) local n = new("Node", spec, 2); return n end
+
+--- PocketFlow's AsyncNode: a Node (every phase may yield) that also takes
+-- prep_async, exec_async, post_async and exec_fallback_async.
+function _M.AsyncNode(spec) local n = new("AsyncNode", spec, 2); return n end
 
 --- A batch node: like Node, but prep returns a list and exec runs once per
--- item (post receives the list of results).
-function _M.BatchNode(spec)
-  local n = new_node(BatchNode, "BatchNode", spec, 2)
-  return n
-end
+-- item, in order (post receives the list of results).
+function _M.BatchNode(spec) local n = new("BatchNode", spec, 2); return n end
 
---- A flow: `Flow{start = node, name, prep, post, max_steps = 1000,
--- unmatched = "end" | "error"}`.
-function _M.Flow(spec)
-  local name, what = check_spec("Flow", spec, FLOW_SPEC, 2)
-  if not _M.is_node(spec.start) then
-    bad(what, "start must be a node (weft.flow.Node, BatchNode or Flow), got "
-      .. (spec.start == nil and "nothing" or type(spec.start)), 2)
+--- PocketFlow's AsyncBatchNode: a BatchNode taking the *_async names too.
+function _M.AsyncBatchNode(spec) local n = new("AsyncBatchNode", spec, 2); return n end
+
+--- A batch node whose items run concurrently, each in its own weft task
+-- (at most `max_parallel` at once, default all).
+function _M.ParallelBatchNode(spec) local n = new("ParallelBatchNode", spec, 2); return n end
+
+--- PocketFlow's AsyncParallelBatchNode: a ParallelBatchNode taking the
+-- *_async names too.
+function _M.AsyncParallelBatchNode(spec) local n = new("AsyncParallelBatchNode", spec, 2); return n end
+
+--- A flow: `Flow{start = node, name, prep = fn(shared, flow), post =
+-- fn(shared, prep_res, last_action, flow), max_steps = 1000, unmatched =
+-- "end" | "error", params = {}}`.
+function _M.Flow(spec) local n = new("Flow", spec, 2); return n end
+
+--- PocketFlow's AsyncFlow: a Flow taking prep_async and post_async too.
+function _M.AsyncFlow(spec) local n = new("AsyncFlow", spec, 2); return n end
+
+--- A batch flow: prep returns a list of params tables and the flow's nodes
+-- run once per params set, in order, each with the flow's params merged
+-- with that set; post(shared, list, nil, flow).
+function _M.BatchFlow(spec) local n = new("BatchFlow", spec, 2); return n end
+
+--- PocketFlow's AsyncBatchFlow: a BatchFlow taking the *_async names too.
+function _M.AsyncBatchFlow(spec) local n = new("AsyncBatchFlow", spec, 2); return n end
+
+--- A batch flow whose params sets run concurrently (at most `max_parallel`
+-- at once, default all).
+function _M.ParallelBatchFlow(spec) local n = new("ParallelBatchFlow", spec, 2); return n end
+
+--- PocketFlow's AsyncParallelBatchFlow: a ParallelBatchFlow taking the
+-- *_async names too.
+function _M.AsyncParallelBatchFlow(spec) local n = new("AsyncParallelBatchFlow", spec, 2); return n end
+
+--- Set the params a node (or flow) runs with when it runs alone, or that
+-- a flow gives its nodes; returns the node. Inside a flow a node gets its
+-- flow's params instead, as in PocketFlow.
+function Node:set_params(params)
+  if not _M.is_node(self) then error("node:set_params: call it with ':' on a node", 2) end
+  if type(params) ~= "table" then
+    error(sformat("%s: set_params expects a table, got %s", tostring(self), type(params)), 2)
   end
-  local max_steps = spec.max_steps or _M.MAX_STEPS
-  local unmatched = spec.unmatched or "end"
-  return setmetatable({
-    kind = "Flow", name = name, start = spec.start, prep = spec.prep, post = spec.post,
-    max_steps = max_steps, unmatched = unmatched, successors = {}, actions = {},
-  }, Flow)
+  self.params = params
+  return self
 end
 
 --- Set the successor of an action ("default" when omitted); returns the
@@ -200,26 +320,68 @@ function Node:on(action, other)
   return Node.next(self, other, action)
 end
 
--- Raise err from a failed exec, naming the node (string errors only).
-local function exec_failed(node, err, attempts)
+-- The node as one run sees it: its fields, with that run's params (a node
+-- is shared by every run of its flow, so the params cannot live in it).
+local function view(node, params)
+  return setmetatable({ params = params }, node.view_mt)
+end
+
+-- A shallow copy of t merged with u (u wins).
+local function merged(t, u)
+  local out = {}
+  for k, v in pairs(t) do out[k] = v end
+  if u then for k, v in pairs(u) do out[k] = v end end
+  return out
+end
+
+-- Run fn(i) for i = 1..n, each in its own weft task, at most limit at
+-- once (nil: all). A failure stops items not started yet; the ones in
+-- flight finish; then the error of the lowest failed item is raised as
+-- fn raised it. fn names its item in its errors.
+local function gather(n, limit, fn)
+  local started, err_i, err = 0, nil, nil
+  local function worker()
+    while err_i == nil and started < n do
+      started = started + 1
+      local i = started
+      local ok, e = pcall(fn, i)
+      if not ok and (err_i == nil or i < err_i) then err_i, err = i, e end
+    end
+  end
+  local tasks = {}
+  for k = 1, min(n, limit or n) do tasks[k] = weft.go(worker) end
+  for k = 1, #tasks do tasks[k]:wait() end
+  if err_i then error(err, 0) end
+end
+
+-- Prefix a string error with where it happened (other values unchanged).
+local function located(where, err)
+  if type(err) == "string" then return where .. ": " .. err end
+  return err
+end
+
+-- Raise err from a failed exec, naming the node and, in a batch, the item
+-- (string errors only).
+local function exec_failed(node, err, attempts, item)
   if type(err) == "string" then
-    error(sformat("%s: exec failed after %d attempt%s: %s", tostring(node), attempts,
+    error(sformat("%s: %sexec failed after %d attempt%s: %s", tostring(node), item or "", attempts,
                   attempts == 1 and "" or "s", err), 0)
   end
   error(err, 0)
 end
 
--- exec with retries, wait and fallback, for one input.
-local function exec_one(node, input)
+-- exec with retries, wait and fallback, for one input; me is the node as
+-- the run sees it, item "item i of n: " in a batch.
+local function exec_one(node, input, me, item)
   local exec = node.exec
   if exec == nil then return nil end
   local n = node.max_retries
   for attempt = 1, n do
-    local ok, res = pcall(exec, input, attempt)
+    local ok, res = pcall(exec, input, attempt, me)
     if ok then return res end
     if attempt == n then
-      if node.exec_fallback then return node.exec_fallback(input, res) end
-      exec_failed(node, res, n)
+      if node.exec_fallback then return node.exec_fallback(input, res, me) end
+      exec_failed(node, res, n, item)
     end
     if node.wait > 0 then weft.sleep(node.wait) end
   end
@@ -235,28 +397,44 @@ local function checked_action(node, action, from)
   return action
 end
 
--- Run one node: prep, exec, post; returns the action.
-function Node:_run(shared)
+-- Run one node with params: prep, exec, post; returns the action.
+function Node:_run(shared, _, params)
+  local me = view(self, params)
   local p
-  if self.prep then p = self.prep(shared) end
-  local e = exec_one(self, p)
+  if self.prep then p = self.prep(shared, me) end
+  local e = exec_one(self, p, me)
   local action
-  if self.post then action = self.post(shared, p, e) end
+  if self.post then action = self.post(shared, p, e, me) end
   return checked_action(self, action, "post")
 end
 
--- Run one batch node: exec over each item of prep's list.
-function BatchNode:_run(shared)
-  local items
-  if self.prep then items = self.prep(shared) end
-  if items == nil then items = {} end
+-- The list a batch's prep returned (nil = none), checked.
+local function items_of(node, items)
+  if items == nil then return {} end
   if type(items) ~= "table" then
-    error(sformat("%s: prep must return a list of items, got %s", tostring(self), type(items)), 0)
+    error(sformat("%s: prep must return a list of items, got %s", tostring(node), type(items)), 0)
   end
-  local results = weft.json.array()
-  for i = 1, #items do results[i] = exec_one(self, items[i]) end
+  return items
+end
+
+-- Run one batch node: exec over each item of prep's list, in order or
+-- concurrently.
+function BatchNode:_run(shared, _, params)
+  local me = view(self, params)
+  local items
+  if self.prep then items = self.prep(shared, me) end
+  items = items_of(self, items)
+  local n, results = #items, weft.json.array()
+  local function one(i)
+    results[i] = exec_one(self, items[i], me, sformat("item %d of %d: ", i, n))
+  end
+  if self.parallel and n > 1 then
+    gather(n, self.max_parallel, one)
+  else
+    for i = 1, n do one(i) end
+  end
   local action
-  if self.post then action = self.post(shared, items, results) end
+  if self.post then action = self.post(shared, items, results, me) end
   return checked_action(self, action, "post")
 end
 
@@ -280,8 +458,9 @@ local function successor(flow, node, action, hooks)
   return nil
 end
 
--- Run the nodes of a flow from its start; returns the last action.
-local function orchestrate(flow, shared, hooks)
+-- Run the nodes of a flow from its start, each with params (the same
+-- table for every node of this run); returns the last action.
+local function orchestrate(flow, shared, hooks, params)
   local node, last, steps = flow.start, nil, 0
   while node do
     steps = steps + 1
@@ -289,7 +468,7 @@ local function orchestrate(flow, shared, hooks)
       error(sformat("flow '%s': exceeded max_steps (%d) at %s after action '%s' (a loop without an exit?)",
                     flow.name, flow.max_steps, tostring(node), tostring(last)), 0)
     end
-    last = node:_run(shared, hooks)
+    last = node:_run(shared, hooks, params)
     if hooks.on_step then
       hooks.on_step({ flow = flow.name, node = node.name, action = last, step = steps })
     end
@@ -298,27 +477,75 @@ local function orchestrate(flow, shared, hooks)
   return last
 end
 
--- Run a flow as a node: prep, the nodes, post; returns the flow's action.
--- hooks.active holds the flows running in this call chain: a flow that
+-- Mark flow as running in this call chain (hooks.active): a flow that
 -- would run inside itself is an error, not a stack overflow.
-function Flow:_run(shared, hooks)
-  local active = hooks.active
-  if active[self] then
-    error(sformat("flow '%s': runs inside itself (a flow cannot be one of its own nodes)", self.name), 0)
+local function enter(flow, hooks)
+  if hooks.active[flow] then
+    error(sformat("flow '%s': runs inside itself (a flow cannot be one of its own nodes)", flow.name), 0)
   end
-  active[self] = true
+  hooks.active[flow] = true
+end
+
+-- Run a flow as a node: prep, the nodes (with a copy of the flow's params,
+-- as PocketFlow), post; returns the flow's action.
+function Flow:_run(shared, hooks, params)
+  enter(self, hooks)
+  local me = view(self, params)
   local p
-  if self.prep then p = self.prep(shared) end
-  local last = orchestrate(self, shared, hooks)
-  active[self] = nil
-  if self.post then return checked_action(self, self.post(shared, p, last), "post") end
+  if self.prep then p = self.prep(shared, me) end
+  local last = orchestrate(self, shared, hooks, merged(params))
+  hooks.active[self] = nil
+  if self.post then return checked_action(self, self.post(shared, p, last, me), "post") end
   return last
 end
 
---- Run a node (or a flow) on shared (default {}); returns the action (for
--- a flow, its post's result: by default the last action) and shared.
--- opts: warn = fn(msg) for an unmatched action (default: stderr),
--- on_step = fn({flow, node, action, step}) after each node of a flow.
+-- Hooks for one of concurrent branches: the same callbacks, its own chain
+-- of active flows (branches run side by side, not inside one another).
+local function branch_hooks(hooks)
+  return { warn = hooks.warn, on_step = hooks.on_step, active = merged(hooks.active) }
+end
+
+-- Run a batch flow: its nodes once per params set prep returns (each
+-- merged over the flow's params), in order or concurrently; then post
+-- (default action "default", as PocketFlow's).
+function BatchFlow:_run(shared, hooks, params)
+  enter(self, hooks)
+  local me = view(self, params)
+  local sets
+  if self.prep then sets = self.prep(shared, me) end
+  if sets == nil then sets = {} end
+  if type(sets) ~= "table" then
+    error(sformat("%s: prep must return a list of params tables, got %s", tostring(self), type(sets)), 0)
+  end
+  local n = #sets
+  for i = 1, n do
+    if type(sets[i]) ~= "table" then
+      error(sformat("%s: prep must return a list of params tables, item %d is a %s", tostring(self), i,
+                    type(sets[i])), 0)
+    end
+  end
+  local parallel = self.parallel and n > 1
+  local function one(i)
+    local h = parallel and branch_hooks(hooks) or hooks
+    local ok, err = pcall(orchestrate, self, shared, h, merged(params, sets[i]))
+    if not ok then error(located(sformat("%s: params set %d of %d", tostring(self), i, n), err), 0) end
+  end
+  if parallel then
+    gather(n, self.max_parallel, one)
+  else
+    for i = 1, n do one(i) end
+  end
+  hooks.active[self] = nil
+  local action
+  if self.post then action = self.post(shared, sets, nil, me) end
+  return checked_action(self, action, "post")
+end
+
+--- Run a node (or a flow) on shared (default {}) with its own params;
+-- returns the action (for a flow, its post's result: by default the last
+-- action) and shared. opts: warn = fn(msg) for an unmatched action
+-- (default: stderr), on_step = fn({flow, node, action, step}) after each
+-- node of a flow. `run_async` is the same (PocketFlow's name).
 function Node:run(shared, opts)
   if not _M.is_node(self) then error("node:run: call it with ':' on a node", 2) end
   if shared == nil then shared = {} end
@@ -330,13 +557,14 @@ function Node:run(shared, opts)
   end
   opts = opts or {}
   for _, k in ipairs({ "warn", "on_step" }) do
-    if opts[k] ~= nil and not callable(opts[k]) then
+    if opts[k] ~= nil and not check.callable(opts[k]) then
       error(sformat("%s: run option %s must be a function", tostring(self), k), 2)
     end
   end
-  local action = self:_run(shared, { warn = opts.warn, on_step = opts.on_step, active = {} })
+  local action = self:_run(shared, { warn = opts.warn, on_step = opts.on_step, active = {} }, self.params)
   return action, shared
 end
+Node.run_async = Node.run
 
 -- A deep copy of a received message (messages are read-only).
 local function copy(v)
@@ -373,7 +601,7 @@ function Flow:as_executor(id, opts)
         warn = function(text) ctx:log("warn", text) end,
         on_step = function(step) ctx:emit("flow_step", step) end,
         active = {},
-      })
+      }, flow.params)
       ctx:send(shared)
       if output then ctx:yield_output(shared) end
     end,
@@ -388,6 +616,6 @@ function Flow:as_workflow(name)
   return weft.workflow(name):start(self:as_executor(self.name)):build()
 end
 
-_M.classes = { Node = Node, BatchNode = BatchNode, Flow = Flow }
+_M.classes = { Node = Node, BatchNode = BatchNode, Flow = Flow, BatchFlow = BatchFlow }
 
 return _M
