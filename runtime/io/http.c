@@ -36,10 +36,20 @@
  * receive buffer stayed allocated and a later CURLOPT_BUFFERSIZE failed,
  * leaving curl believing in a 16 KiB buffer: a heap overflow).
  *
+ * A network policy is checked on each hop's host and port before it
+ * starts (the first URL, each redirect target) and on each connection's
+ * address: CURLOPT_OPENSOCKETFUNCTION sees every address curl is about to
+ * connect to, after DNS (a refused one gets no socket, so nothing is sent
+ * to it), and CURLOPT_PREREQFUNCTION sees the address of the connection a
+ * transfer is about to use, new or reused (a connection to a private
+ * address left open by a request without a policy is not reused by one
+ * with a policy that refuses it).
+ *
  * Owners are never called from inside a curl callback: write/header
  * callbacks only append records and mark the request pending; pending
  * notifications are delivered after curl returns (leave()), where owners
- * may cancel or free anything. Depends on libcurl, libev, loop.h, sse.h. */
+ * may cancel or free anything. Depends on libcurl, libev, loop.h, sse.h,
+ * netpolicy.h. */
 #include "http.h"
 
 #include <curl/curl.h>
@@ -50,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #define WF_HTTP_MAX_BODY ((size_t)64 << 20)
 #define WF_HTTP_MAX_PER_HOST 64
@@ -156,6 +167,9 @@ struct wf_http_req {
   wf_http_record_t *rhead, *rtail;
   size_t rbytes; /* record bytes not yet taken */
   char *errmsg;
+  wf_netpolicy_t *policy; /* a reference, or NULL */
+  char *refused; /* the policy's refusal of an address curl tried: the
+                    error when the connect then fails */
 };
 
 struct wf_http {
@@ -453,11 +467,17 @@ static void idle_cb(struct ev_loop *evl, ev_timer *w, int revents) {
 /* Connection ready, request about to be sent: start the idle clock. */
 static int on_prereq(void *ud, char *ip, char *lip, int rport, int lport) {
   wf_http_req_t *r = ud;
-  (void)ip;
+  wf_err_t err;
   (void)lip;
-  (void)rport;
   (void)lport;
   wf_http_easy_t *e = r->easy;
+  /* the connection's address, also of a reused connection (which opened
+   * no socket for this transfer) */
+  if (r->policy &&
+      wf_netpolicy_check_ip(r->policy, ip, rport, r->hostport, &err) != WF_OK) {
+    req_error(r, WF_HTTP_ERR_POLICY, wf_xstrdup(err.msg));
+    return CURL_PREREQFUNC_ABORT;
+  }
   if (r->idle_timeout > 0 && !e->paused) {
     e->last = ev_now(r->h->evl);
     ev_timer_stop(r->h->evl, &e->idle);
@@ -465,6 +485,22 @@ static int on_prereq(void *ud, char *ip, char *lip, int rport, int lport) {
     ev_timer_start(r->h->evl, &e->idle);
   }
   return CURL_PREREQFUNC_OK;
+}
+
+/* The socket of a new connection of a request under a network policy:
+ * the address curl is about to connect to (after DNS; each one it tries)
+ * is checked first, and a refused one gets no socket (curl then tries the
+ * next address, if any). */
+static curl_socket_t on_opensocket(void *ud, curlsocktype purpose,
+                                   struct curl_sockaddr *a) {
+  wf_http_req_t *r = ud;
+  wf_err_t err;
+  (void)purpose;
+  if (wf_netpolicy_check_addr(r->policy, &a->addr, r->hostport, &err) != WF_OK) {
+    if (!r->refused) r->refused = wf_xstrdup(err.msg);
+    return CURL_SOCKET_BAD;
+  }
+  return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
 /* ---- libev <-> curl multi ---------------------------------------------- */
@@ -770,6 +806,8 @@ static CURLcode easy_setup(wf_http_t *h, wf_http_req_t *r, wf_http_easy_t *e,
   SETOPT(c, CURLOPT_HEADERDATA, r);
   SETOPT(c, CURLOPT_PREREQFUNCTION, on_prereq);
   SETOPT(c, CURLOPT_PREREQDATA, r);
+  SETOPT(c, CURLOPT_OPENSOCKETFUNCTION, r->policy ? on_opensocket : NULL);
+  SETOPT(c, CURLOPT_OPENSOCKETDATA, r->policy ? (void *)r : NULL);
   SETOPT(c, CURLOPT_CONNECTTIMEOUT_MS, (long)ceil(r->connect_timeout * 1000));
   SETOPT(c, CURLOPT_TIMEOUT_MS,
          r->timeout > 0 ? (long)ceil(r->t_left * 1000) : 0L);
@@ -975,6 +1013,8 @@ static void req_finish(wf_http_req_t *r, CURLcode cc) {
   wf_http_host_t *ho = r->host;
   wf_err_t err;
   if (r->state == REQ_DONE) return;
+  if (cc == CURLE_COULDNT_CONNECT && r->refused)
+    req_error(r, WF_HTTP_ERR_POLICY, wf_xstrdup(r->refused));
   if (r->easy && cc != CURLE_OK && r->code == WF_HTTP_ERR_NONE) {
     long os_errno = 0;
     curl_off_t conn_us = 0, pre_us = 0;
@@ -1019,6 +1059,8 @@ static void req_free(wf_http_req_t *r) {
   wf_ndjson_free(r->nd);
   wf_http_record_free(r->rhead);
   free(r->errmsg);
+  free(r->refused);
+  wf_netpolicy_unref(r->policy);
   free(r);
 }
 
@@ -1034,8 +1076,11 @@ static int method_ok(const char *s) {
 }
 
 /* Parse and check o->url: http(s) with a host. Fills the host key and
- * "host:port". */
+ * "host:port"; with a policy (may be NULL), checks the host and port
+ * against it: when it refuses them, WF_ERR with *refused = 1, and the key
+ * and "host:port" are filled all the same. */
 static int url_check(const char *url, char **key, char **hostport,
+                     const wf_netpolicy_t *policy, int *refused,
                      wf_err_t *err) {
   CURLU *u = curl_url();
   char *scheme = NULL, *host = NULL, *port = NULL;
@@ -1060,6 +1105,11 @@ static int url_check(const char *url, char **key, char **hostport,
   *hostport = xasprintf("%s:%s", host, port ? port : "?");
   *key = xasprintf("%s://%s", scheme, *hostport);
   rc = WF_OK;
+  if (policy && wf_netpolicy_check_host(policy, host, port ? atoi(port) : 0,
+                                        err) != WF_OK) {
+    *refused = 1;
+    rc = WF_ERR;
+  }
 out:
   curl_free(scheme);
   curl_free(host);
@@ -1097,7 +1147,7 @@ static int req_admit(wf_http_t *h, wf_http_req_t *r) {
 static int req_redirect(wf_http_t *h, wf_http_req_t *r) {
   wf_http_host_t *old = r->host;
   char *loc = NULL, *key = NULL, *hostport = NULL;
-  int st = r->status, rc;
+  int st = r->status, rc, refused = 0;
   wf_err_t err;
   if (r->max_redirects < 0) return WF_ERR;
   if (st != 301 && st != 302 && st != 303 && st != 307 && st != 308)
@@ -1111,9 +1161,11 @@ static int req_redirect(wf_http_t *h, wf_http_req_t *r) {
                         "(max_redirects)", r->hostport, r->nredirects));
     return WF_ERR;
   }
-  if (url_check(loc, &key, &hostport, &err) != WF_OK) {
-    req_error(r, WF_HTTP_ERR_PROTOCOL,
+  if (url_check(loc, &key, &hostport, r->policy, &refused, &err) != WF_OK) {
+    req_error(r, refused ? WF_HTTP_ERR_POLICY : WF_HTTP_ERR_PROTOCOL,
               xasprintf("redirect from %s refused: %s", r->hostport, err.msg));
+    free(key);
+    free(hostport);
     return WF_ERR;
   }
   if (strcmp(key, r->origin) != 0) {
@@ -1131,6 +1183,8 @@ static int req_redirect(wf_http_t *h, wf_http_req_t *r) {
   loc = wf_xstrdup(loc); /* curl's copy goes with the handle */
   req_detach(h, r, 1);
   r->nredirects++;
+  free(r->refused); /* a new hop */
+  r->refused = NULL;
   free(r->url_own);
   r->url = r->url_own = loc;
   free(r->hostport_own);
@@ -1182,7 +1236,8 @@ wf_http_req_t *wf_http_start(wf_http_t *h, const wf_http_opts_t *o,
   char *key = NULL, *hostport = NULL;
   const char *method = o->method ? o->method : "GET";
   const char *const *hp;
-  int has_expect = 0;
+  int has_expect = 0, refused = 0;
+  wf_err_t perr;
   size_t ul, ml, hl, kl, hdrlen = 1;
   char *p;
   if (h->dying) {
@@ -1218,7 +1273,12 @@ wf_http_req_t *wf_http_start(wf_http_t *h, const wf_http_opts_t *o,
     if (strncasecmp(*hp, "expect:", 7) == 0) has_expect = 1;
     hdrlen += strlen(*hp) + 2; /* flag byte, line, NUL */
   }
-  if (url_check(o->url, &key, &hostport, err) != WF_OK) return NULL;
+  /* refused by the policy: a request that fails at once (below) */
+  if (url_check(o->url, &key, &hostport, o->policy, &refused, &perr) != WF_OK &&
+      !refused) {
+    *err = perr;
+    return NULL;
+  }
 
   r = wf_xcalloc(1, sizeof *r);
   r->h = h;
@@ -1262,8 +1322,21 @@ wf_http_req_t *wf_http_start(wf_http_t *h, const wf_http_opts_t *o,
   r->idle_timeout = o->idle_timeout;
   r->framing = r->mode = (unsigned char)o->framing;
   r->max_body = o->max_body ? o->max_body : WF_HTTP_MAX_BODY;
+  r->policy = wf_netpolicy_ref(o->policy);
   r->host = host_get(h, key);
   free(key);
+  if (refused) { /* done at once, accounted as running for req_finish */
+    req_error(r, WF_HTTP_ERR_POLICY, wf_xstrdup(perr.msg));
+    r->prev = NULL;
+    r->next = h->live;
+    if (h->live) h->live->prev = r;
+    h->live = r;
+    r->state = REQ_RUNNING;
+    r->host->running++;
+    h->running++;
+    req_finish(r, CURLE_OK);
+    return r;
+  }
 
   if (req_admit(h, r) != WF_OK) {
     wf_err_set(err, "%s", r->errmsg);
@@ -1347,6 +1420,7 @@ const char *wf_http_errcode_name(wf_http_errcode_t c) {
     case WF_HTTP_ERR_PROTOCOL: return "protocol";
     case WF_HTTP_ERR_TOO_LARGE: return "too_large";
     case WF_HTTP_ERR_CANCELLED: return "cancelled";
+    case WF_HTTP_ERR_POLICY: return "policy";
     default: return "error";
   }
 }

@@ -8,11 +8,14 @@
  * wf_http_opts_t.cross_origin). Callbacks never run Lua: they only tell
  * the owner that the request has something new (the owner defers its own
  * work).
- * Depends on libcurl, loop.h, sse.h. */
+ * A network policy (netpolicy.h), when given, is checked on the URL of
+ * every hop and on the address of every connection.
+ * Depends on libcurl, loop.h, sse.h, netpolicy.h. */
 #ifndef WF_HTTP_H
 #define WF_HTTP_H
 
 #include "loop.h"
+#include "netpolicy.h"
 #include "sse.h"
 
 typedef struct wf_http wf_http_t;
@@ -60,6 +63,12 @@ typedef struct wf_http_opts {
   wf_http_cross_origin_t cross_origin;
   const char *const *secret_headers; /* more secret header names (any
                                    case), NULL-terminated; may be NULL */
+  wf_netpolicy_t *policy;       /* may be NULL; the request keeps a
+                                   reference: the host and port of every
+                                   URL (redirects too) and the address of
+                                   every connection (new or reused) are
+                                   checked, a refusal failing the request
+                                   with WF_HTTP_ERR_POLICY */
 } wf_http_opts_t;
 
 /* A record taken from a streaming request. For SSE the event fields are
@@ -85,7 +94,8 @@ typedef enum {
   WF_HTTP_ERR_PROTOCOL, /* malformed response, stream cut, framing error */
   WF_HTTP_ERR_TOO_LARGE,
   WF_HTTP_ERR_CANCELLED,
-  WF_HTTP_ERR_OTHER
+  WF_HTTP_ERR_OTHER,
+  WF_HTTP_ERR_POLICY    /* refused by the network policy */
 } wf_http_errcode_t;
 
 /* Owner notification: the request has new records, or has finished. Called
@@ -105,7 +115,9 @@ void wf_http_free(wf_http_t *h);
 /* Change the per-host limit (0: 64); raising it starts queued requests. */
 void wf_http_set_max_per_host(wf_http_t *h, int max_per_host);
 /* Start (or queue) a request. notify(ud, req) fires when records arrive and
- * once when done. NULL with err on bad options (bad URL scheme, ...). */
+ * once when done. NULL with err on bad options (bad URL scheme, ...). A
+ * URL the network policy refuses gives a request that is already done
+ * with WF_HTTP_ERR_POLICY (notified as any failure). */
 wf_http_req_t *wf_http_start(wf_http_t *h, const wf_http_opts_t *o,
                              wf_http_notify_fn notify, void *ud,
                              wf_err_t *err);
@@ -144,7 +156,7 @@ int wf_http_header_secret(const char *line, const char *const *extra);
  * failed: Connection refused"). WF_HTTP_ERR_NONE on success. */
 wf_http_errcode_t wf_http_error(const wf_http_req_t *r, const char **msg);
 /* Name of an error code: "connect", "dns", "timeout", "idle_timeout",
- * "protocol", "too_large", "cancelled", "error". */
+ * "protocol", "too_large", "cancelled", "error", "policy". */
 const char *wf_http_errcode_name(wf_http_errcode_t c);
 /* Requests running / waiting in the per-host queues (for tests). */
 int wf_http_running(const wf_http_t *h);

@@ -4,8 +4,9 @@
  * queue, connection reuse, timeouts and failure codes, cancelling a request
  * from another one's notification, freeing the client while transfers run
  * (also from inside a notification), pausing a stream whose records are not
- * taken, a thousand concurrent transfers, and the heap a request waiting
- * in its host's queue takes. Depends on http.h, loop.h, harness.h and
+ * taken, a thousand concurrent transfers, the heap a request waiting
+ * in its host's queue takes, and the network policy on every hop and
+ * connection. Depends on http.h, netpolicy.h, loop.h, harness.h and
  * libev. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -871,6 +872,90 @@ static void test_queued_request_memory(void) {
 #endif
 }
 
+/* A network policy: a private address is refused after DNS ("localhost"),
+ * on the first hop and on a redirect; a host or port the policy refuses
+ * fails at once and nothing reaches the server; a reused keep-alive
+ * connection to a refused address is not used; allow_cidrs and
+ * allow_private permit the server. */
+static void test_network_policy(void) {
+  wf_http_t *h = wf_http_new(L, 0);
+  wf_netpolicy_t *deny = wf_netpolicy_new(), *hosts = wf_netpolicy_new();
+  wf_netpolicy_t *cidr = wf_netpolicy_new(), *open = wf_netpolicy_new();
+  wf_http_opts_t o;
+  wf_err_t err;
+  char u[128], port[32];
+  seen_t s;
+  snprintf(port, sizeof port, "port %d", S.port);
+  memset(&o, 0, sizeof o);
+  /* default policy: any host, no private address */
+  o.policy = deny;
+  S.requests = 0;
+  snprintf(u, sizeof u, "http://localhost:%d/ok", S.port);
+  start(h, u, WF_HTTP_BUFFER, &s, &o);
+  wait_done(&s, 1);
+  CHECK_INT(s.code, WF_HTTP_ERR_POLICY);
+  CHECK(strstr(s.msg, "private address") != NULL);
+  CHECK(strstr(s.msg, "localhost") != NULL);
+  CHECK_INT(S.requests, 0);
+  CHECK_STR(wf_http_errcode_name(WF_HTTP_ERR_POLICY), "policy");
+  /* an allowed host that redirects to a refused one */
+  CHECK(wf_netpolicy_allow_host(hosts, "LOCALHOST.", &err) == WF_OK);
+  wf_netpolicy_set_private(hosts, 1);
+  o.policy = hosts;
+  S.requests = 0;
+  snprintf(u, sizeof u, "http://localhost:%d/redirect/302/127.0.0.1/ok", S.port);
+  start(h, u, WF_HTTP_BUFFER, &s, &o);
+  wait_done(&s, 1);
+  CHECK_INT(s.code, WF_HTTP_ERR_POLICY);
+  CHECK(strstr(s.msg, "'127.0.0.1'") != NULL && strstr(s.msg, "allow_hosts") != NULL);
+  CHECK_INT(S.requests, 1);
+  /* the first hop refused by name: done at once, never sent */
+  S.requests = 0;
+  start(h, url("/ok"), WF_HTTP_BUFFER, &s, &o);
+  CHECK(s.req != NULL);
+  wait_done(&s, 1);
+  CHECK_INT(s.code, WF_HTTP_ERR_POLICY);
+  CHECK_INT(S.requests, 0);
+  /* a blocked port */
+  CHECK(wf_netpolicy_block_port(hosts, S.port, &err) == WF_OK);
+  snprintf(u, sizeof u, "http://localhost:%d/ok", S.port);
+  start(h, u, WF_HTTP_BUFFER, &s, &o);
+  wait_done(&s, 1);
+  CHECK_INT(s.code, WF_HTTP_ERR_POLICY);
+  CHECK(strstr(s.msg, "block_ports") != NULL);
+  CHECK_INT(S.requests, 0);
+  /* a keep-alive connection opened without a policy is not reused by a
+   * request whose policy refuses its address */
+  start(h, url("/ok"), WF_HTTP_BUFFER, &s, NULL);
+  wait_done(&s, 1);
+  CHECK_INT(s.code, WF_HTTP_ERR_NONE);
+  o.policy = deny;
+  S.requests = 0;
+  start(h, url("/ok"), WF_HTTP_BUFFER, &s, &o);
+  wait_done(&s, 1);
+  CHECK_INT(s.code, WF_HTTP_ERR_POLICY);
+  CHECK(strstr(s.msg, "127.0.0.1") != NULL);
+  CHECK_INT(S.requests, 0);
+  /* permitted: the range in allow_cidrs, or allow_private */
+  CHECK(wf_netpolicy_allow_cidr(cidr, "127.0.0.0/8", &err) == WF_OK);
+  wf_netpolicy_set_private(open, 1);
+  o.policy = cidr;
+  start(h, url("/redirect/302/127.0.0.1/ok"), WF_HTTP_BUFFER, &s, &o);
+  wait_done(&s, 1);
+  CHECK_INT(s.code, WF_HTTP_ERR_NONE);
+  CHECK_STR(s.body, "ok");
+  o.policy = open;
+  start(h, u, WF_HTTP_BUFFER, &s, &o);
+  wait_done(&s, 1);
+  CHECK_INT(s.code, WF_HTTP_ERR_NONE);
+  /* the requests keep their references: the policies go once unused */
+  wf_netpolicy_unref(deny);
+  wf_netpolicy_unref(hosts);
+  wf_netpolicy_unref(cidr);
+  wf_netpolicy_unref(open);
+  wf_http_free(h);
+}
+
 int main(void) {
   struct rlimit rl;
   /* a thousand transfers need two thousand descriptors (both ends) */
@@ -899,6 +984,7 @@ int main(void) {
   RUN(test_timeout_on_reused_connection);
   RUN(test_redirect_with_a_full_host_queue);
   RUN(test_queued_request_memory);
+  RUN(test_network_policy);
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= 2100)
     RUN(test_thousand_concurrent);
   else
