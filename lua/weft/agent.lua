@@ -60,6 +60,8 @@ _M.OPTIONS = check.spec("weft.agent", { properties = {
   max_tool_rounds = { type = "integer", minimum = 0, aliases = { "max_rounds", "max_iterations", "max_turns" } },
   llm = { type = "table", expect = "a table of weft.llm.chat options", properties = LLM },
   description = { type = "string" },
+  -- weft.guard objects or functions on the model calls (docs/guardrails.md)
+  guards = { type = "any", expect = "a list of weft.guard objects or functions", aliases = { "guardrails" } },
   tool_choice = { type = { "string", "table" }, test = function(tc)
     return tc == "auto" or tc == "none" or tc == "required" or (type(tc) == "table" and type(tc.name) == "string")
   end, expect = "'auto', 'none', 'required' or {name = tool}" },
@@ -121,11 +123,13 @@ function _M.new(opts, level)
   for k, v in pairs(opts.llm or {}) do extra[k] = v end
   local names = {}
   for i, tl in ipairs(tools) do names[i] = tl.name end
+  local guards = opts.guards ~= nil
+    and require("weft.guard").list(opts.guards, sformat("weft.agent: agent '%s'", name), level) or nil
   return setmetatable({
     name = name, instructions = opts.instructions, model = model, tools = tools,
     temperature = t, max_tokens = mt, memory = mem, reducer = opts.reducer,
     max_tool_rounds = rounds, llm = extra, description = opts.description, tool_choice = tc,
-    _by_name = by_name, _specs = specs, _tool_names = concat(names, ", "),
+    _by_name = by_name, _specs = specs, _tool_names = concat(names, ", "), _guards = guards,
     _system = opts.instructions and opts.instructions ~= "" and
               { role = "system", content = opts.instructions } or nil,
   }, Agent)
@@ -213,6 +217,34 @@ local function chat_opts(self, msgs, on_chunk)
   return o
 end
 
+local guard_mod, task_current, guard_plan
+-- The guards of a run of agent self by stage, with their info, or nil: the
+-- guardrails and workflow guards of the run the caller works for (if any),
+-- then the agent's own.
+local function guards_of(self)
+  local own = self._guards
+  if not task_current then
+    task_current = require("weft.task").current
+    guard_plan = require("weft.context").guard_plan
+  end
+  local run, _, exec = task_current()
+  local plan = run and guard_plan(run)
+  local base = plan and plan.agent
+  if not base and not own then return nil end
+  guard_mod = guard_mod or require "weft.guard"
+  local gl = { info = { agent = self.name, executor_id = exec, run_id = run and run.id } }
+  for _, s in ipairs(guard_mod.STAGES) do gl[s] = guard_mod.at_stage(base and base[s], own, s) end
+  return gl
+end
+
+-- v after the guards of gl at stage (field: the root of the paths), or
+-- nil, the block message, "guardrail".
+local function guarded(gl, stage, v, field, tool)
+  local info = gl.info
+  info.field, info.tool = field, tool
+  return guard_mod.try(gl[stage], stage, v, info)
+end
+
 -- The run itself, on the run's pending messages (the input): returns the
 -- result, or nil, err, code. The thread changes only when the model has
 -- answered (the pending messages are appended at once), so a failed or
@@ -228,12 +260,23 @@ local function turn(self, thread, pending, on_chunk)
   local usage = { input_tokens = 0, output_tokens = 0, total_tokens = 0 }
   local rounds = 0
   local res
+  local gl = guards_of(self)
   while true do
     local rok, req = pcall(request_messages, self, extra, thread, pending)
     if not rok then return nil, sformat("agent '%s': reducer: %s", self.name, tostring(req)), "reducer" end
     local err, code
+    if gl and gl.input then
+      req, err = guarded(gl, "input", req, "messages")
+      if not req then return nil, err, "guardrail" end
+    end
     res, err, code = chat(chat_opts(self, req, on_chunk))
     if not res then return nil, sformat("agent '%s': %s", self.name, tostring(err)), code end
+    if gl and gl.output and res.text and res.text ~= "" then
+      local text
+      text, err = guarded(gl, "output", res.text, "output.text")
+      if not text then return nil, err, "guardrail" end
+      res.text = text
+    end
     local u = res.usage
     if u then
       usage.input_tokens = usage.input_tokens + (u.input_tokens or 0)
@@ -251,9 +294,22 @@ local function turn(self, thread, pending, on_chunk)
     end
     rounds = rounds + 1
     local own = own_calls(calls, rounds)
+    if gl and gl.tool_call then
+      for _, c in ipairs(own) do
+        local a, gerr = guarded(gl, "tool_call", c.arguments, "tool_call.arguments", c.name)
+        if a == nil then return nil, gerr, "guardrail" end
+        c.arguments = a
+      end
+    end
     pending[#pending + 1] = { role = "assistant", content = res.text or "", tool_calls = own }
     for _, c in ipairs(own) do
-      pending[#pending + 1] = { role = "tool", tool_call_id = c.id, name = c.name, content = run_tool(self, c, thread) }
+      local text = run_tool(self, c, thread)
+      if gl and gl.tool_result then
+        local gerr
+        text, gerr = guarded(gl, "tool_result", text, "tool_result", c.name)
+        if text == nil then return nil, gerr, "guardrail" end
+      end
+      pending[#pending + 1] = { role = "tool", tool_call_id = c.id, name = c.name, content = text }
     end
   end
   -- commit

@@ -20,6 +20,7 @@ local cset, cget, crunning = sched.set_state, sched.get_state, sched.running
 local cprev = sched.previous_errors
 local clive, cwait = sched.emit_live, sched.request_wait
 local DONE = sched.DONE
+local guard_mod -- weft.guard, loaded by the first guarded invocation
 
 local Ctx = {}
 Ctx.__index = Ctx
@@ -71,12 +72,23 @@ local function dotted(self, name)
   end
 end
 
+-- Value v after the guards of list at stage (field: the root of the
+-- paths the events name); a block raises the guardrail error (code
+-- "guardrail"), which fails the invocation.
+local function guarded(self, list, stage, v, field)
+  if not list then return v end
+  return guard_mod.apply(list, stage, v, { field = field, executor_id = self.executor_id,
+                                           run_id = self.run_id }, guard_mod.triggered)
+end
+
 --- Send msg to successors; target (id or executor) restricts delivery.
 function Ctx:send(msg, target)
   if msg == nil then
     dotted(self, "send")
     error("ctx:send: message is nil", 2)
   end
+  local gp = self._guards
+  if gp then msg = guarded(self, gp.output, "output", msg, "message") end
   checked(msg, "message", "ctx:send")
   local t
   if target ~= nil then
@@ -97,6 +109,8 @@ function Ctx:yield_output(value)
     dotted(self, "yield_output")
     error("ctx:yield_output: value is nil", 2)
   end
+  local gp = self._guards
+  if gp then value = guarded(self, gp.output, "output", value, "output") end
   checked(value, "output", "ctx:yield_output")
   local ok, err, code = coutput(self._run.c, self._seq, value)
   if not ok then fail(self, "ctx:yield_output", err, code, value, "output") end
@@ -257,6 +271,39 @@ local function on_error(e)
   return { message = msg, traceback = cut and tb:sub(1, cut - 1) or tb }
 end
 
+--- The guard plan of run (weft.guard.plan): the workflow's own when the
+-- run has no guardrails, else one made for the run's policy and graph
+-- (kept on the run until its graph changes); nil when nothing is guarded.
+function _M.guard_plan(run)
+  local wf = run.wf
+  local pol = run.guardrails
+  if pol == nil then return wf._plan or nil end
+  if run._gplan_wf == wf then return run._gplan or nil end
+  guard_mod = guard_mod or require "weft.guard"
+  local plan = guard_mod.plan(guard_mod.by_stage(pol, "run option guardrails"), wf._guards, wf._exec_guards,
+                              #wf._ids)
+  run._gplan, run._gplan_wf = plan or false, wf
+  return plan
+end
+
+-- An invocation with guards (plan entry gp): a retry after a guardrail
+-- block fails again at once (a block is not retried: the same input meets
+-- the same guards), the input guards run on msg, then the handler (or the
+-- run's invoke) with ctx carrying the output guards.
+local function guarded_invoke(run, exec, msg, ctx, gp)
+  guard_mod = guard_mod or require "weft.guard"
+  if ctx.attempt > 1 then
+    local pe = ctx.previous_errors
+    local last = pe[#pe]
+    if last and guard_mod.is_block(last.message) then error(last.message, 0) end
+  end
+  msg = guarded(ctx, gp.input, "input", msg, "input")
+  ctx._guards = gp
+  local invoke = run.invoke
+  if invoke then return invoke(run, exec, msg, ctx) end
+  return run.wf._handlers[exec](msg, ctx)
+end
+
 --- The body of every task coroutine: run invocations until abandoned.
 -- Receives (run, seq, exec, superstep, attempt, msg) from C at each resume
 -- and yields (DONE, ok, err) at the end of each invocation. A run with
@@ -279,7 +326,16 @@ function _M.worker(run, seq, exec, superstep, attempt, msg, order)
     end
     local ok, err
     local invoke = run.invoke
-    if invoke then
+    -- guards: the workflow's plan (false when nothing is guarded), or the
+    -- run's when it has guardrails
+    local gp = run.wf._plan -- false when the workflow has no guards
+    if gp or run.guardrails ~= nil then
+      gp = _M.guard_plan(run)
+      gp = gp and gp[exec]
+    end
+    if gp then
+      ok, err = xpcall(guarded_invoke, on_error, run, exec, msg, ctx, gp)
+    elseif invoke then
       ok, err = xpcall(invoke, on_error, run, exec, msg, ctx)
     else
       ok, err = xpcall(run.wf._handlers[exec], on_error, msg, ctx)

@@ -1,6 +1,6 @@
 --- Executors: the nodes of a workflow graph.
 -- `weft.executor(id, fn)` or `weft.executor(id, {handle = fn, kind = ...,
--- retry = {...}, timeout = s, on_error = ...})`. Options are validated here
+-- retry = {...}, timeout = s, on_error = ..., guards = {...}})`. Options are validated here
 -- so that mistakes are reported where they are made, naming the field.
 local _M = {}
 
@@ -43,6 +43,9 @@ _M.OPTIONS = check.spec("weft.executor", { properties = {
   on_error = { enum = { "fail", "continue" } },
   name = { type = "string" },
   description = { type = "string" },
+  -- weft.guard objects or functions, on the input and the messages/outputs
+  guards = { type = "any", expect = "a list of weft.guard objects or functions",
+             aliases = { "guardrails", "guard" } },
 } })
 
 --- Create an executor: `new(id, fn)` or `new(id, opts)`.
@@ -60,11 +63,13 @@ function _M.new(id, spec)
     error(what .. ": expects a handler function or an options table, got " .. type(spec), 2)
   end
   local r = opts.retry or {}
+  local guards = opts.guards ~= nil and require("weft.guard").list(opts.guards, what, 2) or nil
   return setmetatable({
     id = id, kind = opts.kind or "worker", handle = opts.handle,
     retry = { max_attempts = r.max_attempts or 1, backoff = r.backoff or 0,
               backoff_factor = r.backoff_factor or 2, max_backoff = r.max_backoff or 30 },
     timeout = opts.timeout or 0, on_error = opts.on_error or "fail", description = opts.description,
+    guards = guards,
   }, Executor)
 end
 

@@ -292,6 +292,146 @@ function _M.watches(list, stage)
   return false
 end
 
+-- ---- plans: which guards watch what, per run ---------------------------------
+
+--- Guards by stage from a policy (weft.guardrails), a `{guards = {input =
+-- list, ...}}` table, or a plain list of guards (each at its stages):
+-- `{input = list|nil, output = ..., tool_call = ..., tool_result = ...}`.
+function _M.by_stage(v, what)
+  if v == nil then return nil end
+  what = what or "guardrails"
+  local t = v
+  if type(v) == "table" and not _M.is_guard(v) and v[1] == nil and type(v.guards) == "table" then
+    t = v.guards
+  end
+  if type(t) ~= "table" and type(t) ~= "function" then
+    error(what .. ": must be a policy (weft.guardrails.load) or a list of guards, got " .. type(t), 0)
+  end
+  local out = {}
+  if _M.is_guard(t) or type(t) == "function" or t[1] ~= nil then
+    for _, g in ipairs(_M.list(t, what) or {}) do
+      for _, s in ipairs(g.stage_list) do
+        out[s] = out[s] or {}
+        out[s][#out[s] + 1] = g
+      end
+    end
+    return out
+  end
+  for k, l in pairs(t) do
+    if not STAGE_SET[k] then
+      error(sformat("%s.guards: unknown stage %s (input, output, tool_call, tool_result)", what, check.show(k)), 0)
+    end
+    out[k] = _M.list(l, what .. ".guards." .. k)
+  end
+  return out
+end
+
+--- The guards of list l that watch stage s, after those of list a (a new
+-- list), or nil when there are none.
+local function at_stage(a, l, s)
+  local out
+  if a then
+    out = {}
+    for i = 1, #a do out[i] = a[i] end
+  end
+  if l then
+    for _, g in ipairs(l) do
+      if g.stages[s] then
+        out = out or {}
+        out[#out + 1] = g
+      end
+    end
+  end
+  return out
+end
+
+_M.at_stage = at_stage
+
+--- The guard plan of a run: run (by stage, see by_stage), workflow guards
+-- (a list) and executor guards (lists by executor index, n executors):
+-- `plan[i] = {input = list, output = list}` for each executor i that has
+-- guards, and `plan.agent = {input, output, tool_call, tool_result}` the
+-- guards of agents' model calls in the run (run and workflow guards); nil
+-- when there are none at all. Order: run, workflow, executor.
+function _M.plan(run_guards, wf_guards, exec_guards, n)
+  local plan
+  local base = {}
+  for _, s in ipairs(_M.STAGES) do
+    base[s] = at_stage(run_guards and run_guards[s], wf_guards, s)
+  end
+  for i = 1, n do
+    local eg = exec_guards and exec_guards[i]
+    local inp = at_stage(base.input, eg, "input")
+    local out = at_stage(base.output, eg, "output")
+    if inp or out then
+      plan = plan or {}
+      plan[i] = { input = inp, output = out }
+    end
+  end
+  if next(base) ~= nil then
+    plan = plan or {}
+    plan.agent = base
+  end
+  return plan
+end
+
+-- ---- what a triggered guard does ---------------------------------------------
+
+--- Non-allow verdicts of this process: counters[guard][stage][action].
+_M.counters = {}
+
+local observers = {}
+
+--- Call fn(event) on every non-allow verdict of this process (serve's
+-- audit log); returns a function that removes it.
+function _M.observe(fn)
+  if not callable(fn) then error("weft.guard.observe: expects a function(event)", 2) end
+  observers[#observers + 1] = fn
+  return function()
+    for i = #observers, 1, -1 do
+      if observers[i] == fn then table.remove(observers, i) end
+    end
+  end
+end
+
+local task_current, sched_emit
+
+--- The sink of the guards of an invocation: counts the event, hands it to
+-- the observers and publishes it as the custom event guardrail_triggered
+-- of the invocation the caller works for (at the barrier, as ctx:emit;
+-- kept when the attempt fails). Outside any executor it is only counted
+-- and observed.
+function _M.triggered(ev)
+  local c = _M.counters
+  local bg = c[ev.guard]
+  if not bg then bg = {}; c[ev.guard] = bg end
+  local bs = bg[ev.stage]
+  if not bs then bs = {}; bg[ev.stage] = bs end
+  bs[ev.action] = (bs[ev.action] or 0) + 1
+  if not task_current then
+    task_current = require("weft.task").current
+    sched_emit = require("weft.core.sched").emit
+  end
+  local run, seq = task_current()
+  if run then
+    ev.run_id = ev.run_id or run.id
+    sched_emit(run.c, seq, "guardrail_triggered", ev)
+  end
+  for i = 1, #observers do
+    local ok, err = pcall(observers[i], ev)
+    if not ok then io.stderr:write("weft.guard: observer: ", tostring(err), "\n") end
+  end
+end
+
+--- apply() with the sink `triggered`, returning the value or nil, the
+-- block message and "guardrail" instead of raising.
+function _M.try(list, stage, value, info)
+  local ok, v = pcall(_M.apply, list, stage, value, info, _M.triggered)
+  if ok then return v end
+  if getmetatable(v) == GuardError then return nil, v.message, "guardrail" end
+  error(v, 0)
+end
+
 -- ---- sizes ------------------------------------------------------------------
 
 local UNITS = { B = 1, KB = 1e3, MB = 1e6, GB = 1e9, TB = 1e12,

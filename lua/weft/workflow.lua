@@ -259,6 +259,19 @@ function Builder:defaults(d)
   return self
 end
 
+--- Guards of every executor of the workflow (weft.guard objects or
+-- functions), after the run's guardrails and before each executor's own:
+-- `:guards{weft.guard.pii{}, ...}`; agents run by its executors apply them
+-- to their model calls too. Adds to earlier calls.
+function Builder:guards(list)
+  local l = require("weft.guard").list(list, ("workflow '%s': guards"):format(self.name), 2)
+  if l then
+    self._guards = self._guards or {}
+    for _, g in ipairs(l) do self._guards[#self._guards + 1] = g end
+  end
+  return self
+end
+
 --- Declare per-key state reducers: `:state{ key = weft.reduce.append }`.
 function Builder:state(spec)
   if type(spec) ~= "table" then error("state: expects a table {key = reducer}", 2) end
@@ -324,8 +337,19 @@ local function compile(self)
     if ex == start then table.remove(order, i); table.insert(order, 1, ex); break end
   end
   local index, ids, handlers = {}, {}, {}
+  local exec_guards -- executor index -> its guards
   for i, ex in ipairs(order) do
     index[ex.id], index[ex], ids[i], handlers[i] = i, i, ex.id, ex.handle
+    if ex.guards then
+      exec_guards = exec_guards or {}
+      exec_guards[i] = ex.guards
+    end
+  end
+  -- the guard plan of runs without guardrails (false: nothing guarded,
+  -- the invocations' one check)
+  local plan = false
+  if exec_guards or self._guards then
+    plan = require("weft.guard").plan(nil, self._guards, exec_guards, #order) or false
   end
   local function resolve(e, r)
     local i = index[r]
@@ -377,7 +401,7 @@ local function compile(self)
   return setmetatable({
     name = name, start = start.id, _graph = g, _order = order, _index = index,
     _ids = ids, _handlers = handlers, _edges = desc_edges, _reducer_fns = self._reducers,
-    _defaults = self._defaults,
+    _defaults = self._defaults, _guards = self._guards, _exec_guards = exec_guards, _plan = plan,
   }, Workflow)
 end
 
