@@ -171,6 +171,113 @@ describe("weft.patterns.handoff", function()
     assert.equal("c answers", res.outputs[1].text)
   end)
 
+  describe('mode = "human_in_loop"', function()
+    -- The user_input requests of a run result.
+    local function asked(r)
+      local out = {}
+      for i, q in ipairs(r.requests or {}) do out[i] = q.request end
+      return out
+    end
+
+    it("asks the user after a reply without a handoff and goes on with the answer", function()
+      hands_off("triage", "billing", "Passing you to billing.")
+      local seen = {}
+      llm.mock.register("billing", { { reply = function(m)
+        seen[#seen + 1] = m
+        return #seen == 1 and "What is your order number?" or "Refund for order 42 sent."
+      end } })
+      local wf = patterns.handoff { agents = { agent("triage"), agent("billing") }, mode = "human_in_loop" }
+      local run = wf:spawn("I was charged twice")
+      local r = run:wait()
+      assert.equal("idle", r.status, r.error)
+      assert.same({ { type = "user_input", agent = "billing", text = "What is your order number?" } }, asked(r))
+      assert.equal("billing", r.requests[1].executor_id)
+      assert(run:respond(r.requests[1].request_id, "order 42"))
+      r = run:wait()
+      assert.equal("idle", r.status, r.error)
+      assert.same({ { type = "user_input", agent = "billing", text = "Refund for order 42 sent." } }, asked(r))
+      -- billing's second call saw the whole conversation with the user's answer
+      local last = seen[2]
+      assert.same({ "user", "order 42" }, { last[#last].role, last[#last].content })
+      assert.equal("What is your order number?", last[#last - 1].content)
+      assert(run:respond(r.requests[1].request_id, { done = true }))
+      r = run:wait()
+      assert.equal("completed", r.status, r.error)
+      local out = r.outputs[1]
+      assert.equal("user_done", out.reason)
+      assert.equal(1, out.user_turns)
+      assert.equal("Refund for order 42 sent.", out.text)
+      assert.equal("billing", out.agent)
+      assert.same({ "triage", "billing" }, out.path)
+      local contents = {}
+      for i, m in ipairs(out.messages) do contents[i] = m.content end
+      assert.same({ "I was charged twice", "Passing you to billing.", "What is your order number?", "order 42",
+                    "Refund for order 42 sent." }, contents)
+    end)
+
+    it("lets the answer lead to a handoff; the next agent asks in turn", function()
+      llm.mock.register("a", {
+        { when = after_tool, reply = "" },
+        { match = "billing", tool_calls = { { name = "handoff_to_b" } } },
+        { reply = "How can I help?" },
+      })
+      answers("b", "billing here")
+      local run = patterns.handoff { agents = { agent("a"), agent("b") }, mode = "human_in_loop" }:spawn("hi")
+      local r = run:wait()
+      assert.equal("How can I help?", asked(r)[1].text)
+      assert(run:respond(r.requests[1].request_id, "it is about billing"))
+      r = run:wait()
+      assert.equal("idle", r.status, r.error)
+      assert.same({ type = "user_input", agent = "b", text = "billing here" }, asked(r)[1])
+      assert(run:respond(r.requests[1].request_id, ""))
+      r = run:wait()
+      assert.equal("completed", r.status, r.error)
+      assert.same({ "a", "b" }, r.outputs[1].path)
+      assert.equal(1, r.outputs[1].user_turns)
+      assert.equal("user_done", r.outputs[1].reason)
+    end)
+
+    it("ends without asking when the termination fires", function()
+      answers("a", "all done")
+      local seen
+      local res = patterns.handoff { agents = { agent("a"), agent("b", "echo") }, mode = "human_in_loop",
+        termination = function(st) seen = st; return st.messages[#st.messages].content == "all done" and "solved" end,
+      }:run("x")
+      assert.equal("completed", res.status, res.error)
+      assert.equal("solved", res.outputs[1].reason)
+      assert.equal(0, h.count(res.events, "request_info"))
+      assert.equal("a", seen.agent)
+      assert.equal(0, seen.user_turns)
+    end)
+
+    it("fails naming the agent on an answer that is not user input", function()
+      answers("a", "question?")
+      local run = patterns.handoff { agents = { agent("a"), agent("b", "echo") }, mode = "human_in_loop" }:spawn("x")
+      local r = run:wait()
+      assert(run:respond(r.requests[1].request_id, { 1, 2 }))
+      r = run:wait()
+      assert.equal("failed", r.status)
+      assert.mentions("handoff: the answer to agent 'a''s user_input request must be a string, a message", r.error)
+    end)
+
+    it("is not the default: autonomous runs complete at the first answer", function()
+      answers("a", "done")
+      local res = patterns.handoff { agents = { agent("a"), agent("b", "echo") }, mode = "autonomous" }:run("x")
+      assert.equal("completed", res.status)
+      assert.is_nil(res.outputs[1].reason)
+      assert.equal(0, h.count(res.events, "request_info"))
+    end)
+
+    it("rejects an unknown mode and a termination without it", function()
+      local a, b = agent("a", "echo"), agent("b", "echo")
+      assert.mentions("handoff: mode must be 'autonomous' or 'human_in_loop', got 'ask'", h.error_of(patterns.handoff, { agents = { a, b }, mode = "ask" }))
+      assert.mentions('handoff: termination needs mode = "human_in_loop"',
+                      h.error_of(patterns.handoff, { agents = { a, b }, termination = function() end }))
+      assert.mentions("handoff: termination must be a function",
+                      h.error_of(patterns.handoff, { agents = { a, b }, mode = "human_in_loop", termination = 1 }))
+    end)
+  end)
+
   it("fails the run naming an agent whose model call fails", function()
     hands_off("a", "b")
     llm.mock.register("b", { { fail = { status = 400 } } })

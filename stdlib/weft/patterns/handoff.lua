@@ -2,7 +2,7 @@
 -- each other with generated tools.
 --
 -- `handoff{agents = {...}, start = name (default the first), max_handoffs
--- = 10, name = "handoff"}` gives every agent one tool `handoff_to_<peer>`
+-- = 10, mode = "autonomous", termination = fn | nil, name = "handoff"}` gives every agent one tool `handoff_to_<peer>`
 -- per peer (made with weft.tool; the agent is rebuilt with weft.agent from
 -- its own options plus these tools, so agents must be weft.agent objects)
 -- and builds one executor per agent (id = the agent's name) with a
@@ -19,17 +19,34 @@
 -- error naming the path and its cycle ("handoff: exceeded max_handoffs
 -- (4): a -> b -> a -> b -> a (cycle a -> b -> a)"), never loops forever.
 -- Each handoff emits a custom event "handoff" `{from, to, count}`.
--- Uses weft, weft.json, weft.tool, weft.agent, weft.patterns.common.
+--
+-- `mode` (Agent Framework's interaction mode): "autonomous" (the default,
+-- as above: the first reply without a handoff ends the run) or
+-- "human_in_loop" (Agent Framework's default): after a reply without a
+-- handoff, the agent's executor asks the user with `ctx:request_info{type =
+-- "user_input", agent, text = the reply}`; the answer (a string, a message
+-- or a list of messages) is appended as the user's and the same agent goes
+-- on (it may hand off); an answer "", false, null or `{done = true}` ends
+-- the run, and so does `termination(state) -> reason | nil` (checked before
+-- each request, state `{messages, agent, path, user_turns}`). Its output
+-- adds `user_turns` and `reason` ("user_done" or the termination's).
+-- weft keeps autonomous as the default so that a handoff workflow still
+-- completes in one run where nobody can answer a request (a workflow used
+-- as an agent, weft serve's workflow models, scripts that only run).
+-- Uses weft, weft.json, weft.tool, weft.agent, weft.patterns.common,
+-- weft.patterns.terminations.
 local weft = require "weft"
 local json = require "weft.json"
 local tool_mod = require "weft.tool"
 local agent_mod = require "weft.agent"
 local common = require "weft.patterns.common"
+local terminations = require "weft.patterns.terminations"
 
-local type, error, ipairs, tostring, pcall, next = type, error, ipairs, tostring, pcall, next
+local type, error, ipairs, tostring, pcall, next, unpack = type, error, ipairs, tostring, pcall, next, unpack
 local sformat, concat = string.format, table.concat
 
-local OPTIONS = { agents = true, start = true, max_handoffs = true, name = true }
+local OPTIONS = { agents = true, start = true, max_handoffs = true, name = true,
+                  mode = { enum = { "autonomous", "human_in_loop" } }, termination = true }
 local TURN = "handoff_turn"
 local PATH_SHOWN = 24   -- agents of the path shown in the error
 
@@ -84,6 +101,24 @@ local function cycle_of(path)
   end
 end
 
+-- True when a user's answer ends the conversation.
+local function ends(answer)
+  return answer == nil or answer == false or answer == "" or answer == json.null
+    or (type(answer) == "table" and answer.done == true)
+end
+
+-- The user message(s) of an answer to a user_input request (a string, a
+-- message or a list of messages); raises naming the agent otherwise.
+local function user_messages(answer, name)
+  local ok, list = pcall(common.to_messages, "handoff", answer)
+  if not ok then
+    error(sformat("handoff: the answer to agent '%s''s user_input request must be a string, a message or "
+                  .. "a list of messages (or \"\", false or {done = true} to end), got %s", name,
+                  type(answer) == "table" and "a table that is none of these" or type(answer)), 0)
+  end
+  return list
+end
+
 --- Build the handoff workflow of opts.agents.
 return function(opts)
   common.check_options("handoff", opts, OPTIONS, 2)
@@ -100,6 +135,14 @@ return function(opts)
                   type(start) == "string" and ("'" .. start .. "'") or tostring(start), concat(names, ", ")), 2)
   end
   local max_handoffs = common.check_int("handoff", opts, "max_handoffs", 10, 0, 2)
+  local human = opts.mode == "human_in_loop"
+  local termination = opts.termination
+  if termination ~= nil then
+    if not common.callable(termination) then
+      error("handoff: termination must be a function(state) -> reason | nil", 2)
+    end
+    if not human then error('handoff: termination needs mode = "human_in_loop" (autonomous runs end at the first answer)', 2) end
+  end
 
   -- every agent with its handoff tools
   local wired = {}
@@ -126,15 +169,26 @@ return function(opts)
         else
           conv, path = common.to_messages("handoff", msg), { name }
         end
-        local thread = agent:new_thread()
-        local res, err = common.call_agent(agent, conv, thread)
-        if not res then error("handoff: " .. err, 0) end
-        local text = res.text or ""
-        local to = thread.metadata.handoff_to
-        if to == nil then
-          ctx:yield_output({ messages = common.append(conv, common.reply_message(name, text)), text = text,
-                             agent = name, path = json.array(common.append(path)) })
-          return
+        local user_turns = type(msg) == "table" and msg.user_turns or 0
+        local text, to
+        while true do
+          local thread = agent:new_thread()
+          local res, err = common.call_agent(agent, conv, thread)
+          if not res then error("handoff: " .. err, 0) end
+          text, to = res.text or "", thread.metadata.handoff_to
+          if to ~= nil then break end
+          conv = common.append(conv, common.reply_message(name, text))
+          local out = { messages = conv, text = text, agent = name, path = json.array(common.append(path)) }
+          if not human then return ctx:yield_output(out) end
+          -- human in the loop: the user answers the reply, this agent goes on
+          out.user_turns = user_turns
+          local reason = termination and terminations.reason_of(termination({
+            messages = conv, agent = name, path = out.path, user_turns = user_turns }))
+          if reason then out.reason = reason; return ctx:yield_output(out) end
+          local answer = ctx:request_info({ type = "user_input", agent = name, text = text })
+          if ends(answer) then out.reason = "user_done"; return ctx:yield_output(out) end
+          conv = common.append(conv, unpack(user_messages(answer, name)))
+          user_turns = user_turns + 1
         end
         local next_path = common.append(path, to)
         if #next_path - 1 > max_handoffs then
@@ -144,7 +198,7 @@ return function(opts)
         end
         if text ~= "" then conv = common.append(conv, common.reply_message(name, text)) end
         ctx:emit("handoff", { from = name, to = to, count = #next_path - 1 })
-        ctx:send({ kind = TURN, messages = conv, path = next_path, next = to })
+        ctx:send({ kind = TURN, messages = conv, path = next_path, next = to, user_turns = user_turns })
       end,
     })
   end
