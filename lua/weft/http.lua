@@ -10,12 +10,22 @@
 -- Values of secret headers (core.SECRET_HEADERS and the caller's
 -- secret_headers) are registered with weft.secrets, so that they are
 -- redacted from everything weft writes.
+--
+-- Network policies (docs/guardrails.md): every request is held to the
+-- process's policy (configure{network =}), to the `network` run option of
+-- the run it is made for (and of the runs that run is nested in) and to
+-- its own `network` option, all at once; weft.core.http checks them on
+-- every hop and connection (runtime/io/netpolicy.c). weft.tcp's connect
+-- takes the same policies (_M.policy).
 local core = require "weft.core.http"
 local json = require "weft.json"
 local secrets = require "weft.secrets"
 local check = require "weft.check"
+local task = require "weft.task"
+local NETWORK = require("weft.run").NETWORK
 
-local type, next, ipairs, tostring, error, pcall = type, next, ipairs, tostring, error, pcall
+local type, next, pairs, ipairs, tostring, error, pcall, rawget, rawset, setmetatable =
+  type, next, pairs, ipairs, tostring, error, pcall, rawget, rawset, setmetatable
 local huge = math.huge
 local lower, upper, find, match = string.lower, string.upper, string.find, string.match
 
@@ -40,12 +50,75 @@ _M.OPTIONS = check.spec("http.request", { properties = {
   max_redirects = { type = "integer", minimum = 0, maximum = 1000, aliases = { "redirects", "follow_redirects" } },
   cross_origin_redirects = { enum = { "strip", "refuse" } },
   secret_headers = { type = "table", expect = "a list of header names" },
+  network = NETWORK,
 } })
 
 --- The spec of configure options (weft.check).
 _M.CONFIGURE = check.spec("http.configure", { properties = {
   max_per_host = { type = "integer", minimum = 1, maximum = 1000000, aliases = { "per_host", "max_connections" } },
+  network = NETWORK,
 } })
+
+-- NETWORK tables -> policy objects of weft.core.http (a table is read at
+-- its first use), and policy a -> {policy b -> a and b}.
+local compiled = setmetatable({}, { __mode = "k" })
+local combined = setmetatable({}, { __mode = "k" })
+local process_policy -- configure{network =}, or nil
+
+local function compile(net)
+  local p = compiled[net]
+  if not p then
+    p = core.policy(net)
+    compiled[net] = p
+  end
+  return p
+end
+
+-- The policy allowing what both a (may be nil) and b allow.
+local function both(a, b)
+  if a == nil or a == b then return b end
+  local t = combined[a]
+  if not t then
+    t = setmetatable({}, { __mode = "k" })
+    combined[a] = t
+  end
+  local p = t[b]
+  if not p then
+    p = core.policy_both(a, b)
+    t[b] = p
+  end
+  return p
+end
+
+-- The policy of run r and of the runs it is nested in (cached on r), or
+-- nil.
+local function run_policy(r)
+  local p = rawget(r, "_netpolicy")
+  if p == nil then
+    p = false
+    local x = r
+    while x do
+      if x.network then p = both(p or nil, compile(x.network)) end
+      x = x._parent
+    end
+    rawset(r, "_netpolicy", p)
+  end
+  return p or nil
+end
+
+--- The network policy object a connection made now is held to: the
+-- process's (configure), the current run's (and its enclosing runs') and
+-- net's (a NETWORK table or nil) together; nil when there is none.
+function _M.policy(net)
+  local p = process_policy
+  local r = task.current()
+  if type(r) == "table" then
+    local rp = run_policy(r)
+    if rp then p = both(p, rp) end
+  end
+  if net ~= nil then p = both(p, compile(net)) end
+  return p
+end
 
 -- Lower-cased names of the headers that always count as secret.
 local SECRET = {}
@@ -186,7 +259,8 @@ local perform -- below
 
 --- request{method, url, headers, body, timeout, connect_timeout,
 -- idle_timeout, max_body, stream, framing, max_redirects,
--- cross_origin_redirects, secret_headers} -> res | nil, err, code.
+-- cross_origin_redirects, secret_headers, network} -> res | nil, err, code
+-- (code "policy": refused by a network policy).
 -- res = {status, headers, body}; see docs/io.md.
 function _M.request(opts)
   local method, body, framing, ct, stream = build(opts)
@@ -199,7 +273,7 @@ end
 -- extra header line computed from them) and wait for its result
 -- (streaming to stream if given).
 perform = function(opts, method, body, framing, ct, stream)
-  local req, err, code = core.start(opts, method, body, framing, ct)
+  local req, err, code = core.start(opts, method, body, framing, ct, _M.policy(opts.network))
   if not req then return nil, err, code end
   if stream then return run_stream(req, stream) end
   local status, lines, rbody = wait(req)
@@ -207,11 +281,25 @@ perform = function(opts, method, body, framing, ct, stream)
   return { status = status, headers = fold_headers(lines), body = rbody }
 end
 
---- configure{max_per_host = n}: at most n transfers at once per host
--- (default 64); the others wait in a FIFO queue.
+--- configure{max_per_host = n, network = NETWORK | false}: at most n
+-- transfers at once per host (default 64; the others wait in a FIFO
+-- queue); the network policy of every request of this process (false
+-- removes it).
 function _M.configure(opts)
+  local net
+  if type(opts) == "table" and opts.network == false then
+    net = false
+    local o = {}
+    for k, v in pairs(opts) do if k ~= "network" then o[k] = v end end
+    opts = o
+  end
   opts = check.options(_M.CONFIGURE, opts, 2)
   if opts.max_per_host ~= nil then core.configure(opts.max_per_host) end
+  if net == false then
+    process_policy = nil
+  elseif opts.network ~= nil then
+    process_policy = core.policy(opts.network)
+  end
 end
 
 --- stats() -> {running = n, queued = n}: transfers of this Lua state.

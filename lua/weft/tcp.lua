@@ -14,7 +14,7 @@
 --
 -- Every call that waits yields the calling executor or `weft.go` task (or,
 -- on the main thread, runs the loop until done). Expected failures return
--- `nil, err, code`: code "timeout", "closed", "connect" or "io" (err is
+-- `nil, err, code`: code "timeout", "closed", "connect", "policy" or "io" (err is
 -- "timeout", "closed" or a sentence); receive and send keep the cosocket
 -- shape `nil, err, partial` / `nil, err, sent` (err "timeout", "closed" or
 -- a sentence); misuse raises. Timeouts are in seconds; nil means no timeout. A socket is freed
@@ -85,13 +85,19 @@ function _M.listen(host, port, backlog)
   return core.listen(host, port, backlog)
 end
 
+local policy -- weft.http.policy, loaded on the first connect
+
 --- Connect to host:port; returns a connected socket or nil, err, code
--- ("timeout" or "connect": refused, unreachable, unresolved).
-function _M.connect(host, port, timeout)
+-- ("timeout"; "connect": refused, unreachable, unresolved; "policy":
+-- refused by a network policy: the process's, the current run's or
+-- network, a NETWORK table as weft.http's option).
+function _M.connect(host, port, timeout, network)
   arg("tcp.connect", "host", host, ARGS.host, 2)
   arg("tcp.connect", "port", port, ARGS.port, 2)
   check_timeout("tcp.connect", timeout)
-  local c, err, code = core.connect(host, port)
+  if network ~= nil then arg("tcp.connect", "network", network, require("weft.run").NETWORK, 2) end
+  policy = policy or require("weft.http").policy
+  local c, err, code = core.connect(host, port, policy(network))
   if not c then return nil, err, code end
   local deadline = timeout and clock() + timeout
   while true do

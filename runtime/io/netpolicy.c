@@ -34,6 +34,8 @@ typedef struct wf_netpolicy_host {
 
 struct wf_netpolicy {
   int refs;
+  wf_netpolicy_t *both[2]; /* set: this policy is both of these (and has
+                              no rules of its own) */
   int restrict_hosts; /* 0: any host */
   int allow_private;
   wf_netpolicy_host_t *hosts;
@@ -55,8 +57,17 @@ wf_netpolicy_t *wf_netpolicy_ref(wf_netpolicy_t *p) {
   return p;
 }
 
+wf_netpolicy_t *wf_netpolicy_both(wf_netpolicy_t *a, wf_netpolicy_t *b) {
+  wf_netpolicy_t *p = wf_netpolicy_new();
+  p->both[0] = wf_netpolicy_ref(a);
+  p->both[1] = wf_netpolicy_ref(b);
+  return p;
+}
+
 void wf_netpolicy_unref(wf_netpolicy_t *p) {
   if (!p || --p->refs > 0) return;
+  wf_netpolicy_unref(p->both[0]);
+  wf_netpolicy_unref(p->both[1]);
   for (size_t i = 0; i < p->nhosts; i++) free(p->hosts[i].name);
   free(p->hosts);
   free(p->ports);
@@ -213,6 +224,10 @@ int wf_netpolicy_check_host(const wf_netpolicy_t *p, const char *host,
   char buf[WF_NETPOLICY_HOST_MAX + 3];
   unsigned char a[16];
   int family;
+  if (p->both[0])
+    return wf_netpolicy_check_host(p->both[0], host, port, err) == WF_OK
+               ? wf_netpolicy_check_host(p->both[1], host, port, err)
+               : WF_ERR;
   if (norm_host(host, buf) != WF_OK)
     return wf_err_set(err, "network policy refuses host '%.100s': not a host "
                       "name", host);
@@ -243,6 +258,10 @@ int wf_netpolicy_check_host(const wf_netpolicy_t *p, const char *host,
 static int check_bytes(const wf_netpolicy_t *p, int family,
                        const unsigned char *a, const char *text, int port,
                        const char *host, wf_err_t *err) {
+  if (p->both[0])
+    return check_bytes(p->both[0], family, a, text, port, host, err) == WF_OK
+               ? check_bytes(p->both[1], family, a, text, port, host, err)
+               : WF_ERR;
   if (family != AF_INET && family != AF_INET6)
     return wf_err_set(err, "network policy refuses a connection to %.200s: "
                       "not an IP address", host ? host : "?");

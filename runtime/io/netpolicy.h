@@ -18,6 +18,9 @@ typedef struct wf_netpolicy wf_netpolicy_t;
 /* A new policy: any host, any port, no private address (as a NETWORK
  * table with only defaults); one reference. */
 wf_netpolicy_t *wf_netpolicy_new(void);
+/* A policy that allows what both a and b allow (it takes a reference to
+ * each); one reference. */
+wf_netpolicy_t *wf_netpolicy_both(wf_netpolicy_t *a, wf_netpolicy_t *b);
 /* Take one more reference; returns p (NULL: no-op). */
 wf_netpolicy_t *wf_netpolicy_ref(wf_netpolicy_t *p);
 /* Drop one reference, freeing p with the last. NULL is a no-op. */

@@ -5,7 +5,10 @@
  * the input (a line, up to a delimiter, n bytes, everything) on a buffer
  * per socket that holds no memory while empty. No Lua here: lua_tcp.c
  * turns this into cosockets. Also wf_tcp_raise_nofile for servers that
- * hold many connections. Depends on libev, loop.h, common.h (tcp.h). */
+ * hold many connections. Outbound connects may be held to a network
+ * policy (netpolicy.h), checked on the name and on each resolved address
+ * before it is connected. Depends on libev, loop.h, common.h, netpolicy.h
+ * (tcp.h). */
 #include "tcp.h"
 
 #include <errno.h>
@@ -136,8 +139,17 @@ wf_tcp_t *wf_tcp_listen(wf_loop_t *l, const char *host, int port, int backlog,
 
 wf_tcp_t *wf_tcp_connect(wf_loop_t *l, const char *host, int port,
                          wf_err_t *err) {
+  return wf_tcp_connect_policy(l, host, port, NULL, NULL, err);
+}
+
+wf_tcp_t *wf_tcp_connect_policy(wf_loop_t *l, const char *host, int port,
+                                const wf_netpolicy_t *policy, int *refused,
+                                wf_err_t *err) {
   struct addrinfo *res, *ai;
-  int fd = -1, one = 1, e = 0;
+  int fd = -1, one = 1, e = 0, nrefused = 0;
+  char what[300];
+  wf_err_t perr;
+  if (refused) *refused = 0;
   if (!host || !*host) {
     wf_err_set(err, "connect: empty host");
     return NULL;
@@ -146,9 +158,20 @@ wf_tcp_t *wf_tcp_connect(wf_loop_t *l, const char *host, int port,
     wf_err_set(err, "connect: invalid port %d (expected 1..65535)", port);
     return NULL;
   }
+  if (policy && wf_netpolicy_check_host(policy, host, port, err) != WF_OK) {
+    if (refused) *refused = 1;
+    return NULL;
+  }
   if (resolve(host, port, 0, &res, err) != WF_OK) return NULL;
+  snprintf(what, sizeof what, "%.200s:%d", host, port);
   for (int k = 0; fd < 0 && k < 2 * WF_TCP_NADDR; k++) {
-    if (!(ai = nth_addr(res, k)) || (fd = addr_socket(ai, &e)) < 0) continue;
+    if (!(ai = nth_addr(res, k))) continue;
+    if (policy && wf_netpolicy_check_addr(policy, ai->ai_addr, what, &perr) != WF_OK) {
+      nrefused++; /* the first refusal is the message if nothing connects */
+      if (nrefused == 1) *err = perr;
+      continue;
+    }
+    if ((fd = addr_socket(ai, &e)) < 0) continue;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS)
       continue; /* fd >= 0 ends the loop */
@@ -157,6 +180,10 @@ wf_tcp_t *wf_tcp_connect(wf_loop_t *l, const char *host, int port,
     fd = -1;
   }
   freeaddrinfo(res);
+  if (fd < 0 && nrefused) {
+    if (refused) *refused = 1;
+    return NULL;
+  }
   if (fd < 0) {
     wf_err_set(err, "cannot connect to %s:%d: %s", host, port, strerror(e));
     return NULL;

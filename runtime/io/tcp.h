@@ -2,13 +2,14 @@
  * read, write, each tried at once and returning WF_AGAIN when it would
  * block; the owner then asks to be notified on readiness (wf_tcp_wait) and
  * retries. The basis of the Lua cosockets (lua_tcp.c) used by the project's
- * test servers. Depends on loop.h. */
+ * test servers. Depends on loop.h, netpolicy.h. */
 #ifndef WF_TCP_H
 #define WF_TCP_H
 
 #include <sys/types.h>
 
 #include "loop.h"
+#include "netpolicy.h"
 
 typedef struct wf_tcp wf_tcp_t;
 /* Readiness notification: called from a libev callback (no Lua here). */
@@ -32,6 +33,14 @@ int wf_tcp_sock_port(int fd);
  * with the reason when it fails at once. */
 wf_tcp_t *wf_tcp_connect(wf_loop_t *l, const char *host, int port,
                          wf_err_t *err);
+/* wf_tcp_connect under a network policy (NULL: none): the host and port
+ * are checked first, then each resolved address before it is connected
+ * (a refused one is skipped). NULL with *refused = 1 (refused may be
+ * NULL) and the policy's reason when it refuses the host, the port or
+ * every address. */
+wf_tcp_t *wf_tcp_connect_policy(wf_loop_t *l, const char *host, int port,
+                                const wf_netpolicy_t *policy, int *refused,
+                                wf_err_t *err);
 /* WF_OK once connected, WF_AGAIN while still connecting (a spurious
  * wakeup), WF_ERR with the reason (e.g. "Connection refused"). */
 int wf_tcp_connected(wf_tcp_t *t, wf_err_t *err);

@@ -1,6 +1,7 @@
 /* lua_http.c — Lua binding of the HTTP client (package "weft.core.http"):
- * start(opts, method, body, framing, header) -> request object with next(),
- * cancel(); configure(n),
+ * start(opts, method, body, framing, header, policy) -> request object with
+ * next(), cancel(); policy(network) and policy_both(a, b) -> network policy
+ * objects (netpolicy.h; also taken by weft.core.tcp's connect); configure(n),
  * stats(), SECRET_HEADERS (the header names that always count as secret),
  * and sse_bench() for bench/sse.lua. Deliberately thin: headers,
  * JSON bodies, response-header folding and the stream callback live in
@@ -27,8 +28,11 @@
 
 #define CLIENT_MT "weft.http.client"
 #define REQ_MT "weft.http.request"
+#define POLICY_MT "weft.netpolicy"
 
 static char client_key;
+
+wf_netpolicy_t *wf_lua_http_policy(lua_State *L, int idx);
 
 typedef struct lhttp_req lhttp_req_t;
 
@@ -273,8 +277,8 @@ static const char **fill_header_map(lua_State *L, int idx, const char **out,
   return out;
 }
 
-/* core.start(opts, method, body, framing, extra_header) -> request | nil,
- * err, "error". opts are weft.http.request's options (only these are read:
+/* core.start(opts, method, body, framing, extra_header, policy) -> request
+ * | nil, err, "error". policy: a network policy object or nil. opts are weft.http.request's options (only these are read:
  * url, headers = {name = value}, timeout, connect_timeout, idle_timeout,
  * max_body, max_redirects (0: none, default 10), cross_origin_redirects =
  * "strip"|"refuse", secret_headers = {name, ...}); what weft.http computes
@@ -310,6 +314,7 @@ static int l_start(lua_State *L) {
     o.framing = f ? (wf_http_framing_t)i : WF_HTTP_BUFFER;
   }
   extra = luaL_optstring(L, 5, NULL);
+  o.policy = wf_lua_http_policy(L, 6); /* the request takes a reference */
   lua_settop(L, 5); /* the arguments stay: they anchor the strings */
   o.url = opt_str(L, "url", NULL);
   if (!o.url) return luaL_error(L, "http: url is required");
@@ -535,6 +540,104 @@ static int l_configure(lua_State *L) {
   return 0;
 }
 
+/* ---- network policies -------------------------------------------------- */
+
+/* A policy userdata: a reference to the C policy, which requests in
+ * flight may hold after the userdata is collected. */
+typedef struct lhttp_policy {
+  wf_netpolicy_t *p;
+} lhttp_policy_t;
+
+/* __gc of a policy: drop its reference. */
+static int l_policy_gc(lua_State *L) {
+  lhttp_policy_t *u = lua_touserdata(L, 1);
+  wf_netpolicy_unref(u->p);
+  u->p = NULL;
+  return 0;
+}
+
+/* A new policy userdata holding p (taking its reference). */
+static lhttp_policy_t *policy_push(lua_State *L, wf_netpolicy_t *p) {
+  lhttp_policy_t *u = lua_newuserdata(L, sizeof *u);
+  u->p = p;
+  luaL_getmetatable(L, POLICY_MT);
+  lua_setmetatable(L, -2);
+  return u;
+}
+
+/* The policy at index idx (a policy userdata), or NULL for nil; raises
+ * for another value. */
+wf_netpolicy_t *wf_lua_http_policy(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return NULL;
+  return ((lhttp_policy_t *)luaL_checkudata(L, idx, POLICY_MT))->p;
+}
+
+/* Field k of the NETWORK table (1) as a list (or nil) on the stack:
+ * returns its length; raises for another value. */
+static int policy_list(lua_State *L, const char *k) {
+  lua_getfield(L, 1, k);
+  if (lua_isnil(L, -1)) return -1;
+  if (!lua_istable(L, -1)) return luaL_error(L, "network: %s must be a list", k);
+  return (int)lua_objlen(L, -1);
+}
+
+/* core.http.policy{allow_hosts = {...}, block_ports = {...}, allow_private
+ * = bool, allow_cidrs = {...}} -> a policy object (checked by
+ * weft.check first; a bad element still raises, naming it). */
+static int l_policy(lua_State *L) {
+  wf_err_t err;
+  int n, i;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  /* the userdata owns the policy from here: a raise below frees it */
+  lhttp_policy_t *u = policy_push(L, wf_netpolicy_new()); /* 2 */
+  if ((n = policy_list(L, "allow_hosts")) >= 0) { /* 3 */
+    wf_netpolicy_restrict_hosts(u->p);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, 3, i);
+      if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "network: allow_hosts[%d] must be a string", i);
+      if (wf_netpolicy_allow_host(u->p, lua_tostring(L, -1), &err) != WF_OK)
+        return luaL_error(L, "network: allow_hosts[%d]: %s", i, err.msg);
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, 2);
+  if ((n = policy_list(L, "block_ports")) >= 0) {
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, 3, i);
+      if (lua_type(L, -1) != LUA_TNUMBER ||
+          wf_netpolicy_block_port(u->p, (int)lua_tointeger(L, -1), &err) != WF_OK)
+        return luaL_error(L, "network: block_ports[%d] must be a port (1 to 65535)", i);
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, 2);
+  if ((n = policy_list(L, "allow_cidrs")) >= 0) {
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, 3, i);
+      if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "network: allow_cidrs[%d] must be a string", i);
+      if (wf_netpolicy_allow_cidr(u->p, lua_tostring(L, -1), &err) != WF_OK)
+        return luaL_error(L, "network: allow_cidrs[%d]: %s", i, err.msg);
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, 2);
+  lua_getfield(L, 1, "allow_private");
+  wf_netpolicy_set_private(u->p, lua_toboolean(L, -1));
+  lua_settop(L, 2);
+  return 1;
+}
+
+/* core.http.policy_both(a, b) -> a policy allowing what both allow. */
+static int l_policy_both(lua_State *L) {
+  wf_netpolicy_t *a = ((lhttp_policy_t *)luaL_checkudata(L, 1, POLICY_MT))->p;
+  wf_netpolicy_t *b = ((lhttp_policy_t *)luaL_checkudata(L, 2, POLICY_MT))->p;
+  policy_push(L, wf_netpolicy_both(a, b));
+  return 1;
+}
+
 /* core.http.stats() -> running, queued (transfers of this state). */
 static int l_stats(lua_State *L) {
   lhttp_client_t *cl = client_get(L);
@@ -573,6 +676,8 @@ static int l_sse_bench(lua_State *L) {
 }
 
 static const luaL_Reg http_fns[] = {{"start", l_start},
+                                    {"policy", l_policy},
+                                    {"policy_both", l_policy_both},
                                     {"configure", l_configure},
                                     {"stats", l_stats},
                                     {"sse_bench", l_sse_bench},
@@ -585,6 +690,7 @@ int wf_lua_open_http(lua_State *L) {
       {"next", l_next}, {"cancel", l_cancel}, {NULL, NULL}};
   wf_lua_class(L, CLIENT_MT, NULL, client_gc);
   wf_lua_class(L, REQ_MT, req_methods, l_req_gc);
+  wf_lua_class(L, POLICY_MT, NULL, l_policy_gc);
   lua_newtable(L);
   luaL_register(L, NULL, http_fns);
   lua_newtable(L);

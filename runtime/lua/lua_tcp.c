@@ -133,16 +133,23 @@ static int l_listen(lua_State *L) {
   return 1;
 }
 
-/* connect(host, port) -> socket (connecting) | nil, err, "connect".
+/* The network policy object at idx (weft.core.http's policy(); NULL for
+ * nil), from lua_http.c, which owns that type. */
+wf_netpolicy_t *wf_lua_http_policy(lua_State *L, int idx);
+
+/* connect(host, port, policy) -> socket (connecting) | nil, err, "connect"
+ * | nil, err, "policy" (refused by the network policy, when given).
  * Completion: wait for "w", then connected(). */
 static int l_connect(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   int port = (int)luaL_checkinteger(L, 2);
+  wf_netpolicy_t *policy = wf_lua_http_policy(L, 3);
   wf_lua_rt_t *rt = wf_lua_rt(L);
   wf_err_t err;
+  int refused = 0;
   sock_ud_t *u = sock_new(L);
-  wf_tcp_t *tcp = wf_tcp_connect(rt->loop, host, port, &err);
-  if (!tcp) return wf_lua_fail(L, err.msg, "connect");
+  wf_tcp_t *tcp = wf_tcp_connect_policy(rt->loop, host, port, policy, &refused, &err);
+  if (!tcp) return wf_lua_fail(L, err.msg, refused ? "policy" : "connect");
   sock_attach(L, u, tcp, 0);
   return 1;
 }
