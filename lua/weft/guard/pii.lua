@@ -65,7 +65,7 @@ end
 
 -- Words after which a run of digits without separators is a phone number.
 local PHONE_WORDS = { "tel", "tél", "phone", "call", "mobile", "cell", "portable", "telefon", "handy", "fax",
-                      "whatsapp", "sms", "ring", "appel", "numéro", "number" }
+                      "whatsapp", "sms", "ring", "appel", "anruf", "dial" }
 -- Words after which nine digits without separators are a US SSN.
 local SSN_WORDS = { "ssn", "social security" }
 
@@ -218,20 +218,20 @@ end
 local function find_ibans(text, out)
   local pos = 1
   while true do
-    local s = find(text, "%u%u%d%d", pos)
+    local s = find(text, "%a%a%d%d", pos)
     if not s then return end
     pos = s + 1
-    local want = IBAN_LEN[sub(text, s, s + 1)]
+    local want = IBAN_LEN[upper(sub(text, s, s + 1))]
     if want and ok_before(text, s) then
       local chars, count, i, spaced = {}, 0, s, nil
       while count < want do
         local b = byte(text, i)
         if b == nil then break end
-        if is_digit(b) or (b >= 65 and b <= 90) then
+        if is_alnum(b) then
+          if b >= 97 then b = b - 32 end
           count = count + 1; chars[count] = b; i = i + 1
         elseif b == 32 and count % 4 == 0 and spaced ~= false then
-          local nb = byte(text, i + 1)
-          if not (is_digit(nb) or (nb and nb >= 65 and nb <= 90)) then break end
+          if not is_alnum(byte(text, i + 1)) then break end
           spaced = true; i = i + 1
         else
           break
@@ -324,6 +324,9 @@ local function digit_run(text, s)
     n = n + 1
     gs[n], ge[n] = i, e
     local _, se = find(text, SEP, e + 1)
+    if not se and byte(text, e + 1) == 194 and byte(text, e + 2) == 160 and is_digit(byte(text, e + 3)) then
+      se = e + 3 -- a no-break space, as French typography groups numbers
+    end
     if not se then break end
     seps[n] = sub(text, e + 1, se - 1)
     i = se
@@ -342,6 +345,12 @@ end
 -- continues the number).
 local function ends(G, j, sep)
   return j == G.n or G.sep[j] ~= sep
+end
+
+-- True when group i of G is the first one joined by sep (no group before
+-- it is part of the number).
+local function starts(G, i, sep)
+  return i == 1 or G.sep[i - 1] ~= sep
 end
 
 local CARD_SHAPES = {
@@ -369,7 +378,7 @@ local function card_at(text, G, i)
       local g = i + k - 1
       if ge[g] - gs[g] + 1 ~= shape[k] or (k < #shape and G.sep[g] ~= sep) then fits = false end
     end
-    if fits and ends(G, j, sep) and ok_after(text, ge[j]) then
+    if fits and starts(G, i, sep) and ends(G, j, sep) and ok_after(text, ge[j]) then
       local d = digits_of(text, G, i, j)
       if _M.luhn(d) and _M.card_issuer(d) then return j end
     end
@@ -392,28 +401,32 @@ local function ssn_at(text, G, i)
   local sep = G.sep[i]
   if (sep ~= "-" and sep ~= " ") or G.sep[i + 1] ~= sep then return nil end
   if ge[i + 1] - gs[i + 1] ~= 1 or ge[i + 2] - gs[i + 2] ~= 3 then return nil end
-  if not ends(G, i + 2, sep) or not ok_after(text, ge[i + 2]) then return nil end
+  if not starts(G, i, sep) or not ends(G, i + 2, sep) or not ok_after(text, ge[i + 2]) then return nil end
   if ssn_valid(sub(text, gs[i], ge[i]), sub(text, gs[i + 1], ge[i + 1]), sub(text, gs[i + 2], ge[i + 2])) then
     return i + 2
   end
   return nil
 end
 
+local NBSP = "\194\160"
+
 -- Separators of phone numbers.
 local PHONE_SEP = { [" "] = true, ["-"] = true, ["."] = true, ["/"] = true, [" / "] = true, [") "] = true,
-                    [")"] = true, [" ("] = true, ["("] = true, [" - "] = true, [")-"] = true }
+                    [")"] = true, [" ("] = true, ["("] = true, [" - "] = true, [")-"] = true, [NBSP] = true }
 
--- International: '+' (or 00) then 8 to 15 digits (a "(0)" trunk prefix
--- not counted). Returns the last group and the first byte.
+-- International: '+' (or 00 after a phone word) then 8 to 15 digits (a
+-- "(0)" trunk prefix not counted). Returns the last group and the first byte.
 local function phone_intl(text, G, i)
   local gs, ge = G.gs, G.ge
   local first, count, k = gs[i], 0, i
   if i == 1 and byte(text, gs[1] - 1) == 43 then
     first = gs[1] - 1
+    if byte(text, first - 1) == 40 then first = first - 1 end -- (+33) 6 12 34 56 78
   elseif i == 1 and byte(text, gs[1] - 1) == 40 and byte(text, gs[1] - 2) == 43 then
     first = gs[1] - 2
-  elseif sub(text, gs[i], gs[i] + 1) == "00" and ge[i] - gs[i] >= 2 and ge[i] - gs[i] <= 4 and i < G.n then
-    count = -2
+  elseif sub(text, gs[i], gs[i] + 1) == "00" and ge[i] - gs[i] >= 2 and ge[i] - gs[i] <= 4 and i < G.n
+      and context(text, gs[i], PHONE_WORDS) then
+    count = -2 -- 0033 1 42 68 53 00: only after a word such as "call" (else 0042 0017 0001 is a phone)
   else
     return nil
   end
@@ -464,10 +477,10 @@ local function phone_trunk(text, G, i)
   while k < G.n do
     local s = G.sep[k]
     local good
-    if k == i then good = PHONE_SEP[s] else good = s == sep2 or (sep2 == nil and (s == " " or s == "-" or s == ".")) end
+    if k == i then good = PHONE_SEP[s] else good = s == sep2 or (sep2 == nil and (s == " " or s == "-" or s == "." or s == NBSP)) end
     local l = ge[k + 1] - gs[k + 1] + 1
     -- FR groups two by two; UK and DE area codes are followed by groups of 3+
-    if not good or (glen == 2 and l ~= 2) or (glen > 2 and l < 3) or count + l > 12 then break end
+    if not good or (glen == 2 and (l ~= 2 or count == 10)) or (glen > 2 and l < 3) or count + l > 12 then break end
     if k > i then sep2 = s end
     count = count + l
     k = k + 1
@@ -475,6 +488,7 @@ local function phone_trunk(text, G, i)
   if k == i or count < 10 or not ok_after(text, ge[k]) then return nil end
   -- digits that go on with the same separator make it something else
   if k < G.n and G.sep[k] == (sep2 or G.sep[i]) then return nil end
+  if not starts(G, i, sep2 or G.sep[i]) then return nil end
   return k, first
 end
 
@@ -505,7 +519,10 @@ local function phone_us(text, G, i)
   elseif s1 ~= s2 or (s1 ~= "-" and s1 ~= "." and s1 ~= " ") then
     return nil
   end
-  if not ok_before(text, first) or not ok_after(text, ge[k + 2]) or not ends(G, k + 2, s2) then return nil end
+  if not ok_before(text, first) or not ok_after(text, ge[k + 2]) or not ends(G, k + 2, s2)
+      or (not paren and not starts(G, i, s1)) then
+    return nil
+  end
   return k + 2, first
 end
 
