@@ -100,6 +100,32 @@ describe("pattern participants", function()
     assert.same({ x = "from x", y = "from y" }, text)
   end)
 
+  it("stream in magentic runs (planner, manager and participants)", function()
+    llm.mock.register("p", {
+      { match = "Write the final answer", reply = "final" },
+      { match = "progress ledger", replies = {
+        json.encode { is_request_satisfied = { answer = false, reason = "r" },
+                      is_progress_being_made = { answer = true, reason = "r" },
+                      is_in_loop = { answer = false, reason = "r" },
+                      next_speaker = { answer = "doer", reason = "r" },
+                      instruction_or_question = { answer = "do it", reason = "r" } },
+        json.encode { is_request_satisfied = { answer = true, reason = "done" },
+                      is_progress_being_made = { answer = true, reason = "r" },
+                      is_in_loop = { answer = false, reason = "r" },
+                      next_speaker = { answer = "doer", reason = "r" },
+                      instruction_or_question = { answer = "", reason = "r" } } } },
+      { reply = '[{"step": "do it", "participant": "doer"}]' },
+    })
+    h.scripted("d", "did it")
+    local res = patterns.magentic { planner = agent("boss", "p"), participants = { agent("doer", "d") } }:run("t")
+    assert.equal("completed", res.status, res.error)
+    local text = streamed(res.events)
+    assert.equal("did it", text.doer)
+    assert.equal("final", text.answer)
+    assert.mentions("do it", text.planner)
+    assert.mentions("is_request_satisfied", text.ledger)
+  end)
+
   it("are nested in an outer workflow's executor, with the path down to the participant", function()
     h.scripted("w", "inner words")
     local inner = patterns.sequential { agents = { agent("writer", "w") } }
