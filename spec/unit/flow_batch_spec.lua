@@ -90,6 +90,22 @@ describe("params", function()
     assert.same({ x = 10 }, f.params)
   end)
 
+  it("keeps what prep stores on its node argument for exec and post of that run only (self.x = ...)", function()
+    local n = Node{
+      name = "keep",
+      prep = function(shared, node) node.sections = shared.sections end,
+      exec = function(_, _, node) weft.sleep(0); return #node.sections end,
+      post = function(shared, _, count, node) shared.count, shared.first = count, node.sections[1] end,
+    }
+    local f = Flow{ start = n }
+    local t1 = weft.go(function() return select(2, f:run({ sections = { "a", "b" } })) end)
+    local t2 = weft.go(function() return select(2, f:run({ sections = { "x" } })) end)
+    local s1, s2 = t1:wait(), t2:wait()
+    assert.same({ 2, "a" }, { s1.count, s1.first })
+    assert.same({ 1, "x" }, { s2.count, s2.first })
+    assert.is_nil(rawget(n, "sections"))
+  end)
+
   it("rejects params that are not a table", function()
     assert.mentions("Node 'n': set_params expects a table, got string",
                     h.error_of(function() Node{ name = "n" }:set_params("x") end))

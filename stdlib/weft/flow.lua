@@ -43,11 +43,12 @@
 -- Every phase gets, as its last argument, the node as the run sees it
 -- (`prep(shared, node)`, `exec(prep_res, attempt, node)`, `post(shared,
 -- prep_res, exec_res, node)`, `exec_fallback(prep_res, err, node)`): its
--- fields plus `node.params`, PocketFlow's `self.params`. A node or flow run
+-- fields plus `node.params`, PocketFlow's `self.params`; what a phase
+-- stores on it stays with that run of the node. A node or flow run
 -- alone has its own params (`Node{params = t}` or `node:set_params(t)`); a
--- flow gives each of its nodes a copy of its params taken at the start of
--- the run (a node's own params count only when it runs alone), as
--- PocketFlow does.
+-- flow gives its nodes its params instead (one copy per run of the flow,
+-- shared by its nodes; a node's own params count only when it runs
+-- alone), as PocketFlow does.
 --
 -- `BatchNode` calls exec once per item of the list prep returns (each item
 -- with its own retries and fallback) and hands the list of results to post.
