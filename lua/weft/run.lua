@@ -274,8 +274,21 @@ function _M.start(wf, input, opts, level, d, restore, gate)
   if not c then error("run: " .. tostring(rid), level + 1) end
   r.c, r.id = c, rid
   if d then require("weft.durable").attach(r, d) end
+  if r.budget then require("weft.budget").start(r) end
   by_id[r.id] = r
   return r
+end
+
+--- End run r as failed with message msg (a budget or policy it broke):
+-- its running invocations are aborted. The scheduler has no failing end
+-- from outside yet: r is cancelled and its result shows the failure (a
+-- no-op once r has ended).
+function _M.fail(r, msg)
+  if r.c == nil or rawget(r, "_fail") then return end
+  local st = info(r.c)
+  if st == "completed" or st == "failed" or st == "cancelled" then return end
+  r._fail = msg
+  sched.run_cancel(r.c)
 end
 
 --- The handle of a run of this process by id, or nil.
@@ -331,6 +344,7 @@ function Run:result()
   if res then return res end
   local status, err, supersteps, duration, id, finished, idle = info(self.c)
   if not finished and not idle then return nil end
+  if status == "cancelled" and rawget(self, "_fail") then status, err = "failed", self._fail end
   res = setmetatable({
     status = status, error = err, supersteps = supersteps, duration_ms = duration,
     run_id = id, outputs = sched.run_outputs(self.c),

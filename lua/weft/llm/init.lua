@@ -250,8 +250,9 @@ function _M.chat(opts)
     deps = { sleep = _M.sleep, rand = random, clock = _M.clock, timeout = timeout }
     deps_by_timeout[timeout or false] = deps
   end
-  local res, rerr, rcode = journal("llm", { what = model, body = body }, common.with_retries, policy, attempt,
-    deps, P, call, cfg, opts, body, built, emit)
+  -- under the run's budget (weft.budget: refused when spent; charged)
+  local res, rerr, rcode = require("weft.budget").llm(model, journal, "llm", { what = model, body = body },
+    common.with_retries, policy, attempt, deps, P, call, cfg, opts, body, built, emit)
   count(pname, res, rcode)
   return res, rerr, rcode
 end
