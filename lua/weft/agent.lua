@@ -219,8 +219,8 @@ end
 
 local guard_mod, task_current, guard_plan
 -- The guards of a run of agent self by stage, with their info, or nil: the
--- guardrails and workflow guards of the run the caller works for (if any),
--- then the agent's own.
+-- process's guardrails, the guardrails and workflow guards of the run the
+-- caller works for (if any), then the agent's own.
 local function guards_of(self)
   local own = self._guards
   if not task_current then
@@ -228,7 +228,7 @@ local function guards_of(self)
     guard_plan = require("weft.context").guard_plan
   end
   local run, _, exec = task_current()
-  local plan = run and guard_plan(run)
+  local plan = guard_plan(run) -- without a run: the process's guardrails
   local base = plan and plan.agent
   if not base and not own then return nil end
   guard_mod = guard_mod or require "weft.guard"

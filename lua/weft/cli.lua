@@ -105,7 +105,7 @@ unknown or answered request: nothing was changed); 3 paused on requests.]],
 COMMANDS.serve = {
   synopsis = "serve",
   usage = "weft serve [--host HOST] [--port PORT] [--store URL] [--scripts DIR] [--keys FILE] [--cors ORIGIN] "
-    .. "[--workers N | --in-process] [--queue NAME] [--tools FILE_OR_DIR]",
+    .. "[--workers N | --in-process] [--queue NAME] [--tools FILE_OR_DIR] [--guardrails FILE]",
   summary = "the HTTP API: agents, workflows, executions (SSE), tools, health, metrics",
   options = {
     { "--host", arg = "HOST", help = "address to listen on (default 127.0.0.1)" },
@@ -124,6 +124,8 @@ COMMANDS.serve = {
     { "--queue", arg = "NAME", help = "with --workers: the queue's name (default weft)" },
     { "--tools", arg = "FILE_OR_DIR", help = "register the tools of a Lua file, or of the *.lua files of a "
       .. "directory (each returns a weft.tool or a list of tools) for agents created over REST" },
+    { "--guardrails", arg = "FILE", help = "guardrails of every run and agent (JSON: input_validation, "
+      .. "execution_limits, output_filtering, compliance; docs/guardrails.md); with --in-process" },
   },
   text = [[
 Serves the REST API under /api/v1 (docs/server.md): agents, workflows
@@ -849,9 +851,32 @@ local function cmd_serve(parsed)
   if not ok or not store then return fail(EXIT_USAGE, "serve: store " .. store_url(opts) .. ": " .. tostring(store)) end
   local watch = opts["--watch"]
   if watch and opts["--scripts"] then return usage_error("serve", "give --scripts or --watch, not both") end
+  local grfile = opts["--guardrails"]
+  if grfile and opts["--workers"] then
+    return usage_error("serve", "--guardrails applies to the executions of this process: give --in-process, "
+      .. "not --workers (worker processes do not load it)")
+  end
+  if grfile and not opts["--in-process"] and store.kind ~= "memory" then
+    return usage_error("serve", "--guardrails applies to the executions of this process: give --in-process "
+      .. "(worker processes do not load it)")
+  end
   local aok, app = pcall(require("weft.serve.app").new, { store = store, scripts_dir = watch or opts["--scripts"],
-    security = { keys_file = opts["--keys"], cors = opts["--cors"] } })
-  if not aok then return fail(EXIT_USAGE, "serve: " .. tostring(app)) end
+    security = { keys_file = opts["--keys"], cors = opts["--cors"] }, guardrails = grfile })
+  if not aok then return fail(EXIT_USAGE, "serve: " .. one_line(tostring(app), 600)) end
+  if app.guardrails then
+    for _, w in ipairs(app.guardrails.warnings) do say(stderr, "weft: guardrails: " .. w) end
+    local days = app.guardrails.compliance.data_retention_days
+    if days and app.durable then
+      -- compliance.data_retention_days: weft runs cleanup --ttl, at start and daily
+      weft.go(function()
+        while true do
+          local cok, cerr = pcall(require("weft.durable").cleanup, store, { ttl = math.floor(days * 86400) })
+          if not cok then say(stderr, "weft: guardrails: retention cleanup: " .. one_line(tostring(cerr), 300)) end
+          weft.sleep(86400)
+        end
+      end)
+    end
+  end
   if opts["--tools"] then
     local tok, n, terr = pcall(require("weft.serve.tools").load, app, opts["--tools"])
     if not tok or not n then return fail(EXIT_USAGE, "serve: --tools " .. one_line(tostring(tok and terr or n), 400)) end

@@ -10,8 +10,8 @@ local sched = require "weft.core.sched"
 local json = require "weft.json"
 local check = require "weft.check"
 
-local type, error, tostring, setmetatable, getmetatable, xpcall =
-  type, error, tostring, setmetatable, getmetatable, xpcall
+local type, error, tostring, setmetatable, getmetatable, xpcall, ipairs =
+  type, error, tostring, setmetatable, getmetatable, xpcall, ipairs
 local yield = coroutine.yield
 local traceback = debug.traceback
 local jcheck, fix_utf8 = json.check, json.fix_utf8
@@ -271,18 +271,39 @@ local function on_error(e)
   return { message = msg, traceback = cut and tb:sub(1, cut - 1) or tb }
 end
 
---- The guard plan of run (weft.guard.plan): the workflow's own when the
--- run has no guardrails, else one made for the run's policy and graph
--- (kept on the run until its graph changes); nil when nothing is guarded.
+-- The process-wide guards by stage (weft serve --guardrails), and a
+-- count of their changes (plans made before a change are remade).
+local server_guards, server_gen = nil, 0
+
+--- Set the guardrails of every run and agent of this process (a policy of
+-- weft.guardrails.load or a list of guards; nil removes them); they come
+-- before a run's own.
+function _M.set_guardrails(policy)
+  guard_mod = guard_mod or require "weft.guard"
+  server_guards = policy ~= nil and guard_mod.by_stage(policy, "guardrails") or nil
+  server_gen = server_gen + 1
+end
+
+--- The guard plan of run (weft.guard.plan): the workflow's own when there
+-- are no guardrails (the run's or the process's), else one made for them
+-- and the run's graph (kept on the run until its graph or the process's
+-- guardrails change); nil when nothing is guarded. Without a run (an agent
+-- called outside executors): {agent = the process's guards by stage} or nil.
 function _M.guard_plan(run)
+  if run == nil then return server_guards and { agent = server_guards } or nil end
   local wf = run.wf
   local pol = run.guardrails
-  if pol == nil then return wf._plan or nil end
-  if run._gplan_wf == wf then return run._gplan or nil end
+  if pol == nil and not server_guards then return wf._plan or nil end
+  if run._gplan_wf == wf and run._gplan_gen == server_gen then return run._gplan or nil end
   guard_mod = guard_mod or require "weft.guard"
-  local plan = guard_mod.plan(guard_mod.by_stage(pol, "run option guardrails"), wf._guards, wf._exec_guards,
-                              #wf._ids)
-  run._gplan, run._gplan_wf = plan or false, wf
+  local rg = pol ~= nil and guard_mod.by_stage(pol, "run option guardrails") or nil
+  if server_guards then
+    local both = {}
+    for _, st in ipairs(guard_mod.STAGES) do both[st] = guard_mod.concat(server_guards[st], rg and rg[st]) end
+    rg = both
+  end
+  local plan = guard_mod.plan(rg, wf._guards, wf._exec_guards, #wf._ids)
+  run._gplan, run._gplan_wf, run._gplan_gen = plan or false, wf, server_gen
   return plan
 end
 
@@ -329,7 +350,7 @@ function _M.worker(run, seq, exec, superstep, attempt, msg, order)
     -- guards: the workflow's plan (false when nothing is guarded), or the
     -- run's when it has guardrails
     local gp = run.wf._plan -- false when the workflow has no guards
-    if gp or run.guardrails ~= nil then
+    if gp or run.guardrails ~= nil or server_guards then
       gp = _M.guard_plan(run)
       gp = gp and gp[exec]
     end

@@ -43,7 +43,7 @@ function _M.is_guard(v) return getmetatable(v) == Guard end
 function _M.is_block(e)
   if getmetatable(e) == GuardError then return true end
   if type(e) == "table" then e = e.message end
-  return type(e) == "string" and e:find("^guardrail [^ ]+ blocked ") ~= nil
+  return type(e) == "string" and e:find("guardrail [^ ]+ blocked ") ~= nil
 end
 
 -- The set of stages of a guard from a list (nil: all), raising at level.

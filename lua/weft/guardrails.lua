@@ -31,6 +31,21 @@ function Policy:guards_for(stage)
   return self.guards[stage]
 end
 
+--- Every guard of the policy, once, in stage order (a list; the guards
+-- keep their stages).
+function Policy:list()
+  local out, seen = {}, {}
+  for _, s in ipairs(guard.STAGES) do
+    for _, g in ipairs(self.guards[s] or {}) do
+      if not seen[g] then
+        seen[g] = true
+        out[#out + 1] = g
+      end
+    end
+  end
+  return out
+end
+
 -- Raise "path: msg" (a configuration error).
 local function bad(path, msg) error(path .. ": " .. msg, 0) end
 
@@ -432,6 +447,36 @@ function _M.load(v, source)
     error(sformat("weft.guardrails%s: %s", source and (" (" .. source .. ")") or "", tostring(err)), 2)
   end
   return p
+end
+
+--- Make policy (a policy, a configuration as load takes it, or nil to
+-- remove it) the guardrails of every run and agent of this process, before
+-- their own (what `weft serve --guardrails FILE` does). Returns the policy.
+function _M.install(policy)
+  if policy ~= nil and not _M.is_policy(policy) then policy = _M.load(policy) end
+  require("weft.context").set_guardrails(policy)
+  _M.installed = policy
+  return policy
+end
+
+--- The guards of a declarative `guardrails` field of one agent or
+-- workflow (the design's shape or a list of guard specs): a list. Only
+-- guards apply there: network, budget, rate limits and compliance are the
+-- server's (weft serve --guardrails), and raise naming the key.
+function _M.guards(v, what)
+  local ok, p = pcall(_M.load, v)
+  if not ok then error((tostring(p):gsub("^weft%.guardrails: ", "")), 0) end
+  local server
+  if p.network then server = "execution_limits.network_restrictions"
+  elseif p.budget then server = "execution_limits"
+  elseif p.rate_limits then server = "input_validation.rate_limits"
+  elseif next(p.limits) then server = "execution_limits"
+  elseif type(v) == "table" and v.compliance ~= nil then server = "compliance" end
+  if server then
+    error(sformat("%s: applies to the whole server (weft serve --guardrails FILE), not to %s", server,
+      what or "one definition"), 0)
+  end
+  return p:list()
 end
 
 return _M

@@ -1,6 +1,8 @@
 --- weft.serve.agents — /api/v1/agents: declarative agent definitions
 -- `{id, name, instructions, model, temperature, max_tokens, tools =
--- {names of registered tools}, description, max_tool_rounds}` kept in the
+-- {names of registered tools}, description, max_tool_rounds, guardrails}`
+-- (guardrails: a list of guard specs `{"type": "pii", "action": "mask"}`
+-- or the guardrails configuration shape, docs/guardrails.md) kept in the
 -- store (namespace "defs", key "agent/<id>"), validated by building the
 -- weft.agent; `build(app, id)` makes the agent for workflows.
 -- Uses weft.agent, weft.json, weft.serve.{app, errors}.
@@ -27,10 +29,14 @@ _M.SCHEMA = errors.schema("agent", { properties = {
             aliases = { "functions" } },
   description = { type = "string" },
   max_tool_rounds = { type = "integer", minimum = 0, aliases = { "max_rounds", "max_iterations", "max_turns" } },
+  guardrails = { type = { "array", "object" }, expect = 'a list of guard specs {"type": "pii", ...} or a '
+    .. "guardrails configuration", description = "guards on the agent's model calls (docs/guardrails.md)",
+    aliases = { "guards" } },
 } })
 local FIELDS = _M.SCHEMA.properties
 --- The fields of a definition in the order they are told (name first).
-_M.ORDER = { "name", "instructions", "model", "temperature", "max_tokens", "tools", "description", "max_tool_rounds" }
+_M.ORDER = { "name", "instructions", "model", "temperature", "max_tokens", "tools", "description", "max_tool_rounds",
+              "guardrails" }
 local AGENT_OPTS = { "name", "instructions", "model", "temperature", "max_tokens", "description", "max_tool_rounds" }
 
 -- The weft.agent options of definition d, with tools resolved in app.
@@ -49,6 +55,11 @@ local function agent_opts(app, d)
       end
       o.tools[i] = t
     end
+  end
+  if d.guardrails ~= nil then
+    local ok, g = pcall(require("weft.guardrails").guards, d.guardrails, "an agent")
+    if not ok then throw(400, "validation_error", "guardrails: " .. tostring(g), { field = "guardrails" }) end
+    o.guards = g
   end
   return o
 end

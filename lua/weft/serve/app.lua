@@ -354,7 +354,10 @@ end
 -- in-memory store), durable (runs are durable in the store; default true
 -- when a store is given that outlives the process: not for memory:), scripts_dir (Lua workflow files, listed read-only),
 -- tools (a list of weft.tool objects to register), security (options of
--- weft.serve.security.install: keys, keys_file, cors, clock, now).
+-- weft.serve.security.install: keys, keys_file, cors, clock, now),
+-- guardrails (a weft.guardrails policy, configuration or JSON file:
+-- installed for every run and agent of the process, its rate_limits the
+-- default rate of API keys; app.guardrails).
 -- app.before: hooks fn(app, req, res) run first, which may raise an error
 -- object or answer the request (return true); app.after: hooks fn(app,
 -- req, status) run once answered; app.send_error(res, err, req) writes
@@ -380,13 +383,36 @@ function _M.new(opts)
     before = {}, after = {},
   }, App)
   self.metrics = require("weft.serve.health").metrics()
+  local sec = opts.security
+  if opts.guardrails ~= nil then
+    local gr = require "weft.guardrails"
+    local pol = opts.guardrails
+    if not gr.is_policy(pol) then pol = gr.load(pol) end
+    self.guardrails = gr.install(pol)
+    if pol.rate_limits and not (sec and sec.rate) then
+      local s = {}
+      for k, v in pairs(sec or {}) do s[k] = v end
+      s.rate = pol.rate_limits
+      sec = s
+    end
+  end
   for _, t in ipairs(opts.tools or {}) do self:register_tool(t) end
   require("weft.serve.health").install(self)
   require("weft.serve.agents").install(self)
   require("weft.serve.tools").install(self)
   require("weft.serve.workflows").install(self)
   require("weft.serve.executions").install(self)
-  require("weft.serve.security").install(self, opts.security)
+  require("weft.serve.security").install(self, sec)
+  if self.security.enabled then
+    -- guardrail events in the audit log, as compliance.audit_log_level says
+    local audit = self.guardrails and self.guardrails.compliance.audit or "all"
+    if audit ~= "none" then
+      local security = require "weft.serve.security"
+      self.unobserve = require("weft.guard").observe(function(ev)
+        if audit == "all" or ev.action == "block" then security.audit_guard(self, ev) end
+      end)
+    end
+  end
   require("weft.serve.openai").install(self)
   require("weft.serve.a2a").install(self)
   require("weft.serve.mcp").install(self)

@@ -5,7 +5,9 @@
 -- run durations), weft_http_requests_total{method,code},
 -- weft_executions_running, weft_llm_requests_total, weft_tokens_total;
 -- with a worker pool (weft serve --workers) also weft_process_info and the
--- counters each live worker publishes (weft_worker_*{worker}).
+-- counters each live worker publishes (weft_worker_*{worker});
+-- weft_guardrail_triggered_total{guard,stage,action} (weft.guard.counters:
+-- the guards of this process that modified or blocked something).
 -- `metrics()` makes the counters the app updates.
 -- Uses weft, weft.json, weft.store, weft.serve.executions (TERMINAL).
 local json = require "weft.json"
@@ -120,6 +122,18 @@ function _M.prometheus(app, srv)
     end
   end
   if app.pool then _M.pool_metrics(app, add) end
+  local gc = package.loaded["weft.guard"]
+  gc = gc and gc.counters or {}
+  add("# HELP weft_guardrail_triggered_total Guard verdicts other than allow in this process.")
+  add("# TYPE weft_guardrail_triggered_total counter")
+  for _, g in ipairs(keys(gc)) do
+    for _, st in ipairs(keys(gc[g])) do
+      for _, a in ipairs(keys(gc[g][st])) do
+        add('weft_guardrail_triggered_total{guard="%s",stage="%s",action="%s"} %d', esc(g), esc(st), esc(a),
+          gc[g][st][a])
+      end
+    end
+  end
   add("# HELP weft_tokens_total Tokens used by model calls of this process.")
   add("# TYPE weft_tokens_total counter")
   for _, p in ipairs(keys(c.tokens)) do

@@ -5,7 +5,8 @@
 -- digests; requests carry `Authorization: Bearer <key>` or `X-API-Key`.
 -- `install(app, opts)` adds a before hook (CORS preflight, 401/403/429),
 -- an after hook (audit of mutating calls, store namespace "audit", one log
--- per UTC day) and `GET /api/v1/audit` (admin). Also `sha256(s)` (hex).
+-- per UTC day) and `GET /api/v1/audit` (admin). Also `sha256(s)` (hex) and
+-- `audit_guard(app, event)` (guardrail events in the audit log).
 -- Uses bit (LuaJIT), weft, weft.json, weft.serve.{errors, app}.
 local json = require "weft.json"
 local errors = require "weft.serve.errors"
@@ -216,6 +217,25 @@ local function take_shared(store, k)
   return true
 end
 
+--- Take a token of key record k's bucket (buckets: this process's; the
+-- store's with a worker pool), or raise the 429 error object.
+function _M.limit(app, buckets, k, clock)
+  local ok, wait
+  if app.pool then
+    ok, wait = take_shared(app.store, k)
+  else
+    ok, wait = take(buckets, k, clock())
+  end
+  if not ok then
+    local secs = math.max(1, ceil(wait))
+    local who = k.id == "*" and "the server" or ("API key '%s'"):format(k.id)
+    local e = errors.new(429, "rate_limited",
+      ("%s is over its rate limit; retry after %d s"):format(who, secs), { retry_after = secs })
+    e.headers = { ["Retry-After"] = tostring(secs) }
+    error(e, 0)
+  end
+end
+
 -- CORS ------------------------------------------------------------------------
 
 local CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -243,19 +263,39 @@ local MUTATING = { POST = true, PUT = true, PATCH = true, DELETE = true }
 --- The audit log key of a time (UTC day "YYYY-MM-DD").
 function _M.day(t) return os.date("!%Y-%m-%d", floor(t)) end
 
--- Append one audit entry (best effort: a store failure is logged).
-local function audit(app, req, status, now)
-  local a = req.weft_auth
-  local e = { time = os.date("!%Y-%m-%dT%H:%M:%SZ", floor(now)), key = a and a.id or json.null,
-              method = req.method, path = req.path, status = status }
+-- Append audit entry e at time now (best effort: a store failure is logged).
+local function append(app, e, now)
   local ok, err = pcall(app.store.append, app.store, "audit", _M.day(now), json.encode(e))
   if not ok or not err then
     io.stderr:write("weft serve: audit: cannot append: ", tostring(err), "\n")
   end
 end
 
+-- Append the audit entry of a request.
+local function audit(app, req, status, now)
+  local a = req.weft_auth
+  append(app, { time = os.date("!%Y-%m-%dT%H:%M:%SZ", floor(now)), key = a and a.id or json.null,
+                method = req.method, path = req.path, status = status }, now)
+end
+
+--- Append the audit entry of a guardrail event ev (weft.guard: guard,
+-- stage, field, action, reason, executor_id, agent, tool, run_id; no
+-- content) when app keeps an audit log (API keys configured): {time,
+-- event = "guardrail_triggered", ...}.
+function _M.audit_guard(app, ev)
+  if not (app.security and app.security.enabled) then return end
+  local now = (app.security.now or os.time)()
+  local e = { time = os.date("!%Y-%m-%dT%H:%M:%SZ", floor(now)), event = "guardrail_triggered" }
+  for _, k in ipairs({ "guard", "stage", "field", "action", "reason", "executor_id", "agent", "tool", "run_id" }) do
+    e[k] = ev[k]
+  end
+  append(app, e, now)
+end
+
 --- Install security on app. opts: keys / keys_file (see load; none: keys
--- are not checked), cors (an origin or "*"), clock (function -> seconds,
+-- are not checked), cors (an origin or "*"), rate ({per_second, burst}:
+-- the rate of keys without their own, and of all requests together when
+-- no keys are configured), clock (function -> seconds,
 -- for rate limits; default weft.core.loop.clock), now (wall clock for the
 -- audit log; default os.time). Returns the key records (nil without keys).
 function _M.install(app, opts)
@@ -270,7 +310,17 @@ function _M.install(app, opts)
   local by_hash = {}
   for _, k in ipairs(keys or {}) do by_hash[k.hash] = k end
   local buckets = {}
-  app.security = { enabled = keys ~= nil, cors = cors, key_ids = {} }
+  app.security = { enabled = keys ~= nil, cors = cors, key_ids = {}, now = now }
+  local rate = opts.rate
+  if rate ~= nil then
+    if type(rate) ~= "table" or type(rate.per_second) ~= "number" or rate.per_second <= 0
+       or type(rate.burst) ~= "number" or rate.burst < 1 then
+      error("security: rate must be {per_second > 0, burst >= 1}", 2)
+    end
+    for _, k in ipairs(keys or {}) do k.rate = k.rate or rate end
+  end
+  -- without keys, every request draws on one bucket
+  local anyone = rate and { id = "*", rate = rate }
   for i, k in ipairs(keys or {}) do app.security.key_ids[i] = k.id end
 
   app.before[#app.before + 1] = function(_, req, res)
@@ -282,8 +332,11 @@ function _M.install(app, opts)
         return true
       end
     end
-    if not keys then return false end
     local need = _M.needed_scope(req.method or "", req.path or "")
+    if not keys then
+      if anyone and need then _M.limit(app, buckets, anyone, clock) end
+      return false
+    end
     if not need then return false end
     local secret = presented(req)
     if not secret then
@@ -303,19 +356,7 @@ function _M.install(app, opts)
       throw(403, "forbidden", ("API key '%s' lacks the '%s' scope for %s %s"):format(k.id, need, req.method, req.path),
             { required_scope = need })
     end
-    local ok, wait
-    if app.pool then
-      ok, wait = take_shared(app.store, k)
-    else
-      ok, wait = take(buckets, k, clock())
-    end
-    if not ok then
-      local secs = math.max(1, ceil(wait))
-      local e = errors.new(429, "rate_limited",
-        ("API key '%s' is over its rate limit; retry after %d s"):format(k.id, secs), { retry_after = secs })
-      e.headers = { ["Retry-After"] = tostring(secs) }
-      error(e, 0)
-    end
+    _M.limit(app, buckets, k, clock)
     return false
   end
 

@@ -10,7 +10,10 @@
 --             {from, cases = {{to, condition}...}, default}}}   -- switch
 -- condition = {field = "a.b", equals | not_equals | exists | in = ...}.
 -- Nodes without outgoing edges send to an implicit "__output" executor
--- whose messages are the run's outputs. Kept in the store (namespace
+-- whose messages are the run's outputs. `guardrails` (on the workflow: every
+-- node; on a node: that node) is a list of guard specs {"type": "pii",
+-- "action": "mask"} or the guardrails configuration shape
+-- (docs/guardrails.md). Kept in the store (namespace
 -- "defs", key "workflow/<id>"); build errors are 400 with weft's message.
 -- Uses weft, weft.json, weft.std, weft.script (load), weft.serve.*.
 local json = require "weft.json"
@@ -36,10 +39,14 @@ _M.SCHEMA = errors.schema("workflow", { properties = {
   nodes = { type = "array", required = true, minItems = 1, expect = "a non-empty list",
             test = function(v) return v[1] ~= nil end, aliases = { "executors", "steps" } },
   edges = { type = "array", expect = "a list", aliases = { "links", "connections" } },
+  guardrails = { type = { "array", "object" }, expect = 'a list of guard specs {"type": "pii", ...} or a '
+    .. "guardrails configuration", aliases = { "guards" } },
 } })
 _M.NODE = errors.schema("node", { properties = {
   id = { type = "string" }, agent = { type = "string", expect = "an agent id" },
   builtin = { type = "string" }, options = { type = "object" },
+  guardrails = { type = { "array", "object" }, expect = 'a list of guard specs {"type": "pii", ...} or a '
+    .. "guardrails configuration", aliases = { "guards" } },
 } })
 _M.CONDITION = errors.schema("condition", { noun = "key", properties = {
   field = { type = "string", minLength = 1 }, equals = { type = "any" }, not_equals = { type = "any" },
@@ -54,6 +61,13 @@ _M.EDGE = errors.schema("edge", { properties = {
 -- Raise a 400 validation error at path.
 local function invalid(path, msg)
   throw(400, "invalid_workflow", fmt("%s: %s", path, msg), { path = path })
+end
+
+-- The guards of a declarative guardrails field at path (what: its owner).
+local function guards_of(v, path, what)
+  local ok, g = pcall(require("weft.guardrails").guards, v, what)
+  if not ok then invalid(path, tostring(g)) end
+  return g
 end
 
 local function is_list(v) return type(v) == "table" and (next(v) == nil or json.is_array(v)) end
@@ -171,12 +185,17 @@ function _M.build(app, d)
     end
     if execs[n.id] then invalid(path .. ".id", fmt("duplicate node id '%s'", n.id)) end
     execs[n.id] = node_executor(app, n, path)
+    if n.guardrails ~= nil then
+      local own = guards_of(n.guardrails, path .. ".guardrails", "a node")
+      execs[n.id].guards = require("weft.guard").concat(execs[n.id].guards, own)
+    end
   end
   local start = d.start or d.nodes[1].id
   if type(start) ~= "string" then invalid("start", "must be a node id") end
   local ok, res = pcall(function()
     local b = weft.workflow(type(d.name) == "string" and d.name ~= "" and d.name or d.id or "workflow")
     b:start(execs[start] or start)
+    if d.guardrails ~= nil then b:guards(guards_of(d.guardrails, "guardrails", "a workflow")) end
     for _, n in ipairs(d.nodes) do b:add(execs[n.id]) end
     local function ref(id) return execs[id] or id end
     local function refs(list) local o = {} for i, v in ipairs(list) do o[i] = ref(v) end return o end

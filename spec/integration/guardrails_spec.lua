@@ -1,0 +1,266 @@
+-- weft.guardrails and guards on agents: the design's configuration loaded
+-- from JSON, the run option guardrails, agent guards on model input,
+-- replies, tool calls and tool results, and `weft serve --guardrails`
+-- (a real server process: masking, blocking, /metrics, the audit log).
+local weft = require "weft"
+local guard = require "weft.guard"
+local guardrails = require "weft.guardrails"
+local procs = require "support.procs"
+local H = require "helpers"
+local json = weft.json
+
+-- Write text to a new temporary file; removed when the test ends.
+local function tmpfile(text)
+  local path = os.tmpname()
+  finally(function() os.remove(path) end)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+-- The data of a run's guardrail_triggered events.
+local function triggered(res)
+  local out = {}
+  for _, ev in ipairs(res.events) do
+    if ev.type == "custom" and ev.name == "guardrail_triggered" then out[#out + 1] = ev.data end
+  end
+  return out
+end
+
+local SEED = [[{
+  "input_validation": {
+    "max_input_size": "10MB",
+    "allowed_file_types": [".txt", ".json", ".csv"],
+    "content_filters": ["pii"],
+    "rate_limits": {"requests_per_minute": 100, "requests_per_hour": 1000}
+  },
+  "execution_limits": {
+    "max_execution_time": "5m",
+    "max_memory_usage": "1GB",
+    "max_cpu_usage": "80%",
+    "network_restrictions": {"allowed_domains": ["api.openai.com", "*.trusted-domain.com"], "blocked_ports": [22, 23, 3389]}
+  },
+  "output_filtering": {"pii_removal": true, "sensitive_data_masking": true, "format_validation": true, "size_limits": "50MB"},
+  "compliance": {"data_retention_days": 90, "audit_log_level": "INFO", "encryption_at_rest": "external",
+                 "encryption_in_transit": true}
+}]]
+
+describe("weft.guardrails.load", function()
+  it("loads the design's configuration from a JSON file into guards, network, budget and limits", function()
+    local p = guardrails.load(tmpfile(SEED))
+    assert.is_true(guardrails.is_policy(p))
+    local names = {}
+    for _, g in ipairs(p:guards_for("input")) do names[#names + 1] = g.name end
+    assert.same({ "max_input_size", "file_types", "pii" }, names)
+    names = {}
+    for _, g in ipairs(p:guards_for("output")) do names[#names + 1] = g.name end
+    assert.same({ "pii", "size_limits" }, names)
+    assert.equal(10e6, p:guards_for("input")[1].max_bytes)
+    assert.same({ seconds = 300 }, p.budget)
+    assert.same({ allow_hosts = { "api.openai.com", "*.trusted-domain.com" }, block_ports = { 22, 23, 3389 } },
+      p.network)
+    assert.equal(100, p.rate_limits.burst)
+    assert.near(1000 / 3600, p.rate_limits.per_second, 1e-9)
+    assert.equal(90, p.compliance.data_retention_days)
+    assert.equal("all", p.compliance.audit)
+    -- what weft cannot enforce is said
+    local w = table.concat(p.warnings, "\n")
+    assert.matches("execution_limits.max_memory_usage: not enforced", w, 1, true)
+    assert.matches("execution_limits.max_cpu_usage: not enforced", w, 1, true)
+    assert.matches("compliance.encryption_in_transit", w, 1, true)
+  end)
+
+  it("raises naming the key path of unknown keys and bad values", function()
+    local function err(t) return H.error_of(guardrails.load, t) end
+    assert.matches("input_validation.max_input_sise: unknown key .*did you mean 'max_input_size'",
+      err{ input_validation = { max_input_sise = "1MB" } })
+    assert.matches("execution_limits.max_execution_time: must be a duration",
+      err{ execution_limits = { max_execution_time = "soon" } }, 1, true)
+    assert.matches("input_validation.content_filters[1]: unknown content filter 'profanty'",
+      err{ input_validation = { content_filters = { "profanty" } } }, 1, true)
+    assert.matches("output_filtering.size_limits: must be a size",
+      err{ output_filtering = { size_limits = "big" } }, 1, true)
+    assert.matches("complience: unknown key", err{ complience = {} }, 1, true)
+    assert.matches("execution_limits.network_restrictions.blocked_ports[1]: must be a port number",
+      err{ execution_limits = { network_restrictions = { blocked_ports = { 0 } } } }, 1, true)
+  end)
+
+  it("refuses encryption_at_rest = true, which weft's stores do not provide", function()
+    assert.matches("compliance.encryption_at_rest: weft's stores do not encrypt data at rest",
+      H.error_of(guardrails.load, { compliance = { encryption_at_rest = true } }), 1, true)
+  end)
+
+  it("takes a list of guard specs", function()
+    local p = guardrails.load('[{"type": "pii", "action": "mask", "stages": ["output"]}, {"type": "size", "max_bytes": 5}]')
+    assert.equal("pii", p:guards_for("output")[1].name)
+    assert.equal("size", p:guards_for("input")[1].name)
+    assert.equal("size", p:guards_for("tool_result")[1].name)
+  end)
+end)
+
+describe("the run option guardrails", function()
+  it("applies a policy to every executor of the run: file types and pii", function()
+    local p = guardrails.load{ input_validation = { allowed_file_types = { ".txt" } },
+                               output_filtering = { pii_removal = true } }
+    local wf = weft.workflow("files"):start(weft.executor("a", function(m, ctx)
+      ctx:yield_output("read " .. m.files[1] .. ", ask bob@example.com")
+    end)):build()
+    local res = wf:run({ files = { "notes.TXT" } }, { guardrails = p })
+    assert.equal("completed", res.status, res.error)
+    assert.same({ "read notes.TXT, ask [EMAIL]" }, res.outputs)
+    res = wf:run({ files = { "notes.txt", "run.exe" } }, { guardrails = p })
+    assert.equal("failed", res.status)
+    assert.matches("guardrail file_types blocked input input.files[2]: file type .exe is not allowed",
+      res.error, 1, true)
+    -- without the option, nothing is guarded
+    res = wf:run({ files = { "run.exe" } })
+    assert.equal("completed", res.status)
+  end)
+end)
+
+describe("guards on agents", function()
+  after_each(function() require("weft.llm").mock.reset() end)
+
+  it("masks pii in the messages sent to the model, not in the caller's thread", function()
+    local calls = H.scripted("g1", "noted")
+    local a = weft.agent{ name = "a", model = "mock:g1", instructions = "be brief", guards = { guard.pii{} } }
+    local th = a:new_thread()
+    local res = assert(a:run("mail bob@example.com", th))
+    assert.equal("noted", res.text)
+    assert.equal("mail [EMAIL]", calls[1][2].content)
+    assert.equal("mail bob@example.com", th.messages[1].content)
+  end)
+
+  it("masks the reply and fails the run on a blocked input with code 'guardrail'", function()
+    H.scripted("g2", "call 4111 1111 1111 1111 or bob@example.com")
+    local a = weft.agent{ name = "a", model = "mock:g2",
+                          guards = { guard.pii{ stages = { "output" } }, guard.size{ max_bytes = 40, stages = { "input" } } } }
+    local res = assert(a:run("hi"))
+    assert.equal("call [CARD] or [EMAIL]", res.text)
+    local r2, err, code = a:run(("x"):rep(50))
+    assert.is_nil(r2)
+    assert.equal("guardrail", code)
+    assert.matches("^guardrail size blocked input messages", err)
+  end)
+
+  it("guards tool calls and tool results", function()
+    require("weft.llm").mock.register("g3", { { replies = {
+      { tool_calls = { { name = "add", arguments = { a = 1, b = 2 } } } }, "done" } } })
+    local seen = {}
+    local function rec(stage)
+      return guard.new{ name = "rec_" .. stage, stages = { stage }, whole = true, check = function(_, v, info)
+        seen[#seen + 1] = { stage, info.field, info.tool, v }
+        if stage == "tool_result" then return { action = "modify", value = "[result hidden]", reason = "hidden" } end
+      end }
+    end
+    local a = weft.agent{ name = "a", model = "mock:g3", tools = { H.add_tool() },
+                          guards = { rec("tool_call"), rec("tool_result") } }
+    local res = assert(a:run("add"))
+    assert.equal("done", res.text)
+    assert.same({ "tool_call", "tool_call.arguments", "add", { a = 1, b = 2 } }, seen[1])
+    assert.same({ "tool_result", "tool_result", "add", "3" }, seen[2])
+    assert.equal("[result hidden]", res.messages[3].content)
+    -- a blocked tool call never runs the tool
+    local ran = false
+    require("weft.llm").mock.register("g4", { { replies = {
+      { tool_calls = { { name = "add", arguments = { a = 1, b = 2 } } } }, "done" } } })
+    local b = weft.agent{ name = "b", model = "mock:g4", tools = { H.add_tool(function() ran = true; return 0 end) },
+                          guards = { guard.fn("no_tools", function() return { action = "block", reason = "no tools" } end,
+                                              { stages = { "tool_call" } }) } }
+    local r, err, code = b:run("add")
+    assert.is_nil(r)
+    assert.equal("guardrail", code)
+    assert.equal("guardrail no_tools blocked tool_call tool_call.arguments: no tools", err)
+    assert.is_false(ran)
+  end)
+
+  it("applies the run's guardrails to the agents of its executors, with events", function()
+    local calls = H.scripted("g5", "reply to bob@example.com")
+    local a = weft.agent{ name = "a", model = "mock:g5" }
+    local wf = weft.workflow("ag"):start(a:as_executor("ag")):build()
+    local res = wf:run("mail bob@example.com", { guardrails = { guard.pii{} } })
+    assert.equal("completed", res.status, res.error)
+    assert.equal("mail [EMAIL]", calls[1][1].content)
+    local evs = triggered(res)
+    local fields = {}
+    for _, ev in ipairs(evs) do
+      assert.is_nil(json.encode(ev):find("bob@", 1, true))
+      fields[#fields + 1] = (ev.agent or "-") .. " " .. ev.stage .. " " .. ev.field
+    end
+    -- the executor's input, then the agent's reply (the message it sends
+    -- holds the masked reply already)
+    assert.same({ "- input input", "a output output.text" }, fields)
+    assert.is_nil(json.encode(res.outputs):find("bob@", 1, true))
+  end)
+end)
+
+describe("weft serve --guardrails", function()
+  it("masks outputs, blocks inputs, counts in /metrics and audits, without the sensitive text", function()
+    local cfg = tmpfile(json.encode{
+      input_validation = { max_input_size = "100B" },
+      output_filtering = { pii_removal = true },
+      compliance = { audit_log_level = "INFO" },
+    })
+    local keys = tmpfile(json.encode{ { id = "boss", key = "b-secret-key", scopes = { "admin" } } })
+    local port = procs.free_port()
+    local p = procs.spawn({ procs.weft_bin(), "serve", "--port", tostring(port), "--store", "memory:",
+                            "--keys", keys, "--guardrails", cfg })
+    finally(function() procs.kill(p) end)
+    procs.wait_port(port)
+    local base = ("http://127.0.0.1:%d"):format(port)
+    local hdr = { authorization = "Bearer b-secret-key", ["content-type"] = "application/json" }
+    local function call(method, path, body)
+      local res = assert(weft.http.request{ method = method, url = base .. path, headers = hdr, body = body })
+      return res.status, res.body
+    end
+    local st, body = call("POST", "/api/v1/workflows",
+      { id = "echo", name = "echo", nodes = { { id = "o", builtin = "passthrough" } }, start = "o" })
+    assert.equal(201, st, body)
+    st, body = call("POST", "/api/v1/workflows/echo/execute", { input = "write to bob@example.com" })
+    assert.equal(200, st, body)
+    local x = json.decode(body)
+    assert.equal("completed", x.status, body)
+    assert.same({ "write to [EMAIL]" }, x.outputs)
+    st, body = call("POST", "/api/v1/workflows/echo/execute", { input = ("z"):rep(200) })
+    local y = json.decode(body)
+    assert.equal("failed", y.status, body)
+    assert.matches("guardrail max_input_size blocked input input: 200 bytes, limit 100", y.error, 1, true)
+    -- the execution's events: guardrail_triggered, without the address
+    st, body = call("GET", "/api/v1/executions/" .. x.id .. "/events")
+    assert.equal(200, st)
+    local n = 0
+    for line in body:gmatch("[^\n]+") do
+      if line:find("guardrail_triggered", 1, true) then
+        n = n + 1
+        assert.is_nil(line:find("bob@", 1, true), line)
+        assert.matches('"reason":"1 email masked"', line, 1, true)
+      end
+    end
+    assert.equal(1, n, body)
+    st, body = call("GET", "/metrics")
+    assert.equal(200, st)
+    assert.matches('weft_guardrail_triggered_total{guard="pii",stage="output",action="modify"} 1', body, 1, true)
+    assert.matches('weft_guardrail_triggered_total{guard="max_input_size",stage="input",action="block"} 1', body, 1, true)
+    st, body = call("GET", "/api/v1/audit")
+    assert.equal(200, st, body)
+    local entries = {}
+    for _, e in ipairs(json.decode(body).items) do
+      if e.event == "guardrail_triggered" then entries[#entries + 1] = e end
+    end
+    assert.equal(2, #entries, body)
+    assert.equal("pii", entries[1].guard)
+    assert.equal("modify", entries[1].action)
+    assert.equal(x.id, entries[1].run_id)
+    assert.equal("block", entries[2].action)
+    assert.is_nil(body:find("bob@", 1, true))
+  end)
+
+  it("refuses a bad configuration naming the key path", function()
+    local cfg = tmpfile('{"output_filtering": {"pii_remval": true}}')
+    local rc, _, err = procs.run({ procs.weft_bin(), "serve", "--port", tostring(procs.free_port()), "--store",
+                                   "memory:", "--guardrails", cfg }, nil, 20)
+    assert.equal(2, rc)
+    assert.matches("output_filtering.pii_remval: unknown key", err, 1, true)
+  end)
+end)
