@@ -102,8 +102,9 @@ if not pf_pkg then
 end
 local pf_version = pf_pkg:match('"version"%s*:%s*"([^"]+)"') or "?"
 
--- The rows of issue 14's table this bench covers. ratio: the target is a
--- ratio to PocketFlow; else it is an absolute figure in `unit`.
+-- The rows of issue 14's table this bench covers, then weft.flow's batch
+-- rows (issue 17, no target). ratio: the target is a ratio to PocketFlow;
+-- else it is an absolute figure in `unit`.
 local ROWS = {
   { id = "chain", name = "chain of 1,000, state read+write, per node", unit = "us",
     target = 1.0, ratio = true },
@@ -112,6 +113,9 @@ local ROWS = {
   { id = "single", name = "one-executor run, fixed cost per run", unit = "us", target = 2 },
   { id = "paused", name = "10,000 runs paused for input, heap per run", unit = "KiB", target = 2 },
   { id = "fan", name = "fan-out 1,000, append to a list, per branch", unit = "us", target = 0.7 },
+  -- weft.flow against PocketFlow's own classes (issue 17): no target, printed only
+  { id = "batch", name = "weft.flow BatchNode, 1,000 items, per item", unit = "us" },
+  { id = "pbatch", name = "parallel batch node, 1,000 items, per item", unit = "us" },
 }
 
 -- weft's paused runs counting C malloc too, per round (KiB per run).
@@ -185,7 +189,9 @@ for _, r in ipairs(ROWS) do
   for k = 1, opts.runs do ratios[k] = W[r.id][k] / P[r.id][k] end
   local ratio = blib.stats(ratios).median
   local target, verdict
-  if r.ratio then
+  if r.target == nil then
+    target, verdict = "-", ""
+  elseif r.ratio then
     target = fmt("<= %gx", r.target)
     verdict = ratio <= r.target and "ok" or "OVER"
   else

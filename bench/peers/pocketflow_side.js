@@ -4,7 +4,7 @@
 // per paused run).
 //
 // Run: node --expose-gc bench/peers/pocketflow_side.js ROW [--warm N] [--reps N]
-// with ROW one of chain, loop, single, paused, fan. The graphs and the work
+// with ROW one of chain, loop, single, paused, fan, batch, pbatch. The graphs and the work
 // per node are those of bench/peers/weft_side.lua: keep the two files in
 // step (same sizes, same work, same warm-up and repetitions).
 //
@@ -22,9 +22,9 @@
 // status non-zero). Timings are never asserted.
 "use strict";
 
-const { Node, Flow, ParallelBatchFlow } = require("pocketflow");
+const { Node, Flow, BatchNode, ParallelBatchNode, ParallelBatchFlow } = require("pocketflow");
 
-const CHAIN = 1000, LOOP = 10000, SINGLE_BATCH = 2000, PAUSED = 10000, FAN = 1000;
+const CHAIN = 1000, LOOP = 10000, SINGLE_BATCH = 2000, PAUSED = 10000, FAN = 1000, BATCH = 1000;
 
 const argv = process.argv.slice(2);
 const row = argv[0];
@@ -35,7 +35,7 @@ for (let i = 1; i < argv.length; i += 2) {
     opts[a.slice(2)] = v;
   } else {
     throw new Error("usage: node --expose-gc bench/peers/pocketflow_side.js " +
-      `chain|loop|single|paused|fan [--warm N] [--reps N] (bad argument '${a}')`);
+      `chain|loop|single|paused|fan|batch|pbatch [--warm N] [--reps N] (bad argument '${a}')`);
   }
 }
 if (opts.reps < 1) opts.reps = 1;
@@ -194,8 +194,34 @@ rows.fan = async () => {
   }, FAN);
 };
 
+// (6) and (7) A BatchNode / ParallelBatchNode over BATCH numbers: exec
+// doubles each (no I/O: the cost of the batch machinery itself), post keeps
+// the list (weft: weft.flow's BatchNode / AsyncParallelBatchNode, whose
+// parallel items each run in a weft task). Per item.
+function batchRow(Base) {
+  class Double extends Base {
+    async prep(shared) { return shared.items; }
+    async exec(x) { return x * 2; }
+    async post(shared, _prep, out) { shared.out = out; return undefined; }
+  }
+  const items = [];
+  for (let k = 1; k <= BATCH; k++) items.push(k);
+  const flow = new Flow(new Double());
+  return measure(async () => {
+    const shared = { items };
+    const t0 = clock();
+    await flow.run(shared);
+    const t = clock() - t0;
+    check(Base.name, shared.out.length === BATCH && shared.out[BATCH - 1] === 2 * BATCH,
+      `${shared.out.length} results (expected ${BATCH})`);
+    return t;
+  }, BATCH);
+}
+rows.batch = () => batchRow(BatchNode);
+rows.pbatch = () => batchRow(ParallelBatchNode);
+
 const f = rows[row];
-if (!f) throw new Error(`pocketflow_side.js: unknown row '${row}' (rows: chain, loop, single, paused, fan)`);
+if (!f) throw new Error(`pocketflow_side.js: unknown row '${row}' (rows: chain, loop, single, paused, fan, batch, pbatch)`);
 f().then((v) => process.stdout.write(`result ${row} ${v.toFixed(6)}\n`)).catch((e) => {
   process.stderr.write(`${e.stack || e}\n`);
   process.exitCode = 1;

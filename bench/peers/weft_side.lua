@@ -3,14 +3,15 @@
 -- line `result <row> <value>` (µs per unit of work, or KiB per paused run).
 --
 -- Run: build/weft exec bench/peers/weft_side.lua ROW [--warm N] [--reps N]
--- with ROW one of chain, loop, single, paused, fan. bench/peers/peers.lua
+-- with ROW one of chain, loop, single, paused, fan, batch, pbatch. bench/peers/peers.lua
 -- runs it, alternating with bench/peers/pocketflow_side.js, which builds
 -- the same graphs with PocketFlow and does the same work per node: keep the
 -- two files in step (same sizes, same work, same warm-up and repetitions).
 --
 -- The graphs are those of bench/sched.lua, with default run options
 -- (event log kept) except max_supersteps (steps + 10) and, for the fan-out
--- row, events = false as in bench/sched.lua. Every run is checked; a run
+-- row, events = false as in bench/sched.lua; the batch rows run weft.flow
+-- (PocketFlow's own model) instead of a workflow. Every run is checked; a run
 -- that does not end as expected raises (exit status non-zero). Timings are
 -- never asserted.
 --
@@ -27,7 +28,7 @@ local fmt = string.format
 local sort = table.sort
 local clock = weft.clock
 
-local CHAIN, LOOP, SINGLE_BATCH, PAUSED, FAN = 1000, 10000, 2000, 10000, 1000
+local CHAIN, LOOP, SINGLE_BATCH, PAUSED, FAN, BATCH = 1000, 10000, 2000, 10000, 1000, 1000
 
 -- `weft exec` may pass arguments as the chunk's varargs or in the global arg.
 local argv = { ... }
@@ -44,7 +45,7 @@ do
     if (a == "--warm" or a == "--reps") and v and v >= 0 and v == math.floor(v) then
       opts[a:sub(3)] = v
     else
-      error("usage: weft exec bench/peers/weft_side.lua chain|loop|single|paused|fan"
+      error("usage: weft exec bench/peers/weft_side.lua chain|loop|single|paused|fan|batch|pbatch"
         .. " [--warm N] [--reps N] (bad argument '" .. tostring(a) .. "')", 0)
     end
     i = i + 2
@@ -200,8 +201,40 @@ function rows.fan()
   end), FAN)
 end
 
+--- A weft.flow batch node of kind over BATCH numbers: exec doubles each
+-- (no I/O: the cost of the batch machinery itself), post keeps the list;
+-- the run is timed and checked. Per item.
+local function batch_row(kind)
+  local flow = require "weft.flow"
+  local items = {}
+  for k = 1, BATCH do items[k] = k end
+  local node = flow[kind]{
+    prep = function(shared) return shared.items end,
+    exec = function(x) return x * 2 end,
+    post = function(shared, _, out) shared.out = out end,
+  }
+  local f = flow.Flow{ start = node }
+  return measure(function()
+    local shared = { items = items }
+    local t0 = clock()
+    f:run(shared)
+    local t = clock() - t0
+    if #shared.out ~= BATCH or shared.out[BATCH] ~= 2 * BATCH then
+      error(fmt("%s: %d results (expected %d)", kind, #shared.out, BATCH), 0)
+    end
+    return t
+  end, BATCH)
+end
+
+--- (6) weft.flow.BatchNode: BATCH items, one after the other. Per item.
+function rows.batch() return batch_row("BatchNode") end
+
+--- (7) weft.flow.AsyncParallelBatchNode: BATCH items, each in a weft task
+-- (weft.go; PocketFlow: Promise.all). Per item.
+function rows.pbatch() return batch_row("AsyncParallelBatchNode") end
+
 local f = rows[row]
 if not f then
-  error("weft_side.lua: unknown row '" .. tostring(row) .. "' (rows: chain, loop, single, paused, fan)", 0)
+  error("weft_side.lua: unknown row '" .. tostring(row) .. "' (rows: chain, loop, single, paused, fan, batch, pbatch)", 0)
 end
 io.write(fmt("result %s %.6f\n", row, f()))

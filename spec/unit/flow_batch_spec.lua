@@ -289,6 +289,22 @@ describe("weft.flow.AsyncParallelBatchNode", function()
     assert.same({ "1@1", "2@2" }, s.r)
   end)
 
+  it("starts two tasks, not one per item, when no item waits", function()
+    local real, started = weft.go, 0
+    weft.go = function(...) started = started + 1; return real(...) end
+    local ok, err = pcall(function()
+      local items = {}
+      for i = 1, 100 do items[i] = i end
+      local _, s = flow.AsyncParallelBatchNode{ prep = function() return items end, exec = function(i) return -i end,
+                                                post = function(sh, _, r) sh.r = r end }:run()
+      assert.equal(100, #s.r)
+      assert.equal(-100, s.r[100])
+    end)
+    weft.go = real
+    assert(ok, err)
+    assert.equal(2, started)
+  end)
+
   it("ParallelBatchNode (PocketFlow's JavaScript name) runs concurrently too", function()
     local b = barrier(2)
     local _, s = flow.ParallelBatchNode{ prep = function() return { "x", "y" } end,

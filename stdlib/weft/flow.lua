@@ -335,23 +335,38 @@ local function merged(t, u)
   return out
 end
 
--- Run fn(i) for i = 1..n, each in its own weft task, at most limit at
--- once (nil: all). A failure stops items not started yet; the ones in
--- flight finish; then the error of the lowest failed item is raised as
--- fn raised it. fn names its item in its errors.
+-- Run fn(i) for i = 1..n concurrently in weft tasks, at most limit at
+-- once (nil: all). Workers take the next item in turn; a worker about to
+-- run an item starts one more worker unless one is already waiting to
+-- start, so items that never wait cost two tasks, and items that wait all
+-- get in flight. A failure stops items not started yet; the ones in
+-- flight finish; then the error of the lowest failed item is raised as fn
+-- raised it. fn names its item in its errors.
 local function gather(n, limit, fn)
+  limit = limit or n
   local started, err_i, err = 0, nil, nil
-  local function worker()
+  local tasks, spare = {}, false
+  local worker
+  worker = function()
+    spare = false
     while err_i == nil and started < n do
       started = started + 1
       local i = started
+      if not spare and started < n and #tasks < limit then
+        spare = true
+        tasks[#tasks + 1] = weft.go(worker)
+      end
       local ok, e = pcall(fn, i)
       if not ok and (err_i == nil or i < err_i) then err_i, err = i, e end
     end
   end
-  local tasks = {}
-  for k = 1, min(n, limit or n) do tasks[k] = weft.go(worker) end
-  for k = 1, #tasks do tasks[k]:wait() end
+  spare = true
+  tasks[1] = weft.go(worker)
+  local k = 1
+  while k <= #tasks do -- workers add workers: wait until the list stops growing
+    tasks[k]:wait()
+    k = k + 1
+  end
   if err_i then error(err, 0) end
 end
 
