@@ -64,7 +64,14 @@ end
 
 local function host_pattern(v) return type(v) == "string" and v ~= "" and not v:find("[%s/@]") end
 local function port(v) return type(v) == "number" and v % 1 == 0 and v >= 1 and v <= 65535 end
-local function cidr(v) return type(v) == "string" and v:find("^[%x:.]+/%d+$") ~= nil end
+local function cidr(v)
+  if type(v) ~= "string" then return false end
+  local a, bits = v:match("^([%x:.]+)/(%d+)$")
+  if not a then a = v:match("^[%x:.]+$") end
+  if not a then return false end
+  local v4 = a:find("^%d+%.%d+%.%d+%.%d+$") ~= nil
+  return (v4 or a:find(":", 1, true) ~= nil) and (bits == nil or tonumber(bits) <= (v4 and 32 or 128))
+end
 local function nonneg(v) return type(v) == "number" and v >= 0 and v < math.huge end
 
 --- The spec of a network policy (run option `network`,
