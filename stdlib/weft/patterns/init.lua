@@ -6,8 +6,9 @@
 --
 -- `sequential{agents}`, `concurrent{agents, aggregator}`,
 -- `group_chat{agents, selector, termination, manager, max_iterations}`,
--- `handoff{agents, start, max_handoffs}`, `magentic{planner,
--- participants, max_stalls, max_rounds}`; helpers `selectors`,
+-- `handoff{agents, start, max_handoffs, mode, termination}`,
+-- `magentic{planner, participants, max_stalls, max_rounds, max_resets,
+-- plan_review, progress}`; helpers `selectors`,
 -- `terminations`, `aggregators`. Modules are loaded on first use.
 local _M = {}
 

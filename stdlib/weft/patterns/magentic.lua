@@ -354,10 +354,10 @@ function _M.build(opts)
       if replan then
         task = ctx:get_state("task")
         prompt = sformat("Task:\n%s\n\nParticipants:\n%s\n\nThe plan was:\n%s\n\nWhat was done so far:\n%s\n\n"
-                         .. "The team stalled (%d rounds without progress). Write a new plan for what is left "
+                         .. "The team stalled (%d %s without progress). Write a new plan for what is left "
                          .. "of the task (an empty list if nothing is left).",
                          task, team, plan_text(ctx:get_state("plan") or {}), ledger_text(ctx:get_state("ledger") or {}),
-                         max_stalls)
+                         max_stalls, max_stalls == 1 and "round" or "rounds")
       else
         local conv = common.to_messages("magentic", msg)
         task = (#conv == 1 and type(conv[1].content) == "string") and conv[1].content or common.transcript(conv)
