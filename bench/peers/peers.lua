@@ -114,7 +114,7 @@ local ROWS = {
   { id = "paused", name = "10,000 runs paused for input, heap per run", unit = "KiB", target = 2 },
   { id = "fan", name = "fan-out 1,000, append to a list, per branch", unit = "us", target = 0.7 },
   -- weft.flow against PocketFlow's own classes (issue 17): no target, printed only
-  { id = "batch", name = "weft.flow BatchNode, 1,000 items, per item", unit = "us" },
+  { id = "batch", name = "batch node, 1,000 items, per item", unit = "us" },
   { id = "pbatch", name = "parallel batch node, 1,000 items, per item", unit = "us" },
 }
 
