@@ -47,31 +47,52 @@ static void push_strs(lua_State *L, wf_lua_graph_t *lg) {
   lg->strs_ref = wf_lua_ref(lg->rt, L);
 }
 
-/* t[strs[k]] = value at the top of L, for the table t just below it and
- * the strs table at index s. */
-static void set_k(lua_State *L, int s, int k) {
-  lua_rawgeti(L, s, k);
-  lua_insert(L, -2);
-  lua_rawset(L, -3);
-}
+/* Push key strs[k] (strs at index s): the value and lua_rawset(L, -3)
+ * follow, for the table t just below the key. Key first, value second: no
+ * lua_insert (it was a tenth of a subscriber's cost). */
+#define KEY(L, s, k) lua_rawgeti((L), (s), (k))
 
 /* t[strs[k]] = string v (skipped when NULL). */
 static void set_str(lua_State *L, int s, int k, const char *v) {
   if (!v) return;
+  KEY(L, s, k);
   lua_pushstring(L, v);
-  set_k(L, s, k);
+  lua_rawset(L, -3);
 }
 
 /* t[strs[k]] = integer v. */
 static void set_int(lua_State *L, int s, int k, lua_Integer v) {
+  KEY(L, s, k);
   lua_pushinteger(L, v);
-  set_k(L, s, k);
+  lua_rawset(L, -3);
 }
 
 /* t[strs[k]] = boolean v. */
 static void set_bool(lua_State *L, int s, int k, int v) {
+  KEY(L, s, k);
   lua_pushboolean(L, v);
-  set_k(L, s, k);
+  lua_rawset(L, -3);
+}
+
+/* t[strs[k]] = strs[v]. */
+static void set_s(lua_State *L, int s, int k, int v) {
+  KEY(L, s, k);
+  lua_rawgeti(L, s, v);
+  lua_rawset(L, -3);
+}
+
+/* t[strs[k]] = the run id of lr, a string made once per run (interning it
+ * at every event was a fifth of a subscriber's cost). */
+static void set_run_id(lua_State *L, int s, wf_lua_run_t *lr) {
+  KEY(L, s, K_RUN_ID);
+  if (lr->id_ref == LUA_NOREF) {
+    lua_pushstring(L, wf_run_id(lr->run));
+    lua_pushvalue(L, -1);
+    lr->id_ref = wf_lua_ref(lr->rt, L);
+  } else {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lr->id_ref);
+  }
+  lua_rawset(L, -3);
 }
 
 /* Push the Lua table of event ev of run lr on L. */
@@ -82,16 +103,14 @@ void wf_lua_event_push(lua_State *L, wf_lua_run_t *lr, const wf_event_t *ev) {
   push_strs(L, lr->lg);
   s = lua_gettop(L);
   lua_createtable(L, 0, 8);
-  lua_rawgeti(L, s, K_TYPES + ev->type);
-  set_k(L, s, K_TYPE);
-  set_str(L, s, K_RUN_ID, wf_run_id(lr->run));
+  set_s(L, s, K_TYPE, K_TYPES + ev->type);
+  set_run_id(L, s, lr);
   set_int(L, s, K_SUPERSTEP, ev->superstep);
-  if (ev->exec >= 0 && ev->exec < g->nexec) {
-    lua_rawgeti(L, s, K_EXEC + ev->exec);
-    set_k(L, s, K_EXECUTOR_ID);
-  }
+  if (ev->exec >= 0 && ev->exec < g->nexec) set_s(L, s, K_EXECUTOR_ID, K_EXEC + ev->exec);
+  KEY(L, s, K_TS);
   lua_pushnumber(L, ev->ts);
-  set_k(L, s, K_TS);
+  lua_rawset(L, -3);
+  KEY(L, s, K_DATA); /* t.data = the table or value pushed below */
   switch (ev->type) {
   case WF_EV_WORKFLOW_STARTED:
     lua_createtable(L, 0, 1);
@@ -119,6 +138,7 @@ void wf_lua_event_push(lua_State *L, wf_lua_run_t *lr, const wf_event_t *ev) {
   case WF_EV_STATE_CONFLICT:
     lua_createtable(L, 0, 2);
     set_str(L, s, K_KEY, ev->str);
+    KEY(L, s, K_WRITERS);
     lua_createtable(L, ev->nints, 0);
     for (i = 0; i < ev->nints; i++) {
       int x = ev->ints[i];
@@ -126,7 +146,7 @@ void wf_lua_event_push(lua_State *L, wf_lua_run_t *lr, const wf_event_t *ev) {
       else lua_pushliteral(L, "?");
       lua_rawseti(L, -2, i + 1);
     }
-    set_k(L, s, K_WRITERS);
+    lua_rawset(L, -3);
     break;
   case WF_EV_WORKFLOW_FAILED:
     lua_createtable(L, 0, 1);
@@ -137,31 +157,35 @@ void wf_lua_event_push(lua_State *L, wf_lua_run_t *lr, const wf_event_t *ev) {
                                      send, data = the message */
       char label[256];
       lua_createtable(L, 0, 4);
-      lua_rawgeti(L, s, K_EXEC + ev->exec);
-      set_k(L, s, K_FROM);
+      set_s(L, s, K_FROM, K_EXEC + ev->exec);
       set_str(L, s, K_TARGET, ev->str2);
+      KEY(L, s, K_EDGES);
       lua_createtable(L, ev->nints, 0); /* data.edges: labels */
       for (i = 0; i < ev->nints; i++) {
         lua_pushstring(L, wf_graph_edge_label(g, ev->ints[i], label,
                                               sizeof label));
         lua_rawseti(L, -2, i + 1);
       }
-      set_k(L, s, K_EDGES);
+      lua_rawset(L, -3);
+      KEY(L, s, K_MESSAGE);
       wf_lua_val_push(rt, L, ev->data);
-      set_k(L, s, K_MESSAGE);
+      lua_rawset(L, -3);
       break;
     }
   case WF_EV_CUSTOM:
   case WF_EV_AGENT_UPDATE:
   case WF_EV_REQUEST_INFO:
+    /* name on the event itself: below its pending data key */
+    lua_pop(L, 1);
     set_str(L, s, K_NAME, ev->str);
+    KEY(L, s, K_DATA);
     wf_lua_val_push(rt, L, ev->data);
     break;
   default:
     wf_lua_val_push(rt, L, ev->data);
     break;
   }
-  set_k(L, s, K_DATA);
+  lua_rawset(L, -3); /* t.data */
   lua_remove(L, s);
 }
 

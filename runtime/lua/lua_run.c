@@ -26,7 +26,8 @@ void wf_lua_run_release(wf_lua_run_t *lr) {
   lr->prev = lr->next = NULL;
   wf_lua_unref(rt, lr->table_ref);
   wf_lua_unref(rt, lr->on_event_ref);
-  lr->table_ref = lr->on_event_ref = LUA_NOREF;
+  wf_lua_unref(rt, lr->id_ref);
+  lr->table_ref = lr->on_event_ref = lr->id_ref = LUA_NOREF;
   wf_lua_graph_unref(lr->lg);
   lr->lg = NULL;
 }
@@ -57,7 +58,8 @@ void wf_lua_run_ended(wf_lua_rt_t *rt, wf_lua_run_t *lr) {
      * handle —, and the registry ref would keep that cycle forever) */
     wf_lua_unref(rt, lr->table_ref);
     wf_lua_unref(rt, lr->on_event_ref);
-    lr->table_ref = lr->on_event_ref = LUA_NOREF;
+    wf_lua_unref(rt, lr->id_ref);
+    lr->table_ref = lr->on_event_ref = lr->id_ref = LUA_NOREF;
   }
 }
 
@@ -136,7 +138,7 @@ static int l_run_new(lua_State *L) {
 
   lr = lua_newuserdata(L, sizeof(*lr));
   memset(lr, 0, sizeof(*lr));
-  lr->table_ref = lr->on_event_ref = LUA_NOREF;
+  lr->table_ref = lr->on_event_ref = lr->id_ref = LUA_NOREF;
   luaL_getmetatable(L, WF_LUA_RUN_MT);
   lua_setmetatable(L, -2);
   o.host = lr;

@@ -38,6 +38,8 @@ typedef struct wf_lua_run {
   wf_lua_graph_t *lg;
   int table_ref;    /* the Lua run table, anchored while the run is active */
   int on_event_ref; /* subscriber or LUA_NOREF */
+  int id_ref;       /* the run id as a Lua string (made by the first event
+                       table) or LUA_NOREF */
   int finished;      /* terminal */
   int idle;          /* paused on requests (cleared when one is answered) */
   int ending;        /* run_table:on_end() runs; the end is not told yet */
