@@ -207,6 +207,46 @@ describe("guards on agents", function()
   end)
 end)
 
+describe("guardrails of declarative definitions", function()
+  local fake = require "support.fake_res"
+
+  it("guards a JSON agent, a JSON workflow and a node, and refuses server-wide keys there", function()
+    local app = fake.app()
+    local res = fake.call(app, "POST", "/api/v1/agents", { body = { name = "helper", model = "mock:echo",
+      guardrails = { { type = "pii", action = "block", stages = { "input" } } } } })
+    assert.equal(201, res.status_code, res.body)
+    res = fake.call(app, "POST", "/api/v1/workflows", { body = { id = "w", name = "w",
+      guardrails = { output_filtering = { pii_removal = true } },
+      nodes = { { id = "ask", agent = "helper" },
+                { id = "p", builtin = "passthrough", guardrails = { { type = "size", max_bytes = 10000 } } } },
+      edges = { { from = "p", to = "ask" } }, start = "p" } })
+    assert.equal(201, res.status_code, res.body)
+    -- the workflow's guard masks what its nodes send: the agent sees the mask
+    res = fake.call(app, "POST", "/api/v1/workflows/w/execute", { body = { input = "card 4111 1111 1111 1111" } })
+    local x = res:decoded()
+    assert.equal("completed", x.status, res.body)
+    assert.equal("echo: card [CARD]", x.outputs[1].response)
+    assert.is_nil(res.body:find("4111", 1, true))
+    -- the agent's own guard blocks pii in the model's input
+    res = fake.call(app, "POST", "/api/v1/workflows", { body = { id = "solo", name = "solo",
+      nodes = { { id = "ask", agent = "helper" } } } })
+    assert.equal(201, res.status_code, res.body)
+    res = fake.call(app, "POST", "/api/v1/workflows/solo/execute", { body = { input = "card 4111 1111 1111 1111" } })
+    x = res:decoded()
+    assert.equal("failed", x.status, res.body)
+    assert.matches("guardrail pii blocked input messages[1].content: pii found: 1 card", x.error, 1, true)
+    -- refused: server-wide settings in one definition, unknown guard types
+    res = fake.call(app, "POST", "/api/v1/agents", { body = { name = "b", model = "mock:echo",
+      guardrails = { execution_limits = { max_execution_time = "1m" } } } })
+    local e = fake.err_of(res, 400)
+    assert.matches("guardrails: execution_limits: applies to the whole server", e.message, 1, true)
+    res = fake.call(app, "POST", "/api/v1/workflows", { body = { id = "w2", name = "w2",
+      nodes = { { id = "p", builtin = "passthrough", guardrails = { { type = "pi" } } } } } })
+    e = fake.err_of(res, 400)
+    assert.matches("nodes[1].guardrails: guards[1].type: must be one of", e.message, 1, true)
+  end)
+end)
+
 describe("weft serve --guardrails", function()
   it("masks outputs, blocks inputs, counts in /metrics and audits, without the sensitive text", function()
     local cfg = tmpfile(json.encode{
