@@ -10,8 +10,8 @@ local sched = require "weft.core.sched"
 local json = require "weft.json"
 local check = require "weft.check"
 
-local type, error, tostring, setmetatable, getmetatable, xpcall, ipairs =
-  type, error, tostring, setmetatable, getmetatable, xpcall, ipairs
+local type, error, tostring, setmetatable, getmetatable, xpcall, ipairs, pcall =
+  type, error, tostring, setmetatable, getmetatable, xpcall, ipairs, pcall
 local yield = coroutine.yield
 local traceback = debug.traceback
 local jcheck, fix_utf8 = json.check, json.fix_utf8
@@ -325,6 +325,18 @@ local function guarded_invoke(run, exec, msg, ctx, gp)
   return run.wf._handlers[exec](msg, ctx)
 end
 
+-- Run an invocation of a run that has guards somewhere: ok, err as the
+-- worker's xpcall gives them. A plan that cannot be made (a bad run option
+-- guardrails) fails the invocation.
+local function guarded_call(run, exec, msg, ctx)
+  local pok, plan = pcall(_M.guard_plan, run)
+  if not pok then return false, on_error(plan) end
+  local gp = plan and plan[exec]
+  if gp then return xpcall(guarded_invoke, on_error, run, exec, msg, ctx, gp) end
+  if run.invoke then return xpcall(run.invoke, on_error, run, exec, msg, ctx) end
+  return xpcall(run.wf._handlers[exec], on_error, msg, ctx)
+end
+
 --- The body of every task coroutine: run invocations until abandoned.
 -- Receives (run, seq, exec, superstep, attempt, msg) from C at each resume
 -- and yields (DONE, ok, err) at the end of each invocation. A run with
@@ -347,15 +359,10 @@ function _M.worker(run, seq, exec, superstep, attempt, msg, order)
     end
     local ok, err
     local invoke = run.invoke
-    -- guards: the workflow's plan (false when nothing is guarded), or the
-    -- run's when it has guardrails
-    local gp = run.wf._plan -- false when the workflow has no guards
-    if gp or run.guardrails ~= nil or server_guards then
-      gp = _M.guard_plan(run)
-      gp = gp and gp[exec]
-    end
-    if gp then
-      ok, err = xpcall(guarded_invoke, on_error, run, exec, msg, ctx, gp)
+    -- guards: the workflow's plan is false when it has none; the run's
+    -- guardrails or the process's make one
+    if run.wf._plan or run.guardrails ~= nil or server_guards then
+      ok, err = guarded_call(run, exec, msg, ctx)
     elseif invoke then
       ok, err = xpcall(invoke, on_error, run, exec, msg, ctx)
     else

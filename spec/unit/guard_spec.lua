@@ -233,6 +233,13 @@ describe("guards on executors and workflows", function()
     assert.same({ "run", "workflow", "executor" }, order)
   end)
 
+  it("fails the run naming the problem when the run option guardrails holds no guards", function()
+    local a = weft.executor("a", function() end)
+    local res = weft.workflow("bad"):start(a):build():run("x", { guardrails = { 42 } })
+    assert.equal("failed", res.status)
+    assert.matches("run option guardrails: guards[1] must be a weft.guard object", res.error, 1, true)
+  end)
+
   it("counts verdicts in weft.guard.counters", function()
     local before = ((guard.counters.deny or {}).input or {}).block or 0
     local a = weft.executor("a", { handle = function() end, guards = { blocker() } })
