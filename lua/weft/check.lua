@@ -235,17 +235,21 @@ problem = function(s, opts, prefix, what)
                    c.list, _M.did_you_mean(tostring(unknown), c.names, c.aliases))
   end
   if not bad and c.nrequired == 0 then return nil end
-  -- the first problem in sorted order: the message is deterministic
-  for _, name in ipairs(c.names) do
-    local v = opts[name]
-    local p = props[name]
-    if v == nil then
-      if c.required[name] then
-        return sformat("%s%s must be %s, got nothing", prefix, name, expect_of(p))
+  -- the first problem in sorted order (the message is deterministic): a
+  -- value given wrong before a required one missing (a part of an
+  -- unsupported type is named as such, not for the field it lacks)
+  if bad then
+    for _, name in ipairs(c.names) do
+      local v = opts[name]
+      if v ~= nil then
+        local err = value_problem(props[name], v, prefix .. name, what)
+        if err then return err end
       end
-    else
-      local err = value_problem(p, v, prefix .. name, what)
-      if err then return err end
+    end
+  end
+  for _, name in ipairs(c.names) do
+    if opts[name] == nil and c.required[name] then
+      return sformat("%s%s must be %s, got nothing", prefix, name, expect_of(props[name]))
     end
   end
   return nil

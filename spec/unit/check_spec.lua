@@ -58,6 +58,15 @@ describe("weft.check", function()
     assert.is_nil(check.problem(body, { name = "a", tags = { 1 } }))
   end)
 
+  it("names a value given wrong before a required one missing", function()
+    local part = check.spec("part", { properties = {
+      type = { enum = { "input_text" }, required = true }, text = { type = "string", required = true } } })
+    -- "text" sorts first, but the part's type is what is wrong with it
+    assert.equal("part: type must be 'input_text', got 'input_image'",
+      check.problem(part, { type = "input_image" }))
+    assert.equal("part: text must be a string, got nothing", check.problem(part, { type = "input_text" }))
+  end)
+
   it("finds near names only", function()
     assert.equal("model", check.nearest("modle", { "model", "name" }))
     assert.equal("max_retries", check.nearest("max_retry", { "max_retries", "wait" }))

@@ -219,10 +219,28 @@ describe("POST /v1/responses", function()
     assert.matches("role", oerr(create(app, { model = "agent:writer", input = { { role = "wizard", content = "x" } } }), 400).message)
     local e = oerr(create(app, { model = "agent:writer", input = "x", previous_response_id = "resp_nope" }), 400)
     assert.equal("previous_response_id", e.param)
-    assert.equal("tools", oerr(create(app, { model = "agent:writer", input = "x",
+    assert.equal("tools[0].type", oerr(create(app, { model = "agent:writer", input = "x",
       tools = { { type = "web_search" } } }), 400).param)
-    assert.equal("tools", oerr(create(app, { model = "agent:writer", input = "x",
+    assert.equal("tools[0].name", oerr(create(app, { model = "agent:writer", input = "x",
       tools = { { type = "function", name = "bad name!" } } }), 400).param)
+    -- items, parts and tools go through the body's checker (weft.check):
+    -- the message names the item and the field, the param is their path
+    local e1 = oerr(create(app, { model = "agent:writer", input = { { role = "user", content = "a" },
+      { role = "user", content = { { type = "input_image", image_url = "x" } } } } }), 400)
+    assert.equal("input[1].content[0].type", e1.param)
+    assert.matches("responses.create: input%[1%]%.content%[0%]: type must be input_text or output_text", e1.message)
+    local e2 = oerr(create(app, { model = "agent:writer", input = { { type = "function_call", call_id = "c" } } }), 400)
+    assert.equal("input[0].name", e2.param)
+    assert.matches("input%[0%]: name must be a non%-empty string, got nothing", e2.message)
+    local e3 = oerr(create(app, { model = "agent:writer", input = { { role = "user", content = 5 } } }), 400)
+    assert.matches("input%[0%]: content must be a string or a list of text parts, got 5", e3.message)
+    assert.equal("input[0]", oerr(create(app, { model = "agent:writer", input = { "text" } }), 400).param)
+    assert.equal("tools[0].parameters", oerr(create(app, { model = "agent:writer", input = "x",
+      tools = { { type = "function", name = "f", parameters = "{}" } } }), 400).param)
+    -- other OpenAI fields of an item are accepted and ignored
+    assert.equal("completed", create(app, { model = "agent:writer", input = { { type = "message", role = "user",
+      id = "msg_1", status = "completed", content = { { type = "input_text", text = "hi", annotations = {} } } } } })
+      :decoded().status)
     oerr(create(app, { model = "agent:writer", input = {
       { type = "function_call_output", call_id = "c1", output = "x" } } }), 400)
     assert.equal("model_not_found", oerr(create(app, { model = "gpt-4o", input = "x" }), 404).code)

@@ -422,20 +422,60 @@ local function start(s)
   end)
 end
 
+-- The shapes of input items, content parts and tools (weft.check specs,
+-- open: other OpenAI fields are accepted and ignored), checked with the
+-- body's checker (errors.check_body) item by item.
+local function item_schema(props)
+  return errors.schema("responses.create", { additionalProperties = true, properties = props })
+end
+local CONTENT = { type = { "string", "array" }, expect = "a string or a list of text parts" }
+local PART = item_schema({
+  type = { enum = { "input_text", "output_text", "text" }, required = true,
+           expect = "input_text or output_text (only text parts are supported)" },
+  text = { type = "string", required = true },
+})
+local ITEMS = {
+  message = item_schema({
+    type = { enum = { "message" } },
+    role = { enum = { "user", "system", "developer", "assistant" }, required = true },
+    content = CONTENT,
+  }),
+  function_call_output = item_schema({
+    type = { enum = { "function_call_output" } },
+    call_id = { type = "string", minLength = 1, required = true },
+    output = { type = { "string", "array" }, required = true, expect = "a string or a list of text parts" },
+  }),
+  function_call = item_schema({
+    type = { enum = { "function_call" } },
+    call_id = { type = "string", minLength = 1, required = true },
+    name = { type = "string", minLength = 1, required = true },
+    arguments = { type = "string", expect = "a JSON object as text" },
+  }),
+}
+local TOOL = item_schema({
+  type = { enum = { "function" }, required = true, expect = "'function' (only function tools are supported)" },
+  name = { type = "string", required = true, expect = "1-64 of a-z A-Z 0-9 _ -",
+           test = function(v) return #v <= 64 and v:match("^[%w_%-]+$") ~= nil end },
+  description = { type = "string" },
+  parameters = { type = "object" },
+})
+
+-- Check value v (an item, a part or a tool at where, e.g. "input[2]")
+-- against spec s: 400 `code` naming where and the field.
+local function check_at(s, v, where, code)
+  if type(v) ~= "table" or json.is_array(v) and next(v) ~= nil then
+    throw(400, code, fmt("responses.create: %s must be an object", where), { field = where })
+  end
+  errors.check_body(s, v, code, "responses.create: " .. where, where .. ".")
+end
+
 -- Text of a content value (string or list of text parts) at where.
 local function content_text(c, where)
   if type(c) == "string" then return c end
   if c == nil or c == json.null then return "" end
-  if type(c) ~= "table" or not json.is_array(c) then
-    throw(400, "invalid_input", where .. ".content must be a string or a list of text parts", { field = "input" })
-  end
   local parts = {}
   for j, p in ipairs(c) do
-    if type(p) ~= "table" or (p.type ~= "input_text" and p.type ~= "output_text" and p.type ~= "text")
-       or type(p.text) ~= "string" then
-      throw(400, "invalid_input", fmt("%s.content[%d]: only input_text/output_text parts are supported", where, j - 1),
-            { field = "input" })
-    end
+    check_at(PART, p, fmt("%s.content[%d]", where, j - 1), "invalid_input")
     parts[j] = p.text
   end
   return concat(parts)
@@ -444,8 +484,8 @@ end
 local ROLES = { user = "user", system = "system", developer = "system", assistant = "assistant" }
 
 --- The weft messages and function outputs of a Responses input (a string
--- or a list of items): msgs, outputs (list of {call_id, output}). Raises
--- 400 naming the item.
+-- or a list of input items, each checked against its type's schema):
+-- msgs, outputs (list of {call_id, output}). Raises 400 naming the item.
 function _M.input(input)
   local msgs, outs = {}, {}
   if type(input) == "string" then return { { role = "user", content = input } }, outs end
@@ -459,33 +499,25 @@ function _M.input(input)
   local calls = {}
   for i, it in ipairs(input) do
     local where = fmt("input[%d]", i - 1)
-    if type(it) ~= "table" then throw(400, "invalid_input", where .. " must be an object", { field = "input" }) end
-    local t = it.type
-    if t == nil or t == "message" then
-      local role = ROLES[it.role]
-      if not role then
-        throw(400, "invalid_input", fmt("%s.role must be user, system, developer or assistant, got %s", where,
-              type(it.role) == "string" and ("'" .. it.role .. "'") or type(it.role)), { field = "input" })
-      end
-      msgs[#msgs + 1] = { role = role, content = content_text(it.content, where) }
+    local t = type(it) == "table" and it.type or nil
+    if t == nil then t = "message" end
+    local spec = ITEMS[t]
+    if not spec then
+      throw(400, "invalid_input", fmt("%s.type '%s' is not supported (message, function_call, function_call_output)",
+            where, tostring(t)), { field = where .. ".type" })
+    end
+    check_at(spec, it, where, "invalid_input")
+    if t == "message" then
+      msgs[#msgs + 1] = { role = ROLES[it.role], content = content_text(it.content, where) }
     elseif t == "function_call_output" then
-      if type(it.call_id) ~= "string" or it.call_id == "" then
-        throw(400, "invalid_input", where .. ".call_id must be a non-empty string", { field = "input" })
-      end
       local out = it.output
       if type(out) == "table" then out = content_text(out, where) end
-      if type(out) ~= "string" then
-        throw(400, "invalid_input", where .. ".output must be a string", { field = "input" })
-      end
       outs[#outs + 1] = { call_id = it.call_id, output = out }
       msgs[#msgs + 1] = { role = "tool", tool_call_id = it.call_id, content = out }
-    elseif t == "function_call" then
-      if type(it.call_id) ~= "string" or type(it.name) ~= "string" then
-        throw(400, "invalid_input", where .. ": a function_call needs call_id and name strings", { field = "input" })
-      end
+    else -- function_call
       local a = json.decode(type(it.arguments) == "string" and it.arguments ~= "" and it.arguments or "{}")
       if type(a) ~= "table" then
-        throw(400, "invalid_input", where .. ".arguments must be a JSON object text", { field = "input" })
+        throw(400, "invalid_input", where .. ".arguments must be a JSON object text", { field = where .. ".arguments" })
       end
       local last = msgs[#msgs]
       if not (last and last.role == "assistant" and last.tool_calls and calls[last]) then
@@ -494,16 +526,14 @@ function _M.input(input)
         msgs[#msgs + 1] = last
       end
       last.tool_calls[#last.tool_calls + 1] = { id = it.call_id, name = it.name, arguments = a }
-    else
-      throw(400, "invalid_input", fmt("%s.type '%s' is not supported (message, function_call, function_call_output)",
-            where, tostring(t)), { field = "input" })
     end
   end
   return msgs, outs
 end
 
---- The client's function tools of a create body (a list of {name,
--- description, parameters}); raises 400 naming the tool.
+--- The client's function tools of a create body (a list of {type =
+-- "function", name, description, parameters}, each checked against the
+-- tool schema); raises 400 naming the tool.
 function _M.tools(tools)
   local out = {}
   if tools == nil or tools == json.null then return out end
@@ -513,20 +543,14 @@ function _M.tools(tools)
   local seen = {}
   for i, t in ipairs(tools) do
     local where = fmt("tools[%d]", i - 1)
-    if type(t) ~= "table" or t.type ~= "function" then
-      throw(400, "invalid_tools", where .. ": only function tools {type = 'function', name, parameters} are supported",
-            { field = "tools" })
+    check_at(TOOL, t, where, "invalid_tools")
+    if seen[t.name] then
+      throw(400, "invalid_tools", fmt("%s: duplicate name '%s'", where, t.name), { field = where .. ".name" })
     end
-    if type(t.name) ~= "string" or not t.name:match("^[%w_%-]+$") or #t.name > 64 then
-      throw(400, "invalid_tools", where .. ".name must be 1-64 of a-z A-Z 0-9 _ -", { field = "tools" })
-    end
-    if seen[t.name] then throw(400, "invalid_tools", fmt("%s: duplicate name '%s'", where, t.name), { field = "tools" }) end
     seen[t.name] = true
     local p = t.parameters
     if p == nil or p == json.null then p = { type = "object", properties = json.object() } end
-    if type(p) ~= "table" then throw(400, "invalid_tools", where .. ".parameters must be an object", { field = "tools" }) end
-    out[#out + 1] = { name = t.name, description = type(t.description) == "string" and t.description or nil,
-                      parameters = p }
+    out[#out + 1] = { name = t.name, description = t.description, parameters = p }
   end
   return out
 end
