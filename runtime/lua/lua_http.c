@@ -169,6 +169,15 @@ static void task_cancel(wf_task_t *t) {
   req_unwait(lr, t);
 }
 
+/* 1 when L is a task whose invocation was aborted while it ran (its run
+ * cancelled from inside, e.g. by a budget): it is dropped at its next
+ * yield, so it must start no I/O (which nobody would police or wait for)
+ * and wait for none (the wait would never end nor be cancelled). */
+static int task_aborted(lua_State *L) {
+  wf_task_t *t = wf_task_of(wf_lua_rt(L), L);
+  return t && t->aborted;
+}
+
 /* Number field k of the options table (1), or dflt; raises if not a
  * non-negative number. */
 static double opt_num(lua_State *L, const char *k, double dflt) {
@@ -315,6 +324,8 @@ static int l_start(lua_State *L) {
   }
   extra = luaL_optstring(L, 5, NULL);
   o.policy = wf_lua_http_policy(L, 6); /* the request takes a reference */
+  if (task_aborted(L))
+    return wf_lua_fail(L, "request not started: the invocation was aborted", "cancelled");
   lua_settop(L, 5); /* the arguments stay: they anchor the strings */
   o.url = opt_str(L, "url", NULL);
   if (!o.url) return luaL_error(L, "http: url is required");
@@ -495,6 +506,10 @@ static int l_next(lua_State *L) {
   if (lr->finished) return luaL_error(L, "http: request already finished");
   if ((n = next_results(L, lr)) > 0) return n;
   if (lr->task) return luaL_error(L, "http: another task waits on this request");
+  if (task_aborted(L)) { /* it would never be resumed: stop, do not wait */
+    req_cancel(lr);
+    return next_results(L, lr);
+  }
   t = wf_task_waiter(rt, L, "http.request", &mw);
   lua_settop(L, 1);
   lua_pushvalue(L, 1);

@@ -194,6 +194,22 @@ describe("network policy #http", function()
       assert.are.equal(0, requests())
     end)
 
+    it("cannot be got around by an executor whose run ended under it: it starts no request", function()
+      -- (its run cancelled from inside, as a budget does: the invocation is
+      -- no longer current, so no run policy would hold, and nothing would
+      -- ever wait for the transfer)
+      local seen
+      local h
+      local wf = weft.workflow("zombie"):start(weft.executor("a", function()
+        h:cancel()
+        seen = { get(srv.url .. "/echo") }
+      end)):build()
+      h = wf:spawn("x", { network = {} })
+      assert.are.equal("cancelled", h:wait().status)
+      assert.are.same({ nil, "request not started: the invocation was aborted", "cancelled" }, seen)
+      assert.are.equal(0, requests())
+    end)
+
     it("is combined with the request's own network option (both hold)", function()
       local out = in_run(function()
         local _, _, code = get(srv.url .. "/echo", OPEN)

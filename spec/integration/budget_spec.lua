@@ -1,0 +1,199 @@
+-- spec/integration/budget_spec.lua — run budgets (docs/guardrails.md,
+-- "Budgets"): the tokens and cost of weft.llm calls (the mock provider, and
+-- an agent over HTTP to the provider test server on 127.0.0.1) counted per
+-- run, nested runs included; a run past its tokens, cost or wall time ends
+-- failed with "run exceeded its budget: ..."; calls refused once a budget
+-- is spent and, under a cost budget, for a model without a price; a
+-- durable run keeps what it spent across a resume; the errors reach the
+-- result and `weft run`'s stderr. #http
+local weft = require "weft"
+local llm = require "weft.llm"
+local budget = require "weft.budget"
+local procs = require "support.procs"
+local files = require "support.files"
+require "helpers" -- assert.mentions
+
+-- The mock's echo usage of MSG: 5 input and 6 output words, 11 tokens.
+local MSG = { { role = "user", content = "one two three four five" } }
+local function chat(model)
+  return llm.chat { model = model or "mock:echo", messages = MSG }
+end
+
+-- A workflow whose executor makes n calls (stopping at the first failure)
+-- and outputs {codes...}.
+local function calls(n, model)
+  return weft.workflow("calls"):start(weft.executor("a", function(_, ctx)
+    local codes = {}
+    for i = 1, n do
+      local r, _, code = chat(model)
+      codes[i] = r and "ok" or code
+      if not r then break end
+    end
+    ctx:yield_output(codes)
+  end)):build()
+end
+
+describe("run budgets", function()
+  describe("tokens", function()
+    it("end the run that goes past them, naming the limit", function()
+      local r = calls(5):run("x", { budget = { tokens = 25 } })
+      assert.are.equal("failed", r.status)
+      assert.are.equal("run exceeded its budget: tokens (25)", r.error)
+    end)
+
+    it("leave a run within them alone, and count what it spent", function()
+      local h = calls(2):spawn("x", { budget = { tokens = 22 } })
+      local r = h:wait()
+      assert.are.equal("completed", r.status)
+      assert.are.same({ "ok", "ok" }, r.outputs[1])
+      assert.are.same({ tokens = 22, cost = 0 }, budget.spent(h))
+    end)
+
+    it("refuse the call after a budget spent exactly, and end the run", function()
+      local r = calls(3):run("x", { budget = { tokens = 22 } })
+      assert.are.equal("failed", r.status)
+      assert.are.equal("run exceeded its budget: tokens (22)", r.error)
+    end)
+
+    it("count the calls of runs nested in the run", function()
+      local inner = calls(2)
+      local outer = weft.workflow("outer"):start(weft.executor("o", function(_, ctx)
+        local a = inner:run("y")
+        local b = inner:run("y")
+        ctx:yield_output({ a.status, b.status, b.error })
+      end)):build()
+      local r = outer:run("x", { budget = { tokens = 40 } })
+      assert.are.equal("failed", r.status)
+      assert.are.equal("run exceeded its budget: tokens (40)", r.error)
+      -- a nested run with a budget of its own is held to both
+      local own = weft.workflow("own"):start(weft.executor("o", function(_, ctx)
+        local a = inner:run("y", { budget = { tokens = 1000 } })
+        ctx:yield_output({ a.status, a.error })
+      end)):build()
+      r = own:run("x", { budget = { tokens = 15 } })
+      assert.are.equal("failed", r.status)
+      assert.are.equal("run exceeded its budget: tokens (15)", r.error)
+    end)
+
+    it("count an agent's calls over HTTP", function()
+      local env = { srv = require("support.provider_server").start { host = "127.0.0.1", port = 0 } }
+      local agent = weft.agent { name = "a", model = "openai:m1",
+        llm = { api_key = "sk-test", base_url = env.srv.url .. "/v1" } }
+      local wf = weft.workflow("agent"):start(weft.executor("a", function(_, ctx)
+        for _ = 1, 3 do assert(agent:run("hello there")) end
+        ctx:yield_output("done")
+      end)):build()
+      local r = wf:run("x", { budget = { tokens = 1 } })
+      env.srv:stop()
+      assert.are.equal("failed", r.status)
+      assert.are.equal("run exceeded its budget: tokens (1)", r.error)
+    end)
+  end)
+
+  describe("cost", function()
+    local PRICES = { ["mock:echo"] = { input = 1, output = 2 } } -- USD per 1M tokens: 17e-6 a call
+
+    it("ends the run past it, from the prices of its models", function()
+      local r = calls(5):run("x", { budget = { cost = 0.00004, prices = PRICES } })
+      assert.are.equal("failed", r.status)
+      assert.are.equal("run exceeded its budget: cost (4e-05 USD)", r.error)
+      local h = calls(2):spawn("x", { budget = { cost = 1, prices = PRICES } })
+      assert.are.equal("completed", h:wait().status)
+      assert.are.equal(34e-6, budget.spent(h).cost)
+    end)
+
+    it("refuses a call to a model without a price, naming it", function()
+      local r = calls(1, "mock:other"):run("x", { budget = { cost = 1, prices = PRICES } })
+      assert.are.equal("completed", r.status)
+      assert.are.same({ "budget" }, r.outputs[1])
+      local wf = weft.workflow("w"):start(weft.executor("a", function(_, ctx)
+        local r, err, code = chat("mock:other")
+        ctx:yield_output({ r == nil, err, code })
+      end)):build()
+      local out = wf:run("x", { budget = { cost = 1, prices = PRICES } }).outputs[1]
+      assert.are.equal("budget: model 'mock:other' has no price in budget.prices (the run has a cost budget)", out[2])
+      assert.are.equal("budget", out[3])
+    end)
+  end)
+
+  describe("seconds", function()
+    it("end a run still running when they are up", function()
+      local never = weft.cond()
+      local wf = weft.workflow("slow"):start(weft.executor("a", function() never:wait() end)):build()
+      local r = wf:run("x", { budget = { seconds = 0.05 } })
+      assert.are.equal("failed", r.status)
+      assert.are.equal("run exceeded its budget: seconds (0.05 s)", r.error)
+    end)
+
+    it("stop with the run: a run that ends in time is left as it ended", function()
+      local r = calls(1):run("x", { budget = { seconds = 30 } })
+      assert.are.equal("completed", r.status)
+    end)
+  end)
+
+  describe("options", function()
+    it("are checked, naming the field", function()
+      local wf = calls(1)
+      assert.error_matches(function() wf:run("x", { budget = { token = 5 } }) end,
+        "unknown budget option 'budget.token'", nil, true)
+      assert.error_matches(function() wf:run("x", { budget = { seconds = -1 } }) end,
+        "budget.seconds must be a number of seconds > 0", nil, true)
+      assert.error_matches(function() wf:run("x", { budget = { prices = { gpt = { input = 1 } } } }) end,
+        'budget.prices must be a table of "provider:model"', nil, true)
+    end)
+  end)
+
+  describe("of a durable run", function()
+    local scratch = files.scratch("weft_budget_")
+    after_each(scratch.clean)
+
+    it("keep what it spent across a resume", function()
+      local dir = scratch.dir()
+      local url = "sqlite:" .. dir .. "/budget.db"
+      local a = weft.executor("a", function(_, ctx)
+        assert(chat())
+        ctx:send("go")
+      end)
+      local b = weft.executor("b", function(_, ctx)
+        local answer = ctx:request_info({ q = "continue?" })
+        assert(chat())
+        ctx:yield_output(answer)
+      end)
+      local wf = weft.workflow("durable-budget"):start(a):edge(a, b):build()
+      local h = wf:spawn("x", { store = url, budget = { tokens = 15 } })
+      local r = h:wait()
+      assert.are.equal("idle", r.status)
+      -- resumed (as another process would): 11 tokens spent already, the
+      -- second call goes past 15
+      local h2 = wf:resume(h.id, { store = url, budget = { tokens = 15 } })
+      local r2 = h2:wait()
+      assert.are.equal("idle", r2.status)
+      assert(h2:respond(r2.requests[1].request_id, "yes"))
+      r2 = h2:wait()
+      assert.are.equal("failed", r2.status)
+      assert.are.equal("run exceeded its budget: tokens (15)", r2.error)
+    end)
+  end)
+
+  describe("errors", function()
+    it("reach weft run's stderr", function()
+      local dir = files.tempdir("weft_budget_")
+      local script = dir .. "/over.lua"
+      files.write(script, [[
+local weft = require "weft"
+local llm = require "weft.llm"
+local inner = weft.workflow("inner"):start(weft.executor("i", function()
+  for _ = 1, 3 do assert(llm.chat { model = "mock:echo", messages = { { role = "user", content = "a b c" } } }) end
+end)):build()
+return weft.workflow("outer"):start(weft.executor("o", function()
+  local r = inner:run("x", { budget = { tokens = 10 } })
+  if r.status ~= "completed" then error(r.error, 0) end
+end)):build()
+]])
+      local code, _, err = procs.run({ procs.weft_bin(), "run", script })
+      files.remove(dir)
+      assert.are.equal(1, code)
+      assert.mentions("weft: run failed: executor 'o' failed in superstep 0: run exceeded its budget: tokens (10)", err)
+    end)
+  end)
+end)
