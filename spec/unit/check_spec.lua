@@ -110,7 +110,7 @@ describe("workflow builder options", function()
   end)
 
   it("checks executor options with a suggestion", function()
-    assert.mentions("executor 'x': unknown option 'handler' (options: description, handle, kind, name, on_error, "
+    assert.mentions("executor 'x': unknown option 'handler' (options: description, guards, handle, kind, name, on_error, "
       .. "retry, timeout); did you mean 'handle'?", h.error_of(weft.executor, "x", { handler = noop }))
   end)
 end)
