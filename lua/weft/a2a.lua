@@ -136,8 +136,15 @@ _M.OPTIONS = check.spec("weft.agent.remote", { properties = {
   max_bytes = { type = "integer", minimum = 1, expect = "a positive integer" },
   max_event = { type = "integer", minimum = 1, expect = "a positive integer" },
   poll_interval = { type = "number", minimum = 0, unit = "seconds" },
+  -- the most one exchange (a message and the task it starts) may take
+  task_timeout = { type = "number", minimum = 0, unit = "seconds" },
   on_input = { type = "callable", expect = "a function(request) -> answer" },
 } })
+
+--- The default task_timeout of a remote agent: an exchange (a message and
+-- the task it starts, followed to its end or to a question) that takes
+-- longer fails with code "timeout" and its task is cancelled. 0: none.
+_M.TASK_TIMEOUT = 600
 
 --- True when v is a remote agent (weft.agent.remote).
 function _M.is_remote(v) return getmetatable(v) == RemoteAgent end
@@ -160,6 +167,7 @@ function _M.remote(opts, level)
     name = name, url = url, description = opts.description, headers = headers,
     timeout = opts.timeout, idle_timeout = opts.idle_timeout or 300, max_bytes = opts.max_bytes or _M.MAX_BYTES,
     max_event = opts.max_event or _M.MAX_EVENT, poll_interval = opts.poll_interval or 0.5,
+    task_timeout = opts.task_timeout or _M.TASK_TIMEOUT,
     on_input = opts.on_input, _card = nil, _endpoint = nil,
   }, RemoteAgent)
 end
@@ -167,10 +175,12 @@ end
 -- The prefix of the agent's error texts.
 local function who(self) return sformat("remote agent '%s'", self.name) end
 
--- One HTTP request of the agent (headers, limits): weft.http's results.
-local function request(self, o)
+-- One HTTP request of the agent (headers, limits; at most `left` seconds
+-- when given): weft.http's results.
+local function request(self, o, left)
   o.headers = o.headers or self.headers
   o.timeout = o.timeout or self.timeout
+  if left and (not o.timeout or left < o.timeout) then o.timeout = left end
   if o.stream then o.idle_timeout = self.idle_timeout end
   o.max_body = o.max_body or self.max_bytes
   return require("weft.http").request(o)
@@ -230,13 +240,14 @@ local function rpc_headers(self, accept)
   return h
 end
 
---- Call method with params: the result, or nil, err, code.
-function RemoteAgent:call(method, params)
+--- Call method with params (in at most `left` seconds when given): the
+-- result, or nil, err, code.
+function RemoteAgent:call(method, params, left)
   local _, cerr, ccode = self:card()
   if cerr then return nil, cerr, ccode end
   local body, id = envelope(method, params)
   local res, err, code = request(self, { method = "POST", url = self._endpoint, body = body,
-                                         headers = rpc_headers(self, "application/json") })
+                                         headers = rpc_headers(self, "application/json") }, left)
   if not res then return nil, sformat("%s: %s: %s", who(self), method, tostring(err)), code end
   local d = json.decode(res.body or "")
   if type(d) == "table" and d.error ~= nil and d.error ~= json.null then return nil, rpc_error(self, method, d.error) end
@@ -252,8 +263,9 @@ end
 
 --- Stream method with params: on_event(result) for each streamed result
 -- (a StreamResponse: {task}, {message}, {statusUpdate}, {artifactUpdate});
--- it returns true to stop. true, or nil, err, code.
-function RemoteAgent:call_stream(method, params, on_event)
+-- it returns true to stop; the stream lasts at most `left` seconds when
+-- given. true, or nil, err, code.
+function RemoteAgent:call_stream(method, params, on_event, left)
   local _, cerr, ccode = self:card()
   if cerr then return nil, cerr, ccode end
   local body, id = envelope(method, params)
@@ -283,7 +295,7 @@ function RemoteAgent:call_stream(method, params, on_event)
       end
       if on_event(d.result) then return false end
     end,
-  })
+  }, left)
   if failure then return nil, failure[1], failure[2] end
   if not res then
     if code == "too_large" then
@@ -348,17 +360,40 @@ end
 -- Executor contexts by coroutine (as_executor), for input-required.
 local ctx_of = setmetatable({}, { __mode = "k" })
 
--- Follow task t (a Task object) until it ends or asks for input.
-local function follow(self, t)
-  local sleep = require("weft.core.loop").sleep
+local loop = require "weft.core.loop"
+
+-- The error of an exchange past its task_timeout; task t (when known) is
+-- cancelled first, best effort, so that it does not run on unseen.
+local function timed_out(self, t)
+  local state = "without a task"
+  if type(t) == "table" and t.id ~= nil then
+    state = sformat("with task %s still %s", tostring(t.id),
+                    type(t.status) == "table" and tostring(t.status.state) or "unknown")
+    local _, cerr = self:cancel(t.id)
+    state = state .. (cerr and " (cancelling it failed: " .. cerr .. ")" or " (cancelled)")
+  end
+  return nil, sformat("%s: no answer within task_timeout (%g s), %s", who(self), self.task_timeout, state), "timeout"
+end
+
+-- Follow task t (a Task object) until it ends or asks for input, or until
+-- the clock passes deadline (nil: none).
+local function follow(self, t, deadline)
   local wait = self.poll_interval
   while type(t) == "table" and type(t.status) == "table" and not _M.TERMINAL[t.status.state]
         and not _M.INTERRUPTED[t.status.state] do
-    sleep(wait)
+    if deadline then
+      local left = deadline - loop.clock()
+      if left <= 0 then return timed_out(self, t) end
+      if wait > left then wait = left end
+    end
+    loop.sleep(wait)
     wait = wait * 2
     if wait > 5 then wait = 5 end
-    local nt, err, code = self:get_task(t.id)
-    if not nt then return nil, err, code end
+    local nt, err, code = self:call("GetTask", { id = t.id }, deadline and math.max(deadline - loop.clock(), 0.001))
+    if not nt then
+      if code == "timeout" and deadline and loop.clock() >= deadline then return timed_out(self, t) end
+      return nil, err, code
+    end
     t = nt
   end
   return t
@@ -380,14 +415,18 @@ end
 local function exchange(self, parts, st, emit)
   local msg = _M.message("ROLE_USER", parts, st.context_id, st.task_id)
   local params = { message = msg }
+  local deadline = self.task_timeout > 0 and loop.clock() + self.task_timeout or nil
   if not emit then
-    local r, err, code = self:call("SendMessage", params)
-    if not r then return nil, err, code end
+    local r, err, code = self:call("SendMessage", params, self.task_timeout > 0 and self.task_timeout or nil)
+    if not r then
+      if code == "timeout" and deadline and loop.clock() >= deadline - 0.001 then return timed_out(self, nil) end
+      return nil, err, code
+    end
     if type(r.message) == "table" then return r.message end
     if type(r.task) ~= "table" then
       return nil, sformat("%s: SendMessage: the result holds neither a task nor a message", who(self)), "protocol"
     end
-    return follow(self, r.task)
+    return follow(self, r.task, deadline)
   end
   local task, final = nil, nil
   local by_id = {} -- artifacts of the task by id (a stream may carry many)
@@ -433,14 +472,17 @@ local function exchange(self, parts, st, emit)
     -- snapshot of a task that was waiting for this very message)
     local s = type(su) == "table" and task and type(task.status) == "table" and task.status.state
     if s and (_M.TERMINAL[s] or _M.INTERRUPTED[s]) then return true end
-  end)
-  if not ok then return nil, err, code end
+  end, self.task_timeout > 0 and self.task_timeout or nil)
+  if not ok then
+    if code == "timeout" and deadline and loop.clock() >= deadline - 0.001 then return timed_out(self, task) end
+    return nil, err, code
+  end
   if final then return final end
   if not task or type(task.status) ~= "table" then
     return nil, sformat("%s: SendStreamingMessage: the stream ended without a task or a message", who(self)),
            "protocol"
   end
-  return follow(self, task)
+  return follow(self, task, deadline)
 end
 
 -- Shared body of run and stream.

@@ -132,6 +132,28 @@ describe("weft.agent.remote against the A2A SDK's server", function()
     assert.equal(tid, task.id)
   end)
 
+  it("gives up on a task past task_timeout, cancelling it (streamed and not)", function()
+    for _, streamed in ipairs { true, false } do
+      local a = remote("slow", { task_timeout = 0.3, poll_interval = 0.05 })
+      local tid
+      local r, err, code
+      if streamed then
+        r, err, code = a:stream("wait", function(c) tid = tid or c.task_id end)
+      else
+        r, err, code = a:run("wait")
+      end
+      assert.is_nil(r)
+      assert.equal("timeout", code, err)
+      assert.matches("no answer within task_timeout %(0%.3 s%)", err)
+      if streamed then
+        -- the remote task was cancelled, not left running
+        assert.matches("with task " .. tid:gsub("%p", "%%%0") .. " still TASK_STATE_WORKING %(cancelled%)", err)
+        assert.equal("TASK_STATE_CANCELED", assert(a:get_task(tid)).status.state)
+      end
+    end
+    assert.equal(600, require("weft.a2a").TASK_TIMEOUT)
+  end)
+
   it("returns clear errors: unreachable, bad cards, JSON-RPC errors, HTTP statuses", function()
     local port = procs.free_port()
     local r, err, code = weft.agent.remote{ url = ("http://127.0.0.1:%d"):format(port) }:run("x")
