@@ -13,7 +13,8 @@
 --
 -- Network policies (docs/guardrails.md): every request is held to the
 -- process's policy (configure{network =}), to the `network` run option of
--- the run it is made for (and of the runs that run is nested in) and to
+-- the run it is made for (and of the runs that run is nested in, and the
+-- network of their `guardrails` policies) and to
 -- its own `network` option, all at once; weft.core.http checks them on
 -- every hop and connection (runtime/io/netpolicy.c). weft.tcp's connect
 -- takes the same policies (_M.policy).
@@ -99,6 +100,9 @@ local function run_policy(r)
     local x = r
     while x do
       if x.network then p = both(p or nil, compile(x.network)) end
+      -- the network of the run's guardrails policy (weft.guardrails) too
+      local g = x.guardrails
+      if g and g.network then p = both(p or nil, compile(g.network)) end
       x = x._parent
     end
     rawset(r, "_netpolicy", p)

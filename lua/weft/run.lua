@@ -282,6 +282,7 @@ function _M.start(wf, input, opts, level, d, restore, gate)
   if not c then error("run: " .. tostring(rid), level + 1) end
   r.c, r.id = c, rid
   if d then require("weft.durable").attach(r, d) end
+  if r.budget == nil and opts.guardrails then r.budget = opts.guardrails.budget end -- weft.guardrails' policy
   if r.budget then require("weft.budget").start(r) end
   by_id[r.id] = r
   return r

@@ -75,6 +75,13 @@ describe("run budgets", function()
       assert.are.equal("run exceeded its budget: tokens (15)", r.error)
     end)
 
+    it("come from the run's guardrails policy (weft.guardrails) too", function()
+      local policy = weft.guardrails.load { execution_limits = { max_tokens = 15 } }
+      local r = calls(3):run("x", { guardrails = policy })
+      assert.are.equal("failed", r.status)
+      assert.are.equal("run exceeded its budget: tokens (15)", r.error)
+    end)
+
     it("count an agent's calls over HTTP", function()
       local env = { srv = require("support.provider_server").start { host = "127.0.0.1", port = 0 } }
       local agent = weft.agent { name = "a", model = "openai:m1",

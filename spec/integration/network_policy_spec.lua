@@ -210,6 +210,18 @@ describe("network policy #http", function()
       assert.are.equal(0, requests())
     end)
 
+    it("includes the network of the run's guardrails policy (weft.guardrails)", function()
+      local policy = weft.guardrails.load { execution_limits = {
+        network_restrictions = { allowed_domains = { "api.example.com" }, allow_private = true } } }
+      local out = in_run(function()
+        local _, err, code = get(srv.url .. "/echo")
+        return code, err
+      end, { guardrails = policy })
+      assert.are.equal("policy", out[1])
+      assert.mentions("not in allow_hosts", out[2])
+      assert.are.equal(0, requests())
+    end)
+
     it("is combined with the request's own network option (both hold)", function()
       local out = in_run(function()
         local _, _, code = get(srv.url .. "/echo", OPEN)
