@@ -1,7 +1,8 @@
 -- examples/magentic_plan.lua — magentic planning: a planner agent splits a
--- task into steps and assigns each to a participant (research, writer,
--- translator), records every attempt in a ledger, re-plans when a step
--- makes no progress, and writes the final answer.
+-- task into steps for the participants (research, writer, translator),
+-- judges the progress after each round in a progress ledger (who acts
+-- next, with what instruction), re-plans when the team stalls, and writes
+-- the final answer.
 --
 --   weft run examples/magentic_plan.lua --events pretty          # offline
 --   weft run examples/magentic_plan.lua -- openai:gpt-4o-mini     # a real model
@@ -9,10 +10,11 @@
 -- Offline, the mock models "plan_planner", "plan_research",
 -- "plan_writer" and "plan_translator" are scripted. The first plan gives
 -- the French translation to the writer, who declines ("STALL: I cannot
--- translate..."): that step makes no progress, so (max_stalls = 1) the
--- planner re-plans and hands it to the translator. Output
--- (weft.patterns.magentic): {text, reason, rounds, replans, plan, ledger};
--- the run's "plan" and "progress" custom events show each decision.
+-- translate..."): the manager's progress ledger says no progress, so
+-- (max_stalls = 1) the planner re-plans and hands it to the translator.
+-- Output (weft.patterns.magentic): {text, reason, rounds, replans,
+-- stalls, plan, ledger, progress}; the run's "plan" and "progress" custom
+-- events show each decision.
 local weft = require "weft"
 local llm = require "weft.llm"
 local json = require "weft.json"
@@ -35,13 +37,42 @@ local function done_result(prompt, name)
   return prompt:match("%d+%. %[" .. name .. "%] [^\n]- %-> done: ([^\n]*)")
 end
 
+-- The manager's progress ledger (JSON) from the rounds done so far, read
+-- in the "What was done so far" part of its prompt.
+local function progress_ledger(messages)
+  local prompt = messages[#messages].content
+  local done = prompt:match("What was done so far:\n(.-)\n\nUpdate the progress ledger") or ""
+  local last = done:match("([^\n]*)$")
+  local function entry(answer, reason) return { answer = answer, reason = reason } end
+  local satisfied, progress, speaker, instruction = false, true, nil, nil
+  if not last:find("^%d+%. %[") then
+    speaker, instruction = "research", "Collect the facts about the handoff pattern."
+  elseif last:find("-> done: STALL", 1, true) then
+    progress, speaker, instruction = false, "translator", "Translate the announcement into French."
+  elseif last:find("[research]", 1, true) then
+    speaker, instruction = "writer", "Write a two-sentence announcement in English from the facts."
+  elseif last:find("[translator]", 1, true) then
+    satisfied, speaker, instruction = true, "translator", ""
+  else
+    speaker, instruction = "writer", "Translate the announcement into French."
+  end
+  return json.encode {
+    is_request_satisfied = entry(satisfied, satisfied and "both texts are written" or "a text is missing"),
+    is_progress_being_made = entry(progress, progress and "the last round delivered" or "the writer declined"),
+    is_in_loop = entry(false, "no repetition"),
+    next_speaker = entry(speaker, "the step's participant"),
+    instruction_or_question = entry(instruction, "the next step"),
+  }
+end
+
 llm.mock.register("plan_planner", {
+  { match = "Update the progress ledger", reply = progress_ledger },
   { match = "Split the task into steps", reply = json.encode(json.array{
       { step = "Collect the facts about the handoff pattern", participant = "research" },
       { step = "Write a two-sentence announcement in English", participant = "writer" },
       { step = "Translate the announcement into French", participant = "writer" },
     }) },
-  { match = "Write a new plan for what is left", reply = "```json\n" .. json.encode(json.array{
+  { match = "The team stalled", reply = "```json\n" .. json.encode(json.array{
       { step = "Translate the announcement into French", participant = "translator" },
     }) .. "\n```" },
   { match = "Write the final answer", reply = function(messages)
@@ -52,7 +83,7 @@ llm.mock.register("plan_planner", {
 })
 llm.mock.register("plan_research", { { reply = FACTS } })
 llm.mock.register("plan_writer", {
-  { match = "Your step %(%d+ of %d+%): Translate",
+  { match = "Your instruction: Translate",
     reply = "STALL: I cannot translate into French; the translator should take this step." },
   { reply = ENGLISH },
 })
