@@ -122,10 +122,31 @@ static void test_addresses(void) {
   wf_netpolicy_unref(p);
 }
 
+/* both(a, b) allows what both allow, and keeps them alive. */
+static void test_both(void) {
+  wf_netpolicy_t *a = wf_netpolicy_new(), *b = wf_netpolicy_new(), *ab;
+  wf_err_t err;
+  CHECK(wf_netpolicy_allow_host(a, "*.example.com", &err) == WF_OK);
+  CHECK(wf_netpolicy_block_port(b, 8080, &err) == WF_OK);
+  wf_netpolicy_set_private(a, 1);
+  ab = wf_netpolicy_both(a, b);
+  wf_netpolicy_unref(a);
+  wf_netpolicy_unref(b);
+  CHECK(wf_netpolicy_check_host(ab, "api.example.com", 443, &err) == WF_OK);
+  CHECK(wf_netpolicy_check_host(ab, "api.example.com", 8080, &err) == WF_ERR);
+  CHECK(wf_netpolicy_check_host(ab, "other.org", 443, &err) == WF_ERR);
+  CHECK(strstr(err.msg, "allow_hosts") != NULL);
+  /* b refuses private addresses even though a allows them */
+  CHECK(wf_netpolicy_check_ip(ab, "10.0.0.1", 443, "x", &err) == WF_ERR);
+  CHECK(wf_netpolicy_check_ip(ab, "8.8.8.8", 443, "x", &err) == WF_OK);
+  wf_netpolicy_unref(ab);
+}
+
 int main(void) {
   RUN(test_private_ranges);
   RUN(test_hosts);
   RUN(test_ports);
   RUN(test_addresses);
+  RUN(test_both);
   return harness_end(__FILE__);
 }
