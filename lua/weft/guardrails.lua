@@ -451,10 +451,18 @@ end
 
 --- Make policy (a policy, a configuration as load takes it, or nil to
 -- remove it) the guardrails of every run and agent of this process, before
--- their own (what `weft serve --guardrails FILE` does). Returns the policy.
+-- their own, and its network policy that of every request of the process
+-- (weft.http.configure); what `weft serve --guardrails FILE` does. Returns
+-- the policy (also weft.guardrails.installed).
 function _M.install(policy)
   if policy ~= nil and not _M.is_policy(policy) then policy = _M.load(policy) end
+  local old = _M.installed
   require("weft.context").set_guardrails(policy)
+  if policy and policy.network then
+    require("weft.http").configure{ network = policy.network }
+  elseif old and old.network then
+    require("weft.http").configure{ network = false }
+  end
   _M.installed = policy
   return policy
 end

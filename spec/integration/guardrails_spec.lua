@@ -131,6 +131,26 @@ describe("the run option guardrails", function()
   end)
 end)
 
+describe("weft.guardrails.install", function()
+  it("guards every run of the process and polices its requests, until removed", function()
+    finally(function() guardrails.install(nil) end)
+    guardrails.install{ output_filtering = { pii_removal = true },
+                        execution_limits = { network_restrictions = { allowed_domains = { "api.example.com" } } } }
+    local wf = weft.workflow("inst"):start(weft.executor("a", function(_, ctx)
+      ctx:yield_output("ann@example.org")
+    end)):build()
+    assert.same({ "[EMAIL]" }, wf:run("x").outputs)
+    local res, err, code = weft.http.request{ url = "http://127.0.0.1:9/", timeout = 5 }
+    assert.is_nil(res)
+    assert.equal("policy", code, err)
+    guardrails.install(nil)
+    assert.same({ "ann@example.org" }, wf:run("x").outputs)
+    res, err, code = weft.http.request{ url = "http://127.0.0.1:9/", timeout = 5 }
+    assert.is_nil(res)
+    assert.is_not.equal("policy", code, err)
+  end)
+end)
+
 describe("guards on agents", function()
   after_each(function() require("weft.llm").mock.reset() end)
 
