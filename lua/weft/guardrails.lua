@@ -312,8 +312,8 @@ local function execution_limits(p, t, path)
     local n = bytes(t.max_memory_usage, at(path, "max_memory_usage"))
     p.limits.memory_bytes = n
     p.warnings[#p.warnings + 1] = at(path, "max_memory_usage") .. ": not enforced on executors, which share "
-      .. "the weft process; limit the process (ulimit -v, a cgroup's memory.max) and sandboxed commands "
-      .. "(weft.sandbox)"
+      .. "the weft process; limit the process (ulimit -v, a cgroup's memory.max); weft.sandbox commands "
+      .. "have their own memory_mb"
   end
   if t.max_cpu_usage ~= nil then
     local v = t.max_cpu_usage
