@@ -91,23 +91,21 @@ local function both(a, b)
   return p
 end
 
--- The policy of run r and of the runs it is nested in (cached on r), or
--- nil.
+-- The policy of run r and of the runs it is nested in (cached on r when
+-- there is one: a run without adds no key to its table), or nil.
 local function run_policy(r)
   local p = rawget(r, "_netpolicy")
-  if p == nil then
-    p = false
-    local x = r
-    while x do
-      if x.network then p = both(p or nil, compile(x.network)) end
-      -- the network of the run's guardrails policy (weft.guardrails) too
-      local g = x.guardrails
-      if g and g.network then p = both(p or nil, compile(g.network)) end
-      x = x._parent
-    end
-    rawset(r, "_netpolicy", p)
+  if p then return p end
+  local x = r
+  while x do
+    local net, g = rawget(x, "network"), rawget(x, "guardrails")
+    if net then p = both(p, compile(net)) end
+    -- the network of the run's guardrails policy (weft.guardrails) too
+    if g and g.network then p = both(p, compile(g.network)) end
+    x = rawget(x, "_parent")
   end
-  return p or nil
+  if p then rawset(r, "_netpolicy", p) end
+  return p
 end
 
 --- The network policy object a connection made now is held to: the

@@ -265,8 +265,14 @@ function _M.start(wf, input, opts, level, d, restore, gate)
   if d then id = opts.run_id or (d.record and d.record.run_id) end
   -- (the table is made with room for the fields every run gets: no resize)
   local none
-  local r = setmetatable({ wf = wf, id = id, c = none, _result = none, __index = result_index,
-    guardrails = opts.guardrails, network = opts.network, budget = opts.budget, _parent = opts._parent_run }, Run)
+  local r = setmetatable({ wf = wf, id = id, c = none, _result = none, __index = result_index }, Run)
+  -- the policies, only when given (four more keys in the constructor made
+  -- every run table's hash part twice as big)
+  local g, net, bud, parent = opts.guardrails, opts.network, opts.budget, opts._parent_run
+  if g or net or bud or parent then
+    r.guardrails, r.network = g, net
+    r.budget, r._parent = bud or (g and g.budget) or nil, parent
+  end
   -- absent keys cost nothing in run_new: defaults are left out, and a run
   -- with none at all passes no table
   local ro
@@ -282,8 +288,7 @@ function _M.start(wf, input, opts, level, d, restore, gate)
   if not c then error("run: " .. tostring(rid), level + 1) end
   r.c, r.id = c, rid
   if d then require("weft.durable").attach(r, d) end
-  if r.budget == nil and opts.guardrails then r.budget = opts.guardrails.budget end -- weft.guardrails' policy
-  if r.budget then require("weft.budget").start(r) end
+  if rawget(r, "budget") then require("weft.budget").start(r) end
   by_id[r.id] = r
   return r
 end
