@@ -1,5 +1,6 @@
 -- spec/integration/pocketflow_examples_spec.lua — the ports of PocketFlow's
--- cookbook in examples/pocketflow/ (agent, workflow, translate) run offline
+-- cookbook in examples/pocketflow/ (agent, workflow, translate,
+-- nested_batch) run offline
 -- on their scripted mock models and produce what their comments promise,
 -- in-process and from the weft CLI; the agent's decide node retries a reply
 -- that is not JSON; the translations are all in flight together (the
@@ -154,5 +155,42 @@ describe("examples/pocketflow/translate.lua", function()
   it("gives the same output from the weft CLI", function()
     local res = load_example("translate.lua"):run("")
     same_from_cli("translate.lua", res.outputs[1])
+  end)
+end)
+
+describe("examples/pocketflow/nested_batch.lua", function()
+  it("averages per student, per class and for the school, the class params reaching the inner batch", function()
+    local res = load_example("nested_batch.lua"):run("")
+    assert.equal("completed", res.status, res.error)
+    local s = res.outputs[1]
+    local function near(want, got) assert.is_true(math.abs(want - got) < 1e-9, ("%s ~= %s"):format(want, got)) end
+    near(25 / 3 - 1 / 6, s.results.class_a.student1)
+    near(25 / 3, s.results.class_a.student2)
+    near(22 / 3, s.results.class_b.student3)
+    near(26.5 / 3, s.results.class_b.student4)
+    near(8.25, s.class_averages.class_a)
+    near(48.5 / 6, s.class_averages.class_b)
+    near(49 / 6, s.school_average)
+    -- per student: load, average, then the student flow as a step of the
+    -- class batch; per class: the class batch as a step of the school's
+    local per_student = { "load:calculate", "average:default", "student:default" }
+    local want = {}
+    for _ = 1, 2 do
+      for _ = 1, 2 do for _, st in ipairs(per_student) do want[#want + 1] = st end end
+      want[#want + 1] = "class:default"
+    end
+    assert.same(want, steps(res))
+  end)
+
+  it("names each params set on the way down when a student has no grades", function()
+    local res = load_example("nested_batch.lua"):run({ school = { a = { ann = { 9 } }, b = { bob = { 7 }, cy = {} } } })
+    assert.equal("failed", res.status)
+    assert.mentions("BatchFlow 'school': params set 2 of 2: BatchFlow 'class': params set 2 of 2: "
+      .. "Node 'load': exec failed after 1 attempt: no grades", res.error)
+  end)
+
+  it("gives the same output from the weft CLI", function()
+    local res = load_example("nested_batch.lua"):run("")
+    same_from_cli("nested_batch.lua", res.outputs[1])
   end)
 end)
