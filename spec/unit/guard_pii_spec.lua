@@ -179,6 +179,8 @@ describe("weft.guard.pii", function()
       assert.same({}, timed("1 MB of '06 '", ("06 "):rep(349525)))
       assert.same({}, timed("1 MB of '+1-'", ("+1-"):rep(349525)))
       assert.same({}, timed("1 MB of 'AB12'", ("AB12"):rep(262144)))
+      assert.same({}, timed("1 MB of '1 - - '", ("1 - - "):rep(174762)))
+      assert.same({}, timed("1 MB of '12..--'", ("12..--"):rep(174762)))
     end)
   end)
 

@@ -18,8 +18,8 @@ local check = require "weft.check"
 
 local type, ipairs, pairs, error, tonumber, tostring, unpack, sort, concat =
   type, ipairs, pairs, error, tonumber, tostring, unpack, table.sort, table.concat
-local byte, sub, find, lower, upper, sformat, max =
-  string.byte, string.sub, string.find, string.lower, string.upper, string.format, math.max
+local byte, sub, find, gsub, lower, upper, sformat, max =
+  string.byte, string.sub, string.find, string.gsub, string.lower, string.upper, string.format, math.max
 
 local _M = {}
 
@@ -213,40 +213,29 @@ end
 
 ---------------------------------------------------------------- IBANs
 
--- Append the IBANs of text to out: country code, check digits, then the
--- BBAN, either unbroken or in groups of four separated by one space.
-local function find_ibans(text, out)
-  local pos = 1
-  while true do
-    local s = find(text, "%a%a%d%d", pos)
-    if not s then return end
-    pos = s + 1
-    local want = IBAN_LEN[upper(sub(text, s, s + 1))]
-    if want and ok_before(text, s) then
-      local chars, count, i, spaced = {}, 0, s, nil
-      while count < want do
-        local b = byte(text, i)
-        if b == nil then break end
-        if is_alnum(b) then
-          if b >= 97 then b = b - 32 end
-          count = count + 1; chars[count] = b; i = i + 1
-        elseif b == 32 and count % 4 == 0 and spaced ~= false then
-          if not is_alnum(byte(text, i + 1)) then break end
-          spaced = true; i = i + 1
-        else
-          break
-        end
-        if count == 4 and spaced == nil and byte(text, i) ~= 32 then spaced = false end
-      end
-      if count == want and ok_after(text, i - 1) then
-        local iban = string.char(unpack(chars))
-        if _M.iban_valid(iban) then
-          out[#out + 1] = { kind = "iban", first = s, last = i - 1 }
-          pos = i
-        end
-      end
+-- The IBAN starting at s (two letters before a run of digits): its last
+-- byte, or nil. Country code, check digits, then the BBAN, either
+-- unbroken or in groups of four separated by one space.
+local function iban_at(text, s)
+  local want = IBAN_LEN[upper(sub(text, s, s + 1))]
+  if not want or not ok_before(text, s) then return nil end
+  local chars, count, i, spaced = {}, 0, s, nil
+  while count < want do
+    local b = byte(text, i)
+    if b == nil then break end
+    if is_alnum(b) then
+      if b >= 97 then b = b - 32 end
+      count = count + 1; chars[count] = b; i = i + 1
+    elseif b == 32 and count % 4 == 0 and spaced ~= false then
+      if not is_alnum(byte(text, i + 1)) then break end
+      spaced = true; i = i + 1
+    else
+      break
     end
+    if count == 4 and spaced == nil and byte(text, i) ~= 32 then spaced = false end
   end
+  if count == want and ok_after(text, i - 1) and _M.iban_valid(string.char(unpack(chars))) then return i - 1 end
+  return nil
 end
 
 ---------------------------------------------------------------- national ids
@@ -276,29 +265,17 @@ local function nino_valid(s)
   return not NINO_BAD_PREFIX[a .. b]
 end
 
--- Append the ids matched by a fixed-shape pattern (bounded: no open
--- repetition) and accepted by valid (given the id without spaces).
-local function find_fixed(text, out, pattern, valid)
-  local pos = 1
-  while true do
-    local s, e = find(text, pattern, pos)
-    if not s then return end
-    if ok_before(text, s) and ok_after(text, e) and valid((sub(text, s, e):gsub(" ", ""))) then
-      out[#out + 1] = { kind = "national_id", first = s, last = e }
-      pos = e + 1
-    else
-      pos = s + 1
-    end
-  end
+-- The id matching the anchored fixed-shape pattern (no open repetition)
+-- at s and accepted by valid (given the id without spaces): its last
+-- byte, or nil.
+local function fixed_at(text, s, pattern, valid)
+  local _, e = find(text, pattern, s)
+  if e and ok_before(text, s) and ok_after(text, e) and valid((gsub(sub(text, s, e), " ", ""))) then return e end
+  return nil
 end
 
-local NIR_PATTERN = "[12] ?%d%d ?%d%d ?[%d2][%dAB] ?%d%d%d ?%d%d%d ?%d%d"
-local NINO_PATTERN = "%u%u ?%d%d ?%d%d ?%d%d ?[A-D]"
-
-local function find_national(text, out)
-  find_fixed(text, out, NIR_PATTERN, nir_valid)
-  find_fixed(text, out, NINO_PATTERN, nino_valid)
-end
+local NIR_AT = "^[12] ?%d%d ?%d%d ?%d[%dAB] ?%d%d%d ?%d%d%d ?%d%d"
+local NINO_AT = "^%u%u ?%d%d ?%d%d ?%d%d ?[A-D]"
 
 -- US SSN: area not 000, 666 or 900-999, group not 00, serial not 0000,
 -- and not the two numbers published in advertising.
@@ -534,27 +511,85 @@ local function phone_at(text, G, i)
   return phone_us(text, G, i)
 end
 
--- Append the cards, SSNs and phone numbers of the digit runs of text.
+local function is_alpha(b) return b ~= nil and ((b >= 65 and b <= 90) or (b >= 97 and b <= 122)) end
+local function is_upper(b) return b ~= nil and b >= 65 and b <= 90 end
+
+-- Append what starts at the runs of digits of text: IBANs and NINOs (the
+-- letters just before a run), cards, NIRs, SSNs and phone numbers (its
+-- groups). Every kind but e-mail holds digits, so one byte loop looking
+-- for digits drives them all (faster in LuaJIT than pattern scans).
 local function find_runs(text, out, want)
-  local pos = 1
+  local pos, n, stretch_end = 1, #text, 0
   while true do
-    local s = find(text, "%d", pos)
-    if not s then return end
-    local G = digit_run(text, s)
-    local i = 1
-    while i <= G.n do
-      local j, first, kind
-      if want.card then j = card_at(text, G, i); kind = "card" end
-      if not j and want.national_id then j = ssn_at(text, G, i); kind = "national_id" end
-      if not j and want.phone then j, first = phone_at(text, G, i); kind = "phone" end
-      if j then
-        out[#out + 1] = { kind = kind, first = first or G.gs[i], last = G.ge[j] }
-        i = j + 1
-      else
-        i = i + 1
-      end
+    local s = pos
+    while s <= n do
+      local b = byte(text, s)
+      if b >= 48 and b <= 57 then break end
+      s = s + 1
     end
-    pos = G.ge[G.n] + 1
+    if s > n then return end
+    local done
+    if is_alpha(byte(text, s - 1)) and is_alpha(byte(text, s - 2)) then
+      if want.iban then
+        done = iban_at(text, s - 2)
+        if done then out[#out + 1] = { kind = "iban", first = s - 2, last = done } end
+      end
+      if not done and want.national_id and is_upper(byte(text, s - 1)) then
+        done = fixed_at(text, s - 2, NINO_AT, nino_valid)
+        if done then out[#out + 1] = { kind = "national_id", first = s - 2, last = done } end
+      end
+    elseif want.national_id and byte(text, s - 1) == 32 and is_upper(byte(text, s - 2)) and is_upper(byte(text, s - 3)) then
+      done = fixed_at(text, s - 3, NINO_AT, nino_valid)
+      if done then out[#out + 1] = { kind = "national_id", first = s - 3, last = done } end
+    end
+    local short
+    if not done and s >= stretch_end then
+      -- every kind found here has 8 digits or more: skip shorter stretches
+      -- of digits and separators (times, amounts, short ids) at once; a
+      -- longer one is scanned once (stretch_end), its runs one by one
+      local e, digits = s, 0
+      while e <= n do
+        local b = byte(text, e)
+        if b >= 48 and b <= 57 then
+          digits = digits + 1
+        elseif not (b == 32 or b == 45 or b == 46 or b == 47 or b == 40 or b == 41 or b == 194 or b == 160) then
+          break
+        end
+        e = e + 1
+      end
+      local nb = byte(text, e)
+      if digits < 8 and nb ~= 65 and nb ~= 66 then short = e end -- not a Corsican NIR (2A, 2B)
+      stretch_end = e
+    end
+    if done then
+      pos = done + 1
+    elseif short then
+      pos = short
+    else
+      local G = digit_run(text, s)
+      local gs, ge = G.gs, G.ge
+      local stop, i = ge[G.n], 1
+      while i <= G.n do
+        local j, first, kind, last
+        if want.card then j = card_at(text, G, i); kind = "card" end
+        if not j and want.national_id then
+          last = fixed_at(text, gs[i], NIR_AT, nir_valid) -- Corsica's 2A/2B go past the run
+          if not last then j = ssn_at(text, G, i) end
+          kind = "national_id"
+        end
+        if not j and not last and want.phone then j, first = phone_at(text, G, i); kind = "phone" end
+        if j or last then
+          last = last or ge[j]
+          out[#out + 1] = { kind = kind, first = first or gs[i], last = last }
+          if last > stop then stop = last end
+          i = i + 1
+          while i <= G.n and gs[i] <= last do i = i + 1 end
+        else
+          i = i + 1
+        end
+      end
+      pos = stop + 1
+    end
   end
 end
 
@@ -581,9 +616,7 @@ end
 local function scan(text, set)
   local all = {}
   if set.email then find_emails(text, all) end
-  if set.iban then find_ibans(text, all) end
-  if set.national_id then find_national(text, all) end
-  if set.card or set.phone or set.national_id then find_runs(text, all, set) end
+  if set.card or set.phone or set.national_id or set.iban then find_runs(text, all, set) end
   sort(all, by_position)
   local out, last = {}, nil
   for _, f in ipairs(all) do
