@@ -80,7 +80,7 @@ describe("weft.guard.pii", function()
       assert.is_false(pii.iban_valid("FR1420041010050500013M0260"))
     end)
 
-    it("finds SSNs outside the invalid ranges, NIRs with their key (Corsica too) and NINOs with valid prefixes", function()
+    it("finds SSNs outside the invalid ranges, NIRs with their key (Corsica too), NINOs with valid prefixes, DNIs and NIEs with their letter", function()
       assert.same({ "national_id=123-45-6789" }, found("SSN 123-45-6789"))
       for _, t in ipairs { "000-12-3456", "666-12-3456", "912-70-1234", "123-00-4567", "123-45-0000", "078-05-1120" } do
         assert.same({}, found(t), t)
@@ -90,6 +90,12 @@ describe("weft.guard.pii", function()
       assert.same({}, found("1 85 05 78 006 084 36"))
       assert.same({ "national_id=AB 12 34 56 C" }, found("NINO AB 12 34 56 C"))
       for _, t in ipairs { "QQ 12 34 56 C", "GB 12 34 56 A", "DA123456A", "AO123456A" } do
+        assert.same({}, found(t), t)
+      end
+      assert.same({ "national_id=12345678Z" }, found("DNI 12345678Z"))
+      assert.same({ "national_id=45678912-S" }, found("DNI 45678912-S"))
+      assert.same({ "national_id=X1234567L" }, found("NIE X1234567L"))
+      for _, t in ipairs { "12345678A", "X1234567M", "AX1234567L", "12345678Z9" } do
         assert.same({}, found(t), t)
       end
     end)

@@ -9,10 +9,10 @@
 -- whatever it holds (long digit runs, thousands of '@'). Structure and
 -- checksums decide, never a bare digit count: cards need the Luhn check and
 -- a known issuer range, IBANs their country's length and the mod-97 check,
--- national ids their own rules (SSN ranges, NIR key, NINO prefixes), phone
--- numbers an international prefix or a national grouping (FR, US, UK, DE);
--- a run of digits without separators counts as a phone number only after
--- a word such as "phone" or "tel".
+-- national ids their own rules (SSN ranges, NIR key, NINO prefixes, the
+-- DNI/NIE control letter), phone numbers an international prefix or a
+-- national grouping (FR, US, UK, DE); a run of digits without separators
+-- counts as a phone number only after a word such as "phone" or "tel".
 -- Uses weft.check (options) and weft.guard (the guard object, lazily).
 local check = require "weft.check"
 
@@ -40,6 +40,9 @@ local function is_digit(b) return b ~= nil and b >= 48 and b <= 57 end
 local function is_alnum(b)
   return b ~= nil and ((b >= 48 and b <= 57) or (b >= 65 and b <= 90) or (b >= 97 and b <= 122))
 end
+
+local function is_alpha(b) return b ~= nil and ((b >= 65 and b <= 90) or (b >= 97 and b <= 122)) end
+local function is_upper(b) return b ~= nil and b >= 65 and b <= 90 end
 
 -- True when the finding starting at p is not glued to what precedes it
 -- (a letter, a digit, '_', '#', '@', or ".-/" after a digit: an id, an
@@ -363,6 +366,33 @@ local function card_at(text, G, i)
   return nil
 end
 
+local DNI_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
+
+-- ES DNI (8 digits and a control letter, "12345678Z" or "12345678-Z") and
+-- NIE (X, Y or Z, 7 digits and the letter): the control letter is
+-- DNI_LETTERS[number mod 23]. Returns the last byte and the first.
+local function dni_at(text, G, i)
+  if i ~= G.n then return nil end
+  local gs, ge = G.gs, G.ge
+  local len, first, prefix = ge[i] - gs[i] + 1, gs[i], ""
+  if len == 7 then
+    local x = byte(text, first - 1)
+    if x ~= 88 and x ~= 89 and x ~= 90 then return nil end
+    prefix = tostring(x - 88)
+    first = first - 1
+  elseif len ~= 8 then
+    return nil
+  end
+  if not ok_before(text, first) then return nil end
+  local last = ge[i] + 1
+  if byte(text, last) == 45 then last = last + 1 end
+  local letter = byte(text, last)
+  if not is_upper(letter) or is_alnum(byte(text, last + 1)) then return nil end
+  local n = tonumber(prefix .. sub(text, gs[i], ge[i]))
+  if byte(DNI_LETTERS, n % 23 + 1) ~= letter then return nil end
+  return last, first
+end
+
 local function ssn_at(text, G, i)
   local gs, ge = G.gs, G.ge
   if not ok_before(text, gs[i]) then return nil end
@@ -511,9 +541,6 @@ local function phone_at(text, G, i)
   return phone_us(text, G, i)
 end
 
-local function is_alpha(b) return b ~= nil and ((b >= 65 and b <= 90) or (b >= 97 and b <= 122)) end
-local function is_upper(b) return b ~= nil and b >= 65 and b <= 90 end
-
 -- Append what starts at the runs of digits of text: IBANs and NINOs (the
 -- letters just before a run), cards, NIRs, SSNs and phone numbers (its
 -- groups). Every kind but e-mail holds digits, so one byte loop looking
@@ -544,7 +571,7 @@ local function find_runs(text, out, want)
     end
     local short
     if not done and s >= stretch_end then
-      -- every kind found here has 8 digits or more: skip shorter stretches
+      -- every kind found here has 7 digits or more: skip shorter stretches
       -- of digits and separators (times, amounts, short ids) at once; a
       -- longer one is scanned once (stretch_end), its runs one by one
       local e, digits = s, 0
@@ -558,7 +585,7 @@ local function find_runs(text, out, want)
         e = e + 1
       end
       local nb = byte(text, e)
-      if digits < 8 and nb ~= 65 and nb ~= 66 then short = e end -- not a Corsican NIR (2A, 2B)
+      if digits < 7 and nb ~= 65 and nb ~= 66 then short = e end -- not a Corsican NIR (2A, 2B)
       stretch_end = e
     end
     if done then
@@ -575,6 +602,7 @@ local function find_runs(text, out, want)
         if not j and want.national_id then
           last = fixed_at(text, gs[i], NIR_AT, nir_valid) -- Corsica's 2A/2B go past the run
           if not last then j = ssn_at(text, G, i) end
+          if not j and not last then last, first = dni_at(text, G, i) end
           kind = "national_id"
         end
         if not j and not last and want.phone then j, first = phone_at(text, G, i); kind = "phone" end
