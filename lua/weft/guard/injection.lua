@@ -350,7 +350,7 @@ end
 
 _M.OPTIONS = check.spec("weft.guard.injection", { properties = {
   threshold = { type = "number", minimum = 1, expect = "a number >= 1 (a score)" },
-  action = { type = "string", enum = { "block", "mask" }, aliases = { "mode_action", "on_match" } },
+  action = { type = "string", enum = { "block", "mask" }, aliases = { "on_match" } },
   mode = { type = "string", enum = { "injection", "code" } },
   mask = { type = "string", aliases = { "label", "replacement" } },
   stages = { type = "table", expect = 'a list of stages ("input", "output", "tool_call", "tool_result")' },
