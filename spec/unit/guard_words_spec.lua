@@ -32,6 +32,7 @@ describe("weft.guard.words", function()
       assert.same({ "ДУРАК", "дурак" }, matched("ДУРАК и дурак, дураки", { "дурак" }))
       assert.same({ "ΒΛΑΚΑΣ" }, matched("ΒΛΑΚΑΣ!", { "βλακας" }))
       assert.same({ "ŁAJDAK" }, matched("ŁAJDAK", { "łajdak" }))
+      assert.same({ { first = 5, last = 9 } }, words.find("say Hello", { "hello" })) -- a plain list
     end)
 
     it("matches phrases, the longest first", function()

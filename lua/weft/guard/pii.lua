@@ -16,8 +16,8 @@
 -- Uses weft.check (options) and weft.guard (the guard object, lazily).
 local check = require "weft.check"
 
-local type, ipairs, pairs, error, tonumber, tostring, unpack, sort, concat =
-  type, ipairs, pairs, error, tonumber, tostring, unpack, table.sort, table.concat
+local type, ipairs, pairs, next, error, tonumber, tostring, unpack, sort, concat =
+  type, ipairs, pairs, next, error, tonumber, tostring, unpack, table.sort, table.concat
 local byte, sub, find, gsub, lower, upper, sformat, max =
   string.byte, string.sub, string.find, string.gsub, string.lower, string.upper, string.format, math.max
 
@@ -632,6 +632,7 @@ local function kind_set(kinds, what, level)
     if not KIND_SET[k] then check.unknown(what, "kind", k, _M.KINDS, level + 1) end
     set[k] = true
   end
+  if next(set) == nil then error(what .. ": kinds is empty (give kind names, or nil for all)", level + 1) end
   return set
 end
 

@@ -143,9 +143,17 @@ local function key_of(m, tk)
 end
 
 --- The listed words and phrases of text: a list of {first, last} (byte
--- positions, in order) for the matcher m (compile()).
+-- positions, in order) for the matcher m (compile()) or a list of words.
 function _M.find(text, m)
   if type(text) ~= "string" then error("weft.guard.words.find: text must be a string, got " .. type(text), 2) end
+  if type(m) ~= "table" then
+    error("weft.guard.words.find: expects a matcher (weft.guard.words.compile) or a list of words, got " .. type(m), 2)
+  end
+  if m.words == nil then
+    local ok, c = pcall(_M.compile, m)
+    if not ok then error(c, 2) end
+    m = c
+  end
   local toks = tokens(prepare(text), m.leet)
   local out, i, n = {}, 1, #toks
   while i <= n do
