@@ -28,9 +28,12 @@ _M.MAX_DEPTH = core.MAX_DEPTH
 -- "value.items[3]: invalid UTF-8 (byte 0xE9 at offset 5)".
 _M.encode = core.encode
 
---- decode(s [, {max_depth = n}]) -> value, or nil and "invalid JSON at
--- line L column C: ...". Arrays come back with the array marker (so []
--- re-encodes as []); n (1..MAX_DEPTH, default MAX_DEPTH) limits nesting.
+--- decode(s [, {max_depth = n, max_strings = m}]) -> value, or nil and
+-- "invalid JSON at line L column C: ...". Arrays come back with the array
+-- marker (so [] re-encodes as []); n (1..MAX_DEPTH, default MAX_DEPTH)
+-- limits nesting, m (default none) the strings, keys included ("too many
+-- strings (more than m, keys included)"): for untrusted input, see
+-- docs/api.md.
 _M.decode = core.decode
 
 --- check(v [, root]) -> nil when v would encode (strings valid UTF-8), else

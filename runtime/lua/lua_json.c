@@ -934,12 +934,16 @@ typedef struct {
   const char *start, *p, *end;
   const char *err, *errpos;
   int depth, max_depth;
+  long strings_left; /* strings (keys, string values) still allowed */
+  long max_strings;  /* the limit, for the message (-1: none) */
   wf_json_buf_t buf; /* unescaped strings, long numbers */
 } wf_json_dec_t;
 
 /* The error of a container nested deeper than max_depth (the message gets
  * the limit when it is reported). */
 static const char wf_json_too_deep[] = "nesting too deep";
+/* The error of a document holding more than max_strings strings. */
+static const char wf_json_too_many[] = "too many strings";
 
 /* Record a parse error at pos; returns WF_JSON_FAIL. */
 static int wf_json_dec_fail(wf_json_dec_t *d, const char *pos, const char *msg) {
@@ -1056,6 +1060,10 @@ static const char *wf_json_scan_plain(const char *p, const char *end, int *bad) 
 static int wf_json_dec_string(wf_json_dec_t *d) {
   const char *quote = d->p, *s = d->p + 1, *p, *end = d->end;
   int bad;
+  /* every string is interned by LuaJIT: a bound on their number bounds
+   * what a hostile document can cost there (see json.decode) */
+  if (d->strings_left == 0) return wf_json_dec_fail(d, quote, wf_json_too_many);
+  d->strings_left--;
   p = wf_json_scan_plain(s, end, &bad);
   if (bad) return wf_json_dec_fail(d, p, "invalid UTF-8 in string");
   if (p < end && *p == '"') { /* no escapes: straight from the input */
@@ -1262,12 +1270,15 @@ static int wf_json_dec_value(wf_json_dec_t *d) {
 }
 
 /* decode(s [, opts]) -> value | nil, "invalid JSON at line L column C:
- * what". opts.max_depth: nesting limit, 1..MAX_DEPTH (default MAX_DEPTH). */
+ * what". opts.max_depth: nesting limit, 1..MAX_DEPTH (default MAX_DEPTH);
+ * opts.max_strings: at most that many strings, keys included (default
+ * none). */
 static int wf_json_l_decode(lua_State *L) {
   wf_json_dec_t d;
   const char *q, *bol;
   size_t len;
   int line = 1, max_depth = WF_JSON_MAX_DEPTH;
+  long max_strings = -1;
 
   luaL_checktype(L, 1, LUA_TSTRING);
   if (!lua_isnoneornil(L, 2)) {
@@ -1281,6 +1292,14 @@ static int wf_json_l_decode(lua_State *L) {
                              WF_JSON_STR(WF_JSON_MAX_DEPTH));
       max_depth = (int)n;
     }
+    lua_getfield(L, 2, "max_strings");
+    if (!lua_isnil(L, -1)) {
+      lua_Number n = lua_tonumber(L, -1);
+      if (lua_type(L, -1) != LUA_TNUMBER || n != floor(n) || n < 0 ||
+          n > 2147483647.0)
+        return luaL_argerror(L, 2, "opts.max_strings must be an integer >= 0");
+      max_strings = (long)n;
+    }
   }
   lua_settop(L, 1);
   lua_pushnil(L); /* slot 2: anchors the string buffer once it grows */
@@ -1289,6 +1308,8 @@ static int wf_json_l_decode(lua_State *L) {
   d.end = d.start + len;
   d.depth = 0;
   d.max_depth = max_depth;
+  d.max_strings = max_strings;
+  d.strings_left = max_strings; /* -1: never reaches 0 (counts down from -1) */
   d.err = NULL;
   d.errpos = NULL;
   wf_json_buf_init(&d.buf, L, 2);
@@ -1305,6 +1326,10 @@ static int wf_json_l_decode(lua_State *L) {
     lua_pushfstring(L, "invalid JSON at line %d column %d: %s (more than %d "
                     "levels)", line, (int)(d.errpos - bol) + 1, d.err,
                     d.max_depth);
+  else if (d.err == wf_json_too_many)
+    lua_pushfstring(L, "invalid JSON at line %d column %d: %s (more than %d, "
+                    "keys included)", line, (int)(d.errpos - bol) + 1, d.err,
+                    (int)d.max_strings);
   else
     lua_pushfstring(L, "invalid JSON at line %d column %d: %s", line,
                     (int)(d.errpos - bol) + 1, d.err);

@@ -361,6 +361,17 @@ describe("json.decode", function()
     assert.equal(1000, depth)
   end)
 
+  it("bounds the strings of a document with max_strings (keys included)", function()
+    assert.same({ a = "b", c = 1 }, decode('{"a": "b", "c": 1}', { max_strings = 3 }))
+    local v, err = decode('{"a": "b", "c": 1}', { max_strings = 2 })
+    assert.is_nil(v)
+    assert.equal("invalid JSON at line 1 column 12: too many strings (more than 2, keys included)", err)
+    assert.is_nil((decode('["x"]', { max_strings = 0 })))
+    assert.same({ 1, 2 }, decode("[1, 2]", { max_strings = 0 }))
+    assert.has_error(function() decode("[]", { max_strings = -1 }) end, "bad argument #2 to 'decode' "
+      .. "(opts.max_strings must be an integer >= 0)")
+  end)
+
   it("raises when its argument is not a string", function()
     assert.has_error(function() decode(12) end)
     assert.has_error(function() decode() end)

@@ -82,6 +82,21 @@ describe("weft.serve app router", function()
     assert.are_not.equal("invalid_json", r:decoded().error.code)
   end)
 
+  it("refuses request bodies of more than MAX_BODY_STRINGS strings with 400 invalid_json", function()
+    local appmod = require "weft.serve.app"
+    local n = appmod.MAX_BODY_STRINGS
+    local parts = {}
+    for i = 1, n do parts[i] = "\"s\"" end -- n strings, and the key "input"
+    local e = err_of(call(new_app(), "POST", "/api/v1/agents",
+                          { body = '{"input": [' .. table.concat(parts, ",") .. "]}" }), 400)
+    assert.equal("invalid_json", e.code)
+    assert.equal(n, e.details.max_strings)
+    assert.matches("too many strings (more than " .. n .. ", keys included)", e.message, 1, true)
+    parts[n] = nil -- one less gets through the door (and fails later, on the fields)
+    local r = call(new_app(), "POST", "/api/v1/agents", { body = '{"input": [' .. table.concat(parts, ",") .. "]}" })
+    assert.are_not.equal("invalid_json", r:decoded().error.code)
+  end)
+
   it("answers a handler error with 500 and a reference, without paths or traceback", function()
     local app = new_app()
     app:route("GET", "/api/v1/boom", function() error("kaboom at /srv/secret/dir/x.lua") end)
@@ -644,7 +659,7 @@ describe("weft.serve health and metrics", function()
       local e = err_of(post(app, "/api/v1/agents", { name = "w", modle = "x" }), 400)
       assert.equal("validation_error", e.code)
       assert.equal("modle", e.details.field)
-      assert.matches("agent: unknown field 'modle' (fields: description, id, instructions, max_tokens, "
+      assert.matches("agent: unknown field 'modle' (fields: description, guardrails, id, instructions, max_tokens, "
                      .. "max_tool_rounds, model, name, temperature, tools); did you mean 'model'?", e.message, 1, true)
       e = err_of(post(app, "/api/v1/agents", { name = "w", system_prompt = "x" }), 400)
       assert.matches("did you mean 'instructions'?", e.message, 1, true)
@@ -652,7 +667,7 @@ describe("weft.serve health and metrics", function()
       assert.equal("invalid_workflow", e.code)
       assert.matches("did you mean 'edges'?", e.message, 1, true)
       e = err_of(post(app, "/api/v1/workflows", { id = "x", nodes = { { id = "a", builtn = "output" } } }), 400)
-      assert.matches("nodes[1]: unknown field 'builtn' (fields: agent, builtin, id, options); did you mean 'builtin'?",
+      assert.matches("nodes[1]: unknown field 'builtn' (fields: agent, builtin, guardrails, id, options); did you mean 'builtin'?",
                      e.message, 1, true)
       assert.equal("nodes[1].builtn", e.details.path)
       e = err_of(post(app, "/api/v1/workflows", { id = "x", nodes = { { id = "a", builtin = "passthrough" },

@@ -462,7 +462,9 @@ function _M.install(app)
   app:route("POST", "/a2a/{id}", function(self, req, p, res)
     local kind, d = target(self, p.id)
     if not kind then errors.not_found("agent or workflow", p.id) end
-    local body, derr = json.decode(req.body or "", { max_depth = require("weft.serve.app").MAX_BODY_DEPTH })
+    local app_mod = require("weft.serve.app")
+    local body, derr = json.decode(req.body or "", { max_depth = app_mod.MAX_BODY_DEPTH,
+                                                     max_strings = app_mod.MAX_BODY_STRINGS })
     if type(body) ~= "table" or json.is_array(body) then
       return 200, rpc_error(nil, body == nil and E.parse or E.invalid_request,
                             body == nil and ("invalid JSON: " .. tostring(derr)) or "a JSON-RPC request must be an object")

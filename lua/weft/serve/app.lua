@@ -30,6 +30,14 @@ _M.DEFAULT_LIMIT, _M.MAX_LIMIT = 50, 1000
 -- JSON codec's own limit (json MAX_DEPTH, 1000), so that whatever comes in
 -- (a run's input) can be embedded in any response (summaries, events).
 _M.MAX_BODY_DEPTH = 100
+--- How many strings (keys included) a request body may hold. LuaJIT
+-- interns every string, and OpenResty's branch hashes strings of up to 16
+-- bytes with a CRC that structured keys collide in (its fallback hash is
+-- the same for them): past ~110,000 such strings alive, each new one costs
+-- a walk of one long chain (300,000 keys of the shape '"k1":1' took 45 s
+-- to intern here). A 1 MiB body can hold ~150,000 short strings; this
+-- bound keeps one body far from that.
+_M.MAX_BODY_STRINGS = 50000
 
 --- The keys of t, sorted (listings and metrics print them in order).
 function _M.sorted_keys(t)
@@ -155,12 +163,14 @@ function App:body(req, opts)
           ("request bodies must be application/json, got %s"):format(ct == "" and "no content-type" or ("'" .. ct .. "'")),
           { content_type = ct })
   end
-  DECODE_OPTS.max_depth = _M.MAX_BODY_DEPTH -- (a public setting: read on every call)
+  -- (public settings: read on every call)
+  DECODE_OPTS.max_depth, DECODE_OPTS.max_strings = _M.MAX_BODY_DEPTH, _M.MAX_BODY_STRINGS
   local v, err = json.decode(body, DECODE_OPTS)
   if v == nil then
     local line, col = tostring(err):match("line (%d+) column (%d+)")
     local details = { line = tonumber(line), column = tonumber(col) }
     if tostring(err):find("nesting too deep", 1, true) then details.max_depth = _M.MAX_BODY_DEPTH end
+    if tostring(err):find("too many strings", 1, true) then details.max_strings = _M.MAX_BODY_STRINGS end
     throw(400, "invalid_json", "invalid JSON body: " .. tostring(err), details)
   end
   if not opts.any and (type(v) ~= "table" or json.is_array(v)) then
