@@ -212,6 +212,7 @@ local function chat_opts(self, msgs, on_chunk)
   local o = {
     model = self.model, messages = msgs, tools = self._specs, tool_choice = self._specs and self.tool_choice,
     temperature = self.temperature, max_tokens = self.max_tokens, stream = on_chunk,
+    agent = on_chunk and self.name or nil,
   }
   for k, v in pairs(self.llm) do o[k] = v end
   return o

@@ -25,6 +25,20 @@ local function streamed(events)
   return text, done
 end
 
+-- The agent names in the data of the agent_update events, by executor:
+-- id -> set of names.
+local function agents_of(events)
+  local out = {}
+  for _, ev in ipairs(events) do
+    if ev.type == "agent_update" then
+      local set = out[ev.executor_id] or {}
+      set[tostring(ev.data.agent)] = true
+      out[ev.executor_id] = set
+    end
+  end
+  return out
+end
+
 -- The events of wf:stream(input), collected.
 local function stream_events(wf, input)
   local out = {}
@@ -70,6 +84,8 @@ describe("pattern participants", function()
     assert.equal("alpha speaks", text.a)
     assert.equal("beta speaks", text.b)
     assert.equal("ab", text.orchestrator)
+    -- the participant's name in the data: the manager streams as itself
+    assert.same({ a = { a = true }, b = { b = true }, orchestrator = { boss = true } }, agents_of(res.events))
   end)
 
   it("stream in handoff runs", function()

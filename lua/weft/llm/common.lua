@@ -394,6 +394,7 @@ _M.OPTIONS = check.spec("llm.chat", { properties = {
   max_tokens = { type = "integer", minimum = 1, expect = "a positive integer",
                  aliases = { "max_output_tokens", "max_completion_tokens", "num_predict" } },
   stream = { type = { "function", "boolean" }, expect = "a function (or true)", aliases = { "on_chunk", "callback" } },
+  agent = { type = "string", expect = "the name of the agent making the call (set in its stream chunks)" },
   base_url = { type = "string", aliases = { "url", "endpoint", "api_base", "base" } },
   api_key = { type = "string", aliases = { "key", "token" } },
   timeout = seconds(), idle_timeout = seconds(),

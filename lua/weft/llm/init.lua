@@ -95,7 +95,9 @@ local function sink(opts)
   local user = type(opts.stream) == "function" and opts.stream or nil
   local inv = require("weft.invocation").current()
   if not user and not inv then return nil end
+  local agent = opts.agent
   return function(chunk)
+    if agent then chunk.agent = agent end
     if inv then inv:publish_chunk(chunk) end
     if user then user(chunk) end
   end
