@@ -356,7 +356,7 @@ describe("http.request failures #http", function()
     end
     local err = err_of(http.request, { url = srv.url, timout = 1 })
     assert.mentions("http.request: unknown option 'timout' (options: body, connect_timeout, cross_origin_redirects, "
-                    .. "framing, headers, idle_timeout, max_body, max_redirects, method, secret_headers, stream, "
+                    .. "framing, headers, idle_timeout, max_body, max_redirects, method, network, secret_headers, stream, "
                     .. "timeout, url); did you mean 'timeout'?", err)
     assert.mentions("http_spec.lua", err) -- raised at the caller
     assert.mentions("did you mean 'body'?", err_of(http.request, { url = srv.url, data = "x" }))

@@ -15,7 +15,7 @@ local EAGER = {
 }
 -- Loaded on first access.
 local LAZY = {
-  "agents", "durable", "flow", "host", "http", "llm", "memory", "otel", "patterns", "pool", "sandbox", "schema",
+  "agents", "durable", "flow", "guard", "guardrails", "host", "http", "llm", "memory", "otel", "patterns", "pool", "sandbox", "schema",
   "script", "server", "std", "store", "tcp", "thread", "tool", "window", "worker",
 }
 
