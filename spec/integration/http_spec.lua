@@ -362,7 +362,7 @@ describe("http.request failures #http", function()
     assert.mentions("did you mean 'body'?", err_of(http.request, { url = srv.url, data = "x" }))
     assert.mentions("did you mean 'headers'?", err_of(http.request, { url = srv.url, Headers = {} }))
     err = err_of(http.configure, { max_per_hots = 2 })
-    assert.mentions("http.configure: unknown option 'max_per_hots' (options: max_per_host); "
+    assert.mentions("http.configure: unknown option 'max_per_hots' (options: max_per_host, network); "
                     .. "did you mean 'max_per_host'?", err)
     assert.mentions("http_spec.lua", err)
     assert.mentions("http.configure: max_per_host must be an integer from 1 to 1000000, got 0",
