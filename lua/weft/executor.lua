@@ -6,7 +6,7 @@ local _M = {}
 
 local check = require "weft.check"
 
-local type, error, setmetatable, getmetatable = type, error, setmetatable, getmetatable
+local type, error, setmetatable, getmetatable, pairs = type, error, setmetatable, getmetatable, pairs
 
 local Executor = {}
 Executor.__index = Executor
@@ -48,14 +48,24 @@ _M.OPTIONS = check.spec("weft.executor", { properties = {
              aliases = { "guardrails", "guard" } },
 } })
 
---- Create an executor: `new(id, fn)` or `new(id, opts)`.
-function _M.new(id, spec)
+--- Create an executor: `new(id, fn)`, `new(id, fn, opts)` (opts without
+-- handle) or `new(id, opts)`.
+function _M.new(id, spec, more)
   if type(id) ~= "string" or id == "" then
     error("weft.executor: id must be a non-empty string, got " .. type(id), 2)
   end
   local what = ("executor '%s'"):format(id)
   local opts
-  if check.callable(spec) then
+  if more ~= nil and not (check.callable(spec) and type(more) == "table") then
+    error(what .. ": a third argument comes after a handler function and is an options table, got "
+          .. type(spec) .. " and " .. type(more), 2)
+  end
+  if more ~= nil then
+    if more.handle ~= nil then error(what .. ": the handler is given twice (the function and opts.handle)", 2) end
+    opts = { handle = spec }
+    for k, v in pairs(more) do opts[k] = v end
+    opts = check.options(_M.OPTIONS, opts, 2, what)
+  elseif check.callable(spec) then
     opts = { handle = spec }
   elseif type(spec) == "table" then
     opts = check.options(_M.OPTIONS, spec, 2, what)

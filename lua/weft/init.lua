@@ -13,7 +13,7 @@ _M.version = core.version
 _M.json = require "weft.json"
 _M.reduce = require "weft.reduce"
 
---- Create an executor: `weft.executor(id, fn)` or `weft.executor(id, opts)`.
+--- Create an executor: `weft.executor(id, fn)`, `weft.executor(id, fn, opts)` or `weft.executor(id, opts)`.
 _M.executor = executor.new
 --- Start building a workflow.
 _M.workflow = workflow.new

@@ -239,6 +239,10 @@ local DEFAULTS = check.spec("defaults", { properties = {
   max_concurrency = run.OPTIONS.properties.max_concurrency,
   on_undelivered = run.OPTIONS.properties.on_undelivered,
   limits = run.OPTIONS.properties.limits,
+  -- guardrails (a policy), network policy and budget of every run
+  guardrails = run.OPTIONS.properties.guardrails,
+  network = run.OPTIONS.properties.network,
+  budget = run.OPTIONS.properties.budget,
   input = { type = "any" },
 } })
 
@@ -250,7 +254,7 @@ local function check_defaults(d)
 end
 
 --- Default run options of the built workflow (max_supersteps,
--- max_concurrency, limits), used when a run does not give its own (resumed
+-- max_concurrency, limits, guardrails, network, budget), used when a run does not give its own (resumed
 -- runs too; a run's `limits` override these limit by limit), and `input`,
 -- used when a run's input is nil or "" (what `weft run` gives without
 -- --input).
