@@ -125,7 +125,7 @@ COMMANDS.serve = {
     { "--tools", arg = "FILE_OR_DIR", help = "register the tools of a Lua file, or of the *.lua files of a "
       .. "directory (each returns a weft.tool or a list of tools) for agents created over REST" },
     { "--guardrails", arg = "FILE", help = "guardrails of every run and agent (JSON: input_validation, "
-      .. "execution_limits, output_filtering, compliance; docs/guardrails.md); with --in-process" },
+      .. "execution_limits, output_filtering, compliance; docs/guardrails.md), in this process and its workers" },
   },
   text = [[
 Serves the REST API under /api/v1 (docs/server.md): agents, workflows
@@ -142,7 +142,7 @@ loopback address; with keys, requests need `Authorization: Bearer KEY`
 COMMANDS.worker = {
   synopsis = "worker",
   usage = "weft worker --store URL [--scripts DIR | --watch DIR] [--concurrency N] [--name NAME] "
-    .. "[--queue NAME] [--processes N] [--block-limit SECONDS]",
+    .. "[--queue NAME] [--processes N] [--block-limit SECONDS] [--guardrails FILE [--audit]]",
   summary = "take executions from the store's queue and run them (docs/scale.md)",
   options = {
     { "--store", arg = "URL", help = "the store the queue is in (redis://HOST:PORT/DB, or sqlite:PATH "
@@ -155,6 +155,10 @@ COMMANDS.worker = {
     { "--processes", arg = "N", int = true, help = "worker processes to start and supervise (default 1)" },
     { "--block-limit", arg = "SECONDS", int = true, help = "kill a worker process whose executor did not "
       .. "yield for SECONDS (default 20); its execution is retried elsewhere once, then failed" },
+    { "--guardrails", arg = "FILE", help = "guardrails of every run (as weft serve --guardrails; weft serve "
+      .. "passes its own to its workers)" },
+    { "--audit", flag = true, help = "with --guardrails: write guardrail events to the store's audit log "
+      .. "(as weft serve does when API keys are configured)" },
     { "--child", flag = true, help = "(internal) be one worker process of a supervisor" },
   },
   text = [[
@@ -852,14 +856,6 @@ local function cmd_serve(parsed)
   local watch = opts["--watch"]
   if watch and opts["--scripts"] then return usage_error("serve", "give --scripts or --watch, not both") end
   local grfile = opts["--guardrails"]
-  if grfile and opts["--workers"] then
-    return usage_error("serve", "--guardrails applies to the executions of this process: give --in-process, "
-      .. "not --workers (worker processes do not load it)")
-  end
-  if grfile and not opts["--in-process"] and store.kind ~= "memory" then
-    return usage_error("serve", "--guardrails applies to the executions of this process: give --in-process "
-      .. "(worker processes do not load it)")
-  end
   local aok, app = pcall(require("weft.serve.app").new, { store = store, scripts_dir = watch or opts["--scripts"],
     security = { keys_file = opts["--keys"], cors = opts["--cors"] }, guardrails = grfile })
   if not aok then return fail(EXIT_USAGE, "serve: " .. one_line(tostring(app), 600)) end
@@ -906,6 +902,12 @@ local function cmd_serve(parsed)
       local argv = { exe_path, "worker", "--child", "--store", store_url(opts), "--queue", app.pool.queue }
       if watch then argv[#argv + 1] = "--watch"; argv[#argv + 1] = watch end
       if opts["--scripts"] then argv[#argv + 1] = "--scripts"; argv[#argv + 1] = opts["--scripts"] end
+      if grfile then
+        -- the workers run the executions: the same policy, and its events
+        -- in the audit log that GET /api/v1/audit reads
+        argv[#argv + 1] = "--guardrails"; argv[#argv + 1] = grfile
+        if app.security.enabled then argv[#argv + 1] = "--audit" end
+      end
       local me = require("weft.store").owner()
       app.pool.notices = require("weft.pool").notices()
       sup = require("weft.worker").supervise{ processes = nworkers, argv = argv, store = store,
@@ -954,6 +956,16 @@ end
 -- executor blocks its loop).
 local function worker_child(opts, url)
   local weft = require "weft"
+  if opts["--guardrails"] then
+    local gok, pol = pcall(require("weft.guardrails").install, opts["--guardrails"])
+    if not gok then return fail(EXIT_USAGE, "worker: --guardrails " .. one_line(tostring(pol), 600)) end
+    if opts["--audit"] then
+      require("weft.serve.security").observe_guards({ store = weft.store.open(url), security = { enabled = true } },
+        pol.compliance.audit or "all")
+    end
+  elseif opts["--audit"] then
+    return usage_error("worker", "--audit goes with --guardrails FILE")
+  end
   local limit = opts["--block-limit"] or require("weft.worker").BLOCK_LIMIT
   local report = os.getenv("WEFT_WATCHDOG_REPORT")
   local dog = require("weft.core.watchdog").start(limit, report or "")
@@ -988,10 +1000,17 @@ local function cmd_worker(parsed)
       .. "share (sqlite:PATH or redis://...)")
   end
   if opts["--child"] then return worker_child(opts, url) end
+  if opts["--guardrails"] then -- refused here, before starting processes that would refuse it
+    local gok, gerr = pcall(require("weft.guardrails").load, opts["--guardrails"])
+    if not gok then return fail(EXIT_USAGE, "worker: --guardrails " .. one_line(tostring(gerr), 600)) end
+  elseif opts["--audit"] then
+    return usage_error("worker", "--audit goes with --guardrails FILE")
+  end
   local argv = { exe_path, "worker", "--child", "--store", url }
-  for _, k in ipairs({ "--scripts", "--watch", "--concurrency", "--queue", "--block-limit" }) do
+  for _, k in ipairs({ "--scripts", "--watch", "--concurrency", "--queue", "--block-limit", "--guardrails" }) do
     if opts[k] ~= nil then argv[#argv + 1] = k; argv[#argv + 1] = tostring(opts[k]) end
   end
+  if opts["--audit"] then argv[#argv + 1] = "--audit" end
   local me = require("weft.store").owner()
   local sup = require("weft.worker").supervise{
     processes = opts["--processes"] or 1, argv = argv, store = store,

@@ -328,6 +328,44 @@ describe("weft serve --guardrails", function()
     assert.is_nil(body:find("bob@", 1, true))
   end)
 
+  it("gives its policy to its worker processes, whose events reach the audit log", function()
+    local cfg = tmpfile(json.encode{ output_filtering = { pii_removal = true } })
+    local keys = tmpfile(json.encode{ { id = "boss", key = "b-secret-key", scopes = { "admin" } } })
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p -m 700 " .. dir)
+    finally(function() os.execute("rm -rf " .. dir) end)
+    local port = procs.free_port()
+    local p = procs.spawn({ procs.weft_bin(), "serve", "--port", tostring(port), "--store", "sqlite:" .. dir .. "/s.db",
+                            "--workers", "1", "--keys", keys, "--guardrails", cfg })
+    finally(function() procs.kill(p); procs.wait(p, 20) end)
+    procs.wait_port(port)
+    local base = ("http://127.0.0.1:%d"):format(port)
+    local hdr = { authorization = "Bearer b-secret-key", ["content-type"] = "application/json" }
+    local function call(method, path, body)
+      local res = assert(weft.http.request{ method = method, url = base .. path, headers = hdr, body = body,
+                                            timeout = 60 })
+      return res.status, res.body
+    end
+    local st, body = call("POST", "/api/v1/workflows",
+      { id = "echo", name = "echo", nodes = { { id = "o", builtin = "passthrough" } }, start = "o" })
+    assert.equal(201, st, body)
+    st, body = call("POST", "/api/v1/workflows/echo/execute", { input = "write to bob@example.com" })
+    assert.equal(200, st, body)
+    local x = json.decode(body)
+    assert.equal("completed", x.status, body)
+    assert.same({ "write to [EMAIL]" }, x.outputs) -- masked by the worker that ran it
+    st, body = call("GET", "/api/v1/audit")
+    assert.equal(200, st, body)
+    local found
+    for _, e in ipairs(json.decode(body).items) do
+      if e.event == "guardrail_triggered" and e.run_id == x.id then found = e end
+    end
+    assert.truthy(found, body)
+    assert.equal("pii", found.guard)
+    assert.is_nil(body:find("bob@", 1, true))
+  end)
+
   it("applies rate_limits through the server's rate limiter", function()
     local cfg = tmpfile('{"input_validation": {"rate_limits": {"requests_per_minute": 2}}}')
     local port = procs.free_port()

@@ -415,13 +415,8 @@ function _M.new(opts)
   require("weft.serve.security").install(self, sec)
   if self.security.enabled then
     -- guardrail events in the audit log, as compliance.audit_log_level says
-    local audit = self.guardrails and self.guardrails.compliance.audit or "all"
-    if audit ~= "none" then
-      local security = require "weft.serve.security"
-      self.unobserve = require("weft.guard").observe(function(ev)
-        if audit == "all" or ev.action == "block" then security.audit_guard(self, ev) end
-      end)
-    end
+    self.unobserve = require("weft.serve.security").observe_guards(self,
+      self.guardrails and self.guardrails.compliance.audit or "all")
   end
   require("weft.serve.openai").install(self)
   require("weft.serve.a2a").install(self)

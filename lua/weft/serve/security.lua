@@ -292,6 +292,18 @@ function _M.audit_guard(app, ev)
   append(app, e, now)
 end
 
+--- Write the guardrail events of this process to app's audit log (as
+-- audit_guard) at `level` ("all", or "block": blocks only; "none":
+-- nothing); returns the function that stops it. The API process does it
+-- when keys are configured, and worker processes of such a server too
+-- (weft worker --guardrails FILE --audit).
+function _M.observe_guards(app, level)
+  if level == "none" then return function() end end
+  return require("weft.guard").observe(function(ev)
+    if level ~= "block" or ev.action == "block" then _M.audit_guard(app, ev) end
+  end)
+end
+
 --- Install security on app. opts: keys / keys_file (see load; none: keys
 -- are not checked), cors (an origin or "*"), rate ({per_second, burst}:
 -- the rate of keys without their own, and of all requests together when
