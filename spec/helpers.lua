@@ -1,7 +1,8 @@
 --- spec/helpers.lua — shared helpers for the weft busted specs.
 --
 -- Provides event queries (`types`, `filter`, `find`, `index`, `count`,
--- `trace`), small executor factories (`recorder`, `forward`, `output`), a
+-- `trace`, `custom`), `example_cli` and `same_from_cli` (an example run by
+-- the weft CLI), small executor factories (`recorder`, `forward`, `output`), a
 -- concurrency `gauge`, the tool `add_tool`, `error_of` for pcall-style error capture,
 -- `poll_until` to drive the loop until a condition holds, the repository
 -- `root`, and the `assert.mentions(needle, text)` assertion (plain substring
@@ -192,6 +193,44 @@ function M.add_tool(handler)
                    required = { "a", "b" } },
     handler = handler or function(args) return args.a + args.b end,
   }
+end
+
+--- The data of the custom events named name, in order.
+function M.custom(events, name)
+  local out = {}
+  for _, ev in ipairs(events) do
+    if ev.type == "custom" and ev.name == name then out[#out + 1] = ev.data end
+  end
+  return out
+end
+
+--- Run `weft run <root>/<path> [args...]` (WEFT_BIN, set by ctest): its
+-- output lines decoded as JSON, whether it exited 0, and its raw output;
+-- nil when WEFT_BIN is unset.
+function M.example_cli(path, ...)
+  local bin = os.getenv("WEFT_BIN")
+  if not bin then return nil end
+  local cmd = { ("%q run %q"):format(bin, M.root .. path) }
+  for _, a in ipairs({ ... }) do cmd[#cmd + 1] = ("%q"):format(a) end
+  local p = assert(io.popen(concat(cmd, " ") .. " 2>&1"))
+  local out = p:read("*a")
+  local ok, _, code = p:close()
+  local lines = {}
+  for line in out:gmatch("[^\n]+") do
+    local v = weft.json.decode(line)
+    assert(v ~= nil, "not a JSON line: " .. line)
+    lines[#lines + 1] = v
+  end
+  return lines, (ok == true or code == 0), out
+end
+
+--- The example at path must give the output `expected` (its one line)
+-- from the CLI too; pending outside ctest (WEFT_BIN unset).
+function M.same_from_cli(path, expected, ...)
+  local lines, ok, raw = M.example_cli(path, ...)
+  if lines == nil then return pending("WEFT_BIN is not set (ctest sets it)") end
+  luassert.is_true(ok, raw)
+  luassert.same({ expected }, lines)
 end
 
 return M

@@ -13,40 +13,13 @@ local function load_example(name)
 end
 
 -- The data of the custom events of this name, in order.
-local function custom(events, name)
-  local out = {}
-  for _, ev in ipairs(events) do
-    if ev.type == "custom" and ev.name == name then out[#out + 1] = ev.data end
-  end
-  return out
-end
+local custom = h.custom
 
--- Run `weft run examples/<name> [args...]` and decode its output lines.
-local function cli(name, ...)
-  local bin = os.getenv("WEFT_BIN")
-  if not bin then return nil end
-  local cmd = { ("%q run %q"):format(bin, h.root .. "examples/" .. name) }
-  for _, a in ipairs({ ... }) do cmd[#cmd + 1] = ("%q"):format(a) end
-  local p = assert(io.popen(table.concat(cmd, " ") .. " 2>&1"))
-  local out = p:read("*a")
-  local ok, _, code = p:close()
-  local lines = {}
-  for line in out:gmatch("[^\n]+") do
-    local v = weft.json.decode(line)
-    assert(v ~= nil, "not a JSON line: " .. line)
-    lines[#lines + 1] = v
-  end
-  return lines, (ok == true or code == 0), out
-end
+-- `weft run` of an example and its output lines (helpers.example_cli).
+local function cli(name, ...) return h.example_cli("examples/" .. name, ...) end
 
--- The same example must give the same result from the CLI (skipped when
--- WEFT_BIN is unset, i.e. outside ctest).
-local function same_from_cli(name, expected, ...)
-  local lines, ok, raw = cli(name, ...)
-  if lines == nil then return pending("WEFT_BIN is not set (ctest sets it)") end
-  assert.is_true(ok, raw)
-  assert.same({ expected }, lines)
-end
+-- The same example must give the same output from the CLI.
+local function same_from_cli(name, expected, ...) return h.same_from_cli("examples/" .. name, expected, ...) end
 
 local SKY = "# Why the sky is blue\n\nSunlight looks white but carries every colour of the rainbow.\n\n"
   .. "Air molecules scatter short (blue) wavelengths far more than long (red) ones: Rayleigh scattering, "

@@ -20,13 +20,7 @@ local function tmpfile(text)
 end
 
 -- The data of a run's guardrail_triggered events.
-local function triggered(res)
-  local out = {}
-  for _, ev in ipairs(res.events) do
-    if ev.type == "custom" and ev.name == "guardrail_triggered" then out[#out + 1] = ev.data end
-  end
-  return out
-end
+local function triggered(res) return H.custom(res.events, "guardrail_triggered") end
 
 local SEED = [[{
   "input_validation": {
@@ -268,6 +262,29 @@ describe("guardrails of declarative definitions", function()
 end)
 
 describe("weft serve --guardrails", function()
+  -- A `weft serve` child with args (stopped at the end of the test), its
+  -- API key "b-secret-key", and a declarative workflow "echo" (one
+  -- passthrough node); returns call(method, path, body) -> status, body.
+  local function serve_echo(args)
+    local port = procs.free_port()
+    local argv = { procs.weft_bin(), "serve", "--port", tostring(port) }
+    for _, a in ipairs(args) do argv[#argv + 1] = a end
+    local p = procs.spawn(argv)
+    finally(function() procs.kill(p); procs.wait(p, 20) end)
+    procs.wait_port(port)
+    local base = ("http://127.0.0.1:%d"):format(port)
+    local hdr = { authorization = "Bearer b-secret-key", ["content-type"] = "application/json" }
+    local function call(method, path, body)
+      local res = assert(weft.http.request{ method = method, url = base .. path, headers = hdr, body = body,
+                                            timeout = 60 })
+      return res.status, res.body
+    end
+    local st, body = call("POST", "/api/v1/workflows",
+      { id = "echo", name = "echo", nodes = { { id = "o", builtin = "passthrough" } }, start = "o" })
+    assert.equal(201, st, body)
+    return call
+  end
+
   it("masks outputs, blocks inputs, counts in /metrics and audits, without the sensitive text", function()
     local cfg = tmpfile(json.encode{
       input_validation = { max_input_size = "100B" },
@@ -275,21 +292,8 @@ describe("weft serve --guardrails", function()
       compliance = { audit_log_level = "INFO" },
     })
     local keys = tmpfile(json.encode{ { id = "boss", key = "b-secret-key", scopes = { "admin" } } })
-    local port = procs.free_port()
-    local p = procs.spawn({ procs.weft_bin(), "serve", "--port", tostring(port), "--store", "memory:",
-                            "--keys", keys, "--guardrails", cfg })
-    finally(function() procs.kill(p) end)
-    procs.wait_port(port)
-    local base = ("http://127.0.0.1:%d"):format(port)
-    local hdr = { authorization = "Bearer b-secret-key", ["content-type"] = "application/json" }
-    local function call(method, path, body)
-      local res = assert(weft.http.request{ method = method, url = base .. path, headers = hdr, body = body })
-      return res.status, res.body
-    end
-    local st, body = call("POST", "/api/v1/workflows",
-      { id = "echo", name = "echo", nodes = { { id = "o", builtin = "passthrough" } }, start = "o" })
-    assert.equal(201, st, body)
-    st, body = call("POST", "/api/v1/workflows/echo/execute", { input = "write to bob@example.com" })
+    local call = serve_echo({ "--store", "memory:", "--keys", keys, "--guardrails", cfg })
+    local st, body = call("POST", "/api/v1/workflows/echo/execute", { input = "write to bob@example.com" })
     assert.equal(200, st, body)
     local x = json.decode(body)
     assert.equal("completed", x.status, body)
@@ -335,22 +339,9 @@ describe("weft serve --guardrails", function()
     os.remove(dir)
     os.execute("mkdir -p -m 700 " .. dir)
     finally(function() os.execute("rm -rf " .. dir) end)
-    local port = procs.free_port()
-    local p = procs.spawn({ procs.weft_bin(), "serve", "--port", tostring(port), "--store", "sqlite:" .. dir .. "/s.db",
-                            "--workers", "1", "--keys", keys, "--guardrails", cfg })
-    finally(function() procs.kill(p); procs.wait(p, 20) end)
-    procs.wait_port(port)
-    local base = ("http://127.0.0.1:%d"):format(port)
-    local hdr = { authorization = "Bearer b-secret-key", ["content-type"] = "application/json" }
-    local function call(method, path, body)
-      local res = assert(weft.http.request{ method = method, url = base .. path, headers = hdr, body = body,
-                                            timeout = 60 })
-      return res.status, res.body
-    end
-    local st, body = call("POST", "/api/v1/workflows",
-      { id = "echo", name = "echo", nodes = { { id = "o", builtin = "passthrough" } }, start = "o" })
-    assert.equal(201, st, body)
-    st, body = call("POST", "/api/v1/workflows/echo/execute", { input = "write to bob@example.com" })
+    local call = serve_echo({ "--store", "sqlite:" .. dir .. "/s.db", "--workers", "1", "--keys", keys,
+                              "--guardrails", cfg })
+    local st, body = call("POST", "/api/v1/workflows/echo/execute", { input = "write to bob@example.com" })
     assert.equal(200, st, body)
     local x = json.decode(body)
     assert.equal("completed", x.status, body)

@@ -25,31 +25,8 @@ local function steps(res)
   return out
 end
 
--- Run `weft run examples/pocketflow/<name> [args...]`: its output lines
--- decoded, and whether it exited 0; nil when WEFT_BIN is unset (outside
--- ctest).
-local function cli(name, ...)
-  local bin = os.getenv("WEFT_BIN")
-  if not bin then return nil end
-  local cmd = { files.quote(bin), "run", files.quote(h.root .. "examples/pocketflow/" .. name) }
-  for _, a in ipairs({ ... }) do cmd[#cmd + 1] = files.quote(a) end
-  local rc, out = files.sh(table.concat(cmd, " ") .. " 2>&1")
-  local lines = {}
-  for line in out:gmatch("[^\n]+") do
-    local v = weft.json.decode(line)
-    assert(v ~= nil, "not a JSON line: " .. line)
-    lines[#lines + 1] = v
-  end
-  return lines, rc == 0, out
-end
-
 -- The same example must give the same output from the CLI.
-local function same_from_cli(name, expected, ...)
-  local lines, ok, raw = cli(name, ...)
-  if lines == nil then return pending("WEFT_BIN is not set (ctest sets it)") end
-  assert.is_true(ok, raw)
-  assert.same({ expected }, lines)
-end
+local function same_from_cli(name, expected, ...) return h.same_from_cli("examples/pocketflow/" .. name, expected, ...) end
 
 local HOPFIELD = "The Nobel Prize in Physics 2024 was awarded jointly to John J. Hopfield and Geoffrey E. Hinton "
   .. "for foundational discoveries and inventions that enable machine learning with artificial neural networks."
