@@ -268,7 +268,8 @@ local function on_error(e)
   local tb = fix_utf8(traceback(msg, 2))
   -- drop the frames of the worker body below the handler
   local cut = tb:find("\n%s*%[C%]: in function 'xpcall'")
-  return { message = msg, traceback = cut and tb:sub(1, cut - 1) or tb }
+  -- no_retry: a guardrail block would block again (the scheduler does not retry it)
+  return { message = msg, traceback = cut and tb:sub(1, cut - 1) or tb, no_retry = (guard_mod or require "weft.guard").is_block(e) or nil }
 end
 
 -- The process-wide guards by stage (weft serve --guardrails), and a

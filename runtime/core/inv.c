@@ -112,9 +112,11 @@ static void fail_with_inv(wf_run_t *r, wf_invx_t *x) {
 
 /* The current attempt of running invocation x failed: record the error,
  * discard the attempt's effects (keeping its events), then retry, continue
- * or fail the run; fatal (a limit was passed) always fails the run. */
+ * or fail the run; fatal (a limit was passed) always fails the run;
+ * no_retry (the error would recur) rules out a retry only. flags: the
+ * executor_failed event's. */
 static void inv_fail(wf_run_t *r, wf_invx_t *x, const char *message,
-                     const char *tb, unsigned flags, int fatal) {
+                     const char *tb, unsigned flags, int fatal, int no_retry) {
   wf_inv_t *p = &x->pub;
   const wf_exec_opts_t *o = &r->g->execs[p->exec].o;
   if (!message || !*message) message = "unknown error";
@@ -131,7 +133,7 @@ static void inv_fail(wf_run_t *r, wf_invx_t *x, const char *message,
   }
   r->running--;
 
-  int retry = !fatal && p->attempt < (uint32_t)o->max_attempts;
+  int retry = !fatal && !no_retry && p->attempt < (uint32_t)o->max_attempts;
   int go_on = !fatal && o->on_error_continue;
   if (retry)
     flags |= WF_EVF_RETRYING;
@@ -225,7 +227,7 @@ static void cap_fail(wf_run_t *r, wf_invx_t *x, const char *tb) {
   char msg[96];
   cap_msg(r, x->capped, msg, sizeof msg);
   wf_inv_timer_stop(r, x);
-  inv_fail(r, x, msg, tb, 0, 1);
+  inv_fail(r, x, msg, tb, 0, 1, 1);
 }
 
 /* Deferred node: the first capped invocation of the superstep is still
@@ -266,7 +268,7 @@ static void timer_cb(struct ev_loop *evl, ev_timer *w, int revents) {
       char msg[160];
       snprintf(msg, sizeof msg, "executor '%s' timed out after %gs",
                wf_sched_exec_id(r, x->pub.exec), r->g->execs[x->pub.exec].o.timeout);
-      inv_fail(r, x, msg, NULL, WF_EVF_TIMEOUT, 0);
+      inv_fail(r, x, msg, NULL, WF_EVF_TIMEOUT, 0, 0);
     }
   } else if (r->status == WF_RUN_RUNNING && x->pub.state == WF_INV_BACKOFF) {
     enqueue(r, x);
@@ -295,7 +297,7 @@ void wf_inv_start(wf_run_t *r, wf_invx_t *x) {
   if (s->h.invoke)
     s->h.invoke(s->h.ud, r, p);
   else
-    wf_run_inv_done(r, p, 1, NULL, NULL);
+    wf_run_inv_done(r, p, 1, NULL, NULL, 0);
 }
 
 /* Stable sort of the pending messages by source graph index (merge sort;
@@ -499,10 +501,11 @@ int wf_run_inv_unwait(wf_run_t *r, uint32_t seq, wf_err_t *err) {
   return WF_OK;
 }
 
-/* End of the current attempt of inv: success, or a failure to retry,
- * continue past or fail the run with. Never advances the run itself. */
+/* End of the current attempt of inv: success, or a failure to retry
+ * (unless flags has WF_INV_NO_RETRY), continue past or fail the run with.
+ * Never advances the run itself. */
 void wf_run_inv_done(wf_run_t *r, wf_inv_t *inv, int ok, const char *message,
-                     const char *traceback) {
+                     const char *traceback, unsigned flags) {
   if (!r || !inv || r->status != WF_RUN_RUNNING || !r->in_step) return;
   uintptr_t a = (uintptr_t)inv, lo = (uintptr_t)r->invs;
   if (a < lo || a >= lo + r->ninv * sizeof(wf_invx_t)) return;
@@ -517,7 +520,7 @@ void wf_run_inv_done(wf_run_t *r, wf_inv_t *inv, int ok, const char *message,
     r->running--;
     r->remaining--;
   } else {
-    inv_fail(r, x, message, traceback, 0, 0);
+    inv_fail(r, x, message, traceback, 0, 0, (flags & WF_INV_NO_RETRY) != 0);
   }
   wf_sched_kick(r);
   wf_sched_leave(r);

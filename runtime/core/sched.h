@@ -265,10 +265,18 @@ wf_inv_t *wf_run_inv_any(wf_run_t *r, uint32_t seq);
  * changed (...)", "the edges changed (...)", the reducer's reason). */
 int wf_run_swap_graph(wf_run_t *r, const wf_graph_t *g, wf_err_t *err);
 
+/* Flags of a failed attempt (wf_run_inv_done). */
+enum {
+  /* the error would recur on a retry (a guardrail block: the same input
+   * meets the same guards): no retry, but on_error = continue applies */
+  WF_INV_NO_RETRY = 1u
+};
+
 /* The host reports the end of the current attempt of inv. ok = 1: success.
  * ok = 0: error (message and traceback copied; either may be NULL): retried
- * per the executor's policy, else the run fails (or continues). */
+ * per the executor's policy unless flags has WF_INV_NO_RETRY, else the run
+ * fails (or continues). flags is ignored on success. */
 void wf_run_inv_done(wf_run_t *r, wf_inv_t *inv, int ok, const char *message,
-                     const char *traceback);
+                     const char *traceback, unsigned flags);
 
 #endif

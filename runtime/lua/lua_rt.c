@@ -269,8 +269,8 @@ static void task_discard(wf_task_t *t) {
 
 /* Report the outcome of an invocation to the task's owner. */
 static void task_finish(wf_task_t *t, int ok, const char *msg,
-                        const char *tb) {
-  if (t->done) t->done(t, ok, msg, tb);
+                        const char *tb, unsigned flags) {
+  if (t->done) t->done(t, ok, msg, tb, flags);
 }
 
 /* Tell the watchdog what t runs: its invocation's executor and run ids
@@ -315,17 +315,22 @@ void wf_task_resume(wf_task_t *t) {
     if (lua_gettop(co) >= 1 && lua_touserdata(co, 1) == &done_key) {
       int ok = lua_toboolean(co, 2);
       const char *msg = NULL, *tb = NULL;
+      unsigned flags = 0;
       if (!ok) {
         if (lua_istable(co, 3)) {
+          /* {message, traceback, no_retry} (context.lua's on_error) */
           lua_getfield(co, 3, "message");
           lua_getfield(co, 3, "traceback");
-          msg = lua_tostring(co, -2);
-          tb = lua_tostring(co, -1);
+          lua_getfield(co, 3, "no_retry");
+          msg = lua_tostring(co, -3);
+          tb = lua_tostring(co, -2);
+          if (lua_toboolean(co, -1)) flags |= WF_INV_NO_RETRY;
         } else {
           msg = lua_tostring(co, 3);
         }
       }
-      task_finish(t, ok, msg ? msg : (ok ? NULL : "error (no message)"), tb);
+      task_finish(t, ok, msg ? msg : (ok ? NULL : "error (no message)"), tb,
+                  flags);
       lua_settop(co, 0);
       task_release(t);
       return;
@@ -336,16 +341,16 @@ void wf_task_resume(wf_task_t *t) {
                 "the handler yielded outside a weft primitive "
                 "(coroutine.yield is not allowed in executors; use weft.sleep "
                 "and the other weft I/O functions)",
-                NULL);
+                NULL, 0);
     task_discard(t);
     return;
   }
   if (st == 0) {
-    task_finish(t, 0, "the worker coroutine returned", NULL);
+    task_finish(t, 0, "the worker coroutine returned", NULL, 0);
   } else {
     const char *msg = lua_tostring(co, -1);
     luaL_traceback(rt->aux, co, msg ? msg : "error", 0);
-    task_finish(t, 0, msg ? msg : "error", lua_tostring(rt->aux, -1));
+    task_finish(t, 0, msg ? msg : "error", lua_tostring(rt->aux, -1), 0);
     lua_pop(rt->aux, 1);
   }
   task_discard(t);

@@ -26,9 +26,10 @@ typedef struct wf_lua_hook wf_lua_hook_t;
 typedef int (*wf_task_prepare_fn)(wf_task_t *t, lua_State *L);
 
 /* What a task does when its coroutine finishes an invocation (yields DONE)
- * or dies: ok, and on failure a message and a traceback (may be NULL). */
+ * or dies: ok, and on failure a message and a traceback (may be NULL) and
+ * flags (WF_INV_NO_RETRY: the error table's no_retry was true). */
 typedef void (*wf_task_done_fn)(wf_task_t *t, int ok, const char *msg,
-                                const char *tb);
+                                const char *tb, unsigned flags);
 
 struct wf_task {
   wf_lua_rt_t *rt;

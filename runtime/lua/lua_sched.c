@@ -163,13 +163,14 @@ static int hook_reduce(void *ud, const wf_graph_t *g, int r, wf_val_t acc,
   return WF_OK;
 }
 
-/* task owner callback: the invocation's attempt ended. */
+/* task owner callback: the invocation's attempt ended (flags: a failure's
+ * WF_INV_NO_RETRY, from the error table's no_retry). */
 static void inv_task_done(wf_task_t *t, int ok, const char *msg,
-                          const char *tb) {
+                          const char *tb, unsigned flags) {
   wf_inv_t *inv = wf_run_inv(t->run, t->seq);
   if (!inv) return;
   inv->host = NULL;
-  wf_run_inv_done(t->run, inv, ok, msg, tb);
+  wf_run_inv_done(t->run, inv, ok, msg, tb, flags);
 }
 
 /* sched hook: run inv in a task: worker(run, seq, exec, superstep, attempt,
@@ -180,7 +181,7 @@ static void hook_invoke(void *ud, wf_run_t *run, wf_inv_t *inv) {
   wf_task_t *t = wf_task_get(rt);
   lua_State *co;
   if (!t) {
-    wf_run_inv_done(run, inv, 0, "out of memory", NULL);
+    wf_run_inv_done(run, inv, 0, "out of memory", NULL, 0);
     return;
   }
   co = t->co;

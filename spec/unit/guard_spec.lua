@@ -265,3 +265,57 @@ describe("guards on executors and workflows", function()
       H.error_of(weft.executor, "a", { handle = function() end, guards = { "pii" } }))
   end)
 end)
+
+describe("a guardrail block under a retry policy", function()
+  -- The executor_failed events of res.
+  local function failures(res)
+    local out = {}
+    for _, ev in ipairs(res.events) do
+      if ev.type == "executor_failed" then out[#out + 1] = ev end
+    end
+    return out
+  end
+
+  it("fails the invocation after one attempt: the scheduler does not retry it", function()
+    local n = 0
+    local a = weft.executor("a", { handle = function(_, ctx)
+      n = n + 1
+      ctx:yield_output("forbidden")
+    end, guards = { blocker() }, retry = { max_attempts = 3, backoff = 0.001 } })
+    local res = weft.workflow("nr"):start(a):build():run("x")
+    assert.equal("failed", res.status)
+    assert.equal(1, n)
+    assert.equal("executor 'a' failed in superstep 0: guardrail deny blocked output output: forbidden word", res.error)
+    assert.is_nil(res.error:find("attempts", 1, true))
+    local f = failures(res)
+    assert.equal(1, #f)
+    assert.is_false(f[1].data.retrying)
+    assert.equal(1, f[1].data.attempt)
+  end)
+
+  it("does not retry a block raised by the executor's own code either (an agent's guard)", function()
+    local n = 0
+    local g = blocker()
+    local a = weft.executor("a", { handle = function()
+      n = n + 1
+      guard.apply({ g }, "input", "forbidden", {})
+    end, retry = { max_attempts = 3 } })
+    local res = weft.workflow("nr2"):start(a):build():run("x")
+    assert.equal("failed", res.status)
+    assert.equal(1, n)
+    assert.equal(1, #failures(res))
+  end)
+
+  it("still lets on_error = 'continue' go on past it, without a retry", function()
+    local n = 0
+    local a = weft.executor("a", { handle = function() n = n + 1 end, guards = { blocker() },
+                                   retry = { max_attempts = 3 }, on_error = "continue" })
+    local res = weft.workflow("nc"):start(a):build():run("forbidden")
+    assert.equal("completed", res.status)
+    assert.equal(0, n)
+    local f = failures(res)
+    assert.equal(1, #f)
+    assert.is_false(f[1].data.retrying)
+    assert.is_true(f[1].data.continued)
+  end)
+end)

@@ -106,7 +106,7 @@ static void h_invoke(void *ud, wf_run_t *run, wf_inv_t *inv) {
 /* Complete now (sync). */
 static void done(wf_run_t *r, wf_inv_t *inv, int ok, const char *msg) {
   running_now--;
-  wf_run_inv_done(r, inv, ok, msg, ok ? NULL : "traceback");
+  wf_run_inv_done(r, inv, ok, msg, ok ? NULL : "traceback", 0);
 }
 
 /* Deferred completion: report it if the invocation still runs. */
@@ -325,7 +325,7 @@ static void b_flaky(wf_run_t *r, wf_inv_t *inv) {
     wf_run_set_state(r, inv->seq, "k", hv_int(1000), &err);
     snprintf(buf, sizeof buf, "fail %u", inv->attempt);
     running_now--;
-    wf_run_inv_done(r, inv, 0, buf, "tb");
+    wf_run_inv_done(r, inv, 0, buf, "tb", 0);
     return;
   }
   seen_prev_errors = inv->nerrors;
@@ -334,6 +334,15 @@ static void b_flaky(wf_run_t *r, wf_inv_t *inv) {
     snprintf(seen_err1, sizeof seen_err1, "%s", inv->errors[1].message);
   }
   b_fwd(r, inv);
+}
+
+/* Fail with WF_INV_NO_RETRY (an error that would recur, as a guardrail
+ * block), after a send that must be discarded. */
+static void b_fail_final(wf_run_t *r, wf_inv_t *inv) {
+  wf_err_t err;
+  wf_run_send(r, inv->seq, hv_int(77), -1, &err);
+  running_now--;
+  wf_run_inv_done(r, inv, 0, "blocked", "tb", WF_INV_NO_RETRY);
 }
 
 /* ---- graph helpers ------------------------------------------------------ */
@@ -773,6 +782,58 @@ static void test_retries_exhausted(void) {
   CHECK_INT(EV[f].attempt, 3);
   CHECK_INT(EV[nev - 1].type, WF_EV_WORKFLOW_FAILED);
   CHECK_INT(count_ev(r, WF_EV_SUPERSTEP_COMPLETED), 1);
+  wf_run_free(r);
+  wf_graph_free(g);
+  teardown_all();
+}
+
+/* A failure flagged WF_INV_NO_RETRY is not retried whatever max_attempts
+ * says (one attempt, no backoff, no "after N attempts"), and on_error =
+ * continue still goes on past it. */
+static void test_no_retry(void) {
+  setup();
+  wf_exec_opts_t o;
+  wf_exec_opts_default(&o);
+  o.max_attempts = 3;
+  o.backoff = 0.001; /* a retry would go through the backoff timer */
+  wf_graph_t *g = mkg(3, &o);
+  ed(g, 0, 1, NULL);
+  ed(g, 1, 2, NULL);
+  fin(g);
+  BEH[0] = b_fwd;
+  BEH[1] = b_fail_final;
+  BEH[2] = b_out;
+  wf_run_t *r = run_to_end(g, 0, 0, 0, WF_RUN_FAILED);
+  CHECK_STR(wf_run_error(r), "executor 'e1' failed in superstep 1: blocked");
+  CHECK_INT(count_ev(r, WF_EV_EXECUTOR_INVOKED), 2);
+  CHECK_INT(count_ev(r, WF_EV_EXECUTOR_FAILED), 1);
+  int f = find_ev(r, WF_EV_EXECUTOR_FAILED, 1, 0);
+  CHECK_INT(EV[f].flags, 0); /* neither retrying nor continued */
+  CHECK_INT(EV[f].attempt, 1);
+  CHECK_STR(EV[f].str, "blocked");
+  wf_run_free(r);
+  wf_graph_free(g);
+
+  /* on_error = continue: the run goes on without e1's send */
+  o.on_error_continue = 1;
+  g = mkg(3, &o);
+  int t[] = {1, 2};
+  fo(g, 0, t, 2);
+  fin(g);
+  BEH[0] = b_fwd;
+  BEH[1] = b_fail_final;
+  BEH[2] = b_out;
+  nfinished = nev = 0; /* the next run may get the freed run's address */
+  r = run_to_end(g, 0, 0, 0, WF_RUN_COMPLETED);
+  CHECK_INT(count_ev(r, WF_EV_EXECUTOR_INVOKED), 3);
+  f = find_ev(r, WF_EV_EXECUTOR_FAILED, 1, 0);
+  CHECK(f >= 0);
+  CHECK_INT(EV[f].flags, WF_EVF_CONTINUED);
+  CHECK_INT(count_ev(r, WF_EV_EXECUTOR_FAILED), 1);
+  int n;
+  const wf_val_t *outs = wf_run_outputs(r, &n);
+  CHECK_INT(n, 1);
+  CHECK_INT(hv_get(outs[0]), 1);
   wf_run_free(r);
   wf_graph_free(g);
   teardown_all();
@@ -1490,7 +1551,7 @@ static void b_spam_flaky(wf_run_t *r, wf_inv_t *inv) {
   for (int i = 0; i < 2; i++)
     CHECK_INT(wf_run_send(r, inv->seq, hv_int(i), -1, &err), WF_OK);
   running_now--;
-  wf_run_inv_done(r, inv, spam_fail_first-- <= 0, "flaky", NULL);
+  wf_run_inv_done(r, inv, spam_fail_first-- <= 0, "flaky", NULL, 0);
 }
 
 static void test_limit_retry_counts(void) {
@@ -1639,6 +1700,7 @@ int main(void) {
   RUN(test_timer_completion);
   RUN(test_retries);
   RUN(test_retries_exhausted);
+  RUN(test_no_retry);
   RUN(test_timeout);
   RUN(test_on_error_continue);
   RUN(test_failure_aborts_siblings);
