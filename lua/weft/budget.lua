@@ -8,10 +8,11 @@
 --
 -- A nested run given no budget of its own shares its parent's (one
 -- account); one given its own is held to both. The spent tokens and cost
--- of a durable run are kept in its run record (`spent`), so that a resumed
--- run goes on from them; a call replayed from the journal costs nothing
--- again. The wall-time limit counts from the start of the run in this
--- process.
+-- of a durable run are kept in its run record (`spent`, updated at each
+-- charge; weft.durable stores it with every checkpoint and journaled call
+-- and gives a resumed run the most recent), so that a resumed run goes on
+-- from them; a call replayed from the journal costs nothing again. The
+-- wall-time limit counts from the start of the run in this process.
 -- Uses weft.task (the current run, the timer task), weft.run (fail) and
 -- weft.core.sched (run status).
 local task = require "weft.task"

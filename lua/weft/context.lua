@@ -82,6 +82,7 @@ local function guarded(self, list, stage, v, field)
 end
 
 --- Send msg to successors; target (id or executor) restricts delivery.
+-- Returns the message as buffered (after the output guards: e.g. masked).
 function Ctx:send(msg, target)
   if msg == nil then
     dotted(self, "send")
@@ -101,9 +102,11 @@ function Ctx:send(msg, target)
   end
   local ok, err, code = csend(self._run.c, self._seq, msg, t)
   if not ok then fail(self, "ctx:send", err, code, msg, "message") end
+  return msg
 end
 
 --- Yield a workflow output (visible to the caller after the barrier).
+-- Returns the value as buffered (after the output guards: e.g. masked).
 function Ctx:yield_output(value)
   if value == nil then
     dotted(self, "yield_output")
@@ -114,6 +117,7 @@ function Ctx:yield_output(value)
   checked(value, "output", "ctx:yield_output")
   local ok, err, code = coutput(self._run.c, self._seq, value)
   if not ok then fail(self, "ctx:yield_output", err, code, value, "output") end
+  return value
 end
 
 --- Emit a custom event {type = "custom", name = name, data = data}.
@@ -308,10 +312,22 @@ function _M.guard_plan(run)
   return plan
 end
 
+--- Run the handler of executor exec on msg with ctx, after the input
+-- guards of the invocation (ctx._guards.input, set by a guarded
+-- invocation). A run's invoke calls it where the handler runs (weft.durable:
+-- inside the journaled invocation, so that a judge's call on the input is
+-- journaled like the handler's calls).
+function _M.handle(run, exec, msg, ctx)
+  local gp = ctx._guards
+  if gp and gp.input then msg = guarded(ctx, gp.input, "input", msg, "input") end
+  return run.wf._handlers[exec](msg, ctx)
+end
+local handle = _M.handle
+
 -- An invocation with guards (plan entry gp): a retry after a guardrail
 -- block fails again at once (a block is not retried: the same input meets
--- the same guards), the input guards run on msg, then the handler (or the
--- run's invoke) with ctx carrying the output guards.
+-- the same guards), then the run's invoke or handle (which runs the input
+-- guards on msg, then the handler) with ctx carrying the guards.
 local function guarded_invoke(run, exec, msg, ctx, gp)
   guard_mod = guard_mod or require "weft.guard"
   if ctx.attempt > 1 then
@@ -319,11 +335,10 @@ local function guarded_invoke(run, exec, msg, ctx, gp)
     local last = pe[#pe]
     if last and guard_mod.is_block(last.message) then error(last.message, 0) end
   end
-  msg = guarded(ctx, gp.input, "input", msg, "input")
   ctx._guards = gp
   local invoke = run.invoke
   if invoke then return invoke(run, exec, msg, ctx) end
-  return run.wf._handlers[exec](msg, ctx)
+  return handle(run, exec, msg, ctx)
 end
 
 -- Run an invocation of a run that has guards somewhere: ok, err as the

@@ -245,6 +245,11 @@ local function write_checkpoint(r, d)
     pending = json.array(snap.pending), fanin = json.array(snap.fanin),
     writes = json.array(snap.writes), outputs = json.array(new),
   }
+  -- what a budgeted run spent (weft.budget keeps it in the record as it
+  -- charges): in every checkpoint it changed, so a crash loses none of it
+  local rec = d.record
+  local spent = rec.spent
+  if spent ~= nil and spent ~= d.spent_ckpt then entry.spent = spent end
   local body = encode(entry)
   local full = full_due(d, #body)
   if full then
@@ -257,7 +262,6 @@ local function write_checkpoint(r, d)
   -- batch when it changes materially (a full snapshot) and every 16
   -- checkpoints, so that it stays cheap: resume reads the log's tail
   local seq = (d.seq or 0) + 1
-  local rec = d.record
   local write_rec = full or seq % 16 == 0
   local old_fulls = rec.fulls
   if full then
@@ -288,6 +292,7 @@ local function write_checkpoint(r, d)
   end
   d.seq = seq
   d.nout = nouts
+  d.spent_ckpt = spent
   -- every invocation of the superstep ended: drop the journal positions
   -- that failed invocations left
   if next(d.inv) then d.inv = {} end
@@ -313,37 +318,43 @@ local Ctx = context.Ctx
 
 --- The ctx type of durable invocations: Ctx's methods, which also record
 -- the invocation's effects (sends, outputs, events, logs, state writes) in
--- ctx._fx while its handler runs, to store them when it returns.
+-- ctx._fx while its handler runs, to store them when it returns. Sends
+-- and outputs are recorded as Ctx buffered them: after the output guards
+-- (a masked value is stored masked, never as the handler gave it).
 local DurableCtx = context.subtype()
 _M.Ctx = DurableCtx
 
--- Ctx's method name as a recording method (effect {kind, a, b}). Ctx's
+-- Ctx's method name as a recording method (effect {kind, a, b}; with
+-- guarded, a is the value the method returns: what it buffered). Ctx's
 -- checks raise at their caller, here pcall (no position): re-raised at
 -- the user's call site, as a plain ctx would.
-local function recording(name, kind)
+local function recording(name, kind, guarded)
   local base = Ctx[name]
   return function(self, a, b)
-    local ok, err = pcall(base, self, a, b)
-    if not ok then error(err, 2) end
+    local ok, v = pcall(base, self, a, b)
+    if not ok then error(v, 2) end
     local fx = self._fx
-    if fx then fx[#fx + 1] = { kind, a, b } end
+    if fx then fx[#fx + 1] = { kind, guarded and v or a, b } end
+    if guarded then return v end
   end
 end
-DurableCtx.yield_output = recording("yield_output", "output")
+DurableCtx.yield_output = recording("yield_output", "output", true)
 DurableCtx.emit = recording("emit", "emit")
 DurableCtx.set_state = recording("set_state", "state")
 
 local base_send, base_log, fix_utf8 = Ctx.send, Ctx.log, json.fix_utf8
 
---- ctx:send of a durable invocation (the target recorded by id).
+--- ctx:send of a durable invocation (the message recorded as buffered,
+-- after the output guards; the target by id). Returns the message sent.
 function DurableCtx:send(msg, target)
-  local ok, err = pcall(base_send, self, msg, target)
-  if not ok then error(err, 2) end
+  local ok, sent = pcall(base_send, self, msg, target)
+  if not ok then error(sent, 2) end
   local fx = self._fx
   if fx then
     local wf = self._run.wf
-    fx[#fx + 1] = { "send", msg, target ~= nil and wf._ids[wf._index[target]] or nil }
+    fx[#fx + 1] = { "send", sent, target ~= nil and wf._ids[wf._index[target]] or nil }
   end
+  return sent
 end
 
 --- ctx:log of a durable invocation (the line recorded as logged).
@@ -355,8 +366,10 @@ function DurableCtx:log(level, msg)
 end
 
 -- Apply recorded effects fx through ctx (Ctx's methods: nothing is
--- recorded again).
+-- recorded again; the guards are not run again either: the values were
+-- recorded after them).
 local function replay(ctx, fx)
+  ctx._guards = nil
   for _, e in ipairs(fx) do
     local k, a, b = e[1], e[2], e[3]
     if a == null then a = nil end
@@ -391,8 +404,9 @@ end
 
 --- The invocation function of durable runs (run.invoke, see
 -- weft.context): replay the recorded effects of an invocation that
--- finished before a crash; otherwise run the handler with a recording ctx
--- and a fresh journal position, and store its effects once it returns.
+-- finished before a crash; otherwise run the handler (and the input
+-- guards before it: context.handle) with a recording ctx and a fresh
+-- journal position, and store its effects once it returns.
 function _M.invoke(run, exec, msg, ctx)
   setmetatable(ctx, DurableCtx)
   local ss, order, attempt = ctx.superstep, ctx._order, ctx.attempt
@@ -402,7 +416,7 @@ function _M.invoke(run, exec, msg, ctx)
   run.durable.inv[seq] = ctx -- its journal position: ctx._jn (see hook)
   fx = {}
   ctx._fx = fx
-  run.wf._handlers[exec](msg, ctx)
+  context.handle(run, exec, msg, ctx)
   ctx._fx = nil
   run.durable.inv[seq] = nil
   for _, e in ipairs(fx) do
@@ -494,8 +508,10 @@ local function hook(kind, request, fn, ...)
   if not res[1] then error(res[2], 0) end
   local r1, failed = res[2], FAILED[kind]
   if r1 ~= nil and r1 ~= false and not (failed and failed(r1)) then
+    -- with what the run has spent so far (this call included: weft.budget
+    -- charged it in fn), so that a resume after a crash counts it
     commit_owned(d, run.id, d.store:batch():put("journal", key, encode({
-      kind = kind, what = what, hash = hash, results = results_from(res, 2) })),
+      kind = kind, what = what, hash = hash, results = results_from(res, 2), spent = d.record.spent })),
       "store: journaling " .. (KIND_NAME[kind] or kind))
   end
   return unpack(res, 2, res.n)
@@ -740,15 +756,17 @@ function _M.on_end(r)
 end
 
 -- The number of the last entry of run id's checkpoint log (the record's
--- count may lag by up to 15 while the run is running): read from the
--- record's newest full snapshot onwards.
+-- count may lag by up to 15 while the run is running), and that entry
+-- (JSON; nil when not read): read from the record's newest full snapshot
+-- onwards.
 local function log_tail(store, rec)
   local fulls = rec.fulls or {}
   local from = fulls[#fulls]
   if not from then return rec.checkpoints or 0 end
   local rows = check(store:range("ckpt", rec.run_id, from, 0))
   local last = rows and rows[#rows]
-  return last and last.seq or (rec.checkpoints or 0)
+  if not last then return rec.checkpoints or 0 end
+  return last.seq, last.value
 end
 
 -- Fold the checkpoints of run rec from the newest full snapshot at or
@@ -811,18 +829,19 @@ local function fold(wf, store, rec, last)
 end
 
 -- Rebuild the restore table of a run from its checkpoints up to `upto`
--- (nil: the last). Returns restore (nil when the run has no checkpoint)
--- and the number of the checkpoint it stands for; raises when it cannot.
+-- (nil: the last). Returns restore (nil when the run has no checkpoint),
+-- the number of the checkpoint it stands for, the number of the last one
+-- and that one's entry (JSON or nil); raises when it cannot.
 local function rebuild(wf, store, rec, upto)
-  local tail = log_tail(store, rec)
+  local tail, tail_entry = log_tail(store, rec)
   local last = upto or tail
-  if last == 0 then return nil, 0 end
+  if last == 0 then return nil, 0, tail, tail_entry end
   if upto and upto > tail then
     error(fmt("run '%s' has no checkpoint %d (it has %d)", rec.run_id, upto, tail), 0)
   end
   local restore, err = fold(wf, store, rec, last)
   if not restore then error(err, 0) end
-  return restore, last, tail
+  return restore, last, tail, tail_entry
 end
 
 --- The state of run run_id at checkpoint n, read from store without
@@ -901,16 +920,41 @@ function _M.resume(wf, run_id, opts)
   return d, restore, input, last
 end
 
+-- The most a budgeted run has spent, from its record, its last checkpoint
+-- (JSON entry or nil) and its journal (a map of entries): each holds the
+-- account's totals when it was written, and the totals only grow (going
+-- back to an earlier checkpoint does not give back what was spent).
+-- Returns {tokens, cost}, or nil when none holds any.
+local function spent_of(rec, tail_entry, journal_map)
+  local tokens, cost, any = 0, 0, false
+  local function take(s)
+    if type(s) ~= "table" then return end
+    any = true
+    tokens = math.max(tokens, tonumber(s.tokens) or 0)
+    cost = math.max(cost, tonumber(s.cost) or 0)
+  end
+  take(rec.spent)
+  if tail_entry and tail_entry:find('"spent"', 1, true) then
+    local ok, e = pcall(decode, tail_entry)
+    if ok and type(e) == "table" then take(e.spent) end
+  end
+  for _, e in pairs(journal_map) do take(e.spent) end
+  return any and { tokens = tokens, cost = cost } or nil
+end
+
 -- Rebuild run_id for resume, owning it with lease.
 function _M.restore(wf, store, run_id, opts, lease)
   local rec = _M.check_resumable(wf, store, run_id, opts)
-  local restore, last, tail = rebuild(wf, store, rec, opts.from)
+  local restore, last, tail, tail_entry = rebuild(wf, store, rec, opts.from)
   local d = {
     lease = lease,
     store = store, inv = {}, record = rec, since_full = 0, full_size = 0, seq = tail,
     replay = scan_map(store, "pw", run_id, true),
     journal = scan_map(store, "journal", run_id, false),
   }
+  -- what a budgeted run spent up to the crash (weft.budget starts from it)
+  rec.spent = spent_of(rec, tail_entry, d.journal)
+  d.spent_ckpt = rec.spent
   d.last_full = rec.fulls and rec.fulls[#rec.fulls]
   if opts.from and opts.from < (tail or 0) then
     -- going back in time: the later checkpoints stay in the log but are

@@ -203,4 +203,74 @@ end)):build()
       assert.mentions("weft: run failed: executor 'o' failed in superstep 0: run exceeded its budget: tokens (10)", err)
     end)
   end)
+
+  -- A durable run killed -9 in one process and resumed in another (#crash):
+  -- "step" makes one call (5 tokens, "mock:count", which writes "call" to
+  -- WEFT_TEST_COUNT) per superstep, under a budget of 30 tokens; at round
+  -- WEFT_TEST_PAUSE_AT it writes "pause" and sleeps, before or after its
+  -- call (WEFT_TEST_PAUSE).
+  describe("of a durable run killed -9 and resumed", function()
+    local scratch = files.scratch("weft_budget_crash_")
+    after_each(scratch.clean)
+
+    local FLOW = [[
+local weft = require "weft"
+local llm = require "weft.llm"
+local count = os.getenv("WEFT_TEST_COUNT")
+local pause_at, where = tonumber(os.getenv("WEFT_TEST_PAUSE_AT") or ""), os.getenv("WEFT_TEST_PAUSE")
+local function mark(s) local f = assert(io.open(count, "a")); f:write(s, "\n"); f:close() end
+llm.mock.register("count", { { reply = function() mark("call"); return "ok" end } })
+local step = weft.executor("step", function(n, ctx)
+  n = tonumber(n)
+  if n == pause_at and where == "before" then mark("pause"); weft.sleep(30) end
+  local res, err = llm.chat { model = "mock:count", messages = { { role = "user", content = "a b c d" } } }
+  if not res then error(err, 0) end
+  if n == pause_at and where == "after" then mark("pause"); weft.sleep(30) end
+  if n < 20 then ctx:send(n + 1) end
+end)
+return weft.workflow("spend"):start(step):edge(step, step):defaults { budget = { tokens = 30 }, input = 1 }:build()
+]]
+
+    -- Run until the pause at round `at` (before or after its call), kill,
+    -- resume; returns the count file's lines, the resume's stderr and the
+    -- stored record.
+    local function crash_and_resume(at, where)
+      local dir = scratch.dir()
+      local path, url = files.write(dir .. "/spend.lua", FLOW), "sqlite:" .. dir .. "/weft.db"
+      local count = dir .. "/count"
+      local env = { WEFT_TEST_COUNT = count, WEFT_TEST_PAUSE_AT = tostring(at), WEFT_TEST_PAUSE = where,
+                    WEFT_LEASE_TTL = "0.5" }
+      local bin = procs.weft_bin()
+      local p = procs.spawn({ bin, "run", path, "--store", url, "--run-id", "sp1" }, env)
+      while not (procs.slurp(count) or ""):find("pause", 1, true) do weft.sleep(0.005) end
+      procs.kill(p)
+      procs.wait(p, 10)
+      env.WEFT_TEST_PAUSE_AT = nil
+      local rc, out, err = procs.run({ bin, "runs", "resume", "sp1", "--store", url, "--wait" }, env, 60)
+      assert.are.equal(1, rc, out .. err)
+      local st = assert(weft.store.open(url))
+      local rec = assert(require("weft.durable").record(st, "sp1"))
+      st:close()
+      local lines = {}
+      for l in procs.slurp(count):gmatch("[^\n]+") do lines[#lines + 1] = l end
+      return lines, err, rec
+    end
+
+    local SIX_CALLS = { "call", "call", "call", "call", "call", "call" }
+
+    for _, case in ipairs({ { 4, "before", "after three checkpointed calls" },
+                            { 3, "after", "after a journaled call of an unfinished superstep" } }) do
+      it("go on from every token spent before the kill, " .. case[3], function()
+        local lines, err, rec = crash_and_resume(case[1], case[2])
+        local calls = {}
+        for _, l in ipairs(lines) do if l == "call" then calls[#calls + 1] = l end end
+        -- three calls (15 tokens) before the kill, three more after: the
+        -- seventh is refused at 30
+        assert.are.equal("pause", lines[4])
+        assert.are.same(SIX_CALLS, calls)
+        assert.mentions("run exceeded its budget: tokens (30)", err)
+        assert.are.same({ tokens = 30, cost = 0 }, rec.spent)
+      end)
+    end
+  end)
 end)

@@ -177,5 +177,44 @@ describe("weft.guard.judge #http", function()
       assert.mentions("guardrail judge blocked input", tostring(r.error))
       assert.mentions("promises a refund", tostring(r.error))
     end)
+
+    it("journals a judge on the input inside the invocation: a resume after a crash does not ask again", function()
+      -- the judge asks the provider test server (its "echo: ..." is no
+      -- verdict: fail = "open" allows); the handler marks that it started
+      -- (after the judge) and sleeps WEFT_TEST_SLEEP s
+      local dir = scratch.dir()
+      local path = files.write(dir .. "/flow.lua", [[
+local weft = require "weft"
+local judge = require "weft.guard.judge"
+local ex = weft.executor("answer", { handle = function(m, ctx)
+  local f = assert(io.open(os.getenv("WEFT_TEST_MARK"), "a")); f:write("started\n"); f:close()
+  weft.sleep(tonumber(os.getenv("WEFT_TEST_SLEEP")) or 0)
+  ctx:yield_output("answered " .. m)
+end, guards = { judge.new { model = "openai:m1", instructions = "x", stages = { "input" }, fail = "open",
+  llm = { base_url = os.getenv("WEFT_TEST_LLM_URL"), api_key = "sk-test", retries = 0 } } } })
+return weft.workflow("judged-input"):start(ex):build()
+]])
+      local store, mark = "sqlite:" .. dir .. "/weft.db", dir .. "/mark"
+      local bin = procs.weft_bin()
+      local penv = { WEFT_TEST_LLM_URL = env.base("openai"), WEFT_TEST_MARK = mark, WEFT_TEST_SLEEP = "30",
+                     WEFT_LEASE_TTL = "0.5" }
+      local p = procs.spawn({ bin, "run", path, "--store", store, "--run-id", "ji1", "--input", "hello" }, penv)
+      while not procs.slurp(mark) do weft.sleep(0.005) end
+      procs.kill(p)
+      procs.wait(p, 10)
+      assert.equal(1, env.srv:stats().requests)
+      penv.WEFT_TEST_SLEEP = "0"
+      local rc, out, err = procs.run({ bin, "runs", "resume", "ji1", "--store", store, "--wait" }, penv, 60)
+      assert.equal(0, rc, out .. err)
+      assert.mentions("answered hello", out)
+      assert.equal("started\nstarted\n", procs.slurp(mark)) -- the handler ran again
+      -- its judge's verdict came from the journal: the model was asked once
+      assert.equal(1, env.srv:stats().requests)
+      local st = assert(weft.store.open(store))
+      local rows = assert(st:scan("journal", "ji1/"))
+      st:close()
+      assert.equal(1, #rows)
+      assert.equal("openai:m1", weft.json.decode(rows[1].value).what)
+    end)
   end)
 end)
