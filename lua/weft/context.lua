@@ -74,11 +74,13 @@ end
 
 -- Value v after the guards of list at stage (field: the root of the
 -- paths the events name); a block raises the guardrail error (code
--- "guardrail"), which fails the invocation.
+-- "guardrail"), which fails the invocation. Verdicts go to ctx._gsink
+-- when a run's invoke set one (weft.durable records them), else to
+-- weft.guard.triggered.
 local function guarded(self, list, stage, v, field)
   if not list then return v end
   return guard_mod.apply(list, stage, v, { field = field, executor_id = self.executor_id,
-                                           run_id = self.run_id }, guard_mod.triggered)
+                                           run_id = self.run_id }, self._gsink or guard_mod.triggered)
 end
 
 --- Send msg to successors; target (id or executor) restricts delivery.

@@ -25,6 +25,7 @@
 -- module is weft.journal's hook (weft.http, weft.llm and weft.sandbox call
 -- weft.journal and never load this module).
 -- Uses weft.json, weft.store, weft.context, weft.journal, weft.sha256,
+-- weft.guard (guarded invocations),
 -- weft.urandom, weft.core.sched, weft.core.loop, weft.task.
 local _M = {}
 
@@ -315,6 +316,7 @@ end
 
 local null = json.null
 local Ctx = context.Ctx
+local guard_mod -- weft.guard, loaded by the first guarded invocation
 
 --- The ctx type of durable invocations: Ctx's methods, which also record
 -- the invocation's effects (sends, outputs, events, logs, state writes) in
@@ -416,6 +418,17 @@ function _M.invoke(run, exec, msg, ctx)
   run.durable.inv[seq] = ctx -- its journal position: ctx._jn (see hook)
   fx = {}
   ctx._fx = fx
+  if ctx._guards then
+    -- a guard's verdict is counted and observed now, and its event
+    -- recorded with the effects, so that a replay (which does not run
+    -- the guards again) publishes it
+    guard_mod = guard_mod or require "weft.guard"
+    local triggered = guard_mod.triggered
+    ctx._gsink = function(ev)
+      triggered(ev)
+      fx[#fx + 1] = { "emit", "guardrail_triggered", ev }
+    end
+  end
   context.handle(run, exec, msg, ctx)
   ctx._fx = nil
   run.durable.inv[seq] = nil

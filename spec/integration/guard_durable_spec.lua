@@ -71,25 +71,31 @@ local function assert_no_card(url, dir, id)
   return rows
 end
 
+-- Run FLOW as run id in a `weft run` child, and kill it -9 once "pay"'s
+-- effects are recorded as pending writes ("slow" sleeps). Returns the
+-- script's path, the store URL and the pending writes.
+local function run_and_kill(dir, id)
+  local path, url = files.write(dir .. "/flow.lua", FLOW), "sqlite:" .. dir .. "/weft.db"
+  local env = { WEFT_TEST_SLEEP = "30", WEFT_LEASE_TTL = "0.5" }
+  local p = procs.spawn({ procs.weft_bin(), "run", path, "--store", url, "--run-id", id, "--input", "rent" }, env)
+  local st = assert(weft.store.open(url))
+  local pw
+  while not pw do
+    pw = st:scan("pw", id .. "/")
+    if pw and #pw == 0 then pw = nil end
+    if not pw then weft.sleep(0.005) end
+  end
+  st:close()
+  procs.kill(p)
+  procs.wait(p, 10)
+  return path, url, pw
+end
+
 describe("guardrails in a durable run", function()
   it("store sends and outputs as the output guards masked them, before and after a resume", function()
     local dir = scratch.dir()
-    local path, url = files.write(dir .. "/flow.lua", FLOW), "sqlite:" .. dir .. "/weft.db"
+    local _, url, pw = run_and_kill(dir, "cd1")
     local bin = procs.weft_bin()
-    local env = { WEFT_TEST_SLEEP = "30", WEFT_LEASE_TTL = "0.5" }
-    local p = procs.spawn({ bin, "run", path, "--store", url, "--run-id", "cd1", "--input", "rent" }, env)
-    -- wait until "pay"'s effects are recorded as pending writes ("slow"
-    -- sleeps), then kill the process
-    local st = assert(weft.store.open(url))
-    local pw
-    while not pw do
-      pw = st:scan("pw", "cd1/")
-      if pw and #pw == 0 then pw = nil end
-      if not pw then weft.sleep(0.005) end
-    end
-    st:close()
-    procs.kill(p)
-    procs.wait(p, 10)
     assert.mentions("[CARD]", pw[1].value)
     assert_no_card(url, dir, "cd1")
     -- the resumed run replays the recorded (masked) effects
@@ -109,5 +115,28 @@ describe("guardrails in a durable run", function()
     assert.equal("slow done", by.slow)
     local rows = assert_no_card(url, dir, "cd1")
     assert.is_true(#rows > 3)
+  end)
+
+  it("publish the guardrail_triggered events of replayed effects once, without running the guards again", function()
+    local dir = scratch.dir()
+    local path, url = run_and_kill(dir, "cd2")
+    -- resumed here (the script returns the workflow: same hash)
+    local wf = dofile(path)
+    local events = {}
+    local before = weft.guard.counters.pii and weft.guard.counters.pii.output.modify or 0
+    local h = wf:resume("cd2", { store = url, lease = { wait = true }, on_event = function(ev)
+      if ev.type == "custom" and ev.name == "guardrail_triggered" then events[#events + 1] = ev end
+    end })
+    assert.equal("completed", h:wait().status)
+    -- "pay" masked its send and its output: two verdicts, recorded in the
+    -- first process, published by the resumed run; the guard did not run here
+    assert.equal(2, #events)
+    for _, ev in ipairs(events) do
+      assert.equal("pay", ev.executor_id)
+      assert.same({ "pii", "output", "modify", "1 card masked" },
+        { ev.data.guard, ev.data.stage, ev.data.action, ev.data.reason })
+    end
+    local after = weft.guard.counters.pii and weft.guard.counters.pii.output.modify or 0
+    assert.equal(before, after)
   end)
 end)
