@@ -247,10 +247,9 @@ local function write_checkpoint(r, d)
     writes = json.array(snap.writes), outputs = json.array(new),
   }
   -- what a budgeted run spent (weft.budget keeps it in the record as it
-  -- charges): in every checkpoint it changed, so a crash loses none of it
+  -- charges): in every checkpoint, so that a crash loses none of it
   local rec = d.record
-  local spent = rec.spent
-  if spent ~= nil and spent ~= d.spent_ckpt then entry.spent = spent end
+  entry.spent = rec.spent
   local body = encode(entry)
   local full = full_due(d, #body)
   if full then
@@ -293,7 +292,6 @@ local function write_checkpoint(r, d)
   end
   d.seq = seq
   d.nout = nouts
-  d.spent_ckpt = spent
   -- every invocation of the superstep ended: drop the journal positions
   -- that failed invocations left
   if next(d.inv) then d.inv = {} end
@@ -967,7 +965,6 @@ function _M.restore(wf, store, run_id, opts, lease)
   }
   -- what a budgeted run spent up to the crash (weft.budget starts from it)
   rec.spent = spent_of(rec, tail_entry, d.journal)
-  d.spent_ckpt = rec.spent
   d.last_full = rec.fulls and rec.fulls[#rec.fulls]
   if opts.from and opts.from < (tail or 0) then
     -- going back in time: the later checkpoints stay in the log but are
