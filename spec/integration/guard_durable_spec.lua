@@ -102,7 +102,7 @@ describe("guardrails in a durable run", function()
     local rc, out, err = procs.run({ bin, "runs", "resume", "cd1", "--store", url, "--wait" },
       { WEFT_TEST_SLEEP = "0", WEFT_LEASE_TTL = "0.5" }, 60)
     assert.equal(0, rc, out .. err)
-    st = assert(weft.store.open(url))
+    local st = assert(weft.store.open(url))
     local res = assert(durable.result(nil, st, "cd1"))
     st:close()
     assert.equal("completed", res.status)
