@@ -318,7 +318,7 @@ describe("llm.common", function()
 
     it("refuses unknown options, listing the valid ones and the nearest (weft.check)", function()
       local m = { { role = "user", content = "x" } }
-      assert.equal("llm.chat: unknown option 'temprature' (options: api_key, base_url, idle_timeout, max_bytes, "
+      assert.equal("llm.chat: unknown option 'temprature' (options: agent, api_key, base_url, idle_timeout, max_bytes, "
                    .. "max_tokens, messages, model, retries, retry_after_max, retry_base, retry_factor, retry_max, "
                    .. "stream, temperature, timeout, tool_choice, tools); did you mean 'temperature'?",
                    misuse { messages = m, temprature = 0 })
