@@ -657,6 +657,14 @@ void wf_run_cancel(wf_run_t *r) {
   wf_sched_leave(r);
 }
 
+/* Fail a run that is not terminal (also valid while pending or idle). */
+void wf_run_fail(wf_run_t *r, const char *msg) {
+  if (!r || wf_sched_terminal(r->status)) return;
+  wf_sched_enter(r);
+  wf_sched_end(r, WF_RUN_FAILED, msg && *msg ? msg : "run failed", 0);
+  wf_sched_leave(r);
+}
+
 /* Free everything; the run is unlinked from its scheduler. */
 static void really_free(wf_run_t *r) {
   wf_sched_t *s = r->s;

@@ -153,6 +153,13 @@ int wf_run_start(wf_run_t *r, wf_val_t input, wf_err_t *err);
 /* Cancel: abort running invocations, drop pending messages, status
  * cancelled, workflow_cancelled event. No-op once terminal. */
 void wf_run_cancel(wf_run_t *r);
+/* Fail: as cancel (running invocations aborted, pending messages dropped),
+ * but status failed with error msg (copied; NULL: "run failed") and a
+ * workflow_failed event. No-op once terminal. Safe from any task or hook,
+ * including an invocation of the run itself: that invocation is aborted
+ * (hooks->abort, the host drops it when it returns) and the run's
+ * teardown waits until the outermost frame of the run unwinds. */
+void wf_run_fail(wf_run_t *r, const char *msg);
 /* Free a run (cancelling it first if still active). NULL is a no-op. Called
  * from inside one of the run's own hooks, the free happens when the hook
  * returns. */

@@ -345,6 +345,17 @@ static void b_fail_final(wf_run_t *r, wf_inv_t *inv) {
   wf_run_inv_done(r, inv, 0, "blocked", "tb", WF_INV_NO_RETRY);
 }
 
+/* Fail the run from inside the invocation (as a budget does), then try to
+ * report the invocation done (ignored: it was aborted). */
+static void b_fail_run(wf_run_t *r, wf_inv_t *inv) {
+  int before = naborted;
+  wf_run_fail(r, "over budget");
+  CHECK_INT(naborted, before + 1); /* this very invocation was aborted */
+  CHECK_INT(wf_run_status(r), WF_RUN_FAILED);
+  running_now++; /* h_abort counted it out already */
+  done(r, inv, 1, NULL);
+}
+
 /* ---- graph helpers ------------------------------------------------------ */
 
 /* Graph "t" with n executors e0..e(n-1) (opts o or defaults), start e0. */
@@ -1040,6 +1051,63 @@ static void test_cancel_running(void) {
   teardown_all();
 }
 
+/* wf_run_fail: from outside (hanging invocations aborted), from inside an
+ * invocation of the run, before the run started; terminal once. */
+static void test_run_fail(void) {
+  setup();
+  wf_graph_t *g = mkg(4, NULL);
+  int t[] = {1, 2, 3};
+  fo(g, 0, t, 3);
+  fin(g);
+  BEH[0] = b_fwd;
+  BEH[1] = BEH[2] = BEH[3] = b_hang;
+  wf_run_t *r = start(g, 0, 0, 0);
+  while (ninvoke < 4) wf_loop_step(L);
+  wf_run_fail(r, "run exceeded its budget: seconds (1 s)");
+  CHECK_INT(wf_run_status(r), WF_RUN_FAILED);
+  CHECK_STR(wf_run_error(r), "run exceeded its budget: seconds (1 s)");
+  CHECK_INT(naborted, 3);
+  CHECK_INT(EV[nev - 1].type, WF_EV_WORKFLOW_FAILED);
+  CHECK_STR(EV[nev - 1].str, "run exceeded its budget: seconds (1 s)");
+  CHECK_INT(nfinished, 0); /* deferred */
+  CHECK_INT(wf_sched_active(S), 0);
+  wf_run_fail(r, "again"); /* no-op once terminal */
+  wf_run_cancel(r);
+  CHECK_INT(wf_run_status(r), WF_RUN_FAILED);
+  drive_finished(1);
+  CHECK_INT(nfinished, 1);
+  CHECK_INT(count_ev(r, WF_EV_WORKFLOW_FAILED), 1);
+  CHECK_INT(count_ev(r, WF_EV_WORKFLOW_CANCELLED), 0);
+  CHECK_STR(wf_run_error(r), "run exceeded its budget: seconds (1 s)");
+  wf_run_free(r);
+
+  /* from inside an invocation: e1 fails the run, e2 and e3 are aborted */
+  BEH[1] = b_fail_run;
+  nev = nfinished = naborted = ninvoke = 0;
+  r = start(g, 0, 0, 0);
+  drive_finished(1);
+  CHECK_INT(wf_run_status(r), WF_RUN_FAILED);
+  CHECK_STR(wf_run_error(r), "over budget");
+  CHECK_INT(ninvoke, 2); /* e2 and e3 never started: the run had ended */
+  CHECK_INT(count_ev(r, WF_EV_WORKFLOW_FAILED), 1);
+  CHECK_INT(count_ev(r, WF_EV_EXECUTOR_COMPLETED), 1); /* e0's only */
+  wf_run_free(r);
+
+  /* before the first advance; NULL message */
+  nev = nfinished = 0;
+  r = start(g, 0, 0, 0);
+  wf_run_fail(r, NULL);
+  CHECK_INT(wf_run_status(r), WF_RUN_FAILED);
+  CHECK_STR(wf_run_error(r), "run failed");
+  drive_finished(1);
+  CHECK_INT(nev, 1);
+  CHECK_INT(EV[0].type, WF_EV_WORKFLOW_FAILED);
+  wf_run_free(r);
+  wf_run_fail(NULL, "x"); /* no-op */
+  wf_graph_free(g);
+  teardown_all();
+}
+
 static void test_cancel_pending_and_free_running(void) {
   setup();
   wf_graph_t *g = mkg(2, NULL);
@@ -1709,6 +1777,7 @@ int main(void) {
   RUN(test_sync_concurrency_no_recursion);
   RUN(test_cancel_running);
   RUN(test_cancel_pending_and_free_running);
+  RUN(test_run_fail);
   RUN(test_reentrant_hooks);
   RUN(test_targeted_and_stale);
   RUN(test_state);
