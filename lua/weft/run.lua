@@ -11,7 +11,6 @@ local context = require "weft.context" -- sets the worker body every invocation 
 local check = require "weft.check"
 local json = require "weft.json"
 local invocation = require "weft.invocation"
-local go_detached = require("weft.task").go_detached
 
 local getmetatable, type, error, setmetatable, rawget, rawset, tostring, next =
   getmetatable, type, error, setmetatable, rawget, rawset, tostring, next
@@ -293,20 +292,15 @@ function _M.start(wf, input, opts, level, d, restore, gate)
   return r
 end
 
---- End run r as failed with message msg (a budget it went past): its
--- running invocations are aborted. The failure is r's from now on (its
--- result shows it, even if r completes meanwhile); the scheduler has no
--- failing end from outside yet, so r is cancelled, from a task of its own
--- (the caller may be an invocation of r, which must not be aborted while
--- it runs: a wait it then starts would never end). A no-op once r has
--- ended or failed so.
+--- End run r as failed with message msg (a budget it went past), at once:
+-- its running invocations are aborted, its result, its workflow_failed
+-- event and a durable run's record say failed with msg. The caller may be
+-- an invocation of r: it goes on until its next yield, where it is
+-- dropped, and starts no wait meanwhile (its weft I/O returns nil, err,
+-- "cancelled"). A no-op once r has ended.
 function _M.fail(r, msg)
-  if r.c == nil or rawget(r, "_fail") then return end
-  local st = info(r.c)
-  if st == "completed" or st == "failed" or st == "cancelled" then return end
-  r._fail = msg
-  local c = r.c
-  go_detached(function() sched.run_cancel(c) end)
+  if r.c == nil then return end
+  sched.run_fail(r.c, msg)
 end
 
 --- The handle of a run of this process by id, or nil.
@@ -362,7 +356,6 @@ function Run:result()
   if res then return res end
   local status, err, supersteps, duration, id, finished, idle = info(self.c)
   if not finished and not idle then return nil end
-  if rawget(self, "_fail") and status ~= "idle" then status, err = "failed", self._fail end
   res = setmetatable({
     status = status, error = err, supersteps = supersteps, duration_ms = duration,
     run_id = id, outputs = sched.run_outputs(self.c),

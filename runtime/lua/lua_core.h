@@ -29,4 +29,10 @@ int wf_lua_open_child(lua_State *L);
 int wf_lua_open_gv(lua_State *L);
 int wf_lua_open_notify(lua_State *L);
 
+struct wf_netpolicy;
+/* lua_http.c, which owns the type: the network policy object at idx of L
+ * (weft.core.http's policy()), NULL for nil; raises on another value. Also
+ * used by lua_tcp.c (connect). */
+struct wf_netpolicy *wf_lua_http_policy(lua_State *L, int idx);
+
 #endif

@@ -183,21 +183,24 @@ static int l_previous_errors(lua_State *L) {
 
 /* core.current() -> run_table, seq, executor_id, superstep, order (0-based
  * in the superstep), attempt of the invocation whose executor task is
- * calling, or nothing (weft.task maps go tasks to their parent in Lua). */
+ * calling, or nothing (weft.task maps go tasks to their parent in Lua).
+ * A task whose invocation was aborted while it ran (its run cancelled or
+ * failed from inside, as a budget does) still works for it until it is
+ * dropped at its next yield: it gets the same answer, so that what it
+ * does meanwhile is still held to the run's network policy and budget. */
 static int l_current(lua_State *L) {
   wf_lua_rt_t *rt = wf_lua_rt(L);
   wf_task_t *t = wf_task_of(rt, L);
   wf_lua_run_t *lr;
-  wf_inv_t *inv;
-  if (!t || !t->run || !(inv = wf_run_inv(t->run, t->seq))) return 0;
+  if (!t || !t->run || (!t->aborted && !wf_run_inv(t->run, t->seq))) return 0;
   lr = wf_run_host(t->run);
   if (!lr || lr->table_ref == LUA_NOREF) return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, lr->table_ref);
   lua_pushinteger(L, (lua_Integer)t->seq);
-  lua_pushstring(L, lr->lg->g->execs[inv->exec].id);
-  lua_pushinteger(L, wf_run_superstep(t->run));
-  lua_pushinteger(L, inv->order);
-  lua_pushinteger(L, (lua_Integer)inv->attempt);
+  lua_pushstring(L, lr->lg->g->execs[t->exec].id);
+  lua_pushinteger(L, t->superstep);
+  lua_pushinteger(L, t->order);
+  lua_pushinteger(L, (lua_Integer)t->attempt);
   return 6;
 }
 

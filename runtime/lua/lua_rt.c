@@ -260,8 +260,15 @@ static inline void task_timer_stop(wf_task_t *t) {
   ev_timer_stop(wf_loop_ev(t->rt->loop), &t->timer);
 }
 
-/* Drop a task whose coroutine is unusable (died, aborted, yielded oddly). */
+/* Drop a task whose coroutine is unusable (died, aborted, yielded oddly):
+ * what it still waits on is cancelled first (an event handler would
+ * otherwise mark a freed task ready). */
 static void task_discard(wf_task_t *t) {
+  void (*cancel)(wf_task_t *) = t->cancel;
+  t->cancel = NULL;
+  if (cancel) cancel(t);
+  t->prepare = NULL;
+  t->wait = NULL;
   task_timer_stop(t);
   if (t->defer.queued) wf_loop_undefer(t->rt->loop, &t->defer);
   task_free(t);
@@ -384,6 +391,18 @@ wf_task_t *wf_task_of(wf_lua_rt_t *rt, lua_State *L) {
   return (t && t->co == L) ? t : NULL;
 }
 
+int wf_task_aborted(wf_lua_rt_t *rt, lua_State *L) {
+  wf_task_t *t = rt->current;
+  return t && t->co == L && t->aborted;
+}
+
+int wf_task_refuse(lua_State *L, const char *fname) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: not started: the invocation was aborted", fname);
+  lua_pushliteral(L, "cancelled");
+  return 3;
+}
+
 wf_task_t *wf_task_check_blocking(wf_lua_rt_t *rt, lua_State *L,
                                   const char *fname) {
   wf_task_t *t = wf_task_of(rt, L);
@@ -451,6 +470,15 @@ int wf_task_suspend(wf_task_t *t, lua_State *L, const char *fname) {
   wf_lua_rt_t *rt = t->rt;
   int n = 0;
   if (!t->main) {
+    if (t->aborted) { /* dropped at this yield: nothing would end the wait */
+      void (*cancel)(wf_task_t *) = t->cancel;
+      t->cancel = NULL;
+      if (cancel) cancel(t);
+      task_timer_stop(t);
+      t->prepare = NULL;
+      t->wait = NULL;
+      return wf_task_refuse(L, fname);
+    }
     t->waiting = 1;
     return lua_yield(L, 0);
   }

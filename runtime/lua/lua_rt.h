@@ -57,6 +57,10 @@ struct wf_task {
   wf_task_done_fn done;
   wf_run_t *run;
   uint32_t seq;
+  /* the invocation's executor index, superstep, order and attempt (set
+   * with run and seq: core.current still tells them after an abort) */
+  int exec, superstep, order;
+  uint32_t attempt;
   wf_task_t *next;  /* pool / wait lists */
   wf_task_t *sprev, *snext; /* live one-shot tasks (freed at close) */
 };
@@ -151,6 +155,17 @@ void wf_task_ready(wf_task_t *t);
 void wf_task_abort(wf_task_t *t);
 /* The task whose coroutine is L, or NULL (main thread, foreign coroutine). */
 wf_task_t *wf_task_of(wf_lua_rt_t *rt, lua_State *L);
+/* 1 when L runs a task whose invocation was aborted while it ran (its run
+ * cancelled or failed from inside, as a budget does): the task is dropped
+ * at its next yield, so a primitive starts no I/O for it (nobody would
+ * police it nor wait for it) and no wait (none would end). The one check
+ * every primitive makes before starting I/O; wf_task_suspend makes it too,
+ * for the waits that start nothing outside. */
+int wf_task_aborted(wf_lua_rt_t *rt, lua_State *L);
+/* The refusal of primitive fname in an aborted task: pushes nil,
+ * "<fname>: not started: the invocation was aborted", "cancelled";
+ * returns 3. */
+int wf_task_refuse(lua_State *L, const char *fname);
 /* Raise unless L may block: inside a task it returns the task; on the main
  * thread outside loop callbacks it returns NULL (caller runs the loop);
  * anywhere else it raises naming fname. */
@@ -172,6 +187,8 @@ wf_task_t *wf_task_waiter(wf_lua_rt_t *rt, lua_State *L, const char *fname,
 /* Suspend the primitive's caller until wf_task_ready(t): a task yields (use
  * as the last statement: `return wf_task_suspend(t, L, name);`); the main
  * thread runs the loop (wf_lua_block), then returns t->prepare's results.
+ * A task whose invocation was aborted (wf_task_aborted) does not wait: the
+ * wait is cancelled and the refusal returned (wf_task_refuse).
  * When nothing is left that could end the wait, the wait is cancelled and
  * it raises "<fname>: nothing left to wait on (deadlock)". */
 int wf_task_suspend(wf_task_t *t, lua_State *L, const char *fname);

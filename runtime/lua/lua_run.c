@@ -1,10 +1,11 @@
 /* lua_run.c — runs as Lua userdata for "weft.core.sched": starting a run
  * of a graph with its Lua run table and options (limits, subscriber,
  * restore), waiting for it (yielding in a task, running the loop on the
- * main thread), its status, outputs and committed state, cancel, the switch
- * to a compatible graph (hot reload), its end (after run_table:on_end) and
- * release; the run limits' names and defaults for Lua. Depends on lua.h,
- * sched.h, lua_rt.h, lua_sched_int.h (lua_graph.c, lua_snapshot.c). */
+ * main thread), its status, outputs and committed state, cancel, failure
+ * from outside (a budget), the switch to a compatible graph (hot reload),
+ * its end (after run_table:on_end) and release; the run limits' names and
+ * defaults for Lua. Depends on lua.h, sched.h, lua_rt.h, lua_sched_int.h
+ * (lua_graph.c, lua_snapshot.c). */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -252,6 +253,17 @@ static int l_run_cancel(lua_State *L) {
   return 0;
 }
 
+/* core.run_fail(run, msg): end the run as failed with error msg (its
+ * invocations aborted, workflow_failed event; a no-op once it ended). Safe
+ * from any task, an invocation of the run included: that invocation's task
+ * is dropped at its next yield and starts no wait meanwhile. */
+static int l_run_fail(lua_State *L) {
+  wf_lua_run_t *lr = wf_lua_run_check(L, 1);
+  const char *msg = luaL_checkstring(L, 2);
+  wf_run_fail(lr->run, msg);
+  return 0;
+}
+
 /* core.end_done(run): the run's on_end is done; tell its end (if it has
  * not been answered and resumed meanwhile). */
 static int l_end_done(lua_State *L) {
@@ -304,7 +316,8 @@ static const luaL_Reg run_fns[] = {
     {"run_new", l_run_new},       {"run_wait", l_run_wait},
     {"run_info", l_run_info},     {"run_status", l_run_status},
     {"run_outputs", l_run_outputs}, {"run_state", l_run_state},
-    {"run_cancel", l_run_cancel}, {"end_done", l_end_done},
+    {"run_cancel", l_run_cancel}, {"run_fail", l_run_fail},
+    {"end_done", l_end_done},
     {"swap_graph", l_swap_graph}, {NULL, NULL}};
 
 /* Add the run functions, the run metatable, LIMITS and LIMIT_DEFAULTS to

@@ -187,12 +187,16 @@ static void hook_invoke(void *ud, wf_run_t *run, wf_inv_t *inv) {
   co = t->co;
   t->run = run;
   t->seq = inv->seq;
+  t->exec = inv->exec;
+  t->superstep = wf_run_superstep(run);
+  t->order = inv->order;
+  t->attempt = inv->attempt;
   t->done = inv_task_done;
   inv->host = t;
   lua_rawgeti(co, LUA_REGISTRYINDEX, lr->table_ref);
   lua_pushinteger(co, (lua_Integer)inv->seq);
   lua_pushinteger(co, inv->exec + 1);
-  lua_pushinteger(co, wf_run_superstep(run));
+  lua_pushinteger(co, t->superstep);
   lua_pushinteger(co, (lua_Integer)inv->attempt);
   wf_lua_val_push(rt, co, inv->msg);
   lua_pushinteger(co, inv->order);

@@ -459,11 +459,21 @@ static int op_run(lua_State *L, lstore_t *ls, opargs_t *a, wf_task_t *t,
 }
 
 /* A read operation called from L: nil, "store closed", "closed" once the
- * store is closed, else op_run for L's waiter. */
+ * store is closed, nil, err, "cancelled" in a task whose invocation was
+ * aborted (nothing started), else op_run for L's waiter. */
 static int op_call(lua_State *L, lstore_t *ls, opargs_t *a,
                    const char *fname) {
-  wf_task_t mw, *t = wf_task_waiter(wf_lua_rt(L), L, fname, &mw);
-  if (!ls->s) return wf_lua_fail(L, "store closed", "closed");
+  wf_lua_rt_t *rt = wf_lua_rt(L);
+  wf_task_t mw, *t;
+  if (wf_task_aborted(rt, L)) {
+    free(a->ids);
+    return wf_task_refuse(L, fname);
+  }
+  t = wf_task_waiter(rt, L, fname, &mw);
+  if (!ls->s) {
+    free(a->ids);
+    return wf_lua_fail(L, "store closed", "closed");
+  }
   return op_run(L, ls, a, t, fname);
 }
 
@@ -605,6 +615,8 @@ static int l_commit(lua_State *L) {
                         (int)i + 1);
     lua_pop(L, 1);
   }
+  if (wf_task_aborted(wf_lua_rt(L), L)) /* a write would still apply */
+    return wf_task_refuse(L, "batch:commit");
   t = wf_task_waiter(wf_lua_rt(L), L, "batch:commit", &mw);
   if (!ls->s) return wf_lua_fail(L, "store closed", "closed");
   /* nothing below raises until the batch is handed over */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lua_core.h"
 #include "lua_rt.h"
 #include "tcp.h"
 
@@ -133,13 +134,10 @@ static int l_listen(lua_State *L) {
   return 1;
 }
 
-/* The network policy object at idx (weft.core.http's policy(); NULL for
- * nil), from lua_http.c, which owns that type. */
-wf_netpolicy_t *wf_lua_http_policy(lua_State *L, int idx);
-
 /* connect(host, port, policy) -> socket (connecting) | nil, err, "connect"
- * | nil, err, "policy" (refused by the network policy, when given).
- * Completion: wait for "w", then connected(). */
+ * | nil, err, "policy" (refused by the network policy, when given) | nil,
+ * err, "cancelled" (the calling task's invocation was aborted: nothing is
+ * started). Completion: wait for "w", then connected(). */
 static int l_connect(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   int port = (int)luaL_checkinteger(L, 2);
@@ -147,7 +145,9 @@ static int l_connect(lua_State *L) {
   wf_lua_rt_t *rt = wf_lua_rt(L);
   wf_err_t err;
   int refused = 0;
-  sock_ud_t *u = sock_new(L);
+  sock_ud_t *u;
+  if (wf_task_aborted(rt, L)) return wf_task_refuse(L, "weft.tcp.connect");
+  u = sock_new(L);
   wf_tcp_t *tcp = wf_tcp_connect_policy(rt->loop, host, port, policy, &refused, &err);
   if (!tcp) return wf_lua_fail(L, err.msg, refused ? "policy" : "connect");
   sock_attach(L, u, tcp, 0);
@@ -325,7 +325,8 @@ static void wait_cancel(wf_task_t *t) { sock_end_wait(t->wait); }
 
 /* wait(sock, "r"|"w", timeout) -> true when ready (or closed meanwhile),
  * false on timeout. timeout < 0: none. Suspends the caller (a task yields,
- * the main thread runs the loop). */
+ * the main thread runs the loop); nil, err, "cancelled" in a task whose
+ * invocation was aborted. */
 static int l_wait(lua_State *L) {
   sock_ud_t *u = sock_check(L, 1);
   const char *what = luaL_checkstring(L, 2);
@@ -341,6 +342,7 @@ static int l_wait(lua_State *L) {
   else
     return luaL_argerror(L, 2, "expected 'r' or 'w'");
   luaL_argcheck(L, timeout == timeout, 3, "timeout is NaN");
+  if (wf_task_aborted(rt, L)) return wf_task_refuse(L, "weft.tcp");
   t = wf_task_waiter(rt, L, "weft.tcp", &mw);
   if (!(s = u->s)) { /* closed: the retried operation reports it */
     lua_pushboolean(L, 1);

@@ -19,6 +19,17 @@ local function chat(model)
   return llm.chat { model = model or "mock:echo", messages = MSG }
 end
 
+-- The types of res's events that end a run (workflow_*), in order.
+local function ends(res)
+  local out = {}
+  for _, ev in ipairs(res.events) do
+    if ev.type == "workflow_failed" or ev.type == "workflow_cancelled" or ev.type == "workflow_completed" then
+      out[#out + 1] = ev.type
+    end
+  end
+  return out
+end
+
 -- A workflow whose executor makes n calls (stopping at the first failure)
 -- and outputs {codes...}.
 local function calls(n, model)
@@ -36,9 +47,13 @@ end
 describe("run budgets", function()
   describe("tokens", function()
     it("end the run that goes past them, naming the limit", function()
-      local r = calls(5):run("x", { budget = { tokens = 25 } })
+      local h = calls(5):spawn("x", { budget = { tokens = 25 } })
+      local r = h:wait()
       assert.are.equal("failed", r.status)
       assert.are.equal("run exceeded its budget: tokens (25)", r.error)
+      -- the scheduler's own end: failed, not cancelled
+      assert.are.equal("failed", h:status())
+      assert.are.same({ "workflow_failed" }, ends(r))
     end)
 
     it("leave a run within them alone, and count what it spent", function()
@@ -127,9 +142,12 @@ describe("run budgets", function()
     it("end a run still running when they are up", function()
       local never = weft.cond()
       local wf = weft.workflow("slow"):start(weft.executor("a", function() never:wait() end)):build()
-      local r = wf:run("x", { budget = { seconds = 0.05 } })
+      local h = wf:spawn("x", { budget = { seconds = 0.05 } })
+      local r = h:wait()
       assert.are.equal("failed", r.status)
       assert.are.equal("run exceeded its budget: seconds (0.05 s)", r.error)
+      assert.are.equal("failed", h:status())
+      assert.are.same({ "workflow_failed" }, ends(r))
     end)
 
     it("stop with the run: a run that ends in time is left as it ended", function()
@@ -179,6 +197,13 @@ describe("run budgets", function()
       r2 = h2:wait()
       assert.are.equal("failed", r2.status)
       assert.are.equal("run exceeded its budget: tokens (15)", r2.error)
+      assert.are.same({ "workflow_failed" }, ends(r2))
+      -- the run record says failed, with the budget's error
+      local st = assert(weft.store.open(url))
+      local rec = assert(require("weft.durable").record(st, h.id))
+      st:close()
+      assert.are.equal("failed", rec.status)
+      assert.are.equal("run exceeded its budget: tokens (15)", rec.error)
     end)
   end)
 
