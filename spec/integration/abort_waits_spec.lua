@@ -11,6 +11,9 @@ local weft = require "weft"
 local tcp = require "weft.tcp"
 local task = require "weft.task"
 
+-- Values and their count (results may hold nils).
+local function pack(...) return { n = select("#", ...), ... } end
+
 -- A run of a one-executor workflow whose handler ends its own run with
 -- `end_run` (a function of the run handle; default: cancel), then calls
 -- fn() and records what it returned; fn's results packed, and the run's
@@ -20,7 +23,7 @@ local function after_own_end(fn, end_run)
   local wf = weft.workflow("abort"):start(weft.executor("a", function()
     local run = task.current()
     if end_run then end_run(run) else run:cancel() end
-    got = table.pack(fn())
+    got = pack(fn())
   end)):build()
   local res = wf:run("x")
   return got, res
@@ -47,8 +50,8 @@ describe("a task whose invocation was aborted while it ran", function()
     local r = after_own_end(function()
       local b = st:batch()
       b:put("ns", "k", "written after the abort")
-      local r1 = table.pack(b:commit())
-      local r2 = table.pack(st:get("ns", "k"))
+      local r1 = pack(b:commit())
+      local r2 = pack(st:get("ns", "k"))
       return r1, r2
     end)
     refused("batch:commit", r[1])
