@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "lua_core.h"
 #include "lua_rt.h"
 #include "sse.h"
 
@@ -31,8 +32,6 @@
 #define POLICY_MT "weft.netpolicy"
 
 static char client_key;
-
-wf_netpolicy_t *wf_lua_http_policy(lua_State *L, int idx);
 
 typedef struct lhttp_req lhttp_req_t;
 
@@ -167,15 +166,6 @@ static void task_cancel(wf_task_t *t) {
   lhttp_req_t *lr = t->wait;
   req_cancel(lr);
   req_unwait(lr, t);
-}
-
-/* 1 when L is a task whose invocation was aborted while it ran (its run
- * cancelled from inside, e.g. by a budget): it is dropped at its next
- * yield, so it must start no I/O (which nobody would police or wait for)
- * and wait for none (the wait would never end nor be cancelled). */
-static int task_aborted(lua_State *L) {
-  wf_task_t *t = wf_task_of(wf_lua_rt(L), L);
-  return t && t->aborted;
 }
 
 /* Number field k of the options table (1), or dflt; raises if not a
@@ -323,9 +313,9 @@ static int l_start(lua_State *L) {
     o.framing = f ? (wf_http_framing_t)i : WF_HTTP_BUFFER;
   }
   extra = luaL_optstring(L, 5, NULL);
+  /* an aborted invocation's task starts no request (wf_task_aborted) */
+  if (wf_task_aborted(wf_lua_rt(L), L)) return wf_task_refuse(L, "http.request");
   o.policy = wf_lua_http_policy(L, 6); /* the request takes a reference */
-  if (task_aborted(L))
-    return wf_lua_fail(L, "request not started: the invocation was aborted", "cancelled");
   lua_settop(L, 5); /* the arguments stay: they anchor the strings */
   o.url = opt_str(L, "url", NULL);
   if (!o.url) return luaL_error(L, "http: url is required");
@@ -506,7 +496,7 @@ static int l_next(lua_State *L) {
   if (lr->finished) return luaL_error(L, "http: request already finished");
   if ((n = next_results(L, lr)) > 0) return n;
   if (lr->task) return luaL_error(L, "http: another task waits on this request");
-  if (task_aborted(L)) { /* it would never be resumed: stop, do not wait */
+  if (wf_task_aborted(rt, L)) { /* it would never be resumed: stop, do not wait */
     req_cancel(lr);
     return next_results(L, lr);
   }

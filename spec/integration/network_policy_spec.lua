@@ -206,7 +206,7 @@ describe("network policy #http", function()
       end)):build()
       h = wf:spawn("x", { network = {} })
       assert.are.equal("cancelled", h:wait().status)
-      assert.are.same({ nil, "request not started: the invocation was aborted", "cancelled" }, seen)
+      assert.are.same({ nil, "http.request: not started: the invocation was aborted", "cancelled" }, seen)
       assert.are.equal(0, requests())
     end)
 

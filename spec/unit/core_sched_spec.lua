@@ -12,7 +12,7 @@ local NAMES = {
   graph = { "graph_new", "graph_add_exec", "graph_set_start", "graph_add_edge",
     "graph_add_reducer", "graph_finalize", "graph_edge_label" },
   run = { "run_new", "run_wait", "run_info", "run_status", "run_outputs", "run_state",
-    "run_cancel", "end_done", "swap_graph", "LIMITS", "LIMIT_DEFAULTS" },
+    "run_cancel", "run_fail", "end_done", "swap_graph", "LIMITS", "LIMIT_DEFAULTS" },
   event = { "run_events" },
   snapshot = { "snapshot", "checkpoint_done", "remaining" },
   ctx = { "send", "output", "emit", "emit_live", "log", "set_state", "get_state", "running",
