@@ -154,6 +154,8 @@ static int l_spawn(lua_State *L) {
   lc_state_t *st;
   wf_err_t err;
   luaL_checktype(L, 1, LUA_TTABLE);
+  /* an aborted invocation's task starts no process */
+  if (wf_task_aborted(rt, L)) return wf_task_refuse(L, "child.spawn");
   lua_getfield(L, 1, "argv"); /* 2 */
   if (!lua_istable(L, 2) || (n = lua_objlen(L, 2)) == 0)
     return luaL_error(L, "child.spawn: argv must be a non-empty list of strings");

@@ -206,6 +206,8 @@ static int l_run(lua_State *L) {
   lp_wait_t *w;
 
   luaL_checktype(L, 1, LUA_TTABLE);
+  /* an aborted invocation's task starts no process */
+  if (wf_task_aborted(rt, L)) return wf_task_refuse(L, "weft.sandbox.run");
   lua_settop(L, 1);
   memset(&o, 0, sizeof o);
   o.argv = lp_strv(L, 1, "argv");

@@ -1,8 +1,8 @@
 -- spec/integration/abort_waits_spec.lua — an executor whose run is ended
 -- from inside its own invocation (cancelled, or failed as a budget does)
 -- keeps running until its next yield, and is dropped there. Meanwhile it
--- starts no wait and no I/O: weft.sleep, store operations, weft.tcp.connect
--- and cond:wait return nil, err, "cancelled" at once; nothing reaches the
+-- starts no wait and no I/O: weft.sleep, store operations, weft.tcp.connect,
+-- weft.sandbox.run and cond:wait return nil, err(, "cancelled") at once; nothing reaches the
 -- store or the server, and nothing left behind wakes a dropped task later
 -- (under the ASan build these were use-after-frees: a store callback and a
 -- cond signal marked a freed task ready). The task still sees its run
@@ -71,6 +71,17 @@ describe("a task whose invocation was aborted while it ran", function()
     assert.is_nil(c)
     assert.equal("timeout", err)
     srv:close()
+  end)
+
+  it("starts no sandboxed process", function()
+    local marker = os.tmpname()
+    os.remove(marker)
+    local r = after_own_end(function()
+      return weft.sandbox.run{ argv = { "sh", "-c", "touch " .. marker }, isolation = "none" }
+    end)
+    assert.is_nil(r[1])
+    assert.equal("sandbox.run: weft.sandbox.run: not started: the invocation was aborted", r[2])
+    assert.is_nil(io.open(marker)) -- the command never ran
   end)
 
   it("does not wait on a cond, which then has no waiter to wake", function()
