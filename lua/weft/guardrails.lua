@@ -458,6 +458,8 @@ function _M.install(policy)
   if policy ~= nil and not _M.is_policy(policy) then policy = _M.load(policy) end
   local old = _M.installed
   require("weft.context").set_guardrails(policy)
+  -- execution_limits: the budget of every run of the process
+  require("weft.run").set_budget(policy and policy.budget or nil)
   if policy and policy.network then
     require("weft.http").configure{ network = policy.network }
   elseif old and old.network then

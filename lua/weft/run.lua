@@ -107,6 +107,9 @@ _M.BUDGET = { type = "table", noun = "budget option", properties = {
              expect = 'a table of "provider:model" = {input = USD per 1M tokens, output = ...}' },
 } }
 
+-- The budget of the process's runs (set_budget), or nil.
+local process_budget
+
 --- The spec of run options (weft.check); workflow defaults share its
 -- entries.
 _M.OPTIONS = check.spec("run", { properties = {
@@ -135,6 +138,7 @@ _M.OPTIONS = check.spec("run", { properties = {
   budget = _M.BUDGET,
 } })
 local LIMITS_SPEC = check.spec("run", LIMITS)
+local BUDGET_SPEC = check.spec("run", { properties = { budget = _M.BUDGET } })
 
 --- The default limits on what invocations buffer until the barrier
 -- (`{messages_per_invocation = 100000, ...}`; a copy).
@@ -267,10 +271,13 @@ function _M.start(wf, input, opts, level, d, restore, gate)
   local r = setmetatable({ wf = wf, id = id, c = none, _result = none, __index = result_index }, Run)
   -- the policies, only when given (four more keys in the constructor made
   -- every run table's hash part twice as big)
-  local g, net, bud, parent = opts.guardrails, opts.network, opts.budget, opts._parent_run
+  local g, net, parent = opts.guardrails, opts.network, opts._parent_run
+  -- the budget: the run's, its guardrails', else the process's for a run
+  -- that is not nested (a nested run is held to its parent's)
+  local bud = opts.budget or (g and g.budget) or (parent == nil and process_budget) or nil
   if g or net or bud or parent then
     r.guardrails, r.network = g, net
-    r.budget, r._parent = bud or (g and g.budget) or nil, parent
+    r.budget, r._parent = bud, parent
   end
   -- absent keys cost nothing in run_new: defaults are left out, and a run
   -- with none at all passes no table
@@ -290,6 +297,14 @@ function _M.start(wf, input, opts, level, d, restore, gate)
   if rawget(r, "budget") then require("weft.budget").start(r) end
   by_id[r.id] = r
   return r
+end
+
+--- Set the budget of every run of this process that gives none and is
+-- not nested (weft.guardrails.install: weft serve --guardrails'
+-- execution_limits); nil removes it.
+function _M.set_budget(b)
+  if b ~= nil then check.options(BUDGET_SPEC, { budget = b }, 2, "weft.run.set_budget") end
+  process_budget = b
 end
 
 --- End run r as failed with message msg (a budget it went past), at once:

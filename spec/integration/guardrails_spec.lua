@@ -126,6 +126,24 @@ describe("the run option guardrails", function()
 end)
 
 describe("weft.guardrails.install", function()
+  it("gives every run of the process its execution_limits as their budget", function()
+    local gr = require "weft.guardrails"
+    gr.install{ execution_limits = { max_execution_time = "300ms" } }
+    finally(function() gr.install(nil) end)
+    local wf = weft.workflow("slow"):start(weft.executor("a", function(_, ctx)
+      weft.sleep(5)
+      ctx:yield_output("late")
+    end)):build()
+    local r = wf:run("x")
+    assert.equal("failed", r.status)
+    assert.equal("run exceeded its budget: seconds (0.3 s)", r.error)
+    -- a run's own budget comes first
+    local fast = weft.workflow("fast"):start(weft.executor("a", function(_, ctx) ctx:yield_output("ok") end)):build()
+    assert.equal("completed", fast:run("x", { budget = { tokens = 10 } }).status)
+    gr.install(nil)
+    assert.equal("completed", fast:run("x").status)
+  end)
+
   it("guards every run of the process and polices its requests, until removed", function()
     finally(function() guardrails.install(nil) end)
     guardrails.install{ output_filtering = { pii_removal = true },
