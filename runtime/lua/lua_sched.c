@@ -36,6 +36,9 @@ static void push_fn(wf_lua_rt_t *rt, const wf_graph_t *g, const char *field,
   }
 }
 
+/* The aux thread's stack slot of traceback_handler (see aux_pcall). */
+#define AUX_HANDLER 1
+
 /* Error handler for protected calls: append a traceback. */
 static int traceback_handler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
@@ -47,24 +50,13 @@ static int traceback_handler(lua_State *L) {
  * fills err with the message (first line kept whole, traceback dropped). */
 static int aux_pcall(wf_lua_rt_t *rt, int nargs, int nres, wf_err_t *err) {
   lua_State *L = rt->aux;
-  int base = lua_gettop(L) - nargs, st;
-  /* the handler is made once per state and kept in the registry (under
-   * its own address): lua_pushcfunction would allocate a closure for every
+  int st;
+  /* the handler is the first slot of the aux thread's stack, pushed once
+   * (wf_lua_sched_new): no closure, registry lookup or stack shuffle per
    * condition, selector, reducer and subscriber call */
-  lua_pushlightuserdata(L, (void *)traceback_handler);
-  lua_rawget(L, LUA_REGISTRYINDEX);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    lua_pushcfunction(L, traceback_handler);
-    lua_pushlightuserdata(L, (void *)traceback_handler);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, LUA_REGISTRYINDEX);
-  }
-  lua_insert(L, base);
   rt->callback_depth++;
-  st = lua_pcall(L, nargs, nres, base);
+  st = lua_pcall(L, nargs, nres, AUX_HANDLER);
   rt->callback_depth--;
-  lua_remove(L, base);
   if (st != 0) {
     const char *m = lua_tostring(L, -1);
     const char *nl = m ? strstr(m, "\nstack traceback:") : NULL;
@@ -279,6 +271,11 @@ static void hook_finished(void *ud, wf_run_t *run) {
 /* The scheduler of rt, with the hooks above. */
 wf_sched_t *wf_lua_sched_new(wf_lua_rt_t *rt) {
   wf_sched_hooks_t h;
+  /* the error handler of aux_pcall, at the bottom of the (new, empty) aux
+   * thread's stack for good: every user of the aux thread pops what it
+   * pushes */
+  lua_settop(rt->aux, 0);
+  lua_pushcfunction(rt->aux, traceback_handler);
   memset(&h, 0, sizeof(h));
   h.ud = rt;
   h.route.ud = rt;
