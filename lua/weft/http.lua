@@ -205,12 +205,14 @@ local function check_headers(headers, extra)
   return has_ct
 end
 
--- Check opts and compute what weft.core.http.start takes besides them:
--- method, body (a string or nil), framing, an extra header line (the
--- content type of a JSON body) or nil, and the stream callback. No table
--- is made per request: core.start reads the other options from opts.
-local function build(opts)
-  check.options(_M.OPTIONS, opts, 3)
+-- Check opts (unless built: made by weft itself, see request_built) and
+-- compute what weft.core.http.start takes besides them: method, body (a
+-- string or nil), framing, an extra header line (the content type of a
+-- JSON body) or nil, and the stream callback. No table is made per
+-- request: core.start reads the other options from opts. Headers are
+-- always checked (their values may come from configuration: keys).
+local function build(opts, built)
+  if not built then check.options(_M.OPTIONS, opts, 3) end
   local method = opts.method
   if method ~= nil then method = upper(method) end
   local has_ct = check_headers(opts.headers, secret_names(opts.secret_headers))
@@ -264,12 +266,18 @@ local perform -- below
 -- cross_origin_redirects, secret_headers, network} -> res | nil, err, code
 -- (code "policy": refused by a network policy).
 -- res = {status, headers, body}; see docs/io.md.
-function _M.request(opts)
-  local method, body, framing, ct, stream = build(opts)
+function _M.request(opts, built)
+  local method, body, framing, ct, stream = build(opts, built)
   -- journaled in durable runs: a re-executed invocation gets this result
   return require("weft.journal").call("http", { what = method .. " " .. opts.url, body = body }, perform,
     opts, method, body, framing, ct, stream)
 end
+
+--- The request of options weft itself made from checked values (weft.llm's
+-- attempts): request(opts) without walking the option spec again (an LLM
+-- call in flight keeps its frames on its coroutine's stack, and that walk
+-- was its deepest point); headers are still checked.
+function _M.request_built(opts) return _M.request(opts, true) end
 
 -- Start request opts (checked by build; method, body, framing and the
 -- extra header line computed from them) and wait for its result

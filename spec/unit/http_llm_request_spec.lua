@@ -77,16 +77,17 @@ describe("llm.common request building", function()
   end)
 
   describe("with_retries", function()
-    it("passes the arguments after deps on to every attempt (no closure per call)", function()
+    it("passes the value after deps on to every attempt (no closure per call)", function()
       local seen = {}
-      local function attempt(n, left, a, b)
-        seen[#seen + 1] = { n, left, a, b }
+      local function attempt(n, left, a)
+        seen[#seen + 1] = { n, left, a }
         if n == 1 then return false, { status = 503, headers = {} }, "http_503", "busy" end
-        return true, a .. b
+        return true, a.x .. a.y
       end
       local deps = { sleep = function() end, rand = function() return 0 end }
-      assert.equal("xy", common.with_retries(common.policy { retries = 1 }, attempt, deps, "x", "y"))
-      assert.same({ { 1, nil, "x", "y" }, { 2, nil, "x", "y" } }, seen)
+      local a = { x = "x", y = "y" }
+      assert.equal("xy", common.with_retries(common.policy { retries = 1 }, attempt, deps, a))
+      assert.same({ { 1, nil, a }, { 2, nil, a } }, seen)
     end)
   end)
 

@@ -272,42 +272,50 @@ end
 -- "1 attempt", "2 attempts".
 local function attempts(n) return n == 1 and "1 attempt" or (n .. " attempts") end
 
---- Run attempt(n, left) until it succeeds, fails for good, the retries are
--- used up or the call's total timeout (deps.timeout seconds, optional) is
--- spent. attempt(n, left) gets the seconds left of the timeout (nil
--- without one) for its own transfer, and returns true, result on success;
--- or false, res, code, err, no_retry on failure (res: a non-2xx response
--- or nil; err: the error text; no_retry: true once data reached the
--- caller). deps.sleep(seconds) waits, deps.rand() gives jitter,
--- deps.clock() is a monotonic clock (needed with a timeout). A wait for a
--- retry (retry-after included) that would end past the timeout is not
--- made: the call fails at once with code "timeout". Returns result, or
--- nil, err, code (the error of the last attempt, with the attempt count
--- when there were several). Arguments after deps are passed on to
--- attempt(n, left, ...), so that a caller needs no closure per call.
-function _M.with_retries(policy, attempt, deps, ...)
-  local sleep, rand, clock, timeout = deps.sleep, deps.rand, deps.clock, deps.timeout
-  local deadline = timeout and clock() + timeout
+-- The error of a call whose timeout of `timeout` s ran out: after n
+-- attempts (wait nil), or before the next one (wait: its delay).
+local function timed_out(err, timeout, n, wait)
+  if wait then
+    return sformat("%s (gave up after %s: the next one, in %g s, would start past "
+                   .. "the call's timeout of %g s)", err, attempts(n), wait, timeout), "timeout"
+  end
+  return sformat("%s (the call's timeout of %g s is spent after %s)", err, timeout, attempts(n)), "timeout"
+end
+
+--- Run attempt(n, left, a) until it succeeds, fails for good, the retries
+-- are used up or the call's total timeout (deps.timeout seconds, optional)
+-- is spent. attempt gets the seconds left of the timeout (nil without one)
+-- for its own transfer, and returns true, result on success; or false,
+-- res, code, err, no_retry on failure (res: a non-2xx response or nil;
+-- err: the error text; no_retry: true once data reached the caller).
+-- deps.sleep(seconds) waits, deps.rand() gives jitter, deps.clock() is a
+-- monotonic clock (needed with a timeout). A wait for a retry
+-- (retry-after included) that would end past the timeout is not made: the
+-- call fails at once with code "timeout". Returns result, or nil, err,
+-- code (the error of the last attempt, with the attempt count when there
+-- were several). `a` is passed on to attempt, so that a caller needs no
+-- closure per call (one value, not varargs: a call in flight keeps this
+-- frame on its coroutine's stack).
+function _M.with_retries(policy, attempt, deps, a)
+  local timeout = deps.timeout
+  local deadline = timeout and deps.clock() + timeout
   local n = 0
   while true do
     n = n + 1
-    local left = deadline and (n == 1 and timeout or deadline - clock())
-    local ok, res, code, err, no_retry = attempt(n, left, ...)
+    local ok, res, code, err, no_retry = attempt(n, deadline and (n == 1 and timeout or deadline - deps.clock()), a)
     if ok then return res end
-    if deadline and code == "timeout" and clock() >= deadline - 0.01 then
-      return nil, sformat("%s (the call's timeout of %g s is spent after %s)", err, timeout,
-                          attempts(n)), "timeout"
+    if deadline and code == "timeout" and deps.clock() >= deadline - 0.01 then
+      return nil, timed_out(err, timeout, n)
     end
     if no_retry or n > policy.retries or not _M.retryable(res, code) then
       if n > 1 then err = sformat("%s (gave up after %d attempts)", err, n) end
       return nil, err, code
     end
-    local wait = _M.backoff(policy, n, res and _M.retry_after(res.headers), rand)
-    if deadline and clock() + wait >= deadline then
-      return nil, sformat("%s (gave up after %s: the next one, in %g s, would start past "
-                          .. "the call's timeout of %g s)", err, attempts(n), wait, timeout), "timeout"
+    local wait = _M.backoff(policy, n, res and _M.retry_after(res.headers), deps.rand)
+    if deadline and deps.clock() + wait >= deadline then
+      return nil, timed_out(err, timeout, n, wait)
     end
-    sleep(wait)
+    deps.sleep(wait)
   end
 end
 

@@ -75,11 +75,12 @@ function _M.providers()
   return out
 end
 
---- Transport of real providers: weft.http.request.
+--- Transport of real providers: weft.http (its request_built: the
+-- request is made here from checked options).
 function _M.http_request(req)
   local ok, http = pcall(require, "weft.http")
   if not ok then return nil, "weft.http is not available: " .. tostring(http), "error" end
-  return http.request(req)
+  return http.request_built(req)
 end
 
 --- Sleep between retries (weft.sleep); tests may replace it.
@@ -103,46 +104,51 @@ local function sink(opts)
   end
 end
 
--- One attempt of a call with `left` seconds of its total timeout (nil:
--- none): true, response; or false, res, code, err, no_retry (see
--- common.with_retries). The key goes to the configured host only: a
--- redirect to another origin fails the attempt ("protocol").
-local function attempt(_, left, P, call, cfg, opts, body, built, emit)
-  local key = cfg.api_key
+-- The state of one call (chat) that its attempts read: an array, so that
+-- a call in flight holds one small table and passes one value down (its
+-- frames stay small: see attempt).
+local C_P, C_CALL, C_CFG, C_OPTS, C_BODY, C_BUILT, C_EMIT, C_PNAME = 1, 2, 3, 4, 5, 6, 7, 8
+
+-- The HTTP request of one attempt of call c with `left` seconds of its
+-- total timeout, and for a streamed call its stream state st {asm,
+-- failure, seen, seen_len, received}, filled by the request's callback.
+local function attempt_request(c, left)
+  local P, opts, built = c[C_P], c[C_OPTS], c[C_BUILT]
   local max_bytes = opts.max_bytes or _M.MAX_BYTES
-  local req = { method = "POST", url = built.url, headers = built.headers, body = body,
-                timeout = left, cross_origin_redirects = "refuse" }
-  local asm, failure, seen, seen_len, received = nil, nil, nil, 0, 0
-  if call.stream then
-    seen = {}
-    req.idle_timeout = opts.idle_timeout or _M.STREAM_IDLE_TIMEOUT
-    req.framing = P.framing
-    req.max_body = max_bytes -- per event
-    asm = stream.new(P.name, emit, max_bytes)
-    req.stream = function(frame)
-      if failure then return false end
-      local data = type(frame) == "table" and frame.data or frame
-      if type(data) == "string" then
-        received = received + #data
-        if received > max_bytes then
-          failure = { err = sformat("%s: streamed reply exceeds max_bytes (%d bytes received)",
-                                    P.name, max_bytes), code = "too_large" }
-          return false
-        end
-        if seen_len < 2048 then -- for the error of a non-2xx reply
-          seen[#seen + 1] = data
-          seen_len = seen_len + #data
-        end
+  local req = { method = "POST", url = built.url, headers = built.headers, body = c[C_BODY],
+                timeout = left, cross_origin_redirects = "refuse", max_body = max_bytes }
+  if not c[C_CALL].stream then return req end
+  local st = { asm = stream.new(P.name, c[C_EMIT], max_bytes), seen = {}, seen_len = 0, received = 0 }
+  req.idle_timeout = opts.idle_timeout or _M.STREAM_IDLE_TIMEOUT
+  req.framing = P.framing -- max_body: per event
+  req.stream = function(frame)
+    if st.failure then return false end
+    local data = type(frame) == "table" and frame.data or frame
+    if type(data) == "string" then
+      st.received = st.received + #data
+      if st.received > max_bytes then
+        st.failure = { err = sformat("%s: streamed reply exceeds max_bytes (%d bytes received)",
+                                     P.name, max_bytes), code = "too_large" }
+        return false
       end
-      -- pcall: stop the transfer cleanly when the caller's callback raises
-      local ok, err, code = pcall(P.stream_event, asm, frame)
-      if not ok then failure = { raise = err }; return false end
-      if err then failure = { err = err, code = code or "protocol" }; return false end
+      if st.seen_len < 2048 then -- for the error of a non-2xx reply
+        st.seen[#st.seen + 1] = data
+        st.seen_len = st.seen_len + #data
+      end
     end
-  else
-    req.max_body = max_bytes
+    -- pcall: stop the transfer cleanly when the caller's callback raises
+    local ok, err, code = pcall(P.stream_event, st.asm, frame)
+    if not ok then st.failure = { raise = err }; return false end
+    if err then st.failure = { err = err, code = code or "protocol" }; return false end
   end
-  local res, herr, hcode = (P.transport or _M.http_request)(req, call, cfg)
+  return req, st
+end
+
+-- What an attempt of call c returns for the transport's answer (res or
+-- nil, herr, hcode), st its stream state (nil when not streamed).
+local function attempt_outcome(c, st, res, herr, hcode)
+  local P, key, emit = c[C_P], c[C_CFG].api_key, c[C_EMIT]
+  local failure, asm = st and st.failure, st and st.asm
   if failure and failure.raise then error(failure.raise, 0) end
   local delivered = asm ~= nil and asm.delivered
   if not res then
@@ -151,7 +157,7 @@ local function attempt(_, left, P, call, cfg, opts, body, built, emit)
   end
   local status = res.status
   if type(status) ~= "number" or status < 200 or status > 299 then
-    local text = res.body or concat(seen or {}, "\n")
+    local text = res.body or concat(st and st.seen or {}, "\n")
     return false, res, "http_" .. tostring(status), common.status_error(P.name, status or 0, text, key), delivered
   end
   if failure then return false, nil, failure.code, common.redact(failure.err, key), true end
@@ -176,6 +182,18 @@ local function attempt(_, left, P, call, cfg, opts, body, built, emit)
     r.raw = d
   end
   return true, r
+end
+
+-- One attempt of call c with `left` seconds of its total timeout (nil:
+-- none): true, response; or false, res, code, err, no_retry (see
+-- common.with_retries). The key goes to the configured host only: a
+-- redirect to another origin fails the attempt ("protocol"). Small, as
+-- are its callers: a call in flight keeps this chain of frames on its
+-- coroutine's stack (docs/internals.md, "Memory of a run in flight").
+local function attempt(_, left, c)
+  local req, st = attempt_request(c, left)
+  local res, herr, hcode = (c[C_P].transport or _M.http_request)(req, c[C_CALL], c[C_CFG])
+  return attempt_outcome(c, st, res, herr, hcode)
 end
 
 --- Chat with a model (options checked by weft.check against
@@ -220,6 +238,14 @@ end
 
 local deps_by_timeout = setmetatable({}, { __mode = "v" })
 
+-- Make call c (its attempts, with retries) and count it (a call replayed
+-- from the journal is not made, nor counted).
+local function perform(policy, deps, c)
+  local res, err, code = common.with_retries(policy, attempt, deps, c)
+  count(c[C_PNAME], res, code)
+  return res, err, code
+end
+
 function _M.chat(opts)
   local perr = check.problem(common.OPTIONS, opts)
   if perr then error(perr, 2) end
@@ -243,20 +269,18 @@ function _M.chat(opts)
   local built = P.build(call, cfg)
   local body = json.encode(built.body)
   built.body = nil -- encoded: a call in flight keeps the string only
-  local emit = call.stream and sink(opts) or nil
-  local policy = common.policy(opts)
   local timeout = opts.timeout or (not call.stream and _M.TIMEOUT) or nil
-  -- journaled in durable runs: a re-executed invocation gets this result
   local deps = deps_by_timeout[timeout or false]
   if not deps or deps.sleep ~= _M.sleep or deps.clock ~= _M.clock then
     deps = { sleep = _M.sleep, rand = random, clock = _M.clock, timeout = timeout }
     deps_by_timeout[timeout or false] = deps
   end
-  -- under the run's budget (weft.budget: refused when spent; charged)
-  local res, rerr, rcode = require("weft.budget").llm(model, journal, "llm", { what = model, body = body },
-    common.with_retries, policy, attempt, deps, P, call, cfg, opts, body, built, emit)
-  count(pname, res, rcode)
-  return res, rerr, rcode
+  local c = { P, call, cfg, opts, body, built, call.stream and sink(opts) or nil, pname }
+  -- journaled in durable runs (a re-executed invocation gets this result),
+  -- under the run's budget (weft.budget: refused when spent; charged): a
+  -- tail call, so that chat's frame is not kept while the call is in flight
+  return require("weft.budget").llm(model, journal, "llm", { what = model, body = body }, perform,
+    common.policy(opts), deps, c)
 end
 
 return _M
