@@ -1022,8 +1022,9 @@ static void test_sync_concurrency_no_recursion(void) {
   teardown_all();
 }
 
-static void test_cancel_running(void) {
-  setup();
+/* A run of 0 -> {1, 2, 3} whose three targets hang, driven until all four
+ * invocations started; *gp gets its graph. */
+static wf_run_t *start_hanging_fanout(wf_graph_t **gp) {
   wf_graph_t *g = mkg(4, NULL);
   int t[] = {1, 2, 3};
   fo(g, 0, t, 3);
@@ -1032,6 +1033,14 @@ static void test_cancel_running(void) {
   BEH[1] = BEH[2] = BEH[3] = b_hang;
   wf_run_t *r = start(g, 0, 0, 0);
   while (ninvoke < 4) wf_loop_step(L);
+  *gp = g;
+  return r;
+}
+
+static void test_cancel_running(void) {
+  setup();
+  wf_graph_t *g;
+  wf_run_t *r = start_hanging_fanout(&g);
   CHECK_INT(wf_sched_active(S), 1);
   wf_run_cancel(r);
   CHECK_INT(wf_run_status(r), WF_RUN_CANCELLED);
@@ -1055,14 +1064,8 @@ static void test_cancel_running(void) {
  * invocation of the run, before the run started; terminal once. */
 static void test_run_fail(void) {
   setup();
-  wf_graph_t *g = mkg(4, NULL);
-  int t[] = {1, 2, 3};
-  fo(g, 0, t, 3);
-  fin(g);
-  BEH[0] = b_fwd;
-  BEH[1] = BEH[2] = BEH[3] = b_hang;
-  wf_run_t *r = start(g, 0, 0, 0);
-  while (ninvoke < 4) wf_loop_step(L);
+  wf_graph_t *g;
+  wf_run_t *r = start_hanging_fanout(&g);
   wf_run_fail(r, "run exceeded its budget: seconds (1 s)");
   CHECK_INT(wf_run_status(r), WF_RUN_FAILED);
   CHECK_STR(wf_run_error(r), "run exceeded its budget: seconds (1 s)");
