@@ -51,6 +51,9 @@ typedef struct wf_event {
   double ts;        /* wall clock, seconds */
 } wf_event_t;
 
+/* Most events handed to the event hook in one call. */
+#define WF_EV_BATCH 32
+
 /* An append-only list of events (owns them). */
 typedef struct wf_evlog {
   wf_event_t *v;

@@ -289,6 +289,7 @@ void wf_inv_start(wf_run_t *r, wf_invx_t *x) {
     r->rseq[r->nrseq++] = (wf_rseq_t){p->seq, p->order};
   }
   wf_sched_publish_simple(r, WF_EV_EXECUTOR_INVOKED, p->exec, p->attempt);
+  wf_sched_flush(r); /* a subscriber sees what came before the code runs */
   if (r->status != WF_RUN_RUNNING) return;
   p->state = WF_INV_RUNNING;
   r->running++;
@@ -419,6 +420,7 @@ int wf_run_emit_live(wf_run_t *r, uint32_t seq, wf_ev_type_t type,
   ev.data = data;
   wf_sched_enter(r);
   wf_sched_publish(r, &ev);
+  wf_sched_flush(r); /* live: at once, even from inside the run's frame */
   wf_sched_leave(r);
   return WF_OK;
 }

@@ -76,28 +76,49 @@ int wf_sched_active(const wf_sched_t *s) { return s->nactive; }
 
 /* ---- publishing and leaving --------------------------------------------- */
 
-/* Append ev to the log (if kept) and hand it to the event hook; takes
- * ownership of ev's contents. */
+/* Append ev to the log (kept, or until handed to hooks->events); takes
+ * ownership of ev's contents. The hook gets it in a batch (wf_sched_flush)
+ * when the run's outermost frame unwinds, or before an executor starts. */
 void wf_sched_publish(wf_run_t *r, wf_event_t *ev) {
-  wf_sched_t *s = r->s;
-  int hook = s->h.event && !r->dead;
-  if (!r->keep && !hook) {
-    wf_event_clear(ev, s->vals);
+  if (!wf_sched_wanted(r)) {
+    wf_event_clear(ev, r->s->vals);
     return;
   }
   ev->ts = wf_time_wall();
-  if (r->keep) {
-    wf_event_t copy = *ev; /* the log may move while the hook runs */
-    wf_evlog_push(&r->log, ev);
-    if (hook) s->h.event(s->h.ud, r, &copy);
-  } else {
-    s->h.event(s->h.ud, r, ev);
-    wf_event_clear(ev, s->vals);
+  wf_evlog_push(&r->log, ev);
+  if (!r->busy) wf_sched_flush(r);
+}
+
+/* Hand the events published since the last flush to hooks->events, in
+ * order, WF_EV_BATCH at a time (the hook may publish more: they follow in
+ * the same flush), then drop them unless the log is kept. A flush already
+ * on the stack (the hook's own publishing) does it. */
+void wf_sched_flush(wf_run_t *r) {
+  wf_sched_t *s = r->s;
+  if (r->flushing || r->nflushed == r->log.n) return;
+  r->flushing = 1;
+  while (r->listen && !r->dead && r->nflushed < r->log.n) {
+    size_t from = r->nflushed, k = r->log.n - from;
+    if (k > WF_EV_BATCH) k = WF_EV_BATCH;
+    r->nflushed = from + k;
+    s->h.events(s->h.ud, r, r->log.v + from, k);
   }
+  r->flushing = 0;
+  if (!r->keep) {
+    for (size_t i = 0; i < r->log.n; i++) wf_event_clear(&r->log.v[i], s->vals);
+    r->log.n = 0;
+  }
+  r->nflushed = r->log.n;
+}
+
+/* Stop or resume handing the run's events to hooks->events. */
+void wf_run_listen(wf_run_t *r, int on) {
+  if (r) r->listen = on && r->s->h.events;
 }
 
 /* Outermost leave: tear down a terminal run, free a run marked dead. */
 void wf_sched_leave_outer(wf_run_t *r) {
+  wf_sched_flush(r);
   if (wf_sched_terminal(r->status) && !r->torn) teardown(r);
   r->busy = 0;
   if (r->dead) really_free(r);
@@ -253,7 +274,7 @@ static void sort_pending(wf_run_t *r) {
  * m is still held by the caller), refused by edges ref[0..n-1]. */
 static void publish_undelivered(wf_run_t *r, const wf_pmsg_t *pm, wf_val_t m,
                                 const int *ref, int n) {
-  if (!r->keep && (!r->s->h.event || r->dead)) return;
+  if (!wf_sched_wanted(r)) return;
   wf_event_t ev = wf_sched_event(r, WF_EV_MESSAGE_UNDELIVERED, pm->src, 0);
   if (pm->only >= 0) ev.str2 = wf_xstrdup(wf_sched_exec_id(r, pm->only));
   ev.ints = wf_xcalloc((size_t)n, sizeof *ev.ints);
@@ -614,6 +635,7 @@ wf_run_t *wf_run_new(wf_sched_t *s, const wf_graph_t *g,
   r->max_steps = o->max_supersteps ? o->max_supersteps : 100;
   r->max_conc = o->max_concurrency;
   r->keep = o->keep_events;
+  r->listen = o->listen && s->h.events;
   r->durable = o->durable;
   for (int k = 0; k < WF_LIM__COUNT; k++) {
     int a = o->limits.per_inv[k], b = o->limits.per_step[k];
@@ -704,6 +726,7 @@ void wf_run_free(wf_run_t *r) {
   wf_sched_enter(r);
   if (r->started && !wf_sched_terminal(r->status))
     wf_sched_end(r, WF_RUN_CANCELLED, NULL, 0);
+  if (r->busy == 1) wf_sched_flush(r); /* the host still listens here */
   r->dead = 1;
   wf_sched_leave(r);
 }

@@ -74,8 +74,12 @@ typedef struct wf_sched_hooks {
   /* Stop a running invocation (timeout, cancel, sibling failure): the host
    * cancels its I/O and drops its task, and must NOT call wf_run_inv_done. */
   void (*abort)(void *ud, wf_run_t *run, wf_inv_t *inv);
-  /* An event was published (after it was appended to the log, if kept). */
-  void (*event)(void *ud, wf_run_t *run, const wf_event_t *ev);
+  /* Events published by a listening run (wf_run_opts_t.listen), in order,
+   * at most WF_EV_BATCH at a time: handed over before an executor's code
+   * starts, after a live event, and when the run's outermost frame
+   * unwinds (back to the loop). evs stays valid until the hook publishes
+   * an event of this run (copy it first if it may). */
+  void (*events)(void *ud, wf_run_t *run, const wf_event_t *evs, size_t n);
   /* The run reached a terminal status (completed, failed, cancelled) or idle.
    * Called once per status change, from a deferred callback. */
   void (*finished)(void *ud, wf_run_t *run);
@@ -129,6 +133,7 @@ typedef struct wf_run_opts {
   int max_concurrency;   /* 0: unlimited */
   wf_run_limits_t limits; /* zeroes: the defaults */
   int keep_events;       /* 1: keep the event log for wf_run_events */
+  int listen;            /* 1: hand the events to hooks->events */
   int durable;           /* 1: call hooks->checkpoint, keep wf_run_writes */
   int undelivered_error; /* 1: a message no edge accepts fails the run */
   void *host;            /* free for the host */
@@ -160,6 +165,9 @@ void wf_run_cancel(wf_run_t *r);
  * (hooks->abort, the host drops it when it returns) and the run's
  * teardown waits until the outermost frame of the run unwinds. */
 void wf_run_fail(wf_run_t *r, const char *msg);
+/* Stop (0) handing the run's events to hooks->events (its subscriber is
+ * gone); 1 starts again with the events published from then on. */
+void wf_run_listen(wf_run_t *r, int on);
 /* Free a run (cancelling it first if still active). NULL is a no-op. Called
  * from inside one of the run's own hooks, the free happens when the hook
  * returns. */

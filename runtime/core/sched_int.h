@@ -70,6 +70,7 @@ struct wf_run {
   char *id;
   wf_run_status_t status;
   int max_steps, max_conc, keep;
+  int listen, flushing; /* hooks->events wanted; a flush is on the stack */
   void *host;
   wf_route_t *route;
   wf_state_t *state;
@@ -107,7 +108,8 @@ struct wf_run {
   int restored_at, announced; /* restored after restored_at supersteps */
   wf_write_t *writes;
   size_t nwrites, cwrites;
-  wf_evlog_t log;
+  wf_evlog_t log; /* kept events, or those not yet handed to the host */
+  size_t nflushed; /* log.v[0..nflushed) were handed to hooks->events */
   char *error;
   double t_start, t_end;
   wf_defer_t adv, fin, cap;
@@ -127,6 +129,7 @@ struct wf_sched {
 /* sched.c */
 void wf_sched_leave_outer(wf_run_t *r);
 void wf_sched_publish(wf_run_t *r, wf_event_t *ev);
+void wf_sched_flush(wf_run_t *r);
 void wf_sched_end(wf_run_t *r, wf_run_status_t st, const char *error,
                   int with_invs);
 
@@ -179,11 +182,16 @@ static inline wf_event_t wf_sched_event(const wf_run_t *r, int type, int exec,
   return ev;
 }
 
+/* Somebody keeps or listens to the run's events (else nothing is built). */
+static inline int wf_sched_wanted(const wf_run_t *r) {
+  return r->keep || (r->listen && !r->dead);
+}
+
 /* Publish an event without data or strings (nothing to build when nobody
  * keeps or listens). */
 static inline void wf_sched_publish_simple(wf_run_t *r, int type, int exec,
                                            uint32_t attempt) {
-  if (!r->keep && (!r->s->h.event || r->dead)) return;
+  if (!wf_sched_wanted(r)) return;
   wf_event_t ev = wf_sched_event(r, type, exec, attempt);
   wf_sched_publish(r, &ev);
 }

@@ -1,8 +1,14 @@
 /* lua_event.c — event records (event.c) as Lua tables for
  * "weft.core.sched": the table given to subscribers and kept in a run's log
  * ({type, run_id, superstep, executor_id, ts, data}, with data shaped per
- * event type), and core.run_events. Depends on lua.h, event.h (through
- * sched.h), lua_rt.h, lua_sched_int.h. */
+ * event type), core.run_events, and the delivery of batches of events to a
+ * run's subscriber: one call into weft.events' dispatcher per batch, which
+ * reads the records through the FFI and builds the common tables in
+ * compiled Lua (the others through event_table below). Depends on lua.h,
+ * event.h (through sched.h), lua_rt.h, lua_sched_int.h. */
+#include <stddef.h>
+#include <string.h>
+
 #include "lua_sched_int.h"
 
 /* The keys of event tables, then the event type names, then the graph's
@@ -81,10 +87,9 @@ static void set_s(lua_State *L, int s, int k, int v) {
   lua_rawset(L, -3);
 }
 
-/* t[strs[k]] = the run id of lr, a string made once per run (interning it
- * at every event was a fifth of a subscriber's cost). */
-static void set_run_id(lua_State *L, int s, wf_lua_run_t *lr) {
-  KEY(L, s, K_RUN_ID);
+/* Push the run id of lr, a string made once per run (interning it at
+ * every event was a fifth of a subscriber's cost). */
+static void push_run_id(lua_State *L, wf_lua_run_t *lr) {
   if (lr->id_ref == LUA_NOREF) {
     lua_pushstring(L, wf_run_id(lr->run));
     lua_pushvalue(L, -1);
@@ -92,6 +97,12 @@ static void set_run_id(lua_State *L, int s, wf_lua_run_t *lr) {
   } else {
     lua_rawgeti(L, LUA_REGISTRYINDEX, lr->id_ref);
   }
+}
+
+/* t[strs[K_RUN_ID]] = the run id of lr. */
+static void set_run_id(lua_State *L, int s, wf_lua_run_t *lr) {
+  KEY(L, s, K_RUN_ID);
+  push_run_id(L, lr);
   lua_rawset(L, -3);
 }
 
@@ -187,6 +198,130 @@ void wf_lua_event_push(lua_State *L, wf_lua_run_t *lr, const wf_event_t *ev) {
   }
   lua_rawset(L, -3); /* t.data */
   lua_remove(L, s);
+}
+
+/* ---- delivery to subscribers ------------------------------------------- */
+
+/* Nesting levels of delivery with a buffer of their own (a subscriber
+ * that makes another run publish nests one); deeper ones use the C
+ * stack. */
+#define DELIV_LEVELS 4
+
+/* The delivery state (a full userdata, the upvalue of event_table): the
+ * batch being delivered, how deep deliveries nest, and the buffers the
+ * records are copied to, which the dispatcher reads through pointers it
+ * made once. */
+typedef struct wf_lua_deliv {
+  wf_lua_run_t *lr; /* the batch being delivered: its run, records, count */
+  const wf_event_t *ev;
+  size_t n;
+  int depth;
+  wf_event_t buf[DELIV_LEVELS][WF_EV_BATCH];
+} wf_lua_deliv_t;
+
+/* Registry key (its address) anchoring the delivery state. */
+static const char deliv_key;
+
+/* event_table(i) -> the table of event i (0-based) of the batch being
+ * delivered, built in C: the dispatcher's path for the events it does not
+ * build itself (those with data or strings). */
+static int l_event_table(lua_State *L) {
+  const wf_lua_deliv_t *d = lua_touserdata(L, lua_upvalueindex(1));
+  lua_Integer i = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, d->lr && i >= 0 && (size_t)i < d->n, 1,
+                "no such event in the batch being delivered");
+  wf_lua_event_push(L, d->lr, &d->ev[i]);
+  return 1;
+}
+
+/* The layout the dispatcher's FFI declaration of wf_event_t must have
+ * (weft.events checks it when it loads), the type names, where executor
+ * ids start in a graph's strs, and the buffers of the nesting levels. */
+static void push_layout(lua_State *L, wf_lua_deliv_t *d) {
+  int i;
+  lua_createtable(L, 0, 15);
+  wf_lua_sched_set_int(L, "size", (lua_Integer)sizeof(wf_event_t));
+#define OFF(f) wf_lua_sched_set_int(L, #f, (lua_Integer)offsetof(wf_event_t, f))
+  OFF(type); OFF(flags); OFF(exec); OFF(superstep); OFF(attempt); OFF(data);
+  OFF(nints); OFF(str); OFF(str2); OFF(ints); OFF(ts);
+#undef OFF
+  lua_createtable(L, WF_EV__COUNT, 0); /* types[n] = name, 0-based */
+  for (i = 0; i < WF_EV__COUNT; i++) {
+    lua_pushstring(L, wf_event_type_name(i));
+    lua_rawseti(L, -2, i);
+  }
+  lua_setfield(L, -2, "types");
+  wf_lua_sched_set_int(L, "exec_base", K_EXEC);
+  lua_createtable(L, DELIV_LEVELS, 0); /* buffers[level] = light userdata */
+  for (i = 0; i < DELIV_LEVELS; i++) {
+    lua_pushlightuserdata(L, d->buf[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "buffers");
+}
+
+/* Load the dispatcher at the first call: dispatch = require("weft.events")
+ * (layout, event_table), kept in rt with the delivery state. */
+void wf_lua_event_dispatcher(lua_State *L, wf_lua_rt_t *rt) {
+  wf_lua_deliv_t *d;
+  if (rt->deliv) return;
+  d = lua_newuserdata(L, sizeof *d);
+  memset(d, 0, sizeof *d);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "weft.events");
+  lua_call(L, 1, 1);
+  push_layout(L, d);
+  lua_pushvalue(L, -3);
+  lua_pushcclosure(L, l_event_table, 1);
+  lua_call(L, 2, 1); /* d, ctor, layout, event_table -> d, dispatch */
+  if (!lua_isfunction(L, -1))
+    luaL_error(L, "weft.events did not give a dispatch function");
+  rt->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* for the state's life */
+  lua_pushlightuserdata(L, (void *)&deliv_key);
+  lua_insert(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  rt->deliv = d;
+}
+
+/* Hand n events of run lr to its subscriber: dispatch(subscriber, level,
+ * n, strs, run_id[, records]) on the aux thread, with the records copied
+ * first to the buffer of this nesting level (the dispatcher reads it
+ * through a pointer it keeps; a subscriber that publishes may move the
+ * run's log) or, deeper, to the C stack (records then). */
+int wf_lua_event_deliver(wf_lua_rt_t *rt, wf_lua_run_t *lr,
+                         const wf_event_t *evs, size_t n, wf_err_t *err) {
+  lua_State *L = rt->aux;
+  wf_lua_deliv_t *d = rt->deliv;
+  wf_lua_run_t *was_lr;
+  const wf_event_t *was_ev;
+  size_t was_n;
+  wf_event_t stack_buf[WF_EV_BATCH], *buf;
+  int rc, level;
+  if (!d) return WF_OK; /* no dispatcher: nobody ever subscribed */
+  if (n > WF_EV_BATCH) n = WF_EV_BATCH; /* the scheduler never gives more */
+  level = d->depth < DELIV_LEVELS ? d->depth + 1 : 0;
+  buf = level ? d->buf[level - 1] : stack_buf;
+  memcpy(buf, evs, n * sizeof *buf);
+  was_lr = d->lr; /* the batch of the delivery this one nests in */
+  was_ev = d->ev;
+  was_n = d->n;
+  d->lr = lr;
+  d->ev = buf;
+  d->n = n;
+  d->depth++;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->dispatch_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lr->on_event_ref);
+  lua_pushinteger(L, level);
+  lua_pushinteger(L, (lua_Integer)n);
+  push_strs(L, lr->lg);
+  push_run_id(L, lr);
+  if (!level) lua_pushlightuserdata(L, buf);
+  rc = wf_lua_aux_pcall(rt, level ? 5 : 6, 0, err);
+  d->depth--;
+  d->lr = was_lr;
+  d->ev = was_ev;
+  d->n = was_n;
+  return rc;
 }
 
 /* core.run_events(run) -> list of event tables (from the kept log) */

@@ -81,6 +81,10 @@ struct wf_lua_rt {
   wf_task_t *spawned;          /* live one-shot (weft.go) tasks */
   struct wf_lua_run *runs;     /* live runs (lua_sched.c) */
   struct wf_lua_graph *graphs; /* live graphs (lua_sched.c) */
+  struct wf_lua_deliv *deliv;  /* delivery of events to subscribers
+                                  (lua_event.c); NULL until the first
+                                  subscribed run */
+  int dispatch_ref;            /* weft.events' dispatcher, with deliv */
   wf_lua_hook_t *hooks;        /* close hooks, in order */
   int closing;
   int nrefs; /* registry refs taken through wf_lua_ref, for leak checks */

@@ -119,6 +119,7 @@ static void read_run_opts(lua_State *L, wf_run_opts_t *o) {
     lua_pop(L, 1);
   }
   o->id = lua_tostring(L, RUN_ID);
+  o->listen = lua_isfunction(L, RUN_ON_EVENT);
 }
 
 /* core.run_new(graph, run_table, input, opts|nil) -> run userdata, run id |
@@ -136,6 +137,7 @@ static int l_run_new(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   if (!lua_isnil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
   read_run_opts(L, &o);
+  if (o.listen) wf_lua_event_dispatcher(L, rt); /* may raise: first */
 
   lr = lua_newuserdata(L, sizeof(*lr));
   memset(lr, 0, sizeof(*lr));

@@ -48,14 +48,22 @@ static int traceback_handler(lua_State *L) {
 
 /* pcall on the aux thread: function and nargs args already pushed. On error
  * fills err with the message (first line kept whole, traceback dropped). */
-static int aux_pcall(wf_lua_rt_t *rt, int nargs, int nres, wf_err_t *err) {
+int wf_lua_aux_pcall(wf_lua_rt_t *rt, int nargs, int nres, wf_err_t *err) {
   lua_State *L = rt->aux;
-  int st;
+  int st, h = AUX_HANDLER;
   /* the handler is the first slot of the aux thread's stack, pushed once
    * (wf_lua_sched_new): no closure, registry lookup or stack shuffle per
-   * condition, selector, reducer and subscriber call */
+   * condition, selector, reducer and subscriber call. Inside a callback
+   * (a subscriber cancelling another run, say), a C function's frame is
+   * on the aux thread and stack indices count from its base: the handler
+   * goes below the function then */
+  if (rt->callback_depth > 0) {
+    lua_pushcfunction(L, traceback_handler);
+    lua_insert(L, -nargs - 2);
+    h = lua_gettop(L) - nargs - 1;
+  }
   rt->callback_depth++;
-  st = lua_pcall(L, nargs, nres, AUX_HANDLER);
+  st = lua_pcall(L, nargs, nres, h);
   rt->callback_depth--;
   if (st != 0) {
     const char *m = lua_tostring(L, -1);
@@ -65,9 +73,9 @@ static int aux_pcall(wf_lua_rt_t *rt, int nargs, int nres, wf_err_t *err) {
     else
       wf_err_set(err, "%s", m ? m : "error");
     lua_pop(L, 1);
-    return WF_ERR;
   }
-  return WF_OK;
+  if (h != AUX_HANDLER) lua_remove(L, h);
+  return st ? WF_ERR : WF_OK;
 }
 
 /* route hook: evaluate when(msg) of (edge, i). */
@@ -76,7 +84,7 @@ static int hook_cond(void *ud, const wf_graph_t *g, int edge, int i,
   wf_lua_rt_t *rt = ud;
   push_fn(rt, g, "conds", edge, i);
   wf_lua_val_push(rt, rt->aux, msg);
-  if (aux_pcall(rt, 1, 1, err) != WF_OK) return WF_ERR;
+  if (wf_lua_aux_pcall(rt, 1, 1, err) != WF_OK) return WF_ERR;
   *out = lua_toboolean(rt->aux, -1);
   lua_pop(rt->aux, 1);
   return WF_OK;
@@ -91,7 +99,7 @@ static int hook_select(void *ud, const wf_graph_t *g, int edge, wf_val_t msg,
   push_fn(rt, g, "selects", edge, -1);
   wf_lua_val_push(rt, L, msg);
   lua_pushinteger(L, n);
-  if (aux_pcall(rt, 2, 1, err) != WF_OK) return WF_ERR;
+  if (wf_lua_aux_pcall(rt, 2, 1, err) != WF_OK) return WF_ERR;
   if (!lua_istable(L, -1)) {
     wf_err_set(err, "selector must return a list of indices, got %s",
                luaL_typename(L, -1));
@@ -149,7 +157,7 @@ static int hook_reduce(void *ud, const wf_graph_t *g, int r, wf_val_t acc,
   wf_lua_val_push(rt, L, acc);
   wf_lua_val_push(rt, L, val);
   lua_pushboolean(L, acc_fresh);
-  if (aux_pcall(rt, 3, 1, err) != WF_OK) return WF_ERR;
+  if (wf_lua_aux_pcall(rt, 3, 1, err) != WF_OK) return WF_ERR;
   *out = lua_isnil(L, -1) ? 0 : wf_lua_val_put(rt, L, -1);
   lua_pop(L, 1);
   return WF_OK;
@@ -205,20 +213,21 @@ static void hook_abort(void *ud, wf_run_t *run, wf_inv_t *inv) {
   if (t) wf_task_abort(t);
 }
 
-/* sched hook: deliver a published event to the run's subscriber. A failing
- * subscriber is reported on stderr and removed; the run goes on. */
-static void hook_event(void *ud, wf_run_t *run, const wf_event_t *ev) {
+/* sched hook: deliver a batch of published events to the run's
+ * subscriber. A failing subscriber is reported on stderr and removed; the
+ * run goes on. */
+static void hook_events(void *ud, wf_run_t *run, const wf_event_t *evs,
+                        size_t n) {
   wf_lua_rt_t *rt = ud;
   wf_lua_run_t *lr = wf_run_host(run);
   wf_err_t err;
   if (!lr || lr->on_event_ref == LUA_NOREF) return;
-  lua_rawgeti(rt->aux, LUA_REGISTRYINDEX, lr->on_event_ref);
-  wf_lua_event_push(rt->aux, lr, ev);
-  if (aux_pcall(rt, 1, 0, &err) != WF_OK) {
+  if (wf_lua_event_deliver(rt, lr, evs, n, &err) != WF_OK) {
     fprintf(stderr, "weft: run %s: on_event subscriber failed (removed): %s\n",
             wf_run_id(run), err.msg);
     wf_lua_unref(rt, lr->on_event_ref);
     lr->on_event_ref = LUA_NOREF;
+    wf_run_listen(run, 0);
   }
 }
 
@@ -285,7 +294,7 @@ wf_sched_t *wf_lua_sched_new(wf_lua_rt_t *rt) {
   h.reduce = hook_reduce;
   h.invoke = hook_invoke;
   h.abort = hook_abort;
-  h.event = hook_event;
+  h.events = hook_events;
   h.finished = hook_finished;
   h.checkpoint = hook_checkpoint;
   return wf_sched_new(rt->loop, rt->vals, &h);

@@ -109,6 +109,18 @@ void wf_lua_run_ended(wf_lua_rt_t *rt, wf_lua_run_t *lr);
 
 /* lua_event.c: push the Lua table of event ev of run lr on L. */
 void wf_lua_event_push(lua_State *L, wf_lua_run_t *lr, const wf_event_t *ev);
+/* lua_event.c: make sure the subscribers' dispatcher is loaded (require
+ * "weft.events" at the first call; raises on L if it cannot be). */
+void wf_lua_event_dispatcher(lua_State *L, wf_lua_rt_t *rt);
+/* lua_event.c: hand n events (at most WF_EV_BATCH, copied first) of run
+ * lr to its subscriber through the dispatcher, in one protected call on
+ * the aux thread. WF_ERR with err when the subscriber failed. */
+int wf_lua_event_deliver(wf_lua_rt_t *rt, wf_lua_run_t *lr,
+                         const wf_event_t *evs, size_t n, wf_err_t *err);
+/* lua_sched.c: lua_pcall on the aux thread of the function and nargs
+ * arguments pushed, with a traceback handler; on error err has the message
+ * (traceback dropped) and nothing is left on the stack. */
+int wf_lua_aux_pcall(wf_lua_rt_t *rt, int nargs, int nres, wf_err_t *err);
 
 /* lua_snapshot.c: apply the restore table at idx to lr, a run not started
  * yet (core.run_new's opts.restore). */
