@@ -111,6 +111,10 @@ local ROWS = {
   { id = "loop", name = "loop of 10,000 supersteps, per step", unit = "us",
     target = 1.0, ratio = true },
   { id = "single", name = "one-executor run, fixed cost per run", unit = "us", target = 2 },
+  -- weft only (PocketFlow publishes no events): the chain with and without
+  -- one counting subscriber, the difference per event
+  { id = "subscriber", name = "one on_event subscriber, per event", unit = "us", target = 0.1,
+    weft_only = true },
   { id = "paused", name = "10,000 runs paused for input, heap per run", unit = "KiB", target = 2 },
   { id = "fan", name = "fan-out 1,000, append to a list, per branch", unit = "us", target = 0.7 },
   -- weft.flow against PocketFlow's own classes (issue 17): no target, printed only
@@ -161,7 +165,9 @@ local W, P = {}, {}
 for _, r in ipairs(ROWS) do W[r.id], P[r.id] = {}, {} end
 for round = 1, opts.runs do
   for _, r in ipairs(ROWS) do
-    if round % 2 == 1 then
+    if r.weft_only then
+      W[r.id][round] = measure("weft", r.id)
+    elseif round % 2 == 1 then
       W[r.id][round] = measure("weft", r.id)
       P[r.id][round] = measure("pocketflow", r.id)
     else
@@ -184,10 +190,13 @@ p(LINE, "row", "unit", "weft", "PocketFlow", "weft/", "target", "")
 p(LINE, "", "", "median (min-max)", "median (min-max)", "peer", "", "")
 local over = 0
 for _, r in ipairs(ROWS) do
-  local w, pf = blib.stats(W[r.id]), blib.stats(P[r.id])
-  local ratios = {}
-  for k = 1, opts.runs do ratios[k] = W[r.id][k] / P[r.id][k] end
-  local ratio = blib.stats(ratios).median
+  local w, pf = blib.stats(W[r.id]), not r.weft_only and blib.stats(P[r.id])
+  local ratio
+  if pf then
+    local ratios = {}
+    for k = 1, opts.runs do ratios[k] = W[r.id][k] / P[r.id][k] end
+    ratio = blib.stats(ratios).median
+  end
   local target, verdict
   if r.target == nil then
     target, verdict = "-", ""
@@ -200,7 +209,8 @@ for _, r in ipairs(ROWS) do
   end
   if verdict == "OVER" then over = over + 1 end
   local function fig(st) return fmt("%s (%s-%s)", num(st.median), num(st.min), num(st.max)) end
-  p(LINE, r.name, r.unit, fig(w), fig(pf), fmt("%.2fx", ratio), target, verdict)
+  p(LINE, r.name, r.unit, fig(w), pf and fig(pf) or "-", ratio and fmt("%.2fx", ratio) or "-", target,
+    verdict)
 end
 p("")
 p("load: %s after; %d row(s) over target (informational; not a failure)", blib.loadavg(), over)

@@ -3,7 +3,8 @@
 -- line `result <row> <value>` (µs per unit of work, or KiB per paused run).
 --
 -- Run: build/weft exec bench/peers/weft_side.lua ROW [--warm N] [--reps N]
--- with ROW one of chain, loop, single, paused, fan, batch, pbatch. bench/peers/peers.lua
+-- with ROW one of chain, subscriber, loop, single, paused, fan, batch,
+-- pbatch (subscriber: weft only). bench/peers/peers.lua
 -- runs it, alternating with bench/peers/pocketflow_side.js, which builds
 -- the same graphs with PocketFlow and does the same work per node: keep the
 -- two files in step (same sizes, same work, same warm-up and repetitions).
@@ -45,7 +46,7 @@ do
     if (a == "--warm" or a == "--reps") and v and v >= 0 and v == math.floor(v) then
       opts[a:sub(3)] = v
     else
-      error("usage: weft exec bench/peers/weft_side.lua chain|loop|single|paused|fan|batch|pbatch"
+      error("usage: weft exec bench/peers/weft_side.lua chain|subscriber|loop|single|paused|fan|batch|pbatch"
         .. " [--warm N] [--reps N] (bad argument '" .. tostring(a) .. "')", 0)
     end
     i = i + 2
@@ -88,10 +89,10 @@ end
 
 local rows = {}
 
---- (1) A chain of CHAIN executors; each reads the state key "n", writes
--- n + 1 and sends its message on (the last one's send is dropped: no
--- out-edge). Per executor.
-function rows.chain()
+--- The chain of rows.chain: CHAIN executors; each reads the state key
+-- "n", writes n + 1 and sends its message on (the last one's send is
+-- dropped: no out-edge). Returns the workflow and the check of a result.
+local function chain()
   local function step(msg, ctx)
     ctx:set_state("n", (ctx:get_state("n") or 0) + 1)
     ctx:send(msg)
@@ -100,13 +101,52 @@ function rows.chain()
   for k = 1, CHAIN do execs[k] = weft.executor("c" .. k, step) end
   local b = weft.workflow("chain"):start(execs[1])
   for k = 1, CHAIN - 1 do b = b:edge(execs[k], execs[k + 1]) end
-  local wf = b:build()
-  return measure(timer(wf, "x", { max_supersteps = CHAIN + 10 }, function(res)
+  return b:build(), function(res)
     check("chain", res, CHAIN)
     if res.state.n ~= CHAIN then
       error(fmt("chain: state n = %s (expected %d)", tostring(res.state.n), CHAIN), 0)
     end
-  end), CHAIN)
+  end
+end
+
+--- (1) The chain of CHAIN executors. Per executor.
+function rows.chain()
+  local wf, ok = chain()
+  return measure(timer(wf, "x", { max_supersteps = CHAIN + 10 }, ok), CHAIN)
+end
+
+--- (1b, weft only: PocketFlow has no events) One on_event subscriber that
+-- counts: the chain run with and without it, alternately, each timed with
+-- a full GC after it (so that the figure includes collecting the event
+-- tables); the difference per event it received (4 per executor). Median
+-- of the per-repetition differences.
+function rows.subscriber()
+  local wf, ok = chain()
+  local n = 0
+  local plain = { max_supersteps = CHAIN + 10 }
+  local subscribed = { max_supersteps = CHAIN + 10, on_event = function() n = n + 1 end }
+  local function settled(ropts)
+    return function()
+      local t0 = clock()
+      local res = wf:run("x", ropts)
+      collectgarbage("collect")
+      local t = clock() - t0
+      ok(res)
+      return t
+    end
+  end
+  local without, with = settled(plain), settled(subscribed)
+  for _ = 1, opts.warm do without(); with() end
+  local ds = {}
+  for r = 1, opts.reps do
+    collectgarbage("collect")
+    local a = without()
+    collectgarbage("collect")
+    n = 0
+    local b = with()
+    ds[r] = (b - a) / n * 1e6
+  end
+  return median(ds)
 end
 
 --- (2) A loop a <-> b of LOOP supersteps: each adds 1 to the counter it
@@ -235,6 +275,6 @@ function rows.pbatch() return batch_row("AsyncParallelBatchNode") end
 
 local f = rows[row]
 if not f then
-  error("weft_side.lua: unknown row '" .. tostring(row) .. "' (rows: chain, loop, single, paused, fan, batch, pbatch)", 0)
+  error("weft_side.lua: unknown row '" .. tostring(row) .. "' (rows: chain, subscriber, loop, single, paused, fan, batch, pbatch)", 0)
 end
 io.write(fmt("result %s %.6f\n", row, f()))
