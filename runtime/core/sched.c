@@ -86,7 +86,10 @@ void wf_sched_publish(wf_run_t *r, wf_event_t *ev) {
   }
   ev->ts = wf_time_wall();
   wf_evlog_push(&r->log, ev);
-  if (!r->busy) wf_sched_flush(r);
+  if (!r->busy) { /* (every caller enters the run first) */
+    wf_sched_enter(r);
+    wf_sched_leave(r);
+  }
 }
 
 /* Hand the events published since the last flush to hooks->events, in
@@ -119,6 +122,8 @@ void wf_run_listen(wf_run_t *r, int on) {
 /* Outermost leave: tear down a terminal run, free a run marked dead. */
 void wf_sched_leave_outer(wf_run_t *r) {
   wf_sched_flush(r);
+  /* a log not kept is empty now: a run waiting in the loop holds none */
+  if (!r->keep && r->log.cap && !r->flushing) wf_evlog_free(&r->log, r->s->vals);
   if (wf_sched_terminal(r->status) && !r->torn) teardown(r);
   r->busy = 0;
   if (r->dead) really_free(r);

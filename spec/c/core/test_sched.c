@@ -12,6 +12,7 @@
 #include "graph_fixture.h"
 #include "harness.h"
 #include "sched.h"
+#include "sched_int.h" /* test_event_batches: a log not kept holds nothing */
 
 /* ---- the test host ------------------------------------------------------ */
 
@@ -580,6 +581,21 @@ static void test_event_batches(void) {
   CHECK_INT(nev, 0);
   CHECK_INT(nbatches, 0);
   CHECK(wf_run_events(r, &nk) != NULL && nk > 0);
+  wf_run_free(r);
+
+  /* listening without keeping: the events go, and their storage with them
+   * once the run waits in the loop */
+  o.keep_events = 0;
+  o.listen = 1;
+  BEH[1] = b_hang;
+  r = wf_run_new(S, g, &o, &err);
+  CHECK_INT(wf_run_start(r, hv_int(0), &err), WF_OK);
+  for (int i = 0; i < 1000 && find_ev(r, WF_EV_EXECUTOR_INVOKED, 1, 0) < 0; i++)
+    wf_loop_step(L);
+  CHECK(find_ev(r, WF_EV_EXECUTOR_INVOKED, 1, 0) >= 0);
+  CHECK_INT(wf_run_status(r), WF_RUN_RUNNING);
+  CHECK(r->log.v == NULL && r->log.cap == 0);
+  CHECK(wf_run_events(r, &nk) == NULL);
   wf_run_free(r);
   wf_graph_free(g);
   teardown_all();
