@@ -285,6 +285,9 @@ function _M.request_built(opts) return _M.request(opts, true) end
 perform = function(opts, method, body, framing, ct, stream)
   local req, err, code = core.start(opts, method, body, framing, ct, _M.policy(opts.network))
   if not req then return nil, err, code end
+  -- the C request has what it needs: the options table is not kept while
+  -- the transfer runs (a caller that does not hold it lets it go)
+  opts = nil
   if stream then return run_stream(req, stream) end
   local status, lines, rbody = wait(req)
   if not status then return nil, lines, rbody end

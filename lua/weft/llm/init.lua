@@ -106,20 +106,26 @@ end
 
 -- The state of one call (chat) that its attempts read: an array, so that
 -- a call in flight holds one small table and passes one value down (its
--- frames stay small: see attempt).
-local C_P, C_CALL, C_CFG, C_OPTS, C_BODY, C_BUILT, C_EMIT, C_PNAME = 1, 2, 3, 4, 5, 6, 7, 8
+-- frames stay small: see attempt). It keeps what the attempts need and
+-- nothing else: not the caller's options (nor, through them, the
+-- messages), not the normalised call (only a provider with its own
+-- transport, the mock, gets it), not the table P.build made: a run in
+-- flight holds none of them (docs/internals.md, "Memory of a run in
+-- flight"). C_CALL: the normalised call, or false; C_STREAM: the idle
+-- timeout of a streamed call, false when not streamed.
+local C_P, C_CALL, C_CFG, C_BODY, C_URL, C_HEADERS, C_EMIT, C_PNAME, C_MAX, C_STREAM =
+  1, 2, 3, 4, 5, 6, 7, 8, 9, 10
 
 -- The HTTP request of one attempt of call c with `left` seconds of its
 -- total timeout, and for a streamed call its stream state st {asm,
 -- failure, seen, seen_len, received}, filled by the request's callback.
 local function attempt_request(c, left)
-  local P, opts, built = c[C_P], c[C_OPTS], c[C_BUILT]
-  local max_bytes = opts.max_bytes or _M.MAX_BYTES
-  local req = { method = "POST", url = built.url, headers = built.headers, body = c[C_BODY],
+  local P, max_bytes = c[C_P], c[C_MAX]
+  local req = { method = "POST", url = c[C_URL], headers = c[C_HEADERS], body = c[C_BODY],
                 timeout = left, cross_origin_redirects = "refuse", max_body = max_bytes }
-  if not c[C_CALL].stream then return req end
+  if not c[C_STREAM] then return req end
   local st = { asm = stream.new(P.name, c[C_EMIT], max_bytes), seen = {}, seen_len = 0, received = 0 }
-  req.idle_timeout = opts.idle_timeout or _M.STREAM_IDLE_TIMEOUT
+  req.idle_timeout = c[C_STREAM]
   req.framing = P.framing -- max_body: per event
   req.stream = function(frame)
     if st.failure then return false end
@@ -191,7 +197,15 @@ end
 -- are its callers: a call in flight keeps this chain of frames on its
 -- coroutine's stack (docs/internals.md, "Memory of a run in flight").
 local function attempt(_, left, c)
-  local req, st = attempt_request(c, left)
+  if not c[C_STREAM] then
+    -- the request table is only the transport's argument (no local of
+    -- this frame holds it), so weft.http can let it go once the transfer
+    -- has started; the call is not nested in attempt_outcome's arguments,
+    -- which would put the transport's frames 3 slots deeper
+    local res, herr, hcode = (c[C_P].transport or _M.http_request)(attempt_request(c, left), c[C_CALL], c[C_CFG])
+    return attempt_outcome(c, nil, res, herr, hcode)
+  end
+  local req, st = attempt_request(c, left) -- st: filled while it streams
   local res, herr, hcode = (c[C_P].transport or _M.http_request)(req, c[C_CALL], c[C_CFG])
   return attempt_outcome(c, st, res, herr, hcode)
 end
@@ -267,15 +281,17 @@ function _M.chat(opts)
   cfg, err, code = common.config(P, opts)
   if not cfg then return nil, err, code end
   local built = P.build(call, cfg)
-  local body = json.encode(built.body)
-  built.body = nil -- encoded: a call in flight keeps the string only
+  local body = json.encode(built.body) -- a call in flight keeps the string only
   local timeout = opts.timeout or (not call.stream and _M.TIMEOUT) or nil
   local deps = deps_by_timeout[timeout or false]
   if not deps or deps.sleep ~= _M.sleep or deps.clock ~= _M.clock then
     deps = { sleep = _M.sleep, rand = random, clock = _M.clock, timeout = timeout }
     deps_by_timeout[timeout or false] = deps
   end
-  local c = { P, call, cfg, opts, body, built, call.stream and sink(opts) or nil, pname }
+  local streamed = call.stream
+  local c = { P, P.transport and call or false, cfg, body, built.url, built.headers,
+              streamed and sink(opts) or nil, pname, opts.max_bytes or _M.MAX_BYTES,
+              streamed and (opts.idle_timeout or _M.STREAM_IDLE_TIMEOUT) or false }
   -- journaled in durable runs (a re-executed invocation gets this result),
   -- under the run's budget (weft.budget: refused when spent; charged): a
   -- tail call, so that chat's frame is not kept while the call is in flight
