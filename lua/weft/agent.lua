@@ -246,6 +246,22 @@ local function guarded(gl, stage, v, field, tool)
   return guard_mod.try(gl[stage], stage, v, info)
 end
 
+-- Stream the guarded reply res of a model call that was held back (see
+-- turn) as the call would have: its text in one {text} chunk, then
+-- {done, usage, finish_reason}, each named after the agent, to on_chunk
+-- and, inside a workflow, as agent_update events of the invocation.
+-- Tool calls are not streamed as deltas (the reply's tool_calls has them).
+local function replay(self, on_chunk, res)
+  local inv = require("weft.invocation").current()
+  local function emit(chunk)
+    chunk.agent = self.name
+    if inv then inv:publish_chunk(chunk) end
+    on_chunk(chunk)
+  end
+  if res.text and res.text ~= "" then emit({ text = res.text }) end
+  emit({ done = true, usage = res.usage, finish_reason = res.finish_reason })
+end
+
 -- The run itself, on the run's pending messages (the input): returns the
 -- result, or nil, err, code. The thread changes only when the model has
 -- answered (the pending messages are appended at once), so a failed or
@@ -270,7 +286,11 @@ local function turn(self, thread, pending, on_chunk)
       req, err = guarded(gl, "input", req, "messages")
       if not req then return nil, err, "guardrail" end
     end
-    res, err, code = chat(chat_opts(self, req, on_chunk))
+    -- a reply that guards read (output, tool calls) is not streamed live:
+    -- its chunks would leave before the guards ran; once they passed, the
+    -- guarded reply is streamed (replay)
+    local held = on_chunk and gl and (gl.output or gl.tool_call) and on_chunk
+    res, err, code = chat(chat_opts(self, req, not held and on_chunk or nil))
     if not res then return nil, sformat("agent '%s': %s", self.name, tostring(err)), code end
     if gl and gl.output and res.text and res.text ~= "" then
       local text
@@ -286,6 +306,7 @@ local function turn(self, thread, pending, on_chunk)
     end
     local calls = res.tool_calls
     if not calls or #calls == 0 then
+      if held then replay(self, held, res) end
       pending[#pending + 1] = { role = "assistant", content = res.text or "" }
       break
     end
@@ -302,6 +323,7 @@ local function turn(self, thread, pending, on_chunk)
         c.arguments = a
       end
     end
+    if held then replay(self, held, res) end
     pending[#pending + 1] = { role = "assistant", content = res.text or "", tool_calls = own }
     for _, c in ipairs(own) do
       local text = run_tool(self, c, thread)
