@@ -91,6 +91,26 @@ describe("llm.common request building", function()
     end)
   end)
 
+  describe("http_request", function()
+    it("gives calls with the same headers one shared headers table", function()
+      local a = common.http_request("http://h/v1/x", common.bearer("k-1"), {}, false)
+      local b = common.http_request("http://h/v1/x", common.bearer("k-1"), {}, false)
+      assert.equal(a.headers, b.headers)
+      assert.same({ authorization = "Bearer k-1", ["content-type"] = "application/json" }, a.headers)
+    end)
+
+    it("makes another one when a header differs", function()
+      local a = common.http_request("http://h/v1/x", common.bearer("k-1"), {}, false)
+      local b = common.http_request("http://h/v1/x", common.bearer("k-2"), {}, false)
+      local c = common.http_request("http://h/v1/x", common.bearer("k-1"), {}, true)
+      assert.are_not.equal(a.headers, b.headers)
+      assert.are_not.equal(a.headers, c.headers)
+      assert.same({ authorization = "Bearer k-2", ["content-type"] = "application/json" }, b.headers)
+      assert.same({ authorization = "Bearer k-1", ["content-type"] = "application/json",
+                    accept = "text/event-stream" }, c.headers)
+    end)
+  end)
+
   describe("config", function()
     local P = { name = "p", key_env = "WEFT_TEST_NO_SUCH_KEY", needs_key = true, default_base = "http://h/v1/" }
 

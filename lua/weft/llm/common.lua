@@ -85,12 +85,38 @@ function _M.finish_reason(map, r, lower)
   return map[r] or (lower and r:lower() or r)
 end
 
+-- The last header table of the calls to each URL, streamed ([2]) or not
+-- ([1]): read-only and shared by the calls that have the same headers, so
+-- that a call in flight holds no header table of its own. Weak values: a
+-- table no call uses any more goes. A call with other headers (another
+-- key) replaces it; looking it up makes no garbage.
+local shared_headers = { setmetatable({}, { __mode = "v" }), setmetatable({}, { __mode = "v" }) }
+
+-- Whether header maps a and b have the same names and values.
+local function same_headers(a, b)
+  for k, v in next, a do
+    if b[k] ~= v then return false end
+  end
+  for k in next, b do
+    if a[k] == nil then return false end
+  end
+  return true
+end
+
 --- The HTTP request {url, headers, body (table)} of a provider call:
 -- headers is completed with content-type: application/json, and with
--- accept: text/event-stream when sse.
+-- accept: text/event-stream when sse. Calls to the same URL with the same
+-- headers get one shared headers table (read-only: not to be changed).
 function _M.http_request(url, headers, body, sse)
   headers["content-type"] = "application/json"
   if sse then headers.accept = "text/event-stream" end
+  local cache = shared_headers[sse and 2 or 1]
+  local last = cache[url]
+  if last and same_headers(last, headers) then
+    headers = last
+  else
+    cache[url] = headers
+  end
   return { url = url, headers = headers, body = body }
 end
 
