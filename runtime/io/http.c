@@ -107,6 +107,9 @@ typedef struct wf_http_easy {
   ev_timer idle;             /* the transfer's idle timeout */
   ev_tstamp last;            /* time of the last byte received */
   int paused;                /* reading paused: records wait to be taken */
+  struct curl_slist *hdrs;   /* the transfer's header lines (curl's list) */
+  char *refused; /* the policy's refusal of an address curl tried: the
+                    error when the connect then fails */
   char errbuf[CURL_ERROR_SIZE];
 } wf_http_easy_t;
 
@@ -120,8 +123,10 @@ typedef struct wf_http_host {
 
 enum { REQ_QUEUED, REQ_RUNNING, REQ_DONE };
 
-/* A request: 10,000 of them may wait at once, so flags are bytes and what
- * only a running transfer needs is in its wf_http_easy_t. */
+/* A request: 10,000 of them may wait at once, so flags are bytes, the
+ * timeouts floats, the URL and host:port after a redirect one block, and
+ * what only a running transfer needs (curl's header list, a policy
+ * refusal) is in its wf_http_easy_t: 320 bytes. */
 struct wf_http_req {
   wf_http_t *h; /* NULL once done and notified */
   wf_http_host_t *host;
@@ -136,7 +141,8 @@ struct wf_http_req {
    * an empty string) and the body (unless borrowed: then the caller's) */
   char *blob;
   const char *url, *method, *hostport, *origin, *hdrtext, *body;
-  char *url_own, *hostport_own; /* url and hostport after a redirect */
+  char *redir; /* after a redirect: its URL then its "host:port", one
+                  block (url and hostport point into it) */
   size_t body_len;
   short max_redirects, nredirects;
   unsigned char state;       /* REQ_* */
@@ -151,10 +157,9 @@ struct wf_http_req {
                                 response is buffered, not framed */
   unsigned char code;        /* wf_http_errcode_t */
   int status;                /* response status */
+  float t_left;      /* total timeout left at the current activation */
   ev_tstamp t_first; /* first activation: the total timeout runs from it */
-  double t_left;     /* total timeout left at the current activation */
-  struct curl_slist *hdrs; /* built when the transfer starts */
-  double connect_timeout, timeout, idle_timeout;
+  float connect_timeout, timeout, idle_timeout; /* seconds, <= 1e6 */
   size_t max_body;
   wf_http_easy_t *easy; /* the running transfer */
   /* the response */
@@ -168,8 +173,6 @@ struct wf_http_req {
   size_t rbytes; /* record bytes not yet taken */
   char *errmsg;
   wf_netpolicy_t *policy; /* a reference, or NULL */
-  char *refused; /* the policy's refusal of an address curl tried: the
-                    error when the connect then fails */
 };
 
 struct wf_http {
@@ -497,7 +500,7 @@ static curl_socket_t on_opensocket(void *ud, curlsocktype purpose,
   wf_err_t err;
   (void)purpose;
   if (wf_netpolicy_check_addr(r->policy, &a->addr, r->hostport, &err) != WF_OK) {
-    if (!r->refused) r->refused = wf_xstrdup(err.msg);
+    if (!r->easy->refused) r->easy->refused = wf_xstrdup(err.msg);
     return CURL_SOCKET_BAD;
   }
   return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
@@ -729,8 +732,17 @@ static wf_http_easy_t *easy_get(wf_http_t *h) {
   return e;
 }
 
+/* Free what the transfer of e kept: its header list, a refusal. */
+static void easy_clear(wf_http_easy_t *e) {
+  curl_slist_free_all(e->hdrs);
+  e->hdrs = NULL;
+  free(e->refused);
+  e->refused = NULL;
+}
+
 /* Close an easy handle. */
 static void easy_close(wf_http_easy_t *e) {
+  easy_clear(e);
   curl_easy_cleanup(e->curl);
   free(e);
 }
@@ -739,11 +751,11 @@ static void easy_close(wf_http_easy_t *e) {
  * cleanly (clean = 1), else close it: see the header comment. */
 static void easy_put(wf_http_t *h, wf_http_easy_t *e, int clean) {
   if (!clean || h->npool >= WF_HTTP_POOL_MAX || h->dying) {
-    curl_easy_cleanup(e->curl);
-    free(e);
+    easy_close(e);
     return;
   }
   curl_easy_reset(e->curl);
+  easy_clear(e);
   e->next = h->pool;
   h->pool = e;
   h->npool++;
@@ -786,7 +798,7 @@ static void queue_unlink(wf_http_host_t *ho, wf_http_req_t *r) {
  * one explicitly, so that nothing depends on what a reset restores, and
  * checked. Returns the first failure with the option's name in *what. */
 static CURLcode easy_setup(wf_http_t *h, wf_http_req_t *r, wf_http_easy_t *e,
-                           const char **what) {
+                           struct curl_slist *hdrs, const char **what) {
   CURL *c = e->curl;
   int is_post = strcmp(r->method, "POST") == 0;
   e->errbuf[0] = 0;
@@ -825,7 +837,7 @@ static CURLcode easy_setup(wf_http_t *h, wf_http_req_t *r, wf_http_easy_t *e,
                ? NULL
                : r->method);
   }
-  SETOPT(c, CURLOPT_HTTPHEADER, r->hdrs);
+  SETOPT(c, CURLOPT_HTTPHEADER, hdrs);
   /* curl allocates this receive buffer for every running transfer; 4 KiB
    * instead of 16 keeps 10,000 concurrent transfers 120 MB smaller and
    * reads a 100 MB body over loopback no slower (measured). It must take:
@@ -841,6 +853,7 @@ static CURLcode easy_setup(wf_http_t *h, wf_http_req_t *r, wf_http_easy_t *e,
 static int req_activate(wf_http_t *h, wf_http_req_t *r) {
   wf_http_lane_t *ln = lane_pick(h);
   wf_http_easy_t *e = ln ? easy_get(h) : NULL;
+  struct curl_slist *hdrs = NULL; /* the header lines this hop sends */
   const char *what = NULL;
   CURLcode cc;
   if (!e) {
@@ -863,21 +876,22 @@ static int req_activate(wf_http_t *h, wf_http_req_t *r) {
   }
   for (const char *p = r->hdrtext; *p; p += strlen(p) + 1) {
     if (p[0] == 's' && r->left_origin) continue;
-    if (!(r->hdrs = curl_slist_append(r->hdrs, p + 1))) abort();
+    if (!(hdrs = curl_slist_append(hdrs, p + 1))) abort();
   }
   /* no "Expect: 100-continue" round trip before larger bodies */
-  if (!r->has_expect && !(r->hdrs = curl_slist_append(r->hdrs, "Expect:")))
+  if (!r->has_expect && !(hdrs = curl_slist_append(hdrs, "Expect:")))
     abort();
   if (r->framing == WF_HTTP_SSE && !r->sse)
     r->sse = wf_sse_new(on_sse, r, r->max_body);
   if (r->framing == WF_HTTP_NDJSON && !r->nd)
     r->nd = wf_ndjson_new(on_line, r, r->max_body);
-  cc = easy_setup(h, r, e, &what);
+  cc = easy_setup(h, r, e, hdrs, &what);
   if (cc != CURLE_OK) { /* a pooled handle kept state: take a fresh one */
     easy_close(e);
     e = wf_xcalloc(1, sizeof *e);
-    if ((e->curl = curl_easy_init())) cc = easy_setup(h, r, e, &what);
+    if ((e->curl = curl_easy_init())) cc = easy_setup(h, r, e, hdrs, &what);
   }
+  e->hdrs = hdrs; /* freed with the transfer (easy_clear) */
   if (cc == CURLE_OK) {
     r->easy = e;
     e->lane = ln;
@@ -888,12 +902,12 @@ static int req_activate(wf_http_t *h, wf_http_req_t *r) {
   }
   if (cc != CURLE_OK || curl_multi_add_handle(ln->multi, e->curl) != CURLM_OK) {
     r->easy = NULL;
-    if (e->curl)
+    if (e->curl) {
       easy_close(e);
-    else
+    } else {
+      easy_clear(e);
       free(e);
-    curl_slist_free_all(r->hdrs);
-    r->hdrs = NULL;
+    }
     req_error(r, WF_HTTP_ERR_OTHER,
               cc != CURLE_OK
                   ? xasprintf("request to %s failed: curl refused %s: %s",
@@ -936,10 +950,8 @@ static void req_detach(wf_http_t *h, wf_http_req_t *r, int clean) {
       wf_http_lane_t *ln = r->easy->lane;
       ev_timer_stop(h->evl, &r->easy->idle);
       curl_multi_remove_handle(ln->multi, r->easy->curl);
-      easy_put(h, r->easy, clean);
+      easy_put(h, r->easy, clean); /* frees its header list */
       r->easy = NULL;
-      curl_slist_free_all(r->hdrs);
-      r->hdrs = NULL;
       if (--ln->running == 0 && ln->idx > 0 && !ev_is_active(&h->reap)) {
         ev_timer_set(&h->reap, WF_HTTP_LANE_REAP, 0);
         ev_timer_start(h->evl, &h->reap);
@@ -1013,8 +1025,8 @@ static void req_finish(wf_http_req_t *r, CURLcode cc) {
   wf_http_host_t *ho = r->host;
   wf_err_t err;
   if (r->state == REQ_DONE) return;
-  if (cc == CURLE_COULDNT_CONNECT && r->refused)
-    req_error(r, WF_HTTP_ERR_POLICY, wf_xstrdup(r->refused));
+  if (cc == CURLE_COULDNT_CONNECT && r->easy && r->easy->refused)
+    req_error(r, WF_HTTP_ERR_POLICY, wf_xstrdup(r->easy->refused));
   if (r->easy && cc != CURLE_OK && r->code == WF_HTTP_ERR_NONE) {
     long os_errno = 0;
     curl_off_t conn_us = 0, pre_us = 0;
@@ -1051,15 +1063,12 @@ static void req_free(wf_http_req_t *r) {
   hdr_clear(r);
   free(r->hdr);
   free(r->blob);
-  free(r->url_own);
-  free(r->hostport_own);
-  curl_slist_free_all(r->hdrs);
+  free(r->redir);
   free(r->buf);
   wf_sse_free(r->sse);
   wf_ndjson_free(r->nd);
   wf_http_record_free(r->rhead);
   free(r->errmsg);
-  free(r->refused);
   wf_netpolicy_unref(r->policy);
   free(r);
 }
@@ -1180,15 +1189,20 @@ static int req_redirect(wf_http_t *h, wf_http_req_t *r) {
     }
     r->left_origin = 1; /* for good: the secret headers stay behind */
   }
-  loc = wf_xstrdup(loc); /* curl's copy goes with the handle */
-  req_detach(h, r, 1);
-  r->nredirects++;
-  free(r->refused); /* a new hop */
-  r->refused = NULL;
-  free(r->url_own);
-  r->url = r->url_own = loc;
-  free(r->hostport_own);
-  r->hostport = r->hostport_own = hostport;
+  { /* curl's copy of loc goes with the handle: one block, URL then
+     * host:port, replaces the last hop's */
+    size_t ul = strlen(loc), hl = strlen(hostport);
+    char *redir = wf_xmalloc(ul + hl + 2);
+    memcpy(redir, loc, ul + 1);
+    memcpy(redir + ul + 1, hostport, hl + 1);
+    free(hostport);
+    req_detach(h, r, 1); /* the hop's refusal goes with its handle */
+    r->nredirects++;
+    free(r->redir);
+    r->redir = redir;
+    r->url = redir;
+    r->hostport = redir + ul + 1;
+  }
   /* 303, and 301/302 after a POST, go on as a GET without the body (what
    * browsers and curl do); 307 and 308 repeat the request as it was */
   if ((st == 303 && strcmp(r->method, "HEAD") != 0) ||
