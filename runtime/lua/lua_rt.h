@@ -31,17 +31,21 @@ typedef int (*wf_task_prepare_fn)(wf_task_t *t, lua_State *L);
 typedef void (*wf_task_done_fn)(wf_task_t *t, int ok, const char *msg,
                                 const char *tb, unsigned flags);
 
+/* A task: one per run in flight (issue 14), so its fields are packed
+ * without holes (the flags are bytes): 200 bytes. */
 struct wf_task {
   wf_lua_rt_t *rt;
   lua_State *co;    /* the coroutine */
   int co_ref;       /* registry ref anchoring co */
+  int result;       /* the outcome an event handler records for prepare */
   wf_defer_t defer; /* resume queue node */
   int nret;         /* values pushed on co for the next resume */
-  int waiting;      /* suspended inside a weft primitive */
-  int aborted;      /* abort requested while running: discard on return */
-  int oneshot;      /* a weft.go task: freed, not pooled, when it ends */
-  int main;         /* a main-thread waiter (wf_task_waiter), not a task */
-  int woken;        /* main-thread waiter: its wait is over */
+  unsigned char waiting; /* suspended inside a weft primitive */
+  unsigned char aborted; /* abort requested while running: discard on return */
+  unsigned char oneshot; /* a weft.go task: freed, not pooled, when it ends */
+  unsigned char main;    /* a main-thread waiter (wf_task_waiter), not a task */
+  unsigned char woken;   /* main-thread waiter: its wait is over */
+  uint32_t seq;          /* the owner invocation's (see run below) */
   /* the wait protocol: what the task waits on, how to cancel it (abort,
    * executor timeout, deadlock; called whether or not the wait is over,
    * it frees what wait holds) and how to build the results; all three
@@ -49,21 +53,23 @@ struct wf_task {
   void *wait;
   void (*cancel)(wf_task_t *t);
   wf_task_prepare_fn prepare;
-  int result;       /* the outcome an event handler records for prepare */
   const char *what; /* main-thread waiter: named after fname in a deadlock
                        error ("run ID"), so nothing is formatted per wait */
   ev_timer timer;   /* a wait's timeout (stopped by the resumer) */
   /* owner: a scheduler invocation, or a plain Lua waiter */
   wf_task_done_fn done;
-  wf_run_t *run;
-  uint32_t seq;
+  wf_run_t *run;    /* with seq above */
   /* the invocation's executor index, superstep, order and attempt (set
    * with run and seq: core.current still tells them after an abort) */
-  int exec, superstep, order;
   uint32_t attempt;
+  int exec, superstep, order;
   wf_task_t *next;  /* pool / wait lists */
   wf_task_t *sprev, *snext; /* live one-shot tasks (freed at close) */
 };
+/* 200 bytes on 64-bit with libev's 48-byte ev_timer (224 before it was
+ * packed): a field that opens a hole fails the build here. */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct wf_task) <= 152 + sizeof(ev_timer),
+               "wf_task_t (one per run in flight) grew: pack its fields");
 
 struct wf_lua_rt {
   lua_State *aux;  /* helper thread for C-initiated calls; never resumed */
