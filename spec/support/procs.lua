@@ -31,8 +31,10 @@ function _M.spawn(argv, env)
   for k, v in pairs(env or {}) do parts[#parts + 1] = k .. "=" .. q(v) end
   for _, a in ipairs(argv) do parts[#parts + 1] = q(a) end
   local cmd = table.concat(parts, " ")
-  -- the outer shell's own stderr ("Killed" after kill -9) is dropped
-  os.execute(fmt("sh -c %s 2>/dev/null &", q(fmt("env %s >%s 2>%s & echo $! >%s; wait $!; echo $? >%s",
+  -- the outer shell's own output ("Killed" after kill -9) is dropped, and
+  -- it holds none of ours: a child left running cannot keep the pipe of
+  -- whoever runs the specs (ctest) open
+  os.execute(fmt("sh -c %s >/dev/null 2>&1 &", q(fmt("env %s >%s 2>%s & echo $! >%s; wait $!; echo $? >%s",
     cmd, q(p.out), q(p.err), q(p.pidf), q(p.rc)))))
   for _ = 1, 500 do
     local s = slurp(p.pidf)
