@@ -200,7 +200,7 @@ end
 local function start_renewal(r, d)
   local c = loop.cond()
   d.renewal = c
-  task.go(function()
+  task.go_detached(function() -- serves the run, not the invocation starting it
     while d.renewal == c do
       c:wait(d.lease.renew)
       if d.renewal ~= c then break end

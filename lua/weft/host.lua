@@ -195,7 +195,7 @@ local function follow(self, key, path, seen, change)
   if self.watchers[key] then return end
   local w = { stop = false }
   self.watchers[key] = w
-  w.task = require("weft").go(function()
+  w.task = require("weft.task").go_detached(function()
     while not w.stop do
       local now = slurp(path) or false
       if not seen(now) then

@@ -44,7 +44,11 @@ local function body(t, fn, ...)
 end
 
 --- Run fn(...) in a new task; returns its handle. The task works for the
--- invocation that starts it (weft.task.current: events, journaled I/O).
+-- invocation that starts it (weft.task.current: events, journaled I/O)
+-- and stops with it: when the invocation is aborted (its timeout, a
+-- cancel, its run failing) or fails, the task is dropped at once (its wait
+-- cancelled, its I/O stopped, its handle never done); when the invocation
+-- completes, the task goes on. go_detached: a task that outlives it.
 function _M.go(fn, ...)
   if type(fn) ~= "function" then error("weft.go: expects a function", 2) end
   local t = setmetatable({ done = false, waiters = 0, cond = loop.cond() }, Task)
@@ -59,7 +63,7 @@ end
 function _M.go_detached(fn, ...)
   if type(fn) ~= "function" then error("weft.task.go_detached: expects a function", 2) end
   local t = setmetatable({ done = false, waiters = 0, cond = loop.cond() }, Task)
-  loop.go(body, t, fn, ...)
+  loop.go_detached(body, t, fn, ...)
   return t
 end
 

@@ -105,14 +105,47 @@ void wf_lua_unref(wf_lua_rt_t *rt, int ref) {
   luaL_unref(rt->aux, LUA_REGISTRYINDEX, ref);
 }
 
+/* The list a one-shot task is in: its owner's, or the unowned ones. */
+static wf_task_t **oneshot_list(wf_task_t *t) {
+  return t->kin ? &t->kin->kin : &t->rt->spawned;
+}
+
+/* Unlink one-shot task t from its list. */
+static void oneshot_unlink(wf_task_t *t) {
+  if (t->sprev) t->sprev->snext = t->snext;
+  else *oneshot_list(t) = t->snext;
+  if (t->snext) t->snext->sprev = t->sprev;
+  t->sprev = t->snext = NULL;
+}
+
+/* Link one-shot task t into the list of owner (NULL: the unowned ones). */
+static void oneshot_link(wf_task_t *t, wf_task_t *owner) {
+  wf_task_t **head;
+  t->kin = owner;
+  head = oneshot_list(t);
+  t->sprev = NULL;
+  t->snext = *head;
+  if (*head) (*head)->sprev = t;
+  *head = t;
+}
+
+/* The invocation's task t ends: its weft.go tasks stop with it (stop: it
+ * was aborted or failed) or go on owned by nobody (it completed). */
+static void release_kin(wf_task_t *t, int stop) {
+  wf_task_t *k;
+  if (t->oneshot) return; /* a go task's kin is its owner */
+  while ((k = t->kin)) {
+    oneshot_unlink(k);
+    oneshot_link(k, NULL); /* first: an abort may free it, or keep it */
+    if (stop) wf_task_abort(k);
+  }
+}
+
 /* Free a task's coroutine anchor and the task itself. */
 static void task_free(wf_task_t *t) {
   wf_lua_rt_t *rt = t->rt;
-  if (t->oneshot) {
-    if (t->sprev) t->sprev->snext = t->snext;
-    else rt->spawned = t->snext;
-    if (t->snext) t->snext->sprev = t->sprev;
-  }
+  if (t->oneshot) oneshot_unlink(t);
+  else release_kin(t, 1);
   wf_lua_unref(rt, t->co_ref);
   free(t);
 }
@@ -217,14 +250,13 @@ wf_task_t *wf_task_get(wf_lua_rt_t *rt) {
   return t;
 }
 
-wf_task_t *wf_task_spawn(wf_lua_rt_t *rt, lua_State *L, int nargs) {
+wf_task_t *wf_task_spawn(wf_lua_rt_t *rt, lua_State *L, int nargs,
+                         wf_task_t *owner) {
   wf_task_t *t = calloc(1, sizeof(*t));
   if (!t) return NULL;
   t->rt = rt;
   t->oneshot = 1;
-  t->snext = rt->spawned;
-  if (rt->spawned) rt->spawned->sprev = t;
-  rt->spawned = t;
+  oneshot_link(t, owner);
   t->co = lua_newthread(L);
   t->co_ref = wf_lua_ref(rt, L);
   t->defer.cb = task_defer_cb;
@@ -339,6 +371,7 @@ void wf_task_resume(wf_task_t *t) {
       task_finish(t, ok, msg ? msg : (ok ? NULL : "error (no message)"), tb,
                   flags);
       lua_settop(co, 0);
+      release_kin(t, !ok); /* a failed attempt's go tasks stop with it */
       task_release(t);
       return;
     }
@@ -374,6 +407,7 @@ void wf_task_ready(wf_task_t *t) {
 }
 
 void wf_task_abort(wf_task_t *t) {
+  release_kin(t, 1); /* the go tasks of an aborted invocation stop now */
   if (t->cancel) t->cancel(t);
   t->cancel = NULL;
   t->prepare = NULL;
@@ -384,6 +418,13 @@ void wf_task_abort(wf_task_t *t) {
     return;
   }
   task_discard(t);
+}
+
+wf_task_t *wf_task_owner(wf_lua_rt_t *rt, lua_State *L) {
+  wf_task_t *t = wf_task_of(rt, L);
+  if (!t || t->aborted) return NULL;
+  if (t->oneshot) return t->kin;
+  return t->run && !t->main ? t : NULL;
 }
 
 wf_task_t *wf_task_of(wf_lua_rt_t *rt, lua_State *L) {

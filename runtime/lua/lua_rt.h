@@ -64,11 +64,15 @@ struct wf_task {
   uint32_t attempt;
   int exec, superstep, order;
   wf_task_t *next;  /* pool / wait lists */
-  wf_task_t *sprev, *snext; /* live one-shot tasks (freed at close) */
+  wf_task_t *sprev, *snext; /* a one-shot task's list: its owner's (kin)
+                               or, owning none, the live ones (rt) */
+  wf_task_t *kin;   /* a weft.go task: the invocation's task it works for
+                       (stopped with it: wf_task_abort), or NULL; an
+                       invocation's task: the first of those it owns */
 };
-/* 200 bytes on 64-bit with libev's 48-byte ev_timer (224 before it was
+/* 208 bytes on 64-bit with libev's 48-byte ev_timer (224 before it was
  * packed): a field that opens a hole fails the build here. */
-_Static_assert(sizeof(void *) != 8 || sizeof(struct wf_task) <= 152 + sizeof(ev_timer),
+_Static_assert(sizeof(void *) != 8 || sizeof(struct wf_task) <= 160 + sizeof(ev_timer),
                "wf_task_t (one per run in flight) grew: pack its fields");
 
 struct wf_lua_rt {
@@ -148,8 +152,15 @@ void wf_lua_val_push(wf_lua_rt_t *rt, lua_State *L, wf_val_t h);
 wf_task_t *wf_task_get(wf_lua_rt_t *rt);
 /* A one-shot task running the function at the top of L's stack below its
  * nargs arguments (all popped); started from the loop, never inside this
- * call. NULL on allocation failure. */
-wf_task_t *wf_task_spawn(wf_lua_rt_t *rt, lua_State *L, int nargs);
+ * call. owner (or NULL): the invocation's task it works for, which stops
+ * it when the invocation is aborted or fails (see wf_task_owner). NULL on
+ * allocation failure. */
+wf_task_t *wf_task_spawn(wf_lua_rt_t *rt, lua_State *L, int nargs,
+                         wf_task_t *owner);
+/* The invocation's task that the task running L works for: its own when
+ * it runs an invocation, its owner when it is a weft.go task of one, else
+ * NULL (the main thread, a callback, a task of no invocation). */
+wf_task_t *wf_task_owner(wf_lua_rt_t *rt, lua_State *L);
 /* Resume t: stop its timeout, push the results (t->nret values already on
  * t->co, then those of t->prepare), clear the wait and lua_resume (the one
  * resume point for every entry into Lua from the loop; handles DONE,

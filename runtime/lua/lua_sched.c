@@ -246,7 +246,7 @@ static int hook_checkpoint(void *ud, wf_run_t *run) {
     return WF_OK;
   }
   lua_insert(L, -2); /* fn, run_table */
-  if (!wf_task_spawn(rt, L, 1)) {
+  if (!wf_task_spawn(rt, L, 1, NULL)) {
     lua_pop(L, 2);
     return WF_OK;
   }
@@ -267,7 +267,7 @@ static void hook_finished(void *ud, wf_run_t *run) {
     lua_getfield(L, -1, "on_end");
     if (lua_isfunction(L, -1)) {
       lua_insert(L, -2); /* fn, run_table */
-      if (wf_task_spawn(rt, L, 1)) {
+      if (wf_task_spawn(rt, L, 1, NULL)) {
         lr->ending = 1;
         return;
       }

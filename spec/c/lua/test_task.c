@@ -73,7 +73,7 @@ static lua_State *new_state(void) {
 /* Run chunk (a function body) in a weft.go task. */
 static void go(lua_State *L, const char *chunk) {
   CHECK_INT(luaL_loadstring(L, chunk), 0);
-  CHECK(wf_task_spawn(wf_lua_rt(L), L, 0) != NULL);
+  CHECK(wf_task_spawn(wf_lua_rt(L), L, 0, NULL) != NULL);
 }
 
 /* Global name as an integer (-1 when not a number). */
