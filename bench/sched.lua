@@ -159,10 +159,11 @@ local stats = blib.stats
 
 --- Time one wf:run after a full GC (the GC of the run's own garbage is
 -- counted, earlier runs' is not). Returns seconds and the result.
-local function timed_run(wf, input, ropts)
+local function timed_run(wf, input, ropts, settle)
   collectgarbage("collect")
   local t0 = now()
   local res = wf:run(input, ropts)
+  if settle then collectgarbage("collect") end
   local t1 = now()
   return t1 - t0, res
 end
@@ -261,7 +262,7 @@ local function interleaved(cases)
     for k = 1, #cases do
       local c = r % 2 == 0 and k or #cases + 1 - k
       local cs = cases[c]
-      local t, res = timed_run(cs.wf, cs.input, cs.opts)
+      local t, res = timed_run(cs.wf, cs.input, cs.opts, cs.settle)
       cs.check(res)
       if r > 0 then times[c][r] = t end
     end
@@ -306,8 +307,28 @@ local function bench_single()
     stats(times))
 end
 
--- 1 + 4 + 5. chains of 1000 and 10,000, with and without the event log,
--- and the chain of 1000 with one on_event subscriber.
+-- 5. one on_event subscriber that only counts: the chain of 1000 with
+-- and without it, interleaved, each run timed with a full collection after
+-- it (so that the figure includes collecting the event tables, and does
+-- not swing with when the incremental GC runs); measured before the
+-- chains of 10,000 are built, in a small heap, as bench/peers does.
+local function bench_subscriber()
+  local wf = build_chain(1000)
+  local nev = 0
+  local sub_opts = run_opts(1010, true)
+  sub_opts.on_event = function() nev = nev + 1 end
+  local t = interleaved({
+    { wf = wf, input = "x", opts = run_opts(1010, true), settle = true,
+      check = function(res) check("chain 1000", res, 1000) end },
+    { wf = wf, input = "x", opts = sub_opts, settle = true,
+      check = function(res) check("chain 1000 [on_event]", res, 1000) end },
+  })
+  local ev_per_run = nev / (N + 1)
+  row(fmt("one on_event subscriber: chain 1k, per event (%d events a run)", ev_per_run), "us",
+    stats(per_round(function(a, b) return (b - a) * 1e6 / ev_per_run end, t[1], t[2])), 0.1)
+end
+
+-- 1 + 4. chains of 1000 and 10,000, with and without the event log.
 local function bench_chains()
   local sizes = { 1000, 10000 }
   local cases = {}
@@ -331,26 +352,7 @@ local function bench_chains()
       }
     end
   end
-  -- 5. the chain of 1000 again, with one on_event subscriber that only
-  -- counts, against the same chain without it: what a subscriber costs per
-  -- event it receives (a pair of its own, so that the chains of 10,000
-  -- and their garbage are not interleaved with it). The figure swings with
-  -- when the incremental GC runs (this process holds the chains of 10,000
-  -- too); bench/peers measures the row in a fresh process, its tables'
-  -- collection included
-  local sub_wf = build_chain(1000)
-  local nev = 0
-  local sub_opts = run_opts(1010, true)
-  sub_opts.on_event = function() nev = nev + 1 end
-  local sub_cases = {
-    { wf = sub_wf, input = "x", opts = run_opts(1010, true),
-      check = function(res) check("chain 1000", res, 1000) end },
-    { wf = sub_wf, input = "x", opts = sub_opts,
-      check = function(res) check("chain 1000 [on_event]", res, 1000) end },
-  }
   local t = interleaved(cases)
-  local ts = interleaved(sub_cases)
-  local ev_per_run = nev / (N + 1)
   local function per_inv(n) return function(x) return x / n * 1e6 end end
   local us1, us10 = per_round(per_inv(1000), t[1]), per_round(per_inv(10000), t[2])
   local us1n, us10n = per_round(per_inv(1000), t[3]), per_round(per_inv(10000), t[4])
@@ -364,8 +366,6 @@ local function bench_chains()
   row("chain 10k/1k ratio [events=false]", "x", stats(per_round(ratio, us1n, us10n)))
   row("event log cost: chain 1k, per invocation", "us", stats(per_round(diff, us1, us1n)))
   row("event log cost: chain 10k, per invocation", "us", stats(per_round(diff, us10, us10n)))
-  row(fmt("one on_event subscriber: chain 1k, per event (%d events a run)", ev_per_run), "us",
-    stats(per_round(function(a, b) return (b - a) * 1e6 / ev_per_run end, ts[1], ts[2])), 0.1)
 end
 
 -- 2 + 4. 10,000-superstep two-executor loop, with and without the log.
@@ -457,6 +457,7 @@ p("  load:    %s (1/5/15 min, from /proc/loadavg)", loadavg())
 flush()
 
 bench_single()
+bench_subscriber()
 bench_chains()
 bench_loop()
 bench_fan()
