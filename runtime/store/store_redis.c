@@ -66,13 +66,22 @@ typedef struct rbuf {
   size_t cap;
 } rbuf_t;
 
-/* The libev adapter of one hiredis context. */
+/* The libev adapter of one hiredis context. Commands are written in the
+ * prepare phase of the loop turn that queued them (just before it polls),
+ * not one turn later when a write watcher says the socket is writable: a
+ * round trip is one write, one poll, one read (the write watcher is for
+ * connecting and for a socket buffer that filled up). */
 typedef struct radapt {
   struct ev_loop *evl;
   redisAsyncContext *ac;
   ev_io rev, wev;
-  int reading, writing;
+  ev_prepare flush;
+  int reading, writing, flushing;
 } radapt_t;
+
+/* The adapter writing from its prepare watcher right now (in this thread):
+ * hiredis asking it to write more then means the socket is full. */
+static _Thread_local radapt_t *in_flush;
 
 struct rs {
   wf_store_t *s;
@@ -406,20 +415,19 @@ static void ad_read_cb(struct ev_loop *evl, ev_io *w, int revents) {
   redisAsyncHandleRead(((radapt_t *)w->data)->ac);
 }
 
-/* Writable: let hiredis write, with SIGPIPE blocked (a server that went
- * away must give EPIPE, not kill the process) and one it raised consumed;
- * the host's own disposition of SIGPIPE is left alone. */
-static void ad_write_cb(struct ev_loop *evl, ev_io *w, int revents) {
+/* Let hiredis write to a's socket, with SIGPIPE blocked (a server that
+ * went away must give EPIPE, not kill the process) and one it raised
+ * consumed; the host's own disposition of SIGPIPE is left alone. a may be
+ * freed on return (hiredis frees a context whose write failed). */
+static void ad_write(radapt_t *a) {
   sigset_t set, old, pending;
   int was_pending;
-  (void)evl;
-  (void)revents;
   sigemptyset(&set);
   sigaddset(&set, SIGPIPE);
   sigpending(&pending);
   was_pending = sigismember(&pending, SIGPIPE);
   sigprocmask(SIG_BLOCK, &set, &old);
-  redisAsyncHandleWrite(((radapt_t *)w->data)->ac); /* may free w */
+  redisAsyncHandleWrite(a->ac); /* may free a */
   if (!was_pending) {
     sigpending(&pending);
     if (sigismember(&pending, SIGPIPE)) {
@@ -429,6 +437,25 @@ static void ad_write_cb(struct ev_loop *evl, ev_io *w, int revents) {
     }
   }
   sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Writable (connecting, or the socket buffer had filled up). */
+static void ad_write_cb(struct ev_loop *evl, ev_io *w, int revents) {
+  (void)evl;
+  (void)revents;
+  ad_write(w->data);
+}
+
+/* Prepare phase after commands were queued: write them now. */
+static void ad_flush_cb(struct ev_loop *evl, ev_prepare *w, int revents) {
+  radapt_t *a = w->data;
+  (void)revents;
+  a->flushing = 0;
+  ev_ref(evl);
+  ev_prepare_stop(evl, w);
+  in_flush = a;
+  ad_write(a); /* may free a */
+  in_flush = NULL;
 }
 
 /* Start an I/O watcher that does not keep the loop alive by itself. */
@@ -463,14 +490,37 @@ static void ad_set(void *p, int write, int on) {
 static void ad_add_read(void *p) { ad_set(p, 0, 1); }
 /* hiredis hook: stop watching for reading. */
 static void ad_del_read(void *p) { ad_set(p, 0, 0); }
-/* hiredis hook: watch for writing. */
-static void ad_add_write(void *p) { ad_set(p, 1, 1); }
-/* hiredis hook: stop watching for writing. */
-static void ad_del_write(void *p) { ad_set(p, 1, 0); }
+/* Stop adapter a's pending flush. */
+static void ad_flush_off(radapt_t *a) {
+  if (!a->flushing) return;
+  a->flushing = 0;
+  ev_ref(a->evl);
+  ev_prepare_stop(a->evl, &a->flush);
+}
+
+/* hiredis hook: there is something to write. Connected, it is written in
+ * this loop turn's prepare phase; connecting, or the buffer not all
+ * written by a flush (a full socket), when the socket is writable. */
+static void ad_add_write(void *p) {
+  radapt_t *a = p;
+  if (in_flush == a || !(a->ac->c.flags & REDIS_CONNECTED)) {
+    ad_set(p, 1, 1);
+    return;
+  }
+  if (a->flushing || a->writing) return;
+  a->flushing = 1;
+  ev_prepare_start(a->evl, &a->flush);
+  ev_unref(a->evl);
+}
+/* hiredis hook: all is written. */
+static void ad_del_write(void *p) {
+  ad_flush_off(p);
+  ad_set(p, 1, 0);
+}
 /* hiredis hook: the context is being freed. */
 static void ad_cleanup(void *p) {
   ad_set(p, 0, 0);
-  ad_set(p, 1, 0);
+  ad_del_write(p);
   free(p);
 }
 
@@ -481,7 +531,8 @@ static void ad_attach(struct ev_loop *evl, redisAsyncContext *ac) {
   a->ac = ac;
   ev_io_init(&a->rev, ad_read_cb, ac->c.fd, EV_READ);
   ev_io_init(&a->wev, ad_write_cb, ac->c.fd, EV_WRITE);
-  a->rev.data = a->wev.data = a;
+  ev_prepare_init(&a->flush, ad_flush_cb);
+  a->rev.data = a->wev.data = a->flush.data = a;
   ac->ev.data = a;
   ac->ev.addRead = ad_add_read;
   ac->ev.delRead = ad_del_read;

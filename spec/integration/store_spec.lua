@@ -519,6 +519,22 @@ describe("weft.store", function()
       return store.open(url(0))
     end)
 
+    it("writes values larger than the socket's buffer (partial writes) and reads them back", function()
+      -- a command is written in the loop turn that queued it; what the
+      -- socket does not take then goes when it is writable again
+      redis.flush()
+      local s = assert(store.open(url(2)))
+      local big = {}
+      for i = 1, 3 do big[i] = ("%d"):format(i):rep(12 * 1024 * 1024) end
+      local tasks = {}
+      for i = 1, 3 do tasks[i] = weft.go(function() return s:put("big", "k" .. i, big[i]) end) end
+      for i = 1, 3 do assert.is_true(tasks[i]:wait()) end
+      for i = 1, 3 do assert.is_true(s:get("big", "k" .. i) == big[i], "value " .. i) end
+      assert.equal(1, s:append("big", "l", big[1]))
+      assert.equal(2, s:append("big", "l", "x"))
+      s:close()
+    end)
+
     it("fails at once while the server is down, and works again once it is back", function()
       redis.flush()
       local s = assert(store.open(url(1)))
