@@ -448,6 +448,13 @@ wf_task_t *wf_task_check_blocking(wf_lua_rt_t *rt, lua_State *L,
                                   const char *fname) {
   wf_task_t *t = wf_task_of(rt, L);
   if (t) return t;
+  /* first: a callback runs on weft's aux thread (or in a coroutine of its
+   * own), which the check below would call unmanaged */
+  if (rt->callback_depth > 0)
+    luaL_error(L,
+               "%s: cannot block inside a weft callback (on_event, a "
+               "condition, a selector or a reducer)",
+               fname);
   if (!lua_pushthread(L)) {
     lua_pop(L, 1);
     luaL_error(L,
@@ -457,11 +464,6 @@ wf_task_t *wf_task_check_blocking(wf_lua_rt_t *rt, lua_State *L,
     return NULL;
   }
   lua_pop(L, 1);
-  if (rt->callback_depth > 0)
-    luaL_error(L,
-               "%s: cannot block inside a weft callback (on_event, a "
-               "condition, a selector or a reducer)",
-               fname);
   return NULL;
 }
 

@@ -108,6 +108,24 @@ describe("events handed to a subscriber", function()
     assert.equal("workflow_cancelled", res.events[#res.events].type)
   end)
 
+  it("say a subscriber or a condition cannot block when one waits", function()
+    local a = weft.executor("a", function(m, ctx) ctx:send(m) end)
+    local b = weft.executor("b", function(m, ctx) ctx:yield_output(m) end)
+    local wf = weft.workflow("w"):start(a)
+      :edge(a, b, { when = function() weft.sleep(0.01); return true end, name = "sleepy" }):build()
+    local res = wf:run("x")
+    assert.equal("failed", res.status)
+    assert.matches("weft.sleep: cannot block inside a weft callback (on_event, a condition", res.error,
+                   1, true)
+    local err
+    res = weft.workflow("w2"):start(weft.executor("c", function(m, ctx) ctx:yield_output(m) end)):build()
+      :run("x", { on_event = function()
+        if not err then err = select(2, pcall(weft.sleep, 0.01)) end
+      end })
+    assert.equal("completed", res.status)
+    assert.matches("weft.sleep: cannot block inside a weft callback", tostring(err), 1, true)
+  end)
+
   it("nest: a subscriber cancelling a run whose subscriber cancels another, seven deep", function()
     local cond = weft.cond()
     local function waiting(name)
