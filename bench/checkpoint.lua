@@ -91,25 +91,30 @@ print(fmt("  loop of %d supersteps; (durable - plain) / supersteps; median of %d
 if not rurl then print("  redis: redis-server not installed, skipped") end
 print(fmt("%-40s %10s %10s %10s %10s", "figure (µs per superstep)", "median", "min", "max", "budget"))
 
-for _, big in ipairs({ false, true }) do
-  local wf = build(big)
-  for _, st in ipairs(stores) do
-    local store = weft.store.open(st[2])
-    timed(wf, {})
-    timed(wf, { store = store })
-    local xs = {}
-    for r = 1, opts.runs do
-      local plain = timed(wf, {})
-      local durable = timed(wf, { store = store })
-      xs[r] = (durable - plain) / opts.steps * 1e6
+-- The figures; a failure still stops the private redis-server (below).
+local function measure()
+  for _, big in ipairs({ false, true }) do
+    local wf = build(big)
+    for _, st in ipairs(stores) do
+      local store = weft.store.open(st[2])
+      timed(wf, {})
+      timed(wf, { store = store })
+      local xs = {}
+      for r = 1, opts.runs do
+        local plain = timed(wf, {})
+        local durable = timed(wf, { store = store })
+        xs[r] = (durable - plain) / opts.steps * 1e6
+      end
+      local s = blib.stats(xs)
+      local budget = not big and st[3]
+      print(fmt("%-40s %10.2f %10.2f %10.2f %10s  %s", fmt("%s, %s state", st[1], big and "100 KB" or "small"),
+        s.median, s.min, s.max, st[3] and "<= " .. st[3] or "-",
+        budget and (s.median <= budget and "ok" or "OVER") or ""))
+      store:close()
     end
-    local s = blib.stats(xs)
-    local budget = not big and st[3]
-    print(fmt("%-40s %10.2f %10.2f %10.2f %10s  %s", fmt("%s, %s state", st[1], big and "100 KB" or "small"),
-      s.median, s.min, s.max, st[3] and "<= " .. st[3] or "-",
-      budget and (s.median <= budget and "ok" or "OVER") or ""))
-    store:close()
   end
 end
+local ok, err = xpcall(measure, debug.traceback)
 if rstop then rstop() end
 os.execute("rm -rf " .. dir)
+if not ok then error(err, 0) end
