@@ -544,12 +544,18 @@ static void b_live(wf_run_t *r, wf_inv_t *inv) {
   b_fwd(r, inv);
 }
 
+/* A finalized chain e0 -> e1 -> ... -> e(n-1). */
+static wf_graph_t *chain_graph(int n) {
+  wf_graph_t *g = mkg(n, NULL);
+  for (int i = 0; i + 1 < n; i++) ed(g, i, i + 1, NULL);
+  fin(g);
+  return g;
+}
+
 static void test_event_batches(void) {
   setup();
   enum { N = 40 };
-  wf_graph_t *g = mkg(N, NULL);
-  for (int i = 0; i + 1 < N; i++) ed(g, i, i + 1, NULL);
-  fin(g);
+  wf_graph_t *g = chain_graph(N);
   for (int i = 0; i < N; i++) BEH[i] = b_fwd_seen;
   BEH[7] = b_live;
   wf_run_t *r = start(g, 0, N + 5, 0);
@@ -604,9 +610,7 @@ static void test_event_batches(void) {
 static void test_long_chain_and_ids(void) {
   setup();
   enum { N = 10000 };
-  wf_graph_t *g = mkg(N, NULL);
-  for (int i = 0; i + 1 < N; i++) ed(g, i, i + 1, NULL);
-  fin(g);
+  wf_graph_t *g = chain_graph(N);
   for (int i = 0; i < N - 1; i++) BEH[i % 2048] = b_fwd;
   /* BEH is indexed by exec % 2048 through the invoke hook: keep it simple by
    * using only b_fwd (the last executor forwards into nothing) */
